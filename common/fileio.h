@@ -1,0 +1,43 @@
+/* fileio.h - whole-file reads and crash-safe file replacement.
+ *
+ * Durable writes follow the usual recipe: write a temporary file in the same
+ * directory, fsync it, rename it over the target, fsync the directory.  A
+ * reader therefore sees either the old file or the new one, never a torn one,
+ * even after a power cut.  Errors (a full disk, an unwritable directory) come
+ * back as VT_EIO with the path and the system's reason.
+ */
+#ifndef VT_FILEIO_H
+#define VT_FILEIO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct vt_atomic_file vt_atomic_file;
+
+/* Starts replacing path: creates a temporary file beside it (mode 0644 less
+ * the umask).  dirfd may be AT_FDCWD; a relative path is relative to it. */
+int vt_atomic_open(vt_atomic_file **out, int dirfd, const char *path);
+
+/* Appends n bytes. */
+int vt_atomic_write(vt_atomic_file *f, const void *buf, size_t n);
+
+/* Flushes, fsyncs, renames over the target and fsyncs the directory; frees f
+ * whether or not it succeeds (on failure the temporary file is removed). */
+int vt_atomic_commit(vt_atomic_file *f);
+
+/* Gives up: closes and removes the temporary file, frees f.  NULL is a no-op. */
+void vt_atomic_abort(vt_atomic_file *f);
+
+/* Writes a whole buffer durably to path (open + write + commit). */
+int vt_write_file_atomic(int dirfd, const char *path, const void *buf, size_t n);
+
+/* Reads a whole regular file of at most max bytes into a malloc'd buffer
+ * (NUL-terminated for convenience; *len excludes the NUL).  Larger files are
+ * VT_ETOOBIG; missing files VT_ENOTFOUND; others VT_EIO. */
+int vt_read_file(const char *path, size_t max, uint8_t **out, size_t *len);
+
+/* Creates a directory and its missing parents with mode 0755 (less umask);
+ * an existing directory is fine. */
+int vt_mkdir_p(const char *path);
+
+#endif

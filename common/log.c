@@ -1,0 +1,65 @@
+/* log.c - levelled logging to stderr (see log.h). */
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *vt__log_prog = "vggtune";
+static vt_log_level vt__log_max = VT_LOG_INFO;
+static int vt__log_journal = -1; /* -1: not yet checked */
+
+void vt_log_init(const char *progname, vt_log_level max_level)
+{
+    vt__log_prog = progname;
+    vt__log_max = max_level;
+    vt__log_journal = getenv("JOURNAL_STREAM") != NULL;
+}
+
+static const char *vt__log_name(vt_log_level level)
+{
+    switch (level) {
+    case VT_LOG_ERROR: return "error";
+    case VT_LOG_WARN: return "warn";
+    case VT_LOG_INFO: return "info";
+    default: return "debug";
+    }
+}
+
+int vt_log_level_parse(const char *name)
+{
+    static const vt_log_level all[] = {VT_LOG_ERROR, VT_LOG_WARN, VT_LOG_INFO,
+                                       VT_LOG_DEBUG};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (strcmp(name, vt__log_name(all[i])) == 0)
+            return (int)all[i];
+    return -1;
+}
+
+void vt_log(vt_log_level level, const char *fmt, ...)
+{
+    char line[2048];
+    int n;
+    va_list ap;
+
+    if (level > vt__log_max)
+        return;
+    if (vt__log_journal < 0)
+        vt__log_journal = getenv("JOURNAL_STREAM") != NULL;
+    if (vt__log_journal)
+        n = snprintf(line, sizeof line, "<%d>", (int)level);
+    else
+        n = snprintf(line, sizeof line, "%s: %s: ", vt__log_prog,
+                     vt__log_name(level));
+    va_start(ap, fmt);
+    n += vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    if (n > (int)sizeof line - 2)
+        n = (int)sizeof line - 2;
+    line[n++] = '\n';
+    /* One write per line keeps lines from different threads whole. */
+    if (write(STDERR_FILENO, line, (size_t)n) < 0)
+        return;
+}

@@ -1,0 +1,2 @@
+/* dataset.c - see dataset.h (being written). */
+#include "dataset.h"

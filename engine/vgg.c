@@ -1,0 +1,1 @@
+/* vgg.c - placeholder, being written. */

@@ -1,0 +1,394 @@
+/* backend.c - backend selection and the checked public wrappers.
+ *
+ * The only place that knows which implementations exist (the #ifdef for CUDA
+ * lives here), and the one place that validates operation arguments, so both
+ * implementations see consistent shapes.
+ */
+#include "backend_impl.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/error.h"
+
+size_t vt_dtype_size(vt_dtype dtype)
+{
+    switch (dtype) {
+    case VT_F32: case VT_I32: return 4;
+    case VT_BF16: return 2;
+    default: return 1;
+    }
+}
+
+const char *vt_backend_compiled(void)
+{
+#ifdef VT_WITH_CUDA
+    return "cpu,cuda";
+#else
+    return "cpu";
+#endif
+}
+
+int vt_backend_create(vt_backend **out, const char *name, int threads)
+{
+    vt_backend *be = calloc(1, sizeof *be);
+    int rc;
+
+    *out = NULL;
+    if (!be)
+        return vt_error_set(VT_ENOMEM, "out of memory creating backend");
+    if (strcmp(name, "cpu") == 0) {
+        rc = vt_cpu_backend_init(be, threads);
+    } else if (strcmp(name, "cuda") == 0) {
+#ifdef VT_WITH_CUDA
+        rc = vt_cuda_backend_init(be);
+#else
+        rc = vt_error_set(VT_EUNSUPPORTED,
+                          "backend 'cuda' is not available: this build was "
+                          "made without CUDA (VT_WITH_CUDA=OFF)");
+#endif
+    } else {
+        rc = vt_error_set(VT_EINVAL, "unknown backend '%s' (expected cpu or cuda)",
+                          name);
+    }
+    if (rc < 0) {
+        free(be);
+        return rc;
+    }
+    *out = be;
+    return 0;
+}
+
+void vt_backend_free(vt_backend *be)
+{
+    if (!be)
+        return;
+    if (be->ops && be->ops->destroy)
+        be->ops->destroy(be);
+    free(be);
+}
+
+const char *vt_backend_name(const vt_backend *be) { return be->name; }
+const char *vt_backend_device(const vt_backend *be) { return be->device; }
+
+vt_dtype vt_backend_act_dtype(const vt_backend *be, const char *precision)
+{
+    return be->ops->act_dtype(be, precision);
+}
+
+int vt_backend_sync(vt_backend *be) { return be->ops->sync(be); }
+
+void vt_backend_memory(const vt_backend *be, size_t *in_use, size_t *peak)
+{
+    if (in_use)
+        *in_use = be->mem_in_use;
+    if (peak)
+        *peak = be->mem_peak;
+}
+
+/* ---- tensors ----------------------------------------------------------- */
+
+static int vt__shape_numel(int ndim, const int *dims, size_t *numel)
+{
+    size_t n = 1;
+    if (ndim < 1 || ndim > VT_MAX_DIMS)
+        return vt_error_set(VT_EINVAL, "tensor rank %d is outside 1..%d", ndim,
+                            VT_MAX_DIMS);
+    for (int i = 0; i < ndim; i++) {
+        if (dims[i] <= 0)
+            return vt_error_set(VT_EINVAL, "tensor dimension %d is %d", i, dims[i]);
+        if (n > SIZE_MAX / (size_t)dims[i])
+            return vt_error_set(VT_ETOOBIG, "tensor shape overflows");
+        n *= (size_t)dims[i];
+    }
+    *numel = n;
+    return 0;
+}
+
+int vt_tensor_new(vt_tensor **out, vt_backend *be, vt_dtype dtype, int ndim,
+                  const int *dims)
+{
+    vt_tensor *t;
+    size_t numel;
+    int rc;
+
+    *out = NULL;
+    if ((rc = vt__shape_numel(ndim, dims, &numel)) < 0)
+        return rc;
+    if (!(t = calloc(1, sizeof *t)))
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    t->be = be;
+    t->dtype = dtype;
+    t->ndim = ndim;
+    memcpy(t->dims, dims, (size_t)ndim * sizeof *dims);
+    t->numel = t->capacity = numel;
+    if ((rc = be->ops->alloc(be, t)) < 0) {
+        free(t);
+        return rc;
+    }
+    be->mem_in_use += numel * vt_dtype_size(dtype);
+    if (be->mem_in_use > be->mem_peak)
+        be->mem_peak = be->mem_in_use;
+    *out = t;
+    return 0;
+}
+
+void vt_tensor_free(vt_tensor *t)
+{
+    if (!t)
+        return;
+    t->be->mem_in_use -= t->capacity * vt_dtype_size(t->dtype);
+    t->be->ops->release(t->be, t);
+    free(t);
+}
+
+int vt_tensor_ndim(const vt_tensor *t) { return t->ndim; }
+int vt_tensor_dim(const vt_tensor *t, int i) { return i < t->ndim ? t->dims[i] : 1; }
+size_t vt_tensor_numel(const vt_tensor *t) { return t->numel; }
+vt_dtype vt_tensor_dtype(const vt_tensor *t) { return t->dtype; }
+
+int vt_tensor_reshape(vt_tensor *t, int ndim, const int *dims)
+{
+    size_t numel;
+    int rc = vt__shape_numel(ndim, dims, &numel);
+    if (rc < 0)
+        return rc;
+    if (numel > t->capacity)
+        return vt_error_set(VT_EINVAL, "reshape to %zu elements exceeds the %zu allocated",
+                            numel, t->capacity);
+    t->ndim = ndim;
+    memcpy(t->dims, dims, (size_t)ndim * sizeof *dims);
+    t->numel = numel;
+    return 0;
+}
+
+int vt_tensor_upload(vt_tensor *t, const void *host)
+{
+    t->version++;
+    return t->be->ops->upload(t->be, t, host);
+}
+
+int vt_tensor_download(const vt_tensor *t, void *host)
+{
+    return t->be->ops->download(t->be, t, host);
+}
+
+int vt_tensor_zero(vt_tensor *t)
+{
+    t->version++;
+    return t->be->ops->zero(t->be, t);
+}
+
+/* ---- argument checks --------------------------------------------------- */
+
+static int vt__same_shape(const vt_tensor *a, const vt_tensor *b)
+{
+    if (a->ndim != b->ndim)
+        return 0;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->dims[i] != b->dims[i])
+            return 0;
+    return 1;
+}
+
+static int vt__is_float(const vt_tensor *t)
+{
+    return t->dtype == VT_F32 || t->dtype == VT_BF16;
+}
+
+/* Checks that t is a float tensor of rank ndim with the given dims (a dim of
+ * -1 matches anything). */
+static int vt__check(const char *op, const char *arg, const vt_tensor *t,
+                     int ndim, int d0, int d1, int d2, int d3)
+{
+    const int want[4] = {d0, d1, d2, d3};
+    if (!t)
+        return vt_error_set(VT_EINVAL, "%s: %s is missing", op, arg);
+    if (!vt__is_float(t))
+        return vt_error_set(VT_EINVAL, "%s: %s must be a float tensor", op, arg);
+    if (t->ndim != ndim)
+        return vt_error_set(VT_EINVAL, "%s: %s has rank %d, expected %d", op, arg,
+                            t->ndim, ndim);
+    for (int i = 0; i < ndim; i++)
+        if (want[i] >= 0 && t->dims[i] != want[i])
+            return vt_error_set(VT_EINVAL, "%s: %s dim %d is %d, expected %d", op,
+                                arg, i, t->dims[i], want[i]);
+    return 0;
+}
+
+#define VT__CHECK(...) do { int rc_ = vt__check(__VA_ARGS__); if (rc_ < 0) return rc_; } while (0)
+
+int vt_tensor_copy(vt_tensor *dst, const vt_tensor *src)
+{
+    if (!vt__same_shape(dst, src) || dst->dtype != src->dtype)
+        return vt_error_set(VT_EINVAL, "tensor_copy: shapes or dtypes differ");
+    dst->version++;
+    return dst->be->ops->copy(dst->be, dst, src);
+}
+
+/* ---- operations -------------------------------------------------------- */
+
+int vt_op_images_to_input(vt_backend *be, const uint8_t *images, int n, int h,
+                          int w, vt_preprocess prep, vt_tensor *x)
+{
+    VT__CHECK("images_to_input", "x", x, 4, n, h, w, 3);
+    x->version++;
+    return be->ops->images_to_input(be, images, n, h, w, prep, x);
+}
+
+int vt_op_conv_fwd(vt_backend *be, const vt_tensor *x, const vt_tensor *w,
+                   const vt_tensor *b, vt_tensor *y, int relu)
+{
+    VT__CHECK("conv_fwd", "x", x, 4, -1, -1, -1, -1);
+    VT__CHECK("conv_fwd", "w", w, 4, -1, 3, 3, x->dims[3]);
+    VT__CHECK("conv_fwd", "b", b, 1, w->dims[0], -1, -1, -1);
+    VT__CHECK("conv_fwd", "y", y, 4, x->dims[0], x->dims[1], x->dims[2], w->dims[0]);
+    y->version++;
+    return be->ops->conv_fwd(be, x, w, b, y, relu);
+}
+
+int vt_op_conv_bwd_data(vt_backend *be, const vt_tensor *dy, const vt_tensor *w,
+                        vt_tensor *dx)
+{
+    VT__CHECK("conv_bwd_data", "dy", dy, 4, -1, -1, -1, -1);
+    VT__CHECK("conv_bwd_data", "w", w, 4, dy->dims[3], 3, 3, -1);
+    VT__CHECK("conv_bwd_data", "dx", dx, 4, dy->dims[0], dy->dims[1], dy->dims[2],
+              w->dims[3]);
+    dx->version++;
+    return be->ops->conv_bwd_data(be, dy, w, dx);
+}
+
+int vt_op_conv_bwd_filter(vt_backend *be, const vt_tensor *x, const vt_tensor *dy,
+                          vt_tensor *dw, vt_tensor *db)
+{
+    VT__CHECK("conv_bwd_filter", "x", x, 4, -1, -1, -1, -1);
+    VT__CHECK("conv_bwd_filter", "dy", dy, 4, x->dims[0], x->dims[1], x->dims[2], -1);
+    VT__CHECK("conv_bwd_filter", "dw", dw, 4, dy->dims[3], 3, 3, x->dims[3]);
+    VT__CHECK("conv_bwd_filter", "db", db, 1, dy->dims[3], -1, -1, -1);
+    dw->version++;
+    db->version++;
+    return be->ops->conv_bwd_filter(be, x, dy, dw, db);
+}
+
+int vt_op_relu_bwd(vt_backend *be, const vt_tensor *y, vt_tensor *dy)
+{
+    if (!y || !dy || !vt__same_shape(y, dy) || !vt__is_float(y) || !vt__is_float(dy))
+        return vt_error_set(VT_EINVAL, "relu_bwd: y and dy must be float tensors of one shape");
+    dy->version++;
+    return be->ops->relu_bwd(be, y, dy);
+}
+
+int vt_op_maxpool_fwd(vt_backend *be, const vt_tensor *x, vt_tensor *y)
+{
+    VT__CHECK("maxpool_fwd", "x", x, 4, -1, -1, -1, -1);
+    if (x->dims[1] % 2 || x->dims[2] % 2)
+        return vt_error_set(VT_EINVAL, "maxpool_fwd: H and W must be even, got %dx%d",
+                            x->dims[1], x->dims[2]);
+    VT__CHECK("maxpool_fwd", "y", y, 4, x->dims[0], x->dims[1] / 2, x->dims[2] / 2,
+              x->dims[3]);
+    y->version++;
+    return be->ops->maxpool_fwd(be, x, y);
+}
+
+int vt_op_maxpool_bwd(vt_backend *be, const vt_tensor *x, const vt_tensor *y,
+                      const vt_tensor *dy, vt_tensor *dx)
+{
+    VT__CHECK("maxpool_bwd", "x", x, 4, -1, -1, -1, -1);
+    VT__CHECK("maxpool_bwd", "y", y, 4, x->dims[0], x->dims[1] / 2, x->dims[2] / 2,
+              x->dims[3]);
+    VT__CHECK("maxpool_bwd", "dy", dy, 4, y->dims[0], y->dims[1], y->dims[2], y->dims[3]);
+    VT__CHECK("maxpool_bwd", "dx", dx, 4, x->dims[0], x->dims[1], x->dims[2], x->dims[3]);
+    dx->version++;
+    return be->ops->maxpool_bwd(be, x, y, dy, dx);
+}
+
+/* Feature count of a dense input: everything after the batch dimension. */
+static int vt__dense_in(const vt_tensor *x)
+{
+    return (int)(x->numel / (size_t)x->dims[0]);
+}
+
+int vt_op_dense_fwd(vt_backend *be, const vt_tensor *x, const vt_tensor *w,
+                    const vt_tensor *b, vt_tensor *y, int relu)
+{
+    if (!x || !vt__is_float(x))
+        return vt_error_set(VT_EINVAL, "dense_fwd: x must be a float tensor");
+    VT__CHECK("dense_fwd", "w", w, 2, -1, vt__dense_in(x), -1, -1);
+    VT__CHECK("dense_fwd", "b", b, 1, w->dims[0], -1, -1, -1);
+    VT__CHECK("dense_fwd", "y", y, 2, x->dims[0], w->dims[0], -1, -1);
+    y->version++;
+    return be->ops->dense_fwd(be, x, w, b, y, relu);
+}
+
+int vt_op_dense_bwd(vt_backend *be, const vt_tensor *x, const vt_tensor *w,
+                    const vt_tensor *dy, vt_tensor *dx, vt_tensor *dw, vt_tensor *db)
+{
+    if (!x || !vt__is_float(x))
+        return vt_error_set(VT_EINVAL, "dense_bwd: x must be a float tensor");
+    VT__CHECK("dense_bwd", "w", w, 2, -1, vt__dense_in(x), -1, -1);
+    VT__CHECK("dense_bwd", "dy", dy, 2, x->dims[0], w->dims[0], -1, -1);
+    VT__CHECK("dense_bwd", "dw", dw, 2, w->dims[0], w->dims[1], -1, -1);
+    VT__CHECK("dense_bwd", "db", db, 1, w->dims[0], -1, -1, -1);
+    if (dx && (!vt__is_float(dx) || dx->numel != x->numel || dx->dims[0] != x->dims[0]))
+        return vt_error_set(VT_EINVAL, "dense_bwd: dx must match x");
+    dw->version++;
+    db->version++;
+    if (dx)
+        dx->version++;
+    return be->ops->dense_bwd(be, x, w, dy, dx, dw, db);
+}
+
+int vt_op_dropout_fwd(vt_backend *be, vt_tensor *x, vt_tensor *mask, float rate,
+                      uint64_t seed, uint64_t stream)
+{
+    if (!(rate >= 0.0f && rate < 1.0f))
+        return vt_error_set(VT_EINVAL, "dropout rate %g is outside [0, 1)", rate);
+    if (!x || !mask || mask->dtype != VT_F32 || !vt__is_float(x) ||
+        mask->numel != x->numel)
+        return vt_error_set(VT_EINVAL, "dropout_fwd: mask must be f32 with x's size");
+    x->version++;
+    mask->version++;
+    return be->ops->dropout_fwd(be, x, mask, rate, seed, stream);
+}
+
+int vt_op_dropout_bwd(vt_backend *be, const vt_tensor *mask, vt_tensor *dy)
+{
+    if (!mask || !dy || mask->numel != dy->numel || mask->dtype != VT_F32)
+        return vt_error_set(VT_EINVAL, "dropout_bwd: mask must be f32 with dy's size");
+    dy->version++;
+    return be->ops->dropout_bwd(be, mask, dy);
+}
+
+int vt_op_softmax_xent(vt_backend *be, const vt_tensor *logits,
+                       const vt_tensor *labels, vt_tensor *dlogits,
+                       float grad_scale, vt_tensor *probs, double *loss_sum,
+                       int *correct)
+{
+    VT__CHECK("softmax_xent", "logits", logits, 2, -1, -1, -1, -1);
+    if (!labels || labels->dtype != VT_I32 || labels->ndim != 1 ||
+        labels->dims[0] != logits->dims[0])
+        return vt_error_set(VT_EINVAL, "softmax_xent: labels must be int32 (N)");
+    if (dlogits) {
+        VT__CHECK("softmax_xent", "dlogits", dlogits, 2, logits->dims[0],
+                  logits->dims[1], -1, -1);
+        dlogits->version++;
+    }
+    if (probs) {
+        VT__CHECK("softmax_xent", "probs", probs, 2, logits->dims[0],
+                  logits->dims[1], -1, -1);
+        probs->version++;
+    }
+    return be->ops->softmax_xent(be, logits, labels, dlogits, grad_scale, probs,
+                                 loss_sum, correct);
+}
+
+int vt_op_sgd_update(vt_backend *be, vt_tensor *w, const vt_tensor *g, vt_tensor *v,
+                     const vt_sgd_args *args)
+{
+    if (!w || !g || !v || w->dtype != VT_F32 || g->dtype != VT_F32 ||
+        v->dtype != VT_F32 || w->numel != g->numel || w->numel != v->numel)
+        return vt_error_set(VT_EINVAL, "sgd_update: w, g, v must be f32 of one size");
+    w->version++;
+    v->version++;
+    return be->ops->sgd_update(be, w, g, v, args);
+}

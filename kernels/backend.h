@@ -1,0 +1,187 @@
+/* backend.h - the compute backend interface.
+ *
+ * Everything numeric that a training step does goes through this small table
+ * of operations on opaque tensors, so the CPU reference backend (kernels/cpu)
+ * and the CUDA backend (kernels/cuda) run the same model code and the same
+ * tests.  The public wrappers below check shapes and dtypes once, for every
+ * backend, and then dispatch.
+ *
+ * Layouts (all row-major):
+ *   activations      (N, H, W, C)  NHWC
+ *   conv weights     (K, 3, 3, C)  KRSC: K output channels, C input channels
+ *   conv bias        (K)
+ *   dense input      (N, IN)       any tensor whose first dim is N (flattened)
+ *   dense weights    (OUT, IN)
+ *   labels           (N)           int32
+ *   images           (N, H, W, 3)  uint8 RGB, as decoded
+ *
+ * Threading: a backend object and its tensors belong to one thread at a time
+ * (the daemon's device thread).  Tensors of one backend must not be passed to
+ * another.
+ */
+#ifndef VT_BACKEND_H
+#define VT_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    VT_F32,  /* float32 */
+    VT_BF16, /* bfloat16 storage, float32 arithmetic (CUDA activations) */
+    VT_I32,  /* int32 (labels) */
+    VT_U8,   /* uint8 (images) */
+} vt_dtype;
+
+typedef enum {
+    VT_PREP_TORCH, /* RGB, x/255, mean (0.485,0.456,0.406), std (0.229,0.224,0.225) */
+    VT_PREP_CAFFE, /* BGR, x - (103.939,116.779,123.68) in BGR order, no scaling */
+} vt_preprocess;
+
+typedef struct vt_backend vt_backend;
+typedef struct vt_tensor vt_tensor;
+
+#define VT_MAX_DIMS 4
+
+/* SGD hyper-parameters for one update, Keras semantics:
+ *   g' = g + weight_decay * w
+ *   v <- momentum * v - lr * g'
+ *   nesterov: w <- w + momentum * v - lr * g'   else: w <- w + v
+ * lr is the already-decayed rate for this iteration. */
+typedef struct {
+    float lr;
+    float momentum;
+    float weight_decay;
+    int nesterov;
+} vt_sgd_args;
+
+/* ---- backends ---------------------------------------------------------- */
+
+/* Creates the named backend ("cpu" or "cuda").  Returns 0 and *out, or
+ * VT_EUNSUPPORTED with a message saying why (not built with CUDA, no device,
+ * driver too old).  threads: CPU threads to use, 0 = all cores. */
+int vt_backend_create(vt_backend **out, const char *name, int threads);
+
+/* Releases a backend; every tensor it made must be freed first.  NULL is a
+ * no-op. */
+void vt_backend_free(vt_backend *be);
+
+/* "cpu" or "cuda". */
+const char *vt_backend_name(const vt_backend *be);
+
+/* One line describing the device ("2 CPU threads, OpenBLAS", "NVIDIA H200,
+ * 139 GiB"), for status replies and logs. */
+const char *vt_backend_device(const vt_backend *be);
+
+/* Whether the backend's activations for this precision are stored as bf16
+ * ("bf16") or f32 ("fp32"); the CPU backend always answers VT_F32. */
+vt_dtype vt_backend_act_dtype(const vt_backend *be, const char *precision);
+
+/* Waits until all queued work is finished; returns the first deferred error. */
+int vt_backend_sync(vt_backend *be);
+
+/* Device memory now allocated through this backend and its high-water mark,
+ * in bytes (host memory for the CPU backend). */
+void vt_backend_memory(const vt_backend *be, size_t *in_use, size_t *peak);
+
+/* Lists the backends compiled in, as a comma-separated string ("cpu,cuda"). */
+const char *vt_backend_compiled(void);
+
+/* ---- tensors ----------------------------------------------------------- */
+
+/* Allocates a zero-filled tensor of the given shape (1..4 dims, each > 0).
+ * Returns VT_ENOMEM / VT_EDEVOOM when memory runs out. */
+int vt_tensor_new(vt_tensor **out, vt_backend *be, vt_dtype dtype, int ndim,
+                  const int *dims);
+
+/* Frees a tensor; NULL is a no-op. */
+void vt_tensor_free(vt_tensor *t);
+
+int vt_tensor_ndim(const vt_tensor *t);
+int vt_tensor_dim(const vt_tensor *t, int i);
+size_t vt_tensor_numel(const vt_tensor *t);
+vt_dtype vt_tensor_dtype(const vt_tensor *t);
+
+/* Changes the shape without moving data: the new shape must have at most as
+ * many elements as the tensor was allocated with (so a buffer sized for the
+ * largest batch serves a smaller last batch). */
+int vt_tensor_reshape(vt_tensor *t, int ndim, const int *dims);
+
+/* Copies n = numel elements from host memory of the tensor's dtype (float for
+ * VT_F32 and VT_BF16 tensors: conversion happens inside). */
+int vt_tensor_upload(vt_tensor *t, const void *host);
+
+/* Copies all elements to host memory (float for VT_F32 and VT_BF16). */
+int vt_tensor_download(const vt_tensor *t, void *host);
+
+/* Sets every element to zero. */
+int vt_tensor_zero(vt_tensor *t);
+
+/* dst <- src; same shape and dtype. */
+int vt_tensor_copy(vt_tensor *dst, const vt_tensor *src);
+
+/* ---- operations -------------------------------------------------------- */
+
+/* images (N,H,W,3) uint8 RGB in host memory -> x (N,H,W,3) preprocessed. */
+int vt_op_images_to_input(vt_backend *be, const uint8_t *images, int n, int h,
+                          int w, vt_preprocess prep, vt_tensor *x);
+
+/* y = act(conv3x3_same(x, w) + b); x (N,H,W,C), w (K,3,3,C), b (K),
+ * y (N,H,W,K); act = ReLU when relu != 0. */
+int vt_op_conv_fwd(vt_backend *be, const vt_tensor *x, const vt_tensor *w,
+                   const vt_tensor *b, vt_tensor *y, int relu);
+
+/* dx = gradient of the convolution with respect to its input, from dy
+ * (N,H,W,K) and w (K,3,3,C); dx (N,H,W,C) is overwritten. */
+int vt_op_conv_bwd_data(vt_backend *be, const vt_tensor *dy,
+                        const vt_tensor *w, vt_tensor *dx);
+
+/* dw (K,3,3,C) and db (K), overwritten, from x (N,H,W,C) and dy (N,H,W,K). */
+int vt_op_conv_bwd_filter(vt_backend *be, const vt_tensor *x,
+                          const vt_tensor *dy, vt_tensor *dw, vt_tensor *db);
+
+/* dy *= (y > 0), in place: back through a ReLU whose output was y. */
+int vt_op_relu_bwd(vt_backend *be, const vt_tensor *y, vt_tensor *dy);
+
+/* 2x2 stride-2 max-pool; x (N,H,W,C) with H, W even, y (N,H/2,W/2,C). */
+int vt_op_maxpool_fwd(vt_backend *be, const vt_tensor *x, vt_tensor *y);
+
+/* dx (N,H,W,C), overwritten: dy routed to the first maximum of each window
+ * (row-major order within the window), zero elsewhere. */
+int vt_op_maxpool_bwd(vt_backend *be, const vt_tensor *x, const vt_tensor *y,
+                      const vt_tensor *dy, vt_tensor *dx);
+
+/* y (N,OUT) = act(x (N,IN) . w^T + b); act = ReLU when relu != 0. */
+int vt_op_dense_fwd(vt_backend *be, const vt_tensor *x, const vt_tensor *w,
+                    const vt_tensor *b, vt_tensor *y, int relu);
+
+/* From dy (N,OUT): dw (OUT,IN) and db (OUT) overwritten; dx (N,IN)
+ * overwritten unless dx is NULL. */
+int vt_op_dense_bwd(vt_backend *be, const vt_tensor *x, const vt_tensor *w,
+                    const vt_tensor *dy, vt_tensor *dx, vt_tensor *dw,
+                    vt_tensor *db);
+
+/* Inverted dropout in place: x[i] *= mask[i], where mask[i] is 0 with
+ * probability rate and 1/(1-rate) otherwise, drawn from
+ * vt_rng_uniform(seed, stream, i); mask (same shape, f32) is written for the
+ * backward pass.  rate in [0, 1). */
+int vt_op_dropout_fwd(vt_backend *be, vt_tensor *x, vt_tensor *mask,
+                      float rate, uint64_t seed, uint64_t stream);
+
+/* dy *= mask, in place. */
+int vt_op_dropout_bwd(vt_backend *be, const vt_tensor *mask, vt_tensor *dy);
+
+/* Softmax cross-entropy over logits (N,C) with int32 labels (N).
+ * Adds the summed loss and the number of correct arg-max predictions to
+ * *loss_sum and *correct (host).  When dlogits (N,C) is given it is set to
+ * (softmax - onehot) * grad_scale (grad_scale = 1/N for a mean loss).
+ * When probs (N,C) is given it receives the softmax. */
+int vt_op_softmax_xent(vt_backend *be, const vt_tensor *logits,
+                       const vt_tensor *labels, vt_tensor *dlogits,
+                       float grad_scale, vt_tensor *probs, double *loss_sum,
+                       int *correct);
+
+/* One SGD update of w with gradient g and velocity v (same shape, f32). */
+int vt_op_sgd_update(vt_backend *be, vt_tensor *w, const vt_tensor *g,
+                     vt_tensor *v, const vt_sgd_args *args);
+
+#endif

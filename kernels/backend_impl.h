@@ -1,0 +1,82 @@
+/* backend_impl.h - what a backend implementation sees (not for callers).
+ *
+ * A backend fills a vt_backend_ops table; backend.c owns the public wrappers,
+ * which validate shapes and dtypes before calling into the table, so an
+ * implementation may assume its arguments are consistent.
+ */
+#ifndef VT_BACKEND_IMPL_H
+#define VT_BACKEND_IMPL_H
+
+#include "backend.h"
+
+struct vt_tensor {
+    vt_backend *be;
+    vt_dtype dtype;
+    int ndim;
+    int dims[VT_MAX_DIMS];
+    size_t numel;    /* elements in the current shape */
+    size_t capacity; /* elements allocated */
+    void *data;      /* host or device memory, owned */
+    unsigned version; /* bumped on every write the backend makes; lets a
+                         backend keep derived copies (bf16 shadows) fresh */
+    void *shadow;    /* backend-private derived copy, or NULL */
+};
+
+typedef struct vt_backend_ops {
+    int (*alloc)(vt_backend *be, vt_tensor *t);   /* set t->data for capacity */
+    void (*release)(vt_backend *be, vt_tensor *t); /* free data and shadow */
+    int (*upload)(vt_backend *be, vt_tensor *t, const void *host);
+    int (*download)(vt_backend *be, const vt_tensor *t, void *host);
+    int (*zero)(vt_backend *be, vt_tensor *t);
+    int (*copy)(vt_backend *be, vt_tensor *dst, const vt_tensor *src);
+    int (*sync)(vt_backend *be);
+    vt_dtype (*act_dtype)(const vt_backend *be, const char *precision);
+    void (*destroy)(vt_backend *be);
+
+    int (*images_to_input)(vt_backend *be, const uint8_t *images, int n, int h,
+                           int w, vt_preprocess prep, vt_tensor *x);
+    int (*conv_fwd)(vt_backend *be, const vt_tensor *x, const vt_tensor *w,
+                    const vt_tensor *b, vt_tensor *y, int relu);
+    int (*conv_bwd_data)(vt_backend *be, const vt_tensor *dy,
+                         const vt_tensor *w, vt_tensor *dx);
+    int (*conv_bwd_filter)(vt_backend *be, const vt_tensor *x,
+                           const vt_tensor *dy, vt_tensor *dw, vt_tensor *db);
+    int (*relu_bwd)(vt_backend *be, const vt_tensor *y, vt_tensor *dy);
+    int (*maxpool_fwd)(vt_backend *be, const vt_tensor *x, vt_tensor *y);
+    int (*maxpool_bwd)(vt_backend *be, const vt_tensor *x, const vt_tensor *y,
+                       const vt_tensor *dy, vt_tensor *dx);
+    int (*dense_fwd)(vt_backend *be, const vt_tensor *x, const vt_tensor *w,
+                     const vt_tensor *b, vt_tensor *y, int relu);
+    int (*dense_bwd)(vt_backend *be, const vt_tensor *x, const vt_tensor *w,
+                     const vt_tensor *dy, vt_tensor *dx, vt_tensor *dw,
+                     vt_tensor *db);
+    int (*dropout_fwd)(vt_backend *be, vt_tensor *x, vt_tensor *mask,
+                       float rate, uint64_t seed, uint64_t stream);
+    int (*dropout_bwd)(vt_backend *be, const vt_tensor *mask, vt_tensor *dy);
+    int (*softmax_xent)(vt_backend *be, const vt_tensor *logits,
+                        const vt_tensor *labels, vt_tensor *dlogits,
+                        float grad_scale, vt_tensor *probs, double *loss_sum,
+                        int *correct);
+    int (*sgd_update)(vt_backend *be, vt_tensor *w, const vt_tensor *g,
+                      vt_tensor *v, const vt_sgd_args *args);
+} vt_backend_ops;
+
+struct vt_backend {
+    const vt_backend_ops *ops;
+    char name[16];
+    char device[128];
+    size_t mem_in_use, mem_peak; /* bytes, maintained by backend.c */
+    void *impl;                  /* implementation state */
+};
+
+/* Size in bytes of one element of dtype. */
+size_t vt_dtype_size(vt_dtype dtype);
+
+/* Constructors of the implementations; each fills *be (ops, name, device,
+ * impl) or returns an error with a message. */
+int vt_cpu_backend_init(vt_backend *be, int threads);
+#ifdef VT_WITH_CUDA
+int vt_cuda_backend_init(vt_backend *be);
+#endif
+
+#endif
