@@ -1,2 +1,451 @@
-/* image.c - see image.h (being written). */
+/* image.c - JPEG/PNG decoding and bilinear resizing (see image.h).
+ *
+ * The decode pool calls these functions from several threads at once, so
+ * nothing here is shared: each call creates its own TurboJPEG handle or
+ * libpng structures and frees them before returning.  Both decoders learn
+ * the image size from the header first and refuse anything over
+ * VT_IMAGE_MAX_PIXELS before allocating pixel memory, so a small file that
+ * claims to be huge (a decompression bomb) costs nothing.
+ *
+ * JPEG: libjpeg-turbo warnings (a truncated stream, a corrupt Huffman code)
+ * would still produce an image, partly grey; we treat them as errors so a
+ * damaged file is skipped and counted rather than trained on.
+ */
 #include "image.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <png.h>
+#include <setjmp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <turbojpeg.h>
+#include <unistd.h>
+
+#include "common/error.h"
+
+/* How much of a file vt_image_probe() reads first; a JPEG whose frame header
+ * lies further in (huge EXIF or ICC segments) is read whole. */
+#define VT_IMAGE__PROBE_BYTES ((size_t)1 << 20)
+
+vt_image_format vt_image_sniff(const uint8_t *head, size_t n)
+{
+    static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    if (n >= 3 && head[0] == 0xff && head[1] == 0xd8 && head[2] == 0xff)
+        return VT_IMG_JPEG;
+    if (n >= 8 && memcmp(head, png_sig, 8) == 0)
+        return VT_IMG_PNG;
+    return VT_IMG_UNKNOWN;
+}
+
+static int vt_image__check_size(int w, int h)
+{
+    if (w <= 0 || h <= 0)
+        return vt_error_set(VT_EFORMAT, "image has no pixels (%dx%d)", w, h);
+    if ((uint64_t)w * (uint64_t)h > VT_IMAGE_MAX_PIXELS)
+        return vt_error_set(VT_ETOOBIG, "image is %dx%d, more than the %u-pixel limit",
+                            w, h, VT_IMAGE_MAX_PIXELS);
+    return 0;
+}
+
+/* ---- resizing ---------------------------------------------------------- */
+
+/* Source taps for output coordinate d of dn, as torch computes them for
+ * align_corners=False: s = (d + 0.5) * scale - 0.5, clamped below at 0;
+ * the second tap is clamped to the last pixel.  Returns the weight of *i1. */
+static float vt_image__tap(int d, int sn, float scale, int *i0, int *i1)
+{
+    float s = ((float)d + 0.5f) * scale - 0.5f;
+    if (s < 0.0f)
+        s = 0.0f;
+    int i = (int)s;
+    if (i > sn - 1)
+        i = sn - 1;
+    *i0 = i;
+    *i1 = i < sn - 1 ? i + 1 : i;
+    return s - (float)i;
+}
+
+void vt_image_resize(const uint8_t *src, int sw, int sh, uint8_t *dst, int dw, int dh)
+{
+    float sx = (float)sw / (float)dw, sy = (float)sh / (float)dh;
+
+    if (sw == dw && sh == dh) {
+        memcpy(dst, src, (size_t)sw * (size_t)sh * 3);
+        return;
+    }
+    for (int y = 0; y < dh; y++) {
+        int y0, y1;
+        float b = vt_image__tap(y, sh, sy, &y0, &y1), a = 1.0f - b;
+        const uint8_t *r0 = src + (size_t)y0 * (size_t)sw * 3;
+        const uint8_t *r1 = src + (size_t)y1 * (size_t)sw * 3;
+        uint8_t *o = dst + (size_t)y * (size_t)dw * 3;
+        for (int x = 0; x < dw; x++) {
+            int x0, x1;
+            float d = vt_image__tap(x, sw, sx, &x0, &x1), c = 1.0f - d;
+            const uint8_t *p00 = r0 + 3 * x0, *p01 = r0 + 3 * x1;
+            const uint8_t *p10 = r1 + 3 * x0, *p11 = r1 + 3 * x1;
+            for (int ch = 0; ch < 3; ch++) {
+                float v = a * (c * p00[ch] + d * p01[ch]) + b * (c * p10[ch] + d * p11[ch]);
+                v += 0.5f;
+                o[3 * x + ch] = v <= 0.0f ? 0 : v >= 255.0f ? 255 : (uint8_t)v;
+            }
+        }
+    }
+}
+
+void vt_image_flip(uint8_t *img, int w, int h)
+{
+    for (int y = 0; y < h; y++) {
+        uint8_t *row = img + (size_t)y * (size_t)w * 3;
+        for (int l = 0, r = w - 1; l < r; l++, r--) {
+            for (int ch = 0; ch < 3; ch++) {
+                uint8_t t = row[3 * l + ch];
+                row[3 * l + ch] = row[3 * r + ch];
+                row[3 * r + ch] = t;
+            }
+        }
+    }
+}
+
+/* ---- JPEG -------------------------------------------------------------- */
+
+/* The smallest DCT scaling factor (at most 1: scaling up would only be
+ * slower and add nothing the bilinear resize does not) whose output is at
+ * least out_w x out_h; 1/1 when the image is smaller than the target. */
+static tjscalingfactor vt_image__jpeg_scale(int w, int h, int out_w, int out_h)
+{
+    tjscalingfactor best = {1, 1};
+    int n = 0;
+    tjscalingfactor *sf = tjGetScalingFactors(&n);
+    for (int i = 0; sf && i < n; i++) {
+        if (sf[i].num > sf[i].denom)
+            continue;
+        if (TJSCALED(w, sf[i]) < out_w || TJSCALED(h, sf[i]) < out_h)
+            continue;
+        if ((long)sf[i].num * best.denom < (long)best.num * sf[i].denom)
+            best = sf[i];
+    }
+    return best;
+}
+
+/* Adobe CMYK as libjpeg hands it over (inverted) to RGB, the same formula
+ * libjpeg-turbo's own tools use. */
+static void vt_image__cmyk_to_rgb(const uint8_t *cmyk, uint8_t *rgb, size_t npix)
+{
+    for (size_t i = 0; i < npix; i++) {
+        unsigned k = cmyk[4 * i + 3];
+        for (int ch = 0; ch < 3; ch++)
+            rgb[3 * i + ch] = (uint8_t)((cmyk[4 * i + ch] * k + 127) / 255);
+    }
+}
+
+static int vt_image__jpeg_header(tjhandle tj, const uint8_t *buf, size_t len, int *w,
+                                 int *h, int *cs)
+{
+    int subsamp = 0;
+    if (tjDecompressHeader3(tj, buf, (unsigned long)len, w, h, &subsamp, cs) < 0)
+        return vt_error_set(VT_EFORMAT, "bad JPEG header: %s", tjGetErrorStr2(tj));
+    return vt_image__check_size(*w, *h);
+}
+
+static int vt_image__jpeg_decode(const uint8_t *buf, size_t len, int out_w, int out_h,
+                                 uint8_t *out, int *src_w, int *src_h)
+{
+    tjhandle tj = NULL;
+    uint8_t *pix = NULL, *cmyk = NULL;
+    int w = 0, h = 0, cs = 0, rc;
+
+    if (!(tj = tjInitDecompress()))
+        return vt_error_set(VT_ENOMEM, "cannot start the JPEG decoder: %s",
+                            tjGetErrorStr2(NULL));
+    if ((rc = vt_image__jpeg_header(tj, buf, len, &w, &h, &cs)) < 0)
+        goto cleanup;
+    if (src_w)
+        *src_w = w;
+    if (src_h)
+        *src_h = h;
+
+    tjscalingfactor sf = vt_image__jpeg_scale(w, h, out_w, out_h);
+    int sw = TJSCALED(w, sf), sh = TJSCALED(h, sf);
+    size_t npix = (size_t)sw * (size_t)sh;
+    int cmyk_in = cs == TJCS_CMYK || cs == TJCS_YCCK;
+    pix = sw == out_w && sh == out_h ? out : malloc(npix * 3);
+    if (!pix || (cmyk_in && !(cmyk = malloc(npix * 4)))) {
+        rc = vt_error_set(VT_ENOMEM, "out of memory decoding a %dx%d JPEG", w, h);
+        goto cleanup;
+    }
+    /* STOPONWARNING: a warning means damaged data; no point decoding on. */
+    if (tjDecompress2(tj, buf, (unsigned long)len, cmyk_in ? cmyk : pix, sw, 0, sh,
+                      cmyk_in ? TJPF_CMYK : TJPF_RGB, TJFLAG_STOPONWARNING) < 0) {
+        rc = vt_error_set(VT_EFORMAT, "corrupt JPEG%s: %s",
+                          tjGetErrorCode(tj) == TJERR_WARNING ? " (damaged data)" : "",
+                          tjGetErrorStr2(tj));
+        goto cleanup;
+    }
+    if (cmyk_in)
+        vt_image__cmyk_to_rgb(cmyk, pix, npix);
+    if (pix != out)
+        vt_image_resize(pix, sw, sh, out, out_w, out_h);
+    rc = 0;
+cleanup:
+    if (pix != out)
+        free(pix);
+    free(cmyk);
+    tjDestroy(tj);
+    return rc;
+}
+
+/* ---- PNG --------------------------------------------------------------- */
+
+typedef struct {
+    const uint8_t *buf;
+    size_t len, pos;
+    char msg[200]; /* libpng's error message, for vt_error_set() */
+} vt_image__png_src;
+
+static void vt_image__png_read(png_structp png, png_bytep data, size_t n)
+{
+    vt_image__png_src *src = png_get_io_ptr(png);
+    if (src->len - src->pos < n)
+        png_error(png, "file is truncated");
+    memcpy(data, src->buf + src->pos, n);
+    src->pos += n;
+}
+
+static void vt_image__png_error(png_structp png, png_const_charp msg)
+{
+    vt_image__png_src *src = png_get_error_ptr(png);
+    snprintf(src->msg, sizeof src->msg, "%s", msg);
+    png_longjmp(png, 1);
+}
+
+/* Ancillary-chunk complaints (a dubious sRGB profile, say) are not reasons
+ * to refuse an image; PIL ignores them too. */
+static void vt_image__png_warning(png_structp png, png_const_charp msg)
+{
+    (void)png;
+    (void)msg;
+}
+
+/* Sets up the transformations to RGB8 once the header is read.  Must run
+ * under the caller's setjmp. */
+static void vt_image__png_setup(png_structp png, png_infop info)
+{
+    png_set_expand(png);
+    png_set_strip_16(png);
+    png_set_strip_alpha(png);
+    png_set_gray_to_rgb(png);
+    png_set_interlace_handling(png);
+    png_read_update_info(png, info);
+}
+
+/* Decodes into out when the size matches, else into a buffer then resizes.
+ * With out == NULL only the header is read (for vt_image_probe()). */
+static int vt_image__png_decode(const uint8_t *buf, size_t len, int out_w, int out_h,
+                                uint8_t *out, int *src_w, int *src_h)
+{
+    vt_image__png_src src = {buf, len, 0, ""};
+    png_structp png = NULL;
+    png_infop info = NULL;
+    /* Assigned after setjmp and needed after a longjmp: volatile. */
+    uint8_t *volatile pix = NULL;
+    png_bytep *volatile rows = NULL;
+    volatile int rc = 0;
+    int w = 0, h = 0;
+
+    png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, vt_image__png_error,
+                                 vt_image__png_warning);
+    if (!png || !(info = png_create_info_struct(png))) {
+        rc = vt_error_set(VT_ENOMEM, "cannot start the PNG decoder");
+        goto cleanup;
+    }
+    if (setjmp(png_jmpbuf(png))) {
+        if (rc == 0)
+            rc = vt_error_set(VT_EFORMAT, "corrupt PNG: %s", src.msg);
+        goto cleanup;
+    }
+    png_set_read_fn(png, &src, vt_image__png_read);
+    png_read_info(png, info);
+    w = (int)png_get_image_width(png, info);
+    h = (int)png_get_image_height(png, info);
+    if ((rc = vt_image__check_size(w, h)) < 0)
+        goto cleanup;
+    if (src_w)
+        *src_w = w;
+    if (src_h)
+        *src_h = h;
+    if (!out)
+        goto cleanup;
+    vt_image__png_setup(png, info);
+    if (png_get_rowbytes(png, info) != (size_t)w * 3) {
+        rc = vt_error_set(VT_EFORMAT, "unsupported PNG pixel layout");
+        goto cleanup;
+    }
+    pix = w == out_w && h == out_h ? out : malloc((size_t)w * (size_t)h * 3);
+    rows = malloc((size_t)h * sizeof *rows);
+    if (!pix || !rows) {
+        rc = vt_error_set(VT_ENOMEM, "out of memory decoding a %dx%d PNG", w, h);
+        goto cleanup;
+    }
+    for (int y = 0; y < h; y++)
+        rows[y] = pix + (size_t)y * (size_t)w * 3;
+    png_read_image(png, rows);
+    /* Reaching IEND also checks the end of the compressed stream. */
+    png_read_end(png, NULL);
+    if (pix != out)
+        vt_image_resize(pix, w, h, out, out_w, out_h);
+cleanup:
+    if (pix != out)
+        free(pix);
+    free(rows);
+    png_destroy_read_struct(png ? &png : NULL, info ? &info : NULL, NULL);
+    return rc;
+}
+
+/* ---- entry points ------------------------------------------------------ */
+
+int vt_image_decode(const uint8_t *buf, size_t len, int out_w, int out_h, uint8_t *out,
+                    int *src_w, int *src_h)
+{
+    if (out_w <= 0 || out_h <= 0 || !out)
+        return vt_error_set(VT_EINVAL, "bad target size %dx%d", out_w, out_h);
+    if (len == 0)
+        return vt_error_set(VT_EFORMAT, "empty file");
+    switch (vt_image_sniff(buf, len)) {
+    case VT_IMG_JPEG:
+        return vt_image__jpeg_decode(buf, len, out_w, out_h, out, src_w, src_h);
+    case VT_IMG_PNG:
+        return vt_image__png_decode(buf, len, out_w, out_h, out, src_w, src_h);
+    default:
+        return vt_error_set(VT_EFORMAT, "not a JPEG or PNG file");
+    }
+}
+
+/* Reads up to max bytes of a regular file (all of it when max is 0, which
+ * must then be at most VT_IMAGE_MAX_FILE); *whole tells whether that was the
+ * entire file.  Symbolic links are not followed (see dataset.h). */
+static int vt_image__read(int dirfd, const char *path, size_t max, uint8_t **out,
+                          size_t *len, int *whole)
+{
+    struct stat st;
+    uint8_t *buf = NULL;
+    size_t n = 0, want;
+    int fd, rc = 0;
+
+    *out = NULL;
+    *len = 0;
+    fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) {
+        int e = errno;
+        if (e == ENOENT)
+            return vt_error_set(VT_ENOTFOUND, "%s: no such file", path);
+        if (e == EACCES || e == EPERM)
+            return vt_error_set(VT_EPERM, "%s: %s", path, strerror(e));
+        if (e == ELOOP)
+            return vt_error_set(VT_EPERM, "%s: is a symbolic link (not followed)", path);
+        return vt_error_set(VT_EIO, "cannot open %s: %s", path, strerror(e));
+    }
+    if (fstat(fd, &st) < 0) {
+        rc = vt_error_set(VT_EIO, "cannot stat %s: %s", path, strerror(errno));
+        goto cleanup;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        rc = vt_error_set(VT_EFORMAT, "%s: not a regular file", path);
+        goto cleanup;
+    }
+    if (st.st_size == 0) {
+        rc = vt_error_set(VT_EFORMAT, "%s: empty file", path);
+        goto cleanup;
+    }
+    if (max == 0 && (uint64_t)st.st_size > VT_IMAGE_MAX_FILE) {
+        rc = vt_error_set(VT_ETOOBIG, "%s: file of %lld bytes is over the %zu MiB limit",
+                          path, (long long)st.st_size, VT_IMAGE_MAX_FILE >> 20);
+        goto cleanup;
+    }
+    want = max && (uint64_t)st.st_size > max ? max : (size_t)st.st_size;
+    if (!(buf = malloc(want))) {
+        rc = vt_error_set(VT_ENOMEM, "out of memory reading %s", path);
+        goto cleanup;
+    }
+    while (n < want) {
+        ssize_t r = read(fd, buf + n, want - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            rc = vt_error_set(VT_EIO, "cannot read %s: %s", path, strerror(errno));
+            goto cleanup;
+        }
+        if (r == 0)
+            break; /* shrank while we read; decode what is there */
+        n += (size_t)r;
+    }
+    *out = buf;
+    *len = n;
+    *whole = n == (size_t)st.st_size;
+    buf = NULL;
+cleanup:
+    free(buf);
+    close(fd);
+    return rc;
+}
+
+int vt_image_load(int dirfd, const char *path, int out_w, int out_h, uint8_t *out)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int whole = 0, rc;
+
+    if ((rc = vt_image__read(dirfd, path, 0, &buf, &len, &whole)) < 0)
+        return rc;
+    rc = vt_image_decode(buf, len, out_w, out_h, out, NULL, NULL);
+    free(buf);
+    if (rc < 0)
+        return vt_error_wrap(rc, "%s", path);
+    return 0;
+}
+
+static int vt_image__probe_buf(const uint8_t *buf, size_t len, vt_image_format *fmt,
+                               int *w, int *h)
+{
+    int cs = 0, rc;
+    tjhandle tj;
+
+    *fmt = vt_image_sniff(buf, len);
+    switch (*fmt) {
+    case VT_IMG_JPEG:
+        if (!(tj = tjInitDecompress()))
+            return vt_error_set(VT_ENOMEM, "cannot start the JPEG decoder");
+        rc = vt_image__jpeg_header(tj, buf, len, w, h, &cs);
+        tjDestroy(tj);
+        return rc;
+    case VT_IMG_PNG:
+        return vt_image__png_decode(buf, len, 0, 0, NULL, w, h);
+    default:
+        return vt_error_set(VT_EFORMAT, "not a JPEG or PNG file");
+    }
+}
+
+int vt_image_probe(int dirfd, const char *path, vt_image_format *fmt, int *w, int *h)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int whole = 0, rc;
+
+    *fmt = VT_IMG_UNKNOWN;
+    *w = *h = 0;
+    if ((rc = vt_image__read(dirfd, path, VT_IMAGE__PROBE_BYTES, &buf, &len, &whole)) < 0)
+        return rc;
+    rc = vt_image__probe_buf(buf, len, fmt, w, h);
+    if (rc == VT_EFORMAT && !whole && *fmt == VT_IMG_JPEG) {
+        free(buf);
+        if ((rc = vt_image__read(dirfd, path, 0, &buf, &len, &whole)) < 0)
+            return rc;
+        rc = vt_image__probe_buf(buf, len, fmt, w, h);
+    }
+    free(buf);
+    if (rc < 0)
+        return vt_error_wrap(rc, "%s", path);
+    return 0;
+}

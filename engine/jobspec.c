@@ -1,1 +1,527 @@
-/* jobspec.c - placeholder, being written. */
+/* jobspec.c - parsing, checking and printing job documents (see jobspec.h).
+ *
+ * Each JSON object of the document is read against a list of the keys it
+ * may hold; anything else is an "unknown field" error, so a typo never
+ * silently falls back to a default.
+ */
+#include "jobspec.h"
+
+#include <cjson/cJSON.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/error.h"
+
+void vt_jobspec_default_head(int trainable_blocks, int *hidden, int *nhidden,
+                             float *dropout)
+{
+    if (trainable_blocks == 0) {
+        hidden[0] = 256;
+        *nhidden = 1;
+        *dropout = 0.5f;
+    } else {
+        hidden[0] = 1024;
+        hidden[1] = 128;
+        *nhidden = 2;
+        *dropout = 0.0f;
+    }
+}
+
+void vt_jobspec_defaults(vt_jobspec *s)
+{
+    memset(s, 0, sizeof *s);
+    snprintf(s->name, sizeof s->name, "job");
+    s->trainable_blocks = 1;
+    s->val_split = 0.0;
+    s->image_size = 224;
+    s->preprocess = -1;
+    s->shuffle = 1;
+    vt_jobspec_default_head(1, s->hidden, &s->nhidden, &s->dropout);
+    s->lr = 0.001;
+    s->momentum = 0.9;
+    s->nesterov = 1;
+    s->decay = 1e-6;
+    s->weight_decay = 0.0;
+    s->schedule = VT_SCHED_NONE;
+    s->step_epochs = 10;
+    s->gamma = 0.1;
+    s->min_lr = 0.0;
+    s->epochs = 10;
+    s->batch_size = 32;
+    s->seed = 1;
+    s->precision = VT_PREC_AUTO;
+}
+
+void vt_jobspec_free(vt_jobspec *s)
+{
+    free(s->train_dir);
+    free(s->val_dir);
+    free(s->weights);
+    free(s->init);
+    free(s->output);
+    s->train_dir = s->val_dir = s->weights = s->init = s->output = NULL;
+}
+
+static char *vt__dup(const char *s) { return s ? strdup(s) : NULL; }
+
+int vt_jobspec_copy(vt_jobspec *dst, const vt_jobspec *src)
+{
+    *dst = *src;
+    dst->train_dir = vt__dup(src->train_dir);
+    dst->val_dir = vt__dup(src->val_dir);
+    dst->weights = vt__dup(src->weights);
+    dst->init = vt__dup(src->init);
+    dst->output = vt__dup(src->output);
+    if ((src->train_dir && !dst->train_dir) || (src->val_dir && !dst->val_dir) ||
+        (src->weights && !dst->weights) || (src->init && !dst->init) ||
+        (src->output && !dst->output)) {
+        vt_jobspec_free(dst);
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    }
+    return 0;
+}
+
+const char *vt_jobspec_mode_name(int tb)
+{
+    static const char *names[] = {"bottleneck", "finetune", "blocks2", "blocks3",
+                                  "blocks4", "scratch"};
+    return tb >= 0 && tb <= 5 ? names[tb] : "invalid";
+}
+
+/* ---- typed field readers ----------------------------------------------- */
+
+/* Checks that obj (named path) holds only the listed keys. */
+static int vt__known(const cJSON *obj, const char *path, const char *const *keys)
+{
+    const cJSON *it;
+    if (!cJSON_IsObject(obj))
+        return vt_error_set(VT_EINVAL, "%s must be an object", path);
+    cJSON_ArrayForEach(it, obj) {
+        int ok = 0;
+        for (const char *const *k = keys; *k && !ok; k++)
+            ok = strcmp(*k, it->string) == 0;
+        if (!ok)
+            return vt_error_set(VT_EINVAL, "unknown field %s%s%s", path,
+                                *path ? "." : "", it->string);
+    }
+    return 0;
+}
+
+static int vt__num(const cJSON *obj, const char *path, const char *key, double lo,
+                   double hi, int lo_open, double *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v)
+        return 0;
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) ||
+        (lo_open ? v->valuedouble <= lo : v->valuedouble < lo) || v->valuedouble > hi)
+        return vt_error_set(VT_EINVAL, "%s%s%s must be a number %s %g and <= %g", path,
+                            *path ? "." : "", key, lo_open ? ">" : ">=", lo, hi);
+    *out = v->valuedouble;
+    return 0;
+}
+
+static int vt__int(const cJSON *obj, const char *path, const char *key, long long lo,
+                   long long hi, long long *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v)
+        return 0;
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) ||
+        v->valuedouble < (double)lo || v->valuedouble > (double)hi)
+        return vt_error_set(VT_EINVAL, "%s%s%s must be an integer from %lld to %lld", path,
+                            *path ? "." : "", key, lo, hi);
+    *out = (long long)v->valuedouble;
+    return 0;
+}
+
+static int vt__bool(const cJSON *obj, const char *path, const char *key, int *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v)
+        return 0;
+    if (!cJSON_IsBool(v))
+        return vt_error_set(VT_EINVAL, "%s%s%s must be true or false", path,
+                            *path ? "." : "", key);
+    *out = cJSON_IsTrue(v);
+    return 0;
+}
+
+/* A string field; null allowed (-> NULL) when nullable. */
+static int vt__str(const cJSON *obj, const char *path, const char *key, int nullable,
+                   char **out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v)
+        return 0;
+    if (nullable && cJSON_IsNull(v)) {
+        free(*out);
+        *out = NULL;
+        return 0;
+    }
+    if (!cJSON_IsString(v) || !v->valuestring[0] || strlen(v->valuestring) >= 4096)
+        return vt_error_set(VT_EINVAL, "%s%s%s must be a non-empty string%s", path,
+                            *path ? "." : "", key, nullable ? " or null" : "");
+    free(*out);
+    if (!(*out = strdup(v->valuestring)))
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    return 0;
+}
+
+/* A string field that must be one of choices[]; *out = its index. */
+static int vt__choice(const cJSON *obj, const char *path, const char *key,
+                      const char *const *choices, int *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    char list[256] = "";
+    if (!v)
+        return 0;
+    for (int i = 0; choices[i]; i++) {
+        if (cJSON_IsString(v) && strcmp(v->valuestring, choices[i]) == 0) {
+            *out = i;
+            return 0;
+        }
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "",
+                 choices[i]);
+    }
+    return vt_error_set(VT_EINVAL, "%s%s%s must be one of: %s", path, *path ? "." : "",
+                        key, list);
+}
+
+/* ---- sections ---------------------------------------------------------- */
+
+static int vt__parse_data(vt_jobspec *s, const cJSON *d)
+{
+    static const char *const keys[] = {"train", "val", "val_split", "image_size",
+                                       "preprocess", "shuffle", NULL};
+    static const char *const preps[] = {"auto", "torch", "caffe", NULL};
+    long long size = s->image_size;
+    int prep = s->preprocess + 1, rc;
+
+    if ((rc = vt__known(d, "data", keys)) < 0 ||
+        (rc = vt__str(d, "data", "train", 0, &s->train_dir)) < 0 ||
+        (rc = vt__str(d, "data", "val", 1, &s->val_dir)) < 0 ||
+        (rc = vt__num(d, "data", "val_split", 0.0, 0.9, 0, &s->val_split)) < 0 ||
+        (rc = vt__int(d, "data", "image_size", 32, 1024, &size)) < 0 ||
+        (rc = vt__choice(d, "data", "preprocess", preps, &prep)) < 0 ||
+        (rc = vt__bool(d, "data", "shuffle", &s->shuffle)) < 0)
+        return rc;
+    if (size % 32 != 0)
+        return vt_error_set(VT_EINVAL, "data.image_size must be a multiple of 32, got %lld",
+                            size);
+    s->image_size = (int)size;
+    s->preprocess = prep - 1;
+    return 0;
+}
+
+static int vt__parse_head(vt_jobspec *s, const cJSON *h)
+{
+    static const char *const keys[] = {"dense", "dropout", NULL};
+    const cJSON *dense, *it;
+    double dropout = s->dropout;
+    int rc;
+
+    if ((rc = vt__known(h, "head", keys)) < 0 ||
+        (rc = vt__num(h, "head", "dropout", 0.0, 0.95, 0, &dropout)) < 0)
+        return rc;
+    s->dropout = (float)dropout;
+    if (!(dense = cJSON_GetObjectItemCaseSensitive(h, "dense")))
+        return 0;
+    if (!cJSON_IsArray(dense) || cJSON_GetArraySize(dense) > VT_MAX_DENSE - 1)
+        return vt_error_set(VT_EINVAL, "head.dense must be an array of at most %d layer "
+                            "widths", VT_MAX_DENSE - 1);
+    s->nhidden = 0;
+    cJSON_ArrayForEach(it, dense) {
+        if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) ||
+            it->valuedouble < 1 || it->valuedouble > 65536)
+            return vt_error_set(VT_EINVAL, "head.dense[%d] must be an integer from 1 to "
+                                "65536", s->nhidden);
+        s->hidden[s->nhidden++] = (int)it->valuedouble;
+    }
+    s->head_given = 1;
+    return 0;
+}
+
+static int vt__parse_optimizer(vt_jobspec *s, const cJSON *o)
+{
+    static const char *const keys[] = {"lr", "momentum", "nesterov", "decay",
+                                       "weight_decay", "schedule", NULL};
+    static const char *const skeys[] = {"type", "step_epochs", "gamma", "min_lr", NULL};
+    static const char *const types[] = {"none", "step", "cosine", NULL};
+    const cJSON *sch;
+    long long step = s->step_epochs;
+    int type = (int)s->schedule, rc;
+
+    if ((rc = vt__known(o, "optimizer", keys)) < 0 ||
+        (rc = vt__num(o, "optimizer", "lr", 0.0, 10.0, 1, &s->lr)) < 0 ||
+        (rc = vt__num(o, "optimizer", "momentum", 0.0, 0.999, 0, &s->momentum)) < 0 ||
+        (rc = vt__bool(o, "optimizer", "nesterov", &s->nesterov)) < 0 ||
+        (rc = vt__num(o, "optimizer", "decay", 0.0, 1.0, 0, &s->decay)) < 0 ||
+        (rc = vt__num(o, "optimizer", "weight_decay", 0.0, 1.0, 0, &s->weight_decay)) < 0)
+        return rc;
+    if (!(sch = cJSON_GetObjectItemCaseSensitive(o, "schedule")))
+        return 0;
+    if (cJSON_IsString(sch)) {
+        cJSON *wrap = cJSON_CreateObject();
+        if (!wrap || !cJSON_AddItemToObject(wrap, "schedule", cJSON_Duplicate(sch, 1))) {
+            cJSON_Delete(wrap);
+            return vt_error_set(VT_ENOMEM, "out of memory");
+        }
+        rc = vt__choice(wrap, "optimizer", "schedule", types, &type);
+        cJSON_Delete(wrap);
+        if (rc < 0)
+            return rc;
+    } else {
+        if ((rc = vt__known(sch, "optimizer.schedule", skeys)) < 0 ||
+            (rc = vt__choice(sch, "optimizer.schedule", "type", types, &type)) < 0 ||
+            (rc = vt__int(sch, "optimizer.schedule", "step_epochs", 1, 100000, &step)) < 0 ||
+            (rc = vt__num(sch, "optimizer.schedule", "gamma", 0.0, 1.0, 1, &s->gamma)) < 0 ||
+            (rc = vt__num(sch, "optimizer.schedule", "min_lr", 0.0, 10.0, 0, &s->min_lr)) < 0)
+            return rc;
+        if (!cJSON_GetObjectItemCaseSensitive(sch, "type"))
+            return vt_error_set(VT_EINVAL, "optimizer.schedule.type is required");
+    }
+    s->schedule = (vt_schedule)type;
+    s->step_epochs = (int)step;
+    return 0;
+}
+
+static int vt__parse_root(vt_jobspec *s, const cJSON *root)
+{
+    static const char *const keys[] = {"name", "mode", "trainable_blocks", "data",
+                                       "weights", "init", "init_job", "head", "optimizer",
+                                       "augment", "epochs", "batch_size", "seed",
+                                       "precision", "keep_best", "early_stopping",
+                                       "output", NULL};
+    static const char *const modes[] = {"bottleneck", "finetune", "scratch", NULL};
+    static const char *const precs[] = {"auto", "fp32", "bf16", NULL};
+    static const char *const akeys[] = {"flip", "crop", NULL};
+    static const char *const ekeys[] = {"patience", "min_delta", NULL};
+    const cJSON *v;
+    char *name = NULL;
+    int mode = -1, prec = (int)s->precision, rc;
+    long long tb = -1, epochs = s->epochs, batch = s->batch_size, seed = (long long)s->seed;
+    long long init_job = 0, patience = 0;
+
+    if ((rc = vt__known(root, "", keys)) < 0)
+        return rc;
+    if ((rc = vt__str(root, "", "name", 0, &name)) < 0)
+        return rc;
+    if (name) {
+        if (strlen(name) >= sizeof s->name || strpbrk(name, "\n\r\t/")) {
+            free(name);
+            return vt_error_set(VT_EINVAL, "name must be at most %zu characters without "
+                                "'/' or control characters", sizeof s->name - 1);
+        }
+        snprintf(s->name, sizeof s->name, "%s", name);
+        free(name);
+    }
+    if ((rc = vt__choice(root, "", "mode", modes, &mode)) < 0 ||
+        (rc = vt__int(root, "", "trainable_blocks", 0, 5, &tb)) < 0)
+        return rc;
+    if (mode >= 0) {
+        int from_mode = mode == 0 ? 0 : mode == 1 ? 1 : 5;
+        if (tb >= 0 && tb != from_mode)
+            return vt_error_set(VT_EINVAL, "mode %s means trainable_blocks %d, but "
+                                "trainable_blocks is %lld", modes[mode], from_mode, tb);
+        tb = from_mode;
+    }
+    if (tb >= 0)
+        s->trainable_blocks = (int)tb;
+    vt_jobspec_default_head(s->trainable_blocks, s->hidden, &s->nhidden, &s->dropout);
+
+    if (!(v = cJSON_GetObjectItemCaseSensitive(root, "data")))
+        return vt_error_set(VT_EINVAL, "data is required (at least data.train)");
+    if ((rc = vt__parse_data(s, v)) < 0)
+        return rc;
+    if (!s->train_dir)
+        return vt_error_set(VT_EINVAL, "data.train is required");
+    if (s->val_dir && s->val_split > 0)
+        return vt_error_set(VT_EINVAL, "give data.val or data.val_split, not both");
+    if ((rc = vt__str(root, "", "weights", 1, &s->weights)) < 0 ||
+        (rc = vt__str(root, "", "init", 1, &s->init)) < 0)
+        return rc;
+    if ((v = cJSON_GetObjectItemCaseSensitive(root, "init_job")) && !cJSON_IsNull(v)) {
+        if ((rc = vt__int(root, "", "init_job", 1, INT64_MAX / 2, &init_job)) < 0)
+            return rc;
+        s->init_job = init_job;
+    }
+    if (s->init && s->init_job)
+        return vt_error_set(VT_EINVAL, "give init or init_job, not both");
+    if ((v = cJSON_GetObjectItemCaseSensitive(root, "head")) &&
+        (rc = vt__parse_head(s, v)) < 0)
+        return rc;
+    if ((v = cJSON_GetObjectItemCaseSensitive(root, "optimizer")) &&
+        (rc = vt__parse_optimizer(s, v)) < 0)
+        return rc;
+    if ((v = cJSON_GetObjectItemCaseSensitive(root, "augment")) &&
+        ((rc = vt__known(v, "augment", akeys)) < 0 ||
+         (rc = vt__bool(v, "augment", "flip", &s->flip)) < 0 ||
+         (rc = vt__num(v, "augment", "crop", 0.0, 0.5, 0, &s->crop)) < 0))
+        return rc;
+    if ((v = cJSON_GetObjectItemCaseSensitive(root, "early_stopping")) &&
+        ((rc = vt__known(v, "early_stopping", ekeys)) < 0 ||
+         (rc = vt__int(v, "early_stopping", "patience", 0, 100000, &patience)) < 0 ||
+         (rc = vt__num(v, "early_stopping", "min_delta", 0.0, 1.0, 0, &s->min_delta)) < 0))
+        return rc;
+    s->patience = (int)patience;
+    if ((rc = vt__int(root, "", "epochs", 1, 100000, &epochs)) < 0 ||
+        (rc = vt__int(root, "", "batch_size", 1, 4096, &batch)) < 0 ||
+        (rc = vt__int(root, "", "seed", 0, (1LL << 53), &seed)) < 0 ||
+        (rc = vt__choice(root, "", "precision", precs, &prec)) < 0 ||
+        (rc = vt__bool(root, "", "keep_best", &s->keep_best)) < 0 ||
+        (rc = vt__str(root, "", "output", 0, &s->output)) < 0)
+        return rc;
+    if (!s->output)
+        return vt_error_set(VT_EINVAL, "output is required (the directory for the model "
+                            "and metrics)");
+    if ((s->keep_best || s->patience) && !s->val_dir && s->val_split <= 0)
+        return vt_error_set(VT_EINVAL, "keep_best and early_stopping need validation data "
+                            "(data.val or data.val_split)");
+    s->epochs = (int)epochs;
+    s->batch_size = (int)batch;
+    s->seed = (uint64_t)seed;
+    s->precision = (vt_precision)prec;
+    return 0;
+}
+
+int vt_jobspec_parse(vt_jobspec *s, const char *json, size_t len)
+{
+    cJSON *root;
+    int rc;
+
+    vt_jobspec_defaults(s);
+    if (!(root = cJSON_ParseWithLength(json, len))) {
+        const char *at = cJSON_GetErrorPtr();
+        long off = at && at >= json && at <= json + len ? (long)(at - json) : -1;
+        return vt_error_set(VT_EINVAL, "the job document is not valid JSON (near byte %ld)",
+                            off);
+    }
+    if (!cJSON_IsObject(root))
+        rc = vt_error_set(VT_EINVAL, "the job document must be a JSON object");
+    else
+        rc = vt__parse_root(s, root);
+    cJSON_Delete(root);
+    if (rc < 0)
+        vt_jobspec_free(s);
+    return rc;
+}
+
+/* ---- printing ---------------------------------------------------------- */
+
+static cJSON *vt__str_or_null(const char *s)
+{
+    return s ? cJSON_CreateString(s) : cJSON_CreateNull();
+}
+
+char *vt_jobspec_to_json(const vt_jobspec *s)
+{
+    static const char *const sched[] = {"none", "step", "cosine"};
+    static const char *const prec[] = {"auto", "fp32", "bf16"};
+    cJSON *r = cJSON_CreateObject(), *d, *h, *o, *sc, *a, *e;
+    char *out = NULL;
+
+    if (!r)
+        return NULL;
+    cJSON_AddStringToObject(r, "name", s->name);
+    if (s->trainable_blocks == 0 || s->trainable_blocks == 1 || s->trainable_blocks == 5)
+        cJSON_AddStringToObject(r, "mode", vt_jobspec_mode_name(s->trainable_blocks));
+    cJSON_AddNumberToObject(r, "trainable_blocks", s->trainable_blocks);
+    d = cJSON_AddObjectToObject(r, "data");
+    if (d) {
+        cJSON_AddItemToObject(d, "train", vt__str_or_null(s->train_dir));
+        cJSON_AddItemToObject(d, "val", vt__str_or_null(s->val_dir));
+        cJSON_AddNumberToObject(d, "val_split", s->val_split);
+        cJSON_AddNumberToObject(d, "image_size", s->image_size);
+        cJSON_AddStringToObject(d, "preprocess", s->preprocess < 0 ? "auto"
+                                : s->preprocess == 1 ? "caffe" : "torch");
+        cJSON_AddBoolToObject(d, "shuffle", s->shuffle);
+    }
+    cJSON_AddItemToObject(r, "weights", vt__str_or_null(s->weights));
+    cJSON_AddItemToObject(r, "init", vt__str_or_null(s->init));
+    if (s->init_job)
+        cJSON_AddNumberToObject(r, "init_job", (double)s->init_job);
+    h = cJSON_AddObjectToObject(r, "head");
+    if (h) {
+        cJSON *dense = cJSON_AddArrayToObject(h, "dense");
+        for (int i = 0; dense && i < s->nhidden; i++)
+            cJSON_AddItemToArray(dense, cJSON_CreateNumber(s->hidden[i]));
+        cJSON_AddNumberToObject(h, "dropout", s->dropout);
+    }
+    o = cJSON_AddObjectToObject(r, "optimizer");
+    if (o) {
+        cJSON_AddNumberToObject(o, "lr", s->lr);
+        cJSON_AddNumberToObject(o, "momentum", s->momentum);
+        cJSON_AddBoolToObject(o, "nesterov", s->nesterov);
+        cJSON_AddNumberToObject(o, "decay", s->decay);
+        cJSON_AddNumberToObject(o, "weight_decay", s->weight_decay);
+        sc = cJSON_AddObjectToObject(o, "schedule");
+        if (sc) {
+            cJSON_AddStringToObject(sc, "type", sched[s->schedule]);
+            cJSON_AddNumberToObject(sc, "step_epochs", s->step_epochs);
+            cJSON_AddNumberToObject(sc, "gamma", s->gamma);
+            cJSON_AddNumberToObject(sc, "min_lr", s->min_lr);
+        }
+    }
+    a = cJSON_AddObjectToObject(r, "augment");
+    if (a) {
+        cJSON_AddBoolToObject(a, "flip", s->flip);
+        cJSON_AddNumberToObject(a, "crop", s->crop);
+    }
+    cJSON_AddNumberToObject(r, "epochs", s->epochs);
+    cJSON_AddNumberToObject(r, "batch_size", s->batch_size);
+    cJSON_AddNumberToObject(r, "seed", (double)s->seed);
+    cJSON_AddStringToObject(r, "precision", prec[s->precision]);
+    cJSON_AddBoolToObject(r, "keep_best", s->keep_best);
+    e = cJSON_AddObjectToObject(r, "early_stopping");
+    if (e) {
+        cJSON_AddNumberToObject(e, "patience", s->patience);
+        cJSON_AddNumberToObject(e, "min_delta", s->min_delta);
+    }
+    cJSON_AddItemToObject(r, "output", vt__str_or_null(s->output));
+    out = cJSON_PrintUnformatted(r);
+    cJSON_Delete(r);
+    return out;
+}
+
+double vt_jobspec_lr(const vt_jobspec *s, uint64_t iteration, int epoch)
+{
+    double lr = s->lr / (1.0 + s->decay * (double)iteration);
+    switch (s->schedule) {
+    case VT_SCHED_STEP:
+        return lr * pow(s->gamma, (double)(epoch / s->step_epochs));
+    case VT_SCHED_COSINE: {
+        double ratio = s->min_lr / s->lr;
+        double c = 0.5 * (1.0 + cos(M_PI * (double)epoch / (double)s->epochs));
+        return lr * (ratio + (1.0 - ratio) * c);
+    }
+    default:
+        return lr;
+    }
+}
+
+static int vt__abs(char **p, const char *cwd)
+{
+    char *n;
+    if (!*p || (*p)[0] == '/')
+        return 0;
+    if (!(n = malloc(strlen(cwd) + strlen(*p) + 2)))
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    sprintf(n, "%s/%s", cwd, *p);
+    free(*p);
+    *p = n;
+    return 0;
+}
+
+int vt_jobspec_absolutize(vt_jobspec *s, const char *cwd)
+{
+    int rc;
+    if ((rc = vt__abs(&s->train_dir, cwd)) < 0 || (rc = vt__abs(&s->val_dir, cwd)) < 0 ||
+        (rc = vt__abs(&s->weights, cwd)) < 0 || (rc = vt__abs(&s->init, cwd)) < 0 ||
+        (rc = vt__abs(&s->output, cwd)) < 0)
+        return rc;
+    return 0;
+}

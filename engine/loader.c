@@ -1,1 +1,290 @@
-/* loader.c - placeholder, being written. */
+/* loader.c - batches decoded ahead on the pool (see loader.h).
+ *
+ * Threads: the caller (the device thread, or the foreground runner) owns the
+ * pass state; decode tasks on the pool write only into their own slot
+ * position and report under the mutex.  A slot handed out by next() belongs
+ * to the caller until the following next() or begin().
+ */
+#include "loader.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+
+#include "../common/error.h"
+#include "../common/rng.h"
+#include "image.h"
+
+typedef struct {
+    uint8_t *pixels;  /* (max_batch, S, S, 3) */
+    int32_t *labels;  /* (max_batch) */
+    int *sample;      /* (max_batch) */
+    uint8_t *ok;      /* (max_batch) decode succeeded */
+    int n;            /* images submitted */
+    int pending;      /* decodes not finished (under mu) */
+    vt_batch batch;
+} vt__slot;
+
+typedef struct {
+    vt_loader *l;
+    vt__slot *slot;
+    int pos, sample;
+    vt_augment aug;
+    int has_aug;
+} vt__task;
+
+struct vt_loader {
+    vt_pool *pool;
+    const vt_dataset *ds;
+    vt_loader_opts o;
+    vt_creds creds;
+    int has_creds;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    vt__slot slots[VT_LOADER_AHEAD];
+    char **failure;   /* (ds->n) reasons, under mu */
+    int nfailed;
+    int *order, count, nbatches, next_submit, next_return;
+    vt_augment aug;
+    int has_aug;
+};
+
+int vt_loader_create(vt_loader **out, vt_pool *pool, const vt_dataset *ds,
+                     const vt_loader_opts *opts)
+{
+    vt_loader *l = calloc(1, sizeof *l);
+    size_t img = (size_t)opts->image_size * opts->image_size * 3;
+
+    *out = NULL;
+    if (!l)
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    l->pool = pool;
+    l->ds = ds;
+    l->o = *opts;
+    if (opts->creds) {
+        l->creds = *opts->creds;
+        l->has_creds = 1;
+    }
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->cv, NULL);
+    l->failure = calloc((size_t)(ds->n ? ds->n : 1), sizeof *l->failure);
+    for (int k = 0; k < VT_LOADER_AHEAD; k++) {
+        vt__slot *s = &l->slots[k];
+        s->pixels = malloc(img * (size_t)opts->max_batch);
+        s->labels = malloc(sizeof *s->labels * (size_t)opts->max_batch);
+        s->sample = malloc(sizeof *s->sample * (size_t)opts->max_batch);
+        s->ok = malloc((size_t)opts->max_batch);
+        if (!s->pixels || !s->labels || !s->sample || !s->ok) {
+            vt_loader_free(l);
+            return vt_error_set(VT_ENOMEM, "out of memory for decode buffers");
+        }
+    }
+    if (!l->failure) {
+        vt_loader_free(l);
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    }
+    *out = l;
+    return 0;
+}
+
+/* Decodes one image into its slot position (runs on the pool). */
+static void vt__decode(void *arg)
+{
+    vt__task *t = arg;
+    vt_loader *l = t->l;
+    int S = l->o.image_size, ok = 0;
+    size_t img = (size_t)S * S * 3;
+    uint8_t *dst = t->slot->pixels + img * (size_t)t->pos;
+    char path[PATH_MAX], *reason = NULL;
+    int rc = 0;
+
+    snprintf(path, sizeof path, "%s/%s", l->ds->root, l->ds->samples[t->sample].path);
+    if (l->has_creds)
+        rc = vt_creds_enter(&l->creds);
+    if (rc == 0 && t->has_aug && t->aug.crop > 0) {
+        int big = (int)(S * (1.0 + t->aug.crop) + 0.5);
+        uint8_t *tmp = malloc((size_t)big * big * 3);
+        uint64_t stream = VT_RNG_AUGMENT + ((uint64_t)t->aug.epoch << 8);
+        if (!tmp) {
+            rc = vt_error_set(VT_ENOMEM, "out of memory");
+        } else if ((rc = vt_image_load(AT_FDCWD, path, big, big, tmp)) == 0) {
+            int ox = (int)vt_rng_below(t->aug.seed, stream + 1, (uint64_t)t->sample,
+                                       (uint64_t)(big - S + 1));
+            int oy = (int)vt_rng_below(t->aug.seed, stream + 2, (uint64_t)t->sample,
+                                       (uint64_t)(big - S + 1));
+            for (int y = 0; y < S; y++)
+                memcpy(dst + (size_t)y * S * 3, tmp + ((size_t)(y + oy) * big + ox) * 3,
+                       (size_t)S * 3);
+        }
+        free(tmp);
+    } else if (rc == 0) {
+        rc = vt_image_load(AT_FDCWD, path, S, S, dst);
+    }
+    if (l->has_creds)
+        vt_creds_leave();
+    if (rc == 0) {
+        ok = 1;
+        if (t->has_aug && t->aug.flip &&
+            (vt_rng_u64(t->aug.seed, VT_RNG_AUGMENT + ((uint64_t)t->aug.epoch << 8),
+                        (uint64_t)t->sample) & 1))
+            vt_image_flip(dst, S, S);
+    } else {
+        reason = strdup(vt_error_msg());
+    }
+    pthread_mutex_lock(&l->mu);
+    t->slot->ok[t->pos] = (uint8_t)ok;
+    if (!ok) {
+        if (!l->failure[t->sample]) {
+            l->failure[t->sample] = reason;
+            reason = NULL;
+            l->nfailed++;
+        }
+    }
+    if (--t->slot->pending == 0)
+        pthread_cond_broadcast(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+    free(reason);
+    free(t);
+}
+
+static int vt__submit(vt_loader *l, int b)
+{
+    vt__slot *s = &l->slots[b % VT_LOADER_AHEAD];
+    int start = b * l->o.max_batch;
+    int n = l->count - start < l->o.max_batch ? l->count - start : l->o.max_batch;
+
+    s->n = n;
+    pthread_mutex_lock(&l->mu);
+    s->pending = n;
+    pthread_mutex_unlock(&l->mu);
+    for (int i = 0; i < n; i++) {
+        vt__task *t = malloc(sizeof *t);
+        int sample = l->order[start + i];
+        s->sample[i] = sample;
+        s->labels[i] = l->ds->samples[sample].label;
+        s->ok[i] = 0;
+        if (t)
+            *t = (vt__task){.l = l, .slot = s, .pos = i, .sample = sample, .aug = l->aug,
+                            .has_aug = l->has_aug};
+        if (!t || vt_pool_submit(l->pool, vt__decode, t) < 0) {
+            free(t);
+            /* Count the rest as done so waiting cannot hang. */
+            pthread_mutex_lock(&l->mu);
+            s->pending -= n - i;
+            pthread_cond_broadcast(&l->cv);
+            pthread_mutex_unlock(&l->mu);
+            return vt_error_set(VT_ENOMEM, "out of memory queueing decodes");
+        }
+    }
+    return 0;
+}
+
+/* Waits until no decode of this loader is in flight. */
+static void vt__drain(vt_loader *l)
+{
+    pthread_mutex_lock(&l->mu);
+    for (int k = 0; k < VT_LOADER_AHEAD; k++)
+        while (l->slots[k].pending > 0)
+            pthread_cond_wait(&l->cv, &l->mu);
+    pthread_mutex_unlock(&l->mu);
+}
+
+int vt_loader_begin(vt_loader *l, const int *order, int count, const vt_augment *aug)
+{
+    int *copy = malloc(sizeof *copy * (size_t)(count ? count : 1));
+    if (!copy)
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    vt__drain(l);
+    memcpy(copy, order, sizeof *copy * (size_t)count);
+    free(l->order);
+    l->order = copy;
+    l->count = count;
+    l->nbatches = (count + l->o.max_batch - 1) / l->o.max_batch;
+    l->next_submit = l->next_return = 0;
+    l->has_aug = aug != NULL;
+    if (aug)
+        l->aug = *aug;
+    return 0;
+}
+
+int vt_loader_next(vt_loader *l, vt_batch **out)
+{
+    int rc;
+    for (;;) {
+        if (l->next_return >= l->nbatches)
+            return 0;
+        while (l->next_submit < l->nbatches &&
+               l->next_submit < l->next_return + VT_LOADER_AHEAD) {
+            if ((rc = vt__submit(l, l->next_submit)) < 0)
+                return rc;
+            l->next_submit++;
+        }
+        vt__slot *s = &l->slots[l->next_return % VT_LOADER_AHEAD];
+        size_t img = (size_t)l->o.image_size * l->o.image_size * 3;
+        int n = 0;
+        pthread_mutex_lock(&l->mu);
+        while (s->pending > 0)
+            pthread_cond_wait(&l->cv, &l->mu);
+        pthread_mutex_unlock(&l->mu);
+        l->next_return++;
+        /* Close the gaps left by images that could not be read. */
+        for (int i = 0; i < s->n; i++) {
+            if (!s->ok[i])
+                continue;
+            if (n != i) {
+                memcpy(s->pixels + img * (size_t)n, s->pixels + img * (size_t)i, img);
+                s->labels[n] = s->labels[i];
+                s->sample[n] = s->sample[i];
+            }
+            n++;
+        }
+        if (n == 0)
+            continue;
+        s->batch = (vt_batch){.pixels = s->pixels, .labels = s->labels,
+                              .sample = s->sample, .n = n, .failed = s->n - n};
+        *out = &s->batch;
+        return 1;
+    }
+}
+
+const char *vt_loader_failure(vt_loader *l, int sample)
+{
+    const char *r;
+    pthread_mutex_lock(&l->mu);
+    r = sample >= 0 && sample < l->ds->n ? l->failure[sample] : NULL;
+    pthread_mutex_unlock(&l->mu);
+    return r;
+}
+
+int vt_loader_failed_count(vt_loader *l)
+{
+    int n;
+    pthread_mutex_lock(&l->mu);
+    n = l->nfailed;
+    pthread_mutex_unlock(&l->mu);
+    return n;
+}
+
+void vt_loader_free(vt_loader *l)
+{
+    if (!l)
+        return;
+    vt__drain(l);
+    for (int k = 0; k < VT_LOADER_AHEAD; k++) {
+        free(l->slots[k].pixels);
+        free(l->slots[k].labels);
+        free(l->slots[k].sample);
+        free(l->slots[k].ok);
+    }
+    if (l->failure)
+        for (int i = 0; i < l->ds->n; i++)
+            free(l->failure[i]);
+    free(l->failure);
+    free(l->order);
+    pthread_mutex_destroy(&l->mu);
+    pthread_cond_destroy(&l->cv);
+    free(l);
+}

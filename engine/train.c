@@ -1,1 +1,1109 @@
-/* train.c - placeholder, being written. */
+/* train.c - the training state machine (see train.h).
+ *
+ * Phases, each step doing one bounded piece of work:
+ *   PREPARE   scan and probe the data, build parameters, model, loaders and
+ *             caches, resume from a checkpoint if one exists
+ *   TRAIN     one batch: from the decode loader (first epoch, or always when
+ *             augmentation changes pixels) or from the feature cache
+ *   VAL       one validation batch, forward only
+ *   EPOCH_END metrics, metrics.jsonl, keep-best, early stopping, checkpoint
+ *   FINISH    model.safetensors and classmap.json
+ *
+ * Buffers: cache_train (n_train, s, s, c) and cache_val (n_val, s, s, c) hold
+ * the frozen part's output per sample, on the backend, when they fit
+ * env->cache_limit.
+ */
+#include "train.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../common/error.h"
+#include "../common/fileio.h"
+#include "../common/rng.h"
+#include "dataset.h"
+#include "image.h"
+#include "loader.h"
+#include "safetensors.h"
+#include "weights.h"
+
+typedef enum { PH_PREPARE, PH_TRAIN, PH_VAL, PH_EPOCH_END, PH_FINISH, PH_DONE } vt__phase;
+
+#define VT__CKPT_FORMAT "vggtune-checkpoint-1"
+#define VT__MODEL_FORMAT "vggtune-model-1"
+
+struct vt_trainer {
+    vt_jobspec spec;
+    vt_trainer_env env;
+    vt_trainer_hooks hooks;
+    vt__phase phase;
+    vt_dataset *train, *val;    /* val NULL when there is no validation */
+    vt_params *p;
+    vt_model *model;
+    vt_loader *ltrain, *lval;
+    vt_preprocess prep;
+    vt_tensor *cache_train;     /* (n_train, s, s, c) or NULL */
+    vt_tensor *cache_val;       /* (n_val, s, s, c) or NULL */
+    int train_cached, val_cached; /* every readable sample is in the cache */
+    uint8_t *bad_train, *bad_val; /* (n) 1 = unreadable */
+    int *order, order_n, pos;   /* this pass's samples; cache-path position */
+    int from_loader;            /* this pass decodes images */
+    int in_epoch;               /* the epoch's training pass has begun */
+    int epoch_cached;           /* this epoch trains from the feature cache */
+    int epoch;                  /* 0-based, in progress */
+    uint64_t iteration;         /* SGD steps done over the whole job */
+    int step, steps;            /* batches done / expected this epoch */
+    double loss_sum, val_loss_sum;
+    int correct, seen, val_correct, val_seen;
+    double t_epoch0, t_train_s;
+    double last_lr;
+    vt_epoch_metrics *history;
+    int nhistory;
+    double best_val_loss;
+    int best_epoch, stale, stop_early, resumed, best_saved;
+    double last_rate;           /* images/s of the last finished epoch */
+    int32_t *labels;            /* (batch_size) */
+};
+
+static double vt__now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void vt__say(vt_trainer *t, vt_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void vt__say(vt_trainer *t, vt_log_level level, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (t->hooks.message)
+        t->hooks.message(t->hooks.ud, level, buf);
+    else
+        vt_log(level, "%s", buf);
+}
+
+/* Runs fn with the job owner's file identity. */
+static int vt__enter(vt_trainer *t)
+{
+    return t->env.creds ? vt_creds_enter(t->env.creds) : 0;
+}
+
+static void vt__leave(vt_trainer *t)
+{
+    if (t->env.creds)
+        vt_creds_leave();
+}
+
+int vt_trainer_create(vt_trainer **out, const vt_jobspec *spec, const vt_trainer_env *env,
+                      const vt_trainer_hooks *hooks)
+{
+    vt_trainer *t = calloc(1, sizeof *t);
+    int rc;
+    *out = NULL;
+    if (!t)
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    if ((rc = vt_jobspec_copy(&t->spec, spec)) < 0) {
+        free(t);
+        return rc;
+    }
+    t->env = *env;
+    if (hooks)
+        t->hooks = *hooks;
+    t->best_val_loss = INFINITY;
+    *out = t;
+    return 0;
+}
+
+void vt_trainer_free(vt_trainer *t)
+{
+    if (!t)
+        return;
+    vt_loader_free(t->ltrain);
+    vt_loader_free(t->lval);
+    vt_tensor_free(t->cache_train);
+    vt_tensor_free(t->cache_val);
+    vt_model_free(t->model);
+    vt_params_free(t->p);
+    vt_dataset_free(t->train);
+    vt_dataset_free(t->val);
+    free(t->bad_train);
+    free(t->bad_val);
+    free(t->order);
+    free(t->history);
+    free(t->labels);
+    vt_jobspec_free(&t->spec);
+    free(t);
+}
+
+int vt_trainer_prepared(const vt_trainer *t) { return t->model != NULL; }
+int vt_trainer_epochs_done(const vt_trainer *t) { return t->nhistory; }
+int vt_trainer_resumed(const vt_trainer *t) { return t->resumed; }
+
+size_t vt_trainer_device_bytes(const vt_trainer *t)
+{
+    size_t n = t->model ? vt_model_bytes(t->model) : 0;
+    size_t es = t->cache_train && vt_tensor_dtype(t->cache_train) == VT_BF16 ? 2 : 4;
+    if (t->cache_train)
+        n += vt_tensor_numel(t->cache_train) * es;
+    if (t->cache_val)
+        n += vt_tensor_numel(t->cache_val) * es;
+    return n;
+}
+
+/* ---- preparation ------------------------------------------------------- */
+
+typedef struct {
+    const vt_dataset *ds;
+    uint8_t *bad;
+    const vt_creds *creds;
+    int begin, end;
+    pthread_mutex_t *mu;
+    pthread_cond_t *cv;
+    int *pending;
+} vt__probe_task;
+
+static void vt__probe(void *arg)
+{
+    vt__probe_task *pt = arg;
+    char path[PATH_MAX];
+    int entered = pt->creds ? vt_creds_enter(pt->creds) == 0 : 1;
+    for (int i = pt->begin; i < pt->end; i++) {
+        vt_image_format fmt;
+        int w, h;
+        snprintf(path, sizeof path, "%s/%s", pt->ds->root, pt->ds->samples[i].path);
+        pt->bad[i] = !entered || vt_image_probe(AT_FDCWD, path, &fmt, &w, &h) < 0;
+    }
+    if (pt->creds)
+        vt_creds_leave();
+    pthread_mutex_lock(pt->mu);
+    if (--*pt->pending == 0)
+        pthread_cond_signal(pt->cv);
+    pthread_mutex_unlock(pt->mu);
+}
+
+/* Reads every image header of ds on the pool; bad[i] = 1 where unreadable. */
+static int vt__probe_all(vt_trainer *t, const vt_dataset *ds, uint8_t *bad)
+{
+    int chunks = 4 * vt_pool_threads(t->env.pool), pending = 0, rc = 0;
+    int per = (ds->n + chunks - 1) / chunks;
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+    vt__probe_task *tasks;
+
+    if (ds->n == 0)
+        return 0;
+    if (!(tasks = calloc((size_t)chunks, sizeof *tasks)))
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    for (int c = 0; c < chunks && c * per < ds->n; c++) {
+        tasks[c] = (vt__probe_task){ds, bad, t->env.creds, c * per,
+                                    (c + 1) * per < ds->n ? (c + 1) * per : ds->n, &mu, &cv,
+                                    &pending};
+        pthread_mutex_lock(&mu);
+        pending++;
+        pthread_mutex_unlock(&mu);
+        if ((rc = vt_pool_submit(t->env.pool, vt__probe, &tasks[c])) < 0) {
+            pthread_mutex_lock(&mu);
+            pending--;
+            pthread_mutex_unlock(&mu);
+            break;
+        }
+    }
+    pthread_mutex_lock(&mu);
+    while (pending > 0)
+        pthread_cond_wait(&cv, &mu);
+    pthread_mutex_unlock(&mu);
+    free(tasks);
+    return rc;
+}
+
+/* Reports unreadable samples and refuses a dataset with nothing to learn. */
+static int vt__check_readable(vt_trainer *t, const vt_dataset *ds, const uint8_t *bad,
+                              const char *what)
+{
+    int *good = calloc((size_t)ds->nclasses, sizeof *good), nbad = 0, classes = 0, ngood = 0;
+    if (!good)
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    for (int i = 0; i < ds->n; i++) {
+        if (bad[i]) {
+            if (nbad < 5)
+                vt__say(t, VT_LOG_WARN, "skipping unreadable %s image %s/%s", what, ds->root,
+                        ds->samples[i].path);
+            nbad++;
+        } else {
+            good[ds->samples[i].label]++;
+            ngood++;
+        }
+    }
+    for (int c = 0; c < ds->nclasses; c++) {
+        classes += good[c] > 0;
+        if (good[c] == 0)
+            vt__say(t, VT_LOG_WARN, "%s class '%s' has no readable image", what,
+                    ds->classes[c]);
+    }
+    free(good);
+    if (nbad)
+        vt__say(t, VT_LOG_WARN, "%d unreadable %s image%s skipped", nbad, what,
+                nbad == 1 ? "" : "s");
+    if (ngood == 0)
+        return vt_error_set(VT_EINVAL, "%s data %s has no readable image (JPEG or PNG)",
+                            what, ds->root);
+    if (classes < 2 && strcmp(what, "training") == 0)
+        return vt_error_set(VT_EINVAL,
+                            "training data %s has readable images in only %d class; at "
+                            "least 2 classes are needed", ds->root, classes);
+    return 0;
+}
+
+static int vt__same_classes(const vt_dataset *a, const vt_dataset *b)
+{
+    if (a->nclasses != b->nclasses)
+        return 0;
+    for (int c = 0; c < a->nclasses; c++)
+        if (strcmp(a->classes[c], b->classes[c]) != 0)
+            return 0;
+    return 1;
+}
+
+static int vt__load_data(vt_trainer *t)
+{
+    vt_dataset *all = NULL;
+    int rc;
+
+    if ((rc = vt_dataset_scan(&all, AT_FDCWD, t->spec.train_dir)) < 0)
+        return rc;
+    if (t->spec.val_dir) {
+        t->train = all;
+        if ((rc = vt_dataset_scan(&t->val, AT_FDCWD, t->spec.val_dir)) < 0)
+            return vt_error_wrap(rc, "validation data");
+        if (!vt__same_classes(t->train, t->val))
+            return vt_error_set(VT_EINVAL, "the validation classes in %s differ from the "
+                                "training classes in %s (they must be the same folders)",
+                                t->spec.val_dir, t->spec.train_dir);
+    } else if (t->spec.val_split > 0) {
+        rc = vt_dataset_split(all, t->spec.val_split, t->spec.seed, &t->train, &t->val);
+        vt_dataset_free(all);
+        if (rc < 0)
+            return rc;
+    } else {
+        t->train = all;
+    }
+    t->bad_train = calloc((size_t)t->train->n + 1, 1);
+    t->bad_val = calloc(t->val ? (size_t)t->val->n + 1 : 1, 1);
+    if (!t->bad_train || !t->bad_val)
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    if ((rc = vt__probe_all(t, t->train, t->bad_train)) < 0 ||
+        (rc = vt__check_readable(t, t->train, t->bad_train, "training")) < 0)
+        return rc;
+    if (t->val && ((rc = vt__probe_all(t, t->val, t->bad_val)) < 0 ||
+                   (rc = vt__check_readable(t, t->val, t->bad_val, "validation")) < 0))
+        return rc;
+    return 0;
+}
+
+/* Head layout and initial values: from the init file when there is one. */
+static int vt__build_params(vt_trainer *t)
+{
+    vt_jobspec *s = &t->spec;
+    vt_tensorset *init = NULL;
+    int hidden[VT_MAX_DENSE], nhidden = s->nhidden, nclasses = t->train->nclasses;
+    int in_features = 0, rc = 0;
+
+    memcpy(hidden, s->hidden, sizeof s->hidden);
+    if (s->init) {
+        int ih[VT_MAX_DENSE], inh, inc;
+        if ((rc = vt__enter(t)) == 0) {
+            rc = vt_safetensors_read(&init, s->init);
+            vt__leave(t);
+        }
+        if (rc < 0)
+            return vt_error_wrap(rc, "init");
+        if ((rc = vt_weights_head_layout(init, s->init, ih, &inh, &inc, &in_features)) < 0)
+            goto done;
+        if (s->head_given && (inh != s->nhidden || memcmp(ih, s->hidden,
+                                                           sizeof(int) * (size_t)inh) != 0)) {
+            char a[128] = "", b[128] = "";
+            for (int i = 0; i < inh; i++)
+                snprintf(a + strlen(a), sizeof a - strlen(a), "%s%d", i ? ", " : "", ih[i]);
+            for (int i = 0; i < s->nhidden; i++)
+                snprintf(b + strlen(b), sizeof b - strlen(b), "%s%d", i ? ", " : "",
+                         s->hidden[i]);
+            rc = vt_error_set(VT_EINVAL, "head.dense [%s] conflicts with the head of the "
+                              "init model %s, which is [%s]; leave head.dense out to use it",
+                              b, s->init, a);
+            goto done;
+        }
+        if (inc != nclasses) {
+            rc = vt_error_set(VT_EINVAL, "the init model %s has %d classes but the data has "
+                              "%d", s->init, inc, nclasses);
+            goto done;
+        }
+        int side = vt_vgg_side(s->image_size, VT_VGG_NBLOCKS);
+        if (in_features != side * side * 512) {
+            rc = vt_error_set(VT_EINVAL, "the init model %s was trained on another image "
+                              "size (its head takes %d features; image_size %d gives %d)",
+                              s->init, in_features, s->image_size, side * side * 512);
+            goto done;
+        }
+        memcpy(hidden, ih, sizeof(int) * (size_t)inh);
+        nhidden = inh;
+        s->nhidden = inh;
+        memcpy(s->hidden, ih, sizeof(int) * (size_t)inh);
+    }
+    if ((rc = vt_params_new(&t->p, s->image_size, hidden, nhidden, nclasses)) < 0)
+        goto done;
+    for (int i = 0; i < VT_VGG_NCONV; i++) {
+        memcpy(t->p->conv_w[i], t->env.base->conv_w[i],
+               sizeof(float) * (size_t)vt_vgg_conv_numel(i));
+        memcpy(t->p->conv_b[i], t->env.base->conv_b[i], sizeof(float) * (size_t)vt_vgg16[i].cout);
+    }
+    /* Scratch training without a weights file starts every convolution from
+     * the job's own seed; the shared random trunk serves the frozen modes. */
+    vt_params_init_he(t->p, s->seed, s->trainable_blocks == 5 && t->env.base_random ? 3 : 2);
+    if (init) {
+        int loaded = 0;
+        rc = vt_weights_load_model(t->p, init, vt_vgg_first_trainable(s->trainable_blocks),
+                                   s->init, &loaded);
+        if (rc == 0)
+            vt__say(t, VT_LOG_INFO, "initialised %d tensors from %s", loaded, s->init);
+    }
+done:
+    vt_tensorset_free(init);
+    return rc;
+}
+
+static int vt__make_cache(vt_trainer *t, const vt_dataset *ds, vt_tensor **cache,
+                          size_t *budget)
+{
+    int side, ch;
+    vt_model_cut(t->model, &side, &ch);
+    vt_dtype dt = vt_tensor_dtype(vt_model_features(t->model));
+    size_t bytes = (size_t)ds->n * side * side * ch * (dt == VT_BF16 ? 2 : 4);
+    if (ds->n == 0 || bytes > *budget)
+        return 0;
+    int dims[4] = {ds->n, side, side, ch};
+    if (vt_tensor_new(cache, t->env.be, dt, 4, dims) < 0) {
+        vt__say(t, VT_LOG_INFO, "no memory for a %zu MiB feature cache; recomputing "
+                "features every epoch", bytes >> 20);
+        *cache = NULL;
+        vt_error_clear();
+        return 0;
+    }
+    *budget -= bytes;
+    return 0;
+}
+
+static int vt__load_checkpoint(vt_trainer *t);
+
+/* Makes sure the output directory exists and that we may write in it. */
+static int vt__check_output(vt_trainer *t)
+{
+    char probe[PATH_MAX];
+    int rc = vt__enter(t), fd;
+    if (rc < 0)
+        return rc;
+    if ((rc = vt_mkdir_p(t->spec.output)) == 0) {
+        snprintf(probe, sizeof probe, "%s/.vggtune-write-test.%ld", t->spec.output,
+                 (long)getpid());
+        fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0)
+            rc = vt_error_set(VT_EPERM, "output directory %s is not writable: %s",
+                              t->spec.output, strerror(errno));
+        else {
+            close(fd);
+            unlink(probe);
+        }
+    } else {
+        rc = vt_error_wrap(rc, "output directory");
+    }
+    vt__leave(t);
+    return rc;
+}
+
+static int vt__prepare(vt_trainer *t)
+{
+    vt_jobspec *s = &t->spec;
+    vt_model_opts mo;
+    vt_loader_opts lo;
+    size_t budget = t->env.cache_limit;
+    int rc, first_epoch_cache;
+
+    if ((rc = vt__check_output(t)) < 0 || (rc = vt__load_data(t)) < 0 ||
+        (rc = vt__build_params(t)) < 0)
+        return rc;
+    t->prep = s->preprocess >= 0 ? (vt_preprocess)s->preprocess : t->env.base_prep;
+    mo = (vt_model_opts){.trainable_blocks = s->trainable_blocks,
+                         .max_batch = s->batch_size,
+                         .dropout = s->dropout,
+                         .act = vt_backend_act_dtype(t->env.be, s->precision == VT_PREC_FP32
+                                                                    ? "fp32" : "bf16")};
+    if ((rc = vt_model_create(&t->model, t->env.trunk, t->p, &mo)) < 0)
+        return rc;
+    lo = (vt_loader_opts){.image_size = s->image_size, .max_batch = s->batch_size,
+                          .creds = t->env.creds};
+    if ((rc = vt_loader_create(&t->ltrain, t->env.pool, t->train, &lo)) < 0 ||
+        (t->val && (rc = vt_loader_create(&t->lval, t->env.pool, t->val, &lo)) < 0))
+        return rc;
+    if (!(t->labels = malloc(sizeof *t->labels * (size_t)s->batch_size)) ||
+        !(t->order = malloc(sizeof *t->order * (size_t)(t->train->n + 1))))
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    /* Validation first: it is reused every epoch whatever the augmentation. */
+    if (t->val && (rc = vt__make_cache(t, t->val, &t->cache_val, &budget)) < 0)
+        return rc;
+    first_epoch_cache = !s->flip && s->crop <= 0;
+    if (first_epoch_cache && (rc = vt__make_cache(t, t->train, &t->cache_train, &budget)) < 0)
+        return rc;
+    if ((rc = vt__load_checkpoint(t)) < 0)
+        return rc;
+    vt__say(t, VT_LOG_INFO,
+            "%s: %d training images, %d validation images, %d classes; %s, image %d, "
+            "batch %d, %s preprocessing, backend %s; feature cache %s",
+            s->name, t->train->n, t->val ? t->val->n : 0, t->train->nclasses,
+            vt_jobspec_mode_name(s->trainable_blocks), s->image_size, s->batch_size,
+            vt_preprocess_name(t->prep), vt_backend_name(t->env.be),
+            t->cache_train ? "on" : first_epoch_cache ? "off (does not fit)"
+                                                      : "off (augmentation)");
+    t->phase = t->epoch >= s->epochs || t->stop_early ? PH_FINISH : PH_TRAIN;
+    return 0;
+}
+
+/* ---- passes ------------------------------------------------------------ */
+
+/* Samples of a pass: the epoch's order over ds, minus unreadable ones. */
+static void vt__make_order(vt_trainer *t, const vt_dataset *ds, const uint8_t *bad,
+                           int shuffle)
+{
+    int n = 0;
+    for (int i = 0; i < ds->n; i++)
+        t->order[i] = i;
+    if (shuffle)
+        vt_rng_shuffle(t->order, ds->n, t->spec.seed,
+                       ((uint64_t)VT_RNG_SHUFFLE << 32) + (uint64_t)t->epoch);
+    for (int i = 0; i < ds->n; i++)
+        if (!bad[t->order[i]])
+            t->order[n++] = t->order[i];
+    t->order_n = n;
+    t->pos = 0;
+}
+
+/* Starts a pass; from_loader when the cache cannot serve it. */
+static int vt__begin_pass(vt_trainer *t, int val)
+{
+    const vt_dataset *ds = val ? t->val : t->train;
+    int cached = val ? t->val_cached : t->train_cached;
+    vt_augment aug = {.seed = t->spec.seed, .epoch = t->epoch, .flip = t->spec.flip,
+                      .crop = t->spec.crop};
+
+    vt__make_order(t, ds, val ? t->bad_val : t->bad_train, !val && t->spec.shuffle);
+    t->from_loader = !cached;
+    if (!cached)
+        return vt_loader_begin(val ? t->lval : t->ltrain, t->order, t->order_n,
+                               val || (!t->spec.flip && t->spec.crop <= 0) ? NULL : &aug);
+    return 0;
+}
+
+/* Puts the next batch of the pass into the model's features.  Returns the
+ * batch size, 0 at the end of the pass. */
+static int vt__next_batch(vt_trainer *t, int val)
+{
+    vt_tensor *cache = val ? t->cache_val : t->cache_train;
+    vt_tensor *feat;
+    int rc, n;
+
+    if (!t->from_loader) {
+        n = t->order_n - t->pos < t->spec.batch_size ? t->order_n - t->pos
+                                                      : t->spec.batch_size;
+        if (n <= 0)
+            return 0;
+        if ((rc = vt_model_set_batch(t->model, n)) < 0)
+            return rc;
+        feat = vt_model_features(t->model);
+        for (int i = 0; i < n; i++) {
+            int sample = t->order[t->pos + i];
+            t->labels[i] = (val ? t->val : t->train)->samples[sample].label;
+            if ((rc = vt_tensor_copy_rows(feat, i, cache, sample, 1)) < 0)
+                return rc;
+        }
+        t->pos += n;
+        return n;
+    }
+    vt_batch *b;
+    if ((rc = vt_loader_next(val ? t->lval : t->ltrain, &b)) <= 0)
+        return rc;
+    n = b->n;
+    if ((rc = vt_model_set_batch(t->model, n)) < 0 ||
+        (rc = vt_op_images_to_input(t->env.be, b->pixels, n, t->spec.image_size,
+                                    t->spec.image_size, t->prep, vt_model_input(t->model))) < 0 ||
+        (rc = vt_model_extract(t->model)) < 0)
+        return rc;
+    feat = vt_model_features(t->model);
+    memcpy(t->labels, b->labels, sizeof *t->labels * (size_t)n);
+    if (cache)
+        for (int i = 0; i < n; i++)
+            if ((rc = vt_tensor_copy_rows(cache, b->sample[i], feat, i, 1)) < 0)
+                return rc;
+    return n;
+}
+
+/* Marks the samples the loader could not read, so later passes skip them. */
+static void vt__collect_failures(vt_trainer *t, int val)
+{
+    const vt_dataset *ds = val ? t->val : t->train;
+    uint8_t *bad = val ? t->bad_val : t->bad_train;
+    vt_loader *l = val ? t->lval : t->ltrain;
+    for (int i = 0; i < ds->n; i++) {
+        const char *why = vt_loader_failure(l, i);
+        if (why && !bad[i]) {
+            bad[i] = 1;
+            vt__say(t, VT_LOG_WARN, "skipping unreadable image: %s", why);
+        }
+    }
+}
+
+static void vt__progress(vt_trainer *t, const char *phase)
+{
+    vt_progress p = {0};
+    double el = vt__now() - t->t_epoch0;
+    double rate = el > 0 ? t->seen / el : 0;
+    if (!t->hooks.progress)
+        return;
+    p.epoch = t->epoch + 1;
+    p.epochs = t->spec.epochs;
+    p.step = t->step;
+    p.steps = t->steps;
+    p.loss = t->seen ? t->loss_sum / t->seen : 0;
+    p.accuracy = t->seen ? (double)t->correct / t->seen : 0;
+    p.images_per_s = rate;
+    {
+        double left_now = (double)(t->order_n - t->seen);
+        double later = (double)(t->spec.epochs - t->epoch - 1) * t->order_n;
+        double later_rate = t->last_rate > 0 ? t->last_rate : rate;
+        p.eta_s = (rate > 0 ? left_now / rate : 0) + (later_rate > 0 ? later / later_rate : 0);
+        if (left_now < 0)
+            p.eta_s = later_rate > 0 ? later / later_rate : 0;
+    }
+    p.phase = phase;
+    t->hooks.progress(t->hooks.ud, &p);
+}
+
+static int vt__train_step(vt_trainer *t)
+{
+    int n, rc;
+    if ((n = vt__next_batch(t, 0)) < 0)
+        return n;
+    if (n == 0) {
+        if (t->from_loader)
+            vt__collect_failures(t, 0);
+        if (t->cache_train)
+            t->train_cached = 1;
+        t->t_train_s = vt__now() - t->t_epoch0;
+        if (t->seen == 0)
+            return vt_error_set(VT_EINVAL, "no training image could be read");
+        if (t->val) {
+            t->phase = PH_VAL;
+            return vt__begin_pass(t, 1);
+        }
+        t->phase = PH_EPOCH_END;
+        return 0;
+    }
+    vt_step_args a = {
+        .sgd = {.lr = (float)vt_jobspec_lr(&t->spec, t->iteration, t->epoch),
+                .momentum = (float)t->spec.momentum,
+                .weight_decay = (float)t->spec.weight_decay,
+                .nesterov = t->spec.nesterov},
+        .seed = t->spec.seed,
+        .iteration = t->iteration};
+    if ((rc = vt_model_train_step(t->model, t->labels, &a, &t->loss_sum, &t->correct)) < 0)
+        return rc;
+    t->last_lr = a.sgd.lr;
+    t->seen += n;
+    t->iteration++;
+    t->step++;
+    vt__progress(t, "training");
+    return 0;
+}
+
+static int vt__val_step(vt_trainer *t)
+{
+    int n, rc;
+    if ((n = vt__next_batch(t, 1)) < 0)
+        return n;
+    if (n == 0) {
+        if (t->from_loader)
+            vt__collect_failures(t, 1);
+        if (t->cache_val)
+            t->val_cached = 1;
+        t->phase = PH_EPOCH_END;
+        return 0;
+    }
+    if ((rc = vt_model_evaluate(t->model, t->labels, NULL, NULL, &t->val_loss_sum,
+                                &t->val_correct)) < 0)
+        return rc;
+    t->val_seen += n;
+    return 0;
+}
+
+static int vt__begin_epoch(vt_trainer *t)
+{
+    t->step = t->seen = t->correct = t->val_seen = t->val_correct = 0;
+    t->loss_sum = t->val_loss_sum = 0;
+    t->t_epoch0 = vt__now();
+    int rc = vt__begin_pass(t, 0);
+    t->epoch_cached = !t->from_loader;
+    t->steps = (t->order_n + t->spec.batch_size - 1) / t->spec.batch_size;
+    return rc;
+}
+
+/* ---- outputs ----------------------------------------------------------- */
+
+static cJSON *vt__metrics_json(const vt_epoch_metrics *m)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    cJSON_AddNumberToObject(o, "epoch", m->epoch);
+    cJSON_AddNumberToObject(o, "loss", m->loss);
+    cJSON_AddNumberToObject(o, "accuracy", m->accuracy);
+    if (m->has_val) {
+        cJSON_AddNumberToObject(o, "val_loss", m->val_loss);
+        cJSON_AddNumberToObject(o, "val_accuracy", m->val_accuracy);
+    } else {
+        cJSON_AddNullToObject(o, "val_loss");
+        cJSON_AddNullToObject(o, "val_accuracy");
+    }
+    cJSON_AddNumberToObject(o, "images_per_s", m->images_per_s);
+    cJSON_AddNumberToObject(o, "seconds", m->seconds);
+    cJSON_AddNumberToObject(o, "lr", m->lr);
+    cJSON_AddBoolToObject(o, "cached", m->cached);
+    return o;
+}
+
+static int vt__metrics_parse(const cJSON *o, vt_epoch_metrics *m)
+{
+    const cJSON *f;
+#define VT__GET(key, dst)                                                         \
+    if (!(f = cJSON_GetObjectItemCaseSensitive(o, key)) || !cJSON_IsNumber(f))    \
+        return vt_error_set(VT_EFORMAT, "checkpoint history lacks %s", key);      \
+    dst = f->valuedouble;
+    double ep;
+    VT__GET("epoch", ep);
+    m->epoch = (int)ep;
+    VT__GET("loss", m->loss);
+    VT__GET("accuracy", m->accuracy);
+    VT__GET("images_per_s", m->images_per_s);
+    VT__GET("seconds", m->seconds);
+    VT__GET("lr", m->lr);
+#undef VT__GET
+    f = cJSON_GetObjectItemCaseSensitive(o, "val_loss");
+    m->has_val = cJSON_IsNumber(f);
+    m->val_loss = m->has_val ? f->valuedouble : 0;
+    f = cJSON_GetObjectItemCaseSensitive(o, "val_accuracy");
+    m->val_accuracy = cJSON_IsNumber(f) ? f->valuedouble : 0;
+    m->cached = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "cached"));
+    return 0;
+}
+
+/* Appends text to a growing buffer; returns 0 or VT_ENOMEM. */
+static int vt__cat(char **buf, size_t *len, const char *text)
+{
+    size_t n = strlen(text);
+    char *b = realloc(*buf, *len + n + 1);
+    if (!b)
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    memcpy(b + *len, text, n + 1);
+    *buf = b;
+    *len += n;
+    return 0;
+}
+
+/* Rewrites OUT/metrics.jsonl (one line per finished epoch), durably. */
+static int vt__write_metrics(vt_trainer *t)
+{
+    char *buf = NULL, path[PATH_MAX];
+    size_t len = 0;
+    int rc = 0;
+    for (int i = 0; i < t->nhistory && rc == 0; i++) {
+        cJSON *o = vt__metrics_json(&t->history[i]);
+        char *line = o ? cJSON_PrintUnformatted(o) : NULL;
+        rc = line ? vt__cat(&buf, &len, line) : vt_error_set(VT_ENOMEM, "out of memory");
+        if (rc == 0)
+            rc = vt__cat(&buf, &len, "\n");
+        free(line);
+        cJSON_Delete(o);
+    }
+    snprintf(path, sizeof path, "%s/metrics.jsonl", t->spec.output);
+    if (rc == 0 && (rc = vt__enter(t)) == 0) {
+        rc = vt_write_file_atomic(AT_FDCWD, path, buf ? buf : "", len);
+        vt__leave(t);
+    }
+    free(buf);
+    return rc;
+}
+
+static char *vt__classes_json(const vt_dataset *ds)
+{
+    cJSON *a = cJSON_CreateArray();
+    char *s;
+    for (int c = 0; a && c < ds->nclasses; c++)
+        cJSON_AddItemToArray(a, cJSON_CreateString(ds->classes[c]));
+    s = a ? cJSON_PrintUnformatted(a) : NULL;
+    cJSON_Delete(a);
+    return s;
+}
+
+/* Writes OUT/model.safetensors from the model's current weights. */
+static int vt__save_model(vt_trainer *t, int epochs_done)
+{
+    vt_tensorset *set = NULL;
+    char path[PATH_MAX], num[64], head[256] = "";
+    char *classes = NULL, *spec = NULL;
+    int rc;
+
+    if ((rc = vt_model_download(t->model, t->p)) < 0 || (rc = vt_weights_to_set(t->p, &set)) < 0)
+        return rc;
+    classes = vt__classes_json(t->train);
+    spec = vt_jobspec_to_json(&t->spec);
+    snprintf(head, sizeof head, "{\"dense\":[");
+    for (int i = 0; i < t->spec.nhidden; i++)
+        snprintf(head + strlen(head), sizeof head - strlen(head), "%s%d", i ? "," : "",
+                 t->spec.hidden[i]);
+    snprintf(head + strlen(head), sizeof head - strlen(head),
+             "],\"classes\":%d,\"activation\":\"relu\",\"dropout\":%g}", t->train->nclasses,
+             t->spec.dropout);
+    if (!classes || !spec) {
+        rc = vt_error_set(VT_ENOMEM, "out of memory");
+        goto done;
+    }
+    vt_tensorset_set_meta(set, "format", VT__MODEL_FORMAT);
+    vt_tensorset_set_meta(set, "classes", classes);
+    snprintf(num, sizeof num, "%d", t->spec.image_size);
+    vt_tensorset_set_meta(set, "image_size", num);
+    vt_tensorset_set_meta(set, "preprocess", vt_preprocess_name(t->prep));
+    vt_tensorset_set_meta(set, "input_layout", "NCHW RGB; features.* as torchvision vgg16");
+    snprintf(num, sizeof num, "%d", t->spec.trainable_blocks);
+    vt_tensorset_set_meta(set, "trainable_blocks", num);
+    vt_tensorset_set_meta(set, "head", head);
+    vt_tensorset_set_meta(set, "job", spec);
+    vt_tensorset_set_meta(set, "weights", t->env.base_desc ? t->env.base_desc : "random");
+    snprintf(num, sizeof num, "%d", epochs_done);
+    rc = vt_tensorset_set_meta(set, "epochs", num);
+    snprintf(path, sizeof path, "%s/model.safetensors", t->spec.output);
+    if (rc == 0 && (rc = vt__enter(t)) == 0) {
+        rc = vt_safetensors_write(AT_FDCWD, path, set);
+        vt__leave(t);
+    }
+done:
+    free(classes);
+    free(spec);
+    vt_tensorset_free(set);
+    return rc;
+}
+
+static int vt__write_classmap(vt_trainer *t)
+{
+    cJSON *o = cJSON_CreateObject(), *idx;
+    char path[PATH_MAX], *text = NULL;
+    int rc = 0;
+    if (!o)
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    cJSON *arr = cJSON_AddArrayToObject(o, "classes");
+    idx = cJSON_AddObjectToObject(o, "class_indices");
+    for (int c = 0; arr && idx && c < t->train->nclasses; c++) {
+        cJSON_AddItemToArray(arr, cJSON_CreateString(t->train->classes[c]));
+        cJSON_AddNumberToObject(idx, t->train->classes[c], c);
+    }
+    text = cJSON_Print(o);
+    cJSON_Delete(o);
+    if (!text)
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    snprintf(path, sizeof path, "%s/classmap.json", t->spec.output);
+    if ((rc = vt__enter(t)) == 0) {
+        rc = vt_write_file_atomic(AT_FDCWD, path, text, strlen(text));
+        vt__leave(t);
+    }
+    free(text);
+    return rc;
+}
+
+/* ---- checkpoints ------------------------------------------------------- */
+
+static char *vt__bad_list(const uint8_t *bad, int n)
+{
+    cJSON *a = cJSON_CreateArray();
+    char *s;
+    for (int i = 0; a && i < n; i++)
+        if (bad[i])
+            cJSON_AddItemToArray(a, cJSON_CreateNumber(i));
+    s = a ? cJSON_PrintUnformatted(a) : NULL;
+    cJSON_Delete(a);
+    return s;
+}
+
+static int vt__bad_parse(const char *text, uint8_t *bad, int n)
+{
+    cJSON *a = text ? cJSON_Parse(text) : NULL, *it;
+    if (!cJSON_IsArray(a)) {
+        cJSON_Delete(a);
+        return vt_error_set(VT_EFORMAT, "checkpoint: bad sample list is malformed");
+    }
+    cJSON_ArrayForEach(it, a) {
+        if (cJSON_IsNumber(it) && it->valuedouble >= 0 && it->valuedouble < n)
+            bad[(int)it->valuedouble] = 1;
+    }
+    cJSON_Delete(a);
+    return 0;
+}
+
+int vt_trainer_checkpoint(vt_trainer *t)
+{
+    vt_tensorset *set;
+    char name[96], num[64];
+    char *hist = NULL, *bt = NULL, *bv = NULL, *spec = NULL;
+    int rc = 0;
+
+    if (!t->env.checkpoint || !t->model)
+        return 0;
+    if (!(set = vt_tensorset_new()))
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    for (int i = 0; i < vt_model_nparams(t->model) && rc == 0; i++) {
+        vt_tensor *w = vt_model_param(t->model, i), *v = vt_model_velocity(t->model, i);
+        int64_t shape[VT_MAX_DIMS];
+        vt_ntensor *nt;
+        for (int d = 0; d < vt_tensor_ndim(w); d++)
+            shape[d] = vt_tensor_dim(w, d);
+        snprintf(name, sizeof name, "param/%s", vt_model_param_name(t->model, i));
+        if ((rc = vt_tensorset_add(set, name, vt_tensor_ndim(w), shape, NULL, &nt)) < 0 ||
+            (rc = vt_tensor_download(w, nt->data)) < 0)
+            break;
+        snprintf(name, sizeof name, "velocity/%s", vt_model_param_name(t->model, i));
+        if ((rc = vt_tensorset_add(set, name, vt_tensor_ndim(v), shape, NULL, &nt)) < 0)
+            break;
+        rc = vt_tensor_download(v, nt->data);
+    }
+    if (rc == 0) {
+        cJSON *h = cJSON_CreateArray();
+        for (int i = 0; h && i < t->nhistory; i++)
+            cJSON_AddItemToArray(h, vt__metrics_json(&t->history[i]));
+        hist = h ? cJSON_PrintUnformatted(h) : NULL;
+        cJSON_Delete(h);
+        bt = vt__bad_list(t->bad_train, t->train->n);
+        bv = t->val ? vt__bad_list(t->bad_val, t->val->n) : strdup("[]");
+        spec = vt_jobspec_to_json(&t->spec);
+        if (!hist || !bt || !bv || !spec)
+            rc = vt_error_set(VT_ENOMEM, "out of memory");
+    }
+    if (rc == 0) {
+        vt_tensorset_set_meta(set, "format", VT__CKPT_FORMAT);
+        snprintf(num, sizeof num, "%d", t->nhistory);
+        vt_tensorset_set_meta(set, "epochs_done", num);
+        snprintf(num, sizeof num, "%llu", (unsigned long long)t->iteration);
+        vt_tensorset_set_meta(set, "iteration", num);
+        snprintf(num, sizeof num, "%.17g", t->best_val_loss);
+        vt_tensorset_set_meta(set, "best_val_loss", num);
+        snprintf(num, sizeof num, "%d %d %d %d", t->best_epoch, t->stale, t->stop_early,
+                 t->best_saved);
+        vt_tensorset_set_meta(set, "early_stopping", num);
+        vt_tensorset_set_meta(set, "history", hist);
+        vt_tensorset_set_meta(set, "bad_train", bt);
+        vt_tensorset_set_meta(set, "bad_val", bv);
+        rc = vt_tensorset_set_meta(set, "job", spec);
+    }
+    if (rc == 0)
+        rc = vt_safetensors_write(AT_FDCWD, t->env.checkpoint, set);
+    free(hist);
+    free(bt);
+    free(bv);
+    free(spec);
+    vt_tensorset_free(set);
+    return rc < 0 ? vt_error_wrap(rc, "checkpoint") : 0;
+}
+
+static int vt__load_checkpoint(vt_trainer *t)
+{
+    vt_tensorset *set = NULL;
+    const char *fmt, *v;
+    char name[96];
+    int rc;
+    cJSON *h = NULL, *it;
+
+    if (!t->env.checkpoint || access(t->env.checkpoint, F_OK) != 0)
+        return 0;
+    if ((rc = vt_safetensors_read(&set, t->env.checkpoint)) < 0)
+        return vt_error_wrap(rc, "reading checkpoint");
+    if (!(fmt = vt_tensorset_meta(set, "format")) || strcmp(fmt, VT__CKPT_FORMAT) != 0) {
+        rc = vt_error_set(VT_EFORMAT, "%s is not a vggtune checkpoint", t->env.checkpoint);
+        goto done;
+    }
+    for (int i = 0; i < vt_model_nparams(t->model); i++) {
+        for (int k = 0; k < 2; k++) {
+            vt_tensor *dst = k ? vt_model_velocity(t->model, i) : vt_model_param(t->model, i);
+            snprintf(name, sizeof name, "%s/%s", k ? "velocity" : "param",
+                     vt_model_param_name(t->model, i));
+            const vt_ntensor *nt = vt_tensorset_find(set, name);
+            if (!nt || vt_ntensor_numel(nt) != vt_tensor_numel(dst)) {
+                rc = vt_error_set(VT_EFORMAT, "checkpoint %s does not match the job (tensor "
+                                  "%s)", t->env.checkpoint, name);
+                goto done;
+            }
+            if ((rc = vt_tensor_upload(dst, nt->data)) < 0)
+                goto done;
+        }
+    }
+    v = vt_tensorset_meta(set, "iteration");
+    t->iteration = v ? strtoull(v, NULL, 10) : 0;
+    v = vt_tensorset_meta(set, "best_val_loss");
+    t->best_val_loss = v ? strtod(v, NULL) : INFINITY;
+    v = vt_tensorset_meta(set, "early_stopping");
+    if (!v || sscanf(v, "%d %d %d %d", &t->best_epoch, &t->stale, &t->stop_early,
+                     &t->best_saved) != 4) {
+        rc = vt_error_set(VT_EFORMAT, "checkpoint lacks its early-stopping state");
+        goto done;
+    }
+    if ((rc = vt__bad_parse(vt_tensorset_meta(set, "bad_train"), t->bad_train,
+                            t->train->n)) < 0 ||
+        (t->val && (rc = vt__bad_parse(vt_tensorset_meta(set, "bad_val"), t->bad_val,
+                                       t->val->n)) < 0))
+        goto done;
+    h = cJSON_Parse(vt_tensorset_meta(set, "history") ? vt_tensorset_meta(set, "history")
+                                                      : "");
+    if (!cJSON_IsArray(h)) {
+        rc = vt_error_set(VT_EFORMAT, "checkpoint history is malformed");
+        goto done;
+    }
+    free(t->history);
+    t->nhistory = 0;
+    t->history = calloc((size_t)cJSON_GetArraySize(h) + 1, sizeof *t->history);
+    if (!t->history) {
+        rc = vt_error_set(VT_ENOMEM, "out of memory");
+        goto done;
+    }
+    cJSON_ArrayForEach(it, h) {
+        if ((rc = vt__metrics_parse(it, &t->history[t->nhistory])) < 0)
+            goto done;
+        t->nhistory++;
+    }
+    t->epoch = t->nhistory;
+    if (t->nhistory)
+        t->last_rate = t->history[t->nhistory - 1].images_per_s;
+    t->resumed = 1;
+    vt__say(t, VT_LOG_INFO, "resumed from checkpoint after epoch %d", t->epoch);
+done:
+    cJSON_Delete(h);
+    vt_tensorset_free(set);
+    return rc;
+}
+
+/* ---- epoch end and finish ---------------------------------------------- */
+
+static int vt__epoch_end(vt_trainer *t)
+{
+    vt_epoch_metrics m = {0};
+    vt_epoch_metrics *h;
+    int rc;
+
+    m.epoch = t->epoch + 1;
+    m.loss = t->seen ? t->loss_sum / t->seen : 0;
+    m.accuracy = t->seen ? (double)t->correct / t->seen : 0;
+    m.has_val = t->val && t->val_seen > 0;
+    m.val_loss = t->val_seen ? t->val_loss_sum / t->val_seen : 0;
+    m.val_accuracy = t->val_seen ? (double)t->val_correct / t->val_seen : 0;
+    m.images_per_s = t->t_train_s > 0 ? t->seen / t->t_train_s : 0;
+    m.seconds = vt__now() - t->t_epoch0;
+    m.lr = t->last_lr;
+    m.cached = t->epoch_cached;
+    if (!(h = realloc(t->history, sizeof *h * (size_t)(t->nhistory + 1))))
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    t->history = h;
+    t->history[t->nhistory++] = m;
+    t->last_rate = m.images_per_s;
+    if ((rc = vt__write_metrics(t)) < 0)
+        return rc;
+
+    if (m.has_val) {
+        if (m.val_loss < t->best_val_loss - t->spec.min_delta) {
+            t->best_val_loss = m.val_loss;
+            t->best_epoch = m.epoch;
+            t->stale = 0;
+            if (t->spec.keep_best) {
+                if ((rc = vt__save_model(t, m.epoch)) < 0)
+                    return rc;
+                t->best_saved = 1;
+            }
+        } else if (++t->stale >= t->spec.patience && t->spec.patience > 0) {
+            t->stop_early = 1;
+            vt__say(t, VT_LOG_INFO, "early stopping after epoch %d: val_loss has not "
+                    "improved for %d epochs (best %.4f at epoch %d)", m.epoch, t->stale,
+                    t->best_val_loss, t->best_epoch);
+        }
+    }
+    t->epoch++;
+    if ((rc = vt_trainer_checkpoint(t)) < 0)
+        return rc;
+    if (t->hooks.epoch_end)
+        t->hooks.epoch_end(t->hooks.ud, &m);
+    t->phase = t->epoch >= t->spec.epochs || t->stop_early ? PH_FINISH : PH_TRAIN;
+    return 0;
+}
+
+static int vt__finish(vt_trainer *t)
+{
+    int rc;
+    if (!(t->spec.keep_best && t->best_saved) &&
+        (rc = vt__save_model(t, t->nhistory)) < 0)
+        return rc;
+    if ((rc = vt__write_classmap(t)) < 0)
+        return rc;
+    if (t->spec.keep_best && t->best_saved)
+        vt__say(t, VT_LOG_INFO, "kept the model of epoch %d (val_loss %.4f)", t->best_epoch,
+                t->best_val_loss);
+    t->phase = PH_DONE;
+    return 0;
+}
+
+int vt_trainer_step(vt_trainer *t)
+{
+    int rc = 0;
+    switch (t->phase) {
+    case PH_PREPARE:
+        rc = vt__prepare(t);
+        break;
+    case PH_TRAIN:
+        if (!t->in_epoch) {
+            if ((rc = vt__begin_epoch(t)) < 0)
+                break;
+            t->in_epoch = 1;
+        }
+        rc = vt__train_step(t);
+        break;
+    case PH_VAL:
+        rc = vt__val_step(t);
+        break;
+    case PH_EPOCH_END:
+        t->in_epoch = 0;
+        rc = vt__epoch_end(t);
+        break;
+    case PH_FINISH:
+        rc = vt__finish(t);
+        break;
+    case PH_DONE:
+        return 0;
+    }
+    if (rc < 0)
+        return rc;
+    return t->phase == PH_DONE ? 0 : 1;
+}

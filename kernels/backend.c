@@ -6,6 +6,7 @@
  */
 #include "backend_impl.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,6 +60,15 @@ int vt_backend_create(vt_backend **out, const char *name, int threads)
     return 0;
 }
 
+int vt_backend_create_auto(vt_backend **out, int threads, char *why, size_t why_len)
+{
+    why[0] = '\0';
+    if (vt_backend_create(out, "cuda", threads) == 0)
+        return 0;
+    snprintf(why, why_len, "%s", vt_error_msg());
+    return vt_backend_create(out, "cpu", threads);
+}
+
 void vt_backend_free(vt_backend *be)
 {
     if (!be)
@@ -85,6 +95,8 @@ void vt_backend_memory(const vt_backend *be, size_t *in_use, size_t *peak)
     if (peak)
         *peak = be->mem_peak;
 }
+
+size_t vt_backend_memory_total(const vt_backend *be) { return be->mem_total; }
 
 /* ---- tensors ----------------------------------------------------------- */
 
@@ -224,6 +236,21 @@ int vt_tensor_copy(vt_tensor *dst, const vt_tensor *src)
         return vt_error_set(VT_EINVAL, "tensor_copy: shapes or dtypes differ");
     dst->version++;
     return dst->be->ops->copy(dst->be, dst, src);
+}
+
+int vt_tensor_copy_rows(vt_tensor *dst, int dst_row, const vt_tensor *src, int src_row,
+                        int rows)
+{
+    size_t drow = dst->numel / (size_t)dst->dims[0], srow = src->numel / (size_t)src->dims[0];
+    size_t es = vt_dtype_size(dst->dtype);
+    if (dst->dtype != src->dtype || drow != srow)
+        return vt_error_set(VT_EINVAL, "copy_rows: row sizes or dtypes differ");
+    if (rows < 0 || dst_row < 0 || src_row < 0 || dst_row + rows > dst->dims[0] ||
+        src_row + rows > src->dims[0])
+        return vt_error_set(VT_EINVAL, "copy_rows: rows out of range");
+    dst->version++;
+    return dst->be->ops->copy_bytes(dst->be, dst, (size_t)dst_row * drow * es, src,
+                                    (size_t)src_row * srow * es, (size_t)rows * drow * es);
 }
 
 /* ---- operations -------------------------------------------------------- */

@@ -61,6 +61,10 @@ typedef struct {
  * driver too old).  threads: CPU threads to use, 0 = all cores. */
 int vt_backend_create(vt_backend **out, const char *name, int threads);
 
+/* Creates the CUDA backend when a usable GPU is present, else the CPU one;
+ * when it falls back, why[] says why CUDA was not used (else why[0] = 0). */
+int vt_backend_create_auto(vt_backend **out, int threads, char *why, size_t why_len);
+
 /* Releases a backend; every tensor it made must be freed first.  NULL is a
  * no-op. */
 void vt_backend_free(vt_backend *be);
@@ -82,6 +86,9 @@ int vt_backend_sync(vt_backend *be);
 /* Device memory now allocated through this backend and its high-water mark,
  * in bytes (host memory for the CPU backend). */
 void vt_backend_memory(const vt_backend *be, size_t *in_use, size_t *peak);
+
+/* Total memory of the device in bytes (physical RAM for the CPU backend). */
+size_t vt_backend_memory_total(const vt_backend *be);
 
 /* Lists the backends compiled in, as a comma-separated string ("cpu,cuda"). */
 const char *vt_backend_compiled(void);
@@ -118,6 +125,12 @@ int vt_tensor_zero(vt_tensor *t);
 
 /* dst <- src; same shape and dtype. */
 int vt_tensor_copy(vt_tensor *dst, const vt_tensor *src);
+
+/* Copies rows [src_row, src_row+rows) of src into rows [dst_row, ...) of dst,
+ * a row being one slice of the first dimension; both tensors must have the
+ * same dtype and row size (elements per row). */
+int vt_tensor_copy_rows(vt_tensor *dst, int dst_row, const vt_tensor *src, int src_row,
+                        int rows);
 
 /* ---- operations -------------------------------------------------------- */
 

@@ -29,6 +29,9 @@ typedef struct vt_backend_ops {
     int (*download)(vt_backend *be, const vt_tensor *t, void *host);
     int (*zero)(vt_backend *be, vt_tensor *t);
     int (*copy)(vt_backend *be, vt_tensor *dst, const vt_tensor *src);
+    /* copy n bytes from src at byte offset so to dst at byte offset do */
+    int (*copy_bytes)(vt_backend *be, vt_tensor *dst, size_t dst_off,
+                      const vt_tensor *src, size_t src_off, size_t n);
     int (*sync)(vt_backend *be);
     vt_dtype (*act_dtype)(const vt_backend *be, const char *precision);
     void (*destroy)(vt_backend *be);
@@ -66,6 +69,7 @@ struct vt_backend {
     char name[16];
     char device[128];
     size_t mem_in_use, mem_peak; /* bytes, maintained by backend.c */
+    size_t mem_total;            /* device capacity (host RAM for the CPU) */
     void *impl;                  /* implementation state */
 };
 

@@ -76,6 +76,14 @@ static int vt__cpu_copy(vt_backend *be, vt_tensor *dst, const vt_tensor *src)
     return 0;
 }
 
+static int vt__cpu_copy_bytes(vt_backend *be, vt_tensor *dst, size_t dst_off,
+                              const vt_tensor *src, size_t src_off, size_t n)
+{
+    (void)be;
+    memmove((char *)dst->data + dst_off, (const char *)src->data + src_off, n);
+    return 0;
+}
+
 static int vt__cpu_sync(vt_backend *be)
 {
     (void)be;
@@ -419,6 +427,7 @@ static const vt_backend_ops vt__cpu_ops = {
     .download = vt__cpu_download,
     .zero = vt__cpu_zero,
     .copy = vt__cpu_copy,
+    .copy_bytes = vt__cpu_copy_bytes,
     .sync = vt__cpu_sync,
     .act_dtype = vt__cpu_act_dtype,
     .destroy = vt__cpu_destroy,
@@ -447,6 +456,7 @@ int vt_cpu_backend_init(vt_backend *be, int threads)
         return vt_error_set(VT_ENOMEM, "out of memory creating the CPU backend");
     }
     cpu->threads = threads > 0 ? threads : (int)(cores > 0 ? cores : 1);
+    be->mem_total = (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE);
     openblas_set_num_threads(cpu->threads);
     be->ops = &vt__cpu_ops;
     be->impl = cpu;

@@ -1,0 +1,388 @@
+/* foreground.c - `vggtuned run`, `predict` and `eval` (see foreground.h).
+ *
+ * The same engine as the daemon, on the calling user's files, with progress
+ * on the terminal: a live line when stderr is a terminal, one line per epoch
+ * otherwise.
+ */
+#include "foreground.h"
+
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "../common/error.h"
+#include "../common/fileio.h"
+#include "../common/log.h"
+#include "../common/pool.h"
+#include "../engine/base.h"
+#include "../engine/predict.h"
+#include "../engine/train.h"
+
+#define VT_SPEC_MAX (1 << 20)
+
+typedef struct {
+    const char *backend; /* "auto", "cpu", "cuda" */
+    int threads;
+} vt__common;
+
+static int vt__make_backend(vt_backend **be, const vt__common *c)
+{
+    char why[512];
+    int rc;
+    if (strcmp(c->backend, "auto") == 0) {
+        rc = vt_backend_create_auto(be, c->threads, why, sizeof why);
+        if (rc == 0 && why[0])
+            vt_log_info("no usable GPU (%s); using the CPU backend", why);
+    } else {
+        rc = vt_backend_create(be, c->backend, c->threads);
+    }
+    if (rc < 0)
+        fprintf(stderr, "vggtuned: %s\n", vt_error_msg());
+    else
+        vt_log_info("backend %s: %s", vt_backend_name(*be), vt_backend_device(*be));
+    return rc;
+}
+
+/* Parses --backend/--threads; returns 1 when it consumed the option. */
+static int vt__common_opt(int opt, vt__common *c)
+{
+    if (opt == 'b')
+        c->backend = optarg;
+    else if (opt == 't')
+        c->threads = atoi(optarg);
+    else
+        return 0;
+    return 1;
+}
+
+/* ---- run --------------------------------------------------------------- */
+
+typedef struct {
+    int tty;
+    int quiet;
+} vt__fg_ui;
+
+static void vt__fmt_time(double s, char *buf, size_t len)
+{
+    if (!(s >= 0) || s > 1e7)
+        snprintf(buf, len, "--:--");
+    else if (s >= 3600)
+        snprintf(buf, len, "%d:%02d:%02d", (int)s / 3600, (int)s / 60 % 60, (int)s % 60);
+    else
+        snprintf(buf, len, "%d:%02d", (int)s / 60, (int)s % 60);
+}
+
+static void vt__fg_progress(void *ud, const vt_progress *p)
+{
+    vt__fg_ui *ui = ud;
+    char eta[32], bar[32];
+    int width = 20, fill;
+    if (!ui->tty || ui->quiet)
+        return;
+    fill = p->steps ? p->step * width / p->steps : 0;
+    for (int i = 0; i < width; i++)
+        bar[i] = i < fill ? '#' : '.';
+    bar[width] = '\0';
+    vt__fmt_time(p->eta_s, eta, sizeof eta);
+    fprintf(stderr, "\r\033[Kepoch %d/%d [%s] %d/%d  loss %.4f  acc %.4f  %.0f img/s  ETA %s",
+            p->epoch, p->epochs, bar, p->step, p->steps, p->loss, p->accuracy,
+            p->images_per_s, eta);
+}
+
+static void vt__fg_epoch(void *ud, const vt_epoch_metrics *m)
+{
+    vt__fg_ui *ui = ud;
+    if (ui->tty && !ui->quiet)
+        fprintf(stderr, "\r\033[K");
+    if (m->has_val)
+        printf("epoch %d  loss %.4f  acc %.4f  val_loss %.4f  val_acc %.4f  %.0f img/s  "
+               "%.1f s%s\n", m->epoch, m->loss, m->accuracy, m->val_loss, m->val_accuracy,
+               m->images_per_s, m->seconds, m->cached ? "  (cached features)" : "");
+    else
+        printf("epoch %d  loss %.4f  acc %.4f  %.0f img/s  %.1f s%s\n", m->epoch, m->loss,
+               m->accuracy, m->images_per_s, m->seconds,
+               m->cached ? "  (cached features)" : "");
+    fflush(stdout);
+}
+
+static void vt__fg_message(void *ud, vt_log_level level, const char *text)
+{
+    vt__fg_ui *ui = ud;
+    if (ui->tty && !ui->quiet)
+        fprintf(stderr, "\r\033[K");
+    vt_log(level, "%s", text);
+}
+
+static void vt__run_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: vggtuned run [options] JOB.json\n"
+            "Trains one job in the foreground (no daemon, no socket) and writes\n"
+            "OUT/model.safetensors, OUT/metrics.jsonl and OUT/classmap.json.\n\n"
+            "  -b, --backend B     auto (default: CUDA if a GPU is usable), cpu, cuda\n"
+            "  -t, --threads N     CPU threads for the CPU backend and decoding (default: all)\n"
+            "  -c, --checkpoint F  checkpoint at every epoch end to F, resume from F if present\n"
+            "  -q, --quiet         no live progress line\n"
+            "  -h, --help          this text\n"
+            "The job document is described in README.md, 'Job specification'.\n");
+}
+
+int vt_fg_run(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"backend", required_argument, NULL, 'b'}, {"threads", required_argument, NULL, 't'},
+        {"checkpoint", required_argument, NULL, 'c'}, {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    vt__common common = {"auto", 0};
+    vt__fg_ui ui = {isatty(STDERR_FILENO), 0};
+    const char *checkpoint = NULL;
+    vt_jobspec spec;
+    vt_backend *be = NULL;
+    vt_pool *pool = NULL;
+    vt_base *base = NULL;
+    vt_trainer *tr = NULL;
+    uint8_t *text = NULL;
+    size_t len;
+    char cwd[4096];
+    int opt, rc, status = 1;
+
+    vt_jobspec_defaults(&spec);
+    while ((opt = getopt_long(argc, argv, "b:t:c:qh", opts, NULL)) != -1) {
+        if (vt__common_opt(opt, &common))
+            continue;
+        switch (opt) {
+        case 'c': checkpoint = optarg; break;
+        case 'q': ui.quiet = 1; break;
+        case 'h': vt__run_usage(stdout); return 0;
+        default: vt__run_usage(stderr); return 2;
+        }
+    }
+    if (optind != argc - 1) {
+        vt__run_usage(stderr);
+        return 2;
+    }
+    if ((rc = vt_read_file(argv[optind], VT_SPEC_MAX, &text, &len)) < 0 ||
+        (rc = vt_jobspec_parse(&spec, (const char *)text, len)) < 0 ||
+        !getcwd(cwd, sizeof cwd) || (rc = vt_jobspec_absolutize(&spec, cwd)) < 0) {
+        fprintf(stderr, "vggtuned: %s: %s\n", argv[optind], vt_error_msg());
+        goto done;
+    }
+    if (spec.init_job) {
+        fprintf(stderr, "vggtuned: %s: init_job needs the daemon; give init (a model "
+                "file) in the foreground\n", argv[optind]);
+        goto done;
+    }
+    if (vt__make_backend(&be, &common) < 0)
+        goto done;
+    if ((rc = vt_pool_create(&pool, common.threads)) < 0 ||
+        (rc = vt_base_load(&base, be, spec.weights, NULL)) < 0) {
+        fprintf(stderr, "vggtuned: %s\n", vt_error_msg());
+        goto done;
+    }
+    vt_trainer_env env = {.be = be, .pool = pool, .trunk = base->trunk, .base = base->params,
+                          .base_prep = base->prep, .base_desc = base->desc,
+                          .base_random = base->random, .checkpoint = checkpoint,
+                          .cache_limit = vt_backend_memory_total(be) / 5 * 2};
+    vt_trainer_hooks hooks = {vt__fg_progress, vt__fg_epoch, vt__fg_message, &ui};
+    if ((rc = vt_trainer_create(&tr, &spec, &env, &hooks)) < 0) {
+        fprintf(stderr, "vggtuned: %s\n", vt_error_msg());
+        goto done;
+    }
+    while ((rc = vt_trainer_step(tr)) > 0)
+        ;
+    if (ui.tty && !ui.quiet)
+        fprintf(stderr, "\r\033[K");
+    if (rc < 0) {
+        fprintf(stderr, "vggtuned: job %s failed: %s\n", spec.name, vt_error_msg());
+        goto done;
+    }
+    printf("done: %s/model.safetensors (%d epoch%s)\n", spec.output,
+           vt_trainer_epochs_done(tr), vt_trainer_epochs_done(tr) == 1 ? "" : "s");
+    status = 0;
+done:
+    vt_trainer_free(tr);
+    vt_base_free(base);
+    vt_pool_free(pool);
+    vt_backend_free(be);
+    vt_jobspec_free(&spec);
+    free(text);
+    return status;
+}
+
+/* ---- predict ----------------------------------------------------------- */
+
+#define VT__TOP_MAX 64
+
+/* Indices of the k largest of p[0..n), largest first (ties: lower index). */
+static void vt__topk(const float *p, int n, int k, int *out)
+{
+    for (int j = 0; j < k; j++) {
+        int best = -1;
+        for (int c = 0; c < n; c++) {
+            int taken = 0;
+            for (int i = 0; i < j && !taken; i++)
+                taken = out[i] == c;
+            if (!taken && (best < 0 || p[c] > p[best]))
+                best = c;
+        }
+        out[j] = best;
+    }
+}
+
+static void vt__predict_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: vggtuned predict [options] MODEL IMAGE...\n"
+            "Classifies images with a model written by a job (OUT/model.safetensors).\n\n"
+            "  -k, --top K         classes to show per image (default 3)\n"
+            "  -j, --json          JSON output, with every probability and logit\n"
+            "  -b, --backend B     auto (default), cpu, cuda\n"
+            "  -t, --threads N     CPU threads\n"
+            "  -h, --help          this text\n");
+}
+
+int vt_fg_predict(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"top", required_argument, NULL, 'k'}, {"json", no_argument, NULL, 'j'},
+        {"backend", required_argument, NULL, 'b'}, {"threads", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    vt__common common = {"auto", 0};
+    vt_backend *be = NULL;
+    vt_predictor *p = NULL;
+    float *probs = NULL, *logits = NULL;
+    int opt, top = 3, json = 0, status = 1, n, C;
+
+    while ((opt = getopt_long(argc, argv, "k:jb:t:h", opts, NULL)) != -1) {
+        if (vt__common_opt(opt, &common))
+            continue;
+        switch (opt) {
+        case 'k': top = atoi(optarg); break;
+        case 'j': json = 1; break;
+        case 'h': vt__predict_usage(stdout); return 0;
+        default: vt__predict_usage(stderr); return 2;
+        }
+    }
+    if (argc - optind < 2 || top < 1 || top > VT__TOP_MAX) {
+        vt__predict_usage(stderr);
+        return 2;
+    }
+    n = argc - optind - 1;
+    if (vt__make_backend(&be, &common) < 0)
+        goto done;
+    if (vt_predictor_load(&p, be, argv[optind], NULL) < 0) {
+        fprintf(stderr, "vggtuned: %s\n", vt_error_msg());
+        goto done;
+    }
+    C = vt_predictor_nclasses(p);
+    top = top > C ? C : top;
+    probs = malloc(sizeof *probs * (size_t)n * C);
+    logits = malloc(sizeof *logits * (size_t)n * C);
+    if (!probs || !logits ||
+        vt_predictor_run(p, (const char *const *)argv + optind + 1, n, probs, logits,
+                         NULL) < 0) {
+        fprintf(stderr, "vggtuned: %s\n", probs && logits ? vt_error_msg() : "out of memory");
+        goto done;
+    }
+    cJSON *all = json ? cJSON_CreateArray() : NULL;
+    for (int i = 0; i < n; i++) {
+        const float *pr = probs + (size_t)i * C;
+        int best[VT__TOP_MAX];
+        vt__topk(pr, C, top, best);
+        if (!json) {
+            printf("%s:", argv[optind + 1 + i]);
+            for (int k = 0; k < top; k++)
+                printf("  %s %.4f", vt_predictor_class(p, best[k]), pr[best[k]]);
+            printf("\n");
+            continue;
+        }
+        cJSON *o = cJSON_CreateObject(), *t = cJSON_CreateArray();
+        cJSON_AddStringToObject(o, "image", argv[optind + 1 + i]);
+        for (int k = 0; k < top; k++) {
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddStringToObject(e, "class", vt_predictor_class(p, best[k]));
+            cJSON_AddNumberToObject(e, "index", best[k]);
+            cJSON_AddNumberToObject(e, "probability", pr[best[k]]);
+            cJSON_AddItemToArray(t, e);
+        }
+        cJSON_AddItemToObject(o, "top", t);
+        cJSON_AddItemToObject(o, "probabilities", cJSON_CreateFloatArray(pr, C));
+        cJSON_AddItemToObject(o, "logits", cJSON_CreateFloatArray(logits + (size_t)i * C, C));
+        cJSON_AddItemToArray(all, o);
+    }
+    if (json) {
+        char *s = cJSON_PrintUnformatted(all);
+        printf("%s\n", s ? s : "null");
+        free(s);
+        cJSON_Delete(all);
+    }
+    status = 0;
+done:
+    free(probs);
+    free(logits);
+    vt_predictor_free(p);
+    vt_backend_free(be);
+    return status;
+}
+
+/* ---- eval -------------------------------------------------------------- */
+
+int vt_fg_eval(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"backend", required_argument, NULL, 'b'}, {"threads", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    vt__common common = {"auto", 0};
+    vt_backend *be = NULL;
+    vt_pool *pool = NULL;
+    vt_predictor *p = NULL;
+    vt_eval_result r = {0};
+    int opt, status = 1;
+
+    while ((opt = getopt_long(argc, argv, "b:t:h", opts, NULL)) != -1) {
+        if (vt__common_opt(opt, &common))
+            continue;
+        if (opt == 'h') {
+            printf("usage: vggtuned eval [--backend B] [--threads N] MODEL DIR\n"
+                   "Accuracy, per-class precision and recall, and the confusion matrix of a\n"
+                   "model on a folder with one sub-folder per class.\n");
+            return 0;
+        }
+        return 2;
+    }
+    if (argc - optind != 2) {
+        fprintf(stderr, "usage: vggtuned eval [--backend B] MODEL DIR\n");
+        return 2;
+    }
+    if (vt__make_backend(&be, &common) < 0)
+        goto done;
+    if (vt_pool_create(&pool, common.threads) < 0 ||
+        vt_predictor_load(&p, be, argv[optind], NULL) < 0 ||
+        vt_predictor_eval(p, pool, argv[optind + 1], NULL, &r) < 0) {
+        fprintf(stderr, "vggtuned: %s\n", vt_error_msg());
+        goto done;
+    }
+    printf("images %d  accuracy %.4f  loss %.4f%s\n", r.n, r.accuracy, r.loss,
+           r.skipped ? "  (some images unreadable, skipped)" : "");
+    printf("%-20s %9s %9s\n", "class", "precision", "recall");
+    for (int c = 0; c < r.nclasses; c++)
+        printf("%-20s %9.4f %9.4f\n", vt_predictor_class(p, c), r.precision[c], r.recall[c]);
+    printf("confusion matrix (rows: true class, columns: predicted)\n");
+    for (int c = 0; c < r.nclasses; c++) {
+        for (int k = 0; k < r.nclasses; k++)
+            printf("%6d", r.confusion[c * r.nclasses + k]);
+        printf("   %s\n", vt_predictor_class(p, c));
+    }
+    status = 0;
+done:
+    vt_eval_result_free(&r);
+    vt_predictor_free(p);
+    vt_pool_free(pool);
+    vt_backend_free(be);
+    return status;
+}

@@ -1,0 +1,91 @@
+/* jobspec.h - the job specification: one JSON document, parsed and checked.
+ *
+ * The same document is accepted by `vggtuned run JOB.json` and by the
+ * daemon's submit operation.  Unknown fields and bad values are refused with
+ * a message naming the field ("optimizer.lr must be a positive number").
+ * Every field, its default and its limits are documented in README.md
+ * ("Job specification"); the defaults live in vt_jobspec_defaults().
+ */
+#ifndef VT_JOBSPEC_H
+#define VT_JOBSPEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vgg.h"
+
+typedef enum { VT_SCHED_NONE, VT_SCHED_STEP, VT_SCHED_COSINE } vt_schedule;
+typedef enum { VT_PREC_AUTO, VT_PREC_FP32, VT_PREC_BF16 } vt_precision;
+
+typedef struct {
+    char name[128];
+    int trainable_blocks;      /* 0..5; from "mode" or "trainable_blocks" */
+    /* data */
+    char *train_dir;           /* required */
+    char *val_dir;             /* NULL: none (or val_split) */
+    double val_split;          /* [0, 1) */
+    int image_size;            /* multiple of 32, 32..1024 */
+    int preprocess;            /* -1 auto, else vt_preprocess */
+    int shuffle;
+    /* weights */
+    char *weights;             /* NULL: seeded He initialisation */
+    char *init;                /* NULL, or a safetensors file of ours */
+    int64_t init_job;          /* > 0: the daemon resolves it to that job's model */
+    /* head */
+    int head_given;            /* "head.dense" present in the document */
+    int nhidden;
+    int hidden[VT_MAX_DENSE - 1];
+    float dropout;             /* [0, 1) after each hidden dense layer */
+    /* optimizer */
+    double lr, momentum, decay, weight_decay;
+    int nesterov;
+    vt_schedule schedule;
+    int step_epochs;           /* step: multiply by gamma every step_epochs */
+    double gamma;
+    double min_lr;             /* cosine: final learning rate */
+    /* augmentation */
+    int flip;                  /* random horizontal flips */
+    double crop;               /* random crops: zoom factor - 1, [0, 0.5] */
+    /* epochs */
+    int epochs, batch_size;
+    uint64_t seed;
+    vt_precision precision;
+    int keep_best;             /* save the epoch with the best val_accuracy */
+    int patience;              /* early stopping: epochs without improvement; 0 off */
+    double min_delta;
+    char *output;              /* required: output directory */
+} vt_jobspec;
+
+/* Fills spec with the defaults (strings NULL). */
+void vt_jobspec_defaults(vt_jobspec *spec);
+
+/* Parses a job document.  On error returns VT_EINVAL with a message naming
+ * the field; *spec is then freed.  Relative paths are kept as given. */
+int vt_jobspec_parse(vt_jobspec *spec, const char *json, size_t len);
+
+/* Frees the strings of spec (not spec itself); safe on a defaults-only spec. */
+void vt_jobspec_free(vt_jobspec *spec);
+
+/* Deep copy. */
+int vt_jobspec_copy(vt_jobspec *dst, const vt_jobspec *src);
+
+/* The complete document with every default filled in (malloc'd string, one
+ * line, parseable by vt_jobspec_parse), or NULL when out of memory. */
+char *vt_jobspec_to_json(const vt_jobspec *spec);
+
+/* "bottleneck", "finetune", "scratch" or "blocksN" for trainable_blocks. */
+const char *vt_jobspec_mode_name(int trainable_blocks);
+
+/* Learning rate for an iteration and epoch, Keras decay then the schedule:
+ *   lr_t = lr / (1 + decay * iteration) * schedule(epoch). */
+double vt_jobspec_lr(const vt_jobspec *spec, uint64_t iteration, int epoch);
+
+/* Replaces relative paths with absolute ones against cwd (client side). */
+int vt_jobspec_absolutize(vt_jobspec *spec, const char *cwd);
+
+/* The default head for a mode: finetune/scratch Dense 1024, 128; bottleneck
+ * Dense 256 with dropout 0.5. */
+void vt_jobspec_default_head(int trainable_blocks, int *hidden, int *nhidden,
+                             float *dropout);
+
+#endif

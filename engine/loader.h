@@ -1,0 +1,67 @@
+/* loader.h - decoding a dataset in batches on the decode pool, ahead of use.
+ *
+ * A pass walks a caller-given order of samples in batches of max_batch (the
+ * last one smaller).  Up to VT_LOADER_AHEAD batches are decoded in parallel
+ * on the pool while the caller computes on the previous one.  An image that
+ * cannot be read is left out of its batch, counted, and its reason kept; the
+ * pass goes on.  Augmentation (flip, crop) is a pure function of
+ * (seed, epoch, sample), so a resumed job sees the same images.
+ */
+#ifndef VT_LOADER_H
+#define VT_LOADER_H
+
+#include <stdint.h>
+
+#include "../common/creds.h"
+#include "../common/pool.h"
+#include "dataset.h"
+
+#define VT_LOADER_AHEAD 3
+
+typedef struct vt_loader vt_loader;
+
+typedef struct {
+    int image_size;        /* images are decoded to image_size x image_size */
+    int max_batch;
+    const vt_creds *creds; /* read files as this user (NULL: as the process) */
+} vt_loader_opts;
+
+typedef struct {
+    uint64_t seed;
+    int epoch;
+    int flip;     /* 1: mirror each image with probability 1/2 */
+    double crop;  /* > 0: decode at round(S * (1 + crop)) and cut a random S x S */
+} vt_augment;
+
+typedef struct {
+    uint8_t *pixels; /* (n, S, S, 3) RGB */
+    int32_t *labels; /* (n) */
+    int *sample;     /* (n) indices into the dataset */
+    int n;           /* images in this batch */
+    int failed;      /* images of this batch that could not be read */
+} vt_batch;
+
+/* Makes a loader for ds (which must outlive it) on pool. */
+int vt_loader_create(vt_loader **out, vt_pool *pool, const vt_dataset *ds,
+                     const vt_loader_opts *opts);
+
+/* Starts a pass over order[0..count) (copied); aug may be NULL.  A pass in
+ * progress is abandoned (its in-flight decodes are waited for). */
+int vt_loader_begin(vt_loader *l, const int *order, int count, const vt_augment *aug);
+
+/* Waits for the next batch of the pass.  Returns 1 and *out (valid until the
+ * next call), or 0 at the end of the pass.  Batches in which no image could
+ * be read are skipped. */
+int vt_loader_next(vt_loader *l, vt_batch **out);
+
+/* Why sample i could not be read, or NULL when it could (or has not been
+ * tried yet).  Valid until the loader is freed. */
+const char *vt_loader_failure(vt_loader *l, int sample);
+
+/* How many distinct samples have failed so far. */
+int vt_loader_failed_count(vt_loader *l);
+
+/* Waits for in-flight decodes and frees the loader; NULL is a no-op. */
+void vt_loader_free(vt_loader *l);
+
+#endif

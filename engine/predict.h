@@ -1,0 +1,56 @@
+/* predict.h - using a finished job's model: prediction and evaluation.
+ *
+ * A model file (OUT/model.safetensors) holds every weight and the metadata
+ * needed to rebuild the network (classes, image size, preprocessing, head),
+ * so a predictor needs nothing else.  It loads all 13 convolutions as its own
+ * frozen trunk and runs the head on the pool5 features.
+ */
+#ifndef VT_PREDICT_H
+#define VT_PREDICT_H
+
+#include "../common/creds.h"
+#include "../common/pool.h"
+#include "../kernels/backend.h"
+
+typedef struct vt_predictor vt_predictor;
+
+/* Loads a model file written by a job onto be, reading it as creds (NULL:
+ * as the process).  VT_EFORMAT for files that are not vggtune models. */
+int vt_predictor_load(vt_predictor **out, vt_backend *be, const char *model_path,
+                      const vt_creds *creds);
+
+/* Number of classes, and class c's name. */
+int vt_predictor_nclasses(const vt_predictor *p);
+const char *vt_predictor_class(const vt_predictor *p, int c);
+int vt_predictor_image_size(const vt_predictor *p);
+
+/* Classifies n image files: probs (n x C, host) receives the softmax and
+ * logits (n x C, optional) the logits.  An unreadable image is an error that
+ * names it. */
+int vt_predictor_run(vt_predictor *p, const char *const *paths, int n, float *probs,
+                     float *logits, const vt_creds *creds);
+
+typedef struct {
+    int nclasses;
+    int n;             /* images evaluated */
+    int skipped;       /* unreadable images */
+    double loss;       /* mean cross-entropy */
+    double accuracy;
+    int *confusion;    /* (nclasses, nclasses): [true][predicted], owned */
+    double *precision; /* (nclasses), owned; NaN where nothing was predicted */
+    double *recall;    /* (nclasses), owned; NaN where the class has no image */
+} vt_eval_result;
+
+/* Evaluates the model on a flow_from_directory tree whose class folders are
+ * the model's classes (a folder the model does not know is an error).
+ * Decoding runs on pool. */
+int vt_predictor_eval(vt_predictor *p, vt_pool *pool, const char *dir,
+                      const vt_creds *creds, vt_eval_result *res);
+
+/* Frees the arrays of an evaluation result. */
+void vt_eval_result_free(vt_eval_result *res);
+
+/* Frees a predictor; NULL is a no-op. */
+void vt_predictor_free(vt_predictor *p);
+
+#endif

@@ -1,0 +1,102 @@
+/* train.h - one training job as a step-driven state machine.
+ *
+ * vt_trainer_step() does one bounded piece of work - preparing the job, one
+ * batch of training, one batch of validation, the end of an epoch, writing
+ * the outputs - and returns.  The daemon's device thread interleaves the
+ * steps of all running jobs this way; `vggtuned run` calls it in a loop.
+ *
+ * Feature cache: the frozen part's output never changes, so while the
+ * training images are not augmented in a way that changes pixels, the first
+ * epoch stores each image's features and later epochs train from them,
+ * skipping decode and the frozen convolutions.  Validation features are
+ * always cached.  Results are bit-identical with and without the cache.
+ *
+ * Determinism: the epoch order, dropout masks and augmentation are pure
+ * functions of (seed, epoch, iteration, sample); a checkpoint holds the
+ * trainable weights, velocities, counters, history and the list of
+ * unreadable samples, so a job resumed from it continues exactly as if it
+ * had not stopped.
+ */
+#ifndef VT_TRAIN_H
+#define VT_TRAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/creds.h"
+#include "../common/log.h"
+#include "../common/pool.h"
+#include "jobspec.h"
+#include "model.h"
+
+typedef struct vt_trainer vt_trainer;
+
+typedef struct {
+    int epoch, epochs;      /* 1-based epoch in progress */
+    int step, steps;        /* training batches done / in this epoch */
+    double loss, accuracy;  /* running means over this epoch so far */
+    double images_per_s;    /* this epoch so far */
+    double eta_s;           /* whole job, estimated */
+    const char *phase;      /* "preparing", "training", "validating", "saving" */
+} vt_progress;
+
+typedef struct {
+    int epoch;              /* 1-based */
+    double loss, accuracy;
+    int has_val;
+    double val_loss, val_accuracy;
+    double images_per_s;    /* training images / training seconds */
+    double seconds;         /* the whole epoch, validation included */
+    double lr;              /* learning rate at the epoch's last step */
+    int cached;             /* trained from cached features */
+} vt_epoch_metrics;
+
+typedef struct {
+    void (*progress)(void *ud, const vt_progress *p);
+    void (*epoch_end)(void *ud, const vt_epoch_metrics *m);
+    void (*message)(void *ud, vt_log_level level, const char *text);
+    void *ud;
+} vt_trainer_hooks;
+
+typedef struct {
+    vt_backend *be;
+    vt_pool *pool;            /* decode pool */
+    vt_trunk *trunk;          /* frozen convolutions on be */
+    const vt_params *base;    /* host copy of the trunk's convolutions */
+    vt_preprocess base_prep;  /* preprocessing the trunk's weights expect */
+    const char *base_desc;    /* where the trunk came from, for metadata */
+    int base_random;          /* the trunk is the seeded random one */
+    const vt_creds *creds;    /* read and write the job's files as this user */
+    const char *checkpoint;   /* checkpoint file (NULL: none), resumed if present */
+    size_t cache_limit;       /* bytes the feature cache may take; 0 disables it */
+} vt_trainer_env;
+
+/* Creates a trainer for spec (copied).  Cheap: the real preparation happens
+ * in the first step, so errors about data and weights come from
+ * vt_trainer_step(). */
+int vt_trainer_create(vt_trainer **out, const vt_jobspec *spec, const vt_trainer_env *env,
+                      const vt_trainer_hooks *hooks);
+
+/* Does one piece of work.  Returns 1 when there is more to do, 0 when the job
+ * has finished and its outputs are written, or a negative code with the
+ * reason in vt_error_msg(). */
+int vt_trainer_step(vt_trainer *t);
+
+/* Whether the trainer is past preparation (its model exists). */
+int vt_trainer_prepared(const vt_trainer *t);
+
+/* Epochs completed so far, and whether the job resumed from a checkpoint. */
+int vt_trainer_epochs_done(const vt_trainer *t);
+int vt_trainer_resumed(const vt_trainer *t);
+
+/* Device bytes the job's model holds (0 before preparation). */
+size_t vt_trainer_device_bytes(const vt_trainer *t);
+
+/* Writes a checkpoint now (at an epoch boundary it is exact; mid-epoch it
+ * records the last completed epoch).  No-op without env->checkpoint. */
+int vt_trainer_checkpoint(vt_trainer *t);
+
+/* Frees the trainer; NULL is a no-op. */
+void vt_trainer_free(vt_trainer *t);
+
+#endif

@@ -1,0 +1,521 @@
+/* test_kernels.c - every backend operation against a naive double-precision
+ * reference and against finite differences.
+ *
+ * Runs on the backend chosen with --backend (cpu by default; cuda on a GPU
+ * machine).  Reference tolerances depend on the backend: the CPU backend is
+ * plain fp32 (rtol 1e-4); the CUDA backend may use TF32 tensor cores for
+ * fp32 tensors (rtol 5e-3), see README "Numerics".
+ */
+#include <stdlib.h>
+
+#include "../common/rng.h"
+#include "vt_test.h"
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static double rtol_for(const vt_backend *be)
+{
+    return strcmp(vt_backend_name(be), "cpu") == 0 ? 1e-4 : 5e-3;
+}
+
+/* Fills a[n] with uniform values in [-1, 1) from the given stream. */
+static void fill(float *a, size_t n, uint64_t stream)
+{
+    for (size_t i = 0; i < n; i++)
+        a[i] = 2.0f * vt_rng_uniform(42, stream, i) - 1.0f;
+}
+
+static vt_tensor *mk(vt_backend *be, int ndim, int d0, int d1, int d2, int d3,
+                     const float *host)
+{
+    int dims[4] = {d0, d1, d2, d3};
+    vt_tensor *t = NULL;
+    if (vt_tensor_new(&t, be, VT_F32, ndim, dims) < 0)
+        return NULL;
+    if (host && vt_tensor_upload(t, host) < 0) {
+        vt_tensor_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+static float *get(const vt_tensor *t)
+{
+    float *h = malloc(vt_tensor_numel(t) * sizeof *h);
+    vt_tensor_download(t, h);
+    return h;
+}
+
+static double dot(const float *a, const float *b, size_t n)
+{
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)a[i] * b[i];
+    return s;
+}
+
+/* Naive 3x3 same convolution, NHWC / KRSC, in double. */
+static void ref_conv(const float *x, const float *w, const float *b, float *y, int N,
+                     int H, int W, int C, int K, int relu)
+{
+    for (int n = 0; n < N; n++)
+        for (int h = 0; h < H; h++)
+            for (int ww = 0; ww < W; ww++)
+                for (int k = 0; k < K; k++) {
+                    double s = b[k];
+                    for (int kh = 0; kh < 3; kh++)
+                        for (int kw = 0; kw < 3; kw++) {
+                            int hi = h + kh - 1, wi = ww + kw - 1;
+                            if (hi < 0 || hi >= H || wi < 0 || wi >= W)
+                                continue;
+                            for (int c = 0; c < C; c++)
+                                s += (double)x[((n * H + hi) * W + wi) * C + c] *
+                                     w[((k * 3 + kh) * 3 + kw) * C + c];
+                        }
+                    y[((n * H + h) * W + ww) * K + k] =
+                        relu && s < 0 ? 0.0f : (float)s;
+                }
+}
+
+/* ---- convolution ------------------------------------------------------- */
+
+enum { CN = 2, CH = 6, CW = 5, CC = 3, CK = 4 };
+
+static void test_conv_fwd(vt_backend *be)
+{
+    float x[CN * CH * CW * CC], w[CK * 9 * CC], b[CK], y[CN * CH * CW * CK];
+    fill(x, sizeof x / 4, 1);
+    fill(w, sizeof w / 4, 2);
+    fill(b, CK, 3);
+    for (int relu = 0; relu < 2; relu++) {
+        vt_tensor *tx = mk(be, 4, CN, CH, CW, CC, x), *tw = mk(be, 4, CK, 3, 3, CC, w);
+        vt_tensor *tb = mk(be, 1, CK, 0, 0, 0, b), *ty = mk(be, 4, CN, CH, CW, CK, NULL);
+        VT_CHECK(tx && tw && tb && ty);
+        VT_CHECK_OK(vt_op_conv_fwd(be, tx, tw, tb, ty, relu));
+        ref_conv(x, w, b, y, CN, CH, CW, CC, CK, relu);
+        float *got = get(ty);
+        int ok = vt_test_allclose("conv_fwd", got, y, sizeof y / 4, 1e-5, rtol_for(be));
+        free(got);
+        vt_tensor_free(tx); vt_tensor_free(tw); vt_tensor_free(tb); vt_tensor_free(ty);
+        VT_CHECK(ok);
+    }
+}
+
+/* The loss L = sum(r * conv(x, w, b)) is linear in each argument, so central
+ * differences are exact up to rounding: compare them with the backward ops. */
+static void test_conv_grad(vt_backend *be)
+{
+    const size_t nx = CN * CH * CW * CC, nw = CK * 9 * CC, ny = CN * CH * CW * CK;
+    float x[CN * CH * CW * CC], w[CK * 9 * CC], b[CK], r[CN * CH * CW * CK];
+    float y[CN * CH * CW * CK], fdx[CN * CH * CW * CC], fdw[CK * 9 * CC], fdb[CK];
+    const float eps = 1e-2f;
+    fill(x, nx, 4); fill(w, nw, 5); fill(b, CK, 6); fill(r, ny, 7);
+
+    /* Finite differences on the double reference. */
+    for (size_t i = 0; i < nx; i++) {
+        float keep = x[i];
+        x[i] = keep + eps; ref_conv(x, w, b, y, CN, CH, CW, CC, CK, 0);
+        double lp = dot(r, y, ny);
+        x[i] = keep - eps; ref_conv(x, w, b, y, CN, CH, CW, CC, CK, 0);
+        fdx[i] = (float)((lp - dot(r, y, ny)) / (2 * eps));
+        x[i] = keep;
+    }
+    for (size_t i = 0; i < nw; i++) {
+        float keep = w[i];
+        w[i] = keep + eps; ref_conv(x, w, b, y, CN, CH, CW, CC, CK, 0);
+        double lp = dot(r, y, ny);
+        w[i] = keep - eps; ref_conv(x, w, b, y, CN, CH, CW, CC, CK, 0);
+        fdw[i] = (float)((lp - dot(r, y, ny)) / (2 * eps));
+        w[i] = keep;
+    }
+    for (int k = 0; k < CK; k++) {
+        double s = 0;
+        for (size_t i = (size_t)k; i < ny; i += CK)
+            s += r[i];
+        fdb[k] = (float)s;
+    }
+
+    vt_tensor *tx = mk(be, 4, CN, CH, CW, CC, x), *tw = mk(be, 4, CK, 3, 3, CC, w);
+    vt_tensor *tdy = mk(be, 4, CN, CH, CW, CK, r), *tdx = mk(be, 4, CN, CH, CW, CC, NULL);
+    vt_tensor *tdw = mk(be, 4, CK, 3, 3, CC, NULL), *tdb = mk(be, 1, CK, 0, 0, 0, NULL);
+    VT_CHECK(tx && tw && tdy && tdx && tdw && tdb);
+    VT_CHECK_OK(vt_op_conv_bwd_data(be, tdy, tw, tdx));
+    VT_CHECK_OK(vt_op_conv_bwd_filter(be, tx, tdy, tdw, tdb));
+    float *gx = get(tdx), *gw = get(tdw), *gb = get(tdb);
+    double rt = 1e-2 + rtol_for(be);
+    int ok = vt_test_allclose("dL/dx", gx, fdx, nx, 2e-3, rt) &&
+             vt_test_allclose("dL/dw", gw, fdw, nw, 2e-3, rt) &&
+             vt_test_allclose("dL/db", gb, fdb, CK, 2e-3, rt);
+    free(gx); free(gw); free(gb);
+    vt_tensor_free(tx); vt_tensor_free(tw); vt_tensor_free(tdy);
+    vt_tensor_free(tdx); vt_tensor_free(tdw); vt_tensor_free(tdb);
+    VT_CHECK(ok);
+}
+
+/* A convolution big enough that the CPU backend splits the patch matrix
+ * into several chunks (and a GPU picks real algorithms). */
+static void test_conv_large(vt_backend *be)
+{
+    enum { N = 2, H = 32, W = 32, C = 64, K = 64 };
+    size_t nx = (size_t)N * H * W * C, nw = (size_t)K * 9 * C, ny = (size_t)N * H * W * K;
+    float *x = malloc(nx * 4), *w = malloc(nw * 4), *y = malloc(ny * 4), b[K];
+    fill(x, nx, 8); fill(w, nw, 9); fill(b, K, 10);
+    vt_tensor *tx = mk(be, 4, N, H, W, C, x), *tw = mk(be, 4, K, 3, 3, C, w);
+    vt_tensor *tb = mk(be, 1, K, 0, 0, 0, b), *ty = mk(be, 4, N, H, W, K, NULL);
+    VT_CHECK(tx && tw && tb && ty);
+    VT_CHECK_OK(vt_op_conv_fwd(be, tx, tw, tb, ty, 1));
+    ref_conv(x, w, b, y, N, H, W, C, K, 1);
+    float *got = get(ty);
+    int ok = vt_test_allclose("conv_fwd 32x32x64", got, y, ny, 1e-4, rtol_for(be));
+    free(got); free(x); free(w); free(y);
+    vt_tensor_free(tx); vt_tensor_free(tw); vt_tensor_free(tb); vt_tensor_free(ty);
+    VT_CHECK(ok);
+}
+
+/* ---- ReLU, pooling ----------------------------------------------------- */
+
+static void test_relu_bwd(vt_backend *be)
+{
+    float y[8] = {0, 1, -0.0f, 2, 0, 3, 0.5f, 0}, dy[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    float want[8] = {0, 2, 0, 4, 0, 6, 7, 0};
+    vt_tensor *ty = mk(be, 1, 8, 0, 0, 0, y), *tdy = mk(be, 1, 8, 0, 0, 0, dy);
+    VT_CHECK(ty && tdy);
+    VT_CHECK_OK(vt_op_relu_bwd(be, ty, tdy));
+    float *got = get(tdy);
+    int ok = vt_test_allclose("relu_bwd", got, want, 8, 0, 0);
+    free(got); vt_tensor_free(ty); vt_tensor_free(tdy);
+    VT_CHECK(ok);
+}
+
+static void test_maxpool(vt_backend *be)
+{
+    enum { N = 2, H = 4, W = 6, C = 3 };
+    float x[N * H * W * C], r[N * 2 * 3 * C], fd[N * H * W * C];
+    const size_t nx = sizeof x / 4, ny = sizeof r / 4;
+    /* Distinct values so the maximum of each window is unique. */
+    for (size_t i = 0; i < nx; i++)
+        x[i] = (float)vt_rng_below(3, 1, i, 1000) + (float)i * 1e-3f;
+    fill(r, ny, 11);
+    vt_tensor *tx = mk(be, 4, N, H, W, C, x), *ty = mk(be, 4, N, H / 2, W / 2, C, NULL);
+    vt_tensor *tdy = mk(be, 4, N, H / 2, W / 2, C, r), *tdx = mk(be, 4, N, H, W, C, NULL);
+    VT_CHECK(tx && ty && tdy && tdx);
+    VT_CHECK_OK(vt_op_maxpool_fwd(be, tx, ty));
+    float *y = get(ty);
+    for (int n = 0; n < N; n++)
+        for (int h = 0; h < H / 2; h++)
+            for (int w = 0; w < W / 2; w++)
+                for (int c = 0; c < C; c++) {
+                    float m = -1e30f;
+                    for (int a = 0; a < 2; a++)
+                        for (int bb = 0; bb < 2; bb++) {
+                            float v = x[((n * H + 2 * h + a) * W + 2 * w + bb) * C + c];
+                            m = v > m ? v : m;
+                        }
+                    VT_CHECK_NEAR(y[((n * H / 2 + h) * W / 2 + w) * C + c], m, 0);
+                }
+    /* Gradient: d/dx_i sum(r * pool(x)) is r of the window where x_i is the max. */
+    memset(fd, 0, sizeof fd);
+    for (int n = 0; n < N; n++)
+        for (int h = 0; h < H / 2; h++)
+            for (int w = 0; w < W / 2; w++)
+                for (int c = 0; c < C; c++)
+                    for (int a = 0; a < 2; a++)
+                        for (int bb = 0; bb < 2; bb++) {
+                            size_t i = ((size_t)(n * H + 2 * h + a) * W + 2 * w + bb) * C + c;
+                            if (x[i] == y[((n * H / 2 + h) * W / 2 + w) * C + c])
+                                fd[i] = r[((n * H / 2 + h) * W / 2 + w) * C + c];
+                        }
+    VT_CHECK_OK(vt_op_maxpool_bwd(be, tx, ty, tdy, tdx));
+    float *gx = get(tdx);
+    int ok = vt_test_allclose("maxpool_bwd", gx, fd, nx, 0, 0);
+    free(gx); free(y);
+    vt_tensor_free(tx); vt_tensor_free(ty); vt_tensor_free(tdy); vt_tensor_free(tdx);
+    VT_CHECK(ok);
+}
+
+/* Ties (after ReLU most windows are all zero) send the gradient to the first
+ * element of the window only, as PyTorch does. */
+static void test_maxpool_ties(vt_backend *be)
+{
+    float x[4] = {0, 0, 0, 0}, dy[1] = {5}, want[4] = {5, 0, 0, 0};
+    vt_tensor *tx = mk(be, 4, 1, 2, 2, 1, x), *ty = mk(be, 4, 1, 1, 1, 1, NULL);
+    vt_tensor *tdy = mk(be, 4, 1, 1, 1, 1, dy), *tdx = mk(be, 4, 1, 2, 2, 1, NULL);
+    VT_CHECK(tx && ty && tdy && tdx);
+    VT_CHECK_OK(vt_op_maxpool_fwd(be, tx, ty));
+    VT_CHECK_OK(vt_op_maxpool_bwd(be, tx, ty, tdy, tdx));
+    float *got = get(tdx);
+    int ok = vt_test_allclose("maxpool ties", got, want, 4, 0, 0);
+    free(got);
+    vt_tensor_free(tx); vt_tensor_free(ty); vt_tensor_free(tdy); vt_tensor_free(tdx);
+    VT_CHECK(ok);
+}
+
+/* ---- dense ------------------------------------------------------------- */
+
+static void ref_dense(const float *x, const float *w, const float *b, float *y, int N,
+                      int IN, int OUT)
+{
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OUT; o++) {
+            double s = b[o];
+            for (int i = 0; i < IN; i++)
+                s += (double)x[n * IN + i] * w[o * IN + i];
+            y[n * OUT + o] = (float)s;
+        }
+}
+
+static void test_dense(vt_backend *be)
+{
+    enum { N = 3, IN = 7, OUT = 5 };
+    float x[N * IN], w[OUT * IN], b[OUT], r[N * OUT], y[N * OUT];
+    float fdx[N * IN], fdw[OUT * IN], fdb[OUT];
+    const float eps = 1e-2f;
+    fill(x, N * IN, 12); fill(w, OUT * IN, 13); fill(b, OUT, 14); fill(r, N * OUT, 15);
+    for (int i = 0; i < N * IN; i++) {
+        float keep = x[i];
+        x[i] = keep + eps; ref_dense(x, w, b, y, N, IN, OUT);
+        double lp = dot(r, y, N * OUT);
+        x[i] = keep - eps; ref_dense(x, w, b, y, N, IN, OUT);
+        fdx[i] = (float)((lp - dot(r, y, N * OUT)) / (2 * eps));
+        x[i] = keep;
+    }
+    for (int i = 0; i < OUT * IN; i++) {
+        float keep = w[i];
+        w[i] = keep + eps; ref_dense(x, w, b, y, N, IN, OUT);
+        double lp = dot(r, y, N * OUT);
+        w[i] = keep - eps; ref_dense(x, w, b, y, N, IN, OUT);
+        fdw[i] = (float)((lp - dot(r, y, N * OUT)) / (2 * eps));
+        w[i] = keep;
+    }
+    for (int o = 0; o < OUT; o++)
+        fdb[o] = r[o] + r[OUT + o] + r[2 * OUT + o];
+    ref_dense(x, w, b, y, N, IN, OUT);
+
+    /* x given as a 4-D tensor: dense layers flatten everything after N. */
+    vt_tensor *tx = mk(be, 4, N, 1, IN, 1, x), *tw = mk(be, 2, OUT, IN, 0, 0, w);
+    vt_tensor *tb = mk(be, 1, OUT, 0, 0, 0, b), *ty = mk(be, 2, N, OUT, 0, 0, NULL);
+    vt_tensor *tdy = mk(be, 2, N, OUT, 0, 0, r), *tdx = mk(be, 4, N, 1, IN, 1, NULL);
+    vt_tensor *tdw = mk(be, 2, OUT, IN, 0, 0, NULL), *tdb = mk(be, 1, OUT, 0, 0, 0, NULL);
+    VT_CHECK(tx && tw && tb && ty && tdy && tdx && tdw && tdb);
+    VT_CHECK_OK(vt_op_dense_fwd(be, tx, tw, tb, ty, 0));
+    VT_CHECK_OK(vt_op_dense_bwd(be, tx, tw, tdy, tdx, tdw, tdb));
+    float *gy = get(ty), *gx = get(tdx), *gw = get(tdw), *gb = get(tdb);
+    double rt = 1e-2 + rtol_for(be);
+    int ok = vt_test_allclose("dense y", gy, y, N * OUT, 1e-5, rtol_for(be)) &&
+             vt_test_allclose("dense dx", gx, fdx, N * IN, 2e-3, rt) &&
+             vt_test_allclose("dense dw", gw, fdw, OUT * IN, 2e-3, rt) &&
+             vt_test_allclose("dense db", gb, fdb, OUT, 1e-5, rtol_for(be));
+    /* With ReLU the output is clamped. */
+    VT_CHECK_OK(vt_op_dense_fwd(be, tx, tw, tb, ty, 1));
+    float *gr = get(ty);
+    for (int i = 0; i < N * OUT; i++)
+        if (gr[i] != (y[i] > 0 ? gr[i] : 0.0f) || gr[i] < 0)
+            ok = 0;
+    free(gy); free(gx); free(gw); free(gb); free(gr);
+    vt_tensor_free(tx); vt_tensor_free(tw); vt_tensor_free(tb); vt_tensor_free(ty);
+    vt_tensor_free(tdy); vt_tensor_free(tdx); vt_tensor_free(tdw); vt_tensor_free(tdb);
+    VT_CHECK(ok);
+}
+
+/* ---- softmax cross-entropy --------------------------------------------- */
+
+static double ref_xent(const float *z, const int32_t *lab, int N, int C)
+{
+    double total = 0;
+    for (int n = 0; n < N; n++) {
+        double m = z[n * C], s = 0;
+        for (int c = 1; c < C; c++)
+            m = z[n * C + c] > m ? z[n * C + c] : m;
+        for (int c = 0; c < C; c++)
+            s += exp(z[n * C + c] - m);
+        total += log(s) + m - z[n * C + lab[n]];
+    }
+    return total;
+}
+
+static void test_softmax_xent(vt_backend *be)
+{
+    enum { N = 4, C = 5 };
+    float z[N * C], fd[N * C];
+    int32_t lab[N] = {0, 4, 2, 2};
+    const float eps = 1e-2f;
+    fill(z, N * C, 16);
+    z[3] = 800.0f; /* huge logit: the stable form must not overflow */
+    for (int i = 0; i < N * C; i++) {
+        float keep = z[i];
+        z[i] = keep + eps;
+        double lp = ref_xent(z, lab, N, C) / N;
+        z[i] = keep - eps;
+        fd[i] = (float)((lp - ref_xent(z, lab, N, C) / N) / (2 * eps));
+        z[i] = keep;
+    }
+    int dims[1] = {N};
+    vt_tensor *tz = mk(be, 2, N, C, 0, 0, z), *tg = mk(be, 2, N, C, 0, 0, NULL);
+    vt_tensor *tp = mk(be, 2, N, C, 0, 0, NULL), *tl = NULL;
+    VT_CHECK(tz && tg && tp);
+    VT_CHECK_OK(vt_tensor_new(&tl, be, VT_I32, 1, dims));
+    VT_CHECK_OK(vt_tensor_upload(tl, lab));
+    double loss = 0;
+    int correct = 0;
+    VT_CHECK_OK(vt_op_softmax_xent(be, tz, tl, tg, 1.0f / N, tp, &loss, &correct));
+    VT_CHECK_NEAR(loss, ref_xent(z, lab, N, C), 1e-4 * N);
+    VT_CHECK(isfinite(loss));
+    int want_correct = 0;
+    for (int n = 0; n < N; n++) {
+        int best = 0;
+        for (int c = 1; c < C; c++)
+            if (z[n * C + c] > z[n * C + best])
+                best = c;
+        want_correct += best == lab[n];
+    }
+    VT_CHECK_INT(correct, want_correct);
+    float *g = get(tg), *p = get(tp);
+    int ok = vt_test_allclose("dxent/dz", g, fd, N * C, 2e-3, 1e-2);
+    for (int n = 0; n < N; n++) {
+        double s = 0;
+        for (int c = 0; c < C; c++)
+            s += p[n * C + c];
+        if (fabs(s - 1) > 1e-5)
+            ok = 0;
+    }
+    free(g); free(p);
+    vt_tensor_free(tz); vt_tensor_free(tg); vt_tensor_free(tp); vt_tensor_free(tl);
+    VT_CHECK(ok);
+}
+
+/* ---- dropout ----------------------------------------------------------- */
+
+static void test_dropout(vt_backend *be)
+{
+    enum { N = 20000 };
+    float *ones = malloc(N * 4), *x, *m, *x2;
+    for (int i = 0; i < N; i++)
+        ones[i] = 1.0f;
+    vt_tensor *tx = mk(be, 1, N, 0, 0, 0, ones), *tm = mk(be, 1, N, 0, 0, 0, NULL);
+    VT_CHECK(tx && tm);
+    VT_CHECK_OK(vt_op_dropout_fwd(be, tx, tm, 0.25f, 99, 7));
+    x = get(tx);
+    m = get(tm);
+    int zeros = 0;
+    for (int i = 0; i < N; i++) {
+        VT_CHECK(x[i] == 0.0f || fabsf(x[i] - 1.0f / 0.75f) < 1e-6f);
+        VT_CHECK(x[i] == m[i]);
+        /* The mask is a pure function of (seed, stream, index). */
+        VT_CHECK((x[i] == 0.0f) == (vt_rng_uniform(99, 7, (uint64_t)i) < 0.25f));
+        zeros += x[i] == 0.0f;
+    }
+    VT_CHECK(abs(zeros - N / 4) < N / 50);
+    /* Backward multiplies by the same mask. */
+    VT_CHECK_OK(vt_tensor_upload(tx, ones));
+    VT_CHECK_OK(vt_op_dropout_bwd(be, tm, tx));
+    x2 = get(tx);
+    int ok = vt_test_allclose("dropout_bwd", x2, m, N, 0, 0);
+    /* A different stream gives a different mask. */
+    VT_CHECK_OK(vt_op_dropout_fwd(be, tx, tm, 0.25f, 99, 8));
+    float *m2 = get(tm);
+    int same = 0;
+    for (int i = 0; i < N; i++)
+        same += m2[i] == m[i];
+    free(ones); free(x); free(m); free(x2); free(m2);
+    vt_tensor_free(tx); vt_tensor_free(tm);
+    VT_CHECK(ok);
+    VT_CHECK(same < N * 0.7);
+}
+
+/* ---- SGD --------------------------------------------------------------- */
+
+/* Two steps by hand, Keras formulas:
+ *   v <- m*v - lr*g;  nesterov: w <- w + m*v - lr*g;  else w <- w + v. */
+static void test_sgd(vt_backend *be)
+{
+    float w0[3] = {1.0f, -2.0f, 0.5f}, g[3] = {0.5f, 0.25f, -1.0f}, zero[3] = {0};
+    for (int nesterov = 0; nesterov < 2; nesterov++) {
+        vt_sgd_args a = {.lr = 0.1f, .momentum = 0.9f, .weight_decay = 0.01f,
+                         .nesterov = nesterov};
+        double w[3], v[3] = {0, 0, 0};
+        for (int i = 0; i < 3; i++)
+            w[i] = w0[i];
+        vt_tensor *tw = mk(be, 1, 3, 0, 0, 0, w0), *tg = mk(be, 1, 3, 0, 0, 0, g);
+        vt_tensor *tv = mk(be, 1, 3, 0, 0, 0, zero);
+        VT_CHECK(tw && tg && tv);
+        for (int step = 0; step < 2; step++) {
+            VT_CHECK_OK(vt_op_sgd_update(be, tw, tg, tv, &a));
+            for (int i = 0; i < 3; i++) {
+                double gi = g[i] + 0.01 * w[i];
+                v[i] = 0.9 * v[i] - 0.1 * gi;
+                w[i] = nesterov ? w[i] + 0.9 * v[i] - 0.1 * gi : w[i] + v[i];
+            }
+        }
+        float *gw = get(tw), *gv = get(tv), want_w[3], want_v[3];
+        for (int i = 0; i < 3; i++) {
+            want_w[i] = (float)w[i];
+            want_v[i] = (float)v[i];
+        }
+        int ok = vt_test_allclose("sgd w", gw, want_w, 3, 1e-6, 1e-6) &&
+                 vt_test_allclose("sgd v", gv, want_v, 3, 1e-6, 1e-6);
+        free(gw); free(gv);
+        vt_tensor_free(tw); vt_tensor_free(tg); vt_tensor_free(tv);
+        VT_CHECK(ok);
+    }
+}
+
+/* ---- preprocessing ----------------------------------------------------- */
+
+static void test_images_to_input(vt_backend *be)
+{
+    const uint8_t img[2 * 3] = {255, 128, 0, 10, 20, 30}; /* 1x1x2 image, RGB */
+    float want_caffe[6] = {0 - 103.939f, 128 - 116.779f, 255 - 123.68f,
+                           30 - 103.939f, 20 - 116.779f, 10 - 123.68f};
+    float want_torch[6];
+    const float mean[3] = {0.485f, 0.456f, 0.406f}, sd[3] = {0.229f, 0.224f, 0.225f};
+    for (int p = 0; p < 2; p++)
+        for (int c = 0; c < 3; c++)
+            want_torch[p * 3 + c] = ((float)img[p * 3 + c] / 255.0f - mean[c]) / sd[c];
+    vt_tensor *x = mk(be, 4, 1, 1, 2, 3, NULL);
+    VT_CHECK(x);
+    VT_CHECK_OK(vt_op_images_to_input(be, img, 1, 1, 2, VT_PREP_CAFFE, x));
+    float *got = get(x);
+    int ok = vt_test_allclose("caffe", got, want_caffe, 6, 1e-4, 1e-6);
+    free(got);
+    VT_CHECK_OK(vt_op_images_to_input(be, img, 1, 1, 2, VT_PREP_TORCH, x));
+    got = get(x);
+    ok = ok && vt_test_allclose("torch", got, want_torch, 6, 1e-5, 1e-6);
+    free(got);
+    vt_tensor_free(x);
+    VT_CHECK(ok);
+}
+
+/* ---- argument checking ------------------------------------------------- */
+
+static void test_shape_errors(vt_backend *be)
+{
+    vt_tensor *x = mk(be, 4, 1, 4, 4, 3, NULL), *w = mk(be, 4, 8, 3, 3, 4, NULL);
+    vt_tensor *b = mk(be, 1, 8, 0, 0, 0, NULL), *y = mk(be, 4, 1, 4, 4, 8, NULL);
+    vt_tensor *p = mk(be, 4, 1, 3, 3, 3, NULL);
+    VT_CHECK(x && w && b && y && p);
+    VT_CHECK_ERR(vt_op_conv_fwd(be, x, w, b, y, 1), VT_EINVAL, "w dim 3 is 4, expected 3");
+    VT_CHECK_ERR(vt_op_maxpool_fwd(be, p, x), VT_EINVAL, "even");
+    int dims[2] = {3, 3};
+    VT_CHECK_ERR(vt_tensor_reshape(x, 2, (int[]){100, 100}), VT_EINVAL, "exceeds");
+    VT_CHECK_OK(vt_tensor_reshape(x, 2, dims));
+    VT_CHECK_ERR(vt_op_dropout_fwd(be, b, b, 1.0f, 0, 0), VT_EINVAL, "outside");
+    vt_tensor_free(x); vt_tensor_free(w); vt_tensor_free(b); vt_tensor_free(y);
+    vt_tensor_free(p);
+}
+
+static const vt_test_case cases[] = {
+    {"conv_fwd", test_conv_fwd, VT_TEST_NUMERIC},
+    {"conv_grad", test_conv_grad, VT_TEST_NUMERIC},
+    {"conv_large", test_conv_large, VT_TEST_NUMERIC},
+    {"relu_bwd", test_relu_bwd, VT_TEST_NUMERIC},
+    {"maxpool", test_maxpool, VT_TEST_NUMERIC},
+    {"maxpool_ties", test_maxpool_ties, VT_TEST_NUMERIC},
+    {"dense", test_dense, VT_TEST_NUMERIC},
+    {"softmax_xent", test_softmax_xent, VT_TEST_NUMERIC},
+    {"dropout", test_dropout, VT_TEST_NUMERIC},
+    {"sgd", test_sgd, VT_TEST_NUMERIC},
+    {"images_to_input", test_images_to_input, VT_TEST_NUMERIC},
+    {"shape_errors", test_shape_errors, VT_TEST_NUMERIC},
+};
+
+int main(int argc, char **argv) { VT_TEST_MAIN(cases); }
