@@ -8,6 +8,7 @@
 
 #include <getopt.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,13 @@ static int vt__common_opt(int opt, vt__common *c)
 }
 
 /* ---- run --------------------------------------------------------------- */
+
+static volatile sig_atomic_t vt__stop;
+
+static void vt__on_signal(int sig)
+{
+    vt__stop = sig;
+}
 
 typedef struct {
     int tty;
@@ -126,7 +134,10 @@ static void vt__run_usage(FILE *f)
             "OUT/model.safetensors, OUT/metrics.jsonl and OUT/classmap.json.\n\n"
             "  -b, --backend B     auto (default: CUDA if a GPU is usable), cpu, cuda\n"
             "  -t, --threads N     CPU threads for the CPU backend and decoding (default: all)\n"
-            "  -c, --checkpoint F  checkpoint at every epoch end to F, resume from F if present\n"
+            "  -c, --checkpoint F  checkpoint at every epoch end (and on SIGTERM/SIGINT) to F;\n"
+            "                      resume from F when it exists\n"
+            "      --cache-mb N    memory for the feature cache in MiB (default: 40%% of\n"
+            "                      the device's memory; 0 turns the cache off)\n"
             "  -q, --quiet         no live progress line\n"
             "  -h, --help          this text\n"
             "The job document is described in README.md, 'Job specification'.\n");
@@ -137,9 +148,11 @@ int vt_fg_run(int argc, char **argv)
     static const struct option opts[] = {
         {"backend", required_argument, NULL, 'b'}, {"threads", required_argument, NULL, 't'},
         {"checkpoint", required_argument, NULL, 'c'}, {"quiet", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+        {"cache-mb", required_argument, NULL, 'm'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
     vt__common common = {"auto", 0};
     vt__fg_ui ui = {isatty(STDERR_FILENO), 0};
+    long cache_mb = -1;
     const char *checkpoint = NULL;
     vt_jobspec spec;
     vt_backend *be = NULL;
@@ -158,6 +171,7 @@ int vt_fg_run(int argc, char **argv)
         switch (opt) {
         case 'c': checkpoint = optarg; break;
         case 'q': ui.quiet = 1; break;
+        case 'm': cache_mb = atol(optarg); break;
         case 'h': vt__run_usage(stdout); return 0;
         default: vt__run_usage(stderr); return 2;
         }
@@ -187,16 +201,31 @@ int vt_fg_run(int argc, char **argv)
     vt_trainer_env env = {.be = be, .pool = pool, .trunk = base->trunk, .base = base->params,
                           .base_prep = base->prep, .base_desc = base->desc,
                           .base_random = base->random, .checkpoint = checkpoint,
-                          .cache_limit = vt_backend_memory_total(be) / 5 * 2};
+                          .cache_limit = cache_mb >= 0 ? (size_t)cache_mb << 20
+                                                       : vt_backend_memory_total(be) / 5 * 2};
     vt_trainer_hooks hooks = {vt__fg_progress, vt__fg_epoch, vt__fg_message, &ui};
     if ((rc = vt_trainer_create(&tr, &spec, &env, &hooks)) < 0) {
         fprintf(stderr, "vggtuned: %s\n", vt_error_msg());
         goto done;
     }
-    while ((rc = vt_trainer_step(tr)) > 0)
+    signal(SIGTERM, vt__on_signal);
+    signal(SIGINT, vt__on_signal);
+    while (!vt__stop && (rc = vt_trainer_step(tr)) > 0)
         ;
     if (ui.tty && !ui.quiet)
         fprintf(stderr, "\r\033[K");
+    if (vt__stop) {
+        if (checkpoint && vt_trainer_checkpoint(tr) == 0) {
+            fprintf(stderr, "vggtuned: interrupted; checkpoint written to %s, run the same "
+                    "command again to resume\n", checkpoint);
+            status = 75;
+        } else {
+            fprintf(stderr, "vggtuned: interrupted%s%s\n", checkpoint ? ": " : "",
+                    checkpoint ? vt_error_msg() : "");
+            status = 130;
+        }
+        goto done;
+    }
     if (rc < 0) {
         fprintf(stderr, "vggtuned: job %s failed: %s\n", spec.name, vt_error_msg());
         goto done;

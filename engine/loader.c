@@ -212,7 +212,7 @@ int vt_loader_begin(vt_loader *l, const int *order, int count, const vt_augment 
 
 int vt_loader_next(vt_loader *l, vt_batch **out)
 {
-    int rc;
+    int rc, consumed = 0;
     for (;;) {
         if (l->next_return >= l->nbatches)
             return 0;
@@ -230,6 +230,7 @@ int vt_loader_next(vt_loader *l, vt_batch **out)
             pthread_cond_wait(&l->cv, &l->mu);
         pthread_mutex_unlock(&l->mu);
         l->next_return++;
+        consumed += s->n;
         /* Close the gaps left by images that could not be read. */
         for (int i = 0; i < s->n; i++) {
             if (!s->ok[i])
@@ -244,7 +245,8 @@ int vt_loader_next(vt_loader *l, vt_batch **out)
         if (n == 0)
             continue;
         s->batch = (vt_batch){.pixels = s->pixels, .labels = s->labels,
-                              .sample = s->sample, .n = n, .failed = s->n - n};
+                              .sample = s->sample, .n = n, .failed = s->n - n,
+                              .consumed = consumed};
         *out = &s->batch;
         return 1;
     }

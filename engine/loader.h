@@ -39,6 +39,8 @@ typedef struct {
     int *sample;     /* (n) indices into the dataset */
     int n;           /* images in this batch */
     int failed;      /* images of this batch that could not be read */
+    int consumed;    /* entries of the pass's order this batch accounts for,
+                        including batches skipped because nothing was read */
 } vt_batch;
 
 /* Makes a loader for ds (which must outlive it) on pool. */

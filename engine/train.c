@@ -54,12 +54,14 @@ struct vt_trainer {
     vt_preprocess prep;
     vt_tensor *cache_train;     /* (n_train, s, s, c) or NULL */
     vt_tensor *cache_val;       /* (n_val, s, s, c) or NULL */
-    int train_cached, val_cached; /* every readable sample is in the cache */
+    uint8_t *have_train, *have_val; /* (n) 1 = the sample's features are cached */
     uint8_t *bad_train, *bad_val; /* (n) 1 = unreadable */
-    int *order, order_n, pos;   /* this pass's samples; cache-path position */
+    int *order, order_n, pos;   /* this pass's samples; entries consumed so far */
     int from_loader;            /* this pass decodes images */
     int in_epoch;               /* the epoch's training pass has begun */
     int epoch_cached;           /* this epoch trains from the feature cache */
+    int resume_mid_epoch;       /* the checkpoint restored a partial epoch */
+    int resume_val;             /* ... whose training pass was complete */
     int epoch;                  /* 0-based, in progress */
     uint64_t iteration;         /* SGD steps done over the whole job */
     int step, steps;            /* batches done / expected this epoch */
@@ -144,6 +146,8 @@ void vt_trainer_free(vt_trainer *t)
     vt_dataset_free(t->val);
     free(t->bad_train);
     free(t->bad_val);
+    free(t->have_train);
+    free(t->have_val);
     free(t->order);
     free(t->history);
     free(t->labels);
@@ -305,7 +309,9 @@ static int vt__load_data(vt_trainer *t)
     }
     t->bad_train = calloc((size_t)t->train->n + 1, 1);
     t->bad_val = calloc(t->val ? (size_t)t->val->n + 1 : 1, 1);
-    if (!t->bad_train || !t->bad_val)
+    t->have_train = calloc((size_t)t->train->n + 1, 1);
+    t->have_val = calloc(t->val ? (size_t)t->val->n + 1 : 1, 1);
+    if (!t->bad_train || !t->bad_val || !t->have_train || !t->have_val)
         return vt_error_set(VT_ENOMEM, "out of memory");
     if ((rc = vt__probe_all(t, t->train, t->bad_train)) < 0 ||
         (rc = vt__check_readable(t, t->train, t->bad_train, "training")) < 0)
@@ -409,6 +415,7 @@ static int vt__make_cache(vt_trainer *t, const vt_dataset *ds, vt_tensor **cache
 }
 
 static int vt__load_checkpoint(vt_trainer *t);
+static int vt__begin_pass(vt_trainer *t, int val);
 
 /* Makes sure the output directory exists and that we may write in it. */
 static int vt__check_output(vt_trainer *t)
@@ -479,6 +486,14 @@ static int vt__prepare(vt_trainer *t)
             t->cache_train ? "on" : first_epoch_cache ? "off (does not fit)"
                                                       : "off (augmentation)");
     t->phase = t->epoch >= s->epochs || t->stop_early ? PH_FINISH : PH_TRAIN;
+    if (t->resume_val && t->phase == PH_TRAIN) {
+        /* The training pass of this epoch had finished: validate again. */
+        t->in_epoch = 1;
+        t->phase = t->val ? PH_VAL : PH_EPOCH_END;
+        t->pos = 0;
+        if (t->val && (rc = vt__begin_pass(t, 1)) < 0)
+            return rc;
+    }
     return 0;
 }
 
@@ -498,21 +513,26 @@ static void vt__make_order(vt_trainer *t, const vt_dataset *ds, const uint8_t *b
         if (!bad[t->order[i]])
             t->order[n++] = t->order[i];
     t->order_n = n;
-    t->pos = 0;
 }
 
-/* Starts a pass; from_loader when the cache cannot serve it. */
+/* Starts a pass at t->pos; it decodes (from_loader) unless every readable
+ * sample's features are cached. */
 static int vt__begin_pass(vt_trainer *t, int val)
 {
     const vt_dataset *ds = val ? t->val : t->train;
-    int cached = val ? t->val_cached : t->train_cached;
+    const uint8_t *bad = val ? t->bad_val : t->bad_train;
+    const uint8_t *have = val ? t->have_val : t->have_train;
+    int cached = (val ? t->cache_val : t->cache_train) != NULL;
     vt_augment aug = {.seed = t->spec.seed, .epoch = t->epoch, .flip = t->spec.flip,
                       .crop = t->spec.crop};
 
-    vt__make_order(t, ds, val ? t->bad_val : t->bad_train, !val && t->spec.shuffle);
+    vt__make_order(t, ds, bad, !val && t->spec.shuffle);
+    for (int i = 0; i < ds->n && cached; i++)
+        cached = bad[i] || have[i];
     t->from_loader = !cached;
     if (!cached)
-        return vt_loader_begin(val ? t->lval : t->ltrain, t->order, t->order_n,
+        return vt_loader_begin(val ? t->lval : t->ltrain, t->order + t->pos,
+                               t->order_n - t->pos,
                                val || (!t->spec.flip && t->spec.crop <= 0) ? NULL : &aug);
     return 0;
 }
@@ -543,9 +563,11 @@ static int vt__next_batch(vt_trainer *t, int val)
         return n;
     }
     vt_batch *b;
+    uint8_t *have = val ? t->have_val : t->have_train;
     if ((rc = vt_loader_next(val ? t->lval : t->ltrain, &b)) <= 0)
         return rc;
     n = b->n;
+    t->pos += b->consumed;
     if ((rc = vt_model_set_batch(t->model, n)) < 0 ||
         (rc = vt_op_images_to_input(t->env.be, b->pixels, n, t->spec.image_size,
                                     t->spec.image_size, t->prep, vt_model_input(t->model))) < 0 ||
@@ -554,9 +576,11 @@ static int vt__next_batch(vt_trainer *t, int val)
     feat = vt_model_features(t->model);
     memcpy(t->labels, b->labels, sizeof *t->labels * (size_t)n);
     if (cache)
-        for (int i = 0; i < n; i++)
+        for (int i = 0; i < n; i++) {
             if ((rc = vt_tensor_copy_rows(cache, b->sample[i], feat, i, 1)) < 0)
                 return rc;
+            have[b->sample[i]] = 1;
+        }
     return n;
 }
 
@@ -609,13 +633,12 @@ static int vt__train_step(vt_trainer *t)
     if (n == 0) {
         if (t->from_loader)
             vt__collect_failures(t, 0);
-        if (t->cache_train)
-            t->train_cached = 1;
         t->t_train_s = vt__now() - t->t_epoch0;
         if (t->seen == 0)
             return vt_error_set(VT_EINVAL, "no training image could be read");
         if (t->val) {
             t->phase = PH_VAL;
+            t->pos = 0;
             return vt__begin_pass(t, 1);
         }
         t->phase = PH_EPOCH_END;
@@ -646,8 +669,6 @@ static int vt__val_step(vt_trainer *t)
     if (n == 0) {
         if (t->from_loader)
             vt__collect_failures(t, 1);
-        if (t->cache_val)
-            t->val_cached = 1;
         t->phase = PH_EPOCH_END;
         return 0;
     }
@@ -658,11 +679,18 @@ static int vt__val_step(vt_trainer *t)
     return 0;
 }
 
+/* Starts the epoch's training pass; a job resumed mid-epoch keeps the
+ * position and sums its checkpoint restored. */
 static int vt__begin_epoch(vt_trainer *t)
 {
-    t->step = t->seen = t->correct = t->val_seen = t->val_correct = 0;
-    t->loss_sum = t->val_loss_sum = 0;
-    t->t_epoch0 = vt__now();
+    if (!t->resume_mid_epoch) {
+        t->step = t->seen = t->correct = t->pos = 0;
+        t->loss_sum = 0;
+        t->t_epoch0 = vt__now();
+    }
+    t->resume_mid_epoch = 0;
+    t->val_seen = t->val_correct = 0;
+    t->val_loss_sum = 0;
     int rc = vt__begin_pass(t, 0);
     t->epoch_cached = !t->from_loader;
     t->steps = (t->order_n + t->spec.batch_size - 1) / t->spec.batch_size;
@@ -919,6 +947,18 @@ int vt_trainer_checkpoint(vt_trainer *t)
                  t->best_saved);
         vt_tensorset_set_meta(set, "early_stopping", num);
         vt_tensorset_set_meta(set, "history", hist);
+        /* Where in the epoch we are: "epoch" (at its start), "train" (mid
+         * training pass) or "val" (training pass done). */
+        if (t->in_epoch && t->phase == PH_TRAIN) {
+            snprintf(num, sizeof num, "train %d %d %d %d %.17g %.17g", t->pos, t->step,
+                     t->seen, t->correct, t->loss_sum, vt__now() - t->t_epoch0);
+        } else if (t->in_epoch) {
+            snprintf(num, sizeof num, "val 0 %d %d %d %.17g %.17g", t->step, t->seen,
+                     t->correct, t->loss_sum, t->t_train_s);
+        } else {
+            snprintf(num, sizeof num, "epoch 0 0 0 0 0 0");
+        }
+        vt_tensorset_set_meta(set, "position", num);
         vt_tensorset_set_meta(set, "bad_train", bt);
         vt_tensorset_set_meta(set, "bad_val", bv);
         rc = vt_tensorset_set_meta(set, "job", spec);
@@ -1000,8 +1040,28 @@ static int vt__load_checkpoint(vt_trainer *t)
     t->epoch = t->nhistory;
     if (t->nhistory)
         t->last_rate = t->history[t->nhistory - 1].images_per_s;
+    {
+        char where[16];
+        double elapsed;
+        v = vt_tensorset_meta(set, "position");
+        if (!v || sscanf(v, "%15s %d %d %d %d %lf %lf", where, &t->pos, &t->step, &t->seen,
+                         &t->correct, &t->loss_sum, &elapsed) != 7) {
+            rc = vt_error_set(VT_EFORMAT, "checkpoint lacks its position in the epoch");
+            goto done;
+        }
+        if (strcmp(where, "train") == 0) {
+            t->resume_mid_epoch = 1;
+            t->t_epoch0 = vt__now() - elapsed;
+        } else if (strcmp(where, "val") == 0) {
+            t->t_train_s = elapsed;
+            t->t_epoch0 = vt__now() - elapsed;
+            t->resume_val = 1;
+        }
+    }
     t->resumed = 1;
-    vt__say(t, VT_LOG_INFO, "resumed from checkpoint after epoch %d", t->epoch);
+    vt__say(t, VT_LOG_INFO, "resumed from checkpoint: %d epoch%s done%s", t->epoch,
+            t->epoch == 1 ? "" : "s",
+            t->resume_mid_epoch ? ", continuing the next one where it stopped" : "");
 done:
     cJSON_Delete(h);
     vt_tensorset_free(set);

@@ -1,2 +1,5 @@
 # The engine against PyTorch: weights after SGD steps and logits.
 vt_add_py_test(torch_parity py/test_torch_parity.py LABELS engine TIMEOUT 900)
+# Interrupted jobs (SIGKILL, SIGTERM mid-epoch) resume bit-identically; the
+# feature cache changes nothing.
+vt_add_py_test(resume py/test_resume.py LABELS engine TIMEOUT 900)

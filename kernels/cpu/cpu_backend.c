@@ -182,26 +182,32 @@ static size_t vt__chunk_rows(int C)
     return rows ? rows : 1;
 }
 
+/* Forward convolution, one image at a time: each image's rows are computed
+ * in GEMM calls of the same shapes whatever batch the image is in, so an
+ * image's features are bit-identical across batches (OpenBLAS's result for a
+ * row can depend on how many rows a call has).  The feature cache and
+ * resumed jobs rely on that. */
 static int vt__cpu_conv_fwd(vt_backend *be, const vt_tensor *x, const vt_tensor *w,
                             const vt_tensor *b, vt_tensor *y, int relu)
 {
     vt_cpu *cpu = be->impl;
     int H = x->dims[1], W = x->dims[2], C = x->dims[3], K = w->dims[0];
-    size_t total = (size_t)x->dims[0] * H * W, step = vt__chunk_rows(C);
+    size_t per = (size_t)H * W, step = vt__chunk_rows(C);
     const float *bias = vt__f(b);
 
-    for (size_t r0 = 0; r0 < total; r0 += step) {
-        size_t rows = total - r0 < step ? total - r0 : step;
-        float *yr = vt__f(y) + r0 * K;
-        vt__im2col(vt__f(x), H, W, C, r0, rows, cpu->col);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, K, 9 * C,
-                    1.0f, cpu->col, 9 * C, vt__f(w), 9 * C, 0.0f, yr, K);
-        for (size_t r = 0; r < rows; r++)
-            for (int k = 0; k < K; k++) {
-                float v = yr[r * K + k] + bias[k];
-                yr[r * K + k] = relu && v < 0.0f ? 0.0f : v;
-            }
-    }
+    for (size_t img = 0; img < (size_t)x->dims[0]; img++)
+        for (size_t r = 0; r < per; r += step) {
+            size_t r0 = img * per + r, rows = per - r < step ? per - r : step;
+            float *yr = vt__f(y) + r0 * K;
+            vt__im2col(vt__f(x), H, W, C, r0, rows, cpu->col);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, K, 9 * C,
+                        1.0f, cpu->col, 9 * C, vt__f(w), 9 * C, 0.0f, yr, K);
+            for (size_t i = 0; i < rows; i++)
+                for (int k = 0; k < K; k++) {
+                    float v = yr[i * K + k] + bias[k];
+                    yr[i * K + k] = relu && v < 0.0f ? 0.0f : v;
+                }
+        }
     return 0;
 }
 

@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Interrupted jobs resume exactly, and the feature cache changes nothing.
+
+Runs one seeded job (shuffle on, dropout on, validation on) several ways on
+the CPU backend and requires bit-identical model tensors and identical
+per-epoch metrics:
+  A  straight through, feature cache on
+  B  feature cache off
+  C  killed with SIGKILL after epoch 2 was checkpointed, then run again
+  D  stopped with SIGTERM in the middle of an epoch (mid-epoch checkpoint),
+     then run again
+  E  (flip augmentation: cache off by design) straight vs SIGTERM + resume
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import vtpy  # noqa: E402
+
+a = vtpy.args()
+(np,) = vtpy.need("numpy")
+from safetensors.numpy import load_file  # noqa: E402
+
+VGGTUNED = os.path.join(a.build, "daemon", "vggtuned")
+GENDATA = os.path.join(a.build, "tools", "vt-gendata")
+TMP = vtpy.tmpdir(a.keep)
+DATA = os.path.join(TMP, "data")
+vtpy.run([GENDATA, "--out", DATA, "--classes", "3", "--per-class", "24",
+          "--val-per-class", "6", "--seed", "5", "--format", "mixed"])
+
+
+def job(name, **extra):
+    spec = {"name": name, "mode": "finetune",
+            "data": {"train": f"{DATA}/train", "val": f"{DATA}/val", "image_size": 32},
+            "head": {"dense": [64, 32], "dropout": 0.3},
+            "optimizer": {"lr": 0.01}, "epochs": 4, "batch_size": 8, "seed": 9,
+            "output": os.path.join(TMP, name)}
+    spec.update(extra)
+    path = os.path.join(TMP, name + ".json")
+    with open(path, "w") as f:
+        json.dump(spec, f)
+    return path
+
+
+def run(spec, *opts):
+    return vtpy.run([VGGTUNED, "run", "--backend", "cpu", "--quiet", *opts, spec])
+
+
+def interrupt(spec, sig, after_epochs, delay, *opts):
+    """Starts a run, waits until it printed after_epochs epoch lines (plus
+    delay seconds), sends sig, and returns the exit status."""
+    cmd = [VGGTUNED, "run", "--backend", "cpu", "--quiet", *opts, spec]
+    print("+", " ".join(cmd), f"(then signal {sig} after epoch {after_epochs})", flush=True)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = 0
+    for line in p.stdout:
+        print("  |", line, end="")
+        seen += line.startswith("epoch ")
+        if seen >= after_epochs:
+            break
+    time.sleep(delay)
+    p.send_signal(sig)
+    rest = p.stdout.read()
+    print("  |", rest.replace("\n", "\n  | "))
+    p.wait()
+    return p.returncode, rest
+
+
+def outputs(name):
+    d = os.path.join(TMP, name)
+    tensors = load_file(os.path.join(d, "model.safetensors"))
+    metrics = [json.loads(x) for x in open(os.path.join(d, "metrics.jsonl"))]
+    return tensors, metrics
+
+
+def same(ref_name, other_name):
+    rt, rm = outputs(ref_name)
+    ot, om = outputs(other_name)
+    vtpy.check(set(rt) == set(ot), f"{other_name}: tensor names differ")
+    diff = [k for k in rt if k in ot and not np.array_equal(rt[k], ot[k])]
+    vtpy.check(not diff, f"{other_name}: tensors differ from {ref_name}: {diff[:5]}")
+    keys = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr")
+    vtpy.check(len(rm) == len(om) == 4, f"{other_name}: {len(om)} epochs recorded")
+    for x, y in zip(rm, om):
+        vtpy.check(all(x[k] == y[k] for k in keys),
+                   f"{other_name}: epoch {y['epoch']} metrics differ: {x} vs {y}")
+    print(f"{other_name}: identical to {ref_name}")
+
+
+run(job("A"))
+run(job("B"), "--cache-mb", "0")
+same("A", "B")
+_, am = outputs("A")
+vtpy.check(am[1]["cached"] and not am[0]["cached"], "A: epochs after the first should be cached")
+
+ck = os.path.join(TMP, "C.ckpt")
+rc, _ = interrupt(job("C"), signal.SIGKILL, 2, 0.0, "--checkpoint", ck)
+vtpy.check(rc == -signal.SIGKILL, f"C: expected SIGKILL, got {rc}")
+vtpy.check(os.path.exists(ck), "C: no checkpoint after two epochs")
+r = run(job("C"), "--checkpoint", ck)
+same("A", "C")
+
+ck = os.path.join(TMP, "D.ckpt")
+rc, out = interrupt(job("D"), signal.SIGTERM, 1, 0.6, "--checkpoint", ck, "--cache-mb", "0")
+vtpy.check(rc == 75 and "checkpoint written" in out, f"D: SIGTERM gave {rc}: {out}")
+r = run(job("D"), "--checkpoint", ck, "--cache-mb", "0")
+vtpy.check("continuing the next one where it stopped" in r.stderr,
+           "D: the SIGTERM did not land mid-epoch (timing); resumed at an epoch boundary")
+same("A", "D")
+
+aug = {"augment": {"flip": True, "crop": 0.125}}
+run(job("E1", **aug))
+ck = os.path.join(TMP, "E.ckpt")
+rc, out = interrupt(job("E2", **aug), signal.SIGTERM, 2, 0.3, "--checkpoint", ck)
+vtpy.check(rc == 75, f"E2: SIGTERM gave {rc}")
+run(job("E2", **aug), "--checkpoint", ck)
+same("E1", "E2")
+_, em = outputs("E1")
+vtpy.check(not any(m["cached"] for m in em), "E1: augmentation must turn the cache off")
+vtpy.done()
