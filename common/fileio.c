@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,6 +184,18 @@ cleanup:
     free(buf);
     close(fd);
     return rc;
+}
+
+int vt_path(char *buf, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+    va_start(ap, fmt);
+    n = vsnprintf(buf, len, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= len)
+        return vt_error_set(VT_EINVAL, "path too long: %.80s...", buf);
+    return 0;
 }
 
 int vt_mkdir_p(const char *path)

@@ -36,6 +36,10 @@ int vt_write_file_atomic(int dirfd, const char *path, const void *buf, size_t n)
  * VT_ETOOBIG; missing files VT_ENOTFOUND; others VT_EIO. */
 int vt_read_file(const char *path, size_t max, uint8_t **out, size_t *len);
 
+/* printf into a path buffer; VT_EINVAL ("path too long: ...") when it does
+ * not fit. */
+int vt_path(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Creates a directory and its missing parents with mode 0755 (less umask);
  * an existing directory is fine. */
 int vt_mkdir_p(const char *path);

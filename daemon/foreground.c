@@ -247,22 +247,6 @@ done:
 
 #define VT__TOP_MAX 64
 
-/* Indices of the k largest of p[0..n), largest first (ties: lower index). */
-static void vt__topk(const float *p, int n, int k, int *out)
-{
-    for (int j = 0; j < k; j++) {
-        int best = -1;
-        for (int c = 0; c < n; c++) {
-            int taken = 0;
-            for (int i = 0; i < j && !taken; i++)
-                taken = out[i] == c;
-            if (!taken && (best < 0 || p[c] > p[best]))
-                best = c;
-        }
-        out[j] = best;
-    }
-}
-
 static void vt__predict_usage(FILE *f)
 {
     fprintf(f,
@@ -322,7 +306,7 @@ int vt_fg_predict(int argc, char **argv)
     for (int i = 0; i < n; i++) {
         const float *pr = probs + (size_t)i * C;
         int best[VT__TOP_MAX];
-        vt__topk(pr, C, top, best);
+        vt_predict_topk(pr, C, top, best);
         if (!json) {
             printf("%s:", argv[optind + 1 + i]);
             for (int k = 0; k < top; k++)

@@ -1,13 +1,504 @@
-/* server.c - temporary: the daemon is being written; only the foreground
- * commands work in this build. */
+/* server.c - vggtuned's main loop: startup, device events, shutdown.
+ *
+ * Threads (see DESIGN.md): this file runs on the libuv loop thread, which
+ * owns the socket, the connections, the job table and the store, and never
+ * computes or decodes.  The device thread (device.c) trains; its events
+ * arrive through vt_device_events() and are applied here: job table, store,
+ * watchers, in that order, so what a client is told is already durable.
+ *
+ * Startup: config -> state directory -> store -> jobs from the store (queued
+ * and interrupted ones go back to the device, interrupted ones resume from
+ * their checkpoint) -> device thread (backend, resident trunk) -> socket
+ * (created, or passed by systemd) -> READY=1 once the trunk is resident.
+ * SIGTERM/SIGINT: stop accepting, the device thread checkpoints running jobs
+ * mid-epoch, exit 0.
+ */
 #include "server.h"
 
+#include <errno.h>
+#include <grp.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../common/error.h"
+#include "../common/fileio.h"
+#include "../common/log.h"
+#include "conn.h"
+#include "daemon.h"
+#include "notify.h"
+#include "ops.h"
+
+double vt_daemon_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int vt_daemon_subscribe(vt_daemon *dm, vt_sub_kind kind, uint64_t conn, const cJSON *req_id,
+                        int64_t job, uint64_t req)
+{
+    vt_sub *s = calloc(1, sizeof *s);
+    if (!s || !(s->req_id = req_id ? cJSON_Duplicate(req_id, 1) : cJSON_CreateNull())) {
+        free(s);
+        return VT_ENOMEM;
+    }
+    s->kind = kind;
+    s->conn = conn;
+    s->job = job;
+    s->req = req;
+    s->next = dm->subs;
+    dm->subs = s;
+    return 0;
+}
+
+void vt_daemon_unsubscribe_conn(vt_daemon *dm, uint64_t conn)
+{
+    vt_sub **p = &dm->subs;
+    while (*p) {
+        vt_sub *s = *p;
+        if (s->conn == conn) {
+            *p = s->next;
+            cJSON_Delete(s->req_id);
+            free(s);
+        } else {
+            p = &s->next;
+        }
+    }
+}
+
+/* ---- store <-> job table ----------------------------------------------- */
+
+static void vt__persist(vt_daemon *dm, const vt_job *j)
+{
+    vt_store_job sj = {.id = j->id, .state = vt_job_state_name(j->state),
+                       .started = j->started, .finished = j->finished,
+                       .epochs_done = j->epochs_done, .error = j->error, .reason = j->reason};
+    if (vt_store_update(dm->store, &sj) < 0)
+        vt_log_error("job %lld: %s", (long long)j->id, vt_error_msg());
+}
+
+static int vt__checkpoint_path(vt_daemon *dm, int64_t id, char *buf, size_t len)
+{
+    return vt_path(buf, len, "%s/checkpoints/%lld.safetensors", dm->cfg.state_dir,
+                   (long long)id);
+}
+
+void vt_daemon_start_job(vt_daemon *dm, vt_job *j)
+{
+    vt_dev_job dj = {.id = j->id, .spec = &j->spec};
+    vt_creds_for_user(&dj.creds, j->uid, j->gid);
+    if (vt__checkpoint_path(dm, j->id, dj.checkpoint, sizeof dj.checkpoint) < 0)
+        dj.checkpoint[0] = '\0'; /* no room for checkpoints: the job still runs */
+    vt_device_add_job(dm->dev, &dj);
+}
+
+static int vt__load_metric(void *ud, int epoch, const char *json)
+{
+    vt_job *j = ud;
+    cJSON *m = cJSON_Parse(json);
+    (void)epoch;
+    if (m)
+        cJSON_AddItemToArray(j->metrics, m);
+    return 0;
+}
+
+static vt_job_state vt__state_from_name(const char *s)
+{
+    for (int k = VT_JOB_QUEUED; k <= VT_JOB_CANCELLED; k++)
+        if (!strcmp(s, vt_job_state_name((vt_job_state)k)))
+            return (vt_job_state)k;
+    return VT_JOB_FAILED;
+}
+
+static int vt__load_job(void *ud, const vt_store_job *sj)
+{
+    vt_daemon *dm = ud;
+    vt_jobspec spec;
+    vt_job *j;
+    if (vt_jobspec_parse(&spec, sj->spec, strlen(sj->spec)) < 0) {
+        vt_log_error("job %lld in the store has an unreadable spec: %s", (long long)sj->id,
+                     vt_error_msg());
+        return 0;
+    }
+    j = vt_job_new(sj->id, sj->uid, sj->gid, sj->user, &spec);
+    vt_jobspec_free(&spec);
+    if (!j)
+        return VT_ENOMEM;
+    j->state = vt__state_from_name(sj->state);
+    j->submitted = sj->submitted;
+    j->started = sj->started;
+    j->finished = sj->finished;
+    j->epochs_done = sj->epochs_done;
+    vt_job_set_text(&j->error, sj->error);
+    vt_job_set_text(&j->reason, sj->reason);
+    vt_store_each_metrics(dm->store, j->id, vt__load_metric, j);
+    vt_jobs_add(&dm->jobs, j);
+    if (j->state == VT_JOB_RUNNING || j->state == VT_JOB_QUEUED) {
+        if (j->state == VT_JOB_RUNNING)
+            vt_log_info("job %lld was running when the daemon stopped; it resumes from its "
+                        "last checkpoint", (long long)j->id);
+        j->state = VT_JOB_QUEUED;
+        vt_daemon_start_job(dm, j);
+    }
+    return 0;
+}
+
+/* ---- device events ----------------------------------------------------- */
+
+static void vt__begin_stop(vt_daemon *dm);
+
+static void vt__status_line(vt_daemon *dm)
+{
+    int running = 0, queued = 0;
+    for (vt_job *j = dm->jobs.head; j; j = j->next) {
+        running += j->state == VT_JOB_RUNNING;
+        queued += j->state == VT_JOB_QUEUED;
+    }
+    vt_notify_status("%s; %d running, %d queued, %d clients",
+                     dm->stopping ? "stopping" : dm->ready ? "ready" : "starting", running,
+                     queued, dm->nconns);
+}
+
+static void vt__job_state(vt_daemon *dm, vt_dev_event *e)
+{
+    vt_job *j = vt_jobs_find(&dm->jobs, e->job);
+    char ckpt[PATH_MAX];
+    if (!j)
+        return;
+    j->state = (vt_job_state)e->state;
+    if (j->state == VT_JOB_RUNNING) {
+        if (!j->started)
+            j->started = vt_daemon_now();
+        vt__persist(dm, j);
+        vt_log_info("job %lld (%s of %s) is running", (long long)j->id, j->spec.name, j->user);
+        cJSON *b = cJSON_CreateObject();
+        cJSON_AddItemToObject(b, "job", vt_job_json(&dm->jobs, j, VT_JOB_VIEW_SUMMARY));
+        vt_ops_notify(dm, j->id, "state", b);
+        return;
+    }
+    j->finished = vt_daemon_now();
+    j->has_progress = 0;
+    if (j->state == VT_JOB_FAILED)
+        vt_job_set_text(&j->error, e->text ? e->text : "unknown error");
+    if (j->state == VT_JOB_CANCELLED && !j->reason)
+        vt_job_set_text(&j->reason, "cancelled");
+    vt__persist(dm, j);
+    if (j->state != VT_JOB_FAILED && vt__checkpoint_path(dm, j->id, ckpt, sizeof ckpt) == 0)
+        unlink(ckpt);
+    if (j->state == VT_JOB_FAILED)
+        vt_log_warn("job %lld (%s of %s) failed: %s", (long long)j->id, j->spec.name, j->user,
+                    j->error);
+    else
+        vt_log_info("job %lld (%s of %s) %s", (long long)j->id, j->spec.name, j->user,
+                    vt_job_state_name(j->state));
+    vt_ops_job_ended(dm, j);
+}
+
+static void vt__job_epoch(vt_daemon *dm, vt_dev_event *e)
+{
+    vt_job *j = vt_jobs_find(&dm->jobs, e->job);
+    cJSON *m = vt_epoch_metrics_json(&e->metrics), *b;
+    char *text = m ? cJSON_PrintUnformatted(m) : NULL;
+    if (!j || !m || !text) {
+        cJSON_Delete(m);
+        free(text);
+        return;
+    }
+    if (vt_store_put_metrics(dm->store, j->id, e->metrics.epoch, text) < 0)
+        vt_log_error("job %lld: %s", (long long)j->id, vt_error_msg());
+    free(text);
+    /* A resumed job may report an epoch again: keep one entry per epoch. */
+    while (cJSON_GetArraySize(j->metrics) >= e->metrics.epoch)
+        cJSON_DeleteItemFromArray(j->metrics, cJSON_GetArraySize(j->metrics) - 1);
+    cJSON_AddItemToArray(j->metrics, cJSON_Duplicate(m, 1));
+    j->epochs_done = e->metrics.epoch;
+    vt__persist(dm, j);
+    b = cJSON_CreateObject();
+    cJSON_AddItemToObject(b, "metrics", m);
+    vt_ops_notify(dm, j->id, "epoch", b);
+}
+
+static void vt__on_device(void *ud)
+{
+    vt_daemon *dm = ud;
+    vt_dev_event *e = vt_device_events(dm->dev), *next;
+    for (; e; e = next) {
+        next = e->next;
+        vt_job *j;
+        cJSON *b;
+        switch (e->kind) {
+        case VT_DEV_READY:
+            dm->ready = 1;
+            dm->mem_total = e->bytes;
+            dm->bf16 = e->state;
+            vt_log_info("ready on %s, socket %s", e->text ? e->text : "?", dm->cfg.socket);
+            vt_notify_ready("ready");
+            break;
+        case VT_DEV_FATAL:
+            vt_log_error("%s", e->text ? e->text : "device thread failed");
+            dm->exit_code = 1;
+            vt__begin_stop(dm);
+            break;
+        case VT_DEV_STATE:
+            vt__job_state(dm, e);
+            vt__status_line(dm);
+            break;
+        case VT_DEV_PROGRESS:
+            if ((j = vt_jobs_find(&dm->jobs, e->job))) {
+                j->progress = e->progress;
+                snprintf(j->phase, sizeof j->phase, "%s", e->phase);
+                j->has_progress = 1;
+                b = cJSON_CreateObject();
+                cJSON_AddItemToObject(b, "progress", vt_progress_json(&e->progress, e->phase));
+                vt_ops_notify(dm, e->job, "progress", b);
+            }
+            break;
+        case VT_DEV_EPOCH:
+            vt__job_epoch(dm, e);
+            break;
+        case VT_DEV_LOG: {
+            const char *lv = e->level <= VT_LOG_ERROR ? "error"
+                             : e->level == VT_LOG_WARN ? "warn" : "info";
+            vt_store_add_event(dm->store, e->job, lv, e->text ? e->text : "");
+            b = cJSON_CreateObject();
+            cJSON_AddStringToObject(b, "level", lv);
+            cJSON_AddStringToObject(b, "message", e->text ? e->text : "");
+            vt_ops_notify(dm, e->job, "log", b);
+            break;
+        }
+        case VT_DEV_REPLY:
+            vt_ops_device_reply(dm, e->req, e->code, e->text);
+            break;
+        case VT_DEV_STATS:
+            free(dm->stats);
+            dm->stats = e->text;
+            e->text = NULL;
+            break;
+        case VT_DEV_STOPPED:
+            dm->exit_code = dm->exit_code ? dm->exit_code : 0;
+            vt__begin_stop(dm);
+            /* The thread has ended: tear everything down. */
+            for (vt_conn *c = dm->conns; c; c = c->next)
+                vt_conn_close(c);
+            if (!uv_is_closing((uv_handle_t *)&dm->timer))
+                uv_close((uv_handle_t *)&dm->timer, NULL);
+            if (!uv_is_closing((uv_handle_t *)&dm->sigterm))
+                uv_close((uv_handle_t *)&dm->sigterm, NULL);
+            if (!uv_is_closing((uv_handle_t *)&dm->sigint))
+                uv_close((uv_handle_t *)&dm->sigint, NULL);
+            vt_dev_event_free(e);
+            for (e = next; e; e = next) {
+                next = e->next;
+                vt_dev_event_free(e);
+            }
+            vt_device_free(dm->dev);
+            dm->dev = NULL;
+            return;
+        }
+        vt_dev_event_free(e);
+    }
+}
+
+/* ---- socket, signals, timer -------------------------------------------- */
+
+static void vt__on_connection(uv_stream_t *s, int status)
+{
+    vt_daemon *dm = s->data;
+    if (status < 0) {
+        vt_log_warn("accept failed: %s", uv_strerror(status));
+        return;
+    }
+    vt_conn_accept(dm);
+}
+
+/* Whether something answers on a Unix socket path. */
+static int vt__socket_alive(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), alive;
+    if (fd < 0)
+        return 0;
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    alive = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    close(fd);
+    return alive;
+}
+
+static int vt__listen(vt_daemon *dm)
+{
+    int fd = vt_notify_listen_fd(), rc;
+    char dir[PATH_MAX], *slash;
+
+    uv_pipe_init(dm->loop, &dm->listener, 0);
+    dm->listener.data = dm;
+    if (fd >= 0) {
+        if ((rc = uv_pipe_open(&dm->listener, fd)) < 0)
+            return vt_error_set(VT_EIO, "cannot use the socket passed by systemd: %s",
+                                uv_strerror(rc));
+        vt_log_info("using the socket passed by systemd");
+    } else {
+        if (strlen(dm->cfg.socket) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+            return vt_error_set(VT_EINVAL, "socket path too long: %s", dm->cfg.socket);
+        snprintf(dir, sizeof dir, "%s", dm->cfg.socket);
+        if ((slash = strrchr(dir, '/')) && slash != dir) {
+            *slash = '\0';
+            if ((rc = vt_mkdir_p(dir)) < 0)
+                return rc;
+        }
+        if (access(dm->cfg.socket, F_OK) == 0) {
+            if (vt__socket_alive(dm->cfg.socket))
+                return vt_error_set(VT_EBUSY, "another vggtuned is already serving %s",
+                                    dm->cfg.socket);
+            unlink(dm->cfg.socket); /* stale, left by a crash */
+        }
+        mode_t old = umask(0177); /* no window where the socket is open to all */
+        rc = uv_pipe_bind(&dm->listener, dm->cfg.socket);
+        umask(old);
+        if (rc < 0)
+            return vt_error_set(VT_EIO, "cannot bind %s: %s", dm->cfg.socket, uv_strerror(rc));
+        if (dm->cfg.socket_group[0]) {
+            struct group gr, *res = NULL;
+            char buf[4096];
+            if (getgrnam_r(dm->cfg.socket_group, &gr, buf, sizeof buf, &res) != 0 || !res)
+                return vt_error_set(VT_EINVAL, "socket-group: no group '%s'",
+                                    dm->cfg.socket_group);
+            if (chown(dm->cfg.socket, (uid_t)-1, gr.gr_gid) < 0)
+                return vt_error_set(VT_EPERM, "cannot give %s to group %s: %s", dm->cfg.socket,
+                                    dm->cfg.socket_group, strerror(errno));
+        }
+        if (chmod(dm->cfg.socket, (mode_t)dm->cfg.socket_mode) < 0)
+            return vt_error_set(VT_EIO, "cannot chmod %s: %s", dm->cfg.socket, strerror(errno));
+    }
+    if ((rc = uv_listen((uv_stream_t *)&dm->listener, 128, vt__on_connection)) < 0)
+        return vt_error_set(VT_EIO, "cannot listen on %s: %s", dm->cfg.socket,
+                            uv_strerror(rc));
+    dm->listening = 1;
+    return 0;
+}
+
+static void vt__begin_stop(vt_daemon *dm)
+{
+    if (dm->stopping)
+        return;
+    dm->stopping = 1;
+    vt_notify_stopping();
+    vt_log_info("stopping: running jobs are checkpointed and resume on the next start");
+    if (dm->listening) {
+        uv_close((uv_handle_t *)&dm->listener, NULL);
+        dm->listening = 0;
+        if (vt_notify_listen_fd() < 0)
+            unlink(dm->cfg.socket);
+    }
+    if (dm->dev)
+        vt_device_stop(dm->dev);
+}
+
+static void vt__on_signal(uv_signal_t *h, int sig)
+{
+    vt_daemon *dm = h->data;
+    vt_log_info("received %s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    vt__begin_stop(dm);
+}
+
+static void vt__on_timer(uv_timer_t *t)
+{
+    vt_daemon *dm = t->data;
+    vt_conn_sweep(dm);
+    /* Only vouch for the daemon while the device thread shows life. */
+    if (dm->watchdog_usec && dm->dev &&
+        vt_device_idle_seconds(dm->dev) < dm->watchdog_usec / 1e6)
+        vt_notify_watchdog();
+    vt__status_line(dm);
+}
+
+/* ---- main -------------------------------------------------------------- */
+
+static int vt__setup(vt_daemon *dm)
+{
+    char path[PATH_MAX];
+    int rc;
+
+    if ((rc = vt_mkdir_p(dm->cfg.state_dir)) < 0)
+        return vt_error_wrap(rc, "state directory");
+    chmod(dm->cfg.state_dir, 0700);
+    if ((rc = vt_path(path, sizeof path, "%s/checkpoints", dm->cfg.state_dir)) < 0 ||
+        (rc = vt_mkdir_p(path)) < 0 ||
+        (rc = vt_path(path, sizeof path, "%s/jobs.db", dm->cfg.state_dir)) < 0 ||
+        (rc = vt_store_open(&dm->store, path)) < 0)
+        return rc;
+    if (dm->cfg.admin_group[0]) {
+        struct group gr, *res = NULL;
+        char buf[4096];
+        if (getgrnam_r(dm->cfg.admin_group, &gr, buf, sizeof buf, &res) != 0 || !res)
+            return vt_error_set(VT_EINVAL, "admin-group: no group '%s'", dm->cfg.admin_group);
+        dm->admin_gid = gr.gr_gid;
+        dm->has_admin_group = 1;
+    }
+    if ((rc = vt_device_start(&dm->dev, &dm->cfg, dm->loop, vt__on_device, dm)) < 0)
+        return rc;
+    if ((rc = vt_store_each_job(dm->store, vt__load_job, dm)) < 0)
+        return rc;
+    if ((rc = vt__listen(dm)) < 0)
+        return rc;
+    uv_signal_init(dm->loop, &dm->sigterm);
+    uv_signal_init(dm->loop, &dm->sigint);
+    dm->sigterm.data = dm->sigint.data = dm;
+    uv_signal_start(&dm->sigterm, vt__on_signal, SIGTERM);
+    uv_signal_start(&dm->sigint, vt__on_signal, SIGINT);
+    uv_timer_init(dm->loop, &dm->timer);
+    dm->timer.data = dm;
+    dm->watchdog_usec = vt_notify_watchdog_usec();
+    uv_timer_start(&dm->timer, vt__on_timer, 1000, 1000);
+    return 0;
+}
 
 int vt_server_main(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "vggtuned: the daemon is not built yet; use 'vggtuned run JOB.json'\n");
-    return 2;
+    vt_daemon dm;
+    uv_loop_t loop;
+    int rc;
+
+    memset(&dm, 0, sizeof dm);
+    if ((rc = vt_config_load(&dm.cfg, argc, argv)) != 0) {
+        if (rc > 0)
+            return 0;
+        fprintf(stderr, "vggtuned: %s\n", vt_error_msg());
+        return 2;
+    }
+    vt_log_init("vggtuned", (vt_log_level)dm.cfg.log_level);
+    signal(SIGPIPE, SIG_IGN);
+    uv_loop_init(&loop);
+    dm.loop = &loop;
+    dm.started = vt_daemon_now();
+    if ((rc = vt__setup(&dm)) < 0) {
+        vt_log_error("%s", vt_error_msg());
+        dm.exit_code = 1;
+        vt__begin_stop(&dm);
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    if (dm.dev) { /* setup failed before the device thread could report */
+        vt_device_stop(dm.dev);
+        vt_device_free(dm.dev);
+        uv_run(&loop, UV_RUN_DEFAULT);
+    }
+    uv_loop_close(&loop);
+    vt_store_close(dm.store);
+    vt_jobs_clear(&dm.jobs);
+    while (dm.subs) {
+        vt_sub *s = dm.subs;
+        dm.subs = s->next;
+        cJSON_Delete(s->req_id);
+        free(s);
+    }
+    free(dm.stats);
+    vt_log_info("stopped");
+    return dm.exit_code;
 }

@@ -169,6 +169,21 @@ int vt_predictor_run(vt_predictor *p, const char *const *paths, int n, float *pr
     return 0;
 }
 
+void vt_predict_topk(const float *p, int n, int k, int *out)
+{
+    for (int j = 0; j < k; j++) {
+        int best = -1;
+        for (int c = 0; c < n; c++) {
+            int taken = 0;
+            for (int i = 0; i < j && !taken; i++)
+                taken = out[i] == c;
+            if (!taken && (best < 0 || p[c] > p[best]))
+                best = c;
+        }
+        out[j] = best;
+    }
+}
+
 void vt_eval_result_free(vt_eval_result *res)
 {
     free(res->confusion);

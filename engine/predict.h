@@ -50,6 +50,9 @@ int vt_predictor_eval(vt_predictor *p, vt_pool *pool, const char *dir,
 /* Frees the arrays of an evaluation result. */
 void vt_eval_result_free(vt_eval_result *res);
 
+/* Indices of the k largest of p[0..n), largest first (ties: lower index). */
+void vt_predict_topk(const float *p, int n, int k, int *out);
+
 /* Frees a predictor; NULL is a no-op. */
 void vt_predictor_free(vt_predictor *p);
 

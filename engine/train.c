@@ -699,7 +699,7 @@ static int vt__begin_epoch(vt_trainer *t)
 
 /* ---- outputs ----------------------------------------------------------- */
 
-static cJSON *vt__metrics_json(const vt_epoch_metrics *m)
+cJSON *vt_epoch_metrics_json(const vt_epoch_metrics *m)
 {
     cJSON *o = cJSON_CreateObject();
     if (!o)
@@ -766,7 +766,7 @@ static int vt__write_metrics(vt_trainer *t)
     size_t len = 0;
     int rc = 0;
     for (int i = 0; i < t->nhistory && rc == 0; i++) {
-        cJSON *o = vt__metrics_json(&t->history[i]);
+        cJSON *o = vt_epoch_metrics_json(&t->history[i]);
         char *line = o ? cJSON_PrintUnformatted(o) : NULL;
         rc = line ? vt__cat(&buf, &len, line) : vt_error_set(VT_ENOMEM, "out of memory");
         if (rc == 0)
@@ -926,7 +926,7 @@ int vt_trainer_checkpoint(vt_trainer *t)
     if (rc == 0) {
         cJSON *h = cJSON_CreateArray();
         for (int i = 0; h && i < t->nhistory; i++)
-            cJSON_AddItemToArray(h, vt__metrics_json(&t->history[i]));
+            cJSON_AddItemToArray(h, vt_epoch_metrics_json(&t->history[i]));
         hist = h ? cJSON_PrintUnformatted(h) : NULL;
         cJSON_Delete(h);
         bt = vt__bad_list(t->bad_train, t->train->n);

@@ -96,6 +96,10 @@ size_t vt_trainer_device_bytes(const vt_trainer *t);
  * records the last completed epoch).  No-op without env->checkpoint. */
 int vt_trainer_checkpoint(vt_trainer *t);
 
+/* The metrics of an epoch as a JSON object (as in metrics.jsonl); the caller
+ * owns it (cJSON_Delete). */
+struct cJSON *vt_epoch_metrics_json(const vt_epoch_metrics *m);
+
 /* Frees the trainer; NULL is a no-op. */
 void vt_trainer_free(vt_trainer *t);
 

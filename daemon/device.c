@@ -1,0 +1,857 @@
+/* device.c - the device thread (see device.h).
+ *
+ * Commands (loop -> device) and events (device -> loop) are singly linked
+ * lists under their own mutexes.  The device thread's loop:
+ *   drain commands -> admit waiting jobs that fit -> step the job the
+ *   scheduler picks (or sleep until a command arrives) -> repeat.
+ * Resident trunks ("bases") are shared by weight content: a job naming a
+ * weights file whose convolutions hash like a resident base's uses it.
+ */
+#include "device.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../common/error.h"
+#include "../common/log.h"
+#include "../common/pool.h"
+#include "../engine/base.h"
+#include "../engine/predict.h"
+#include "sched.h"
+
+#define VT__PROGRESS_EVERY 0.25 /* seconds between progress events of a job */
+#define VT__STATS_EVERY 1.0
+#define VT__TOP_MAX 64          /* classes a prediction may list */
+
+typedef enum { CMD_JOB, CMD_CANCEL, CMD_PREDICT, CMD_EVAL, CMD_STOP } vt__cmd_kind;
+
+typedef struct vt__cmd {
+    vt__cmd_kind kind;
+    int64_t job;
+    uint64_t req;
+    vt_creds creds;
+    vt_jobspec spec;
+    char path[PATH_MAX];   /* checkpoint (job) or model (predict, eval) */
+    char dir[PATH_MAX];    /* eval */
+    char **images;         /* predict: n paths */
+    int n, top;
+    struct vt__cmd *next;
+} vt__cmd;
+
+typedef struct {
+    vt_base *base;
+    int refs;
+    int resident;
+} vt__base_slot;
+
+typedef struct vt__djob {
+    vt_device *d;
+    int64_t id;
+    vt_creds creds;
+    vt_jobspec spec;
+    char checkpoint[PATH_MAX];
+    vt_sched_job *sj;
+    vt_trainer *tr;
+    int base;          /* index into d->bases, -1 before admission */
+    double last_progress;
+} vt__djob;
+
+struct vt_device {
+    const vt_config *cfg;
+    uv_async_t async;
+    void (*on_events)(void *ud);
+    void *ud;
+    pthread_t thread;
+    int started;
+
+    pthread_mutex_t cmd_mu;
+    pthread_cond_t cmd_cv;
+    vt__cmd *cmd_head, *cmd_tail;
+
+    pthread_mutex_t ev_mu;
+    vt_dev_event *ev_head, *ev_tail;
+    double alive;          /* monotonic time of the last sign of life (ev_mu) */
+
+    /* device-thread state */
+    vt_backend *be;
+    vt_pool *pool;
+    vt_sched *sched;
+    vt__base_slot *bases;
+    int nbases;
+    double last_stats;
+    int stopping;
+};
+
+const char *vt_job_state_name(vt_job_state s)
+{
+    static const char *names[] = {"queued", "running", "succeeded", "failed", "cancelled"};
+    return s <= VT_JOB_CANCELLED ? names[s] : "unknown";
+}
+
+static double vt__now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* ---- events ------------------------------------------------------------ */
+
+static void vt__post(vt_device *d, vt_dev_event *e)
+{
+    e->next = NULL;
+    pthread_mutex_lock(&d->ev_mu);
+    if (d->ev_tail)
+        d->ev_tail->next = e;
+    else
+        d->ev_head = e;
+    d->ev_tail = e;
+    d->alive = vt__now();
+    pthread_mutex_unlock(&d->ev_mu);
+    uv_async_send(&d->async);
+}
+
+static vt_dev_event *vt__event(vt_dev_event_kind kind, int64_t job)
+{
+    vt_dev_event *e = calloc(1, sizeof *e);
+    if (e) {
+        e->kind = kind;
+        e->job = job;
+    }
+    return e;
+}
+
+static void vt__post_text(vt_device *d, vt_dev_event_kind kind, int64_t job, int state,
+                          const char *text)
+{
+    vt_dev_event *e = vt__event(kind, job);
+    if (!e)
+        return;
+    e->state = state;
+    e->text = text ? strdup(text) : NULL;
+    vt__post(d, e);
+}
+
+vt_dev_event *vt_device_events(vt_device *d)
+{
+    vt_dev_event *e;
+    pthread_mutex_lock(&d->ev_mu);
+    e = d->ev_head;
+    d->ev_head = d->ev_tail = NULL;
+    pthread_mutex_unlock(&d->ev_mu);
+    return e;
+}
+
+void vt_dev_event_free(vt_dev_event *e)
+{
+    if (e) {
+        free(e->text);
+        free(e);
+    }
+}
+
+double vt_device_idle_seconds(vt_device *d)
+{
+    double a;
+    pthread_mutex_lock(&d->ev_mu);
+    a = d->alive;
+    pthread_mutex_unlock(&d->ev_mu);
+    return vt__now() - a;
+}
+
+static void vt__alive(vt_device *d)
+{
+    pthread_mutex_lock(&d->ev_mu);
+    d->alive = vt__now();
+    pthread_mutex_unlock(&d->ev_mu);
+}
+
+/* ---- commands ---------------------------------------------------------- */
+
+static void vt__cmd_free(vt__cmd *c)
+{
+    if (!c)
+        return;
+    vt_jobspec_free(&c->spec);
+    for (int i = 0; c->images && i < c->n; i++)
+        free(c->images[i]);
+    free(c->images);
+    free(c);
+}
+
+static void vt__send(vt_device *d, vt__cmd *c)
+{
+    c->next = NULL;
+    pthread_mutex_lock(&d->cmd_mu);
+    if (d->cmd_tail)
+        d->cmd_tail->next = c;
+    else
+        d->cmd_head = c;
+    d->cmd_tail = c;
+    pthread_cond_signal(&d->cmd_cv);
+    pthread_mutex_unlock(&d->cmd_mu);
+}
+
+void vt_device_add_job(vt_device *d, const vt_dev_job *job)
+{
+    vt__cmd *c = calloc(1, sizeof *c);
+    if (!c || vt_jobspec_copy(&c->spec, job->spec) < 0) {
+        free(c);
+        vt__post_text(d, VT_DEV_STATE, job->id, VT_JOB_FAILED, "out of memory");
+        return;
+    }
+    c->kind = CMD_JOB;
+    c->job = job->id;
+    c->creds = job->creds;
+    snprintf(c->path, sizeof c->path, "%s", job->checkpoint);
+    vt__send(d, c);
+}
+
+void vt_device_cancel(vt_device *d, int64_t job)
+{
+    vt__cmd *c = calloc(1, sizeof *c);
+    if (!c)
+        return;
+    c->kind = CMD_CANCEL;
+    c->job = job;
+    vt__send(d, c);
+}
+
+void vt_device_predict(vt_device *d, uint64_t req, const char *model, const vt_creds *creds,
+                       const char *const *images, int n, int top)
+{
+    vt__cmd *c = calloc(1, sizeof *c);
+    if (c)
+        c->images = calloc((size_t)(n ? n : 1), sizeof *c->images);
+    if (!c || !c->images) {
+        vt__cmd_free(c);
+        return;
+    }
+    c->kind = CMD_PREDICT;
+    c->req = req;
+    c->creds = *creds;
+    c->top = top;
+    snprintf(c->path, sizeof c->path, "%s", model);
+    for (int i = 0; i < n; i++)
+        if ((c->images[i] = strdup(images[i])))
+            c->n++;
+    vt__send(d, c);
+}
+
+void vt_device_eval(vt_device *d, uint64_t req, const char *model, const vt_creds *creds,
+                    const char *dir)
+{
+    vt__cmd *c = calloc(1, sizeof *c);
+    if (!c)
+        return;
+    c->kind = CMD_EVAL;
+    c->req = req;
+    c->creds = *creds;
+    snprintf(c->path, sizeof c->path, "%s", model);
+    snprintf(c->dir, sizeof c->dir, "%s", dir);
+    vt__send(d, c);
+}
+
+void vt_device_stop(vt_device *d)
+{
+    vt__cmd *c = calloc(1, sizeof *c);
+    if (!c)
+        return;
+    c->kind = CMD_STOP;
+    vt__send(d, c);
+}
+
+/* ---- estimates --------------------------------------------------------- */
+
+size_t vt_device_estimate(const vt_jobspec *spec, int bf16)
+{
+    vt_params p = {.image_size = spec->image_size, .nclasses = 100,
+                   .ndense = spec->nhidden + 1};
+    vt_model_opts o = {.trainable_blocks = spec->trainable_blocks,
+                       .max_batch = spec->batch_size, .dropout = spec->dropout,
+                       .act = bf16 ? VT_BF16 : VT_F32};
+    size_t act = bf16 ? 2 : 4, scratch = 0, model;
+    int in = vt_vgg_side(spec->image_size, VT_VGG_NBLOCKS) *
+             vt_vgg_side(spec->image_size, VT_VGG_NBLOCKS) * 512;
+    for (int j = 0; j < p.ndense; j++) {
+        p.dense_in[j] = in;
+        p.dense_out[j] = j < spec->nhidden ? spec->hidden[j] : p.nclasses;
+        in = p.dense_out[j];
+    }
+    model = vt_model_estimate(&p, &o, act, &scratch);
+    /* the batch of decoded images and its input tensor */
+    return model + scratch +
+           (size_t)spec->batch_size * spec->image_size * spec->image_size * 3 * (1 + act);
+}
+
+/* ---- bases ------------------------------------------------------------- */
+
+/* Finds or loads the base a job needs; returns its index or a negative code. */
+static int vt__base_acquire(vt_device *d, const vt_jobspec *spec, const vt_creds *creds)
+{
+    vt_base *b = NULL;
+    int rc;
+    if (!spec->weights) {
+        d->bases[0].refs++;
+        return 0;
+    }
+    if ((rc = vt_base_read(&b, spec->weights, creds)) < 0)
+        return rc;
+    for (int i = 0; i < d->nbases; i++)
+        if (d->bases[i].base && !memcmp(d->bases[i].base->hash, b->hash, sizeof b->hash)) {
+            vt_base_free(b);
+            d->bases[i].refs++;
+            return i;
+        }
+    if ((rc = vt_base_upload(b, d->be)) < 0) {
+        vt_base_free(b);
+        return rc;
+    }
+    for (int i = 0; i < d->nbases; i++)
+        if (!d->bases[i].base) {
+            d->bases[i] = (vt__base_slot){b, 1, 0};
+            return i;
+        }
+    vt__base_slot *nb = realloc(d->bases, sizeof *nb * (size_t)(d->nbases + 1));
+    if (!nb) {
+        vt_base_free(b);
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    }
+    d->bases = nb;
+    d->bases[d->nbases] = (vt__base_slot){b, 1, 0};
+    return d->nbases++;
+}
+
+static void vt__base_release(vt_device *d, int i)
+{
+    if (i < 0)
+        return;
+    if (--d->bases[i].refs == 0 && !d->bases[i].resident) {
+        vt_base_free(d->bases[i].base);
+        d->bases[i].base = NULL;
+    }
+}
+
+/* ---- jobs -------------------------------------------------------------- */
+
+static void vt__hook_progress(void *ud, const vt_progress *p)
+{
+    vt__djob *j = ud;
+    double now = vt__now();
+    vt_dev_event *e;
+    if (now - j->last_progress < VT__PROGRESS_EVERY && p->step != p->steps)
+        return;
+    j->last_progress = now;
+    if (!(e = vt__event(VT_DEV_PROGRESS, j->id)))
+        return;
+    e->progress = *p;
+    snprintf(e->phase, sizeof e->phase, "%s", p->phase ? p->phase : "training");
+    e->progress.phase = NULL;
+    vt__post(j->d, e);
+}
+
+static void vt__hook_epoch(void *ud, const vt_epoch_metrics *m)
+{
+    vt__djob *j = ud;
+    vt_dev_event *e = vt__event(VT_DEV_EPOCH, j->id);
+    if (e) {
+        e->metrics = *m;
+        vt__post(j->d, e);
+    }
+}
+
+static void vt__hook_message(void *ud, vt_log_level level, const char *text)
+{
+    vt__djob *j = ud;
+    vt_dev_event *e = vt__event(VT_DEV_LOG, j->id);
+    vt_log(level, "job %lld: %s", (long long)j->id, text);
+    if (e) {
+        e->level = (int)level;
+        e->text = strdup(text);
+        vt__post(j->d, e);
+    }
+}
+
+static void vt__job_free(vt_device *d, vt__djob *j)
+{
+    vt_trainer_free(j->tr);
+    vt__base_release(d, j->base);
+    vt_jobspec_free(&j->spec);
+    free(j);
+}
+
+/* Ends a job: removes it from the scheduler and reports its final state. */
+static void vt__job_end(vt_device *d, vt__djob *j, vt_job_state state, const char *text)
+{
+    vt__post_text(d, VT_DEV_STATE, j->id, (int)state, text);
+    vt_sched_remove(d->sched, j->sj);
+    vt__job_free(d, j);
+}
+
+static size_t vt__free_bytes(vt_device *d)
+{
+    size_t used, total = vt_backend_memory_total(d->be);
+    size_t reserve = d->cfg->reserve_mb << 20;
+    vt_backend_memory(d->be, &used, NULL);
+    return total > used + reserve ? total - used - reserve : 0;
+}
+
+/* Starts the trainer of an admitted job. */
+static void vt__job_begin(vt_device *d, vt__djob *j)
+{
+    int rc, bi = vt__base_acquire(d, &j->spec, &j->creds);
+    size_t budget = vt__free_bytes(d);
+    if (bi < 0) {
+        vt__job_end(d, j, VT_JOB_FAILED, vt_error_msg());
+        return;
+    }
+    j->base = bi;
+    /* The feature cache may use half of what is free now, or the configured
+     * amount. */
+    size_t cache = d->cfg->cache_mb >= 0 ? (size_t)d->cfg->cache_mb << 20 : budget / 2;
+    vt_trainer_env env = {.be = d->be, .pool = d->pool, .trunk = d->bases[bi].base->trunk,
+                          .base = d->bases[bi].base->params,
+                          .base_prep = d->bases[bi].base->prep,
+                          .base_desc = d->bases[bi].base->desc,
+                          .base_random = d->bases[bi].base->random, .creds = &j->creds,
+                          .checkpoint = j->checkpoint[0] ? j->checkpoint : NULL,
+                          .cache_limit = cache};
+    vt_trainer_hooks hooks = {vt__hook_progress, vt__hook_epoch, vt__hook_message, j};
+    if ((rc = vt_trainer_create(&j->tr, &j->spec, &env, &hooks)) < 0) {
+        vt__job_end(d, j, VT_JOB_FAILED, vt_error_msg());
+        return;
+    }
+    vt__post_text(d, VT_DEV_STATE, j->id, VT_JOB_RUNNING, NULL);
+}
+
+static void vt__admit(vt_device *d)
+{
+    vt_sched_job *sj;
+    while ((sj = vt_sched_admit(d->sched, vt__free_bytes(d))))
+        vt__job_begin(d, vt_sched_job_ud(sj));
+}
+
+/* One step of the job the scheduler picks; returns 0 when nothing ran. */
+static int vt__step(vt_device *d)
+{
+    vt_sched_job *sj = vt_sched_pick(d->sched);
+    vt__djob *j;
+    double t0, dt;
+    int rc;
+    if (!sj)
+        return 0;
+    j = vt_sched_job_ud(sj);
+    t0 = vt__now();
+    rc = vt_trainer_step(j->tr);
+    dt = vt__now() - t0;
+    vt_sched_charge(d->sched, sj, dt, t0 + dt);
+    vt__alive(d);
+    if (rc > 0)
+        return 1;
+    if (rc == 0) {
+        vt__job_end(d, j, VT_JOB_SUCCEEDED, NULL);
+        return 1;
+    }
+    if (rc == VT_EDEVICE) {
+        /* The context is unusable: report and let the service manager
+         * restart a clean process. */
+        char why[1100];
+        snprintf(why, sizeof why, "device error in job %lld: %s", (long long)j->id,
+                 vt_error_msg());
+        vt__job_end(d, j, VT_JOB_FAILED, vt_error_msg());
+        vt__post_text(d, VT_DEV_FATAL, 0, 0, why);
+        d->stopping = 2;
+        return 1;
+    }
+    vt__job_end(d, j, VT_JOB_FAILED, vt_error_msg());
+    return 1;
+}
+
+/* ---- predictions and evaluations --------------------------------------- */
+
+static void vt__reply(vt_device *d, uint64_t req, int code, char *text)
+{
+    vt_dev_event *e = vt__event(VT_DEV_REPLY, 0);
+    if (!e) {
+        free(text);
+        return;
+    }
+    e->req = req;
+    e->code = code;
+    e->text = text;
+    vt__post(d, e);
+}
+
+static void vt__reply_error(vt_device *d, uint64_t req, int code)
+{
+    vt__reply(d, req, code, strdup(vt_error_msg()));
+}
+
+static void vt__predict(vt_device *d, vt__cmd *c)
+{
+    vt_predictor *p = NULL;
+    float *probs = NULL;
+    int C, rc;
+    if ((rc = vt_predictor_load(&p, d->be, c->path, &c->creds)) < 0) {
+        vt__reply_error(d, c->req, rc);
+        return;
+    }
+    C = vt_predictor_nclasses(p);
+    if (!(probs = malloc(sizeof *probs * (size_t)C * (size_t)(c->n ? c->n : 1)))) {
+        vt_predictor_free(p);
+        vt__reply(d, c->req, VT_ENOMEM, strdup("out of memory"));
+        return;
+    }
+    if ((rc = vt_predictor_run(p, (const char *const *)c->images, c->n, probs, NULL,
+                               &c->creds)) < 0) {
+        vt__reply_error(d, c->req, rc);
+    } else {
+        cJSON *body = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(body, "predictions");
+        int top = c->top < C ? c->top : C;
+        top = top < VT__TOP_MAX ? top : VT__TOP_MAX;
+        for (int i = 0; i < c->n; i++) {
+            cJSON *o = cJSON_CreateObject(), *t = cJSON_AddArrayToObject(o, "top");
+            const float *pr = probs + (size_t)i * C;
+            int best[VT__TOP_MAX];
+            cJSON_AddStringToObject(o, "image", c->images[i]);
+            vt_predict_topk(pr, C, top, best);
+            for (int k = 0; k < top; k++) {
+                cJSON *e = cJSON_CreateObject();
+                cJSON_AddStringToObject(e, "class", vt_predictor_class(p, best[k]));
+                cJSON_AddNumberToObject(e, "index", best[k]);
+                cJSON_AddNumberToObject(e, "probability", pr[best[k]]);
+                cJSON_AddItemToArray(t, e);
+            }
+            cJSON_AddItemToArray(arr, o);
+        }
+        vt__reply(d, c->req, 0, cJSON_PrintUnformatted(body));
+        cJSON_Delete(body);
+    }
+    free(probs);
+    vt_predictor_free(p);
+}
+
+static cJSON *vt__num_or_null(double v)
+{
+    return isnan(v) ? cJSON_CreateNull() : cJSON_CreateNumber(v);
+}
+
+static void vt__eval(vt_device *d, vt__cmd *c)
+{
+    vt_predictor *p = NULL;
+    vt_eval_result r = {0};
+    int rc;
+    if ((rc = vt_predictor_load(&p, d->be, c->path, &c->creds)) < 0 ||
+        (rc = vt_predictor_eval(p, d->pool, c->dir, &c->creds, &r)) < 0) {
+        vt__reply_error(d, c->req, rc);
+        vt_predictor_free(p);
+        return;
+    }
+    cJSON *body = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(body, "eval");
+    cJSON *classes = cJSON_AddArrayToObject(e, "classes");
+    cJSON *prec = cJSON_AddArrayToObject(e, "precision");
+    cJSON *rec = cJSON_AddArrayToObject(e, "recall");
+    cJSON *conf = cJSON_AddArrayToObject(e, "confusion");
+    cJSON_AddNumberToObject(e, "n", r.n);
+    cJSON_AddNumberToObject(e, "skipped", r.skipped);
+    cJSON_AddNumberToObject(e, "accuracy", r.accuracy);
+    cJSON_AddNumberToObject(e, "loss", r.loss);
+    for (int k = 0; k < r.nclasses; k++) {
+        cJSON_AddItemToArray(classes, cJSON_CreateString(vt_predictor_class(p, k)));
+        cJSON_AddItemToArray(prec, vt__num_or_null(r.precision[k]));
+        cJSON_AddItemToArray(rec, vt__num_or_null(r.recall[k]));
+        cJSON_AddItemToArray(conf, cJSON_CreateIntArray(r.confusion + k * r.nclasses,
+                                                        r.nclasses));
+    }
+    vt__reply(d, c->req, 0, cJSON_PrintUnformatted(body));
+    cJSON_Delete(body);
+    vt_eval_result_free(&r);
+    vt_predictor_free(p);
+}
+
+/* ---- statistics -------------------------------------------------------- */
+
+static void vt__user_name(uid_t uid, char *buf, size_t len)
+{
+    struct passwd pw, *res = NULL;
+    char tmp[2048];
+    if (getpwuid_r(uid, &pw, tmp, sizeof tmp, &res) == 0 && res)
+        snprintf(buf, len, "%s", pw.pw_name);
+    else
+        snprintf(buf, len, "%u", (unsigned)uid);
+}
+
+static void vt__stats(vt_device *d)
+{
+    cJSON *o = cJSON_CreateObject(), *mem, *trunks, *queue, *users;
+    vt_sched_user u[256];
+    size_t in_use, peak;
+    int running, waiting, nu;
+    char name[64];
+    if (!o)
+        return;
+    vt_backend_memory(d->be, &in_use, &peak);
+    cJSON_AddStringToObject(o, "backend", vt_backend_name(d->be));
+    cJSON_AddStringToObject(o, "device", vt_backend_device(d->be));
+    mem = cJSON_AddObjectToObject(o, "memory");
+    cJSON_AddNumberToObject(mem, "total", (double)vt_backend_memory_total(d->be));
+    cJSON_AddNumberToObject(mem, "in_use", (double)in_use);
+    cJSON_AddNumberToObject(mem, "peak", (double)peak);
+    trunks = cJSON_AddArrayToObject(o, "trunks");
+    for (int i = 0; i < d->nbases; i++) {
+        if (!d->bases[i].base)
+            continue;
+        cJSON *t = cJSON_CreateObject();
+        cJSON_AddStringToObject(t, "weights", d->bases[i].base->desc);
+        cJSON_AddNumberToObject(t, "bytes",
+                                (double)(vt_trunk_weight_bytes(d->bases[i].base->trunk) +
+                                         vt_trunk_scratch_bytes(d->bases[i].base->trunk)));
+        cJSON_AddNumberToObject(t, "jobs", d->bases[i].refs);
+        cJSON_AddBoolToObject(t, "resident", d->bases[i].resident);
+        cJSON_AddItemToArray(trunks, t);
+    }
+    vt_sched_counts(d->sched, &running, &waiting);
+    queue = cJSON_AddObjectToObject(o, "queue");
+    cJSON_AddNumberToObject(queue, "queued", waiting);
+    cJSON_AddNumberToObject(queue, "running", running);
+    users = cJSON_AddArrayToObject(o, "users");
+    nu = vt_sched_users(d->sched, u, 256, vt__now());
+    for (int i = 0; i < nu; i++) {
+        cJSON *x = cJSON_CreateObject();
+        vt__user_name(u[i].uid, name, sizeof name);
+        cJSON_AddStringToObject(x, "user", name);
+        cJSON_AddNumberToObject(x, "uid", u[i].uid);
+        cJSON_AddNumberToObject(x, "running", u[i].running);
+        cJSON_AddNumberToObject(x, "queued", u[i].waiting);
+        cJSON_AddNumberToObject(x, "device_s", u[i].device_s);
+        cJSON_AddNumberToObject(x, "share", u[i].share);
+        cJSON_AddItemToArray(users, x);
+    }
+    vt_dev_event *e = vt__event(VT_DEV_STATS, 0);
+    if (e) {
+        e->text = cJSON_PrintUnformatted(o);
+        vt__post(d, e);
+    }
+    cJSON_Delete(o);
+    d->last_stats = vt__now();
+}
+
+/* ---- the thread -------------------------------------------------------- */
+
+static void vt__handle(vt_device *d, vt__cmd *c)
+{
+    vt_sched_job *sj;
+    switch (c->kind) {
+    case CMD_JOB: {
+        vt__djob *j = calloc(1, sizeof *j);
+        if (!j) {
+            vt__post_text(d, VT_DEV_STATE, c->job, VT_JOB_FAILED, "out of memory");
+            break;
+        }
+        *j = (vt__djob){.d = d, .id = c->job, .creds = c->creds, .spec = c->spec, .base = -1};
+        memset(&c->spec, 0, sizeof c->spec); /* moved into j */
+        snprintf(j->checkpoint, sizeof j->checkpoint, "%s", c->path);
+        j->sj = vt_sched_add(d->sched, j->id, j->creds.uid,
+                             vt_device_estimate(&j->spec, vt_backend_act_dtype(d->be, "bf16") ==
+                                                              VT_BF16),
+                             j);
+        if (!j->sj) {
+            vt__post_text(d, VT_DEV_STATE, j->id, VT_JOB_FAILED, "out of memory");
+            vt__job_free(d, j);
+        }
+        break;
+    }
+    case CMD_CANCEL:
+        if ((sj = vt_sched_find(d->sched, c->job)))
+            vt__job_end(d, vt_sched_job_ud(sj), VT_JOB_CANCELLED, NULL);
+        break;
+    case CMD_PREDICT:
+        vt__predict(d, c);
+        break;
+    case CMD_EVAL:
+        vt__eval(d, c);
+        break;
+    case CMD_STOP:
+        d->stopping = 1;
+        break;
+    }
+}
+
+/* Takes the whole command queue; waits for one when block is set. */
+static vt__cmd *vt__take(vt_device *d, int block)
+{
+    vt__cmd *c;
+    pthread_mutex_lock(&d->cmd_mu);
+    if (block && !d->cmd_head) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&d->cmd_cv, &d->cmd_mu, &ts);
+    }
+    c = d->cmd_head;
+    d->cmd_head = d->cmd_tail = NULL;
+    pthread_mutex_unlock(&d->cmd_mu);
+    return c;
+}
+
+/* Checkpoints every prepared running job and ends them all (SIGTERM). */
+static void vt__shutdown_jobs(vt_device *d)
+{
+    vt_sched_job *sj;
+    while ((sj = vt_sched_first(d->sched))) {
+        vt__djob *j = vt_sched_job_ud(sj);
+        if (j->tr && vt_trainer_prepared(j->tr)) {
+            if (vt_trainer_checkpoint(j->tr) < 0)
+                vt_log_error("job %lld: checkpoint failed: %s", (long long)j->id,
+                             vt_error_msg());
+            else
+                vt_log_info("job %lld: checkpointed for restart", (long long)j->id);
+        }
+        vt_sched_remove(d->sched, sj);
+        vt__job_free(d, j);
+    }
+}
+
+static int vt__init(vt_device *d)
+{
+    char why[512];
+    int rc;
+    if (strcmp(d->cfg->backend, "auto") == 0) {
+        rc = vt_backend_create_auto(&d->be, d->cfg->threads, why, sizeof why);
+        if (rc == 0 && why[0])
+            vt_log_info("no usable GPU (%s); using the CPU backend", why);
+    } else {
+        rc = vt_backend_create(&d->be, d->cfg->backend, d->cfg->threads);
+    }
+    if (rc < 0)
+        return rc;
+    if ((rc = vt_pool_create(&d->pool, d->cfg->threads)) < 0)
+        return rc;
+    if (!(d->sched = vt_sched_new(d->cfg->max_running)) ||
+        !(d->bases = calloc(1, sizeof *d->bases)))
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    d->nbases = 1;
+    if ((rc = vt_base_load(&d->bases[0].base, d->be,
+                           d->cfg->weights[0] ? d->cfg->weights : NULL, NULL)) < 0)
+        return vt_error_wrap(rc, "resident weights");
+    d->bases[0].resident = 1;
+    vt_log_info("backend %s: %s; resident trunk %s (%.0f MiB)", vt_backend_name(d->be),
+                vt_backend_device(d->be), d->bases[0].base->desc,
+                vt_trunk_weight_bytes(d->bases[0].base->trunk) / 1048576.0);
+    return 0;
+}
+
+static void *vt__thread(void *arg)
+{
+    vt_device *d = arg;
+    vt_dev_event *e;
+
+    if (vt__init(d) < 0) {
+        vt__post_text(d, VT_DEV_FATAL, 0, 0, vt_error_msg());
+        return NULL;
+    }
+    if ((e = vt__event(VT_DEV_READY, 0))) {
+        char desc[512];
+        snprintf(desc, sizeof desc, "%s (%s)", vt_backend_device(d->be), vt_backend_name(d->be));
+        e->text = strdup(desc);
+        e->bytes = vt_backend_memory_total(d->be);
+        e->state = vt_backend_act_dtype(d->be, "bf16") == VT_BF16;
+        vt__post(d, e);
+    }
+    vt__stats(d);
+    while (!d->stopping) {
+        int running, waiting;
+        vt_sched_counts(d->sched, &running, &waiting);
+        vt__cmd *c = vt__take(d, running == 0);
+        while (c) {
+            vt__cmd *next = c->next;
+            vt__handle(d, c);
+            vt__cmd_free(c);
+            c = next;
+        }
+        vt__alive(d);
+        if (d->stopping)
+            break;
+        vt__admit(d);
+        vt__step(d);
+        if (vt__now() - d->last_stats > VT__STATS_EVERY)
+            vt__stats(d);
+    }
+    if (d->stopping == 1)
+        vt__shutdown_jobs(d);
+    vt__post_text(d, VT_DEV_STOPPED, 0, 0, NULL);
+    return NULL;
+}
+
+static void vt__on_async(uv_async_t *h)
+{
+    vt_device *d = h->data;
+    d->on_events(d->ud);
+}
+
+int vt_device_start(vt_device **out, const vt_config *cfg, uv_loop_t *loop,
+                    void (*on_events)(void *ud), void *ud)
+{
+    vt_device *d = calloc(1, sizeof *d);
+    *out = NULL;
+    if (!d)
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    d->cfg = cfg;
+    d->on_events = on_events;
+    d->ud = ud;
+    d->alive = vt__now();
+    pthread_mutex_init(&d->cmd_mu, NULL);
+    pthread_cond_init(&d->cmd_cv, NULL);
+    pthread_mutex_init(&d->ev_mu, NULL);
+    uv_async_init(loop, &d->async, vt__on_async);
+    d->async.data = d;
+    if (pthread_create(&d->thread, NULL, vt__thread, d) != 0) {
+        uv_close((uv_handle_t *)&d->async, NULL);
+        return vt_error_set(VT_ENOMEM, "cannot start the device thread");
+    }
+    d->started = 1;
+    *out = d;
+    return 0;
+}
+
+static void vt__free_after_close(uv_handle_t *h)
+{
+    vt_device *d = h->data;
+    vt_dev_event *e = vt_device_events(d), *next;
+    for (; e; e = next) {
+        next = e->next;
+        vt_dev_event_free(e);
+    }
+    pthread_mutex_destroy(&d->cmd_mu);
+    pthread_cond_destroy(&d->cmd_cv);
+    pthread_mutex_destroy(&d->ev_mu);
+    free(d);
+}
+
+void vt_device_free(vt_device *d)
+{
+    vt__cmd *c, *next;
+    if (!d)
+        return;
+    if (d->started)
+        pthread_join(d->thread, NULL);
+    for (c = vt__take(d, 0); c; c = next) {
+        next = c->next;
+        vt__cmd_free(c);
+    }
+    for (int i = 0; i < d->nbases; i++)
+        vt_base_free(d->bases[i].base);
+    free(d->bases);
+    vt_sched_free(d->sched);
+    vt_pool_free(d->pool);
+    vt_backend_free(d->be);
+    uv_close((uv_handle_t *)&d->async, vt__free_after_close);
+}

@@ -1,0 +1,118 @@
+/* device.h - the device thread: the only thread that computes.
+ *
+ * It owns the backend (and so the GPU context), the decode pool, the
+ * resident trunks and every admitted job's trainer.  It admits waiting jobs
+ * when their memory fits, steps running jobs one at a time in fair-share
+ * order (sched.c), runs predictions and evaluations between steps, and
+ * reports everything back as events.
+ *
+ * Threads: the loop thread calls vt_device_start/add_job/cancel/predict/
+ * eval/stop/free; each call only appends a command to a locked queue and
+ * wakes the device thread.  The device thread appends events to another
+ * locked queue and wakes the loop with uv_async_send (which coalesces), and
+ * the loop drains the whole queue with vt_device_events().  No pointer to a
+ * connection or a loop-side job crosses: jobs and requests are named by id.
+ */
+#ifndef VT_DEVICE_H
+#define VT_DEVICE_H
+
+#include <limits.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "../common/creds.h"
+#include "../engine/jobspec.h"
+#include "../engine/train.h"
+#include "config.h"
+
+typedef enum {
+    VT_JOB_QUEUED,
+    VT_JOB_RUNNING,
+    VT_JOB_SUCCEEDED,
+    VT_JOB_FAILED,
+    VT_JOB_CANCELLED,
+} vt_job_state;
+
+/* "queued", "running", ... */
+const char *vt_job_state_name(vt_job_state s);
+
+typedef enum {
+    VT_DEV_READY,    /* text: device description; bytes: device memory;
+                        state: 1 when the backend computes in bf16 */
+    VT_DEV_FATAL,    /* text: why; running jobs are lost, exit non-zero */
+    VT_DEV_STATE,    /* job, state; text: the error for failed jobs */
+    VT_DEV_PROGRESS, /* job, progress, phase */
+    VT_DEV_EPOCH,    /* job, metrics */
+    VT_DEV_LOG,      /* job, level, text */
+    VT_DEV_REPLY,    /* req; code 0 and text = JSON body, or code < 0 and text */
+    VT_DEV_STATS,    /* text: JSON object for the status reply */
+    VT_DEV_STOPPED,  /* the thread has checkpointed its jobs and ended */
+} vt_dev_event_kind;
+
+typedef struct vt_dev_event {
+    vt_dev_event_kind kind;
+    int64_t job;
+    uint64_t req;
+    int state, level, code;
+    size_t bytes;
+    char *text;
+    vt_progress progress;
+    char phase[16];
+    vt_epoch_metrics metrics;
+    struct vt_dev_event *next;
+} vt_dev_event;
+
+/* A job handed to the device thread (copied by vt_device_add_job). */
+typedef struct {
+    int64_t id;
+    vt_creds creds;              /* file access as the job's owner */
+    const vt_jobspec *spec;
+    char checkpoint[PATH_MAX];   /* resumed from when it exists */
+} vt_dev_job;
+
+typedef struct vt_device vt_device;
+
+/* Starts the device thread on the loop thread: it creates the backend and
+ * loads the resident trunk, then posts VT_DEV_READY (or VT_DEV_FATAL).
+ * on_events is called on the loop thread whenever events are waiting. */
+int vt_device_start(vt_device **out, const vt_config *cfg, uv_loop_t *loop,
+                    void (*on_events)(void *ud), void *ud);
+
+/* Queues a job; it starts when admitted. */
+void vt_device_add_job(vt_device *d, const vt_dev_job *job);
+
+/* Cancels a waiting or running job (between steps); a VT_DEV_STATE event
+ * with VT_JOB_CANCELLED follows unless the job had already ended. */
+void vt_device_cancel(vt_device *d, int64_t job);
+
+/* Classifies images (absolute paths) with a model file as creds; the reply
+ * (VT_DEV_REPLY with req) carries {"predictions": [...]}. */
+void vt_device_predict(vt_device *d, uint64_t req, const char *model, const vt_creds *creds,
+                       const char *const *images, int n, int top);
+
+/* Evaluates a model on a labelled folder; the reply carries {"eval": {...}}. */
+void vt_device_eval(vt_device *d, uint64_t req, const char *model, const vt_creds *creds,
+                    const char *dir);
+
+/* Takes every waiting event, oldest first (a list to free with
+ * vt_dev_event_free on each). */
+vt_dev_event *vt_device_events(vt_device *d);
+void vt_dev_event_free(vt_dev_event *e);
+
+/* Asks the thread to stop: it checkpoints the running jobs (mid-epoch) and
+ * posts VT_DEV_STOPPED. */
+void vt_device_stop(vt_device *d);
+
+/* Joins the thread and frees everything (after VT_DEV_STOPPED or
+ * VT_DEV_FATAL); the uv handle is closed asynchronously.  NULL is a no-op. */
+void vt_device_free(vt_device *d);
+
+/* Seconds since the device thread last showed life (for the watchdog). */
+double vt_device_idle_seconds(vt_device *d);
+
+/* Estimated device bytes of a job (model, activations, trunk scratch; not
+ * the optional feature cache), for admission and for refusing jobs that can
+ * never fit. */
+size_t vt_device_estimate(const vt_jobspec *spec, int bf16);
+
+#endif

@@ -1,0 +1,485 @@
+/* ops.c - the protocol's operations (see ops.h and proto/PROTOCOL.md).
+ *
+ * Visibility: a job's owner, root and members of the admin group see a job's
+ * details and may watch, cancel and predict with it; other users see only
+ * its id, owner and state.  Paths in requests must be absolute: the daemon
+ * has no working directory of the client's.
+ */
+#include "ops.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/creds.h"
+#include "../common/error.h"
+#include "../common/fileio.h"
+#include "../common/log.h"
+#include "../engine/jobspec.h"
+
+#define VT__MAX_IMAGES 1024
+
+static void vt__reply(vt_conn *c, const cJSON *id, cJSON *body)
+{
+    vt_conn_send(c, vt_proto_ok(id, body), 0);
+}
+
+static void vt__fail(vt_conn *c, const cJSON *id, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void vt__fail(vt_conn *c, const cJSON *id, int code, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    vt_conn_send(c, vt_proto_error(id, code, msg), 0);
+}
+
+/* The job named by "job" that the caller may manage, or NULL after replying
+ * with the reason. */
+static vt_job *vt__own_job(vt_conn *c, const cJSON *id, const cJSON *req)
+{
+    int64_t jid = 0;
+    vt_job *j;
+    if (vt_proto_get_int(req, "job", 1, &jid) < 0) {
+        vt__fail(c, id, VT_EINVAL, "%s", vt_error_msg());
+        return NULL;
+    }
+    if (!(j = vt_jobs_find(&c->dm->jobs, jid))) {
+        vt__fail(c, id, VT_ENOTFOUND, "no job %lld", (long long)jid);
+        return NULL;
+    }
+    if (j->uid != c->uid && !c->admin) {
+        vt__fail(c, id, VT_EPERM, "job %lld belongs to %s", (long long)jid, j->user);
+        return NULL;
+    }
+    return j;
+}
+
+static vt_job_view vt__view(const vt_conn *c, const vt_job *j)
+{
+    return j->uid == c->uid || c->admin ? VT_JOB_VIEW_SUMMARY : VT_JOB_VIEW_FOREIGN;
+}
+
+/* ---- hello, status, list, job ------------------------------------------ */
+
+static void vt__hello(vt_conn *c, const cJSON *id, const cJSON *req)
+{
+    int64_t version = 0;
+    if (vt_proto_get_int(req, "version", 1, &version) < 0) {
+        vt__fail(c, id, VT_EPROTO, "%s", vt_error_msg());
+        return;
+    }
+    if (version != VT_PROTO_VERSION) {
+        vt__fail(c, id, VT_EPROTO, "protocol version %lld is not supported (this daemon "
+                 "speaks %d)", (long long)version, VT_PROTO_VERSION);
+        return;
+    }
+    c->hello = 1;
+    cJSON *b = cJSON_CreateObject(), *u;
+    cJSON_AddNumberToObject(b, "version", VT_PROTO_VERSION);
+    cJSON_AddStringToObject(b, "server", "vggtuned " VT_VERSION);
+    cJSON_AddNumberToObject(b, "max_frame", (double)VT_PROTO_MAX_FRAME);
+    u = cJSON_AddObjectToObject(b, "user");
+    cJSON_AddNumberToObject(u, "uid", c->uid);
+    cJSON_AddStringToObject(u, "name", c->user);
+    cJSON_AddBoolToObject(u, "admin", c->admin);
+    vt__reply(c, id, b);
+}
+
+static void vt__status(vt_conn *c, const cJSON *id)
+{
+    vt_daemon *dm = c->dm;
+    cJSON *d = dm->stats ? cJSON_Parse(dm->stats) : cJSON_CreateObject(), *b;
+    if (!d)
+        d = cJSON_CreateObject();
+    cJSON_AddStringToObject(d, "version", VT_VERSION);
+    cJSON_AddNumberToObject(d, "uptime_s", vt_daemon_now() - dm->started);
+    cJSON_AddBoolToObject(d, "ready", dm->ready);
+    b = cJSON_CreateObject();
+    cJSON_AddItemToObject(b, "daemon", d);
+    vt__reply(c, id, b);
+}
+
+static void vt__list(vt_conn *c, const cJSON *id, const cJSON *req)
+{
+    int all = 0;
+    cJSON *b, *arr;
+    if (vt_proto_get_bool(req, "all", 0, &all) < 0) {
+        vt__fail(c, id, VT_EINVAL, "%s", vt_error_msg());
+        return;
+    }
+    b = cJSON_CreateObject();
+    arr = cJSON_AddArrayToObject(b, "jobs");
+    for (vt_job *j = c->dm->jobs.head; j; j = j->next) {
+        int mine = j->uid == c->uid;
+        int active = j->state == VT_JOB_QUEUED || j->state == VT_JOB_RUNNING;
+        /* Others' jobs while they use the queue (in outline unless we are
+         * an admin); their finished jobs only for admins asking for all. */
+        if (!mine && !active && !(all && c->admin))
+            continue;
+        cJSON_AddItemToArray(arr, vt_job_json(&c->dm->jobs, j, vt__view(c, j)));
+    }
+    vt__reply(c, id, b);
+}
+
+static void vt__job(vt_conn *c, const cJSON *id, const cJSON *req)
+{
+    vt_job *j = vt__own_job(c, id, req);
+    if (j) {
+        cJSON *b = cJSON_CreateObject();
+        cJSON_AddItemToObject(b, "job", vt_job_json(&c->dm->jobs, j, VT_JOB_VIEW_FULL));
+        vt__reply(c, id, b);
+    }
+}
+
+/* ---- submit ------------------------------------------------------------ */
+
+static int vt__absolute(const char *field, const char *path)
+{
+    if (path && path[0] != '/')
+        return vt_error_set(VT_EINVAL, "%s must be an absolute path (the daemon does not "
+                            "know your working directory): %s", field, path);
+    return 0;
+}
+
+/* Resolves init_job: a finished job of the same user whose model starts the
+ * head. */
+static int vt__resolve_init_job(vt_conn *c, vt_jobspec *s)
+{
+    vt_job *src = vt_jobs_find(&c->dm->jobs, s->init_job);
+    char path[PATH_MAX];
+    if (!src)
+        return vt_error_set(VT_ENOTFOUND, "init_job: no job %lld", (long long)s->init_job);
+    if (src->uid != c->uid)
+        return vt_error_set(VT_EPERM, "init_job: job %lld belongs to %s, not to you",
+                            (long long)s->init_job, src->user);
+    if (src->state != VT_JOB_SUCCEEDED)
+        return vt_error_set(VT_ESTATE, "init_job: job %lld has not succeeded (it is %s)",
+                            (long long)s->init_job, vt_job_state_name(src->state));
+    if (src->spec.image_size != s->image_size)
+        return vt_error_set(VT_EINVAL, "init_job: job %lld was trained at image_size %d, "
+                            "this job asks for %d", (long long)s->init_job,
+                            src->spec.image_size, s->image_size);
+    if (vt_path(path, sizeof path, "%s/model.safetensors", src->spec.output) < 0)
+        return VT_EINVAL;
+    if (!(s->init = strdup(path)))
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    return 0;
+}
+
+static void vt__submit(vt_conn *c, const cJSON *id, const cJSON *req)
+{
+    vt_daemon *dm = c->dm;
+    const cJSON *doc = cJSON_GetObjectItemCaseSensitive(req, "job");
+    vt_jobspec spec;
+    vt_job *j = NULL;
+    char *text;
+    int rc;
+
+    vt_jobspec_defaults(&spec);
+    if (dm->stopping) {
+        vt__fail(c, id, VT_EBUSY, "the daemon is shutting down; submit again once it is back");
+        return;
+    }
+    if (!cJSON_IsObject(doc)) {
+        vt__fail(c, id, VT_EINVAL, "job must be an object (the job document)");
+        return;
+    }
+    if (!(text = cJSON_PrintUnformatted(doc))) {
+        vt__fail(c, id, VT_ENOMEM, "out of memory");
+        return;
+    }
+    rc = vt_jobspec_parse(&spec, text, strlen(text));
+    free(text);
+    if (rc < 0 || (rc = vt__absolute("data.train", spec.train_dir)) < 0 ||
+        (rc = vt__absolute("data.val", spec.val_dir)) < 0 ||
+        (rc = vt__absolute("weights", spec.weights)) < 0 ||
+        (rc = vt__absolute("init", spec.init)) < 0 ||
+        (rc = vt__absolute("output", spec.output)) < 0 ||
+        (spec.init_job && (rc = vt__resolve_init_job(c, &spec)) < 0)) {
+        vt__fail(c, id, rc, "%s", vt_error_msg());
+        goto done;
+    }
+    if (vt_jobs_count(&dm->jobs, c->uid, VT_JOB_QUEUED) >= dm->cfg.max_queued) {
+        vt__fail(c, id, VT_EBUSY, "you have %d jobs waiting, the limit; submit more when some "
+                 "have started", dm->cfg.max_queued);
+        goto done;
+    }
+    if (dm->mem_total) {
+        size_t need = vt_device_estimate(&spec, dm->bf16), have = dm->mem_total;
+        size_t reserve = dm->cfg.reserve_mb << 20;
+        if (need + reserve > have) {
+            vt__fail(c, id, VT_ETOOBIG, "the job needs about %.1f GiB of device memory (batch "
+                     "%d at %dx%d) but the device has %.1f GiB (%.1f GiB kept free); use a "
+                     "smaller batch_size or image_size", need / 1073741824.0, spec.batch_size,
+                     spec.image_size, spec.image_size, have / 1073741824.0,
+                     reserve / 1073741824.0);
+            goto done;
+        }
+    }
+    {
+        vt_store_job sj = {.uid = c->uid, .gid = c->gid, .user = c->user, .name = spec.name,
+                           .state = "queued", .submitted = vt_daemon_now()};
+        int64_t jid;
+        char *spec_json = vt_jobspec_to_json(&spec);
+        sj.spec = spec_json;
+        rc = spec_json ? vt_store_insert(dm->store, &sj, &jid) : VT_ENOMEM;
+        free(spec_json);
+        if (rc < 0 || !(j = vt_job_new(jid, c->uid, c->gid, c->user, &spec))) {
+            vt__fail(c, id, rc < 0 ? rc : VT_ENOMEM, "cannot record the job: %s",
+                     vt_error_msg());
+            goto done;
+        }
+        j->submitted = sj.submitted;
+    }
+    vt_jobs_add(&dm->jobs, j);
+    vt_daemon_start_job(dm, j);
+    vt_log_info("job %lld (%s) submitted by %s: %s, %d epochs", (long long)j->id,
+                j->spec.name, c->user, vt_jobspec_mode_name(j->spec.trainable_blocks),
+                j->spec.epochs);
+    cJSON *b = cJSON_CreateObject();
+    cJSON_AddItemToObject(b, "job", vt_job_json(&dm->jobs, j, VT_JOB_VIEW_SUMMARY));
+    vt__reply(c, id, b);
+done:
+    vt_jobspec_free(&spec);
+}
+
+/* ---- watch, cancel ----------------------------------------------------- */
+
+static cJSON *vt__job_body(vt_daemon *dm, const vt_job *j)
+{
+    cJSON *b = cJSON_CreateObject();
+    cJSON_AddItemToObject(b, "job", vt_job_json(&dm->jobs, j, VT_JOB_VIEW_SUMMARY));
+    return b;
+}
+
+static int vt__ended(const vt_job *j)
+{
+    return j->state == VT_JOB_SUCCEEDED || j->state == VT_JOB_FAILED ||
+           j->state == VT_JOB_CANCELLED;
+}
+
+static void vt__watch(vt_conn *c, const cJSON *id, const cJSON *req)
+{
+    vt_job *j = vt__own_job(c, id, req);
+    if (!j)
+        return;
+    vt_conn_send(c, vt_proto_event(id, "state", vt__job_body(c->dm, j)), 0);
+    for (int e = 0; e < cJSON_GetArraySize(j->metrics); e++) {
+        cJSON *b = cJSON_CreateObject();
+        cJSON_AddItemToObject(b, "metrics",
+                              cJSON_Duplicate(cJSON_GetArrayItem(j->metrics, e), 1));
+        vt_conn_send(c, vt_proto_event(id, "epoch", b), 0);
+    }
+    if (vt__ended(j)) {
+        cJSON *b = vt__job_body(c->dm, j);
+        cJSON_AddStringToObject(b, "event", "end");
+        vt__reply(c, id, b);
+        return;
+    }
+    if (vt_daemon_subscribe(c->dm, VT_SUB_WATCH, c->id, id, j->id, 0) < 0)
+        vt__fail(c, id, VT_ENOMEM, "out of memory");
+}
+
+static void vt__cancel(vt_conn *c, const cJSON *id, const cJSON *req)
+{
+    vt_job *j = vt__own_job(c, id, req);
+    char reason[128];
+    if (!j)
+        return;
+    if (vt__ended(j)) {
+        vt__fail(c, id, VT_ESTATE, "job %lld has already %s", (long long)j->id,
+                 vt_job_state_name(j->state));
+        return;
+    }
+    snprintf(reason, sizeof reason, "cancelled by %s", c->user);
+    vt_job_set_text(&j->reason, reason);
+    if (!j->cancel_requested) {
+        j->cancel_requested = 1;
+        vt_device_cancel(c->dm->dev, j->id);
+    }
+    if (vt_daemon_subscribe(c->dm, VT_SUB_CANCEL, c->id, id, j->id, 0) < 0)
+        vt__fail(c, id, VT_ENOMEM, "out of memory");
+}
+
+/* ---- predict, eval ----------------------------------------------------- */
+
+/* The model of a finished job the caller may use, or NULL after replying. */
+static vt_job *vt__model_job(vt_conn *c, const cJSON *id, const cJSON *req, char *model,
+                             size_t len)
+{
+    vt_job *j = vt__own_job(c, id, req);
+    if (!j)
+        return NULL;
+    if (j->state != VT_JOB_SUCCEEDED) {
+        vt__fail(c, id, VT_ESTATE, "job %lld has no model: it is %s", (long long)j->id,
+                 vt_job_state_name(j->state));
+        return NULL;
+    }
+    if (vt_path(model, len, "%s/model.safetensors", j->spec.output) < 0) {
+        vt__fail(c, id, VT_EINVAL, "%s", vt_error_msg());
+        return NULL;
+    }
+    return j;
+}
+
+static void vt__predict(vt_conn *c, const cJSON *id, const cJSON *req)
+{
+    const cJSON *imgs = cJSON_GetObjectItemCaseSensitive(req, "images"), *it;
+    const char *paths[VT__MAX_IMAGES];
+    char model[PATH_MAX];
+    int64_t top = 3;
+    int n = 0;
+    vt_creds cr;
+
+    if (!vt__model_job(c, id, req, model, sizeof model))
+        return;
+    if (vt_proto_get_int(req, "top", 0, &top) < 0 || top < 1 || top > 64) {
+        vt__fail(c, id, VT_EINVAL, "top must be an integer from 1 to 64");
+        return;
+    }
+    if (!cJSON_IsArray(imgs) || cJSON_GetArraySize(imgs) < 1 ||
+        cJSON_GetArraySize(imgs) > VT__MAX_IMAGES) {
+        vt__fail(c, id, VT_EINVAL, "images must be an array of 1 to %d paths", VT__MAX_IMAGES);
+        return;
+    }
+    cJSON_ArrayForEach(it, imgs) {
+        if (!cJSON_IsString(it) || it->valuestring[0] != '/') {
+            vt__fail(c, id, VT_EINVAL, "images[%d] must be an absolute path", n);
+            return;
+        }
+        paths[n++] = it->valuestring;
+    }
+    vt_creds_for_user(&cr, c->uid, c->gid);
+    uint64_t r = ++c->dm->next_req;
+    if (vt_daemon_subscribe(c->dm, VT_SUB_REPLY, c->id, id, 0, r) < 0) {
+        vt__fail(c, id, VT_ENOMEM, "out of memory");
+        return;
+    }
+    vt_device_predict(c->dm->dev, r, model, &cr, paths, n, (int)top);
+}
+
+static void vt__eval(vt_conn *c, const cJSON *id, const cJSON *req)
+{
+    const char *dir = NULL;
+    char model[PATH_MAX];
+    vt_creds cr;
+    if (!vt__model_job(c, id, req, model, sizeof model))
+        return;
+    if (vt_proto_get_str(req, "data", 1, &dir) < 0 || dir[0] != '/') {
+        vt__fail(c, id, VT_EINVAL, "data must be an absolute path to a folder with one "
+                 "sub-folder per class");
+        return;
+    }
+    vt_creds_for_user(&cr, c->uid, c->gid);
+    uint64_t r = ++c->dm->next_req;
+    if (vt_daemon_subscribe(c->dm, VT_SUB_REPLY, c->id, id, 0, r) < 0) {
+        vt__fail(c, id, VT_ENOMEM, "out of memory");
+        return;
+    }
+    vt_device_eval(c->dm->dev, r, model, &cr, dir);
+}
+
+/* ---- dispatch ---------------------------------------------------------- */
+
+void vt_ops_dispatch(vt_conn *c, const char *line, size_t len)
+{
+    cJSON *root = NULL;
+    const cJSON *id = NULL;
+    const char *op = NULL;
+    int rc = vt_proto_parse(line, len, &root, &id, &op);
+
+    if (rc < 0) {
+        vt__fail(c, id, rc, "%s", vt_error_msg());
+        goto done;
+    }
+    if (!c->hello && strcmp(op, "hello") != 0) {
+        vt__fail(c, id, VT_EPROTO, "send hello first");
+        goto done;
+    }
+    if (!strcmp(op, "hello"))
+        vt__hello(c, id, root);
+    else if (!strcmp(op, "submit"))
+        vt__submit(c, id, root);
+    else if (!strcmp(op, "list"))
+        vt__list(c, id, root);
+    else if (!strcmp(op, "job"))
+        vt__job(c, id, root);
+    else if (!strcmp(op, "watch"))
+        vt__watch(c, id, root);
+    else if (!strcmp(op, "cancel"))
+        vt__cancel(c, id, root);
+    else if (!strcmp(op, "predict"))
+        vt__predict(c, id, root);
+    else if (!strcmp(op, "eval"))
+        vt__eval(c, id, root);
+    else if (!strcmp(op, "status"))
+        vt__status(c, id);
+    else
+        vt__fail(c, id, VT_EINVAL, "unknown op '%s' (hello, submit, list, job, watch, cancel, "
+                 "predict, eval, status)", op);
+done:
+    cJSON_Delete(root);
+}
+
+/* ---- notifications from device events ---------------------------------- */
+
+void vt_ops_notify(vt_daemon *dm, int64_t job, const char *kind, cJSON *body)
+{
+    int droppable = !strcmp(kind, "progress");
+    for (vt_sub *s = dm->subs; s; s = s->next) {
+        vt_conn *c;
+        if (s->kind != VT_SUB_WATCH || s->job != job || !(c = vt_conn_find(dm, s->conn)))
+            continue;
+        vt_conn_send(c, vt_proto_event(s->req_id, kind, cJSON_Duplicate(body, 1)), droppable);
+    }
+    cJSON_Delete(body);
+}
+
+void vt_ops_job_ended(vt_daemon *dm, const vt_job *j)
+{
+    vt_sub **p = &dm->subs;
+    while (*p) {
+        vt_sub *s = *p;
+        vt_conn *c;
+        if ((s->kind != VT_SUB_WATCH && s->kind != VT_SUB_CANCEL) || s->job != j->id) {
+            p = &s->next;
+            continue;
+        }
+        if ((c = vt_conn_find(dm, s->conn))) {
+            cJSON *b = vt__job_body(dm, j);
+            if (s->kind == VT_SUB_WATCH)
+                cJSON_AddStringToObject(b, "event", "end");
+            vt__reply(c, s->req_id, b);
+        }
+        *p = s->next;
+        cJSON_Delete(s->req_id);
+        free(s);
+    }
+}
+
+void vt_ops_device_reply(vt_daemon *dm, uint64_t req, int code, const char *text)
+{
+    for (vt_sub **p = &dm->subs; *p; p = &(*p)->next) {
+        vt_sub *s = *p;
+        vt_conn *c;
+        if (s->kind != VT_SUB_REPLY || s->req != req)
+            continue;
+        if ((c = vt_conn_find(dm, s->conn))) {
+            if (code < 0) {
+                vt_conn_send(c, vt_proto_error(s->req_id, code, text ? text : ""), 0);
+            } else {
+                cJSON *b = text ? cJSON_Parse(text) : NULL;
+                vt__reply(c, s->req_id, b ? b : cJSON_CreateObject());
+            }
+        }
+        *p = s->next;
+        cJSON_Delete(s->req_id);
+        free(s);
+        return;
+    }
+}

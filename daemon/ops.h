@@ -1,0 +1,25 @@
+/* ops.h - answering protocol requests (loop thread).  See proto/PROTOCOL.md. */
+#ifndef VT_OPS_H
+#define VT_OPS_H
+
+#include <stddef.h>
+
+#include "conn.h"
+
+/* Handles one request line from a connection: parses it, checks the
+ * handshake and permissions, acts, and replies (now, or later through a
+ * subscription). */
+void vt_ops_dispatch(vt_conn *c, const char *line, size_t len);
+
+/* Sends a job's event to its watchers: kind "state", "progress", "epoch",
+ * "log" or "end" with body (consumed).  Progress events are droppable. */
+void vt_ops_notify(vt_daemon *dm, int64_t job, const char *kind, cJSON *body);
+
+/* Answers the subscriptions a finished job was waiting for (watch end,
+ * cancel replies) and removes them. */
+void vt_ops_job_ended(vt_daemon *dm, const vt_job *j);
+
+/* Answers a device request (predict, eval) with the device's reply. */
+void vt_ops_device_reply(vt_daemon *dm, uint64_t req, int code, const char *text);
+
+#endif

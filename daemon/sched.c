@@ -1,0 +1,233 @@
+/* sched.c - fair-share step scheduling and admission (see sched.h). */
+#include "sched.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define VT__HALF_LIFE 30.0 /* seconds, for the "recent share" figure */
+
+struct vt_sched_job {
+    int64_t id;
+    uid_t uid;
+    size_t bytes;
+    void *ud;
+    int running;
+    uint64_t seq;      /* submission order */
+    uint64_t last_run; /* turn counter value when last stepped */
+};
+
+typedef struct {
+    uid_t uid;
+    double vtime;      /* device seconds, for choosing */
+    double total;      /* device seconds, for reporting */
+    double recent;     /* decayed device seconds */
+    double recent_at;  /* time of the last decay */
+    int running, waiting;
+} vt__user;
+
+struct vt_sched {
+    int max_running;
+    vt_sched_job **jobs; /* n, in submission order */
+    int n, cap;
+    vt__user *users;
+    int nusers, ucap;
+    uint64_t seq, turn;
+};
+
+vt_sched *vt_sched_new(int max_running_per_user)
+{
+    vt_sched *s = calloc(1, sizeof *s);
+    if (s)
+        s->max_running = max_running_per_user;
+    return s;
+}
+
+void vt_sched_free(vt_sched *s)
+{
+    if (!s)
+        return;
+    for (int i = 0; i < s->n; i++)
+        free(s->jobs[i]);
+    free(s->jobs);
+    free(s->users);
+    free(s);
+}
+
+static vt__user *vt__user_get(vt_sched *s, uid_t uid)
+{
+    for (int i = 0; i < s->nusers; i++)
+        if (s->users[i].uid == uid)
+            return &s->users[i];
+    if (s->nusers == s->ucap) {
+        int cap = s->ucap ? 2 * s->ucap : 8;
+        vt__user *u = realloc(s->users, sizeof *u * (size_t)cap);
+        if (!u)
+            return NULL;
+        s->users = u;
+        s->ucap = cap;
+    }
+    vt__user *u = &s->users[s->nusers++];
+    memset(u, 0, sizeof *u);
+    u->uid = uid;
+    return u;
+}
+
+vt_sched_job *vt_sched_add(vt_sched *s, int64_t id, uid_t uid, size_t est_bytes, void *ud)
+{
+    vt_sched_job *j = calloc(1, sizeof *j);
+    vt__user *u = vt__user_get(s, uid);
+    if (!j || !u) {
+        free(j);
+        return NULL;
+    }
+    if (s->n == s->cap) {
+        int cap = s->cap ? 2 * s->cap : 16;
+        vt_sched_job **nj = realloc(s->jobs, sizeof *nj * (size_t)cap);
+        if (!nj) {
+            free(j);
+            return NULL;
+        }
+        s->jobs = nj;
+        s->cap = cap;
+    }
+    *j = (vt_sched_job){.id = id, .uid = uid, .bytes = est_bytes, .ud = ud, .seq = s->seq++};
+    s->jobs[s->n++] = j;
+    u->waiting++;
+    return j;
+}
+
+/* Smallest virtual time among users with running jobs (or +inf). */
+static double vt__min_active_vtime(const vt_sched *s)
+{
+    double m = INFINITY;
+    for (int i = 0; i < s->nusers; i++)
+        if (s->users[i].running > 0 && s->users[i].vtime < m)
+            m = s->users[i].vtime;
+    return m;
+}
+
+vt_sched_job *vt_sched_admit(vt_sched *s, size_t free_bytes)
+{
+    for (int i = 0; i < s->n; i++) {
+        vt_sched_job *j = s->jobs[i];
+        vt__user *u;
+        if (j->running)
+            continue;
+        u = vt__user_get(s, j->uid);
+        if (u->running >= s->max_running)
+            continue;
+        if (j->bytes > free_bytes)
+            return NULL; /* no overtaking */
+        if (u->running == 0) {
+            double m = vt__min_active_vtime(s);
+            if (isfinite(m) && u->vtime < m)
+                u->vtime = m;
+        }
+        j->running = 1;
+        u->running++;
+        u->waiting--;
+        return j;
+    }
+    return NULL;
+}
+
+vt_sched_job *vt_sched_pick(vt_sched *s)
+{
+    vt__user *best = NULL;
+    vt_sched_job *pick = NULL;
+    for (int i = 0; i < s->nusers; i++)
+        if (s->users[i].running > 0 && (!best || s->users[i].vtime < best->vtime))
+            best = &s->users[i];
+    if (!best)
+        return NULL;
+    /* Within the user: the running job stepped longest ago. */
+    for (int i = 0; i < s->n; i++) {
+        vt_sched_job *j = s->jobs[i];
+        if (j->running && j->uid == best->uid && (!pick || j->last_run < pick->last_run))
+            pick = j;
+    }
+    pick->last_run = ++s->turn;
+    return pick;
+}
+
+static void vt__decay(vt__user *u, double now)
+{
+    if (now > u->recent_at) {
+        u->recent *= exp2(-(now - u->recent_at) / VT__HALF_LIFE);
+        u->recent_at = now;
+    }
+}
+
+void vt_sched_charge(vt_sched *s, vt_sched_job *j, double seconds, double now)
+{
+    vt__user *u = vt__user_get(s, j->uid);
+    if (!u)
+        return;
+    u->vtime += seconds;
+    u->total += seconds;
+    vt__decay(u, now);
+    u->recent += seconds;
+}
+
+void vt_sched_remove(vt_sched *s, vt_sched_job *j)
+{
+    vt__user *u = vt__user_get(s, j->uid);
+    for (int i = 0; i < s->n; i++)
+        if (s->jobs[i] == j) {
+            memmove(&s->jobs[i], &s->jobs[i + 1], sizeof *s->jobs * (size_t)(s->n - i - 1));
+            s->n--;
+            break;
+        }
+    if (u) {
+        if (j->running)
+            u->running--;
+        else
+            u->waiting--;
+    }
+    free(j);
+}
+
+vt_sched_job *vt_sched_first(vt_sched *s) { return s->n ? s->jobs[0] : NULL; }
+
+vt_sched_job *vt_sched_find(vt_sched *s, int64_t id)
+{
+    for (int i = 0; i < s->n; i++)
+        if (s->jobs[i]->id == id)
+            return s->jobs[i];
+    return NULL;
+}
+
+void *vt_sched_job_ud(const vt_sched_job *j) { return j->ud; }
+int64_t vt_sched_job_id(const vt_sched_job *j) { return j->id; }
+int vt_sched_job_running(const vt_sched_job *j) { return j->running; }
+
+void vt_sched_counts(const vt_sched *s, int *running, int *waiting)
+{
+    *running = *waiting = 0;
+    for (int i = 0; i < s->n; i++) {
+        if (s->jobs[i]->running)
+            (*running)++;
+        else
+            (*waiting)++;
+    }
+}
+
+int vt_sched_users(vt_sched *s, vt_sched_user *out, int max, double now)
+{
+    double sum = 0;
+    int n = 0;
+    for (int i = 0; i < s->nusers; i++) {
+        vt__decay(&s->users[i], now);
+        sum += s->users[i].recent;
+    }
+    for (int i = 0; i < s->nusers && n < max; i++) {
+        const vt__user *u = &s->users[i];
+        if (!u->running && !u->waiting && u->recent < 1e-3)
+            continue;
+        out[n++] = (vt_sched_user){.uid = u->uid, .running = u->running,
+                                   .waiting = u->waiting, .device_s = u->total,
+                                   .share = sum > 0 ? u->recent / sum : 0};
+    }
+    return n;
+}

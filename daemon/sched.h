@@ -1,0 +1,72 @@
+/* sched.h - fair share of the one device between users, and admission.
+ *
+ * Pure bookkeeping, no threads and no clock of its own (times are passed
+ * in), so it can be tested exactly.  Used by the device thread.
+ *
+ * Admission: waiting jobs start in submission order; a user already running
+ * max_running jobs is skipped; the first eligible job whose memory estimate
+ * does not fit the free device memory stops admission (later jobs do not
+ * overtake it, so a large job is never starved by small ones).
+ *
+ * Sharing: each user has a virtual time, the device seconds their jobs have
+ * used.  The next step goes to the running job of the user with the least
+ * virtual time (so a user with one job and a user with five get the same
+ * device time); within a user, jobs take turns.  A user who becomes active
+ * starts at the smallest virtual time of those already active, so time spent
+ * idle is not banked.
+ */
+#ifndef VT_SCHED_H
+#define VT_SCHED_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct vt_sched vt_sched;
+typedef struct vt_sched_job vt_sched_job;
+
+typedef struct {
+    uid_t uid;
+    int running, waiting;
+    double device_s; /* device seconds used in total */
+    double share;    /* fraction of recent device time (last ~30 s, decayed) */
+} vt_sched_user;
+
+vt_sched *vt_sched_new(int max_running_per_user);
+void vt_sched_free(vt_sched *s);
+
+/* Adds a waiting job needing est_bytes of device memory; ud is the caller's.
+ * NULL when out of memory. */
+vt_sched_job *vt_sched_add(vt_sched *s, int64_t id, uid_t uid, size_t est_bytes, void *ud);
+
+/* The next waiting job that may start with free_bytes of device memory (it
+ * becomes running), or NULL. */
+vt_sched_job *vt_sched_admit(vt_sched *s, size_t free_bytes);
+
+/* The running job to step next, or NULL when none runs. */
+vt_sched_job *vt_sched_pick(vt_sched *s);
+
+/* Charges a step's device seconds to the job's user at time now (seconds,
+ * any monotonic origin). */
+void vt_sched_charge(vt_sched *s, vt_sched_job *j, double seconds, double now);
+
+/* Forgets a job (waiting or running). */
+void vt_sched_remove(vt_sched *s, vt_sched_job *j);
+
+/* The oldest job (waiting or running), or NULL when there is none. */
+vt_sched_job *vt_sched_first(vt_sched *s);
+
+/* A job by id, or NULL. */
+vt_sched_job *vt_sched_find(vt_sched *s, int64_t id);
+
+void *vt_sched_job_ud(const vt_sched_job *j);
+int64_t vt_sched_job_id(const vt_sched_job *j);
+int vt_sched_job_running(const vt_sched_job *j);
+
+/* Number of running and waiting jobs. */
+void vt_sched_counts(const vt_sched *s, int *running, int *waiting);
+
+/* Per-user figures at time now, up to max users; returns how many. */
+int vt_sched_users(vt_sched *s, vt_sched_user *out, int max, double now);
+
+#endif

@@ -1,0 +1,226 @@
+/* store.c - SQLite persistence of jobs (see store.h). */
+#include "store.h"
+
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/error.h"
+
+struct vt_store {
+    sqlite3 *db;
+};
+
+static const char *const vt__schema =
+    "PRAGMA journal_mode=WAL;"
+    "PRAGMA synchronous=FULL;"
+    "PRAGMA foreign_keys=ON;"
+    "CREATE TABLE IF NOT EXISTS jobs("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  uid INTEGER NOT NULL, gid INTEGER NOT NULL, user TEXT NOT NULL,"
+    "  name TEXT NOT NULL, spec TEXT NOT NULL, state TEXT NOT NULL,"
+    "  submitted REAL NOT NULL, started REAL, finished REAL,"
+    "  epochs_done INTEGER NOT NULL DEFAULT 0, error TEXT, reason TEXT);"
+    "CREATE TABLE IF NOT EXISTS metrics("
+    "  job INTEGER NOT NULL REFERENCES jobs(id), epoch INTEGER NOT NULL,"
+    "  body TEXT NOT NULL, PRIMARY KEY(job, epoch));"
+    "CREATE TABLE IF NOT EXISTS events("
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  job INTEGER NOT NULL REFERENCES jobs(id), time REAL NOT NULL,"
+    "  level TEXT NOT NULL, message TEXT NOT NULL);";
+
+static int vt__db_error(vt_store *s, const char *what)
+{
+    return vt_error_set(VT_EIO, "job store: %s: %s", what, sqlite3_errmsg(s->db));
+}
+
+int vt_store_open(vt_store **out, const char *path)
+{
+    vt_store *s = calloc(1, sizeof *s);
+    char *err = NULL;
+
+    *out = NULL;
+    if (!s)
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                                          SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+        int rc = vt_error_set(VT_EIO, "cannot open job store %s: %s", path,
+                              s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        vt_store_close(s);
+        return rc;
+    }
+    sqlite3_busy_timeout(s->db, 5000);
+    if (sqlite3_exec(s->db, vt__schema, NULL, NULL, &err) != SQLITE_OK) {
+        int rc = vt_error_set(VT_EIO, "job store %s: %s", path, err ? err : "schema failed");
+        sqlite3_free(err);
+        vt_store_close(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+void vt_store_close(vt_store *s)
+{
+    if (!s)
+        return;
+    sqlite3_close(s->db);
+    free(s);
+}
+
+static void vt__bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+    if (v)
+        sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+static void vt__bind_time(sqlite3_stmt *st, int i, double t)
+{
+    if (t > 0)
+        sqlite3_bind_double(st, i, t);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+/* Prepares sql, or returns NULL with the error recorded. */
+static sqlite3_stmt *vt__prepare(vt_store *s, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        vt__db_error(s, "prepare");
+        return NULL;
+    }
+    return st;
+}
+
+/* Steps a write statement to completion and finalises it. */
+static int vt__finish(vt_store *s, sqlite3_stmt *st, const char *what)
+{
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : vt__db_error(s, what);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int vt_store_insert(vt_store *s, const vt_store_job *j, int64_t *id)
+{
+    sqlite3_stmt *st = vt__prepare(s,
+        "INSERT INTO jobs(uid,gid,user,name,spec,state,submitted,started,finished,"
+        "epochs_done,error,reason) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
+    int rc;
+    if (!st)
+        return VT_EIO;
+    sqlite3_bind_int64(st, 1, j->uid);
+    sqlite3_bind_int64(st, 2, j->gid);
+    vt__bind_text(st, 3, j->user);
+    vt__bind_text(st, 4, j->name);
+    vt__bind_text(st, 5, j->spec);
+    vt__bind_text(st, 6, j->state);
+    sqlite3_bind_double(st, 7, j->submitted);
+    vt__bind_time(st, 8, j->started);
+    vt__bind_time(st, 9, j->finished);
+    sqlite3_bind_int(st, 10, j->epochs_done);
+    vt__bind_text(st, 11, j->error);
+    vt__bind_text(st, 12, j->reason);
+    if ((rc = vt__finish(s, st, "insert job")) == 0)
+        *id = sqlite3_last_insert_rowid(s->db);
+    return rc;
+}
+
+int vt_store_update(vt_store *s, const vt_store_job *j)
+{
+    sqlite3_stmt *st = vt__prepare(s,
+        "UPDATE jobs SET state=?,started=?,finished=?,epochs_done=?,error=?,reason=? "
+        "WHERE id=?");
+    if (!st)
+        return VT_EIO;
+    vt__bind_text(st, 1, j->state);
+    vt__bind_time(st, 2, j->started);
+    vt__bind_time(st, 3, j->finished);
+    sqlite3_bind_int(st, 4, j->epochs_done);
+    vt__bind_text(st, 5, j->error);
+    vt__bind_text(st, 6, j->reason);
+    sqlite3_bind_int64(st, 7, j->id);
+    return vt__finish(s, st, "update job");
+}
+
+int vt_store_put_metrics(vt_store *s, int64_t job, int epoch, const char *json)
+{
+    sqlite3_stmt *st = vt__prepare(s,
+        "INSERT OR REPLACE INTO metrics(job,epoch,body) VALUES(?,?,?)");
+    if (!st)
+        return VT_EIO;
+    sqlite3_bind_int64(st, 1, job);
+    sqlite3_bind_int(st, 2, epoch);
+    vt__bind_text(st, 3, json);
+    return vt__finish(s, st, "record metrics");
+}
+
+int vt_store_add_event(vt_store *s, int64_t job, const char *level, const char *message)
+{
+    sqlite3_stmt *st = vt__prepare(s,
+        "INSERT INTO events(job,time,level,message) VALUES(?,julianday('now'),?,?)");
+    if (!st)
+        return VT_EIO;
+    sqlite3_bind_int64(st, 1, job);
+    vt__bind_text(st, 2, level);
+    vt__bind_text(st, 3, message);
+    return vt__finish(s, st, "record event");
+}
+
+static const char *vt__col(sqlite3_stmt *st, int i)
+{
+    return (const char *)sqlite3_column_text(st, i);
+}
+
+int vt_store_each_job(vt_store *s, int (*cb)(void *ud, const vt_store_job *j), void *ud)
+{
+    sqlite3_stmt *st = vt__prepare(s,
+        "SELECT id,uid,gid,user,name,spec,state,submitted,started,finished,epochs_done,"
+        "error,reason FROM jobs ORDER BY id");
+    int step, rc = 0;
+    if (!st)
+        return VT_EIO;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        vt_store_job j = {
+            .id = sqlite3_column_int64(st, 0),
+            .uid = (uid_t)sqlite3_column_int64(st, 1),
+            .gid = (gid_t)sqlite3_column_int64(st, 2),
+            .user = vt__col(st, 3),
+            .name = vt__col(st, 4),
+            .spec = vt__col(st, 5),
+            .state = vt__col(st, 6),
+            .submitted = sqlite3_column_double(st, 7),
+            .started = sqlite3_column_double(st, 8),
+            .finished = sqlite3_column_double(st, 9),
+            .epochs_done = sqlite3_column_int(st, 10),
+            .error = vt__col(st, 11),
+            .reason = vt__col(st, 12),
+        };
+        if ((rc = cb(ud, &j)) != 0)
+            break;
+    }
+    if (rc == 0 && step != SQLITE_DONE)
+        rc = vt__db_error(s, "read jobs");
+    sqlite3_finalize(st);
+    return rc < 0 ? rc : 0;
+}
+
+int vt_store_each_metrics(vt_store *s, int64_t job,
+                          int (*cb)(void *ud, int epoch, const char *json), void *ud)
+{
+    sqlite3_stmt *st = vt__prepare(s,
+        "SELECT epoch, body FROM metrics WHERE job=? ORDER BY epoch");
+    int step, rc = 0;
+    if (!st)
+        return VT_EIO;
+    sqlite3_bind_int64(st, 1, job);
+    while ((step = sqlite3_step(st)) == SQLITE_ROW)
+        if ((rc = cb(ud, sqlite3_column_int(st, 0), vt__col(st, 1))) != 0)
+            break;
+    if (rc == 0 && step != SQLITE_DONE)
+        rc = vt__db_error(s, "read metrics");
+    sqlite3_finalize(st);
+    return rc < 0 ? rc : 0;
+}

@@ -1,0 +1,57 @@
+/* store.h - the daemon's durable record of jobs (SQLite, WAL).
+ *
+ * Tables: jobs (one row per job: owner, spec, state, times, result),
+ * metrics (one row per finished epoch of a job) and events (log lines of a
+ * job).  Every write is its own transaction with synchronous=FULL, so a
+ * reply that says "submitted" or a state shown as "succeeded" survives a
+ * power cut.  Writes happen at submissions, state changes and epoch ends,
+ * never per training step.  Used from the loop thread only.
+ */
+#ifndef VT_STORE_H
+#define VT_STORE_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct vt_store vt_store;
+
+typedef struct {
+    int64_t id;
+    uid_t uid;
+    gid_t gid;
+    const char *user;
+    const char *name;
+    const char *spec;   /* the job document, defaults filled in */
+    const char *state;  /* "queued", "running", "succeeded", "failed", "cancelled" */
+    double submitted, started, finished; /* Unix seconds, 0 = not yet */
+    int epochs_done;
+    const char *error;  /* failed: why (or NULL) */
+    const char *reason; /* cancelled: by whom (or NULL) */
+} vt_store_job;
+
+/* Opens (creating when missing) the database at path. */
+int vt_store_open(vt_store **out, const char *path);
+
+/* Closes; NULL is a no-op. */
+void vt_store_close(vt_store *s);
+
+/* Inserts a new job (j->id ignored) and returns its id in *id. */
+int vt_store_insert(vt_store *s, const vt_store_job *j, int64_t *id);
+
+/* Rewrites a job's state, times, epochs_done, error and reason. */
+int vt_store_update(vt_store *s, const vt_store_job *j);
+
+/* Records (or replaces) the metrics of one epoch, a JSON object. */
+int vt_store_put_metrics(vt_store *s, int64_t job, int epoch, const char *json);
+
+/* Appends a log event ("warn", "info", ...) to a job. */
+int vt_store_add_event(vt_store *s, int64_t job, const char *level, const char *message);
+
+/* Calls cb for every job in id order; cb returning non-zero stops. */
+int vt_store_each_job(vt_store *s, int (*cb)(void *ud, const vt_store_job *j), void *ud);
+
+/* Calls cb for a job's epochs in order. */
+int vt_store_each_metrics(vt_store *s, int64_t job,
+                          int (*cb)(void *ud, int epoch, const char *json), void *ud);
+
+#endif
