@@ -54,7 +54,7 @@ static void vt__defaults(vt_config *c)
     c->system = geteuid() == 0 || rt != NULL;
     if (c->system) {
         snprintf(c->socket, sizeof c->socket, "%s/vggtune.sock", rt ? rt : "/run/vggtune");
-        snprintf(c->state_dir, sizeof c->state_dir, "%s", state ? state : "/var/lib/vggtune");
+        snprintf(c->state_dir, sizeof c->state_dir, "/var/lib/vggtune");
     } else {
         snprintf(c->socket, sizeof c->socket, "%s/vggtune.sock", xdg_rt ? xdg_rt : "/tmp");
         if (xdg_state)
@@ -63,6 +63,8 @@ static void vt__defaults(vt_config *c)
             snprintf(c->state_dir, sizeof c->state_dir, "%s/.local/state/vggtune",
                      home ? home : "/tmp");
     }
+    if (state) /* systemd's StateDirectory= wins, for system and user units */
+        snprintf(c->state_dir, sizeof c->state_dir, "%s", state);
     snprintf(c->backend, sizeof c->backend, "auto");
     c->socket_mode = c->system ? 0660 : 0600;
     c->max_queued = 16;

@@ -3,3 +3,5 @@ vt_add_py_test(torch_parity py/test_torch_parity.py LABELS engine TIMEOUT 900)
 # Interrupted jobs (SIGKILL, SIGTERM mid-epoch) resume bit-identically; the
 # feature cache changes nothing.
 vt_add_py_test(resume py/test_resume.py LABELS engine TIMEOUT 900)
+# The job document.
+vt_add_test(jobspec SOURCES test_jobspec.c LABELS unit)

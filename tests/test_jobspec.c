@@ -1,0 +1,159 @@
+/* test_jobspec.c - the job document: defaults, the exact field names,
+ * refusals that name the field, printing and the learning-rate schedule. */
+#include <stdlib.h>
+
+#include "../engine/jobspec.h"
+#include "vt_test.h"
+
+static int parse(vt_jobspec *s, const char *json) { return vt_jobspec_parse(s, json, strlen(json)); }
+
+/* The document from the specification, field for field. */
+static void test_example(vt_backend *be)
+{
+    const char *doc =
+        "{\"name\": \"flowers\", \"mode\": \"finetune\","
+        " \"data\": {\"train\": \"/data/flowers/train\", \"val\": \"/data/flowers/val\","
+        "  \"val_split\": 0.0, \"image_size\": 224, \"preprocess\": \"auto\", \"shuffle\": true},"
+        " \"weights\": \"/models/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5\","
+        " \"init\": null, \"head\": {\"dense\": [1024, 128], \"dropout\": 0.0},"
+        " \"optimizer\": {\"lr\": 0.001, \"momentum\": 0.9, \"nesterov\": true, \"decay\": 1e-6},"
+        " \"epochs\": 10, \"batch_size\": 32, \"seed\": 1, \"precision\": \"fp32\","
+        " \"output\": \"/home/me/runs/flowers\"}";
+    vt_jobspec s;
+    (void)be;
+    VT_CHECK_OK(parse(&s, doc));
+    VT_CHECK_STR(s.name, "flowers");
+    VT_CHECK_INT(s.trainable_blocks, 1);
+    VT_CHECK_STR(s.train_dir, "/data/flowers/train");
+    VT_CHECK_STR(s.val_dir, "/data/flowers/val");
+    VT_CHECK_INT(s.image_size, 224);
+    VT_CHECK_INT(s.preprocess, -1);
+    VT_CHECK(s.init == NULL);
+    VT_CHECK_INT(s.nhidden, 2);
+    VT_CHECK_INT(s.hidden[0], 1024);
+    VT_CHECK_INT(s.hidden[1], 128);
+    VT_CHECK_NEAR(s.lr, 0.001, 0);
+    VT_CHECK_NEAR(s.decay, 1e-6, 0);
+    VT_CHECK(s.nesterov);
+    VT_CHECK_INT(s.precision, VT_PREC_FP32);
+    VT_CHECK_STR(s.output, "/home/me/runs/flowers");
+    /* Printing and parsing again gives the same document. */
+    char *a = vt_jobspec_to_json(&s);
+    vt_jobspec t;
+    VT_CHECK_OK(parse(&t, a));
+    char *b = vt_jobspec_to_json(&t);
+    VT_CHECK_STR(a, b);
+    free(a);
+    free(b);
+    vt_jobspec_free(&t);
+    vt_jobspec_free(&s);
+}
+
+static void test_defaults(vt_backend *be)
+{
+    vt_jobspec s;
+    (void)be;
+    VT_CHECK_OK(parse(&s, "{\"data\":{\"train\":\"/d\"},\"output\":\"/o\"}"));
+    VT_CHECK_INT(s.trainable_blocks, 1);
+    VT_CHECK_INT(s.nhidden, 2);
+    VT_CHECK_INT(s.epochs, 10);
+    VT_CHECK_INT(s.batch_size, 32);
+    VT_CHECK_INT(s.image_size, 224);
+    VT_CHECK(s.shuffle);
+    vt_jobspec_free(&s);
+    /* bottleneck: Dense 256 + dropout 0.5 */
+    VT_CHECK_OK(parse(&s, "{\"mode\":\"bottleneck\",\"data\":{\"train\":\"/d\"},\"output\":\"/o\"}"));
+    VT_CHECK_INT(s.trainable_blocks, 0);
+    VT_CHECK_INT(s.nhidden, 1);
+    VT_CHECK_INT(s.hidden[0], 256);
+    VT_CHECK_NEAR(s.dropout, 0.5, 1e-7);
+    vt_jobspec_free(&s);
+    VT_CHECK_OK(parse(&s, "{\"trainable_blocks\":3,\"data\":{\"train\":\"/d\"},\"output\":\"/o\"}"));
+    VT_CHECK_INT(s.trainable_blocks, 3);
+    VT_CHECK_STR(vt_jobspec_mode_name(s.trainable_blocks), "blocks3");
+    vt_jobspec_free(&s);
+}
+
+static void test_refusals(vt_backend *be)
+{
+    static const struct { const char *doc, *msg; } bad[] = {
+        {"[]", "must be a JSON object"},
+        {"{", "not valid JSON"},
+        {"{\"data\":{\"train\":\"/d\"}}", "output is required"},
+        {"{\"output\":\"/o\"}", "data is required"},
+        {"{\"data\":{\"trian\":\"/d\"},\"output\":\"/o\"}", "unknown field data.trian"},
+        {"{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"epoch\":3}", "unknown field epoch"},
+        {"{\"data\":{\"train\":\"/d\",\"image_size\":100},\"output\":\"/o\"}", "multiple of 32"},
+        {"{\"data\":{\"train\":\"/d\",\"image_size\":\"224\"},\"output\":\"/o\"}", "data.image_size"},
+        {"{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"optimizer\":{\"lr\":-1}}", "optimizer.lr"},
+        {"{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"optimizer\":{\"lr\":0}}", "optimizer.lr"},
+        {"{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"epochs\":1.5}", "epochs must be an integer"},
+        {"{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"batch_size\":0}", "batch_size"},
+        {"{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"mode\":\"fine\"}", "mode must be one of"},
+        {"{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"mode\":\"finetune\",\"trainable_blocks\":2}",
+         "mode finetune means trainable_blocks 1"},
+        {"{\"data\":{\"train\":\"/d\",\"val\":\"/v\",\"val_split\":0.2},\"output\":\"/o\"}", "not both"},
+        {"{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"head\":{\"dense\":[0]}}", "head.dense[0]"},
+        {"{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"head\":{\"dropout\":1}}", "head.dropout"},
+        {"{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"precision\":\"fp16\"}", "precision must be"},
+        {"{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"keep_best\":true}", "need validation"},
+        {"{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"init\":\"/a\",\"init_job\":3}", "not both"},
+        {"{\"data\":{\"train\":\"\"},\"output\":\"/o\"}", "data.train must be a non-empty string"},
+        {"{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"name\":\"a/b\"}", "name must be"},
+        {"{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"optimizer\":{\"schedule\":{\"type\":\"exp\"}}}",
+         "optimizer.schedule.type"},
+    };
+    (void)be;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        vt_jobspec s;
+        VT_CHECK_ERR(parse(&s, bad[i].doc), VT_EINVAL, bad[i].msg);
+    }
+}
+
+static void test_lr_schedule(vt_backend *be)
+{
+    vt_jobspec s;
+    (void)be;
+    VT_CHECK_OK(parse(&s, "{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"epochs\":10,"
+                          "\"optimizer\":{\"lr\":0.1,\"decay\":0.01}}"));
+    /* Keras: lr / (1 + decay * iterations) */
+    VT_CHECK_NEAR(vt_jobspec_lr(&s, 0, 0), 0.1, 1e-12);
+    VT_CHECK_NEAR(vt_jobspec_lr(&s, 100, 3), 0.1 / 2.0, 1e-12);
+    vt_jobspec_free(&s);
+    VT_CHECK_OK(parse(&s, "{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"epochs\":10,"
+                          "\"optimizer\":{\"lr\":0.1,\"decay\":0,\"schedule\":{\"type\":\"step\","
+                          "\"step_epochs\":3,\"gamma\":0.5}}}"));
+    VT_CHECK_NEAR(vt_jobspec_lr(&s, 0, 2), 0.1, 1e-12);
+    VT_CHECK_NEAR(vt_jobspec_lr(&s, 0, 3), 0.05, 1e-12);
+    VT_CHECK_NEAR(vt_jobspec_lr(&s, 0, 7), 0.025, 1e-12);
+    vt_jobspec_free(&s);
+    VT_CHECK_OK(parse(&s, "{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"epochs\":10,"
+                          "\"optimizer\":{\"lr\":0.1,\"decay\":0,\"schedule\":\"cosine\"}}"));
+    VT_CHECK_NEAR(vt_jobspec_lr(&s, 0, 0), 0.1, 1e-12);
+    VT_CHECK_NEAR(vt_jobspec_lr(&s, 0, 5), 0.05, 1e-12);
+    vt_jobspec_free(&s);
+}
+
+static void test_absolutize(vt_backend *be)
+{
+    vt_jobspec s;
+    (void)be;
+    VT_CHECK_OK(parse(&s, "{\"data\":{\"train\":\"d/train\",\"val\":\"/v\"},\"output\":\"out\","
+                          "\"weights\":\"w.h5\"}"));
+    VT_CHECK_OK(vt_jobspec_absolutize(&s, "/home/me"));
+    VT_CHECK_STR(s.train_dir, "/home/me/d/train");
+    VT_CHECK_STR(s.val_dir, "/v");
+    VT_CHECK_STR(s.output, "/home/me/out");
+    VT_CHECK_STR(s.weights, "/home/me/w.h5");
+    vt_jobspec_free(&s);
+}
+
+static const vt_test_case cases[] = {
+    {"example", test_example, 0},
+    {"defaults", test_defaults, 0},
+    {"refusals", test_refusals, 0},
+    {"lr_schedule", test_lr_schedule, 0},
+    {"absolutize", test_absolutize, 0},
+};
+
+int main(int argc, char **argv) { VT_TEST_MAIN(cases); }

@@ -1,0 +1,125 @@
+/* test_sched.c - fair share and admission, simulated exactly (no threads). */
+#include "../daemon/sched.h"
+#include "vt_test.h"
+
+/* Runs `steps` picks where each step of user u costs cost[u] seconds; returns
+ * each user's device seconds in used[]. */
+static void simulate(vt_sched *s, int steps, const double *cost, double *used)
+{
+    double now = 0;
+    for (int i = 0; i < steps; i++) {
+        vt_sched_job *j = vt_sched_pick(s);
+        if (!j)
+            return;
+        int u = (int)(intptr_t)vt_sched_job_ud(j);
+        used[u] += cost[u];
+        now += cost[u];
+        vt_sched_charge(s, j, cost[u], now);
+    }
+}
+
+static void test_equal_share_per_user(vt_backend *be)
+{
+    vt_sched *s = vt_sched_new(8);
+    double used[2] = {0, 0}, cost[2] = {0.1, 0.1};
+    (void)be;
+    VT_CHECK(s);
+    /* User 1000 has one job, user 1001 has three. */
+    VT_CHECK(vt_sched_add(s, 1, 1000, 10, (void *)0));
+    for (int k = 0; k < 3; k++)
+        VT_CHECK(vt_sched_add(s, 2 + k, 1001, 10, (void *)1));
+    while (vt_sched_admit(s, 1000))
+        ;
+    simulate(s, 1000, cost, used);
+    VT_CHECK_NEAR(used[0] / (used[0] + used[1]), 0.5, 0.01);
+    /* Steps of different cost: shares are of time, not of steps. */
+    double used2[2] = {0, 0}, cost2[2] = {0.3, 0.1};
+    simulate(s, 3000, cost2, used2);
+    VT_CHECK_NEAR(used2[0] / (used2[0] + used2[1]), 0.5, 0.02);
+    vt_sched_user u[4];
+    int n = vt_sched_users(s, u, 4, 1e9);
+    VT_CHECK_INT(n, 2);
+    vt_sched_free(s);
+}
+
+static void test_round_robin_within_user(vt_backend *be)
+{
+    vt_sched *s = vt_sched_new(8);
+    int count[3] = {0, 0, 0};
+    (void)be;
+    for (int k = 0; k < 3; k++)
+        VT_CHECK(vt_sched_add(s, k, 1000, 1, (void *)(intptr_t)k));
+    while (vt_sched_admit(s, 100))
+        ;
+    for (int i = 0; i < 300; i++) {
+        vt_sched_job *j = vt_sched_pick(s);
+        count[(intptr_t)vt_sched_job_ud(j)]++;
+        vt_sched_charge(s, j, 1, i);
+    }
+    for (int k = 0; k < 3; k++)
+        VT_CHECK_INT(count[k], 100);
+    vt_sched_free(s);
+}
+
+static void test_admission(vt_backend *be)
+{
+    vt_sched *s = vt_sched_new(2);
+    int running, waiting;
+    (void)be;
+    vt_sched_job *a = vt_sched_add(s, 1, 1000, 40, NULL);
+    vt_sched_job *b = vt_sched_add(s, 2, 1000, 40, NULL);
+    vt_sched_job *c = vt_sched_add(s, 3, 1000, 40, NULL); /* over the per-user limit */
+    vt_sched_job *d = vt_sched_add(s, 4, 1001, 70, NULL); /* does not fit yet */
+    vt_sched_job *e = vt_sched_add(s, 5, 1002, 1, NULL);  /* fits, but may not overtake */
+    VT_CHECK(a && b && c && d && e);
+    VT_CHECK(vt_sched_admit(s, 100) == a);
+    VT_CHECK(vt_sched_admit(s, 60) == b);
+    /* c is skipped (its user runs 2 already); d does not fit in 20 and e must
+     * not overtake it. */
+    VT_CHECK(vt_sched_admit(s, 20) == NULL);
+    vt_sched_counts(s, &running, &waiting);
+    VT_CHECK_INT(running, 2);
+    VT_CHECK_INT(waiting, 3);
+    vt_sched_remove(s, a);
+    VT_CHECK(vt_sched_admit(s, 100) == c);
+    VT_CHECK(vt_sched_admit(s, 100) == d);
+    VT_CHECK(vt_sched_admit(s, 100) == e);
+    VT_CHECK(vt_sched_find(s, 4) == d);
+    VT_CHECK(vt_sched_find(s, 99) == NULL);
+    vt_sched_free(s);
+}
+
+/* A user who was idle does not get a burst to "catch up". */
+static void test_no_banking(vt_backend *be)
+{
+    vt_sched *s = vt_sched_new(8);
+    double now = 0;
+    (void)be;
+    VT_CHECK(vt_sched_add(s, 1, 1000, 1, (void *)0));
+    vt_sched_admit(s, 10);
+    for (int i = 0; i < 100; i++) {
+        vt_sched_job *j = vt_sched_pick(s);
+        now += 1;
+        vt_sched_charge(s, j, 1, now);
+    }
+    VT_CHECK(vt_sched_add(s, 2, 1001, 1, (void *)1));
+    vt_sched_admit(s, 10);
+    int late = 0;
+    for (int i = 0; i < 20; i++) {
+        vt_sched_job *j = vt_sched_pick(s);
+        late += (intptr_t)vt_sched_job_ud(j) == 1;
+        now += 1;
+        vt_sched_charge(s, j, 1, now);
+    }
+    VT_CHECK(late >= 9 && late <= 11);
+    vt_sched_free(s);
+}
+
+static const vt_test_case cases[] = {
+    {"equal_share_per_user", test_equal_share_per_user, 0},
+    {"round_robin_within_user", test_round_robin_within_user, 0},
+    {"admission", test_admission, 0},
+    {"no_banking", test_no_banking, 0},
+};
+
+int main(int argc, char **argv) { VT_TEST_MAIN(cases); }
