@@ -35,6 +35,7 @@
 #include "image.h"
 #include "loader.h"
 #include "safetensors.h"
+#include "tbevents.h"
 #include "weights.h"
 
 typedef enum { PH_PREPARE, PH_TRAIN, PH_VAL, PH_EPOCH_END, PH_FINISH, PH_DONE } vt__phase;
@@ -74,6 +75,10 @@ struct vt_trainer {
     double best_val_loss;
     int best_epoch, stale, stop_early, resumed, best_saved;
     double last_rate;           /* images/s of the last finished epoch */
+    vt_scalar *steplog;         /* running training loss/accuracy every 10 steps */
+    int nsteplog;
+    double start_wall;          /* Unix seconds when this trainer started */
+    int features_saved;         /* bottleneck features written in this run */
     int32_t *labels;            /* (batch_size) */
 };
 
@@ -81,6 +86,13 @@ static double vt__now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double vt__wall(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
@@ -128,6 +140,7 @@ int vt_trainer_create(vt_trainer **out, const vt_jobspec *spec, const vt_trainer
     if (hooks)
         t->hooks = *hooks;
     t->best_val_loss = INFINITY;
+    t->start_wall = vt__wall();
     *out = t;
     return 0;
 }
@@ -151,6 +164,7 @@ void vt_trainer_free(vt_trainer *t)
     free(t->order);
     free(t->history);
     free(t->labels);
+    free(t->steplog);
     vt_jobspec_free(&t->spec);
     free(t);
 }
@@ -416,6 +430,7 @@ static int vt__make_cache(vt_trainer *t, const vt_dataset *ds, vt_tensor **cache
 
 static int vt__load_checkpoint(vt_trainer *t);
 static int vt__begin_pass(vt_trainer *t, int val);
+static char *vt__classes_json(const vt_dataset *ds);
 
 /* Makes sure the output directory exists and that we may write in it. */
 static int vt__check_output(vt_trainer *t)
@@ -625,6 +640,21 @@ static void vt__progress(vt_trainer *t, const char *phase)
     t->hooks.progress(t->hooks.ud, &p);
 }
 
+/* Records the running training loss and accuracy for TensorBoard. */
+static int vt__log_step(vt_trainer *t)
+{
+    vt_scalar *l = realloc(t->steplog, sizeof *l * (size_t)(t->nsteplog + 2));
+    if (!l)
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    t->steplog = l;
+    l[t->nsteplog] = (vt_scalar){"step/loss", (int64_t)t->iteration, vt__wall(),
+                                 (float)(t->loss_sum / t->seen)};
+    l[t->nsteplog + 1] = (vt_scalar){"step/accuracy", (int64_t)t->iteration, vt__wall(),
+                                     (float)t->correct / (float)t->seen};
+    t->nsteplog += 2;
+    return 0;
+}
+
 static int vt__train_step(vt_trainer *t)
 {
     int n, rc;
@@ -657,6 +687,8 @@ static int vt__train_step(vt_trainer *t)
     t->seen += n;
     t->iteration++;
     t->step++;
+    if (t->iteration % 10 == 0 && (rc = vt__log_step(t)) < 0)
+        return rc;
     vt__progress(t, "training");
     return 0;
 }
@@ -718,6 +750,7 @@ cJSON *vt_epoch_metrics_json(const vt_epoch_metrics *m)
     cJSON_AddNumberToObject(o, "seconds", m->seconds);
     cJSON_AddNumberToObject(o, "lr", m->lr);
     cJSON_AddBoolToObject(o, "cached", m->cached);
+    cJSON_AddNumberToObject(o, "time", m->time);
     return o;
 }
 
@@ -743,6 +776,8 @@ static int vt__metrics_parse(const cJSON *o, vt_epoch_metrics *m)
     f = cJSON_GetObjectItemCaseSensitive(o, "val_accuracy");
     m->val_accuracy = cJSON_IsNumber(f) ? f->valuedouble : 0;
     m->cached = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "cached"));
+    f = cJSON_GetObjectItemCaseSensitive(o, "time");
+    m->time = cJSON_IsNumber(f) ? f->valuedouble : 0;
     return 0;
 }
 
@@ -759,27 +794,160 @@ static int vt__cat(char **buf, size_t *len, const char *text)
     return 0;
 }
 
-/* Rewrites OUT/metrics.jsonl (one line per finished epoch), durably. */
-static int vt__write_metrics(vt_trainer *t)
+/* Writes one output file of the job durably, as the job's owner. */
+static int vt__write_output(vt_trainer *t, const char *name, const void *data, size_t len)
 {
-    char *buf = NULL, path[PATH_MAX];
-    size_t len = 0;
-    int rc = 0;
-    for (int i = 0; i < t->nhistory && rc == 0; i++) {
-        cJSON *o = vt_epoch_metrics_json(&t->history[i]);
-        char *line = o ? cJSON_PrintUnformatted(o) : NULL;
-        rc = line ? vt__cat(&buf, &len, line) : vt_error_set(VT_ENOMEM, "out of memory");
-        if (rc == 0)
-            rc = vt__cat(&buf, &len, "\n");
-        free(line);
-        cJSON_Delete(o);
-    }
-    snprintf(path, sizeof path, "%s/metrics.jsonl", t->spec.output);
+    char path[PATH_MAX];
+    int rc = vt_path(path, sizeof path, "%s/%s", t->spec.output, name);
     if (rc == 0 && (rc = vt__enter(t)) == 0) {
-        rc = vt_write_file_atomic(AT_FDCWD, path, buf ? buf : "", len);
+        rc = vt_write_file_atomic(AT_FDCWD, path, data, len);
         vt__leave(t);
     }
-    free(buf);
+    return rc;
+}
+
+/* Rewrites OUT/metrics.jsonl and OUT/metrics.csv (one line per finished
+ * epoch) and the TensorBoard event file. */
+static int vt__write_metrics(vt_trainer *t)
+{
+    char *jsonl = NULL, *csv = NULL, row[512];
+    size_t jl = 0, cl = 0, ns = 0;
+    vt_scalar *sc = NULL;
+    int rc = vt__cat(&csv, &cl, "epoch,loss,accuracy,val_loss,val_accuracy,images_per_s,"
+                                "seconds,lr,cached\n");
+    for (int i = 0; i < t->nhistory && rc == 0; i++) {
+        const vt_epoch_metrics *m = &t->history[i];
+        cJSON *o = vt_epoch_metrics_json(m);
+        char *line = o ? cJSON_PrintUnformatted(o) : NULL;
+        rc = line ? vt__cat(&jsonl, &jl, line) : vt_error_set(VT_ENOMEM, "out of memory");
+        if (rc == 0)
+            rc = vt__cat(&jsonl, &jl, "\n");
+        free(line);
+        cJSON_Delete(o);
+        if (m->has_val)
+            snprintf(row, sizeof row, "%d,%.9g,%.9g,%.9g,%.9g,%.6g,%.6g,%.9g,%d\n", m->epoch,
+                     m->loss, m->accuracy, m->val_loss, m->val_accuracy, m->images_per_s,
+                     m->seconds, m->lr, m->cached);
+        else
+            snprintf(row, sizeof row, "%d,%.9g,%.9g,,,%.6g,%.6g,%.9g,%d\n", m->epoch, m->loss,
+                     m->accuracy, m->images_per_s, m->seconds, m->lr, m->cached);
+        if (rc == 0)
+            rc = vt__cat(&csv, &cl, row);
+    }
+    if (rc == 0 && !(sc = malloc(sizeof *sc * (size_t)(6 * t->nhistory + t->nsteplog + 1))))
+        rc = vt_error_set(VT_ENOMEM, "out of memory");
+    for (int i = 0; i < t->nhistory && rc == 0; i++) {
+        const vt_epoch_metrics *m = &t->history[i];
+        const struct { const char *tag; double v; int val; } vals[] = {
+            {"epoch/loss", m->loss, 0}, {"epoch/accuracy", m->accuracy, 0},
+            {"epoch/val_loss", m->val_loss, 1}, {"epoch/val_accuracy", m->val_accuracy, 1},
+            {"epoch/lr", m->lr, 0}, {"epoch/images_per_s", m->images_per_s, 0}};
+        for (size_t k = 0; k < sizeof vals / sizeof vals[0]; k++) {
+            if (vals[k].val && !m->has_val)
+                continue;
+            sc[ns] = (vt_scalar){"", m->epoch, m->time, (float)vals[k].v};
+            snprintf(sc[ns].tag, sizeof sc[ns].tag, "%s", vals[k].tag);
+            ns++;
+        }
+    }
+    if (rc == 0) {
+        memcpy(sc + ns, t->steplog, sizeof *sc * (size_t)t->nsteplog);
+        ns += (size_t)t->nsteplog;
+    }
+    if (rc == 0 && (rc = vt__write_output(t, "metrics.jsonl", jsonl ? jsonl : "", jl)) == 0 &&
+        (rc = vt__write_output(t, "metrics.csv", csv, cl)) == 0) {
+        char path[PATH_MAX];
+        if ((rc = vt_path(path, sizeof path, "%s/events.out.tfevents.vggtune",
+                          t->spec.output)) == 0 && (rc = vt__enter(t)) == 0) {
+            rc = vt_tb_write(path, sc, ns, t->start_wall);
+            vt__leave(t);
+        }
+    }
+    free(jsonl);
+    free(csv);
+    free(sc);
+    return rc;
+}
+
+/* Bottleneck jobs: the frozen features of every readable image, once all are
+ * cached, as OUT/bottleneck_features.safetensors: "train" and "val"
+ * (N, 512, s, s) float32 in PyTorch's NCHW layout (the output of
+ * torchvision's vgg16().features), "train_labels"/"val_labels" (N) as
+ * floats, and metadata: classes, the image files in row order, image size,
+ * preprocessing. */
+static int vt__save_features(vt_trainer *t)
+{
+    vt_tensorset *set = vt_tensorset_new();
+    int side, ch, rc = 0;
+    char *classes = NULL;
+    if (!set)
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    vt_model_cut(t->model, &side, &ch);
+    for (int v = 0; v < 2 && rc == 0; v++) {
+        const vt_dataset *ds = v ? t->val : t->train;
+        vt_tensor *cache = v ? t->cache_val : t->cache_train;
+        const uint8_t *bad = v ? t->bad_val : t->bad_train;
+        size_t per = (size_t)side * side * ch;
+        float *all, *lab;
+        int n = 0;
+        vt_ntensor *ft, *lt;
+        cJSON *files;
+        if (!ds || !cache)
+            continue;
+        for (int i = 0; i < ds->n; i++)
+            n += !bad[i];
+        int64_t fshape[4] = {n, ch, side, side}, lshape[1] = {n};
+        if (!(all = malloc(sizeof *all * per * (size_t)ds->n))) {
+            rc = vt_error_set(VT_ENOMEM, "out of memory");
+            break;
+        }
+        if ((rc = vt_tensor_download(cache, all)) == 0 &&
+            (rc = vt_tensorset_add(set, v ? "val" : "train", 4, fshape, NULL, &ft)) == 0 &&
+            (rc = vt_tensorset_add(set, v ? "val_labels" : "train_labels", 1, lshape, NULL,
+                                   &lt)) == 0) {
+            files = cJSON_CreateArray();
+            lab = lt->data;
+            for (int i = 0, r = 0; i < ds->n; i++) {
+                if (bad[i])
+                    continue;
+                const float *src = all + per * (size_t)i; /* (s, s, C) */
+                float *dst = ft->data + per * (size_t)r;  /* (C, s, s) */
+                for (int c = 0; c < ch; c++)
+                    for (int hw = 0; hw < side * side; hw++)
+                        dst[(size_t)c * side * side + hw] = src[(size_t)hw * ch + c];
+                lab[r++] = (float)ds->samples[i].label;
+                cJSON_AddItemToArray(files, cJSON_CreateString(ds->samples[i].path));
+            }
+            char *text = cJSON_PrintUnformatted(files);
+            rc = vt_tensorset_set_meta(set, v ? "val_files" : "train_files", text ? text : "[]");
+            free(text);
+            cJSON_Delete(files);
+        }
+        free(all);
+    }
+    if (rc == 0 && (classes = vt__classes_json(t->train))) {
+        char num[32];
+        vt_tensorset_set_meta(set, "format", "vggtune-bottleneck-features-1");
+        vt_tensorset_set_meta(set, "classes", classes);
+        snprintf(num, sizeof num, "%d", t->spec.image_size);
+        vt_tensorset_set_meta(set, "image_size", num);
+        vt_tensorset_set_meta(set, "preprocess", vt_preprocess_name(t->prep));
+        vt_tensorset_set_meta(set, "layout", "NCHW float32: VGG16 block5_pool output");
+        vt_tensorset_set_meta(set, "weights", t->env.base_desc ? t->env.base_desc : "random");
+        char path[PATH_MAX];
+        if ((rc = vt_path(path, sizeof path, "%s/bottleneck_features.safetensors",
+                          t->spec.output)) == 0 && (rc = vt__enter(t)) == 0) {
+            rc = vt_safetensors_write(AT_FDCWD, path, set);
+            vt__leave(t);
+        }
+    }
+    free(classes);
+    vt_tensorset_free(set);
+    if (rc == 0) {
+        t->features_saved = 1;
+        vt__say(t, VT_LOG_INFO, "bottleneck features saved to %s/bottleneck_features.safetensors",
+                t->spec.output);
+    }
     return rc;
 }
 
@@ -845,8 +1013,8 @@ done:
 static int vt__write_classmap(vt_trainer *t)
 {
     cJSON *o = cJSON_CreateObject(), *idx;
-    char path[PATH_MAX], *text = NULL;
-    int rc = 0;
+    char *text = NULL;
+    int rc;
     if (!o)
         return vt_error_set(VT_ENOMEM, "out of memory");
     cJSON *arr = cJSON_AddArrayToObject(o, "classes");
@@ -859,11 +1027,7 @@ static int vt__write_classmap(vt_trainer *t)
     cJSON_Delete(o);
     if (!text)
         return vt_error_set(VT_ENOMEM, "out of memory");
-    snprintf(path, sizeof path, "%s/classmap.json", t->spec.output);
-    if ((rc = vt__enter(t)) == 0) {
-        rc = vt_write_file_atomic(AT_FDCWD, path, text, strlen(text));
-        vt__leave(t);
-    }
+    rc = vt__write_output(t, "classmap.json", text, strlen(text));
     free(text);
     return rc;
 }
@@ -959,6 +1123,19 @@ int vt_trainer_checkpoint(vt_trainer *t)
             snprintf(num, sizeof num, "epoch 0 0 0 0 0 0");
         }
         vt_tensorset_set_meta(set, "position", num);
+        {
+            cJSON *sl = cJSON_CreateArray();
+            for (int i = 0; sl && i + 1 < t->nsteplog; i += 2) {
+                double row[4] = {(double)t->steplog[i].step, t->steplog[i].wall,
+                                 t->steplog[i].value, t->steplog[i + 1].value};
+                cJSON_AddItemToArray(sl, cJSON_CreateDoubleArray(row, 4));
+            }
+            char *text = sl ? cJSON_PrintUnformatted(sl) : NULL;
+            cJSON_Delete(sl);
+            rc = text ? vt_tensorset_set_meta(set, "step_log", text)
+                      : vt_error_set(VT_ENOMEM, "out of memory");
+            free(text);
+        }
         vt_tensorset_set_meta(set, "bad_train", bt);
         vt_tensorset_set_meta(set, "bad_val", bv);
         rc = vt_tensorset_set_meta(set, "job", spec);
@@ -1058,6 +1235,30 @@ static int vt__load_checkpoint(vt_trainer *t)
             t->resume_val = 1;
         }
     }
+    {
+        cJSON *sl = cJSON_Parse(vt_tensorset_meta(set, "step_log") ?
+                                vt_tensorset_meta(set, "step_log") : "[]"), *row;
+        int n = cJSON_GetArraySize(sl);
+        free(t->steplog);
+        t->nsteplog = 0;
+        t->steplog = calloc((size_t)(2 * n + 2), sizeof *t->steplog);
+        if (!t->steplog) {
+            cJSON_Delete(sl);
+            rc = vt_error_set(VT_ENOMEM, "out of memory");
+            goto done;
+        }
+        cJSON_ArrayForEach(row, sl) {
+            if (cJSON_GetArraySize(row) != 4)
+                continue;
+            double x[4];
+            for (int k = 0; k < 4; k++)
+                x[k] = cJSON_GetArrayItem(row, k)->valuedouble;
+            t->steplog[t->nsteplog++] = (vt_scalar){"step/loss", (int64_t)x[0], x[1], (float)x[2]};
+            t->steplog[t->nsteplog++] = (vt_scalar){"step/accuracy", (int64_t)x[0], x[1],
+                                                    (float)x[3]};
+        }
+        cJSON_Delete(sl);
+    }
     t->resumed = 1;
     vt__say(t, VT_LOG_INFO, "resumed from checkpoint: %d epoch%s done%s", t->epoch,
             t->epoch == 1 ? "" : "s",
@@ -1086,12 +1287,17 @@ static int vt__epoch_end(vt_trainer *t)
     m.seconds = vt__now() - t->t_epoch0;
     m.lr = t->last_lr;
     m.cached = t->epoch_cached;
+    m.time = vt__wall();
     if (!(h = realloc(t->history, sizeof *h * (size_t)(t->nhistory + 1))))
         return vt_error_set(VT_ENOMEM, "out of memory");
     t->history = h;
     t->history[t->nhistory++] = m;
     t->last_rate = m.images_per_s;
     if ((rc = vt__write_metrics(t)) < 0)
+        return rc;
+    /* After an epoch every readable image's features are in the caches. */
+    if (t->spec.trainable_blocks == 0 && !t->features_saved && t->cache_train &&
+        (!t->val || t->cache_val) && (rc = vt__save_features(t)) < 0)
         return rc;
 
     if (m.has_val) {

@@ -11,6 +11,15 @@
  * skipping decode and the frozen convolutions.  Validation features are
  * always cached.  Results are bit-identical with and without the cache.
  *
+ * Outputs (OUT = spec.output), rewritten durably at every epoch end:
+ *   metrics.jsonl, metrics.csv   one line/row per epoch
+ *   events.out.tfevents.vggtune  TensorBoard scalars (epoch/..., and the
+ *                                running training loss every 10 steps)
+ *   model.safetensors            at the end (or the best epoch, keep_best)
+ *   classmap.json                at the end
+ *   bottleneck_features.safetensors  bottleneck jobs: the frozen features
+ *                                of every image (see README)
+ *
  * Determinism: the epoch order, dropout masks and augmentation are pure
  * functions of (seed, epoch, iteration, sample); a checkpoint holds the
  * trainable weights, velocities, counters, history and the list of
@@ -49,6 +58,7 @@ typedef struct {
     double seconds;         /* the whole epoch, validation included */
     double lr;              /* learning rate at the epoch's last step */
     int cached;             /* trained from cached features */
+    double time;            /* Unix seconds at the epoch's end */
 } vt_epoch_metrics;
 
 typedef struct {
