@@ -18,7 +18,10 @@ def args():
     p.add_argument("--build", required=True)
     p.add_argument("--source", required=True)
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    return p.parse_args()
+    a = p.parse_args()
+    a.build = os.path.abspath(a.build)
+    a.source = os.path.abspath(a.source)
+    return a
 
 
 def need(*modules):

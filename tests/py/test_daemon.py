@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""The daemon and the client, end to end, on the CPU backend.
+
+Starts the real vggtuned on a temporary socket and drives it with the real
+vggtune client (and raw socket writes for malformed input):
+  submit -> watch -> success with outputs; predict equals the foreground
+  engine's prediction; eval; cancel mid-run; two jobs at once both finish;
+  every bad input gets an error reply and the daemon goes on serving; a
+  client that stops reading is cut off while memory stays bounded; 50
+  concurrent clients are served.
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import vtpy  # noqa: E402
+from vtdaemon import Daemon, Raw, job_spec, make_data  # noqa: E402
+
+a = vtpy.args()
+TMP = vtpy.tmpdir(a.keep)
+DATA = make_data(a.build, os.path.join(TMP, "data"))
+VGGTUNED = os.path.join(a.build, "daemon", "vggtuned")
+d = Daemon(a.build, TMP)
+
+
+def write_spec(name, **extra):
+    spec = job_spec(DATA, os.path.join(TMP, "out", name), **extra)
+    path = os.path.join(TMP, name + ".json")
+    with open(path, "w") as f:
+        json.dump(spec, f)
+    return path
+
+
+# ---- submit -> watch -> success -------------------------------------------
+r = d.cli("submit", "--spec", write_spec("first", epochs=3), "--watch")
+vtpy.check("submitted job 1" in r.stdout, f"submit output: {r.stdout!r}")
+vtpy.check(r.returncode == 0, "submit --watch of a good job must exit 0")
+out = os.path.join(TMP, "out", "first")
+for f in ("model.safetensors", "metrics.jsonl", "classmap.json"):
+    vtpy.check(os.path.exists(os.path.join(out, f)), f"missing output {f}")
+metrics = [json.loads(x) for x in open(os.path.join(out, "metrics.jsonl"))]
+vtpy.check(len(metrics) == 3 and metrics[-1]["val_accuracy"] is not None,
+           f"metrics.jsonl: {metrics}")
+job = d.cli_json("status", "1")["job"]
+vtpy.check(job["state"] == "succeeded" and job["epochs_done"] == 3, f"job 1: {job}")
+vtpy.check(len(job["metrics"]) == 3, "job 1 should report 3 epochs of metrics")
+
+# ---- predict == the foreground engine ---------------------------------------
+imgs = sorted(os.path.join(DATA, "val", c, f) for c in os.listdir(os.path.join(DATA, "val"))
+              for f in os.listdir(os.path.join(DATA, "val", c)))[:5]
+ours = d.cli_json("predict", "1", *imgs, "--top", "3")["predictions"]
+fg = json.loads(vtpy.run([VGGTUNED, "predict", "--backend", "cpu", "--json", "--top", "3",
+                          os.path.join(out, "model.safetensors"), *imgs]).stdout)
+for p, q in zip(ours, fg):
+    vtpy.check([t["class"] for t in p["top"]] == [t["class"] for t in q["top"]],
+               f"predict classes differ for {p['image']}")
+    vtpy.check(all(abs(t["probability"] - u["probability"]) < 1e-6
+                   for t, u in zip(p["top"], q["top"])),
+               f"predict probabilities differ for {p['image']}: {p} vs {q}")
+ev = d.cli_json("eval", "1", os.path.join(DATA, "val"))["eval"]
+vtpy.check(ev["n"] == 12 and len(ev["confusion"]) == 3, f"eval: {ev}")
+vtpy.check(abs(ev["accuracy"] - metrics[-1]["val_accuracy"]) < 1e-9,
+           f"eval accuracy {ev['accuracy']} != last val_accuracy {metrics[-1]['val_accuracy']}")
+
+# ---- cancel mid-run ---------------------------------------------------------
+r = d.cli_json("submit", "--spec", write_spec("long", epochs=200))
+long_id = r["job"]["id"]
+d.wait_state(long_id, ["running"])
+time.sleep(1.0)
+r = d.cli("cancel", str(long_id))
+vtpy.check(r.returncode == 0, "cancel must exit 0")
+j = d.wait_state(long_id, ["cancelled"], timeout=30)
+vtpy.check(j["epochs_done"] < 200 and "cancelled by" in j.get("reason", ""), f"cancelled: {j}")
+r = d.cli("watch", str(long_id), check=False)
+vtpy.check(r.returncode == 1, f"watching a cancelled job must exit 1, got {r.returncode}")
+r = d.cli("cancel", str(long_id), check=False)
+vtpy.check(r.returncode == 1 and "already" in r.stderr, f"second cancel: {r.stderr!r}")
+
+# ---- two jobs at once ---------------------------------------------------------
+ids = [d.cli_json("submit", "--spec", write_spec(f"pair{i}", seed=i + 1))["job"]["id"]
+       for i in range(2)]
+seen_running_together = False
+deadline = time.time() + 300
+while time.time() < deadline:
+    st = [d.cli_json("status", str(i))["job"]["state"] for i in ids]
+    seen_running_together |= st == ["running", "running"]
+    if all(s == "succeeded" for s in st):
+        break
+    time.sleep(0.2)
+vtpy.check(all(d.cli_json("status", str(i))["job"]["state"] == "succeeded" for i in ids),
+           "both jobs should succeed")
+vtpy.check(seen_running_together, "the two jobs never ran at the same time")
+
+# ---- bad input ------------------------------------------------------------------
+def expect_error(msg, code, contains=""):
+    vtpy.check(msg is not None and msg.get("ok") is False and msg["error"]["code"] == code
+               and contains in msg["error"]["message"],
+               f"expected {code} ({contains!r}), got {msg}")
+
+r = Raw(d.socket, hello=False)
+expect_error(r.request({"op": "list"}), "EPROTO", "hello first")
+expect_error(r.request({"op": "hello", "version": 99}), "EPROTO", "version")
+r.send_raw(b"this is not json\n")
+expect_error(r.read(), "EPROTO")
+r.send_raw(b'{"id": 5}\n')
+expect_error(r.read(), "EPROTO", "op")
+r.send_raw(b'[1,2,3]\n')
+expect_error(r.read(), "EPROTO")
+r.close()
+
+r = Raw(d.socket)
+expect_error(r.request({"op": "frobnicate"}), "EINVAL", "unknown op")
+expect_error(r.request({"op": "job", "job": "one"}), "EINVAL", "job")
+expect_error(r.request({"op": "job", "job": 99999}), "ENOTFOUND", "no job 99999")
+expect_error(r.request({"op": "submit", "job": {"data": {"train": DATA}}}), "EINVAL", "output")
+expect_error(r.request({"op": "submit", "job": {"data": {"train": "rel/dir"}, "output": "/o"}}),
+             "EINVAL", "absolute")
+expect_error(r.request({"op": "submit", "job": {"data": {"train": DATA}, "output": "/o",
+                                                "optimizer": {"lr": "fast"}}}),
+             "EINVAL", "optimizer.lr")
+expect_error(r.request({"op": "predict", "job": long_id, "images": [imgs[0]]}), "ESTATE")
+expect_error(r.request({"op": "predict", "job": 1, "images": ["relative.jpg"]}), "EINVAL")
+r.close()
+
+# A job whose data cannot be used fails with a message that says why.
+bad = d.cli_json("submit", "--spec", write_spec("nodata", data={"train": "/nonexistent/x",
+                                                                "val": None}))
+j = d.wait_state(bad["job"]["id"], ["failed"], timeout=60)
+vtpy.check("/nonexistent/x" in j.get("error", ""), f"failed job error: {j}")
+r = d.cli("watch", str(bad["job"]["id"]), check=False)
+vtpy.check(r.returncode == 1 and "/nonexistent/x" in r.stderr, f"watch of failed: {r.stderr!r}")
+
+# A frame over the limit: error reply, then the connection is closed.
+r = Raw(d.socket)
+r.send_raw(b'{"id": 1, "op": "status", "pad": "' + b"x" * (1 << 20) + b'"}\n')
+m = r.read()
+expect_error(m, "ETOOBIG")
+vtpy.check(r.read() is None, "the daemon should close after an oversized frame")
+r.close()
+
+# A client that connects and says nothing, one that vanishes mid-request.
+idle = socket.socket(socket.AF_UNIX)
+idle.connect(d.socket)
+gone = Raw(d.socket)
+gone.send({"op": "predict", "job": 1, "images": imgs})
+gone.close()
+half = socket.socket(socket.AF_UNIX)
+half.connect(d.socket)
+half.sendall(b'{"id": 1, "op": "hel')
+half.close()
+
+# A client that floods requests and never reads the replies is cut off once
+# its output passes the hard limit; the daemon's memory stays bounded.
+rss0 = d.rss_kib()
+flood = socket.socket(socket.AF_UNIX)
+flood.connect(d.socket)
+flood.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+flood.sendall(b'{"id":0,"op":"hello","version":1}\n')
+req = b'{"id":1,"op":"job","job":1}\n'
+sent = 0
+try:
+    flood.settimeout(30)
+    for _ in range(20000):
+        flood.sendall(req * 10)
+        sent += 10
+except OSError:
+    pass
+time.sleep(1)
+rss1 = d.rss_kib()
+vtpy.check("stopped reading" in d.log_text(), "the flooding client was not disconnected")
+vtpy.check(rss1 - rss0 < 64 * 1024, f"daemon memory grew by {rss1 - rss0} KiB under a "
+           f"non-reading client ({sent} requests sent)")
+flood.close()
+print(f"flood: {sent} requests sent, RSS {rss0} -> {rss1} KiB")
+
+# A slow watcher: never reads a watch stream; the daemon goes on.
+slow = Raw(d.socket)
+slow_job = d.cli_json("submit", "--spec", write_spec("watched", epochs=3))["job"]["id"]
+slow.send({"op": "watch", "job": slow_job})
+d.wait_state(slow_job, ["succeeded"], timeout=300)
+st = Raw(d.socket).request({"op": "status"})
+vtpy.check(st["ok"], "the daemon must still serve after all the bad input")
+idle.close()
+slow.close()
+
+# ---- 50 concurrent clients ----------------------------------------------------
+errors = []
+submitted = []
+
+
+def client(i):
+    try:
+        if i % 10 == 0:
+            r = d.cli_json("submit", "--spec", write_spec(f"many{i}", epochs=1))
+            submitted.append(r["job"]["id"])
+        elif i % 3 == 0:
+            r = d.cli("watch", "1")
+            assert r.returncode == 0
+        elif i % 3 == 1:
+            d.cli_json("list")
+        else:
+            raw = Raw(d.socket)
+            for _ in range(20):
+                assert raw.request({"op": "status"})["ok"]
+            raw.close()
+    except Exception as e:  # noqa: BLE001
+        errors.append(f"client {i}: {e!r}")
+
+
+threads = [threading.Thread(target=client, args=(i,)) for i in range(50)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+vtpy.check(not errors, f"concurrent clients failed: {errors[:3]}")
+for jid in submitted:
+    d.wait_state(jid, ["succeeded"], timeout=300)
+vtpy.check(len(submitted) == 5, f"{len(submitted)} of 5 concurrent submissions came back")
+
+# ---- the client's own errors ----------------------------------------------------
+r = vtpy.run([d.client, "--socket", os.path.join(TMP, "nope.sock"), "list"], check=False)
+vtpy.check(r.returncode == 3 and "not running" in r.stderr, f"no daemon: {r.stderr!r}")
+r = d.cli("status", "4242", check=False)
+vtpy.check(r.returncode == 1 and "no job 4242" in r.stderr, f"missing job: {r.stderr!r}")
+r = d.cli("frobnicate", check=False)
+vtpy.check(r.returncode == 2, "an unknown command is a usage error")
+
+rc, secs = d.stop()
+vtpy.check(rc == 0 and secs < 30, f"SIGTERM: exit {rc} after {secs:.1f}s")
+vtpy.done()

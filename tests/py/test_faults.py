@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Nothing is lost: kill -9, SIGTERM, restart, full disks.
+
+  kill -9 while one job runs, one waits and one has finished; restart: the
+  running job resumes from its last checkpoint and ends bit-identical to an
+  uninterrupted run, the waiting one runs, the finished one's outputs and
+  history are intact.
+  SIGTERM mid-epoch: exit 0 within seconds, resume mid-epoch, bit-identical.
+  A full disk and a read-only output directory fail that job with a clear
+  message; the daemon and other jobs go on.
+"""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import vtpy  # noqa: E402
+from vtdaemon import Daemon, job_spec, make_data  # noqa: E402
+
+a = vtpy.args()
+(np,) = vtpy.need("numpy")
+from safetensors.numpy import load_file  # noqa: E402
+
+TMP = vtpy.tmpdir(a.keep)
+DATA = make_data(a.build, os.path.join(TMP, "data"), per_class=24)
+VGGTUNED = os.path.join(a.build, "daemon", "vggtuned")
+
+
+def spec_file(name, **extra):
+    spec = job_spec(DATA, os.path.join(TMP, "out", name), head={"dense": [64, 32],
+                                                                 "dropout": 0.2}, **extra)
+    path = os.path.join(TMP, name + ".json")
+    with open(path, "w") as f:
+        json.dump(spec, f)
+    return path
+
+
+def reference(name, **extra):
+    """The same job straight through in the foreground."""
+    path = spec_file(name + "_ref", **extra)
+    vtpy.run([VGGTUNED, "run", "--backend", "cpu", "--quiet", "--threads", "2", path])
+    return os.path.join(TMP, "out", name + "_ref")
+
+
+def same_model(out, ref, what):
+    x = load_file(os.path.join(out, "model.safetensors"))
+    y = load_file(os.path.join(ref, "model.safetensors"))
+    diff = [k for k in y if not np.array_equal(x[k], y[k])]
+    vtpy.check(set(x) == set(y) and not diff, f"{what}: tensors differ: {diff[:4]}")
+    mx = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))]
+    my = [json.loads(l) for l in open(os.path.join(ref, "metrics.jsonl"))]
+    keys = ("loss", "accuracy", "val_loss", "val_accuracy")
+    vtpy.check([[m[k] for k in keys] for m in mx] == [[m[k] for k in keys] for m in my],
+               f"{what}: metrics differ")
+
+
+def sha(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+# ---- kill -9 with a running, a queued and a finished job ---------------------
+d = Daemon(a.build, TMP, extra=["--max-running", "1"])
+done = d.cli_json("submit", "--spec", spec_file("finished", epochs=1))["job"]["id"]
+d.wait_state(done, ["succeeded"])
+done_hash = sha(os.path.join(TMP, "out", "finished", "model.safetensors"))
+run_id = d.cli_json("submit", "--spec", spec_file("killed", epochs=5))["job"]["id"]
+wait_id = d.cli_json("submit", "--spec", spec_file("waiting", epochs=1))["job"]["id"]
+deadline = time.time() + 300
+while time.time() < deadline:
+    j = d.cli_json("status", str(run_id))["job"]
+    if j["epochs_done"] >= 2:
+        break
+    time.sleep(0.05)
+vtpy.check(d.cli_json("status", str(wait_id))["job"]["state"] == "queued",
+           "the second job should be waiting (max-running 1)")
+d.kill9()
+d.start()
+jobs = {j["id"]: j for j in d.cli_json("list")["jobs"]}
+vtpy.check(jobs[done]["state"] == "succeeded", f"finished job after restart: {jobs[done]}")
+vtpy.check(jobs[wait_id]["state"] == "queued", f"waiting job after restart: {jobs[wait_id]}")
+vtpy.check(jobs[run_id]["state"] in ("queued", "running"), f"killed job: {jobs[run_id]}")
+full = d.cli_json("status", str(done))["job"]
+vtpy.check(len(full["metrics"]) == 1, "the finished job's history is intact")
+d.wait_state(run_id, ["succeeded"])
+d.wait_state(wait_id, ["succeeded"])
+vtpy.check("resumes from its last checkpoint" in d.log_text(), "no resume was logged")
+vtpy.check(sha(os.path.join(TMP, "out", "finished", "model.safetensors")) == done_hash,
+           "the finished job's model changed")
+j = d.cli_json("status", str(run_id))["job"]
+vtpy.check(len(j["metrics"]) == 5 and [m["epoch"] for m in j["metrics"]] == [1, 2, 3, 4, 5],
+           f"resumed job's epochs: {[m['epoch'] for m in j['metrics']]}")
+same_model(os.path.join(TMP, "out", "killed"), reference("killed", epochs=5), "kill -9")
+vtpy.check(not os.listdir(os.path.join(d.state, "checkpoints")),
+           "checkpoints of finished jobs should be removed")
+
+# ---- SIGTERM mid-epoch ----------------------------------------------------------
+term = d.cli_json("submit", "--spec", spec_file("term", epochs=3,
+                                                 augment={"flip": True}))["job"]["id"]
+deadline = time.time() + 300
+while time.time() < deadline:
+    p = d.cli_json("status", str(term))["job"].get("progress")
+    if p and p["epoch"] == 2 and 0 < p["step"] < p["steps"] - 2:
+        break
+    time.sleep(0.02)
+rc, secs = d.stop()
+vtpy.check(rc == 0 and secs < 20, f"SIGTERM: exit {rc} after {secs:.1f}s")
+vtpy.check("checkpointed for restart" in d.log_text(), "SIGTERM did not checkpoint the job")
+d.start()
+d.wait_state(term, ["succeeded"])
+vtpy.check("continuing the next one where it stopped" in d.log_text(),
+           "the job did not resume mid-epoch")
+same_model(os.path.join(TMP, "out", "term"), reference("term", epochs=3,
+                                                       augment={"flip": True}), "SIGTERM")
+
+# ---- full disk and read-only output ----------------------------------------------
+if os.geteuid() == 0:
+    full_dir = os.path.join(TMP, "full")
+    ro_dir = os.path.join(TMP, "ro")
+    os.makedirs(full_dir)
+    os.makedirs(ro_dir)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", full_dir], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=256k", "tmpfs", ro_dir], check=True)
+    try:
+        f1 = d.cli_json("submit", "--spec", spec_file("full", epochs=1,
+                                                      output=os.path.join(full_dir, "o")))
+        f2 = d.cli_json("submit", "--spec", spec_file("ro", epochs=1,
+                                                      output=os.path.join(ro_dir, "o")))
+        ok = d.cli_json("submit", "--spec", spec_file("fine", epochs=1))
+        j1 = d.wait_state(f1["job"]["id"], ["failed", "succeeded"])
+        j2 = d.wait_state(f2["job"]["id"], ["failed", "succeeded"])
+        j3 = d.wait_state(ok["job"]["id"], ["failed", "succeeded"])
+        vtpy.check(j1["state"] == "failed" and "No space left" in j1.get("error", ""),
+                   f"full disk: {j1}")
+        vtpy.check(j2["state"] == "failed" and "Read-only" in j2.get("error", ""),
+                   f"read-only output: {j2}")
+        vtpy.check(j3["state"] == "succeeded", f"the other job: {j3}")
+    finally:
+        subprocess.run(["umount", full_dir])
+        subprocess.run(["umount", ro_dir])
+else:
+    print("SKIP part: full disk and read-only output need root (tmpfs mounts)")
+
+rc, _ = d.stop()
+vtpy.check(rc == 0, f"final stop: {rc}")
+vtpy.done()

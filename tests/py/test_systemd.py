@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""The service side: unit files, socket activation, the notify protocol.
+
+  systemd-analyze verify passes on the units (as configured by CMake).
+  Socket activation: systemd-socket-activate passes the listening socket
+  (LISTEN_FDS) and the client talks to the daemon through it.
+  Notify: with a test NOTIFY_SOCKET the daemon sends READY=1 once ready,
+  STATUS= lines, WATCHDOG=1 when WATCHDOG_USEC is set, STOPPING=1 on SIGTERM.
+"""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import vtpy  # noqa: E402
+from vtdaemon import Raw  # noqa: E402
+
+a = vtpy.args()
+TMP = vtpy.tmpdir(a.keep)
+VGGTUNED = os.path.join(a.build, "daemon", "vggtuned")
+CLIENT = os.path.join(a.build, "client", "vggtune")
+
+# ---- unit files ----------------------------------------------------------------
+if shutil.which("systemd-analyze"):
+    units = os.path.join(TMP, "units")
+    os.makedirs(units)
+    with open(os.path.join(a.build, "systemd", "vggtuned.service")) as f:
+        text = f.read()
+    exe = [l.split("=", 1)[1].split()[0] for l in text.splitlines() if l.startswith("ExecStart=")]
+    vtpy.check(exe and exe[0].endswith("/vggtuned"), f"ExecStart: {exe}")
+    with open(os.path.join(units, "vggtuned.service"), "w") as f:
+        f.write(text.replace(exe[0], VGGTUNED))
+    shutil.copy(os.path.join(a.source, "systemd", "vggtuned.socket"), units)
+    r = vtpy.run(["systemd-analyze", "verify", "vggtuned.service", "vggtuned.socket"],
+                 check=False, cwd=units)
+    vtpy.check(r.returncode == 0, "systemd-analyze verify failed")
+    for must in ("Type=notify", "WatchdogSec=", "User=vggtune", "DeviceAllow=char-nvidia-uvm",
+                 "Restart=on-failure"):
+        vtpy.check(must in text, f"vggtuned.service lacks {must}")
+else:
+    print("SKIP part: systemd-analyze is missing")
+
+# ---- socket activation ------------------------------------------------------------
+if shutil.which("systemd-socket-activate"):
+    sock = os.path.join(TMP, "act.sock")
+    state = os.path.join(TMP, "act-state")
+    log = open(os.path.join(TMP, "act.log"), "w")
+    p = subprocess.Popen(["systemd-socket-activate", "-l", sock, VGGTUNED, "--state-dir",
+                          state, "--backend", "cpu", "--socket", os.path.join(TMP, "unused.sock")],
+                         stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            raw = Raw(sock, timeout=5)
+            ready = raw.request({"op": "status"})["daemon"]["ready"]
+            raw.close()
+            if ready:
+                break
+        except OSError:
+            pass
+        time.sleep(0.1)
+    r = vtpy.run([CLIENT, "--socket", sock, "status"], check=False)
+    vtpy.check(r.returncode == 0 and "cpu" in r.stdout, f"client through activation: {r.stdout!r}")
+    p.send_signal(signal.SIGTERM)
+    p.wait(30)
+    log.close()
+    text = open(os.path.join(TMP, "act.log")).read()
+    vtpy.check("using the socket passed by systemd" in text, f"activation log: {text}")
+    vtpy.check(not os.path.exists(os.path.join(TMP, "unused.sock")),
+               "with socket activation the daemon must not create its own socket")
+else:
+    print("SKIP part: systemd-socket-activate is missing")
+
+# ---- notify protocol ------------------------------------------------------------------
+nsock = os.path.join(TMP, "notify.sock")
+ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+ns.bind(nsock)
+ns.settimeout(60)
+env = dict(os.environ, NOTIFY_SOCKET=nsock, WATCHDOG_USEC="1000000")
+dsock = os.path.join(TMP, "n.sock")
+p = subprocess.Popen([VGGTUNED, "--socket", dsock, "--state-dir", os.path.join(TMP, "n-state"),
+                      "--backend", "cpu"], env=env, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL)
+msgs = []
+t0 = time.time()
+while time.time() - t0 < 30 and not (any("READY=1" in m for m in msgs) and
+                                     any("WATCHDOG=1" in m for m in msgs)):
+    msgs.append(ns.recv(4096).decode())
+ready_at = next((i for i, m in enumerate(msgs) if "READY=1" in m), None)
+vtpy.check(ready_at is not None, f"no READY=1: {msgs}")
+vtpy.check(any(m.startswith("STATUS=") or "\nSTATUS=" in m for m in msgs), f"no STATUS: {msgs}")
+vtpy.check(any("WATCHDOG=1" in m for m in msgs), f"no WATCHDOG=1: {msgs}")
+# READY means the trunk is resident and the socket answers.
+r = Raw(dsock)
+vtpy.check(r.request({"op": "status"})["daemon"]["ready"], "READY=1 before the daemon was ready")
+r.close()
+p.send_signal(signal.SIGTERM)
+stopping = False
+while not stopping:
+    try:
+        stopping = "STOPPING=1" in ns.recv(4096).decode()
+    except socket.timeout:
+        break
+vtpy.check(stopping, "no STOPPING=1 on SIGTERM")
+vtpy.check(p.wait(30) == 0, "SIGTERM exit status")
+vtpy.done()

@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""Several users on one daemon: identity, privacy, file access, fair share.
+
+Needs root (creates users with useradd, runs the real client as each user
+with setpriv).  Users: vtalice and vtbob in group vtusers (may use the
+socket), vterin also in vtadmins (the admin group), vtdave in neither.
+  - bob cannot see alice's job details, cancel it or predict with it
+  - bob cannot train on alice's 0700 directory or write into it
+  - root and erin (admin) see and manage everything
+  - dave cannot connect at all
+  - outputs belong to the submitting user
+  - per-user limits; fair share: alice with 1 job and bob with several get
+    40-60% of the device time each
+"""
+import grp
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import vtpy  # noqa: E402
+from vtdaemon import Daemon, job_spec, make_data  # noqa: E402
+
+a = vtpy.args()
+if os.geteuid() != 0:
+    print("SKIP: needs root to create users")
+    sys.exit(vtpy.SKIP)
+for tool in ("useradd", "groupadd", "setpriv"):
+    if not shutil.which(tool):
+        print(f"SKIP: {tool} is missing")
+        sys.exit(vtpy.SKIP)
+
+
+def ensure_group(name):
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        subprocess.run(["groupadd", name], check=True)
+        return grp.getgrnam(name).gr_gid
+
+
+def ensure_user(name, groups):
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "--no-create-home", "--shell", "/bin/false", name],
+                       check=True)
+    if groups:
+        subprocess.run(["usermod", "-a", "-G", ",".join(groups), name], check=True)
+    return pwd.getpwnam(name)
+
+
+ensure_group("vtusers")
+ensure_group("vtadmins")
+alice = ensure_user("vtalice", ["vtusers"])
+bob = ensure_user("vtbob", ["vtusers"])
+erin = ensure_user("vterin", ["vtusers", "vtadmins"])
+dave = ensure_user("vtdave", [])
+
+TMP = vtpy.tmpdir(a.keep)
+os.chmod(TMP, 0o755)
+home = {}
+for u in (alice, bob):
+    h = os.path.join(TMP, u.pw_name)
+    os.makedirs(h)
+    make_data(a.build, os.path.join(h, "data"), per_class=12, seed=u.pw_uid % 7)
+    subprocess.run(["chown", "-R", f"{u.pw_uid}:{u.pw_gid}", h], check=True)
+    os.chmod(h, 0o700)
+    home[u.pw_name] = h
+shared = os.path.join(TMP, "shared")
+make_data(a.build, os.path.join(shared, "data"), per_class=40)
+subprocess.run(["chmod", "-R", "a+rX", shared], check=True)
+
+d = Daemon(a.build, TMP, extra=["--socket-group", "vtusers", "--admin-group", "vtadmins",
+                                "--max-running", "2", "--max-queued", "3"])
+st = os.stat(d.socket)
+vtpy.check(st.st_mode & 0o777 == 0o660 and st.st_gid == grp.getgrnam("vtusers").gr_gid,
+           f"socket mode {oct(st.st_mode)} group {st.st_gid}")
+
+
+def submit(user, spec, check=True):
+    path = os.path.join(TMP, f"{user}-{spec['name']}.json")
+    with open(path, "w") as f:
+        json.dump(spec, f)
+    os.chmod(path, 0o644)
+    r = d.cli("--json", "submit", "--spec", path, user=user, check=check)
+    return json.loads(r.stdout) if r.returncode == 0 else r
+
+
+def own_spec(user, name, **extra):
+    h = home[user]
+    return job_spec(os.path.join(h, "data"), os.path.join(h, "out", name), **extra)
+
+
+# ---- a finished job of alice's ------------------------------------------------
+j = submit("vtalice", own_spec("vtalice", "a1", epochs=1))["job"]
+d.wait_state(j["id"], ["succeeded"])
+model = os.path.join(home["vtalice"], "out", "a1", "model.safetensors")
+vtpy.check(os.stat(model).st_uid == alice.pw_uid, "alice's outputs must belong to alice")
+a1 = j["id"]
+
+# ---- bob against alice's job -----------------------------------------------------
+r = d.cli("status", str(a1), user="vtbob", check=False)
+vtpy.check(r.returncode == 1 and "belongs to vtalice" in r.stderr, f"bob status: {r.stderr!r}")
+r = d.cli("predict", str(a1), os.path.join(shared, "data", "val", "circles", "img00000.jpg"),
+          user="vtbob", check=False)
+vtpy.check(r.returncode == 1 and "belongs to" in r.stderr, f"bob predict: {r.stderr!r}")
+r = d.cli("watch", str(a1), user="vtbob", check=False)
+vtpy.check(r.returncode == 1, "bob may not watch alice's job")
+lst = json.loads(d.cli("--json", "list", user="vtbob").stdout)["jobs"]
+vtpy.check(all(x["user"] != "vtalice" for x in lst), "bob must not see alice's finished jobs")
+
+# bob trains on alice's private data, or writes into her directory: refused.
+bad_in = job_spec(os.path.join(home["vtalice"], "data"), os.path.join(TMP, "bob-out"),
+                  name="steal", epochs=1)
+r = submit("vtbob", bad_in)["job"]
+j = d.wait_state(r["id"], ["failed", "succeeded"])
+vtpy.check(j["state"] == "failed" and "ermission denied" in j.get("error", ""),
+           f"bob training on alice's data: {j}")
+vtpy.check(not os.path.exists(os.path.join(TMP, "bob-out", "model.safetensors")),
+           "nothing may be written for a refused job")
+bad_out = job_spec(os.path.join(shared, "data"), os.path.join(home["vtalice"], "out", "bob"),
+                   name="plant", epochs=1)
+r = submit("vtbob", bad_out)["job"]
+j = d.wait_state(r["id"], ["failed", "succeeded"])
+vtpy.check(j["state"] == "failed" and ("ermission denied" in j.get("error", "") or
+                                       "not writable" in j.get("error", "")),
+           f"bob writing into alice's directory: {j}")
+vtpy.check(not os.path.exists(os.path.join(home["vtalice"], "out", "bob")),
+           "bob's job created something in alice's directory")
+
+# ---- dave is not in the group ---------------------------------------------------
+r = d.cli("list", user="vtdave", check=False)
+vtpy.check(r.returncode == 3 and "ermission denied" in r.stderr, f"dave: {r.stderr!r}")
+
+# ---- root and the admin group -------------------------------------------------------
+rj = d.cli_json("status", str(a1))["job"]
+vtpy.check(rj["name"] == "a1" and "spec" in rj, "root sees alice's job in full")
+ej = json.loads(d.cli("--json", "status", str(a1), user="vterin").stdout)["job"]
+vtpy.check(ej["name"] == "a1", "the admin group sees alice's job in full")
+allj = d.cli_json("list", "--all")["jobs"]
+vtpy.check({x["user"] for x in allj} >= {"vtalice", "vtbob"}, "root's list --all")
+
+# ---- fair share and limits ------------------------------------------------------------
+long_spec = lambda who, n: job_spec(os.path.join(shared, "data"),  # noqa: E731
+                                    os.path.join(TMP, "fair", who + str(n)), name=f"f{n}",
+                                    epochs=500)
+os.makedirs(os.path.join(TMP, "fair"))
+os.chmod(os.path.join(TMP, "fair"), 0o777)
+fa = [submit("vtalice", long_spec("a", 0))["job"]["id"]]
+fb = [submit("vtbob", long_spec("b", n))["job"]["id"] for n in range(3)]
+for jid in fa + fb[:2]:
+    d.wait_state(jid, ["running"])
+# bob: 2 running (max-running 2) + 1 queued; 2 more fill max-queued 3
+for n in range(3, 5):
+    submit("vtbob", long_spec("b", n))
+r = submit("vtbob", long_spec("b", 9), check=False)
+vtpy.check(r.returncode == 1 and "limit" in r.stderr, f"queue limit: {r.stderr!r}")
+time.sleep(3)  # past the start-up of every job
+
+
+def device_seconds():
+    users = d.cli_json("status")["daemon"]["users"]
+    return {u["user"]: u["device_s"] for u in users}
+
+
+t0 = device_seconds()
+time.sleep(12)
+t1 = device_seconds()
+da = t1["vtalice"] - t0["vtalice"]
+db = t1["vtbob"] - t0["vtbob"]
+share = da / (da + db)
+print(f"fair share: alice {da:.2f}s, bob {db:.2f}s of device time -> alice {share:.1%}")
+vtpy.check(0.4 <= share <= 0.6, f"alice's share {share:.1%} is outside 40-60%")
+text = d.cli("status").stdout
+vtpy.check("vtalice" in text and "vtbob" in text, f"status shows the users: {text!r}")
+
+# bob cannot cancel alice's job; alice can; root can cancel bob's.
+r = d.cli("cancel", str(fa[0]), user="vtbob", check=False)
+vtpy.check(r.returncode == 1 and "belongs to" in r.stderr, "bob cancelling alice's job")
+d.cli("cancel", str(fa[0]), user="vtalice")
+for x in d.cli_json("list", "--all")["jobs"]:
+    if x["state"] in ("queued", "running"):
+        d.cli("cancel", str(x["id"]))
+rc, _ = d.stop()
+vtpy.check(rc == 0, f"stop: {rc}")
+vtpy.done()
