@@ -128,20 +128,22 @@ static void vt__on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     vt_conn *c = (vt_conn *)s;
     char *line;
     size_t len;
-    int rc;
+    int rc = 0, fed;
 
     if (n < 0) {
         free(buf->base);
         vt_conn_close(c); /* EOF or error: the client went away */
         return;
     }
-    rc = vt_framer_feed(&c->framer, buf->base, (size_t)n);
+    fed = vt_framer_feed(&c->framer, buf->base, (size_t)n);
     free(buf->base);
     while (!c->closing && (rc = vt_framer_next(&c->framer, &line, &len)) > 0) {
         if (len > 0)
             vt_ops_dispatch(c, line, len);
         free(line);
     }
+    if (fed < 0 && rc >= 0)
+        rc = fed;
     if (rc == VT_ETOOBIG && !c->closing) {
         char msg[128];
         snprintf(msg, sizeof msg, "frame longer than %zu bytes; closing the connection",

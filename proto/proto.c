@@ -142,6 +142,8 @@ int vt_framer_next(vt_framer *f, char **line, size_t *len)
     }
     if (f->head == f->len)
         f->head = f->tail = f->len = 0;
+    if (f->too_big)
+        return vt_error_set(VT_ETOOBIG, "message longer than %zu bytes", f->max);
     return 0;
 }
 
@@ -308,9 +310,12 @@ static char *vt__line(cJSON *o)
 char *vt_proto_ok(const cJSON *id, cJSON *body)
 {
     cJSON *o = vt__with_id(id);
-    if (!o || !cJSON_AddBoolToObject(o, "ok", 1) || !vt__move_fields(o, body, "id", "ok")) {
-        if (!o)
-            cJSON_Delete(body);
+    if (!o || !cJSON_AddBoolToObject(o, "ok", 1)) {
+        cJSON_Delete(o);
+        cJSON_Delete(body);
+        return NULL;
+    }
+    if (!vt__move_fields(o, body, "id", "ok")) {
         cJSON_Delete(o);
         return NULL;
     }
@@ -334,10 +339,12 @@ char *vt_proto_error(const cJSON *id, int code, const char *message)
 char *vt_proto_event(const cJSON *id, const char *event, cJSON *body)
 {
     cJSON *o = vt__with_id(id);
-    if (!o || !cJSON_AddStringToObject(o, "event", event) ||
-        !vt__move_fields(o, body, "id", "event")) {
-        if (!o)
-            cJSON_Delete(body);
+    if (!o || !cJSON_AddStringToObject(o, "event", event)) {
+        cJSON_Delete(o);
+        cJSON_Delete(body);
+        return NULL;
+    }
+    if (!vt__move_fields(o, body, "id", "event")) {
         cJSON_Delete(o);
         return NULL;
     }
@@ -478,6 +485,9 @@ static int vt__read_socket(vt_client *c, int64_t deadline_ms, cJSON **msg)
         char *line = NULL;
         size_t len = 0;
         int rc = vt_framer_next(&c->in, &line, &len);
+        if (rc == VT_ETOOBIG)
+            return vt_error_set(VT_EPROTO, "vggtuned sent a message longer than %zu bytes",
+                                c->in.max);
         if (rc < 0)
             return rc;
         if (rc > 0) {
@@ -523,10 +533,8 @@ static int vt__read_socket(vt_client *c, int64_t deadline_ms, cJSON **msg)
         }
         if ((rc = vt_framer_feed(&c->in, buf, (size_t)r)) < 0) {
             c->closed = 1;
-            if (rc == VT_ETOOBIG)
-                return vt_error_set(VT_EPROTO, "vggtuned sent a message longer than %zu bytes",
-                                    c->in.max);
-            return rc;
+            if (rc != VT_ETOOBIG) /* too big: the messages before it come first */
+                return rc;
         }
     }
 }
@@ -604,14 +612,17 @@ int vt_client_send(vt_client *c, cJSON *req, int64_t *id)
     }
     /* "id" first: easier to read in a trace. */
     if (!(msg = cJSON_CreateObject()) ||
-        !cJSON_AddNumberToObject(msg, "id", (double)c->next_id) ||
-        !vt__move_fields(msg, req, "id", "id") || !(text = vt__line(msg))) {
-        if (!msg)
-            cJSON_Delete(req);
-        else if (!text)
-            cJSON_Delete(msg);
+        !cJSON_AddNumberToObject(msg, "id", (double)c->next_id)) {
+        cJSON_Delete(msg);
+        cJSON_Delete(req);
         return vt_error_set(VT_ENOMEM, "out of memory");
     }
+    if (!vt__move_fields(msg, req, "id", "id")) {
+        cJSON_Delete(msg);
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    }
+    if (!(text = vt__line(msg)))
+        return vt_error_set(VT_ENOMEM, "out of memory");
     n = strlen(text);
     if (n > c->max_frame) {
         free(text);
@@ -736,12 +747,11 @@ int vt_client_connect(vt_client **out, const char *path, cJSON **hello)
         goto fail;
     }
     rc = vt__request(c, req, VT__HELLO_TIMEOUT_MS, &reply);
-    if (rc == VT_EIO && !reply) {
-        rc = vt_error_wrap(VT_EIO, "no handshake with vggtuned at %s", path);
-        goto fail;
-    }
     if (rc < 0) {
-        rc = vt_error_wrap(rc, "vggtuned refused the handshake");
+        if (reply)
+            rc = vt_error_wrap(rc, "vggtuned refused the handshake");
+        else
+            rc = vt_error_wrap(rc, "no handshake with vggtuned at %s", path);
         goto fail;
     }
     if ((rc = vt__check_hello(c, reply)) < 0)

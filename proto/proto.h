@@ -50,7 +50,9 @@ int vt_framer_feed(vt_framer *f, const char *data, size_t n);
 
 /* Takes the next complete line out of the buffer: *line (malloc'd,
  * NUL-terminated, newline and a trailing '\r' removed) and *len.  Returns 1,
- * or 0 when no complete line is buffered, or VT_ENOMEM. */
+ * or 0 when no complete line is buffered, or VT_ENOMEM; once the lines
+ * before an oversized one are taken, VT_ETOOBIG (so a loop over
+ * vt_framer_next learns of the overflow too). */
 int vt_framer_next(vt_framer *f, char **line, size_t *len);
 
 /* ---- requests ---------------------------------------------------------- */
@@ -96,18 +98,23 @@ const char *vt_proto_default_socket(char *buf, size_t len);
 int vt_client_connect(vt_client **out, const char *path, cJSON **hello);
 
 /* Sends req (consumed; an "id" is added) and waits for the reply with that
- * id.  An "ok": false reply is returned as its negative code (from the
- * error table) with the daemon's message set; *reply (may be NULL) receives
- * the reply object either way (caller frees).  Socket errors: VT_EIO. */
+ * id; messages for other ids that arrive meanwhile are kept for
+ * vt_client_read.  An "ok": false reply is returned as its negative code
+ * (from the error table) with the daemon's message set; *reply (may be
+ * NULL) receives the reply object either way (caller frees) and is NULL
+ * when no reply came.  Without a reply: VT_EIO (connection lost),
+ * VT_EPROTO (the daemon sent something that is not a message), VT_ETOOBIG
+ * (the request is over the daemon's max_frame; nothing was sent). */
 int vt_client_request(vt_client *c, cJSON *req, cJSON **reply);
 
-/* Sends req (consumed) and returns its id; the caller then reads the stream
- * with vt_client_read. */
+/* Sends req (consumed) and returns its id (id may be NULL); the caller then
+ * reads the stream with vt_client_read.  Errors as vt_client_request's. */
 int vt_client_send(vt_client *c, cJSON *req, int64_t *id);
 
 /* Reads the next message from the daemon (blocking; timeout_ms < 0 waits
- * forever).  Returns 1 and *msg, 0 on timeout, VT_EIO when the connection
- * closed. */
+ * forever; EINTR does not end the wait).  Returns 1 and *msg (caller
+ * frees), 0 on timeout, VT_EIO when the connection closed (after every
+ * message that came before), VT_EPROTO for a malformed message. */
 int vt_client_read(vt_client *c, int timeout_ms, cJSON **msg);
 
 /* The connected socket (for poll()). */

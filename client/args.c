@@ -1,0 +1,619 @@
+/* args.c - vggtune's option parser and the submit command's job document
+ * (see cli.h).
+ *
+ * submit builds the same JSON document that `vggtuned run` reads: a --spec
+ * file if given, then every flag written over its field, whatever the order
+ * on the command line.  The result is checked with the engine's own
+ * vt_jobspec_parse, so a bad value is refused here, naming the flag, before
+ * the daemon is contacted; the document is then sent as the user wrote it
+ * (the daemon fills the defaults), with every path made absolute because
+ * the daemon does not share our working directory.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "../common/error.h"
+#include "../common/fileio.h"
+#include "../engine/jobspec.h"
+
+#define VT__SPEC_MAX ((size_t)1 << 20)
+
+/* ---- option parser ----------------------------------------------------- */
+
+void vt_cli_args_init(vt_cli_args *a, int argc, char **argv, int first, const char *cmd)
+{
+    a->argc = argc;
+    a->argv = argv;
+    a->i = first;
+    a->only_pos = 0;
+    a->cmd = cmd;
+}
+
+int vt_cli_next(vt_cli_args *a, const vt_cli_opt *opts, const char **val)
+{
+    const vt_cli_opt *o;
+    const char *s, *name, *eq;
+    size_t n;
+
+    for (;;) {
+        if (a->i >= a->argc)
+            return VT_CLI_END;
+        s = a->argv[a->i++];
+        if (a->only_pos || s[0] != '-' || s[1] == '\0') { /* "-" is a name too */
+            *val = s;
+            return 0;
+        }
+        if (strcmp(s, "--") != 0)
+            break;
+        a->only_pos = 1;
+    }
+    if (s[1] == '-') {
+        name = s + 2;
+        eq = strchr(name, '=');
+        n = eq ? (size_t)(eq - name) : strlen(name);
+        for (o = opts; o->name; o++)
+            if (strlen(o->name) == n && strncmp(o->name, name, n) == 0)
+                break;
+        if (!o->name)
+            return vt_error_set(VT_EINVAL, "unknown option '--%.*s'", (int)n, name);
+        if (!o->has_arg && eq)
+            return vt_error_set(VT_EINVAL, "--%s takes no value", o->name);
+        if (o->has_arg) {
+            if (eq)
+                *val = eq + 1;
+            else if (a->i < a->argc)
+                *val = a->argv[a->i++];
+            else
+                return vt_error_set(VT_EINVAL, "--%s needs a value", o->name);
+        }
+        return o->id;
+    }
+    for (o = opts; o->name; o++)
+        if (o->short_name && o->short_name == s[1])
+            break;
+    if (!o->name)
+        return vt_error_set(VT_EINVAL, "unknown option '%s'", s);
+    if (!o->has_arg) {
+        if (s[2])
+            return vt_error_set(VT_EINVAL, "unknown option '%s' (write short options "
+                                "separately)", s);
+        return o->id;
+    }
+    if (s[2])
+        *val = s + 2;
+    else if (a->i < a->argc)
+        *val = a->argv[a->i++];
+    else
+        return vt_error_set(VT_EINVAL, "-%c needs a value", o->short_name);
+    return o->id;
+}
+
+int vt_cli_parse_int(const char *opt, const char *text, long long *out)
+{
+    char *end;
+    long long v;
+    errno = 0;
+    v = strtoll(text, &end, 10);
+    if (!*text || *end || errno)
+        return vt_error_set(VT_EINVAL, "%s: '%s' is not an integer", opt, text);
+    *out = v;
+    return 0;
+}
+
+int vt_cli_parse_num(const char *opt, const char *text, double *out)
+{
+    char *end;
+    double v;
+    errno = 0;
+    v = strtod(text, &end);
+    if (!*text || *end || errno || !isfinite(v))
+        return vt_error_set(VT_EINVAL, "%s: '%s' is not a number", opt, text);
+    *out = v;
+    return 0;
+}
+
+char *vt_cli_abspath(const char *cwd, const char *path)
+{
+    size_t n = strlen(cwd) + strlen(path) + 3, o = 0;
+    char *joined = malloc(n), *out = malloc(n), *seg, *save = NULL;
+
+    if (!joined || !out) {
+        free(joined);
+        free(out);
+        return NULL;
+    }
+    snprintf(joined, n, "%s/%s", path[0] == '/' ? "" : cwd, path);
+    for (seg = strtok_r(joined, "/", &save); seg; seg = strtok_r(NULL, "/", &save)) {
+        if (strcmp(seg, ".") == 0)
+            continue;
+        o += (size_t)snprintf(out + o, n - o, "/%s", seg);
+    }
+    if (!o)
+        snprintf(out, n, "/");
+    free(joined);
+    return out;
+}
+
+/* ---- the job document -------------------------------------------------- */
+
+enum {
+    O_HELP = 1, O_JSON, O_SOCKET, O_SPEC, O_DATA, O_VAL, O_VAL_SPLIT, O_MODE, O_TB,
+    O_EPOCHS, O_BATCH, O_LR, O_IMAGE_SIZE, O_PREPROCESS, O_WEIGHTS, O_INIT, O_INIT_HEAD,
+    O_NAME, O_OUT, O_SEED, O_PRECISION, O_DROPOUT, O_DENSE, O_FLIP, O_CROP, O_KEEP_BEST,
+    O_PATIENCE, O_SCHEDULE, O_WATCH, O_DRY_RUN, O__COUNT
+};
+
+static const vt_cli_opt vt__submit_opts[] = {
+    {"help", 'h', 0, O_HELP},
+    {"json", 0, 0, O_JSON},
+    {"socket", 0, 1, O_SOCKET},
+    {"spec", 0, 1, O_SPEC},
+    {"data", 'd', 1, O_DATA},
+    {"val", 0, 1, O_VAL},
+    {"val-split", 0, 1, O_VAL_SPLIT},
+    {"mode", 'm', 1, O_MODE},
+    {"trainable-blocks", 0, 1, O_TB},
+    {"epochs", 'e', 1, O_EPOCHS},
+    {"batch-size", 'b', 1, O_BATCH},
+    {"lr", 0, 1, O_LR},
+    {"image-size", 0, 1, O_IMAGE_SIZE},
+    {"preprocess", 0, 1, O_PREPROCESS},
+    {"weights", 0, 1, O_WEIGHTS},
+    {"init", 0, 1, O_INIT},
+    {"init-head", 0, 1, O_INIT_HEAD},
+    {"name", 'n', 1, O_NAME},
+    {"out", 'o', 1, O_OUT},
+    {"seed", 0, 1, O_SEED},
+    {"precision", 0, 1, O_PRECISION},
+    {"dropout", 0, 1, O_DROPOUT},
+    {"dense", 0, 1, O_DENSE},
+    {"flip", 0, 0, O_FLIP},
+    {"crop", 0, 1, O_CROP},
+    {"keep-best", 0, 0, O_KEEP_BEST},
+    {"patience", 0, 1, O_PATIENCE},
+    {"schedule", 0, 1, O_SCHEDULE},
+    {"watch", 'w', 0, O_WATCH},
+    {"dry-run", 0, 0, O_DRY_RUN},
+    {NULL, 0, 0, 0},
+};
+
+/* Which flag sets which field of the document, for error messages: the
+ * engine's messages start with the field's path. */
+static const struct {
+    const char *field;
+    int opt;
+} vt__field_flags[] = {
+    {"data.train", O_DATA}, {"data.val_split", O_VAL_SPLIT}, {"data.val", O_VAL},
+    {"data.image_size", O_IMAGE_SIZE}, {"data.preprocess", O_PREPROCESS},
+    {"mode", O_MODE}, {"trainable_blocks", O_TB}, {"epochs", O_EPOCHS},
+    {"batch_size", O_BATCH}, {"optimizer.lr", O_LR}, {"optimizer.schedule", O_SCHEDULE},
+    {"weights", O_WEIGHTS}, {"init_job", O_INIT_HEAD}, {"init", O_INIT}, {"name", O_NAME},
+    {"output", O_OUT}, {"seed", O_SEED}, {"precision", O_PRECISION},
+    {"head.dropout", O_DROPOUT}, {"head.dense", O_DENSE}, {"augment.flip", O_FLIP},
+    {"augment.crop", O_CROP}, {"keep_best", O_KEEP_BEST},
+    {"early_stopping.patience", O_PATIENCE},
+};
+
+static const char *vt__opt_name(int id)
+{
+    for (const vt_cli_opt *o = vt__submit_opts; o->name; o++)
+        if (o->id == id)
+            return o->name;
+    return "?";
+}
+
+/* The object at doc[key], created (or replacing a non-object) when absent. */
+static cJSON *vt__section(cJSON *doc, const char *key)
+{
+    cJSON *s = cJSON_GetObjectItemCaseSensitive(doc, key);
+    if (cJSON_IsObject(s))
+        return s;
+    cJSON_DeleteItemFromObjectCaseSensitive(doc, key);
+    return cJSON_AddObjectToObject(doc, key);
+}
+
+/* Sets section.key (section NULL: the top level) to v (consumed). */
+static int vt__set(cJSON *doc, const char *section, const char *key, cJSON *v)
+{
+    cJSON *obj = section ? vt__section(doc, section) : doc;
+    if (!obj || !v) {
+        cJSON_Delete(v);
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(obj, key);
+    if (!cJSON_AddItemToObject(obj, key, v)) {
+        cJSON_Delete(v);
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    }
+    return 0;
+}
+
+static void vt__unset(cJSON *doc, const char *section, const char *key)
+{
+    cJSON *obj = section ? cJSON_GetObjectItemCaseSensitive(doc, section) : doc;
+    if (cJSON_IsObject(obj))
+        cJSON_DeleteItemFromObjectCaseSensitive(obj, key);
+}
+
+static const char *vt__get_str(const cJSON *doc, const char *section, const char *key)
+{
+    const cJSON *obj = section ? cJSON_GetObjectItemCaseSensitive(doc, section) : doc;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* "1024,128" -> [1024, 128]; "none" or "" -> []. */
+static int vt__dense(const char *text, cJSON **out)
+{
+    cJSON *arr = cJSON_CreateArray();
+    const char *p = text;
+
+    if (!arr)
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    if (strcmp(text, "none") != 0 && *text) {
+        for (;;) {
+            char *end;
+            long v;
+            errno = 0;
+            v = strtol(p, &end, 10);
+            if (end == p || errno || (*end && *end != ',')) {
+                cJSON_Delete(arr);
+                return vt_error_set(VT_EINVAL, "--dense: '%s' is not a list of layer widths "
+                                    "like 1024,128 (or 'none')", text);
+            }
+            cJSON_AddItemToArray(arr, cJSON_CreateNumber((double)v));
+            if (!*end)
+                break;
+            p = end + 1;
+        }
+    }
+    *out = arr;
+    return 0;
+}
+
+/* Writes one flag over the document. */
+static int vt__apply(cJSON *doc, int id, const char *val)
+{
+    char flag[64];
+    long long i = 0;
+    double d = 0;
+    int rc;
+
+    snprintf(flag, sizeof flag, "--%s", vt__opt_name(id));
+    switch (id) {
+    case O_TB: case O_EPOCHS: case O_BATCH: case O_IMAGE_SIZE: case O_INIT_HEAD:
+    case O_SEED: case O_PATIENCE:
+        if ((rc = vt_cli_parse_int(flag, val, &i)) < 0)
+            return rc;
+        break;
+    case O_VAL_SPLIT: case O_LR: case O_DROPOUT: case O_CROP:
+        if ((rc = vt_cli_parse_num(flag, val, &d)) < 0)
+            return rc;
+        break;
+    default:
+        break;
+    }
+    switch (id) {
+    case O_DATA: return vt__set(doc, "data", "train", cJSON_CreateString(val));
+    case O_VAL:
+        vt__unset(doc, "data", "val_split");
+        return vt__set(doc, "data", "val", cJSON_CreateString(val));
+    case O_VAL_SPLIT:
+        vt__unset(doc, "data", "val");
+        return vt__set(doc, "data", "val_split", cJSON_CreateNumber(d));
+    case O_IMAGE_SIZE: return vt__set(doc, "data", "image_size", cJSON_CreateNumber((double)i));
+    case O_PREPROCESS: return vt__set(doc, "data", "preprocess", cJSON_CreateString(val));
+    case O_MODE: /* the two say the same thing: the flag wins over the file */
+        vt__unset(doc, NULL, "trainable_blocks");
+        return vt__set(doc, NULL, "mode", cJSON_CreateString(val));
+    case O_TB:
+        vt__unset(doc, NULL, "mode");
+        return vt__set(doc, NULL, "trainable_blocks", cJSON_CreateNumber((double)i));
+    case O_EPOCHS: return vt__set(doc, NULL, "epochs", cJSON_CreateNumber((double)i));
+    case O_BATCH: return vt__set(doc, NULL, "batch_size", cJSON_CreateNumber((double)i));
+    case O_LR: return vt__set(doc, "optimizer", "lr", cJSON_CreateNumber(d));
+    case O_SCHEDULE: {
+        cJSON *opt = cJSON_GetObjectItemCaseSensitive(doc, "optimizer");
+        cJSON *sch = cJSON_GetObjectItemCaseSensitive(opt, "schedule");
+        if (cJSON_IsObject(sch)) /* keep its step_epochs, gamma, min_lr */
+            return vt__set(sch, NULL, "type", cJSON_CreateString(val));
+        return vt__set(doc, "optimizer", "schedule", cJSON_CreateString(val));
+    }
+    case O_WEIGHTS: return vt__set(doc, NULL, "weights", cJSON_CreateString(val));
+    case O_INIT:
+        vt__unset(doc, NULL, "init_job");
+        return vt__set(doc, NULL, "init", cJSON_CreateString(val));
+    case O_INIT_HEAD:
+        vt__unset(doc, NULL, "init");
+        return vt__set(doc, NULL, "init_job", cJSON_CreateNumber((double)i));
+    case O_NAME: return vt__set(doc, NULL, "name", cJSON_CreateString(val));
+    case O_OUT: return vt__set(doc, NULL, "output", cJSON_CreateString(val));
+    case O_SEED: return vt__set(doc, NULL, "seed", cJSON_CreateNumber((double)i));
+    case O_PRECISION: return vt__set(doc, NULL, "precision", cJSON_CreateString(val));
+    case O_DROPOUT: return vt__set(doc, "head", "dropout", cJSON_CreateNumber(d));
+    case O_DENSE: {
+        cJSON *arr = NULL;
+        if ((rc = vt__dense(val, &arr)) < 0)
+            return rc;
+        return vt__set(doc, "head", "dense", arr);
+    }
+    case O_FLIP: return vt__set(doc, "augment", "flip", cJSON_CreateTrue());
+    case O_CROP: return vt__set(doc, "augment", "crop", cJSON_CreateNumber(d));
+    case O_KEEP_BEST: return vt__set(doc, NULL, "keep_best", cJSON_CreateTrue());
+    case O_PATIENCE:
+        return vt__set(doc, "early_stopping", "patience", cJSON_CreateNumber((double)i));
+    default:
+        return 0;
+    }
+}
+
+/* A job name from the training directory: its last component, or its
+ * parent's when that is a generic "train" (~/flowers/train -> flowers). */
+static void vt__default_name(const char *train, char *name, size_t len)
+{
+    char *abs = vt_cli_abspath("/", train), *last, *parent;
+    size_t n;
+
+    snprintf(name, len, "job");
+    if (!abs)
+        return;
+    last = strrchr(abs, '/');
+    if (last && last[1] && (strcasecmp(last + 1, "train") == 0 ||
+                            strcasecmp(last + 1, "training") == 0) && last > abs) {
+        *last = '\0';
+        parent = strrchr(abs, '/');
+        last = parent;
+    }
+    if (last && last[1])
+        snprintf(name, len, "%s", last + 1);
+    free(abs);
+    n = strlen(name);
+    for (size_t i = 0; i < n; i++) /* the names the engine accepts */
+        if ((unsigned char)name[i] < 0x20 || name[i] == '/')
+            name[i] = '_';
+}
+
+/* cwd/runs/NAME, or NAME-2, NAME-3... when that exists already. */
+static char *vt__default_output(const char *cwd, const char *name)
+{
+    struct stat st;
+    size_t n = strlen(cwd) + strlen(name) + 32;
+    char *out = malloc(n), *abs;
+
+    if (!out)
+        return NULL;
+    for (int k = 1; k < 10000; k++) {
+        if (k == 1)
+            snprintf(out, n, "runs/%s", name);
+        else
+            snprintf(out, n, "runs/%s-%d", name, k);
+        if (!(abs = vt_cli_abspath(cwd, out)))
+            break;
+        if (lstat(abs, &st) < 0 && errno == ENOENT) {
+            free(out);
+            return abs;
+        }
+        free(abs);
+    }
+    free(out);
+    return NULL;
+}
+
+/* Makes section.key absolute when it is a string. */
+static int vt__absolutize(cJSON *doc, const char *section, const char *key, const char *cwd)
+{
+    const char *p = vt__get_str(doc, section, key);
+    char *abs;
+    if (!p)
+        return 0;
+    if (!(abs = vt_cli_abspath(cwd, p)))
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    vt__set(doc, section, key, cJSON_CreateString(abs));
+    free(abs);
+    return 0;
+}
+
+/* Appends which flag (or the spec file) a jobspec message is about. */
+static int vt__hint(int rc, const int *given, const char *spec_path)
+{
+    const char *msg = vt_error_msg();
+    char copy[1024];
+
+    snprintf(copy, sizeof copy, "%s", msg);
+    for (size_t k = 0; k < sizeof vt__field_flags / sizeof vt__field_flags[0]; k++) {
+        size_t n = strlen(vt__field_flags[k].field);
+        int id = vt__field_flags[k].opt;
+        if (strncmp(copy, vt__field_flags[k].field, n) != 0 || !strchr(" .[", copy[n]))
+            continue;
+        if (given[id] || !spec_path)
+            return vt_error_set(rc, "%s (--%s)", copy, vt__opt_name(id));
+        return vt_error_set(rc, "%s (in %s)", copy, spec_path);
+    }
+    if (spec_path)
+        return vt_error_set(rc, "%s: %s", spec_path, copy);
+    return rc;
+}
+
+/* Reads the --spec file into *doc. */
+static int vt__read_spec(const char *path, const char *cwd, cJSON **doc)
+{
+    char *abs = vt_cli_abspath(cwd, path);
+    uint8_t *text = NULL;
+    const char *end = NULL;
+    size_t len = 0;
+    int rc;
+
+    if (!abs)
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    rc = vt_read_file(abs, VT__SPEC_MAX, &text, &len);
+    free(abs);
+    if (rc < 0)
+        return vt_error_wrap(rc, "--spec");
+    *doc = cJSON_ParseWithLengthOpts((const char *)text, len, &end, 0);
+    if (!*doc) {
+        long at = end ? (long)(end - (const char *)text) : 0;
+        free(text);
+        return vt_error_set(VT_EINVAL, "--spec %s is not valid JSON (near byte %ld)", path, at);
+    }
+    free(text);
+    if (!cJSON_IsObject(*doc)) {
+        cJSON_Delete(*doc);
+        *doc = NULL;
+        return vt_error_set(VT_EINVAL, "--spec %s must hold a JSON object", path);
+    }
+    return 0;
+}
+
+void vt_cli_submit_free(vt_cli_submit *s)
+{
+    cJSON_Delete(s->doc);
+    s->doc = NULL;
+}
+
+int vt_cli_submit_parse(vt_cli_submit *s, vt_cli *cli, int argc, char **argv, int first)
+{
+    struct { int id; const char *val; } *flags = NULL;
+    int given[O__COUNT] = {0}, nflags = 0, id, rc = 0;
+    const char *spec_path = NULL, *val = NULL;
+    vt_cli_args a;
+    char *text = NULL, name[128];
+    vt_jobspec spec;
+
+    memset(s, 0, sizeof *s);
+    if (!(flags = calloc((size_t)argc + 1, sizeof *flags)))
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    vt_cli_args_init(&a, argc, argv, first, "vggtune submit");
+    while ((id = vt_cli_next(&a, vt__submit_opts, &val)) != VT_CLI_END) {
+        switch (id) {
+        case 0:
+            rc = vt_error_set(VT_EINVAL, "unexpected argument '%s' (give the data with "
+                              "--data DIR)", val);
+            goto done;
+        case O_HELP: s->help = 1; goto done;
+        case O_JSON: cli->json = 1; break;
+        case O_SOCKET: cli->socket = val; break;
+        case O_SPEC: spec_path = val; break;
+        case O_WATCH: s->watch = 1; break;
+        case O_DRY_RUN: s->dry_run = 1; break;
+        default:
+            if (id < 0) {
+                rc = id;
+                goto done;
+            }
+            given[id] = 1;
+            flags[nflags].id = id;
+            flags[nflags++].val = val;
+        }
+    }
+    if (spec_path) {
+        if ((rc = vt__read_spec(spec_path, cli->cwd, &s->doc)) < 0)
+            goto done;
+    } else if (!(s->doc = cJSON_CreateObject())) {
+        rc = vt_error_set(VT_ENOMEM, "out of memory");
+        goto done;
+    }
+    for (int k = 0; k < nflags; k++)
+        if ((rc = vt__apply(s->doc, flags[k].id, flags[k].val)) < 0)
+            goto done;
+    if (!vt__get_str(s->doc, "data", "train")) {
+        rc = vt_error_set(VT_EINVAL, "--data DIR is required: the training images, one "
+                          "sub-folder per class");
+        goto done;
+    }
+    if (!cJSON_GetObjectItemCaseSensitive(s->doc, "name")) {
+        vt__default_name(vt__get_str(s->doc, "data", "train"), name, sizeof name);
+        vt__set(s->doc, NULL, "name", cJSON_CreateString(name));
+    }
+    if (!cJSON_GetObjectItemCaseSensitive(s->doc, "output") &&
+        vt__get_str(s->doc, NULL, "name")) {
+        char *out = vt__default_output(cli->cwd, vt__get_str(s->doc, NULL, "name"));
+        if (!out) {
+            rc = vt_error_set(VT_EINVAL, "cannot pick an output directory under %s/runs: "
+                              "give one with --out DIR", cli->cwd);
+            goto done;
+        }
+        vt__set(s->doc, NULL, "output", cJSON_CreateString(out));
+        free(out);
+    }
+    if (!(text = cJSON_PrintUnformatted(s->doc))) {
+        rc = vt_error_set(VT_ENOMEM, "out of memory");
+        goto done;
+    }
+    if ((rc = vt_jobspec_parse(&spec, text, strlen(text))) < 0) {
+        rc = vt__hint(rc, given, spec_path);
+        goto done;
+    }
+    vt_jobspec_free(&spec);
+    if ((rc = vt__absolutize(s->doc, "data", "train", cli->cwd)) < 0 ||
+        (rc = vt__absolutize(s->doc, "data", "val", cli->cwd)) < 0 ||
+        (rc = vt__absolutize(s->doc, NULL, "weights", cli->cwd)) < 0 ||
+        (rc = vt__absolutize(s->doc, NULL, "init", cli->cwd)) < 0 ||
+        (rc = vt__absolutize(s->doc, NULL, "output", cli->cwd)) < 0)
+        goto done;
+done:
+    free(text);
+    free(flags);
+    if (rc < 0)
+        vt_cli_submit_free(s);
+    return rc;
+}
+
+/* Checks that path (from flag) is an existing directory (dir) or file. */
+static int vt__check_path(const char *path, const char *flag, int dir)
+{
+    struct stat st;
+    if (!path)
+        return 0;
+    if (stat(path, &st) < 0) {
+        if (errno == EACCES)
+            return vt_error_set(VT_EPERM, "%s %s: permission denied", flag, path);
+        return vt_error_set(VT_ENOTFOUND, "%s %s: %s", flag, path,
+                            errno == ENOENT ? (dir ? "no such directory" : "no such file")
+                                            : strerror(errno));
+    }
+    if (dir && !S_ISDIR(st.st_mode))
+        return vt_error_set(VT_EINVAL, "%s %s is not a directory", flag, path);
+    if (!dir && S_ISDIR(st.st_mode))
+        return vt_error_set(VT_EINVAL, "%s %s is a directory, not a file", flag, path);
+    return 0;
+}
+
+int vt_cli_check_paths(const cJSON *doc)
+{
+    int rc;
+    if ((rc = vt__check_path(vt__get_str(doc, "data", "train"), "--data", 1)) < 0 ||
+        (rc = vt__check_path(vt__get_str(doc, "data", "val"), "--val", 1)) < 0 ||
+        (rc = vt__check_path(vt__get_str(doc, NULL, "weights"), "--weights", 0)) < 0 ||
+        (rc = vt__check_path(vt__get_str(doc, NULL, "init"), "--init", 0)) < 0)
+        return rc;
+    return 0;
+}
+
+/* ---- exit statuses ----------------------------------------------------- */
+
+int vt_cli_exit_code(int rc, int replied)
+{
+    if (rc >= 0)
+        return VT_CLI_OK;
+    if (replied)
+        return VT_CLI_FAILED;
+    /* Refused before it left us (too large, out of memory): the daemon is
+     * fine, the operation failed. */
+    if (rc == VT_ETOOBIG || rc == VT_ENOMEM)
+        return VT_CLI_FAILED;
+    return VT_CLI_UNREACHABLE;
+}
+
+int vt_cli_job_exit(const cJSON *job)
+{
+    const cJSON *state = cJSON_GetObjectItemCaseSensitive(job, "state");
+    return cJSON_IsString(state) && strcmp(state->valuestring, "succeeded") == 0
+               ? VT_CLI_OK
+               : VT_CLI_FAILED;
+}

@@ -1,0 +1,717 @@
+/* commands.c - vggtune's commands (see cli.h): each parses its options,
+ * connects, sends one request (watch: reads the stream), renders the reply
+ * and returns the exit status.
+ *
+ * Every failure ends in one "vggtune: ..." line on the error stream that
+ * says the cause, and an exit status that tells scripts which kind of
+ * failure it was: 1 the daemon said no (or the watched job did not
+ * succeed), 2 the command line was wrong, 3 the daemon could not be reached.
+ */
+#include "cli.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/error.h"
+#include "../proto/proto.h"
+
+/* How often a watch looks at the interrupt flag while the stream is quiet. */
+#define VT__WATCH_TICK_MS 250
+
+static void vt__msg(vt_cli *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void vt__msg(vt_cli *cli, const char *fmt, ...)
+{
+    va_list ap;
+    fputs("vggtune: ", cli->err);
+    va_start(ap, fmt);
+    vfprintf(cli->err, fmt, ap);
+    va_end(ap);
+    fputc('\n', cli->err);
+    fflush(cli->err);
+}
+
+/* A usage error: the message and where to read more.  Returns 2. */
+static int vt__usage(vt_cli *cli, const char *cmd, const char *msg)
+{
+    fprintf(cli->err, "vggtune: %s%s%s\nTry 'vggtune%s%s --help'.\n", cmd ? cmd : "",
+            cmd ? ": " : "", msg, cmd ? " " : "", cmd ? cmd : "");
+    fflush(cli->err);
+    return VT_CLI_USAGE;
+}
+
+static void vt__print_json(vt_cli *cli, const cJSON *obj)
+{
+    char *s = cJSON_PrintUnformatted(obj);
+    if (s) {
+        fprintf(cli->out, "%s\n", s);
+        fflush(cli->out);
+    }
+    free(s);
+}
+
+/* ---- help -------------------------------------------------------------- */
+
+static const char vt__help_main[] =
+    "usage: vggtune [--socket PATH] [--json] COMMAND [ARGS]\n"
+    "\n"
+    "Trains VGG16 on your images with the vggtuned daemon.\n"
+    "\n"
+    "commands:\n"
+    "  submit --data DIR [options]   submit a training job (--watch to follow it)\n"
+    "  list [--all]                  your jobs and the queue\n"
+    "  status [JOB]                  the daemon (device, memory, queue, users) or one job\n"
+    "  watch JOB                     follow a job: progress, epochs, the result\n"
+    "  cancel JOB                    cancel a queued or running job\n"
+    "  predict JOB IMAGE... [--top K]  classify images with a job's model\n"
+    "  eval JOB DIR                  accuracy of a job's model on a labelled folder\n"
+    "\n"
+    "options (also accepted after the command):\n"
+    "  --socket PATH   the daemon's socket; default $VGGTUNE_SOCKET, else\n"
+    "                  $XDG_RUNTIME_DIR/vggtune.sock if it exists, else\n"
+    "                  /run/vggtune/vggtune.sock\n"
+    "  --json          print the daemon's replies as JSON, one object per line\n"
+    "  -h, --help      this text; 'vggtune COMMAND --help' for a command\n"
+    "  -V, --version   print the version\n"
+    "\n"
+    "exit status: 0 success; 1 the operation failed (for watch: the job failed or\n"
+    "was cancelled); 2 usage error; 3 vggtuned cannot be reached.\n";
+
+static const char vt__help_submit[] =
+    "usage: vggtune submit --data DIR [options]\n"
+    "       vggtune submit --spec JOB.json [options]\n"
+    "\n"
+    "Submits a training job and prints its number.  Relative paths are taken from\n"
+    "the current directory.  The job is checked here first, so a mistake is\n"
+    "reported before it is queued.\n"
+    "\n"
+    "data:\n"
+    "  -d, --data DIR          training images, one sub-folder per class (required)\n"
+    "      --val DIR           validation images, same layout\n"
+    "      --val-split F       or hold out this fraction of the training images\n"
+    "      --image-size N      input size, a multiple of 32 (default 224)\n"
+    "      --preprocess P      auto (follow the weights), torch or caffe\n"
+    "model:\n"
+    "  -m, --mode M            bottleneck: a head on frozen features; finetune: block 5\n"
+    "                          and the head (default); scratch: every layer\n"
+    "      --trainable-blocks N  0..5 trainable conv blocks (0 bottleneck, 1 finetune)\n"
+    "      --weights FILE      VGG16 weights, Keras .h5 or .safetensors (default:\n"
+    "                          random He initialisation)\n"
+    "      --init FILE         start the trained layers from a model file of ours\n"
+    "      --init-head JOB     start the head from a finished job (a bottleneck run)\n"
+    "      --dense W,W,...     hidden layers of the head (default 1024,128; bottleneck\n"
+    "                          256), or 'none'\n"
+    "      --dropout F         dropout after each hidden layer\n"
+    "training:\n"
+    "  -e, --epochs N          (default 10)\n"
+    "  -b, --batch-size N      (default 32)\n"
+    "      --lr F              learning rate (default 0.001; SGD, momentum 0.9, Nesterov)\n"
+    "      --schedule S        learning-rate schedule: none, step or cosine\n"
+    "      --precision P       auto, fp32 or bf16\n"
+    "      --seed N            (default 1)\n"
+    "      --flip              random horizontal flips\n"
+    "      --crop F            random crops, zooming up to 1+F (at most 0.5)\n"
+    "      --keep-best         keep the epoch with the lowest validation loss\n"
+    "      --patience N        stop after N epochs without improvement\n"
+    "job:\n"
+    "  -n, --name NAME         (default: the data folder's name, or its parent's when\n"
+    "                          it is called train: ~/flowers/train -> flowers)\n"
+    "  -o, --out DIR           where the model and metrics go (default: ./runs/NAME,\n"
+    "                          or ./runs/NAME-2, -3, ... when that exists)\n"
+    "      --spec FILE         a whole job document (README.md, 'Job specification');\n"
+    "                          the flags above override its fields\n"
+    "  -w, --watch             then follow the job as 'vggtune watch' does\n"
+    "      --dry-run           print the job document instead of submitting it\n"
+    "      --json, --socket PATH, -h/--help\n";
+
+static const char vt__help_list[] =
+    "usage: vggtune list [--all]\n"
+    "\n"
+    "Lists your jobs - number, owner, name, state, epoch, progress or result,\n"
+    "submission time - and the queued and running jobs of other users (only their\n"
+    "number, owner, state and queue position unless you are an administrator).\n"
+    "--all: administrators also see other users' finished jobs.\n";
+
+static const char vt__help_status[] =
+    "usage: vggtune status [JOB]\n"
+    "\n"
+    "Without JOB: the daemon's backend, device, memory, resident VGG16 trunks,\n"
+    "queue and each user's share of the device.  With JOB: that job in detail\n"
+    "with a table of its finished epochs.\n";
+
+static const char vt__help_watch[] =
+    "usage: vggtune watch JOB\n"
+    "\n"
+    "Follows a job until it ends.  On a terminal: a progress line updated in place\n"
+    "and a line per finished epoch; otherwise one line per epoch and log message.\n"
+    "Exits 0 when the job succeeded, 1 when it failed or was cancelled.  Ctrl-C\n"
+    "stops watching; the job goes on.\n";
+
+static const char vt__help_cancel[] =
+    "usage: vggtune cancel JOB\n"
+    "\n"
+    "Cancels a queued or running job.  A running job stops after its current step.\n";
+
+static const char vt__help_predict[] =
+    "usage: vggtune predict JOB IMAGE... [--top K]\n"
+    "\n"
+    "Classifies images with a finished job's model and prints the K most likely\n"
+    "classes of each with their probabilities (default K = 3).\n";
+
+static const char vt__help_eval[] =
+    "usage: vggtune eval JOB DIR\n"
+    "\n"
+    "Evaluates a finished job's model on DIR (one sub-folder per class, named as in\n"
+    "training): accuracy, loss, per-class precision and recall, confusion matrix.\n";
+
+/* ---- shared pieces ----------------------------------------------------- */
+
+enum { C_HELP = 1, C_JSON, C_SOCKET, C_ALL, C_TOP };
+
+#define VT__COMMON_OPTS                                                        \
+    {"help", 'h', 0, C_HELP}, {"json", 0, 0, C_JSON}, {"socket", 0, 1, C_SOCKET}
+
+typedef struct {
+    int help, all;
+    long long top;
+    int npos;
+    char **pos; /* positionals, in order */
+} vt__parsed;
+
+/* Parses a simple command's options.  Returns 0, or the usage error's exit
+ * status (message printed). */
+static int vt__parse(vt_cli *cli, const char *cmd, const vt_cli_opt *opts, int argc,
+                     char **argv, int first, vt__parsed *p)
+{
+    vt_cli_args a;
+    const char *val = NULL;
+    int id;
+
+    memset(p, 0, sizeof *p);
+    p->top = 3;
+    if (!(p->pos = calloc((size_t)argc + 1, sizeof *p->pos))) {
+        vt__msg(cli, "out of memory");
+        return VT_CLI_FAILED;
+    }
+    vt_cli_args_init(&a, argc, argv, first, cmd);
+    while ((id = vt_cli_next(&a, opts, &val)) != VT_CLI_END) {
+        switch (id) {
+        case 0: p->pos[p->npos++] = (char *)val; break;
+        case C_HELP: p->help = 1; break;
+        case C_JSON: cli->json = 1; break;
+        case C_SOCKET: cli->socket = val; break;
+        case C_ALL: p->all = 1; break;
+        case C_TOP:
+            if (vt_cli_parse_int("--top", val, &p->top) < 0 || p->top < 1) {
+                free(p->pos);
+                return vt__usage(cli, cmd, p->top < 1 ? "--top must be at least 1"
+                                                      : vt_error_msg());
+            }
+            break;
+        default:
+            free(p->pos);
+            return vt__usage(cli, cmd, vt_error_msg());
+        }
+    }
+    return 0;
+}
+
+/* A job number argument. */
+static int vt__job_arg(vt_cli *cli, const char *cmd, const char *text, int64_t *job)
+{
+    long long v;
+    char msg[256];
+    if (text[0] == '#')
+        text++;
+    if (vt_cli_parse_int("JOB", text, &v) < 0 || v < 1) {
+        snprintf(msg, sizeof msg, "'%s' is not a job number", text);
+        return vt__usage(cli, cmd, msg);
+    }
+    *job = v;
+    return 0;
+}
+
+/* Connects to the daemon.  Returns 0, or VT_CLI_UNREACHABLE (printed). */
+static int vt__open(vt_cli *cli, vt_client **c)
+{
+    char def[4096];
+    const char *path = cli->socket ? cli->socket : vt_proto_default_socket(def, sizeof def);
+    if (vt_client_connect(c, path, NULL) < 0) {
+        vt__msg(cli, "%s", vt_error_msg());
+        return VT_CLI_UNREACHABLE;
+    }
+    return 0;
+}
+
+/* Sends req (consumed), waits for the reply and prints it with --json.
+ * Returns 0 with *reply, or the exit status (message printed). */
+static int vt__call(vt_cli *cli, vt_client *c, cJSON *req, cJSON **reply)
+{
+    int rc = vt_client_request(c, req, reply), status;
+    if (cli->json && *reply)
+        vt__print_json(cli, *reply);
+    if (rc >= 0)
+        return 0;
+    status = vt_cli_exit_code(rc, *reply != NULL);
+    if (status == VT_CLI_UNREACHABLE)
+        vt__msg(cli, "lost the connection to vggtuned: %s", vt_error_msg());
+    else
+        vt__msg(cli, "%s", vt_error_msg());
+    cJSON_Delete(*reply);
+    *reply = NULL;
+    return status;
+}
+
+/* {"op": op, "job": job} */
+static cJSON *vt__job_req(const char *op, int64_t job)
+{
+    cJSON *r = cJSON_CreateObject();
+    if (r) {
+        cJSON_AddStringToObject(r, "op", op);
+        cJSON_AddNumberToObject(r, "job", (double)job);
+    }
+    return r;
+}
+
+/* Follows the watch stream of job.  Returns the exit status. */
+static int vt__watch(vt_cli *cli, vt_client *c, int64_t job)
+{
+    vt_cli_watcher w;
+    int64_t id;
+    int rc, status = VT_CLI_FAILED;
+
+    if ((rc = vt_client_send(c, vt__job_req("watch", job), &id)) < 0) {
+        vt__msg(cli, "%s", vt_error_msg());
+        return vt_cli_exit_code(rc, 0);
+    }
+    vt_cli_watcher_init(&w, cli->out, cli->err, cli->tty, cli->width, job);
+    w.quiet = cli->json;
+    cli->watching = 1;
+    for (;;) {
+        cJSON *msg = NULL;
+        const cJSON *mid;
+        if (cli->interrupted) {
+            vt_cli_watcher_clear(&w);
+            fflush(cli->out);
+            vt__msg(cli, "stopped watching; job %lld goes on ('vggtune cancel %lld' stops it)",
+                    (long long)job, (long long)job);
+            status = VT_CLI_INTERRUPTED;
+            break;
+        }
+        w.width = cli->width;
+        rc = vt_client_read(c, VT__WATCH_TICK_MS, &msg);
+        if (rc == 0)
+            continue;
+        if (rc < 0) {
+            vt_cli_watcher_clear(&w);
+            fflush(cli->out);
+            vt__msg(cli, "lost the connection to vggtuned while watching job %lld: %s (the "
+                    "job goes on; 'vggtune watch %lld' to follow it again)", (long long)job,
+                    vt_error_msg(), (long long)job);
+            status = VT_CLI_UNREACHABLE;
+            break;
+        }
+        mid = cJSON_GetObjectItemCaseSensitive(msg, "id");
+        if (cJSON_IsNumber(mid) && mid->valuedouble != (double)id) {
+            cJSON_Delete(msg); /* not ours */
+            continue;
+        }
+        if (cli->json)
+            vt__print_json(cli, msg);
+        rc = vt_cli_watcher_feed(&w, msg);
+        cJSON_Delete(msg);
+        if (rc < 0) {
+            fflush(cli->out);
+            vt__msg(cli, "%s", vt_error_msg());
+            status = VT_CLI_FAILED;
+            break;
+        }
+        if (rc == 1) {
+            status = vt_cli_watcher_finish(&w);
+            break;
+        }
+    }
+    cli->watching = 0;
+    vt_cli_watcher_free(&w);
+    return status;
+}
+
+/* ---- the commands ------------------------------------------------------ */
+
+static int vt__cmd_submit(vt_cli *cli, int argc, char **argv, int first)
+{
+    vt_cli_submit s;
+    vt_client *c = NULL;
+    cJSON *req = NULL, *reply = NULL;
+    const cJSON *job;
+    int64_t id;
+    int rc, status;
+
+    if ((rc = vt_cli_submit_parse(&s, cli, argc, argv, first)) < 0) {
+        if (rc == VT_EINVAL)
+            return vt__usage(cli, "submit", vt_error_msg());
+        vt__msg(cli, "%s", vt_error_msg());
+        return VT_CLI_FAILED;
+    }
+    if (s.help) {
+        fputs(vt__help_submit, cli->out);
+        return VT_CLI_OK;
+    }
+    /* Only a warning: the daemon reads the files as us and is the judge
+     * (a job it cannot read fails with the reason); this just tells of a
+     * typo at once instead of when the job starts. */
+    if (vt_cli_check_paths(s.doc) < 0)
+        vt__msg(cli, "warning: %s; the job will fail unless that changes", vt_error_msg());
+    if (s.dry_run) {
+        char *text = cli->json ? cJSON_PrintUnformatted(s.doc) : cJSON_Print(s.doc);
+        fprintf(cli->out, "%s\n", text ? text : "null");
+        free(text);
+        vt_cli_submit_free(&s);
+        return VT_CLI_OK;
+    }
+    if ((status = vt__open(cli, &c)) != 0) {
+        vt_cli_submit_free(&s);
+        return status;
+    }
+    if ((req = cJSON_CreateObject())) {
+        cJSON_AddStringToObject(req, "op", "submit");
+        cJSON_AddItemToObject(req, "job", s.doc);
+        s.doc = NULL;
+    }
+    vt_cli_submit_free(&s);
+    if ((status = vt__call(cli, c, req, &reply)) != 0)
+        goto done;
+    job = cJSON_GetObjectItemCaseSensitive(reply, "job");
+    if (!cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(job, "id"))) {
+        vt__msg(cli, "vggtuned accepted the job but did not say its number");
+        status = VT_CLI_FAILED;
+        goto done;
+    }
+    id = (int64_t)cJSON_GetObjectItemCaseSensitive(job, "id")->valuedouble;
+    if (!cli->json) {
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(job, "name");
+        if (cJSON_IsString(name))
+            fprintf(cli->out, "submitted job %lld (%s)\n", (long long)id, name->valuestring);
+        else
+            fprintf(cli->out, "submitted job %lld\n", (long long)id);
+        fflush(cli->out);
+    }
+    if (s.watch)
+        status = vt__watch(cli, c, id);
+done:
+    cJSON_Delete(reply);
+    vt_client_close(c);
+    return status;
+}
+
+static int vt__cmd_list(vt_cli *cli, int argc, char **argv, int first)
+{
+    static const vt_cli_opt opts[] = {VT__COMMON_OPTS, {"all", 'a', 0, C_ALL}, {0}};
+    vt__parsed p;
+    vt_client *c = NULL;
+    cJSON *req, *reply = NULL;
+    const cJSON *jobs;
+    int status;
+
+    if ((status = vt__parse(cli, "list", opts, argc, argv, first, &p)) != 0)
+        return status;
+    if (p.help) {
+        fputs(vt__help_list, cli->out);
+        goto done;
+    }
+    if (p.npos) {
+        status = vt__usage(cli, "list", "takes no arguments");
+        goto done;
+    }
+    if ((status = vt__open(cli, &c)) != 0)
+        goto done;
+    if ((req = cJSON_CreateObject())) {
+        cJSON_AddStringToObject(req, "op", "list");
+        cJSON_AddBoolToObject(req, "all", p.all);
+    }
+    if ((status = vt__call(cli, c, req, &reply)) != 0 || cli->json)
+        goto done;
+    jobs = cJSON_GetObjectItemCaseSensitive(reply, "jobs");
+    if (cJSON_GetArraySize(jobs) == 0)
+        fprintf(cli->out, "no jobs\n");
+    else
+        vt_cli_render_list(cli->out, jobs);
+done:
+    free(p.pos);
+    cJSON_Delete(reply);
+    vt_client_close(c);
+    return status;
+}
+
+static int vt__cmd_status(vt_cli *cli, int argc, char **argv, int first)
+{
+    static const vt_cli_opt opts[] = {VT__COMMON_OPTS, {0}};
+    vt__parsed p;
+    vt_client *c = NULL;
+    cJSON *req, *reply = NULL;
+    int64_t job = 0;
+    int status;
+
+    if ((status = vt__parse(cli, "status", opts, argc, argv, first, &p)) != 0)
+        return status;
+    if (p.help) {
+        fputs(vt__help_status, cli->out);
+        goto done;
+    }
+    if (p.npos > 1) {
+        status = vt__usage(cli, "status", "give at most one job number");
+        goto done;
+    }
+    if (p.npos && (status = vt__job_arg(cli, "status", p.pos[0], &job)) != 0)
+        goto done;
+    if ((status = vt__open(cli, &c)) != 0)
+        goto done;
+    if (job)
+        req = vt__job_req("job", job);
+    else if ((req = cJSON_CreateObject()))
+        cJSON_AddStringToObject(req, "op", "status");
+    if ((status = vt__call(cli, c, req, &reply)) != 0 || cli->json)
+        goto done;
+    if (job)
+        vt_cli_render_job(cli->out, cJSON_GetObjectItemCaseSensitive(reply, "job"));
+    else
+        vt_cli_render_status(cli->out, cJSON_GetObjectItemCaseSensitive(reply, "daemon"));
+done:
+    free(p.pos);
+    cJSON_Delete(reply);
+    vt_client_close(c);
+    return status;
+}
+
+/* The commands that take exactly one JOB. */
+static int vt__one_job(vt_cli *cli, const char *cmd, const char *help, int argc, char **argv,
+                       int first, int64_t *job)
+{
+    static const vt_cli_opt opts[] = {VT__COMMON_OPTS, {0}};
+    vt__parsed p;
+    int status;
+
+    *job = 0;
+    if ((status = vt__parse(cli, cmd, opts, argc, argv, first, &p)) != 0)
+        return status;
+    if (p.help) {
+        fputs(help, cli->out);
+        free(p.pos);
+        return -1;
+    }
+    if (p.npos != 1)
+        status = vt__usage(cli, cmd, p.npos ? "give one job number" : "which job?");
+    else
+        status = vt__job_arg(cli, cmd, p.pos[0], job);
+    free(p.pos);
+    return status;
+}
+
+static int vt__cmd_watch(vt_cli *cli, int argc, char **argv, int first)
+{
+    vt_client *c = NULL;
+    int64_t job;
+    int status = vt__one_job(cli, "watch", vt__help_watch, argc, argv, first, &job);
+
+    if (status)
+        return status < 0 ? VT_CLI_OK : status;
+    if ((status = vt__open(cli, &c)) != 0)
+        return status;
+    status = vt__watch(cli, c, job);
+    vt_client_close(c);
+    return status;
+}
+
+static int vt__cmd_cancel(vt_cli *cli, int argc, char **argv, int first)
+{
+    vt_client *c = NULL;
+    cJSON *reply = NULL;
+    const cJSON *j;
+    const char *state;
+    char label[192];
+    int64_t job;
+    int status = vt__one_job(cli, "cancel", vt__help_cancel, argc, argv, first, &job);
+
+    if (status)
+        return status < 0 ? VT_CLI_OK : status;
+    if ((status = vt__open(cli, &c)) != 0)
+        return status;
+    if ((status = vt__call(cli, c, vt__job_req("cancel", job), &reply)) != 0 || cli->json)
+        goto done;
+    j = cJSON_GetObjectItemCaseSensitive(reply, "job");
+    state = cJSON_IsString(cJSON_GetObjectItemCaseSensitive(j, "state"))
+                ? cJSON_GetObjectItemCaseSensitive(j, "state")->valuestring
+                : "?";
+    if (cJSON_IsString(cJSON_GetObjectItemCaseSensitive(j, "name")))
+        snprintf(label, sizeof label, "%lld (%s)", (long long)job,
+                 cJSON_GetObjectItemCaseSensitive(j, "name")->valuestring);
+    else
+        snprintf(label, sizeof label, "%lld", (long long)job);
+    if (strcmp(state, "cancelled") == 0)
+        fprintf(cli->out, "cancelled job %s\n", label);
+    else if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "cancel_requested")))
+        fprintf(cli->out, "cancelling job %s: it stops after its current step\n", label);
+    else
+        fprintf(cli->out, "job %s is %s\n", label, state);
+done:
+    cJSON_Delete(reply);
+    vt_client_close(c);
+    return status;
+}
+
+static int vt__cmd_predict(vt_cli *cli, int argc, char **argv, int first)
+{
+    static const vt_cli_opt opts[] = {VT__COMMON_OPTS, {"top", 'k', 1, C_TOP}, {0}};
+    vt__parsed p;
+    vt_client *c = NULL;
+    cJSON *req = NULL, *images, *reply = NULL;
+    int64_t job = 0;
+    int status;
+
+    if ((status = vt__parse(cli, "predict", opts, argc, argv, first, &p)) != 0)
+        return status;
+    if (p.help) {
+        fputs(vt__help_predict, cli->out);
+        goto done;
+    }
+    if (p.npos < 2) {
+        status = vt__usage(cli, "predict", p.npos ? "give at least one image" : "which job?");
+        goto done;
+    }
+    if ((status = vt__job_arg(cli, "predict", p.pos[0], &job)) != 0)
+        goto done;
+    if (!(req = vt__job_req("predict", job)) ||
+        !(images = cJSON_AddArrayToObject(req, "images"))) {
+        vt__msg(cli, "out of memory");
+        status = VT_CLI_FAILED;
+        goto done;
+    }
+    for (int i = 1; i < p.npos; i++) {
+        char *abs = vt_cli_abspath(cli->cwd, p.pos[i]);
+        cJSON_AddItemToArray(images, cJSON_CreateString(abs ? abs : p.pos[i]));
+        free(abs);
+    }
+    cJSON_AddNumberToObject(req, "top", (double)p.top);
+    if ((status = vt__open(cli, &c)) != 0)
+        goto done;
+    status = vt__call(cli, c, req, &reply);
+    req = NULL;
+    if (status != 0 || cli->json)
+        goto done;
+    vt_cli_render_predictions(cli->out, cJSON_GetObjectItemCaseSensitive(reply, "predictions"),
+                              p.pos + 1, p.npos - 1);
+done:
+    cJSON_Delete(req);
+    free(p.pos);
+    cJSON_Delete(reply);
+    vt_client_close(c);
+    return status;
+}
+
+static int vt__cmd_eval(vt_cli *cli, int argc, char **argv, int first)
+{
+    static const vt_cli_opt opts[] = {VT__COMMON_OPTS, {0}};
+    vt__parsed p;
+    vt_client *c = NULL;
+    cJSON *req = NULL, *reply = NULL;
+    char *abs = NULL;
+    int64_t job = 0;
+    int status;
+
+    if ((status = vt__parse(cli, "eval", opts, argc, argv, first, &p)) != 0)
+        return status;
+    if (p.help) {
+        fputs(vt__help_eval, cli->out);
+        goto done;
+    }
+    if (p.npos != 2) {
+        status = vt__usage(cli, "eval", "give a job number and a folder");
+        goto done;
+    }
+    if ((status = vt__job_arg(cli, "eval", p.pos[0], &job)) != 0)
+        goto done;
+    if (!(abs = vt_cli_abspath(cli->cwd, p.pos[1])) || !(req = vt__job_req("eval", job))) {
+        vt__msg(cli, "out of memory");
+        status = VT_CLI_FAILED;
+        goto done;
+    }
+    cJSON_AddStringToObject(req, "data", abs);
+    if ((status = vt__open(cli, &c)) != 0)
+        goto done;
+    status = vt__call(cli, c, req, &reply);
+    req = NULL;
+    if (status != 0 || cli->json)
+        goto done;
+    vt_cli_render_eval(cli->out, cJSON_GetObjectItemCaseSensitive(reply, "eval"));
+done:
+    free(abs);
+    cJSON_Delete(req);
+    free(p.pos);
+    cJSON_Delete(reply);
+    vt_client_close(c);
+    return status;
+}
+
+/* ---- dispatch ---------------------------------------------------------- */
+
+static const struct {
+    const char *name;
+    int (*run)(vt_cli *cli, int argc, char **argv, int first);
+    const char *help;
+} vt__commands[] = {
+    {"submit", vt__cmd_submit, vt__help_submit},
+    {"list", vt__cmd_list, vt__help_list},
+    {"status", vt__cmd_status, vt__help_status},
+    {"watch", vt__cmd_watch, vt__help_watch},
+    {"cancel", vt__cmd_cancel, vt__help_cancel},
+    {"predict", vt__cmd_predict, vt__help_predict},
+    {"eval", vt__cmd_eval, vt__help_eval},
+};
+
+#define VT__NCOMMANDS (sizeof vt__commands / sizeof vt__commands[0])
+
+int vt_cli_main(vt_cli *cli, int argc, char **argv)
+{
+    enum { G_HELP = 1, G_VERSION, G_JSON, G_SOCKET };
+    static const vt_cli_opt opts[] = {
+        {"help", 'h', 0, G_HELP}, {"version", 'V', 0, G_VERSION}, {"json", 0, 0, G_JSON},
+        {"socket", 0, 1, G_SOCKET}, {0}};
+    vt_cli_args a;
+    const char *val = NULL;
+    int id;
+
+    vt_cli_args_init(&a, argc, argv, 1, "vggtune");
+    while ((id = vt_cli_next(&a, opts, &val)) != VT_CLI_END) {
+        switch (id) {
+        case 0: break;
+        case G_HELP: fputs(vt__help_main, cli->out); return VT_CLI_OK;
+        case G_VERSION:
+            fprintf(cli->out, "vggtune %s (protocol %d)\n", VT_VERSION, VT_PROTO_VERSION);
+            return VT_CLI_OK;
+        case G_JSON: cli->json = 1; continue;
+        case G_SOCKET: cli->socket = val; continue;
+        default: return vt__usage(cli, NULL, vt_error_msg());
+        }
+        break; /* the command */
+    }
+    if (id == VT_CLI_END) {
+        fputs(vt__help_main, cli->err);
+        return VT_CLI_USAGE;
+    }
+    if (strcmp(val, "help") == 0) {
+        if (a.i < argc)
+            for (size_t k = 0; k < VT__NCOMMANDS; k++)
+                if (strcmp(argv[a.i], vt__commands[k].name) == 0) {
+                    fputs(vt__commands[k].help, cli->out);
+                    return VT_CLI_OK;
+                }
+        fputs(vt__help_main, cli->out);
+        return VT_CLI_OK;
+    }
+    for (size_t k = 0; k < VT__NCOMMANDS; k++)
+        if (strcmp(val, vt__commands[k].name) == 0)
+            return vt__commands[k].run(cli, argc, argv, a.i);
+    char msg[256];
+    snprintf(msg, sizeof msg, "unknown command '%s'", val);
+    return vt__usage(cli, NULL, msg);
+}

@@ -1,0 +1,850 @@
+/* render.c - how vggtune shows the daemon's replies and events (see cli.h).
+ *
+ * Pure functions from JSON to text, so the tests compare exact strings.
+ * Missing or null fields print as "-" rather than failing: the daemon may
+ * send a restricted view (another user's job) or an older daemon fewer
+ * fields.  Everything printed is ASCII, so bytes are columns.
+ */
+#include "cli.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../common/error.h"
+
+/* ---- field access ------------------------------------------------------ */
+
+static const char *vt__str(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static int vt__num(const cJSON *o, const char *key, double *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsNumber(v))
+        return 0;
+    *out = v->valuedouble;
+    return 1;
+}
+
+static long long vt__int(const cJSON *o, const char *key, long long def)
+{
+    double d;
+    return vt__num(o, key, &d) ? (long long)d : def;
+}
+
+static int vt__true(const cJSON *o, const char *key)
+{
+    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, key));
+}
+
+/* Appends printf output to buf (always NUL-terminated, truncating). */
+static void vt__cat(char *buf, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void vt__cat(char *buf, size_t len, const char *fmt, ...)
+{
+    size_t n = strlen(buf);
+    va_list ap;
+    if (n + 1 >= len)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(buf + n, len - n, fmt, ap);
+    va_end(ap);
+}
+
+/* Cuts s to at most max bytes, ending in "..." when cut. */
+static void vt__clip(char *s, size_t max)
+{
+    if (strlen(s) <= max)
+        return;
+    if (max >= 3) {
+        size_t n = max - 3;
+        while (n > 0 && s[n - 1] == ' ')
+            n--;
+        strcpy(s + n, "...");
+    } else {
+        s[max] = '\0';
+    }
+}
+
+/* ---- small formats ----------------------------------------------------- */
+
+void vt_cli_fmt_duration(double s, char *buf, size_t len)
+{
+    if (!(s >= 0) || s > 1e8)
+        snprintf(buf, len, "--:--");
+    else if (s >= 3600)
+        snprintf(buf, len, "%d:%02d:%02d", (int)s / 3600, (int)s / 60 % 60, (int)s % 60);
+    else
+        snprintf(buf, len, "%d:%02d", (int)s / 60, (int)s % 60);
+}
+
+void vt_cli_fmt_bytes(double b, char *buf, size_t len)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+    while (b >= 1024 && u < 4) {
+        b /= 1024;
+        u++;
+    }
+    if (u == 0)
+        snprintf(buf, len, "%.0f B", b);
+    else
+        snprintf(buf, len, "%.1f %s", b, units[u]);
+}
+
+/* Seconds since the epoch of an ISO-8601 UTC time; -1 when unparseable. */
+static double vt__iso_seconds(const cJSON *iso)
+{
+    struct tm tm = {0};
+    double frac = 0;
+    int n = 0;
+    if (!cJSON_IsString(iso) ||
+        sscanf(iso->valuestring, "%d-%d-%dT%d:%d:%d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+               &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6)
+        return -1;
+    if (iso->valuestring[n] == '.')
+        frac = strtod(iso->valuestring + n, NULL);
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return (double)timegm(&tm) + frac;
+}
+
+void vt_cli_fmt_time(const cJSON *iso, char *buf, size_t len)
+{
+    double t = vt__iso_seconds(iso);
+    time_t tt;
+    struct tm tm;
+
+    if (!iso || cJSON_IsNull(iso) || (cJSON_IsString(iso) && !iso->valuestring[0])) {
+        snprintf(buf, len, "-");
+        return;
+    }
+    if (t < 0) {
+        snprintf(buf, len, "%s", cJSON_IsString(iso) ? iso->valuestring : "-");
+        return;
+    }
+    tt = (time_t)t;
+    localtime_r(&tt, &tm);
+    strftime(buf, len, "%Y-%m-%d %H:%M", &tm);
+}
+
+/* Seconds from the job's start to its end; -1 when unknown. */
+static double vt__job_seconds(const cJSON *job)
+{
+    double a = vt__iso_seconds(cJSON_GetObjectItemCaseSensitive(job, "started"));
+    double b = vt__iso_seconds(cJSON_GetObjectItemCaseSensitive(job, "finished"));
+    return a >= 0 && b >= a ? b - a : -1;
+}
+
+/* "42 (flowers)" or "42". */
+static void vt__job_label(const cJSON *job, char *buf, size_t len)
+{
+    const char *name = vt__str(job, "name");
+    long long id = vt__int(job, "id", 0);
+    if (name)
+        snprintf(buf, len, "%lld (%s)", id, name);
+    else
+        snprintf(buf, len, "%lld", id);
+}
+
+/* The last epoch's metrics of a job that carries them ("last_epoch" in a
+ * summary, the end of "metrics" in full), or NULL. */
+static const cJSON *vt__last_metrics(const cJSON *job)
+{
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(job, "last_epoch");
+    int n;
+    if (cJSON_IsObject(m))
+        return m;
+    m = cJSON_GetObjectItemCaseSensitive(job, "metrics");
+    n = cJSON_GetArraySize(m);
+    return cJSON_IsArray(m) && n > 0 ? cJSON_GetArrayItem(m, n - 1) : NULL;
+}
+
+/* ---- tables ------------------------------------------------------------ */
+
+/* A table of malloc'd cells printed with columns padded to their widest
+ * cell, two spaces apart, the last column unpadded. */
+typedef struct {
+    int ncols, nrows, cap;
+    char **cells;
+} vt__table;
+
+static void vt__row(vt__table *t, ...)
+{
+    va_list ap;
+    if (t->nrows == t->cap) {
+        int cap = t->cap ? t->cap * 2 : 16;
+        char **c = realloc(t->cells, sizeof *c * (size_t)cap * (size_t)t->ncols);
+        if (!c)
+            return;
+        t->cells = c;
+        t->cap = cap;
+    }
+    va_start(ap, t);
+    for (int i = 0; i < t->ncols; i++) {
+        const char *s = va_arg(ap, const char *);
+        t->cells[t->nrows * t->ncols + i] = strdup(s ? s : "-");
+    }
+    va_end(ap);
+    t->nrows++;
+}
+
+static void vt__table_print(FILE *f, vt__table *t)
+{
+    int w[16] = {0};
+    for (int r = 0; r < t->nrows; r++)
+        for (int c = 0; c < t->ncols && c < 16; c++) {
+            const char *s = t->cells[r * t->ncols + c];
+            int n = s ? (int)strlen(s) : 0;
+            w[c] = n > w[c] ? n : w[c];
+        }
+    for (int r = 0; r < t->nrows; r++) {
+        for (int c = 0; c < t->ncols; c++) {
+            const char *s = t->cells[r * t->ncols + c];
+            if (c == t->ncols - 1)
+                fprintf(f, "%s\n", s ? s : "");
+            else
+                fprintf(f, "%-*s  ", w[c], s ? s : "");
+        }
+    }
+    for (int i = 0; i < t->nrows * t->ncols; i++)
+        free(t->cells[i]);
+    free(t->cells);
+    t->cells = NULL;
+    t->nrows = t->cap = 0;
+}
+
+/* ---- list -------------------------------------------------------------- */
+
+#define VT__RESULT_MAX 50
+
+/* The PROGRESS-or-result column of a job. */
+static void vt__job_result(const cJSON *job, char *buf, size_t len)
+{
+    const char *state = vt__str(job, "state");
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(job, "progress");
+    char d[32];
+    double x, y;
+
+    buf[0] = '\0';
+    if (!state) {
+        snprintf(buf, len, "-");
+    } else if (strcmp(state, "queued") == 0) {
+        long long pos = vt__int(job, "queue_position", 0);
+        if (pos > 0)
+            snprintf(buf, len, "position %lld", pos);
+        else
+            snprintf(buf, len, "waiting");
+    } else if (strcmp(state, "running") == 0) {
+        if (vt__true(job, "cancel_requested")) {
+            snprintf(buf, len, "cancelling");
+        } else if (cJSON_IsObject(p)) {
+            double e = vt__int(p, "epoch", 1), E = vt__int(p, "epochs", 0);
+            double s = vt__int(p, "step", 0), S = vt__int(p, "steps", 0);
+            const char *phase = vt__str(p, "phase");
+            if (E > 0)
+                vt__cat(buf, len, "%.0f%%", floor(100 * ((e - 1) + (S > 0 ? s / S : 0)) / E));
+            if (phase && strcmp(phase, "training") != 0)
+                vt__cat(buf, len, "%s%s", buf[0] ? " " : "", phase);
+            if (vt__num(p, "loss", &x))
+                vt__cat(buf, len, " loss %.4f", x);
+            if (vt__num(p, "accuracy", &x))
+                vt__cat(buf, len, " acc %.4f", x);
+            if (vt__num(p, "eta_s", &x)) {
+                vt_cli_fmt_duration(x, d, sizeof d);
+                vt__cat(buf, len, " ETA %s", d);
+            }
+        } else {
+            snprintf(buf, len, "starting");
+        }
+    } else if (strcmp(state, "succeeded") == 0) {
+        const cJSON *m = vt__last_metrics(job);
+        snprintf(buf, len, "done");
+        if ((x = vt__job_seconds(job)) >= 0) {
+            vt_cli_fmt_duration(x, d, sizeof d);
+            vt__cat(buf, len, " in %s", d);
+        }
+        if (m && vt__num(m, "val_accuracy", &y))
+            vt__cat(buf, len, ", val_acc %.4f", y);
+        else if (m && vt__num(m, "accuracy", &y))
+            vt__cat(buf, len, ", acc %.4f", y);
+    } else if (strcmp(state, "failed") == 0) {
+        snprintf(buf, len, "%s", vt__str(job, "error") ? vt__str(job, "error") : "failed");
+    } else if (strcmp(state, "cancelled") == 0) {
+        snprintf(buf, len, "%s", vt__str(job, "reason") ? vt__str(job, "reason") : "cancelled");
+    } else {
+        snprintf(buf, len, "-");
+    }
+    for (char *c = buf; *c; c++) /* one line per job */
+        if (*c == '\n' || *c == '\r' || *c == '\t')
+            *c = ' ';
+    vt__clip(buf, VT__RESULT_MAX);
+}
+
+/* "x/y" of the EPOCH column. */
+static void vt__job_epoch(const cJSON *job, char *buf, size_t len)
+{
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(job, "progress");
+    const char *state = vt__str(job, "state");
+    long long done = vt__int(job, "epochs_done", -1), total = vt__int(job, "epochs", -1);
+
+    if (state && strcmp(state, "running") == 0 && cJSON_IsObject(p) &&
+        vt__int(p, "epoch", -1) >= 0)
+        snprintf(buf, len, "%lld/%lld", vt__int(p, "epoch", 0),
+                 vt__int(p, "epochs", total));
+    else if (done >= 0 && total >= 0)
+        snprintf(buf, len, "%lld/%lld", done, total);
+    else
+        snprintf(buf, len, "-");
+}
+
+void vt_cli_render_list(FILE *f, const cJSON *jobs)
+{
+    vt__table t = {.ncols = 7};
+    const cJSON *job;
+
+    vt__row(&t, "ID", "USER", "NAME", "STATE", "EPOCH", "PROGRESS", "SUBMITTED");
+    cJSON_ArrayForEach(job, jobs) {
+        char id[32], epoch[48], result[256], when[64], name[64];
+        snprintf(id, sizeof id, "%lld", vt__int(job, "id", 0));
+        snprintf(name, sizeof name, "%s", vt__str(job, "name") ? vt__str(job, "name") : "-");
+        vt__clip(name, 24);
+        vt__job_epoch(job, epoch, sizeof epoch);
+        vt__job_result(job, result, sizeof result);
+        vt_cli_fmt_time(cJSON_GetObjectItemCaseSensitive(job, "submitted"), when, sizeof when);
+        vt__row(&t, id, vt__str(job, "user"), name, vt__str(job, "state"), epoch, result, when);
+    }
+    vt__table_print(f, &t);
+}
+
+/* ---- one job ----------------------------------------------------------- */
+
+/* The job's state with its detail: "queued, position 2", "failed: ...". */
+static void vt__state_detail(const cJSON *job, char *buf, size_t len)
+{
+    const char *state = vt__str(job, "state");
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(job, "progress");
+    char d[32];
+    double x;
+
+    snprintf(buf, len, "%s", state ? state : "-");
+    if (!state)
+        return;
+    if (strcmp(state, "queued") == 0 && vt__int(job, "queue_position", 0) > 0) {
+        vt__cat(buf, len, ", position %lld", vt__int(job, "queue_position", 0));
+    } else if (strcmp(state, "running") == 0) {
+        if (vt__true(job, "cancel_requested"))
+            vt__cat(buf, len, ", cancel requested");
+        if (cJSON_IsObject(p)) {
+            const char *phase = vt__str(p, "phase");
+            vt__cat(buf, len, ": epoch %lld/%lld, step %lld/%lld", vt__int(p, "epoch", 0),
+                    vt__int(p, "epochs", 0), vt__int(p, "step", 0), vt__int(p, "steps", 0));
+            if (phase)
+                vt__cat(buf, len, " (%s)", phase);
+            if (vt__num(p, "loss", &x))
+                vt__cat(buf, len, ", loss %.4f", x);
+            if (vt__num(p, "accuracy", &x))
+                vt__cat(buf, len, ", acc %.4f", x);
+            if (vt__num(p, "images_per_s", &x))
+                vt__cat(buf, len, ", %.0f img/s", x);
+            if (vt__num(p, "eta_s", &x)) {
+                vt_cli_fmt_duration(x, d, sizeof d);
+                vt__cat(buf, len, ", ETA %s", d);
+            }
+        }
+    } else if (strcmp(state, "succeeded") == 0 && (x = vt__job_seconds(job)) >= 0) {
+        vt_cli_fmt_duration(x, d, sizeof d);
+        vt__cat(buf, len, " in %s", d);
+    } else if (strcmp(state, "failed") == 0 && vt__str(job, "error")) {
+        vt__cat(buf, len, ": %s", vt__str(job, "error"));
+    } else if (strcmp(state, "cancelled") == 0 && vt__str(job, "reason")) {
+        vt__cat(buf, len, ": %s", vt__str(job, "reason"));
+    }
+}
+
+#define VT__KV "%-10s %s\n"
+
+static void vt__metric(char *buf, size_t len, const cJSON *m, const char *key,
+                       const char *fmt)
+{
+    double x;
+    if (vt__num(m, key, &x))
+        snprintf(buf, len, fmt, x);
+    else
+        snprintf(buf, len, "-");
+}
+
+void vt_cli_render_job(FILE *f, const cJSON *job)
+{
+    const cJSON *spec = cJSON_GetObjectItemCaseSensitive(job, "spec");
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(spec, "data");
+    const cJSON *opt = cJSON_GetObjectItemCaseSensitive(spec, "optimizer");
+    const cJSON *metrics = cJSON_GetObjectItemCaseSensitive(job, "metrics"), *m;
+    const char *s;
+    char buf[1024], t[64];
+    double x;
+
+    vt__job_label(job, buf, sizeof buf);
+    fprintf(f, VT__KV, "job", buf);
+    if ((s = vt__str(job, "user"))) {
+        snprintf(buf, sizeof buf, "%s", s);
+        if (vt__int(job, "uid", -1) >= 0)
+            vt__cat(buf, sizeof buf, " (uid %lld)", vt__int(job, "uid", 0));
+        fprintf(f, VT__KV, "user", buf);
+    }
+    vt__state_detail(job, buf, sizeof buf);
+    fprintf(f, VT__KV, "state", buf);
+    if (!vt__str(job, "mode") && !cJSON_GetObjectItemCaseSensitive(job, "epochs"))
+        return; /* another user's job: that is all we may see */
+    if ((s = vt__str(job, "mode"))) {
+        snprintf(buf, sizeof buf, "%s", s);
+        if (vt__int(job, "trainable_blocks", -1) >= 0)
+            vt__cat(buf, sizeof buf, " (trainable blocks %lld)",
+                    vt__int(job, "trainable_blocks", 0));
+        fprintf(f, VT__KV, "mode", buf);
+    }
+    if (vt__int(job, "epochs", -1) >= 0) {
+        snprintf(buf, sizeof buf, "%lld of %lld done", vt__int(job, "epochs_done", 0),
+                 vt__int(job, "epochs", 0));
+        fprintf(f, VT__KV, "epochs", buf);
+    }
+    if ((s = vt__str(data, "train")))
+        fprintf(f, VT__KV, "data", s);
+    if ((s = vt__str(data, "val")))
+        fprintf(f, VT__KV, "validation", s);
+    else if (vt__num(data, "val_split", &x) && x > 0) {
+        snprintf(buf, sizeof buf, "%g%% of the training images", x * 100);
+        fprintf(f, VT__KV, "validation", buf);
+    } else if (data)
+        fprintf(f, VT__KV, "validation", "none");
+    if (spec) {
+        if ((s = vt__str(spec, "weights")))
+            fprintf(f, VT__KV, "weights", s);
+        else {
+            snprintf(buf, sizeof buf, "random (He init");
+            if (vt__num(spec, "seed", &x))
+                vt__cat(buf, sizeof buf, ", seed %.0f", x);
+            vt__cat(buf, sizeof buf, ")");
+            fprintf(f, VT__KV, "weights", buf);
+        }
+        if ((s = vt__str(spec, "init")))
+            fprintf(f, VT__KV, "head init", s);
+        else if (vt__num(spec, "init_job", &x) && x > 0) {
+            snprintf(buf, sizeof buf, "from job %.0f", x);
+            fprintf(f, VT__KV, "head init", buf);
+        }
+        buf[0] = '\0';
+        if (vt__num(spec, "batch_size", &x))
+            vt__cat(buf, sizeof buf, "batch %.0f", x);
+        if (vt__num(opt, "lr", &x))
+            vt__cat(buf, sizeof buf, "%slr %g", buf[0] ? ", " : "", x);
+        if (vt__num(data, "image_size", &x))
+            vt__cat(buf, sizeof buf, "%simage size %.0f", buf[0] ? ", " : "", x);
+        if ((s = vt__str(spec, "precision")))
+            vt__cat(buf, sizeof buf, "%sprecision %s", buf[0] ? ", " : "", s);
+        if (buf[0])
+            fprintf(f, VT__KV, "training", buf);
+    }
+    if ((s = vt__str(job, "output")))
+        fprintf(f, VT__KV, "output", s);
+    vt_cli_fmt_time(cJSON_GetObjectItemCaseSensitive(job, "submitted"), t, sizeof t);
+    fprintf(f, VT__KV, "submitted", t);
+    vt_cli_fmt_time(cJSON_GetObjectItemCaseSensitive(job, "started"), t, sizeof t);
+    fprintf(f, VT__KV, "started", t);
+    vt_cli_fmt_time(cJSON_GetObjectItemCaseSensitive(job, "finished"), t, sizeof t);
+    fprintf(f, VT__KV, "finished", t);
+    if (cJSON_GetArraySize(metrics) > 0) {
+        vt__table tab = {.ncols = 8};
+        fprintf(f, "\n");
+        vt__row(&tab, "EPOCH", "LOSS", "ACC", "VAL_LOSS", "VAL_ACC", "IMG/S", "TIME", "LR");
+        cJSON_ArrayForEach(m, metrics) {
+            char c[8][32];
+            vt__metric(c[0], 32, m, "epoch", "%.0f");
+            vt__metric(c[1], 32, m, "loss", "%.4f");
+            vt__metric(c[2], 32, m, "accuracy", "%.4f");
+            vt__metric(c[3], 32, m, "val_loss", "%.4f");
+            vt__metric(c[4], 32, m, "val_accuracy", "%.4f");
+            vt__metric(c[5], 32, m, "images_per_s", "%.0f");
+            vt__metric(c[6], 32, m, "seconds", "%.1f s");
+            vt__metric(c[7], 32, m, "lr", "%g");
+            vt__row(&tab, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]);
+        }
+        vt__table_print(f, &tab);
+    }
+}
+
+/* ---- daemon status ----------------------------------------------------- */
+
+void vt_cli_render_status(FILE *f, const cJSON *d)
+{
+    const cJSON *mem = cJSON_GetObjectItemCaseSensitive(d, "memory");
+    const cJSON *trunks = cJSON_GetObjectItemCaseSensitive(d, "trunks");
+    const cJSON *queue = cJSON_GetObjectItemCaseSensitive(d, "queue");
+    const cJSON *users = cJSON_GetObjectItemCaseSensitive(d, "users"), *it;
+    char buf[1024], a[32], b[32], c[32];
+    double x;
+    int first = 1;
+
+    snprintf(buf, sizeof buf, "vggtuned %s", vt__str(d, "version") ? vt__str(d, "version") : "?");
+    if (vt__num(d, "uptime_s", &x)) {
+        vt_cli_fmt_duration(x, a, sizeof a);
+        vt__cat(buf, sizeof buf, ", up %s", a);
+    }
+    if (cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(d, "ready")))
+        vt__cat(buf, sizeof buf, " (starting: the device is not ready yet)");
+    fprintf(f, "%s\n", buf);
+    snprintf(buf, sizeof buf, "%s", vt__str(d, "backend") ? vt__str(d, "backend") : "-");
+    if (vt__str(d, "device"))
+        vt__cat(buf, sizeof buf, ": %s", vt__str(d, "device"));
+    fprintf(f, VT__KV, "backend", buf);
+    if (cJSON_IsObject(mem)) {
+        double total = 0, used = 0, peak = 0;
+        vt__num(mem, "total", &total);
+        vt__num(mem, "in_use", &used);
+        vt__num(mem, "peak", &peak);
+        vt_cli_fmt_bytes(used, a, sizeof a);
+        vt_cli_fmt_bytes(peak, b, sizeof b);
+        vt_cli_fmt_bytes(total, c, sizeof c);
+        snprintf(buf, sizeof buf, "%s in use (peak %s) of %s", a, b, c);
+        fprintf(f, VT__KV, "memory", buf);
+    }
+    cJSON_ArrayForEach(it, trunks) {
+        long long jobs = vt__int(it, "jobs", 0);
+        vt_cli_fmt_bytes(vt__num(it, "bytes", &x) ? x : 0, a, sizeof a);
+        snprintf(buf, sizeof buf, "%s: %s, %lld job%s%s",
+                 vt__str(it, "weights") ? vt__str(it, "weights") : "-", a, jobs,
+                 jobs == 1 ? "" : "s",
+                 cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(it, "resident"))
+                     ? " (not resident)" : "");
+        fprintf(f, VT__KV, first ? "trunks" : "", buf);
+        first = 0;
+    }
+    if (first && cJSON_IsArray(trunks))
+        fprintf(f, VT__KV, "trunks", "none loaded");
+    if (cJSON_IsObject(queue)) {
+        snprintf(buf, sizeof buf, "%lld running, %lld queued", vt__int(queue, "running", 0),
+                 vt__int(queue, "queued", 0));
+        fprintf(f, VT__KV, "jobs", buf);
+    }
+    if (cJSON_GetArraySize(users) > 0) {
+        vt__table t = {.ncols = 6};
+        fprintf(f, "\n");
+        vt__row(&t, "USER", "UID", "RUNNING", "QUEUED", "DEVICE TIME", "SHARE");
+        cJSON_ArrayForEach(it, users) {
+            char uid[32], run[32], q[32], dev[32] = "-", share[32] = "-";
+            snprintf(uid, sizeof uid, "%lld", vt__int(it, "uid", 0));
+            snprintf(run, sizeof run, "%lld", vt__int(it, "running", 0));
+            snprintf(q, sizeof q, "%lld", vt__int(it, "queued", 0));
+            if (vt__num(it, "device_s", &x))
+                vt_cli_fmt_duration(x, dev, sizeof dev);
+            if (vt__num(it, "share", &x))
+                snprintf(share, sizeof share, "%.0f%%", 100 * x);
+            vt__row(&t, vt__str(it, "user"), uid, run, q, dev, share);
+        }
+        vt__table_print(f, &t);
+    }
+}
+
+/* ---- progress, epochs -------------------------------------------------- */
+
+void vt_cli_fmt_progress(char *buf, size_t len, const cJSON *p, int width)
+{
+    const char *phase = vt__str(p, "phase");
+    long long step = vt__int(p, "step", 0), steps = vt__int(p, "steps", 0);
+    char bar[32], d[32];
+    int fill, cols = width > 1 ? width - 1 : 79;
+    double x;
+
+    buf[0] = '\0';
+    vt__cat(buf, len, "epoch %lld", vt__int(p, "epoch", 0));
+    if (vt__int(p, "epochs", 0) > 0)
+        vt__cat(buf, len, "/%lld", vt__int(p, "epochs", 0));
+    if (phase && strcmp(phase, "training") != 0)
+        vt__cat(buf, len, " %s", phase);
+    if (steps > 0) {
+        fill = (int)(step * 20 / steps);
+        fill = fill < 0 ? 0 : fill > 20 ? 20 : fill;
+        for (int i = 0; i < 20; i++)
+            bar[i] = i < fill ? '#' : '.';
+        bar[20] = '\0';
+        vt__cat(buf, len, " [%s] %lld/%lld", bar, step, steps);
+    }
+    if (vt__num(p, "loss", &x))
+        vt__cat(buf, len, "  loss %.4f", x);
+    if (vt__num(p, "accuracy", &x))
+        vt__cat(buf, len, "  acc %.4f", x);
+    /* A wrapped line cannot be rewritten in place: on a narrow terminal
+     * img/s goes first (the ETA matters more), then the line is cut. */
+    for (int with_speed = 1; with_speed >= 0; with_speed--) {
+        size_t n = strlen(buf);
+        if (with_speed && vt__num(p, "images_per_s", &x))
+            vt__cat(buf, len, "  %.0f img/s", x);
+        if (vt__num(p, "eta_s", &x)) {
+            vt_cli_fmt_duration(x, d, sizeof d);
+            vt__cat(buf, len, "  ETA %s", d);
+        }
+        if (strlen(buf) <= (size_t)cols)
+            return;
+        if (with_speed)
+            buf[n] = '\0';
+    }
+    buf[cols] = '\0';
+}
+
+void vt_cli_fmt_epoch(char *buf, size_t len, const cJSON *m, int epochs)
+{
+    double x;
+    buf[0] = '\0';
+    vt__cat(buf, len, "epoch %lld", vt__int(m, "epoch", 0));
+    if (epochs > 0)
+        vt__cat(buf, len, "/%d", epochs);
+    if (vt__num(m, "loss", &x))
+        vt__cat(buf, len, "  loss %.4f", x);
+    if (vt__num(m, "accuracy", &x))
+        vt__cat(buf, len, "  acc %.4f", x);
+    if (vt__num(m, "val_loss", &x))
+        vt__cat(buf, len, "  val_loss %.4f", x);
+    if (vt__num(m, "val_accuracy", &x))
+        vt__cat(buf, len, "  val_acc %.4f", x);
+    if (vt__num(m, "images_per_s", &x))
+        vt__cat(buf, len, "  %.0f img/s", x);
+    if (vt__num(m, "seconds", &x))
+        vt__cat(buf, len, "  %.1f s", x);
+    if (vt__true(m, "cached"))
+        vt__cat(buf, len, "  (cached features)");
+}
+
+/* ---- predict, eval ----------------------------------------------------- */
+
+void vt_cli_render_predictions(FILE *f, const cJSON *predictions, char *const *shown,
+                               int nshown)
+{
+    const cJSON *p, *top, *c;
+    int i = 0;
+
+    cJSON_ArrayForEach(p, predictions) {
+        const char *name = i < nshown && shown && shown[i] ? shown[i] : vt__str(p, "image");
+        double prob;
+        fprintf(f, "%s:", name ? name : "-");
+        if (vt__str(p, "error")) {
+            fprintf(f, "  error: %s\n", vt__str(p, "error"));
+            i++;
+            continue;
+        }
+        top = cJSON_GetObjectItemCaseSensitive(p, "top");
+        cJSON_ArrayForEach(c, top) {
+            fprintf(f, "  %s", vt__str(c, "class") ? vt__str(c, "class") : "?");
+            if (vt__num(c, "probability", &prob))
+                fprintf(f, " %.4f", prob);
+        }
+        fprintf(f, "\n");
+        i++;
+    }
+}
+
+void vt_cli_render_eval(FILE *f, const cJSON *e)
+{
+    const cJSON *classes = cJSON_GetObjectItemCaseSensitive(e, "classes");
+    const cJSON *prec = cJSON_GetObjectItemCaseSensitive(e, "precision");
+    const cJSON *rec = cJSON_GetObjectItemCaseSensitive(e, "recall");
+    const cJSON *conf = cJSON_GetObjectItemCaseSensitive(e, "confusion");
+    int nc = cJSON_GetArraySize(classes);
+    long long skipped = vt__int(e, "skipped", 0);
+    double x;
+
+    fprintf(f, "images %lld", vt__int(e, "n", 0));
+    if (vt__num(e, "accuracy", &x))
+        fprintf(f, "  accuracy %.4f", x);
+    if (vt__num(e, "loss", &x))
+        fprintf(f, "  loss %.4f", x);
+    if (skipped > 0)
+        fprintf(f, "  (%lld unreadable image%s skipped)", skipped, skipped == 1 ? "" : "s");
+    fprintf(f, "\n");
+    if (nc <= 0)
+        return;
+    fprintf(f, "%-20s %9s %9s\n", "class", "precision", "recall");
+    for (int c = 0; c < nc; c++) {
+        const cJSON *name = cJSON_GetArrayItem(classes, c);
+        const cJSON *p = cJSON_GetArrayItem(prec, c), *r = cJSON_GetArrayItem(rec, c);
+        char ps[32] = "-", rs[32] = "-";
+        if (cJSON_IsNumber(p))
+            snprintf(ps, sizeof ps, "%.4f", p->valuedouble);
+        if (cJSON_IsNumber(r))
+            snprintf(rs, sizeof rs, "%.4f", r->valuedouble);
+        fprintf(f, "%-20s %9s %9s\n", cJSON_IsString(name) ? name->valuestring : "?", ps, rs);
+    }
+    if (cJSON_GetArraySize(conf) != nc)
+        return;
+    fprintf(f, "confusion matrix (rows: true class, columns: predicted)\n");
+    for (int c = 0; c < nc; c++) {
+        const cJSON *row = cJSON_GetArrayItem(conf, c), *v;
+        const cJSON *name = cJSON_GetArrayItem(classes, c);
+        cJSON_ArrayForEach(v, row)
+            fprintf(f, "%6.0f", cJSON_IsNumber(v) ? v->valuedouble : 0.0);
+        fprintf(f, "   %s\n", cJSON_IsString(name) ? name->valuestring : "?");
+    }
+}
+
+/* ---- watch ------------------------------------------------------------- */
+
+void vt_cli_watcher_init(vt_cli_watcher *w, FILE *out, FILE *err, int tty, int width,
+                         int64_t job)
+{
+    memset(w, 0, sizeof *w);
+    w->out = out;
+    w->err = err;
+    w->tty = tty;
+    w->width = width;
+    w->job = job;
+    snprintf(w->name, sizeof w->name, "%lld", (long long)job);
+}
+
+void vt_cli_watcher_free(vt_cli_watcher *w)
+{
+    cJSON_Delete(w->final);
+    w->final = NULL;
+}
+
+void vt_cli_watcher_clear(vt_cli_watcher *w)
+{
+    if (w->live) {
+        fputs("\r\033[K", w->out);
+        w->live = 0;
+    }
+}
+
+/* Learns the job's name and total epochs from a JOB object. */
+static void vt__watcher_job(vt_cli_watcher *w, const cJSON *job)
+{
+    if (vt__str(job, "name"))
+        vt__job_label(job, w->name, sizeof w->name);
+    if (vt__int(job, "epochs", 0) > 0)
+        w->epochs = (int)vt__int(job, "epochs", 0);
+}
+
+static void vt__watcher_progress(vt_cli_watcher *w, const cJSON *p)
+{
+    char line[512];
+    if (!w->tty || !cJSON_IsObject(p))
+        return;
+    vt_cli_fmt_progress(line, sizeof line, p, w->width);
+    fprintf(w->out, "\r\033[K%s", line);
+    fflush(w->out);
+    w->live = 1;
+}
+
+int vt_cli_watcher_feed(vt_cli_watcher *w, const cJSON *msg)
+{
+    const cJSON *ok = cJSON_GetObjectItemCaseSensitive(msg, "ok");
+    const char *ev = vt__str(msg, "event");
+    char line[1024];
+
+    if (cJSON_IsFalse(ok)) {
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(msg, "error");
+        const char *code = vt__str(e, "code"), *text = vt__str(e, "message");
+        int rc = code ? vt_error_from_name(code) : 0;
+        vt_cli_watcher_clear(w);
+        return vt_error_set(rc ? rc : VT_EPROTO, "%s", text ? text : "the watch failed");
+    }
+    if (cJSON_IsTrue(ok) || (ev && strcmp(ev, "end") == 0)) {
+        const cJSON *job = cJSON_GetObjectItemCaseSensitive(msg, "job");
+        vt__watcher_job(w, job);
+        vt_cli_watcher_clear(w);
+        cJSON_Delete(w->final);
+        w->final = job ? cJSON_Duplicate(job, 1) : NULL;
+        return 1;
+    }
+    if (!ev || w->quiet)
+        return 0;
+    if (strcmp(ev, "state") == 0) {
+        const cJSON *job = cJSON_GetObjectItemCaseSensitive(msg, "job");
+        const char *state = vt__str(job, "state");
+        vt__watcher_job(w, job);
+        /* A finished job's end follows at once and says it better. */
+        if (state && strcmp(state, w->state) != 0 && strcmp(state, "succeeded") != 0 &&
+            strcmp(state, "failed") != 0 && strcmp(state, "cancelled") != 0) {
+            char detail[512];
+            const cJSON *p = cJSON_GetObjectItemCaseSensitive(job, "progress");
+            snprintf(w->state, sizeof w->state, "%s", state);
+            snprintf(detail, sizeof detail, "%s", state);
+            if (strcmp(state, "queued") == 0 && vt__int(job, "queue_position", 0) > 0)
+                vt__cat(detail, sizeof detail, ", position %lld",
+                        vt__int(job, "queue_position", 0));
+            if (strcmp(state, "running") == 0 && cJSON_IsObject(p))
+                vt__cat(detail, sizeof detail, ", epoch %lld/%lld", vt__int(p, "epoch", 0),
+                        vt__int(p, "epochs", w->epochs));
+            if (vt__true(job, "cancel_requested"))
+                vt__cat(detail, sizeof detail, ", cancel requested");
+            vt_cli_watcher_clear(w);
+            fprintf(w->out, "job %s: %s\n", w->name, detail);
+            fflush(w->out);
+            vt__watcher_progress(w, p);
+        }
+    } else if (strcmp(ev, "progress") == 0) {
+        const cJSON *p = cJSON_GetObjectItemCaseSensitive(msg, "progress");
+        if (vt__int(p, "epochs", 0) > 0)
+            w->epochs = (int)vt__int(p, "epochs", 0);
+        vt__watcher_progress(w, p);
+    } else if (strcmp(ev, "epoch") == 0) {
+        vt_cli_fmt_epoch(line, sizeof line, cJSON_GetObjectItemCaseSensitive(msg, "metrics"),
+                         w->epochs);
+        vt_cli_watcher_clear(w);
+        fprintf(w->out, "%s\n", line);
+        fflush(w->out);
+    } else if (strcmp(ev, "log") == 0) {
+        const char *level = vt__str(msg, "level"), *text = vt__str(msg, "message");
+        vt_cli_watcher_clear(w);
+        fprintf(w->out, "%s: %s\n", level ? level : "info", text ? text : "");
+        fflush(w->out);
+    }
+    return 0;
+}
+
+int vt_cli_watcher_finish(vt_cli_watcher *w)
+{
+    const cJSON *job = w->final;
+    const char *state = vt__str(job, "state"), *s;
+    char d[32];
+    double x;
+
+    vt_cli_watcher_clear(w);
+    if (!state) {
+        fprintf(w->err, "vggtune: the watch of job %s ended without the job's state\n",
+                w->name);
+        return VT_CLI_FAILED;
+    }
+    if (strcmp(state, "succeeded") == 0 && !w->quiet) {
+        long long n = vt__int(job, "epochs_done", -1);
+        fprintf(w->out, "job %s succeeded", w->name);
+        if (n >= 0)
+            fprintf(w->out, ": %lld epoch%s", n, n == 1 ? "" : "s");
+        if ((x = vt__job_seconds(job)) >= 0) {
+            vt_cli_fmt_duration(x, d, sizeof d);
+            fprintf(w->out, " in %s", d);
+        }
+        if ((s = vt__str(job, "output")))
+            fprintf(w->out, ", output in %s", s);
+        fprintf(w->out, "\n");
+    } else if (strcmp(state, "succeeded") == 0) {
+        /* --json: the end event said it */
+    } else if (strcmp(state, "failed") == 0) {
+        fprintf(w->err, "vggtune: job %s failed: %s\n", w->name,
+                vt__str(job, "error") ? vt__str(job, "error") : "no reason given");
+    } else if (strcmp(state, "cancelled") == 0) {
+        if ((s = vt__str(job, "reason")))
+            fprintf(w->err, "vggtune: job %s was cancelled: %s\n", w->name, s);
+        else
+            fprintf(w->err, "vggtune: job %s was cancelled\n", w->name);
+    } else {
+        fprintf(w->err, "vggtune: vggtuned ended the watch while job %s is %s\n", w->name,
+                state);
+    }
+    fflush(w->out);
+    return vt_cli_job_exit(job);
+}

@@ -1,0 +1,1123 @@
+/* test_client.c - the vggtune client's logic: options, the job document
+ * submit builds, rendering of replies and events, exit statuses, and whole
+ * commands run against the scripted fake daemon (tests/fake_vggtuned.c). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../client/cli.h"
+#include "fake_vggtuned.h"
+#include "vt_test.h"
+
+/* ---- helpers ----------------------------------------------------------- */
+
+/* A stream that collects what is written to it. */
+typedef struct {
+    FILE *f;
+    char *buf;
+    size_t len;
+} capture;
+
+static void cap_open(capture *c)
+{
+    c->buf = NULL;
+    c->len = 0;
+    c->f = open_memstream(&c->buf, &c->len);
+}
+
+/* The text written so far (valid until cap_close). */
+static const char *cap_text(capture *c)
+{
+    fflush(c->f);
+    return c->buf ? c->buf : "";
+}
+
+static void cap_close(capture *c)
+{
+    fclose(c->f);
+    free(c->buf);
+    c->buf = NULL;
+}
+
+static const char *sval(const cJSON *o, const char *path)
+{
+    char key[128], *dot;
+    snprintf(key, sizeof key, "%s", path);
+    while ((dot = strchr(key, '.'))) {
+        *dot = '\0';
+        o = cJSON_GetObjectItemCaseSensitive(o, key);
+        memmove(key, dot + 1, strlen(dot + 1) + 1);
+    }
+    o = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(o) ? o->valuestring : NULL;
+}
+
+static const cJSON *item(const cJSON *o, const char *path)
+{
+    char key[128], *dot;
+    snprintf(key, sizeof key, "%s", path);
+    while ((dot = strchr(key, '.'))) {
+        *dot = '\0';
+        o = cJSON_GetObjectItemCaseSensitive(o, key);
+        memmove(key, dot + 1, strlen(dot + 1) + 1);
+    }
+    return cJSON_GetObjectItemCaseSensitive(o, key);
+}
+
+static double nval(const cJSON *o, const char *path)
+{
+    const cJSON *v = item(o, path);
+    return cJSON_IsNumber(v) ? v->valuedouble : -12345;
+}
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fputs(text, f);
+        fclose(f);
+    }
+}
+
+/* Runs submit's parser on a NULL-terminated argument list. */
+static int submit_parse(vt_cli_submit *s, vt_cli *cli, const char *const *args)
+{
+    char *argv[64];
+    int argc = 0;
+    argv[argc++] = "vggtune";
+    argv[argc++] = "submit";
+    while (*args && argc < 63)
+        argv[argc++] = (char *)*args++;
+    argv[argc] = NULL;
+    return vt_cli_submit_parse(s, cli, argc, argv, 2);
+}
+
+static void use_utc(void)
+{
+    setenv("TZ", "UTC", 1);
+    tzset();
+}
+
+/* ---- options ----------------------------------------------------------- */
+
+static void test_options(vt_backend *be)
+{
+    static const vt_cli_opt opts[] = {
+        {"all", 'a', 0, 1}, {"top", 'k', 1, 2}, {"json", 0, 0, 3}, {NULL, 0, 0, 0}};
+    char *argv[] = {"vggtune", "x", "--top=5", "-k", "7", "-k9", "--top", "3", "-a",
+                    "-", "--", "--json", NULL};
+    const char *val = NULL;
+    vt_cli_args a;
+    (void)be;
+
+    vt_cli_args_init(&a, 12, argv, 1, "test");
+    VT_CHECK_INT(vt_cli_next(&a, opts, &val), 0);
+    VT_CHECK_STR(val, "x");
+    VT_CHECK_INT(vt_cli_next(&a, opts, &val), 2);
+    VT_CHECK_STR(val, "5");
+    VT_CHECK_INT(vt_cli_next(&a, opts, &val), 2);
+    VT_CHECK_STR(val, "7");
+    VT_CHECK_INT(vt_cli_next(&a, opts, &val), 2);
+    VT_CHECK_STR(val, "9");
+    VT_CHECK_INT(vt_cli_next(&a, opts, &val), 2);
+    VT_CHECK_STR(val, "3");
+    VT_CHECK_INT(vt_cli_next(&a, opts, &val), 1);
+    VT_CHECK_INT(vt_cli_next(&a, opts, &val), 0); /* "-" is an argument */
+    VT_CHECK_STR(val, "-");
+    VT_CHECK_INT(vt_cli_next(&a, opts, &val), 0); /* after "--" */
+    VT_CHECK_STR(val, "--json");
+    VT_CHECK_INT(vt_cli_next(&a, opts, &val), VT_CLI_END);
+
+    char *bad1[] = {"v", "--nope"}, *bad2[] = {"v", "--top"}, *bad3[] = {"v", "--all=1"},
+         *bad4[] = {"v", "-ax"}, *bad5[] = {"v", "-z"};
+    vt_cli_args_init(&a, 2, bad1, 1, "t");
+    VT_CHECK_ERR(vt_cli_next(&a, opts, &val), VT_EINVAL, "unknown option '--nope'");
+    vt_cli_args_init(&a, 2, bad2, 1, "t");
+    VT_CHECK_ERR(vt_cli_next(&a, opts, &val), VT_EINVAL, "--top needs a value");
+    vt_cli_args_init(&a, 2, bad3, 1, "t");
+    VT_CHECK_ERR(vt_cli_next(&a, opts, &val), VT_EINVAL, "--all takes no value");
+    vt_cli_args_init(&a, 2, bad4, 1, "t");
+    VT_CHECK_ERR(vt_cli_next(&a, opts, &val), VT_EINVAL, "unknown option '-ax'");
+    vt_cli_args_init(&a, 2, bad5, 1, "t");
+    VT_CHECK_ERR(vt_cli_next(&a, opts, &val), VT_EINVAL, "unknown option '-z'");
+
+    long long i;
+    double d;
+    VT_CHECK_OK(vt_cli_parse_int("--n", "-12", &i));
+    VT_CHECK_INT(i, -12);
+    VT_CHECK_ERR(vt_cli_parse_int("--n", "12x", &i), VT_EINVAL, "--n: '12x' is not an integer");
+    VT_CHECK_ERR(vt_cli_parse_int("--n", "", &i), VT_EINVAL, "not an integer");
+    VT_CHECK_ERR(vt_cli_parse_int("--n", "99999999999999999999", &i), VT_EINVAL, NULL);
+    VT_CHECK_OK(vt_cli_parse_num("--lr", "1e-3", &d));
+    VT_CHECK_NEAR(d, 1e-3, 1e-15);
+    VT_CHECK_ERR(vt_cli_parse_num("--lr", "fast", &d), VT_EINVAL, "--lr: 'fast' is not a number");
+    VT_CHECK_ERR(vt_cli_parse_num("--lr", "nan", &d), VT_EINVAL, NULL);
+}
+
+static void test_abspath(vt_backend *be)
+{
+    static const char *const cases[][3] = {
+        {"/home/a", "data", "/home/a/data"},
+        {"/home/a", "./data/", "/home/a/data"},
+        {"/home/a/", "x//y/./z", "/home/a/x/y/z"},
+        {"/home/a", "/abs/./p", "/abs/p"},
+        {"/home/a", "../b", "/home/a/../b"},
+        {"/", ".", "/"},
+        {"/home/a", ".", "/home/a"},
+    };
+    (void)be;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *p = vt_cli_abspath(cases[i][0], cases[i][1]);
+        VT_CHECK_STR(p, cases[i][2]);
+        free(p);
+    }
+}
+
+/* ---- submit: the job document ------------------------------------------ */
+
+static void test_submit_defaults(vt_backend *be)
+{
+    const char *cwd = vt_test_tmpdir("submit");
+    vt_cli cli = {.cwd = cwd};
+    vt_cli_submit s;
+    char want[512];
+    (void)be;
+
+    VT_CHECK_OK(submit_parse(&s, &cli, (const char *[]){"--data", "flowers/train", NULL}));
+    snprintf(want, sizeof want, "%s/flowers/train", cwd);
+    VT_CHECK_STR(sval(s.doc, "data.train"), want);
+    VT_CHECK_STR(sval(s.doc, "name"), "flowers"); /* the parent of .../train */
+    snprintf(want, sizeof want, "%s/runs/flowers", cwd);
+    VT_CHECK_STR(sval(s.doc, "output"), want);
+    /* Only what was asked for: the daemon fills the defaults. */
+    VT_CHECK_INT(cJSON_GetArraySize(s.doc), 3);
+    VT_CHECK(!s.watch && !s.dry_run && !s.help);
+    vt_cli_submit_free(&s);
+
+    /* An output directory that exists already is not reused. */
+    snprintf(want, sizeof want, "%s/runs", cwd);
+    mkdir(want, 0755);
+    snprintf(want, sizeof want, "%s/runs/flowers", cwd);
+    mkdir(want, 0755);
+    VT_CHECK_OK(submit_parse(&s, &cli, (const char *[]){"-d", "flowers/train", "-w", NULL}));
+    snprintf(want, sizeof want, "%s/runs/flowers-2", cwd);
+    VT_CHECK_STR(sval(s.doc, "output"), want);
+    VT_CHECK(s.watch);
+    vt_cli_submit_free(&s);
+
+    VT_CHECK_OK(submit_parse(&s, &cli, (const char *[]){"--data", "./pets/", "--out", "o",
+                                                         "--json", "--socket", "/s", NULL}));
+    VT_CHECK_STR(sval(s.doc, "name"), "pets");
+    snprintf(want, sizeof want, "%s/o", cwd);
+    VT_CHECK_STR(sval(s.doc, "output"), want);
+    VT_CHECK(cli.json);
+    VT_CHECK_STR(cli.socket, "/s");
+    vt_cli_submit_free(&s);
+
+    /* Every flag lands in its field. */
+    VT_CHECK_OK(submit_parse(&s, &cli, (const char *[]){
+        "--data", "/d", "--val", "v", "--mode", "bottleneck", "--epochs", "12",
+        "--batch-size", "64", "--lr", "0.01", "--image-size", "64", "--weights", "w.h5",
+        "--init", "i.safetensors", "--name", "n1", "--seed", "7", "--precision", "fp32",
+        "--dropout", "0.25", "--dense", "512,64", "--flip", "--crop", "0.1", "--keep-best",
+        "--patience", "3", "--schedule", "cosine", "--preprocess", "caffe", "--dry-run",
+        NULL}));
+    VT_CHECK_STR(sval(s.doc, "data.train"), "/d");
+    snprintf(want, sizeof want, "%s/v", cwd);
+    VT_CHECK_STR(sval(s.doc, "data.val"), want);
+    VT_CHECK_STR(sval(s.doc, "mode"), "bottleneck");
+    VT_CHECK_INT(nval(s.doc, "epochs"), 12);
+    VT_CHECK_INT(nval(s.doc, "batch_size"), 64);
+    VT_CHECK_NEAR(nval(s.doc, "optimizer.lr"), 0.01, 1e-12);
+    VT_CHECK_INT(nval(s.doc, "data.image_size"), 64);
+    snprintf(want, sizeof want, "%s/w.h5", cwd);
+    VT_CHECK_STR(sval(s.doc, "weights"), want);
+    snprintf(want, sizeof want, "%s/i.safetensors", cwd);
+    VT_CHECK_STR(sval(s.doc, "init"), want);
+    VT_CHECK_STR(sval(s.doc, "name"), "n1");
+    snprintf(want, sizeof want, "%s/runs/n1", cwd);
+    VT_CHECK_STR(sval(s.doc, "output"), want);
+    VT_CHECK_INT(nval(s.doc, "seed"), 7);
+    VT_CHECK_STR(sval(s.doc, "precision"), "fp32");
+    VT_CHECK_NEAR(nval(s.doc, "head.dropout"), 0.25, 1e-12);
+    VT_CHECK_INT(cJSON_GetArraySize(item(s.doc, "head.dense")), 2);
+    VT_CHECK_INT(cJSON_GetArrayItem(item(s.doc, "head.dense"), 1)->valuedouble, 64);
+    VT_CHECK(cJSON_IsTrue(item(s.doc, "augment.flip")));
+    VT_CHECK_NEAR(nval(s.doc, "augment.crop"), 0.1, 1e-12);
+    VT_CHECK(cJSON_IsTrue(item(s.doc, "keep_best")));
+    VT_CHECK_INT(nval(s.doc, "early_stopping.patience"), 3);
+    VT_CHECK_STR(sval(s.doc, "optimizer.schedule"), "cosine");
+    VT_CHECK_STR(sval(s.doc, "data.preprocess"), "caffe");
+    VT_CHECK(s.dry_run);
+    vt_cli_submit_free(&s);
+
+    VT_CHECK_OK(submit_parse(&s, &cli, (const char *[]){"--data", "x", "--dense", "none",
+                                                         "--help", NULL}));
+    VT_CHECK(s.help);
+    vt_cli_submit_free(&s);
+}
+
+static void test_submit_spec_override(vt_backend *be)
+{
+    const char *cwd = vt_test_tmpdir("spec");
+    vt_cli cli = {.cwd = cwd};
+    vt_cli_submit s;
+    char path[512], want[512];
+    const cJSON *sch;
+    (void)be;
+
+    snprintf(path, sizeof path, "%s/job.json", cwd);
+    write_text(path, "{\"name\": \"base\", \"mode\": \"bottleneck\",\n"
+                     " \"data\": {\"train\": \"d/train\", \"val_split\": 0.2},\n"
+                     " \"optimizer\": {\"lr\": 0.01, \"schedule\": {\"type\": \"step\","
+                     " \"step_epochs\": 3}},\n"
+                     " \"epochs\": 5, \"init\": \"m.safetensors\", \"output\": \"out\"}\n");
+    /* --spec last: flags override the file whatever the order. */
+    VT_CHECK_OK(submit_parse(&s, &cli, (const char *[]){
+        "--epochs", "7", "--trainable-blocks", "3", "--schedule", "cosine",
+        "--init-head", "12", "--val", "v", "--spec", "job.json", NULL}));
+    VT_CHECK_INT(nval(s.doc, "epochs"), 7);
+    VT_CHECK(!item(s.doc, "mode")); /* replaced by trainable_blocks */
+    VT_CHECK_INT(nval(s.doc, "trainable_blocks"), 3);
+    VT_CHECK_NEAR(nval(s.doc, "optimizer.lr"), 0.01, 1e-12);
+    sch = item(s.doc, "optimizer.schedule");
+    VT_CHECK_STR(sval(sch, "type"), "cosine");
+    VT_CHECK_INT(nval(sch, "step_epochs"), 3); /* kept */
+    VT_CHECK_INT(nval(s.doc, "init_job"), 12);
+    VT_CHECK(!item(s.doc, "init")); /* --init-head replaces init */
+    snprintf(want, sizeof want, "%s/v", cwd);
+    VT_CHECK_STR(sval(s.doc, "data.val"), want);
+    VT_CHECK(!item(s.doc, "data.val_split")); /* --val replaces val_split */
+    snprintf(want, sizeof want, "%s/d/train", cwd);
+    VT_CHECK_STR(sval(s.doc, "data.train"), want); /* the file's paths too */
+    snprintf(want, sizeof want, "%s/out", cwd);
+    VT_CHECK_STR(sval(s.doc, "output"), want);
+    VT_CHECK_STR(sval(s.doc, "name"), "base");
+    vt_cli_submit_free(&s);
+
+    /* A flag replaces what the file says in other words. */
+    snprintf(path, sizeof path, "%s/tb.json", cwd);
+    write_text(path, "{\"trainable_blocks\": 3, \"data\": {\"train\": \"x\"}}");
+    VT_CHECK_OK(submit_parse(&s, &cli, (const char *[]){"--spec", path, "--mode", "finetune",
+                                                         NULL}));
+    VT_CHECK(!item(s.doc, "trainable_blocks"));
+    vt_cli_submit_free(&s);
+    snprintf(path, sizeof path, "%s/job.json", cwd);
+
+    /* And the other way round. */
+    VT_CHECK_OK(submit_parse(&s, &cli, (const char *[]){
+        "--spec", path, "--mode", "scratch", "--init", "x.safetensors", "--data", "/other",
+        NULL}));
+    VT_CHECK_STR(sval(s.doc, "mode"), "scratch");
+    VT_CHECK_STR(sval(s.doc, "data.train"), "/other");
+    VT_CHECK_NEAR(nval(s.doc, "data.val_split"), 0.2, 1e-12);
+    snprintf(want, sizeof want, "%s/x.safetensors", cwd);
+    VT_CHECK_STR(sval(s.doc, "init"), want);
+    vt_cli_submit_free(&s);
+}
+
+static void test_submit_bad_values(vt_backend *be)
+{
+    static const struct {
+        const char *args[8];
+        const char *msg;
+    } cases[] = {
+        {{"--data", "x", "--epochs", "ten"}, "--epochs: 'ten' is not an integer"},
+        {{"--data", "x", "--epochs", "0"}, "epochs must be an integer from 1 to 100000 (--epochs)"},
+        {{"--data", "x", "--image-size", "100"},
+         "data.image_size must be a multiple of 32, got 100 (--image-size)"},
+        {{"--data", "x", "--mode", "fast"},
+         "mode must be one of: bottleneck, finetune, scratch (--mode)"},
+        {{"--data", "x", "--trainable-blocks", "6"}, "(--trainable-blocks)"},
+        {{"--data", "x", "--dense", "1,x"}, "--dense: '1,x' is not a list of layer widths"},
+        {{"--data", "x", "--dense", "0"}, "head.dense[0] must be an integer from 1 to 65536 (--dense)"},
+        {{"--data", "x", "--lr", "-1"}, "optimizer.lr must be a number > 0 and <= 10 (--lr)"},
+        {{"--data", "x", "--schedule", "linear"}, "optimizer.schedule must be one of"},
+        {{"--data", "x", "--precision", "fp16"}, "(--precision)"},
+        {{"--data", "x", "--val-split", "0.95"}, "(--val-split)"},
+        {{"--data", "x", "--init-head", "0"}, "init_job must be an integer from 1"},
+        {{"--data", "x", "--keep-best"}, "keep_best and early_stopping need validation data"},
+        {{"--data", "x", "--name", "a/b"}, "name must be at most 127 characters"},
+        {{"--epochs", "3"}, "--data DIR is required"},
+        {{"--data", "x", "--bogus"}, "unknown option '--bogus'"},
+        {{"--data", "x", "extra"}, "unexpected argument 'extra'"},
+        {{"--data"}, "--data needs a value"},
+        {{"--data", "x", "--flip=yes"}, "--flip takes no value"},
+    };
+    const char *cwd = vt_test_tmpdir("bad");
+    vt_cli cli = {.cwd = cwd};
+    vt_cli_submit s;
+    char path[512], msg[1024];
+    (void)be;
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        VT_CHECK_ERR(submit_parse(&s, &cli, cases[i].args), VT_EINVAL, cases[i].msg);
+        VT_CHECK(!s.doc);
+    }
+    /* A later flag wins over an earlier one that conflicts with it. */
+    VT_CHECK_OK(submit_parse(&s, &cli, (const char *[]){"--data", "x", "--val", "v",
+                                                         "--val-split", "0.2", NULL}));
+    VT_CHECK(!item(s.doc, "data.val"));
+    vt_cli_submit_free(&s);
+
+    /* Mistakes in a spec file name the file, or the flag when one set it. */
+    snprintf(path, sizeof path, "%s/bad.json", cwd);
+    write_text(path, "{\"data\": {\"train\": \"x\"}, \"epochs\": 0}");
+    snprintf(msg, sizeof msg, "epochs must be an integer from 1 to 100000 (in %s)", path);
+    VT_CHECK_ERR(submit_parse(&s, &cli, (const char *[]){"--spec", path, NULL}), VT_EINVAL, msg);
+    VT_CHECK_OK(submit_parse(&s, &cli, (const char *[]){"--spec", path, "-e", "2", NULL}));
+    vt_cli_submit_free(&s);
+    VT_CHECK_ERR(submit_parse(&s, &cli, (const char *[]){"--spec", path, "-e", "0", NULL}),
+                 VT_EINVAL, "epochs must be an integer from 1 to 100000 (--epochs)");
+    write_text(path, "{\"data\": {\"train\": \"x\"}, \"epoch\": 3}");
+    snprintf(msg, sizeof msg, "%s: unknown field epoch", path);
+    VT_CHECK_ERR(submit_parse(&s, &cli, (const char *[]){"--spec", path, NULL}), VT_EINVAL, msg);
+    write_text(path, "{\"data\": ");
+    VT_CHECK_ERR(submit_parse(&s, &cli, (const char *[]){"--spec", path, NULL}), VT_EINVAL,
+                 "is not valid JSON");
+    write_text(path, "[1]");
+    VT_CHECK_ERR(submit_parse(&s, &cli, (const char *[]){"--spec", path, NULL}), VT_EINVAL,
+                 "must hold a JSON object");
+    /* A missing file is not a usage error. */
+    VT_CHECK_ERR(submit_parse(&s, &cli, (const char *[]){"--spec", "nope.json", NULL}),
+                 VT_ENOTFOUND, "nope.json: no such file");
+}
+
+static void test_check_paths(vt_backend *be)
+{
+    const char *dir = vt_test_tmpdir("paths");
+    char train[512], file[512], text[2048], msg[1024];
+    cJSON *doc;
+    (void)be;
+
+    snprintf(train, sizeof train, "%s/train", dir);
+    mkdir(train, 0755);
+    snprintf(file, sizeof file, "%s/w.h5", dir);
+    write_text(file, "x");
+    snprintf(text, sizeof text, "{\"data\":{\"train\":\"%s\"},\"weights\":\"%s\"}", train, file);
+    doc = fake_json(text);
+    VT_CHECK_OK(vt_cli_check_paths(doc));
+    cJSON_Delete(doc);
+
+    snprintf(text, sizeof text, "{\"data\":{\"train\":\"%s/nope\"}}", dir);
+    doc = fake_json(text);
+    snprintf(msg, sizeof msg, "--data %s/nope: no such directory", dir);
+    VT_CHECK_ERR(vt_cli_check_paths(doc), VT_ENOTFOUND, msg);
+    cJSON_Delete(doc);
+
+    snprintf(text, sizeof text, "{\"data\":{\"train\":\"%s\",\"val\":\"%s\"}}", train, file);
+    doc = fake_json(text);
+    VT_CHECK_ERR(vt_cli_check_paths(doc), VT_EINVAL, "--val");
+    VT_CHECK_CONTAINS(vt_error_msg(), "is not a directory");
+    cJSON_Delete(doc);
+
+    snprintf(text, sizeof text, "{\"data\":{\"train\":\"%s\"},\"init\":\"%s\"}", train, train);
+    doc = fake_json(text);
+    VT_CHECK_ERR(vt_cli_check_paths(doc), VT_EINVAL, "--init");
+    cJSON_Delete(doc);
+}
+
+static void test_exit_codes(vt_backend *be)
+{
+    cJSON *j;
+    (void)be;
+    VT_CHECK_INT(vt_cli_exit_code(0, 0), 0);
+    VT_CHECK_INT(vt_cli_exit_code(0, 1), 0);
+    VT_CHECK_INT(vt_cli_exit_code(VT_ENOTFOUND, 1), 1); /* "no job 42" */
+    VT_CHECK_INT(vt_cli_exit_code(VT_EIO, 1), 1);       /* the daemon's own I/O error */
+    VT_CHECK_INT(vt_cli_exit_code(VT_ENOTFOUND, 0), 3); /* no socket */
+    VT_CHECK_INT(vt_cli_exit_code(VT_EPERM, 0), 3);
+    VT_CHECK_INT(vt_cli_exit_code(VT_EIO, 0), 3);       /* connection lost */
+    VT_CHECK_INT(vt_cli_exit_code(VT_EPROTO, 0), 3);
+    VT_CHECK_INT(vt_cli_exit_code(VT_ETOOBIG, 0), 1);   /* refused before sending */
+    j = fake_json("{\"state\":\"succeeded\"}");
+    VT_CHECK_INT(vt_cli_job_exit(j), 0);
+    cJSON_Delete(j);
+    j = fake_json("{\"state\":\"failed\"}");
+    VT_CHECK_INT(vt_cli_job_exit(j), 1);
+    cJSON_Delete(j);
+    j = fake_json("{\"state\":\"cancelled\"}");
+    VT_CHECK_INT(vt_cli_job_exit(j), 1);
+    cJSON_Delete(j);
+    VT_CHECK_INT(vt_cli_job_exit(NULL), 1);
+}
+
+/* ---- rendering --------------------------------------------------------- */
+
+static const char *const jobs_json =
+    "[{\"id\":42,\"name\":\"flowers\",\"user\":\"alice\",\"uid\":1000,\"state\":\"running\","
+    "\"mode\":\"finetune\",\"trainable_blocks\":1,\"epochs\":10,\"epochs_done\":3,"
+    "\"output\":\"/home/alice/runs/flowers\",\"submitted\":\"2026-11-27T23:00:00Z\","
+    "\"started\":\"2026-11-27T23:01:00Z\",\"finished\":null,"
+    "\"progress\":{\"epoch\":4,\"epochs\":10,\"step\":10,\"steps\":40,\"loss\":0.41,"
+    "\"accuracy\":0.88,\"images_per_s\":1234.5,\"eta_s\":83.0,\"phase\":\"training\"},"
+    "\"cancel_requested\":false},"
+    "{\"id\":43,\"name\":\"cats\",\"user\":\"alice\",\"state\":\"queued\",\"epochs\":5,"
+    "\"epochs_done\":0,\"submitted\":\"2026-11-27T23:05:00Z\",\"started\":null,"
+    "\"finished\":null,\"queue_position\":2},"
+    "{\"id\":41,\"name\":\"dogs\",\"user\":\"alice\",\"state\":\"succeeded\",\"epochs\":10,"
+    "\"epochs_done\":10,\"submitted\":\"2026-11-27T22:00:00Z\","
+    "\"started\":\"2026-11-27T22:00:30Z\",\"finished\":\"2026-11-27T22:12:33.250Z\","
+    "\"last_epoch\":{\"epoch\":10,\"accuracy\":0.99,\"val_accuracy\":0.9125}},"
+    "{\"id\":40,\"name\":\"bad\",\"user\":\"alice\",\"state\":\"failed\",\"epochs\":10,"
+    "\"epochs_done\":2,\"submitted\":\"2026-11-27T21:00:00Z\",\"error\":"
+    "\"CUDA error: out of memory while allocating\\n2.0 GiB for the feature cache\"},"
+    "{\"id\":39,\"name\":\"old\",\"user\":\"alice\",\"state\":\"cancelled\",\"epochs\":10,"
+    "\"epochs_done\":1,\"submitted\":\"2026-11-26T08:00:00Z\",\"reason\":\"cancelled by alice\"},"
+    "{\"id\":44,\"user\":\"bob\",\"state\":\"queued\",\"queue_position\":1}]";
+
+static void test_render_list(vt_backend *be)
+{
+    cJSON *jobs = fake_json(jobs_json);
+    capture c;
+    (void)be;
+    use_utc();
+    cap_open(&c);
+    vt_cli_render_list(c.f, jobs);
+    VT_CHECK_STR(cap_text(&c),
+        "ID  USER   NAME     STATE      EPOCH  PROGRESS                                           SUBMITTED\n"
+        "42  alice  flowers  running    4/10   32% loss 0.4100 acc 0.8800 ETA 1:23                2026-11-27 23:00\n"
+        "43  alice  cats     queued     0/5    position 2                                         2026-11-27 23:05\n"
+        "41  alice  dogs     succeeded  10/10  done in 12:03, val_acc 0.9125                      2026-11-27 22:00\n"
+        "40  alice  bad      failed     2/10   CUDA error: out of memory while allocating 2.0...  2026-11-27 21:00\n"
+        "39  alice  old      cancelled  1/10   cancelled by alice                                 2026-11-26 08:00\n"
+        "44  bob    -        queued     -      position 1                                         -\n");
+    cap_close(&c);
+    cJSON_Delete(jobs);
+}
+
+static const char *const status_json =
+    "{\"version\":\"0.1.0\",\"backend\":\"cpu\",\"device\":\"CPU, 2 threads, OpenBLAS fp32\","
+    "\"memory\":{\"total\":8589934592,\"in_use\":1288490189,\"peak\":3650722202},"
+    "\"trunks\":[{\"weights\":\"random (He, seed 0)\",\"bytes\":58982400,\"jobs\":1,"
+    "\"resident\":true},"
+    "{\"weights\":\"/w/vgg16.h5\",\"bytes\":58982400,\"jobs\":2,\"resident\":false}],"
+    "\"queue\":{\"queued\":1,\"running\":2},"
+    "\"users\":[{\"user\":\"alice\",\"uid\":1000,\"running\":1,\"queued\":0,"
+    "\"device_s\":75.2,\"share\":0.5},"
+    "{\"user\":\"bob\",\"uid\":1001,\"running\":1,\"queued\":1,\"share\":0.5}],"
+    "\"uptime_s\":3723.4,\"ready\":true}";
+
+static void test_render_status(vt_backend *be)
+{
+    cJSON *d = fake_json(status_json);
+    capture c;
+    (void)be;
+    cap_open(&c);
+    vt_cli_render_status(c.f, d);
+    VT_CHECK_STR(cap_text(&c),
+        "vggtuned 0.1.0, up 1:02:03\n"
+        "backend    cpu: CPU, 2 threads, OpenBLAS fp32\n"
+        "memory     1.2 GiB in use (peak 3.4 GiB) of 8.0 GiB\n"
+        "trunks     random (He, seed 0): 56.2 MiB, 1 job\n"
+        "           /w/vgg16.h5: 56.2 MiB, 2 jobs (not resident)\n"
+        "jobs       2 running, 1 queued\n"
+        "\n"
+        "USER   UID   RUNNING  QUEUED  DEVICE TIME  SHARE\n"
+        "alice  1000  1        0       1:15         50%\n"
+        "bob    1001  1        1       -            50%\n");
+    cap_close(&c);
+    cJSON_Delete(d);
+
+    d = fake_json("{\"version\":\"0.1.0\",\"backend\":\"cuda\",\"trunks\":[],\"users\":[],"
+                  "\"ready\":false}");
+    cap_open(&c);
+    vt_cli_render_status(c.f, d);
+    VT_CHECK_STR(cap_text(&c), "vggtuned 0.1.0 (starting: the device is not ready yet)\n"
+                               "backend    cuda\n"
+                               "trunks     none loaded\n");
+    cap_close(&c);
+    cJSON_Delete(d);
+}
+
+static void test_render_job(vt_backend *be)
+{
+    cJSON *job = fake_json(
+        "{\"id\":42,\"name\":\"flowers\",\"user\":\"alice\",\"uid\":1000,\"state\":\"failed\","
+        "\"mode\":\"finetune\",\"trainable_blocks\":1,\"epochs\":10,\"epochs_done\":2,"
+        "\"output\":\"/home/alice/runs/flowers\",\"submitted\":\"2026-11-27T23:00:00Z\","
+        "\"started\":\"2026-11-27T23:01:00Z\",\"finished\":\"2026-11-27T23:05:00Z\","
+        "\"error\":\"out of device memory\",\"cancel_requested\":false,"
+        "\"spec\":{\"data\":{\"train\":\"/home/alice/flowers/train\",\"val\":null,"
+        "\"val_split\":0.2,\"image_size\":224},\"weights\":null,\"seed\":1,\"init_job\":7,"
+        "\"batch_size\":32,\"optimizer\":{\"lr\":0.001},\"precision\":\"auto\"},"
+        "\"metrics\":[{\"epoch\":1,\"loss\":0.9,\"accuracy\":0.6,\"val_loss\":0.8,"
+        "\"val_accuracy\":0.65,\"images_per_s\":1200.4,\"seconds\":10.24,\"lr\":0.001,"
+        "\"cached\":false},{\"epoch\":2,\"loss\":0.5,\"accuracy\":0.8,\"val_loss\":null,"
+        "\"val_accuracy\":null,\"images_per_s\":5000,\"seconds\":2.5,\"lr\":0.0009,"
+        "\"cached\":true}]}");
+    cJSON *other = fake_json("{\"id\":44,\"user\":\"bob\",\"state\":\"queued\","
+                             "\"queue_position\":1}");
+    capture c;
+    (void)be;
+    use_utc();
+    cap_open(&c);
+    vt_cli_render_job(c.f, job);
+    VT_CHECK_STR(cap_text(&c),
+        "job        42 (flowers)\n"
+        "user       alice (uid 1000)\n"
+        "state      failed: out of device memory\n"
+        "mode       finetune (trainable blocks 1)\n"
+        "epochs     2 of 10 done\n"
+        "data       /home/alice/flowers/train\n"
+        "validation 20% of the training images\n"
+        "weights    random (He init, seed 1)\n"
+        "head init  from job 7\n"
+        "training   batch 32, lr 0.001, image size 224, precision auto\n"
+        "output     /home/alice/runs/flowers\n"
+        "submitted  2026-11-27 23:00\n"
+        "started    2026-11-27 23:01\n"
+        "finished   2026-11-27 23:05\n"
+        "\n"
+        "EPOCH  LOSS    ACC     VAL_LOSS  VAL_ACC  IMG/S  TIME    LR\n"
+        "1      0.9000  0.6000  0.8000    0.6500   1200   10.2 s  0.001\n"
+        "2      0.5000  0.8000  -         -        5000   2.5 s   0.0009\n");
+    cap_close(&c);
+    cap_open(&c);
+    vt_cli_render_job(c.f, other);
+    VT_CHECK_STR(cap_text(&c), "job        44\n"
+                               "user       bob\n"
+                               "state      queued, position 1\n");
+    cap_close(&c);
+    cJSON_Delete(job);
+    cJSON_Delete(other);
+}
+
+static void test_render_lines(vt_backend *be)
+{
+    cJSON *p = fake_json("{\"epoch\":4,\"epochs\":10,\"step\":10,\"steps\":63,\"loss\":0.41,"
+                         "\"accuracy\":0.88,\"images_per_s\":1234.5,\"eta_s\":83.0,"
+                         "\"phase\":\"training\"}");
+    cJSON *v = fake_json("{\"epoch\":4,\"epochs\":10,\"step\":3,\"steps\":4,"
+                         "\"phase\":\"validating\",\"eta_s\":4000}");
+    cJSON *m = fake_json("{\"epoch\":3,\"loss\":0.41,\"accuracy\":0.88,\"val_loss\":0.3,"
+                         "\"val_accuracy\":0.9,\"images_per_s\":1234.5,\"seconds\":12.34,"
+                         "\"lr\":0.001,\"cached\":true}");
+    cJSON *m2 = fake_json("{\"epoch\":1,\"loss\":1.5,\"accuracy\":0.25,\"val_loss\":null,"
+                          "\"val_accuracy\":null,\"images_per_s\":99.4,\"seconds\":60,"
+                          "\"cached\":false}");
+    char buf[512];
+    (void)be;
+
+    vt_cli_fmt_progress(buf, sizeof buf, p, 120);
+    VT_CHECK_STR(buf, "epoch 4/10 [###.................] 10/63  loss 0.4100  acc 0.8800  "
+                      "1234 img/s  ETA 1:23");
+    /* Never wider than the terminal: img/s goes first, then the end. */
+    vt_cli_fmt_progress(buf, sizeof buf, p, 80);
+    VT_CHECK_STR(buf, "epoch 4/10 [###.................] 10/63  loss 0.4100  acc 0.8800  "
+                      "ETA 1:23");
+    vt_cli_fmt_progress(buf, sizeof buf, p, 30);
+    VT_CHECK_STR(buf, "epoch 4/10 [###..............");
+    vt_cli_fmt_progress(buf, sizeof buf, v, 0);
+    VT_CHECK_STR(buf, "epoch 4/10 validating [###############.....] 3/4  ETA 1:06:40");
+    vt_cli_fmt_epoch(buf, sizeof buf, m, 10);
+    VT_CHECK_STR(buf, "epoch 3/10  loss 0.4100  acc 0.8800  val_loss 0.3000  val_acc 0.9000  "
+                      "1234 img/s  12.3 s  (cached features)");
+    vt_cli_fmt_epoch(buf, sizeof buf, m2, 0);
+    VT_CHECK_STR(buf, "epoch 1  loss 1.5000  acc 0.2500  99 img/s  60.0 s");
+
+    vt_cli_fmt_duration(59.9, buf, sizeof buf);
+    VT_CHECK_STR(buf, "0:59");
+    vt_cli_fmt_duration(-1, buf, sizeof buf);
+    VT_CHECK_STR(buf, "--:--");
+    vt_cli_fmt_bytes(512, buf, sizeof buf);
+    VT_CHECK_STR(buf, "512 B");
+    vt_cli_fmt_bytes(1536, buf, sizeof buf);
+    VT_CHECK_STR(buf, "1.5 KiB");
+    cJSON *t = cJSON_CreateString("yesterday");
+    vt_cli_fmt_time(t, buf, sizeof buf);
+    VT_CHECK_STR(buf, "yesterday");
+    cJSON_Delete(t);
+    vt_cli_fmt_time(NULL, buf, sizeof buf);
+    VT_CHECK_STR(buf, "-");
+    cJSON_Delete(p);
+    cJSON_Delete(v);
+    cJSON_Delete(m);
+    cJSON_Delete(m2);
+}
+
+static void test_render_predict_eval(vt_backend *be)
+{
+    cJSON *pred = fake_json(
+        "[{\"image\":\"/abs/a.jpg\",\"top\":[{\"class\":\"daisy\",\"index\":0,"
+        "\"probability\":0.93},{\"class\":\"tulip\",\"index\":2,\"probability\":0.05}]},"
+        "{\"image\":\"/abs/b.png\",\"error\":\"not a JPEG or PNG file\"}]");
+    cJSON *ev = fake_json(
+        "{\"n\":200,\"skipped\":1,\"accuracy\":0.9,\"loss\":0.3,\"classes\":[\"a\",\"b\"],"
+        "\"precision\":[0.9,null],\"recall\":[0.8,0.95],\"confusion\":[[90,10],[5,95]]}");
+    char *shown[] = {"a.jpg", "imgs/b.png"};
+    capture c;
+    (void)be;
+
+    cap_open(&c);
+    vt_cli_render_predictions(c.f, pred, shown, 2);
+    VT_CHECK_STR(cap_text(&c), "a.jpg:  daisy 0.9300  tulip 0.0500\n"
+                               "imgs/b.png:  error: not a JPEG or PNG file\n");
+    cap_close(&c);
+    cap_open(&c);
+    vt_cli_render_predictions(c.f, pred, NULL, 0);
+    VT_CHECK_CONTAINS(cap_text(&c), "/abs/a.jpg:  daisy 0.9300");
+    cap_close(&c);
+    cap_open(&c);
+    vt_cli_render_eval(c.f, ev);
+    VT_CHECK_STR(cap_text(&c),
+                 "images 200  accuracy 0.9000  loss 0.3000  (1 unreadable image skipped)\n"
+                 "class                precision    recall\n"
+                 "a                       0.9000    0.8000\n"
+                 "b                            -    0.9500\n"
+                 "confusion matrix (rows: true class, columns: predicted)\n"
+                 "    90    10   a\n"
+                 "     5    95   b\n");
+    cap_close(&c);
+    cJSON_Delete(pred);
+    cJSON_Delete(ev);
+}
+
+/* A watch stream: state, progress, an epoch, a log line, progress, end. */
+static const char *const watch_stream[] = {
+    "{\"id\":2,\"event\":\"state\",\"job\":{\"id\":42,\"name\":\"flowers\",\"state\":\"queued\","
+    "\"epochs\":2,\"epochs_done\":0,\"queue_position\":2}}",
+    "{\"id\":2,\"event\":\"state\",\"job\":{\"id\":42,\"name\":\"flowers\",\"state\":\"running\","
+    "\"epochs\":2,\"epochs_done\":0}}",
+    "{\"id\":2,\"event\":\"progress\",\"progress\":{\"epoch\":1,\"epochs\":2,\"step\":1,"
+    "\"steps\":2,\"loss\":0.9,\"accuracy\":0.5,\"images_per_s\":100,\"eta_s\":3,"
+    "\"phase\":\"training\"}}",
+    "{\"id\":2,\"event\":\"epoch\",\"metrics\":{\"epoch\":1,\"loss\":0.8,\"accuracy\":0.6,"
+    "\"val_loss\":null,\"val_accuracy\":null,\"images_per_s\":100,\"seconds\":1.5,"
+    "\"cached\":false}}",
+    "{\"id\":2,\"event\":\"log\",\"level\":\"warn\",\"message\":\"2 images unreadable, skipped\"}",
+    "{\"id\":2,\"event\":\"progress\",\"progress\":{\"epoch\":2,\"epochs\":2,\"step\":2,"
+    "\"steps\":2,\"phase\":\"saving\"}}",
+    NULL,
+};
+
+static void test_watcher(vt_backend *be)
+{
+    cJSON *end_ok = fake_json("{\"id\":2,\"ok\":true,\"event\":\"end\",\"job\":{\"id\":42,"
+                              "\"name\":\"flowers\",\"state\":\"succeeded\",\"epochs_done\":2,"
+                              "\"started\":\"2026-11-27T23:00:00Z\",\"finished\":"
+                              "\"2026-11-27T23:00:05Z\",\"output\":\"/o\"}}");
+    cJSON *end_bad = fake_json("{\"id\":2,\"ok\":true,\"event\":\"end\",\"job\":{\"id\":42,"
+                               "\"name\":\"flowers\",\"state\":\"failed\",\"error\":\"boom\"}}");
+    cJSON *end_cx = fake_json("{\"id\":2,\"ok\":true,\"event\":\"end\",\"job\":{\"id\":42,"
+                              "\"state\":\"cancelled\",\"reason\":\"cancelled by bob (admin)\"}}");
+    cJSON *err = fake_json("{\"id\":2,\"ok\":false,\"error\":{\"code\":\"EPERM\","
+                           "\"message\":\"job 42 belongs to bob\"}}");
+    vt_cli_watcher w;
+    capture out, errs;
+    (void)be;
+
+    /* Not a terminal: plain lines, no carriage returns, no progress. */
+    cap_open(&out);
+    cap_open(&errs);
+    vt_cli_watcher_init(&w, out.f, errs.f, 0, 80, 42);
+    for (int i = 0; watch_stream[i]; i++) {
+        cJSON *m = fake_json(watch_stream[i]);
+        VT_CHECK_INT(vt_cli_watcher_feed(&w, m), 0);
+        cJSON_Delete(m);
+    }
+    VT_CHECK_INT(vt_cli_watcher_feed(&w, end_ok), 1);
+    VT_CHECK_INT(vt_cli_watcher_finish(&w), 0);
+    VT_CHECK_STR(cap_text(&out),
+                 "job 42 (flowers): queued, position 2\n"
+                 "job 42 (flowers): running\n"
+                 "epoch 1/2  loss 0.8000  acc 0.6000  100 img/s  1.5 s\n"
+                 "warn: 2 images unreadable, skipped\n"
+                 "job 42 (flowers) succeeded: 2 epochs in 0:05, output in /o\n");
+    VT_CHECK_STR(cap_text(&errs), "");
+    vt_cli_watcher_free(&w);
+    cap_close(&out);
+    cap_close(&errs);
+
+    /* A terminal: the progress line is rewritten in place and cleared
+     * before each permanent line. */
+    cap_open(&out);
+    cap_open(&errs);
+    vt_cli_watcher_init(&w, out.f, errs.f, 1, 80, 42);
+    for (int i = 0; watch_stream[i]; i++) {
+        cJSON *m = fake_json(watch_stream[i]);
+        VT_CHECK_INT(vt_cli_watcher_feed(&w, m), 0);
+        cJSON_Delete(m);
+    }
+    VT_CHECK_INT(vt_cli_watcher_feed(&w, end_bad), 1);
+    VT_CHECK_INT(vt_cli_watcher_finish(&w), 1);
+    VT_CHECK_STR(cap_text(&out),
+                 "job 42 (flowers): queued, position 2\n"
+                 "job 42 (flowers): running\n"
+                 "\r\033[Kepoch 1/2 [##########..........] 1/2  loss 0.9000  acc 0.5000  "
+                 "ETA 0:03"
+                 "\r\033[Kepoch 1/2  loss 0.8000  acc 0.6000  100 img/s  1.5 s\n"
+                 "warn: 2 images unreadable, skipped\n"
+                 "\r\033[Kepoch 2/2 saving [####################] 2/2"
+                 "\r\033[K");
+    VT_CHECK_STR(cap_text(&errs), "vggtune: job 42 (flowers) failed: boom\n");
+    vt_cli_watcher_free(&w);
+    cap_close(&out);
+    cap_close(&errs);
+
+    /* Cancelled; an error reply; --json (quiet) keeps only the verdict. */
+    cap_open(&out);
+    cap_open(&errs);
+    vt_cli_watcher_init(&w, out.f, errs.f, 0, 0, 42);
+    VT_CHECK_INT(vt_cli_watcher_feed(&w, end_cx), 1);
+    VT_CHECK_INT(vt_cli_watcher_finish(&w), 1);
+    VT_CHECK_STR(cap_text(&errs), "vggtune: job 42 was cancelled: cancelled by bob (admin)\n");
+    VT_CHECK_ERR(vt_cli_watcher_feed(&w, err), VT_EPERM, "job 42 belongs to bob");
+    vt_cli_watcher_free(&w);
+    vt_cli_watcher_init(&w, out.f, errs.f, 1, 0, 42);
+    w.quiet = 1;
+    for (int i = 0; watch_stream[i]; i++) {
+        cJSON *m = fake_json(watch_stream[i]);
+        VT_CHECK_INT(vt_cli_watcher_feed(&w, m), 0);
+        cJSON_Delete(m);
+    }
+    VT_CHECK_INT(vt_cli_watcher_feed(&w, end_ok), 1);
+    VT_CHECK_INT(vt_cli_watcher_finish(&w), 0);
+    VT_CHECK_STR(cap_text(&out), "");
+    vt_cli_watcher_free(&w);
+    cap_close(&out);
+    cap_close(&errs);
+    cJSON_Delete(end_ok);
+    cJSON_Delete(end_bad);
+    cJSON_Delete(end_cx);
+    cJSON_Delete(err);
+}
+
+/* ---- whole commands against the fake daemon ---------------------------- */
+
+static const char *op_of(const cJSON *req)
+{
+    const cJSON *op = cJSON_GetObjectItemCaseSensitive(req, "op");
+    return cJSON_IsString(op) ? op->valuestring : "";
+}
+
+/* A small daemon: list, job, cancel (42 only), submit, watch (42: a short
+ * successful run; 43: fails; 44: the connection drops), predict, eval,
+ * status. */
+static void script_daemon(fake_daemon *d, int fd)
+{
+    const cJSON *req;
+    if (fake_hello(d, fd) < 0)
+        return;
+    while ((req = fake_recv(d, fd))) {
+        const char *op = op_of(req);
+        double job = cJSON_GetObjectItem(req, "job") && cJSON_IsNumber(cJSON_GetObjectItem(req, "job"))
+                         ? cJSON_GetObjectItem(req, "job")->valuedouble : 0;
+        if (strcmp(op, "list") == 0) {
+            cJSON *body = cJSON_CreateObject();
+            cJSON_AddItemToObject(body, "jobs", fake_json(jobs_json));
+            fake_ok(fd, req, body);
+        } else if (strcmp(op, "status") == 0) {
+            cJSON *body = cJSON_CreateObject();
+            cJSON_AddItemToObject(body, "daemon", fake_json(status_json));
+            fake_ok(fd, req, body);
+        } else if (strcmp(op, "cancel") == 0 && job == 42) {
+            fake_ok(fd, req, fake_json("{\"job\":{\"id\":42,\"name\":\"flowers\","
+                                       "\"state\":\"running\",\"cancel_requested\":true}}"));
+        } else if (strcmp(op, "submit") == 0) {
+            fake_ok(fd, req, fake_json("{\"job\":{\"id\":45,\"name\":\"flowers\","
+                                       "\"state\":\"queued\",\"queue_position\":1}}"));
+        } else if (strcmp(op, "watch") == 0 && (job == 42 || job == 45)) {
+            /* Another request's messages are not this watch's. */
+            fake_send_raw(fd, "{\"id\":999,\"ok\":true,\"event\":\"end\",\"job\":{\"id\":42,"
+                              "\"state\":\"failed\"}}\n");
+            for (int i = 0; watch_stream[i]; i++) { /* with this request's id */
+                cJSON *ev = fake_json(watch_stream[i]);
+                cJSON_ReplaceItemInObject(ev, "id",
+                                          cJSON_Duplicate(cJSON_GetObjectItem(req, "id"), 1));
+                char *text = cJSON_PrintUnformatted(ev);
+                fake_send_raw(fd, text);
+                fake_send_raw(fd, "\n");
+                free(text);
+                cJSON_Delete(ev);
+            }
+            fake_ok(fd, req, fake_json("{\"event\":\"end\",\"job\":{\"id\":42,"
+                                       "\"name\":\"flowers\",\"state\":\"succeeded\","
+                                       "\"epochs_done\":2}}"));
+        } else if (strcmp(op, "watch") == 0 && job == 43) {
+            fake_event(fd, req, "state", fake_json("{\"job\":{\"id\":43,\"name\":\"x\","
+                                                   "\"state\":\"running\"}}"));
+            fake_ok(fd, req, fake_json("{\"event\":\"end\",\"job\":{\"id\":43,\"name\":\"x\","
+                                       "\"state\":\"failed\",\"error\":\"no images in "
+                                       "/d/train\"}}"));
+        } else if (strcmp(op, "watch") == 0 && job == 44) {
+            fake_event(fd, req, "state", fake_json("{\"job\":{\"id\":44,\"name\":\"y\","
+                                                   "\"state\":\"running\"}}"));
+            return; /* the daemon dies */
+        } else if (strcmp(op, "predict") == 0) {
+            fake_ok(fd, req, fake_json("{\"predictions\":[{\"image\":\"/x/a.jpg\",\"top\":"
+                                       "[{\"class\":\"daisy\",\"index\":0,"
+                                       "\"probability\":0.93}]}]}"));
+        } else if (strcmp(op, "eval") == 0) {
+            fake_ok(fd, req, fake_json("{\"eval\":{\"n\":2,\"skipped\":0,\"accuracy\":1,"
+                                       "\"loss\":0.1,\"classes\":[\"a\"],\"precision\":[1],"
+                                       "\"recall\":[1],\"confusion\":[[2]]}}"));
+        } else {
+            char msg[64];
+            snprintf(msg, sizeof msg, "no job %.0f", job);
+            fake_error(fd, req, VT_ENOTFOUND, msg);
+        }
+    }
+}
+
+typedef struct {
+    int status;
+    char out[8192], err[4096];
+} run_result;
+
+/* Runs "vggtune ARGS..." against d (NULL: a socket that does not exist). */
+static void run_cli(run_result *r, fake_daemon *d, const char *cwd, int tty,
+                    const char *const *args)
+{
+    char *argv[64], sock[256];
+    int argc = 0;
+    capture out, err;
+    vt_cli cli = {0};
+
+    argv[argc++] = "vggtune";
+    if (d) {
+        snprintf(sock, sizeof sock, "--socket=%s", d->path);
+        argv[argc++] = sock;
+    } else {
+        snprintf(sock, sizeof sock, "--socket=%s/none.sock", cwd);
+        argv[argc++] = sock;
+    }
+    while (*args && argc < 63)
+        argv[argc++] = (char *)*args++;
+    argv[argc] = NULL;
+    cap_open(&out);
+    cap_open(&err);
+    cli.out = out.f;
+    cli.err = err.f;
+    cli.tty = tty;
+    cli.width = 100;
+    cli.cwd = cwd;
+    r->status = vt_cli_main(&cli, argc, argv);
+    snprintf(r->out, sizeof r->out, "%s", cap_text(&out));
+    snprintf(r->err, sizeof r->err, "%s", cap_text(&err));
+    cap_close(&out);
+    cap_close(&err);
+}
+
+#define RUN(r, d, cwd, tty, ...) run_cli(r, d, cwd, tty, (const char *[]){__VA_ARGS__, NULL})
+
+static void test_commands(vt_backend *be)
+{
+    char cwd[512];
+    fake_daemon *d = NULL;
+    run_result r;
+    char path[1024], want[2048];
+    (void)be;
+
+    snprintf(cwd, sizeof cwd, "%s", vt_test_tmpdir("cmd"));
+    use_utc();
+    snprintf(path, sizeof path, "%s/flowers/train", cwd);
+    snprintf(want, sizeof want, "%s/flowers", cwd);
+    mkdir(want, 0755);
+    mkdir(path, 0755);
+    VT_CHECK(fake_start(&d, cwd, script_daemon, NULL, 100) == 0);
+
+    RUN(&r, d, cwd, 0, "list");
+    VT_CHECK_INT(r.status, 0);
+    VT_CHECK(strncmp(r.out, "ID  USER   NAME", 15) == 0);
+    VT_CHECK_CONTAINS(r.out, "42  alice  flowers  running    4/10");
+    VT_CHECK_STR(r.err, "");
+
+    RUN(&r, d, cwd, 0, "list", "--json", "--all");
+    VT_CHECK_INT(r.status, 0);
+    VT_CHECK(strncmp(r.out, "{\"id\":2,\"ok\":true,\"jobs\":[{\"id\":42,", 35) == 0);
+    VT_CHECK(strchr(r.out, '\n') == r.out + strlen(r.out) - 1); /* one line */
+
+    RUN(&r, d, cwd, 0, "status");
+    VT_CHECK_INT(r.status, 0);
+    VT_CHECK(strncmp(r.out, "vggtuned 0.1.0, up 1:02:03\n", 27) == 0);
+
+    RUN(&r, d, cwd, 0, "cancel", "42");
+    VT_CHECK_INT(r.status, 0);
+    VT_CHECK_STR(r.out, "cancelling job 42 (flowers): it stops after its current step\n");
+
+    RUN(&r, d, cwd, 0, "cancel", "7");
+    VT_CHECK_INT(r.status, 1);
+    VT_CHECK_STR(r.err, "vggtune: no job 7\n");
+    RUN(&r, d, cwd, 0, "--json", "status", "7");
+    VT_CHECK_INT(r.status, 1);
+    VT_CHECK_CONTAINS(r.out, "\"ok\":false,\"error\":{\"code\":\"ENOTFOUND\"");
+
+    /* submit: the document reaches the daemon with absolute paths. */
+    RUN(&r, d, cwd, 0, "submit", "--data", "flowers/train", "--epochs", "3");
+    VT_CHECK_INT(r.status, 0);
+    VT_CHECK_STR(r.out, "submitted job 45 (flowers)\n");
+    RUN(&r, d, cwd, 0, "submit", "--data", "flowers/train", "--watch");
+    VT_CHECK_INT(r.status, 0);
+    VT_CHECK_STR(r.out, "submitted job 45 (flowers)\n"
+                        "job 42 (flowers): queued, position 2\n"
+                 "job 42 (flowers): running\n"
+                        "epoch 1/2  loss 0.8000  acc 0.6000  100 img/s  1.5 s\n"
+                        "warn: 2 images unreadable, skipped\n"
+                        "job 42 (flowers) succeeded: 2 epochs\n");
+    /* A path we cannot see: a warning, and the daemon decides. */
+    RUN(&r, d, cwd, 0, "submit", "--data", "nothere");
+    VT_CHECK_INT(r.status, 0);
+    VT_CHECK_STR(r.out, "submitted job 45 (flowers)\n"); /* the fake names every job so */
+    snprintf(want, sizeof want, "vggtune: warning: --data %s/nothere: no such directory; the "
+             "job will fail unless that changes\n", cwd);
+    VT_CHECK_STR(r.err, want);
+    RUN(&r, d, cwd, 0, "submit", "--data", "flowers/train", "--epochs", "0");
+    VT_CHECK_INT(r.status, 2);
+    VT_CHECK_STR(r.err, "vggtune: submit: epochs must be an integer from 1 to 100000 "
+                        "(--epochs)\nTry 'vggtune submit --help'.\n");
+
+    RUN(&r, d, cwd, 0, "watch", "43");
+    VT_CHECK_INT(r.status, 1);
+    VT_CHECK_STR(r.out, "job 43 (x): running\n");
+    VT_CHECK_STR(r.err, "vggtune: job 43 (x) failed: no images in /d/train\n");
+    RUN(&r, d, cwd, 0, "watch", "99");
+    VT_CHECK_INT(r.status, 1);
+    VT_CHECK_STR(r.err, "vggtune: no job 99\n");
+    RUN(&r, d, cwd, 0, "--json", "watch", "42");
+    VT_CHECK_INT(r.status, 0);
+    VT_CHECK(strncmp(r.out, "{\"id\":2,\"event\":\"state\",", 24) == 0);
+    VT_CHECK(!strchr(r.out, '\r'));
+    VT_CHECK_CONTAINS(r.out, "\n{\"id\":2,\"ok\":true,\"event\":\"end\"");
+    RUN(&r, d, cwd, 0, "watch", "44");
+    VT_CHECK_INT(r.status, 3);
+    VT_CHECK_CONTAINS(r.err, "vggtune: lost the connection to vggtuned while watching job 44");
+    VT_CHECK_CONTAINS(r.err, "'vggtune watch 44'");
+
+    RUN(&r, d, cwd, 0, "predict", "42", "a.jpg", "-k", "1");
+    VT_CHECK_INT(r.status, 0);
+    VT_CHECK_STR(r.out, "a.jpg:  daisy 0.9300\n");
+    RUN(&r, d, cwd, 0, "eval", "42", "flowers");
+    VT_CHECK_INT(r.status, 0);
+    VT_CHECK(strncmp(r.out, "images 2  accuracy 1.0000  loss 0.1000\n", 39) == 0);
+
+    fake_join(d);
+    /* What the daemon received. */
+    const cJSON *req;
+    int submits = 0, predicts = 0, evals = 0;
+    cJSON_ArrayForEach(req, d->log) {
+        if (strcmp(op_of(req), "submit") == 0 && submits++ == 0) {
+            const cJSON *job = cJSON_GetObjectItem(req, "job");
+            VT_CHECK_STR(sval(job, "data.train"), path);
+            VT_CHECK_INT(nval(job, "epochs"), 3);
+            VT_CHECK_STR(sval(job, "name"), "flowers");
+            snprintf(want, sizeof want, "%s/runs/flowers", cwd);
+            VT_CHECK_STR(sval(job, "output"), want);
+        } else if (strcmp(op_of(req), "predict") == 0) {
+            predicts++;
+            snprintf(want, sizeof want, "%s/a.jpg", cwd);
+            VT_CHECK_STR(cJSON_GetArrayItem(cJSON_GetObjectItem(req, "images"), 0)->valuestring,
+                         want);
+            VT_CHECK_INT(nval(req, "top"), 1);
+            VT_CHECK_INT(nval(req, "job"), 42);
+        } else if (strcmp(op_of(req), "eval") == 0) {
+            evals++;
+            snprintf(want, sizeof want, "%s/flowers", cwd);
+            VT_CHECK_STR(sval(req, "data"), want);
+        } else if (strcmp(op_of(req), "list") == 0) {
+            VT_CHECK(cJSON_IsBool(cJSON_GetObjectItem(req, "all")));
+        }
+    }
+    VT_CHECK_INT(submits, 3);
+    VT_CHECK_INT(predicts, 1);
+    VT_CHECK_INT(evals, 1);
+    fake_stop(d);
+}
+
+static void test_commands_offline(vt_backend *be)
+{
+    const char *cwd = vt_test_tmpdir("offline");
+    run_result r;
+    char want[1024];
+    (void)be;
+
+    /* No daemon: exit 3, and the message says what to do. */
+    RUN(&r, NULL, cwd, 0, "list");
+    VT_CHECK_INT(r.status, 3);
+    snprintf(want, sizeof want, "vggtune: vggtuned is not running: no socket at "
+             "%s/none.sock (start it with 'vggtuned' or 'systemctl start vggtuned')\n", cwd);
+    VT_CHECK_STR(r.err, want);
+    VT_CHECK_STR(r.out, "");
+    RUN(&r, NULL, cwd, 0, "watch", "42");
+    VT_CHECK_INT(r.status, 3);
+
+    /* Usage errors: exit 2 with a pointer to --help, before any connection. */
+    RUN(&r, NULL, cwd, 0, "frobnicate");
+    VT_CHECK_INT(r.status, 2);
+    VT_CHECK_STR(r.err, "vggtune: unknown command 'frobnicate'\nTry 'vggtune --help'.\n");
+    RUN(&r, NULL, cwd, 0, "watch", "abc");
+    VT_CHECK_INT(r.status, 2);
+    VT_CHECK_STR(r.err, "vggtune: watch: 'abc' is not a job number\n"
+                        "Try 'vggtune watch --help'.\n");
+    RUN(&r, NULL, cwd, 0, "watch");
+    VT_CHECK_INT(r.status, 2);
+    RUN(&r, NULL, cwd, 0, "cancel", "1", "2");
+    VT_CHECK_INT(r.status, 2);
+    RUN(&r, NULL, cwd, 0, "predict", "1");
+    VT_CHECK_INT(r.status, 2);
+    RUN(&r, NULL, cwd, 0, "predict", "1", "a.jpg", "--top", "0");
+    VT_CHECK_INT(r.status, 2);
+    RUN(&r, NULL, cwd, 0, "eval", "1");
+    VT_CHECK_INT(r.status, 2);
+    RUN(&r, NULL, cwd, 0, "list", "--bogus");
+    VT_CHECK_INT(r.status, 2);
+    VT_CHECK_STR(r.err, "vggtune: list: unknown option '--bogus'\nTry 'vggtune list --help'.\n");
+    RUN(&r, NULL, cwd, 0, "--nope");
+    VT_CHECK_INT(r.status, 2);
+    run_cli(&r, NULL, cwd, 0, (const char *[]){NULL});
+    VT_CHECK_INT(r.status, 2);
+    VT_CHECK_CONTAINS(r.err, "usage: vggtune");
+
+    /* Help and version: exit 0, on stdout. */
+    RUN(&r, NULL, cwd, 0, "--help");
+    VT_CHECK_INT(r.status, 0);
+    VT_CHECK_CONTAINS(r.out, "usage: vggtune");
+    static const char *const cmds[] = {"submit", "list", "status", "watch", "cancel",
+                                       "predict", "eval"};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        char usage[64];
+        snprintf(usage, sizeof usage, "usage: vggtune %s", cmds[i]);
+        RUN(&r, NULL, cwd, 0, cmds[i], "--help");
+        VT_CHECK_INT(r.status, 0);
+        VT_CHECK_CONTAINS(r.out, usage);
+        RUN(&r, NULL, cwd, 0, "help", cmds[i]);
+        VT_CHECK_CONTAINS(r.out, usage);
+    }
+    RUN(&r, NULL, cwd, 0, "--version");
+    VT_CHECK_INT(r.status, 0);
+    VT_CHECK(strncmp(r.out, "vggtune ", 8) == 0);
+
+    /* --dry-run prints the document and needs no daemon. */
+    snprintf(want, sizeof want, "%s/imgs", cwd);
+    mkdir(want, 0755);
+    RUN(&r, NULL, cwd, 0, "submit", "--data", "imgs", "--dry-run", "--json");
+    VT_CHECK_INT(r.status, 0);
+    snprintf(want, sizeof want, "{\"data\":{\"train\":\"%s/imgs\"},\"name\":\"imgs\","
+             "\"output\":\"%s/runs/imgs\"}\n", cwd, cwd);
+    VT_CHECK_STR(r.out, want);
+}
+
+int main(int argc, char **argv)
+{
+    static const vt_test_case cases[] = {
+        {"options", test_options, 0},
+        {"abspath", test_abspath, 0},
+        {"submit_defaults", test_submit_defaults, 0},
+        {"submit_spec_override", test_submit_spec_override, 0},
+        {"submit_bad_values", test_submit_bad_values, 0},
+        {"check_paths", test_check_paths, 0},
+        {"exit_codes", test_exit_codes, 0},
+        {"render_list", test_render_list, 0},
+        {"render_status", test_render_status, 0},
+        {"render_job", test_render_job, 0},
+        {"render_lines", test_render_lines, 0},
+        {"render_predict_eval", test_render_predict_eval, 0},
+        {"watcher", test_watcher, 0},
+        {"commands", test_commands, 0},
+        {"commands_offline", test_commands_offline, 0},
+    };
+    VT_TEST_MAIN(cases);
+}
