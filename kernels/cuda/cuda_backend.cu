@@ -1,10 +1,1584 @@
-/* cuda_backend.cu - temporary: the CUDA backend is being written. */
+/* cuda_backend.cu - the CUDA backend: cuDNN convolutions, cuBLASLt dense
+ * layers and the own kernels of cuda_kernels.cu, behind the vt_backend_ops
+ * table (kernels/backend_impl.h).  kernels/cpu/cpu_backend.c is the
+ * reference whose semantics every operation here matches.
+ *
+ * One backend = one device, one stream, one cuDNN handle, one cuBLAS and one
+ * cuBLASLt handle; all work is queued on the stream and the host waits only
+ * where the interface hands back host values (download, softmax_xent, sync).
+ *
+ * Precision.  Activation tensors are VT_BF16 (bf16 storage, fp32
+ * accumulation on tensor cores) or VT_F32.  Weights, biases, gradients and
+ * velocities are always f32 masters; a bf16 product reads a bf16 "shadow"
+ * copy of its f32 operand kept in tensor->shadow and refreshed when
+ * tensor->version has moved since it was made (backend.c bumps the version
+ * on every write).  sgd_update writes the shadow in the same pass as the
+ * weights, so a training step never converts weights separately.  VT_F32
+ * products are plain fp32 (CUDNN_FMA_MATH, CUBLAS_COMPUTE_32F) unless
+ * VT_CUDA_TF32=1 allows TF32 tensor cores (PyTorch's default for cuDNN
+ * convolutions; about 1e-3 relative error instead of 1e-6).
+ *
+ * Convolutions (3x3, pad 1, NHWC activations, KRSC = "NHWC" filters) go
+ * through cuDNN's convolution API.  A plan per (kind, N, H, W, C, K, dtype)
+ * holds the descriptors and the algorithm, chosen once by timing the
+ * candidates on the real buffers (cudnnFind*AlgorithmEx) and cached; one
+ * shared workspace grows to the largest chosen algorithm's need.  The
+ * forward pass fuses bias and ReLU into the convolution
+ * (cudnnConvolutionBiasActivationForward); where cuDNN refuses that for a
+ * configuration, the plan remembers it and a vectorised bias+ReLU kernel
+ * runs after the plain convolution.  The first layer (C = 3) is padded to 8
+ * channels in bf16 so that tensor-core kernels apply.  Shapes no cuDNN
+ * algorithm accepts fall back to direct reference kernels (slow, logged).
+ *
+ * Dense layers are cuBLASLt matrix products with the bias (+ReLU) epilogue,
+ * one cached plan (descriptors + heuristic algorithm) per shape; without a
+ * cuBLASLt algorithm they fall back to cublasGemmEx and the bias+ReLU kernel.
+ *
+ * Errors: every CUDA, cuDNN and cuBLAS status is checked (VT_CUDA_TRY,
+ * VT_CUDNN_TRY, VT_CUBLAS_TRY record the call, file, line and the library's
+ * message).  Out of memory is VT_EDEVOOM with the size; a sticky device
+ * error (illegal address, launch failure, ...) is VT_EDEVICE saying the
+ * process must restart, and every later call fails the same way at once.
+ *
+ * Environment (read once at init; defaults in brackets):
+ *   VT_CUDA_DEVICE=N          device ordinal [0]
+ *   VT_CUDA_TF32=1            allow TF32 for VT_F32 products [0]
+ *   VT_CUDA_FUSE=0            never use cuDNN's fused bias+ReLU [1]
+ *   VT_CUDA_PAD=0             do not pad C=3 inputs to 8 channels in bf16 [1]
+ *   VT_CUDA_CONV_SEARCH=heuristic   pick algorithms by cuDNN's heuristics
+ *                             instead of timing them [find]
+ *   VT_CUDA_DETERMINISTIC=1   only deterministic convolution algorithms [0]
+ *   VT_CUDA_WORKSPACE_MIB=N   largest convolution workspace to consider [1024]
+ *   VT_CUDA_VERBOSE=1         log the algorithm chosen for each plan [0]
+ *
+ * Device memory that the backend allocates for itself (shadows, workspace,
+ * scratch) is counted in be->mem_in_use / mem_peak next to the tensors that
+ * backend.c counts, so vt_backend_memory() reports what the device holds;
+ * the transient buffer of an algorithm search is not counted.
+ */
+#include <cublasLt.h>
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 extern "C" {
 #include "../../common/error.h"
+#include "../../common/log.h"
+#include "../../common/rng.h"
 #include "../backend_impl.h"
 }
-extern "C" int vt_cuda_backend_init(vt_backend *be)
+#include "cuda_impl.h"
+
+#define VT__MIB (1024.0 * 1024.0)
+#define VT__GIB (1024.0 * 1024.0 * 1024.0)
+
+/* ---- state --------------------------------------------------------------- */
+
+enum { VT__FWD = 0, VT__BWD_DATA = 1, VT__BWD_FILTER = 2 };
+static const char *const vt__kind_name[3] = {"fwd", "bwd_data", "bwd_filter"};
+
+/* One convolution configuration.  x/y descriptors describe the input and
+ * output of the forward convolution (dx and dy for the backward ones). */
+typedef struct {
+    int kind, n, h, w, c, k; /* key; c after padding */
+    vt_dtype dt;             /* key: activation dtype */
+    cudnnTensorDescriptor_t xd, yd, bd_dt, bd_f32; /* bias (1,K,1,1) in dt and f32 */
+    cudnnFilterDescriptor_t wd;
+    cudnnConvolutionDescriptor_t cd;
+    int searched; /* algorithm chosen */
+    int naive;    /* no cuDNN algorithm: reference kernel */
+    int algo;     /* cudnnConvolution{Fwd,BwdData,BwdFilter}Algo_t */
+    size_t ws;    /* workspace bytes the algorithm needs */
+    int fused;    /* forward bias+ReLU: -1 untried, 0 unavailable, 1 bias in dt, 2 bias f32 */
+} vt__conv_plan;
+
+/* One cuBLASLt matrix product configuration (column-major terms). */
+typedef struct {
+    int m, n, k, ta, tb, lda, ldb, ldd, epi; /* key */
+    cudaDataType at, bt, dt;                 /* key */
+    cublasComputeType_t ct;                  /* key */
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t la, lb, ld;
+    cublasLtMatmulAlgo_t algo;
+    int ok;   /* cuBLASLt has an algorithm; else cublasGemmEx + bias kernel */
+    int used; /* ran successfully at least once */
+} vt__gemm_plan;
+
+enum { VT__EPI_NONE = 0, VT__EPI_BIAS = 1, VT__EPI_RELU_BIAS = 2 };
+
+/* The bf16 copy of an f32 tensor (tensor->shadow). */
+typedef struct {
+    void *ptr;
+    size_t bytes;     /* allocated */
+    size_t elems;     /* elements the copy holds */
+    unsigned version; /* tensor->version it was made from */
+    int valid;
+    int cpad;         /* 0, or the channel count it was padded to */
+} vt__shadow;
+
+/* Scratch slots: each use in one operation has its own slot. */
+enum {
+    VT__T_IN,    /* padded or converted activation input */
+    VT__T_IN2,   /* a second converted input (dy) */
+    VT__T_OUT,   /* output in the compute dtype before conversion */
+    VT__T_DW,    /* bf16 weight gradient before conversion to f32 */
+    VT__T_STAGE, /* host transfers: images, bf16 <-> f32 staging */
+    VT__T_PART,  /* column-sum partials */
+    VT__T_COPY,  /* overlapping copies */
+    VT__NTMP
+};
+
+typedef struct {
+    vt_backend *be;
+    int device;
+    cudaStream_t stream;
+    cudnnHandle_t dnn;
+    cublasHandle_t blas;
+    cublasLtHandle_t lt;
+    cudnnActivationDescriptor_t relu;
+    void *ws; /* cuDNN workspace */
+    size_t ws_size;
+    void *lt_ws; /* cuBLAS(Lt) workspace */
+    size_t lt_ws_size;
+    void *tmp[VT__NTMP];
+    size_t tmp_size[VT__NTMP];
+    vt__conv_plan **plans;
+    int nplans, cap_plans;
+    vt__gemm_plan **gplans;
+    int ngplans, cap_gplans;
+    vt_cuk_xent *dres, *hres; /* softmax results: device, pinned host */
+    int sticky;
+    char sticky_msg[384];
+    /* options */
+    int tf32, fuse, pad, find, deterministic, verbose;
+    size_t ws_limit;
+} vt_cuda;
+
+static vt_cuda *vt__cu(const vt_backend *be) { return (vt_cuda *)be->impl; }
+
+/* ---- errors -------------------------------------------------------------- */
+
+static const char *vt__base(const char *path)
+{
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+/* Errors after which the CUDA context cannot be used again. */
+static int vt__is_sticky(cudaError_t e)
+{
+    switch (e) {
+    case cudaErrorIllegalAddress:
+    case cudaErrorLaunchFailure:
+    case cudaErrorLaunchTimeout:
+    case cudaErrorHardwareStackError:
+    case cudaErrorIllegalInstruction:
+    case cudaErrorMisalignedAddress:
+    case cudaErrorInvalidAddressSpace:
+    case cudaErrorInvalidPc:
+    case cudaErrorAssert:
+    case cudaErrorECCUncorrectable:
+    case cudaErrorNvlinkUncorrectable:
+    case cudaErrorContextIsDestroyed:
+    case cudaErrorTensorMemoryLeak:
+    case cudaErrorExternalDevice:
+    case cudaErrorUnknown:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static int vt__cuda_fail(vt_cuda *cu, cudaError_t e, const char *call, const char *file,
+                         int line)
+{
+    (void)cudaGetLastError(); /* clears the error unless it is sticky */
+    if (vt__is_sticky(e)) {
+        if (cu) {
+            cu->sticky = 1;
+            snprintf(cu->sticky_msg, sizeof cu->sticky_msg, "%s (%s) in %s at %s:%d",
+                     cudaGetErrorString(e), cudaGetErrorName(e), call, vt__base(file), line);
+        }
+        return vt_error_set(VT_EDEVICE,
+                            "CUDA error %s (%s) in %s at %s:%d; the CUDA context is unusable: "
+                            "the process must restart",
+                            cudaGetErrorString(e), cudaGetErrorName(e), call, vt__base(file),
+                            line);
+    }
+    if (e == cudaErrorMemoryAllocation)
+        return vt_error_set(VT_EDEVOOM, "out of device memory in %s at %s:%d", call,
+                            vt__base(file), line);
+    return vt_error_set(VT_EDEVICE, "CUDA error %s (%s) in %s at %s:%d", cudaGetErrorString(e),
+                        cudaGetErrorName(e), call, vt__base(file), line);
+}
+
+/* A library reported an execution failure: if the stream holds a sticky
+ * CUDA error, report that instead. */
+static int vt__sticky_behind(vt_cuda *cu, const char *call, const char *file, int line, int *rc)
+{
+    cudaError_t e;
+    if (!cu)
+        return 0;
+    e = cudaStreamQuery(cu->stream);
+    if (e != cudaSuccess && e != cudaErrorNotReady && vt__is_sticky(e)) {
+        *rc = vt__cuda_fail(cu, e, call, file, line);
+        return 1;
+    }
+    return 0;
+}
+
+static int vt__cudnn_fail(vt_cuda *cu, cudnnStatus_t st, const char *call, const char *file,
+                          int line)
+{
+    char detail[256] = "";
+    int code, rc;
+    cudnnGetLastErrorString(detail, sizeof detail);
+    if (st >= 5000 && st < 6000 && vt__sticky_behind(cu, call, file, line, &rc))
+        return rc;
+    (void)cudaGetLastError();
+    if (st == CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED)
+        code = VT_EDEVOOM;
+    else if (st == CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED)
+        code = VT_ENOMEM;
+    else if (st >= 3000 && st < 4000)
+        code = VT_EUNSUPPORTED;
+    else
+        code = VT_EDEVICE;
+    return vt_error_set(code, "cuDNN %s in %s at %s:%d%s%s", cudnnGetErrorString(st), call,
+                        vt__base(file), line, detail[0] ? ": " : "", detail);
+}
+
+static int vt__cublas_fail(vt_cuda *cu, cublasStatus_t st, const char *call, const char *file,
+                           int line)
+{
+    int code, rc;
+    if (st == CUBLAS_STATUS_EXECUTION_FAILED && vt__sticky_behind(cu, call, file, line, &rc))
+        return rc;
+    (void)cudaGetLastError();
+    code = st == CUBLAS_STATUS_ALLOC_FAILED                                      ? VT_EDEVOOM
+           : st == CUBLAS_STATUS_NOT_SUPPORTED || st == CUBLAS_STATUS_ARCH_MISMATCH ? VT_EUNSUPPORTED
+                                                                                   : VT_EDEVICE;
+    return vt_error_set(code, "cuBLAS %s in %s at %s:%d", cublasGetStatusString(st), call,
+                        vt__base(file), line);
+}
+
+#define VT_CUDA_TRY(cu, call)                                                  \
+    do {                                                                       \
+        cudaError_t vt_e_ = (call);                                            \
+        if (vt_e_ != cudaSuccess)                                              \
+            return vt__cuda_fail((cu), vt_e_, #call, __FILE__, __LINE__);      \
+    } while (0)
+
+#define VT_CUDNN_TRY(cu, call)                                                 \
+    do {                                                                       \
+        cudnnStatus_t vt_s_ = (call);                                          \
+        if (vt_s_ != CUDNN_STATUS_SUCCESS)                                     \
+            return vt__cudnn_fail((cu), vt_s_, #call, __FILE__, __LINE__);     \
+    } while (0)
+
+#define VT_CUBLAS_TRY(cu, call)                                                \
+    do {                                                                       \
+        cublasStatus_t vt_s_ = (call);                                         \
+        if (vt_s_ != CUBLAS_STATUS_SUCCESS)                                    \
+            return vt__cublas_fail((cu), vt_s_, #call, __FILE__, __LINE__);    \
+    } while (0)
+
+#define VT__TRY(expr)                                                          \
+    do {                                                                       \
+        int vt_rc_ = (expr);                                                   \
+        if (vt_rc_ < 0)                                                        \
+            return vt_rc_;                                                     \
+    } while (0)
+
+/* Every operation starts here: after a sticky error nothing runs again.
+ * The current device is per host thread, and the backend may have been made
+ * on another thread than the one using it: select it (device 0 is every
+ * thread's default). */
+#define VT__ENTER(cu)                                                          \
+    do {                                                                       \
+        if ((cu)->sticky)                                                      \
+            return vt_error_set(VT_EDEVICE,                                    \
+                                "an earlier CUDA error left the context unusable (%s): " \
+                                "the process must restart",                    \
+                                (cu)->sticky_msg);                             \
+        if ((cu)->device != 0)                                                 \
+            VT_CUDA_TRY((cu), cudaSetDevice((cu)->device));                    \
+    } while (0)
+
+/* A cuDNN status meaning "this configuration is not supported" rather than
+ * a failure of the device or of our arguments' memory. */
+static int vt__dnn_unsupported(cudnnStatus_t st) { return st >= 2000 && st < 4000; }
+
+/* ---- small helpers --------------------------------------------------------- */
+
+static vt_cuk_type vt__kt(vt_dtype d) { return d == VT_BF16 ? VT_CUK_BF16 : VT_CUK_F32; }
+static cudnnDataType_t vt__dnn_type(vt_dtype d)
+{
+    return d == VT_BF16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
+}
+static cudaDataType vt__blas_type(vt_dtype d) { return d == VT_BF16 ? CUDA_R_16BF : CUDA_R_32F; }
+static const char *vt__dt_name(vt_dtype d) { return d == VT_BF16 ? "bf16" : "f32"; }
+
+static void vt__mem_add(vt_cuda *cu, size_t bytes)
+{
+    cu->be->mem_in_use += bytes;
+    if (cu->be->mem_in_use > cu->be->mem_peak)
+        cu->be->mem_peak = cu->be->mem_in_use;
+}
+
+static void vt__mem_sub(vt_cuda *cu, size_t bytes) { cu->be->mem_in_use -= bytes; }
+
+static int vt__env_int(const char *name, int dflt)
+{
+    const char *v = getenv(name);
+    return v && *v ? atoi(v) : dflt;
+}
+
+/* Weights, biases and their gradients are f32 masters on this backend. */
+static int vt__need_f32(const vt_tensor *t, const char *op, const char *arg)
+{
+    if (t->dtype != VT_F32)
+        return vt_error_set(VT_EUNSUPPORTED, "%s: %s must be f32 on the cuda backend", op, arg);
+    return 0;
+}
+
+/* cudaMalloc with an out-of-memory message that gives the sizes. */
+static int vt__dmalloc(vt_cuda *cu, void **p, size_t bytes, const char *what)
+{
+    cudaError_t e = cudaMalloc(p, bytes ? bytes : 1);
+    if (e == cudaSuccess)
+        return 0;
+    *p = NULL;
+    if (e == cudaErrorMemoryAllocation) {
+        size_t fr = 0, tot = 0;
+        (void)cudaGetLastError();
+        if (cudaMemGetInfo(&fr, &tot) != cudaSuccess)
+            (void)cudaGetLastError();
+        return vt_error_set(VT_EDEVOOM,
+                            "out of device memory allocating %zu bytes (%.1f MiB) for %s; "
+                            "%.1f MiB free of %.1f MiB",
+                            bytes, bytes / VT__MIB, what, fr / VT__MIB, tot / VT__MIB);
+    }
+    return vt__cuda_fail(cu, e, "cudaMalloc", __FILE__, __LINE__);
+}
+
+/* Frees device memory after the stream has finished with it. */
+static void vt__dfree(vt_cuda *cu, void *p)
+{
+    if (!p)
+        return;
+    if (cudaStreamSynchronize(cu->stream) != cudaSuccess || cudaFree(p) != cudaSuccess)
+        (void)cudaGetLastError();
+}
+
+/* Scratch slot `slot` with at least `bytes`, zero-filled when (re)made so
+ * that it never holds NaN patterns. */
+static int vt__tmp(vt_cuda *cu, int slot, size_t bytes, void **out)
+{
+    if (cu->tmp_size[slot] < bytes) {
+        size_t want = bytes + bytes / 8;
+        want = (want + ((size_t)1 << 20) - 1) & ~(((size_t)1 << 20) - 1);
+        if (cu->tmp[slot]) {
+            vt__dfree(cu, cu->tmp[slot]);
+            vt__mem_sub(cu, cu->tmp_size[slot]);
+            cu->tmp[slot] = NULL;
+            cu->tmp_size[slot] = 0;
+        }
+        VT__TRY(vt__dmalloc(cu, &cu->tmp[slot], want, "backend scratch"));
+        cu->tmp_size[slot] = want;
+        vt__mem_add(cu, want);
+        VT_CUDA_TRY(cu, cudaMemsetAsync(cu->tmp[slot], 0, want, cu->stream));
+    }
+    *out = cu->tmp[slot];
+    return 0;
+}
+
+/* The cuDNN workspace holds at least `bytes`. */
+static int vt__ws_reserve(vt_cuda *cu, size_t bytes)
+{
+    if (bytes <= cu->ws_size)
+        return 0;
+    bytes = (bytes + ((size_t)1 << 20) - 1) & ~(((size_t)1 << 20) - 1);
+    if (cu->ws) {
+        vt__dfree(cu, cu->ws);
+        vt__mem_sub(cu, cu->ws_size);
+        cu->ws = NULL;
+        cu->ws_size = 0;
+    }
+    VT__TRY(vt__dmalloc(cu, &cu->ws, bytes, "the convolution workspace"));
+    cu->ws_size = bytes;
+    vt__mem_add(cu, bytes);
+    return 0;
+}
+
+/* Host -> device copy of caller memory.  From pageable memory the copy has
+ * consumed the source when cudaMemcpyAsync returns; from pinned memory it
+ * has not, so then wait: the caller may reuse its buffer on return. */
+static int vt__h2d(vt_cuda *cu, void *dst, const void *src, size_t bytes)
+{
+    cudaPointerAttributes a;
+    int pinned = 0;
+    if (cudaPointerGetAttributes(&a, src) == cudaSuccess)
+        pinned = a.type == cudaMemoryTypeHost || a.type == cudaMemoryTypeManaged;
+    else
+        (void)cudaGetLastError();
+    VT_CUDA_TRY(cu, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, cu->stream));
+    if (pinned)
+        VT_CUDA_TRY(cu, cudaStreamSynchronize(cu->stream));
+    return 0;
+}
+
+/* ---- bf16 shadows and dtype plumbing --------------------------------------- */
+
+static void vt__shadow_free(vt_cuda *cu, vt_tensor *t)
+{
+    vt__shadow *s = (vt__shadow *)t->shadow;
+    if (!s)
+        return;
+    if (s->ptr) {
+        vt__dfree(cu, s->ptr);
+        vt__mem_sub(cu, s->bytes);
+    }
+    free(s);
+    t->shadow = NULL;
+}
+
+/* The bf16 copy of f32 tensor t, made or refreshed when t->version moved.
+ * With cpad != 0, t is (K,3,3,C) and the copy (K,3,3,cpad), zero channels
+ * appended.  The shadow is a cache of t's value, so t stays logically const. */
+static int vt__bf16_copy(vt_cuda *cu, const vt_tensor *tc, int cpad, const void **out)
+{
+    vt_tensor *t = (vt_tensor *)tc;
+    vt__shadow *s = (vt__shadow *)t->shadow;
+    int c = t->dims[t->ndim - 1];
+    size_t elems = cpad ? t->numel / (size_t)c * (size_t)cpad : t->numel;
+
+    if (!s) {
+        if (!(s = (vt__shadow *)calloc(1, sizeof *s)))
+            return vt_error_set(VT_ENOMEM, "out of host memory");
+        t->shadow = s;
+    }
+    if (s->valid && s->version == t->version && s->cpad == cpad && s->elems == elems) {
+        *out = s->ptr;
+        return 0;
+    }
+    if (s->bytes < elems * 2) {
+        if (s->ptr) {
+            vt__dfree(cu, s->ptr);
+            vt__mem_sub(cu, s->bytes);
+            s->ptr = NULL;
+            s->bytes = 0;
+        }
+        s->valid = 0;
+        VT__TRY(vt__dmalloc(cu, &s->ptr, elems * 2, "a bf16 copy of weights"));
+        s->bytes = elems * 2;
+        vt__mem_add(cu, s->bytes);
+    }
+    if (cpad)
+        VT_CUDA_TRY(cu, vt_cuk_pad_channels(cu->stream, t->data, VT_CUK_F32, t->numel / (size_t)c,
+                                            c, cpad, s->ptr, VT_CUK_BF16));
+    else
+        VT_CUDA_TRY(cu, vt_cuk_convert(cu->stream, s->ptr, VT_CUK_BF16, t->data, VT_CUK_F32,
+                                       t->numel));
+    s->version = t->version;
+    s->valid = 1;
+    s->cpad = cpad;
+    s->elems = elems;
+    *out = s->ptr;
+    return 0;
+}
+
+/* Activation t as an operand of compute dtype cd: itself, its bf16 shadow,
+ * or an f32 conversion in scratch slot `slot`. */
+static int vt__act_in(vt_cuda *cu, const vt_tensor *t, vt_dtype cd, int slot, const void **out)
+{
+    void *p;
+    if (t->dtype == cd) {
+        *out = t->data;
+        return 0;
+    }
+    if (cd == VT_BF16)
+        return vt__bf16_copy(cu, t, 0, out);
+    VT__TRY(vt__tmp(cu, slot, t->numel * 4, &p));
+    VT_CUDA_TRY(cu, vt_cuk_convert(cu->stream, p, VT_CUK_F32, t->data, VT_CUK_BF16, t->numel));
+    *out = p;
+    return 0;
+}
+
+/* Where an output of compute dtype cd is written: t itself, or scratch that
+ * vt__act_out_done converts into t. */
+static int vt__act_out(vt_cuda *cu, vt_tensor *t, vt_dtype cd, void **out)
+{
+    if (t->dtype == cd) {
+        *out = t->data;
+        return 0;
+    }
+    return vt__tmp(cu, VT__T_OUT, t->numel * vt_dtype_size(cd), out);
+}
+
+static int vt__act_out_done(vt_cuda *cu, vt_tensor *t, vt_dtype cd, void *p)
+{
+    if (p != t->data)
+        VT_CUDA_TRY(cu, vt_cuk_convert(cu->stream, t->data, vt__kt(t->dtype), p, vt__kt(cd),
+                                       t->numel));
+    return 0;
+}
+
+/* db[j] = sum of the rows of a (rows, cols). */
+static int vt__colsum(vt_cuda *cu, const vt_tensor *a, size_t rows, int cols, float *out)
+{
+    void *part;
+    VT__TRY(vt__tmp(cu, VT__T_PART, vt_cuk_colsum_scratch(rows, cols) * sizeof(float), &part));
+    VT_CUDA_TRY(cu, vt_cuk_colsum(cu->stream, a->data, vt__kt(a->dtype), rows, cols,
+                                  (float *)part, out));
+    return 0;
+}
+
+/* ---- convolution plans --------------------------------------------------- */
+
+static void vt__conv_plan_free(vt__conv_plan *p)
+{
+    if (!p)
+        return;
+    if (p->xd)
+        cudnnDestroyTensorDescriptor(p->xd);
+    if (p->yd)
+        cudnnDestroyTensorDescriptor(p->yd);
+    if (p->bd_dt)
+        cudnnDestroyTensorDescriptor(p->bd_dt);
+    if (p->bd_f32)
+        cudnnDestroyTensorDescriptor(p->bd_f32);
+    if (p->wd)
+        cudnnDestroyFilterDescriptor(p->wd);
+    if (p->cd)
+        cudnnDestroyConvolutionDescriptor(p->cd);
+    free(p);
+}
+
+static int vt__conv_plan_init(vt_cuda *cu, vt__conv_plan *p)
+{
+    cudnnDataType_t t = vt__dnn_type(p->dt);
+    cudnnMathType_t math = p->dt == VT_BF16 ? CUDNN_TENSOR_OP_MATH
+                           : cu->tf32       ? CUDNN_DEFAULT_MATH
+                                            : CUDNN_FMA_MATH;
+    VT_CUDNN_TRY(cu, cudnnCreateTensorDescriptor(&p->xd));
+    VT_CUDNN_TRY(cu, cudnnCreateTensorDescriptor(&p->yd));
+    VT_CUDNN_TRY(cu, cudnnCreateTensorDescriptor(&p->bd_dt));
+    VT_CUDNN_TRY(cu, cudnnCreateTensorDescriptor(&p->bd_f32));
+    VT_CUDNN_TRY(cu, cudnnCreateFilterDescriptor(&p->wd));
+    VT_CUDNN_TRY(cu, cudnnCreateConvolutionDescriptor(&p->cd));
+    VT_CUDNN_TRY(cu, cudnnSetTensor4dDescriptor(p->xd, CUDNN_TENSOR_NHWC, t, p->n, p->c, p->h, p->w));
+    VT_CUDNN_TRY(cu, cudnnSetTensor4dDescriptor(p->yd, CUDNN_TENSOR_NHWC, t, p->n, p->k, p->h, p->w));
+    VT_CUDNN_TRY(cu, cudnnSetTensor4dDescriptor(p->bd_dt, CUDNN_TENSOR_NHWC, t, 1, p->k, 1, 1));
+    VT_CUDNN_TRY(cu, cudnnSetTensor4dDescriptor(p->bd_f32, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, 1,
+                                                p->k, 1, 1));
+    /* KRSC is cuDNN's NHWC filter layout: (K, R, S, C) */
+    VT_CUDNN_TRY(cu, cudnnSetFilter4dDescriptor(p->wd, t, CUDNN_TENSOR_NHWC, p->k, p->c, 3, 3));
+    VT_CUDNN_TRY(cu, cudnnSetConvolution2dDescriptor(p->cd, 1, 1, 1, 1, 1, 1,
+                                                     CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+    VT_CUDNN_TRY(cu, cudnnSetConvolutionMathType(p->cd, math));
+    return 0;
+}
+
+/* The plan for this configuration, made (without an algorithm) if new. */
+static int vt__conv_plan_get(vt_cuda *cu, int kind, int n, int h, int w, int c, int k,
+                             vt_dtype dt, vt__conv_plan **out)
+{
+    vt__conv_plan *p;
+    int rc;
+    for (int i = 0; i < cu->nplans; i++) {
+        p = cu->plans[i];
+        if (p->kind == kind && p->n == n && p->h == h && p->w == w && p->c == c && p->k == k &&
+            p->dt == dt) {
+            *out = p;
+            return 0;
+        }
+    }
+    if (cu->nplans == cu->cap_plans) {
+        int cap = cu->cap_plans ? 2 * cu->cap_plans : 32;
+        vt__conv_plan **np = (vt__conv_plan **)realloc(cu->plans, (size_t)cap * sizeof *np);
+        if (!np)
+            return vt_error_set(VT_ENOMEM, "out of host memory");
+        cu->plans = np;
+        cu->cap_plans = cap;
+    }
+    if (!(p = (vt__conv_plan *)calloc(1, sizeof *p)))
+        return vt_error_set(VT_ENOMEM, "out of host memory");
+    p->kind = kind;
+    p->n = n;
+    p->h = h;
+    p->w = w;
+    p->c = c;
+    p->k = k;
+    p->dt = dt;
+    p->algo = -1;
+    p->fused = cu->fuse ? -1 : 0;
+    if ((rc = vt__conv_plan_init(cu, p)) < 0) {
+        vt__conv_plan_free(p);
+        return vt_error_wrap(rc, "convolution descriptors");
+    }
+    cu->plans[cu->nplans++] = p;
+    *out = p;
+    return 0;
+}
+
+/* Best usable entry of a cuDNN perf list (sorted fastest first). */
+template <typename P>
+static int vt__pick(const vt_cuda *cu, const vt__conv_plan *p, const P *perf, int n, size_t limit,
+                    P *best)
+{
+    for (int i = 0; i < n; i++) {
+        if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].memory > limit)
+            continue;
+        if (perf[i].mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION)
+            continue; /* would down-convert our operands to fp16 */
+        if (p->dt == VT_F32 && !cu->tf32 && perf[i].mathType == CUDNN_TENSOR_OP_MATH)
+            continue;
+        if (cu->deterministic && perf[i].determinism != CUDNN_DETERMINISTIC)
+            continue;
+        *best = perf[i];
+        return 1;
+    }
+    return 0;
+}
+
+/* Runs cuDNN's timed search (or its heuristics) for plan p on the real
+ * operand buffers a, b and output c (fwd: x, w, y; bwd_data: dy, w, dx;
+ * bwd_filter: x, dy, dw) and records the algorithm and its workspace. */
+static int vt__conv_search(vt_cuda *cu, vt__conv_plan *p, const void *a, const void *b, void *c)
+{
+    enum { MAXA = 16 };
+    size_t limit = cu->ws_limit, fr = 0, tot = 0, bufsz = 0, need = 0;
+    void *buf = NULL;
+    int found = 0, n = 0, algo = -1;
+    cudnnMathType_t math = CUDNN_DEFAULT_MATH;
+    float ms = -1.0f;
+    cudnnStatus_t st = CUDNN_STATUS_SUCCESS;
+    cudnnConvolutionFwdAlgoPerf_t pf[MAXA], bf;
+    cudnnConvolutionBwdDataAlgoPerf_t pd[MAXA], bd;
+    cudnnConvolutionBwdFilterAlgoPerf_t pw[MAXA], bw;
+    const char *how = "timed";
+
+    if (cudaMemGetInfo(&fr, &tot) == cudaSuccess) {
+        if (limit > fr / 2)
+            limit = fr / 2;
+    } else {
+        (void)cudaGetLastError();
+    }
+    if (cu->find) {
+        VT_CUDA_TRY(cu, cudaStreamSynchronize(cu->stream));
+        bufsz = limit & ~(((size_t)1 << 20) - 1);
+        while (bufsz >= ((size_t)16 << 20)) {
+            if (cudaMalloc(&buf, bufsz) == cudaSuccess)
+                break;
+            (void)cudaGetLastError();
+            buf = NULL;
+            bufsz /= 2;
+        }
+        if (!buf)
+            bufsz = 0;
+        if (p->kind == VT__FWD) {
+            st = cudnnFindConvolutionForwardAlgorithmEx(cu->dnn, p->xd, a, p->wd, b, p->cd, p->yd, c,
+                                                        MAXA, &n, pf, buf, bufsz);
+            if (st == CUDNN_STATUS_SUCCESS && (found = vt__pick(cu, p, pf, n, bufsz, &bf)))
+                algo = bf.algo, need = bf.memory, math = bf.mathType, ms = bf.time;
+        } else if (p->kind == VT__BWD_DATA) {
+            st = cudnnFindConvolutionBackwardDataAlgorithmEx(cu->dnn, p->wd, b, p->yd, a, p->cd,
+                                                             p->xd, c, MAXA, &n, pd, buf, bufsz);
+            if (st == CUDNN_STATUS_SUCCESS && (found = vt__pick(cu, p, pd, n, bufsz, &bd)))
+                algo = bd.algo, need = bd.memory, math = bd.mathType, ms = bd.time;
+        } else {
+            st = cudnnFindConvolutionBackwardFilterAlgorithmEx(cu->dnn, p->xd, a, p->yd, b, p->cd,
+                                                               p->wd, c, MAXA, &n, pw, buf, bufsz);
+            if (st == CUDNN_STATUS_SUCCESS && (found = vt__pick(cu, p, pw, n, bufsz, &bw)))
+                algo = bw.algo, need = bw.memory, math = bw.mathType, ms = bw.time;
+        }
+        if (cudaStreamSynchronize(cu->stream) != cudaSuccess)
+            (void)cudaGetLastError();
+        if (buf && cudaFree(buf) != cudaSuccess)
+            (void)cudaGetLastError();
+        if (st != CUDNN_STATUS_SUCCESS) {
+            char detail[256] = "";
+            cudnnGetLastErrorString(detail, sizeof detail);
+            int rc;
+            if (st >= 5000 && st < 6000 &&
+                vt__sticky_behind(cu, "cudnnFindConvolution*AlgorithmEx", __FILE__, __LINE__, &rc))
+                return rc;
+            (void)cudaGetLastError();
+            vt_log_warn("cuda: timing conv %s algorithms (n%d %dx%d c%d k%d %s) failed: %s %s; "
+                        "using cuDNN's heuristics",
+                        vt__kind_name[p->kind], p->n, p->h, p->w, p->c, p->k, vt__dt_name(p->dt),
+                        cudnnGetErrorString(st), detail);
+        }
+    }
+    if (!found) {
+        how = "heuristic";
+        n = 0;
+        if (p->kind == VT__FWD) {
+            st = cudnnGetConvolutionForwardAlgorithm_v7(cu->dnn, p->xd, p->wd, p->cd, p->yd, MAXA,
+                                                        &n, pf);
+            if (st == CUDNN_STATUS_SUCCESS && (found = vt__pick(cu, p, pf, n, limit, &bf)))
+                algo = bf.algo, need = bf.memory, math = bf.mathType;
+        } else if (p->kind == VT__BWD_DATA) {
+            st = cudnnGetConvolutionBackwardDataAlgorithm_v7(cu->dnn, p->wd, p->yd, p->cd, p->xd,
+                                                             MAXA, &n, pd);
+            if (st == CUDNN_STATUS_SUCCESS && (found = vt__pick(cu, p, pd, n, limit, &bd)))
+                algo = bd.algo, need = bd.memory, math = bd.mathType;
+        } else {
+            st = cudnnGetConvolutionBackwardFilterAlgorithm_v7(cu->dnn, p->xd, p->yd, p->cd, p->wd,
+                                                               MAXA, &n, pw);
+            if (st == CUDNN_STATUS_SUCCESS && (found = vt__pick(cu, p, pw, n, limit, &bw)))
+                algo = bw.algo, need = bw.memory, math = bw.mathType;
+        }
+        if (st != CUDNN_STATUS_SUCCESS)
+            (void)cudaGetLastError();
+    }
+    p->searched = 1;
+    if (!found) {
+        p->naive = 1;
+        vt_log_warn("cuda: no cuDNN algorithm for conv %s n%d %dx%d c%d k%d %s; using the "
+                    "(slow) reference kernel",
+                    vt__kind_name[p->kind], p->n, p->h, p->w, p->c, p->k, vt__dt_name(p->dt));
+        return 0;
+    }
+    if (!(p->dt == VT_F32 && !cu->tf32))
+        VT_CUDNN_TRY(cu, cudnnSetConvolutionMathType(p->cd, math));
+    {
+        size_t sz = 0;
+        cudnnStatus_t s2;
+        if (p->kind == VT__FWD)
+            s2 = cudnnGetConvolutionForwardWorkspaceSize(cu->dnn, p->xd, p->wd, p->cd, p->yd,
+                                                         (cudnnConvolutionFwdAlgo_t)algo, &sz);
+        else if (p->kind == VT__BWD_DATA)
+            s2 = cudnnGetConvolutionBackwardDataWorkspaceSize(
+                cu->dnn, p->wd, p->yd, p->cd, p->xd, (cudnnConvolutionBwdDataAlgo_t)algo, &sz);
+        else
+            s2 = cudnnGetConvolutionBackwardFilterWorkspaceSize(
+                cu->dnn, p->xd, p->yd, p->cd, p->wd, (cudnnConvolutionBwdFilterAlgo_t)algo, &sz);
+        if (s2 == CUDNN_STATUS_SUCCESS && sz > need)
+            need = sz;
+        else if (s2 != CUDNN_STATUS_SUCCESS)
+            (void)cudaGetLastError();
+    }
+    p->algo = algo;
+    p->ws = need;
+    vt_log(cu->verbose ? VT_LOG_INFO : VT_LOG_DEBUG,
+           "cuda: conv %s n%d %dx%d c%d k%d %s: algo %d (%s), math %d, workspace %.1f MiB, "
+           "%.3f ms",
+           vt__kind_name[p->kind], p->n, p->h, p->w, p->c, p->k, vt__dt_name(p->dt), algo, how,
+           (int)math, need / VT__MIB, ms);
+    return 0;
+}
+
+/* ---- convolutions ------------------------------------------------------------ */
+
+static const float vt__one = 1.0f, vt__zero = 0.0f;
+
+static int vt__conv_fwd_ref(vt_cuda *cu, const vt_tensor *x, const vt_tensor *w,
+                            const vt_tensor *b, vt_tensor *y, int relu)
+{
+    VT_CUDA_TRY(cu, vt_cuk_conv_fwd_ref(cu->stream, x->data, vt__kt(x->dtype), (const float *)w->data,
+                                        (const float *)b->data, y->data, vt__kt(y->dtype), x->dims[0],
+                                        x->dims[1], x->dims[2], x->dims[3], w->dims[0], relu));
+    return 0;
+}
+
+/* Tries cuDNN's fused convolution + bias + ReLU.  Returns 1 when it ran, 0
+ * when cuDNN does not offer it for this plan (remembered), < 0 on error. */
+static int vt__conv_fused(vt_cuda *cu, vt__conv_plan *p, const void *xp, const void *wp,
+                          const vt_tensor *b, void *yp)
+{
+    for (int mode = p->fused < 0 ? 1 : p->fused; mode <= 2; mode++) {
+        const void *bias = b->data;
+        cudnnTensorDescriptor_t bdesc = p->bd_f32;
+        cudnnStatus_t st;
+        if (mode == 1 && p->dt == VT_BF16) {
+            VT__TRY(vt__bf16_copy(cu, b, 0, &bias));
+            bdesc = p->bd_dt;
+        } else if (mode == 2 && p->dt == VT_F32) {
+            break; /* the f32 bias was mode 1 */
+        }
+        st = cudnnConvolutionBiasActivationForward(
+            cu->dnn, &vt__one, p->xd, xp, p->wd, wp, p->cd, (cudnnConvolutionFwdAlgo_t)p->algo,
+            cu->ws, cu->ws_size, &vt__zero, p->yd, yp, bdesc, bias, cu->relu, p->yd, yp);
+        if (st == CUDNN_STATUS_SUCCESS) {
+            if (p->fused < 0)
+                vt_log(cu->verbose ? VT_LOG_INFO : VT_LOG_DEBUG,
+                       "cuda: conv n%d %dx%d c%d k%d %s: fused bias+ReLU, %s bias", p->n, p->h,
+                       p->w, p->c, p->k, vt__dt_name(p->dt), mode == 1 ? vt__dt_name(p->dt) : "f32");
+            p->fused = mode;
+            return 1;
+        }
+        if (p->fused > 0 || !vt__dnn_unsupported(st))
+            return vt__cudnn_fail(cu, st, "cudnnConvolutionBiasActivationForward", __FILE__,
+                                  __LINE__);
+        (void)cudaGetLastError();
+    }
+    p->fused = 0;
+    vt_log(cu->verbose ? VT_LOG_INFO : VT_LOG_DEBUG,
+           "cuda: conv n%d %dx%d c%d k%d %s: no fused bias+ReLU in cuDNN, separate pass", p->n,
+           p->h, p->w, p->c, p->k, vt__dt_name(p->dt));
+    return 0;
+}
+
+static int vt__cuda_conv_fwd(vt_backend *be, const vt_tensor *x, const vt_tensor *w,
+                             const vt_tensor *b, vt_tensor *y, int relu)
+{
+    vt_cuda *cu = vt__cu(be);
+    int N = x->dims[0], H = x->dims[1], W = x->dims[2], C = x->dims[3], K = w->dims[0];
+    vt_dtype cd = x->dtype;
+    int cp = cd == VT_BF16 && cu->pad && C % 8 ? (C + 7) / 8 * 8 : C;
+    const void *xp = x->data, *wp = w->data;
+    void *yp;
+    vt__conv_plan *p;
+    cudnnStatus_t st;
+
+    VT__ENTER(cu);
+    VT__TRY(vt__need_f32(w, "conv_fwd", "w"));
+    VT__TRY(vt__need_f32(b, "conv_fwd", "b"));
+    VT__TRY(vt__conv_plan_get(cu, VT__FWD, N, H, W, cp, K, cd, &p));
+    if (p->naive)
+        return vt__conv_fwd_ref(cu, x, w, b, y, relu);
+    if (cp != C) {
+        void *pad;
+        VT__TRY(vt__tmp(cu, VT__T_IN, (size_t)N * H * W * cp * 2, &pad));
+        VT_CUDA_TRY(cu, vt_cuk_pad_channels(cu->stream, x->data, VT_CUK_BF16, (size_t)N * H * W, C,
+                                            cp, pad, VT_CUK_BF16));
+        xp = pad;
+    }
+    if (cd == VT_BF16)
+        VT__TRY(vt__bf16_copy(cu, w, cp != C ? cp : 0, &wp));
+    VT__TRY(vt__act_out(cu, y, cd, &yp));
+    if (!p->searched) {
+        VT__TRY(vt__conv_search(cu, p, xp, wp, yp));
+        if (p->naive)
+            return vt__conv_fwd_ref(cu, x, w, b, y, relu);
+    }
+    VT__TRY(vt__ws_reserve(cu, p->ws));
+    if (relu && p->fused != 0) {
+        int done = vt__conv_fused(cu, p, xp, wp, b, yp);
+        if (done < 0)
+            return done;
+        if (done)
+            return vt__act_out_done(cu, y, cd, yp);
+    }
+    st = cudnnConvolutionForward(cu->dnn, &vt__one, p->xd, xp, p->wd, wp, p->cd,
+                                 (cudnnConvolutionFwdAlgo_t)p->algo, cu->ws, cu->ws_size, &vt__zero,
+                                 p->yd, yp);
+    if (st != CUDNN_STATUS_SUCCESS && vt__dnn_unsupported(st)) {
+        (void)cudaGetLastError();
+        vt_log_warn("cuda: cuDNN refused conv fwd n%d %dx%d c%d k%d %s (%s); using the reference "
+                    "kernel", N, H, W, cp, K, vt__dt_name(cd), cudnnGetErrorString(st));
+        p->naive = 1;
+        return vt__conv_fwd_ref(cu, x, w, b, y, relu);
+    }
+    if (st != CUDNN_STATUS_SUCCESS)
+        return vt__cudnn_fail(cu, st, "cudnnConvolutionForward", __FILE__, __LINE__);
+    VT_CUDA_TRY(cu, vt_cuk_bias_act(cu->stream, yp, vt__kt(cd), (const float *)b->data,
+                                    (size_t)N * H * W, K, relu));
+    return vt__act_out_done(cu, y, cd, yp);
+}
+
+static int vt__cuda_conv_bwd_data(vt_backend *be, const vt_tensor *dy, const vt_tensor *w,
+                                  vt_tensor *dx)
+{
+    vt_cuda *cu = vt__cu(be);
+    int N = dy->dims[0], H = dy->dims[1], W = dy->dims[2], K = dy->dims[3], C = w->dims[3];
+    vt_dtype cd = dy->dtype;
+    const void *wp = w->data;
+    void *dxp;
+    vt__conv_plan *p;
+    cudnnStatus_t st;
+
+    VT__ENTER(cu);
+    VT__TRY(vt__need_f32(w, "conv_bwd_data", "w"));
+    VT__TRY(vt__conv_plan_get(cu, VT__BWD_DATA, N, H, W, C, K, cd, &p));
+    if (!p->naive) {
+        if (cd == VT_BF16)
+            VT__TRY(vt__bf16_copy(cu, w, 0, &wp));
+        VT__TRY(vt__act_out(cu, dx, cd, &dxp));
+        if (!p->searched)
+            VT__TRY(vt__conv_search(cu, p, dy->data, wp, dxp));
+    }
+    if (!p->naive) {
+        VT__TRY(vt__ws_reserve(cu, p->ws));
+        st = cudnnConvolutionBackwardData(cu->dnn, &vt__one, p->wd, wp, p->yd, dy->data, p->cd,
+                                          (cudnnConvolutionBwdDataAlgo_t)p->algo, cu->ws,
+                                          cu->ws_size, &vt__zero, p->xd, dxp);
+        if (st == CUDNN_STATUS_SUCCESS)
+            return vt__act_out_done(cu, dx, cd, dxp);
+        if (!vt__dnn_unsupported(st))
+            return vt__cudnn_fail(cu, st, "cudnnConvolutionBackwardData", __FILE__, __LINE__);
+        (void)cudaGetLastError();
+        vt_log_warn("cuda: cuDNN refused conv bwd_data n%d %dx%d c%d k%d %s (%s); using the "
+                    "reference kernel", N, H, W, C, K, vt__dt_name(cd), cudnnGetErrorString(st));
+        p->naive = 1;
+    }
+    VT_CUDA_TRY(cu, vt_cuk_conv_bwd_data_ref(cu->stream, dy->data, vt__kt(dy->dtype),
+                                             (const float *)w->data, dx->data, vt__kt(dx->dtype), N,
+                                             H, W, C, K));
+    return 0;
+}
+
+static int vt__cuda_conv_bwd_filter(vt_backend *be, const vt_tensor *x, const vt_tensor *dy,
+                                    vt_tensor *dw, vt_tensor *db)
+{
+    vt_cuda *cu = vt__cu(be);
+    int N = x->dims[0], H = x->dims[1], W = x->dims[2], C = x->dims[3], K = dy->dims[3];
+    vt_dtype cd = x->dtype;
+    /* bf16 C = 3 (the first layer, trained from scratch): pad to 8 channels as
+     * in the forward pass, compute (K,3,3,8) and keep the first C channels */
+    int cp = cd == VT_BF16 && cu->pad && C % 8 ? (C + 7) / 8 * 8 : C;
+    const void *xp = x->data, *dyp = dy->data;
+    void *dwp = dw->data;
+    vt__conv_plan *p;
+    cudnnStatus_t st;
+
+    VT__ENTER(cu);
+    VT__TRY(vt__need_f32(dw, "conv_bwd_filter", "dw"));
+    VT__TRY(vt__need_f32(db, "conv_bwd_filter", "db"));
+    VT__TRY(vt__conv_plan_get(cu, VT__BWD_FILTER, N, H, W, cp, K, cd, &p));
+    if (!p->naive) {
+        if (cp != C) {
+            void *pad;
+            VT__TRY(vt__tmp(cu, VT__T_IN, (size_t)N * H * W * cp * 2, &pad));
+            VT_CUDA_TRY(cu, vt_cuk_pad_channels(cu->stream, x->data, VT_CUK_BF16,
+                                                (size_t)N * H * W, C, cp, pad, VT_CUK_BF16));
+            xp = pad;
+        }
+        VT__TRY(vt__act_in(cu, dy, cd, VT__T_IN2, &dyp));
+        if (cd == VT_BF16)
+            VT__TRY(vt__tmp(cu, VT__T_DW, (size_t)K * 9 * cp * 2, &dwp));
+        if (!p->searched)
+            VT__TRY(vt__conv_search(cu, p, xp, dyp, dwp));
+    }
+    if (!p->naive) {
+        VT__TRY(vt__ws_reserve(cu, p->ws));
+        st = cudnnConvolutionBackwardFilter(cu->dnn, &vt__one, p->xd, xp, p->yd, dyp, p->cd,
+                                            (cudnnConvolutionBwdFilterAlgo_t)p->algo, cu->ws,
+                                            cu->ws_size, &vt__zero, p->wd, dwp);
+        if (st == CUDNN_STATUS_SUCCESS) {
+            /* bf16 (K,3,3,cp) -> f32 (K,3,3,C): the channel copy drops the padding */
+            if (dwp != dw->data)
+                VT_CUDA_TRY(cu, vt_cuk_pad_channels(cu->stream, dwp, VT_CUK_BF16, (size_t)K * 9,
+                                                    cp, C, dw->data, VT_CUK_F32));
+            return vt__colsum(cu, dy, (size_t)N * H * W, K, (float *)db->data);
+        }
+        if (!vt__dnn_unsupported(st))
+            return vt__cudnn_fail(cu, st, "cudnnConvolutionBackwardFilter", __FILE__, __LINE__);
+        (void)cudaGetLastError();
+        vt_log_warn("cuda: cuDNN refused conv bwd_filter n%d %dx%d c%d k%d %s (%s); using the "
+                    "reference kernel", N, H, W, cp, K, vt__dt_name(cd), cudnnGetErrorString(st));
+        p->naive = 1;
+    }
+    VT_CUDA_TRY(cu, vt_cuk_conv_bwd_filter_ref(cu->stream, x->data, vt__kt(x->dtype), dy->data,
+                                               vt__kt(dy->dtype), (float *)dw->data, N, H, W, C,
+                                               K));
+    return vt__colsum(cu, dy, (size_t)N * H * W, K, (float *)db->data);
+}
+
+/* ---- matrix products ---------------------------------------------------------- */
+
+static void vt__gemm_plan_free(vt__gemm_plan *g)
+{
+    if (!g)
+        return;
+    if (g->la)
+        cublasLtMatrixLayoutDestroy(g->la);
+    if (g->lb)
+        cublasLtMatrixLayoutDestroy(g->lb);
+    if (g->ld)
+        cublasLtMatrixLayoutDestroy(g->ld);
+    if (g->desc)
+        cublasLtMatmulDescDestroy(g->desc);
+    free(g);
+}
+
+/* Descriptors and the heuristic's algorithm; g->ok = 0 when cuBLASLt has
+ * none for this configuration. */
+static int vt__gemm_plan_init(vt_cuda *cu, vt__gemm_plan *g, const void *bias)
+{
+    cublasOperation_t ta = g->ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb = g->tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasLtEpilogue_t epi = g->epi == VT__EPI_RELU_BIAS ? CUBLASLT_EPILOGUE_RELU_BIAS
+                             : g->epi == VT__EPI_BIAS    ? CUBLASLT_EPILOGUE_BIAS
+                                                         : CUBLASLT_EPILOGUE_DEFAULT;
+    cublasLtMatmulPreference_t pref = NULL;
+    cublasLtMatmulHeuristicResult_t res;
+    uint64_t wsz = cu->lt_ws_size;
+    int got = 0;
+    cublasStatus_t st;
+
+    VT_CUBLAS_TRY(cu, cublasLtMatmulDescCreate(&g->desc, g->ct, CUDA_R_32F));
+    VT_CUBLAS_TRY(cu, cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta,
+                                                     sizeof ta));
+    VT_CUBLAS_TRY(cu, cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb,
+                                                     sizeof tb));
+    VT_CUBLAS_TRY(cu, cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi,
+                                                     sizeof epi));
+    if (g->epi != VT__EPI_NONE)
+        VT_CUBLAS_TRY(cu, cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                         &bias, sizeof bias));
+    VT_CUBLAS_TRY(cu, cublasLtMatrixLayoutCreate(&g->la, g->at, g->ta ? g->k : g->m,
+                                                 g->ta ? g->m : g->k, g->lda));
+    VT_CUBLAS_TRY(cu, cublasLtMatrixLayoutCreate(&g->lb, g->bt, g->tb ? g->n : g->k,
+                                                 g->tb ? g->k : g->n, g->ldb));
+    VT_CUBLAS_TRY(cu, cublasLtMatrixLayoutCreate(&g->ld, g->dt, g->m, g->n, g->ldd));
+    VT_CUBLAS_TRY(cu, cublasLtMatmulPreferenceCreate(&pref));
+    st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsz,
+                                              sizeof wsz);
+    if (st == CUBLAS_STATUS_SUCCESS)
+        st = cublasLtMatmulAlgoGetHeuristic(cu->lt, g->desc, g->la, g->lb, g->ld, g->ld, pref, 1,
+                                            &res, &got);
+    cublasLtMatmulPreferenceDestroy(pref);
+    g->ok = st == CUBLAS_STATUS_SUCCESS && got > 0 && res.state == CUBLAS_STATUS_SUCCESS;
+    if (g->ok)
+        g->algo = res.algo;
+    else
+        (void)cudaGetLastError();
+    vt_log(cu->verbose ? VT_LOG_INFO : VT_LOG_DEBUG,
+           "cuda: gemm m%d n%d k%d %c%c types %d,%d->%d epilogue %d: %s", g->m, g->n, g->k,
+           g->ta ? 'T' : 'N', g->tb ? 'T' : 'N', (int)g->at, (int)g->bt, (int)g->dt, g->epi,
+           g->ok ? "cuBLASLt" : "cublasGemmEx fallback");
+    return 0;
+}
+
+/* D (m x n, column-major, ldd) = op(A) op(B) [+ bias, ReLU]: cuBLASLt with
+ * the epilogue where it has an algorithm, else cublasGemmEx followed by the
+ * bias kernel (bias_f32).  bias_lt is the bias in D's dtype for cuBLASLt. */
+static int vt__gemm(vt_cuda *cu, int ta, int tb, int m, int n, int k, const void *A,
+                    cudaDataType at, int lda, const void *B, cudaDataType bt, int ldb, void *D,
+                    cudaDataType dt, int ldd, int epi, const void *bias_lt, const float *bias_f32)
+{
+    cublasComputeType_t ct = at == CUDA_R_32F && bt == CUDA_R_32F && cu->tf32
+                                 ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                 : CUBLAS_COMPUTE_32F;
+    vt__gemm_plan *g = NULL;
+    int rc;
+
+    for (int i = 0; i < cu->ngplans; i++) {
+        vt__gemm_plan *q = cu->gplans[i];
+        if (q->m == m && q->n == n && q->k == k && q->ta == ta && q->tb == tb && q->lda == lda &&
+            q->ldb == ldb && q->ldd == ldd && q->epi == epi && q->at == at && q->bt == bt &&
+            q->dt == dt && q->ct == ct) {
+            g = q;
+            break;
+        }
+    }
+    if (!g) {
+        if (cu->ngplans == cu->cap_gplans) {
+            int cap = cu->cap_gplans ? 2 * cu->cap_gplans : 32;
+            vt__gemm_plan **np = (vt__gemm_plan **)realloc(cu->gplans, (size_t)cap * sizeof *np);
+            if (!np)
+                return vt_error_set(VT_ENOMEM, "out of host memory");
+            cu->gplans = np;
+            cu->cap_gplans = cap;
+        }
+        if (!(g = (vt__gemm_plan *)calloc(1, sizeof *g)))
+            return vt_error_set(VT_ENOMEM, "out of host memory");
+        g->m = m, g->n = n, g->k = k, g->ta = ta, g->tb = tb;
+        g->lda = lda, g->ldb = ldb, g->ldd = ldd, g->epi = epi;
+        g->at = at, g->bt = bt, g->dt = dt, g->ct = ct;
+        if ((rc = vt__gemm_plan_init(cu, g, bias_lt)) < 0) {
+            vt__gemm_plan_free(g);
+            return vt_error_wrap(rc, "cuBLASLt descriptors");
+        }
+        cu->gplans[cu->ngplans++] = g;
+    }
+    if (g->ok) {
+        cublasStatus_t st;
+        if (epi != VT__EPI_NONE)
+            VT_CUBLAS_TRY(cu, cublasLtMatmulDescSetAttribute(
+                                  g->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_lt,
+                                  sizeof bias_lt));
+        st = cublasLtMatmul(cu->lt, g->desc, &vt__one, A, g->la, B, g->lb, &vt__zero, D, g->ld, D,
+                            g->ld, &g->algo, cu->lt_ws, cu->lt_ws_size, cu->stream);
+        if (st == CUBLAS_STATUS_SUCCESS) {
+            g->used = 1;
+            return 0;
+        }
+        if (g->used || (st != CUBLAS_STATUS_NOT_SUPPORTED && st != CUBLAS_STATUS_INVALID_VALUE))
+            return vt__cublas_fail(cu, st, "cublasLtMatmul", __FILE__, __LINE__);
+        (void)cudaGetLastError();
+        vt_log_warn("cuda: cuBLASLt refused gemm m%d n%d k%d (%s); using cublasGemmEx", m, n, k,
+                    cublasGetStatusString(st));
+        g->ok = 0;
+    }
+    VT_CUBLAS_TRY(cu, cublasGemmEx(cu->blas, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                   tb ? CUBLAS_OP_T : CUBLAS_OP_N, m, n, k, &vt__one, A, at, lda, B,
+                                   bt, ldb, &vt__zero, D, dt, ldd, ct, CUBLAS_GEMM_DEFAULT));
+    if (epi != VT__EPI_NONE)
+        VT_CUDA_TRY(cu, vt_cuk_bias_act(cu->stream, D, dt == CUDA_R_16BF ? VT_CUK_BF16 : VT_CUK_F32,
+                                        bias_f32, (size_t)n, m, epi == VT__EPI_RELU_BIAS));
+    return 0;
+}
+
+/* Row-major y (N, OUT) = x (N, IN) w^T + b is, column-major, y^T (OUT, N) =
+ * op_T(w as IN x OUT) * (x as IN x N): m = OUT, n = N, k = IN. */
+static int vt__cuda_dense_fwd(vt_backend *be, const vt_tensor *x, const vt_tensor *w,
+                              const vt_tensor *b, vt_tensor *y, int relu)
+{
+    vt_cuda *cu = vt__cu(be);
+    int N = x->dims[0], IN = (int)(x->numel / (size_t)N), OUT = w->dims[0];
+    vt_dtype cd = x->dtype;
+    const void *wp = w->data, *bias = b->data;
+    void *yp;
+
+    VT__ENTER(cu);
+    VT__TRY(vt__need_f32(w, "dense_fwd", "w"));
+    VT__TRY(vt__need_f32(b, "dense_fwd", "b"));
+    if (cd == VT_BF16) {
+        VT__TRY(vt__bf16_copy(cu, w, 0, &wp));
+        VT__TRY(vt__bf16_copy(cu, b, 0, &bias));
+    }
+    VT__TRY(vt__act_out(cu, y, cd, &yp));
+    VT__TRY(vt__gemm(cu, 1, 0, OUT, N, IN, wp, vt__blas_type(cd), IN, x->data, vt__blas_type(cd),
+                     IN, yp, vt__blas_type(cd), OUT, relu ? VT__EPI_RELU_BIAS : VT__EPI_BIAS, bias,
+                     (const float *)b->data));
+    return vt__act_out_done(cu, y, cd, yp);
+}
+
+/* dw (OUT, IN) row-major = dy^T x: column-major dw^T (IN, OUT) = (x as IN x
+ * N) op_T(dy as OUT x N).  dx (N, IN) = dy w: column-major dx^T (IN, N) =
+ * (w as IN x OUT)(dy as OUT x N).  db = column sums of dy. */
+static int vt__cuda_dense_bwd(vt_backend *be, const vt_tensor *x, const vt_tensor *w,
+                              const vt_tensor *dy, vt_tensor *dx, vt_tensor *dw, vt_tensor *db)
+{
+    vt_cuda *cu = vt__cu(be);
+    int N = x->dims[0], IN = (int)(x->numel / (size_t)N), OUT = w->dims[0];
+    vt_dtype cd = x->dtype;
+    cudaDataType t = vt__blas_type(cd);
+    const void *dyp;
+
+    VT__ENTER(cu);
+    VT__TRY(vt__need_f32(w, "dense_bwd", "w"));
+    VT__TRY(vt__need_f32(dw, "dense_bwd", "dw"));
+    VT__TRY(vt__need_f32(db, "dense_bwd", "db"));
+    VT__TRY(vt__act_in(cu, dy, cd, VT__T_IN2, &dyp));
+    VT__TRY(vt__gemm(cu, 0, 1, IN, OUT, N, x->data, t, IN, dyp, t, OUT, dw->data, CUDA_R_32F, IN,
+                     VT__EPI_NONE, NULL, NULL));
+    VT__TRY(vt__colsum(cu, dy, (size_t)N, OUT, (float *)db->data));
+    if (dx) {
+        const void *wp = w->data;
+        void *dxp;
+        if (cd == VT_BF16)
+            VT__TRY(vt__bf16_copy(cu, w, 0, &wp));
+        VT__TRY(vt__act_out(cu, dx, cd, &dxp));
+        VT__TRY(vt__gemm(cu, 0, 0, IN, N, OUT, wp, t, IN, dyp, t, OUT, dxp, t, IN, VT__EPI_NONE,
+                         NULL, NULL));
+        VT__TRY(vt__act_out_done(cu, dx, cd, dxp));
+    }
+    return 0;
+}
+
+/* ---- elementwise operations ------------------------------------------------ */
+
+static int vt__cuda_images_to_input(vt_backend *be, const uint8_t *images, int n, int h, int w,
+                                    vt_preprocess prep, vt_tensor *x)
+{
+    vt_cuda *cu = vt__cu(be);
+    size_t pixels = (size_t)n * h * w;
+    void *stage;
+    VT__ENTER(cu);
+    VT__TRY(vt__tmp(cu, VT__T_STAGE, pixels * 3, &stage));
+    VT__TRY(vt__h2d(cu, stage, images, pixels * 3));
+    VT_CUDA_TRY(cu, vt_cuk_images(cu->stream, (const uint8_t *)stage, pixels,
+                                  prep == VT_PREP_CAFFE, x->data, vt__kt(x->dtype)));
+    return 0;
+}
+
+static int vt__cuda_relu_bwd(vt_backend *be, const vt_tensor *y, vt_tensor *dy)
+{
+    vt_cuda *cu = vt__cu(be);
+    VT__ENTER(cu);
+    VT_CUDA_TRY(cu, vt_cuk_relu_bwd(cu->stream, y->data, vt__kt(y->dtype), dy->data,
+                                    vt__kt(dy->dtype), dy->numel));
+    return 0;
+}
+
+static int vt__cuda_maxpool_fwd(vt_backend *be, const vt_tensor *x, vt_tensor *y)
+{
+    vt_cuda *cu = vt__cu(be);
+    const void *xp;
+    VT__ENTER(cu);
+    /* x and y share one dtype in the kernel */
+    VT__TRY(vt__act_in(cu, x, y->dtype, VT__T_IN, &xp));
+    VT_CUDA_TRY(cu, vt_cuk_maxpool_fwd(cu->stream, xp, y->data, vt__kt(y->dtype), x->dims[0],
+                                       x->dims[1], x->dims[2], x->dims[3]));
+    return 0;
+}
+
+static int vt__cuda_maxpool_bwd(vt_backend *be, const vt_tensor *x, const vt_tensor *y,
+                                const vt_tensor *dy, vt_tensor *dx)
+{
+    vt_cuda *cu = vt__cu(be);
+    const void *xp, *gp;
+    VT__ENTER(cu);
+    VT__TRY(vt__act_in(cu, x, y->dtype, VT__T_IN, &xp));
+    VT__TRY(vt__act_in(cu, dy, dx->dtype, VT__T_IN2, &gp));
+    VT_CUDA_TRY(cu, vt_cuk_maxpool_bwd(cu->stream, xp, y->data, vt__kt(y->dtype), gp, dx->data,
+                                       vt__kt(dx->dtype), x->dims[0], x->dims[1], x->dims[2],
+                                       x->dims[3]));
+    return 0;
+}
+
+static int vt__cuda_dropout_fwd(vt_backend *be, vt_tensor *x, vt_tensor *mask, float rate,
+                                uint64_t seed, uint64_t stream)
+{
+    vt_cuda *cu = vt__cu(be);
+    float keep = 1.0f / (1.0f - rate);
+    VT__ENTER(cu);
+    VT_CUDA_TRY(cu, vt_cuk_dropout_fwd(cu->stream, x->data, vt__kt(x->dtype), (float *)mask->data,
+                                       x->numel, rate, keep, vt_rng_mix(seed ^ vt_rng_mix(stream))));
+    return 0;
+}
+
+static int vt__cuda_dropout_bwd(vt_backend *be, const vt_tensor *mask, vt_tensor *dy)
+{
+    vt_cuda *cu = vt__cu(be);
+    VT__ENTER(cu);
+    VT_CUDA_TRY(cu, vt_cuk_dropout_bwd(cu->stream, (const float *)mask->data, dy->data,
+                                       vt__kt(dy->dtype), dy->numel));
+    return 0;
+}
+
+static int vt__cuda_softmax_xent(vt_backend *be, const vt_tensor *logits, const vt_tensor *labels,
+                                 vt_tensor *dlogits, float grad_scale, vt_tensor *probs,
+                                 double *loss_sum, int *correct)
+{
+    vt_cuda *cu = vt__cu(be);
+    int N = logits->dims[0], C = logits->dims[1];
+    VT__ENTER(cu);
+    VT_CUDA_TRY(cu, vt_cuk_softmax_xent(cu->stream, logits->data, vt__kt(logits->dtype),
+                                        (const int32_t *)labels->data, N, C,
+                                        dlogits ? dlogits->data : NULL,
+                                        dlogits ? vt__kt(dlogits->dtype) : VT_CUK_F32, grad_scale,
+                                        probs ? probs->data : NULL,
+                                        probs ? vt__kt(probs->dtype) : VT_CUK_F32, cu->dres));
+    VT_CUDA_TRY(cu, cudaMemcpyAsync(cu->hres, cu->dres, sizeof *cu->hres, cudaMemcpyDeviceToHost,
+                                    cu->stream));
+    VT_CUDA_TRY(cu, cudaStreamSynchronize(cu->stream));
+    if (cu->hres->bad)
+        return vt_error_set(VT_EINVAL, "label %d outside 0..%d", cu->hres->bad_label, C - 1);
+    *loss_sum += cu->hres->loss;
+    *correct += cu->hres->correct;
+    return 0;
+}
+
+static int vt__cuda_sgd_update(vt_backend *be, vt_tensor *w, const vt_tensor *g, vt_tensor *v,
+                               const vt_sgd_args *a)
+{
+    vt_cuda *cu = vt__cu(be);
+    vt__shadow *s = (vt__shadow *)w->shadow;
+    void *sh = NULL;
+    VT__ENTER(cu);
+    /* A plain bf16 copy of w is rewritten in the same pass (see the top). */
+    if (s && s->ptr && s->cpad == 0 && s->elems == w->numel)
+        sh = s->ptr;
+    VT_CUDA_TRY(cu, vt_cuk_sgd(cu->stream, (float *)w->data, (const float *)g->data,
+                               (float *)v->data, w->numel, a->lr, a->momentum, a->weight_decay,
+                               a->nesterov, sh));
+    if (sh) {
+        s->version = w->version;
+        s->valid = 1;
+    }
+    return 0;
+}
+
+/* ---- tensors and transfers -------------------------------------------------- */
+
+static int vt__cuda_alloc(vt_backend *be, vt_tensor *t)
+{
+    vt_cuda *cu = vt__cu(be);
+    size_t bytes = t->capacity * vt_dtype_size(t->dtype);
+    VT__ENTER(cu);
+    t->shadow = NULL;
+    VT__TRY(vt__dmalloc(cu, &t->data, bytes, "a tensor"));
+    VT_CUDA_TRY(cu, cudaMemsetAsync(t->data, 0, bytes, cu->stream));
+    return 0;
+}
+
+static void vt__cuda_release(vt_backend *be, vt_tensor *t)
+{
+    vt_cuda *cu = vt__cu(be);
+    vt__shadow_free(cu, t);
+    vt__dfree(cu, t->data);
+    t->data = NULL;
+}
+
+static int vt__cuda_upload(vt_backend *be, vt_tensor *t, const void *host)
+{
+    vt_cuda *cu = vt__cu(be);
+    VT__ENTER(cu);
+    if (t->dtype == VT_BF16) {
+        void *stage;
+        VT__TRY(vt__tmp(cu, VT__T_STAGE, t->numel * 4, &stage));
+        VT__TRY(vt__h2d(cu, stage, host, t->numel * 4));
+        VT_CUDA_TRY(cu, vt_cuk_convert(cu->stream, t->data, VT_CUK_BF16, stage, VT_CUK_F32,
+                                       t->numel));
+        return 0;
+    }
+    return vt__h2d(cu, t->data, host, t->numel * vt_dtype_size(t->dtype));
+}
+
+static int vt__cuda_download(vt_backend *be, const vt_tensor *t, void *host)
+{
+    vt_cuda *cu = vt__cu(be);
+    const void *src = t->data;
+    size_t bytes = t->numel * vt_dtype_size(t->dtype);
+    VT__ENTER(cu);
+    if (t->dtype == VT_BF16) {
+        void *stage;
+        VT__TRY(vt__tmp(cu, VT__T_STAGE, t->numel * 4, &stage));
+        VT_CUDA_TRY(cu, vt_cuk_convert(cu->stream, stage, VT_CUK_F32, t->data, VT_CUK_BF16,
+                                       t->numel));
+        src = stage;
+        bytes = t->numel * 4;
+    }
+    VT_CUDA_TRY(cu, cudaMemcpyAsync(host, src, bytes, cudaMemcpyDeviceToHost, cu->stream));
+    VT_CUDA_TRY(cu, cudaStreamSynchronize(cu->stream));
+    return 0;
+}
+
+static int vt__cuda_zero(vt_backend *be, vt_tensor *t)
+{
+    vt_cuda *cu = vt__cu(be);
+    VT__ENTER(cu);
+    VT_CUDA_TRY(cu, cudaMemsetAsync(t->data, 0, t->numel * vt_dtype_size(t->dtype), cu->stream));
+    return 0;
+}
+
+static int vt__cuda_copy(vt_backend *be, vt_tensor *dst, const vt_tensor *src)
+{
+    vt_cuda *cu = vt__cu(be);
+    VT__ENTER(cu);
+    if (dst->data == src->data)
+        return 0;
+    VT_CUDA_TRY(cu, cudaMemcpyAsync(dst->data, src->data, src->numel * vt_dtype_size(src->dtype),
+                                    cudaMemcpyDeviceToDevice, cu->stream));
+    return 0;
+}
+
+static int vt__cuda_copy_bytes(vt_backend *be, vt_tensor *dst, size_t dst_off,
+                               const vt_tensor *src, size_t src_off, size_t n)
+{
+    vt_cuda *cu = vt__cu(be);
+    char *d = (char *)dst->data + dst_off;
+    const char *s = (const char *)src->data + src_off;
+    VT__ENTER(cu);
+    if (n == 0 || d == s)
+        return 0;
+    if (dst->data == src->data && d < s + n && s < d + n) {
+        /* overlapping ranges of one tensor: memmove through scratch */
+        void *tmp;
+        VT__TRY(vt__tmp(cu, VT__T_COPY, n, &tmp));
+        VT_CUDA_TRY(cu, cudaMemcpyAsync(tmp, s, n, cudaMemcpyDeviceToDevice, cu->stream));
+        s = (const char *)tmp;
+    }
+    VT_CUDA_TRY(cu, cudaMemcpyAsync(d, s, n, cudaMemcpyDeviceToDevice, cu->stream));
+    return 0;
+}
+
+static int vt__cuda_sync(vt_backend *be)
+{
+    vt_cuda *cu = vt__cu(be);
+    VT__ENTER(cu);
+    VT_CUDA_TRY(cu, cudaStreamSynchronize(cu->stream));
+    return 0;
+}
+
+static vt_dtype vt__cuda_act_dtype(const vt_backend *be, const char *precision)
 {
     (void)be;
-    return vt_error_set(VT_EUNSUPPORTED, "the CUDA backend is not implemented yet");
+    return precision && strcmp(precision, "fp32") == 0 ? VT_F32 : VT_BF16;
+}
+
+/* Frees everything the backend made; safe on a partly initialised one. */
+static void vt__cuda_free_impl(vt_cuda *cu)
+{
+    if (!cu)
+        return;
+    if (cu->stream && cudaStreamSynchronize(cu->stream) != cudaSuccess)
+        (void)cudaGetLastError();
+    for (int i = 0; i < cu->nplans; i++)
+        vt__conv_plan_free(cu->plans[i]);
+    free(cu->plans);
+    for (int i = 0; i < cu->ngplans; i++)
+        vt__gemm_plan_free(cu->gplans[i]);
+    free(cu->gplans);
+    for (int i = 0; i < VT__NTMP; i++)
+        if (cu->tmp[i])
+            cudaFree(cu->tmp[i]);
+    if (cu->ws)
+        cudaFree(cu->ws);
+    if (cu->lt_ws)
+        cudaFree(cu->lt_ws);
+    if (cu->dres)
+        cudaFree(cu->dres);
+    if (cu->hres)
+        cudaFreeHost(cu->hres);
+    if (cu->relu)
+        cudnnDestroyActivationDescriptor(cu->relu);
+    if (cu->dnn)
+        cudnnDestroy(cu->dnn);
+    if (cu->lt)
+        cublasLtDestroy(cu->lt);
+    if (cu->blas)
+        cublasDestroy(cu->blas);
+    if (cu->stream)
+        cudaStreamDestroy(cu->stream);
+    (void)cudaGetLastError();
+    free(cu);
+}
+
+static void vt__cuda_destroy(vt_backend *be)
+{
+    vt__cuda_free_impl(vt__cu(be));
+    be->impl = NULL;
+}
+
+static vt_backend_ops vt__cuda_make_ops(void)
+{
+    vt_backend_ops o;
+    memset(&o, 0, sizeof o);
+    o.alloc = vt__cuda_alloc;
+    o.release = vt__cuda_release;
+    o.upload = vt__cuda_upload;
+    o.download = vt__cuda_download;
+    o.zero = vt__cuda_zero;
+    o.copy = vt__cuda_copy;
+    o.copy_bytes = vt__cuda_copy_bytes;
+    o.sync = vt__cuda_sync;
+    o.act_dtype = vt__cuda_act_dtype;
+    o.destroy = vt__cuda_destroy;
+    o.images_to_input = vt__cuda_images_to_input;
+    o.conv_fwd = vt__cuda_conv_fwd;
+    o.conv_bwd_data = vt__cuda_conv_bwd_data;
+    o.conv_bwd_filter = vt__cuda_conv_bwd_filter;
+    o.relu_bwd = vt__cuda_relu_bwd;
+    o.maxpool_fwd = vt__cuda_maxpool_fwd;
+    o.maxpool_bwd = vt__cuda_maxpool_bwd;
+    o.dense_fwd = vt__cuda_dense_fwd;
+    o.dense_bwd = vt__cuda_dense_bwd;
+    o.dropout_fwd = vt__cuda_dropout_fwd;
+    o.dropout_bwd = vt__cuda_dropout_bwd;
+    o.softmax_xent = vt__cuda_softmax_xent;
+    o.sgd_update = vt__cuda_sgd_update;
+    return o;
+}
+
+static const vt_backend_ops vt__cuda_ops = vt__cuda_make_ops();
+
+/* ---- construction ---------------------------------------------------------------- */
+
+static int vt__cuda_setup(vt_cuda *cu, vt_backend *be)
+{
+    int count = 0, drv = 0, rt = 0;
+    size_t dnn_ver;
+    cudaDeviceProp prop;
+    cudaError_t e;
+
+    /* No device or no driver: say why, quickly, without touching anything else. */
+    e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return vt_error_set(VT_EUNSUPPORTED, "no usable CUDA device: %s (%s)%s", cudaGetErrorString(e),
+                            cudaGetErrorName(e),
+                            e == cudaErrorInsufficientDriver
+                                ? "; no NVIDIA driver is loaded, or it is older than this "
+                                  "build's CUDA runtime"
+                                : "");
+    }
+    if (count <= 0)
+        return vt_error_set(VT_EUNSUPPORTED, "no CUDA device found");
+    if (cudaDriverGetVersion(&drv) == cudaSuccess && cudaRuntimeGetVersion(&rt) == cudaSuccess &&
+        drv < rt)
+        return vt_error_set(VT_EUNSUPPORTED,
+                            "the NVIDIA driver supports CUDA %d.%d but this build needs %d.%d: "
+                            "update the driver",
+                            drv / 1000, drv % 1000 / 10, rt / 1000, rt % 1000 / 10);
+    (void)cudaGetLastError();
+    cu->device = vt__env_int("VT_CUDA_DEVICE", 0);
+    if (cu->device < 0 || cu->device >= count)
+        return vt_error_set(VT_EINVAL, "VT_CUDA_DEVICE=%d but there %s %d CUDA device%s",
+                            cu->device, count == 1 ? "is" : "are", count, count == 1 ? "" : "s");
+    VT_CUDA_TRY(cu, cudaSetDevice(cu->device));
+    VT_CUDA_TRY(cu, cudaGetDeviceProperties(&prop, cu->device));
+    if (prop.major < 8)
+        return vt_error_set(VT_EUNSUPPORTED,
+                            "%s (compute capability %d.%d) lacks bf16 tensor cores; the cuda "
+                            "backend needs 8.0 or newer",
+                            prop.name, prop.major, prop.minor);
+    VT_CUDA_TRY(cu, cudaStreamCreateWithFlags(&cu->stream, cudaStreamNonBlocking));
+    e = vt_cuk_probe(cu->stream);
+    if (e == cudaSuccess)
+        e = cudaStreamSynchronize(cu->stream);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return vt_error_set(VT_EUNSUPPORTED,
+                            "this build has no GPU code for %s (sm_%d%d): %s; rebuild with "
+                            "CMAKE_CUDA_ARCHITECTURES including %d%d",
+                            prop.name, prop.major, prop.minor, cudaGetErrorString(e), prop.major,
+                            prop.minor);
+    }
+    dnn_ver = cudnnGetVersion();
+    if (dnn_ver < 90000)
+        return vt_error_set(VT_EUNSUPPORTED, "cuDNN %zu.%zu is too old: the cuda backend needs 9",
+                            dnn_ver / 1000, dnn_ver % 1000 / 100);
+    VT_CUDNN_TRY(cu, cudnnCreate(&cu->dnn));
+    VT_CUDNN_TRY(cu, cudnnSetStream(cu->dnn, cu->stream));
+    VT_CUDNN_TRY(cu, cudnnCreateActivationDescriptor(&cu->relu));
+    VT_CUDNN_TRY(cu, cudnnSetActivationDescriptor(cu->relu, CUDNN_ACTIVATION_RELU,
+                                                  CUDNN_NOT_PROPAGATE_NAN, 0.0));
+    VT_CUBLAS_TRY(cu, cublasCreate(&cu->blas));
+    VT_CUBLAS_TRY(cu, cublasSetStream(cu->blas, cu->stream));
+    VT_CUBLAS_TRY(cu, cublasLtCreate(&cu->lt));
+    /* 32 MiB: cuBLAS's recommendation for Hopper; shared by cuBLAS and
+     * cuBLASLt, which only ever run one at a time on the one stream. */
+    cu->lt_ws_size = (size_t)32 << 20;
+    VT__TRY(vt__dmalloc(cu, &cu->lt_ws, cu->lt_ws_size, "the cuBLAS workspace"));
+    vt__mem_add(cu, cu->lt_ws_size);
+    VT_CUBLAS_TRY(cu, cublasSetWorkspace(cu->blas, cu->lt_ws, cu->lt_ws_size));
+    VT__TRY(vt__dmalloc(cu, (void **)&cu->dres, sizeof *cu->dres, "softmax results"));
+    VT_CUDA_TRY(cu, cudaMallocHost((void **)&cu->hres, sizeof *cu->hres));
+
+    {
+        size_t fr = 0, tot = 0;
+        VT_CUDA_TRY(cu, cudaMemGetInfo(&fr, &tot));
+        be->mem_total = tot;
+    }
+    snprintf(be->device, sizeof be->device, "%.60s, %.0f GiB, cuDNN %zu.%zu.%zu, sm_%d%d%s", prop.name,
+             be->mem_total / VT__GIB, dnn_ver / 10000, dnn_ver % 10000 / 100, dnn_ver % 100,
+             prop.major, prop.minor, cu->tf32 ? ", tf32" : "");
+    return 0;
+}
+
+extern "C" int vt_cuda_backend_init(vt_backend *be)
+{
+    vt_cuda *cu = (vt_cuda *)calloc(1, sizeof *cu);
+    const char *search = getenv("VT_CUDA_CONV_SEARCH");
+    int rc;
+
+    if (!cu)
+        return vt_error_set(VT_ENOMEM, "out of memory creating the CUDA backend");
+    cu->be = be;
+    cu->tf32 = vt__env_int("VT_CUDA_TF32", 0) != 0;
+    cu->fuse = vt__env_int("VT_CUDA_FUSE", 1) != 0;
+    cu->pad = vt__env_int("VT_CUDA_PAD", 1) != 0;
+    cu->find = !(search && strcmp(search, "heuristic") == 0);
+    cu->deterministic = vt__env_int("VT_CUDA_DETERMINISTIC", 0) != 0;
+    cu->verbose = vt__env_int("VT_CUDA_VERBOSE", 0) != 0;
+    rc = vt__env_int("VT_CUDA_WORKSPACE_MIB", 1024);
+    cu->ws_limit = (size_t)(rc > 0 ? rc : 0) << 20;
+    if ((rc = vt__cuda_setup(cu, be)) < 0) {
+        vt__cuda_free_impl(cu);
+        be->mem_in_use = be->mem_peak = 0;
+        return rc;
+    }
+    be->ops = &vt__cuda_ops;
+    be->impl = cu;
+    snprintf(be->name, sizeof be->name, "cuda");
+    return 0;
 }

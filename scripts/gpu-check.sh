@@ -1,0 +1,257 @@
+#!/usr/bin/env bash
+# The one GPU check, run on a GPU machine from the repository root:
+#
+#   bash scripts/gpu-check.sh [RUN_DIR]        (default: build-gpu/run)
+#
+# RUN_DIR is what scripts/gpu-prepare.sh collected on a build machine
+# (binaries, test list, bundled libraries, the PyTorch anchors).  In order,
+# each stage bounded in time so that the whole check ends in about nine
+# minutes and always prints its table:
+#   1. the device, the driver, the cuDNN our binaries load;
+#   2. the GPU tests - what `ctest -L gpu` runs: every numeric test with
+#      --backend cuda and the CPU-vs-GPU parity test (a failing test is run
+#      again under compute-sanitizer when that is installed);
+#   3. vt-bench at batch 64 and 256, bf16 and fp32, one process each (its
+#      own peak memory);
+#   4. the PyTorch anchors of shared/anchors: eager fp32+bf16, then
+#      torch.compile'd bf16, at batch 64 and 256;
+#   5. while time is left, variants of ours at batch 64 (no fused bias+ReLU,
+#      no C=3 padding, TF32, heuristic algorithm choice);
+#   6. the table: ours against PyTorch's best per figure, with ratios.
+# Environment: ANCHORS_DIR (default RUN_DIR/anchors); OUT (results, default
+# RUN_DIR/../check-out:
+# summary.md, summary.json, bench.jsonl, torch.jsonl, tests.log, bench.log,
+# torch.log); USE_TORCH_CUDNN=0 to keep the system cuDNN rather than
+# PyTorch's (default: PyTorch's first, so both sides run the same cuDNN);
+# SKIP_TESTS=1, SKIP_TORCH=1, SKIP_COMPILE=1, QUICK=1 (batch 64 only);
+# BUDGET_S (default 540): no stage starts after it.
+set -uo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here" || exit 2
+run=${1:-build-gpu/run}
+run=$(cd "$run" 2>/dev/null && pwd) || { echo "gpu-check: no run directory $1 (scripts/gpu-prepare.sh makes it)"; exit 2; }
+anchors=${ANCHORS_DIR:-$run/anchors}
+out=${OUT:-$(dirname "$run")/check-out}
+mkdir -p "$out"
+budget=${BUDGET_S:-540}
+t0=$(date +%s)
+elapsed() { echo $(( $(date +%s) - t0 )); }
+left() { echo $(( budget - $(elapsed) )); }
+say() { printf '\n== [%3ss] %s\n' "$(elapsed)" "$*"; }
+export PYTHONUNBUFFERED=1
+
+# ---- 1. device and libraries ---------------------------------------------------
+say "device"
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm,temperature.gpu,utilization.gpu \
+           --format=csv 2>&1 | head -3
+cat "$run/BUILDINFO" 2>/dev/null
+devlibs=$run/devlibs
+if [ -f "$run/devlibs.tar.gz" ]; then
+  devlibs=${TMPDIR:-/tmp}/vt-devlibs/devlibs
+  mkdir -p "${devlibs%/devlibs}" && tar -xzf "$run/devlibs.tar.gz" -C "${devlibs%/devlibs}"
+fi
+export LD_LIBRARY_PATH="$devlibs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# PyTorch's NVIDIA wheels (cuDNN, cuBLAS) and the toolkit's own libraries
+pylibs=$(python3 - <<'EOF' 2>/dev/null
+import glob, os
+dirs = []
+try:
+    import nvidia
+    for base in nvidia.__path__:
+        for pat in ("libcudnn.so.9", "libcublas.so.13", "libcublasLt.so.13"):
+            for f in glob.glob(os.path.join(base, "**", pat), recursive=True):
+                d = os.path.dirname(f)
+                if d not in dirs:
+                    dirs.append(d)
+except Exception:
+    pass
+print(":".join(dirs))
+EOF
+)
+torch_cudnn=$(echo "$pylibs" | tr ':' '\n' | while read -r d; do [ -e "$d/libcudnn.so.9" ] && echo "$d" && break; done)
+if [ "${USE_TORCH_CUDNN:-1}" = 1 ] && [ -n "$torch_cudnn" ]; then
+  export LD_LIBRARY_PATH="$torch_cudnn:$LD_LIBRARY_PATH"
+fi
+if ldd "$run/bin/vt-bench" | grep -q "not found"; then
+  for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib $(echo "$pylibs" | tr ':' ' '); do
+    [ -d "$d" ] && export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$d"
+  done
+fi
+echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+ldd "$run/bin/vt-bench" | grep -E "cudnn|cublas|not found" | sed 's/^/  /'
+python3 -c 'import torch; print("torch", torch.__version__, "cuDNN", torch.backends.cudnn.version(), torch.cuda.get_device_name())' 2>&1 | tail -1
+
+# ---- 2. tests --------------------------------------------------------------------
+tests_pass=0; tests_fail=0; tests_skip=0; failed_names=""
+if [ "${SKIP_TESTS:-0}" != 1 ]; then
+  say "GPU tests (ctest -L gpu, from $run/gpu-tests.txt)"
+  sanitized=0
+  : >"$out/tests.log"
+  while IFS='|' read -r name bin args tmo; do
+    [ -n "$name" ] || continue
+    if [ "$(left)" -lt 300 ]; then echo "  $name: not started (time budget)"; continue; fi
+    exe="$run/tests/$bin"
+    [ -x "$exe" ] || exe="$run/bin/$bin"
+    if [ ! -x "$exe" ]; then echo "  $name: $bin is not in the bundle"; tests_skip=$((tests_skip + 1)); continue; fi
+    lim=$(( tmo < 240 ? tmo : 240 ))
+    s=$(date +%s)
+    # shellcheck disable=SC2086
+    (cd "$run/tests" && timeout -k 5 "$lim" "$exe" $args) >>"$out/tests.log" 2>&1
+    rc=$?
+    d=$(( $(date +%s) - s ))
+    case $rc in
+      0) tests_pass=$((tests_pass + 1)); echo "  PASS $name (${d}s)" ;;
+      77) tests_skip=$((tests_skip + 1)); echo "  SKIP $name (${d}s): $(grep -m1 '^SKIP backend' "$out/tests.log" | cut -c1-160)" ;;
+      *) tests_fail=$((tests_fail + 1)); failed_names="$failed_names $name"
+         echo "  FAIL $name (rc $rc, ${d}s)"
+         grep -E "FAIL|differ|error|Error" "$out/tests.log" | tail -8 | sed 's/^/      /'
+         if [ $sanitized = 0 ] && command -v compute-sanitizer >/dev/null && [ "$(left)" -gt 360 ]; then
+           sanitized=1
+           echo "  re-running $name under compute-sanitizer (memcheck), 150 s at most"
+           # shellcheck disable=SC2086
+           (cd "$run/tests" && timeout -k 5 150 compute-sanitizer --tool memcheck --print-limit 20 \
+              "$exe" $args) >"$out/sanitizer.log" 2>&1
+           grep -E "Invalid|ERROR|error|at 0x|by thread" "$out/sanitizer.log" | head -20 | sed 's/^/      /'
+         fi ;;
+    esac
+  done <"$run/gpu-tests.txt"
+  echo "  tests: $tests_pass passed, $tests_fail failed, $tests_skip skipped"
+fi
+
+# ---- 3. our benchmark ----------------------------------------------------------------
+: >"$out/bench.jsonl"
+: >"$out/bench.log"
+bench() { # LABEL TIMEOUT ENV... -- ARGS...
+  local label=$1 lim=$2; shift 2
+  local envs=()
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do envs+=("$1"); shift; done
+  shift
+  if [ "$(left)" -lt 60 ]; then echo "  $label: not started (time budget)"; return; fi
+  [ "$(left)" -lt "$lim" ] && lim=$(left)
+  echo "  vt-bench $label: $*" | tee -a "$out/bench.log"
+  env "${envs[@]}" timeout -k 5 "$lim" "$run/bin/vt-bench" --backend cuda --json "$out/bench.jsonl" \
+      --label "$label" "$@" >>"$out/bench.log" 2>&1
+  local rc=$?
+  [ $rc = 0 ] || echo "    rc $rc: $(tail -2 "$out/bench.log" | tr '\n' ' ' | cut -c1-300)"
+  grep -E "^(trunk_fwd|step_full|step_cached) " "$out/bench.log" | tail -3 | sed 's/^/    /'
+}
+say "vt-bench"
+batches="64 256"; [ "${QUICK:-0}" = 1 ] && batches=64
+for b in $batches; do
+  bench "bf16" 110 VT_CUDA_VERBOSE=1 -- --batch "$b" --precision bf16
+done
+for b in $batches; do
+  bench "fp32" 130 -- --batch "$b" --precision fp32
+done
+
+# ---- 4. PyTorch anchors -----------------------------------------------------------------
+: >"$out/torch.jsonl"
+: >"$out/torch.log"
+anchor() { # TIMEOUT ARGS...
+  local lim=$1; shift
+  if [ "$(left)" -lt 45 ]; then echo "  torch $*: not started (time budget)"; return; fi
+  [ "$(left)" -lt "$lim" ] && lim=$(left)
+  echo "  torch_vgg16_finetune.py $*" | tee -a "$out/torch.log"
+  timeout -k 5 "$lim" python3 "$anchors/torch_vgg16_finetune.py" "$@" 2>&1 | tee -a "$out/torch.log" |
+    grep '^{"mode"' >>"$out/torch.jsonl"
+  tail -n 8 "$out/torch.log" | grep -E "^(trunk_fwd|step_full|step_cached) " | sed 's/^/    /'
+}
+if [ "${SKIP_TORCH:-0}" != 1 ] && [ -f "$anchors/torch_vgg16_finetune.py" ]; then
+  say "PyTorch anchors ($anchors)"
+  for b in $batches; do
+    anchor 120 --batch "$b" --precisions fp32,bf16
+  done
+  if [ "${SKIP_COMPILE:-0}" != 1 ]; then
+    for b in $batches; do
+      anchor 170 --batch "$b" --precisions bf16 --compile default
+    done
+  fi
+else
+  say "PyTorch anchors skipped"
+fi
+
+# ---- 5. variants of ours, while time is left --------------------------------------------
+if [ "$(left)" -gt 100 ]; then
+  say "vt-bench variants"
+  bench "bf16,nofuse" 50 VT_CUDA_FUSE=0 -- --batch 64 --precision bf16 --modes trunk_fwd
+  bench "bf16,nopad" 50 VT_CUDA_PAD=0 -- --batch 64 --precision bf16 --modes trunk_fwd
+  bench "fp32,tf32" 70 VT_CUDA_TF32=1 -- --batch 64 --precision fp32
+  bench "bf16,heuristic" 50 VT_CUDA_CONV_SEARCH=heuristic -- --batch 64 --precision bf16 --modes trunk_fwd
+fi
+
+# ---- 6. summary -------------------------------------------------------------------------
+say "summary"
+TESTS="$tests_pass passed, $tests_fail failed, $tests_skip skipped${failed_names:+ (failed:$failed_names)}" \
+OUTDIR="$out" python3 - <<'EOF'
+import json, os
+out = os.environ["OUTDIR"]
+def load(name):
+    rows = []
+    try:
+        with open(os.path.join(out, name)) as f:
+            for line in f:
+                line = line.strip()
+                if line.startswith("{"):
+                    try:
+                        rows.append(json.loads(line))
+                    except ValueError:
+                        pass
+    except OSError:
+        pass
+    return rows
+ours = [r for r in load("bench.jsonl") if "mode" in r]
+torch = [r for r in load("torch.jsonl") if "mode" in r]
+device = next((r.get("device") for r in ours), "?")
+figs = ["trunk_fwd", "step_full", "step_cached"]
+batches = sorted({r["batch"] for r in ours + torch})
+def get(rows, mode, batch, prec, label=None):
+    for r in rows:
+        if r["mode"] == mode and r["batch"] == batch and r["precision"] == prec and \
+           (label is None or r.get("label") == label):
+            return r
+    return None
+lines = [f"# GPU check: {device}", "", f"tests: {os.environ.get('TESTS', '?')}", "",
+         "images/s (median of 30 iterations; ratio = ours best / PyTorch best)", "",
+         "| figure | batch | ours bf16 | ours fp32 | torch fp32 | torch bf16 | torch bf16+compile | torch best | ratio |",
+         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+summary = []
+for b in batches:
+    for m in figs:
+        ob, of = get(ours, m, b, "bf16", "bf16"), get(ours, m, b, "fp32", "fp32")
+        tf, tb, tc = get(torch, m, b, "fp32"), get(torch, m, b, "bf16"), get(torch, m, b, "bf16+compile")
+        def v(r): return r["images_per_s"] if r else None
+        def f(x): return f"{x:,.0f}" if x else "-"
+        best_t = max([x for x in (v(tf), v(tb), v(tc)) if x] or [0])
+        best_o = max([x for x in (v(ob), v(of)) if x] or [0])
+        ratio = best_o / best_t if best_t and best_o else None
+        lines.append(f"| {m} | {b} | {f(v(ob))} | {f(v(of))} | {f(v(tf))} | {f(v(tb))} | {f(v(tc))} | {f(best_t)} | "
+                     + (f"{ratio:.2f}" if ratio else "-") + " |")
+        summary.append(dict(figure=m, batch=b, ours_bf16=v(ob), ours_fp32=v(of), torch_fp32=v(tf),
+                            torch_bf16=v(tb), torch_bf16_compile=v(tc), torch_best=best_t or None,
+                            ratio=ratio,
+                            ours_peak_mib=(ob or of or {}).get("peak_mem_mib"),
+                            torch_peak_mib=(tc or tb or tf or {}).get("peak_mem_mib")))
+lines += ["", "peak device memory, MiB (ours: whole process; torch: max_memory_allocated)", "",
+          "| figure | batch | ours bf16 | ours fp32 | torch bf16 | torch fp32 |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+for b in batches:
+    for m in figs:
+        g = lambda r: str(r["peak_mem_mib"]) if r else "-"
+        lines.append(f"| {m} | {b} | {g(get(ours, m, b, 'bf16', 'bf16'))} | {g(get(ours, m, b, 'fp32', 'fp32'))} | "
+                     f"{g(get(torch, m, b, 'bf16'))} | {g(get(torch, m, b, 'fp32'))} |")
+variants = [r for r in ours if r.get("label") not in ("bf16", "fp32")]
+if variants:
+    lines += ["", "variants (ours, images/s)", "", "| label | figure | batch | images/s | same figure, default |",
+              "| --- | --- | ---: | ---: | ---: |"]
+    for r in variants:
+        base = get(ours, r["mode"], r["batch"], r["precision"], r["precision"])
+        lines.append(f"| {r.get('label')} | {r['mode']} | {r['batch']} | {r['images_per_s']:,.0f} | "
+                     + (f"{base['images_per_s']:,.0f}" if base else "-") + " |")
+md = "\n".join(lines) + "\n"
+with open(os.path.join(out, "summary.md"), "w") as f:
+    f.write(md)
+with open(os.path.join(out, "summary.json"), "w") as f:
+    json.dump(dict(device=device, tests=os.environ.get("TESTS"), figures=summary, ours=ours, torch=torch), f, indent=1)
+print(md)
+EOF
+echo "(results in $out; $(elapsed) s)"
+[ "$tests_fail" = 0 ]

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Prepares the one-shot GPU check, on a build machine (no GPU needed).
+#
+#   scripts/gpu-prepare.sh [BUILD_DIR]          (default: build-gpu)
+#
+# 1. Configures and builds BUILD_DIR with the CUDA backend on: Release,
+#    code for Hopper (sm_90, plus compute_90 PTX).
+# 2. Collects what the GPU machine needs into BUILD_DIR/run (ignored by git,
+#    small enough to travel with the device tool's `carry`):
+#      bin/       vt-bench
+#      tests/     every test executable (the GPU tests and their helpers)
+#      devlibs.tar.gz  the shared libraries the GPU machine may lack
+#                 (../shared/device/bundle-libs.sh; never the CUDA libraries),
+#                 compressed to fit; gpu-check.sh unpacks them
+#      anchors/   the PyTorch reference scripts (from ../shared/anchors,
+#                 or ANCHORS_SRC), which do not travel by themselves
+#      gpu-tests.txt  the tests `ctest -L gpu` would run: name|binary|args|timeout
+#      BUILDINFO  commit, date, compiler
+# 3. Prints the device tool call that runs scripts/gpu-check.sh there.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$here/build-gpu}
+case "$build" in /*) ;; *) build=$here/$build ;; esac
+run=$build/run
+shared=${SHARED_DIR:-$here/../shared}
+anchors_src=${ANCHORS_SRC:-$shared/anchors}
+bundler=$shared/device/bundle-libs.sh
+
+[ -x "$bundler" ] || { echo "gpu-prepare: $bundler not found (set SHARED_DIR)" >&2; exit 1; }
+[ -d "$anchors_src" ] || { echo "gpu-prepare: anchors not found in $anchors_src (set ANCHORS_SRC)" >&2; exit 1; }
+
+echo "== configure $build (CUDA on, Release, sm_90)"
+cmake -S "$here" -B "$build" -DVT_WITH_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
+      -DCMAKE_BUILD_TYPE=Release -DVT_SANITIZE= >/dev/null
+
+echo "== build"
+# Everything if it builds; at least what the check needs otherwise.
+if ! cmake --build "$build" -j "$(nproc)" >"$build/build.log" 2>&1; then
+  echo "gpu-prepare: a full build failed (see $build/build.log); building the check's targets"
+  cmake --build "$build" -j "$(nproc)" --target vt-bench test_kernels test_parity
+fi
+
+echo "== collect $run"
+rm -rf "$run"
+mkdir -p "$run/bin" "$run/tests" "$run/anchors"
+cp "$build/bench/vt-bench" "$run/bin/"
+find "$build/tests" -maxdepth 1 -type f -perm -u+x -exec cp {} "$run/tests/" \;
+strip -g "$run"/bin/* "$run"/tests/* 2>/dev/null || true
+cp "$anchors_src"/*.py "$run/anchors/"
+"$bundler" "$run/devlibs" "$run"/bin/* "$run"/tests/* >/dev/null
+# compressed: OpenBLAS alone is 36 MiB; gpu-check.sh unpacks it
+tar -C "$run" -czf "$run/devlibs.tar.gz" devlibs
+rm -rf "$run/devlibs"
+
+# The gpu-labelled tests, as ctest would run them, rewritten to the bundle.
+(cd "$build" && ctest -L gpu --show-only=json-v1) | python3 -c '
+import json, os, sys
+doc = json.load(sys.stdin)
+for t in doc.get("tests", []):
+    cmd = t.get("command") or []
+    if not cmd:
+        continue
+    props = {p["name"]: p["value"] for p in t.get("properties", [])}
+    print("|".join([t["name"], os.path.basename(cmd[0]), " ".join(cmd[1:]),
+                     str(int(float(props.get("TIMEOUT", 600))))]))
+' >"$run/gpu-tests.txt"
+
+{
+  echo "commit: $(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$here" diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')"
+  echo "built: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname)"
+  echo "nvcc: $(nvcc --version | tail -1)"
+  echo "cudnn headers: $(awk '/define CUDNN_(MAJOR|MINOR|PATCHLEVEL) /{printf "%s.", $3}' /usr/local/cuda/include/cudnn_version.h 2>/dev/null | sed 's/\.$//')"
+} >"$run/BUILDINFO"
+
+size=$(du -sm "$run" | cut -f1)
+echo "gpu-tests.txt:"; sed 's/^/  /' "$run/gpu-tests.txt"
+echo "bundle: $size MiB in $run"
+if [ "$size" -gt 60 ]; then
+  echo "gpu-prepare: the bundle is over 60 MiB; the device tool carries 64 MiB at most" >&2
+  exit 1
+fi
+rel=${run#"$here"/}
+cat <<EOF
+
+== device tool call (one run; the script keeps itself under ~9 minutes):
+run(command="bash scripts/gpu-check.sh $rel", carry=["$rel"], timeout_s=600)
+   (kind: leave it out, or nvidia-h100-x1 / nvidia-h200; the table names the card)
+Results come back under the reply's files_at: summary.md, summary.json,
+bench.jsonl, torch.jsonl, tests.log, bench.log, torch.log.
+EOF
