@@ -33,7 +33,7 @@ done
 echo "== submitting a finetune job (block 5 + head, 32x32 images) and watching it"
 "$vggtune" --socket "$sock" submit --name demo --mode finetune \
   --data "$demo/data/train" --val "$demo/data/val" --image-size 32 \
-  --epochs 6 --batch-size 16 --lr 0.01 --out "$demo/out" --watch
+  --epochs 6 --batch-size 16 --out "$demo/out" --watch
 
 echo "== the job"
 "$vggtune" --socket "$sock" status 1

@@ -6,6 +6,7 @@ SIGTERM (stop), killed (kill9) and started again on the same state (start).
 Raw(path) is a minimal protocol client on a plain socket, for malformed input
 and for checks that do not need the CLI; cli() runs the real `vggtune`.
 """
+import atexit
 import json
 import os
 import signal
@@ -72,8 +73,15 @@ class Daemon:
                      "--backend", backend, "--threads", "2", *extra]
         self.env = env
         self.proc = None
+        atexit.register(self._reap)
         if start:
             self.start()
+
+    def _reap(self):
+        """A test that fails half-way must not leave its daemon training."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
     def start(self, timeout=60):
         print("+", " ".join(self.args), flush=True)
