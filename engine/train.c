@@ -850,7 +850,7 @@ static int vt__write_metrics(vt_trainer *t)
             ns++;
         }
     }
-    if (rc == 0) {
+    if (rc == 0 && t->nsteplog > 0) {
         memcpy(sc + ns, t->steplog, sizeof *sc * (size_t)t->nsteplog);
         ns += (size_t)t->nsteplog;
     }

@@ -58,6 +58,18 @@ def run(cmd, check=True, **kw):
     return r
 
 
+def sanitizer(build):
+    """VT_SANITIZE of a build directory: '', 'address' or 'thread'."""
+    try:
+        with open(os.path.join(build, "CMakeCache.txt")) as f:
+            for line in f:
+                if line.startswith("VT_SANITIZE:"):
+                    return line.split("=", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
 _failures = []
 
 
