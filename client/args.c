@@ -146,7 +146,7 @@ enum {
     O_HELP = 1, O_JSON, O_SOCKET, O_SPEC, O_DATA, O_VAL, O_VAL_SPLIT, O_MODE, O_TB,
     O_EPOCHS, O_BATCH, O_LR, O_IMAGE_SIZE, O_PREPROCESS, O_WEIGHTS, O_INIT, O_INIT_HEAD,
     O_NAME, O_OUT, O_SEED, O_PRECISION, O_DROPOUT, O_DENSE, O_FLIP, O_CROP, O_KEEP_BEST,
-    O_PATIENCE, O_SCHEDULE, O_WATCH, O_DRY_RUN, O__COUNT
+    O_PATIENCE, O_SCHEDULE, O_WEIGHT_DECAY, O_MOMENTUM, O_WATCH, O_DRY_RUN, O__COUNT
 };
 
 static const vt_cli_opt vt__submit_opts[] = {
@@ -178,6 +178,8 @@ static const vt_cli_opt vt__submit_opts[] = {
     {"keep-best", 0, 0, O_KEEP_BEST},
     {"patience", 0, 1, O_PATIENCE},
     {"schedule", 0, 1, O_SCHEDULE},
+    {"weight-decay", 0, 1, O_WEIGHT_DECAY},
+    {"momentum", 0, 1, O_MOMENTUM},
     {"watch", 'w', 0, O_WATCH},
     {"dry-run", 0, 0, O_DRY_RUN},
     {NULL, 0, 0, 0},
@@ -197,7 +199,8 @@ static const struct {
     {"output", O_OUT}, {"seed", O_SEED}, {"precision", O_PRECISION},
     {"head.dropout", O_DROPOUT}, {"head.dense", O_DENSE}, {"augment.flip", O_FLIP},
     {"augment.crop", O_CROP}, {"keep_best", O_KEEP_BEST},
-    {"early_stopping.patience", O_PATIENCE},
+    {"early_stopping.patience", O_PATIENCE}, {"optimizer.weight_decay", O_WEIGHT_DECAY},
+    {"optimizer.momentum", O_MOMENTUM},
 };
 
 static const char *vt__opt_name(int id)
@@ -292,7 +295,8 @@ static int vt__apply(cJSON *doc, int id, const char *val)
         if ((rc = vt_cli_parse_int(flag, val, &i)) < 0)
             return rc;
         break;
-    case O_VAL_SPLIT: case O_LR: case O_DROPOUT: case O_CROP:
+    case O_VAL_SPLIT: case O_LR: case O_DROPOUT: case O_CROP: case O_WEIGHT_DECAY:
+    case O_MOMENTUM:
         if ((rc = vt_cli_parse_num(flag, val, &d)) < 0)
             return rc;
         break;
@@ -318,6 +322,9 @@ static int vt__apply(cJSON *doc, int id, const char *val)
     case O_EPOCHS: return vt__set(doc, NULL, "epochs", cJSON_CreateNumber((double)i));
     case O_BATCH: return vt__set(doc, NULL, "batch_size", cJSON_CreateNumber((double)i));
     case O_LR: return vt__set(doc, "optimizer", "lr", cJSON_CreateNumber(d));
+    case O_WEIGHT_DECAY:
+        return vt__set(doc, "optimizer", "weight_decay", cJSON_CreateNumber(d));
+    case O_MOMENTUM: return vt__set(doc, "optimizer", "momentum", cJSON_CreateNumber(d));
     case O_SCHEDULE: {
         cJSON *opt = cJSON_GetObjectItemCaseSensitive(doc, "optimizer");
         cJSON *sch = cJSON_GetObjectItemCaseSensitive(opt, "schedule");

@@ -107,6 +107,8 @@ static const char vt__help_submit[] =
     "  -b, --batch-size N      (default 32)\n"
     "      --lr F              learning rate (default 0.001; SGD, momentum 0.9, Nesterov)\n"
     "      --schedule S        learning-rate schedule: none, step or cosine\n"
+    "      --momentum F        SGD momentum (default 0.9)\n"
+    "      --weight-decay F    L2 penalty on the trained weights (default 0)\n"
     "      --precision P       auto, fp32 or bf16\n"
     "      --seed N            (default 1)\n"
     "      --flip              random horizontal flips\n"

@@ -365,7 +365,7 @@ static int vt__parse_root(vt_jobspec *s, const cJSON *root)
     if ((v = cJSON_GetObjectItemCaseSensitive(root, "early_stopping")) &&
         ((rc = vt__known(v, "early_stopping", ekeys)) < 0 ||
          (rc = vt__int(v, "early_stopping", "patience", 0, 100000, &patience)) < 0 ||
-         (rc = vt__num(v, "early_stopping", "min_delta", 0.0, 1.0, 0, &s->min_delta)) < 0))
+         (rc = vt__num(v, "early_stopping", "min_delta", 0.0, 1e6, 0, &s->min_delta)) < 0))
         return rc;
     s->patience = (int)patience;
     if ((rc = vt__int(root, "", "epochs", 1, 100000, &epochs)) < 0 ||

@@ -5,3 +5,5 @@ vt_add_py_test(torch_parity py/test_torch_parity.py LABELS engine TIMEOUT 900)
 vt_add_py_test(resume py/test_resume.py LABELS engine TIMEOUT 900)
 # The job document.
 vt_add_test(jobspec SOURCES test_jobspec.c LABELS unit)
+# The three ways of transfer learning and every output, through the client.
+vt_add_py_test(workflows py/test_workflows.py LABELS "engine;daemon" TIMEOUT 1200)

@@ -1,0 +1,229 @@
+#!/usr/bin/env python3
+"""The three ways of transfer learning, end to end through the client (CPU).
+
+  bottleneck: features computed once, saved (checked against PyTorch running
+    the trained model's trunk), a classifier trained on them
+  finetune --init-head JOB: the head starts from the bottleneck job's head
+    (layout and values); a conflicting head is refused with a message
+  scratch with a validation split
+  eval; every output file (metrics.csv, the TensorBoard event file parsed and
+  CRC-checked here, classmap.json); keep-best + early stopping; learning-rate
+  schedules; augmentation turning the feature cache off; L2 weight decay.
+"""
+import csv
+import json
+import os
+import struct
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import vtpy  # noqa: E402
+from vtdaemon import Daemon, make_data  # noqa: E402
+
+a = vtpy.args()
+np, torch, torchvision = vtpy.need("numpy", "torch", "torchvision")
+from safetensors.numpy import load_file as np_load  # noqa: E402
+from safetensors import safe_open  # noqa: E402
+
+TMP = vtpy.tmpdir(a.keep)
+DATA = make_data(a.build, os.path.join(TMP, "data"), classes=3, per_class=20, val=6)
+d = Daemon(a.build, TMP)
+COMMON = ["--data", f"{DATA}/train", "--image-size", "32", "--batch-size", "8"]
+
+
+def submit(*args, ok=True):
+    r = d.cli("--json", "submit", *COMMON, *args, check=False)
+    if r.returncode != 0:
+        vtpy.check(not ok, f"submit {args} failed: {r.stderr}")
+        return None
+    jid = json.loads(r.stdout)["job"]["id"]
+    return d.wait_state(jid, ["succeeded", "failed", "cancelled"], timeout=600)
+
+
+def out(name):
+    return os.path.join(TMP, "out", name)
+
+
+def meta(path):
+    with safe_open(path, "np") as f:
+        return f.metadata()
+
+
+# ---- 1. bottleneck ---------------------------------------------------------------
+bn = submit("--mode", "bottleneck", "--val", f"{DATA}/val", "--epochs", "4", "--name", "bn",
+            "--out", out("bn"))
+vtpy.check(bn["state"] == "succeeded", f"bottleneck: {bn}")
+feats = np_load(os.path.join(out("bn"), "bottleneck_features.safetensors"))
+fm = meta(os.path.join(out("bn"), "bottleneck_features.safetensors"))
+vtpy.check(feats["train"].shape == (60, 512, 1, 1) and feats["val"].shape == (18, 512, 1, 1),
+           f"feature shapes {feats['train'].shape} {feats['val'].shape}")
+files = json.loads(fm["train_files"])
+classes = json.loads(fm["classes"])
+vtpy.check(len(files) == 60 and classes == sorted(os.listdir(f"{DATA}/train")),
+           f"feature metadata: {len(files)} files, classes {classes}")
+vtpy.check([classes[int(x)] for x in feats["train_labels"]] == [f.split("/")[0] for f in files],
+           "feature labels do not match their files")
+# Independent check: torchvision's VGG16 features with the model's trunk.
+sd = np_load(os.path.join(out("bn"), "model.safetensors"))
+net = torchvision.models.vgg16().features.eval()
+net.load_state_dict({k[9:]: torch.from_numpy(v) for k, v in sd.items() if k.startswith("features.")})
+# Feed our own decoded pixels (tests/imgdump) so the network is compared,
+# not two resizers (the images are 40x40, the input 32x32).
+raw = []
+for f in files[:8]:
+    p = subprocess.run([os.path.join(a.build, "tests", "imgdump"),
+                        os.path.join(f"{DATA}/train", f), "32", "32"],
+                       capture_output=True, check=True)
+    raw.append(np.frombuffer(p.stdout, dtype=np.uint8).reshape(32, 32, 3))
+x = torch.from_numpy(np.stack(raw)).permute(0, 3, 1, 2).float() / 255.0
+x = (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor(
+    [0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+with torch.no_grad():
+    ref = net(x).numpy()
+err = vtpy.rel_err(feats["train"][:8], ref)
+vtpy.check(err < 1e-4, f"bottleneck features differ from PyTorch by {err:.3g}")
+print(f"bottleneck features vs PyTorch: {err:.3g}")
+m = [json.loads(l) for l in open(os.path.join(out("bn"), "metrics.jsonl"))]
+vtpy.check(not m[0]["cached"] and all(x["cached"] for x in m[1:]), "bottleneck cache flags")
+print(f"bottleneck CPU epoch cost: first {m[0]['seconds']:.2f}s, later "
+      f"{np.mean([x['seconds'] for x in m[1:]]):.3f}s "
+      f"({m[0]['seconds'] / max(np.mean([x['seconds'] for x in m[1:]]), 1e-9):.0f}x cheaper)")
+
+# ---- 2. finetune from the bottleneck head -----------------------------------------
+ft = submit("--mode", "finetune", "--init-head", str(bn["id"]), "--val", f"{DATA}/val",
+            "--epochs", "1", "--lr", "1e-12", "--name", "ft", "--out", out("ft"))
+vtpy.check(ft["state"] == "succeeded", f"finetune --init-head: {ft}")
+fsd = np_load(os.path.join(out("ft"), "model.safetensors"))
+for k in ("head.0.weight", "head.0.bias", "head.1.weight", "head.1.bias"):
+    vtpy.check(k in fsd and fsd[k].shape == sd[k].shape and vtpy.rel_err(fsd[k], sd[k]) < 1e-6,
+               f"finetune head {k} should start from the bottleneck head")
+vtpy.check("head.2.weight" not in fsd, "the head layout should come from the bottleneck job")
+bad = submit("--mode", "finetune", "--init-head", str(bn["id"]), "--dense", "64,32",
+             "--epochs", "1", "--name", "ftbad", "--out", out("ftbad"))
+vtpy.check(bad["state"] == "failed" and "conflicts with the head" in bad.get("error", ""),
+           f"conflicting head: {bad}")
+r = d.cli("submit", *COMMON, "--init-head", "999", "--out", out("x"), check=False)
+vtpy.check(r.returncode == 1 and "no job 999" in r.stderr, f"init-head of no job: {r.stderr!r}")
+
+# ---- 3. scratch with a validation split --------------------------------------------
+sc = submit("--mode", "scratch", "--val-split", "0.25", "--epochs", "2", "--name", "sc",
+            "--out", out("sc"))
+vtpy.check(sc["state"] == "succeeded", f"scratch: {sc}")
+m = [json.loads(l) for l in open(os.path.join(out("sc"), "metrics.jsonl"))]
+vtpy.check(len(m) == 2 and m[0]["val_accuracy"] is not None, f"scratch metrics: {m}")
+vtpy.check(meta(os.path.join(out("sc"), "model.safetensors"))["trainable_blocks"] == "5",
+           "scratch trains every block")
+
+# ---- eval ---------------------------------------------------------------------------
+r = d.cli("eval", str(bn["id"]), f"{DATA}/val")
+vtpy.check("accuracy" in r.stdout and all(c in r.stdout for c in classes), f"eval: {r.stdout!r}")
+ev = d.cli_json("eval", str(bn["id"]), f"{DATA}/val")["eval"]
+vtpy.check(sum(map(sum, ev["confusion"])) == 18, f"eval confusion: {ev}")
+
+# ---- outputs ------------------------------------------------------------------------
+m_bn = [json.loads(l) for l in open(os.path.join(out("bn"), "metrics.jsonl"))]
+rows = list(csv.DictReader(open(os.path.join(out("bn"), "metrics.csv"))))
+vtpy.check(len(rows) == 4 and abs(float(rows[-1]["val_accuracy"]) -
+                                  m_bn[-1]["val_accuracy"]) < 1e-8, "metrics.csv rows")
+
+
+def crc32c(data):
+    crc = 0xffffffff
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82f63b78 if crc & 1 else crc >> 1
+    return crc ^ 0xffffffff
+
+
+def masked(data):
+    c = crc32c(data)
+    return (((c >> 15) | (c << 17)) + 0xa282ead8) & 0xffffffff
+
+
+def varint(b, i):
+    v = s = 0
+    while True:
+        v |= (b[i] & 0x7f) << s
+        s += 7
+        i += 1
+        if not b[i - 1] & 0x80:
+            return v, i
+
+
+def fields(b):
+    i, out_ = 0, []
+    while i < len(b):
+        key, i = varint(b, i)
+        f, t = key >> 3, key & 7
+        if t == 0:
+            v, i = varint(b, i)
+        elif t == 1:
+            v, i = b[i:i + 8], i + 8
+        elif t == 5:
+            v, i = b[i:i + 4], i + 4
+        else:
+            n, i = varint(b, i)
+            v, i = b[i:i + n], i + n
+        out_.append((f, v))
+    return out_
+
+
+tb = open(os.path.join(out("bn"), "events.out.tfevents.vggtune"), "rb").read()
+i, events = 0, []
+while i < len(tb):
+    n = struct.unpack("<Q", tb[i:i + 8])[0]
+    vtpy.check(struct.unpack("<I", tb[i + 8:i + 12])[0] == masked(tb[i:i + 8]), "TB length CRC")
+    data = tb[i + 12:i + 12 + n]
+    vtpy.check(struct.unpack("<I", tb[i + 12 + n:i + 16 + n])[0] == masked(data), "TB data CRC")
+    events.append(dict(fields(data)))
+    i += 16 + n
+vtpy.check(events[0].get(3) == b"brain.Event:2", "first event: file_version")
+scalars = {}
+for e in events[1:]:
+    val = dict(fields(dict(fields(e[5]))[1]))
+    scalars.setdefault(val[1].decode(), []).append((e[2], struct.unpack("<f", val[2])[0]))
+vtpy.check(len(scalars.get("epoch/val_accuracy", [])) == 4 and "step/loss" in scalars,
+           f"TB scalars: { {k: len(v) for k, v in scalars.items()} }")
+vtpy.check(abs(scalars["epoch/loss"][-1][1] - m_bn[-1]["loss"]) < 1e-5, "TB loss value")
+cm = json.load(open(os.path.join(out("bn"), "classmap.json")))
+vtpy.check(cm["classes"] == classes and cm["class_indices"][classes[1]] == 1, f"classmap {cm}")
+
+# ---- keep-best, early stopping, schedules, augmentation, weight decay --------------
+spec = {"name": "es", "mode": "finetune",
+        "data": {"train": f"{DATA}/train", "val": f"{DATA}/val", "image_size": 32},
+        "epochs": 20, "batch_size": 8, "keep_best": True,
+        "early_stopping": {"patience": 2, "min_delta": 100.0}, "output": out("es")}
+with open(os.path.join(TMP, "es.json"), "w") as f:
+    json.dump(spec, f)
+es = d.cli_json("submit", "--spec", os.path.join(TMP, "es.json"))["job"]
+es = d.wait_state(es["id"], ["succeeded", "failed"])
+vtpy.check(es["state"] == "succeeded" and es["epochs_done"] == 3,
+           f"early stopping after 1 + patience epochs: {es}")
+vtpy.check(meta(os.path.join(out("es"), "model.safetensors"))["epochs"] == "1",
+           "keep-best should keep epoch 1 (the only improvement)")
+
+st = submit("--schedule", "step", "--epochs", "4", "--lr", "0.01", "--name", "st",
+            "--out", out("st"))
+spec_st = json.loads(meta(os.path.join(out("st"), "model.safetensors"))["job"])
+vtpy.check(spec_st["optimizer"]["schedule"]["type"] == "step", "schedule recorded")
+aug = submit("--flip", "--crop", "0.125", "--epochs", "2", "--name", "aug", "--out", out("aug"))
+m = [json.loads(l) for l in open(os.path.join(out("aug"), "metrics.jsonl"))]
+vtpy.check(aug["state"] == "succeeded" and not any(x["cached"] for x in m),
+           "augmentation must turn the training cache off")
+norms = {}
+for wd in ("0", "0.5"):
+    path = os.path.join(TMP, f"wd{wd}.json")
+    with open(path, "w") as f:
+        json.dump({"name": "wd", "data": {"train": f"{DATA}/train", "image_size": 32},
+                   "optimizer": {"lr": 0.01, "weight_decay": float(wd)}, "epochs": 2,
+                   "batch_size": 8, "output": out("wd" + wd)}, f)
+    j = d.cli_json("submit", "--spec", path)["job"]
+    d.wait_state(j["id"], ["succeeded"])
+    w = np_load(os.path.join(out("wd" + wd), "model.safetensors"))["head.0.weight"]
+    norms[wd] = float(np.linalg.norm(w))
+vtpy.check(norms["0.5"] < norms["0"], f"weight decay should shrink weights: {norms}")
+rc, _ = d.stop()
+vtpy.check(rc == 0, "stop")
+vtpy.done()
