@@ -135,6 +135,35 @@ int vt_write_file_atomic(int dirfd, const char *path, const void *buf, size_t n)
     return vt_atomic_commit(f);
 }
 
+int vt_open_read(int dirfd, const char *path, int extra_flags, int *fd)
+{
+    if ((*fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | extra_flags)) >= 0)
+        return 0;
+    if (errno == ENOENT)
+        return vt_error_set(VT_ENOTFOUND, "%s: no such file", path);
+    if (errno == EACCES)
+        return vt_error_set(VT_EPERM, "%s: permission denied", path);
+    return vt_error_set(VT_EIO, "%s: %s", path, strerror(errno));
+}
+
+int vt_read_head(const char *path, void *buf, size_t n, size_t *got)
+{
+    ssize_t r;
+    int fd, rc = vt_open_read(AT_FDCWD, path, 0, &fd);
+    *got = 0;
+    if (rc < 0)
+        return rc;
+    do {
+        r = read(fd, buf, n);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0)
+        rc = vt_error_set(VT_EIO, "%s: %s", path, strerror(errno));
+    else
+        *got = (size_t)r;
+    close(fd);
+    return rc;
+}
+
 int vt_read_file(const char *path, size_t max, uint8_t **out, size_t *len)
 {
     struct stat st;
@@ -144,13 +173,8 @@ int vt_read_file(const char *path, size_t max, uint8_t **out, size_t *len)
 
     *out = NULL;
     *len = 0;
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-        if (errno == ENOENT)
-            return vt_error_set(VT_ENOTFOUND, "%s: no such file", path);
-        if (errno == EACCES)
-            return vt_error_set(VT_EPERM, "%s: permission denied", path);
-        return vt_error_set(VT_EIO, "%s: %s", path, strerror(errno));
-    }
+    if ((rc = vt_open_read(AT_FDCWD, path, 0, &fd)) < 0)
+        return rc;
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
         rc = vt_error_set(VT_EIO, "%s: not a regular file", path);
         goto cleanup;

@@ -31,6 +31,15 @@ void vt_atomic_abort(vt_atomic_file *f);
 /* Writes a whole buffer durably to path (open + write + commit). */
 int vt_write_file_atomic(int dirfd, const char *path, const void *buf, size_t n);
 
+/* Opens path (relative to dirfd, which may be AT_FDCWD) read-only, close-on-
+ * exec, plus extra_flags.  Failures say "PATH: reason": VT_ENOTFOUND for a
+ * missing file, VT_EPERM when access is denied, VT_EIO otherwise. */
+int vt_open_read(int dirfd, const char *path, int extra_flags, int *fd);
+
+/* Reads up to n bytes from the start of the file at path into buf; *got
+ * receives how many (fewer for a short file).  Errors as vt_open_read. */
+int vt_read_head(const char *path, void *buf, size_t n, size_t *got);
+
 /* Reads a whole regular file of at most max bytes into a malloc'd buffer
  * (NUL-terminated for convenience; *len excludes the NUL).  Larger files are
  * VT_ETOOBIG; missing files VT_ENOTFOUND; others VT_EIO. */

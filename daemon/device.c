@@ -29,7 +29,6 @@
 
 #define VT__PROGRESS_EVERY 0.25 /* seconds between progress events of a job */
 #define VT__STATS_EVERY 1.0
-#define VT__TOP_MAX 64          /* classes a prediction may list */
 
 typedef enum { CMD_JOB, CMD_CANCEL, CMD_PREDICT, CMD_EVAL, CMD_STOP } vt__cmd_kind;
 
@@ -515,23 +514,9 @@ static void vt__predict(vt_device *d, vt__cmd *c)
         vt__reply_error(d, c->req, rc);
     } else {
         cJSON *body = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(body, "predictions");
-        int top = c->top < C ? c->top : C;
-        top = top < VT__TOP_MAX ? top : VT__TOP_MAX;
-        for (int i = 0; i < c->n; i++) {
-            cJSON *o = cJSON_CreateObject(), *t = cJSON_AddArrayToObject(o, "top");
-            const float *pr = probs + (size_t)i * C;
-            int best[VT__TOP_MAX];
-            cJSON_AddStringToObject(o, "image", c->images[i]);
-            vt_predict_topk(pr, C, top, best);
-            for (int k = 0; k < top; k++) {
-                cJSON *e = cJSON_CreateObject();
-                cJSON_AddStringToObject(e, "class", vt_predictor_class(p, best[k]));
-                cJSON_AddNumberToObject(e, "index", best[k]);
-                cJSON_AddNumberToObject(e, "probability", pr[best[k]]);
-                cJSON_AddItemToArray(t, e);
-            }
-            cJSON_AddItemToArray(arr, o);
-        }
+        for (int i = 0; i < c->n; i++)
+            cJSON_AddItemToArray(arr, vt_predict_json(p, c->images[i], probs + (size_t)i * C,
+                                                      NULL, c->top));
         vt__reply(d, c->req, 0, cJSON_PrintUnformatted(body));
         cJSON_Delete(body);
     }

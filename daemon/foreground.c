@@ -245,8 +245,6 @@ done:
 
 /* ---- predict ----------------------------------------------------------- */
 
-#define VT__TOP_MAX 64
-
 static void vt__predict_usage(FILE *f)
 {
     fprintf(f,
@@ -281,7 +279,7 @@ int vt_fg_predict(int argc, char **argv)
         default: vt__predict_usage(stderr); return 2;
         }
     }
-    if (argc - optind < 2 || top < 1 || top > VT__TOP_MAX) {
+    if (argc - optind < 2 || top < 1 || top > VT_PREDICT_TOP_MAX) {
         vt__predict_usage(stderr);
         return 2;
     }
@@ -305,28 +303,17 @@ int vt_fg_predict(int argc, char **argv)
     cJSON *all = json ? cJSON_CreateArray() : NULL;
     for (int i = 0; i < n; i++) {
         const float *pr = probs + (size_t)i * C;
-        int best[VT__TOP_MAX];
-        vt_predict_topk(pr, C, top, best);
-        if (!json) {
-            printf("%s:", argv[optind + 1 + i]);
-            for (int k = 0; k < top; k++)
-                printf("  %s %.4f", vt_predictor_class(p, best[k]), pr[best[k]]);
-            printf("\n");
+        if (json) {
+            cJSON_AddItemToArray(all, vt_predict_json(p, argv[optind + 1 + i], pr,
+                                                      logits + (size_t)i * C, top));
             continue;
         }
-        cJSON *o = cJSON_CreateObject(), *t = cJSON_CreateArray();
-        cJSON_AddStringToObject(o, "image", argv[optind + 1 + i]);
-        for (int k = 0; k < top; k++) {
-            cJSON *e = cJSON_CreateObject();
-            cJSON_AddStringToObject(e, "class", vt_predictor_class(p, best[k]));
-            cJSON_AddNumberToObject(e, "index", best[k]);
-            cJSON_AddNumberToObject(e, "probability", pr[best[k]]);
-            cJSON_AddItemToArray(t, e);
-        }
-        cJSON_AddItemToObject(o, "top", t);
-        cJSON_AddItemToObject(o, "probabilities", cJSON_CreateFloatArray(pr, C));
-        cJSON_AddItemToObject(o, "logits", cJSON_CreateFloatArray(logits + (size_t)i * C, C));
-        cJSON_AddItemToArray(all, o);
+        int best[VT_PREDICT_TOP_MAX];
+        vt_predict_topk(pr, C, top, best);
+        printf("%s:", argv[optind + 1 + i]);
+        for (int k = 0; k < top; k++)
+            printf("  %s %.4f", vt_predictor_class(p, best[k]), pr[best[k]]);
+        printf("\n");
     }
     if (json) {
         char *s = cJSON_PrintUnformatted(all);

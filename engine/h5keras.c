@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "../common/error.h"
+#include "../common/fileio.h"
 
 #define VT_H5_MAX_ELEMS ((hsize_t)1 << 31)     /* per dataset */
 #define VT_H5_MAX_ATTR_BYTES ((size_t)64 << 20) /* per name attribute */
@@ -344,21 +345,14 @@ static int vt__open(hid_t *file, const char *path)
 {
     uint8_t head[8] = {0};
     char detail[256];
-    ssize_t got;
-    int fd;
+    size_t got;
+    int rc;
 
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-        if (errno == ENOENT)
-            return vt_error_set(VT_ENOTFOUND, "%s: no such file", path);
-        if (errno == EACCES)
-            return vt_error_set(VT_EPERM, "%s: permission denied", path);
-        return vt_error_set(VT_EIO, "%s: %s", path, strerror(errno));
-    }
-    got = read(fd, head, sizeof head);
-    close(fd);
+    if ((rc = vt_read_head(path, head, sizeof head, &got)) < 0)
+        return rc;
     if ((*file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT)) >= 0)
         return 0;
-    if (got < (ssize_t)sizeof head || !vt_h5_probe(head, sizeof head))
+    if (got < sizeof head || !vt_h5_probe(head, sizeof head))
         return vt_error_set(VT_EFORMAT, "%s: not an HDF5 file (no HDF5 signature)", path);
     return vt_error_set(VT_EFORMAT, "%s: cannot open the HDF5 file (truncated or damaged): %s",
                         path, vt__h5_detail(detail));

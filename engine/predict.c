@@ -184,6 +184,31 @@ void vt_predict_topk(const float *p, int n, int k, int *out)
     }
 }
 
+cJSON *vt_predict_json(const vt_predictor *p, const char *image, const float *probs,
+                       const float *logits, int k)
+{
+    cJSON *o = cJSON_CreateObject(), *top;
+    int best[VT_PREDICT_TOP_MAX];
+    if (!o)
+        return NULL;
+    k = k < p->nclasses ? k : p->nclasses;
+    k = k < VT_PREDICT_TOP_MAX ? k : VT_PREDICT_TOP_MAX;
+    vt_predict_topk(probs, p->nclasses, k, best);
+    cJSON_AddStringToObject(o, "image", image);
+    top = cJSON_AddArrayToObject(o, "top");
+    for (int j = 0; j < k; j++) {
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "class", p->classes[best[j]]);
+        cJSON_AddNumberToObject(e, "index", best[j]);
+        cJSON_AddNumberToObject(e, "probability", probs[best[j]]);
+        cJSON_AddItemToArray(top, e);
+    }
+    cJSON_AddItemToObject(o, "probabilities", cJSON_CreateFloatArray(probs, p->nclasses));
+    if (logits)
+        cJSON_AddItemToObject(o, "logits", cJSON_CreateFloatArray(logits, p->nclasses));
+    return o;
+}
+
 void vt_eval_result_free(vt_eval_result *res)
 {
     free(res->confusion);

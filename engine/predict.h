@@ -14,6 +14,8 @@
 
 typedef struct vt_predictor vt_predictor;
 
+#define VT_PREDICT_TOP_MAX 64 /* classes a prediction lists at most */
+
 /* Loads a model file written by a job onto be, reading it as creds (NULL:
  * as the process).  VT_EFORMAT for files that are not vggtune models. */
 int vt_predictor_load(vt_predictor **out, vt_backend *be, const char *model_path,
@@ -49,6 +51,12 @@ int vt_predictor_eval(vt_predictor *p, vt_pool *pool, const char *dir,
 
 /* Frees the arrays of an evaluation result. */
 void vt_eval_result_free(vt_eval_result *res);
+
+/* One image's prediction as a JSON object: {"image", "top": [{"class",
+ * "index", "probability"}, ...k of them], "probabilities": [...]} plus
+ * "logits" when logits (C floats) is given.  NULL when out of memory. */
+struct cJSON *vt_predict_json(const vt_predictor *p, const char *image, const float *probs,
+                              const float *logits, int k);
 
 /* Indices of the k largest of p[0..n), largest first (ties: lower index). */
 void vt_predict_topk(const float *p, int n, int k, int *out);

@@ -4,10 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
-#include <unistd.h>
 
 #include "../common/error.h"
+#include "../common/fileio.h"
 #include "h5keras.h"
 #include "safetensors.h"
 
@@ -28,19 +27,17 @@ int vt_preprocess_parse(const char *name)
 int vt_weights_read(vt_tensorset **out, vt_wfile_kind *kind, const char *path)
 {
     uint8_t head[16] = {0};
-    ssize_t got;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    size_t got;
+    int rc;
 
     *out = NULL;
-    if (fd < 0)
-        return vt_error_set(VT_ENOTFOUND, "weights file %s cannot be opened: %m", path);
-    got = read(fd, head, sizeof head);
-    close(fd);
-    if (got >= 8 && vt_h5_probe(head, (size_t)got)) {
+    if ((rc = vt_read_head(path, head, sizeof head, &got)) < 0)
+        return vt_error_wrap(rc, "weights file");
+    if (got >= 8 && vt_h5_probe(head, got)) {
         *kind = VT_WFILE_KERAS_H5;
         return vt_h5keras_read(out, path);
     }
-    if (got >= 9 && vt_safetensors_probe(head, (size_t)got)) {
+    if (got >= 9 && vt_safetensors_probe(head, got)) {
         *kind = VT_WFILE_SAFETENSORS;
         return vt_safetensors_read(out, path);
     }
