@@ -10,7 +10,8 @@ w += m v - lr_t g), images in class-then-file order (shuffle false).
 
 Cases: finetune from torchvision-layout safetensors weights (torch
 preprocessing), bottleneck from a Keras-layout HDF5 file written by h5py
-(caffe preprocessing), and trainable_blocks 3 (blocks 3-5 and the head).
+(caffe preprocessing), trainable_blocks 3 (blocks 3-5 and the head) and
+scratch (all 13 convolutions and the head: the whole stack's gradients).
 """
 import copy
 import json
@@ -231,4 +232,5 @@ def run_case(name, trainable_blocks, weights_kind, hidden, lr, direct_tol):
 run_case("finetune", 1, "safetensors", [64, 32], 0.05, 2e-5)
 run_case("bottleneck", 0, "keras", [48], 0.0005, 2e-5)
 run_case("blocks3", 3, "safetensors", [40], 0.003, 5e-3)
+run_case("scratch", 5, "safetensors", [24], 0.002, 5e-3)
 vtpy.done()

@@ -1,0 +1,158 @@
+/* test_model.c - the whole trainable stack against finite differences.
+ *
+ * A VGG16 at 32x32 (every block trainable, finetune, bottleneck) with a
+ * two-layer head.  One SGD step with momentum 0, no decay and learning rate
+ * eta moves each weight by -eta * g, which reveals the model's gradient g.
+ * For every trainable tensor, the K elements with the largest |g| are
+ * checked against central differences of the mean loss.  Two effects bound
+ * how well a float32 ReLU network can be differentiated numerically: steps
+ * too small drown in the loss's rounding noise, steps too large cross ReLU
+ * and max-pool kinks (with random weights some pre-activation always lies
+ * near zero; an early bias shifts thousands of them at once).  So each
+ * element is tried at three step sizes and must match g within 15% at one
+ * of them: a wiring bug (wrong buffer, layout, mask or routing) gives errors
+ * of order one or the wrong sign at every step.  The exact whole-stack comparison is the
+ * float64 PyTorch test (tests/py/test_torch_parity.py), scratch mode
+ * included.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/rng.h"
+#include "../engine/model.h"
+#include "vt_test.h"
+
+enum { N = 3, S = 32, C = 3, K = 3 };
+
+static int make(vt_backend *be, int tb, vt_params **p, vt_trunk **trunk, vt_model **m)
+{
+    int hidden[1] = {16};
+    vt_model_opts o = {.trainable_blocks = tb, .max_batch = N, .dropout = 0,
+                       .act = vt_backend_act_dtype(be, "fp32")};
+    if (vt_params_new(p, S, hidden, 1, C) < 0)
+        return -1;
+    vt_params_init_he(*p, 5, 3);
+    /* Non-zero biases so every ReLU sees varied inputs. */
+    for (int i = 0; i < VT_VGG_NCONV; i++)
+        for (int k = 0; k < vt_vgg16[i].cout; k++)
+            (*p)->conv_b[i][k] = 0.05f * (2 * vt_rng_uniform(9, (uint64_t)i, (uint64_t)k) - 1);
+    if (vt_trunk_create(trunk, be, *p) < 0 || vt_model_create(m, *trunk, *p, &o) < 0)
+        return -1;
+    return 0;
+}
+
+/* Mean loss of the current weights on the current features. */
+static double mean_loss(vt_model *m, const int32_t *labels)
+{
+    double loss = 0;
+    int correct = 0;
+    if (vt_model_evaluate(m, labels, NULL, NULL, &loss, &correct) < 0)
+        return NAN;
+    return loss / N;
+}
+
+static void check_stack(vt_backend *be, int tb)
+{
+    vt_params *p = NULL;
+    vt_trunk *trunk = NULL;
+    vt_model *m = NULL;
+    uint8_t img[N * S * S * 3];
+    int32_t labels[N] = {0, 2, 1};
+    const float eta = 1e-3f;
+    double loss = 0;
+    int correct = 0, bad = 0;
+
+    VT_CHECK(make(be, tb, &p, &trunk, &m) == 0);
+    for (size_t i = 0; i < sizeof img; i++)
+        img[i] = (uint8_t)vt_rng_below(4, 0, i, 256);
+    VT_CHECK_OK(vt_model_set_batch(m, N));
+    VT_CHECK_OK(vt_op_images_to_input(be, img, N, S, S, VT_PREP_TORCH, vt_model_input(m)));
+    VT_CHECK_OK(vt_model_extract(m));
+
+    int np = vt_model_nparams(m);
+    float **before = calloc((size_t)np, sizeof *before), **grad = calloc((size_t)np, sizeof *grad);
+    for (int i = 0; i < np; i++) {
+        size_t n = vt_tensor_numel(vt_model_param(m, i));
+        before[i] = malloc(n * sizeof(float));
+        grad[i] = malloc(n * sizeof(float));
+        VT_CHECK_OK(vt_tensor_download(vt_model_param(m, i), before[i]));
+    }
+    vt_step_args a = {.sgd = {.lr = eta, .momentum = 0, .weight_decay = 0, .nesterov = 0},
+                      .seed = 1, .iteration = 0};
+    VT_CHECK_OK(vt_model_train_step(m, labels, &a, &loss, &correct));
+    printf("  mean loss %.6g\n", loss / N);
+    for (int i = 0; i < np; i++) {
+        size_t n = vt_tensor_numel(vt_model_param(m, i));
+        VT_CHECK_OK(vt_tensor_download(vt_model_param(m, i), grad[i]));
+        for (size_t k = 0; k < n; k++) /* w1 = w0 - eta g */
+            grad[i][k] = (before[i][k] - grad[i][k]) / eta;
+        VT_CHECK_OK(vt_tensor_upload(vt_model_param(m, i), before[i]));
+    }
+    for (int i = 0; i < np; i++) {
+        vt_tensor *w = vt_model_param(m, i);
+        size_t n = vt_tensor_numel(w);
+        int mismatched = 0;
+        float *x = malloc(n * sizeof(float));
+        memcpy(x, before[i], n * sizeof(float));
+        for (int k = 0; k < K; k++) {
+            size_t best = 0;
+            for (size_t e = 1; e < n; e++) /* the k-th largest |g| (ties: first) */
+                if (fabsf(grad[i][e]) > fabsf(grad[i][best]))
+                    best = e;
+            float g = grad[i][best];
+            grad[i][best] = 0; /* not picked again */
+            if (g == 0)
+                break;
+            static const double steps[3] = {2e-3, 4e-4, 8e-5};
+            double closest = INFINITY, fd_at_closest = 0;
+            for (int h = 0; h < 3; h++) {
+                double eps = steps[h] * fmax(fabs(before[i][best]), 0.05);
+                x[best] = before[i][best] + (float)eps;
+                VT_CHECK_OK(vt_tensor_upload(w, x));
+                double lp = mean_loss(m, labels);
+                x[best] = before[i][best] - (float)eps;
+                VT_CHECK_OK(vt_tensor_upload(w, x));
+                double lm = mean_loss(m, labels);
+                x[best] = before[i][best];
+                double fd = (lp - lm) / (2 * eps);
+                if (fabs(fd - g) < closest) {
+                    closest = fabs(fd - g);
+                    fd_at_closest = fd;
+                }
+            }
+            VT_CHECK_OK(vt_tensor_upload(w, before[i]));
+            if (closest > 0.15 * fabs(g) + 1e-3) {
+                printf("  %s[%zu]: g %+.6e, closest difference %+.6e\n",
+                       vt_model_param_name(m, i), best, g, fd_at_closest);
+                mismatched++;
+            }
+        }
+        printf("  %-20s %d elements checked, %d mismatched\n", vt_model_param_name(m, i), K,
+               mismatched);
+        if (mismatched > 0)
+            bad++;
+        free(x);
+    }
+    for (int i = 0; i < np; i++) {
+        free(before[i]);
+        free(grad[i]);
+    }
+    free(before);
+    free(grad);
+    vt_model_free(m);
+    vt_trunk_free(trunk);
+    vt_params_free(p);
+    VT_CHECK_INT(bad, 0);
+}
+
+static void test_scratch_stack(vt_backend *be) { check_stack(be, 5); }
+static void test_finetune_stack(vt_backend *be) { check_stack(be, 1); }
+static void test_bottleneck_stack(vt_backend *be) { check_stack(be, 0); }
+
+static const vt_test_case cases[] = {
+    {"scratch_stack", test_scratch_stack, VT_TEST_NUMERIC},
+    {"finetune_stack", test_finetune_stack, VT_TEST_NUMERIC},
+    {"bottleneck_stack", test_bottleneck_stack, VT_TEST_NUMERIC},
+};
+
+int main(int argc, char **argv) { VT_TEST_MAIN(cases); }
