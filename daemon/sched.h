@@ -61,7 +61,6 @@ vt_sched_job *vt_sched_find(vt_sched *s, int64_t id);
 
 void *vt_sched_job_ud(const vt_sched_job *j);
 int64_t vt_sched_job_id(const vt_sched_job *j);
-int vt_sched_job_running(const vt_sched_job *j);
 
 /* Number of running and waiting jobs. */
 void vt_sched_counts(const vt_sched *s, int *running, int *waiting);

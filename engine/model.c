@@ -418,11 +418,6 @@ void vt_model_cut(const vt_model *m, int *side, int *channels)
     *channels = m->cut_ch;
 }
 
-size_t vt_model_feature_floats(const vt_model *m)
-{
-    return (size_t)m->cut_side * m->cut_side * m->cut_ch;
-}
-
 int vt_model_extract(vt_model *m)
 {
     vt_trunk *t = m->trunk;

@@ -73,9 +73,9 @@ int vt_model_set_batch(vt_model *m, int n);
 vt_tensor *vt_model_input(vt_model *m);
 vt_tensor *vt_model_features(vt_model *m);
 
-/* Cut shape: side s and channels c of the features; floats per image. */
+
+/* Cut shape: side s and channels c of the features. */
 void vt_model_cut(const vt_model *m, int *side, int *channels);
-size_t vt_model_feature_floats(const vt_model *m);
 
 /* Frozen forward pass: input -> features (a copy for trainable_blocks 5). */
 int vt_model_extract(vt_model *m);

@@ -132,7 +132,6 @@ fail:
 
 int vt_predictor_nclasses(const vt_predictor *p) { return p->nclasses; }
 const char *vt_predictor_class(const vt_predictor *p, int c) { return p->classes[c]; }
-int vt_predictor_image_size(const vt_predictor *p) { return p->params->image_size; }
 
 /* Runs the network on n (<= VT__PRED_BATCH) decoded images in p->pixels. */
 static int vt__forward(vt_predictor *p, const uint8_t *pixels, int n, const int32_t *labels,

@@ -24,7 +24,6 @@ int vt_predictor_load(vt_predictor **out, vt_backend *be, const char *model_path
 /* Number of classes, and class c's name. */
 int vt_predictor_nclasses(const vt_predictor *p);
 const char *vt_predictor_class(const vt_predictor *p, int c);
-int vt_predictor_image_size(const vt_predictor *p);
 
 /* Classifies n image files: probs (n x C, host) receives the softmax and
  * logits (n x C, optional) the logits.  An unreadable image is an error that

@@ -73,7 +73,7 @@ struct vt_trainer {
     vt_epoch_metrics *history;
     int nhistory;
     double best_val_loss;
-    int best_epoch, stale, stop_early, resumed, best_saved;
+    int best_epoch, stale, stop_early, best_saved;
     double last_rate;           /* images/s of the last finished epoch */
     vt_scalar *steplog;         /* running training loss/accuracy every 10 steps */
     int nsteplog;
@@ -171,18 +171,6 @@ void vt_trainer_free(vt_trainer *t)
 
 int vt_trainer_prepared(const vt_trainer *t) { return t->model != NULL; }
 int vt_trainer_epochs_done(const vt_trainer *t) { return t->nhistory; }
-int vt_trainer_resumed(const vt_trainer *t) { return t->resumed; }
-
-size_t vt_trainer_device_bytes(const vt_trainer *t)
-{
-    size_t n = t->model ? vt_model_bytes(t->model) : 0;
-    size_t es = t->cache_train && vt_tensor_dtype(t->cache_train) == VT_BF16 ? 2 : 4;
-    if (t->cache_train)
-        n += vt_tensor_numel(t->cache_train) * es;
-    if (t->cache_val)
-        n += vt_tensor_numel(t->cache_val) * es;
-    return n;
-}
 
 /* ---- preparation ------------------------------------------------------- */
 
@@ -1259,7 +1247,6 @@ static int vt__load_checkpoint(vt_trainer *t)
         }
         cJSON_Delete(sl);
     }
-    t->resumed = 1;
     vt__say(t, VT_LOG_INFO, "resumed from checkpoint: %d epoch%s done%s", t->epoch,
             t->epoch == 1 ? "" : "s",
             t->resume_mid_epoch ? ", continuing the next one where it stopped" : "");

@@ -95,12 +95,8 @@ int vt_trainer_step(vt_trainer *t);
 /* Whether the trainer is past preparation (its model exists). */
 int vt_trainer_prepared(const vt_trainer *t);
 
-/* Epochs completed so far, and whether the job resumed from a checkpoint. */
+/* Epochs completed so far. */
 int vt_trainer_epochs_done(const vt_trainer *t);
-int vt_trainer_resumed(const vt_trainer *t);
-
-/* Device bytes the job's model holds (0 before preparation). */
-size_t vt_trainer_device_bytes(const vt_trainer *t);
 
 /* Writes a checkpoint now (at an epoch boundary it is exact; mid-epoch it
  * records the last completed epoch).  No-op without env->checkpoint. */
