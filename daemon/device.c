@@ -24,6 +24,7 @@
 #include "../common/log.h"
 #include "../common/pool.h"
 #include "../engine/base.h"
+#include "../engine/featcache.h"
 #include "../engine/predict.h"
 #include "sched.h"
 
@@ -83,6 +84,7 @@ struct vt_device {
     vt_backend *be;
     vt_pool *pool;
     vt_sched *sched;
+    vt_featcache_set *caches; /* frozen features shared between jobs */
     vt__base_slot *bases;
     int nbases;
     double last_stats;
@@ -422,7 +424,8 @@ static void vt__job_begin(vt_device *d, vt__djob *j)
                           .base_desc = d->bases[bi].base->desc,
                           .base_random = d->bases[bi].base->random, .creds = &j->creds,
                           .checkpoint = j->checkpoint[0] ? j->checkpoint : NULL,
-                          .cache_limit = cache};
+                          .cache_limit = cache, .caches = d->caches,
+                          .base_hash = d->bases[bi].base->hash};
     vt_trainer_hooks hooks = {vt__hook_progress, vt__hook_epoch, vt__hook_message, j};
     if ((rc = vt_trainer_create(&j->tr, &j->spec, &env, &hooks)) < 0) {
         vt__job_end(d, j, VT_JOB_FAILED, vt_error_msg());
@@ -687,13 +690,14 @@ static vt__cmd *vt__take(vt_device *d, int block)
     return c;
 }
 
-/* Checkpoints every prepared running job and ends them all (SIGTERM). */
-static void vt__shutdown_jobs(vt_device *d)
+/* Ends every job; with checkpoint set (SIGTERM), prepared running jobs are
+ * checkpointed first so they resume on the next start. */
+static void vt__shutdown_jobs(vt_device *d, int checkpoint)
 {
     vt_sched_job *sj;
     while ((sj = vt_sched_first(d->sched))) {
         vt__djob *j = vt_sched_job_ud(sj);
-        if (j->tr && vt_trainer_prepared(j->tr)) {
+        if (checkpoint && j->tr && vt_trainer_prepared(j->tr)) {
             if (vt_trainer_checkpoint(j->tr) < 0)
                 vt_log_error("job %lld: checkpoint failed: %s", (long long)j->id,
                              vt_error_msg());
@@ -721,7 +725,7 @@ static int vt__init(vt_device *d)
     if ((rc = vt_pool_create(&d->pool, d->cfg->threads)) < 0)
         return rc;
     if (!(d->sched = vt_sched_new(d->cfg->max_running)) ||
-        !(d->bases = calloc(1, sizeof *d->bases)))
+        !(d->caches = vt_featcache_set_new()) || !(d->bases = calloc(1, sizeof *d->bases)))
         return vt_error_set(VT_ENOMEM, "out of memory");
     d->nbases = 1;
     if ((rc = vt_base_load(&d->bases[0].base, d->be,
@@ -770,8 +774,8 @@ static void *vt__thread(void *arg)
         if (vt__now() - d->last_stats > VT__STATS_EVERY)
             vt__stats(d);
     }
-    if (d->stopping == 1)
-        vt__shutdown_jobs(d);
+    /* stopping 1: SIGTERM; 2: the device failed (a checkpoint would too) */
+    vt__shutdown_jobs(d, d->stopping == 1);
     vt__post_text(d, VT_DEV_STOPPED, 0, 0, NULL);
     return NULL;
 }
@@ -832,6 +836,7 @@ void vt_device_free(vt_device *d)
         next = c->next;
         vt__cmd_free(c);
     }
+    vt_featcache_set_free(d->caches);
     for (int i = 0; i < d->nbases; i++)
         vt_base_free(d->bases[i].base);
     free(d->bases);

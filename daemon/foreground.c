@@ -21,6 +21,7 @@
 #include "../common/log.h"
 #include "../common/pool.h"
 #include "../engine/base.h"
+#include "../engine/featcache.h"
 #include "../engine/predict.h"
 #include "../engine/train.h"
 
@@ -158,6 +159,7 @@ int vt_fg_run(int argc, char **argv)
     vt_backend *be = NULL;
     vt_pool *pool = NULL;
     vt_base *base = NULL;
+    vt_featcache_set *caches = NULL;
     vt_trainer *tr = NULL;
     uint8_t *text = NULL;
     size_t len;
@@ -193,6 +195,10 @@ int vt_fg_run(int argc, char **argv)
     }
     if (vt__make_backend(&be, &common) < 0)
         goto done;
+    if (!(caches = vt_featcache_set_new())) {
+        fprintf(stderr, "vggtuned: out of memory\n");
+        goto done;
+    }
     if ((rc = vt_pool_create(&pool, common.threads)) < 0 ||
         (rc = vt_base_load(&base, be, spec.weights, NULL)) < 0) {
         fprintf(stderr, "vggtuned: %s\n", vt_error_msg());
@@ -202,7 +208,8 @@ int vt_fg_run(int argc, char **argv)
                           .base_prep = base->prep, .base_desc = base->desc,
                           .base_random = base->random, .checkpoint = checkpoint,
                           .cache_limit = cache_mb >= 0 ? (size_t)cache_mb << 20
-                                                       : vt_backend_memory_total(be) / 5 * 2};
+                                                       : vt_backend_memory_total(be) / 5 * 2,
+                          .caches = caches, .base_hash = base->hash};
     vt_trainer_hooks hooks = {vt__fg_progress, vt__fg_epoch, vt__fg_message, &ui};
     if ((rc = vt_trainer_create(&tr, &spec, &env, &hooks)) < 0) {
         fprintf(stderr, "vggtuned: %s\n", vt_error_msg());
@@ -235,6 +242,7 @@ int vt_fg_run(int argc, char **argv)
     status = 0;
 done:
     vt_trainer_free(tr);
+    vt_featcache_set_free(caches);
     vt_base_free(base);
     vt_pool_free(pool);
     vt_backend_free(be);

@@ -6,17 +6,8 @@
 #include <string.h>
 
 #include "../common/error.h"
+#include "../common/hash.h"
 #include "weights.h"
-
-/* Two independent FNV-1a style 64-bit streams over the bytes of a buffer. */
-static void vt__hash(uint64_t h[2], const void *data, size_t n)
-{
-    const uint8_t *p = data;
-    for (size_t i = 0; i < n; i++) {
-        h[0] = (h[0] ^ p[i]) * 0x100000001b3ull;
-        h[1] = (h[1] ^ p[i]) * 0x9e3779b97f4a7c15ull + 0x632be59bd9b4e019ull;
-    }
-}
 
 int vt_base_read(vt_base **out, const char *path, const vt_creds *creds)
 {
@@ -47,11 +38,10 @@ int vt_base_read(vt_base **out, const char *path, const vt_creds *creds)
         snprintf(b->desc, sizeof b->desc, "%s:%s",
                  kind == VT_WFILE_KERAS_H5 ? "keras" : "safetensors", path);
     }
-    b->hash[0] = 0xcbf29ce484222325ull;
-    b->hash[1] = 0x84222325cbf29ce4ull;
+    vt_hash_init(b->hash);
     for (int i = 0; i < VT_VGG_NCONV; i++) {
-        vt__hash(b->hash, b->params->conv_w[i], sizeof(float) * (size_t)vt_vgg_conv_numel(i));
-        vt__hash(b->hash, b->params->conv_b[i], sizeof(float) * (size_t)vt_vgg16[i].cout);
+        vt_hash_add(b->hash, b->params->conv_w[i], sizeof(float) * (size_t)vt_vgg_conv_numel(i));
+        vt_hash_add(b->hash, b->params->conv_b[i], sizeof(float) * (size_t)vt_vgg16[i].cout);
     }
     vt_tensorset_free(set);
     *out = b;

@@ -26,12 +26,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../common/error.h"
 #include "../common/fileio.h"
+#include "../common/hash.h"
 #include "../common/rng.h"
 #include "dataset.h"
+#include "featcache.h"
 #include "image.h"
 #include "loader.h"
 #include "safetensors.h"
@@ -53,9 +56,11 @@ struct vt_trainer {
     vt_model *model;
     vt_loader *ltrain, *lval;
     vt_preprocess prep;
-    vt_tensor *cache_train;     /* (n_train, s, s, c) or NULL */
-    vt_tensor *cache_val;       /* (n_val, s, s, c) or NULL */
-    uint8_t *have_train, *have_val; /* (n) 1 = the sample's features are cached */
+    vt_featcache *fc_train, *fc_val; /* shared feature caches, or NULL */
+    vt_tensor *cache_train;     /* (n_train, s, s, c) of fc_train, or NULL */
+    vt_tensor *cache_val;       /* (n_val, s, s, c) of fc_val, or NULL */
+    int64_t *stat_train, *stat_val; /* (n, 2) file size and mtime (ns) */
+    uint8_t *have_train, *have_val; /* (n) of the caches: features stored */
     uint8_t *bad_train, *bad_val; /* (n) 1 = unreadable */
     int *order, order_n, pos;   /* this pass's samples; entries consumed so far */
     int from_loader;            /* this pass decodes images */
@@ -151,16 +156,18 @@ void vt_trainer_free(vt_trainer *t)
         return;
     vt_loader_free(t->ltrain);
     vt_loader_free(t->lval);
-    vt_tensor_free(t->cache_train);
-    vt_tensor_free(t->cache_val);
+    if (t->env.caches) {
+        vt_featcache_release(t->env.caches, t->fc_train);
+        vt_featcache_release(t->env.caches, t->fc_val);
+    }
     vt_model_free(t->model);
     vt_params_free(t->p);
     vt_dataset_free(t->train);
     vt_dataset_free(t->val);
     free(t->bad_train);
     free(t->bad_val);
-    free(t->have_train);
-    free(t->have_val);
+    free(t->stat_train);
+    free(t->stat_val);
     free(t->order);
     free(t->history);
     free(t->labels);
@@ -177,6 +184,7 @@ int vt_trainer_epochs_done(const vt_trainer *t) { return t->nhistory; }
 typedef struct {
     const vt_dataset *ds;
     uint8_t *bad;
+    int64_t *stat; /* (n, 2): size, mtime in ns */
     const vt_creds *creds;
     int begin, end;
     pthread_mutex_t *mu;
@@ -191,9 +199,14 @@ static void vt__probe(void *arg)
     int entered = pt->creds ? vt_creds_enter(pt->creds) == 0 : 1;
     for (int i = pt->begin; i < pt->end; i++) {
         vt_image_format fmt;
+        struct stat st;
         int w, h;
         snprintf(path, sizeof path, "%s/%s", pt->ds->root, pt->ds->samples[i].path);
         pt->bad[i] = !entered || vt_image_probe(AT_FDCWD, path, &fmt, &w, &h) < 0;
+        if (!pt->bad[i] && fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+            pt->stat[2 * i] = (int64_t)st.st_size;
+            pt->stat[2 * i + 1] = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+        }
     }
     if (pt->creds)
         vt_creds_leave();
@@ -203,8 +216,9 @@ static void vt__probe(void *arg)
     pthread_mutex_unlock(pt->mu);
 }
 
-/* Reads every image header of ds on the pool; bad[i] = 1 where unreadable. */
-static int vt__probe_all(vt_trainer *t, const vt_dataset *ds, uint8_t *bad)
+/* Reads every image header of ds on the pool; bad[i] = 1 where unreadable,
+ * stat[2i], stat[2i+1] = the file's size and modification time. */
+static int vt__probe_all(vt_trainer *t, const vt_dataset *ds, uint8_t *bad, int64_t *stat)
 {
     int chunks = 4 * vt_pool_threads(t->env.pool), pending = 0, rc = 0;
     int per = (ds->n + chunks - 1) / chunks;
@@ -217,7 +231,7 @@ static int vt__probe_all(vt_trainer *t, const vt_dataset *ds, uint8_t *bad)
     if (!(tasks = calloc((size_t)chunks, sizeof *tasks)))
         return vt_error_set(VT_ENOMEM, "out of memory");
     for (int c = 0; c < chunks && c * per < ds->n; c++) {
-        tasks[c] = (vt__probe_task){ds, bad, t->env.creds, c * per,
+        tasks[c] = (vt__probe_task){ds, bad, stat, t->env.creds, c * per,
                                     (c + 1) * per < ds->n ? (c + 1) * per : ds->n, &mu, &cv,
                                     &pending};
         pthread_mutex_lock(&mu);
@@ -311,14 +325,14 @@ static int vt__load_data(vt_trainer *t)
     }
     t->bad_train = calloc((size_t)t->train->n + 1, 1);
     t->bad_val = calloc(t->val ? (size_t)t->val->n + 1 : 1, 1);
-    t->have_train = calloc((size_t)t->train->n + 1, 1);
-    t->have_val = calloc(t->val ? (size_t)t->val->n + 1 : 1, 1);
-    if (!t->bad_train || !t->bad_val || !t->have_train || !t->have_val)
+    t->stat_train = calloc(2 * ((size_t)t->train->n + 1), sizeof *t->stat_train);
+    t->stat_val = calloc(2 * (t->val ? (size_t)t->val->n + 1 : 1), sizeof *t->stat_val);
+    if (!t->bad_train || !t->bad_val || !t->stat_train || !t->stat_val)
         return vt_error_set(VT_ENOMEM, "out of memory");
-    if ((rc = vt__probe_all(t, t->train, t->bad_train)) < 0 ||
+    if ((rc = vt__probe_all(t, t->train, t->bad_train, t->stat_train)) < 0 ||
         (rc = vt__check_readable(t, t->train, t->bad_train, "training")) < 0)
         return rc;
-    if (t->val && ((rc = vt__probe_all(t, t->val, t->bad_val)) < 0 ||
+    if (t->val && ((rc = vt__probe_all(t, t->val, t->bad_val, t->stat_val)) < 0 ||
                    (rc = vt__check_readable(t, t->val, t->bad_val, "validation")) < 0))
         return rc;
     return 0;
@@ -395,24 +409,39 @@ done:
     return rc;
 }
 
-static int vt__make_cache(vt_trainer *t, const vt_dataset *ds, vt_tensor **cache,
-                          size_t *budget)
+/* Gets the (possibly shared) feature cache of a dataset: its key is
+ * everything the frozen part's output depends on. */
+static int vt__make_cache(vt_trainer *t, const vt_dataset *ds, const uint8_t *bad,
+                          const int64_t *stat, vt_featcache **fc, vt_tensor **cache,
+                          uint8_t **have, size_t *budget)
 {
-    int side, ch;
-    vt_model_cut(t->model, &side, &ch);
+    uint64_t key[2];
+    int side, ch, tb = t->spec.trainable_blocks, size = t->spec.image_size, rc;
     vt_dtype dt = vt_tensor_dtype(vt_model_features(t->model));
-    size_t bytes = (size_t)ds->n * side * side * ch * (dt == VT_BF16 ? 2 : 4);
-    if (ds->n == 0 || bytes > *budget)
+    vt_model_cut(t->model, &side, &ch);
+
+    if (!t->env.caches)
         return 0;
-    int dims[4] = {ds->n, side, side, ch};
-    if (vt_tensor_new(cache, t->env.be, dt, 4, dims) < 0) {
-        vt__say(t, VT_LOG_INFO, "no memory for a %zu MiB feature cache; recomputing "
-                "features every epoch", bytes >> 20);
-        *cache = NULL;
-        vt_error_clear();
-        return 0;
+    vt_hash_init(key);
+    if (t->env.base_hash)
+        vt_hash_add(key, t->env.base_hash, 2 * sizeof(uint64_t));
+    vt_hash_add(key, &tb, sizeof tb);
+    vt_hash_add(key, &size, sizeof size);
+    vt_hash_add(key, &t->prep, sizeof t->prep);
+    vt_hash_add(key, &dt, sizeof dt);
+    vt_hash_add(key, ds->root, strlen(ds->root) + 1);
+    for (int i = 0; i < ds->n; i++) {
+        vt_hash_add(key, ds->samples[i].path, strlen(ds->samples[i].path) + 1);
+        vt_hash_add(key, &bad[i], 1);
+        vt_hash_add(key, &stat[2 * i], 2 * sizeof *stat);
     }
-    *budget -= bytes;
+    if ((rc = vt_featcache_acquire(t->env.caches, key, t->env.be, dt, ds->n, side, ch,
+                                   *budget, fc)) < 0 || !*fc)
+        return rc;
+    *cache = vt_featcache_tensor(*fc);
+    *have = vt_featcache_have(*fc);
+    size_t bytes = vt_featcache_bytes(*fc);
+    *budget = *budget > bytes ? *budget - bytes : 0;
     return 0;
 }
 
@@ -473,10 +502,13 @@ static int vt__prepare(vt_trainer *t)
         !(t->order = malloc(sizeof *t->order * (size_t)(t->train->n + 1))))
         return vt_error_set(VT_ENOMEM, "out of memory");
     /* Validation first: it is reused every epoch whatever the augmentation. */
-    if (t->val && (rc = vt__make_cache(t, t->val, &t->cache_val, &budget)) < 0)
+    if (t->val && (rc = vt__make_cache(t, t->val, t->bad_val, t->stat_val, &t->fc_val,
+                                       &t->cache_val, &t->have_val, &budget)) < 0)
         return rc;
     first_epoch_cache = !s->flip && s->crop <= 0;
-    if (first_epoch_cache && (rc = vt__make_cache(t, t->train, &t->cache_train, &budget)) < 0)
+    if (first_epoch_cache &&
+        (rc = vt__make_cache(t, t->train, t->bad_train, t->stat_train, &t->fc_train,
+                             &t->cache_train, &t->have_train, &budget)) < 0)
         return rc;
     if ((rc = vt__load_checkpoint(t)) < 0)
         return rc;

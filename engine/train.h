@@ -9,7 +9,10 @@
  * training images are not augmented in a way that changes pixels, the first
  * epoch stores each image's features and later epochs train from them,
  * skipping decode and the frozen convolutions.  Validation features are
- * always cached.  Results are bit-identical with and without the cache.
+ * always cached.  Caches are shared by every job whose features would be
+ * the same (engine/featcache.h), so a second job on the same data and trunk
+ * starts from the first one's features.  Results are bit-identical with and
+ * without the cache.
  *
  * Outputs (OUT = spec.output), rewritten durably at every epoch end:
  *   metrics.jsonl, metrics.csv   one line/row per epoch
@@ -78,7 +81,9 @@ typedef struct {
     int base_random;          /* the trunk is the seeded random one */
     const vt_creds *creds;    /* read and write the job's files as this user */
     const char *checkpoint;   /* checkpoint file (NULL: none), resumed if present */
-    size_t cache_limit;       /* bytes the feature cache may take; 0 disables it */
+    size_t cache_limit;       /* bytes new feature caches may take; 0 disables them */
+    struct vt_featcache_set *caches; /* feature caches shared between jobs */
+    const uint64_t *base_hash; /* content hash of the trunk's weights (2 words) */
 } vt_trainer_env;
 
 /* Creates a trainer for spec (copied).  Cheap: the real preparation happens

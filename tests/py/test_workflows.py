@@ -224,6 +224,33 @@ for wd in ("0", "0.5"):
     w = np_load(os.path.join(out("wd" + wd), "model.safetensors"))["head.0.weight"]
     norms[wd] = float(np.linalg.norm(w))
 vtpy.check(norms["0.5"] < norms["0"], f"weight decay should shrink weights: {norms}")
+# ---- a second job on the same data starts from the first one's features ------
+def spec_file(name, **extra):
+    spec = {"name": name, "mode": "finetune",
+            "data": {"train": f"{DATA}/train", "val": f"{DATA}/val", "image_size": 32},
+            "batch_size": 8, "seed": 4, "output": out(name)}
+    spec.update(extra)
+    path = os.path.join(TMP, name + ".json")
+    with open(path, "w") as f:
+        json.dump(spec, f)
+    return path
+
+
+first = d.cli_json("submit", "--spec", spec_file("holder", epochs=500))["job"]["id"]
+while d.cli_json("status", str(first))["job"]["epochs_done"] < 1:
+    pass
+second = d.cli_json("submit", "--spec", spec_file("sharer", epochs=2))["job"]["id"]
+d.wait_state(second, ["succeeded"])
+d.cli("cancel", str(first))
+m = [json.loads(l) for l in open(os.path.join(out("sharer"), "metrics.jsonl"))]
+vtpy.check(m[0]["cached"], "the second job's first epoch should use the first job's features")
+vtpy.run([os.path.join(a.build, "daemon", "vggtuned"), "run", "--backend", "cpu", "--quiet",
+          spec_file("alone", epochs=2)])
+x = np_load(os.path.join(out("sharer"), "model.safetensors"))
+y = np_load(os.path.join(out("alone"), "model.safetensors"))
+vtpy.check(all(np.array_equal(x[k], y[k]) for k in y),
+           "training from shared features must give the same weights as alone")
+
 rc, _ = d.stop()
 vtpy.check(rc == 0, "stop")
 vtpy.done()
