@@ -52,6 +52,12 @@ struct vt_loader {
     int has_aug;
 };
 
+int vt_augment_flipped(const vt_augment *aug, int sample)
+{
+    return (int)(vt_rng_u64(aug->seed, VT_RNG_AUGMENT + ((uint64_t)aug->epoch << 8),
+                            (uint64_t)sample) & 1);
+}
+
 int vt_loader_create(vt_loader **out, vt_pool *pool, const vt_dataset *ds,
                      const vt_loader_opts *opts)
 {
@@ -127,9 +133,7 @@ static void vt__decode(void *arg)
         vt_creds_leave();
     if (rc == 0) {
         ok = 1;
-        if (t->has_aug && t->aug.flip &&
-            (vt_rng_u64(t->aug.seed, VT_RNG_AUGMENT + ((uint64_t)t->aug.epoch << 8),
-                        (uint64_t)t->sample) & 1))
+        if (t->has_aug && t->aug.flip && vt_augment_flipped(&t->aug, t->sample))
             vt_image_flip(dst, S, S);
     } else {
         reason = strdup(vt_error_msg());

@@ -43,6 +43,9 @@ typedef struct {
                         including batches skipped because nothing was read */
 } vt_batch;
 
+/* Whether augmentation mirrors sample in aug's epoch (a pure function). */
+int vt_augment_flipped(const vt_augment *aug, int sample);
+
 /* Makes a loader for ds (which must outlive it) on pool. */
 int vt_loader_create(vt_loader **out, vt_pool *pool, const vt_dataset *ds,
                      const vt_loader_opts *opts);

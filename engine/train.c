@@ -66,6 +66,10 @@ struct vt_trainer {
     int from_loader;            /* this pass decodes images */
     int in_epoch;               /* the epoch's training pass has begun */
     int epoch_cached;           /* this epoch trains from the feature cache */
+    vt_augment aug;             /* this pass's augmentation */
+    int flip_copies;            /* flip-only augmentation: the training cache
+                                   holds each image and its mirror image
+                                   (rows i and n + i) */
     int resume_mid_epoch;       /* the checkpoint restored a partial epoch */
     int resume_val;             /* ... whose training pass was complete */
     int epoch;                  /* 0-based, in progress */
@@ -412,8 +416,8 @@ done:
 /* Gets the (possibly shared) feature cache of a dataset: its key is
  * everything the frozen part's output depends on. */
 static int vt__make_cache(vt_trainer *t, const vt_dataset *ds, const uint8_t *bad,
-                          const int64_t *stat, vt_featcache **fc, vt_tensor **cache,
-                          uint8_t **have, size_t *budget)
+                          const int64_t *stat, int copies, vt_featcache **fc,
+                          vt_tensor **cache, uint8_t **have, size_t *budget)
 {
     uint64_t key[2];
     int side, ch, tb = t->spec.trainable_blocks, size = t->spec.image_size, rc;
@@ -429,14 +433,15 @@ static int vt__make_cache(vt_trainer *t, const vt_dataset *ds, const uint8_t *ba
     vt_hash_add(key, &size, sizeof size);
     vt_hash_add(key, &t->prep, sizeof t->prep);
     vt_hash_add(key, &dt, sizeof dt);
+    vt_hash_add(key, &copies, sizeof copies);
     vt_hash_add(key, ds->root, strlen(ds->root) + 1);
     for (int i = 0; i < ds->n; i++) {
         vt_hash_add(key, ds->samples[i].path, strlen(ds->samples[i].path) + 1);
         vt_hash_add(key, &bad[i], 1);
         vt_hash_add(key, &stat[2 * i], 2 * sizeof *stat);
     }
-    if ((rc = vt_featcache_acquire(t->env.caches, key, t->env.be, dt, ds->n, side, ch,
-                                   *budget, fc)) < 0 || !*fc)
+    if ((rc = vt_featcache_acquire(t->env.caches, key, t->env.be, dt, copies * ds->n, side,
+                                   ch, *budget, fc)) < 0 || !*fc)
         return rc;
     *cache = vt_featcache_tensor(*fc);
     *have = vt_featcache_have(*fc);
@@ -502,14 +507,17 @@ static int vt__prepare(vt_trainer *t)
         !(t->order = malloc(sizeof *t->order * (size_t)(t->train->n + 1))))
         return vt_error_set(VT_ENOMEM, "out of memory");
     /* Validation first: it is reused every epoch whatever the augmentation. */
-    if (t->val && (rc = vt__make_cache(t, t->val, t->bad_val, t->stat_val, &t->fc_val,
+    if (t->val && (rc = vt__make_cache(t, t->val, t->bad_val, t->stat_val, 1, &t->fc_val,
                                        &t->cache_val, &t->have_val, &budget)) < 0)
         return rc;
-    first_epoch_cache = !s->flip && s->crop <= 0;
+    /* Crops change pixels every epoch: no training cache.  Flips alone are
+     * cached as two copies. */
+    first_epoch_cache = s->crop <= 0;
     if (first_epoch_cache &&
-        (rc = vt__make_cache(t, t->train, t->bad_train, t->stat_train, &t->fc_train,
-                             &t->cache_train, &t->have_train, &budget)) < 0)
+        (rc = vt__make_cache(t, t->train, t->bad_train, t->stat_train, s->flip ? 2 : 1,
+                             &t->fc_train, &t->cache_train, &t->have_train, &budget)) < 0)
         return rc;
+    t->flip_copies = s->flip && t->cache_train;
     if ((rc = vt__load_checkpoint(t)) < 0)
         return rc;
     vt__say(t, VT_LOG_INFO,
@@ -518,8 +526,8 @@ static int vt__prepare(vt_trainer *t)
             s->name, t->train->n, t->val ? t->val->n : 0, t->train->nclasses,
             vt_jobspec_mode_name(s->trainable_blocks), s->image_size, s->batch_size,
             vt_preprocess_name(t->prep), vt_backend_name(t->env.be),
-            t->cache_train ? "on" : first_epoch_cache ? "off (does not fit)"
-                                                      : "off (augmentation)");
+            t->cache_train ? (t->flip_copies ? "on (with mirror images)" : "on")
+                           : first_epoch_cache ? "off (does not fit)" : "off (random crops)");
     t->phase = t->epoch >= s->epochs || t->stop_early ? PH_FINISH : PH_TRAIN;
     if (t->resume_val && t->phase == PH_TRAIN) {
         /* The training pass of this epoch had finished: validate again. */
@@ -563,13 +571,49 @@ static int vt__begin_pass(vt_trainer *t, int val)
 
     vt__make_order(t, ds, bad, !val && t->spec.shuffle);
     for (int i = 0; i < ds->n && cached; i++)
-        cached = bad[i] || have[i];
+        cached = bad[i] || (have[i] && (val || !t->flip_copies || have[ds->n + i]));
     t->from_loader = !cached;
-    if (!cached)
+    t->aug = aug;
+    if (!cached) /* with flip copies the loader decodes unmirrored images */
         return vt_loader_begin(val ? t->lval : t->ltrain, t->order + t->pos,
                                t->order_n - t->pos,
-                               val || (!t->spec.flip && t->spec.crop <= 0) ? NULL : &aug);
+                               val || t->flip_copies || (!t->spec.flip && t->spec.crop <= 0)
+                                   ? NULL
+                                   : &aug);
     return 0;
+}
+
+/* Puts the next batch of the pass into the model's features.  Returns the
+ * batch size, 0 at the end of the pass. */
+/* Row of the training cache that holds sample's features for this epoch:
+ * its mirror image's row when flip copies are kept and the epoch flips it. */
+static int vt__cache_row(vt_trainer *t, int val, int sample)
+{
+    if (val || !t->flip_copies || !vt_augment_flipped(&t->aug, sample))
+        return sample;
+    return t->train->n + sample;
+}
+
+/* Frozen features of the batch's images into the cache at rows + offset. */
+static int vt__store(vt_trainer *t, vt_tensor *cache, uint8_t *have, const vt_batch *b,
+                     int offset)
+{
+    vt_tensor *feat = vt_model_features(t->model);
+    int rc;
+    for (int i = 0; i < b->n; i++) {
+        if ((rc = vt_tensor_copy_rows(cache, offset + b->sample[i], feat, i, 1)) < 0)
+            return rc;
+        have[offset + b->sample[i]] = 1;
+    }
+    return 0;
+}
+
+/* Decoded images -> preprocessed input -> frozen pass. */
+static int vt__extract(vt_trainer *t, const uint8_t *pixels, int n)
+{
+    int rc = vt_op_images_to_input(t->env.be, pixels, n, t->spec.image_size,
+                                   t->spec.image_size, t->prep, vt_model_input(t->model));
+    return rc < 0 ? rc : vt_model_extract(t->model);
 }
 
 /* Puts the next batch of the pass into the model's features.  Returns the
@@ -577,8 +621,10 @@ static int vt__begin_pass(vt_trainer *t, int val)
 static int vt__next_batch(vt_trainer *t, int val)
 {
     vt_tensor *cache = val ? t->cache_val : t->cache_train;
+    uint8_t *have = val ? t->have_val : t->have_train;
     vt_tensor *feat;
-    int rc, n;
+    vt_batch *b;
+    int rc, n, S = t->spec.image_size;
 
     if (!t->from_loader) {
         n = t->order_n - t->pos < t->spec.batch_size ? t->order_n - t->pos
@@ -591,31 +637,34 @@ static int vt__next_batch(vt_trainer *t, int val)
         for (int i = 0; i < n; i++) {
             int sample = t->order[t->pos + i];
             t->labels[i] = (val ? t->val : t->train)->samples[sample].label;
-            if ((rc = vt_tensor_copy_rows(feat, i, cache, sample, 1)) < 0)
+            if ((rc = vt_tensor_copy_rows(feat, i, cache, vt__cache_row(t, val, sample), 1)) < 0)
                 return rc;
         }
         t->pos += n;
         return n;
     }
-    vt_batch *b;
-    uint8_t *have = val ? t->have_val : t->have_train;
     if ((rc = vt_loader_next(val ? t->lval : t->ltrain, &b)) <= 0)
         return rc;
     n = b->n;
     t->pos += b->consumed;
-    if ((rc = vt_model_set_batch(t->model, n)) < 0 ||
-        (rc = vt_op_images_to_input(t->env.be, b->pixels, n, t->spec.image_size,
-                                    t->spec.image_size, t->prep, vt_model_input(t->model))) < 0 ||
-        (rc = vt_model_extract(t->model)) < 0)
-        return rc;
-    feat = vt_model_features(t->model);
     memcpy(t->labels, b->labels, sizeof *t->labels * (size_t)n);
-    if (cache)
-        for (int i = 0; i < n; i++) {
-            if ((rc = vt_tensor_copy_rows(cache, b->sample[i], feat, i, 1)) < 0)
+    if ((rc = vt_model_set_batch(t->model, n)) < 0 || (rc = vt__extract(t, b->pixels, n)) < 0)
+        return rc;
+    if (cache && (rc = vt__store(t, cache, have, b, 0)) < 0)
+        return rc;
+    if (!val && t->flip_copies) {
+        /* Both copies of every image, then this epoch's choice of each. */
+        for (int i = 0; i < n; i++)
+            vt_image_flip(b->pixels + (size_t)i * S * S * 3, S, S);
+        if ((rc = vt__extract(t, b->pixels, n)) < 0 ||
+            (rc = vt__store(t, cache, have, b, t->train->n)) < 0)
+            return rc;
+        feat = vt_model_features(t->model);
+        for (int i = 0; i < n; i++)
+            if ((rc = vt_tensor_copy_rows(feat, i, cache, vt__cache_row(t, 0, b->sample[i]),
+                                          1)) < 0)
                 return rc;
-            have[b->sample[i]] = 1;
-        }
+    }
     return n;
 }
 
@@ -917,7 +966,7 @@ static int vt__save_features(vt_trainer *t)
         for (int i = 0; i < ds->n; i++)
             n += !bad[i];
         int64_t fshape[4] = {n, ch, side, side}, lshape[1] = {n};
-        if (!(all = malloc(sizeof *all * per * (size_t)ds->n))) {
+        if (!(all = malloc(sizeof *all * vt_tensor_numel(cache)))) {
             rc = vt_error_set(VT_ENOMEM, "out of memory");
             break;
         }

@@ -9,7 +9,10 @@ per-epoch metrics:
   C  killed with SIGKILL after epoch 2 was checkpointed, then run again
   D  stopped with SIGTERM in the middle of an epoch (mid-epoch checkpoint),
      then run again
-  E  (flip augmentation: cache off by design) straight vs SIGTERM + resume
+  E  (flip and crop augmentation: cache off by design) straight vs SIGTERM
+     + resume
+  F  flip only: each image and its mirror image cached; identical to the
+     same job with the cache off
 """
 import json
 import os
@@ -120,5 +123,13 @@ vtpy.check(rc == 75, f"E2: SIGTERM gave {rc}")
 run(job("E2", **aug), "--checkpoint", ck)
 same("E1", "E2")
 _, em = outputs("E1")
-vtpy.check(not any(m["cached"] for m in em), "E1: augmentation must turn the cache off")
+vtpy.check(not any(m["cached"] for m in em), "E1: random crops must turn the cache off")
+
+flip = {"augment": {"flip": True}}
+run(job("F1", **flip))
+run(job("F2", **flip), "--cache-mb", "0")
+same("F1", "F2")
+_, fm = outputs("F1")
+vtpy.check(not fm[0]["cached"] and all(m["cached"] for m in fm[1:]),
+           "F1: flips alone are cached (both copies) after the first epoch")
 vtpy.done()
