@@ -8,7 +8,9 @@
   scratch with a validation split
   eval; every output file (metrics.csv, the TensorBoard event file parsed and
   CRC-checked here, classmap.json); keep-best + early stopping; learning-rate
-  schedules; augmentation turning the feature cache off; L2 weight decay.
+  schedules; augmentation turning the feature cache off; L2 weight decay;
+  feature caches shared between jobs; trunks loaded once per weight content,
+  shared, and dropped when no job needs them.
 """
 import csv
 import json
@@ -16,6 +18,7 @@ import os
 import struct
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vtpy  # noqa: E402
@@ -250,6 +253,38 @@ x = np_load(os.path.join(out("sharer"), "model.safetensors"))
 y = np_load(os.path.join(out("alone"), "model.safetensors"))
 vtpy.check(all(np.array_equal(x[k], y[k]) for k in y),
            "training from shared features must give the same weights as alone")
+
+# ---- trunks: loaded once per weight content, shared, dropped when unused -------
+from safetensors.torch import save_file  # noqa: E402
+import shutil  # noqa: E402
+torch.manual_seed(3)
+wfile = os.path.join(TMP, "w1.safetensors")
+save_file({f"features.{k}": v.contiguous()
+           for k, v in torchvision.models.vgg16().features.state_dict().items()}, wfile)
+wcopy = os.path.join(TMP, "w1-copy.safetensors")
+shutil.copy(wfile, wcopy)
+
+
+def trunks():
+    return d.cli_json("status")["daemon"]["trunks"]
+
+
+held = [d.cli_json("submit", "--spec", spec_file(f"t{i}", epochs=500, weights=w))["job"]["id"]
+        for i, w in enumerate((wfile, wcopy))]
+deadline = time.time() + 120
+while time.time() < deadline:
+    ts = [t for t in trunks() if not t["resident"]]
+    if ts and ts[0]["jobs"] == 2:
+        break
+    time.sleep(0.2)
+vtpy.check(len(ts) == 1 and ts[0]["jobs"] == 2,
+           f"two jobs on one weight content should share one trunk: {trunks()}")
+for jid in held:
+    d.cli("cancel", str(jid))
+deadline = time.time() + 60
+while time.time() < deadline and any(not t["resident"] for t in trunks()):
+    time.sleep(0.2)
+vtpy.check(all(t["resident"] for t in trunks()), f"unused trunk not dropped: {trunks()}")
 
 rc, _ = d.stop()
 vtpy.check(rc == 0, "stop")
