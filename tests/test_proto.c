@@ -534,9 +534,11 @@ static void script_refuse(fake_daemon *d, int fd)
     fake_error(fd, fake_recv(d, fd), VT_EPROTO, "unsupported protocol version 1");
 }
 
+/* Reads the hello first: closing a Unix socket with unread data makes the
+ * peer's next read fail with ECONNRESET, before it sees what we sent. */
 static void script_garbage(fake_daemon *d, int fd)
 {
-    (void)d;
+    fake_recv(d, fd);
     fake_send_raw(fd, "HTTP/1.1 400 Bad Request\r\n\r\n");
 }
 
