@@ -37,7 +37,11 @@ void vt_config_usage(FILE *f)
         "  --max-clients N      connections at once (default 256)\n"
         "  --threads N          decode and CPU threads (default: all cores)\n"
         "  --reserve-mb N       device memory admission keeps free (default 512)\n"
-        "  --cache-mb N         feature cache per job (default: automatic; 0 = off)\n"
+        "  --cache-mb N         device memory for one job's feature caches (default:\n"
+        "                       half of what is free; 0 = none on the device)\n"
+        "  --host-cache-mb N    host memory for one job's caches that do not fit the\n"
+        "                       device (default: half of what is available with a\n"
+        "                       GPU, 0 with the CPU backend)\n"
         "  --log-level L        error, warn, info (default), debug\n"
         "  --help, --version\n"
         "Other commands: vggtuned run JOB.json | predict MODEL IMAGE... | eval MODEL DIR\n",
@@ -72,6 +76,7 @@ static void vt__defaults(vt_config *c)
     c->max_clients = 256;
     c->reserve_mb = 512;
     c->cache_mb = -1;
+    c->host_cache_mb = -1;
     c->log_level = VT_LOG_INFO;
 }
 
@@ -98,7 +103,7 @@ static int vt__str(const char *key, const char *v, char *dst, size_t len)
 /* Applies one setting by its long option name. */
 static int vt__set(vt_config *c, const char *key, const char *v)
 {
-    long n;
+    long n = 0;
     int rc;
     if (!strcmp(key, "socket"))
         return vt__str(key, v, c->socket, sizeof c->socket);
@@ -136,6 +141,7 @@ static int vt__set(vt_config *c, const char *key, const char *v)
     VT__INT("threads", threads, 0, 1024)
     VT__INT("reserve-mb", reserve_mb, 0, 1L << 30)
     VT__INT("cache-mb", cache_mb, -1, 1L << 30)
+    VT__INT("host-cache-mb", host_cache_mb, -1, 1L << 30)
 #undef VT__INT
     return vt_error_set(VT_EINVAL, "unknown setting '%s'", key);
 }
@@ -192,7 +198,7 @@ int vt_config_load(vt_config *c, int argc, char **argv)
         {"socket-group", required_argument, NULL, 0}, {"max-queued", required_argument, NULL, 0},
         {"max-running", required_argument, NULL, 0}, {"max-clients", required_argument, NULL, 0},
         {"threads", required_argument, NULL, 0},     {"reserve-mb", required_argument, NULL, 0},
-        {"cache-mb", required_argument, NULL, 0},    {"log-level", required_argument, NULL, 0},
+        {"cache-mb", required_argument, NULL, 0},    {"host-cache-mb", required_argument, NULL, 0},    {"log-level", required_argument, NULL, 0},
         {"help", no_argument, NULL, 'h'},            {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0}};
     const char *config = NULL;

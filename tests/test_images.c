@@ -859,8 +859,8 @@ static int make_classes(const char *root, const int *sizes, int nclasses)
     for (int c = 0; c < nclasses; c++) {
         snprintf(rel, sizeof rel, "c%d", c);
         char dir[PATH_MAX];
-        snprintf(dir, sizeof dir, "%s/%s", root, rel);
-        if (vt_mkdir_p(dir) < 0)
+        if (snprintf(dir, sizeof dir, "%s/%s", root, rel) >= (int)sizeof dir ||
+            vt_mkdir_p(dir) < 0)
             return -1;
         for (int i = 0; i < sizes[c]; i++) {
             snprintf(rel, sizeof rel, "c%d/f%03d.jpg", c, i);
