@@ -28,7 +28,8 @@ typedef struct {
     int max_clients;           /* connections at once */
     int threads;               /* decode and CPU-backend threads, 0 = all cores */
     size_t reserve_mb;         /* device memory kept free by admission */
-    long cache_mb;             /* feature cache per job; -1 = automatic */
+    long cache_mb;             /* device MiB for a job's feature caches; -1 = automatic */
+    long host_cache_mb;        /* host MiB for those that do not fit; -1 = automatic */
     int log_level;             /* vt_log_level */
     int system;                /* running as a system service */
 } vt_config;

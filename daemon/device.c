@@ -415,16 +415,18 @@ static void vt__job_begin(vt_device *d, vt__djob *j)
         return;
     }
     j->base = bi;
-    /* The feature cache may use half of what is free now, or the configured
-     * amount. */
+    /* The feature caches may use half of the device memory free now, or the
+     * configured amount, and host memory for what does not fit there. */
     size_t cache = d->cfg->cache_mb >= 0 ? (size_t)d->cfg->cache_mb << 20 : budget / 2;
+    size_t host = d->cfg->host_cache_mb >= 0 ? (size_t)d->cfg->host_cache_mb << 20
+                                             : vt_featcache_host_default(d->be);
     vt_trainer_env env = {.be = d->be, .pool = d->pool, .trunk = d->bases[bi].base->trunk,
                           .base = d->bases[bi].base->params,
                           .base_prep = d->bases[bi].base->prep,
                           .base_desc = d->bases[bi].base->desc,
                           .base_random = d->bases[bi].base->random, .creds = &j->creds,
                           .checkpoint = j->checkpoint[0] ? j->checkpoint : NULL,
-                          .cache_limit = cache, .caches = d->caches,
+                          .cache_limit = cache, .host_cache_limit = host, .caches = d->caches,
                           .base_hash = d->bases[bi].base->hash};
     vt_trainer_hooks hooks = {vt__hook_progress, vt__hook_epoch, vt__hook_message, j};
     if ((rc = vt_trainer_create(&j->tr, &j->spec, &env, &hooks)) < 0) {

@@ -6,6 +6,7 @@
  */
 #include "foreground.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
@@ -127,6 +128,19 @@ static void vt__fg_message(void *ud, vt_log_level level, const char *text)
     vt_log(level, "%s", text);
 }
 
+/* A size in MiB from the command line: 0..2^30. */
+static int vt__mib_arg(const char *name, const char *arg, long *out)
+{
+    char *end;
+    errno = 0;
+    *out = strtol(arg, &end, 10);
+    if (errno || end == arg || *end || *out < 0 || *out > (1L << 30)) {
+        fprintf(stderr, "vggtuned: %s wants a number of MiB, got '%s'\n", name, arg);
+        return -1;
+    }
+    return 0;
+}
+
 static void vt__run_usage(FILE *f)
 {
     fprintf(f,
@@ -137,8 +151,12 @@ static void vt__run_usage(FILE *f)
             "  -t, --threads N     CPU threads for the CPU backend and decoding (default: all)\n"
             "  -c, --checkpoint F  checkpoint at every epoch end (and on SIGTERM/SIGINT) to F;\n"
             "                      resume from F when it exists\n"
-            "      --cache-mb N    memory for the feature cache in MiB (default: 40%% of\n"
-            "                      the device's memory; 0 turns the cache off)\n"
+            "      --cache-mb N    device memory for the feature caches in MiB (default:\n"
+            "                      40%% of the device's memory; 0: none on the device)\n"
+            "      --host-cache-mb N\n"
+            "                      host memory for caches that do not fit the device\n"
+            "                      (default: half of what is available with a GPU, 0 with\n"
+            "                      the CPU backend)\n"
             "  -q, --quiet         no live progress line\n"
             "  -h, --help          this text\n"
             "The job document is described in README.md, 'Job specification'.\n");
@@ -149,11 +167,12 @@ int vt_fg_run(int argc, char **argv)
     static const struct option opts[] = {
         {"backend", required_argument, NULL, 'b'}, {"threads", required_argument, NULL, 't'},
         {"checkpoint", required_argument, NULL, 'c'}, {"quiet", no_argument, NULL, 'q'},
-        {"cache-mb", required_argument, NULL, 'm'}, {"help", no_argument, NULL, 'h'},
+        {"cache-mb", required_argument, NULL, 'm'}, {"host-cache-mb", required_argument, NULL, 'H'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     vt__common common = {"auto", 0};
     vt__fg_ui ui = {isatty(STDERR_FILENO), 0};
-    long cache_mb = -1;
+    long cache_mb = -1, host_cache_mb = -1;
     const char *checkpoint = NULL;
     vt_jobspec spec;
     vt_backend *be = NULL;
@@ -173,7 +192,12 @@ int vt_fg_run(int argc, char **argv)
         switch (opt) {
         case 'c': checkpoint = optarg; break;
         case 'q': ui.quiet = 1; break;
-        case 'm': cache_mb = atol(optarg); break;
+        case 'm':
+        case 'H':
+            if (vt__mib_arg(opt == 'm' ? "--cache-mb" : "--host-cache-mb", optarg,
+                            opt == 'm' ? &cache_mb : &host_cache_mb) < 0)
+                return 2;
+            break;
         case 'h': vt__run_usage(stdout); return 0;
         default: vt__run_usage(stderr); return 2;
         }
@@ -209,6 +233,9 @@ int vt_fg_run(int argc, char **argv)
                           .base_random = base->random, .checkpoint = checkpoint,
                           .cache_limit = cache_mb >= 0 ? (size_t)cache_mb << 20
                                                        : vt_backend_memory_total(be) / 5 * 2,
+                          .host_cache_limit = host_cache_mb >= 0
+                                                  ? (size_t)host_cache_mb << 20
+                                                  : vt_featcache_host_default(be),
                           .caches = caches, .base_hash = base->hash};
     vt_trainer_hooks hooks = {vt__fg_progress, vt__fg_epoch, vt__fg_message, &ui};
     if ((rc = vt_trainer_create(&tr, &spec, &env, &hooks)) < 0) {

@@ -27,11 +27,13 @@ vt_featcache_set *vt_featcache_set_new(void);
 void vt_featcache_set_free(vt_featcache_set *set);
 
 /* The cache for key, shared when it exists, else made for n samples of
- * (side, side, channels) in dtype on be when it takes at most budget bytes.
- * *out is NULL (and 0 returned) when it does not fit or cannot be made. */
+ * (side, side, channels) in dtype on be: in device memory when it takes at
+ * most budget bytes and the device has room, else in host memory
+ * (vt_tensor_new_host) when it takes at most host_budget bytes.  *out is
+ * NULL (and 0 returned) when it fits neither or cannot be made. */
 int vt_featcache_acquire(vt_featcache_set *set, const uint64_t key[2], vt_backend *be,
                          vt_dtype dtype, int n, int side, int channels, size_t budget,
-                         vt_featcache **out);
+                         size_t host_budget, vt_featcache **out);
 
 /* Gives a cache back; freed when its last user is gone.  NULL is a no-op. */
 void vt_featcache_release(vt_featcache_set *set, vt_featcache *c);
@@ -40,8 +42,14 @@ void vt_featcache_release(vt_featcache_set *set, vt_featcache *c);
 vt_tensor *vt_featcache_tensor(vt_featcache *c);
 uint8_t *vt_featcache_have(vt_featcache *c);
 
-/* Bytes the cache holds on its backend. */
+/* Bytes the cache holds, and whether they are in host memory. */
 size_t vt_featcache_bytes(const vt_featcache *c);
+int vt_featcache_on_host(const vt_featcache *c);
+
+/* Host memory a job's caches may take when the device is full and no limit
+ * was configured: half of what the system has available now, or 0 for the
+ * CPU backend, whose device memory is already host memory. */
+size_t vt_featcache_host_default(const vt_backend *be);
 
 /* Keys are made with common/hash.h (vt_hash_init, vt_hash_add). */
 

@@ -9,9 +9,11 @@
  *   EPOCH_END metrics, metrics.jsonl, keep-best, early stopping, checkpoint
  *   FINISH    model.safetensors and classmap.json
  *
- * Buffers: cache_train (n_train, s, s, c) and cache_val (n_val, s, s, c) hold
- * the frozen part's output per sample, on the backend, when they fit
- * env->cache_limit.
+ * Buffers: cache_train (copies * n_train, s, s, c) and cache_val (n_val, s,
+ * s, c) hold the frozen part's output per sample: on the device when they
+ * fit env->cache_limit, else in host memory when they fit
+ * env->host_cache_limit; batches move in and out of them with one gather or
+ * scatter each.
  */
 #include "train.h"
 
@@ -89,6 +91,7 @@ struct vt_trainer {
     double start_wall;          /* Unix seconds when this trainer started */
     int features_saved;         /* bottleneck features written in this run */
     int32_t *labels;            /* (batch_size) */
+    int *rows;                  /* (batch_size) cache rows of a batch */
 };
 
 static double vt__now(void)
@@ -175,6 +178,7 @@ void vt_trainer_free(vt_trainer *t)
     free(t->order);
     free(t->history);
     free(t->labels);
+    free(t->rows);
     free(t->steplog);
     vt_jobspec_free(&t->spec);
     free(t);
@@ -417,7 +421,7 @@ done:
  * everything the frozen part's output depends on. */
 static int vt__make_cache(vt_trainer *t, const vt_dataset *ds, const uint8_t *bad,
                           const int64_t *stat, int copies, vt_featcache **fc,
-                          vt_tensor **cache, uint8_t **have, size_t *budget)
+                          vt_tensor **cache, uint8_t **have, size_t budget[2])
 {
     uint64_t key[2];
     int side, ch, tb = t->spec.trainable_blocks, size = t->spec.image_size, rc;
@@ -441,12 +445,12 @@ static int vt__make_cache(vt_trainer *t, const vt_dataset *ds, const uint8_t *ba
         vt_hash_add(key, &stat[2 * i], 2 * sizeof *stat);
     }
     if ((rc = vt_featcache_acquire(t->env.caches, key, t->env.be, dt, copies * ds->n, side,
-                                   ch, *budget, fc)) < 0 || !*fc)
+                                   ch, budget[0], budget[1], fc)) < 0 || !*fc)
         return rc;
     *cache = vt_featcache_tensor(*fc);
     *have = vt_featcache_have(*fc);
-    size_t bytes = vt_featcache_bytes(*fc);
-    *budget = *budget > bytes ? *budget - bytes : 0;
+    size_t bytes = vt_featcache_bytes(*fc), *b = &budget[vt_featcache_on_host(*fc)];
+    *b = *b > bytes ? *b - bytes : 0;
     return 0;
 }
 
@@ -484,7 +488,7 @@ static int vt__prepare(vt_trainer *t)
     vt_jobspec *s = &t->spec;
     vt_model_opts mo;
     vt_loader_opts lo;
-    size_t budget = t->env.cache_limit;
+    size_t budget[2] = {t->env.cache_limit, t->env.host_cache_limit}; /* device, host */
     int rc, first_epoch_cache;
 
     if ((rc = vt__check_output(t)) < 0 || (rc = vt__load_data(t)) < 0 ||
@@ -504,18 +508,19 @@ static int vt__prepare(vt_trainer *t)
         (t->val && (rc = vt_loader_create(&t->lval, t->env.pool, t->val, &lo)) < 0))
         return rc;
     if (!(t->labels = malloc(sizeof *t->labels * (size_t)s->batch_size)) ||
+        !(t->rows = malloc(sizeof *t->rows * (size_t)s->batch_size)) ||
         !(t->order = malloc(sizeof *t->order * (size_t)(t->train->n + 1))))
         return vt_error_set(VT_ENOMEM, "out of memory");
     /* Validation first: it is reused every epoch whatever the augmentation. */
     if (t->val && (rc = vt__make_cache(t, t->val, t->bad_val, t->stat_val, 1, &t->fc_val,
-                                       &t->cache_val, &t->have_val, &budget)) < 0)
+                                       &t->cache_val, &t->have_val, budget)) < 0)
         return rc;
     /* Crops change pixels every epoch: no training cache.  Flips alone are
      * cached as two copies. */
     first_epoch_cache = s->crop <= 0;
     if (first_epoch_cache &&
         (rc = vt__make_cache(t, t->train, t->bad_train, t->stat_train, s->flip ? 2 : 1,
-                             &t->fc_train, &t->cache_train, &t->have_train, &budget)) < 0)
+                             &t->fc_train, &t->cache_train, &t->have_train, budget)) < 0)
         return rc;
     t->flip_copies = s->flip && t->cache_train;
     if ((rc = vt__load_checkpoint(t)) < 0)
@@ -526,8 +531,10 @@ static int vt__prepare(vt_trainer *t)
             s->name, t->train->n, t->val ? t->val->n : 0, t->train->nclasses,
             vt_jobspec_mode_name(s->trainable_blocks), s->image_size, s->batch_size,
             vt_preprocess_name(t->prep), vt_backend_name(t->env.be),
-            t->cache_train ? (t->flip_copies ? "on (with mirror images)" : "on")
-                           : first_epoch_cache ? "off (does not fit)" : "off (random crops)");
+            !t->cache_train ? (first_epoch_cache ? "off (does not fit)" : "off (random crops)")
+            : vt_featcache_on_host(t->fc_train)
+                ? (t->flip_copies ? "on, in host memory (with mirror images)" : "on, in host memory")
+                : (t->flip_copies ? "on (with mirror images)" : "on"));
     t->phase = t->epoch >= s->epochs || t->stop_early ? PH_FINISH : PH_TRAIN;
     if (t->resume_val && t->phase == PH_TRAIN) {
         /* The training pass of this epoch had finished: validate again. */
@@ -598,14 +605,12 @@ static int vt__cache_row(vt_trainer *t, int val, int sample)
 static int vt__store(vt_trainer *t, vt_tensor *cache, uint8_t *have, const vt_batch *b,
                      int offset)
 {
-    vt_tensor *feat = vt_model_features(t->model);
-    int rc;
-    for (int i = 0; i < b->n; i++) {
-        if ((rc = vt_tensor_copy_rows(cache, offset + b->sample[i], feat, i, 1)) < 0)
-            return rc;
-        have[offset + b->sample[i]] = 1;
-    }
-    return 0;
+    for (int i = 0; i < b->n; i++)
+        t->rows[i] = offset + b->sample[i];
+    int rc = vt_tensor_scatter_rows(cache, t->rows, vt_model_features(t->model), b->n);
+    for (int i = 0; rc == 0 && i < b->n; i++)
+        have[t->rows[i]] = 1;
+    return rc;
 }
 
 /* Decoded images -> preprocessed input -> frozen pass. */
@@ -622,7 +627,6 @@ static int vt__next_batch(vt_trainer *t, int val)
 {
     vt_tensor *cache = val ? t->cache_val : t->cache_train;
     uint8_t *have = val ? t->have_val : t->have_train;
-    vt_tensor *feat;
     vt_batch *b;
     int rc, n, S = t->spec.image_size;
 
@@ -633,13 +637,13 @@ static int vt__next_batch(vt_trainer *t, int val)
             return 0;
         if ((rc = vt_model_set_batch(t->model, n)) < 0)
             return rc;
-        feat = vt_model_features(t->model);
         for (int i = 0; i < n; i++) {
             int sample = t->order[t->pos + i];
             t->labels[i] = (val ? t->val : t->train)->samples[sample].label;
-            if ((rc = vt_tensor_copy_rows(feat, i, cache, vt__cache_row(t, val, sample), 1)) < 0)
-                return rc;
+            t->rows[i] = vt__cache_row(t, val, sample);
         }
+        if ((rc = vt_tensor_gather_rows(vt_model_features(t->model), cache, t->rows, n)) < 0)
+            return rc;
         t->pos += n;
         return n;
     }
@@ -659,11 +663,10 @@ static int vt__next_batch(vt_trainer *t, int val)
         if ((rc = vt__extract(t, b->pixels, n)) < 0 ||
             (rc = vt__store(t, cache, have, b, t->train->n)) < 0)
             return rc;
-        feat = vt_model_features(t->model);
         for (int i = 0; i < n; i++)
-            if ((rc = vt_tensor_copy_rows(feat, i, cache, vt__cache_row(t, 0, b->sample[i]),
-                                          1)) < 0)
-                return rc;
+            t->rows[i] = vt__cache_row(t, 0, b->sample[i]);
+        if ((rc = vt_tensor_gather_rows(vt_model_features(t->model), cache, t->rows, n)) < 0)
+            return rc;
     }
     return n;
 }

@@ -81,7 +81,9 @@ typedef struct {
     int base_random;          /* the trunk is the seeded random one */
     const vt_creds *creds;    /* read and write the job's files as this user */
     const char *checkpoint;   /* checkpoint file (NULL: none), resumed if present */
-    size_t cache_limit;       /* bytes new feature caches may take; 0 disables them */
+    size_t cache_limit;       /* device bytes new feature caches may take */
+    size_t host_cache_limit;  /* host bytes for those that do not fit cache_limit
+                                 (both 0: no caches) */
     struct vt_featcache_set *caches; /* feature caches shared between jobs */
     const uint64_t *base_hash; /* content hash of the trunk's weights (2 words) */
 } vt_trainer_env;

@@ -97,6 +97,7 @@ void vt_backend_memory(const vt_backend *be, size_t *in_use, size_t *peak)
 }
 
 size_t vt_backend_memory_total(const vt_backend *be) { return be->mem_total; }
+size_t vt_backend_host_memory(const vt_backend *be) { return be->host_in_use; }
 
 /* ---- tensors ----------------------------------------------------------- */
 
@@ -117,11 +118,12 @@ static int vt__shape_numel(int ndim, const int *dims, size_t *numel)
     return 0;
 }
 
-int vt_tensor_new(vt_tensor **out, vt_backend *be, vt_dtype dtype, int ndim,
-                  const int *dims)
+/* Both constructors: device (host = 0) or host memory. */
+static int vt__tensor_new(vt_tensor **out, vt_backend *be, vt_dtype dtype, int ndim,
+                          const int *dims, int host)
 {
     vt_tensor *t;
-    size_t numel;
+    size_t numel = 0;
     int rc;
 
     *out = NULL;
@@ -134,22 +136,44 @@ int vt_tensor_new(vt_tensor **out, vt_backend *be, vt_dtype dtype, int ndim,
     t->ndim = ndim;
     memcpy(t->dims, dims, (size_t)ndim * sizeof *dims);
     t->numel = t->capacity = numel;
+    t->host = host;
     if ((rc = be->ops->alloc(be, t)) < 0) {
         free(t);
         return rc;
     }
-    be->mem_in_use += numel * vt_dtype_size(dtype);
-    if (be->mem_in_use > be->mem_peak)
-        be->mem_peak = be->mem_in_use;
+    if (host) {
+        be->host_in_use += numel * vt_dtype_size(dtype);
+    } else {
+        be->mem_in_use += numel * vt_dtype_size(dtype);
+        if (be->mem_in_use > be->mem_peak)
+            be->mem_peak = be->mem_in_use;
+    }
     *out = t;
     return 0;
 }
+
+int vt_tensor_new(vt_tensor **out, vt_backend *be, vt_dtype dtype, int ndim,
+                  const int *dims)
+{
+    return vt__tensor_new(out, be, dtype, ndim, dims, 0);
+}
+
+int vt_tensor_new_host(vt_tensor **out, vt_backend *be, vt_dtype dtype, int ndim,
+                       const int *dims)
+{
+    return vt__tensor_new(out, be, dtype, ndim, dims, 1);
+}
+
+int vt_tensor_is_host(const vt_tensor *t) { return t->host; }
 
 void vt_tensor_free(vt_tensor *t)
 {
     if (!t)
         return;
-    t->be->mem_in_use -= t->capacity * vt_dtype_size(t->dtype);
+    if (t->host)
+        t->be->host_in_use -= t->capacity * vt_dtype_size(t->dtype);
+    else
+        t->be->mem_in_use -= t->capacity * vt_dtype_size(t->dtype);
     t->be->ops->release(t->be, t);
     free(t);
 }
@@ -161,7 +185,7 @@ vt_dtype vt_tensor_dtype(const vt_tensor *t) { return t->dtype; }
 
 int vt_tensor_reshape(vt_tensor *t, int ndim, const int *dims)
 {
-    size_t numel;
+    size_t numel = 0;
     int rc = vt__shape_numel(ndim, dims, &numel);
     if (rc < 0)
         return rc;
@@ -185,8 +209,18 @@ int vt_tensor_download(const vt_tensor *t, void *host)
     return t->be->ops->download(t->be, t, host);
 }
 
+static int vt__device_only(const char *op, const vt_tensor *const *ts, size_t n);
+#define VT__DEVICE(op, ...)                                                        \
+    do {                                                                           \
+        const vt_tensor *const ts_[] = {__VA_ARGS__};                              \
+        int rc_ = vt__device_only(op, ts_, sizeof ts_ / sizeof *ts_);              \
+        if (rc_ < 0)                                                               \
+            return rc_;                                                            \
+    } while (0)
+
 int vt_tensor_zero(vt_tensor *t)
 {
+    VT__DEVICE("tensor_zero", t);
     t->version++;
     return t->be->ops->zero(t->be, t);
 }
@@ -208,6 +242,15 @@ static int vt__is_float(const vt_tensor *t)
     return t->dtype == VT_F32 || t->dtype == VT_BF16;
 }
 
+/* Refuses host tensors (vt_tensor_new_host) among ts[0..n), NULLs allowed. */
+static int vt__device_only(const char *op, const vt_tensor *const *ts, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ts[i] && ts[i]->host)
+            return vt_error_set(VT_EINVAL, "%s: argument %zu is a host tensor", op, i + 1);
+    return 0;
+}
+
 /* Checks that t is a float tensor of rank ndim with the given dims (a dim of
  * -1 matches anything). */
 static int vt__check(const char *op, const char *arg, const vt_tensor *t,
@@ -218,6 +261,8 @@ static int vt__check(const char *op, const char *arg, const vt_tensor *t,
         return vt_error_set(VT_EINVAL, "%s: %s is missing", op, arg);
     if (!vt__is_float(t))
         return vt_error_set(VT_EINVAL, "%s: %s must be a float tensor", op, arg);
+    if (t->host)
+        return vt_error_set(VT_EINVAL, "%s: %s is a host tensor", op, arg);
     if (t->ndim != ndim)
         return vt_error_set(VT_EINVAL, "%s: %s has rank %d, expected %d", op, arg,
                             t->ndim, ndim);
@@ -232,6 +277,7 @@ static int vt__check(const char *op, const char *arg, const vt_tensor *t,
 
 int vt_tensor_copy(vt_tensor *dst, const vt_tensor *src)
 {
+    VT__DEVICE("tensor_copy", dst, src);
     if (!vt__same_shape(dst, src) || dst->dtype != src->dtype)
         return vt_error_set(VT_EINVAL, "tensor_copy: shapes or dtypes differ");
     dst->version++;
@@ -243,6 +289,7 @@ int vt_tensor_copy_rows(vt_tensor *dst, int dst_row, const vt_tensor *src, int s
 {
     size_t drow = dst->numel / (size_t)dst->dims[0], srow = src->numel / (size_t)src->dims[0];
     size_t es = vt_dtype_size(dst->dtype);
+    VT__DEVICE("copy_rows", dst, src);
     if (dst->dtype != src->dtype || drow != srow)
         return vt_error_set(VT_EINVAL, "copy_rows: row sizes or dtypes differ");
     if (rows < 0 || dst_row < 0 || src_row < 0 || dst_row + rows > dst->dims[0] ||
@@ -251,6 +298,53 @@ int vt_tensor_copy_rows(vt_tensor *dst, int dst_row, const vt_tensor *src, int s
     dst->version++;
     return dst->be->ops->copy_bytes(dst->be, dst, (size_t)dst_row * drow * es, src,
                                     (size_t)src_row * srow * es, (size_t)rows * drow * es);
+}
+
+/* Checks a row map of gather/scatter: same dtype and row size, n >= 0, every
+ * index in [0, limit) and, for scatter (distinct), no index twice. */
+static int vt__check_rows(const char *op, const vt_tensor *dst, const vt_tensor *src,
+                          const int *rows, int n, int limit, int distinct)
+{
+    size_t drow = dst->numel / (size_t)dst->dims[0], srow = src->numel / (size_t)src->dims[0];
+    int other = distinct ? src->dims[0] : dst->dims[0];
+    if (dst->dtype != src->dtype || drow != srow)
+        return vt_error_set(VT_EINVAL, "%s: row sizes or dtypes differ", op);
+    if (dst->be != src->be)
+        return vt_error_set(VT_EINVAL, "%s: tensors of two backends", op);
+    if (n < 0 || n > other || (n > 0 && !rows))
+        return vt_error_set(VT_EINVAL, "%s: %d rows for a tensor of %d", op, n, other);
+    for (int i = 0; i < n; i++)
+        if (rows[i] < 0 || rows[i] >= limit)
+            return vt_error_set(VT_EINVAL, "%s: row index %d is outside 0..%d", op, rows[i],
+                                limit - 1);
+    if (dst == src)
+        return vt_error_set(VT_EINVAL, "%s: source and destination are one tensor", op);
+    /* n is at most a batch: quadratic is cheaper than sorting a copy */
+    for (int i = 0; distinct && i < n; i++)
+        for (int j = i + 1; j < n; j++)
+            if (rows[i] == rows[j])
+                return vt_error_set(VT_EINVAL, "%s: row %d given twice", op, rows[i]);
+    return 0;
+}
+
+int vt_tensor_gather_rows(vt_tensor *dst, const vt_tensor *src, const int *rows, int n)
+{
+    int rc = vt__check_rows("gather_rows", dst, src, rows, n, src->dims[0], 0);
+    if (rc < 0 || n == 0)
+        return rc;
+    dst->version++;
+    return dst->be->ops->move_rows(dst->be, dst, NULL, src, rows, n,
+                                   dst->numel / (size_t)dst->dims[0] * vt_dtype_size(dst->dtype));
+}
+
+int vt_tensor_scatter_rows(vt_tensor *dst, const int *rows, const vt_tensor *src, int n)
+{
+    int rc = vt__check_rows("scatter_rows", dst, src, rows, n, dst->dims[0], 1);
+    if (rc < 0 || n == 0)
+        return rc;
+    dst->version++;
+    return dst->be->ops->move_rows(dst->be, dst, rows, src, NULL, n,
+                                   dst->numel / (size_t)dst->dims[0] * vt_dtype_size(dst->dtype));
 }
 
 /* ---- operations -------------------------------------------------------- */
@@ -301,6 +395,7 @@ int vt_op_relu_bwd(vt_backend *be, const vt_tensor *y, vt_tensor *dy)
 {
     if (!y || !dy || !vt__same_shape(y, dy) || !vt__is_float(y) || !vt__is_float(dy))
         return vt_error_set(VT_EINVAL, "relu_bwd: y and dy must be float tensors of one shape");
+    VT__DEVICE("relu_bwd", y, dy);
     dy->version++;
     return be->ops->relu_bwd(be, y, dy);
 }
@@ -340,6 +435,7 @@ int vt_op_dense_fwd(vt_backend *be, const vt_tensor *x, const vt_tensor *w,
 {
     if (!x || !vt__is_float(x))
         return vt_error_set(VT_EINVAL, "dense_fwd: x must be a float tensor");
+    VT__DEVICE("dense_fwd", x);
     VT__CHECK("dense_fwd", "w", w, 2, -1, vt__dense_in(x), -1, -1);
     VT__CHECK("dense_fwd", "b", b, 1, w->dims[0], -1, -1, -1);
     VT__CHECK("dense_fwd", "y", y, 2, x->dims[0], w->dims[0], -1, -1);
@@ -352,6 +448,7 @@ int vt_op_dense_bwd(vt_backend *be, const vt_tensor *x, const vt_tensor *w,
 {
     if (!x || !vt__is_float(x))
         return vt_error_set(VT_EINVAL, "dense_bwd: x must be a float tensor");
+    VT__DEVICE("dense_bwd", x, dx);
     VT__CHECK("dense_bwd", "w", w, 2, -1, vt__dense_in(x), -1, -1);
     VT__CHECK("dense_bwd", "dy", dy, 2, x->dims[0], w->dims[0], -1, -1);
     VT__CHECK("dense_bwd", "dw", dw, 2, w->dims[0], w->dims[1], -1, -1);
@@ -373,6 +470,7 @@ int vt_op_dropout_fwd(vt_backend *be, vt_tensor *x, vt_tensor *mask, float rate,
     if (!x || !mask || mask->dtype != VT_F32 || !vt__is_float(x) ||
         mask->numel != x->numel)
         return vt_error_set(VT_EINVAL, "dropout_fwd: mask must be f32 with x's size");
+    VT__DEVICE("dropout_fwd", x, mask);
     x->version++;
     mask->version++;
     return be->ops->dropout_fwd(be, x, mask, rate, seed, stream);
@@ -382,6 +480,7 @@ int vt_op_dropout_bwd(vt_backend *be, const vt_tensor *mask, vt_tensor *dy)
 {
     if (!mask || !dy || mask->numel != dy->numel || mask->dtype != VT_F32)
         return vt_error_set(VT_EINVAL, "dropout_bwd: mask must be f32 with dy's size");
+    VT__DEVICE("dropout_bwd", mask, dy);
     dy->version++;
     return be->ops->dropout_bwd(be, mask, dy);
 }
@@ -395,6 +494,7 @@ int vt_op_softmax_xent(vt_backend *be, const vt_tensor *logits,
     if (!labels || labels->dtype != VT_I32 || labels->ndim != 1 ||
         labels->dims[0] != logits->dims[0])
         return vt_error_set(VT_EINVAL, "softmax_xent: labels must be int32 (N)");
+    VT__DEVICE("softmax_xent", labels);
     if (dlogits) {
         VT__CHECK("softmax_xent", "dlogits", dlogits, 2, logits->dims[0],
                   logits->dims[1], -1, -1);
@@ -415,6 +515,7 @@ int vt_op_sgd_update(vt_backend *be, vt_tensor *w, const vt_tensor *g, vt_tensor
     if (!w || !g || !v || w->dtype != VT_F32 || g->dtype != VT_F32 ||
         v->dtype != VT_F32 || w->numel != g->numel || w->numel != v->numel)
         return vt_error_set(VT_EINVAL, "sgd_update: w, g, v must be f32 of one size");
+    VT__DEVICE("sgd_update", w, g, v);
     w->version++;
     v->version++;
     return be->ops->sgd_update(be, w, g, v, args);

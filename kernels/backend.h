@@ -87,6 +87,9 @@ int vt_backend_sync(vt_backend *be);
  * in bytes (host memory for the CPU backend). */
 void vt_backend_memory(const vt_backend *be, size_t *in_use, size_t *peak);
 
+/* Bytes held now by this backend's host tensors (vt_tensor_new_host). */
+size_t vt_backend_host_memory(const vt_backend *be);
+
 /* Total memory of the device in bytes (physical RAM for the CPU backend). */
 size_t vt_backend_memory_total(const vt_backend *be);
 
@@ -99,6 +102,19 @@ const char *vt_backend_compiled(void);
  * Returns VT_ENOMEM / VT_EDEVOOM when memory runs out. */
 int vt_tensor_new(vt_tensor **out, vt_backend *be, vt_dtype dtype, int ndim,
                   const int *dims);
+
+/* Like vt_tensor_new, but the elements live in host memory the backend can
+ * still reach (CUDA: pinned and mapped into the device's address space; CPU:
+ * ordinary memory): room for data that does not fit on the device and moves
+ * in rows, such as a feature cache.  A host tensor may only be passed to
+ * vt_tensor_free, _upload, _download, _gather_rows and _scatter_rows (the
+ * others refuse it).  Its bytes count in vt_backend_host_memory(), not in
+ * vt_backend_memory(). */
+int vt_tensor_new_host(vt_tensor **out, vt_backend *be, vt_dtype dtype, int ndim,
+                       const int *dims);
+
+/* Whether t was made by vt_tensor_new_host. */
+int vt_tensor_is_host(const vt_tensor *t);
 
 /* Frees a tensor; NULL is a no-op. */
 void vt_tensor_free(vt_tensor *t);
@@ -131,6 +147,15 @@ int vt_tensor_copy(vt_tensor *dst, const vt_tensor *src);
  * same dtype and row size (elements per row). */
 int vt_tensor_copy_rows(vt_tensor *dst, int dst_row, const vt_tensor *src, int src_row,
                         int rows);
+
+/* dst row i <- src row rows[i], for i < n: one operation however many rows
+ * (rows is host memory; every index inside src).  Same dtype and row size,
+ * as for vt_tensor_copy_rows; either tensor may be a host tensor. */
+int vt_tensor_gather_rows(vt_tensor *dst, const vt_tensor *src, const int *rows, int n);
+
+/* dst row rows[i] <- src row i, for i < n; the indices must be distinct and
+ * inside dst.  Either tensor may be a host tensor. */
+int vt_tensor_scatter_rows(vt_tensor *dst, const int *rows, const vt_tensor *src, int n);
 
 /* ---- operations -------------------------------------------------------- */
 

@@ -19,11 +19,13 @@ struct vt_tensor {
     void *data;      /* host or device memory, owned */
     unsigned version; /* bumped on every write the backend makes; lets a
                          backend keep derived copies (bf16 shadows) fresh */
+    int host;        /* made by vt_tensor_new_host: data is host memory */
     void *shadow;    /* backend-private derived copy, or NULL */
 };
 
 typedef struct vt_backend_ops {
-    int (*alloc)(vt_backend *be, vt_tensor *t);   /* set t->data for capacity */
+    int (*alloc)(vt_backend *be, vt_tensor *t);   /* set t->data for capacity;
+                                                     t->host asks for host memory */
     void (*release)(vt_backend *be, vt_tensor *t); /* free data and shadow */
     int (*upload)(vt_backend *be, vt_tensor *t, const void *host);
     int (*download)(vt_backend *be, const vt_tensor *t, void *host);
@@ -32,6 +34,10 @@ typedef struct vt_backend_ops {
     /* copy n bytes from src at byte offset so to dst at byte offset do */
     int (*copy_bytes)(vt_backend *be, vt_tensor *dst, size_t dst_off,
                       const vt_tensor *src, size_t src_off, size_t n);
+    /* dst row (dst_rows ? dst_rows[i] : i) <- src row (src_rows ? src_rows[i]
+     * : i), for i < n rows of row_bytes each; rows do not overlap */
+    int (*move_rows)(vt_backend *be, vt_tensor *dst, const int *dst_rows,
+                     const vt_tensor *src, const int *src_rows, int n, size_t row_bytes);
     int (*sync)(vt_backend *be);
     vt_dtype (*act_dtype)(const vt_backend *be, const char *precision);
     void (*destroy)(vt_backend *be);
@@ -69,6 +75,7 @@ struct vt_backend {
     char name[16];
     char device[128];
     size_t mem_in_use, mem_peak; /* bytes, maintained by backend.c */
+    size_t host_in_use;          /* bytes of host tensors, likewise */
     size_t mem_total;            /* device capacity (host RAM for the CPU) */
     void *impl;                  /* implementation state */
 };

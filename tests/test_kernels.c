@@ -485,6 +485,105 @@ static void test_images_to_input(vt_backend *be)
     VT_CHECK(ok);
 }
 
+/* ---- row moves and host tensors ---------------------------------------- */
+
+/* A host tensor (n, row) of dtype dt with the values of host[]. */
+static vt_tensor *mk_host(vt_backend *be, vt_dtype dt, int n, int row, const float *host)
+{
+    vt_tensor *t = NULL;
+    if (vt_tensor_new_host(&t, be, dt, 2, (int[]){n, row}) < 0)
+        return NULL;
+    if (host && vt_tensor_upload(t, host) < 0) {
+        vt_tensor_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+/* Scatter into a host cache, gather back into a device batch, for a row of
+ * `row` floats (16 floats: the 16-byte path on CUDA; 3: the byte path). */
+static void rows_case(vt_backend *be, vt_dtype dt, int row)
+{
+    enum { N = 6, CAP = 10 };
+    const int into[N] = {7, 2, 9, 0, 5, 1}, back[N] = {9, 9, 0, 7, 1, 2};
+    float src[N * 16], want[N * 16], zeros[CAP * 16] = {0};
+    vt_tensor *a = NULL, *b = NULL, *cache = mk_host(be, dt, CAP, row, zeros), *dev = NULL;
+    VT_CHECK_OK(vt_tensor_new(&a, be, dt, 2, (int[]){N, row}));
+    VT_CHECK_OK(vt_tensor_new(&b, be, dt, 2, (int[]){N, row}));
+    VT_CHECK_OK(vt_tensor_new(&dev, be, dt, 2, (int[]){CAP, row}));
+    VT_CHECK(cache != NULL);
+    if (!a || !b || !cache || !dev)
+        goto done;
+    fill(src, (size_t)N * row, 7);
+    if (dt == VT_BF16) /* values bf16 holds exactly, so the comparison is exact */
+        for (int i = 0; i < N * row; i++)
+            src[i] = (float)(int)(src[i] * 64) / 64;
+    VT_CHECK_OK(vt_tensor_upload(a, src));
+    VT_CHECK_OK(vt_tensor_scatter_rows(cache, into, a, N));
+    VT_CHECK_OK(vt_tensor_scatter_rows(dev, into, a, N));
+    VT_CHECK_OK(vt_tensor_gather_rows(b, cache, back, N));
+    for (int i = 0; i < N; i++) {
+        int k = 0; /* which row of src went to cache row back[i] */
+        while (into[k] != back[i])
+            k++;
+        memcpy(want + i * row, src + k * row, sizeof(float) * (size_t)row);
+    }
+    float *got = get(b);
+    VT_CHECK_CLOSE("gather from a host cache", got, want, (size_t)N * row, 0, 0);
+    free(got);
+    VT_CHECK_OK(vt_tensor_gather_rows(b, dev, back, N));
+    got = get(b);
+    VT_CHECK_CLOSE("gather from a device cache", got, want, (size_t)N * row, 0, 0);
+    free(got);
+    got = get(cache); /* rows never written stay zero */
+    VT_CHECK(got[3 * row] == 0.0f && got[8 * row + row - 1] == 0.0f);
+    free(got);
+done:
+    vt_tensor_free(a); vt_tensor_free(b); vt_tensor_free(cache); vt_tensor_free(dev);
+}
+
+static void test_rows(vt_backend *be)
+{
+    rows_case(be, VT_F32, 16);
+    rows_case(be, VT_F32, 3);
+    if (vt_backend_act_dtype(be, "bf16") == VT_BF16) {
+        rows_case(be, VT_BF16, 16);
+        rows_case(be, VT_BF16, 3);
+    }
+}
+
+static void test_host_tensors(vt_backend *be)
+{
+    size_t dev0, dev1, host0 = vt_backend_host_memory(be);
+    vt_tensor *h = mk_host(be, VT_F32, 4, 8, NULL), *d = mk(be, 2, 4, 8, 0, 0, NULL);
+    vt_tensor *e = mk(be, 2, 3, 8, 0, 0, NULL), *odd = mk(be, 2, 4, 5, 0, 0, NULL);
+    VT_CHECK(h && d && e && odd);
+    if (!h || !d || !e || !odd)
+        goto done;
+    VT_CHECK(vt_tensor_is_host(h) && !vt_tensor_is_host(d));
+    VT_CHECK(vt_backend_host_memory(be) == host0 + 4 * 8 * sizeof(float));
+    vt_backend_memory(be, &dev0, NULL);
+    /* only rows, transfers and freeing take a host tensor */
+    VT_CHECK_ERR(vt_op_relu_bwd(be, h, d), VT_EINVAL, "host tensor");
+    VT_CHECK_ERR(vt_op_dense_fwd(be, h, d, e, d, 0), VT_EINVAL, "host tensor");
+    VT_CHECK_ERR(vt_tensor_copy(d, h), VT_EINVAL, "host tensor");
+    VT_CHECK_ERR(vt_tensor_zero(h), VT_EINVAL, "host tensor");
+    VT_CHECK_ERR(vt_tensor_copy_rows(d, 0, h, 0, 1), VT_EINVAL, "host tensor");
+    /* row maps are checked */
+    VT_CHECK_ERR(vt_tensor_gather_rows(d, h, (int[]){0, 1, 4, 2}, 4), VT_EINVAL, "outside");
+    VT_CHECK_ERR(vt_tensor_gather_rows(d, h, (int[]){0, -1}, 2), VT_EINVAL, "outside");
+    VT_CHECK_ERR(vt_tensor_scatter_rows(h, (int[]){1, 3, 1}, e, 3), VT_EINVAL, "twice");
+    VT_CHECK_ERR(vt_tensor_gather_rows(e, h, (int[]){0, 1, 2, 3}, 4), VT_EINVAL, "4 rows");
+    VT_CHECK_ERR(vt_tensor_gather_rows(odd, h, (int[]){0}, 1), VT_EINVAL, "row sizes");
+    VT_CHECK_ERR(vt_tensor_gather_rows(d, d, (int[]){0}, 1), VT_EINVAL, "one tensor");
+    VT_CHECK_OK(vt_tensor_gather_rows(d, h, NULL, 0));
+    vt_backend_memory(be, &dev1, NULL);
+    VT_CHECK(dev1 == dev0);
+done:
+    vt_tensor_free(h); vt_tensor_free(d); vt_tensor_free(e); vt_tensor_free(odd);
+    VT_CHECK(vt_backend_host_memory(be) == host0);
+}
+
 /* ---- argument checking ------------------------------------------------- */
 
 static void test_shape_errors(vt_backend *be)
@@ -516,6 +615,8 @@ static const vt_test_case cases[] = {
     {"sgd", test_sgd, VT_TEST_NUMERIC},
     {"images_to_input", test_images_to_input, VT_TEST_NUMERIC},
     {"shape_errors", test_shape_errors, VT_TEST_NUMERIC},
+    {"rows", test_rows, VT_TEST_NUMERIC},
+    {"host_tensors", test_host_tensors, VT_TEST_NUMERIC},
 };
 
 int main(int argc, char **argv) { VT_TEST_MAIN(cases); }

@@ -84,6 +84,18 @@ static int vt__cpu_copy_bytes(vt_backend *be, vt_tensor *dst, size_t dst_off,
     return 0;
 }
 
+static int vt__cpu_move_rows(vt_backend *be, vt_tensor *dst, const int *dst_rows,
+                             const vt_tensor *src, const int *src_rows, int n,
+                             size_t row_bytes)
+{
+    (void)be;
+    for (int i = 0; i < n; i++)
+        memcpy((char *)dst->data + (size_t)(dst_rows ? dst_rows[i] : i) * row_bytes,
+               (const char *)src->data + (size_t)(src_rows ? src_rows[i] : i) * row_bytes,
+               row_bytes);
+    return 0;
+}
+
 static int vt__cpu_sync(vt_backend *be)
 {
     (void)be;
@@ -434,6 +446,7 @@ static const vt_backend_ops vt__cpu_ops = {
     .zero = vt__cpu_zero,
     .copy = vt__cpu_copy,
     .copy_bytes = vt__cpu_copy_bytes,
+    .move_rows = vt__cpu_move_rows,
     .sync = vt__cpu_sync,
     .act_dtype = vt__cpu_act_dtype,
     .destroy = vt__cpu_destroy,

@@ -495,7 +495,7 @@ static int vt__bf16_copy(vt_cuda *cu, const vt_tensor *tc, int cpad, const void 
  * or an f32 conversion in scratch slot `slot`. */
 static int vt__act_in(vt_cuda *cu, const vt_tensor *t, vt_dtype cd, int slot, const void **out)
 {
-    void *p;
+    void *p = NULL;
     if (t->dtype == cd) {
         *out = t->data;
         return 0;
@@ -530,7 +530,7 @@ static int vt__act_out_done(vt_cuda *cu, vt_tensor *t, vt_dtype cd, void *p)
 /* db[j] = sum of the rows of a (rows, cols). */
 static int vt__colsum(vt_cuda *cu, const vt_tensor *a, size_t rows, int cols, float *out)
 {
-    void *part;
+    void *part = NULL;
     VT__TRY(vt__tmp(cu, VT__T_PART, vt_cuk_colsum_scratch(rows, cols) * sizeof(float), &part));
     VT_CUDA_TRY(cu, vt_cuk_colsum(cu->stream, a->data, vt__kt(a->dtype), rows, cols,
                                   (float *)part, out));
@@ -1180,7 +1180,7 @@ static int vt__cuda_images_to_input(vt_backend *be, const uint8_t *images, int n
 {
     vt_cuda *cu = vt__cu(be);
     size_t pixels = (size_t)n * h * w;
-    void *stage;
+    void *stage = NULL;
     VT__ENTER(cu);
     VT__TRY(vt__tmp(cu, VT__T_STAGE, pixels * 3, &stage));
     VT__TRY(vt__h2d(cu, stage, images, pixels * 3));
@@ -1289,12 +1289,88 @@ static int vt__cuda_sgd_update(vt_backend *be, vt_tensor *w, const vt_tensor *g,
 
 /* ---- tensors and transfers -------------------------------------------------- */
 
+/* ---- host tensors: pinned, mapped host memory ------------------------------
+ * Kernels reach them through their device pointer (vt__hptr); the host side
+ * reads and writes them only after the stream has drained. */
+
+/* Pinned host memory the device can address; out-of-memory names the size. */
+static int vt__halloc(vt_cuda *cu, vt_tensor *t, size_t bytes)
+{
+    cudaError_t e = cudaHostAlloc(&t->data, bytes ? bytes : 1,
+                                  cudaHostAllocMapped | cudaHostAllocPortable);
+    if (e == cudaSuccess) {
+        memset(t->data, 0, bytes);
+        return 0;
+    }
+    t->data = NULL;
+    if (e == cudaErrorMemoryAllocation) {
+        (void)cudaGetLastError();
+        return vt_error_set(VT_ENOMEM, "out of pinned host memory allocating %zu bytes (%.1f MiB)",
+                            bytes, bytes / VT__MIB);
+    }
+    return vt__cuda_fail(cu, e, "cudaHostAlloc", __FILE__, __LINE__);
+}
+
+/* The device's address of t's elements (t->data itself for device tensors). */
+static int vt__hptr(vt_cuda *cu, const vt_tensor *t, void **out)
+{
+    *out = t->data;
+    if (t->host)
+        VT_CUDA_TRY(cu, cudaHostGetDevicePointer(out, t->data, 0));
+    return 0;
+}
+
+/* bf16 (round to nearest even, NaN kept quiet) <-> f32 on the host, for the
+ * transfers of bf16 host tensors, which convert as device ones do. */
+static uint16_t vt__bf16_of(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)((u >> 16) | 0x40);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+static float vt__f32_of(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* upload/download of a host tensor: plain host copies once the stream has
+ * finished with it. */
+static int vt__host_transfer(vt_cuda *cu, vt_tensor *t, void *host, int to_tensor)
+{
+    VT_CUDA_TRY(cu, cudaStreamSynchronize(cu->stream));
+    if (t->dtype != VT_BF16) {
+        size_t bytes = t->numel * vt_dtype_size(t->dtype);
+        if (to_tensor)
+            memcpy(t->data, host, bytes);
+        else
+            memcpy(host, t->data, bytes);
+        return 0;
+    }
+    uint16_t *h = (uint16_t *)t->data;
+    float *f = (float *)host;
+    for (size_t i = 0; i < t->numel; i++) {
+        if (to_tensor)
+            h[i] = vt__bf16_of(f[i]);
+        else
+            f[i] = vt__f32_of(h[i]);
+    }
+    return 0;
+}
+
 static int vt__cuda_alloc(vt_backend *be, vt_tensor *t)
 {
     vt_cuda *cu = vt__cu(be);
     size_t bytes = t->capacity * vt_dtype_size(t->dtype);
     VT__ENTER(cu);
     t->shadow = NULL;
+    if (t->host)
+        return vt__halloc(cu, t, bytes);
     VT__TRY(vt__dmalloc(cu, &t->data, bytes, "a tensor"));
     VT_CUDA_TRY(cu, cudaMemsetAsync(t->data, 0, bytes, cu->stream));
     return 0;
@@ -1304,7 +1380,12 @@ static void vt__cuda_release(vt_backend *be, vt_tensor *t)
 {
     vt_cuda *cu = vt__cu(be);
     vt__shadow_free(cu, t);
-    vt__dfree(cu, t->data);
+    if (t->host) {
+        if (cudaStreamSynchronize(cu->stream) != cudaSuccess || cudaFreeHost(t->data) != cudaSuccess)
+            (void)cudaGetLastError();
+    } else {
+        vt__dfree(cu, t->data);
+    }
     t->data = NULL;
 }
 
@@ -1312,6 +1393,8 @@ static int vt__cuda_upload(vt_backend *be, vt_tensor *t, const void *host)
 {
     vt_cuda *cu = vt__cu(be);
     VT__ENTER(cu);
+    if (t->host)
+        return vt__host_transfer(cu, t, (void *)host, 1);
     if (t->dtype == VT_BF16) {
         void *stage;
         VT__TRY(vt__tmp(cu, VT__T_STAGE, t->numel * 4, &stage));
@@ -1329,6 +1412,8 @@ static int vt__cuda_download(vt_backend *be, const vt_tensor *t, void *host)
     const void *src = t->data;
     size_t bytes = t->numel * vt_dtype_size(t->dtype);
     VT__ENTER(cu);
+    if (t->host)
+        return vt__host_transfer(cu, (vt_tensor *)t, host, 0);
     if (t->dtype == VT_BF16) {
         void *stage;
         VT__TRY(vt__tmp(cu, VT__T_STAGE, t->numel * 4, &stage));
@@ -1378,6 +1463,27 @@ static int vt__cuda_copy_bytes(vt_backend *be, vt_tensor *dst, size_t dst_off,
         s = (const char *)tmp;
     }
     VT_CUDA_TRY(cu, cudaMemcpyAsync(d, s, n, cudaMemcpyDeviceToDevice, cu->stream));
+    return 0;
+}
+
+static int vt__cuda_move_rows(vt_backend *be, vt_tensor *dst, const int *dst_rows,
+                              const vt_tensor *src, const int *src_rows, int n,
+                              size_t row_bytes)
+{
+    vt_cuda *cu = vt__cu(be);
+    vt_cuk_rowmap map;
+    void *d, *s;
+    VT__ENTER(cu);
+    VT__TRY(vt__hptr(cu, dst, &d));
+    VT__TRY(vt__hptr(cu, src, &s));
+    for (int first = 0; first < n; first += VT_CUK_ROWS_MAX) {
+        map.n = n - first < VT_CUK_ROWS_MAX ? n - first : VT_CUK_ROWS_MAX;
+        for (int i = 0; i < map.n; i++) {
+            map.dst[i] = dst_rows ? dst_rows[first + i] : first + i;
+            map.src[i] = src_rows ? src_rows[first + i] : first + i;
+        }
+        VT_CUDA_TRY(cu, vt_cuk_move_rows(cu->stream, d, s, row_bytes, &map));
+    }
     return 0;
 }
 
@@ -1450,6 +1556,7 @@ static vt_backend_ops vt__cuda_make_ops(void)
     o.zero = vt__cuda_zero;
     o.copy = vt__cuda_copy;
     o.copy_bytes = vt__cuda_copy_bytes;
+    o.move_rows = vt__cuda_move_rows;
     o.sync = vt__cuda_sync;
     o.act_dtype = vt__cuda_act_dtype;
     o.destroy = vt__cuda_destroy;

@@ -32,6 +32,22 @@ typedef struct {
     int pad_;
 } vt_cuk_xent;
 
+/* One launch's worth of row moves for vt_cuk_move_rows, passed by value as
+ * a kernel parameter (so it needs no device copy and no synchronisation):
+ * dst row dst[i] <- src row src[i], i < n.  3.8 KB, under the 4 KB limit. */
+#define VT_CUK_ROWS_MAX 480
+typedef struct {
+    int n;
+    int dst[VT_CUK_ROWS_MAX];
+    int src[VT_CUK_ROWS_MAX];
+} vt_cuk_rowmap;
+
+/* Moves map->n rows of row_bytes between dst and src, either of which may be
+ * mapped pinned host memory (a device-visible pointer); rows must not
+ * overlap.  16-byte accesses when the pointers and row_bytes allow it. */
+cudaError_t vt_cuk_move_rows(cudaStream_t s, void *dst, const void *src, size_t row_bytes,
+                             const vt_cuk_rowmap *map);
+
 /* A kernel that does nothing: launching it tells whether this binary has
  * code for the device (cudaErrorNoKernelImageForDevice otherwise). */
 cudaError_t vt_cuk_probe(cudaStream_t s);

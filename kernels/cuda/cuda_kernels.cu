@@ -735,6 +735,41 @@ cudaError_t vt_cuk_dropout_fwd(cudaStream_t s, void *x, vt_cuk_type xt, float *m
     return cudaGetLastError();
 }
 
+namespace {
+
+/* blockIdx.y picks the row pair, the x dimension strides over its units. */
+template <typename U>
+__global__ void k_move_rows(U *dst, const U *src, size_t units, vt_cuk_rowmap map)
+{
+    U *d = dst + (size_t)map.dst[blockIdx.y] * units;
+    const U *s = src + (size_t)map.src[blockIdx.y] * units;
+    for (size_t i = gtid(); i < units; i += gstride())
+        d[i] = s[i];
+}
+
+} /* namespace */
+
+cudaError_t vt_cuk_move_rows(cudaStream_t s, void *dst, const void *src, size_t row_bytes,
+                             const vt_cuk_rowmap *map)
+{
+    if (map->n <= 0)
+        return cudaSuccess;
+    dim3 grid(1, (unsigned)map->n);
+    if (row_bytes % 16 == 0 && aligned(dst, 16) && aligned(src, 16)) {
+        size_t units = row_bytes / 16;
+        grid.x = blocks_for(units) < 64 ? blocks_for(units) : 64;
+        k_move_rows<uint4><<<grid, kThreads, 0, s>>>(static_cast<uint4 *>(dst),
+                                                     static_cast<const uint4 *>(src), units,
+                                                     *map);
+    } else {
+        grid.x = blocks_for(row_bytes) < 64 ? blocks_for(row_bytes) : 64;
+        k_move_rows<unsigned char><<<grid, kThreads, 0, s>>>(
+            static_cast<unsigned char *>(dst), static_cast<const unsigned char *>(src),
+            row_bytes, *map);
+    }
+    return cudaGetLastError();
+}
+
 cudaError_t vt_cuk_dropout_bwd(cudaStream_t s, const float *mask, void *dy, vt_cuk_type t,
                                size_t n)
 {

@@ -13,6 +13,8 @@ per-epoch metrics:
      + resume
   F  flip only: each image and its mirror image cached; identical to the
      same job with the cache off
+  G  the caches in host memory (no room on the device): identical to A, and
+     with flips to F1
 """
 import json
 import os
@@ -132,4 +134,18 @@ same("F1", "F2")
 _, fm = outputs("F1")
 vtpy.check(not fm[0]["cached"] and all(m["cached"] for m in fm[1:]),
            "F1: flips alone are cached (both copies) after the first epoch")
+
+host = ("--cache-mb", "0", "--host-cache-mb", "64")
+for ref, name, extra in (("A", "G1", {}), ("F1", "G2", flip)):
+    r = run(job(name, **extra), *host)
+    vtpy.check("feature cache on, in host memory" in r.stderr,
+               f"{name}: the cache should be in host memory: {r.stderr[-400:]!r}")
+    same(ref, name)
+    _, gm = outputs(name)
+    vtpy.check(all(m["cached"] for m in gm[1:]), f"{name}: later epochs should be cached")
+r = run(job("G3"), "--cache-mb", "0", "--host-cache-mb", "0")
+vtpy.check("feature cache off (does not fit)" in r.stderr, f"G3: {r.stderr[-400:]!r}")
+r = vtpy.run([VGGTUNED, "run", "--host-cache-mb", "lots", job("G4")], check=False)
+vtpy.check(r.returncode == 2 and "--host-cache-mb wants a number" in r.stderr,
+           f"a bad --host-cache-mb: {r.returncode} {r.stderr!r}")
 vtpy.done()
