@@ -443,18 +443,26 @@ static void vt__admit(vt_device *d)
         vt__job_begin(d, vt_sched_job_ud(sj));
 }
 
-/* One step of the job the scheduler picks; returns 0 when nothing ran. */
+/* One step of the job the scheduler picks; returns 0 when nothing ran.
+ * A step only queues its device work; when other jobs are running it waits
+ * for it, so that the device time charged to each job is its own.  (Alone, a
+ * job runs ahead and waits only where its trainer needs results.) */
 static int vt__step(vt_device *d)
 {
     vt_sched_job *sj = vt_sched_pick(d->sched);
     vt__djob *j;
     double t0, dt;
-    int rc;
+    int rc, running, waiting;
     if (!sj)
         return 0;
     j = vt_sched_job_ud(sj);
+    vt_sched_counts(d->sched, &running, &waiting);
     t0 = vt__now();
     rc = vt_trainer_step(j->tr);
+    if (rc > 0 && running > 1) {
+        int src = vt_backend_sync(d->be);
+        rc = src < 0 ? src : rc;
+    }
     dt = vt__now() - t0;
     vt_sched_charge(d->sched, sj, dt, t0 + dt);
     vt__alive(d);
@@ -595,6 +603,16 @@ static void vt__stats(vt_device *d)
     cJSON_AddNumberToObject(mem, "total", (double)vt_backend_memory_total(d->be));
     cJSON_AddNumberToObject(mem, "in_use", (double)in_use);
     cJSON_AddNumberToObject(mem, "peak", (double)peak);
+    cJSON_AddNumberToObject(mem, "host", (double)vt_backend_host_memory(d->be));
+    {
+        int n;
+        size_t dev, host;
+        cJSON *fc = cJSON_AddObjectToObject(o, "feature_caches");
+        vt_featcache_totals(d->caches, &n, &dev, &host);
+        cJSON_AddNumberToObject(fc, "count", n);
+        cJSON_AddNumberToObject(fc, "device_bytes", (double)dev);
+        cJSON_AddNumberToObject(fc, "host_bytes", (double)host);
+    }
     trunks = cJSON_AddArrayToObject(o, "trunks");
     for (int i = 0; i < d->nbases; i++) {
         if (!d->bases[i].base)

@@ -98,6 +98,16 @@ uint8_t *vt_featcache_have(vt_featcache *c) { return c->have; }
 size_t vt_featcache_bytes(const vt_featcache *c) { return c->bytes; }
 int vt_featcache_on_host(const vt_featcache *c) { return vt_tensor_is_host(c->t); }
 
+void vt_featcache_totals(const vt_featcache_set *set, int *count, size_t *device, size_t *host)
+{
+    *count = 0;
+    *device = *host = 0;
+    for (const vt_featcache *c = set->head; c; c = c->next) {
+        ++*count;
+        *(vt_featcache_on_host(c) ? host : device) += c->bytes;
+    }
+}
+
 size_t vt_featcache_host_default(const vt_backend *be)
 {
     unsigned long long kib = 0;

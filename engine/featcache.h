@@ -46,6 +46,10 @@ uint8_t *vt_featcache_have(vt_featcache *c);
 size_t vt_featcache_bytes(const vt_featcache *c);
 int vt_featcache_on_host(const vt_featcache *c);
 
+/* What the set holds now: caches, and their bytes on the device and in host
+ * memory. */
+void vt_featcache_totals(const vt_featcache_set *set, int *count, size_t *device, size_t *host);
+
 /* Host memory a job's caches may take when the device is full and no limit
  * was configured: half of what the system has available now, or 0 for the
  * CPU backend, whose device memory is already host memory. */

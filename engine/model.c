@@ -545,12 +545,12 @@ static int vt__backward(vt_model *m)
 }
 
 int vt_model_train_step(vt_model *m, const int32_t *labels, const vt_step_args *a,
-                        double *loss_sum, int *correct)
+                        vt_xent_sums *sums)
 {
     int rc;
     if ((rc = vt_tensor_upload(m->labels, labels)) < 0 || (rc = vt__forward(m, a)) < 0 ||
         (rc = vt_op_softmax_xent(m->be, m->d[m->ndense - 1].out, m->labels, m->dlogits,
-                                 1.0f / (float)m->batch, NULL, loss_sum, correct)) < 0 ||
+                                 1.0f / (float)m->batch, NULL, sums)) < 0 ||
         (rc = vt__backward(m)) < 0)
         return rc;
     for (int i = 0; i < m->nparams; i++)
@@ -561,19 +561,16 @@ int vt_model_train_step(vt_model *m, const int32_t *labels, const vt_step_args *
 }
 
 int vt_model_evaluate(vt_model *m, const int32_t *labels, float *probs, float *logits,
-                      double *loss_sum, int *correct)
+                      vt_xent_sums *sums)
 {
-    double ignore_loss = 0;
-    int ignore_correct = 0, rc;
+    int rc;
     if (labels)
         rc = vt_tensor_upload(m->labels, labels);
     else
         rc = vt_tensor_zero(m->labels);
     if (rc < 0 || (rc = vt__forward(m, NULL)) < 0 ||
         (rc = vt_op_softmax_xent(m->be, m->d[m->ndense - 1].out, m->labels, NULL, 0.0f,
-                                 probs ? m->probs : NULL,
-                                 labels ? loss_sum : &ignore_loss,
-                                 labels ? correct : &ignore_correct)) < 0)
+                                 probs ? m->probs : NULL, labels ? sums : NULL)) < 0)
         return rc;
     if (probs && (rc = vt_tensor_download(m->probs, probs)) < 0)
         return rc;

@@ -82,15 +82,17 @@ int vt_model_extract(vt_model *m);
 
 /* One SGD step on the current features with labels[n] (host): forward,
  * mean softmax cross-entropy, backward, update.  Adds the batch's summed
- * loss and correct count to *loss_sum and *correct. */
+ * loss and correct count to *sums by the next vt_backend_sync() (see
+ * vt_op_softmax_xent): the step itself does not wait for the device. */
 int vt_model_train_step(vt_model *m, const int32_t *labels, const vt_step_args *a,
-                        double *loss_sum, int *correct);
+                        vt_xent_sums *sums);
 
-/* Forward pass without dropout.  labels may be NULL (prediction only: loss and
- * correct are then untouched); probs (host, n x C, optional) receives the
- * softmax, logits (host, n x C, optional) the logits. */
+/* Forward pass without dropout.  labels may be NULL (prediction only: sums
+ * is then untouched and may be NULL); probs (host, n x C, optional) receives
+ * the softmax, logits (host, n x C, optional) the logits.  *sums, like the
+ * training step's, is complete after the next vt_backend_sync(). */
 int vt_model_evaluate(vt_model *m, const int32_t *labels, float *probs, float *logits,
-                      double *loss_sum, int *correct);
+                      vt_xent_sums *sums);
 
 /* Copies the trainable convolutions and the head back into p (host). */
 int vt_model_download(vt_model *m, vt_params *p);

@@ -135,7 +135,7 @@ const char *vt_predictor_class(const vt_predictor *p, int c) { return p->classes
 
 /* Runs the network on n (<= VT__PRED_BATCH) decoded images in p->pixels. */
 static int vt__forward(vt_predictor *p, const uint8_t *pixels, int n, const int32_t *labels,
-                       float *probs, float *logits, double *loss, int *correct)
+                       float *probs, float *logits, vt_xent_sums *sums)
 {
     int S = p->params->image_size, rc;
     if ((rc = vt_model_set_batch(p->model, n)) < 0 ||
@@ -143,7 +143,7 @@ static int vt__forward(vt_predictor *p, const uint8_t *pixels, int n, const int3
                                     vt_model_input(p->model))) < 0 ||
         (rc = vt_model_extract(p->model)) < 0)
         return rc;
-    return vt_model_evaluate(p->model, labels, probs, logits, loss, correct);
+    return vt_model_evaluate(p->model, labels, probs, logits, sums);
 }
 
 int vt_predictor_run(vt_predictor *p, const char *const *paths, int n, float *probs,
@@ -162,7 +162,7 @@ int vt_predictor_run(vt_predictor *p, const char *const *paths, int n, float *pr
         if (rc < 0)
             return rc;
         if ((rc = vt__forward(p, p->pixels, m, NULL, probs + (size_t)start * C,
-                              logits ? logits + (size_t)start * C : NULL, NULL, NULL)) < 0)
+                              logits ? logits + (size_t)start * C : NULL, NULL)) < 0)
             return rc;
     }
     return 0;
@@ -225,8 +225,7 @@ int vt_predictor_eval(vt_predictor *p, vt_pool *pool, const char *dir,
     int C = p->nclasses, rc, *map = NULL, *order = NULL, got;
     float *probs = NULL;
     int32_t *labels = NULL;
-    double loss = 0;
-    int correct = 0;
+    vt_xent_sums sums = {0}; /* complete after a vt_backend_sync() */
 
     memset(res, 0, sizeof *res);
     if (creds && (rc = vt_creds_enter(creds)) < 0)
@@ -271,7 +270,7 @@ int vt_predictor_eval(vt_predictor *p, vt_pool *pool, const char *dir,
     while ((got = vt_loader_next(l, &b)) > 0) {
         for (int i = 0; i < b->n; i++)
             labels[i] = map[b->labels[i]];
-        if ((rc = vt__forward(p, b->pixels, b->n, labels, probs, NULL, &loss, &correct)) < 0)
+        if ((rc = vt__forward(p, b->pixels, b->n, labels, probs, NULL, &sums)) < 0)
             goto done;
         for (int i = 0; i < b->n; i++) {
             int best = 0;
@@ -291,8 +290,10 @@ int vt_predictor_eval(vt_predictor *p, vt_pool *pool, const char *dir,
         rc = vt_error_set(VT_EINVAL, "%s has no readable image", dir);
         goto done;
     }
-    res->loss = loss / res->n;
-    res->accuracy = (double)correct / res->n;
+    if ((rc = vt_backend_sync(p->be)) < 0)
+        goto done;
+    res->loss = sums.loss / res->n;
+    res->accuracy = (double)sums.correct / res->n;
     for (int k = 0; k < C; k++) {
         int tp = res->confusion[k * C + k], pred = 0, actual = 0;
         for (int j = 0; j < C; j++) {
@@ -304,8 +305,10 @@ int vt_predictor_eval(vt_predictor *p, vt_pool *pool, const char *dir,
     }
     rc = 0;
 done:
-    if (rc < 0)
+    if (rc < 0) {
+        vt_backend_sync(p->be); /* nothing may still be on its way into sums */
         vt_eval_result_free(res);
+    }
     vt_loader_free(l);
     vt_dataset_free(ds);
     free(map);

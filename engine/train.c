@@ -77,9 +77,10 @@ struct vt_trainer {
     int epoch;                  /* 0-based, in progress */
     uint64_t iteration;         /* SGD steps done over the whole job */
     int step, steps;            /* batches done / expected this epoch */
-    double loss_sum, val_loss_sum;
-    int correct, seen, val_correct, val_seen;
-    double t_epoch0, t_train_s;
+    vt_xent_sums sums, val_sums; /* this pass's loss and correct counts, complete
+                                    only after a vt_backend_sync() (see vt__settle) */
+    int seen, val_seen;
+    double t_epoch0, t_train_s, t_progress;
     double last_lr;
     vt_epoch_metrics *history;
     int nhistory;
@@ -161,6 +162,7 @@ void vt_trainer_free(vt_trainer *t)
 {
     if (!t)
         return;
+    vt_backend_sync(t->env.be); /* no result may still be on its way into t */
     vt_loader_free(t->ltrain);
     vt_loader_free(t->lval);
     if (t->env.caches) {
@@ -686,19 +688,32 @@ static void vt__collect_failures(vt_trainer *t, int val)
     }
 }
 
-static void vt__progress(vt_trainer *t, const char *phase)
+/* Lets the device catch up, so that t->sums and t->val_sums are complete and
+ * the clock covers the work queued so far.  A training step does not wait
+ * for the device; this is where the trainer does. */
+static int vt__settle(vt_trainer *t) { return vt_backend_sync(t->env.be); }
+
+/* Reports progress, at most every VT__PROGRESS_S seconds (each report waits
+ * for the device) and at the end of a pass (force). */
+#define VT__PROGRESS_S 0.25
+static int vt__progress(vt_trainer *t, const char *phase, int force)
 {
     vt_progress p = {0};
-    double el = vt__now() - t->t_epoch0;
-    double rate = el > 0 ? t->seen / el : 0;
-    if (!t->hooks.progress)
-        return;
+    double el, rate, now = vt__now();
+    int rc;
+    if (!t->hooks.progress || (!force && now - t->t_progress < VT__PROGRESS_S))
+        return 0;
+    if ((rc = vt__settle(t)) < 0)
+        return rc;
+    t->t_progress = now = vt__now();
+    el = now - t->t_epoch0;
+    rate = el > 0 ? t->seen / el : 0;
     p.epoch = t->epoch + 1;
     p.epochs = t->spec.epochs;
     p.step = t->step;
     p.steps = t->steps;
-    p.loss = t->seen ? t->loss_sum / t->seen : 0;
-    p.accuracy = t->seen ? (double)t->correct / t->seen : 0;
+    p.loss = t->seen ? t->sums.loss / t->seen : 0;
+    p.accuracy = t->seen ? (double)t->sums.correct / t->seen : 0;
     p.images_per_s = rate;
     {
         double left_now = (double)(t->order_n - t->seen);
@@ -710,19 +725,23 @@ static void vt__progress(vt_trainer *t, const char *phase)
     }
     p.phase = phase;
     t->hooks.progress(t->hooks.ud, &p);
+    return 0;
 }
 
 /* Records the running training loss and accuracy for TensorBoard. */
 static int vt__log_step(vt_trainer *t)
 {
+    int rc = vt__settle(t);
+    if (rc < 0)
+        return rc;
     vt_scalar *l = realloc(t->steplog, sizeof *l * (size_t)(t->nsteplog + 2));
     if (!l)
         return vt_error_set(VT_ENOMEM, "out of memory");
     t->steplog = l;
     l[t->nsteplog] = (vt_scalar){"step/loss", (int64_t)t->iteration, vt__wall(),
-                                 (float)(t->loss_sum / t->seen)};
+                                 (float)(t->sums.loss / t->seen)};
     l[t->nsteplog + 1] = (vt_scalar){"step/accuracy", (int64_t)t->iteration, vt__wall(),
-                                     (float)t->correct / (float)t->seen};
+                                     (float)t->sums.correct / (float)t->seen};
     t->nsteplog += 2;
     return 0;
 }
@@ -735,6 +754,8 @@ static int vt__train_step(vt_trainer *t)
     if (n == 0) {
         if (t->from_loader)
             vt__collect_failures(t, 0);
+        if ((rc = vt__progress(t, "training", 1)) < 0 || (rc = vt__settle(t)) < 0)
+            return rc;
         t->t_train_s = vt__now() - t->t_epoch0;
         if (t->seen == 0)
             return vt_error_set(VT_EINVAL, "no training image could be read");
@@ -753,7 +774,7 @@ static int vt__train_step(vt_trainer *t)
                 .nesterov = t->spec.nesterov},
         .seed = t->spec.seed,
         .iteration = t->iteration};
-    if ((rc = vt_model_train_step(t->model, t->labels, &a, &t->loss_sum, &t->correct)) < 0)
+    if ((rc = vt_model_train_step(t->model, t->labels, &a, &t->sums)) < 0)
         return rc;
     t->last_lr = a.sgd.lr;
     t->seen += n;
@@ -761,8 +782,7 @@ static int vt__train_step(vt_trainer *t)
     t->step++;
     if (t->iteration % 10 == 0 && (rc = vt__log_step(t)) < 0)
         return rc;
-    vt__progress(t, "training");
-    return 0;
+    return vt__progress(t, "training", 0);
 }
 
 static int vt__val_step(vt_trainer *t)
@@ -776,8 +796,7 @@ static int vt__val_step(vt_trainer *t)
         t->phase = PH_EPOCH_END;
         return 0;
     }
-    if ((rc = vt_model_evaluate(t->model, t->labels, NULL, NULL, &t->val_loss_sum,
-                                &t->val_correct)) < 0)
+    if ((rc = vt_model_evaluate(t->model, t->labels, NULL, NULL, &t->val_sums)) < 0)
         return rc;
     t->val_seen += n;
     return 0;
@@ -788,13 +807,13 @@ static int vt__val_step(vt_trainer *t)
 static int vt__begin_epoch(vt_trainer *t)
 {
     if (!t->resume_mid_epoch) {
-        t->step = t->seen = t->correct = t->pos = 0;
-        t->loss_sum = 0;
+        t->step = t->seen = t->pos = 0;
+        t->sums = (vt_xent_sums){0};
         t->t_epoch0 = vt__now();
     }
     t->resume_mid_epoch = 0;
-    t->val_seen = t->val_correct = 0;
-    t->val_loss_sum = 0;
+    t->val_seen = 0;
+    t->val_sums = (vt_xent_sums){0};
     int rc = vt__begin_pass(t, 0);
     t->epoch_cached = !t->from_loader;
     t->steps = (t->order_n + t->spec.batch_size - 1) / t->spec.batch_size;
@@ -1142,6 +1161,8 @@ int vt_trainer_checkpoint(vt_trainer *t)
 
     if (!t->env.checkpoint || !t->model)
         return 0;
+    if ((rc = vt__settle(t)) < 0)
+        return rc;
     if (!(set = vt_tensorset_new()))
         return vt_error_set(VT_ENOMEM, "out of memory");
     for (int i = 0; i < vt_model_nparams(t->model) && rc == 0; i++) {
@@ -1187,10 +1208,10 @@ int vt_trainer_checkpoint(vt_trainer *t)
          * training pass) or "val" (training pass done). */
         if (t->in_epoch && t->phase == PH_TRAIN) {
             snprintf(num, sizeof num, "train %d %d %d %d %.17g %.17g", t->pos, t->step,
-                     t->seen, t->correct, t->loss_sum, vt__now() - t->t_epoch0);
+                     t->seen, t->sums.correct, t->sums.loss, vt__now() - t->t_epoch0);
         } else if (t->in_epoch) {
             snprintf(num, sizeof num, "val 0 %d %d %d %.17g %.17g", t->step, t->seen,
-                     t->correct, t->loss_sum, t->t_train_s);
+                     t->sums.correct, t->sums.loss, t->t_train_s);
         } else {
             snprintf(num, sizeof num, "epoch 0 0 0 0 0 0");
         }
@@ -1294,7 +1315,7 @@ static int vt__load_checkpoint(vt_trainer *t)
         double elapsed;
         v = vt_tensorset_meta(set, "position");
         if (!v || sscanf(v, "%15s %d %d %d %d %lf %lf", where, &t->pos, &t->step, &t->seen,
-                         &t->correct, &t->loss_sum, &elapsed) != 7) {
+                         &t->sums.correct, &t->sums.loss, &elapsed) != 7) {
             rc = vt_error_set(VT_EFORMAT, "checkpoint lacks its position in the epoch");
             goto done;
         }
@@ -1348,12 +1369,14 @@ static int vt__epoch_end(vt_trainer *t)
     vt_epoch_metrics *h;
     int rc;
 
+    if ((rc = vt__settle(t)) < 0)
+        return rc;
     m.epoch = t->epoch + 1;
-    m.loss = t->seen ? t->loss_sum / t->seen : 0;
-    m.accuracy = t->seen ? (double)t->correct / t->seen : 0;
+    m.loss = t->seen ? t->sums.loss / t->seen : 0;
+    m.accuracy = t->seen ? (double)t->sums.correct / t->seen : 0;
     m.has_val = t->val && t->val_seen > 0;
-    m.val_loss = t->val_seen ? t->val_loss_sum / t->val_seen : 0;
-    m.val_accuracy = t->val_seen ? (double)t->val_correct / t->val_seen : 0;
+    m.val_loss = t->val_seen ? t->val_sums.loss / t->val_seen : 0;
+    m.val_accuracy = t->val_seen ? (double)t->val_sums.correct / t->val_seen : 0;
     m.images_per_s = t->t_train_s > 0 ? t->seen / t->t_train_s : 0;
     m.seconds = vt__now() - t->t_epoch0;
     m.lr = t->last_lr;

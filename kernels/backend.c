@@ -487,8 +487,7 @@ int vt_op_dropout_bwd(vt_backend *be, const vt_tensor *mask, vt_tensor *dy)
 
 int vt_op_softmax_xent(vt_backend *be, const vt_tensor *logits,
                        const vt_tensor *labels, vt_tensor *dlogits,
-                       float grad_scale, vt_tensor *probs, double *loss_sum,
-                       int *correct)
+                       float grad_scale, vt_tensor *probs, vt_xent_sums *sums)
 {
     VT__CHECK("softmax_xent", "logits", logits, 2, -1, -1, -1, -1);
     if (!labels || labels->dtype != VT_I32 || labels->ndim != 1 ||
@@ -505,8 +504,7 @@ int vt_op_softmax_xent(vt_backend *be, const vt_tensor *logits,
                   logits->dims[1], -1, -1);
         probs->version++;
     }
-    return be->ops->softmax_xent(be, logits, labels, dlogits, grad_scale, probs,
-                                 loss_sum, correct);
+    return be->ops->softmax_xent(be, logits, labels, dlogits, grad_scale, probs, sums);
 }
 
 int vt_op_sgd_update(vt_backend *be, vt_tensor *w, const vt_tensor *g, vt_tensor *v,

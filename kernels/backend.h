@@ -80,7 +80,8 @@ const char *vt_backend_device(const vt_backend *be);
  * ("bf16") or f32 ("fp32"); the CPU backend always answers VT_F32. */
 vt_dtype vt_backend_act_dtype(const vt_backend *be, const char *precision);
 
-/* Waits until all queued work is finished; returns the first deferred error. */
+/* Waits until all queued work is finished and delivers deferred results
+ * (vt_op_softmax_xent's sums); returns the first deferred error. */
 int vt_backend_sync(vt_backend *be);
 
 /* Device memory now allocated through this backend and its high-water mark,
@@ -208,15 +209,24 @@ int vt_op_dropout_fwd(vt_backend *be, vt_tensor *x, vt_tensor *mask,
 /* dy *= mask, in place. */
 int vt_op_dropout_bwd(vt_backend *be, const vt_tensor *mask, vt_tensor *dy);
 
-/* Softmax cross-entropy over logits (N,C) with int32 labels (N).
- * Adds the summed loss and the number of correct arg-max predictions to
- * *loss_sum and *correct (host).  When dlogits (N,C) is given it is set to
- * (softmax - onehot) * grad_scale (grad_scale = 1/N for a mean loss).
- * When probs (N,C) is given it receives the softmax. */
+/* Running totals of softmax cross-entropy results (host memory). */
+typedef struct {
+    double loss; /* summed loss of the rows */
+    int correct; /* rows whose first arg-max is their label */
+} vt_xent_sums;
+
+/* Softmax cross-entropy over logits (N,C) with int32 labels (N).  When
+ * dlogits (N,C) is given it is set to (softmax - onehot) * grad_scale
+ * (grad_scale = 1/N for a mean loss); when probs (N,C) is given it receives
+ * the softmax.  The batch's loss and correct count are added to *sums (NULL:
+ * not wanted) - not necessarily now: a backend may keep them on the device
+ * so that a training step needs no round trip, and they are in *sums once
+ * vt_backend_sync() returns (which is also where a label outside 0..C-1 is
+ * reported).  *sums must stay valid until then; calls adding to one sums
+ * object add in call order. */
 int vt_op_softmax_xent(vt_backend *be, const vt_tensor *logits,
                        const vt_tensor *labels, vt_tensor *dlogits,
-                       float grad_scale, vt_tensor *probs, double *loss_sum,
-                       int *correct);
+                       float grad_scale, vt_tensor *probs, vt_xent_sums *sums);
 
 /* One SGD update of w with gradient g and velocity v (same shape, f32). */
 int vt_op_sgd_update(vt_backend *be, vt_tensor *w, const vt_tensor *g,

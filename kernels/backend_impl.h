@@ -64,8 +64,7 @@ typedef struct vt_backend_ops {
     int (*dropout_bwd)(vt_backend *be, const vt_tensor *mask, vt_tensor *dy);
     int (*softmax_xent)(vt_backend *be, const vt_tensor *logits,
                         const vt_tensor *labels, vt_tensor *dlogits,
-                        float grad_scale, vt_tensor *probs, double *loss_sum,
-                        int *correct);
+                        float grad_scale, vt_tensor *probs, vt_xent_sums *sums);
     int (*sgd_update)(vt_backend *be, vt_tensor *w, const vt_tensor *g,
                       vt_tensor *v, const vt_sgd_args *args);
 } vt_backend_ops;

@@ -333,6 +333,14 @@ static double ref_xent(const float *z, const int32_t *lab, int N, int C)
     return total;
 }
 
+/* softmax_xent and a sync: the first error of the two. */
+static int xent_then_sync(vt_backend *be, const vt_tensor *z, const vt_tensor *labels,
+                          vt_xent_sums *sums)
+{
+    int rc = vt_op_softmax_xent(be, z, labels, NULL, 0.0f, NULL, sums);
+    return rc < 0 ? rc : vt_backend_sync(be);
+}
+
 static void test_softmax_xent(vt_backend *be)
 {
     enum { N = 4, C = 5 };
@@ -355,11 +363,20 @@ static void test_softmax_xent(vt_backend *be)
     VT_CHECK(tz && tg && tp);
     VT_CHECK_OK(vt_tensor_new(&tl, be, VT_I32, 1, dims));
     VT_CHECK_OK(vt_tensor_upload(tl, lab));
-    double loss = 0;
-    int correct = 0;
-    VT_CHECK_OK(vt_op_softmax_xent(be, tz, tl, tg, 1.0f / N, tp, &loss, &correct));
+    vt_xent_sums sums = {0}, twice = {0.5, 1};
+    VT_CHECK_OK(vt_op_softmax_xent(be, tz, tl, tg, 1.0f / N, tp, &sums));
+    /* a second sums object, added to twice before any sync: results are
+     * delivered in order, each to its own object, by the sync at the latest */
+    VT_CHECK_OK(vt_op_softmax_xent(be, tz, tl, NULL, 0.0f, NULL, &twice));
+    VT_CHECK_OK(vt_op_softmax_xent(be, tz, tl, NULL, 0.0f, NULL, &twice));
+    VT_CHECK_OK(vt_op_softmax_xent(be, tz, tl, NULL, 0.0f, NULL, NULL));
+    VT_CHECK_OK(vt_backend_sync(be));
+    double loss = sums.loss;
+    int correct = sums.correct;
     VT_CHECK_NEAR(loss, ref_xent(z, lab, N, C), 1e-4 * N);
     VT_CHECK(isfinite(loss));
+    VT_CHECK_NEAR(twice.loss, 0.5 + 2 * loss, 1e-9 * N);
+    VT_CHECK_INT(twice.correct, 1 + 2 * correct);
     int want_correct = 0;
     for (int n = 0; n < N; n++) {
         int best = 0;
@@ -379,6 +396,11 @@ static void test_softmax_xent(vt_backend *be)
             ok = 0;
     }
     free(g); free(p);
+    /* a label outside 0..C-1: refused by the op or, deferred, by the sync */
+    lab[2] = C;
+    VT_CHECK_OK(vt_tensor_upload(tl, lab));
+    VT_CHECK_ERR(xent_then_sync(be, tz, tl, &sums), VT_EINVAL, "label 5 outside 0..4");
+    VT_CHECK_OK(vt_backend_sync(be)); /* reported once */
     vt_tensor_free(tz); vt_tensor_free(tg); vt_tensor_free(tp); vt_tensor_free(tl);
     VT_CHECK(ok);
 }

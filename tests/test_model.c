@@ -42,13 +42,12 @@ static int make(vt_backend *be, int tb, vt_params **p, vt_trunk **trunk, vt_mode
 }
 
 /* Mean loss of the current weights on the current features. */
-static double mean_loss(vt_model *m, const int32_t *labels)
+static double mean_loss(vt_backend *be, vt_model *m, const int32_t *labels)
 {
-    double loss = 0;
-    int correct = 0;
-    if (vt_model_evaluate(m, labels, NULL, NULL, &loss, &correct) < 0)
+    vt_xent_sums sums = {0};
+    if (vt_model_evaluate(m, labels, NULL, NULL, &sums) < 0 || vt_backend_sync(be) < 0)
         return NAN;
-    return loss / N;
+    return sums.loss / N;
 }
 
 static void check_stack(vt_backend *be, int tb)
@@ -59,8 +58,8 @@ static void check_stack(vt_backend *be, int tb)
     uint8_t img[N * S * S * 3];
     int32_t labels[N] = {0, 2, 1};
     const float eta = 1e-3f;
-    double loss = 0;
-    int correct = 0, bad = 0;
+    vt_xent_sums sums = {0};
+    int bad = 0;
 
     VT_CHECK(make(be, tb, &p, &trunk, &m) == 0);
     for (size_t i = 0; i < sizeof img; i++)
@@ -79,8 +78,9 @@ static void check_stack(vt_backend *be, int tb)
     }
     vt_step_args a = {.sgd = {.lr = eta, .momentum = 0, .weight_decay = 0, .nesterov = 0},
                       .seed = 1, .iteration = 0};
-    VT_CHECK_OK(vt_model_train_step(m, labels, &a, &loss, &correct));
-    printf("  mean loss %.6g\n", loss / N);
+    VT_CHECK_OK(vt_model_train_step(m, labels, &a, &sums));
+    VT_CHECK_OK(vt_backend_sync(be));
+    printf("  mean loss %.6g\n", sums.loss / N);
     for (int i = 0; i < np; i++) {
         size_t n = vt_tensor_numel(vt_model_param(m, i));
         VT_CHECK_OK(vt_tensor_download(vt_model_param(m, i), grad[i]));
@@ -109,10 +109,10 @@ static void check_stack(vt_backend *be, int tb)
                 double eps = steps[h] * fmax(fabs(before[i][best]), 0.05);
                 x[best] = before[i][best] + (float)eps;
                 VT_CHECK_OK(vt_tensor_upload(w, x));
-                double lp = mean_loss(m, labels);
+                double lp = mean_loss(be, m, labels);
                 x[best] = before[i][best] - (float)eps;
                 VT_CHECK_OK(vt_tensor_upload(w, x));
-                double lm = mean_loss(m, labels);
+                double lm = mean_loss(be, m, labels);
                 x[best] = before[i][best];
                 double fd = (lp - lm) / (2 * eps);
                 if (fabs(fd - g) < closest) {

@@ -440,8 +440,7 @@ static void case_softmax(pc *c)
         int32_t *lab = malloc((size_t)N * sizeof *lab);
         int dims[1] = {N};
         vt_tensor *lc = NULL, *ld = NULL;
-        double loss_c = 0, loss_d = 0;
-        int corr_c = 0, corr_d = 0;
+        vt_xent_sums sc = {0}, sd = {0};
         for (int i = 0; i < N; i++)
             lab[i] = (int32_t)vt_rng_below(7, 150 + s, (uint64_t)i, (uint64_t)C);
         hz[0] = 700.0f; /* the stable form must not overflow */
@@ -453,20 +452,24 @@ static void case_softmax(pc *c)
                  vt_tensor_new(&ld, c->dev, VT_I32, 1, dims) == 0 &&
                  vt_tensor_upload(lc, lab) == 0 && vt_tensor_upload(ld, lab) == 0;
         ok = ok &&
-             vt_op_softmax_xent(c->cpu, z.c, lc, dz.c, 1.0f / N, pr.c, &loss_c, &corr_c) == 0 &&
-             vt_op_softmax_xent(c->dev, z.d, ld, dz.d, 1.0f / N, pr.d, &loss_d, &corr_d) == 0;
+             vt_op_softmax_xent(c->cpu, z.c, lc, dz.c, 1.0f / N, pr.c, &sc) == 0 &&
+             vt_op_softmax_xent(c->dev, z.d, ld, dz.d, 1.0f / N, pr.d, &sd) == 0 &&
+             vt_backend_sync(c->dev) == 0;
         if (!ok)
             fprintf(stderr, "  softmax_xent: %s\n", vt_error_msg());
-        printf("    softmax %dx%d %s: loss %.9g vs %.9g, correct %d vs %d\n", N, C, c->name, loss_d,
-               loss_c, corr_d, corr_c);
-        ok = ok && fabs(loss_d - loss_c) <= 1e-6 * (1 + fabs(loss_c)) && corr_c == corr_d &&
+        printf("    softmax %dx%d %s: loss %.9g vs %.9g, correct %d vs %d\n", N, C, c->name, sd.loss,
+               sc.loss, sd.correct, sc.correct);
+        ok = ok && fabs(sd.loss - sc.loss) <= 1e-6 * (1 + fabs(sc.loss)) &&
+             sc.correct == sd.correct &&
              pcmp(c, "softmax dlogits", dz, 1e-6, 1e-6, 0) &&
              pcmp(c, "softmax probs", pr, 1e-6, 1e-6, 0);
-        /* a label out of range is an error on both */
+        /* a label out of range is an error on both (the device's at its sync) */
         lab[N - 1] = C;
         if (ok && vt_tensor_upload(lc, lab) == 0 && vt_tensor_upload(ld, lab) == 0) {
-            int rc_c = vt_op_softmax_xent(c->cpu, z.c, lc, NULL, 1.0f, NULL, &loss_c, &corr_c);
-            int rc_d = vt_op_softmax_xent(c->dev, z.d, ld, NULL, 1.0f, NULL, &loss_d, &corr_d);
+            int rc_c = vt_op_softmax_xent(c->cpu, z.c, lc, NULL, 1.0f, NULL, &sc);
+            int rc_d = vt_op_softmax_xent(c->dev, z.d, ld, NULL, 1.0f, NULL, &sd);
+            if (rc_d == 0)
+                rc_d = vt_backend_sync(c->dev);
             if (rc_c != VT_EINVAL || rc_d != VT_EINVAL) {
                 fprintf(stderr, "  bad label: cpu %d, device %d (%s)\n", rc_c, rc_d, vt_error_msg());
                 ok = 0;
@@ -636,10 +639,10 @@ static void run_model(pc *c, const model_spec *s)
         vt_step_args a = {.sgd = {.lr = 1e-4f, .momentum = 0.9f, .weight_decay = 0.0f, .nesterov = 1},
                           .seed = 99,
                           .iteration = (uint64_t)step};
-        double loss_c = 0, loss_d = 0;
-        int corr_c = 0, corr_d = 0;
-        ok = vt_model_train_step(mc, lab, &a, &loss_c, &corr_c) == 0 &&
-             vt_model_train_step(md, lab, &a, &loss_d, &corr_d) == 0;
+        vt_xent_sums sc = {0}, sd = {0};
+        ok = vt_model_train_step(mc, lab, &a, &sc) == 0 &&
+             vt_model_train_step(md, lab, &a, &sd) == 0 && vt_backend_sync(c->dev) == 0;
+        double loss_c = sc.loss, loss_d = sd.loss;
         if (!ok) {
             fprintf(stderr, "  %s step %d: %s\n", s->name, step, vt_error_msg());
             break;
@@ -655,10 +658,9 @@ static void run_model(pc *c, const model_spec *s)
     if (ok) {
         lc = malloc((size_t)s->batch * 5 * sizeof *lc);
         ld = malloc((size_t)s->batch * 5 * sizeof *ld);
-        double lsc = 0, lsd = 0;
-        int cc = 0, cd = 0;
-        ok = lc && ld && vt_model_evaluate(mc, lab, NULL, lc, &lsc, &cc) == 0 &&
-             vt_model_evaluate(md, lab, NULL, ld, &lsd, &cd) == 0;
+        vt_xent_sums ec = {0}, ed = {0};
+        ok = lc && ld && vt_model_evaluate(mc, lab, NULL, lc, &ec) == 0 &&
+             vt_model_evaluate(md, lab, NULL, ld, &ed) == 0 && vt_backend_sync(c->dev) == 0;
         snprintf(what, sizeof what, "%s logits", s->name);
         ok = ok && close_arrays(c, what, ld, lc, (size_t)s->batch * 5, 5 * tol_act, 5 * tol_act, 0);
     }

@@ -389,8 +389,7 @@ static int vt__cpu_dropout_bwd(vt_backend *be, const vt_tensor *mask, vt_tensor 
 
 static int vt__cpu_softmax_xent(vt_backend *be, const vt_tensor *logits,
                                 const vt_tensor *labels, vt_tensor *dlogits,
-                                float grad_scale, vt_tensor *probs, double *loss_sum,
-                                int *correct)
+                                float grad_scale, vt_tensor *probs, vt_xent_sums *sums)
 {
     int N = logits->dims[0], C = logits->dims[1];
     const float *z = vt__f(logits);
@@ -408,8 +407,10 @@ static int vt__cpu_softmax_xent(vt_backend *be, const vt_tensor *logits,
                 best = c;
         for (int c = 0; c < C; c++)
             sum += exp((double)zr[c] - zr[best]);
-        *loss_sum += log(sum) + zr[best] - zr[y];
-        *correct += best == y;
+        if (sums) { /* the CPU delivers at once */
+            sums->loss += log(sum) + zr[best] - zr[y];
+            sums->correct += best == y;
+        }
         for (int c = 0; c < C; c++) {
             float p = (float)(exp((double)zr[c] - zr[best]) / sum);
             if (probs)

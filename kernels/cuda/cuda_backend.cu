@@ -74,6 +74,8 @@ extern "C" {
 
 #define VT__MIB (1024.0 * 1024.0)
 #define VT__GIB (1024.0 * 1024.0 * 1024.0)
+/* Softmax results a backend keeps before delivering them (see vt__cuda_sync). */
+#define VT__XENT_SLOTS 256
 
 /* ---- state --------------------------------------------------------------- */
 
@@ -149,7 +151,12 @@ typedef struct {
     int nplans, cap_plans;
     vt__gemm_plan **gplans;
     int ngplans, cap_gplans;
-    vt_cuk_xent *dres, *hres; /* softmax results: device, pinned host */
+    /* Softmax results wait here until vt__cuda_sync delivers them, so that a
+     * training step makes no round trip to the host. */
+    vt_cuk_xent *dres, *hres;             /* (VT__XENT_SLOTS): device, pinned host */
+    vt_xent_sums *xent_to[VT__XENT_SLOTS]; /* where each pending result goes */
+    int xent_c[VT__XENT_SLOTS];           /* its class count, for the label error */
+    int nxent;                            /* results pending */
     int sticky;
     char sticky_msg[384];
     /* options */
@@ -1244,26 +1251,29 @@ static int vt__cuda_dropout_bwd(vt_backend *be, const vt_tensor *mask, vt_tensor
     return 0;
 }
 
+static int vt__cuda_sync(vt_backend *be);
+
 static int vt__cuda_softmax_xent(vt_backend *be, const vt_tensor *logits, const vt_tensor *labels,
                                  vt_tensor *dlogits, float grad_scale, vt_tensor *probs,
-                                 double *loss_sum, int *correct)
+                                 vt_xent_sums *sums)
 {
     vt_cuda *cu = vt__cu(be);
-    int N = logits->dims[0], C = logits->dims[1];
+    int N = logits->dims[0], C = logits->dims[1], k;
     VT__ENTER(cu);
+    if (cu->nxent == VT__XENT_SLOTS) /* a long run without a sync: deliver */
+        VT__TRY(vt__cuda_sync(be));
+    k = cu->nxent;
     VT_CUDA_TRY(cu, vt_cuk_softmax_xent(cu->stream, logits->data, vt__kt(logits->dtype),
                                         (const int32_t *)labels->data, N, C,
                                         dlogits ? dlogits->data : NULL,
                                         dlogits ? vt__kt(dlogits->dtype) : VT_CUK_F32, grad_scale,
                                         probs ? probs->data : NULL,
-                                        probs ? vt__kt(probs->dtype) : VT_CUK_F32, cu->dres));
-    VT_CUDA_TRY(cu, cudaMemcpyAsync(cu->hres, cu->dres, sizeof *cu->hres, cudaMemcpyDeviceToHost,
-                                    cu->stream));
-    VT_CUDA_TRY(cu, cudaStreamSynchronize(cu->stream));
-    if (cu->hres->bad)
-        return vt_error_set(VT_EINVAL, "label %d outside 0..%d", cu->hres->bad_label, C - 1);
-    *loss_sum += cu->hres->loss;
-    *correct += cu->hres->correct;
+                                        probs ? vt__kt(probs->dtype) : VT_CUK_F32, cu->dres + k));
+    VT_CUDA_TRY(cu, cudaMemcpyAsync(cu->hres + k, cu->dres + k, sizeof *cu->hres,
+                                    cudaMemcpyDeviceToHost, cu->stream));
+    cu->xent_to[k] = sums;
+    cu->xent_c[k] = C;
+    cu->nxent = k + 1;
     return 0;
 }
 
@@ -1487,12 +1497,26 @@ static int vt__cuda_move_rows(vt_backend *be, vt_tensor *dst, const int *dst_row
     return 0;
 }
 
+/* Waits for the stream, then hands the pending softmax results to their
+ * sums in the order they were queued. */
 static int vt__cuda_sync(vt_backend *be)
 {
     vt_cuda *cu = vt__cu(be);
+    int n = cu->nxent, rc = 0;
     VT__ENTER(cu);
     VT_CUDA_TRY(cu, cudaStreamSynchronize(cu->stream));
-    return 0;
+    cu->nxent = 0;
+    for (int k = 0; k < n; k++) {
+        const vt_cuk_xent *r = &cu->hres[k];
+        if (r->bad && rc == 0)
+            rc = vt_error_set(VT_EINVAL, "label %d outside 0..%d", r->bad_label,
+                              cu->xent_c[k] - 1);
+        if (cu->xent_to[k]) {
+            cu->xent_to[k]->loss += r->loss;
+            cu->xent_to[k]->correct += r->correct;
+        }
+    }
+    return rc;
 }
 
 static vt_dtype vt__cuda_act_dtype(const vt_backend *be, const char *precision)
@@ -1648,8 +1672,9 @@ static int vt__cuda_setup(vt_cuda *cu, vt_backend *be)
     VT__TRY(vt__dmalloc(cu, &cu->lt_ws, cu->lt_ws_size, "the cuBLAS workspace"));
     vt__mem_add(cu, cu->lt_ws_size);
     VT_CUBLAS_TRY(cu, cublasSetWorkspace(cu->blas, cu->lt_ws, cu->lt_ws_size));
-    VT__TRY(vt__dmalloc(cu, (void **)&cu->dres, sizeof *cu->dres, "softmax results"));
-    VT_CUDA_TRY(cu, cudaMallocHost((void **)&cu->hres, sizeof *cu->hres));
+    VT__TRY(vt__dmalloc(cu, (void **)&cu->dres, sizeof *cu->dres * VT__XENT_SLOTS,
+                        "softmax results"));
+    VT_CUDA_TRY(cu, cudaMallocHost((void **)&cu->hres, sizeof *cu->hres * VT__XENT_SLOTS));
 
     {
         size_t fr = 0, tot = 0;
