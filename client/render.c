@@ -485,6 +485,7 @@ void vt_cli_render_status(FILE *f, const cJSON *d)
 {
     const cJSON *mem = cJSON_GetObjectItemCaseSensitive(d, "memory");
     const cJSON *trunks = cJSON_GetObjectItemCaseSensitive(d, "trunks");
+    const cJSON *caches = cJSON_GetObjectItemCaseSensitive(d, "feature_caches");
     const cJSON *queue = cJSON_GetObjectItemCaseSensitive(d, "queue");
     const cJSON *users = cJSON_GetObjectItemCaseSensitive(d, "users"), *it;
     char buf[1024], a[32], b[32], c[32];
@@ -512,7 +513,24 @@ void vt_cli_render_status(FILE *f, const cJSON *d)
         vt_cli_fmt_bytes(peak, b, sizeof b);
         vt_cli_fmt_bytes(total, c, sizeof c);
         snprintf(buf, sizeof buf, "%s in use (peak %s) of %s", a, b, c);
+        if (vt__num(mem, "host", &x) && x > 0) {
+            vt_cli_fmt_bytes(x, a, sizeof a);
+            vt__cat(buf, sizeof buf, "; %s of pinned host memory", a);
+        }
         fprintf(f, VT__KV, "memory", buf);
+    }
+    if (cJSON_IsObject(caches)) {
+        double dev = 0, host = 0;
+        long long n = vt__int(caches, "count", 0);
+        vt__num(caches, "device_bytes", &dev);
+        vt__num(caches, "host_bytes", &host);
+        vt_cli_fmt_bytes(dev, a, sizeof a);
+        vt_cli_fmt_bytes(host, b, sizeof b);
+        if (n)
+            snprintf(buf, sizeof buf, "%lld (%s on the device, %s in host memory)", n, a, b);
+        else
+            snprintf(buf, sizeof buf, "none");
+        fprintf(f, VT__KV, "caches", buf);
     }
     cJSON_ArrayForEach(it, trunks) {
         long long jobs = vt__int(it, "jobs", 0);

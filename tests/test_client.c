@@ -491,7 +491,9 @@ static void test_render_list(vt_backend *be)
 
 static const char *const status_json =
     "{\"version\":\"0.1.0\",\"backend\":\"cpu\",\"device\":\"CPU, 2 threads, OpenBLAS fp32\","
-    "\"memory\":{\"total\":8589934592,\"in_use\":1288490189,\"peak\":3650722202},"
+    "\"memory\":{\"total\":8589934592,\"in_use\":1288490189,\"peak\":3650722202,"
+    "\"host\":2147483648},"
+    "\"feature_caches\":{\"count\":2,\"device_bytes\":1048576,\"host_bytes\":2147483648},"
     "\"trunks\":[{\"weights\":\"random (He, seed 0)\",\"bytes\":58982400,\"jobs\":1,"
     "\"resident\":true},"
     "{\"weights\":\"/w/vgg16.h5\",\"bytes\":58982400,\"jobs\":2,\"resident\":false}],"
@@ -511,7 +513,8 @@ static void test_render_status(vt_backend *be)
     VT_CHECK_STR(cap_text(&c),
         "vggtuned 0.1.0, up 1:02:03\n"
         "backend    cpu: CPU, 2 threads, OpenBLAS fp32\n"
-        "memory     1.2 GiB in use (peak 3.4 GiB) of 8.0 GiB\n"
+        "memory     1.2 GiB in use (peak 3.4 GiB) of 8.0 GiB; 2.0 GiB of pinned host memory\n"
+        "caches     2 (1.0 MiB on the device, 2.0 GiB in host memory)\n"
         "trunks     random (He, seed 0): 56.2 MiB, 1 job\n"
         "           /w/vgg16.h5: 56.2 MiB, 2 jobs (not resident)\n"
         "jobs       2 running, 1 queued\n"

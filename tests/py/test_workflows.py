@@ -242,6 +242,9 @@ def spec_file(name, **extra):
 first = d.cli_json("submit", "--spec", spec_file("holder", epochs=500))["job"]["id"]
 while d.cli_json("status", str(first))["job"]["epochs_done"] < 1:
     pass
+fc = d.cli_json("status")["daemon"]["feature_caches"]
+vtpy.check(fc["count"] >= 1 and fc["device_bytes"] > 0 and fc["host_bytes"] == 0,
+           f"status should show the running job's feature caches: {fc}")
 second = d.cli_json("submit", "--spec", spec_file("sharer", epochs=2))["job"]["id"]
 d.wait_state(second, ["succeeded"])
 d.cli("cancel", str(first))
