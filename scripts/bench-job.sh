@@ -74,10 +74,18 @@ find "$data" -name '*.jpg' -exec cat {} + >/dev/null
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/vt-bench-job.XXXXXX")
 daemon=""
 cleanup() {
-  if [ -n "$daemon" ]; then kill -TERM "$daemon" 2>/dev/null; wait "$daemon" 2>/dev/null || true; fi
+  # SIGTERM, then SIGKILL after 10 s: a daemon whose backend failed to start
+  # has been seen to hang on the way out (see the wait below)
+  if [ -n "$daemon" ]; then
+    kill -TERM "$daemon" 2>/dev/null
+    for _ in $(seq 1 100); do kill -0 "$daemon" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$daemon" 2>/dev/null && echo "bench-job: vggtuned ignored SIGTERM; killed" >&2
+    wait "$daemon" 2>/dev/null || true
+  fi
   if [ "$keep" = 1 ]; then echo "bench-job: kept $tmp" >&2; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT
 sock=$tmp/vggtune.sock
 cli() { "$vggtune" --socket "$sock" "$@"; }
 
@@ -88,7 +96,13 @@ s0=$(date +%s.%N)
 daemon=$!
 ready=""
 for _ in $(seq 1 1200); do
-  kill -0 "$daemon" 2>/dev/null || { cat "$tmp/vggtuned.log" >&2; echo "bench-job: vggtuned exited" >&2; exit 1; }
+  # an error before ready (a backend that cannot start) is final, even if the
+  # process has not exited
+  if ! kill -0 "$daemon" 2>/dev/null || grep -q ': error: ' "$tmp/vggtuned.log"; then
+    cat "$tmp/vggtuned.log" >&2
+    echo "bench-job: vggtuned failed to start" >&2
+    exit 1
+  fi
   st=$(cli --json status 2>/dev/null) && case $st in *'"ready":true'*) ready=1; break ;; esac
   sleep 0.1
 done
