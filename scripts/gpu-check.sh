@@ -15,15 +15,26 @@
 #      own peak memory);
 #   4. the PyTorch anchors of shared/anchors: eager fp32+bf16, then
 #      torch.compile'd bf16, at batch 64 and 256;
-#   5. while time is left, variants of ours at batch 64 (no fused bias+ReLU,
+#   5. decode and the whole job (issue 6), on one dataset of 2000 generated
+#      500x375 JPEGs (scripts/bench-data.sh): scripts/bench-decode.sh (ours
+#      and PyTorch's DataLoader, 1 and all cores), scripts/bench-job.sh on
+#      cuda (BENCH.md's job: 10 epochs through vggtuned and vggtune), then
+#      the anchor torch_e2e_jpeg.py --epochs 2 on the same files (loader,
+#      gpu_decode, job_naive); before the variants, which are optional;
+#   6. while time is left, variants of ours at batch 64 (no fused bias+ReLU,
 #      no C=3 padding, TF32, heuristic algorithm choice);
-#   6. the table: ours against PyTorch's best per figure, with ratios.
+#   7. the table: ours against PyTorch's best per figure, with ratios, and
+#      the decode and job rows against their references.
 # Environment: ANCHORS_DIR (default RUN_DIR/anchors); OUT (results, default
 # RUN_DIR/../check-out:
-# summary.md, summary.json, bench.jsonl, torch.jsonl, tests.log, bench.log,
-# torch.log); USE_TORCH_CUDNN=0 to keep the system cuDNN rather than
+# summary.md, summary.json, bench.jsonl, torch.jsonl, decode.jsonl,
+# job.jsonl, e2e.jsonl, tests.log, bench.log, torch.log, data.log,
+# decode.log, job.log, e2e.log); USE_TORCH_CUDNN=0 to keep the system cuDNN rather than
 # PyTorch's (default: PyTorch's first, so both sides run the same cuDNN);
-# SKIP_TESTS=1, SKIP_TORCH=1, SKIP_COMPILE=1, QUICK=1 (batch 64 only);
+# SKIP_TESTS=1, SKIP_BENCH=1 (stages 3 and 6), SKIP_TORCH=1, SKIP_COMPILE=1,
+# SKIP_E2E=1 (stage 5), QUICK=1 (batch 64 only); E2E_DATA (the dataset of
+# stage 5, default ${TMPDIR:-/tmp}/vt-gpucheck-data, outside OUT so that it
+# does not travel back);
 # BUDGET_S (default 540): no stage starts after it.
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -135,14 +146,16 @@ bench() { # LABEL TIMEOUT ENV... -- ARGS...
   [ $rc = 0 ] || echo "    rc $rc: $(tail -2 "$out/bench.log" | tr '\n' ' ' | cut -c1-300)"
   grep -E "^(trunk_fwd|step_full|step_cached) " "$out/bench.log" | tail -3 | sed 's/^/    /'
 }
-say "vt-bench"
 batches="64 256"; [ "${QUICK:-0}" = 1 ] && batches=64
-for b in $batches; do
-  bench "bf16" 110 VT_CUDA_VERBOSE=1 -- --batch "$b" --precision bf16
-done
-for b in $batches; do
-  bench "fp32" 130 -- --batch "$b" --precision fp32
-done
+if [ "${SKIP_BENCH:-0}" != 1 ]; then
+  say "vt-bench"
+  for b in $batches; do
+    bench "bf16" 110 VT_CUDA_VERBOSE=1 -- --batch "$b" --precision bf16
+  done
+  for b in $batches; do
+    bench "fp32" 130 -- --batch "$b" --precision fp32
+  done
+fi
 
 # ---- 4. PyTorch anchors -----------------------------------------------------------------
 : >"$out/torch.jsonl"
@@ -170,8 +183,40 @@ else
   say "PyTorch anchors skipped"
 fi
 
-# ---- 5. variants of ours, while time is left --------------------------------------------
-if [ "$(left)" -gt 100 ]; then
+# ---- 5. decode and the whole job -----------------------------------------------------------
+: >"$out/decode.jsonl"
+: >"$out/job.jsonl"
+: >"$out/e2e.jsonl"
+step() { # NAME NEED CAP COMMAND...: runs COMMAND if NEED s are left, for CAP s at most, into NAME.log
+  local name=$1 need=$2 lim=$3; shift 3
+  if [ "$(left)" -lt "$need" ]; then echo "  $name: not started (time budget)"; return 1; fi
+  [ "$(left)" -lt "$lim" ] && lim=$(left)
+  echo "  $name: $*" | tee "$out/$name.log"
+  timeout -k 5 "$lim" "$@" >>"$out/$name.log" 2>&1
+  local rc=$?
+  [ $rc = 0 ] || echo "    rc $rc: $(tail -3 "$out/$name.log" | tr '\n' ' ' | cut -c1-300)"
+  return $rc
+}
+if [ "${SKIP_E2E:-0}" != 1 ]; then
+  e2e_data=${E2E_DATA:-${TMPDIR:-/tmp}/vt-gpucheck-data}
+  say "decode and whole job (2000 JPEGs in $e2e_data)"
+  if step data 60 90 bash scripts/bench-data.sh "$run/bin/vt-gendata" "$e2e_data" 2000; then
+    step decode 60 120 bash scripts/bench-decode.sh --images 2000 --data "$e2e_data" \
+         --build "$run" --json "$out/decode.jsonl"
+    grep -E '^\| [0-9]' "$out/decode.log" | sed 's/^/    /'
+    step job 90 150 bash scripts/bench-job.sh --backend cuda --images 2000 --epochs 10 \
+         --data "$e2e_data" --build "$run" --json "$out/job.jsonl"
+    tail -n 1 "$out/job.jsonl" | cut -c1-300 | sed 's/^/    /'
+    if [ "${SKIP_TORCH:-0}" != 1 ] && [ -f "$anchors/torch_e2e_jpeg.py" ]; then
+      step e2e 60 120 python3 "$anchors/torch_e2e_jpeg.py" --data "$e2e_data" --epochs 2
+      grep '^{"mode"' "$out/e2e.log" >>"$out/e2e.jsonl"
+      grep -E '^(loader|gpu_decode|job_naive) ' "$out/e2e.log" | sed 's/^/    /'
+    fi
+  fi
+fi
+
+# ---- 6. variants of ours, while time is left --------------------------------------------
+if [ "${SKIP_BENCH:-0}" != 1 ] && [ "$(left)" -gt 100 ]; then
   say "vt-bench variants"
   bench "bf16,nofuse" 50 VT_CUDA_FUSE=0 -- --batch 64 --precision bf16 --modes trunk_fwd
   bench "bf16,nopad" 50 VT_CUDA_PAD=0 -- --batch 64 --precision bf16 --modes trunk_fwd
@@ -179,7 +224,7 @@ if [ "$(left)" -gt 100 ]; then
   bench "bf16,heuristic" 50 VT_CUDA_CONV_SEARCH=heuristic -- --batch 64 --precision bf16 --modes trunk_fwd
 fi
 
-# ---- 6. summary -------------------------------------------------------------------------
+# ---- 7. summary -------------------------------------------------------------------------
 say "summary"
 TESTS="$tests_pass passed, $tests_fail failed, $tests_skip skipped${failed_names:+ (failed:$failed_names)}" \
 OUTDIR="$out" python3 - <<'EOF'
@@ -246,11 +291,57 @@ if variants:
         base = get(ours, r["mode"], r["batch"], r["precision"], r["precision"])
         lines.append(f"| {r.get('label')} | {r['mode']} | {r['batch']} | {r['images_per_s']:,.0f} | "
                      + (f"{base['images_per_s']:,.0f}" if base else "-") + " |")
+decode = load("decode.jsonl")
+job = next((r for r in reversed(load("job.jsonl")) if r.get("mode") == "job"), None)
+e2e = {r["mode"]: r for r in load("e2e.jsonl") if "mode" in r}
+e2e_figures = []
+ours_dec = [r for r in decode if r.get("mode") == "decode"]
+torch_dec = {r["threads"]: r for r in decode if r.get("mode") == "decode_torch"}
+if ours_dec:
+    d0 = ours_dec[0]
+    lines += ["", f"decode: {d0['images']} JPEGs ({d0['bytes'] / 1024 / d0['images']:.0f} KiB mean) to "
+              f"{d0['size']}x{d0['size']}, {d0['cpus']} cpus, median of {d0['reps']} passes, page cache warm; "
+              "ratio = ours / PyTorch DataLoader (PIL, Resize, ToTensor, Normalize)", "",
+              "| threads | ours img/s | ours img/s/core | torch img/s | torch img/s/core | ratio |",
+              "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in ours_dec:
+        t = torch_dec.get(r["threads"])
+        e2e_figures.append(dict(figure="decode", threads=r["threads"], ours=r["images_per_s"],
+                                torch=t["images_per_s"] if t else None,
+                                ratio=r["images_per_s"] / t["images_per_s"] if t else None))
+        lines.append(f"| {r['threads']} | {r['images_per_s']:,.0f} | {r['per_core']:,.0f} | "
+                     + (f"{t['images_per_s']:,.0f} | {t['per_core']:,.0f} | {r['images_per_s'] / t['images_per_s']:.2f} |"
+                        if t else "- | - | - |"))
+naive = e2e.get("job_naive")
+if job or naive:
+    lines += ["", "whole job: seconds (ratio = PyTorch / ours; PyTorch's naive job measured over "
+              "its epochs and scaled linearly to ours, as every epoch decodes and runs the trunk)", "",
+              "| figure | epochs x images | ours s | first epoch s | later epoch s | PyTorch s | ratio |",
+              "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    implied = None
+    if naive and job:
+        implied = naive["seconds"] * job["epochs"] / naive["epochs"] * job["images"] / naive["images"]
+    if job:
+        g = lambda k: f"{job[k]:.2f}" if job.get(k) is not None else "-"
+        lines.append(f"| job ({job['backend']}) | {job['epochs']} x {job['images']} | {g('seconds')} | "
+                     f"{g('first_epoch_s')} | {g('later_epoch_mean_s')} | "
+                     + (f"{implied:.2f} | {implied / job['seconds']:.2f} |" if implied else "- | - |"))
+        e2e_figures.append(dict(figure="job", ours=job["seconds"], torch=implied,
+                                ratio=implied / job["seconds"] if implied else None))
+    if naive:
+        lines.append(f"| job_naive (PyTorch, measured) | {naive['epochs']} x {naive['images']} | - | - | - | "
+                     f"{naive['seconds']:.2f} | - |")
+    refs = [e2e[k] for k in ("loader", "gpu_decode") if k in e2e]
+    if refs:
+        lines += ["", "PyTorch input pipelines on the GPU machine (torch_e2e_jpeg.py, same files): "
+                  + "; ".join(f"{r['mode']}{' (' + str(r['workers']) + ' workers)' if 'workers' in r else ''} "
+                              f"{r['images_per_s']:,.0f} img/s" for r in refs)]
 md = "\n".join(lines) + "\n"
 with open(os.path.join(out, "summary.md"), "w") as f:
     f.write(md)
 with open(os.path.join(out, "summary.json"), "w") as f:
-    json.dump(dict(device=device, tests=os.environ.get("TESTS"), figures=summary, ours=ours, torch=torch), f, indent=1)
+    json.dump(dict(device=device, tests=os.environ.get("TESTS"), figures=summary, ours=ours, torch=torch,
+                   e2e_figures=e2e_figures, decode=decode, job=job, e2e=list(e2e.values())), f, indent=1)
 print(md)
 EOF
 echo "(results in $out; $(elapsed) s)"

@@ -7,7 +7,10 @@
 #    code for Hopper (sm_90, plus compute_90 PTX).
 # 2. Collects what the GPU machine needs into BUILD_DIR/run (ignored by git,
 #    small enough to travel with the device tool's `carry`):
-#      bin/       vt-bench
+#      bin/       vt-bench; vt-decodebench, vggtuned, vggtune, vt-gendata
+#                 for the decode and job stages (their scripts,
+#                 scripts/bench-*.sh and bench/torch_decode_ref.py, travel
+#                 with the working tree like gpu-check.sh itself)
 #      tests/     every test executable (the GPU tests and their helpers)
 #      devlibs.tar.gz  the shared libraries the GPU machine may lack
 #                 (../shared/device/bundle-libs.sh; never the CUDA libraries),
@@ -37,13 +40,15 @@ echo "== build"
 # Everything if it builds; at least what the check needs otherwise.
 if ! cmake --build "$build" -j "$(nproc)" >"$build/build.log" 2>&1; then
   echo "gpu-prepare: a full build failed (see $build/build.log); building the check's targets"
-  cmake --build "$build" -j "$(nproc)" --target vt-bench test_kernels test_parity
+  cmake --build "$build" -j "$(nproc)" --target vt-bench test_kernels test_parity \
+        vt-decodebench vggtuned vggtune vt-gendata
 fi
 
 echo "== collect $run"
 rm -rf "$run"
 mkdir -p "$run/bin" "$run/tests" "$run/anchors"
-cp "$build/bench/vt-bench" "$run/bin/"
+cp "$build/bench/vt-bench" "$build/bench/vt-decodebench" "$build/daemon/vggtuned" \
+   "$build/client/vggtune" "$build/tools/vt-gendata" "$run/bin/"
 find "$build/tests" -maxdepth 1 -type f -perm -u+x -exec cp {} "$run/tests/" \;
 strip -g "$run"/bin/* "$run"/tests/* 2>/dev/null || true
 cp "$anchors_src"/*.py "$run/anchors/"
@@ -86,5 +91,5 @@ cat <<EOF
 run(command="bash scripts/gpu-check.sh $rel", carry=["$rel"], timeout_s=600)
    (kind: leave it out, or nvidia-h100-x1 / nvidia-h200; the table names the card)
 Results come back under the reply's files_at: summary.md, summary.json,
-bench.jsonl, torch.jsonl, tests.log, bench.log, torch.log.
+bench.jsonl, torch.jsonl, decode.jsonl, job.jsonl, e2e.jsonl, and the logs.
 EOF
