@@ -40,7 +40,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 images=2000 epochs=10 backend=auto size=224 batch=64 threads="" data="" build=$here/build
 json="" keep=0
-usage() { sed -n '6,23p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '6,21p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case $1 in
     -h | --help) usage; exit 0 ;;
@@ -56,7 +56,7 @@ while [ $# -gt 0 ]; do
   shift 2
 done
 for v in epochs size batch ${threads:+threads}; do
-  case ${!v} in '' | *[!0-9]*) echo "bench-job: --$v must be a positive integer: ${!v}" >&2; exit 2 ;; esac
+  case ${!v} in '' | *[!0-9]* | 0) echo "bench-job: --$v must be a positive integer: ${!v}" >&2; exit 2 ;; esac
 done
 case $backend in auto | cpu | cuda) ;; *) echo "bench-job: --backend must be auto, cpu or cuda" >&2; exit 2 ;; esac
 data=${data:-${TMPDIR:-/tmp}/vt-bench-data-$images}
