@@ -764,7 +764,9 @@ static void *vt__thread(void *arg)
     vt_dev_event *e;
 
     if (vt__init(d) < 0) {
+        /* The loop tears down on STOPPED, whatever came before it. */
         vt__post_text(d, VT_DEV_FATAL, 0, 0, vt_error_msg());
+        vt__post_text(d, VT_DEV_STOPPED, 0, 0, NULL);
         return NULL;
     }
     if ((e = vt__event(VT_DEV_READY, 0))) {

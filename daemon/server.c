@@ -390,7 +390,10 @@ static void vt__begin_stop(vt_daemon *dm)
         return;
     dm->stopping = 1;
     vt_notify_stopping();
-    vt_log_info("stopping: running jobs are checkpointed and resume on the next start");
+    if (dm->ready)
+        vt_log_info("stopping: running jobs are checkpointed and resume on the next start");
+    else
+        vt_log_info("stopping before the device was ready");
     if (dm->listening) {
         uv_close((uv_handle_t *)&dm->listener, NULL);
         dm->listening = 0;

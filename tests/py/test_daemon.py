@@ -187,6 +187,29 @@ vtpy.check(st["ok"], "the daemon must still serve after all the bad input")
 idle.close()
 slow.close()
 
+# ---- a daemon whose device cannot start exits at once, saying why -------------
+# (It used to wait forever for a device thread that had already given up.)
+bad_state = os.path.join(TMP, "bad-start")
+for extra, why in ((["--backend", "cpu", "--weights", "/nonexistent/vgg16.h5"],
+                    "/nonexistent/vgg16.h5"),
+                   (["--backend", "cuda"], "cuda")):
+    cmd = [VGGTUNED, "--socket", os.path.join(bad_state, "s.sock"), "--state-dir", bad_state,
+           *extra]
+    print("+", " ".join(cmd), flush=True)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _, err = p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.terminate()  # it started: --backend cuda on a machine with a usable GPU
+        _, err = p.communicate(timeout=60)
+        vtpy.check(extra[1] == "cuda" and "ready on" in err, f"{cmd} neither failed nor ran: {err!r}")
+        continue
+    print(err, end="")
+    vtpy.check(p.returncode == 1 and why in err,
+               f"vggtuned {' '.join(extra)}: exit {p.returncode}: {err!r}")
+    vtpy.check(not os.path.exists(os.path.join(bad_state, "s.sock")),
+               "a daemon that failed to start left its socket behind")
+
 # ---- 50 concurrent clients ----------------------------------------------------
 errors = []
 submitted = []
