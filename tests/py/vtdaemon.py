@@ -41,7 +41,12 @@ class Raw:
     def read(self):
         """The next message, or None when the daemon closed the connection."""
         while b"\n" not in self.buf:
-            chunk = self.s.recv(65536)
+            try:
+                chunk = self.s.recv(65536)
+            except ConnectionResetError:
+                # The daemon closed while our data was still unread (an
+                # oversized frame): Linux then resets instead of EOF.
+                return None
             if not chunk:
                 return None
             self.buf += chunk
