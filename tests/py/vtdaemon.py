@@ -24,9 +24,10 @@ class Raw:
         self.s.connect(path)
         self.buf = b""
         self.next_id = 100
+        self.unsolicited = []  # messages without our request id (errors before hello)
         if hello:
             r = self.request({"op": "hello", "version": 1})
-            assert r["ok"], r
+            assert r and r["ok"], f"hello: {r}; the daemon also sent {self.unsolicited}"
 
     def send_raw(self, data):
         self.s.sendall(data)
@@ -59,6 +60,8 @@ class Raw:
             m = self.read()
             if m is None or (m.get("id") == rid and "ok" in m):
                 return m
+            if m.get("id") is None:
+                self.unsolicited.append(m)
 
     def close(self):
         self.s.close()
@@ -78,17 +81,29 @@ class Daemon:
                      "--backend", backend, "--threads", "2", *extra]
         self.env = env
         self.proc = None
+        self.ended_by_test = False
         atexit.register(self._reap)
         if start:
             self.start()
 
     def _reap(self):
-        """A test that fails half-way must not leave its daemon training."""
-        if self.proc and self.proc.poll() is None:
+        """A test that fails half-way must not leave its daemon training.
+        A daemon still running at exit, or one that died without the test
+        stopping it (a sanitizer report, a crash), has its log's tail shown."""
+        if not self.proc or self.ended_by_test:
+            return
+        if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        try:
+            tail = self.log_text().splitlines()[-40:]
+        except OSError:
+            tail = []
+        print(f"--- vggtuned exit {self.proc.returncode}; last lines of {self.log} ---", *tail,
+              sep="\n", flush=True)
 
     def start(self, timeout=60):
+        self.ended_by_test = False
         print("+", " ".join(self.args), flush=True)
         self.logf = open(self.log, "a")
         self.proc = subprocess.Popen(self.args, stdout=self.logf, stderr=subprocess.STDOUT,
@@ -121,12 +136,14 @@ class Daemon:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             vtpy.fail("vggtuned did not stop within %ds of SIGTERM" % timeout)
+        self.ended_by_test = True
         self.logf.close()
         return rc, time.time() - t
 
     def kill9(self):
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
+        self.ended_by_test = True
         self.logf.close()
 
     def rss_kib(self):
