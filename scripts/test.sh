@@ -13,7 +13,8 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:protect_shadow_gap=0:detect_odr_violation=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export LSAN_OPTIONS=suppressions=$here/tests/lsan.supp
-export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$here/tests/tsan.supp
+# history_size=7 (the most): old stacks restorable, so suppressions can match.
+export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:history_size=7:suppressions=$here/tests/tsan.supp
 # OpenBLAS's own worker threads are not instrumented; one thread keeps TSan's
 # view exact.  (The ASan run uses all cores.)
 
