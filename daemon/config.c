@@ -80,7 +80,7 @@ static void vt__defaults(vt_config *c)
     c->log_level = VT_LOG_INFO;
 }
 
-static int vt__int(const char *key, const char *v, long lo, long hi, long *out)
+int vt_config_int(const char *key, const char *v, long lo, long hi, long *out)
 {
     char *end;
     errno = 0;
@@ -130,7 +130,7 @@ static int vt__set(vt_config *c, const char *key, const char *v)
     }
 #define VT__INT(name, field, lo, hi) \
     if (!strcmp(key, name)) { \
-        if ((rc = vt__int(key, v, lo, hi, &n)) < 0) \
+        if ((rc = vt_config_int(key, v, lo, hi, &n)) < 0) \
             return rc; \
         c->field = n; \
         return 0; \

@@ -40,6 +40,10 @@ typedef struct {
  * negative code with the message set (unknown option, bad value). */
 int vt_config_load(vt_config *c, int argc, char **argv);
 
+/* Parses v, the value of setting or option key, as an integer in lo..hi
+ * into *out; VT_EINVAL with a message naming key otherwise. */
+int vt_config_int(const char *key, const char *v, long lo, long hi, long *out);
+
 /* The daemon's --help text. */
 void vt_config_usage(FILE *f);
 

@@ -6,7 +6,6 @@
  */
 #include "foreground.h"
 
-#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
@@ -25,6 +24,7 @@
 #include "../engine/featcache.h"
 #include "../engine/predict.h"
 #include "../engine/train.h"
+#include "config.h"
 
 #define VT_SPEC_MAX (1 << 20)
 
@@ -128,19 +128,6 @@ static void vt__fg_message(void *ud, vt_log_level level, const char *text)
     vt_log(level, "%s", text);
 }
 
-/* A size in MiB from the command line: 0..2^30. */
-static int vt__mib_arg(const char *name, const char *arg, long *out)
-{
-    char *end;
-    errno = 0;
-    *out = strtol(arg, &end, 10);
-    if (errno || end == arg || *end || *out < 0 || *out > (1L << 30)) {
-        fprintf(stderr, "vggtuned: %s wants a number of MiB, got '%s'\n", name, arg);
-        return -1;
-    }
-    return 0;
-}
-
 static void vt__run_usage(FILE *f)
 {
     fprintf(f,
@@ -194,9 +181,11 @@ int vt_fg_run(int argc, char **argv)
         case 'q': ui.quiet = 1; break;
         case 'm':
         case 'H':
-            if (vt__mib_arg(opt == 'm' ? "--cache-mb" : "--host-cache-mb", optarg,
-                            opt == 'm' ? &cache_mb : &host_cache_mb) < 0)
+            if (vt_config_int(opt == 'm' ? "--cache-mb" : "--host-cache-mb", optarg, 0,
+                              1L << 30, opt == 'm' ? &cache_mb : &host_cache_mb) < 0) {
+                fprintf(stderr, "vggtuned: %s\n", vt_error_msg());
                 return 2;
+            }
             break;
         case 'h': vt__run_usage(stdout); return 0;
         default: vt__run_usage(stderr); return 2;

@@ -146,6 +146,6 @@ for ref, name, extra in (("A", "G1", {}), ("F1", "G2", flip)):
 r = run(job("G3"), "--cache-mb", "0", "--host-cache-mb", "0")
 vtpy.check("feature cache off (does not fit)" in r.stderr, f"G3: {r.stderr[-400:]!r}")
 r = vtpy.run([VGGTUNED, "run", "--host-cache-mb", "lots", job("G4")], check=False)
-vtpy.check(r.returncode == 2 and "--host-cache-mb wants a number" in r.stderr,
+vtpy.check(r.returncode == 2 and "--host-cache-mb must be an integer" in r.stderr,
            f"a bad --host-cache-mb: {r.returncode} {r.stderr!r}")
 vtpy.done()
