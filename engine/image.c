@@ -67,32 +67,72 @@ static float vt_image__tap(int d, int sn, float scale, int *i0, int *i1)
     return s - (float)i;
 }
 
-void vt_image_resize(const uint8_t *src, int sw, int sh, uint8_t *dst, int dw, int dh)
+/* Horizontal pass of one source row: for each output column x, the blend
+ * c * p0 + d * p1 of its two taps, per channel.  Kept as floats so that the
+ * vertical blend below does exactly the arithmetic of the 2x2 formula. */
+static void vt_image__hrow(const uint8_t *row, const int *x0, const int *x1, const float *wd,
+                           int dw, float *h)
+{
+    for (int x = 0; x < dw; x++) {
+        const uint8_t *p0 = row + x0[x], *p1 = row + x1[x];
+        float d = wd[x], c = 1.0f - d;
+        h[3 * x] = c * p0[0] + d * p1[0];
+        h[3 * x + 1] = c * p0[1] + d * p1[1];
+        h[3 * x + 2] = c * p0[2] + d * p1[2];
+    }
+}
+
+int vt_image_resize(const uint8_t *src, int sw, int sh, uint8_t *dst, int dw, int dh)
 {
     float sx = (float)sw / (float)dw, sy = (float)sh / (float)dh;
 
     if (sw == dw && sh == dh) {
         memcpy(dst, src, (size_t)sw * (size_t)sh * 3);
-        return;
+        return 0;
+    }
+    /* Scratch: x0, x1 (dw) byte offsets of the taps; wd (dw) the second
+     * tap's weight; rows[2] (dw, 3) horizontal blends of two source rows. */
+    size_t n = (size_t)dw;
+    void *mem = malloc(n * (2 * sizeof(int) + sizeof(float) + 6 * sizeof(float)));
+    if (!mem)
+        return vt_error_set(VT_ENOMEM, "out of memory resizing to %dx%d", dw, dh);
+    int *x0 = mem, *x1 = x0 + n;
+    float *wd = (float *)(x1 + n), *rows[2] = {wd + n, wd + 4 * n};
+    int have[2] = {-1, -1}; /* source row whose blend rows[k] holds */
+
+    for (int x = 0; x < dw; x++) {
+        wd[x] = vt_image__tap(x, sw, sx, &x0[x], &x1[x]);
+        x0[x] *= 3;
+        x1[x] *= 3;
     }
     for (int y = 0; y < dh; y++) {
         int y0, y1;
         float b = vt_image__tap(y, sh, sy, &y0, &y1), a = 1.0f - b;
-        const uint8_t *r0 = src + (size_t)y0 * (size_t)sw * 3;
-        const uint8_t *r1 = src + (size_t)y1 * (size_t)sw * 3;
+        /* Going down, a row's blend is reused while it stays a tap. */
+        if (have[0] != y0 && have[1] == y0) {
+            float *t = rows[0];
+            rows[0] = rows[1];
+            rows[1] = t;
+            have[0] = y0;
+            have[1] = -1;
+        }
+        if (have[0] != y0) {
+            vt_image__hrow(src + (size_t)y0 * (size_t)sw * 3, x0, x1, wd, dw, rows[0]);
+            have[0] = y0;
+        }
+        if (have[1] != y1) {
+            vt_image__hrow(src + (size_t)y1 * (size_t)sw * 3, x0, x1, wd, dw, rows[1]);
+            have[1] = y1;
+        }
+        const float *h0 = rows[0], *h1 = rows[1];
         uint8_t *o = dst + (size_t)y * (size_t)dw * 3;
-        for (int x = 0; x < dw; x++) {
-            int x0, x1;
-            float d = vt_image__tap(x, sw, sx, &x0, &x1), c = 1.0f - d;
-            const uint8_t *p00 = r0 + 3 * x0, *p01 = r0 + 3 * x1;
-            const uint8_t *p10 = r1 + 3 * x0, *p11 = r1 + 3 * x1;
-            for (int ch = 0; ch < 3; ch++) {
-                float v = a * (c * p00[ch] + d * p01[ch]) + b * (c * p10[ch] + d * p11[ch]);
-                v += 0.5f;
-                o[3 * x + ch] = v <= 0.0f ? 0 : v >= 255.0f ? 255 : (uint8_t)v;
-            }
+        for (size_t i = 0; i < 3 * n; i++) {
+            float v = a * h0[i] + b * h1[i] + 0.5f;
+            o[i] = v <= 0.0f ? 0 : v >= 255.0f ? 255 : (uint8_t)v;
         }
     }
+    free(mem);
+    return 0;
 }
 
 void vt_image_flip(uint8_t *img, int w, int h)
@@ -186,9 +226,7 @@ static int vt_image__jpeg_decode(const uint8_t *buf, size_t len, int out_w, int 
     }
     if (cmyk_in)
         vt_image__cmyk_to_rgb(cmyk, pix, npix);
-    if (pix != out)
-        vt_image_resize(pix, sw, sh, out, out_w, out_h);
-    rc = 0;
+    rc = pix != out ? vt_image_resize(pix, sw, sh, out, out_w, out_h) : 0;
 cleanup:
     if (pix != out)
         free(pix);
@@ -295,7 +333,7 @@ static int vt_image__png_decode(const uint8_t *buf, size_t len, int out_w, int o
     /* Reaching IEND also checks the end of the compressed stream. */
     png_read_end(png, NULL);
     if (pix != out)
-        vt_image_resize(pix, w, h, out, out_w, out_h);
+        rc = vt_image_resize(pix, w, h, out, out_w, out_h);
 cleanup:
     if (pix != out)
         free(pix);

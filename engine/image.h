@@ -50,10 +50,12 @@ int vt_image_load(int dirfd, const char *path, int out_w, int out_h,
 int vt_image_probe(int dirfd, const char *path, vt_image_format *fmt, int *w,
                    int *h);
 
-/* Bilinear resize of an RGB uint8 image (half-pixel centres, no
- * antialiasing, exact copy for equal sizes). */
-void vt_image_resize(const uint8_t *src, int sw, int sh, uint8_t *dst, int dw,
-                     int dh);
+/* Bilinear resize of an (sh, sw, 3) uint8 RGB image to (dh, dw, 3) (half-pixel
+ * centres, no antialiasing, exact copy for equal sizes).  Each output pixel
+ * is round(a * (c * p00 + d * p01) + b * (c * p10 + d * p11)) in float, the
+ * taps and weights as torch computes them.  VT_ENOMEM when its scratch
+ * (about 36 bytes per output column) cannot be allocated. */
+int vt_image_resize(const uint8_t *src, int sw, int sh, uint8_t *dst, int dw, int dh);
 
 /* Mirrors an (h, w, 3) image left-right in place. */
 void vt_image_flip(uint8_t *img, int w, int h);

@@ -373,7 +373,7 @@ static int decode_at(const uint8_t *jpeg, size_t len, int w, int h, int num, int
     tjhandle tj = tjInitDecompress();
     int rc = tjDecompress2(tj, jpeg, (unsigned long)len, pix, sw, 0, sh, TJPF_RGB, 0);
     if (rc == 0)
-        vt_image_resize(pix, sw, sh, out, out_w, out_h);
+        rc = vt_image_resize(pix, sw, sh, out, out_w, out_h);
     tjDestroy(tj);
     free(pix);
     return rc;
@@ -431,7 +431,7 @@ static void test_resize_identity(vt_backend *be)
 {
     int w = 17, h = 11;
     uint8_t *src = test_image(w, h, 1), *dst = malloc((size_t)w * h * 3);
-    vt_image_resize(src, w, h, dst, w, h);
+    VT_CHECK_OK(vt_image_resize(src, w, h, dst, w, h));
     VT_CHECK(memcmp(src, dst, (size_t)w * h * 3) == 0);
     free(src);
     free(dst);
@@ -458,7 +458,7 @@ static void test_resize_known(vt_backend *be)
         3, 4, 5, 5,         /* 3.5 -> 4, 4.5 -> 5 */
     };
     uint8_t dst[4 * 4 * 3];
-    vt_image_resize(src, 2, 2, dst, 4, 4);
+    VT_CHECK_OK(vt_image_resize(src, 2, 2, dst, 4, 4));
     for (int i = 0; i < 16; i++) {
         VT_CHECK_INT(dst[3 * i], want_r[i]);
         VT_CHECK_INT(dst[3 * i + 1], want_g[i]);
@@ -468,20 +468,20 @@ static void test_resize_known(vt_backend *be)
     /* 4x1 -> 2x1: sources at 0.5 and 2.5. */
     static const uint8_t row4[12] = {10, 0, 0, 20, 0, 0, 30, 0, 0, 41, 0, 0};
     uint8_t out2[6];
-    vt_image_resize(row4, 4, 1, out2, 2, 1);
+    VT_CHECK_OK(vt_image_resize(row4, 4, 1, out2, 2, 1));
     VT_CHECK_INT(out2[0], 15);
     VT_CHECK_INT(out2[3], 36); /* 35.5 */
 
     /* 3x1 -> 2x1: sources at 0.25 and 1.75. */
     static const uint8_t row3[9] = {0, 0, 0, 100, 0, 0, 200, 0, 0};
-    vt_image_resize(row3, 3, 1, out2, 2, 1);
+    VT_CHECK_OK(vt_image_resize(row3, 3, 1, out2, 2, 1));
     VT_CHECK_INT(out2[0], 25);
     VT_CHECK_INT(out2[3], 175);
 
     /* 1x1 -> 3x2: a constant. */
     static const uint8_t one[3] = {7, 8, 9};
     uint8_t out6[18];
-    vt_image_resize(one, 1, 1, out6, 3, 2);
+    VT_CHECK_OK(vt_image_resize(one, 1, 1, out6, 3, 2));
     for (int i = 0; i < 6; i++)
         VT_CHECK(out6[3 * i] == 7 && out6[3 * i + 1] == 8 && out6[3 * i + 2] == 9);
 
@@ -491,13 +491,60 @@ static void test_resize_known(vt_backend *be)
     mem_buf m;
     VT_CHECK(png_encode(&m, w, h, PNG_COLOR_TYPE_RGB, 8, 0, img, (size_t)w * 3, NULL, 0,
                         NULL, 0) == 0);
-    vt_image_resize(img, w, h, want, 31, 12);
+    VT_CHECK_OK(vt_image_resize(img, w, h, want, 31, 12));
     VT_CHECK_OK(vt_image_decode(m.buf, m.len, 31, 12, got, NULL, NULL));
     VT_CHECK(memcmp(got, want, 31 * 12 * 3) == 0);
     free(m.buf);
     free(img);
     free(want);
     free(got);
+}
+
+/* The 2x2 formula of image.h evaluated directly per pixel: what the
+ * separable, row-reusing resize must reproduce bit for bit. */
+static void resize_direct(const uint8_t *src, int sw, int sh, uint8_t *dst, int dw, int dh)
+{
+    float sx = (float)sw / (float)dw, sy = (float)sh / (float)dh;
+    for (int y = 0; y < dh; y++) {
+        float fy = ((float)y + 0.5f) * sy - 0.5f;
+        fy = fy < 0.0f ? 0.0f : fy;
+        int y0 = (int)fy < sh - 1 ? (int)fy : sh - 1, y1 = y0 < sh - 1 ? y0 + 1 : y0;
+        float b = fy - (float)y0, a = 1.0f - b;
+        for (int x = 0; x < dw; x++) {
+            float fx = ((float)x + 0.5f) * sx - 0.5f;
+            fx = fx < 0.0f ? 0.0f : fx;
+            int x0 = (int)fx < sw - 1 ? (int)fx : sw - 1, x1 = x0 < sw - 1 ? x0 + 1 : x0;
+            float d = fx - (float)x0, c = 1.0f - d;
+            for (int ch = 0; ch < 3; ch++) {
+                const uint8_t *r0 = src + (size_t)y0 * sw * 3, *r1 = src + (size_t)y1 * sw * 3;
+                float v = a * (c * r0[3 * x0 + ch] + d * r0[3 * x1 + ch]) +
+                          b * (c * r1[3 * x0 + ch] + d * r1[3 * x1 + ch]);
+                v += 0.5f;
+                dst[((size_t)y * dw + x) * 3 + ch] = v <= 0.0f ? 0 : v >= 255.0f ? 255 : (uint8_t)v;
+            }
+        }
+    }
+}
+
+static void test_resize_matches_formula(vt_backend *be)
+{
+    /* Down (the DCT-scaled JPEG case), up, mixed, one-pixel edges. */
+    static const int sizes[][4] = {{313, 235, 224, 224}, {250, 188, 224, 224}, {37, 23, 64, 48},
+                                   {64, 48, 37, 23},     {100, 7, 13, 90},    {1, 9, 5, 4},
+                                   {9, 1, 4, 5},         {500, 375, 97, 31},  {3, 3, 2, 2}};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        int sw = sizes[k][0], sh = sizes[k][1], dw = sizes[k][2], dh = sizes[k][3];
+        uint8_t *src = test_image(sw, sh, (int)k + 11);
+        uint8_t *got = malloc((size_t)dw * dh * 3), *want = malloc((size_t)dw * dh * 3);
+        VT_CHECK_OK(vt_image_resize(src, sw, sh, got, dw, dh));
+        resize_direct(src, sw, sh, want, dw, dh);
+        if (memcmp(got, want, (size_t)dw * dh * 3) != 0)
+            vt_test_fail(__FILE__, __LINE__, "resize %dx%d -> %dx%d differs from the direct formula",
+                         sw, sh, dw, dh);
+        free(src);
+        free(got);
+        free(want);
+    }
 }
 
 static void test_flip(vt_backend *be)
@@ -1170,6 +1217,7 @@ static const vt_test_case cases[] = {
     {"jpeg_dct_scale", test_jpeg_dct_scale, 0},
     {"resize_identity", test_resize_identity, 0},
     {"resize_known", test_resize_known, 0},
+    {"resize_matches_formula", test_resize_matches_formula, 0},
     {"flip", test_flip, 0},
     {"bad_input", test_bad_input, 0},
     {"fuzz", test_fuzz, 0},
