@@ -23,6 +23,7 @@
 #include <turbojpeg.h>
 #include <unistd.h>
 
+#include "common/bilinear.h"
 #include "common/error.h"
 
 /* How much of a file vt_image_probe() reads first; a JPEG whose frame header
@@ -50,22 +51,6 @@ static int vt_image__check_size(int w, int h)
 }
 
 /* ---- resizing ---------------------------------------------------------- */
-
-/* Source taps for output coordinate d of dn, as torch computes them for
- * align_corners=False: s = (d + 0.5) * scale - 0.5, clamped below at 0;
- * the second tap is clamped to the last pixel.  Returns the weight of *i1. */
-static float vt_image__tap(int d, int sn, float scale, int *i0, int *i1)
-{
-    float s = ((float)d + 0.5f) * scale - 0.5f;
-    if (s < 0.0f)
-        s = 0.0f;
-    int i = (int)s;
-    if (i > sn - 1)
-        i = sn - 1;
-    *i0 = i;
-    *i1 = i < sn - 1 ? i + 1 : i;
-    return s - (float)i;
-}
 
 /* Horizontal pass of one source row: for each output column x, the blend
  * c * p0 + d * p1 of its two taps, per channel.  Kept as floats so that the
@@ -101,13 +86,13 @@ int vt_image_resize(const uint8_t *src, int sw, int sh, uint8_t *dst, int dw, in
     int have[2] = {-1, -1}; /* source row whose blend rows[k] holds */
 
     for (int x = 0; x < dw; x++) {
-        wd[x] = vt_image__tap(x, sw, sx, &x0[x], &x1[x]);
+        wd[x] = vt_bilinear_tap(x, sw, sx, &x0[x], &x1[x]);
         x0[x] *= 3;
         x1[x] *= 3;
     }
     for (int y = 0; y < dh; y++) {
         int y0, y1;
-        float b = vt_image__tap(y, sh, sy, &y0, &y1), a = 1.0f - b;
+        float b = vt_bilinear_tap(y, sh, sy, &y0, &y1), a = 1.0f - b;
         /* Going down, a row's blend is reused while it stays a tap. */
         if (have[0] != y0 && have[1] == y0) {
             float *t = rows[0];
@@ -126,10 +111,8 @@ int vt_image_resize(const uint8_t *src, int sw, int sh, uint8_t *dst, int dw, in
         }
         const float *h0 = rows[0], *h1 = rows[1];
         uint8_t *o = dst + (size_t)y * (size_t)dw * 3;
-        for (size_t i = 0; i < 3 * n; i++) {
-            float v = a * h0[i] + b * h1[i] + 0.5f;
-            o[i] = v <= 0.0f ? 0 : v >= 255.0f ? 255 : (uint8_t)v;
-        }
+        for (size_t i = 0; i < 3 * n; i++)
+            o[i] = vt_bilinear_out(a, h0[i], b, h1[i]);
     }
     free(mem);
     return 0;
@@ -147,6 +130,36 @@ void vt_image_flip(uint8_t *img, int w, int h)
             }
         }
     }
+}
+
+/* Where a decode puts its pixels: out resized to w x h, unless keep > 0 and
+ * the decoded image (after DCT scaling) has at most keep pixels: then out
+ * holds it as decoded.  got_w x got_h is what out holds. */
+typedef struct {
+    int w, h;
+    size_t keep;
+    uint8_t *out;
+    int got_w, got_h;
+} vt_image__dst;
+
+/* The decoded sw x sh image at pix, which is d->out when it is kept or
+ * already the target size, into d (resizing if needed). */
+static int vt_image__finish(vt_image__dst *d, const uint8_t *pix, int sw, int sh)
+{
+    if (pix == d->out) {
+        d->got_w = sw;
+        d->got_h = sh;
+        return 0;
+    }
+    d->got_w = d->w;
+    d->got_h = d->h;
+    return vt_image_resize(pix, sw, sh, d->out, d->w, d->h);
+}
+
+/* Whether a decoded sw x sh image goes straight into d->out. */
+static int vt_image__in_place(const vt_image__dst *d, int sw, int sh)
+{
+    return (sw == d->w && sh == d->h) || (d->keep && (size_t)sw * (size_t)sh <= d->keep);
 }
 
 /* ---- JPEG -------------------------------------------------------------- */
@@ -190,8 +203,8 @@ static int vt_image__jpeg_header(tjhandle tj, const uint8_t *buf, size_t len, in
     return vt_image__check_size(*w, *h);
 }
 
-static int vt_image__jpeg_decode(const uint8_t *buf, size_t len, int out_w, int out_h,
-                                 uint8_t *out, int *src_w, int *src_h)
+static int vt_image__jpeg_decode(const uint8_t *buf, size_t len, vt_image__dst *d,
+                                 int *src_w, int *src_h)
 {
     tjhandle tj = NULL;
     uint8_t *pix = NULL, *cmyk = NULL;
@@ -207,11 +220,11 @@ static int vt_image__jpeg_decode(const uint8_t *buf, size_t len, int out_w, int 
     if (src_h)
         *src_h = h;
 
-    tjscalingfactor sf = vt_image__jpeg_scale(w, h, out_w, out_h);
+    tjscalingfactor sf = vt_image__jpeg_scale(w, h, d->w, d->h);
     int sw = TJSCALED(w, sf), sh = TJSCALED(h, sf);
     size_t npix = (size_t)sw * (size_t)sh;
     int cmyk_in = cs == TJCS_CMYK || cs == TJCS_YCCK;
-    pix = sw == out_w && sh == out_h ? out : malloc(npix * 3);
+    pix = vt_image__in_place(d, sw, sh) ? d->out : malloc(npix * 3);
     if (!pix || (cmyk_in && !(cmyk = malloc(npix * 4)))) {
         rc = vt_error_set(VT_ENOMEM, "out of memory decoding a %dx%d JPEG", w, h);
         goto cleanup;
@@ -226,9 +239,9 @@ static int vt_image__jpeg_decode(const uint8_t *buf, size_t len, int out_w, int 
     }
     if (cmyk_in)
         vt_image__cmyk_to_rgb(cmyk, pix, npix);
-    rc = pix != out ? vt_image_resize(pix, sw, sh, out, out_w, out_h) : 0;
+    rc = vt_image__finish(d, pix, sw, sh);
 cleanup:
-    if (pix != out)
+    if (pix != d->out)
         free(pix);
     free(cmyk);
     tjDestroy(tj);
@@ -279,10 +292,11 @@ static void vt_image__png_setup(png_structp png, png_infop info)
     png_read_update_info(png, info);
 }
 
-/* Decodes into out when the size matches, else into a buffer then resizes.
- * With out == NULL only the header is read (for vt_image_probe()). */
-static int vt_image__png_decode(const uint8_t *buf, size_t len, int out_w, int out_h,
-                                uint8_t *out, int *src_w, int *src_h)
+/* Decodes into d->out when the size matches (or the image is kept), else
+ * into a buffer then resizes.  With d == NULL only the header is read (for
+ * vt_image_probe()). */
+static int vt_image__png_decode(const uint8_t *buf, size_t len, vt_image__dst *d,
+                                int *src_w, int *src_h)
 {
     vt_image__png_src src = {buf, len, 0, ""};
     png_structp png = NULL;
@@ -314,14 +328,14 @@ static int vt_image__png_decode(const uint8_t *buf, size_t len, int out_w, int o
         *src_w = w;
     if (src_h)
         *src_h = h;
-    if (!out)
+    if (!d)
         goto cleanup;
     vt_image__png_setup(png, info);
     if (png_get_rowbytes(png, info) != (size_t)w * 3) {
         rc = vt_error_set(VT_EFORMAT, "unsupported PNG pixel layout");
         goto cleanup;
     }
-    pix = w == out_w && h == out_h ? out : malloc((size_t)w * (size_t)h * 3);
+    pix = vt_image__in_place(d, w, h) ? d->out : malloc((size_t)w * (size_t)h * 3);
     rows = malloc((size_t)h * sizeof *rows);
     if (!pix || !rows) {
         rc = vt_error_set(VT_ENOMEM, "out of memory decoding a %dx%d PNG", w, h);
@@ -332,10 +346,9 @@ static int vt_image__png_decode(const uint8_t *buf, size_t len, int out_w, int o
     png_read_image(png, rows);
     /* Reaching IEND also checks the end of the compressed stream. */
     png_read_end(png, NULL);
-    if (pix != out)
-        rc = vt_image_resize(pix, w, h, out, out_w, out_h);
+    rc = vt_image__finish(d, pix, w, h);
 cleanup:
-    if (pix != out)
+    if (d && pix != d->out)
         free(pix);
     free(rows);
     png_destroy_read_struct(png ? &png : NULL, info ? &info : NULL, NULL);
@@ -344,21 +357,28 @@ cleanup:
 
 /* ---- entry points ------------------------------------------------------ */
 
-int vt_image_decode(const uint8_t *buf, size_t len, int out_w, int out_h, uint8_t *out,
-                    int *src_w, int *src_h)
+static int vt_image__decode(const uint8_t *buf, size_t len, vt_image__dst *d, int *src_w,
+                            int *src_h)
 {
-    if (out_w <= 0 || out_h <= 0 || !out)
-        return vt_error_set(VT_EINVAL, "bad target size %dx%d", out_w, out_h);
+    if (d->w <= 0 || d->h <= 0 || !d->out)
+        return vt_error_set(VT_EINVAL, "bad target size %dx%d", d->w, d->h);
     if (len == 0)
         return vt_error_set(VT_EFORMAT, "empty file");
     switch (vt_image_sniff(buf, len)) {
     case VT_IMG_JPEG:
-        return vt_image__jpeg_decode(buf, len, out_w, out_h, out, src_w, src_h);
+        return vt_image__jpeg_decode(buf, len, d, src_w, src_h);
     case VT_IMG_PNG:
-        return vt_image__png_decode(buf, len, out_w, out_h, out, src_w, src_h);
+        return vt_image__png_decode(buf, len, d, src_w, src_h);
     default:
         return vt_error_set(VT_EFORMAT, "not a JPEG or PNG file");
     }
+}
+
+int vt_image_decode(const uint8_t *buf, size_t len, int out_w, int out_h, uint8_t *out,
+                    int *src_w, int *src_h)
+{
+    vt_image__dst d = {.w = out_w, .h = out_h, .out = out};
+    return vt_image__decode(buf, len, &d, src_w, src_h);
 }
 
 /* Reads up to max bytes of a regular file (all of it when max is 0, which
@@ -429,19 +449,30 @@ cleanup:
     return rc;
 }
 
-int vt_image_load(int dirfd, const char *path, int out_w, int out_h, uint8_t *out)
+int vt_image_load_scaled(int dirfd, const char *path, int out_w, int out_h, size_t keep,
+                         uint8_t *out, int *got_w, int *got_h)
 {
+    vt_image__dst d = {.w = out_w, .h = out_h, .keep = keep, .out = out};
     uint8_t *buf = NULL;
     size_t len = 0;
     int whole = 0, rc;
 
     if ((rc = vt_image__read(dirfd, path, 0, &buf, &len, &whole)) < 0)
         return rc;
-    rc = vt_image_decode(buf, len, out_w, out_h, out, NULL, NULL);
+    rc = vt_image__decode(buf, len, &d, NULL, NULL);
     free(buf);
     if (rc < 0)
         return vt_error_wrap(rc, "%s", path);
+    if (got_w)
+        *got_w = d.got_w;
+    if (got_h)
+        *got_h = d.got_h;
     return 0;
+}
+
+int vt_image_load(int dirfd, const char *path, int out_w, int out_h, uint8_t *out)
+{
+    return vt_image_load_scaled(dirfd, path, out_w, out_h, 0, out, NULL, NULL);
 }
 
 static int vt_image__probe_buf(const uint8_t *buf, size_t len, vt_image_format *fmt,
@@ -459,7 +490,7 @@ static int vt_image__probe_buf(const uint8_t *buf, size_t len, vt_image_format *
         tjDestroy(tj);
         return rc;
     case VT_IMG_PNG:
-        return vt_image__png_decode(buf, len, 0, 0, NULL, w, h);
+        return vt_image__png_decode(buf, len, NULL, w, h);
     default:
         return vt_error_set(VT_EFORMAT, "not a JPEG or PNG file");
     }

@@ -45,6 +45,14 @@ int vt_image_decode(const uint8_t *buf, size_t len, int out_w, int out_h,
 int vt_image_load(int dirfd, const char *path, int out_w, int out_h,
                   uint8_t *out);
 
+/* As vt_image_load(), but when the decoded image (a JPEG after DCT scaling
+ * toward out_w x out_h) has at most keep pixels it is not resized: out then
+ * holds it as decoded.  *got_w x *got_h (optional) is what out holds.  out
+ * must have room for max(keep, out_w * out_h) pixels.  Lets a backend do the
+ * resize (see vt_op_images_resize_to_input). */
+int vt_image_load_scaled(int dirfd, const char *path, int out_w, int out_h, size_t keep,
+                         uint8_t *out, int *got_w, int *got_h);
+
 /* Reads only the header: format and size, without decoding pixels.  Used to
  * reject unreadable files up front.  VT_EFORMAT when the header is bad. */
 int vt_image_probe(int dirfd, const char *path, vt_image_format *fmt, int *w,
