@@ -16,11 +16,15 @@
  * A pass in which any image fails to decode is an error: a figure over
  * fewer images than the dataset holds would not compare with the reference.
  *
+ * With --resize device the loader only decodes (JPEGs DCT-scaled) and
+ * leaves resizing to the backend, as jobs on the CUDA backend do
+ * (vt_backend_resizes_images); the figure is then the host's share alone.
+ *
  * Its PyTorch reference is bench/torch_decode_ref.py (same JSON fields,
  * "mode":"decode_torch"); scripts/bench-decode.sh runs both on one dataset.
  *
  *   vt-decodebench --data DIR [--size S] [--threads N,N,...] [--reps R]
- *                  [--batch B] [--json FILE]
+ *                  [--batch B] [--resize host|device] [--json FILE]
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -41,6 +45,7 @@
 typedef struct {
     const char *data, *json;
     int size, reps, batch;
+    int device_resize; /* --resize device */
     int threads[VT_DB_MAX_COUNTS]; /* thread counts to measure, in order */
     int nthreads;
 } vt_db_opts;
@@ -66,7 +71,7 @@ static void vt_db_usage(FILE *f)
 {
     fprintf(f,
             "usage: vt-decodebench --data DIR [--size S] [--threads N,N,...] [--reps R]\n"
-            "                      [--batch B] [--json FILE]\n"
+            "                      [--batch B] [--resize host|device] [--json FILE]\n"
             "\n"
             "Decodes and resizes every image of a flow_from_directory dataset to S x S\n"
             "RGB with the engine's loader on a pool of N threads (what a training job\n"
@@ -78,6 +83,8 @@ static void vt_db_usage(FILE *f)
             "  --threads LIST   comma-separated decode thread counts (default 1,NPROC)\n"
             "  --reps R         timed passes per thread count, 1..100 (default 3)\n"
             "  --batch B        loader batch size, 1..4096 (default 64, as the job)\n"
+            "  --resize WHERE   host: decode and resize (CPU-backend jobs, the default);\n"
+            "                   device: decode only, as jobs on the CUDA backend do\n"
             "  --json FILE      also append the JSON lines to FILE\n");
 }
 
@@ -145,6 +152,10 @@ static int vt_db_parse(int argc, char **argv, vt_db_opts *o)
             bad = vt_db_int(v, 1, 100, &o->reps);
         else if (strcmp(a, "--batch") == 0)
             bad = vt_db_int(v, 1, 4096, &o->batch);
+        else if (strcmp(a, "--resize") == 0) {
+            bad = strcmp(v, "host") != 0 && strcmp(v, "device") != 0;
+            o->device_resize = strcmp(v, "device") == 0;
+        }
         else if (strcmp(a, "--threads") == 0) {
             if (vt_db_threads(v, o) < 0)
                 return -1;
@@ -221,7 +232,8 @@ static int vt_db_measure(const vt_db_opts *o, const vt_dataset *ds, const int *o
 {
     vt_pool *pool = NULL;
     vt_loader *l = NULL;
-    vt_loader_opts lo = {.image_size = o->size, .max_batch = o->batch, .creds = NULL};
+    vt_loader_opts lo = {.image_size = o->size, .max_batch = o->batch, .creds = NULL,
+                         .device_resize = o->device_resize};
     double *t = calloc((size_t)o->reps, sizeof *t);
     int rc = 0;
 
@@ -252,10 +264,11 @@ static void vt_db_json(FILE *f, const vt_db_opts *o, const vt_dataset *ds, long 
 {
     double ips = ds->n / r->median_s;
     fprintf(f,
-            "{\"impl\":\"vggtune\",\"mode\":\"decode\",\"threads\":%d,\"size\":%d,\"batch\":%d,"
+            "{\"impl\":\"vggtune\",\"mode\":\"decode\",\"resize\":\"%s\",\"threads\":%d,"
+            "\"size\":%d,\"batch\":%d,"
             "\"images\":%d,\"bytes\":%lld,\"reps\":%d,\"images_per_s\":%.1f,\"per_core\":%.1f,"
             "\"median_s\":%.4f,\"min_s\":%.4f,\"max_s\":%.4f,\"cpus\":%ld}\n",
-            nthreads, o->size, o->batch, ds->n, bytes, o->reps, ips, ips / nthreads, r->median_s,
+            o->device_resize ? "device" : "host", nthreads, o->size, o->batch, ds->n, bytes, o->reps, ips, ips / nthreads, r->median_s,
             r->min_s, r->max_s, sysconf(_SC_NPROCESSORS_ONLN));
     fflush(f);
 }

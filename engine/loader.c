@@ -19,7 +19,8 @@
 #include "image.h"
 
 typedef struct {
-    uint8_t *pixels;  /* (max_batch, S, S, 3) */
+    uint8_t *pixels;  /* (max_batch, S, S, 3), or (max_batch, cell) bytes */
+    vt_image_box *boxes; /* (max_batch), device_resize only */
     int32_t *labels;  /* (max_batch) */
     int *sample;      /* (max_batch) */
     uint8_t *ok;      /* (max_batch) decode succeeded */
@@ -45,6 +46,7 @@ struct vt_loader {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     vt__slot slots[VT_LOADER_AHEAD];
+    size_t cell;      /* bytes per image in a slot */
     char **failure;   /* (ds->n) reasons, under mu */
     int nfailed;
     int *order, count, nbatches, next_submit, next_return;
@@ -58,11 +60,20 @@ int vt_augment_flipped(const vt_augment *aug, int sample)
                             (uint64_t)sample) & 1);
 }
 
+/* The side an image is resized to before its S x S window is cut. */
+static int vt__side(int S, double crop)
+{
+    return crop > 0 ? (int)(S * (1.0 + crop) + 0.5) : S;
+}
+
+/* Most pixels a device_resize image keeps at its decoded size, for a side:
+ * 1.5 x side^2 (a 500x375 JPEG DCT-scales to 313x235 for 224). */
+static size_t vt__keep(size_t side) { return side * side * 3 / 2; }
+
 int vt_loader_create(vt_loader **out, vt_pool *pool, const vt_dataset *ds,
                      const vt_loader_opts *opts)
 {
     vt_loader *l = calloc(1, sizeof *l);
-    size_t img = (size_t)opts->image_size * opts->image_size * 3;
 
     *out = NULL;
     if (!l)
@@ -77,13 +88,21 @@ int vt_loader_create(vt_loader **out, vt_pool *pool, const vt_dataset *ds,
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->cv, NULL);
     l->failure = calloc((size_t)(ds->n ? ds->n : 1), sizeof *l->failure);
+    l->cell = (size_t)opts->image_size * opts->image_size * 3;
+    if (opts->device_resize) {
+        size_t side = (size_t)vt__side(opts->image_size, opts->max_crop);
+        l->cell = vt__keep(side) * 3;
+    }
     for (int k = 0; k < VT_LOADER_AHEAD; k++) {
         vt__slot *s = &l->slots[k];
-        s->pixels = malloc(img * (size_t)opts->max_batch);
+        s->pixels = malloc(l->cell * (size_t)opts->max_batch);
+        if (opts->device_resize)
+            s->boxes = malloc(sizeof *s->boxes * (size_t)opts->max_batch);
         s->labels = malloc(sizeof *s->labels * (size_t)opts->max_batch);
         s->sample = malloc(sizeof *s->sample * (size_t)opts->max_batch);
         s->ok = malloc((size_t)opts->max_batch);
-        if (!s->pixels || !s->labels || !s->sample || !s->ok) {
+        if (!s->pixels || !s->labels || !s->sample || !s->ok ||
+            (opts->device_resize && !s->boxes)) {
             vt_loader_free(l);
             return vt_error_set(VT_ENOMEM, "out of memory for decode buffers");
         }
@@ -96,45 +115,64 @@ int vt_loader_create(vt_loader **out, vt_pool *pool, const vt_dataset *ds,
     return 0;
 }
 
+/* Decodes the image of box into dst on the host: resized to the box's
+ * side, its window cut out and mirrored, S x S. */
+static int vt__decode_host(const char *path, const vt_image_box *box, int S, uint8_t *dst)
+{
+    int rc, big = box->rw;
+    if (big == S)
+        rc = vt_image_load(AT_FDCWD, path, S, S, dst);
+    else {
+        uint8_t *tmp = malloc((size_t)big * big * 3);
+        if (!tmp)
+            return vt_error_set(VT_ENOMEM, "out of memory");
+        if ((rc = vt_image_load(AT_FDCWD, path, big, big, tmp)) == 0)
+            for (int y = 0; y < S; y++)
+                memcpy(dst + (size_t)y * S * 3,
+                       tmp + ((size_t)(y + box->oy) * big + box->ox) * 3, (size_t)S * 3);
+        free(tmp);
+    }
+    if (rc == 0 && box->flip)
+        vt_image_flip(dst, S, S);
+    return rc;
+}
+
 /* Decodes one image into its slot position (runs on the pool). */
 static void vt__decode(void *arg)
 {
     vt__task *t = arg;
     vt_loader *l = t->l;
     int S = l->o.image_size, ok = 0;
-    size_t img = (size_t)S * S * 3;
-    uint8_t *dst = t->slot->pixels + img * (size_t)t->pos;
+    uint8_t *dst = t->slot->pixels + l->cell * (size_t)t->pos;
     char path[PATH_MAX], *reason = NULL;
     int rc = 0;
+    /* What the augmentation asks of this image (pure functions of the
+     * seed, epoch and sample, so a resumed job sees the same). */
+    int crop = t->has_aug && t->aug.crop > 0, side = vt__side(S, crop ? t->aug.crop : 0);
+    vt_image_box box = {.offset = l->cell * (size_t)t->pos, .rw = side, .rh = side};
+    if (crop) {
+        uint64_t stream = VT_RNG_AUGMENT + ((uint64_t)t->aug.epoch << 8);
+        box.ox = (int)vt_rng_below(t->aug.seed, stream + 1, (uint64_t)t->sample,
+                                   (uint64_t)(side - S + 1));
+        box.oy = (int)vt_rng_below(t->aug.seed, stream + 2, (uint64_t)t->sample,
+                                   (uint64_t)(side - S + 1));
+    }
+    box.flip = t->has_aug && t->aug.flip && vt_augment_flipped(&t->aug, t->sample);
 
     snprintf(path, sizeof path, "%s/%s", l->ds->root, l->ds->samples[t->sample].path);
     if (l->has_creds)
         rc = vt_creds_enter(&l->creds);
-    if (rc == 0 && t->has_aug && t->aug.crop > 0) {
-        int big = (int)(S * (1.0 + t->aug.crop) + 0.5);
-        uint8_t *tmp = malloc((size_t)big * big * 3);
-        uint64_t stream = VT_RNG_AUGMENT + ((uint64_t)t->aug.epoch << 8);
-        if (!tmp) {
-            rc = vt_error_set(VT_ENOMEM, "out of memory");
-        } else if ((rc = vt_image_load(AT_FDCWD, path, big, big, tmp)) == 0) {
-            int ox = (int)vt_rng_below(t->aug.seed, stream + 1, (uint64_t)t->sample,
-                                       (uint64_t)(big - S + 1));
-            int oy = (int)vt_rng_below(t->aug.seed, stream + 2, (uint64_t)t->sample,
-                                       (uint64_t)(big - S + 1));
-            for (int y = 0; y < S; y++)
-                memcpy(dst + (size_t)y * S * 3, tmp + ((size_t)(y + oy) * big + ox) * 3,
-                       (size_t)S * 3);
-        }
-        free(tmp);
+    if (rc == 0 && l->o.device_resize) {
+        rc = vt_image_load_scaled(AT_FDCWD, path, side, side, vt__keep((size_t)side), dst,
+                                  &box.sw, &box.sh);
+        t->slot->boxes[t->pos] = box;
     } else if (rc == 0) {
-        rc = vt_image_load(AT_FDCWD, path, S, S, dst);
+        rc = vt__decode_host(path, &box, S, dst);
     }
     if (l->has_creds)
         vt_creds_leave();
     if (rc == 0) {
         ok = 1;
-        if (t->has_aug && t->aug.flip && vt_augment_flipped(&t->aug, t->sample))
-            vt_image_flip(dst, S, S);
     } else {
         reason = strdup(vt_error_msg());
     }
@@ -227,30 +265,36 @@ int vt_loader_next(vt_loader *l, vt_batch **out)
             l->next_submit++;
         }
         vt__slot *s = &l->slots[l->next_return % VT_LOADER_AHEAD];
-        size_t img = (size_t)l->o.image_size * l->o.image_size * 3;
         int n = 0;
+        size_t bytes = 0;
         pthread_mutex_lock(&l->mu);
         while (s->pending > 0)
             pthread_cond_wait(&l->cv, &l->mu);
         pthread_mutex_unlock(&l->mu);
         l->next_return++;
         consumed += s->n;
-        /* Close the gaps left by images that could not be read. */
+        /* Close the gaps left by images that could not be read (boxes
+         * point at their images, which stay where they are). */
         for (int i = 0; i < s->n; i++) {
             if (!s->ok[i])
                 continue;
             if (n != i) {
-                memcpy(s->pixels + img * (size_t)n, s->pixels + img * (size_t)i, img);
+                if (s->boxes)
+                    s->boxes[n] = s->boxes[i];
+                else
+                    memcpy(s->pixels + l->cell * (size_t)n, s->pixels + l->cell * (size_t)i,
+                           l->cell);
                 s->labels[n] = s->labels[i];
                 s->sample[n] = s->sample[i];
             }
             n++;
+            bytes = s->boxes ? l->cell * (size_t)(i + 1) : l->cell * (size_t)n;
         }
         if (n == 0)
             continue;
-        s->batch = (vt_batch){.pixels = s->pixels, .labels = s->labels,
-                              .sample = s->sample, .n = n, .failed = s->n - n,
-                              .consumed = consumed};
+        s->batch = (vt_batch){.pixels = s->pixels, .boxes = s->boxes, .bytes = bytes,
+                              .labels = s->labels, .sample = s->sample, .n = n,
+                              .failed = s->n - n, .consumed = consumed};
         *out = &s->batch;
         return 1;
     }
@@ -281,6 +325,7 @@ void vt_loader_free(vt_loader *l)
     vt__drain(l);
     for (int k = 0; k < VT_LOADER_AHEAD; k++) {
         free(l->slots[k].pixels);
+        free(l->slots[k].boxes);
         free(l->slots[k].labels);
         free(l->slots[k].sample);
         free(l->slots[k].ok);

@@ -14,6 +14,7 @@
 
 #include "../common/creds.h"
 #include "../common/pool.h"
+#include "../kernels/backend.h"
 #include "dataset.h"
 
 #define VT_LOADER_AHEAD 3
@@ -24,6 +25,13 @@ typedef struct {
     int image_size;        /* images are decoded to image_size x image_size */
     int max_batch;
     const vt_creds *creds; /* read files as this user (NULL: as the process) */
+    /* 1: leave resizing, cropping and mirroring to the backend: each image
+     * is only decoded (JPEGs DCT-scaled toward the size the host path would
+     * resize to) and the batch says how to finish it (vt_batch.boxes).  An
+     * image that decodes to more than 1.5x that size's pixels is resized on
+     * the host to exactly that size, so buffers stay bounded. */
+    int device_resize;
+    double max_crop;       /* the largest vt_augment.crop a pass will use */
 } vt_loader_opts;
 
 typedef struct {
@@ -34,7 +42,10 @@ typedef struct {
 } vt_augment;
 
 typedef struct {
-    uint8_t *pixels; /* (n, S, S, 3) RGB */
+    uint8_t *pixels; /* (n, S, S, 3) RGB; with device_resize, bytes bytes
+                        holding the images that boxes (n) describe */
+    vt_image_box *boxes;
+    size_t bytes;
     int32_t *labels; /* (n) */
     int *sample;     /* (n) indices into the dataset */
     int n;           /* images in this batch */

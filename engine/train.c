@@ -505,7 +505,9 @@ static int vt__prepare(vt_trainer *t)
     if ((rc = vt_model_create(&t->model, t->env.trunk, t->p, &mo)) < 0)
         return rc;
     lo = (vt_loader_opts){.image_size = s->image_size, .max_batch = s->batch_size,
-                          .creds = t->env.creds};
+                          .creds = t->env.creds,
+                          .device_resize = vt_backend_resizes_images(t->env.be),
+                          .max_crop = s->crop};
     if ((rc = vt_loader_create(&t->ltrain, t->env.pool, t->train, &lo)) < 0 ||
         (t->val && (rc = vt_loader_create(&t->lval, t->env.pool, t->val, &lo)) < 0))
         return rc;
@@ -615,12 +617,26 @@ static int vt__store(vt_trainer *t, vt_tensor *cache, uint8_t *have, const vt_ba
     return rc;
 }
 
-/* Decoded images -> preprocessed input -> frozen pass. */
-static int vt__extract(vt_trainer *t, const uint8_t *pixels, int n)
+/* A batch's decoded images -> preprocessed input -> frozen pass. */
+static int vt__extract(vt_trainer *t, const vt_batch *b)
 {
-    int rc = vt_op_images_to_input(t->env.be, pixels, n, t->spec.image_size,
-                                   t->spec.image_size, t->prep, vt_model_input(t->model));
+    vt_tensor *x = vt_model_input(t->model);
+    int S = t->spec.image_size;
+    int rc = b->boxes ? vt_op_images_resize_to_input(t->env.be, b->pixels, b->bytes, b->boxes,
+                                                     b->n, t->prep, x)
+                      : vt_op_images_to_input(t->env.be, b->pixels, b->n, S, S, t->prep, x);
     return rc < 0 ? rc : vt_model_extract(t->model);
+}
+
+/* Mirrors every image of the batch (the backend does it when it resizes). */
+static void vt__flip_batch(vt_batch *b, int S)
+{
+    for (int i = 0; i < b->n; i++) {
+        if (b->boxes)
+            b->boxes[i].flip = !b->boxes[i].flip;
+        else
+            vt_image_flip(b->pixels + (size_t)i * S * S * 3, S, S);
+    }
 }
 
 /* Puts the next batch of the pass into the model's features.  Returns the
@@ -654,15 +670,14 @@ static int vt__next_batch(vt_trainer *t, int val)
     n = b->n;
     t->pos += b->consumed;
     memcpy(t->labels, b->labels, sizeof *t->labels * (size_t)n);
-    if ((rc = vt_model_set_batch(t->model, n)) < 0 || (rc = vt__extract(t, b->pixels, n)) < 0)
+    if ((rc = vt_model_set_batch(t->model, n)) < 0 || (rc = vt__extract(t, b)) < 0)
         return rc;
     if (cache && (rc = vt__store(t, cache, have, b, 0)) < 0)
         return rc;
     if (!val && t->flip_copies) {
         /* Both copies of every image, then this epoch's choice of each. */
-        for (int i = 0; i < n; i++)
-            vt_image_flip(b->pixels + (size_t)i * S * S * 3, S, S);
-        if ((rc = vt__extract(t, b->pixels, n)) < 0 ||
+        vt__flip_batch(b, S);
+        if ((rc = vt__extract(t, b)) < 0 ||
             (rc = vt__store(t, cache, have, b, t->train->n)) < 0)
             return rc;
         for (int i = 0; i < n; i++)

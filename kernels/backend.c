@@ -56,6 +56,9 @@ int vt_backend_create(vt_backend **out, const char *name, int threads)
         free(be);
         return rc;
     }
+    const char *env = getenv("VT_RESIZE_ON_DEVICE");
+    if (env && (strcmp(env, "0") == 0 || strcmp(env, "1") == 0))
+        be->resize_images = env[0] == '1';
     *out = be;
     return 0;
 }
@@ -98,6 +101,7 @@ void vt_backend_memory(const vt_backend *be, size_t *in_use, size_t *peak)
 
 size_t vt_backend_memory_total(const vt_backend *be) { return be->mem_total; }
 size_t vt_backend_host_memory(const vt_backend *be) { return be->host_in_use; }
+int vt_backend_resizes_images(const vt_backend *be) { return be->resize_images; }
 
 /* ---- tensors ----------------------------------------------------------- */
 
@@ -355,6 +359,30 @@ int vt_op_images_to_input(vt_backend *be, const uint8_t *images, int n, int h,
     VT__CHECK("images_to_input", "x", x, 4, n, h, w, 3);
     x->version++;
     return be->ops->images_to_input(be, images, n, h, w, prep, x);
+}
+
+int vt_op_images_resize_to_input(vt_backend *be, const uint8_t *images, size_t bytes,
+                                 const vt_image_box *boxes, int n, vt_preprocess prep,
+                                 vt_tensor *x)
+{
+    VT__CHECK("images_resize_to_input", "x", x, 4, n, -1, -1, 3);
+    int S = x->dims[1];
+    if (x->dims[2] != S)
+        return vt_error_set(VT_EINVAL, "images_resize_to_input: x is %dx%d, not square",
+                            x->dims[1], S);
+    for (int i = 0; i < n; i++) {
+        const vt_image_box *b = &boxes[i];
+        if (b->sw <= 0 || b->sh <= 0 || b->rw < S || b->rh < S || b->ox < 0 || b->oy < 0 ||
+            b->ox > b->rw - S || b->oy > b->rh - S || b->offset > bytes ||
+            (bytes - b->offset) / 3 / (size_t)b->sw < (size_t)b->sh)
+            return vt_error_set(VT_EINVAL,
+                                "images_resize_to_input: image %d (%dx%d at %zu, resized to "
+                                "%dx%d, window at %d,%d) does not fit %zu bytes and a %dx%d input",
+                                i, b->sw, b->sh, b->offset, b->rw, b->rh, b->ox, b->oy, bytes, S,
+                                S);
+    }
+    x->version++;
+    return be->ops->images_resize(be, images, bytes, boxes, n, prep, x);
 }
 
 int vt_op_conv_fwd(vt_backend *be, const vt_tensor *x, const vt_tensor *w,

@@ -91,6 +91,14 @@ void vt_backend_memory(const vt_backend *be, size_t *in_use, size_t *peak);
 /* Bytes held now by this backend's host tensors (vt_tensor_new_host). */
 size_t vt_backend_host_memory(const vt_backend *be);
 
+/* Whether jobs should hand this backend images at their decoded size, for
+ * vt_op_images_resize_to_input, rather than resize them on the decode
+ * threads: 1 for CUDA (the device resizes for free; the host only decodes),
+ * 0 for the CPU (its decode threads resize in parallel).  The environment
+ * variable VT_RESIZE_ON_DEVICE=0|1, read at creation, overrides it (the
+ * tests run the device path on the CPU backend that way). */
+int vt_backend_resizes_images(const vt_backend *be);
+
 /* Total memory of the device in bytes (physical RAM for the CPU backend). */
 size_t vt_backend_memory_total(const vt_backend *be);
 
@@ -163,6 +171,25 @@ int vt_tensor_scatter_rows(vt_tensor *dst, const int *rows, const vt_tensor *src
 /* images (N,H,W,3) uint8 RGB in host memory -> x (N,H,W,3) preprocessed. */
 int vt_op_images_to_input(vt_backend *be, const uint8_t *images, int n, int h,
                           int w, vt_preprocess prep, vt_tensor *x);
+
+/* One image of a batch for vt_op_images_resize_to_input: its (sh, sw, 3)
+ * uint8 RGB pixels at byte offset of the batch's buffer are resized
+ * (bilinear, exactly as vt_image_resize) to rw x rh; the S x S window at
+ * (ox, oy) of that is cut out and mirrored left-right when flip != 0. */
+typedef struct {
+    size_t offset;
+    int sw, sh;
+    int rw, rh;
+    int ox, oy;
+    int flip;
+} vt_image_box;
+
+/* x (N,S,S,3) preprocessed from the N = n images that boxes describe in
+ * images[0..bytes) (host memory): the same values as resizing, cutting and
+ * mirroring each on the host then calling vt_op_images_to_input. */
+int vt_op_images_resize_to_input(vt_backend *be, const uint8_t *images, size_t bytes,
+                                 const vt_image_box *boxes, int n, vt_preprocess prep,
+                                 vt_tensor *x);
 
 /* y = act(conv3x3_same(x, w) + b); x (N,H,W,C), w (K,3,3,C), b (K),
  * y (N,H,W,K); act = ReLU when relu != 0. */

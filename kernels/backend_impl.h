@@ -44,6 +44,9 @@ typedef struct vt_backend_ops {
 
     int (*images_to_input)(vt_backend *be, const uint8_t *images, int n, int h,
                            int w, vt_preprocess prep, vt_tensor *x);
+    int (*images_resize)(vt_backend *be, const uint8_t *images, size_t bytes,
+                         const vt_image_box *boxes, int n, vt_preprocess prep,
+                         vt_tensor *x);
     int (*conv_fwd)(vt_backend *be, const vt_tensor *x, const vt_tensor *w,
                     const vt_tensor *b, vt_tensor *y, int relu);
     int (*conv_bwd_data)(vt_backend *be, const vt_tensor *dy,
@@ -76,6 +79,7 @@ struct vt_backend {
     size_t mem_in_use, mem_peak; /* bytes, maintained by backend.c */
     size_t host_in_use;          /* bytes of host tensors, likewise */
     size_t mem_total;            /* device capacity (host RAM for the CPU) */
+    int resize_images;           /* see vt_backend_resizes_images; set by init */
     void *impl;                  /* implementation state */
 };
 

@@ -5,6 +5,7 @@
 #
 #   scripts/bench-decode.sh [--images N] [--size S] [--threads N] [--reps R]
 #                           [--data DIR] [--build DIR] [--json FILE]
+#                           [--resize host|device]
 #
 #   --images N   dataset size, a multiple of 5 (default 1000)
 #   --size S     decode to S x S (default 224)
@@ -14,6 +15,8 @@
 #                scripts/bench-data.sh unless it already holds N images
 #   --build DIR  a build tree, or a gpu-prepare bundle with bin/ (default build)
 #   --json FILE  also append both sides' JSON lines to FILE
+#   --resize W   ours resizes on the host (CPU-backend jobs, default) or only
+#                decodes and leaves the resize to the device (CUDA jobs)
 # Environment: PYTHON, a python3 with torch and torchvision (default: the
 # first of python3, /usr/bin/python3 that has them).
 #
@@ -23,13 +26,13 @@
 # Prints the machine, the exact commands and a table with ratios.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-images=1000 size=224 threads=$(nproc) reps=3 data="" build=$here/build json=""
-usage() { sed -n '6,19p' "$0" | sed 's/^# \{0,1\}//'; }
+images=1000 size=224 threads=$(nproc) reps=3 data="" build=$here/build json="" resize=host
+usage() { sed -n '6,22p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   [ $# -ge 2 ] || { [ "$1" = -h ] || [ "$1" = --help ] || { echo "bench-decode: $1 needs a value" >&2; exit 2; }; }
   case $1 in
     --images) images=$2 ;; --size) size=$2 ;; --threads) threads=$2 ;; --reps) reps=$2 ;;
-    --data) data=$2 ;; --build) build=$2 ;; --json) json=$2 ;;
+    --data) data=$2 ;; --build) build=$2 ;; --json) json=$2 ;; --resize) resize=$2 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "bench-decode: unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -53,7 +56,8 @@ fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 counts=1; [ "$threads" != 1 ] && counts=1,$threads
-ours=("$decodebench" --data "$data" --size "$size" --threads "$counts" --reps "$reps" --json "$tmp/ours.jsonl")
+ours=("$decodebench" --data "$data" --size "$size" --threads "$counts" --reps "$reps"
+      --resize "$resize" --json "$tmp/ours.jsonl")
 ref=("$PYTHON" "$here/bench/torch_decode_ref.py" --data "$data" --size "$size" --workers "$counts"
      --reps "$reps" --json "$tmp/torch.jsonl")
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -76,7 +80,11 @@ if (o0["images"], o0["bytes"]) != (r0["images"], r0["bytes"]):
 print(f"machine: {o0['cpus']} cpus, {os.environ['CPU']}; load average {os.environ['LOAD']}")
 print(f"date: {time.strftime('%Y-%m-%d %H:%M %Z')}")
 print(f"data: {o0['images']} JPEGs, {o0['bytes'] / 1024 / o0['images']:.1f} KiB mean, "
-      f"decoded to {o0['size']}x{o0['size']}; median of {o0['reps']} passes, page cache warm\n")
+      f"decoded to {o0['size']}x{o0['size']}; median of {o0['reps']} passes, page cache warm")
+if o0.get("resize") == "device":
+    print("vggtune: decode only (DCT-scaled), resize left to the device as in CUDA jobs; "
+          "PyTorch: decode + resize")
+print()
 print("| threads | vggtune img/s | vggtune img/s/core | PyTorch DataLoader img/s | PyTorch img/s/core | ratio |")
 print("| ---: | ---: | ---: | ---: | ---: | ---: |")
 for o in ours:

@@ -201,8 +201,9 @@ if [ "${SKIP_E2E:-0}" != 1 ]; then
   e2e_data=${E2E_DATA:-${TMPDIR:-/tmp}/vt-gpucheck-data}
   say "decode and whole job (2000 JPEGs in $e2e_data)"
   if step data 60 90 bash scripts/bench-data.sh "$run/bin/vt-gendata" "$e2e_data" 2000; then
+    # --resize device: the host's share in a CUDA job (decode only)
     step decode 60 120 bash scripts/bench-decode.sh --images 2000 --data "$e2e_data" \
-         --build "$run" --json "$out/decode.jsonl"
+         --build "$run" --resize device --json "$out/decode.jsonl"
     grep -E '^\| [0-9]' "$out/decode.log" | sed 's/^/    /'
     step job 90 150 bash scripts/bench-job.sh --backend cuda --images 2000 --epochs 10 \
          --data "$e2e_data" --build "$run" --json "$out/job.jsonl"

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "../common/rng.h"
+#include "../engine/image.h"
 #include "vt_test.h"
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -507,6 +508,68 @@ static void test_images_to_input(vt_backend *be)
     VT_CHECK(ok);
 }
 
+/* The backend resizing decoded images (resize to the box's side, cut the
+ * window, mirror) gives exactly what engine/image.c's host resize followed
+ * by the same cut, vt_image_flip and vt_op_images_to_input give. */
+static void test_images_resize(vt_backend *be)
+{
+    enum { S = 12, N = 5 };
+    /* sw, sh, side, ox, oy, flip: down, up + mirror, same size with a
+     * window, mixed + window + mirror, one row */
+    static const int cfg[N][6] = {{31, 17, 12, 0, 0, 0}, {5, 9, 12, 0, 0, 1},
+                                  {15, 15, 15, 3, 1, 0}, {40, 7, 14, 2, 0, 1},
+                                  {13, 1, 12, 0, 0, 0}};
+    vt_image_box box[N];
+    size_t bytes = 1; /* odd offsets: the backend must not assume alignment */
+    for (int i = 0; i < N; i++) {
+        box[i] = (vt_image_box){.offset = bytes, .sw = cfg[i][0], .sh = cfg[i][1],
+                                .rw = cfg[i][2], .rh = cfg[i][2], .ox = cfg[i][3],
+                                .oy = cfg[i][4], .flip = cfg[i][5]};
+        bytes += (size_t)cfg[i][0] * cfg[i][1] * 3 + 2;
+    }
+    uint8_t *img = malloc(bytes), *ref = malloc((size_t)N * S * S * 3), *big = malloc(15 * 15 * 3);
+    for (size_t k = 0; k < bytes; k++)
+        img[k] = (uint8_t)vt_rng_below(77, 1, k, 256);
+    for (int i = 0; i < N; i++) {
+        const vt_image_box *b = &box[i];
+        uint8_t *out = ref + (size_t)i * S * S * 3;
+        VT_CHECK_OK(vt_image_resize(img + b->offset, b->sw, b->sh, big, b->rw, b->rh));
+        for (int y = 0; y < S; y++)
+            memcpy(out + (size_t)y * S * 3, big + ((size_t)(y + b->oy) * b->rw + b->ox) * 3,
+                   S * 3);
+        if (b->flip)
+            vt_image_flip(out, S, S);
+    }
+    vt_tensor *x = mk(be, 4, N, S, S, 3, NULL), *want = mk(be, 4, N, S, S, 3, NULL);
+    VT_CHECK(x && want);
+    int ok = 1;
+    for (int prep = 0; prep < 2; prep++) {
+        vt_preprocess pp = prep ? VT_PREP_TORCH : VT_PREP_CAFFE;
+        VT_CHECK_OK(vt_op_images_to_input(be, ref, N, S, S, pp, want));
+        VT_CHECK_OK(vt_op_images_resize_to_input(be, img, bytes, box, N, pp, x));
+        float *g = get(x), *w = get(want);
+        ok = ok && vt_test_allclose(prep ? "torch" : "caffe", g, w, (size_t)N * S * S * 3, 0, 0);
+        free(g);
+        free(w);
+    }
+    /* A window outside the resized image, or pixels past the buffer. */
+    vt_image_box bad = box[2];
+    bad.ox = 4;
+    VT_CHECK_OK(vt_tensor_reshape(x, 4, (int[]){1, S, S, 3}));
+    VT_CHECK_ERR(vt_op_images_resize_to_input(be, img, bytes, &bad, 1, VT_PREP_CAFFE, x),
+                 VT_EINVAL, "does not fit");
+    bad = box[N - 1];
+    VT_CHECK_ERR(vt_op_images_resize_to_input(be, img, bad.offset + 13 * 3 - 1, &bad, 1,
+                                              VT_PREP_CAFFE, x),
+                 VT_EINVAL, "does not fit");
+    vt_tensor_free(x);
+    vt_tensor_free(want);
+    free(img);
+    free(ref);
+    free(big);
+    VT_CHECK(ok);
+}
+
 /* ---- row moves and host tensors ---------------------------------------- */
 
 /* A host tensor (n, row) of dtype dt with the values of host[]. */
@@ -636,6 +699,7 @@ static const vt_test_case cases[] = {
     {"dropout", test_dropout, VT_TEST_NUMERIC},
     {"sgd", test_sgd, VT_TEST_NUMERIC},
     {"images_to_input", test_images_to_input, VT_TEST_NUMERIC},
+    {"images_resize", test_images_resize, VT_TEST_NUMERIC},
     {"shape_errors", test_shape_errors, VT_TEST_NUMERIC},
     {"rows", test_rows, VT_TEST_NUMERIC},
     {"host_tensors", test_host_tensors, VT_TEST_NUMERIC},

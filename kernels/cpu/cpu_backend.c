@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../../common/bilinear.h"
 #include "../../common/error.h"
 #include "../../common/rng.h"
 #include "../backend_impl.h"
@@ -117,25 +118,62 @@ static void vt__cpu_destroy(vt_backend *be)
     free(cpu);
 }
 
-static int vt__cpu_images_to_input(vt_backend *be, const uint8_t *images, int n,
-                                   int h, int w, vt_preprocess prep, vt_tensor *x)
+/* One RGB pixel -> its three preprocessed input values. */
+static void vt__cpu_prep_pixel(const uint8_t *rgb, vt_preprocess prep, float *o)
 {
     static const float torch_mean[3] = {0.485f, 0.456f, 0.406f};
     static const float torch_std[3] = {0.229f, 0.224f, 0.225f};
     static const float caffe_mean[3] = {103.939f, 116.779f, 123.68f}; /* B, G, R */
+
+    if (prep == VT_PREP_CAFFE) {
+        for (int c = 0; c < 3; c++)
+            o[c] = (float)rgb[2 - c] - caffe_mean[c];
+    } else {
+        for (int c = 0; c < 3; c++)
+            o[c] = ((float)rgb[c] / 255.0f - torch_mean[c]) / torch_std[c];
+    }
+}
+
+static int vt__cpu_images_to_input(vt_backend *be, const uint8_t *images, int n,
+                                   int h, int w, vt_preprocess prep, vt_tensor *x)
+{
     float *out = vt__f(x);
     size_t pixels = (size_t)n * h * w;
     (void)be;
 
-    for (size_t p = 0; p < pixels; p++) {
-        const uint8_t *rgb = images + 3 * p;
-        float *o = out + 3 * p;
-        if (prep == VT_PREP_CAFFE) {
-            for (int c = 0; c < 3; c++)
-                o[c] = (float)rgb[2 - c] - caffe_mean[c];
-        } else {
-            for (int c = 0; c < 3; c++)
-                o[c] = ((float)rgb[c] / 255.0f - torch_mean[c]) / torch_std[c];
+    for (size_t p = 0; p < pixels; p++)
+        vt__cpu_prep_pixel(images + 3 * p, prep, out + 3 * p);
+    return 0;
+}
+
+/* Per output pixel, the bilinear rule of common/bilinear.h evaluated
+ * directly (no row reuse: this path exists to check the device's). */
+static int vt__cpu_images_resize(vt_backend *be, const uint8_t *images, size_t bytes,
+                                 const vt_image_box *boxes, int n, vt_preprocess prep,
+                                 vt_tensor *x)
+{
+    int S = x->dims[1];
+    float *out = vt__f(x);
+    (void)be;
+    (void)bytes;
+
+    for (int i = 0; i < n; i++) {
+        const vt_image_box *bx = &boxes[i];
+        const uint8_t *src = images + bx->offset;
+        float sx = (float)bx->sw / (float)bx->rw, sy = (float)bx->sh / (float)bx->rh;
+        for (int y = 0; y < S; y++) {
+            int y0, y1;
+            float b = vt_bilinear_tap(bx->oy + y, bx->sh, sy, &y0, &y1), a = 1.0f - b;
+            const uint8_t *r0 = src + (size_t)y0 * bx->sw * 3, *r1 = src + (size_t)y1 * bx->sw * 3;
+            for (int xo = 0; xo < S; xo++) {
+                int x0, x1, xs = bx->ox + (bx->flip ? S - 1 - xo : xo);
+                float d = vt_bilinear_tap(xs, bx->sw, sx, &x0, &x1), c = 1.0f - d;
+                uint8_t rgb[3];
+                for (int ch = 0; ch < 3; ch++)
+                    rgb[ch] = vt_bilinear_out(a, c * r0[3 * x0 + ch] + d * r0[3 * x1 + ch], b,
+                                              c * r1[3 * x0 + ch] + d * r1[3 * x1 + ch]);
+                vt__cpu_prep_pixel(rgb, prep, out + (((size_t)i * S + y) * S + xo) * 3);
+            }
         }
     }
     return 0;
@@ -452,6 +490,7 @@ static const vt_backend_ops vt__cpu_ops = {
     .act_dtype = vt__cpu_act_dtype,
     .destroy = vt__cpu_destroy,
     .images_to_input = vt__cpu_images_to_input,
+    .images_resize = vt__cpu_images_resize,
     .conv_fwd = vt__cpu_conv_fwd,
     .conv_bwd_data = vt__cpu_conv_bwd_data,
     .conv_bwd_filter = vt__cpu_conv_bwd_filter,

@@ -128,6 +128,7 @@ enum {
     VT__T_OUT,   /* output in the compute dtype before conversion */
     VT__T_DW,    /* bf16 weight gradient before conversion to f32 */
     VT__T_STAGE, /* host transfers: images, bf16 <-> f32 staging */
+    VT__T_BOXES, /* vt_image_box array of an image batch */
     VT__T_PART,  /* column-sum partials */
     VT__T_COPY,  /* overlapping copies */
     VT__NTMP
@@ -1196,6 +1197,23 @@ static int vt__cuda_images_to_input(vt_backend *be, const uint8_t *images, int n
     return 0;
 }
 
+static int vt__cuda_images_resize(vt_backend *be, const uint8_t *images, size_t bytes,
+                                  const vt_image_box *boxes, int n, vt_preprocess prep,
+                                  vt_tensor *x)
+{
+    vt_cuda *cu = vt__cu(be);
+    void *stage = NULL, *dboxes = NULL;
+    VT__ENTER(cu);
+    VT__TRY(vt__tmp(cu, VT__T_STAGE, bytes, &stage));
+    VT__TRY(vt__tmp(cu, VT__T_BOXES, sizeof *boxes * (size_t)n, &dboxes));
+    VT__TRY(vt__h2d(cu, stage, images, bytes));
+    VT__TRY(vt__h2d(cu, dboxes, boxes, sizeof *boxes * (size_t)n));
+    VT_CUDA_TRY(cu, vt_cuk_images_resize(cu->stream, (const uint8_t *)stage,
+                                         (const vt_image_box *)dboxes, n, x->dims[1],
+                                         prep == VT_PREP_CAFFE, x->data, vt__kt(x->dtype)));
+    return 0;
+}
+
 static int vt__cuda_relu_bwd(vt_backend *be, const vt_tensor *y, vt_tensor *dy)
 {
     vt_cuda *cu = vt__cu(be);
@@ -1585,6 +1603,7 @@ static vt_backend_ops vt__cuda_make_ops(void)
     o.act_dtype = vt__cuda_act_dtype;
     o.destroy = vt__cuda_destroy;
     o.images_to_input = vt__cuda_images_to_input;
+    o.images_resize = vt__cuda_images_resize;
     o.conv_fwd = vt__cuda_conv_fwd;
     o.conv_bwd_data = vt__cuda_conv_bwd_data;
     o.conv_bwd_filter = vt__cuda_conv_bwd_filter;
@@ -1681,6 +1700,7 @@ static int vt__cuda_setup(vt_cuda *cu, vt_backend *be)
         VT_CUDA_TRY(cu, cudaMemGetInfo(&fr, &tot));
         be->mem_total = tot;
     }
+    be->resize_images = 1; /* the host only decodes (see backend.h) */
     snprintf(be->device, sizeof be->device, "%.60s, %.0f GiB, cuDNN %zu.%zu.%zu, sm_%d%d%s", prop.name,
              be->mem_total / VT__GIB, dnn_ver / 10000, dnn_ver % 10000 / 100, dnn_ver % 100,
              prop.major, prop.minor, cu->tf32 ? ", tf32" : "");

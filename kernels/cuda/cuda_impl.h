@@ -20,6 +20,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+extern "C" {
+#include "../backend.h"
+}
+
 /* Element types the kernels understand (activations may be either). */
 typedef enum { VT_CUK_F32 = 0, VT_CUK_BF16 = 1 } vt_cuk_type;
 
@@ -60,6 +64,13 @@ cudaError_t vt_cuk_convert(cudaStream_t s, void *dst, vt_cuk_type dt, const void
  * mean subtracted) when caffe != 0, else torch (x/255 - mean) / std. */
 cudaError_t vt_cuk_images(cudaStream_t s, const uint8_t *img, size_t pixels, int caffe,
                           void *x, vt_cuk_type xt);
+
+/* x (n, S, S, 3) preprocessed as vt_cuk_images does, from the images that
+ * the device array boxes (n) places in img: each resized, cut and mirrored
+ * as vt_image_box says, with the host's float operations in the host's
+ * order, so the pixels equal the CPU backend's. */
+cudaError_t vt_cuk_images_resize(cudaStream_t s, const uint8_t *img, const vt_image_box *boxes,
+                                 int n, int S, int caffe, void *x, vt_cuk_type xt);
 
 /* out (rows, cp) = in (rows, c) followed by cp - c zero channels; used to pad
  * NHWC activations and KRSC weights (rows = K*9) to a tensor-core friendly

@@ -111,23 +111,72 @@ __global__ void k_convert(D *dst, const S *src, size_t n)
         dst[i] = fromf<D>(tof(src[i]));
 }
 
+/* Output channel c of the preprocessed RGB pixel rgb: caffe (channel c is
+ * B, G, R: input channel 2 - c, mean subtracted) or torch. */
+__device__ __forceinline__ float prep_value(const uint8_t *rgb, int c, int caffe)
+{
+    if (caffe) {
+        float mean = c == 0 ? 103.939f : c == 1 ? 116.779f : 123.68f;
+        return __fsub_rn((float)rgb[2 - c], mean);
+    }
+    float mean = c == 0 ? 0.485f : c == 1 ? 0.456f : 0.406f;
+    float sd = c == 0 ? 0.229f : c == 1 ? 0.224f : 0.225f;
+    return __fdiv_rn(__fsub_rn(__fdiv_rn((float)rgb[c], 255.0f), mean), sd);
+}
+
 template <typename T>
 __global__ void k_images(const uint8_t *img, size_t total, int caffe, T *x)
 {
     for (size_t i = gtid(); i < total; i += gstride()) {
         size_t p = i / 3;
-        int c = (int)(i - p * 3);
-        float v;
-        if (caffe) {
-            /* channel c of the output is B, G, R: input channel 2 - c */
-            float mean = c == 0 ? 103.939f : c == 1 ? 116.779f : 123.68f;
-            v = __fsub_rn((float)img[p * 3 + 2 - c], mean);
-        } else {
-            float mean = c == 0 ? 0.485f : c == 1 ? 0.456f : 0.406f;
-            float sd = c == 0 ? 0.229f : c == 1 ? 0.224f : 0.225f;
-            v = __fdiv_rn(__fsub_rn(__fdiv_rn((float)img[i], 255.0f), mean), sd);
+        x[i] = fromf<T>(prep_value(img + p * 3, (int)(i - p * 3), caffe));
+    }
+}
+
+/* common/bilinear.h's vt_bilinear_tap with every operation rounded as the
+ * host's (no fused multiply-add). */
+__device__ __forceinline__ float bilinear_tap(int d, int sn, float scale, int *i0, int *i1)
+{
+    float s = __fsub_rn(__fmul_rn(__fadd_rn((float)d, 0.5f), scale), 0.5f);
+    if (s < 0.0f)
+        s = 0.0f;
+    int i = (int)s;
+    if (i > sn - 1)
+        i = sn - 1;
+    *i0 = i;
+    *i1 = i < sn - 1 ? i + 1 : i;
+    return __fsub_rn(s, (float)i);
+}
+
+/* One thread per output pixel: resize (bilinear.h's rule), window, mirror,
+ * preprocess.  x is (n, S, S, 3). */
+template <typename T>
+__global__ void k_images_resize(const uint8_t *img, const vt_image_box *boxes, int n, int S,
+                                int caffe, T *x)
+{
+    size_t total = (size_t)n * S * S;
+    for (size_t p = gtid(); p < total; p += gstride()) {
+        int i = (int)(p / ((size_t)S * S)), r = (int)(p - (size_t)i * S * S);
+        int y = r / S, xo = r - y * S;
+        vt_image_box bx = boxes[i];
+        const uint8_t *src = img + bx.offset;
+        int y0, y1, x0, x1;
+        float b = bilinear_tap(bx.oy + y, bx.sh, __fdiv_rn((float)bx.sh, (float)bx.rh), &y0, &y1);
+        float d = bilinear_tap(bx.ox + (bx.flip ? S - 1 - xo : xo), bx.sw,
+                               __fdiv_rn((float)bx.sw, (float)bx.rw), &x0, &x1);
+        float a = __fsub_rn(1.0f, b), c = __fsub_rn(1.0f, d);
+        const uint8_t *r0 = src + (size_t)y0 * bx.sw * 3, *r1 = src + (size_t)y1 * bx.sw * 3;
+        uint8_t rgb[3];
+        for (int ch = 0; ch < 3; ch++) {
+            float h0 = __fadd_rn(__fmul_rn(c, (float)r0[3 * x0 + ch]),
+                                 __fmul_rn(d, (float)r0[3 * x1 + ch]));
+            float h1 = __fadd_rn(__fmul_rn(c, (float)r1[3 * x0 + ch]),
+                                 __fmul_rn(d, (float)r1[3 * x1 + ch]));
+            float v = __fadd_rn(__fadd_rn(__fmul_rn(a, h0), __fmul_rn(b, h1)), 0.5f);
+            rgb[ch] = v <= 0.0f ? 0 : v >= 255.0f ? 255 : (uint8_t)v;
         }
-        x[i] = fromf<T>(v);
+        for (int ch = 0; ch < 3; ch++)
+            x[p * 3 + ch] = fromf<T>(prep_value(rgb, ch, caffe));
     }
 }
 
@@ -647,6 +696,19 @@ cudaError_t vt_cuk_images(cudaStream_t s, const uint8_t *img, size_t pixels, int
     else
         k_images<float><<<blocks_for(total), kThreads, 0, s>>>(img, total, caffe,
                                                                 static_cast<float *>(x));
+    return cudaGetLastError();
+}
+
+cudaError_t vt_cuk_images_resize(cudaStream_t s, const uint8_t *img, const vt_image_box *boxes,
+                                 int n, int S, int caffe, void *x, vt_cuk_type xt)
+{
+    size_t total = (size_t)n * S * S;
+    if (xt == VT_CUK_BF16)
+        k_images_resize<bf16><<<blocks_for(total), kThreads, 0, s>>>(
+            img, boxes, n, S, caffe, static_cast<bf16 *>(x));
+    else
+        k_images_resize<float><<<blocks_for(total), kThreads, 0, s>>>(
+            img, boxes, n, S, caffe, static_cast<float *>(x));
     return cudaGetLastError();
 }
 

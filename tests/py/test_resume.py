@@ -15,6 +15,12 @@ per-epoch metrics:
      same job with the cache off
   G  the caches in host memory (no room on the device): identical to A, and
      with flips to F1
+  H  resizing, cropping and mirroring done by the backend from the decoded
+     images (what the CUDA backend does; VT_RESIZE_ON_DEVICE=1 makes the CPU
+     backend do it too): identical to A, E1 and F1.  The dataset's 48x48
+     images take both paths: JPEGs DCT-scale to 36x36 and are resized by
+     the backend, PNGs are over the loader's size bound and resized on the
+     host
 """
 import json
 import os
@@ -148,4 +154,8 @@ vtpy.check("feature cache off (does not fit)" in r.stderr, f"G3: {r.stderr[-400:
 r = vtpy.run([VGGTUNED, "run", "--host-cache-mb", "lots", job("G4")], check=False)
 vtpy.check(r.returncode == 2 and "--host-cache-mb must be an integer" in r.stderr,
            f"a bad --host-cache-mb: {r.returncode} {r.stderr!r}")
+device = dict(os.environ, VT_RESIZE_ON_DEVICE="1")
+for ref, name, extra in (("A", "H1", {}), ("E1", "H2", aug), ("F1", "H3", flip)):
+    vtpy.run([VGGTUNED, "run", "--backend", "cpu", "--quiet", job(name, **extra)], env=device)
+    same(ref, name)
 vtpy.done()
