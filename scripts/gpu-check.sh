@@ -107,7 +107,9 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
     lim=$(( tmo < 240 ? tmo : 240 ))
     s=$(date +%s)
     # shellcheck disable=SC2086
-    (cd "$run/tests" && timeout -k 5 "$lim" "$exe" $args) >>"$out/tests.log" 2>&1
+    # heuristic algorithm choice: correctness here, timed searches in the benchmarks
+    (cd "$run/tests" && VT_CUDA_CONV_SEARCH=${TEST_CONV_SEARCH:-heuristic} \
+       timeout -k 5 "$lim" "$exe" $args) >>"$out/tests.log" 2>&1
     rc=$?
     d=$(( $(date +%s) - s ))
     case $rc in
@@ -127,6 +129,9 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
     esac
   done <"$run/gpu-tests.txt"
   echo "  tests: $tests_pass passed, $tests_fail failed, $tests_skip skipped"
+  # Fallbacks are correct but slow: each one is worth a look.
+  grep -hoE "cuDNN refused [^(]*|cuBLASLt refused gemm [^(]*|reference kernel" "$out/tests.log" |
+    sort | uniq -c | sort -rn | head -8 | sed 's/^/  fallback: /'
 fi
 
 # ---- 3. our benchmark ----------------------------------------------------------------

@@ -317,8 +317,20 @@ static int vt__cublas_fail(vt_cuda *cu, cublasStatus_t st, const char *call, con
     } while (0)
 
 /* A cuDNN status meaning "this configuration is not supported" rather than
- * a failure of the device or of our arguments' memory. */
-static int vt__dnn_unsupported(cudnnStatus_t st) { return st >= 2000 && st < 4000; }
+ * a failure of the device or a mistake in our arguments (the BAD_PARAM codes
+ * named below always mean the latter: they fail loudly, not fall back). */
+static int vt__dnn_unsupported(cudnnStatus_t st)
+{
+    switch (st) {
+    case CUDNN_STATUS_BAD_PARAM_NULL_POINTER:
+    case CUDNN_STATUS_BAD_PARAM_MISALIGNED_POINTER:
+    case CUDNN_STATUS_BAD_PARAM_STREAM_MISMATCH:
+    case CUDNN_STATUS_BAD_PARAM_SHAPE_MISMATCH:
+        return 0;
+    default:
+        return st >= 2000 && st < 4000;
+    }
+}
 
 /* ---- small helpers --------------------------------------------------------- */
 
@@ -329,6 +341,18 @@ static cudnnDataType_t vt__dnn_type(vt_dtype d)
 }
 static cudaDataType vt__blas_type(vt_dtype d) { return d == VT_BF16 ? CUDA_R_16BF : CUDA_R_32F; }
 static const char *vt__dt_name(vt_dtype d) { return d == VT_BF16 ? "bf16" : "f32"; }
+
+/* Logs that cuDNN refused a convolution of plan-like shape (st, with cuDNN's
+ * own explanation) and what runs instead.  Call right after the refusal. */
+static void vt__dnn_refused(cudnnStatus_t st, const char *op, int n, int h, int w, int c, int k,
+                            vt_dtype dt, const char *instead)
+{
+    char detail[256] = "";
+    cudnnGetLastErrorString(detail, sizeof detail);
+    (void)cudaGetLastError();
+    vt_log_warn("cuda: cuDNN refused %s n%d %dx%d c%d k%d %s (%s%s%s); %s", op, n, h, w, c, k,
+                vt__dt_name(dt), cudnnGetErrorString(st), detail[0] ? ": " : "", detail, instead);
+}
 
 static void vt__mem_add(vt_cuda *cu, size_t bytes)
 {
@@ -820,9 +844,23 @@ static int vt__conv_fused(vt_cuda *cu, vt__conv_plan *p, const void *xp, const v
             p->fused = mode;
             return 1;
         }
-        if (p->fused > 0 || !vt__dnn_unsupported(st))
+        /* Once fused has worked for this plan, a failure is a failure.  On
+         * the first try anything but a dead device or no memory only means
+         * no fusion here (cuDNN 9's runtime-compiled engines can fail with
+         * 4000-range statuses where the plain convolution works). */
+        int rc;
+        if (p->fused > 0 || st == CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED)
             return vt__cudnn_fail(cu, st, "cudnnConvolutionBiasActivationForward", __FILE__,
                                   __LINE__);
+        if (st >= 5000 && st < 6000 &&
+            vt__sticky_behind(cu, "cudnnConvolutionBiasActivationForward", __FILE__, __LINE__,
+                              &rc))
+            return rc;
+        if (!vt__dnn_unsupported(st)) {
+            vt__dnn_refused(st, "fused conv+bias+ReLU", p->n, p->h, p->w, p->c, p->k, p->dt,
+                            "using the separate bias+ReLU pass");
+            break;
+        }
         (void)cudaGetLastError();
     }
     p->fused = 0;
@@ -877,9 +915,7 @@ static int vt__cuda_conv_fwd(vt_backend *be, const vt_tensor *x, const vt_tensor
                                  (cudnnConvolutionFwdAlgo_t)p->algo, cu->ws, cu->ws_size, &vt__zero,
                                  p->yd, yp);
     if (st != CUDNN_STATUS_SUCCESS && vt__dnn_unsupported(st)) {
-        (void)cudaGetLastError();
-        vt_log_warn("cuda: cuDNN refused conv fwd n%d %dx%d c%d k%d %s (%s); using the reference "
-                    "kernel", N, H, W, cp, K, vt__dt_name(cd), cudnnGetErrorString(st));
+        vt__dnn_refused(st, "conv fwd", N, H, W, cp, K, cd, "using the reference kernel");
         p->naive = 1;
         return vt__conv_fwd_ref(cu, x, w, b, y, relu);
     }
@@ -920,9 +956,7 @@ static int vt__cuda_conv_bwd_data(vt_backend *be, const vt_tensor *dy, const vt_
             return vt__act_out_done(cu, dx, cd, dxp);
         if (!vt__dnn_unsupported(st))
             return vt__cudnn_fail(cu, st, "cudnnConvolutionBackwardData", __FILE__, __LINE__);
-        (void)cudaGetLastError();
-        vt_log_warn("cuda: cuDNN refused conv bwd_data n%d %dx%d c%d k%d %s (%s); using the "
-                    "reference kernel", N, H, W, C, K, vt__dt_name(cd), cudnnGetErrorString(st));
+        vt__dnn_refused(st, "conv bwd_data", N, H, W, C, K, cd, "using the reference kernel");
         p->naive = 1;
     }
     VT_CUDA_TRY(cu, vt_cuk_conv_bwd_data_ref(cu->stream, dy->data, vt__kt(dy->dtype),
@@ -977,9 +1011,7 @@ static int vt__cuda_conv_bwd_filter(vt_backend *be, const vt_tensor *x, const vt
         }
         if (!vt__dnn_unsupported(st))
             return vt__cudnn_fail(cu, st, "cudnnConvolutionBackwardFilter", __FILE__, __LINE__);
-        (void)cudaGetLastError();
-        vt_log_warn("cuda: cuDNN refused conv bwd_filter n%d %dx%d c%d k%d %s (%s); using the "
-                    "reference kernel", N, H, W, cp, K, vt__dt_name(cd), cudnnGetErrorString(st));
+        vt__dnn_refused(st, "conv bwd_filter", N, H, W, cp, K, cd, "using the reference kernel");
         p->naive = 1;
     }
     VT_CUDA_TRY(cu, vt_cuk_conv_bwd_filter_ref(cu->stream, x->data, vt__kt(x->dtype), dy->data,
@@ -1400,7 +1432,13 @@ static int vt__cuda_alloc(vt_backend *be, vt_tensor *t)
     if (t->host)
         return vt__halloc(cu, t, bytes);
     VT__TRY(vt__dmalloc(cu, &t->data, bytes, "a tensor"));
-    VT_CUDA_TRY(cu, cudaMemsetAsync(t->data, 0, bytes, cu->stream));
+    cudaError_t e = cudaMemsetAsync(t->data, 0, bytes, cu->stream);
+    if (e != cudaSuccess) { /* the caller frees t without release: free data here */
+        int rc = vt__cuda_fail(cu, e, "cudaMemsetAsync", __FILE__, __LINE__);
+        vt__dfree(cu, t->data);
+        t->data = NULL;
+        return rc;
+    }
     return 0;
 }
 
