@@ -318,6 +318,112 @@ static void test_dense(vt_backend *be)
     VT_CHECK(ok);
 }
 
+/* ---- the backend's storage precision for activations --------------------- */
+
+/* f rounded to bf16 (nearest, ties to even), as stored. */
+static float bf16_round(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* An activation tensor of dtype dt holding host[] (NULL: zeros). */
+static vt_tensor *mk_act(vt_backend *be, vt_dtype dt, int ndim, const int *dims,
+                         const float *host)
+{
+    vt_tensor *t = NULL;
+    if (vt_tensor_new(&t, be, dt, ndim, dims) < 0)
+        return NULL;
+    if (host && vt_tensor_upload(t, host) < 0) {
+        vt_tensor_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+/* The paths a bf16 job takes that the f32 cases above do not: the first
+ * layer's 3 channels (padded to 8 on the GPU) with bias and ReLU fused,
+ * a wider convolution, its weight gradient from bf16 x and dy, and a dense
+ * layer with the bias+ReLU epilogue.  The reference uses the inputs rounded
+ * to bf16, so what remains is the output's rounding (2^-9) and the
+ * accumulation order; on the CPU (no bf16 storage) the inputs' rounding. */
+static void test_act_bf16(vt_backend *be)
+{
+    enum { N = 2, H = 8, W = 8, K = 16, IN = 96, OUT = 24 };
+    vt_dtype dt = vt_backend_act_dtype(be, "bf16");
+    double tol = 2e-2;
+    int ok = 1;
+    for (int C = 3; C <= 16 && ok; C += 13) {
+        size_t nx = (size_t)N * H * W * C, nw = (size_t)K * 9 * C, ny = (size_t)N * H * W * K;
+        float *x = malloc(nx * 4), *w = malloc(nw * 4), *y = malloc(ny * 4), b[K];
+        float *dy = malloc(ny * 4), *dw = calloc(nw, 4);
+        fill(x, nx, 30); fill(w, nw, 31); fill(b, K, 32); fill(dy, ny, 33);
+        for (size_t i = 0; i < nx; i++)
+            x[i] = bf16_round(x[i]);
+        for (size_t i = 0; i < ny; i++)
+            dy[i] = bf16_round(dy[i]);
+        float *wr = malloc(nw * 4);
+        for (size_t i = 0; i < nw; i++)
+            wr[i] = bf16_round(w[i]);
+        /* dw[k,kh,kw,c] = sum over n,h,w of dy[n,h,w,k] x[n,h+kh-1,w+kw-1,c] */
+        for (int n = 0; n < N; n++)
+            for (int h = 0; h < H; h++)
+                for (int ww = 0; ww < W; ww++)
+                    for (int k = 0; k < K; k++)
+                        for (int kh = 0; kh < 3; kh++)
+                            for (int kw = 0; kw < 3; kw++) {
+                                int hi = h + kh - 1, wi = ww + kw - 1;
+                                if (hi < 0 || hi >= H || wi < 0 || wi >= W)
+                                    continue;
+                                for (int c = 0; c < C; c++)
+                                    dw[((k * 3 + kh) * 3 + kw) * C + c] +=
+                                        dy[((n * H + h) * W + ww) * K + k] *
+                                        x[((n * H + hi) * W + wi) * C + c];
+                            }
+        vt_tensor *tx = mk_act(be, dt, 4, (int[]){N, H, W, C}, x);
+        vt_tensor *ty = mk_act(be, dt, 4, (int[]){N, H, W, K}, NULL);
+        vt_tensor *tdy = mk_act(be, dt, 4, (int[]){N, H, W, K}, dy);
+        vt_tensor *tw = mk(be, 4, K, 3, 3, C, w), *tb = mk(be, 1, K, 0, 0, 0, b);
+        vt_tensor *tdw = mk(be, 4, K, 3, 3, C, NULL), *tdb = mk(be, 1, K, 0, 0, 0, NULL);
+        VT_CHECK(tx && ty && tdy && tw && tb && tdw && tdb);
+        ref_conv(x, wr, b, y, N, H, W, C, K, 1);
+        VT_CHECK_OK(vt_op_conv_fwd(be, tx, tw, tb, ty, 1));
+        VT_CHECK_OK(vt_op_conv_bwd_filter(be, tx, tdy, tdw, tdb));
+        float *gy = get(ty), *gw = get(tdw);
+        char what[32];
+        snprintf(what, sizeof what, "conv_fwd+relu c%d", C);
+        ok = vt_test_allclose(what, gy, y, ny, tol, tol);
+        snprintf(what, sizeof what, "conv_bwd_filter c%d", C);
+        ok = ok && vt_test_allclose(what, gw, dw, nw, tol, tol);
+        free(gy); free(gw); free(x); free(w); free(wr); free(y); free(dy); free(dw);
+        vt_tensor_free(tx); vt_tensor_free(ty); vt_tensor_free(tdy); vt_tensor_free(tw);
+        vt_tensor_free(tb); vt_tensor_free(tdw); vt_tensor_free(tdb);
+    }
+
+    float x[N * IN], w[OUT * IN], wr[OUT * IN], b[OUT], y[N * OUT];
+    fill(x, N * IN, 34); fill(w, OUT * IN, 35); fill(b, OUT, 36);
+    for (int i = 0; i < N * IN; i++)
+        x[i] = bf16_round(x[i]);
+    for (int i = 0; i < OUT * IN; i++)
+        wr[i] = bf16_round(w[i]);
+    ref_dense(x, wr, b, y, N, IN, OUT);
+    for (int i = 0; i < N * OUT; i++)
+        y[i] = y[i] > 0 ? y[i] : 0.0f;
+    vt_tensor *tx = mk_act(be, dt, 2, (int[]){N, IN}, x);
+    vt_tensor *ty = mk_act(be, dt, 2, (int[]){N, OUT}, NULL);
+    vt_tensor *tw = mk(be, 2, OUT, IN, 0, 0, w), *tb = mk(be, 1, OUT, 0, 0, 0, b);
+    VT_CHECK(tx && ty && tw && tb);
+    VT_CHECK_OK(vt_op_dense_fwd(be, tx, tw, tb, ty, 1));
+    float *gy = get(ty);
+    ok = ok && vt_test_allclose("dense_fwd+relu", gy, y, N * OUT, tol, tol);
+    free(gy);
+    vt_tensor_free(tx); vt_tensor_free(ty); vt_tensor_free(tw); vt_tensor_free(tb);
+    VT_CHECK(ok);
+}
+
 /* ---- softmax cross-entropy --------------------------------------------- */
 
 static double ref_xent(const float *z, const int32_t *lab, int N, int C)
@@ -695,6 +801,7 @@ static const vt_test_case cases[] = {
     {"maxpool", test_maxpool, VT_TEST_NUMERIC},
     {"maxpool_ties", test_maxpool_ties, VT_TEST_NUMERIC},
     {"dense", test_dense, VT_TEST_NUMERIC},
+    {"act_bf16", test_act_bf16, VT_TEST_NUMERIC},
     {"softmax_xent", test_softmax_xent, VT_TEST_NUMERIC},
     {"dropout", test_dropout, VT_TEST_NUMERIC},
     {"sgd", test_sgd, VT_TEST_NUMERIC},
