@@ -300,6 +300,14 @@ int vt_loader_next(vt_loader *l, vt_batch **out)
     }
 }
 
+int vt_batch_to_input(vt_backend *be, const vt_batch *b, int S, vt_preprocess prep,
+                      vt_tensor *x)
+{
+    if (b->boxes)
+        return vt_op_images_resize_to_input(be, b->pixels, b->bytes, b->boxes, b->n, prep, x);
+    return vt_op_images_to_input(be, b->pixels, b->n, S, S, prep, x);
+}
+
 const char *vt_loader_failure(vt_loader *l, int sample)
 {
     const char *r;

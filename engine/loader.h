@@ -77,6 +77,11 @@ const char *vt_loader_failure(vt_loader *l, int sample);
 /* How many distinct samples have failed so far. */
 int vt_loader_failed_count(vt_loader *l);
 
+/* x (b->n, S, S, 3) preprocessed from the batch's images, by whichever
+ * backend operation fits how they were decoded (resized or not). */
+int vt_batch_to_input(vt_backend *be, const vt_batch *b, int S, vt_preprocess prep,
+                      vt_tensor *x);
+
 /* Waits for in-flight decodes and frees the loader; NULL is a no-op. */
 void vt_loader_free(vt_loader *l);
 

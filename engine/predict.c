@@ -133,14 +133,14 @@ fail:
 int vt_predictor_nclasses(const vt_predictor *p) { return p->nclasses; }
 const char *vt_predictor_class(const vt_predictor *p, int c) { return p->classes[c]; }
 
-/* Runs the network on n (<= VT__PRED_BATCH) decoded images in p->pixels. */
-static int vt__forward(vt_predictor *p, const uint8_t *pixels, int n, const int32_t *labels,
-                       float *probs, float *logits, vt_xent_sums *sums)
+/* Runs the network on the b->n (<= VT__PRED_BATCH) decoded images of b. */
+static int vt__forward(vt_predictor *p, const vt_batch *b, const int32_t *labels, float *probs,
+                       float *logits, vt_xent_sums *sums)
 {
-    int S = p->params->image_size, rc;
-    if ((rc = vt_model_set_batch(p->model, n)) < 0 ||
-        (rc = vt_op_images_to_input(p->be, pixels, n, S, S, p->prep,
-                                    vt_model_input(p->model))) < 0 ||
+    int rc;
+    if ((rc = vt_model_set_batch(p->model, b->n)) < 0 ||
+        (rc = vt_batch_to_input(p->be, b, p->params->image_size, p->prep,
+                                vt_model_input(p->model))) < 0 ||
         (rc = vt_model_extract(p->model)) < 0)
         return rc;
     return vt_model_evaluate(p->model, labels, probs, logits, sums);
@@ -161,7 +161,8 @@ int vt_predictor_run(vt_predictor *p, const char *const *paths, int n, float *pr
             vt_creds_leave();
         if (rc < 0)
             return rc;
-        if ((rc = vt__forward(p, p->pixels, m, NULL, probs + (size_t)start * C,
+        vt_batch b = {.pixels = p->pixels, .n = m};
+        if ((rc = vt__forward(p, &b, NULL, probs + (size_t)start * C,
                               logits ? logits + (size_t)start * C : NULL, NULL)) < 0)
             return rc;
     }
@@ -263,14 +264,14 @@ int vt_predictor_eval(vt_predictor *p, vt_pool *pool, const char *dir,
     for (int i = 0; i < ds->n; i++)
         order[i] = i;
     vt_loader_opts lo = {.image_size = p->params->image_size, .max_batch = VT__PRED_BATCH,
-                         .creds = creds};
+                         .creds = creds, .device_resize = vt_backend_resizes_images(p->be)};
     if ((rc = vt_loader_create(&l, pool, ds, &lo)) < 0 ||
         (rc = vt_loader_begin(l, order, ds->n, NULL)) < 0)
         goto done;
     while ((got = vt_loader_next(l, &b)) > 0) {
         for (int i = 0; i < b->n; i++)
             labels[i] = map[b->labels[i]];
-        if ((rc = vt__forward(p, b->pixels, b->n, labels, probs, NULL, &sums)) < 0)
+        if ((rc = vt__forward(p, b, labels, probs, NULL, &sums)) < 0)
             goto done;
         for (int i = 0; i < b->n; i++) {
             int best = 0;

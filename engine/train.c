@@ -620,11 +620,8 @@ static int vt__store(vt_trainer *t, vt_tensor *cache, uint8_t *have, const vt_ba
 /* A batch's decoded images -> preprocessed input -> frozen pass. */
 static int vt__extract(vt_trainer *t, const vt_batch *b)
 {
-    vt_tensor *x = vt_model_input(t->model);
-    int S = t->spec.image_size;
-    int rc = b->boxes ? vt_op_images_resize_to_input(t->env.be, b->pixels, b->bytes, b->boxes,
-                                                     b->n, t->prep, x)
-                      : vt_op_images_to_input(t->env.be, b->pixels, b->n, S, S, t->prep, x);
+    int rc = vt_batch_to_input(t->env.be, b, t->spec.image_size, t->prep,
+                               vt_model_input(t->model));
     return rc < 0 ? rc : vt_model_extract(t->model);
 }
 

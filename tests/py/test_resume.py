@@ -20,7 +20,7 @@ per-epoch metrics:
      backend do it too): identical to A, E1 and F1.  The dataset's 48x48
      images take both paths: JPEGs DCT-scale to 36x36 and are resized by
      the backend, PNGs are over the loader's size bound and resized on the
-     host
+     host; so does vggtuned eval's report
 """
 import json
 import os
@@ -158,4 +158,12 @@ device = dict(os.environ, VT_RESIZE_ON_DEVICE="1")
 for ref, name, extra in (("A", "H1", {}), ("E1", "H2", aug), ("F1", "H3", flip)):
     vtpy.run([VGGTUNED, "run", "--backend", "cpu", "--quiet", job(name, **extra)], env=device)
     same(ref, name)
+# vggtuned eval decodes through the same loader: the report is the same
+# either way (the PNG-heavy val set takes both paths, as above).
+model = os.path.join(TMP, "F1", "model.safetensors")
+ev = [VGGTUNED, "eval", "--backend", "cpu", model, f"{DATA}/val"]
+host_ev = vtpy.run(ev, env=dict(os.environ, VT_RESIZE_ON_DEVICE="0")).stdout
+dev_ev = vtpy.run(ev, env=device).stdout
+vtpy.check(host_ev == dev_ev and "accuracy" in host_ev,
+           f"eval differs with the resize on the device:\n{host_ev}\n{dev_ev}")
 vtpy.done()
