@@ -3,7 +3,9 @@
  *
  * submit builds the same JSON document that `vggtuned run` reads: a --spec
  * file if given, then every flag written over its field, whatever the order
- * on the command line.  The result is checked with the engine's own
+ * on the command line.  Two flags that say different things about one
+ * setting (--val and --val-split, say) are refused rather than letting the
+ * later one silently win.  The result is checked with the engine's own
  * vt_jobspec_parse, so a bad value is refused here, naming the flag, before
  * the daemon is contacted; the document is then sent as the user wrote it
  * (the daemon fills the defaults), with every path made absolute because
@@ -447,7 +449,46 @@ static int vt__hint(int rc, const int *given, const char *spec_path)
     return rc;
 }
 
-/* Reads the --spec file into *doc. */
+/* Refuses two flags that set one thing in different words: whichever came
+ * last would otherwise win without a word about the other.  last[id] is the
+ * value of the last flag with that id (of those that take one), NULL when
+ * absent.  A flag over a --spec field is not a conflict: that is what flags
+ * are for. */
+static int vt__conflicts(const char *const *last)
+{
+    static const int pairs[][2] = {{O_VAL, O_VAL_SPLIT}, {O_INIT, O_INIT_HEAD}};
+    static const int mode_blocks[] = {0, 1, 5}; /* the trainable_blocks of each mode */
+    long long tb = 0;
+    int rc;
+
+    for (size_t k = 0; k < sizeof pairs / sizeof pairs[0]; k++)
+        if (last[pairs[k][0]] && last[pairs[k][1]])
+            return vt_error_set(VT_EINVAL, "give --%s or --%s, not both",
+                                vt__opt_name(pairs[k][0]), vt__opt_name(pairs[k][1]));
+    if (!last[O_MODE] || !last[O_TB])
+        return 0;
+    if ((rc = vt_cli_parse_int("--trainable-blocks", last[O_TB], &tb)) < 0)
+        return rc;
+    for (size_t k = 0; k < sizeof mode_blocks / sizeof mode_blocks[0]; k++) {
+        if (strcmp(last[O_MODE], vt_jobspec_mode_name(mode_blocks[k])) != 0)
+            continue;
+        if (tb != mode_blocks[k])
+            return vt_error_set(VT_EINVAL, "--mode %s means --trainable-blocks %d, but "
+                                "--trainable-blocks is %lld: give one or the other",
+                                last[O_MODE], mode_blocks[k], tb);
+        return 0;
+    }
+    /* Said here because --trainable-blocks replaces the mode in the document,
+     * so the job check would never see it; in the job check's words. */
+    return vt_error_set(VT_EINVAL, "mode must be one of: %s, %s, %s (--mode)",
+                        vt_jobspec_mode_name(mode_blocks[0]),
+                        vt_jobspec_mode_name(mode_blocks[1]),
+                        vt_jobspec_mode_name(mode_blocks[2]));
+}
+
+/* Reads the --spec file into *doc.  A file that cannot be read is a mistake
+ * on the command line (VT_EINVAL, a usage error) like one that does not
+ * parse; only running out of memory is not. */
 static int vt__read_spec(const char *path, const char *cwd, cJSON **doc)
 {
     char *abs = vt_cli_abspath(cwd, path);
@@ -461,7 +502,7 @@ static int vt__read_spec(const char *path, const char *cwd, cJSON **doc)
     rc = vt_read_file(abs, VT__SPEC_MAX, &text, &len);
     free(abs);
     if (rc < 0)
-        return vt_error_wrap(rc, "--spec");
+        return vt_error_wrap(rc == VT_ENOMEM ? rc : VT_EINVAL, "--spec");
     *doc = cJSON_ParseWithLengthOpts((const char *)text, len, &end, 0);
     if (!*doc) {
         long at = end ? (long)(end - (const char *)text) : 0;
@@ -487,7 +528,7 @@ int vt_cli_submit_parse(vt_cli_submit *s, vt_cli *cli, int argc, char **argv, in
 {
     struct { int id; const char *val; } *flags = NULL;
     int given[O__COUNT] = {0}, nflags = 0, id, rc = 0;
-    const char *spec_path = NULL, *val = NULL;
+    const char *spec_path = NULL, *val = NULL, *last[O__COUNT] = {0};
     vt_cli_args a;
     char *text = NULL, name[128];
     vt_jobspec spec;
@@ -514,10 +555,13 @@ int vt_cli_submit_parse(vt_cli_submit *s, vt_cli *cli, int argc, char **argv, in
                 goto done;
             }
             given[id] = 1;
+            last[id] = val;
             flags[nflags].id = id;
             flags[nflags++].val = val;
         }
     }
+    if ((rc = vt__conflicts(last)) < 0)
+        goto done;
     if (spec_path) {
         if ((rc = vt__read_spec(spec_path, cli->cwd, &s->doc)) < 0)
             goto done;

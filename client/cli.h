@@ -94,9 +94,9 @@ typedef struct {
  * directory, relative paths made absolute against cwd, and the whole
  * checked with vt_jobspec_parse.  Sets cli->json / cli->socket when those
  * options appear.  Returns 0 and fills *s (free with vt_cli_submit_free),
- * VT_EINVAL for a usage error (bad flag or value, invalid document; the
- * message names the flag or field), or another code when the --spec file
- * cannot be read. */
+ * VT_EINVAL for a usage error (bad flag or value, two flags that contradict
+ * each other, a --spec file that cannot be read or is invalid; the message
+ * names the flag, field or file), or VT_ENOMEM. */
 int vt_cli_submit_parse(vt_cli_submit *s, vt_cli *cli, int argc, char **argv, int first);
 void vt_cli_submit_free(vt_cli_submit *s);
 

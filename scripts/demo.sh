@@ -23,10 +23,21 @@ echo "== starting vggtuned (log: $demo/vggtuned.log)"
 "$vggtuned" --socket "$sock" --state-dir "$demo/state" >"$demo/vggtuned.log" 2>&1 &
 daemon=$!
 trap 'kill -TERM $daemon 2>/dev/null; wait $daemon 2>/dev/null || true' EXIT
-for _ in $(seq 1 300); do
-  "$vggtune" --socket "$sock" status >/dev/null 2>&1 && break
-  kill -0 $daemon 2>/dev/null || { cat "$demo/vggtuned.log"; exit 1; }
-  sleep 0.1
+# The socket answers before the device is up (status then says "starting");
+# wait for the daemon's "ready": true, which it sets once the device is.
+daemon_ready() {
+  local reply
+  reply=$("$vggtune" --socket "$sock" --json status 2>/dev/null) || return 1
+  python3 -c 'import json,sys; sys.exit(0 if json.loads(sys.argv[1])["daemon"].get("ready") is True else 1)' "$reply"
+}
+deadline=$((SECONDS + 120))
+until daemon_ready; do
+  kill -0 $daemon 2>/dev/null ||
+    { echo "demo: vggtuned exited while starting; its log:"; cat "$demo/vggtuned.log"; exit 1; }
+  ((SECONDS < deadline)) ||
+    { echo "demo: vggtuned's device was not ready after 120 s; its log:"
+      cat "$demo/vggtuned.log"; exit 1; }
+  sleep 0.2
 done
 "$vggtune" --socket "$sock" status
 

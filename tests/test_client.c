@@ -346,6 +346,19 @@ static void test_submit_bad_values(vt_backend *be)
         {{"--data", "x", "extra"}, "unexpected argument 'extra'"},
         {{"--data"}, "--data needs a value"},
         {{"--data", "x", "--flip=yes"}, "--flip takes no value"},
+        /* Two flags that say different things: refused, in either order. */
+        {{"--data", "x", "--val", "v", "--val-split", "0.2"},
+         "give --val or --val-split, not both"},
+        {{"--data", "x", "--val-split", "0.2", "--val", "v"},
+         "give --val or --val-split, not both"},
+        {{"--data", "x", "--init", "m.safetensors", "--init-head", "3"},
+         "give --init or --init-head, not both"},
+        {{"--data", "x", "--mode", "finetune", "--trainable-blocks", "3"},
+         "--mode finetune means --trainable-blocks 1, but --trainable-blocks is 3"},
+        {{"--data", "x", "--trainable-blocks", "0", "-m", "scratch"},
+         "--mode scratch means --trainable-blocks 5, but --trainable-blocks is 0"},
+        {{"--data", "x", "--mode", "fast", "--trainable-blocks", "1"},
+         "mode must be one of: bottleneck, finetune, scratch (--mode)"},
     };
     const char *cwd = vt_test_tmpdir("bad");
     vt_cli cli = {.cwd = cwd};
@@ -357,10 +370,10 @@ static void test_submit_bad_values(vt_backend *be)
         VT_CHECK_ERR(submit_parse(&s, &cli, cases[i].args), VT_EINVAL, cases[i].msg);
         VT_CHECK(!s.doc);
     }
-    /* A later flag wins over an earlier one that conflicts with it. */
-    VT_CHECK_OK(submit_parse(&s, &cli, (const char *[]){"--data", "x", "--val", "v",
-                                                         "--val-split", "0.2", NULL}));
-    VT_CHECK(!item(s.doc, "data.val"));
+    /* --mode and --trainable-blocks that agree say one thing twice. */
+    VT_CHECK_OK(submit_parse(&s, &cli, (const char *[]){"--data", "x", "--mode", "bottleneck",
+                                                         "--trainable-blocks", "0", NULL}));
+    VT_CHECK_INT(nval(s.doc, "trainable_blocks"), 0);
     vt_cli_submit_free(&s);
 
     /* Mistakes in a spec file name the file, or the flag when one set it. */
@@ -381,9 +394,12 @@ static void test_submit_bad_values(vt_backend *be)
     write_text(path, "[1]");
     VT_CHECK_ERR(submit_parse(&s, &cli, (const char *[]){"--spec", path, NULL}), VT_EINVAL,
                  "must hold a JSON object");
-    /* A missing file is not a usage error. */
+    /* A --spec file that cannot be read is a usage error like a bad one. */
     VT_CHECK_ERR(submit_parse(&s, &cli, (const char *[]){"--spec", "nope.json", NULL}),
-                 VT_ENOTFOUND, "nope.json: no such file");
+                 VT_EINVAL, "nope.json: no such file");
+    VT_CHECK(!s.doc);
+    VT_CHECK_ERR(submit_parse(&s, &cli, (const char *[]){"--spec", cwd, NULL}), VT_EINVAL,
+                 "not a regular file");
 }
 
 static void test_check_paths(vt_backend *be)
@@ -1070,6 +1086,15 @@ static void test_commands_offline(vt_backend *be)
     VT_CHECK_STR(r.err, "vggtune: list: unknown option '--bogus'\nTry 'vggtune list --help'.\n");
     RUN(&r, NULL, cwd, 0, "--nope");
     VT_CHECK_INT(r.status, 2);
+    RUN(&r, NULL, cwd, 0, "submit", "--spec", "nope.json");
+    VT_CHECK_INT(r.status, 2);
+    snprintf(want, sizeof want, "vggtune: submit: --spec: %s/nope.json: no such file\n"
+             "Try 'vggtune submit --help'.\n", cwd);
+    VT_CHECK_STR(r.err, want);
+    RUN(&r, NULL, cwd, 0, "submit", "--data", "x", "--init-head", "4", "--init", "m");
+    VT_CHECK_INT(r.status, 2);
+    VT_CHECK_STR(r.err, "vggtune: submit: give --init or --init-head, not both\n"
+                        "Try 'vggtune submit --help'.\n");
     run_cli(&r, NULL, cwd, 0, (const char *[]){NULL});
     VT_CHECK_INT(r.status, 2);
     VT_CHECK_CONTAINS(r.err, "usage: vggtune");
