@@ -39,7 +39,9 @@ typedef struct vt_daemon {
     vt_config cfg;
     uv_loop_t *loop;
     uv_pipe_t listener;
-    int listening;
+    int listening;       /* listener is listening */
+    int bound;           /* we created the socket file (remove it at stop) */
+    int lock_fd;         /* flock'ed STATE_DIR/lock, or -1 */
     uv_signal_t sigterm, sigint;
     uv_timer_t timer;
     vt_store *store;

@@ -1,6 +1,11 @@
 /* jobs.c - the loop thread's job table and its JSON (see jobs.h). */
 #include "jobs.h"
 
+#include <limits.h>
+
+#include "../common/error.h"
+#include "../common/fileio.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +62,21 @@ vt_job *vt_jobs_find(const vt_jobs *js, int64_t id)
         if (j->id == id)
             return j;
     return NULL;
+}
+
+int vt_jobs_init_model(const vt_jobs *js, vt_jobspec *s)
+{
+    const vt_job *src = vt_jobs_find(js, s->init_job);
+    char path[PATH_MAX], *dup;
+    if (!src)
+        return vt_error_set(VT_ENOTFOUND, "init_job: no job %lld", (long long)s->init_job);
+    if (vt_path(path, sizeof path, "%s/model.safetensors", src->spec.output) < 0)
+        return VT_EINVAL;
+    if (!(dup = strdup(path)))
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    free(s->init);
+    s->init = dup;
+    return 0;
 }
 
 void vt_jobs_clear(vt_jobs *js)

@@ -50,6 +50,12 @@ void vt_job_free(vt_job *j);
 void vt_jobs_add(vt_jobs *js, vt_job *j);
 vt_job *vt_jobs_find(const vt_jobs *js, int64_t id);
 
+/* Sets s->init to the model file of job s->init_job (replacing any value).
+ * The store keeps only init_job, so this runs at submission, after the
+ * ownership and state checks, and again when the daemon reloads the job.
+ * VT_ENOTFOUND when that job is not in js. */
+int vt_jobs_init_model(const vt_jobs *js, vt_jobspec *s);
+
 /* Frees every job. */
 void vt_jobs_clear(vt_jobs *js);
 

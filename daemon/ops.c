@@ -151,7 +151,6 @@ static int vt__absolute(const char *field, const char *path)
 static int vt__resolve_init_job(vt_conn *c, vt_jobspec *s)
 {
     vt_job *src = vt_jobs_find(&c->dm->jobs, s->init_job);
-    char path[PATH_MAX];
     if (!src)
         return vt_error_set(VT_ENOTFOUND, "init_job: no job %lld", (long long)s->init_job);
     if (src->uid != c->uid)
@@ -164,11 +163,7 @@ static int vt__resolve_init_job(vt_conn *c, vt_jobspec *s)
         return vt_error_set(VT_EINVAL, "init_job: job %lld was trained at image_size %d, "
                             "this job asks for %d", (long long)s->init_job,
                             src->spec.image_size, s->image_size);
-    if (vt_path(path, sizeof path, "%s/model.safetensors", src->spec.output) < 0)
-        return VT_EINVAL;
-    if (!(s->init = strdup(path)))
-        return vt_error_set(VT_ENOMEM, "out of memory");
-    return 0;
+    return vt_jobs_init_model(&c->dm->jobs, s);
 }
 
 static void vt__submit(vt_conn *c, const cJSON *id, const cJSON *req)

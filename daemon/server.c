@@ -16,11 +16,13 @@
 #include "server.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -123,9 +125,11 @@ static int vt__load_job(void *ud, const vt_store_job *sj)
     vt_daemon *dm = ud;
     vt_jobspec spec;
     vt_job *j;
-    if (vt_jobspec_parse(&spec, sj->spec, strlen(sj->spec)) < 0) {
+    if (vt_jobspec_parse(&spec, sj->spec, strlen(sj->spec)) < 0 ||
+        (spec.init_job && vt_jobs_init_model(&dm->jobs, &spec) < 0)) {
         vt_log_error("job %lld in the store has an unreadable spec: %s", (long long)sj->id,
                      vt_error_msg());
+        vt_jobspec_free(&spec);
         return 0;
     }
     j = vt_job_new(sj->id, sj->uid, sj->gid, sj->user, &spec);
@@ -226,6 +230,19 @@ static void vt__job_epoch(vt_daemon *dm, vt_dev_event *e)
     vt_ops_notify(dm, j->id, "epoch", b);
 }
 
+/* Closes every loop handle (connections, listener, signals, timer), so
+ * that uv_run returns once the device thread is gone. */
+static void vt__close_handles(vt_daemon *dm)
+{
+    uv_handle_t *own[] = {(uv_handle_t *)&dm->listener, (uv_handle_t *)&dm->timer,
+                          (uv_handle_t *)&dm->sigterm, (uv_handle_t *)&dm->sigint};
+    for (vt_conn *c = dm->conns; c; c = c->next)
+        vt_conn_close(c);
+    for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
+        if (!uv_is_closing(own[i]))
+            uv_close(own[i], NULL);
+}
+
 static void vt__on_device(void *ud)
 {
     vt_daemon *dm = ud;
@@ -236,6 +253,8 @@ static void vt__on_device(void *ud)
         cJSON *b;
         switch (e->kind) {
         case VT_DEV_READY:
+            if (dm->stopping) /* startup failed meanwhile: never claim readiness */
+                break;
             dm->ready = 1;
             dm->mem_total = e->bytes;
             dm->bf16 = e->state;
@@ -286,14 +305,7 @@ static void vt__on_device(void *ud)
             dm->exit_code = dm->exit_code ? dm->exit_code : 0;
             vt__begin_stop(dm);
             /* The thread has ended: tear everything down. */
-            for (vt_conn *c = dm->conns; c; c = c->next)
-                vt_conn_close(c);
-            if (!uv_is_closing((uv_handle_t *)&dm->timer))
-                uv_close((uv_handle_t *)&dm->timer, NULL);
-            if (!uv_is_closing((uv_handle_t *)&dm->sigterm))
-                uv_close((uv_handle_t *)&dm->sigterm, NULL);
-            if (!uv_is_closing((uv_handle_t *)&dm->sigint))
-                uv_close((uv_handle_t *)&dm->sigint, NULL);
+            vt__close_handles(dm);
             vt_dev_event_free(e);
             for (e = next; e; e = next) {
                 next = e->next;
@@ -337,8 +349,6 @@ static int vt__listen(vt_daemon *dm)
     int fd = vt_notify_listen_fd(), rc;
     char dir[PATH_MAX], *slash;
 
-    uv_pipe_init(dm->loop, &dm->listener, 0);
-    dm->listener.data = dm;
     if (fd >= 0) {
         if ((rc = uv_pipe_open(&dm->listener, fd)) < 0)
             return vt_error_set(VT_EIO, "cannot use the socket passed by systemd: %s",
@@ -364,6 +374,7 @@ static int vt__listen(vt_daemon *dm)
         umask(old);
         if (rc < 0)
             return vt_error_set(VT_EIO, "cannot bind %s: %s", dm->cfg.socket, uv_strerror(rc));
+        dm->bound = 1;
         if (dm->cfg.socket_group[0]) {
             struct group gr, *res = NULL;
             char buf[4096];
@@ -397,8 +408,10 @@ static void vt__begin_stop(vt_daemon *dm)
     if (dm->listening) {
         uv_close((uv_handle_t *)&dm->listener, NULL);
         dm->listening = 0;
-        if (vt_notify_listen_fd() < 0)
-            unlink(dm->cfg.socket);
+    }
+    if (dm->bound) {
+        unlink(dm->cfg.socket);
+        dm->bound = 0;
     }
     if (dm->dev)
         vt_device_stop(dm->dev);
@@ -424,14 +437,49 @@ static void vt__on_timer(uv_timer_t *t)
 
 /* ---- main -------------------------------------------------------------- */
 
+/* Takes STATE_DIR/lock for the life of the process: two daemons on one
+ * state directory would both resume its jobs into the same files. */
+static int vt__lock_state(vt_daemon *dm)
+{
+    char path[PATH_MAX];
+    int rc;
+    if ((rc = vt_path(path, sizeof path, "%s/lock", dm->cfg.state_dir)) < 0)
+        return rc;
+    dm->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (dm->lock_fd < 0)
+        return vt_error_set(VT_EIO, "cannot open %s: %s", path, strerror(errno));
+    if (flock(dm->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        int e = errno;
+        close(dm->lock_fd);
+        dm->lock_fd = -1;
+        if (e == EWOULDBLOCK)
+            return vt_error_set(VT_EBUSY, "another vggtuned uses the state directory %s",
+                                dm->cfg.state_dir);
+        return vt_error_set(VT_EIO, "cannot lock %s: %s", path, strerror(e));
+    }
+    return 0;
+}
+
 static int vt__setup(vt_daemon *dm)
 {
     char path[PATH_MAX];
     int rc;
 
+    /* The loop's handles first: whatever fails below, stopping closes them
+     * (vt__close_handles), and a signal already stops a slow start. */
+    uv_pipe_init(dm->loop, &dm->listener, 0);
+    uv_signal_init(dm->loop, &dm->sigterm);
+    uv_signal_init(dm->loop, &dm->sigint);
+    uv_timer_init(dm->loop, &dm->timer);
+    dm->listener.data = dm->sigterm.data = dm->sigint.data = dm->timer.data = dm;
+    uv_signal_start(&dm->sigterm, vt__on_signal, SIGTERM);
+    uv_signal_start(&dm->sigint, vt__on_signal, SIGINT);
+
     if ((rc = vt_mkdir_p(dm->cfg.state_dir)) < 0)
         return vt_error_wrap(rc, "state directory");
     chmod(dm->cfg.state_dir, 0700);
+    if ((rc = vt__lock_state(dm)) < 0)
+        return rc;
     if ((rc = vt_path(path, sizeof path, "%s/checkpoints", dm->cfg.state_dir)) < 0 ||
         (rc = vt_mkdir_p(path)) < 0 ||
         (rc = vt_path(path, sizeof path, "%s/jobs.db", dm->cfg.state_dir)) < 0 ||
@@ -451,13 +499,6 @@ static int vt__setup(vt_daemon *dm)
         return rc;
     if ((rc = vt__listen(dm)) < 0)
         return rc;
-    uv_signal_init(dm->loop, &dm->sigterm);
-    uv_signal_init(dm->loop, &dm->sigint);
-    dm->sigterm.data = dm->sigint.data = dm;
-    uv_signal_start(&dm->sigterm, vt__on_signal, SIGTERM);
-    uv_signal_start(&dm->sigint, vt__on_signal, SIGINT);
-    uv_timer_init(dm->loop, &dm->timer);
-    dm->timer.data = dm;
     dm->watchdog_usec = vt_notify_watchdog_usec();
     uv_timer_start(&dm->timer, vt__on_timer, 1000, 1000);
     return 0;
@@ -470,6 +511,7 @@ int vt_server_main(int argc, char **argv)
     int rc;
 
     memset(&dm, 0, sizeof dm);
+    dm.lock_fd = -1;
     if ((rc = vt_config_load(&dm.cfg, argc, argv)) != 0) {
         if (rc > 0)
             return 0;
@@ -485,6 +527,8 @@ int vt_server_main(int argc, char **argv)
         vt_log_error("%s", vt_error_msg());
         dm.exit_code = 1;
         vt__begin_stop(&dm);
+        if (!dm.dev) /* else the device thread's end closes them */
+            vt__close_handles(&dm);
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     if (dm.dev) { /* setup failed before the device thread could report */
@@ -494,6 +538,8 @@ int vt_server_main(int argc, char **argv)
     }
     uv_loop_close(&loop);
     vt_store_close(dm.store);
+    if (dm.lock_fd >= 0)
+        close(dm.lock_fd);
     vt_jobs_clear(&dm.jobs);
     while (dm.subs) {
         vt_sub *s = dm.subs;

@@ -441,9 +441,11 @@ char *vt_jobspec_to_json(const vt_jobspec *s)
         cJSON_AddBoolToObject(d, "shuffle", s->shuffle);
     }
     cJSON_AddItemToObject(r, "weights", vt__str_or_null(s->weights));
-    cJSON_AddItemToObject(r, "init", vt__str_or_null(s->init));
+    /* init_job alone: the daemon resolves it to init (vt_jobs_init_model) */
     if (s->init_job)
         cJSON_AddNumberToObject(r, "init_job", (double)s->init_job);
+    else
+        cJSON_AddItemToObject(r, "init", vt__str_or_null(s->init));
     h = cJSON_AddObjectToObject(r, "head");
     if (h) {
         cJSON *dense = cJSON_AddArrayToObject(h, "dense");

@@ -70,7 +70,9 @@ void vt_jobspec_free(vt_jobspec *spec);
 int vt_jobspec_copy(vt_jobspec *dst, const vt_jobspec *src);
 
 /* The complete document with every default filled in (malloc'd string, one
- * line, parseable by vt_jobspec_parse), or NULL when out of memory. */
+ * line, parseable by vt_jobspec_parse), or NULL when out of memory.  A spec
+ * with init_job is written with init_job alone: init is what the daemon
+ * resolved it to, and resolves again when it reads the job back. */
 char *vt_jobspec_to_json(const vt_jobspec *spec);
 
 /* "bottleneck", "finetune", "scratch" or "blocksN" for trainable_blocks. */

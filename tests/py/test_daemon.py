@@ -210,6 +210,27 @@ for extra, why in ((["--backend", "cpu", "--weights", "/nonexistent/vgg16.h5"],
     vtpy.check(not os.path.exists(os.path.join(bad_state, "s.sock")),
                "a daemon that failed to start left its socket behind")
 
+# ---- a second daemon on a taken socket or state directory: a clean refusal ----
+# (It used to abort in libuv, after claiming to be ready, when startup failed
+# once the device thread was running; and two daemons on one state directory
+# both resumed its jobs.)
+bad_path = os.path.join(TMP, "afile")
+open(bad_path, "w").close()
+for sock, state, why in ((d.socket, os.path.join(TMP, "second-state"), "already serving"),
+                         (os.path.join(TMP, "second.sock"), d.state,
+                          "another vggtuned uses the state directory"),
+                         (os.path.join(TMP, "x" * 120 + ".sock"), os.path.join(TMP, "s3"),
+                          "socket path too long"),
+                         (os.path.join(bad_path, "s.sock"), os.path.join(TMP, "s4"),
+                          "not a directory")):
+    r = vtpy.run([VGGTUNED, "--backend", "cpu", "--socket", sock, "--state-dir", state],
+                 check=False, timeout=60)
+    vtpy.check(r.returncode == 1 and why in r.stderr and "ready on" not in r.stderr,
+               f"second daemon ({why}): exit {r.returncode}: {r.stderr[-500:]!r}")
+vtpy.check(Raw(d.socket).request({"op": "status"})["ok"] and
+           not os.path.exists(os.path.join(TMP, "second.sock")),
+           "the first daemon must keep its socket and go on serving")
+
 # ---- 50 concurrent clients ----------------------------------------------------
 errors = []
 submitted = []

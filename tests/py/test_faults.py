@@ -67,7 +67,9 @@ done = d.cli_json("submit", "--spec", spec_file("finished", epochs=1))["job"]["i
 d.wait_state(done, ["succeeded"])
 done_hash = sha(os.path.join(TMP, "out", "finished", "model.safetensors"))
 run_id = d.cli_json("submit", "--spec", spec_file("killed", epochs=5))["job"]["id"]
-wait_id = d.cli_json("submit", "--spec", spec_file("waiting", epochs=1))["job"]["id"]
+# The waiting job starts from the finished one (init_job, --init-head): the
+# store keeps init_job and the restarted daemon resolves it again.
+wait_id = d.cli_json("submit", "--spec", spec_file("waiting", epochs=1, init_job=done))["job"]["id"]
 deadline = time.time() + 300
 while time.time() < deadline:
     j = d.cli_json("status", str(run_id))["job"]
@@ -79,6 +81,8 @@ vtpy.check(d.cli_json("status", str(wait_id))["job"]["state"] == "queued",
 d.kill9()
 d.start()
 jobs = {j["id"]: j for j in d.cli_json("list")["jobs"]}
+vtpy.check(set(jobs) >= {done, run_id, wait_id} and "unreadable spec" not in d.log_text(),
+           f"jobs lost in the restart: {sorted(jobs)}: {d.log_text()[-600:]}")
 vtpy.check(jobs[done]["state"] == "succeeded", f"finished job after restart: {jobs[done]}")
 vtpy.check(jobs[wait_id]["state"] == "queued", f"waiting job after restart: {jobs[wait_id]}")
 vtpy.check(jobs[run_id]["state"] in ("queued", "running"), f"killed job: {jobs[run_id]}")
@@ -86,6 +90,9 @@ full = d.cli_json("status", str(done))["job"]
 vtpy.check(len(full["metrics"]) == 1, "the finished job's history is intact")
 d.wait_state(run_id, ["succeeded"])
 d.wait_state(wait_id, ["succeeded"])
+vtpy.check(f"job {wait_id}: initialised" in d.log_text() and
+           "out/finished/model.safetensors" in d.log_text(),
+           "the init_job job did not start from the finished job's model after the restart")
 vtpy.check("resumes from its last checkpoint" in d.log_text(), "no resume was logged")
 vtpy.check(sha(os.path.join(TMP, "out", "finished", "model.safetensors")) == done_hash,
            "the finished job's model changed")
