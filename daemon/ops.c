@@ -163,6 +163,19 @@ static int vt__resolve_init_job(vt_conn *c, vt_jobspec *s)
         return vt_error_set(VT_EINVAL, "init_job: job %lld was trained at image_size %d, "
                             "this job asks for %d", (long long)s->init_job,
                             src->spec.image_size, s->image_size);
+    /* The head's layout comes from that job: a different one is a mistake,
+     * said now rather than when the job starts.  (A source that itself took
+     * its layout from another job is checked by the trainer.) */
+    if (s->head_given && (src->spec.head_given || !src->spec.init_job) &&
+        (s->nhidden != src->spec.nhidden ||
+         memcmp(s->hidden, src->spec.hidden, sizeof(int) * (size_t)s->nhidden) != 0)) {
+        char a[128] = "", b[128] = "";
+        vt_jobspec_layout(s->hidden, s->nhidden, b, sizeof b);
+        vt_jobspec_layout(src->spec.hidden, src->spec.nhidden, a, sizeof a);
+        return vt_error_set(VT_EINVAL, "head.dense [%s] conflicts with the head of job %lld, "
+                            "which is [%s]; leave head.dense (--dense) out to use it", b,
+                            (long long)s->init_job, a);
+    }
     return vt_jobs_init_model(&c->dm->jobs, s);
 }
 

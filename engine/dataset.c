@@ -305,8 +305,7 @@ int vt_dataset_scan(vt_dataset **out, int dirfd, const char *root)
     if (rootfd < 0) {
         int err = errno;
         if (err == ENOENT)
-            return vt_error_set(VT_ENOTFOUND, "training data directory %s does not exist",
-                                root);
+            return vt_error_set(VT_ENOTFOUND, "data directory %s does not exist", root);
         if (err == ENOTDIR)
             return vt_error_set(VT_EINVAL, "%s is not a directory", root);
         if (err == EACCES)
@@ -328,11 +327,6 @@ int vt_dataset_scan(vt_dataset **out, int dirfd, const char *root)
         goto cleanup;
     }
     qsort(classes.v, (size_t)classes.n, sizeof *classes.v, vt_dataset__cmp);
-    if (classes.n == 1) {
-        rc = vt_error_set(VT_EINVAL, "%s has only 1 class (%s); at least 2 are needed",
-                          root, classes.v[0]);
-        goto cleanup;
-    }
     if ((rc = vt_dataset__new_like(&ds, root, classes.v, classes.n, 0)) < 0)
         goto cleanup;
     for (int c = 0; c < ds->nclasses; c++)

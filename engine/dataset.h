@@ -32,9 +32,10 @@ typedef struct {
 
 /* Scans root (relative to dirfd, which may be AT_FDCWD).  Errors:
  * VT_ENOTFOUND if root does not exist, VT_EINVAL with a message saying so
- * when it has no class sub-directories or fewer than 2 classes.  Empty class
- * directories still count as classes (their index is kept); the caller
- * decides whether a class without images is acceptable. */
+ * when it has no class sub-directories.  Empty class directories still count
+ * as classes (their index is kept); the caller decides whether a class
+ * without images, or a single class, is acceptable (training needs two,
+ * evaluating a model on one class is fine). */
 int vt_dataset_scan(vt_dataset **out, int dirfd, const char *root);
 
 /* Splits a dataset into training and validation parts: within each class,

@@ -84,6 +84,13 @@ int vt_jobspec_copy(vt_jobspec *dst, const vt_jobspec *src)
     return 0;
 }
 
+void vt_jobspec_layout(const int *hidden, int n, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    for (int i = 0; i < n; i++)
+        snprintf(buf + strlen(buf), len - strlen(buf), "%s%d", i ? ", " : "", hidden[i]);
+}
+
 const char *vt_jobspec_mode_name(int tb)
 {
     static const char *names[] = {"bottleneck", "finetune", "blocks2", "blocks3",

@@ -75,6 +75,9 @@ int vt_jobspec_copy(vt_jobspec *dst, const vt_jobspec *src);
  * resolved it to, and resolves again when it reads the job back. */
 char *vt_jobspec_to_json(const vt_jobspec *spec);
 
+/* A head layout (hidden[0..n)) as "1024, 128" into buf, for messages. */
+void vt_jobspec_layout(const int *hidden, int n, char *buf, size_t len);
+
 /* "bottleneck", "finetune", "scratch" or "blocksN" for trainable_blocks. */
 const char *vt_jobspec_mode_name(int trainable_blocks);
 

@@ -310,17 +310,51 @@ static int vt__same_classes(const vt_dataset *a, const vt_dataset *b)
     return 1;
 }
 
+/* The first convolution to take from the init model: every one this job
+ * trains (init), or with init_job only those the source job trained too,
+ * so that --init-head from a bottleneck job starts the head from it and
+ * block 5 from this job's weights (its job document is in the model's
+ * metadata; without one, the head alone). */
+static int vt__init_first_conv(const vt_jobspec *s, const vt_tensorset *init)
+{
+    int first = vt_vgg_first_trainable(s->trainable_blocks);
+    if (s->init_job) {
+        const char *doc = vt_tensorset_meta(init, "job");
+        vt_jobspec src;
+        int src_first = VT_VGG_NCONV;
+        if (doc && vt_jobspec_parse(&src, doc, strlen(doc)) == 0) {
+            src_first = vt_vgg_first_trainable(src.trainable_blocks);
+            vt_jobspec_free(&src);
+        }
+        vt_error_clear();
+        first = src_first > first ? src_first : first;
+    }
+    return first;
+}
+
 static int vt__load_data(vt_trainer *t)
 {
     vt_dataset *all = NULL;
     int rc;
 
-    if ((rc = vt_dataset_scan(&all, AT_FDCWD, t->spec.train_dir)) < 0)
+    /* Listed as the job's owner: the class and file names of a folder the
+     * user cannot read must not come back in warnings. */
+    if ((rc = vt__enter(t)) < 0)
         return rc;
+    rc = vt_dataset_scan(&all, AT_FDCWD, t->spec.train_dir);
+    if (rc == 0 && t->spec.val_dir &&
+        (rc = vt_dataset_scan(&t->val, AT_FDCWD, t->spec.val_dir)) < 0)
+        rc = vt_error_wrap(rc, "validation data");
+    vt__leave(t);
+    if (rc == 0 && all->nclasses < 2)
+        rc = vt_error_set(VT_EINVAL, "%s has only 1 class (%s); training needs at least 2",
+                          t->spec.train_dir, all->classes[0]);
+    if (rc < 0) {
+        vt_dataset_free(all);
+        return rc;
+    }
     if (t->spec.val_dir) {
         t->train = all;
-        if ((rc = vt_dataset_scan(&t->val, AT_FDCWD, t->spec.val_dir)) < 0)
-            return vt_error_wrap(rc, "validation data");
         if (!vt__same_classes(t->train, t->val))
             return vt_error_set(VT_EINVAL, "the validation classes in %s differ from the "
                                 "training classes in %s (they must be the same folders)",
@@ -369,12 +403,9 @@ static int vt__build_params(vt_trainer *t)
             goto done;
         if (s->head_given && (inh != s->nhidden || memcmp(ih, s->hidden,
                                                            sizeof(int) * (size_t)inh) != 0)) {
-            char a[128] = "", b[128] = "";
-            for (int i = 0; i < inh; i++)
-                snprintf(a + strlen(a), sizeof a - strlen(a), "%s%d", i ? ", " : "", ih[i]);
-            for (int i = 0; i < s->nhidden; i++)
-                snprintf(b + strlen(b), sizeof b - strlen(b), "%s%d", i ? ", " : "",
-                         s->hidden[i]);
+            char a[128], b[128];
+            vt_jobspec_layout(ih, inh, a, sizeof a);
+            vt_jobspec_layout(s->hidden, s->nhidden, b, sizeof b);
             rc = vt_error_set(VT_EINVAL, "head.dense [%s] conflicts with the head of the "
                               "init model %s, which is [%s]; leave head.dense out to use it",
                               b, s->init, a);
@@ -409,8 +440,7 @@ static int vt__build_params(vt_trainer *t)
     vt_params_init_he(t->p, s->seed, s->trainable_blocks == 5 && t->env.base_random ? 3 : 2);
     if (init) {
         int loaded = 0;
-        rc = vt_weights_load_model(t->p, init, vt_vgg_first_trainable(s->trainable_blocks),
-                                   s->init, &loaded);
+        rc = vt_weights_load_model(t->p, init, vt__init_first_conv(s, init), s->init, &loaded);
         if (rc == 0)
             vt__say(t, VT_LOG_INFO, "initialised %d tensors from %s", loaded, s->init);
     }

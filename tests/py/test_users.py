@@ -115,13 +115,18 @@ lst = json.loads(d.cli("--json", "list", user="vtbob").stdout)["jobs"]
 vtpy.check(all(x["user"] != "vtalice" for x in lst), "bob must not see alice's finished jobs")
 
 # bob trains on alice's private data, or writes into her directory: refused.
-bad_in = job_spec(os.path.join(home["vtalice"], "data"), os.path.join(TMP, "bob-out"),
+bad_in = job_spec(os.path.join(home["vtalice"], "data"), os.path.join(home["vtbob"], "stolen"),
                   name="steal", epochs=1)
 r = submit("vtbob", bad_in)["job"]
 j = d.wait_state(r["id"], ["failed", "succeeded"])
 vtpy.check(j["state"] == "failed" and "ermission denied" in j.get("error", ""),
            f"bob training on alice's data: {j}")
-vtpy.check(not os.path.exists(os.path.join(TMP, "bob-out", "model.safetensors")),
+# ... and learns nothing of what is inside: the folder is listed as bob, so
+# no class or file name of alice's comes back in a warning or the error.
+leak = [l for l in d.log_text().splitlines() if l.startswith(f"vggtuned: warn: job {r['id']}:")]
+vtpy.check(not leak and "img0" not in j.get("error", ""),
+           f"bob's refused job reveals alice's files: {leak[:3]} {j.get('error')}")
+vtpy.check(not os.path.exists(os.path.join(home["vtbob"], "stolen", "model.safetensors")),
            "nothing may be written for a refused job")
 bad_out = job_spec(os.path.join(shared, "data"), os.path.join(home["vtalice"], "out", "bob"),
                    name="plant", epochs=1)

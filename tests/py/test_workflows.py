@@ -102,10 +102,14 @@ for k in ("head.0.weight", "head.0.bias", "head.1.weight", "head.1.bias"):
     vtpy.check(k in fsd and fsd[k].shape == sd[k].shape and vtpy.rel_err(fsd[k], sd[k]) < 1e-6,
                f"finetune head {k} should start from the bottleneck head")
 vtpy.check("head.2.weight" not in fsd, "the head layout should come from the bottleneck job")
-bad = submit("--mode", "finetune", "--init-head", str(bn["id"]), "--dense", "64,32",
-             "--epochs", "1", "--name", "ftbad", "--out", out("ftbad"))
-vtpy.check(bad["state"] == "failed" and "conflicts with the head" in bad.get("error", ""),
-           f"conflicting head: {bad}")
+# Only what the bottleneck job trained, its head (2 dense layers = 4 tensors),
+# comes from it; block 5 starts from this job's own weights.
+vtpy.check(f"job {ft['id']}: initialised 4 tensors from" in d.log_text(),
+           "finetune --init-head from a bottleneck job should take the head alone")
+r = d.cli("submit", *COMMON, "--mode", "finetune", "--init-head", str(bn["id"]), "--dense",
+          "64,32", "--epochs", "1", "--name", "ftbad", "--out", out("ftbad"), check=False)
+vtpy.check(r.returncode == 1 and "conflicts with the head of job" in r.stderr and
+           "[256]" in r.stderr, f"a conflicting head is refused at submit: {r.stderr!r}")
 r = d.cli("submit", *COMMON, "--init-head", "999", "--out", out("x"), check=False)
 vtpy.check(r.returncode == 1 and "no job 999" in r.stderr, f"init-head of no job: {r.stderr!r}")
 
@@ -123,6 +127,19 @@ r = d.cli("eval", str(bn["id"]), f"{DATA}/val")
 vtpy.check("accuracy" in r.stdout and all(c in r.stdout for c in classes), f"eval: {r.stdout!r}")
 ev = d.cli_json("eval", str(bn["id"]), f"{DATA}/val")["eval"]
 vtpy.check(sum(map(sum, ev["confusion"])) == 18, f"eval confusion: {ev}")
+# One class is enough to evaluate on, not to train on.
+one = os.path.join(TMP, "one-class")
+os.makedirs(one)
+subprocess.run(["cp", "-r", os.path.join(DATA, "val", classes[1]), one], check=True)
+ev = d.cli_json("eval", str(bn["id"]), one)["eval"]
+vtpy.check(sum(map(sum, ev["confusion"])) == 6, f"eval on one class: {ev}")
+r = d.cli("eval", str(bn["id"]), os.path.join(TMP, "nonexistent"), check=False)
+vtpy.check(r.returncode != 0 and "training" not in r.stderr and "does not exist" in r.stderr,
+           f"eval of a missing folder: {r.stderr!r}")
+bad = submit("--data", one, "--image-size", "32", "--epochs", "1", "--name", "one",
+             "--out", out("one"))
+vtpy.check(bad["state"] == "failed" and "training needs at least 2" in bad.get("error", ""),
+           f"training on one class: {bad}")
 
 # ---- outputs ------------------------------------------------------------------------
 m_bn = [json.loads(l) for l in open(os.path.join(out("bn"), "metrics.jsonl"))]
