@@ -300,7 +300,7 @@ static void vt__cancel(vt_conn *c, const cJSON *id, const cJSON *req)
     if (!j)
         return;
     if (vt__ended(j)) {
-        vt__fail(c, id, VT_ESTATE, "job %lld has already %s", (long long)j->id,
+        vt__fail(c, id, VT_ESTATE, "job %lld has already ended (%s)", (long long)j->id,
                  vt_job_state_name(j->state));
         return;
     }

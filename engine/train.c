@@ -81,7 +81,6 @@ struct vt_trainer {
                                     only after a vt_backend_sync() (see vt__settle) */
     int seen, val_seen;
     double t_epoch0, t_train_s, t_progress;
-    double last_lr;
     vt_epoch_metrics *history;
     int nhistory;
     double best_val_loss;
@@ -90,7 +89,7 @@ struct vt_trainer {
     vt_scalar *steplog;         /* running training loss/accuracy every 10 steps */
     int nsteplog;
     double start_wall;          /* Unix seconds when this trainer started */
-    int features_saved;         /* bottleneck features written in this run */
+    int features_saved;         /* bottleneck features written (or why not said) */
     int32_t *labels;            /* (batch_size) */
     int *rows;                  /* (batch_size) cache rows of a batch */
 };
@@ -263,6 +262,21 @@ static int vt__probe_all(vt_trainer *t, const vt_dataset *ds, uint8_t *bad, int6
 }
 
 /* Reports unreadable samples and refuses a dataset with nothing to learn. */
+/* "N training images", with the unreadable ones that are left out named,
+ * into buf; ds may be NULL (no validation). */
+static void vt__count_text(char *buf, size_t len, const vt_dataset *ds, const uint8_t *bad,
+                           const char *what)
+{
+    int n = 0, skipped = 0;
+    for (int i = 0; ds && i < ds->n; i++)
+        skipped += bad[i] != 0;
+    n = ds ? ds->n - skipped : 0;
+    if (skipped)
+        snprintf(buf, len, "%d %s images (%d unreadable left out)", n, what, skipped);
+    else
+        snprintf(buf, len, "%d %s images", n, what);
+}
+
 static int vt__check_readable(vt_trainer *t, const vt_dataset *ds, const uint8_t *bad,
                               const char *what)
 {
@@ -559,10 +573,13 @@ static int vt__prepare(vt_trainer *t)
     t->flip_copies = s->flip && t->cache_train;
     if ((rc = vt__load_checkpoint(t)) < 0)
         return rc;
+    char ntrain[64], nval[64];
+    vt__count_text(ntrain, sizeof ntrain, t->train, t->bad_train, "training");
+    vt__count_text(nval, sizeof nval, t->val, t->bad_val, "validation");
     vt__say(t, VT_LOG_INFO,
-            "%s: %d training images, %d validation images, %d classes; %s, image %d, "
+            "%s: %s, %s, %d classes; %s, image %d, "
             "batch %d, %s preprocessing, backend %s; feature cache %s",
-            s->name, t->train->n, t->val ? t->val->n : 0, t->train->nclasses,
+            s->name, ntrain, nval, t->train->nclasses,
             vt_jobspec_mode_name(s->trainable_blocks), s->image_size, s->batch_size,
             vt_preprocess_name(t->prep), vt_backend_name(t->env.be),
             !t->cache_train ? (first_epoch_cache ? "off (does not fit)" : "off (random crops)")
@@ -818,7 +835,6 @@ static int vt__train_step(vt_trainer *t)
         .iteration = t->iteration};
     if ((rc = vt_model_train_step(t->model, t->labels, &a, &t->sums)) < 0)
         return rc;
-    t->last_lr = a.sgd.lr;
     t->seen += n;
     t->iteration++;
     t->step++;
@@ -1421,7 +1437,9 @@ static int vt__epoch_end(vt_trainer *t)
     m.val_accuracy = t->val_seen ? (double)t->val_sums.correct / t->val_seen : 0;
     m.images_per_s = t->t_train_s > 0 ? t->seen / t->t_train_s : 0;
     m.seconds = vt__now() - t->t_epoch0;
-    m.lr = t->last_lr;
+    /* the last step's rate, a function of the position: right after a
+     * resume too, when this epoch's steps ran before the restart */
+    m.lr = (float)vt_jobspec_lr(&t->spec, t->iteration > 0 ? t->iteration - 1 : 0, t->epoch);
     m.cached = t->epoch_cached;
     m.time = vt__wall();
     if (!(h = realloc(t->history, sizeof *h * (size_t)(t->nhistory + 1))))
@@ -1432,9 +1450,18 @@ static int vt__epoch_end(vt_trainer *t)
     if ((rc = vt__write_metrics(t)) < 0)
         return rc;
     /* After an epoch every readable image's features are in the caches. */
-    if (t->spec.trainable_blocks == 0 && !t->features_saved && t->cache_train &&
-        (!t->val || t->cache_val) && (rc = vt__save_features(t)) < 0)
-        return rc;
+    if (t->spec.trainable_blocks == 0 && !t->features_saved) {
+        if (t->cache_train && (!t->val || t->cache_val)) {
+            if ((rc = vt__save_features(t)) < 0)
+                return rc;
+        } else {
+            vt__say(t, VT_LOG_WARN, "bottleneck_features.safetensors not written: the feature "
+                    "cache is off (%s), so every epoch runs the frozen trunk",
+                    t->spec.crop > 0 ? "random crops change the pixels every epoch"
+                                     : "it does not fit in memory");
+            t->features_saved = 1; /* said once */
+        }
+    }
 
     if (m.has_val) {
         if (m.val_loss < t->best_val_loss - t->spec.min_delta) {

@@ -122,6 +122,22 @@ vtpy.check(len(m) == 2 and m[0]["val_accuracy"] is not None, f"scratch metrics: 
 vtpy.check(meta(os.path.join(out("sc"), "model.safetensors"))["trainable_blocks"] == "5",
            "scratch trains every block")
 
+# ---- bottleneck with random crops: no cache, so no features file, and it says so ----
+# (on data with a damaged image, which the summary counts apart)
+crop_data = os.path.join(TMP, "crop-data")
+subprocess.run(["cp", "-r", f"{DATA}/train", crop_data], check=True)
+with open(os.path.join(crop_data, classes[0], "broken.jpg"), "wb") as f:
+    f.write(b"\xff\xd8\xff\xe0 not really a JPEG")
+bc = submit("--mode", "bottleneck", "--data", crop_data, "--crop", "0.2", "--epochs", "1",
+            "--name", "bncrop", "--out", out("bncrop"))
+log = d.log_text()
+vtpy.check(bc["state"] == "succeeded" and
+           not os.path.exists(os.path.join(out("bncrop"), "bottleneck_features.safetensors")) and
+           f"job {bc['id']}: bottleneck_features.safetensors not written: the feature cache is "
+           "off (random crops" in log, f"bottleneck with crops: {bc}")
+vtpy.check(f"job {bc['id']}: bncrop: 60 training images (1 unreadable left out), 0 validation "
+           "images" in log, "the summary should count the readable images")
+
 # ---- eval ---------------------------------------------------------------------------
 r = d.cli("eval", str(bn["id"]), f"{DATA}/val")
 vtpy.check("accuracy" in r.stdout and all(c in r.stdout for c in classes), f"eval: {r.stdout!r}")
