@@ -444,6 +444,9 @@ int vt_op_maxpool_bwd(vt_backend *be, const vt_tensor *x, const vt_tensor *y,
                       const vt_tensor *dy, vt_tensor *dx)
 {
     VT__CHECK("maxpool_bwd", "x", x, 4, -1, -1, -1, -1);
+    if (x->dims[1] % 2 || x->dims[2] % 2)
+        return vt_error_set(VT_EINVAL, "maxpool_bwd: H and W must be even, got %dx%d",
+                            x->dims[1], x->dims[2]);
     VT__CHECK("maxpool_bwd", "y", y, 4, x->dims[0], x->dims[1] / 2, x->dims[2] / 2,
               x->dims[3]);
     VT__CHECK("maxpool_bwd", "dy", dy, 4, y->dims[0], y->dims[1], y->dims[2], y->dims[3]);

@@ -781,16 +781,17 @@ static void test_shape_errors(vt_backend *be)
 {
     vt_tensor *x = mk(be, 4, 1, 4, 4, 3, NULL), *w = mk(be, 4, 8, 3, 3, 4, NULL);
     vt_tensor *b = mk(be, 1, 8, 0, 0, 0, NULL), *y = mk(be, 4, 1, 4, 4, 8, NULL);
-    vt_tensor *p = mk(be, 4, 1, 3, 3, 3, NULL);
-    VT_CHECK(x && w && b && y && p);
+    vt_tensor *p = mk(be, 4, 1, 3, 3, 3, NULL), *q = mk(be, 4, 1, 1, 1, 3, NULL);
+    VT_CHECK(x && w && b && y && p && q);
     VT_CHECK_ERR(vt_op_conv_fwd(be, x, w, b, y, 1), VT_EINVAL, "w dim 3 is 4, expected 3");
     VT_CHECK_ERR(vt_op_maxpool_fwd(be, p, x), VT_EINVAL, "even");
+    VT_CHECK_ERR(vt_op_maxpool_bwd(be, p, q, q, p), VT_EINVAL, "even");
     int dims[2] = {3, 3};
     VT_CHECK_ERR(vt_tensor_reshape(x, 2, (int[]){100, 100}), VT_EINVAL, "exceeds");
     VT_CHECK_OK(vt_tensor_reshape(x, 2, dims));
     VT_CHECK_ERR(vt_op_dropout_fwd(be, b, b, 1.0f, 0, 0), VT_EINVAL, "outside");
     vt_tensor_free(x); vt_tensor_free(w); vt_tensor_free(b); vt_tensor_free(y);
-    vt_tensor_free(p);
+    vt_tensor_free(p); vt_tensor_free(q);
 }
 
 static const vt_test_case cases[] = {

@@ -308,11 +308,11 @@ __global__ void k_colsum_partial(const T *a, size_t rows, int cols, size_t per, 
     __shared__ float sh[8][33];
     int col = blockIdx.x * 32 + threadIdx.x;
     size_t r0 = (size_t)blockIdx.y * per, r1 = r0 + per < rows ? r0 + per : rows;
-    float s = 0.0f;
+    double s = 0.0; /* up to ~1.5k terms a thread: the CPU sums in double too */
     if (col < cols)
         for (size_t r = r0 + threadIdx.y; r < r1; r += blockDim.y)
             s += tof(a[r * (size_t)cols + (size_t)col]);
-    sh[threadIdx.y][threadIdx.x] = s;
+    sh[threadIdx.y][threadIdx.x] = (float)s;
     __syncthreads();
     if (threadIdx.y == 0 && col < cols) {
         float t = 0.0f;
@@ -371,6 +371,8 @@ k_softmax_xent(const T *z, const int32_t *lab, int n, int c, void *dl, vt_cuk_ty
         int bi = 0x7fffffff;
         for (int j = lane; j < c; j += 32) {
             float v = tof(zr[j]);
+            if (v != v && j != 0) /* the CPU's scan never moves to a NaN */
+                continue;
             if (bi == 0x7fffffff || v > bv) {
                 bv = v;
                 bi = j;
@@ -379,7 +381,10 @@ k_softmax_xent(const T *z, const int32_t *lab, int n, int c, void *dl, vt_cuk_ty
         for (int o = 16; o > 0; o >>= 1) {
             float ov = __shfl_xor_sync(0xffffffffu, bv, o);
             int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-            if (oi != 0x7fffffff && (bi == 0x7fffffff || ov > bv || (ov == bv && oi < bi))) {
+            /* a NaN candidate can only be index 0 (z[0] NaN): it wins, as on the CPU */
+            if (oi != 0x7fffffff &&
+                (bi == 0x7fffffff || ov != ov ||
+                 (bv == bv && (ov > bv || (ov == bv && oi < bi))))) {
                 bv = ov;
                 bi = oi;
             }
@@ -523,32 +528,41 @@ __global__ void k_conv_bwd_data_ref(const void *dy, vt_cuk_type dyt, const float
     }
 }
 
-__global__ void k_conv_bwd_filter_ref(const void *x, vt_cuk_type xt, const void *dy,
-                                      vt_cuk_type dyt, float *dw, int n, int h, int wd, int c,
-                                      int k)
+/* One block of kRefThreads per weight (a fixed-order tree in shared memory,
+ * so deterministic): the pixels of a layer are far more than its weights. */
+const int kRefThreads = 256;
+__global__ void __launch_bounds__(kRefThreads)
+k_conv_bwd_filter_ref(const void *x, vt_cuk_type xt, const void *dy, vt_cuk_type dyt, float *dw,
+                      int n, int h, int wd, int c, int k)
 {
-    size_t total = (size_t)k * 9 * c;
-    for (size_t i = gtid(); i < total; i += gstride()) {
-        int cc = (int)(i % (size_t)c);
-        size_t q = i / (size_t)c;
-        int kw = (int)(q % 3), kh = (int)(q / 3 % 3);
-        int kk = (int)(q / 9);
+    __shared__ float red[kRefThreads];
+    size_t total = (size_t)k * 9 * c, pixels = (size_t)n * h * wd;
+    for (size_t e = blockIdx.x; e < total; e += gridDim.x) {
+        int cc = (int)(e % (size_t)c);
+        size_t q = e / (size_t)c;
+        int kw = (int)(q % 3), kh = (int)(q / 3 % 3), kk = (int)(q / 9);
         float acc = 0.0f;
-        for (int nn = 0; nn < n; nn++)
-            for (int y0 = 0; y0 < h; y0++) {
-                int hi = y0 + kh - 1;
-                if (hi < 0 || hi >= h)
-                    continue;
-                for (int x0 = 0; x0 < wd; x0++) {
-                    int wi = x0 + kw - 1;
-                    if (wi < 0 || wi >= wd)
-                        continue;
-                    size_t pix = ((size_t)nn * h + y0) * wd + x0;
-                    size_t xin = (((size_t)nn * h + hi) * wd + wi) * c + cc;
-                    acc += ldt(x, xin, xt) * ldt(dy, pix * k + kk, dyt);
-                }
-            }
-        dw[i] = acc;
+        for (size_t pix = threadIdx.x; pix < pixels; pix += blockDim.x) {
+            int x0 = (int)(pix % (size_t)wd);
+            size_t t = pix / (size_t)wd;
+            int y0 = (int)(t % (size_t)h);
+            size_t nn = t / (size_t)h;
+            int hi = y0 + kh - 1, wi = x0 + kw - 1;
+            if (hi < 0 || hi >= h || wi < 0 || wi >= wd)
+                continue;
+            acc += ldt(x, ((nn * h + hi) * (size_t)wd + wi) * c + cc, xt) *
+                   ldt(dy, pix * k + kk, dyt);
+        }
+        red[threadIdx.x] = acc;
+        __syncthreads();
+        for (int half = blockDim.x / 2; half > 0; half >>= 1) {
+            if ((int)threadIdx.x < half)
+                red[threadIdx.x] += red[threadIdx.x + half];
+            __syncthreads();
+        }
+        if (threadIdx.x == 0)
+            dw[e] = red[0];
+        __syncthreads();
     }
 }
 
@@ -892,7 +906,8 @@ cudaError_t vt_cuk_conv_bwd_filter_ref(cudaStream_t s, const void *x, vt_cuk_typ
                                        const void *dy, vt_cuk_type dyt, float *dw, int n, int h,
                                        int wd, int c, int k)
 {
-    k_conv_bwd_filter_ref<<<blocks_for((size_t)k * 9 * c), kThreads, 0, s>>>(x, xt, dy, dyt, dw,
-                                                                              n, h, wd, c, k);
+    size_t weights = (size_t)k * 9 * c;
+    unsigned blocks = (unsigned)(weights < ((size_t)1 << 20) ? weights : ((size_t)1 << 20));
+    k_conv_bwd_filter_ref<<<blocks, kRefThreads, 0, s>>>(x, xt, dy, dyt, dw, n, h, wd, c, k);
     return cudaGetLastError();
 }
