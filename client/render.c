@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "../common/error.h"
+#include "../engine/base.h"
 
 /* ---- field access ------------------------------------------------------ */
 
@@ -427,10 +428,17 @@ void vt_cli_render_job(FILE *f, const cJSON *job)
         if ((s = vt__str(spec, "weights")))
             fprintf(f, VT__KV, "weights", s);
         else {
-            snprintf(buf, sizeof buf, "random (He init");
-            if (vt__num(spec, "seed", &x))
-                vt__cat(buf, sizeof buf, ", seed %.0f", x);
-            vt__cat(buf, sizeof buf, ")");
+            /* Scratch draws every layer from the job's seed; the other modes
+             * share the daemon's random trunk (engine/base.h) and draw only
+             * what they add from the job's seed. */
+            double tb = 0, seed = 0;
+            vt__num(spec, "trainable_blocks", &tb);
+            vt__num(spec, "seed", &seed);
+            if (tb >= 5)
+                snprintf(buf, sizeof buf, "random (He, seed %.0f)", seed);
+            else
+                snprintf(buf, sizeof buf, "random trunk (He, seed %d), head from seed %.0f",
+                         VT_BASE_RANDOM_SEED, seed);
             fprintf(f, VT__KV, "weights", buf);
         }
         if ((s = vt__str(spec, "init")))

@@ -1112,10 +1112,22 @@ static char *vt__classes_json(const vt_dataset *ds)
 }
 
 /* Writes OUT/model.safetensors from the model's current weights. */
+/* Where the model's convolutions started, for its metadata: the trunk's
+ * description, except that scratch training on the random trunk draws every
+ * layer from the job's own seed. */
+static const char *vt__weights_desc(const vt_trainer *t, char *buf, size_t len)
+{
+    if (t->spec.trainable_blocks == 5 && t->env.base_random) {
+        snprintf(buf, len, "random (He, seed %llu)", (unsigned long long)t->spec.seed);
+        return buf;
+    }
+    return t->env.base_desc ? t->env.base_desc : "random";
+}
+
 static int vt__save_model(vt_trainer *t, int epochs_done)
 {
     vt_tensorset *set = NULL;
-    char path[PATH_MAX], num[64], head[256] = "";
+    char path[PATH_MAX], num[64], head[256] = "", wdesc[64];
     char *classes = NULL, *spec = NULL;
     int rc;
 
@@ -1144,7 +1156,7 @@ static int vt__save_model(vt_trainer *t, int epochs_done)
     vt_tensorset_set_meta(set, "trainable_blocks", num);
     vt_tensorset_set_meta(set, "head", head);
     vt_tensorset_set_meta(set, "job", spec);
-    vt_tensorset_set_meta(set, "weights", t->env.base_desc ? t->env.base_desc : "random");
+    vt_tensorset_set_meta(set, "weights", vt__weights_desc(t, wdesc, sizeof wdesc));
     snprintf(num, sizeof num, "%d", epochs_done);
     rc = vt_tensorset_set_meta(set, "epochs", num);
     snprintf(path, sizeof path, "%s/model.safetensors", t->spec.output);

@@ -119,8 +119,11 @@ sc = submit("--mode", "scratch", "--val-split", "0.25", "--epochs", "2", "--name
 vtpy.check(sc["state"] == "succeeded", f"scratch: {sc}")
 m = [json.loads(l) for l in open(os.path.join(out("sc"), "metrics.jsonl"))]
 vtpy.check(len(m) == 2 and m[0]["val_accuracy"] is not None, f"scratch metrics: {m}")
-vtpy.check(meta(os.path.join(out("sc"), "model.safetensors"))["trainable_blocks"] == "5",
-           "scratch trains every block")
+sc_meta = meta(os.path.join(out("sc"), "model.safetensors"))
+vtpy.check(sc_meta["trainable_blocks"] == "5", "scratch trains every block")
+sc_seed = json.loads(sc_meta["job"])["seed"]
+vtpy.check(sc_meta["weights"] == f"random (He, seed {sc_seed})",
+           f"scratch draws every layer from the job's seed: {sc_meta['weights']!r}")
 
 # ---- bottleneck with random crops: no cache, so no features file, and it says so ----
 # (on data with a damaged image, which the summary counts apart)
