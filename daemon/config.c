@@ -21,7 +21,8 @@ void vt_config_usage(FILE *f)
         "Serves VGG16 transfer-learning jobs on a Unix socket; the frozen trunk stays\n"
         "resident on the device and jobs share it.  Clients use 'vggtune'.\n\n"
         "  --socket PATH        listen here (service: /run/vggtune/vggtune.sock,\n"
-        "                       else $XDG_RUNTIME_DIR/vggtune.sock); with systemd\n"
+        "                       else $XDG_RUNTIME_DIR/vggtune.sock, else\n"
+        "                       /tmp/vggtune-UID.sock); with systemd\n"
         "                       socket activation the passed socket is used\n"
         "  --state-dir DIR      job database and checkpoints (service: /var/lib/vggtune,\n"
         "                       else $XDG_STATE_HOME/vggtune)\n"
@@ -60,7 +61,10 @@ static void vt__defaults(vt_config *c)
         snprintf(c->socket, sizeof c->socket, "%s/vggtune.sock", rt ? rt : "/run/vggtune");
         snprintf(c->state_dir, sizeof c->state_dir, "/var/lib/vggtune");
     } else {
-        snprintf(c->socket, sizeof c->socket, "%s/vggtune.sock", xdg_rt ? xdg_rt : "/tmp");
+        if (xdg_rt) /* else a per-user name: /tmp is shared (vt_proto_default_socket) */
+            snprintf(c->socket, sizeof c->socket, "%s/vggtune.sock", xdg_rt);
+        else
+            snprintf(c->socket, sizeof c->socket, "/tmp/vggtune-%u.sock", (unsigned)geteuid());
         if (xdg_state)
             snprintf(c->state_dir, sizeof c->state_dir, "%s/vggtune", xdg_state);
         else

@@ -378,6 +378,11 @@ const char *vt_proto_default_socket(char *buf, size_t len)
         if (lstat(buf, &st) == 0)
             return buf;
     }
+    /* A user's daemon without $XDG_RUNTIME_DIR.  /tmp is shared: only a
+     * socket this user owns is theirs (anyone could have made one there). */
+    snprintf(buf, len, "/tmp/vggtune-%u.sock", (unsigned)geteuid());
+    if (lstat(buf, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_uid == geteuid())
+        return buf;
     snprintf(buf, len, "/run/vggtune/vggtune.sock");
     return buf;
 }

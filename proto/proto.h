@@ -87,8 +87,10 @@ char *vt_proto_event(const cJSON *id, const char *event, cJSON *body);
 typedef struct vt_client vt_client;
 
 /* The socket path to use: $VGGTUNE_SOCKET if set, else
- * $XDG_RUNTIME_DIR/vggtune.sock if that exists, else
- * /run/vggtune/vggtune.sock.  Writes into buf and returns it. */
+ * $XDG_RUNTIME_DIR/vggtune.sock if that exists, else /tmp/vggtune-UID.sock
+ * if it is a socket this user owns (a user's daemon without
+ * $XDG_RUNTIME_DIR), else /run/vggtune/vggtune.sock.  Writes into buf and
+ * returns it. */
 const char *vt_proto_default_socket(char *buf, size_t len);
 
 /* Connects and performs the hello handshake.  Errors: VT_ENOTFOUND with

@@ -742,6 +742,24 @@ static void test_default_socket(vt_backend *be)
     fclose(f);
     VT_CHECK_STR(vt_proto_default_socket(buf, sizeof buf), want);
     unsetenv("XDG_RUNTIME_DIR");
+
+    /* Without $XDG_RUNTIME_DIR: /tmp/vggtune-UID.sock when it is a socket of
+     * ours, never a plain file there (anyone can create files in /tmp). */
+    snprintf(want, sizeof want, "/tmp/vggtune-%u.sock", (unsigned)geteuid());
+    if (access(want, F_OK) == 0)
+        return; /* a real daemon of this user: leave it alone */
+    f = fopen(want, "w");
+    VT_CHECK(f);
+    fclose(f);
+    VT_CHECK_STR(vt_proto_default_socket(buf, sizeof buf), "/run/vggtune/vggtune.sock");
+    unlink(want);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    memcpy(sa.sun_path, want, strlen(want) + 1); /* short: /tmp/vggtune-UID.sock */
+    VT_CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+    VT_CHECK_STR(vt_proto_default_socket(buf, sizeof buf), want);
+    close(fd);
+    unlink(want);
 }
 
 int main(int argc, char **argv)
