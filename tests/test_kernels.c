@@ -26,18 +26,26 @@ static void fill(float *a, size_t n, uint64_t stream)
         a[i] = 2.0f * vt_rng_uniform(42, stream, i) - 1.0f;
 }
 
-static vt_tensor *mk(vt_backend *be, int ndim, int d0, int d1, int d2, int d3,
-                     const float *host)
+/* A tensor of dtype dt holding host[] (NULL: zeros). */
+static vt_tensor *mk_act(vt_backend *be, vt_dtype dt, int ndim, const int *dims,
+                         const float *host)
 {
-    int dims[4] = {d0, d1, d2, d3};
     vt_tensor *t = NULL;
-    if (vt_tensor_new(&t, be, VT_F32, ndim, dims) < 0)
+    if (vt_tensor_new(&t, be, dt, ndim, dims) < 0)
         return NULL;
     if (host && vt_tensor_upload(t, host) < 0) {
         vt_tensor_free(t);
         return NULL;
     }
     return t;
+}
+
+/* An f32 tensor of rank ndim (dims d0..d3, the first ndim of them). */
+static vt_tensor *mk(vt_backend *be, int ndim, int d0, int d1, int d2, int d3,
+                     const float *host)
+{
+    int dims[4] = {d0, d1, d2, d3};
+    return mk_act(be, VT_F32, ndim, dims, host);
 }
 
 static float *get(const vt_tensor *t)
@@ -328,20 +336,6 @@ static float bf16_round(float f)
     u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
     memcpy(&f, &u, 4);
     return f;
-}
-
-/* An activation tensor of dtype dt holding host[] (NULL: zeros). */
-static vt_tensor *mk_act(vt_backend *be, vt_dtype dt, int ndim, const int *dims,
-                         const float *host)
-{
-    vt_tensor *t = NULL;
-    if (vt_tensor_new(&t, be, dt, ndim, dims) < 0)
-        return NULL;
-    if (host && vt_tensor_upload(t, host) < 0) {
-        vt_tensor_free(t);
-        return NULL;
-    }
-    return t;
 }
 
 /* The paths a bf16 job takes that the f32 cases above do not: the first
