@@ -20,6 +20,7 @@
 
 typedef struct {
     uint8_t *pixels;  /* (max_batch, S, S, 3), or (max_batch, cell) bytes */
+    int pinned;       /* pixels came from vt_backend_host_alloc */
     vt_image_box *boxes; /* (max_batch), device_resize only */
     int32_t *labels;  /* (max_batch) */
     int *sample;      /* (max_batch) */
@@ -95,7 +96,11 @@ int vt_loader_create(vt_loader **out, vt_pool *pool, const vt_dataset *ds,
     }
     for (int k = 0; k < VT_LOADER_AHEAD; k++) {
         vt__slot *s = &l->slots[k];
-        s->pixels = malloc(l->cell * (size_t)opts->max_batch);
+        size_t bytes = l->cell * (size_t)opts->max_batch;
+        if (opts->pinned && (s->pixels = vt_backend_host_alloc(opts->pinned, bytes)))
+            s->pinned = 1;
+        else
+            s->pixels = malloc(bytes);
         if (opts->device_resize)
             s->boxes = malloc(sizeof *s->boxes * (size_t)opts->max_batch);
         s->labels = malloc(sizeof *s->labels * (size_t)opts->max_batch);
@@ -240,6 +245,12 @@ int vt_loader_begin(vt_loader *l, const int *order, int count, const vt_augment 
     if (!copy)
         return vt_error_set(VT_ENOMEM, "out of memory");
     vt__drain(l);
+    /* the last pass's last batch may still be uploading from its buffer */
+    int rc = l->o.pinned ? vt_backend_host_fence(l->o.pinned) : 0;
+    if (rc < 0) {
+        free(copy);
+        return rc;
+    }
     memcpy(copy, order, sizeof *copy * (size_t)count);
     free(l->order);
     l->order = copy;
@@ -255,6 +266,10 @@ int vt_loader_begin(vt_loader *l, const int *order, int count, const vt_augment 
 int vt_loader_next(vt_loader *l, vt_batch **out)
 {
     int rc, consumed = 0;
+    /* The batch handed out last may still be uploading from its buffer,
+     * which the submissions below decode into again. */
+    if (l->o.pinned && l->next_return > 0 && (rc = vt_backend_host_fence(l->o.pinned)) < 0)
+        return rc;
     for (;;) {
         if (l->next_return >= l->nbatches)
             return 0;
@@ -332,7 +347,10 @@ void vt_loader_free(vt_loader *l)
         return;
     vt__drain(l);
     for (int k = 0; k < VT_LOADER_AHEAD; k++) {
-        free(l->slots[k].pixels);
+        if (l->slots[k].pinned)
+            vt_backend_host_free(l->o.pinned, l->slots[k].pixels);
+        else
+            free(l->slots[k].pixels);
         free(l->slots[k].boxes);
         free(l->slots[k].labels);
         free(l->slots[k].sample);

@@ -32,6 +32,10 @@ typedef struct {
      * the host to exactly that size, so buffers stay bounded. */
     int device_resize;
     double max_crop;       /* the largest vt_augment.crop a pass will use */
+    /* When set, the batches live in this backend's vt_backend_host_alloc
+     * memory (uploads run while the next batch decodes), and the loader
+     * calls vt_backend_host_fence before decoding into a buffer again. */
+    vt_backend *pinned;
 } vt_loader_opts;
 
 typedef struct {

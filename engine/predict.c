@@ -264,7 +264,8 @@ int vt_predictor_eval(vt_predictor *p, vt_pool *pool, const char *dir,
     for (int i = 0; i < ds->n; i++)
         order[i] = i;
     vt_loader_opts lo = {.image_size = p->params->image_size, .max_batch = VT__PRED_BATCH,
-                         .creds = creds, .device_resize = vt_backend_resizes_images(p->be)};
+                         .creds = creds, .device_resize = vt_backend_resizes_images(p->be),
+                         .pinned = p->be};
     if ((rc = vt_loader_create(&l, pool, ds, &lo)) < 0 ||
         (rc = vt_loader_begin(l, order, ds->n, NULL)) < 0)
         goto done;

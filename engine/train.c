@@ -551,6 +551,7 @@ static int vt__prepare(vt_trainer *t)
     lo = (vt_loader_opts){.image_size = s->image_size, .max_batch = s->batch_size,
                           .creds = t->env.creds,
                           .device_resize = vt_backend_resizes_images(t->env.be),
+                          .pinned = t->env.be,
                           .max_crop = s->crop};
     if ((rc = vt_loader_create(&t->ltrain, t->env.pool, t->train, &lo)) < 0 ||
         (t->val && (rc = vt_loader_create(&t->lval, t->env.pool, t->val, &lo)) < 0))
@@ -672,15 +673,18 @@ static int vt__extract(vt_trainer *t, const vt_batch *b)
     return rc < 0 ? rc : vt_model_extract(t->model);
 }
 
-/* Mirrors every image of the batch (the backend does it when it resizes). */
-static void vt__flip_batch(vt_batch *b, int S)
+/* Mirrors every image of the batch: the backend does it when it resizes,
+ * else the pixels are flipped, once the upload of the batch has read them. */
+static int vt__flip_batch(vt_trainer *t, vt_batch *b, int S)
 {
-    for (int i = 0; i < b->n; i++) {
+    int rc = b->boxes ? 0 : vt_backend_host_fence(t->env.be);
+    for (int i = 0; rc == 0 && i < b->n; i++) {
         if (b->boxes)
             b->boxes[i].flip = !b->boxes[i].flip;
         else
             vt_image_flip(b->pixels + (size_t)i * S * S * 3, S, S);
     }
+    return rc;
 }
 
 /* Puts the next batch of the pass into the model's features.  Returns the
@@ -720,8 +724,7 @@ static int vt__next_batch(vt_trainer *t, int val)
         return rc;
     if (!val && t->flip_copies) {
         /* Both copies of every image, then this epoch's choice of each. */
-        vt__flip_batch(b, S);
-        if ((rc = vt__extract(t, b)) < 0 ||
+        if ((rc = vt__flip_batch(t, b, S)) < 0 || (rc = vt__extract(t, b)) < 0 ||
             (rc = vt__store(t, cache, have, b, t->train->n)) < 0)
             return rc;
         for (int i = 0; i < n; i++)

@@ -103,6 +103,26 @@ size_t vt_backend_memory_total(const vt_backend *be) { return be->mem_total; }
 size_t vt_backend_host_memory(const vt_backend *be) { return be->host_in_use; }
 int vt_backend_resizes_images(const vt_backend *be) { return be->resize_images; }
 
+void *vt_backend_host_alloc(vt_backend *be, size_t bytes)
+{
+    return be->ops->host_alloc ? be->ops->host_alloc(be, bytes) : malloc(bytes ? bytes : 1);
+}
+
+void vt_backend_host_free(vt_backend *be, void *p)
+{
+    if (!p)
+        return;
+    if (be->ops->host_free)
+        be->ops->host_free(be, p);
+    else
+        free(p);
+}
+
+int vt_backend_host_fence(vt_backend *be)
+{
+    return be->ops->host_fence ? be->ops->host_fence(be) : 0;
+}
+
 /* ---- tensors ----------------------------------------------------------- */
 
 static int vt__shape_numel(int ndim, const int *dims, size_t *numel)

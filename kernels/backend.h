@@ -99,6 +99,20 @@ size_t vt_backend_host_memory(const vt_backend *be);
  * tests run the device path on the CPU backend that way). */
 int vt_backend_resizes_images(const vt_backend *be);
 
+/* Host memory that the device reads directly and asynchronously (page-locked
+ * on CUDA, plain malloc on the CPU), for the buffers images are decoded
+ * into; NULL when there is none to be had (use malloc then).  Free it with
+ * vt_backend_host_free.  An image operation given such memory may still be
+ * reading it when it returns: see vt_backend_host_fence. */
+void *vt_backend_host_alloc(vt_backend *be, size_t bytes);
+void vt_backend_host_free(vt_backend *be, void *p);
+
+/* Waits until every image operation started so far from
+ * vt_backend_host_alloc memory has read it (not for the computation queued
+ * behind), so that the caller may write that memory again.  Memory from
+ * elsewhere has been read when the operation returns. */
+int vt_backend_host_fence(vt_backend *be);
+
 /* Total memory of the device in bytes (physical RAM for the CPU backend). */
 size_t vt_backend_memory_total(const vt_backend *be);
 

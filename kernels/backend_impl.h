@@ -39,6 +39,10 @@ typedef struct vt_backend_ops {
     int (*move_rows)(vt_backend *be, vt_tensor *dst, const int *dst_rows,
                      const vt_tensor *src, const int *src_rows, int n, size_t row_bytes);
     int (*sync)(vt_backend *be);
+    /* optional (NULL: malloc, free, nothing to wait for) */
+    void *(*host_alloc)(vt_backend *be, size_t bytes);
+    void (*host_free)(vt_backend *be, void *p);
+    int (*host_fence)(vt_backend *be);
     vt_dtype (*act_dtype)(const vt_backend *be, const char *precision);
     void (*destroy)(vt_backend *be);
 

@@ -670,6 +670,39 @@ static void test_images_resize(vt_backend *be)
     VT_CHECK(ok);
 }
 
+/* Image batches in vt_backend_host_alloc memory: the upload may run on
+ * after the call, so the buffer is rewritten only after a fence; each batch
+ * must arrive intact. */
+static void test_host_buffers(vt_backend *be)
+{
+    enum { N = 3, S = 16, PIX = N * S * S * 3 };
+    uint8_t *buf = vt_backend_host_alloc(be, PIX);
+    VT_CHECK(buf);
+    vt_tensor *x[2] = {mk(be, 4, N, S, S, 3, NULL), mk(be, 4, N, S, S, 3, NULL)};
+    VT_CHECK(x[0] && x[1]);
+    for (int round = 0; round < 2; round++) {
+        VT_CHECK_OK(vt_backend_host_fence(be));
+        for (int i = 0; i < PIX; i++)
+            buf[i] = (uint8_t)(i * (round ? 7 : 3) + round);
+        VT_CHECK_OK(vt_op_images_to_input(be, buf, N, S, S, VT_PREP_CAFFE, x[round]));
+    }
+    VT_CHECK_OK(vt_backend_host_fence(be));
+    int ok = 1;
+    for (int round = 0; round < 2 && ok; round++) {
+        float *got = get(x[round]);
+        for (int p = 0; p < N * S * S && ok; p++) {
+            /* caffe: channel 0 is blue (input channel 2) minus its mean */
+            uint8_t blue = (uint8_t)((p * 3 + 2) * (round ? 7 : 3) + round);
+            ok = got[p * 3] == (float)blue - 103.939f;
+        }
+        free(got);
+    }
+    vt_backend_host_free(be, buf);
+    vt_tensor_free(x[0]);
+    vt_tensor_free(x[1]);
+    VT_CHECK(ok);
+}
+
 /* ---- row moves and host tensors ---------------------------------------- */
 
 /* A host tensor (n, row) of dtype dt with the values of host[]. */
@@ -802,6 +835,7 @@ static const vt_test_case cases[] = {
     {"sgd", test_sgd, VT_TEST_NUMERIC},
     {"images_to_input", test_images_to_input, VT_TEST_NUMERIC},
     {"images_resize", test_images_resize, VT_TEST_NUMERIC},
+    {"host_buffers", test_host_buffers, VT_TEST_NUMERIC},
     {"shape_errors", test_shape_errors, VT_TEST_NUMERIC},
     {"rows", test_rows, VT_TEST_NUMERIC},
     {"host_tensors", test_host_tensors, VT_TEST_NUMERIC},

@@ -158,6 +158,16 @@ typedef struct {
     vt_xent_sums *xent_to[VT__XENT_SLOTS]; /* where each pending result goes */
     int xent_c[VT__XENT_SLOTS];           /* its class count, for the label error */
     int nxent;                            /* results pending */
+    /* Page-locked buffers handed out by host_alloc (image batches are
+     * decoded into them); uploads from them run asynchronously, and
+     * `uploaded` marks the end of the latest one (see vt__cuda_host_fence). */
+    struct {
+        char *p;
+        size_t bytes;
+    } *hbuf;
+    int nhbuf, cap_hbuf;
+    cudaEvent_t uploaded;
+    int upload_pending;
     int sticky;
     char sticky_msg[384];
     /* options */
@@ -461,6 +471,80 @@ static int vt__h2d(vt_cuda *cu, void *dst, const void *src, size_t bytes)
     if (pinned)
         VT_CUDA_TRY(cu, cudaStreamSynchronize(cu->stream));
     return 0;
+}
+
+/* Whether [src, src + bytes) lies in one of host_alloc's buffers. */
+static int vt__in_hbuf(const vt_cuda *cu, const void *src, size_t bytes)
+{
+    const char *s = (const char *)src;
+    for (int i = 0; i < cu->nhbuf; i++)
+        if (s >= cu->hbuf[i].p && bytes <= cu->hbuf[i].bytes &&
+            (size_t)(s - cu->hbuf[i].p) <= cu->hbuf[i].bytes - bytes)
+            return 1;
+    return 0;
+}
+
+/* Host -> device copy of an image batch: from a host_alloc buffer it stays
+ * in flight (the caller fences before rewriting the buffer), from anywhere
+ * else it is vt__h2d. */
+static int vt__h2d_images(vt_cuda *cu, void *dst, const void *src, size_t bytes)
+{
+    if (!vt__in_hbuf(cu, src, bytes))
+        return vt__h2d(cu, dst, src, bytes);
+    VT_CUDA_TRY(cu, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, cu->stream));
+    VT_CUDA_TRY(cu, cudaEventRecord(cu->uploaded, cu->stream));
+    cu->upload_pending = 1;
+    return 0;
+}
+
+static int vt__cuda_host_fence(vt_backend *be)
+{
+    vt_cuda *cu = vt__cu(be);
+    VT__ENTER(cu);
+    if (cu->upload_pending) {
+        VT_CUDA_TRY(cu, cudaEventSynchronize(cu->uploaded));
+        cu->upload_pending = 0;
+    }
+    return 0;
+}
+
+static void *vt__cuda_host_alloc(vt_backend *be, size_t bytes)
+{
+    vt_cuda *cu = vt__cu(be);
+    void *p = NULL;
+    if (cu->sticky)
+        return NULL;
+    if (cu->nhbuf == cu->cap_hbuf) {
+        int cap = cu->cap_hbuf ? 2 * cu->cap_hbuf : 8;
+        void *grown = realloc(cu->hbuf, sizeof *cu->hbuf * (size_t)cap);
+        if (!grown)
+            return NULL;
+        cu->hbuf = (decltype(cu->hbuf))grown;
+        cu->cap_hbuf = cap;
+    }
+    if (cudaHostAlloc(&p, bytes ? bytes : 1, cudaHostAllocPortable) != cudaSuccess) {
+        (void)cudaGetLastError(); /* no page-locked memory left: the caller mallocs */
+        return NULL;
+    }
+    cu->hbuf[cu->nhbuf].p = (char *)p;
+    cu->hbuf[cu->nhbuf].bytes = bytes;
+    cu->nhbuf++;
+    return p;
+}
+
+static void vt__cuda_host_free(vt_backend *be, void *p)
+{
+    vt_cuda *cu = vt__cu(be);
+    for (int i = 0; i < cu->nhbuf; i++) {
+        if (cu->hbuf[i].p != (char *)p)
+            continue;
+        if (vt__cuda_host_fence(be) < 0) /* an upload may still read it */
+            (void)cudaGetLastError();
+        cudaFreeHost(p);
+        (void)cudaGetLastError();
+        cu->hbuf[i] = cu->hbuf[--cu->nhbuf];
+        return;
+    }
 }
 
 /* ---- bf16 shadows and dtype plumbing --------------------------------------- */
@@ -1223,7 +1307,7 @@ static int vt__cuda_images_to_input(vt_backend *be, const uint8_t *images, int n
     void *stage = NULL;
     VT__ENTER(cu);
     VT__TRY(vt__tmp(cu, VT__T_STAGE, pixels * 3, &stage));
-    VT__TRY(vt__h2d(cu, stage, images, pixels * 3));
+    VT__TRY(vt__h2d_images(cu, stage, images, pixels * 3));
     VT_CUDA_TRY(cu, vt_cuk_images(cu->stream, (const uint8_t *)stage, pixels,
                                   prep == VT_PREP_CAFFE, x->data, vt__kt(x->dtype)));
     return 0;
@@ -1238,7 +1322,7 @@ static int vt__cuda_images_resize(vt_backend *be, const uint8_t *images, size_t 
     VT__ENTER(cu);
     VT__TRY(vt__tmp(cu, VT__T_STAGE, bytes, &stage));
     VT__TRY(vt__tmp(cu, VT__T_BOXES, sizeof *boxes * (size_t)n, &dboxes));
-    VT__TRY(vt__h2d(cu, stage, images, bytes));
+    VT__TRY(vt__h2d_images(cu, stage, images, bytes));
     VT__TRY(vt__h2d(cu, dboxes, boxes, sizeof *boxes * (size_t)n));
     VT_CUDA_TRY(cu, vt_cuk_images_resize(cu->stream, (const uint8_t *)stage,
                                          (const vt_image_box *)dboxes, n, x->dims[1],
@@ -1605,6 +1689,11 @@ static void vt__cuda_free_impl(vt_cuda *cu)
         cudaFree(cu->dres);
     if (cu->hres)
         cudaFreeHost(cu->hres);
+    for (int i = 0; i < cu->nhbuf; i++) /* their owners should have freed them */
+        cudaFreeHost(cu->hbuf[i].p);
+    free(cu->hbuf);
+    if (cu->uploaded)
+        cudaEventDestroy(cu->uploaded);
     if (cu->relu)
         cudnnDestroyActivationDescriptor(cu->relu);
     if (cu->dnn)
@@ -1638,6 +1727,9 @@ static vt_backend_ops vt__cuda_make_ops(void)
     o.copy_bytes = vt__cuda_copy_bytes;
     o.move_rows = vt__cuda_move_rows;
     o.sync = vt__cuda_sync;
+    o.host_alloc = vt__cuda_host_alloc;
+    o.host_free = vt__cuda_host_free;
+    o.host_fence = vt__cuda_host_fence;
     o.act_dtype = vt__cuda_act_dtype;
     o.destroy = vt__cuda_destroy;
     o.images_to_input = vt__cuda_images_to_input;
@@ -1700,6 +1792,7 @@ static int vt__cuda_setup(vt_cuda *cu, vt_backend *be)
                             "backend needs 8.0 or newer",
                             prop.name, prop.major, prop.minor);
     VT_CUDA_TRY(cu, cudaStreamCreateWithFlags(&cu->stream, cudaStreamNonBlocking));
+    VT_CUDA_TRY(cu, cudaEventCreateWithFlags(&cu->uploaded, cudaEventDisableTiming));
     e = vt_cuk_probe(cu->stream);
     if (e == cudaSuccess)
         e = cudaStreamSynchronize(cu->stream);
