@@ -23,6 +23,7 @@
 #include "../common/error.h"
 #include "../common/fileio.h"
 #include "../engine/jobspec.h"
+#include "../engine/wfile.h"
 
 #define VT__SPEC_MAX ((size_t)1 << 20)
 
@@ -635,13 +636,32 @@ static int vt__check_path(const char *path, const char *flag, int dir)
     return 0;
 }
 
+/* Checks that path (from flag) starts like a weights file (want_st: a
+ * safetensors file, as --init must be). */
+static int vt__check_weights(const char *path, const char *flag, int want_st)
+{
+    vt_wfile_kind kind;
+    int rc;
+    if (!path)
+        return 0;
+    if ((rc = vt__check_path(path, flag, 0)) < 0)
+        return rc;
+    if (vt_wfile_probe(path, &kind) < 0)
+        return vt_error_set(VT_EFORMAT, "%s %s is neither Keras HDF5 nor safetensors", flag,
+                            path);
+    if (want_st && kind != VT_WFILE_SAFETENSORS)
+        return vt_error_set(VT_EFORMAT, "%s %s is a Keras HDF5 file, not a model of ours "
+                            "(model.safetensors; Keras weights go in --weights)", flag, path);
+    return 0;
+}
+
 int vt_cli_check_paths(const cJSON *doc)
 {
     int rc;
     if ((rc = vt__check_path(vt__get_str(doc, "data", "train"), "--data", 1)) < 0 ||
         (rc = vt__check_path(vt__get_str(doc, "data", "val"), "--val", 1)) < 0 ||
-        (rc = vt__check_path(vt__get_str(doc, NULL, "weights"), "--weights", 0)) < 0 ||
-        (rc = vt__check_path(vt__get_str(doc, NULL, "init"), "--init", 0)) < 0)
+        (rc = vt__check_weights(vt__get_str(doc, NULL, "weights"), "--weights", 0)) < 0 ||
+        (rc = vt__check_weights(vt__get_str(doc, NULL, "init"), "--init", 1)) < 0)
         return rc;
     return 0;
 }

@@ -101,9 +101,10 @@ int vt_cli_submit_parse(vt_cli_submit *s, vt_cli *cli, int argc, char **argv, in
 void vt_cli_submit_free(vt_cli_submit *s);
 
 /* Checks that the document's input paths exist as the user sees them
- * (data.train / data.val directories, weights / init files), so submit can
- * warn of a typo at once rather than when the job starts.  VT_ENOTFOUND /
- * VT_EPERM / VT_EINVAL with a message naming the flag. */
+ * (data.train / data.val directories, weights / init files, the latter
+ * starting like Keras HDF5 or safetensors, init like safetensors), so submit
+ * can warn of a typo at once rather than when the job starts.  VT_ENOTFOUND
+ * / VT_EPERM / VT_EINVAL / VT_EFORMAT with a message naming the flag. */
 int vt_cli_check_paths(const cJSON *doc);
 
 /* ---- exit statuses ----------------------------------------------------- */

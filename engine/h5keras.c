@@ -36,7 +36,6 @@
 #define VT_H5_MAX_ELEMS ((hsize_t)1 << 31)     /* per dataset */
 #define VT_H5_MAX_ATTR_BYTES ((size_t)64 << 20) /* per name attribute */
 
-static const uint8_t vt__h5_sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
 static pthread_mutex_t vt__h5_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* A list of strings read from a (possibly split) attribute. */
@@ -388,9 +387,4 @@ cleanup:
         H5Fclose(file);
     pthread_mutex_unlock(&vt__h5_lock);
     return rc;
-}
-
-int vt_h5_probe(const uint8_t *head, size_t n)
-{
-    return n >= sizeof vt__h5_sig && memcmp(head, vt__h5_sig, sizeof vt__h5_sig) == 0;
 }

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "tensorset.h"
+#include "wfile.h"
 
 /* Reads every weight of every layer into a new set, in layer_names order and
  * weight_names order within a layer.  Each tensor is named
@@ -27,9 +28,5 @@
  * and float64 data are accepted (converted to float32).  Datasets over 2^31
  * elements are refused. */
 int vt_h5keras_read(vt_tensorset **out, const char *path);
-
-/* Whether the first n bytes carry the HDF5 signature (at offset 0; callers
- * pass at least 8 bytes). */
-int vt_h5_probe(const uint8_t *head, size_t n);
 
 #endif

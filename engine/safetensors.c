@@ -30,7 +30,6 @@
 #error "safetensors.c assumes a little-endian host"
 #endif
 
-#define VT_ST_MAX_HEADER 100000000ull      /* the reference reader's limit */
 #define VT_ST_MAX_FILE ((size_t)1 << 32)   /* what vt_safetensors_read loads */
 #define VT_ST_MAX_INT 9007199254740992.0   /* 2^53: exact in a JSON double */
 
@@ -580,15 +579,4 @@ cleanup:
     free(hdr);
     cJSON_free(json);
     return rc;
-}
-
-int vt_safetensors_probe(const uint8_t *head, size_t n)
-{
-    uint64_t len;
-    if (n < 8)
-        return 0;
-    len = vt__le64(head);
-    if (len < 2 || len > VT_ST_MAX_HEADER)
-        return 0;
-    return n < 9 || head[8] == '{';
 }

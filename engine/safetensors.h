@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "tensorset.h"
+#include "wfile.h"
 
 /* Reads every tensor of the file at path into a new set, converting F32,
  * F16, BF16 and F64 data to float32; tensors of other dtypes (integers,
@@ -38,9 +39,5 @@ int vt_safetensors_parse(vt_tensorset **out, const uint8_t *buf, size_t len,
  * (temporary file, fsync, rename, fsync of the directory). dirfd may be
  * AT_FDCWD. */
 int vt_safetensors_write(int dirfd, const char *path, const vt_tensorset *set);
-
-/* Whether the first n bytes of a file look like safetensors (a plausible
- * header length followed by '{'). */
-int vt_safetensors_probe(const uint8_t *head, size_t n);
 
 #endif

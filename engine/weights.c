@@ -26,23 +26,12 @@ int vt_preprocess_parse(const char *name)
 
 int vt_weights_read(vt_tensorset **out, vt_wfile_kind *kind, const char *path)
 {
-    uint8_t head[16] = {0};
-    size_t got;
     int rc;
-
     *out = NULL;
-    if ((rc = vt_read_head(path, head, sizeof head, &got)) < 0)
-        return vt_error_wrap(rc, "weights file");
-    if (got >= 8 && vt_h5_probe(head, got)) {
-        *kind = VT_WFILE_KERAS_H5;
-        return vt_h5keras_read(out, path);
-    }
-    if (got >= 9 && vt_safetensors_probe(head, got)) {
-        *kind = VT_WFILE_SAFETENSORS;
-        return vt_safetensors_read(out, path);
-    }
-    return vt_error_set(VT_EFORMAT,
-                        "weights file %s is neither Keras HDF5 nor safetensors", path);
+    if ((rc = vt_wfile_probe(path, kind)) < 0)
+        return rc;
+    return *kind == VT_WFILE_KERAS_H5 ? vt_h5keras_read(out, path)
+                                      : vt_safetensors_read(out, path);
 }
 
 /* Checks t's shape against want[ndim]; the message names everything. */

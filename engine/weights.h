@@ -17,8 +17,7 @@
 #include "../kernels/backend.h"
 #include "tensorset.h"
 #include "vgg.h"
-
-typedef enum { VT_WFILE_KERAS_H5, VT_WFILE_SAFETENSORS } vt_wfile_kind;
+#include "wfile.h"
 
 /* Reads a weights file of either kind into a new tensor set; *kind tells
  * which it was.  A file that is neither is VT_EFORMAT. */

@@ -412,10 +412,26 @@ static void test_check_paths(vt_backend *be)
     snprintf(train, sizeof train, "%s/train", dir);
     mkdir(train, 0755);
     snprintf(file, sizeof file, "%s/w.h5", dir);
-    write_text(file, "x");
+    write_text(file, "\x89HDF\r\n\x1a\n and then the rest");
     snprintf(text, sizeof text, "{\"data\":{\"train\":\"%s\"},\"weights\":\"%s\"}", train, file);
     doc = fake_json(text);
     VT_CHECK_OK(vt_cli_check_paths(doc));
+    cJSON_Delete(doc);
+
+    /* --init must be one of our models (safetensors), not Keras weights. */
+    snprintf(text, sizeof text, "{\"data\":{\"train\":\"%s\"},\"init\":\"%s\"}", train, file);
+    doc = fake_json(text);
+    VT_CHECK_ERR(vt_cli_check_paths(doc), VT_EFORMAT, "is a Keras HDF5 file, not a model of ours");
+    cJSON_Delete(doc);
+
+    /* A weights file of neither kind (a typo'd path to the wrong file). */
+    char bogus[512];
+    snprintf(bogus, sizeof bogus, "%s/notes.txt", dir);
+    write_text(bogus, "these are not weights");
+    snprintf(text, sizeof text, "{\"data\":{\"train\":\"%s\"},\"weights\":\"%s\"}", train, bogus);
+    doc = fake_json(text);
+    snprintf(msg, sizeof msg, "--weights %s is neither Keras HDF5 nor safetensors", bogus);
+    VT_CHECK_ERR(vt_cli_check_paths(doc), VT_EFORMAT, msg);
     cJSON_Delete(doc);
 
     snprintf(text, sizeof text, "{\"data\":{\"train\":\"%s/nope\"}}", dir);
