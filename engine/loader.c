@@ -167,7 +167,10 @@ static void vt__decode(void *arg)
     snprintf(path, sizeof path, "%s/%s", l->ds->root, l->ds->samples[t->sample].path);
     if (l->has_creds)
         rc = vt_creds_enter(&l->creds);
-    if (rc == 0 && l->o.device_resize) {
+    if (rc == 0 && l->o.device_resize && vt__keep((size_t)side) * 3 > l->cell)
+        rc = vt_error_set(VT_EINVAL, "crop %g is over the loader's max_crop %g", t->aug.crop,
+                          l->o.max_crop); /* the buffers are sized by max_crop */
+    else if (rc == 0 && l->o.device_resize) {
         rc = vt_image_load_scaled(AT_FDCWD, path, side, side, vt__keep((size_t)side), dst,
                                   &box.sw, &box.sh);
         t->slot->boxes[t->pos] = box;
