@@ -28,7 +28,7 @@
 # Environment: ANCHORS_DIR (default RUN_DIR/anchors); OUT (results, default
 # RUN_DIR/../check-out:
 # summary.md, summary.json, bench.jsonl, torch.jsonl, decode.jsonl,
-# job.jsonl, e2e.jsonl, tests.log, bench.log, torch.log, data.log,
+# job.jsonl (job_hostresize.jsonl: the same job, resize on the host), e2e.jsonl, tests.log, bench.log, torch.log, data.log,
 # decode.log, job.log, e2e.log); USE_TORCH_CUDNN=0 to keep the system cuDNN rather than
 # PyTorch's (default: PyTorch's first, so both sides run the same cuDNN);
 # SKIP_TESTS=1, SKIP_BENCH=1 (stages 3 and 6), SKIP_TORCH=1, SKIP_COMPILE=1,
@@ -228,6 +228,16 @@ if [ "${SKIP_BENCH:-0}" != 1 ] && [ "$(left)" -gt 100 ]; then
   bench "bf16,nopad" 50 VT_CUDA_PAD=0 -- --batch 64 --precision bf16 --modes trunk_fwd
   bench "fp32,tf32" 70 VT_CUDA_TF32=1 -- --batch 64 --precision fp32
   bench "bf16,heuristic" 50 VT_CUDA_CONV_SEARCH=heuristic -- --batch 64 --precision bf16 --modes trunk_fwd
+fi
+
+# The same whole job with the resize on the host, for what the device resize
+# gains (a file of its own: the summary's job figure stays the default one).
+if [ "${SKIP_E2E:-0}" != 1 ] && [ -s "$out/job.jsonl" ] && [ "$(left)" -gt 150 ]; then
+  say "whole job, resize on the host (VT_RESIZE_ON_DEVICE=0)"
+  step job_hostresize 90 150 env VT_RESIZE_ON_DEVICE=0 bash scripts/bench-job.sh --backend cuda \
+       --images 2000 --epochs 10 --data "$e2e_data" --build "$run" \
+       --json "$out/job_hostresize.jsonl"
+  tail -n 1 "$out/job_hostresize.jsonl" 2>/dev/null | cut -c1-300 | sed 's/^/    /'
 fi
 
 # ---- 7. summary -------------------------------------------------------------------------
