@@ -641,14 +641,19 @@ static int vt__check_path(const char *path, const char *flag, int dir)
 static int vt__check_weights(const char *path, const char *flag, int want_st)
 {
     vt_wfile_kind kind;
+    struct stat st;
     int rc;
     if (!path)
         return 0;
     if ((rc = vt__check_path(path, flag, 0)) < 0)
         return rc;
-    if (vt_wfile_probe(path, &kind) < 0)
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) /* a FIFO would block the read */
+        return vt_error_set(VT_EINVAL, "%s %s is not a regular file", flag, path);
+    if ((rc = vt_wfile_probe(path, &kind)) == VT_EFORMAT)
         return vt_error_set(VT_EFORMAT, "%s %s is neither Keras HDF5 nor safetensors", flag,
                             path);
+    if (rc < 0)
+        return vt_error_wrap(rc, "%s", flag);
     if (want_st && kind != VT_WFILE_SAFETENSORS)
         return vt_error_set(VT_EFORMAT, "%s %s is a Keras HDF5 file, not a model of ours "
                             "(model.safetensors; Keras weights go in --weights)", flag, path);

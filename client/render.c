@@ -428,17 +428,22 @@ void vt_cli_render_job(FILE *f, const cJSON *job)
         if ((s = vt__str(spec, "weights")))
             fprintf(f, VT__KV, "weights", s);
         else {
-            /* Scratch draws every layer from the job's seed; the other modes
-             * share the daemon's random trunk (engine/base.h) and draw only
-             * what they add from the job's seed. */
+            /* The daemon's resident trunk ("trunk"; a random one unless it
+             * was started with --weights).  Scratch on the random trunk
+             * draws every layer from the job's seed; otherwise the job draws
+             * only the head from it. */
+            const char *trunk = vt__str(job, "trunk");
             double tb = 0, seed = 0;
             vt__num(spec, "trainable_blocks", &tb);
             vt__num(spec, "seed", &seed);
-            if (tb >= 5)
+            if (tb >= 5 && trunk && strncmp(trunk, "random", 6) == 0)
                 snprintf(buf, sizeof buf, "random (He, seed %.0f)", seed);
+            else if (trunk)
+                snprintf(buf, sizeof buf, "trunk %s, head from seed %.0f", trunk, seed);
             else
-                snprintf(buf, sizeof buf, "random trunk (He, seed %d), head from seed %.0f",
-                         VT_BASE_RANDOM_SEED, seed);
+                snprintf(buf, sizeof buf, "the daemon's trunk (random He, seed %d, unless "
+                         "started with --weights), head from seed %.0f", VT_BASE_RANDOM_SEED,
+                         seed);
             fprintf(f, VT__KV, "weights", buf);
         }
         if ((s = vt__str(spec, "init")))

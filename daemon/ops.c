@@ -16,6 +16,7 @@
 #include "../common/error.h"
 #include "../common/fileio.h"
 #include "../common/log.h"
+#include "../engine/base.h"
 #include "../engine/jobspec.h"
 
 #define VT__MAX_IMAGES 1024
@@ -131,7 +132,14 @@ static void vt__job(vt_conn *c, const cJSON *id, const cJSON *req)
     vt_job *j = vt__own_job(c, id, req);
     if (j) {
         cJSON *b = cJSON_CreateObject();
-        cJSON_AddItemToObject(b, "job", vt_job_json(&c->dm->jobs, j, VT_JOB_VIEW_FULL));
+        cJSON *job = vt_job_json(&c->dm->jobs, j, VT_JOB_VIEW_FULL);
+        if (job && !j->spec.weights) { /* the daemon's resident trunk: say which */
+            char desc[64];
+            snprintf(desc, sizeof desc, "random (He, seed %d)", VT_BASE_RANDOM_SEED);
+            cJSON_AddStringToObject(job, "trunk", c->dm->cfg.weights[0] ? c->dm->cfg.weights
+                                                                        : desc);
+        }
+        cJSON_AddItemToObject(b, "job", job);
         vt__reply(c, id, b);
     }
 }
@@ -165,8 +173,9 @@ static int vt__resolve_init_job(vt_conn *c, vt_jobspec *s)
                             src->spec.image_size, s->image_size);
     /* The head's layout comes from that job: a different one is a mistake,
      * said now rather than when the job starts.  (A source that itself took
-     * its layout from another job is checked by the trainer.) */
-    if (s->head_given && (src->spec.head_given || !src->spec.init_job) &&
+     * its layout from a model, init or init_job, is checked by the trainer:
+     * its spec holds only the mode's default layout.) */
+    if (s->head_given && (src->spec.head_given || !src->spec.init) &&
         (s->nhidden != src->spec.nhidden ||
          memcmp(s->hidden, src->spec.hidden, sizeof(int) * (size_t)s->nhidden) != 0)) {
         char a[128] = "", b[128] = "";

@@ -120,12 +120,31 @@ static vt_job_state vt__state_from_name(const char *s)
     return VT_JOB_FAILED;
 }
 
+/* Parses a stored job document.  Stores written before init_job was kept
+ * alone hold both init (its resolved path) and init_job, which the parser
+ * refuses: init is dropped, and resolved again by the caller. */
+static int vt__parse_stored(vt_jobspec *spec, const char *text)
+{
+    cJSON *doc = cJSON_Parse(text);
+    const cJSON *ij = doc ? cJSON_GetObjectItemCaseSensitive(doc, "init_job") : NULL;
+    char *clean = NULL;
+    int rc;
+    if (ij && !cJSON_IsNull(ij)) {
+        cJSON_DeleteItemFromObjectCaseSensitive(doc, "init");
+        clean = cJSON_PrintUnformatted(doc);
+    }
+    cJSON_Delete(doc);
+    rc = vt_jobspec_parse(spec, clean ? clean : text, strlen(clean ? clean : text));
+    free(clean);
+    return rc;
+}
+
 static int vt__load_job(void *ud, const vt_store_job *sj)
 {
     vt_daemon *dm = ud;
     vt_jobspec spec;
     vt_job *j;
-    if (vt_jobspec_parse(&spec, sj->spec, strlen(sj->spec)) < 0 ||
+    if (vt__parse_stored(&spec, sj->spec) < 0 ||
         (spec.init_job && vt_jobs_init_model(&dm->jobs, &spec) < 0)) {
         vt_log_error("job %lld in the store has an unreadable spec: %s", (long long)sj->id,
                      vt_error_msg());
@@ -363,7 +382,13 @@ static int vt__listen(vt_daemon *dm)
             if ((rc = vt_mkdir_p(dir)) < 0)
                 return rc;
         }
-        if (access(dm->cfg.socket, F_OK) == 0) {
+        struct stat st;
+        if (lstat(dm->cfg.socket, &st) == 0) {
+            /* Someone else's file at our path (/tmp/vggtune-UID.sock made
+             * first by another user): not ours to serve or to remove. */
+            if (geteuid() != 0 && st.st_uid != geteuid())
+                return vt_error_set(VT_EPERM, "%s belongs to uid %u, not to this user; give "
+                                    "another --socket", dm->cfg.socket, (unsigned)st.st_uid);
             if (vt__socket_alive(dm->cfg.socket))
                 return vt_error_set(VT_EBUSY, "another vggtuned is already serving %s",
                                     dm->cfg.socket);

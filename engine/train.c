@@ -327,20 +327,16 @@ static int vt__same_classes(const vt_dataset *a, const vt_dataset *b)
 /* The first convolution to take from the init model: every one this job
  * trains (init), or with init_job only those the source job trained too,
  * so that --init-head from a bottleneck job starts the head from it and
- * block 5 from this job's weights (its job document is in the model's
- * metadata; without one, the head alone). */
+ * block 5 from this job's weights (the model's trainable_blocks metadata
+ * says what it trained; without it, the head alone). */
 static int vt__init_first_conv(const vt_jobspec *s, const vt_tensorset *init)
 {
     int first = vt_vgg_first_trainable(s->trainable_blocks);
     if (s->init_job) {
-        const char *doc = vt_tensorset_meta(init, "job");
-        vt_jobspec src;
-        int src_first = VT_VGG_NCONV;
-        if (doc && vt_jobspec_parse(&src, doc, strlen(doc)) == 0) {
-            src_first = vt_vgg_first_trainable(src.trainable_blocks);
-            vt_jobspec_free(&src);
-        }
-        vt_error_clear();
+        const char *tb = vt_tensorset_meta(init, "trainable_blocks");
+        int src_first = tb && tb[0] >= '0' && tb[0] <= '5' && !tb[1]
+                            ? vt_vgg_first_trainable(tb[0] - '0')
+                            : VT_VGG_NCONV;
         first = src_first > first ? src_first : first;
     }
     return first;
@@ -553,8 +549,10 @@ static int vt__prepare(vt_trainer *t)
                           .device_resize = vt_backend_resizes_images(t->env.be),
                           .pinned = t->env.be,
                           .max_crop = s->crop};
-    if ((rc = vt_loader_create(&t->ltrain, t->env.pool, t->train, &lo)) < 0 ||
-        (t->val && (rc = vt_loader_create(&t->lval, t->env.pool, t->val, &lo)) < 0))
+    if ((rc = vt_loader_create(&t->ltrain, t->env.pool, t->train, &lo)) < 0)
+        return rc;
+    lo.max_crop = 0; /* validation images are never cropped */
+    if (t->val && (rc = vt_loader_create(&t->lval, t->env.pool, t->val, &lo)) < 0)
         return rc;
     if (!(t->labels = malloc(sizeof *t->labels * (size_t)s->batch_size)) ||
         !(t->rows = malloc(sizeof *t->rows * (size_t)s->batch_size)) ||

@@ -434,6 +434,15 @@ static void test_check_paths(vt_backend *be)
     VT_CHECK_ERR(vt_cli_check_paths(doc), VT_EFORMAT, msg);
     cJSON_Delete(doc);
 
+    /* Not a file to read at all: a FIFO would block the check forever. */
+    char fifo[512];
+    snprintf(fifo, sizeof fifo, "%s/w.fifo", dir);
+    VT_CHECK(mkfifo(fifo, 0600) == 0);
+    snprintf(text, sizeof text, "{\"data\":{\"train\":\"%s\"},\"weights\":\"%s\"}", train, fifo);
+    doc = fake_json(text);
+    VT_CHECK_ERR(vt_cli_check_paths(doc), VT_EINVAL, "is not a regular file");
+    cJSON_Delete(doc);
+
     snprintf(text, sizeof text, "{\"data\":{\"train\":\"%s/nope\"}}", dir);
     doc = fake_json(text);
     snprintf(msg, sizeof msg, "--data %s/nope: no such directory", dir);
@@ -576,6 +585,7 @@ static void test_render_job(vt_backend *be)
         "\"output\":\"/home/alice/runs/flowers\",\"submitted\":\"2026-11-27T23:00:00Z\","
         "\"started\":\"2026-11-27T23:01:00Z\",\"finished\":\"2026-11-27T23:05:00Z\","
         "\"error\":\"out of device memory\",\"cancel_requested\":false,"
+        "\"trunk\":\"/srv/vgg16_notop.h5\","
         "\"spec\":{\"data\":{\"train\":\"/home/alice/flowers/train\",\"val\":null,"
         "\"val_split\":0.2,\"image_size\":224},\"weights\":null,\"seed\":1,\"init_job\":7,"
         "\"trainable_blocks\":1,"
@@ -600,7 +610,7 @@ static void test_render_job(vt_backend *be)
         "epochs     2 of 10 done\n"
         "data       /home/alice/flowers/train\n"
         "validation 20% of the training images\n"
-        "weights    random trunk (He, seed 0), head from seed 1\n"
+        "weights    trunk /srv/vgg16_notop.h5, head from seed 1\n"
         "head init  from job 7\n"
         "training   batch 32, lr 0.001, image size 224, precision auto\n"
         "output     /home/alice/runs/flowers\n"

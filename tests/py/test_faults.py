@@ -12,6 +12,7 @@
 import hashlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -79,6 +80,14 @@ while time.time() < deadline:
 vtpy.check(d.cli_json("status", str(wait_id))["job"]["state"] == "queued",
            "the second job should be waiting (max-running 1)")
 d.kill9()
+# As an older vggtuned stored it: init (the resolved model) beside init_job.
+db = sqlite3.connect(os.path.join(d.state, "jobs.db"))
+(doc,) = db.execute("SELECT spec FROM jobs WHERE id = ?", (wait_id,)).fetchone()
+doc = json.loads(doc)
+doc["init"] = os.path.join(TMP, "out", "finished", "model.safetensors")
+db.execute("UPDATE jobs SET spec = ? WHERE id = ?", (json.dumps(doc), wait_id))
+db.commit()
+db.close()
 d.start()
 jobs = {j["id"]: j for j in d.cli_json("list")["jobs"]}
 vtpy.check(set(jobs) >= {done, run_id, wait_id} and "unreadable spec" not in d.log_text(),

@@ -20,7 +20,8 @@ per-epoch metrics:
      backend do it too): identical to A, E1 and F1.  The dataset's 48x48
      images take both paths: JPEGs DCT-scale to 36x36 and are resized by
      the backend, PNGs are over the loader's size bound and resized on the
-     host; so does vggtuned eval's report
+     host; so does vggtuned eval's report, and a crop+flip job on data with
+     unreadable images
 """
 import json
 import os
@@ -158,6 +159,22 @@ device = dict(os.environ, VT_RESIZE_ON_DEVICE="1")
 for ref, name, extra in (("A", "H1", {}), ("E1", "H2", aug), ("F1", "H3", flip)):
     vtpy.run([VGGTUNED, "run", "--backend", "cpu", "--quiet", job(name, **extra)], env=device)
     same(ref, name)
+# ... also when some images cannot be read (the batch closes its gaps by its
+# boxes, which keep pointing at their images)
+BAD = os.path.join(TMP, "data-bad")
+subprocess.run(["cp", "-r", DATA, BAD], check=True)
+# Cut short after a sound header: the probe passes them, the decode fails.
+for cls in sorted(os.listdir(f"{BAD}/train"))[:2]:
+    d_ = os.path.join(BAD, "train", cls)
+    for name in sorted(os.listdir(d_))[:2]:
+        whole = open(os.path.join(d_, name), "rb").read()
+        with open(os.path.join(d_, "aa-cut-" + name), "wb") as f:
+            f.write(whole[:len(whole) // 2])
+bad_data = {"data": {"train": f"{BAD}/train", "val": f"{BAD}/val", "image_size": 32}}
+run(job("H4", **bad_data, **aug))
+vtpy.run([VGGTUNED, "run", "--backend", "cpu", "--quiet", job("H5", **bad_data, **aug)],
+         env=device)
+same("H4", "H5")
 # vggtuned eval decodes through the same loader: the report is the same
 # either way (the PNG-heavy val set takes both paths, as above).
 model = os.path.join(TMP, "F1", "model.safetensors")

@@ -202,4 +202,15 @@ for x in d.cli_json("list", "--all")["jobs"]:
         d.cli("cancel", str(x["id"]))
 rc, _ = d.stop()
 vtpy.check(rc == 0, f"stop: {rc}")
+# ---- a user's own daemon never serves or removes another user's socket file ---
+# (what /tmp/vggtune-UID.sock would be if someone else made it first)
+squat = os.path.join(home["vtbob"], "squat.sock")
+open(squat, "w").close()
+os.chown(squat, alice.pw_uid, alice.pw_gid)
+r = vtpy.run(["setpriv", "--reuid=vtbob", "--regid=vtbob", "--init-groups",
+              os.path.join(a.build, "daemon", "vggtuned"), "--backend", "cpu",
+              "--socket", squat, "--state-dir", os.path.join(home["vtbob"], "own-state")],
+             check=False, timeout=60)
+vtpy.check(r.returncode == 1 and f"belongs to uid {alice.pw_uid}" in r.stderr and
+           os.path.exists(squat), f"bob's daemon on alice's socket file: {r.stderr[-400:]!r}")
 vtpy.done()
