@@ -556,7 +556,9 @@ static int vt__prepare(vt_trainer *t)
         return rc;
     if (!(t->labels = malloc(sizeof *t->labels * (size_t)s->batch_size)) ||
         !(t->rows = malloc(sizeof *t->rows * (size_t)s->batch_size)) ||
-        !(t->order = malloc(sizeof *t->order * (size_t)(t->train->n + 1))))
+        !(t->order = malloc(sizeof *t->order * /* the order of either pass */
+                            (size_t)((t->val && t->val->n > t->train->n ? t->val->n
+                                                                        : t->train->n) + 1))))
         return vt_error_set(VT_ENOMEM, "out of memory");
     /* Validation first: it is reused every epoch whatever the augmentation. */
     if (t->val && (rc = vt__make_cache(t, t->val, t->bad_val, t->stat_val, 1, &t->fc_val,

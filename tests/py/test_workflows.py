@@ -151,6 +151,17 @@ vtpy.check(bc["state"] == "succeeded" and
 vtpy.check(f"job {bc['id']}: bncrop: 60 training images (1 unreadable left out), 0 validation "
            "images" in log, "the summary should count the readable images")
 
+# ---- more validation images than training images (once overflowed the heap) -------
+small = os.path.join(TMP, "small-train")
+for c in classes:
+    os.makedirs(os.path.join(small, c))
+    for name in sorted(os.listdir(os.path.join(DATA, "train", c)))[:2]:
+        subprocess.run(["cp", os.path.join(DATA, "train", c, name), os.path.join(small, c)],
+                       check=True)
+sv = submit("--data", small, "--val", f"{DATA}/val", "--epochs", "2", "--batch-size", "4",
+            "--name", "smallval", "--out", out("smallval"))
+vtpy.check(sv["state"] == "succeeded", f"6 training and 18 validation images: {sv}")
+
 # ---- eval ---------------------------------------------------------------------------
 r = d.cli("eval", str(bn["id"]), f"{DATA}/val")
 vtpy.check("accuracy" in r.stdout and all(c in r.stdout for c in classes), f"eval: {r.stdout!r}")
