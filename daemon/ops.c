@@ -133,12 +133,9 @@ static void vt__job(vt_conn *c, const cJSON *id, const cJSON *req)
     if (j) {
         cJSON *b = cJSON_CreateObject();
         cJSON *job = vt_job_json(&c->dm->jobs, j, VT_JOB_VIEW_FULL);
-        if (job && !j->spec.weights) { /* the daemon's resident trunk: say which */
-            char desc[64];
-            snprintf(desc, sizeof desc, "random (He, seed %d)", VT_BASE_RANDOM_SEED);
+        if (job && !j->spec.weights) /* the daemon's resident trunk: say which */
             cJSON_AddStringToObject(job, "trunk", c->dm->cfg.weights[0] ? c->dm->cfg.weights
-                                                                        : desc);
-        }
+                                                                        : VT_BASE_RANDOM_DESC);
         cJSON_AddItemToObject(b, "job", job);
         vt__reply(c, id, b);
     }

@@ -25,7 +25,7 @@ int vt_base_read(vt_base **out, const char *path, const vt_creds *creds)
         vt_params_init_he(b->params, VT_BASE_RANDOM_SEED, 1);
         b->random = 1;
         b->prep = VT_PREP_TORCH;
-        snprintf(b->desc, sizeof b->desc, "random (He, seed %d)", VT_BASE_RANDOM_SEED);
+        snprintf(b->desc, sizeof b->desc, "%s", VT_BASE_RANDOM_DESC);
     } else {
         if (creds && (rc = vt_creds_enter(creds)) < 0)
             goto fail;

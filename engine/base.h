@@ -17,6 +17,10 @@
 #include "vgg.h"
 
 #define VT_BASE_RANDOM_SEED 0
+/* How the random trunk is described (status, logs, model metadata). */
+#define VT_BASE__STR(x) #x
+#define VT_BASE__XSTR(x) VT_BASE__STR(x)
+#define VT_BASE_RANDOM_DESC "random (He, seed " VT_BASE__XSTR(VT_BASE_RANDOM_SEED) ")"
 
 typedef struct {
     vt_params *params;      /* host copy; only the convolutions are meaningful */

@@ -261,7 +261,6 @@ static int vt__probe_all(vt_trainer *t, const vt_dataset *ds, uint8_t *bad, int6
     return rc;
 }
 
-/* Reports unreadable samples and refuses a dataset with nothing to learn. */
 /* "N training images", with the unreadable ones that are left out named,
  * into buf; ds may be NULL (no validation). */
 static void vt__count_text(char *buf, size_t len, const vt_dataset *ds, const uint8_t *bad,
@@ -277,6 +276,7 @@ static void vt__count_text(char *buf, size_t len, const vt_dataset *ds, const ui
         snprintf(buf, len, "%d %s images", n, what);
 }
 
+/* Reports unreadable samples and refuses a dataset with nothing to learn. */
 static int vt__check_readable(vt_trainer *t, const vt_dataset *ds, const uint8_t *bad,
                               const char *what)
 {
@@ -1114,7 +1114,6 @@ static char *vt__classes_json(const vt_dataset *ds)
     return s;
 }
 
-/* Writes OUT/model.safetensors from the model's current weights. */
 /* Where the model's convolutions started, for its metadata: the trunk's
  * description, except that scratch training on the random trunk draws every
  * layer from the job's own seed. */
@@ -1127,6 +1126,7 @@ static const char *vt__weights_desc(const vt_trainer *t, char *buf, size_t len)
     return t->env.base_desc ? t->env.base_desc : "random";
 }
 
+/* Writes OUT/model.safetensors from the model's current weights. */
 static int vt__save_model(vt_trainer *t, int epochs_done)
 {
     vt_tensorset *set = NULL;
