@@ -10,32 +10,41 @@
 #   1. the device, the driver, the cuDNN our binaries load;
 #   2. the GPU tests - what `ctest -L gpu` runs: every numeric test with
 #      --backend cuda and the CPU-vs-GPU parity test (a failing test is run
-#      again under compute-sanitizer when that is installed);
-#   3. vt-bench at batch 64 and 256, bf16 and fp32, one process each (its
-#      own peak memory);
-#   4. the PyTorch anchors of shared/anchors: eager fp32+bf16, then
-#      torch.compile'd bf16, at batch 64 and 256;
+#      again under compute-sanitizer when that is installed) - then
+#      scripts/accuracy-parity.sh (the same jobs trained on the CPU and the
+#      GPU reach the same accuracy);
+#   3. vt-bench bf16 at batch 64 and 256, one process each (its own peak
+#      memory);
+#   4. the PyTorch anchors of shared/anchors: eager fp32+bf16 at batch 64
+#      and 256, then torch.compile'd bf16: default at 256, reduce-overhead
+#      (CUDA graphs) at 64 (compile default at 64 comes after stage 5);
 #   5. decode and the whole job (issue 6), on one dataset of 2000 generated
 #      500x375 JPEGs (scripts/bench-data.sh): scripts/bench-decode.sh (ours
 #      and PyTorch's DataLoader, 1 and all cores), scripts/bench-job.sh on
 #      cuda (BENCH.md's job: 10 epochs through vggtuned and vggtune), then
 #      the anchor torch_e2e_jpeg.py --epochs 2 on the same files (loader,
 #      gpu_decode, job_naive); before the variants, which are optional;
-#   6. while time is left, variants of ours at batch 64 (no fused bias+ReLU,
-#      no C=3 padding, TF32, heuristic algorithm choice);
+#   6. while time is left, the anchor compiled (default) at batch 64,
+#      vt-bench fp32 at batch 64 and 256, then variants
+#      of ours at batch 64 (no fused bias+ReLU, no C=3 padding, TF32,
+#      heuristic algorithm choice), then the whole job with the resize on
+#      the host;
 #   7. the table: ours against PyTorch's best per figure, with ratios, and
 #      the decode and job rows against their references.
 # Environment: ANCHORS_DIR (default RUN_DIR/anchors); OUT (results, default
-# RUN_DIR/../check-out:
-# summary.md, summary.json, bench.jsonl, torch.jsonl, decode.jsonl,
-# job.jsonl (job_hostresize.jsonl: the same job, resize on the host), e2e.jsonl, tests.log, bench.log, torch.log, data.log,
-# decode.log, job.log, e2e.log); USE_TORCH_CUDNN=0 to keep the system cuDNN rather than
+# RUN_DIR/../check-out), which ends up holding three files (the device tool
+# brings back eight at most): summary.md, summary.json and logs.tar.gz with
+# everything else - bench.jsonl, torch.jsonl, torch_job.jsonl, decode.jsonl,
+# job.jsonl (job_hostresize.jsonl: the same job, resize on the host),
+# e2e.jsonl, tests.log, accuracy.log, bench.log, torch.log, data.log,
+# decode.log, job.log, e2e.log; USE_TORCH_CUDNN=0 to keep the system cuDNN rather than
 # PyTorch's (default: PyTorch's first, so both sides run the same cuDNN);
 # SKIP_TESTS=1, SKIP_BENCH=1 (stages 3 and 6), SKIP_TORCH=1, SKIP_COMPILE=1,
 # SKIP_E2E=1 (stage 5), QUICK=1 (batch 64 only); E2E_DATA (the dataset of
 # stage 5, default ${TMPDIR:-/tmp}/vt-gpucheck-data, outside OUT so that it
 # does not travel back);
-# BUDGET_S (default 540): no stage starts after it.
+# BUDGET_S (default 540): no stage starts after it; TEST_CAP_S (default
+# 240): the most seconds one GPU test may take.
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here" || exit 2
@@ -104,7 +113,8 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
     exe="$run/tests/$bin"
     [ -x "$exe" ] || exe="$run/bin/$bin"
     if [ ! -x "$exe" ]; then echo "  $name: $bin is not in the bundle"; tests_skip=$((tests_skip + 1)); continue; fi
-    lim=$(( tmo < 240 ? tmo : 240 ))
+    cap=${TEST_CAP_S:-240}
+    lim=$(( tmo < cap ? tmo : cap ))
     s=$(date +%s)
     # shellcheck disable=SC2086
     # heuristic algorithm choice: correctness here, timed searches in the benchmarks
@@ -132,6 +142,23 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
   # Fallbacks are correct but slow: each one is worth a look.
   grep -hoE "cuDNN refused [^(]*|cuBLASLt refused gemm [^(]*|reference kernel" "$out/tests.log" |
     sort | uniq -c | sort -rn | head -8 | sed 's/^/  fallback: /'
+  # Training parity: the same jobs on the CPU and the GPU reach the same accuracy.
+  say "accuracy parity (scripts/accuracy-parity.sh)"
+  if [ "$(left)" -lt 200 ]; then
+    echo "  accuracy_parity: not started (time budget)"
+  else
+    s=$(date +%s)
+    timeout -k 5 150 bash scripts/accuracy-parity.sh "$run/bin" "${TMPDIR:-/tmp}/vt-accuracy" \
+      >"$out/accuracy.log" 2>&1
+    rc=$?
+    sed 's/^/    /' "$out/accuracy.log"
+    case $rc in
+      0) tests_pass=$((tests_pass + 1)); echo "  PASS accuracy_parity ($(( $(date +%s) - s ))s)" ;;
+      77) tests_skip=$((tests_skip + 1)); echo "  SKIP accuracy_parity" ;;
+      *) tests_fail=$((tests_fail + 1)); failed_names="$failed_names accuracy_parity"
+         echo "  FAIL accuracy_parity (rc $rc)" ;;
+    esac
+  fi
 fi
 
 # ---- 3. our benchmark ----------------------------------------------------------------
@@ -157,32 +184,36 @@ if [ "${SKIP_BENCH:-0}" != 1 ]; then
   for b in $batches; do
     bench "bf16" 110 VT_CUDA_VERBOSE=1 -- --batch "$b" --precision bf16
   done
-  for b in $batches; do
-    bench "fp32" 130 -- --batch "$b" --precision fp32
-  done
 fi
 
 # ---- 4. PyTorch anchors -----------------------------------------------------------------
 : >"$out/torch.jsonl"
+: >"$out/torch_job.jsonl"
 : >"$out/torch.log"
-anchor() { # TIMEOUT ARGS...
-  local lim=$1; shift
+anchor() { # TIMEOUT TAG ARGS...: TAG ("" or "-ro") is appended to the precision label
+  local lim=$1 tag=$2; shift 2
   if [ "$(left)" -lt 45 ]; then echo "  torch $*: not started (time budget)"; return; fi
   [ "$(left)" -lt "$lim" ] && lim=$(left)
   echo "  torch_vgg16_finetune.py $*" | tee -a "$out/torch.log"
-  timeout -k 5 "$lim" python3 "$anchors/torch_vgg16_finetune.py" "$@" 2>&1 | tee -a "$out/torch.log" |
-    grep '^{"mode"' >>"$out/torch.jsonl"
-  tail -n 8 "$out/torch.log" | grep -E "^(trunk_fwd|step_full|step_cached) " | sed 's/^/    /'
+  local b=${2:-0}
+  timeout -k 5 "$lim" python3 "$anchors/torch_vgg16_finetune.py" "$@" >"$out/torch.cur" 2>&1
+  cat "$out/torch.cur" >>"$out/torch.log"
+  grep '^{"mode"' "$out/torch.cur" | sed "s/\"precision\": \"\([^\"]*\)\"/\"precision\": \"\1$tag\"/" >>"$out/torch.jsonl"
+  # the implied job lines, with the run they came from
+  grep '^{"job"' "$out/torch.cur" | sed "s/^{/{\"batch\": $b, \"variant\": \"$*\", /" >>"$out/torch_job.jsonl"
+  grep -E "^(trunk_fwd|step_full|step_cached) " "$out/torch.cur" | sed 's/^/    /'
+  rm -f "$out/torch.cur"
 }
 if [ "${SKIP_TORCH:-0}" != 1 ] && [ -f "$anchors/torch_vgg16_finetune.py" ]; then
   say "PyTorch anchors ($anchors)"
   for b in $batches; do
-    anchor 120 --batch "$b" --precisions fp32,bf16
+    anchor 120 "" --batch "$b" --precisions fp32,bf16
   done
   if [ "${SKIP_COMPILE:-0}" != 1 ]; then
-    for b in $batches; do
-      anchor 170 --batch "$b" --precisions bf16 --compile default
-    done
+    # the bars of issue 3: compile default at 256, reduce-overhead (CUDA
+    # graphs) at 64; compile default at 64 last, while time is left
+    anchor 170 "" --batch 256 --precisions bf16 --compile default
+    [ "${QUICK:-0}" = 1 ] || anchor 170 "-ro" --batch 64 --precisions bf16 --compile reduce-overhead
   fi
 else
   say "PyTorch anchors skipped"
@@ -222,8 +253,15 @@ if [ "${SKIP_E2E:-0}" != 1 ]; then
 fi
 
 # ---- 6. variants of ours, while time is left --------------------------------------------
+if [ "${SKIP_TORCH:-0}" != 1 ] && [ "${SKIP_COMPILE:-0}" != 1 ] && [ "${QUICK:-0}" != 1 ]; then
+  say "PyTorch anchor, compile default at batch 64"
+  anchor 170 "" --batch 64 --precisions bf16 --compile default
+fi
 if [ "${SKIP_BENCH:-0}" != 1 ] && [ "$(left)" -gt 100 ]; then
-  say "vt-bench variants"
+  say "vt-bench fp32 and variants"
+  for b in $batches; do
+    bench "fp32" 130 -- --batch "$b" --precision fp32
+  done
   bench "bf16,nofuse" 50 VT_CUDA_FUSE=0 -- --batch 64 --precision bf16 --modes trunk_fwd
   bench "bf16,nopad" 50 VT_CUDA_PAD=0 -- --batch 64 --precision bf16 --modes trunk_fwd
   bench "fp32,tf32" 70 VT_CUDA_TF32=1 -- --batch 64 --precision fp32
@@ -273,22 +311,24 @@ def get(rows, mode, batch, prec, label=None):
     return None
 lines = [f"# GPU check: {device}", "", f"tests: {os.environ.get('TESTS', '?')}", "",
          "images/s (median of 30 iterations; ratio = ours best / PyTorch best)", "",
-         "| figure | batch | ours bf16 | ours fp32 | torch fp32 | torch bf16 | torch bf16+compile | torch best | ratio |",
-         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+         "| figure | batch | ours bf16 | ours fp32 | torch fp32 | torch bf16 | torch bf16+compile | torch bf16+compile reduce-overhead | torch best | ratio |",
+         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
 summary = []
 for b in batches:
     for m in figs:
         ob, of = get(ours, m, b, "bf16", "bf16"), get(ours, m, b, "fp32", "fp32")
         tf, tb, tc = get(torch, m, b, "fp32"), get(torch, m, b, "bf16"), get(torch, m, b, "bf16+compile")
+        tr = get(torch, m, b, "bf16+compile-ro")
         def v(r): return r["images_per_s"] if r else None
         def f(x): return f"{x:,.0f}" if x else "-"
-        best_t = max([x for x in (v(tf), v(tb), v(tc)) if x] or [0])
+        best_t = max([x for x in (v(tf), v(tb), v(tc), v(tr)) if x] or [0])
         best_o = max([x for x in (v(ob), v(of)) if x] or [0])
         ratio = best_o / best_t if best_t and best_o else None
-        lines.append(f"| {m} | {b} | {f(v(ob))} | {f(v(of))} | {f(v(tf))} | {f(v(tb))} | {f(v(tc))} | {f(best_t)} | "
+        lines.append(f"| {m} | {b} | {f(v(ob))} | {f(v(of))} | {f(v(tf))} | {f(v(tb))} | {f(v(tc))} | {f(v(tr))} | {f(best_t)} | "
                      + (f"{ratio:.2f}" if ratio else "-") + " |")
         summary.append(dict(figure=m, batch=b, ours_bf16=v(ob), ours_fp32=v(of), torch_fp32=v(tf),
-                            torch_bf16=v(tb), torch_bf16_compile=v(tc), torch_best=best_t or None,
+                            torch_bf16=v(tb), torch_bf16_compile=v(tc), torch_bf16_compile_ro=v(tr),
+                            torch_best=best_t or None,
                             ratio=ratio,
                             ours_peak_mib=(ob or of or {}).get("peak_mem_mib"),
                             torch_peak_mib=(tc or tb or tf or {}).get("peak_mem_mib")))
@@ -347,6 +387,19 @@ if job or naive:
     if naive:
         lines.append(f"| job_naive (PyTorch, measured) | {naive['epochs']} x {naive['images']} | - | - | - | "
                      f"{naive['seconds']:.2f} | - |")
+    # PyTorch's best case: the trunk once and cached steps (the anchor's
+    # implied job, fastest bf16 variant) plus GPU decode of the files once
+    jobs = [r for r in load("torch_job.jsonl") if r.get("precision") == "bf16" and r.get("cached_s")]
+    gd = e2e.get("gpu_decode")
+    if jobs and job:
+        bestj = min(jobs, key=lambda r: r["cached_s"])
+        dec = job["images"] / gd["images_per_s"] if gd else None
+        best = bestj["cached_s"] * job["images"] / 2000 * job["epochs"] / 10 + (dec or 0)
+        lines.append(f"| best case (PyTorch: trunk once, {bestj['variant']}, "
+                     + (f"+ GPU decode {dec:.2f} s" if dec else "decode not measured") + ") | "
+                     f"{job['epochs']} x {job['images']} | - | - | - | {best:.2f} | {best / job['seconds']:.2f} |")
+        e2e_figures.append(dict(figure="job_best_case", ours=job["seconds"], torch=best,
+                                ratio=best / job["seconds"], variant=bestj["variant"], decode_s=dec))
     refs = [e2e[k] for k in ("loader", "gpu_decode") if k in e2e]
     if refs:
         lines += ["", "PyTorch input pipelines on the GPU machine (torch_e2e_jpeg.py, same files): "
@@ -360,5 +413,11 @@ with open(os.path.join(out, "summary.json"), "w") as f:
                    e2e_figures=e2e_figures, decode=decode, job=job, e2e=list(e2e.values())), f, indent=1)
 print(md)
 EOF
-echo "(results in $out; $(elapsed) s)"
+# Three files in OUT: the summaries and one archive of the rest.
+packed=$(mktemp)
+(cd "$out" && find . -maxdepth 1 -type f ! -name summary.md ! -name summary.json \
+   ! -name logs.tar.gz -printf '%P\n' | sort >"$packed" &&
+ tar -czf logs.tar.gz -T "$packed" && xargs rm -f <"$packed")
+rm -f "$packed"
+echo "(results in $out: summary.md, summary.json, logs.tar.gz; $(elapsed) s)"
 [ "$tests_fail" = 0 ]
