@@ -2,7 +2,9 @@
  *
  * One line per message.  Under systemd (JOURNAL_STREAM set) each line starts
  * with the syslog priority prefix "<N>" so the journal records the level;
- * otherwise lines read "vggtuned: warn: ...".  Safe to call from any thread
+ * otherwise lines read "vggtuned: warn: ...", or with VGGTUNE_LOG_TIME=1 in
+ * the environment "   12.345 vggtuned: warn: ..." (seconds since
+ * vt_log_init, for finding where time goes).  Safe to call from any thread
  * (each line is one write(2)).
  */
 #ifndef VT_LOG_H

@@ -46,6 +46,9 @@
 typedef enum { PH_PREPARE, PH_TRAIN, PH_VAL, PH_EPOCH_END, PH_FINISH, PH_DONE } vt__phase;
 
 #define VT__CKPT_FORMAT "vggtune-checkpoint-1"
+/* Epoch-end checkpoints take at most 1/VT__CKPT_RATIO of the job's time
+ * (see vt__epoch_checkpoint). */
+#define VT__CKPT_RATIO 10.0
 #define VT__MODEL_FORMAT "vggtune-model-1"
 
 struct vt_trainer {
@@ -89,6 +92,9 @@ struct vt_trainer {
     vt_scalar *steplog;         /* running training loss/accuracy every 10 steps */
     int nsteplog;
     double start_wall;          /* Unix seconds when this trainer started */
+    double t_ckpt;              /* when the last checkpoint was written (vt__now),
+                                   or < 0: none yet in this run */
+    double ckpt_cost_s;         /* seconds the last checkpoint took to write */
     int features_saved;         /* bottleneck features written (or why not said) */
     int32_t *labels;            /* (batch_size) */
     int *rows;                  /* (batch_size) cache rows of a batch */
@@ -153,6 +159,7 @@ int vt_trainer_create(vt_trainer **out, const vt_jobspec *spec, const vt_trainer
         t->hooks = *hooks;
     t->best_val_loss = INFINITY;
     t->start_wall = vt__wall();
+    t->t_ckpt = -1;
     *out = t;
     return 0;
 }
@@ -497,6 +504,7 @@ static int vt__make_cache(vt_trainer *t, const vt_dataset *ds, const uint8_t *ba
 }
 
 static int vt__load_checkpoint(vt_trainer *t);
+static int vt__epoch_checkpoint(vt_trainer *t);
 static int vt__begin_pass(vt_trainer *t, int val);
 static char *vt__classes_json(const vt_dataset *ds);
 
@@ -1306,8 +1314,12 @@ int vt_trainer_checkpoint(vt_trainer *t)
         vt_tensorset_set_meta(set, "bad_val", bv);
         rc = vt_tensorset_set_meta(set, "job", spec);
     }
-    if (rc == 0)
+    if (rc == 0) {
+        double t0 = vt__now();
         rc = vt_safetensors_write(AT_FDCWD, t->env.checkpoint, set);
+        t->t_ckpt = vt__now();
+        t->ckpt_cost_s = t->t_ckpt - t0;
+    }
     free(hist);
     free(bt);
     free(bv);
@@ -1496,12 +1508,31 @@ static int vt__epoch_end(vt_trainer *t)
         }
     }
     t->epoch++;
-    if ((rc = vt_trainer_checkpoint(t)) < 0)
+    if ((rc = vt__epoch_checkpoint(t)) < 0)
         return rc;
     if (t->hooks.epoch_end)
         t->hooks.epoch_end(t->hooks.ud, &m);
     t->phase = t->epoch >= t->spec.epochs || t->stop_early ? PH_FINISH : PH_TRAIN;
     return 0;
+}
+
+/* The checkpoint at the end of an epoch (t->epoch already counts it).  A
+ * checkpoint is a durable write of the trainable weights and their momenta,
+ * hundreds of MiB for a finetune head; from cached features a GPU epoch
+ * takes a fraction of that.  So one is written after the first epoch of a
+ * run, and after a later one only when the time since the last checkpoint
+ * is at least VT__CKPT_RATIO times what that one took: the overhead stays
+ * under 1/VT__CKPT_RATIO of the job, and a crash loses no more than that
+ * many checkpoint-writing times of work (or one epoch, when epochs are
+ * longer).  None after the last epoch: the model is written next.  A stop
+ * or shutdown writes its own (vt_trainer_checkpoint). */
+static int vt__epoch_checkpoint(vt_trainer *t)
+{
+    if (t->epoch >= t->spec.epochs || t->stop_early)
+        return 0;
+    if (t->t_ckpt >= 0 && vt__now() - t->t_ckpt < VT__CKPT_RATIO * t->ckpt_cost_s)
+        return 0;
+    return vt_trainer_checkpoint(t);
 }
 
 static int vt__finish(vt_trainer *t)

@@ -40,11 +40,13 @@
 # decode.log, job.log, e2e.log; USE_TORCH_CUDNN=0 to keep the system cuDNN rather than
 # PyTorch's (default: PyTorch's first, so both sides run the same cuDNN);
 # SKIP_TESTS=1, SKIP_BENCH=1 (stages 3 and 6), SKIP_TORCH=1, SKIP_COMPILE=1,
-# SKIP_E2E=1 (stage 5), QUICK=1 (batch 64 only); E2E_DATA (the dataset of
+# SKIP_E2E=1 (stage 5), SKIP_DECODE=1 (its decode benchmark), QUICK=1 (batch 64 only); E2E_DATA (the dataset of
 # stage 5, default ${TMPDIR:-/tmp}/vt-gpucheck-data, outside OUT so that it
 # does not travel back);
 # BUDGET_S (default 540): no stage starts after it; TEST_CAP_S (default
-# 240): the most seconds one GPU test may take.
+# 240): the most seconds one GPU test may take; TESTS_NEED_S (default 300):
+# a GPU test starts only with this much of the budget left; SANITIZE=0: no
+# compute-sanitizer run of a failing test.
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here" || exit 2
@@ -109,7 +111,7 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
   : >"$out/tests.log"
   while IFS='|' read -r name bin args tmo; do
     [ -n "$name" ] || continue
-    if [ "$(left)" -lt 300 ]; then echo "  $name: not started (time budget)"; continue; fi
+    if [ "$(left)" -lt "${TESTS_NEED_S:-300}" ]; then echo "  $name: not started (time budget)"; continue; fi
     exe="$run/tests/$bin"
     [ -x "$exe" ] || exe="$run/bin/$bin"
     if [ ! -x "$exe" ]; then echo "  $name: $bin is not in the bundle"; tests_skip=$((tests_skip + 1)); continue; fi
@@ -128,7 +130,7 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
       *) tests_fail=$((tests_fail + 1)); failed_names="$failed_names $name"
          echo "  FAIL $name (rc $rc, ${d}s)"
          grep -E "FAIL|differ|error|Error" "$out/tests.log" | tail -8 | sed 's/^/      /'
-         if [ $sanitized = 0 ] && command -v compute-sanitizer >/dev/null && [ "$(left)" -gt 360 ]; then
+         if [ $sanitized = 0 ] && [ "${SANITIZE:-1}" = 1 ] && command -v compute-sanitizer >/dev/null && [ "$(left)" -gt 360 ]; then
            sanitized=1
            echo "  re-running $name under compute-sanitizer (memcheck), 150 s at most"
            # shellcheck disable=SC2086
@@ -238,6 +240,7 @@ if [ "${SKIP_E2E:-0}" != 1 ]; then
   say "decode and whole job (2000 JPEGs in $e2e_data)"
   if step data 60 90 bash scripts/bench-data.sh "$run/bin/vt-gendata" "$e2e_data" 2000; then
     # --resize device: the host's share in a CUDA job (decode only)
+    [ "${SKIP_DECODE:-0}" = 1 ] ||
     step decode 60 120 bash scripts/bench-decode.sh --images 2000 --data "$e2e_data" \
          --build "$run" --resize device --json "$out/decode.jsonl"
     grep -E '^\| [0-9]' "$out/decode.log" | sed 's/^/    /'

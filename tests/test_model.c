@@ -9,9 +9,14 @@
  * too small drown in the loss's rounding noise, steps too large cross ReLU
  * and max-pool kinks (with random weights some pre-activation always lies
  * near zero; an early bias shifts thousands of them at once).  So each
- * element is tried at three step sizes and must match g within 15% at one
+ * element is tried at four step sizes and must match g within 15% at one
  * of them: a wiring bug (wrong buffer, layout, mask or routing) gives errors
- * of order one or the wrong sign at every step.  The exact whole-stack comparison is the
+ * of order one or the wrong sign at every step.  The largest step is for
+ * the CUDA backend: its float32 forward pass differs from the CPU's by
+ * about 1.5e-6 (relative), as much as an early bias's smaller steps move
+ * the loss, so there the three smaller steps missed by 18-29% (on an H200,
+ * 2026-12-04) although test_parity finds its gradients equal to the CPU's
+ * to 3e-5.  The exact whole-stack comparison is the
  * float64 PyTorch test (tests/py/test_torch_parity.py), scratch mode
  * included.
  */
@@ -103,9 +108,9 @@ static void check_stack(vt_backend *be, int tb)
             grad[i][best] = 0; /* not picked again */
             if (g == 0)
                 break;
-            static const double steps[3] = {2e-3, 4e-4, 8e-5};
+            static const double steps[4] = {1e-2, 2e-3, 4e-4, 8e-5};
             double closest = INFINITY, fd_at_closest = 0;
-            for (int h = 0; h < 3; h++) {
+            for (int h = 0; h < 4; h++) {
                 double eps = steps[h] * fmax(fabs(before[i][best]), 0.05);
                 x[best] = before[i][best] + (float)eps;
                 VT_CHECK_OK(vt_tensor_upload(w, x));
