@@ -36,6 +36,9 @@ void vt_config_usage(FILE *f)
         "  --max-queued N       jobs one user may have waiting (default 16)\n"
         "  --max-running N      jobs of one user trained at once (default 4)\n"
         "  --max-clients N      connections at once (default 256)\n"
+        "  --max-clients-per-user N\n"
+        "                       connections at once of one user, root excepted\n"
+        "                       (default 32), so that no user can take them all\n"
         "  --threads N          decode and CPU threads (default: all cores)\n"
         "  --reserve-mb N       device memory admission keeps free (default 512)\n"
         "  --cache-mb N         device memory for one job's feature caches (default:\n"
@@ -78,6 +81,7 @@ static void vt__defaults(vt_config *c)
     c->max_queued = 16;
     c->max_running = 4;
     c->max_clients = 256;
+    c->max_clients_user = 32;
     c->reserve_mb = 512;
     c->cache_mb = -1;
     c->host_cache_mb = -1;
@@ -142,6 +146,7 @@ static int vt__set(vt_config *c, const char *key, const char *v)
     VT__INT("max-queued", max_queued, 1, 100000)
     VT__INT("max-running", max_running, 1, 1000)
     VT__INT("max-clients", max_clients, 1, 100000)
+    VT__INT("max-clients-per-user", max_clients_user, 1, 100000)
     VT__INT("threads", threads, 0, 1024)
     VT__INT("reserve-mb", reserve_mb, 0, 1L << 30)
     VT__INT("cache-mb", cache_mb, -1, 1L << 30)
@@ -201,6 +206,7 @@ int vt_config_load(vt_config *c, int argc, char **argv)
         {"config", required_argument, NULL, 0},      {"admin-group", required_argument, NULL, 0},
         {"socket-group", required_argument, NULL, 0}, {"max-queued", required_argument, NULL, 0},
         {"max-running", required_argument, NULL, 0}, {"max-clients", required_argument, NULL, 0},
+        {"max-clients-per-user", required_argument, NULL, 0},
         {"threads", required_argument, NULL, 0},     {"reserve-mb", required_argument, NULL, 0},
         {"cache-mb", required_argument, NULL, 0},    {"host-cache-mb", required_argument, NULL, 0},    {"log-level", required_argument, NULL, 0},
         {"help", no_argument, NULL, 'h'},            {"version", no_argument, NULL, 'V'},

@@ -26,6 +26,7 @@ typedef struct {
     int max_queued;            /* per user: jobs waiting */
     int max_running;           /* per user: jobs admitted at once */
     int max_clients;           /* connections at once */
+    int max_clients_user;      /* connections at once of one user (root: no limit) */
     int threads;               /* decode and CPU-backend threads, 0 = all cores */
     size_t reserve_mb;         /* device memory kept free by admission */
     long cache_mb;             /* device MiB for a job's feature caches; -1 = automatic */

@@ -169,6 +169,15 @@ static int vt__is_admin(vt_daemon *dm, uid_t uid, gid_t gid)
     return 0;
 }
 
+/* Open connections of uid, the new one included. */
+static int vt__user_conns(const vt_daemon *dm, uid_t uid)
+{
+    int n = 0;
+    for (const vt_conn *c = dm->conns; c; c = c->next)
+        n += c->uid == uid && !c->closing;
+    return n;
+}
+
 void vt_conn_accept(vt_daemon *dm)
 {
     vt_conn *c = calloc(1, sizeof *c);
@@ -205,6 +214,15 @@ void vt_conn_accept(vt_daemon *dm)
     if (dm->nconns > dm->cfg.max_clients) {
         vt_conn_send_and_close(c, vt_proto_error(NULL, VT_EBUSY,
                                                  "too many connections; try again later"));
+        return;
+    }
+    if (c->uid != 0 && vt__user_conns(dm, c->uid) > dm->cfg.max_clients_user) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "too many connections of user %s (at most %d at once); "
+                 "close some and try again", c->user, dm->cfg.max_clients_user);
+        vt_log_debug("refused a connection of %s: %d already open", c->user,
+                    dm->cfg.max_clients_user);
+        vt_conn_send_and_close(c, vt_proto_error(NULL, VT_EBUSY, msg));
         return;
     }
     uv_read_start((uv_stream_t *)&c->pipe, vt__alloc, vt__on_read);

@@ -42,7 +42,7 @@ typedef struct vt_daemon {
     int listening;       /* listener is listening */
     int bound;           /* we created the socket file (remove it at stop) */
     int lock_fd;         /* flock'ed STATE_DIR/lock, or -1 */
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup;
     uv_timer_t timer;
     vt_store *store;
     vt_device *dev;

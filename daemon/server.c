@@ -254,7 +254,8 @@ static void vt__job_epoch(vt_daemon *dm, vt_dev_event *e)
 static void vt__close_handles(vt_daemon *dm)
 {
     uv_handle_t *own[] = {(uv_handle_t *)&dm->listener, (uv_handle_t *)&dm->timer,
-                          (uv_handle_t *)&dm->sigterm, (uv_handle_t *)&dm->sigint};
+                          (uv_handle_t *)&dm->sigterm, (uv_handle_t *)&dm->sigint,
+                          (uv_handle_t *)&dm->sighup};
     for (vt_conn *c = dm->conns; c; c = c->next)
         vt_conn_close(c);
     for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
@@ -445,6 +446,11 @@ static void vt__begin_stop(vt_daemon *dm)
 static void vt__on_signal(uv_signal_t *h, int sig)
 {
     vt_daemon *dm = h->data;
+    if (sig == SIGHUP) { /* a closed terminal or a reload request: not a stop */
+        vt_log_warn("received SIGHUP: vggtuned does not reload; settings take effect "
+                    "when it is restarted (running jobs resume from their checkpoints)");
+        return;
+    }
     vt_log_info("received %s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     vt__begin_stop(dm);
 }
@@ -495,10 +501,13 @@ static int vt__setup(vt_daemon *dm)
     uv_pipe_init(dm->loop, &dm->listener, 0);
     uv_signal_init(dm->loop, &dm->sigterm);
     uv_signal_init(dm->loop, &dm->sigint);
+    uv_signal_init(dm->loop, &dm->sighup);
     uv_timer_init(dm->loop, &dm->timer);
-    dm->listener.data = dm->sigterm.data = dm->sigint.data = dm->timer.data = dm;
+    dm->listener.data = dm->sigterm.data = dm->sigint.data = dm->sighup.data = dm;
+    dm->timer.data = dm;
     uv_signal_start(&dm->sigterm, vt__on_signal, SIGTERM);
     uv_signal_start(&dm->sigint, vt__on_signal, SIGINT);
+    uv_signal_start(&dm->sighup, vt__on_signal, SIGHUP);
 
     if ((rc = vt_mkdir_p(dm->cfg.state_dir)) < 0)
         return vt_error_wrap(rc, "state directory");

@@ -1328,6 +1328,63 @@ int vt_trainer_checkpoint(vt_trainer *t)
     return rc < 0 ? vt_error_wrap(rc, "checkpoint") : 0;
 }
 
+/* Finds where job documents a and b differ, ignoring the fields a resumed
+ * job may change (name, output, epochs at the top) and fields only one of
+ * them has (a document written by another version).  Writes the first
+ * differing field's path ("optimizer.lr") to path and returns 1, or 0 when
+ * they agree. */
+static int vt__spec_differs(const cJSON *a, const cJSON *b, const char *prefix, char *path,
+                            size_t len)
+{
+    static const char *const free_fields[] = {"name", "output", "epochs"};
+    const cJSON *ka;
+    if (!cJSON_IsObject(a) || !cJSON_IsObject(b)) {
+        if (cJSON_Compare(a, b, 1))
+            return 0;
+        snprintf(path, len, "%s", prefix);
+        return 1;
+    }
+    cJSON_ArrayForEach(ka, a) {
+        const cJSON *kb = cJSON_GetObjectItemCaseSensitive(b, ka->string);
+        char sub[128];
+        int skip = 0;
+        for (size_t i = 0; !prefix[0] && i < sizeof free_fields / sizeof free_fields[0]; i++)
+            skip |= strcmp(ka->string, free_fields[i]) == 0;
+        if (skip || !kb)
+            continue;
+        snprintf(sub, sizeof sub, "%s%s%s", prefix, prefix[0] ? "." : "", ka->string);
+        if (vt__spec_differs(ka, kb, sub, path, len))
+            return 1;
+    }
+    return 0;
+}
+
+/* Refuses a checkpoint that another job wrote (its stored job document
+ * differs from t's); checkpoints without one (older versions) pass. */
+static int vt__checkpoint_is_ours(vt_trainer *t, const vt_tensorset *set)
+{
+    const char *stored = vt_tensorset_meta(set, "job");
+    char *mine, path[128] = "";
+    cJSON *a, *b;
+    int differs;
+    if (!stored)
+        return 0;
+    if (!(mine = vt_jobspec_to_json(&t->spec)))
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    a = cJSON_Parse(stored);
+    b = cJSON_Parse(mine);
+    free(mine);
+    differs = !a || !b || vt__spec_differs(a, b, "", path, sizeof path);
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+    if (differs)
+        return vt_error_set(VT_EINVAL, "checkpoint %s was written by a different job (%s%s); "
+                            "remove it to start this job afresh", t->env.checkpoint,
+                            path[0] ? "its job document differs in " : "unreadable job document",
+                            path);
+    return 0;
+}
+
 static int vt__load_checkpoint(vt_trainer *t)
 {
     vt_tensorset *set = NULL;
@@ -1344,6 +1401,8 @@ static int vt__load_checkpoint(vt_trainer *t)
         rc = vt_error_set(VT_EFORMAT, "%s is not a vggtune checkpoint", t->env.checkpoint);
         goto done;
     }
+    if ((rc = vt__checkpoint_is_ours(t, set)) < 0)
+        goto done;
     for (int i = 0; i < vt_model_nparams(t->model); i++) {
         for (int k = 0; k < 2; k++) {
             vt_tensor *dst = k ? vt_model_velocity(t->model, i) : vt_model_param(t->model, i);

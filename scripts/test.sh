@@ -10,6 +10,9 @@ tsan=${2:-build-tsan}
 jobs=$(nproc)
 here=$(cd "$(dirname "$0")/.." && pwd)
 
+# scripts/deps.sh test has installed every Python reference: a test that
+# finds one missing fails rather than skipping silently.
+export VT_REQUIRE_DEPS=1
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:protect_shadow_gap=0:detect_odr_violation=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export LSAN_OPTIONS=suppressions=$here/tests/lsan.supp

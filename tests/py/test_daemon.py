@@ -7,10 +7,11 @@ vggtune client (and raw socket writes for malformed input):
   engine's prediction; eval; cancel mid-run; two jobs at once both finish;
   every bad input gets an error reply and the daemon goes on serving; a
   client that stops reading is cut off while memory stays bounded; 50
-  concurrent clients are served.
+  concurrent clients are served; SIGHUP is logged, not a stop.
 """
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -272,6 +273,12 @@ r = d.cli("status", "4242", check=False)
 vtpy.check(r.returncode == 1 and "no job 4242" in r.stderr, f"missing job: {r.stderr!r}")
 r = d.cli("frobnicate", check=False)
 vtpy.check(r.returncode == 2, "an unknown command is a usage error")
+
+# SIGHUP (a closed terminal, `systemctl kill -s HUP`) is logged, not a stop.
+d.proc.send_signal(signal.SIGHUP)
+time.sleep(0.5)
+vtpy.check(d.proc.poll() is None and d.cli("status", check=False).returncode == 0 and
+           "received SIGHUP" in d.log_text(), "the daemon should survive SIGHUP")
 
 rc, secs = d.stop()
 vtpy.check(rc == 0 and secs < 30, f"SIGTERM: exit {rc} after {secs:.1f}s")

@@ -6,8 +6,10 @@ the CPU backend and requires bit-identical model tensors and identical
 per-epoch metrics:
   A  straight through, feature cache on
   B  feature cache off
-  C  killed with SIGKILL after epoch 2 was checkpointed, then run again
-  D  stopped with SIGTERM in the middle of an epoch (mid-epoch checkpoint),
+  C  killed with SIGKILL after two epochs, then run again from its last
+     checkpoint (the first epoch's at least)
+  D  stopped with SIGTERM in the middle of an epoch (mid-epoch checkpoint;
+     another job, with another seed, refuses that checkpoint),
      then run again
   E  (flip and crop augmentation: cache off by design) straight vs SIGTERM
      + resume
@@ -117,8 +119,14 @@ r = run(job("C"), "--checkpoint", ck)
 same("A", "C")
 
 ck = os.path.join(TMP, "D.ckpt")
-rc, out = interrupt(job("D"), signal.SIGTERM, 1, 0.6, "--checkpoint", ck, "--cache-mb", "0")
+rc, out = interrupt(job("D"), signal.SIGTERM, 1, 0.25, "--checkpoint", ck, "--cache-mb", "0")
 vtpy.check(rc == 75 and "checkpoint written" in out, f"D: SIGTERM gave {rc}: {out}")
+# Another job (another seed) refuses D's checkpoint, which stays for D.
+r = vtpy.run([VGGTUNED, "run", "--backend", "cpu", "--quiet", "--checkpoint", ck,
+              job("D-other", seed=10)], check=False)
+vtpy.check(r.returncode == 1 and "written by a different job" in r.stderr and
+           "differs in seed" in r.stderr and os.path.exists(ck),
+           f"another job's checkpoint: rc {r.returncode}: {r.stderr[-300:]!r}")
 r = run(job("D"), "--checkpoint", ck, "--cache-mb", "0")
 vtpy.check("continuing the next one where it stopped" in r.stderr,
            "D: the SIGTERM did not land mid-epoch (timing); resumed at an epoch boundary")

@@ -9,7 +9,7 @@ socket), vterin also in vtadmins (the admin group), vtdave in neither.
   - root and erin (admin) see and manage everything
   - dave cannot connect at all
   - outputs belong to the submitting user
-  - per-user limits; fair share: alice with 1 job and bob with several get
+  - per-user limits (jobs, connections); fair share: alice with 1 job and bob with several get
     40-60% of the device time each
 """
 import grp
@@ -76,7 +76,8 @@ make_data(a.build, os.path.join(shared, "data"), per_class=40)
 subprocess.run(["chmod", "-R", "a+rX", shared], check=True)
 
 d = Daemon(a.build, TMP, extra=["--socket-group", "vtusers", "--admin-group", "vtadmins",
-                                "--max-running", "2", "--max-queued", "3"])
+                                "--max-running", "2", "--max-queued", "3",
+                                "--max-clients-per-user", "4"])
 st = os.stat(d.socket)
 vtpy.check(st.st_mode & 0o777 == 0o660 and st.st_gid == grp.getgrnam("vtusers").gr_gid,
            f"socket mode {oct(st.st_mode)} group {st.st_gid}")
@@ -192,6 +193,33 @@ else:
     vtpy.check(0.4 <= share <= 0.6, f"alice's share {share:.1%} is outside 40-60%")
 text = d.cli("status").stdout
 vtpy.check("vtalice" in text and "vtbob" in text, f"status shows the users: {text!r}")
+
+# ---- connections: bob holding his 4 (after hello) locks out only himself -----
+HOLD = r"""
+import json, sys
+sys.path.insert(0, sys.argv[2])
+from vtdaemon import Raw
+held = [Raw(sys.argv[1]) for _ in range(4)]
+extra = Raw(sys.argv[1], hello=False)
+print(json.dumps(extra.read()), flush=True)
+sys.stdin.read()  # hold them until the test closes our stdin
+"""
+holder = subprocess.Popen(["setpriv", "--reuid=vtbob", "--regid=vtbob", "--init-groups",
+                           sys.executable, "-c", HOLD, d.socket,
+                           os.path.dirname(os.path.abspath(__file__))],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+refusal = json.loads(holder.stdout.readline() or "null")
+vtpy.check(refusal and not refusal.get("ok") and refusal["error"]["code"] == "EBUSY" and
+           "too many connections of user vtbob" in refusal["error"]["message"],
+           f"bob's fifth connection: {refusal}")
+r = d.cli("status", user="vtalice", check=False)
+vtpy.check(r.returncode == 0, f"alice while bob holds his connections: {r.stderr}")
+r = d.cli("status", check=False)
+vtpy.check(r.returncode == 0, f"root while bob holds his connections: {r.stderr}")
+holder.stdin.close()
+holder.wait(30)
+r = d.cli("status", user="vtbob", check=False)
+vtpy.check(r.returncode == 0, f"bob after closing his connections: {r.stderr}")
 
 # bob cannot cancel alice's job; alice can; root can cancel bob's.
 r = d.cli("cancel", str(fa[0]), user="vtbob", check=False)

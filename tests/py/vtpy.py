@@ -25,12 +25,18 @@ def args():
 
 
 def need(*modules):
-    """Imports modules or exits 77 naming the missing one."""
+    """Imports modules or exits 77 naming the missing one; with
+    VT_REQUIRE_DEPS=1 (make test, after scripts/deps.sh) a missing module
+    fails the test instead of skipping it."""
     out = []
     for m in modules:
         try:
             out.append(__import__(m, fromlist=["_"]))
         except ImportError as e:
+            if os.environ.get("VT_REQUIRE_DEPS") == "1":
+                print(f"FAIL: Python module {m} is missing ({e}); scripts/deps.sh test "
+                      "installs it")
+                sys.exit(1)
             print(f"SKIP: Python module {m} is missing ({e})")
             sys.exit(SKIP)
     return out
