@@ -10,6 +10,7 @@
 #include "cli.h"
 
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -207,10 +208,13 @@ static int vt__parse(vt_cli *cli, const char *cmd, const vt_cli_opt *opts, int a
         case C_SOCKET: cli->socket = val; break;
         case C_ALL: p->all = 1; break;
         case C_TOP:
-            if (vt_cli_parse_int("--top", val, &p->top) < 0 || p->top < 1) {
+            if (vt_cli_parse_int("--top", val, &p->top) < 0 || p->top < 1 ||
+                p->top > VT_PROTO_TOP_MAX) {
+                char msg[64];
+                snprintf(msg, sizeof msg, "--top must be from 1 to %d", VT_PROTO_TOP_MAX);
                 free(p->pos);
-                return vt__usage(cli, cmd, p->top < 1 ? "--top must be at least 1"
-                                                      : vt_error_msg());
+                return vt__usage(cli, cmd, p->top < 1 || p->top > VT_PROTO_TOP_MAX
+                                               ? msg : vt_error_msg());
             }
             break;
         default:

@@ -459,8 +459,12 @@ void vt_cli_render_job(FILE *f, const cJSON *job)
             vt__cat(buf, sizeof buf, "%slr %g", buf[0] ? ", " : "", x);
         if (vt__num(data, "image_size", &x))
             vt__cat(buf, sizeof buf, "%simage size %.0f", buf[0] ? ", " : "", x);
-        if ((s = vt__str(spec, "precision")))
+        if ((s = vt__str(spec, "precision"))) {
+            const char *used = vt__str(job, "compute");
             vt__cat(buf, sizeof buf, "%sprecision %s", buf[0] ? ", " : "", s);
+            if (used && strcmp(used, s) != 0)
+                vt__cat(buf, sizeof buf, " (computes in %s on this daemon's backend)", used);
+        }
         if (buf[0])
             fprintf(f, VT__KV, "training", buf);
     }

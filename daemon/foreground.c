@@ -6,7 +6,9 @@
  */
 #include "foreground.h"
 
+#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -51,19 +53,44 @@ static int vt__make_backend(vt_backend **be, const vt__common *c)
     return rc;
 }
 
-/* Parses --backend/--threads; returns 1 when it consumed the option. */
+/* Parses --backend/--threads; returns 1 when it consumed the option, 0
+ * when it is not one of them, -1 (said on stderr) for a bad value. */
 static int vt__common_opt(int opt, vt__common *c)
 {
-    if (opt == 'b')
+    long n;
+    if (opt == 'b') {
         c->backend = optarg;
-    else if (opt == 't')
-        c->threads = atoi(optarg);
-    else
+    } else if (opt == 't') {
+        if (vt_config_int("--threads", optarg, 0, 1024, &n) < 0) {
+            fprintf(stderr, "vggtuned: %s\n", vt_error_msg());
+            return -1;
+        }
+        c->threads = (int)n;
+    } else {
         return 0;
+    }
     return 1;
 }
 
 /* ---- run --------------------------------------------------------------- */
+
+/* The checkpoint's folder must exist and be writable: checked before
+ * training rather than found out at the end of the first epoch. */
+static int vt__checkpoint_dir_ok(const char *path)
+{
+    char dir[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == path)
+        snprintf(dir, sizeof dir, "/");
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    if (access(dir, W_OK | X_OK) != 0)
+        return vt_error_set(VT_EINVAL, "--checkpoint %s: cannot write in %s (%s)", path, dir,
+                            strerror(errno));
+    return 0;
+}
 
 static volatile sig_atomic_t vt__stop;
 
@@ -174,8 +201,11 @@ int vt_fg_run(int argc, char **argv)
 
     vt_jobspec_defaults(&spec);
     while ((opt = getopt_long(argc, argv, "b:t:c:qh", opts, NULL)) != -1) {
-        if (vt__common_opt(opt, &common))
+        if ((rc = vt__common_opt(opt, &common)) != 0) {
+            if (rc < 0)
+                return 2;
             continue;
+        }
         switch (opt) {
         case 'c': checkpoint = optarg; break;
         case 'q': ui.quiet = 1; break;
@@ -193,6 +223,10 @@ int vt_fg_run(int argc, char **argv)
     }
     if (optind != argc - 1) {
         vt__run_usage(stderr);
+        return 2;
+    }
+    if (checkpoint && vt__checkpoint_dir_ok(checkpoint) < 0) {
+        fprintf(stderr, "vggtuned: %s\n", vt_error_msg());
         return 2;
     }
     if ((rc = vt_read_file(argv[optind], VT_SPEC_MAX, &text, &len)) < 0 ||
@@ -291,13 +325,23 @@ int vt_fg_predict(int argc, char **argv)
     vt_backend *be = NULL;
     vt_predictor *p = NULL;
     float *probs = NULL, *logits = NULL;
-    int opt, top = 3, json = 0, status = 1, n, C;
+    int opt, rc, top = 3, json = 0, status = 1, n, C;
+    long v;
 
     while ((opt = getopt_long(argc, argv, "k:jb:t:h", opts, NULL)) != -1) {
-        if (vt__common_opt(opt, &common))
+        if ((rc = vt__common_opt(opt, &common)) != 0) {
+            if (rc < 0)
+                return 2;
             continue;
+        }
         switch (opt) {
-        case 'k': top = atoi(optarg); break;
+        case 'k':
+            if (vt_config_int("--top", optarg, 1, VT_PREDICT_TOP_MAX, &v) < 0) {
+                fprintf(stderr, "vggtuned: %s\n", vt_error_msg());
+                return 2;
+            }
+            top = (int)v;
+            break;
         case 'j': json = 1; break;
         case 'h': vt__predict_usage(stdout); return 0;
         default: vt__predict_usage(stderr); return 2;
@@ -366,11 +410,14 @@ int vt_fg_eval(int argc, char **argv)
     vt_pool *pool = NULL;
     vt_predictor *p = NULL;
     vt_eval_result r = {0};
-    int opt, status = 1;
+    int opt, rc, status = 1;
 
     while ((opt = getopt_long(argc, argv, "b:t:h", opts, NULL)) != -1) {
-        if (vt__common_opt(opt, &common))
+        if ((rc = vt__common_opt(opt, &common)) != 0) {
+            if (rc < 0)
+                return 2;
             continue;
+        }
         if (opt == 'h') {
             printf("usage: vggtuned eval [--backend B] [--threads N] MODEL DIR\n"
                    "Accuracy, per-class precision and recall, and the confusion matrix of a\n"

@@ -136,6 +136,11 @@ static void vt__job(vt_conn *c, const cJSON *id, const cJSON *req)
         if (job && !j->spec.weights) /* the daemon's resident trunk: say which */
             cJSON_AddStringToObject(job, "trunk", c->dm->cfg.weights[0] ? c->dm->cfg.weights
                                                                         : VT_BASE_RANDOM_DESC);
+        /* what the job computes in: bf16 only where the backend has it */
+        if (job)
+            cJSON_AddStringToObject(job, "compute",
+                                    j->spec.precision != VT_PREC_FP32 && c->dm->bf16 ? "bf16"
+                                                                                     : "fp32");
         cJSON_AddItemToObject(b, "job", job);
         vt__reply(c, id, b);
     }
@@ -352,8 +357,8 @@ static void vt__predict(vt_conn *c, const cJSON *id, const cJSON *req)
 
     if (!vt__model_job(c, id, req, model, sizeof model))
         return;
-    if (vt_proto_get_int(req, "top", 0, &top) < 0 || top < 1 || top > 64) {
-        vt__fail(c, id, VT_EINVAL, "top must be an integer from 1 to 64");
+    if (vt_proto_get_int(req, "top", 0, &top) < 0 || top < 1 || top > VT_PROTO_TOP_MAX) {
+        vt__fail(c, id, VT_EINVAL, "top must be an integer from 1 to %d", VT_PROTO_TOP_MAX);
         return;
     }
     if (!cJSON_IsArray(imgs) || cJSON_GetArraySize(imgs) < 1 ||

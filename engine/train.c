@@ -381,6 +381,11 @@ static int vt__load_data(vt_trainer *t)
         vt_dataset_free(all);
         if (rc < 0)
             return rc;
+        if (t->val->n == 0)
+            return vt_error_set(VT_EINVAL, "val_split %g leaves no validation images: a class "
+                                "gives one to validation only when it has at least 2 images; "
+                                "give more images, a validation folder (data.val), or "
+                                "val_split 0", t->spec.val_split);
     } else {
         t->train = all;
     }

@@ -25,6 +25,7 @@
 #define VT_PROTO_VERSION 1
 #define VT_PROTO_MAX_FRAME ((size_t)1 << 20)
 #define VT_PROTO_MAX_ID 64
+#define VT_PROTO_TOP_MAX 64 /* classes a predict reply lists per image at most */
 
 /* ---- framing ----------------------------------------------------------- */
 

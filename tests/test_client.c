@@ -585,7 +585,7 @@ static void test_render_job(vt_backend *be)
         "\"output\":\"/home/alice/runs/flowers\",\"submitted\":\"2026-11-27T23:00:00Z\","
         "\"started\":\"2026-11-27T23:01:00Z\",\"finished\":\"2026-11-27T23:05:00Z\","
         "\"error\":\"out of device memory\",\"cancel_requested\":false,"
-        "\"trunk\":\"/srv/vgg16_notop.h5\","
+        "\"trunk\":\"/srv/vgg16_notop.h5\",\"compute\":\"bf16\","
         "\"spec\":{\"data\":{\"train\":\"/home/alice/flowers/train\",\"val\":null,"
         "\"val_split\":0.2,\"image_size\":224},\"weights\":null,\"seed\":1,\"init_job\":7,"
         "\"trainable_blocks\":1,"
@@ -612,7 +612,8 @@ static void test_render_job(vt_backend *be)
         "validation 20% of the training images\n"
         "weights    trunk /srv/vgg16_notop.h5, head from seed 1\n"
         "head init  from job 7\n"
-        "training   batch 32, lr 0.001, image size 224, precision auto\n"
+        "training   batch 32, lr 0.001, image size 224, precision auto (computes in bf16 on "
+        "this daemon's backend)\n"
         "output     /home/alice/runs/flowers\n"
         "submitted  2026-11-27 23:00\n"
         "started    2026-11-27 23:01\n"
@@ -1106,6 +1107,10 @@ static void test_commands_offline(vt_backend *be)
     VT_CHECK_INT(r.status, 2);
     RUN(&r, NULL, cwd, 0, "predict", "1", "a.jpg", "--top", "0");
     VT_CHECK_INT(r.status, 2);
+    RUN(&r, NULL, cwd, 0, "predict", "1", "a.jpg", "--top", "99");
+    VT_CHECK_INT(r.status, 2);
+    VT_CHECK_STR(r.err, "vggtune: predict: --top must be from 1 to 64\n"
+                        "Try 'vggtune predict --help'.\n");
     RUN(&r, NULL, cwd, 0, "eval", "1");
     VT_CHECK_INT(r.status, 2);
     RUN(&r, NULL, cwd, 0, "list", "--bogus");

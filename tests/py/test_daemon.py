@@ -50,6 +50,13 @@ vtpy.check(len(metrics) == 3 and metrics[-1]["val_accuracy"] is not None,
 job = d.cli_json("status", "1")["job"]
 vtpy.check(job["state"] == "succeeded" and job["epochs_done"] == 3, f"job 1: {job}")
 vtpy.check(len(job["metrics"]) == 3, "job 1 should report 3 epochs of metrics")
+vtpy.check(job["compute"] == "fp32", f"job 1 computes in fp32 on the CPU: {job.get('compute')}")
+# bf16 asked for on the CPU backend: status says what it computes in.
+r = d.cli_json("submit", "--spec", write_spec("bf16", epochs=1, precision="bf16"))
+j = d.wait_state(r["job"]["id"], ["succeeded"], timeout=120)
+text = d.cli("status", str(j["id"])).stdout
+vtpy.check("precision bf16 (computes in fp32 on this daemon's backend)" in text,
+           f"status of a bf16 job on the CPU: {text!r}")
 
 # ---- predict == the foreground engine ---------------------------------------
 imgs = sorted(os.path.join(DATA, "val", c, f) for c in os.listdir(os.path.join(DATA, "val"))

@@ -105,6 +105,14 @@ def same(ref_name, other_name):
     print(f"{other_name}: identical to {ref_name}")
 
 
+# Bad foreground options are usage errors (exit 2) before any work.
+for opts, msg in ((["-t", "-5"], "--threads must be an integer from 0 to 1024"),
+                  (["-c", os.path.join(TMP, "no-such-dir", "x.ckpt")], "cannot write in")):
+    r = vtpy.run([VGGTUNED, "run", *opts, job("bad")], check=False)
+    vtpy.check(r.returncode == 2 and msg in r.stderr, f"run {opts}: {r.returncode} {r.stderr!r}")
+r = vtpy.run([VGGTUNED, "predict", "-k", "0", "model", "image"], check=False)
+vtpy.check(r.returncode == 2 and "--top must be" in r.stderr, f"predict -k 0: {r.stderr!r}")
+
 run(job("A"))
 run(job("B"), "--cache-mb", "0")
 same("A", "B")

@@ -180,6 +180,16 @@ bad = submit("--data", one, "--image-size", "32", "--epochs", "1", "--name", "on
              "--out", out("one"))
 vtpy.check(bad["state"] == "failed" and "training needs at least 2" in bad.get("error", ""),
            f"training on one class: {bad}")
+# One image per class: a val_split cannot give validation any, and says so.
+tiny = os.path.join(TMP, "one-each")
+for c in classes[:2]:
+    os.makedirs(os.path.join(tiny, c))
+    subprocess.run(["cp", os.path.join(DATA, "val", c, "img00000.jpg"), os.path.join(tiny, c)],
+                   check=True)
+bad = submit("--data", tiny, "--val-split", "0.2", "--image-size", "32", "--epochs", "1",
+             "--name", "tiny", "--out", out("tiny"))
+vtpy.check(bad["state"] == "failed" and "leaves no validation images" in bad.get("error", ""),
+           f"val_split on one image per class: {bad}")
 
 # ---- outputs ------------------------------------------------------------------------
 m_bn = [json.loads(l) for l in open(os.path.join(out("bn"), "metrics.jsonl"))]
