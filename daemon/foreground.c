@@ -438,11 +438,20 @@ int vt_fg_eval(int argc, char **argv)
         fprintf(stderr, "vggtuned: %s\n", vt_error_msg());
         goto done;
     }
-    printf("images %d  accuracy %.4f  loss %.4f%s\n", r.n, r.accuracy, r.loss,
-           r.skipped ? "  (some images unreadable, skipped)" : "");
+    printf("images %d  accuracy %.4f  loss %.4f", r.n, r.accuracy, r.loss);
+    if (r.skipped)
+        printf("  (%d unreadable image%s skipped)", r.skipped, r.skipped == 1 ? "" : "s");
+    printf("\n");
     printf("%-20s %9s %9s\n", "class", "precision", "recall");
-    for (int c = 0; c < r.nclasses; c++)
-        printf("%-20s %9.4f %9.4f\n", vt_predictor_class(p, c), r.precision[c], r.recall[c]);
+    for (int c = 0; c < r.nclasses; c++) {
+        /* "-" where undefined (no image predicted or labelled c), as vggtune eval */
+        char ps[32] = "-", rs[32] = "-";
+        if (!isnan(r.precision[c]))
+            snprintf(ps, sizeof ps, "%.4f", r.precision[c]);
+        if (!isnan(r.recall[c]))
+            snprintf(rs, sizeof rs, "%.4f", r.recall[c]);
+        printf("%-20s %9s %9s\n", vt_predictor_class(p, c), ps, rs);
+    }
     printf("confusion matrix (rows: true class, columns: predicted)\n");
     for (int c = 0; c < r.nclasses; c++) {
         for (int k = 0; k < r.nclasses; k++)

@@ -134,16 +134,23 @@ static int vt_dataset__each(int fd, const char *what, vt_dataset__entry_fn fn, v
 
 /* ---- class directories ------------------------------------------------- */
 
+typedef struct {
+    vt_dataset__strs names;
+    int links; /* symbolic links skipped */
+} vt_dataset__classes;
+
 static int vt_dataset__add_class(int dirfd, const char *name, const struct stat *st,
                                  void *arg)
 {
+    vt_dataset__classes *cl = arg;
     char *copy;
     (void)dirfd;
+    cl->links += S_ISLNK(st->st_mode) != 0;
     if (!S_ISDIR(st->st_mode))
         return 0; /* files beside the class folders are ignored, as in Keras */
     if (!(copy = strdup(name)))
         return vt_error_set(VT_ENOMEM, "out of memory scanning the dataset");
-    return vt_dataset__push(arg, copy);
+    return vt_dataset__push(&cl->names, copy);
 }
 
 /* ---- files of one class ------------------------------------------------ */
@@ -153,6 +160,7 @@ typedef struct {
     const char *rel;   /* directory relative to the class directory ("" at top) */
     const char *where; /* "<root>/<class>" for messages */
     int depth;
+    int *links;        /* symbolic links skipped, counted */
 } vt_dataset__walk;
 
 static int vt_dataset__walk_dir(int fd, vt_dataset__walk *w);
@@ -164,6 +172,7 @@ static int vt_dataset__add_file(int dirfd, const char *name, const struct stat *
     char *rel;
     int rc;
 
+    *w->links += S_ISLNK(st->st_mode) != 0;
     if (!S_ISREG(st->st_mode) && !S_ISDIR(st->st_mode))
         return 0; /* links, FIFOs, sockets, devices */
     if (S_ISREG(st->st_mode) && !vt_dataset__is_image(name))
@@ -188,7 +197,7 @@ static int vt_dataset__add_file(int dirfd, const char *name, const struct stat *
         free(rel);
         return rc;
     }
-    vt_dataset__walk sub = {w->files, rel, w->where, w->depth + 1};
+    vt_dataset__walk sub = {w->files, rel, w->where, w->depth + 1, w->links};
     rc = vt_dataset__walk_dir(fd, &sub);
     free(rel);
     return rc;
@@ -264,7 +273,7 @@ static int vt_dataset__scan_class(vt_dataset *ds, int rootfd, int label, int *ca
                           where, strerror(err));
         goto cleanup;
     }
-    vt_dataset__walk w = {&files, "", where, 0};
+    vt_dataset__walk w = {&files, "", where, 0, &ds->links};
     if ((rc = vt_dataset__walk_dir(fd, &w)) < 0)
         goto cleanup;
     if (files.n > 1)
@@ -296,7 +305,7 @@ cleanup:
 
 int vt_dataset_scan(vt_dataset **out, int dirfd, const char *root)
 {
-    vt_dataset__strs classes = {0};
+    vt_dataset__classes classes = {0};
     vt_dataset *ds = NULL;
     int rootfd = -1, cap = 0, rc;
 
@@ -319,16 +328,17 @@ int vt_dataset_scan(vt_dataset **out, int dirfd, const char *root)
     }
     if ((rc = vt_dataset__each(fd, root, vt_dataset__add_class, &classes)) < 0)
         goto cleanup;
-    if (classes.n == 0) {
+    if (classes.names.n == 0) {
         rc = vt_error_set(VT_EINVAL,
                           "%s has no class sub-directories (expected one folder per "
                           "class, as Keras flow_from_directory)",
                           root);
         goto cleanup;
     }
-    qsort(classes.v, (size_t)classes.n, sizeof *classes.v, vt_dataset__cmp);
-    if ((rc = vt_dataset__new_like(&ds, root, classes.v, classes.n, 0)) < 0)
+    qsort(classes.names.v, (size_t)classes.names.n, sizeof *classes.names.v, vt_dataset__cmp);
+    if ((rc = vt_dataset__new_like(&ds, root, classes.names.v, classes.names.n, 0)) < 0)
         goto cleanup;
+    ds->links = classes.links;
     for (int c = 0; c < ds->nclasses; c++)
         if ((rc = vt_dataset__scan_class(ds, rootfd, c, &cap)) < 0)
             goto cleanup;
@@ -336,7 +346,7 @@ int vt_dataset_scan(vt_dataset **out, int dirfd, const char *root)
     ds = NULL;
 cleanup:
     vt_dataset_free(ds);
-    vt_dataset__strs_free(&classes);
+    vt_dataset__strs_free(&classes.names);
     close(rootfd);
     return rc;
 }

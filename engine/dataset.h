@@ -28,6 +28,7 @@ typedef struct {
     char **classes;  /* nclasses names in index order, owned */
     int n;
     vt_sample *samples; /* n samples in class order, then file order */
+    int links;       /* symbolic links the scan met and skipped (0 after split/subset) */
 } vt_dataset;
 
 /* Scans root (relative to dirfd, which may be AT_FDCWD).  Errors:

@@ -388,6 +388,10 @@ static int vt__parse_root(vt_jobspec *s, const cJSON *root)
     if ((s->keep_best || s->patience) && !s->val_dir && s->val_split <= 0)
         return vt_error_set(VT_EINVAL, "keep_best and early_stopping need validation data "
                             "(data.val or data.val_split)");
+    if (s->schedule == VT_SCHED_COSINE && s->min_lr > s->lr)
+        return vt_error_set(VT_EINVAL, "optimizer.schedule.min_lr (%g) must not exceed "
+                            "optimizer.lr (%g): cosine decays from lr down to min_lr",
+                            s->min_lr, s->lr);
     s->epochs = (int)epochs;
     s->batch_size = (int)batch;
     s->seed = (uint64_t)seed;

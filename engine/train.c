@@ -370,6 +370,13 @@ static int vt__load_data(vt_trainer *t)
         vt_dataset_free(all);
         return rc;
     }
+    for (int k = 0; k < 2; k++) {
+        const vt_dataset *d = k ? t->val : all;
+        if (d && d->links > 0)
+            vt__say(t, VT_LOG_WARN, "%s: %d symbolic link%s skipped (vggtune does not follow "
+                    "links; copy or bind-mount the files instead)", d->root, d->links,
+                    d->links == 1 ? "" : "s");
+    }
     if (t->spec.val_dir) {
         t->train = all;
         if (!vt__same_classes(t->train, t->val))

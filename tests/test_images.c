@@ -854,6 +854,7 @@ static void test_dataset_scan(vt_backend *be)
     int counts[4];
     vt_dataset_class_counts(ds, counts);
     VT_CHECK(counts[0] == 1 && counts[1] == 7 && counts[2] == 0 && counts[3] == 1);
+    VT_CHECK_INT(ds->links, 3); /* linkclass, a/l.jpg, a/out.png: counted, for the warning */
     vt_dataset_free(ds);
     ds = NULL;
 

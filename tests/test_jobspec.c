@@ -102,6 +102,9 @@ static void test_refusals(vt_backend *be)
         {"{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"name\":\"a/b\"}", "name must be"},
         {"{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"optimizer\":{\"schedule\":{\"type\":\"exp\"}}}",
          "optimizer.schedule.type"},
+        {"{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"optimizer\":{\"lr\":0.01,"
+         "\"schedule\":{\"type\":\"cosine\",\"min_lr\":0.1}}}",
+         "min_lr (0.1) must not exceed optimizer.lr (0.01)"},
     };
     (void)be;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

@@ -199,4 +199,5 @@ host_ev = vtpy.run(ev, env=dict(os.environ, VT_RESIZE_ON_DEVICE="0")).stdout
 dev_ev = vtpy.run(ev, env=device).stdout
 vtpy.check(host_ev == dev_ev and "accuracy" in host_ev,
            f"eval differs with the resize on the device:\n{host_ev}\n{dev_ev}")
+vtpy.check("nan" not in host_ev, f"eval prints '-' for an undefined precision:\n{host_ev}")
 vtpy.done()
