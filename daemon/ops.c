@@ -20,6 +20,7 @@
 #include "../engine/jobspec.h"
 
 #define VT__MAX_IMAGES 1024
+#define VT__WATCH_REPLAY 100 /* log events a new watcher is sent first, at most */
 
 static void vt__reply(vt_conn *c, const cJSON *id, cJSON *body)
 {
@@ -282,12 +283,32 @@ static int vt__ended(const vt_job *j)
            j->state == VT_JOB_CANCELLED;
 }
 
+/* Sends one stored log event to a watcher (vt_store_each_event's cb). */
+typedef struct {
+    vt_conn *c;
+    const cJSON *id;
+} vt__replay;
+
+static int vt__replay_event(void *ud, const char *level, const char *message)
+{
+    vt__replay *r = ud;
+    cJSON *b = cJSON_CreateObject();
+    cJSON_AddStringToObject(b, "level", level ? level : "info");
+    cJSON_AddStringToObject(b, "message", message ? message : "");
+    vt_conn_send(r->c, vt_proto_event(r->id, "log", b), 0);
+    return 0;
+}
+
 static void vt__watch(vt_conn *c, const cJSON *id, const cJSON *req)
 {
     vt_job *j = vt__own_job(c, id, req);
+    vt__replay r = {c, id};
     if (!j)
         return;
     vt_conn_send(c, vt_proto_event(id, "state", vt__job_body(c->dm, j)), 0);
+    /* What the job said before this watch began (its warnings at start) */
+    if (vt_store_each_event(c->dm->store, j->id, VT__WATCH_REPLAY, vt__replay_event, &r) < 0)
+        vt_log_warn("job %lld: %s", (long long)j->id, vt_error_msg());
     for (int e = 0; e < cJSON_GetArraySize(j->metrics); e++) {
         cJSON *b = cJSON_CreateObject();
         cJSON_AddItemToObject(b, "metrics",

@@ -224,3 +224,23 @@ int vt_store_each_metrics(vt_store *s, int64_t job,
     sqlite3_finalize(st);
     return rc < 0 ? rc : 0;
 }
+
+int vt_store_each_event(vt_store *s, int64_t job, int limit,
+                        int (*cb)(void *ud, const char *level, const char *message), void *ud)
+{
+    sqlite3_stmt *st = vt__prepare(s,
+        "SELECT level, message FROM (SELECT rowid, level, message FROM events WHERE job=? "
+        "ORDER BY rowid DESC LIMIT ?) ORDER BY rowid");
+    int step, rc = 0;
+    if (!st)
+        return VT_EIO;
+    sqlite3_bind_int64(st, 1, job);
+    sqlite3_bind_int(st, 2, limit);
+    while ((step = sqlite3_step(st)) == SQLITE_ROW)
+        if ((rc = cb(ud, vt__col(st, 0), vt__col(st, 1))) != 0)
+            break;
+    if (rc == 0 && step != SQLITE_DONE)
+        rc = vt__db_error(s, "read events");
+    sqlite3_finalize(st);
+    return rc < 0 ? rc : 0;
+}

@@ -54,4 +54,9 @@ int vt_store_each_job(vt_store *s, int (*cb)(void *ud, const vt_store_job *j), v
 int vt_store_each_metrics(vt_store *s, int64_t job,
                           int (*cb)(void *ud, int epoch, const char *json), void *ud);
 
+/* Calls cb for a job's last `limit` log events, oldest first; cb returning
+ * non-zero stops. */
+int vt_store_each_event(vt_store *s, int64_t job, int limit,
+                        int (*cb)(void *ud, const char *level, const char *message), void *ud);
+
 #endif

@@ -51,6 +51,19 @@ job = d.cli_json("status", "1")["job"]
 vtpy.check(job["state"] == "succeeded" and job["epochs_done"] == 3, f"job 1: {job}")
 vtpy.check(len(job["metrics"]) == 3, "job 1 should report 3 epochs of metrics")
 vtpy.check(job["compute"] == "fp32", f"job 1 computes in fp32 on the CPU: {job.get('compute')}")
+# A watch that begins after the job has spoken still shows what it said:
+# here the warning about a symbolic link the scan skipped.
+linked = os.path.join(TMP, "linked")
+subprocess.run(["cp", "-r", DATA, linked], check=True)
+first_class = sorted(os.listdir(os.path.join(linked, "train")))[0]
+os.symlink("/etc/passwd", os.path.join(linked, "train", first_class, "passwd.jpg"))
+r = d.cli_json("submit", "--spec", write_spec("linked", epochs=1,
+                                              data={"train": os.path.join(linked, "train"),
+                                                    "val": os.path.join(linked, "val")}))
+d.wait_state(r["job"]["id"], ["succeeded"], timeout=120)
+w = d.cli("watch", str(r["job"]["id"]))
+vtpy.check("warn: " in w.stdout and "1 symbolic link skipped" in w.stdout,
+           f"a late watch should replay the job's warnings: {w.stdout!r}")
 # bf16 asked for on the CPU backend: status says what it computes in.
 r = d.cli_json("submit", "--spec", write_spec("bf16", epochs=1, precision="bf16"))
 j = d.wait_state(r["job"]["id"], ["succeeded"], timeout=120)
