@@ -265,7 +265,9 @@ static void vt__job_result(const cJSON *job, char *buf, size_t len)
             snprintf(buf, len, "starting");
         }
     } else if (strcmp(state, "succeeded") == 0) {
-        const cJSON *m = vt__last_metrics(job);
+        /* the metrics of the model the job wrote: keep_best's epoch, or the last */
+        const cJSON *kept = cJSON_GetObjectItemCaseSensitive(job, "kept_epoch");
+        const cJSON *m = cJSON_IsObject(kept) ? kept : vt__last_metrics(job);
         snprintf(buf, len, "done");
         if ((x = vt__job_seconds(job)) >= 0) {
             vt_cli_fmt_duration(x, d, sizeof d);
@@ -275,6 +277,8 @@ static void vt__job_result(const cJSON *job, char *buf, size_t len)
             vt__cat(buf, len, ", val_acc %.4f", y);
         else if (m && vt__num(m, "accuracy", &y))
             vt__cat(buf, len, ", acc %.4f", y);
+        if (cJSON_IsObject(kept) && vt__num(kept, "epoch", &y))
+            vt__cat(buf, len, " (kept epoch %.0f)", y);
     } else if (strcmp(state, "failed") == 0) {
         snprintf(buf, len, "%s", vt__str(job, "error") ? vt__str(job, "error") : "failed");
     } else if (strcmp(state, "cancelled") == 0) {

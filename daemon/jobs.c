@@ -169,11 +169,19 @@ cJSON *vt_job_json(const vt_jobs *js, const vt_job *j, vt_job_view view)
         cJSON_AddStringToObject(o, "reason", j->reason);
     if (j->state == VT_JOB_RUNNING && j->has_progress)
         cJSON_AddItemToObject(o, "progress", vt_progress_json(&j->progress, j->phase));
-    if (j->epochs_done > 0 && cJSON_GetArraySize(j->metrics) > 0)
-        cJSON_AddItemToObject(o, "last_epoch",
-                              cJSON_Duplicate(cJSON_GetArrayItem(j->metrics,
-                                                                 cJSON_GetArraySize(j->metrics) - 1),
-                                              1));
+    if (j->epochs_done > 0 && cJSON_GetArraySize(j->metrics) > 0) {
+        const cJSON *last = cJSON_GetArrayItem(j->metrics, cJSON_GetArraySize(j->metrics) - 1);
+        const cJSON *kept = cJSON_GetObjectItemCaseSensitive(last, "kept_epoch"), *m;
+        cJSON_AddItemToObject(o, "last_epoch", cJSON_Duplicate(last, 1));
+        /* keep_best: the metrics of the epoch whose model the job keeps */
+        cJSON_ArrayForEach(m, j->metrics) {
+            const cJSON *ep = cJSON_GetObjectItemCaseSensitive(m, "epoch");
+            if (cJSON_IsNumber(kept) && cJSON_IsNumber(ep) && ep->valueint == kept->valueint) {
+                cJSON_AddItemToObject(o, "kept_epoch", cJSON_Duplicate(m, 1));
+                break;
+            }
+        }
+    }
     if (view == VT_JOB_VIEW_FULL) {
         cJSON_AddItemToObject(o, "spec", cJSON_Parse(j->spec_json));
         cJSON_AddItemToObject(o, "metrics", cJSON_Duplicate(j->metrics, 1));

@@ -50,7 +50,7 @@ typedef struct {
     int epochs, batch_size;
     uint64_t seed;
     vt_precision precision;
-    int keep_best;             /* save the epoch with the best val_accuracy */
+    int keep_best;             /* save the epoch with the best val_loss */
     int patience;              /* early stopping: epochs without improvement; 0 off */
     double min_delta;
     char *output;              /* required: output directory */

@@ -923,6 +923,8 @@ cJSON *vt_epoch_metrics_json(const vt_epoch_metrics *m)
     cJSON_AddNumberToObject(o, "lr", m->lr);
     cJSON_AddBoolToObject(o, "cached", m->cached);
     cJSON_AddNumberToObject(o, "time", m->time);
+    if (m->kept_epoch > 0)
+        cJSON_AddNumberToObject(o, "kept_epoch", m->kept_epoch);
     return o;
 }
 
@@ -950,6 +952,8 @@ static int vt__metrics_parse(const cJSON *o, vt_epoch_metrics *m)
     m->cached = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "cached"));
     f = cJSON_GetObjectItemCaseSensitive(o, "time");
     m->time = cJSON_IsNumber(f) ? f->valuedouble : 0;
+    f = cJSON_GetObjectItemCaseSensitive(o, "kept_epoch");
+    m->kept_epoch = cJSON_IsNumber(f) ? (int)f->valuedouble : 0;
     return 0;
 }
 
@@ -1523,7 +1527,7 @@ static int vt__epoch_end(vt_trainer *t)
 {
     vt_epoch_metrics m = {0};
     vt_epoch_metrics *h;
-    int rc;
+    int rc, improved;
 
     if ((rc = vt__settle(t)) < 0)
         return rc;
@@ -1540,6 +1544,9 @@ static int vt__epoch_end(vt_trainer *t)
     m.lr = (float)vt_jobspec_lr(&t->spec, t->iteration > 0 ? t->iteration - 1 : 0, t->epoch);
     m.cached = t->epoch_cached;
     m.time = vt__wall();
+    improved = m.has_val && m.val_loss < t->best_val_loss - t->spec.min_delta;
+    if (t->spec.keep_best)
+        m.kept_epoch = improved ? m.epoch : t->best_saved ? t->best_epoch : 0;
     if (!(h = realloc(t->history, sizeof *h * (size_t)(t->nhistory + 1))))
         return vt_error_set(VT_ENOMEM, "out of memory");
     t->history = h;
@@ -1562,7 +1569,7 @@ static int vt__epoch_end(vt_trainer *t)
     }
 
     if (m.has_val) {
-        if (m.val_loss < t->best_val_loss - t->spec.min_delta) {
+        if (improved) {
             t->best_val_loss = m.val_loss;
             t->best_epoch = m.epoch;
             t->stale = 0;

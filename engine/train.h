@@ -62,6 +62,8 @@ typedef struct {
     double lr;              /* learning rate at the epoch's last step */
     int cached;             /* trained from cached features */
     double time;            /* Unix seconds at the epoch's end */
+    int kept_epoch;         /* keep_best: the epoch whose model is kept so far
+                               (this one or an earlier one); 0 otherwise */
 } vt_epoch_metrics;
 
 typedef struct {

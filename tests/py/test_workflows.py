@@ -273,6 +273,12 @@ vtpy.check(es["state"] == "succeeded" and es["epochs_done"] == 3,
            f"early stopping after 1 + patience epochs: {es}")
 vtpy.check(meta(os.path.join(out("es"), "model.safetensors"))["epochs"] == "1",
            "keep-best should keep epoch 1 (the only improvement)")
+es = d.cli_json("status", str(es["id"]))["job"]
+vtpy.check(es["kept_epoch"]["epoch"] == 1 and es["metrics"][-1]["kept_epoch"] == 1,
+           f"the job reports the kept epoch: {es.get('kept_epoch')}")
+line = [x for x in d.cli("list").stdout.splitlines() if x.split()[:1] == [str(es["id"])]]
+want = f"val_acc {es['kept_epoch']['val_accuracy']:.4f} (kept epoch 1)"
+vtpy.check(line and want in line[0], f"list shows the kept model's figures ({want}): {line}")
 
 st = submit("--schedule", "step", "--epochs", "4", "--lr", "0.01", "--name", "st",
             "--out", out("st"))
