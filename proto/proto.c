@@ -290,6 +290,46 @@ static cJSON *vt__with_id(const cJSON *id)
 }
 
 /* Prints o (consumed) as one line ending in '\n'. */
+/* Length of the valid UTF-8 sequence at s (1-4), or 0 when it is not one
+ * (bad lead or continuation byte, overlong form, surrogate, > U+10FFFF). */
+static int vt__utf8_len(const unsigned char *s)
+{
+    unsigned c = s[0];
+    int n;
+    unsigned cp;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        n = 2, cp = c & 0x1f;
+    else if (c >= 0xe0 && c <= 0xef)
+        n = 3, cp = c & 0x0f;
+    else if (c >= 0xf0 && c <= 0xf4)
+        n = 4, cp = c & 0x07;
+    else
+        return 0;
+    for (int i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3f);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+void vt_proto_utf8_scrub(char *text)
+{
+    unsigned char *s = (unsigned char *)text;
+    while (*s) {
+        int n = vt__utf8_len(s);
+        if (n == 0)
+            *s++ = '?';
+        else
+            s += n;
+    }
+}
+
 static char *vt__line(cJSON *o)
 {
     char *s = o ? cJSON_PrintUnformatted(o) : NULL, *t;
@@ -302,6 +342,7 @@ static char *vt__line(cJSON *o)
         free(s);
         return NULL;
     }
+    vt_proto_utf8_scrub(t); /* names and paths that came in as raw bytes */
     t[n] = '\n';
     t[n + 1] = '\0';
     return t;

@@ -74,11 +74,17 @@ int vt_proto_get_int(const cJSON *obj, const char *field, int required, int64_t 
 int vt_proto_get_str(const cJSON *obj, const char *field, int required, const char **out);
 int vt_proto_get_bool(const cJSON *obj, const char *field, int required, int *out);
 
+/* Replaces, in place, each byte of text that is not part of a valid UTF-8
+ * sequence (overlong forms and surrogates included) with '?'. */
+void vt_proto_utf8_scrub(char *text);
+
 /* ---- replies ----------------------------------------------------------- */
 
 /* Each builder returns a malloc'd line ending in '\n' (NULL when out of
- * memory).  body (may be NULL) is consumed: its fields are moved into the
- * reply object after "id" and "ok"/"event". */
+ * memory), valid UTF-8: bytes that are not (a name or path that came in as
+ * raw bytes, echoed in a message) become '?'.  body (may be NULL) is
+ * consumed: its fields are moved into the reply object after "id" and
+ * "ok"/"event". */
 char *vt_proto_ok(const cJSON *id, cJSON *body);
 char *vt_proto_error(const cJSON *id, int code, const char *message);
 char *vt_proto_event(const cJSON *id, const char *event, cJSON *body);

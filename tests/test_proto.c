@@ -421,6 +421,36 @@ static void script_interleave(fake_daemon *d, int fd)
     }
 }
 
+static void test_utf8_scrub(vt_backend *be)
+{
+    static const struct { const char *in, *out; } cases[] = {
+        {"plain ascii", "plain ascii"},
+        {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"},
+        {"bad \xff byte", "bad ? byte"},
+        {"cut \xc3", "cut ?"},
+        {"overlong \xc0\xaf", "overlong ??"},
+        {"overlong3 \xe0\x80\xaf", "overlong3 ???"},
+        {"surrogate \xed\xa0\x80", "surrogate ???"},
+        {"too big \xf4\x90\x80\x80", "too big ????"},
+        {"lone \x80 continuation", "lone ? continuation"},
+    };
+    (void)be;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char buf[64];
+        snprintf(buf, sizeof buf, "%s", cases[i].in);
+        vt_proto_utf8_scrub(buf);
+        VT_CHECK_STR(buf, cases[i].out);
+    }
+    /* An error echoing raw bytes goes out as valid UTF-8 JSON. */
+    char *line = vt_proto_error(NULL, VT_EINVAL, "unknown op '\xff\xfe'");
+    cJSON *m = one_line(line);
+    VT_CHECK(m);
+    VT_CHECK_STR(cJSON_GetObjectItem(cJSON_GetObjectItem(m, "error"), "message")->valuestring,
+                 "unknown op '?" "?'"); /* split: "??'" would be a trigraph */
+    cJSON_Delete(m);
+    free(line);
+}
+
 static void test_client_requests(vt_backend *be)
 {
     fake_daemon *d = NULL;
@@ -774,6 +804,7 @@ int main(int argc, char **argv)
         {"parse_bad", test_parse_bad, 0},
         {"fields", test_fields, 0},
         {"builders", test_builders, 0},
+        {"utf8_scrub", test_utf8_scrub, 0},
         {"client_requests", test_client_requests, 0},
         {"client_handshake", test_client_handshake, 0},
         {"client_handshake_fails", test_client_handshake_fails, 0},
