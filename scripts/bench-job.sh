@@ -5,7 +5,7 @@
 #
 #   scripts/bench-job.sh [--images N] [--epochs E] [--backend auto|cpu|cuda]
 #                        [--size S] [--batch B] [--threads N] [--data DIR]
-#                        [--build DIR] [--json FILE] [--keep]
+#                        [--build DIR] [--json FILE] [--repeat N] [--keep]
 #
 #   --images N    dataset size, a multiple of 5 (default 2000)
 #   --epochs E    (default 10)
@@ -17,6 +17,8 @@
 #                 scripts/bench-data.sh unless it already holds N images
 #   --build DIR   a build tree, or a gpu-prepare bundle with bin/ (default build)
 #   --json FILE   also append the result's JSON line to FILE
+#   --repeat N    submit the same job N times, one after the other, to the
+#                 same daemon (default 1; see below)
 #   --keep        keep the temporary directory (daemon log, job outputs)
 # Environment: PYTHON, a python3 (default python3) for the JSON report.
 #
@@ -36,10 +38,16 @@
 # feature cache filled), the later epochs' mean (from the cache), and the
 # rest (preparing the job, writing the outputs).  Daemon start-up is
 # reported apart: the daemon is long-running, the trunk resident.
+#
+# With --repeat N the runs after the first ("mode":"job_repeat", "run": k)
+# show a daemon that has already served this job: its convolution
+# algorithms are chosen (a backend keeps them for its life), while the
+# features are computed again (a feature cache lives only as long as a job
+# using it; "first_epoch_cached" says whether one was found).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 images=2000 epochs=10 backend=auto size=224 batch=64 threads="" data="" build=$here/build
-json="" keep=0
+json="" keep=0 repeat=1
 usage() { sed -n '6,21p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case $1 in
@@ -50,12 +58,12 @@ while [ $# -gt 0 ]; do
   case $1 in
     --images) images=$2 ;; --epochs) epochs=$2 ;; --backend) backend=$2 ;; --size) size=$2 ;;
     --batch) batch=$2 ;; --threads) threads=$2 ;; --data) data=$2 ;; --build) build=$2 ;;
-    --json) json=$2 ;;
+    --json) json=$2 ;; --repeat) repeat=$2 ;;
     *) echo "bench-job: unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
   shift 2
 done
-for v in epochs size batch ${threads:+threads}; do
+for v in epochs size batch repeat ${threads:+threads}; do
   case ${!v} in '' | *[!0-9]* | 0) echo "bench-job: --$v must be a positive integer: ${!v}" >&2; exit 2 ;; esac
 done
 case $backend in auto | cpu | cuda) ;; *) echo "bench-job: --backend must be auto, cpu or cuda" >&2; exit 2 ;; esac
@@ -109,29 +117,31 @@ done
 [ -n "$ready" ] || { cat "$tmp/vggtuned.log" >&2; echo "bench-job: vggtuned not ready after 120 s" >&2; exit 1; }
 s1=$(date +%s.%N)
 
-cat >"$tmp/job.json" <<EOF
-{"name": "bench-job", "mode": "finetune",
+# One run: submit, watch, report (K: 1 for the first).
+run_job() {
+  local k=$1 out=$tmp/out$1 spec=$tmp/job$1.json t0 t1 line
+  cat >"$spec" <<EOF
+{"name": "bench-job-$k", "mode": "finetune",
  "data": {"train": "$data", "image_size": $size, "shuffle": true},
  "head": {"dense": [1024, 128], "dropout": 0.0},
  "optimizer": {"lr": 0.001, "momentum": 0.9, "nesterov": true, "decay": 0},
- "epochs": $epochs, "batch_size": $batch, "seed": 1, "output": "$tmp/out"}
+ "epochs": $epochs, "batch_size": $batch, "seed": 1, "output": "$out"}
 EOF
-echo "== vggtune submit --spec $tmp/job.json --watch" >&2
-t0=$(date +%s.%N)
-if ! cli submit --spec "$tmp/job.json" --watch >"$tmp/watch.log" 2>&1; then
-  cat "$tmp/watch.log" >&2
-  echo "bench-job: the job failed (daemon log: $tmp/vggtuned.log)" >&2
-  keep=1
-  exit 1
-fi
-t1=$(date +%s.%N)
-tail -n 3 "$tmp/watch.log" >&2
-[ -f "$tmp/out/model.safetensors" ] || { echo "bench-job: the job ended without $tmp/out/model.safetensors" >&2; keep=1; exit 1; }
-
-line=$(STATUS="$st" "$PYTHON" - "$tmp/out" "$s0" "$s1" "$t0" "$t1" "$images" "$epochs" "$size" "$batch" "$backend" <<'EOF'
+  echo "== vggtune submit --spec $spec --watch" >&2
+  t0=$(date +%s.%N)
+  if ! cli submit --spec "$spec" --watch >"$tmp/watch$k.log" 2>&1; then
+    cat "$tmp/watch$k.log" >&2
+    echo "bench-job: the job failed (daemon log: $tmp/vggtuned.log)" >&2
+    keep=1
+    exit 1
+  fi
+  t1=$(date +%s.%N)
+  tail -n 3 "$tmp/watch$k.log" >&2
+  [ -f "$out/model.safetensors" ] || { echo "bench-job: the job ended without $out/model.safetensors" >&2; keep=1; exit 1; }
+  line=$(STATUS="$st" "$PYTHON" - "$out" "$s0" "$s1" "$t0" "$t1" "$images" "$epochs" "$size" "$batch" "$k" <<'EOF'
 import json, os, sys
 out, s0, s1, t0, t1 = sys.argv[1], *map(float, sys.argv[2:6])
-images, epochs, size, batch, backend = *map(int, sys.argv[6:10]), sys.argv[10]
+images, epochs, size, batch, run = map(int, sys.argv[6:11])
 daemon = json.loads(os.environ["STATUS"])["daemon"]
 with open(os.path.join(out, "metrics.jsonl")) as f:
     m = [json.loads(l) for l in f if l.strip()]
@@ -139,11 +149,12 @@ if len(m) != epochs:
     sys.exit(f"bench-job: metrics.jsonl has {len(m)} epochs, wanted {epochs}")
 ep = [e["seconds"] for e in m]
 later = ep[1:]
-r = dict(impl="vggtune", mode="job", backend=daemon["backend"], device=daemon["device"],
+r = dict(impl="vggtune", mode="job" if run == 1 else "job_repeat", run=run,
+         backend=daemon["backend"], device=daemon["device"],
          images=images, epochs=epochs, size=size, batch=batch,
          seconds=round(t1 - t0, 3),
          to_model_mtime_s=round(os.stat(os.path.join(out, "model.safetensors")).st_mtime - t0, 3),
-         first_epoch_s=round(ep[0], 3),
+         first_epoch_s=round(ep[0], 3), first_epoch_cached=bool(m[0].get("cached")),
          later_epoch_mean_s=round(sum(later) / len(later), 3) if later else None,
          epochs_sum_s=round(sum(ep), 3), other_s=round(t1 - t0 - sum(ep), 3),
          cached_epochs=sum(1 for e in m if e.get("cached")),
@@ -152,6 +163,10 @@ r = dict(impl="vggtune", mode="job", backend=daemon["backend"], device=daemon["d
 print(json.dumps(r))
 EOF
 )
-echo "$line"
-[ -n "$json" ] && echo "$line" >>"$json"
+  echo "$line"
+  [ -z "$json" ] || echo "$line" >>"$json"
+}
+for k in $(seq 1 "$repeat"); do
+  run_job "$k"
+done
 exit 0
