@@ -384,20 +384,15 @@ if job or naive:
     if naive and job:
         implied = naive["seconds"] * job["epochs"] / naive["epochs"] * job["images"] / naive["images"]
     rep = next((r for r in reversed(load("job.jsonl")) if r.get("mode") == "job_repeat"), None)
-    if job:
-        g = lambda k: f"{job[k]:.2f}" if job.get(k) is not None else "-"
-        lines.append(f"| job ({job['backend']}) | {job['epochs']} x {job['images']} | {g('seconds')} | "
+    for r, label, fig in ((job, "job", "job"), (rep, "job again, same daemon", "job_repeat")):
+        if not r:
+            continue
+        g = lambda k: f"{r[k]:.2f}" if r.get(k) is not None else "-"
+        lines.append(f"| {label} ({r['backend']}) | {r['epochs']} x {r['images']} | {g('seconds')} | "
                      f"{g('first_epoch_s')} | {g('later_epoch_mean_s')} | "
-                     + (f"{implied:.2f} | {implied / job['seconds']:.2f} |" if implied else "- | - |"))
-        e2e_figures.append(dict(figure="job", ours=job["seconds"], torch=implied,
-                                ratio=implied / job["seconds"] if implied else None))
-    if rep:
-        g = lambda k: f"{rep[k]:.2f}" if rep.get(k) is not None else "-"
-        lines.append(f"| job again, same daemon ({rep['backend']}) | {rep['epochs']} x {rep['images']} | "
-                     f"{g('seconds')} | {g('first_epoch_s')} | {g('later_epoch_mean_s')} | "
-                     + (f"{implied:.2f} | {implied / rep['seconds']:.2f} |" if implied else "- | - |"))
-        e2e_figures.append(dict(figure="job_repeat", ours=rep["seconds"], torch=implied,
-                                ratio=implied / rep["seconds"] if implied else None))
+                     + (f"{implied:.2f} | {implied / r['seconds']:.2f} |" if implied else "- | - |"))
+        e2e_figures.append(dict(figure=fig, ours=r["seconds"], torch=implied,
+                                ratio=implied / r["seconds"] if implied else None))
     if naive:
         lines.append(f"| job_naive (PyTorch, measured) | {naive['epochs']} x {naive['images']} | - | - | - | "
                      f"{naive['seconds']:.2f} | - |")
