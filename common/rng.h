@@ -47,7 +47,7 @@ void vt_rng_shuffle(int *idx, int n, uint64_t seed, uint64_t stream);
 
 /* Streams: fixed identifiers so different uses never share numbers. */
 enum {
-    VT_RNG_INIT = 1,      /* initial weights; index = tensor<<32 | element */
+    VT_RNG_INIT = 1,      /* initial weights; index = tensor<<40 | element */
     VT_RNG_SHUFFLE = 2,   /* per-epoch order; stream + epoch */
     VT_RNG_SPLIT = 3,     /* validation split */
     VT_RNG_DROPOUT = 4,   /* dropout masks; stream + step */

@@ -150,11 +150,38 @@ static void check_stack(vt_backend *be, int tb)
     VT_CHECK_INT(bad, 0);
 }
 
+/* He initialisation splits large tensors over threads: every element must
+ * still be the RNG's value at its own index (no gap, no overlap). */
+static void test_init_he_split(vt_backend *be)
+{
+    int hidden[1] = {1024};
+    vt_params *p = NULL;
+    (void)be;
+    VT_CHECK_OK(vt_params_new(&p, 224, hidden, 1, 5));
+    vt_params_init_he(p, 77, 2);
+    size_t n = (size_t)p->dense_in[0] * p->dense_out[0]; /* 25088 x 1024 */
+    double sd = sqrt(2.0 / p->dense_in[0]);
+    int bad = 0;
+#define VT__WANT(i) ((float)(sd * vt_rng_normal(77, VT_RNG_INIT, (100ull << 40) | (i))))
+    for (size_t i = 0; i < n; i += 997) /* a sample of the whole tensor */
+        bad += p->dense_w[0][i] != VT__WANT(i);
+    for (size_t nt = 2; nt <= 32; nt++) /* both sides of every possible split */
+        for (size_t t = 1; t < nt; t++) {
+            size_t at = n * t / nt;
+            bad += p->dense_w[0][at - 1] != VT__WANT(at - 1) || p->dense_w[0][at] != VT__WANT(at);
+        }
+    bad += p->dense_w[0][n - 1] != VT__WANT(n - 1);
+#undef VT__WANT
+    VT_CHECK_INT(bad, 0);
+    vt_params_free(p);
+}
+
 static void test_scratch_stack(vt_backend *be) { check_stack(be, 5); }
 static void test_finetune_stack(vt_backend *be) { check_stack(be, 1); }
 static void test_bottleneck_stack(vt_backend *be) { check_stack(be, 0); }
 
 static const vt_test_case cases[] = {
+    {"init_he_split", test_init_he_split, 0},
     {"scratch_stack", test_scratch_stack, VT_TEST_NUMERIC},
     {"finetune_stack", test_finetune_stack, VT_TEST_NUMERIC},
     {"bottleneck_stack", test_bottleneck_stack, VT_TEST_NUMERIC},
