@@ -26,7 +26,8 @@ void vt_log_init(const char *progname, vt_log_level max_level)
     vt__log_max = max_level;
     vt__log_journal = getenv("JOURNAL_STREAM") != NULL;
     const char *t = getenv("VGGTUNE_LOG_TIME");
-    vt__log_t0 = t && strcmp(t, "0") != 0 ? vt__log_now() : -1;
+    if (vt__log_t0 < 0) /* from the first call: the daemon calls this twice */
+        vt__log_t0 = t && *t && strcmp(t, "0") != 0 ? vt__log_now() : -1;
 }
 
 static const char *vt__log_name(vt_log_level level)

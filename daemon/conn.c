@@ -220,8 +220,8 @@ void vt_conn_accept(vt_daemon *dm)
         char msg[160];
         snprintf(msg, sizeof msg, "too many connections of user %s (at most %d at once); "
                  "close some and try again", c->user, dm->cfg.max_clients_user);
-        vt_log_debug("refused a connection of %s: %d already open", c->user,
-                    dm->cfg.max_clients_user);
+        vt_log_debug("refused a connection of %s: %d already open (the limit)", c->user,
+                     dm->cfg.max_clients_user);
         vt_conn_send_and_close(c, vt_proto_error(NULL, VT_EBUSY, msg));
         return;
     }

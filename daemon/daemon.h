@@ -72,6 +72,10 @@ void vt_daemon_unsubscribe_conn(vt_daemon *dm, uint64_t conn);
  * in the state directory when there is one). */
 void vt_daemon_start_job(vt_daemon *dm, vt_job *j);
 
+/* Removes a checkpoint file under a new job's number: one left by another
+ * job of that number (a job store started afresh) is not this job's. */
+void vt_daemon_drop_stale_checkpoint(vt_daemon *dm, int64_t id);
+
 /* Current Unix time in seconds. */
 double vt_daemon_now(void);
 

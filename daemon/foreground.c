@@ -254,6 +254,7 @@ int vt_fg_run(int argc, char **argv)
     vt_trainer_env env = {.be = be, .pool = pool, .trunk = base->trunk, .base = base->params,
                           .base_prep = base->prep, .base_desc = base->desc,
                           .base_random = base->random, .checkpoint = checkpoint,
+                          .final_checkpoint = 1,
                           .cache_limit = cache_mb >= 0 ? (size_t)cache_mb << 20
                                                        : vt_backend_memory_total(be) / 5 * 2,
                           .host_cache_limit = host_cache_mb >= 0
@@ -267,6 +268,7 @@ int vt_fg_run(int argc, char **argv)
     }
     signal(SIGTERM, vt__on_signal);
     signal(SIGINT, vt__on_signal);
+    signal(SIGHUP, vt__on_signal); /* a closed terminal: checkpoint, then exit */
     while (!vt__stop && (rc = vt_trainer_step(tr)) > 0)
         ;
     if (ui.tty && !ui.quiet)

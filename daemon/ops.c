@@ -137,8 +137,9 @@ static void vt__job(vt_conn *c, const cJSON *id, const cJSON *req)
         if (job && !j->spec.weights) /* the daemon's resident trunk: say which */
             cJSON_AddStringToObject(job, "trunk", c->dm->cfg.weights[0] ? c->dm->cfg.weights
                                                                         : VT_BASE_RANDOM_DESC);
-        /* what the job computes in: bf16 only where the backend has it */
-        if (job)
+        /* what the job computes in: bf16 only where the backend has it
+         * (known once the device is up) */
+        if (job && c->dm->ready)
             cJSON_AddStringToObject(job, "compute",
                                     j->spec.precision != VT_PREC_FP32 && c->dm->bf16 ? "bf16"
                                                                                      : "fp32");
@@ -257,6 +258,7 @@ static void vt__submit(vt_conn *c, const cJSON *id, const cJSON *req)
         j->submitted = sj.submitted;
     }
     vt_jobs_add(&dm->jobs, j);
+    vt_daemon_drop_stale_checkpoint(dm, j->id);
     vt_daemon_start_job(dm, j);
     vt_log_info("job %lld (%s) submitted by %s: %s, %d epochs", (long long)j->id,
                 j->spec.name, c->user, vt_jobspec_mode_name(j->spec.trainable_blocks),

@@ -93,6 +93,14 @@ static int vt__checkpoint_path(vt_daemon *dm, int64_t id, char *buf, size_t len)
                    (long long)id);
 }
 
+void vt_daemon_drop_stale_checkpoint(vt_daemon *dm, int64_t id)
+{
+    char path[PATH_MAX];
+    if (vt__checkpoint_path(dm, id, path, sizeof path) == 0 && unlink(path) == 0)
+        vt_log_warn("job %lld: removed %s, left by an earlier job of the same number",
+                    (long long)id, path);
+}
+
 void vt_daemon_start_job(vt_daemon *dm, vt_job *j)
 {
     vt_dev_job dj = {.id = j->id, .spec = &j->spec};

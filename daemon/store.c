@@ -27,7 +27,9 @@ static const char *const vt__schema =
     "CREATE TABLE IF NOT EXISTS events("
     "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
     "  job INTEGER NOT NULL REFERENCES jobs(id), time REAL NOT NULL,"
-    "  level TEXT NOT NULL, message TEXT NOT NULL);";
+    "  level TEXT NOT NULL, message TEXT NOT NULL);"
+    /* a watch replays one job's latest events */
+    "CREATE INDEX IF NOT EXISTS events_job ON events(job, seq);";
 
 static int vt__db_error(vt_store *s, const char *what)
 {
@@ -149,12 +151,20 @@ int vt_store_put_metrics(vt_store *s, int64_t job, int epoch, const char *json)
 {
     sqlite3_stmt *st = vt__prepare(s,
         "INSERT OR REPLACE INTO metrics(job,epoch,body) VALUES(?,?,?)");
+    int rc;
     if (!st)
         return VT_EIO;
     sqlite3_bind_int64(st, 1, job);
     sqlite3_bind_int(st, 2, epoch);
     vt__bind_text(st, 3, json);
-    return vt__finish(s, st, "record metrics");
+    if ((rc = vt__finish(s, st, "record metrics")) < 0)
+        return rc;
+    /* a job resumed from an earlier checkpoint reports its epochs again */
+    if (!(st = vt__prepare(s, "DELETE FROM metrics WHERE job=? AND epoch>?")))
+        return VT_EIO;
+    sqlite3_bind_int64(st, 1, job);
+    sqlite3_bind_int(st, 2, epoch);
+    return vt__finish(s, st, "drop later metrics");
 }
 
 int vt_store_add_event(vt_store *s, int64_t job, const char *level, const char *message)
@@ -229,8 +239,8 @@ int vt_store_each_event(vt_store *s, int64_t job, int limit,
                         int (*cb)(void *ud, const char *level, const char *message), void *ud)
 {
     sqlite3_stmt *st = vt__prepare(s,
-        "SELECT level, message FROM (SELECT rowid, level, message FROM events WHERE job=? "
-        "ORDER BY rowid DESC LIMIT ?) ORDER BY rowid");
+        "SELECT level, message FROM (SELECT seq, level, message FROM events WHERE job=? "
+        "ORDER BY seq DESC LIMIT ?) ORDER BY seq");
     int step, rc = 0;
     if (!st)
         return VT_EIO;

@@ -41,7 +41,9 @@ int vt_store_insert(vt_store *s, const vt_store_job *j, int64_t *id);
 /* Rewrites a job's state, times, epochs_done, error and reason. */
 int vt_store_update(vt_store *s, const vt_store_job *j);
 
-/* Records (or replaces) the metrics of one epoch, a JSON object. */
+/* Records (or replaces) the metrics of one epoch, a JSON object, and drops
+ * any later epoch's (a job resumed from an earlier checkpoint reports those
+ * again, and may stop sooner). */
 int vt_store_put_metrics(vt_store *s, int64_t job, int epoch, const char *json);
 
 /* Appends a log event ("warn", "info", ...) to a job. */

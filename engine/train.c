@@ -47,8 +47,11 @@ typedef enum { PH_PREPARE, PH_TRAIN, PH_VAL, PH_EPOCH_END, PH_FINISH, PH_DONE } 
 
 #define VT__CKPT_FORMAT "vggtune-checkpoint-1"
 /* Epoch-end checkpoints take at most 1/VT__CKPT_RATIO of the job's time
- * (see vt__epoch_checkpoint). */
+ * (see vt__epoch_checkpoint); before one has been timed, writing is
+ * estimated at VT__CKPT_EST_BPS bytes/s (an H200 machine's disk took 0.5 s
+ * for a 264 MB checkpoint, 2026-12-04). */
 #define VT__CKPT_RATIO 10.0
+#define VT__CKPT_EST_BPS 500e6 /* VT_CHECKPOINT_EST_BPS overrides it (tests) */
 #define VT__MODEL_FORMAT "vggtune-model-1"
 
 struct vt_trainer {
@@ -92,9 +95,11 @@ struct vt_trainer {
     vt_scalar *steplog;         /* running training loss/accuracy every 10 steps */
     int nsteplog;
     double start_wall;          /* Unix seconds when this trainer started */
+    double t_run0;              /* when this run's preparation began (vt__now) */
     double t_ckpt;              /* when the last checkpoint was written (vt__now),
                                    or < 0: none yet in this run */
     double ckpt_cost_s;         /* seconds the last checkpoint took to write */
+    int saved_best;             /* this epoch wrote keep_best's model */
     int features_saved;         /* bottleneck features written (or why not said) */
     int32_t *labels;            /* (batch_size) */
     int *rows;                  /* (batch_size) cache rows of a batch */
@@ -553,6 +558,7 @@ static int vt__prepare(vt_trainer *t)
     size_t budget[2] = {t->env.cache_limit, t->env.host_cache_limit}; /* device, host */
     int rc, first_epoch_cache;
 
+    t->t_run0 = vt__now();
     if ((rc = vt__check_output(t)) < 0 || (rc = vt__load_data(t)) < 0 ||
         (rc = vt__build_params(t)) < 0)
         return rc;
@@ -1577,6 +1583,7 @@ static int vt__epoch_end(vt_trainer *t)
                 if ((rc = vt__save_model(t, m.epoch)) < 0)
                     return rc;
                 t->best_saved = 1;
+                t->saved_best = 1;
             }
         } else if (++t->stale >= t->spec.patience && t->spec.patience > 0) {
             t->stop_early = 1;
@@ -1597,18 +1604,37 @@ static int vt__epoch_end(vt_trainer *t)
 /* The checkpoint at the end of an epoch (t->epoch already counts it).  A
  * checkpoint is a durable write of the trainable weights and their momenta,
  * hundreds of MiB for a finetune head; from cached features a GPU epoch
- * takes a fraction of that.  So one is written after the first epoch of a
- * run, and after a later one only when the time since the last checkpoint
- * is at least VT__CKPT_RATIO times what that one took: the overhead stays
- * under 1/VT__CKPT_RATIO of the job, and a crash loses no more than that
- * many checkpoint-writing times of work (or one epoch, when epochs are
- * longer).  None after the last epoch: the model is written next.  A stop
- * or shutdown writes its own (vt_trainer_checkpoint). */
+ * takes a fraction of that.  So one is written only when the time since the
+ * last checkpoint (or since this run began) is at least VT__CKPT_RATIO
+ * times what writing one takes (the last one's time, or an estimate from
+ * its size): the overhead stays under 1/VT__CKPT_RATIO of the job, and a
+ * crash loses no more than that many checkpoint-writing times of work (or
+ * one epoch, when epochs are longer).  Always after an epoch whose model
+ * keep_best wrote (the resume must not redo it differently).  After the
+ * last epoch only with env.final_checkpoint: the model is written next.  A
+ * stop or shutdown writes its own (vt_trainer_checkpoint). */
 static int vt__epoch_checkpoint(vt_trainer *t)
 {
+    double since, cost = 0;
+    int saved_best = t->saved_best;
+    t->saved_best = 0;
     if (t->epoch >= t->spec.epochs || t->stop_early)
-        return 0;
-    if (t->t_ckpt >= 0 && vt__now() - t->t_ckpt < VT__CKPT_RATIO * t->ckpt_cost_s)
+        return t->env.final_checkpoint ? vt_trainer_checkpoint(t) : 0;
+    /* model.safetensors now holds this epoch: a resume must start from it */
+    if (saved_best)
+        return vt_trainer_checkpoint(t);
+    if (t->t_ckpt >= 0) {
+        since = vt__now() - t->t_ckpt;
+        cost = t->ckpt_cost_s;
+    } else { /* none yet: the run's time against the checkpoint's size */
+        const char *bps = getenv("VT_CHECKPOINT_EST_BPS");
+        double rate = bps && atof(bps) > 0 ? atof(bps) : VT__CKPT_EST_BPS;
+        since = vt__now() - t->t_run0;
+        for (int i = 0; i < vt_model_nparams(t->model); i++) /* weights and momenta, f32 */
+            cost += 8.0 * (double)vt_tensor_numel(vt_model_param(t->model, i));
+        cost /= rate;
+    }
+    if (since < VT__CKPT_RATIO * cost)
         return 0;
     return vt_trainer_checkpoint(t);
 }

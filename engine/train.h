@@ -83,6 +83,9 @@ typedef struct {
     int base_random;          /* the trunk is the seeded random one */
     const vt_creds *creds;    /* read and write the job's files as this user */
     const char *checkpoint;   /* checkpoint file (NULL: none), resumed if present */
+    int final_checkpoint;     /* also write it after the last epoch (a file that
+                                 outlives the run, to continue it with more epochs);
+                                 the daemon removes a finished job's instead */
     size_t cache_limit;       /* device bytes new feature caches may take */
     size_t host_cache_limit;  /* host bytes for those that do not fit cache_limit
                                  (both 0: no caches) */

@@ -289,7 +289,6 @@ static cJSON *vt__with_id(const cJSON *id)
     return o;
 }
 
-/* Prints o (consumed) as one line ending in '\n'. */
 /* Length of the valid UTF-8 sequence at s (1-4), or 0 when it is not one
  * (bad lead or continuation byte, overlong form, surrogate, > U+10FFFF). */
 static int vt__utf8_len(const unsigned char *s)
@@ -330,6 +329,7 @@ void vt_proto_utf8_scrub(char *text)
     }
 }
 
+/* Prints o (consumed) as one line ending in '\n'. */
 static char *vt__line(cJSON *o)
 {
     char *s = o ? cJSON_PrintUnformatted(o) : NULL, *t;
@@ -342,9 +342,18 @@ static char *vt__line(cJSON *o)
         free(s);
         return NULL;
     }
-    vt_proto_utf8_scrub(t); /* names and paths that came in as raw bytes */
     t[n] = '\n';
     t[n + 1] = '\0';
+    return t;
+}
+
+/* A line the daemon sends: valid UTF-8 whatever came in (names and paths
+ * that arrived as raw bytes are echoed with '?'). */
+static char *vt__reply_line(cJSON *o)
+{
+    char *t = vt__line(o);
+    if (t)
+        vt_proto_utf8_scrub(t);
     return t;
 }
 
@@ -360,7 +369,7 @@ char *vt_proto_ok(const cJSON *id, cJSON *body)
         cJSON_Delete(o);
         return NULL;
     }
-    return vt__line(o);
+    return vt__reply_line(o);
 }
 
 char *vt_proto_error(const cJSON *id, int code, const char *message)
@@ -374,7 +383,7 @@ char *vt_proto_error(const cJSON *id, int code, const char *message)
         cJSON_Delete(o);
         return NULL;
     }
-    return vt__line(o);
+    return vt__reply_line(o);
 }
 
 char *vt_proto_event(const cJSON *id, const char *event, cJSON *body)
@@ -389,7 +398,7 @@ char *vt_proto_event(const cJSON *id, const char *event, cJSON *body)
         cJSON_Delete(o);
         return NULL;
     }
-    return vt__line(o);
+    return vt__reply_line(o);
 }
 
 /* ---- client side ------------------------------------------------------- */

@@ -80,11 +80,11 @@ void vt_proto_utf8_scrub(char *text);
 
 /* ---- replies ----------------------------------------------------------- */
 
-/* Each builder returns a malloc'd line ending in '\n' (NULL when out of
- * memory), valid UTF-8: bytes that are not (a name or path that came in as
- * raw bytes, echoed in a message) become '?'.  body (may be NULL) is
- * consumed: its fields are moved into the reply object after "id" and
- * "ok"/"event". */
+/* The daemon's side.  Each builder returns a malloc'd line ending in '\n'
+ * (NULL when out of memory), valid UTF-8: bytes that are not (a name or
+ * path that came in as raw bytes, echoed in a message) become '?'.  body
+ * (may be NULL) is consumed: its fields are moved into the reply object
+ * after "id" and "ok"/"event".  (Client requests are sent as given.) */
 char *vt_proto_ok(const cJSON *id, cJSON *body);
 char *vt_proto_error(const cJSON *id, int code, const char *message);
 char *vt_proto_event(const cJSON *id, const char *event, cJSON *body);

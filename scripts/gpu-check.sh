@@ -249,7 +249,7 @@ if [ "${SKIP_E2E:-0}" != 1 ]; then
     # algorithms already (the summary's job figure is the first run's)
     step job 90 150 bash scripts/bench-job.sh --backend cuda --images 2000 --epochs 10 \
          --data "$e2e_data" --build "$run" --json "$out/job.jsonl" --repeat 2
-    tail -n 1 "$out/job.jsonl" | cut -c1-300 | sed 's/^/    /'
+    grep -h '"mode": "job' "$out/job.jsonl" | cut -c1-300 | sed 's/^/    /'
     if [ "${SKIP_TORCH:-0}" != 1 ] && [ -f "$anchors/torch_e2e_jpeg.py" ]; then
       step e2e 60 120 python3 "$anchors/torch_e2e_jpeg.py" --data "$e2e_data" --epochs 2
       grep '^{"mode"' "$out/e2e.log" >>"$out/e2e.jsonl"

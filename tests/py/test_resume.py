@@ -7,7 +7,9 @@ per-epoch metrics:
   A  straight through, feature cache on
   B  feature cache off
   C  killed with SIGKILL after two epochs, then run again from its last
-     checkpoint (the first epoch's at least)
+     checkpoint; the finished run's checkpoint then continues to 5 epochs
+  T  checkpoints throttled: none when writing one would cost more than a
+     tenth of the run
   D  stopped with SIGTERM in the middle of an epoch (mid-epoch checkpoint;
      another job, with another seed, refuses that checkpoint),
      then run again
@@ -125,6 +127,19 @@ vtpy.check(rc == -signal.SIGKILL, f"C: expected SIGKILL, got {rc}")
 vtpy.check(os.path.exists(ck), "C: no checkpoint after two epochs")
 r = run(job("C"), "--checkpoint", ck)
 same("A", "C")
+# The finished run left its last epoch in the checkpoint: more epochs go on
+# from there.
+r = run(job("C", epochs=5), "--checkpoint", ck)
+vtpy.check("resumed from checkpoint: 4 epochs done" in r.stderr,
+           f"C, 5 epochs after 4: {r.stderr[-300:]!r}")
+# Epoch-end checkpoints cost at most a tenth of a run: with writing one
+# estimated as endlessly slow, a run killed after two epochs wrote none.
+ck = os.path.join(TMP, "T.ckpt")
+os.environ["VT_CHECKPOINT_EST_BPS"] = "1"
+rc, _ = interrupt(job("T"), signal.SIGKILL, 2, 0.0, "--checkpoint", ck)
+del os.environ["VT_CHECKPOINT_EST_BPS"]
+vtpy.check(rc == -signal.SIGKILL and not os.path.exists(ck),
+           f"T: a checkpoint was written although it would cost more than the run: {rc}")
 
 ck = os.path.join(TMP, "D.ckpt")
 rc, out = interrupt(job("D"), signal.SIGTERM, 1, 0.25, "--checkpoint", ck, "--cache-mb", "0")
