@@ -240,14 +240,17 @@ static int vt__job_arg(vt_cli *cli, const char *cmd, const char *text, int64_t *
     return 0;
 }
 
-/* Connects to the daemon.  Returns 0, or VT_CLI_UNREACHABLE (printed). */
+/* Connects to the daemon.  Returns 0, VT_CLI_FAILED when the daemon
+ * answered but refused (a connection limit), else VT_CLI_UNREACHABLE
+ * (printed). */
 static int vt__open(vt_cli *cli, vt_client **c)
 {
     char def[4096];
     const char *path = cli->socket ? cli->socket : vt_proto_default_socket(def, sizeof def);
-    if (vt_client_connect(c, path, NULL) < 0) {
+    int rc = vt_client_connect(c, path, NULL);
+    if (rc < 0) {
         vt__msg(cli, "%s", vt_error_msg());
-        return VT_CLI_UNREACHABLE;
+        return rc == VT_EBUSY ? VT_CLI_FAILED : VT_CLI_UNREACHABLE;
     }
     return 0;
 }

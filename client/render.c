@@ -419,6 +419,14 @@ void vt_cli_render_job(FILE *f, const cJSON *job)
                  vt__int(job, "epochs", 0));
         fprintf(f, VT__KV, "epochs", buf);
     }
+    {
+        const cJSON *kept = cJSON_GetObjectItemCaseSensitive(job, "kept_epoch");
+        double ke;
+        if (cJSON_IsObject(kept) && vt__num(kept, "epoch", &ke)) {
+            snprintf(buf, sizeof buf, "epoch %.0f's (keep_best: lowest val_loss so far)", ke);
+            fprintf(f, VT__KV, "model", buf);
+        }
+    }
     if ((s = vt__str(data, "train")))
         fprintf(f, VT__KV, "data", s);
     if ((s = vt__str(data, "val")))

@@ -150,6 +150,28 @@ static void vt__job(vt_conn *c, const cJSON *id, const cJSON *req)
 
 /* ---- submit ------------------------------------------------------------ */
 
+/* Whether two absolute paths name the same directory as written (trailing
+ * slashes aside). */
+static int vt__same_dir(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    while (la > 1 && a[la - 1] == '/')
+        la--;
+    while (lb > 1 && b[lb - 1] == '/')
+        lb--;
+    return la == lb && memcmp(a, b, la) == 0;
+}
+
+/* The newest job other than `self` whose output directory is dir, or NULL. */
+static vt_job *vt__output_owner(vt_daemon *dm, const char *dir, const vt_job *self)
+{
+    vt_job *found = NULL;
+    for (vt_job *x = dm->jobs.head; x; x = x->next)
+        if (x != self && vt__same_dir(x->spec.output, dir) && (!found || x->id > found->id))
+            found = x;
+    return found;
+}
+
 static int vt__absolute(const char *field, const char *path)
 {
     if (path && path[0] != '/')
@@ -225,6 +247,14 @@ static void vt__submit(vt_conn *c, const cJSON *id, const cJSON *req)
         vt__fail(c, id, rc, "%s", vt_error_msg());
         goto done;
     }
+    /* Two jobs writing one directory would overwrite each other's model. */
+    vt_job *busy = vt__output_owner(dm, spec.output, NULL);
+    if (busy && (busy->state == VT_JOB_QUEUED || busy->state == VT_JOB_RUNNING)) {
+        vt__fail(c, id, VT_EBUSY, "output %s is where job %lld (%s) writes; give this job "
+                 "another output directory", spec.output, (long long)busy->id,
+                 vt_job_state_name(busy->state));
+        goto done;
+    }
     if (vt_jobs_count(&dm->jobs, c->uid, VT_JOB_QUEUED) >= dm->cfg.max_queued) {
         vt__fail(c, id, VT_EBUSY, "you have %d jobs waiting, the limit; submit more when some "
                  "have started", dm->cfg.max_queued);
@@ -258,6 +288,16 @@ static void vt__submit(vt_conn *c, const cJSON *id, const cJSON *req)
         j->submitted = sj.submitted;
     }
     vt_jobs_add(&dm->jobs, j);
+    {
+        vt_job *prev = vt__output_owner(dm, j->spec.output, j);
+        if (prev) { /* said in the job's log, which its watch replays */
+            char msg[PATH_MAX + 128];
+            snprintf(msg, sizeof msg, "%s held job %lld's outputs; this job replaces them "
+                     "(predict and eval of job %lld will use this job's model)",
+                     j->spec.output, (long long)prev->id, (long long)prev->id);
+            vt_store_add_event(dm->store, j->id, "warn", msg);
+        }
+    }
     vt_daemon_drop_stale_checkpoint(dm, j->id);
     vt_daemon_start_job(dm, j);
     vt_log_info("job %lld (%s) submitted by %s: %s, %d epochs", (long long)j->id,

@@ -222,7 +222,7 @@ int vt_sched_users(vt_sched *s, vt_sched_user *out, int max, double now)
     }
     for (int i = 0; i < s->nusers && n < max; i++) {
         const vt__user *u = &s->users[i];
-        if (!u->running && !u->waiting && u->recent < 1e-3)
+        if (!u->running && !u->waiting) /* as PROTOCOL.md says: users with jobs */
             continue;
         out[n++] = (vt_sched_user){.uid = u->uid, .running = u->running,
                                    .waiting = u->waiting, .device_s = u->total,

@@ -65,7 +65,9 @@ int64_t vt_sched_job_id(const vt_sched_job *j);
 /* Number of running and waiting jobs. */
 void vt_sched_counts(const vt_sched *s, int *running, int *waiting);
 
-/* Per-user figures at time now, up to max users; returns how many. */
+/* Per-user figures at time now of the users with running or waiting jobs,
+ * up to max users; returns how many.  A share is of the device time all
+ * users had lately, those without jobs now included. */
 int vt_sched_users(vt_sched *s, vt_sched_user *out, int max, double now);
 
 #endif

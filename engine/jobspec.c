@@ -386,8 +386,8 @@ static int vt__parse_root(vt_jobspec *s, const cJSON *root)
         return vt_error_set(VT_EINVAL, "output is required (the directory for the model "
                             "and metrics)");
     if ((s->keep_best || s->patience) && !s->val_dir && s->val_split <= 0)
-        return vt_error_set(VT_EINVAL, "keep_best and early_stopping need validation data "
-                            "(data.val or data.val_split)");
+        return vt_error_set(VT_EINVAL, "%s needs validation data (data.val or data.val_split)",
+                            s->keep_best ? "keep_best" : "early_stopping.patience");
     if (s->schedule == VT_SCHED_COSINE && s->min_lr > s->lr)
         return vt_error_set(VT_EINVAL, "optimizer.schedule.min_lr (%g) must not exceed "
                             "optimizer.lr (%g): cosine decays from lr down to min_lr",

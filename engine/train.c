@@ -1474,6 +1474,12 @@ static int vt__load_checkpoint(vt_trainer *t)
         t->nhistory++;
     }
     t->epoch = t->nhistory;
+    if (t->epoch > t->spec.epochs) {
+        rc = vt_error_set(VT_EINVAL, "checkpoint %s holds %d epochs, more than this job's %d; "
+                          "give epochs >= %d to go on from it", t->env.checkpoint, t->epoch,
+                          t->spec.epochs, t->epoch);
+        goto done;
+    }
     if (t->nhistory)
         t->last_rate = t->history[t->nhistory - 1].images_per_s;
     {
@@ -1550,6 +1556,13 @@ static int vt__epoch_end(vt_trainer *t)
     m.lr = (float)vt_jobspec_lr(&t->spec, t->iteration > 0 ? t->iteration - 1 : 0, t->epoch);
     m.cached = t->epoch_cached;
     m.time = vt__wall();
+    if (!isfinite(m.loss) || (m.has_val && !isfinite(m.val_loss)))
+        return vt_error_set(VT_EINVAL, "training diverged: the %s loss of epoch %d is %s; "
+                            "lower optimizer.lr (now %g)",
+                            isfinite(m.loss) ? "validation" : "training", m.epoch,
+                            isnan(isfinite(m.loss) ? m.val_loss : m.loss) ? "not a number"
+                                                                         : "infinite",
+                            t->spec.lr);
     improved = m.has_val && m.val_loss < t->best_val_loss - t->spec.min_delta;
     if (t->spec.keep_best)
         m.kept_epoch = improved ? m.epoch : t->best_saved ? t->best_epoch : 0;

@@ -280,7 +280,18 @@ static int vt__move_fields(cJSON *dst, cJSON *body, const char *skip1, const cha
 static cJSON *vt__with_id(const cJSON *id)
 {
     cJSON *o = cJSON_CreateObject();
-    cJSON *i = id ? cJSON_Duplicate(id, 1) : cJSON_CreateNull();
+    cJSON *i;
+    char num[32];
+    /* An integer id goes back digit for digit: cJSON's own printing takes
+     * 15 significant digits when they round-trip within its tolerance,
+     * which turned 2^53 into 9.00719925474099e+15. */
+    if (cJSON_IsNumber(id) && fabs(id->valuedouble) <= 9007199254740992.0 &&
+        id->valuedouble == floor(id->valuedouble)) {
+        snprintf(num, sizeof num, "%.0f", id->valuedouble);
+        i = cJSON_CreateRaw(num);
+    } else {
+        i = id ? cJSON_Duplicate(id, 1) : cJSON_CreateNull();
+    }
     if (!o || !cJSON_AddItemToObject(o, "id", i)) {
         cJSON_Delete(o);
         cJSON_Delete(i);
@@ -686,6 +697,17 @@ int vt_client_send(vt_client *c, cJSON *req, int64_t *id)
     }
     rc = vt__send_all(c, text, n);
     free(text);
+    if (rc < 0 && c->closed) {
+        /* The daemon may have said why before closing (a connection limit):
+         * that error, rather than the broken pipe. */
+        cJSON *m = NULL;
+        c->closed = 0;
+        if (vt__read_socket(c, vt__now_ms() + 200, &m) == 1 &&
+            cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(m, "ok")))
+            rc = vt__reply_status(m);
+        cJSON_Delete(m);
+        c->closed = 1;
+    }
     if (rc < 0)
         return rc;
     if (id)

@@ -102,7 +102,8 @@ const char *vt_proto_default_socket(char *buf, size_t len);
 
 /* Connects and performs the hello handshake.  Errors: VT_ENOTFOUND with
  * "vggtuned is not running (no socket at PATH)" style messages, VT_EPERM
- * when the socket refuses us, VT_EPROTO on a version mismatch.  *hello (may
+ * when the socket refuses us, VT_EBUSY when the daemon does (a connection
+ * limit, with its message), VT_EPROTO on a version mismatch.  *hello (may
  * be NULL) receives the daemon's hello reply (caller frees). */
 int vt_client_connect(vt_client **out, const char *path, cJSON **hello);
 

@@ -339,7 +339,10 @@ static void test_submit_bad_values(vt_backend *be)
         {{"--data", "x", "--precision", "fp16"}, "(--precision)"},
         {{"--data", "x", "--val-split", "0.95"}, "(--val-split)"},
         {{"--data", "x", "--init-head", "0"}, "init_job must be an integer from 1"},
-        {{"--data", "x", "--keep-best"}, "keep_best and early_stopping need validation data"},
+        {{"--data", "x", "--keep-best"}, "keep_best needs validation data (data.val or "
+                                         "data.val_split) (--keep-best)"},
+        {{"--data", "x", "--patience", "2"}, "early_stopping.patience needs validation data "
+                                             "(data.val or data.val_split) (--patience)"},
         {{"--data", "x", "--name", "a/b"}, "name must be at most 127 characters"},
         {{"--epochs", "3"}, "--data DIR is required"},
         {{"--data", "x", "--bogus"}, "unknown option '--bogus'"},

@@ -96,7 +96,7 @@ static void test_refusals(vt_backend *be)
         {"{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"head\":{\"dense\":[0]}}", "head.dense[0]"},
         {"{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"head\":{\"dropout\":1}}", "head.dropout"},
         {"{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"precision\":\"fp16\"}", "precision must be"},
-        {"{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"keep_best\":true}", "need validation"},
+        {"{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"keep_best\":true}", "keep_best needs validation"},
         {"{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"init\":\"/a\",\"init_job\":3}", "not both"},
         {"{\"data\":{\"train\":\"\"},\"output\":\"/o\"}", "data.train must be a non-empty string"},
         {"{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"name\":\"a/b\"}", "name must be"},

@@ -421,6 +421,21 @@ static void script_interleave(fake_daemon *d, int fd)
     }
 }
 
+static void test_big_ids(vt_backend *be)
+{
+    static const double ids[] = {9007199254740992.0, -9007199254740992.0, 1e15 + 1, 7};
+    static const char *const want[] = {"{\"id\":9007199254740992,", "{\"id\":-9007199254740992,",
+                                       "{\"id\":1000000000000001,", "{\"id\":7,"};
+    (void)be;
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+        cJSON *id = cJSON_CreateNumber(ids[i]);
+        char *line = vt_proto_ok(id, NULL);
+        VT_CHECK(line && strncmp(line, want[i], strlen(want[i])) == 0);
+        free(line);
+        cJSON_Delete(id);
+    }
+}
+
 static void test_utf8_scrub(vt_backend *be)
 {
     static const struct { const char *in, *out; } cases[] = {
@@ -805,6 +820,7 @@ int main(int argc, char **argv)
         {"fields", test_fields, 0},
         {"builders", test_builders, 0},
         {"utf8_scrub", test_utf8_scrub, 0},
+        {"big_ids", test_big_ids, 0},
         {"client_requests", test_client_requests, 0},
         {"client_handshake", test_client_handshake, 0},
         {"client_handshake_fails", test_client_handshake_fails, 0},

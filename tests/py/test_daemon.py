@@ -92,6 +92,10 @@ vtpy.check(abs(ev["accuracy"] - metrics[-1]["val_accuracy"]) < 1e-9,
 r = d.cli_json("submit", "--spec", write_spec("long", epochs=200))
 long_id = r["job"]["id"]
 d.wait_state(long_id, ["running"])
+# Another job may not write where a running one does.
+r = d.cli("submit", "--spec", write_spec("long", epochs=1), check=False)
+vtpy.check(r.returncode == 1 and f"where job {long_id} (running) writes" in r.stderr,
+           f"a second job on a running job's output: {r.returncode} {r.stderr!r}")
 time.sleep(1.0)
 r = d.cli("cancel", str(long_id))
 vtpy.check(r.returncode == 0, "cancel must exit 0")
@@ -101,6 +105,11 @@ r = d.cli("watch", str(long_id), check=False)
 vtpy.check(r.returncode == 1, f"watching a cancelled job must exit 1, got {r.returncode}")
 r = d.cli("cancel", str(long_id), check=False)
 vtpy.check(r.returncode == 1 and "already" in r.stderr, f"second cancel: {r.stderr!r}")
+# Once it has ended, a new job may take over that output, and says so.
+r = d.cli_json("submit", "--spec", write_spec("long", epochs=1))
+d.wait_state(r["job"]["id"], ["succeeded"], timeout=120)
+w = d.cli("watch", str(r["job"]["id"])).stdout
+vtpy.check(f"held job {long_id}'s outputs" in w, f"taking over an output directory: {w!r}")
 
 # ---- two jobs at once ---------------------------------------------------------
 # A long job and a short one submitted back to back.  Run one after the other,
@@ -191,10 +200,15 @@ except OSError:
 time.sleep(1)
 rss1 = d.rss_kib()
 vtpy.check("stopped reading" in d.log_text(), "the flooding client was not disconnected")
-# (ThreadSanitizer's shadow memory makes RSS meaningless; ASan's is checked.)
-if vtpy.sanitizer(a.build) != "thread":
-    vtpy.check(rss1 - rss0 < 64 * 1024, f"daemon memory grew by {rss1 - rss0} KiB under a "
-               f"non-reading client ({sent} requests sent)")
+# (ThreadSanitizer's shadow memory makes RSS meaningless.  Under ASan, freed
+# blocks wait in its quarantine, up to 256 MiB: the ~4600 replies built
+# before the cut-off freed 35-50 MiB there when measured, and ~100 MiB once
+# on a loaded machine, so ASan gets a wider bound; without the cut-off the
+# 200,000 requests' replies would take about 400 MiB.)
+limit_mib = {"thread": None, "address": 192}.get(vtpy.sanitizer(a.build), 64)
+if limit_mib:
+    vtpy.check(rss1 - rss0 < limit_mib * 1024, f"daemon memory grew by {rss1 - rss0} KiB "
+               f"under a non-reading client ({sent} requests sent)")
 flood.close()
 print(f"flood: {sent} requests sent, RSS {rss0} -> {rss1} KiB")
 
@@ -293,6 +307,11 @@ r = d.cli("status", "4242", check=False)
 vtpy.check(r.returncode == 1 and "no job 4242" in r.stderr, f"missing job: {r.stderr!r}")
 r = d.cli("frobnicate", check=False)
 vtpy.check(r.returncode == 2, "an unknown command is a usage error")
+
+# With every job ended, status lists no users (the stats refresh each second).
+time.sleep(1.5)
+users = d.cli_json("status")["daemon"]["users"]
+vtpy.check(users == [], f"status lists users without jobs: {users}")
 
 # SIGHUP (a closed terminal, `systemctl kill -s HUP`) is logged, not a stop.
 d.proc.send_signal(signal.SIGHUP)

@@ -122,7 +122,11 @@ _, am = outputs("A")
 vtpy.check(am[1]["cached"] and not am[0]["cached"], "A: epochs after the first should be cached")
 
 ck = os.path.join(TMP, "C.ckpt")
+# (Writing estimated as instant: the first epoch is checkpointed however
+# short it was; see T below for the throttle itself.)
+os.environ["VT_CHECKPOINT_EST_BPS"] = "1e15"
 rc, _ = interrupt(job("C"), signal.SIGKILL, 2, 0.0, "--checkpoint", ck)
+del os.environ["VT_CHECKPOINT_EST_BPS"]
 vtpy.check(rc == -signal.SIGKILL, f"C: expected SIGKILL, got {rc}")
 vtpy.check(os.path.exists(ck), "C: no checkpoint after two epochs")
 r = run(job("C"), "--checkpoint", ck)
@@ -132,6 +136,10 @@ same("A", "C")
 r = run(job("C", epochs=5), "--checkpoint", ck)
 vtpy.check("resumed from checkpoint: 4 epochs done" in r.stderr,
            f"C, 5 epochs after 4: {r.stderr[-300:]!r}")
+r = vtpy.run([VGGTUNED, "run", "--backend", "cpu", "--quiet", "--checkpoint", ck,
+              job("C", epochs=3)], check=False)
+vtpy.check(r.returncode == 1 and "holds 5 epochs, more than this job's 3" in r.stderr,
+           f"C, 3 epochs after 5: {r.returncode} {r.stderr[-300:]!r}")
 # Epoch-end checkpoints cost at most a tenth of a run: with writing one
 # estimated as endlessly slow, a run killed after two epochs wrote none.
 ck = os.path.join(TMP, "T.ckpt")

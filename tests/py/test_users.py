@@ -212,6 +212,9 @@ refusal = json.loads(holder.stdout.readline() or "null")
 vtpy.check(refusal and not refusal.get("ok") and refusal["error"]["code"] == "EBUSY" and
            "too many connections of user vtbob" in refusal["error"]["message"],
            f"bob's fifth connection: {refusal}")
+r = d.cli("status", user="vtbob", check=False)
+vtpy.check(r.returncode == 1 and "too many connections of user vtbob" in r.stderr,
+           f"bob's client over his limit: {r.returncode} {r.stderr!r}")
 r = d.cli("status", user="vtalice", check=False)
 vtpy.check(r.returncode == 0, f"alice while bob holds his connections: {r.stderr}")
 r = d.cli("status", check=False)

@@ -180,6 +180,11 @@ bad = submit("--data", one, "--image-size", "32", "--epochs", "1", "--name", "on
              "--out", out("one"))
 vtpy.check(bad["state"] == "failed" and "training needs at least 2" in bad.get("error", ""),
            f"training on one class: {bad}")
+# A learning rate that blows the loss up fails the job, rather than keeping a
+# model of NaNs.
+bad = submit("--lr", "1", "--epochs", "2", "--name", "diverge", "--out", out("diverge"))
+vtpy.check(bad["state"] == "failed" and "training diverged" in bad.get("error", ""),
+           f"a diverging job: {bad}")
 # One image per class: a val_split cannot give validation any, and says so.
 tiny = os.path.join(TMP, "one-each")
 for c in classes[:2]:
@@ -279,6 +284,8 @@ vtpy.check(es["kept_epoch"]["epoch"] == 1 and es["metrics"][-1]["kept_epoch"] ==
 line = [x for x in d.cli("list").stdout.splitlines() if x.split()[:1] == [str(es["id"])]]
 want = f"val_acc {es['kept_epoch']['val_accuracy']:.4f} (kept epoch 1)"
 vtpy.check(line and want in line[0], f"list shows the kept model's figures ({want}): {line}")
+text = d.cli("status", str(es["id"])).stdout
+vtpy.check("model      epoch 1's (keep_best" in text, f"status names the kept epoch: {text!r}")
 
 st = submit("--schedule", "step", "--epochs", "4", "--lr", "0.01", "--name", "st",
             "--out", out("st"))
