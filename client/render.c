@@ -712,6 +712,8 @@ void vt_cli_render_eval(FILE *f, const cJSON *e)
         fprintf(f, "  loss %.4f", x);
     if (skipped > 0)
         fprintf(f, "  (%lld unreadable image%s skipped)", skipped, skipped == 1 ? "" : "s");
+    if ((skipped = vt__int(e, "links_skipped", 0)) > 0)
+        fprintf(f, "  (%lld symbolic link%s not followed)", skipped, skipped == 1 ? "" : "s");
     fprintf(f, "\n");
     if (nc <= 0)
         return;

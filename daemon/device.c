@@ -560,6 +560,7 @@ static void vt__eval(vt_device *d, vt__cmd *c)
     cJSON *conf = cJSON_AddArrayToObject(e, "confusion");
     cJSON_AddNumberToObject(e, "n", r.n);
     cJSON_AddNumberToObject(e, "skipped", r.skipped);
+    cJSON_AddNumberToObject(e, "links_skipped", r.links);
     cJSON_AddNumberToObject(e, "accuracy", r.accuracy);
     cJSON_AddNumberToObject(e, "loss", r.loss);
     for (int k = 0; k < r.nclasses; k++) {

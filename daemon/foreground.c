@@ -443,6 +443,8 @@ int vt_fg_eval(int argc, char **argv)
     printf("images %d  accuracy %.4f  loss %.4f", r.n, r.accuracy, r.loss);
     if (r.skipped)
         printf("  (%d unreadable image%s skipped)", r.skipped, r.skipped == 1 ? "" : "s");
+    if (r.links)
+        printf("  (%d symbolic link%s not followed)", r.links, r.links == 1 ? "" : "s");
     printf("\n");
     printf("%-20s %9s %9s\n", "class", "precision", "recall");
     for (int c = 0; c < r.nclasses; c++) {

@@ -288,6 +288,7 @@ int vt_predictor_eval(vt_predictor *p, vt_pool *pool, const char *dir,
         goto done;
     }
     res->skipped = vt_loader_failed_count(l);
+    res->links = ds->links;
     if (res->n == 0) {
         rc = vt_error_set(VT_EINVAL, "%s has no readable image", dir);
         goto done;

@@ -35,6 +35,7 @@ typedef struct {
     int nclasses;
     int n;             /* images evaluated */
     int skipped;       /* unreadable images */
+    int links;         /* symbolic links in the folder, not followed */
     double loss;       /* mean cross-entropy */
     double accuracy;
     int *confusion;    /* (nclasses, nclasses): [true][predicted], owned */

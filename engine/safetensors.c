@@ -346,15 +346,18 @@ int vt_safetensors_parse(vt_tensorset **out, const uint8_t *buf, size_t len,
                             "(truncated?)",
                             label, len);
     n = vt__le64(buf);
+    /* a JSON header begins with '{': without one this is some other file
+     * (an image given where a model was meant) */
+    const char *other = len > 8 && buf[8] != '{' ? " (is it a safetensors file at all?)" : "";
     if (n > VT_ST_MAX_HEADER)
         return vt_error_set(VT_EFORMAT,
-                            "%s: header length %" PRIu64 " exceeds the limit of %llu bytes",
-                            label, n, VT_ST_MAX_HEADER);
+                            "%s: header length %" PRIu64 " exceeds the limit of %llu bytes%s",
+                            label, n, VT_ST_MAX_HEADER, other);
     if (n > len - 8)
         return vt_error_set(VT_EFORMAT,
                             "%s: header length %" PRIu64
-                            " runs past the end of the file (%zu bytes): truncated",
-                            label, n, len);
+                            " runs past the end of the file (%zu bytes): %s",
+                            label, n, len, other[0] ? "not a safetensors file?" : "truncated");
     hdr = (const char *)buf + 8;
     if (!vt__utf8_valid(buf + 8, (size_t)n))
         return vt_error_set(VT_EFORMAT, "%s: header is not valid UTF-8", label);

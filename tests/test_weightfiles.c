@@ -326,6 +326,9 @@ static void test_st_header_refusals(vt_backend *be)
                  "header length 100000001 exceeds the limit of 100000000 bytes");
     memset(b, 0xff, 8);
     VT_CHECK_ERR(st_try_buf(b, 16), VT_EFORMAT, "exceeds the limit");
+    /* Another kind of file (a JPEG's first bytes) gets a hint. */
+    memcpy(b, "\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01", 12);
+    VT_CHECK_ERR(st_try_buf(b, 16), VT_EFORMAT, "(is it a safetensors file at all?)");
 
     /* Not JSON, not an object, not UTF-8. */
     VT_CHECK_ERR(st_try("{\"a\": ", 0), VT_EFORMAT, "bad.safetensors: header is not valid JSON");

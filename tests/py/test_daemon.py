@@ -64,6 +64,13 @@ d.wait_state(r["job"]["id"], ["succeeded"], timeout=120)
 w = d.cli("watch", str(r["job"]["id"]))
 vtpy.check("warn: " in w.stdout and "1 symbolic link skipped" in w.stdout,
            f"a late watch should replay the job's warnings: {w.stdout!r}")
+# eval says so too (through the daemon and in the foreground)
+e = d.cli("eval", str(r["job"]["id"]), os.path.join(linked, "train")).stdout
+vtpy.check("(1 symbolic link not followed)" in e, f"eval of a folder with a link: {e!r}")
+e = vtpy.run([VGGTUNED, "eval", "--backend", "cpu",
+              os.path.join(TMP, "out", "linked", "model.safetensors"),
+              os.path.join(linked, "train")]).stdout
+vtpy.check("(1 symbolic link not followed)" in e, f"vggtuned eval of a folder with a link: {e!r}")
 # bf16 asked for on the CPU backend: status says what it computes in.
 r = d.cli_json("submit", "--spec", write_spec("bf16", epochs=1, precision="bf16"))
 j = d.wait_state(r["job"]["id"], ["succeeded"], timeout=120)
