@@ -266,7 +266,7 @@ fi
 if [ "${SKIP_BENCH:-0}" != 1 ] && [ "$(left)" -gt 100 ]; then
   say "vt-bench fp32 and variants"
   for b in $batches; do
-    bench "fp32" 130 -- --batch "$b" --precision fp32
+    bench "fp32" 130 VT_CUDA_VERBOSE=1 -- --batch "$b" --precision fp32
   done
   bench "bf16,nofuse" 50 VT_CUDA_FUSE=0 -- --batch 64 --precision bf16 --modes trunk_fwd
   bench "bf16,nopad" 50 VT_CUDA_PAD=0 -- --batch 64 --precision bf16 --modes trunk_fwd
