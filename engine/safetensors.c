@@ -25,6 +25,7 @@
 
 #include "../common/error.h"
 #include "../common/fileio.h"
+#include "../common/utf8.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors.c assumes a little-endian host"
@@ -59,46 +60,6 @@ typedef struct {
     uint64_t begin, end; /* relative to the data buffer, end exclusive */
     int pos;             /* position in the header, to break ties */
 } vt__entry;
-
-/* Strict UTF-8 check (no overlongs, no surrogates, nothing past U+10FFFF),
- * the same rule as Rust's str::from_utf8 in the reference reader. */
-static int vt__utf8_valid(const uint8_t *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        uint8_t c = s[i];
-        size_t len;
-        uint32_t cp;
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        if (c >= 0xc2 && c <= 0xdf) {
-            len = 2;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            len = 3;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            len = 4;
-            cp = c & 0x07;
-        } else {
-            return 0;
-        }
-        if (n - i < len)
-            return 0;
-        for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xc0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (s[i + k] & 0x3f);
-        }
-        if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-            (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-            return 0;
-        i += len;
-    }
-    return 1;
-}
 
 static uint64_t vt__le64(const uint8_t *p)
 {
@@ -359,7 +320,7 @@ int vt_safetensors_parse(vt_tensorset **out, const uint8_t *buf, size_t len,
                             " runs past the end of the file (%zu bytes): %s",
                             label, n, len, other[0] ? "not a safetensors file?" : "truncated");
     hdr = (const char *)buf + 8;
-    if (!vt__utf8_valid(buf + 8, (size_t)n))
+    if (!vt_utf8_valid(buf + 8, (size_t)n))
         return vt_error_set(VT_EFORMAT, "%s: header is not valid UTF-8", label);
     if (memchr(hdr, '\0', (size_t)n) || (n >= 3 && memcmp(hdr, "\xef\xbb\xbf", 3) == 0))
         return vt_error_set(VT_EFORMAT,
@@ -499,8 +460,8 @@ static int vt__build_header(char **json, const vt_tensorset *set, const char *pa
             goto nomem;
         for (int i = 0; i < set->nmeta; i++) {
             const char *k = set->meta_key[i], *v = set->meta_val[i];
-            if (!vt__utf8_valid((const uint8_t *)k, strlen(k)) ||
-                !vt__utf8_valid((const uint8_t *)v, strlen(v))) {
+            if (!vt_utf8_valid((const uint8_t *)k, strlen(k)) ||
+                !vt_utf8_valid((const uint8_t *)v, strlen(v))) {
                 rc = vt_error_set(VT_EINVAL, "%s: metadata \"%s\" is not valid UTF-8", path,
                                   k);
                 goto cleanup;
@@ -513,7 +474,7 @@ static int vt__build_header(char **json, const vt_tensorset *set, const char *pa
         const vt_ntensor *t = &set->t[i];
         uint64_t nbytes = (uint64_t)vt_ntensor_numel(t) * sizeof(float);
         if (strcmp(t->name, "__metadata__") == 0 ||
-            !vt__utf8_valid((const uint8_t *)t->name, strlen(t->name))) {
+            !vt_utf8_valid((const uint8_t *)t->name, strlen(t->name))) {
             rc = vt_error_set(VT_EINVAL, "%s: tensor name \"%s\" cannot be written", path,
                               t->name);
             goto cleanup;

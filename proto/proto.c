@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "../common/error.h"
+#include "../common/utf8.h"
 
 /* Largest integer a JSON number carries exactly (ids, job numbers). */
 #define VT__MAX_EXACT 9007199254740992.0
@@ -285,8 +286,7 @@ static cJSON *vt__with_id(const cJSON *id)
     /* An integer id goes back digit for digit: cJSON's own printing takes
      * 15 significant digits when they round-trip within its tolerance,
      * which turned 2^53 into 9.00719925474099e+15. */
-    if (cJSON_IsNumber(id) && fabs(id->valuedouble) <= 9007199254740992.0 &&
-        id->valuedouble == floor(id->valuedouble)) {
+    if (cJSON_IsNumber(id) && vt__valid_id(id)) {
         snprintf(num, sizeof num, "%.0f", id->valuedouble);
         i = cJSON_CreateRaw(num);
     } else {
@@ -300,43 +300,16 @@ static cJSON *vt__with_id(const cJSON *id)
     return o;
 }
 
-/* Length of the valid UTF-8 sequence at s (1-4), or 0 when it is not one
- * (bad lead or continuation byte, overlong form, surrogate, > U+10FFFF). */
-static int vt__utf8_len(const unsigned char *s)
-{
-    unsigned c = s[0];
-    int n;
-    unsigned cp;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        n = 2, cp = c & 0x1f;
-    else if (c >= 0xe0 && c <= 0xef)
-        n = 3, cp = c & 0x0f;
-    else if (c >= 0xf0 && c <= 0xf4)
-        n = 4, cp = c & 0x07;
-    else
-        return 0;
-    for (int i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = cp << 6 | (s[i] & 0x3f);
-    }
-    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return n;
-}
-
 void vt_proto_utf8_scrub(char *text)
 {
     unsigned char *s = (unsigned char *)text;
+    size_t left = strlen(text);
     while (*s) {
-        int n = vt__utf8_len(s);
+        int n = vt_utf8_seq(s, left);
         if (n == 0)
-            *s++ = '?';
-        else
-            s += n;
+            n = 1, *s = '?';
+        s += n;
+        left -= (size_t)n;
     }
 }
 

@@ -1,0 +1,17 @@
+/* utf8.h - strict UTF-8: no overlong forms, no surrogates, nothing past
+ * U+10FFFF (the rule of Rust's str::from_utf8, which the safetensors
+ * reference reader applies). */
+#ifndef VT_UTF8_H
+#define VT_UTF8_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Length (1-4) of the valid sequence at s, of which n bytes are available,
+ * or 0 when none starts there.  n >= 1. */
+int vt_utf8_seq(const uint8_t *s, size_t n);
+
+/* Whether s[0..n) is valid UTF-8. */
+int vt_utf8_valid(const uint8_t *s, size_t n);
+
+#endif
