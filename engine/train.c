@@ -99,7 +99,6 @@ struct vt_trainer {
     double t_ckpt;              /* when the last checkpoint was written (vt__now),
                                    or < 0: none yet in this run */
     double ckpt_cost_s;         /* seconds the last checkpoint took to write */
-    int saved_best;             /* this epoch wrote keep_best's model */
     int features_saved;         /* bottleneck features written (or why not said) */
     int32_t *labels;            /* (batch_size) */
     int *rows;                  /* (batch_size) cache rows of a batch */
@@ -521,7 +520,7 @@ static int vt__make_cache(vt_trainer *t, const vt_dataset *ds, const uint8_t *ba
 }
 
 static int vt__load_checkpoint(vt_trainer *t);
-static int vt__epoch_checkpoint(vt_trainer *t);
+static int vt__epoch_checkpoint(vt_trainer *t, int saved_best);
 static int vt__begin_pass(vt_trainer *t, int val);
 static char *vt__classes_json(const vt_dataset *ds);
 
@@ -1596,7 +1595,6 @@ static int vt__epoch_end(vt_trainer *t)
                 if ((rc = vt__save_model(t, m.epoch)) < 0)
                     return rc;
                 t->best_saved = 1;
-                t->saved_best = 1;
             }
         } else if (++t->stale >= t->spec.patience && t->spec.patience > 0) {
             t->stop_early = 1;
@@ -1606,7 +1604,7 @@ static int vt__epoch_end(vt_trainer *t)
         }
     }
     t->epoch++;
-    if ((rc = vt__epoch_checkpoint(t)) < 0)
+    if ((rc = vt__epoch_checkpoint(t, improved && t->spec.keep_best)) < 0)
         return rc;
     if (t->hooks.epoch_end)
         t->hooks.epoch_end(t->hooks.ud, &m);
@@ -1614,7 +1612,8 @@ static int vt__epoch_end(vt_trainer *t)
     return 0;
 }
 
-/* The checkpoint at the end of an epoch (t->epoch already counts it).  A
+/* The checkpoint at the end of an epoch (t->epoch already counts it);
+ * saved_best: this epoch wrote keep_best's model.  A
  * checkpoint is a durable write of the trainable weights and their momenta,
  * hundreds of MiB for a finetune head; from cached features a GPU epoch
  * takes a fraction of that.  So one is written only when the time since the
@@ -1626,11 +1625,9 @@ static int vt__epoch_end(vt_trainer *t)
  * keep_best wrote (the resume must not redo it differently).  After the
  * last epoch only with env.final_checkpoint: the model is written next.  A
  * stop or shutdown writes its own (vt_trainer_checkpoint). */
-static int vt__epoch_checkpoint(vt_trainer *t)
+static int vt__epoch_checkpoint(vt_trainer *t, int saved_best)
 {
     double since, cost = 0;
-    int saved_best = t->saved_best;
-    t->saved_best = 0;
     if (t->epoch >= t->spec.epochs || t->stop_early)
         return t->env.final_checkpoint ? vt_trainer_checkpoint(t) : 0;
     /* model.safetensors now holds this epoch: a resume must start from it */
