@@ -9,7 +9,8 @@
  *   d[j].out  (n, out_j)              dense j after ReLU and dropout (logits
  *                                     for the last layer)
  *   g[0..1]   ping-pong gradients, each as large as the largest of the above
- *   trunk scratch[0..1] (n, S, S, 64) at most: frozen forward ping-pong
+ *   trunk scratch[0..1] (chunk, S, S, 64) at most: frozen forward ping-pong,
+ *                       chunk <= n images (see vt__frozen_chunk)
  */
 #include "model.h"
 
@@ -175,16 +176,46 @@ size_t vt_trunk_scratch_bytes(const vt_trunk *t)
     return 2 * (t->cap[0] * 4 + t->cap[1] * 2);
 }
 
-/* Elements a frozen pass over convs [0, first) needs in each scratch buffer. */
-static size_t vt__scratch_need(int S, int first, int n)
+/* Elements one image needs in each scratch buffer of a frozen pass over
+ * convs [0, first): its largest activation. */
+static size_t vt__scratch_per_image(int S, int first)
 {
     size_t need = 0;
     for (int i = 0; i < first; i++) {
         size_t side = (size_t)vt_vgg_side(S, vt_vgg16[i].block - 1);
-        size_t e = (size_t)n * side * side * (size_t)vt_vgg16[i].cout;
+        size_t e = side * side * (size_t)vt_vgg16[i].cout;
         need = e > need ? e : need;
     }
     return need;
+}
+
+/* Images a frozen pass of batch n computes at once.  A frozen pass keeps no
+ * activations, so it need not hold the whole batch's largest one (block 1's,
+ * 3.2M elements per image at 224): it runs in equal chunks whose scratch
+ * buffers each stay within VT_FROZEN_CHUNK_MIB (default 200; 0 = the whole
+ * batch at once), and never fewer than one image.  At 224 in bf16 that is
+ * 32 images, enough rows for the convolutions to run at full rate. */
+static int vt__frozen_chunk(int S, int first, int n, size_t act_size)
+{
+    const char *env = getenv("VT_FROZEN_CHUNK_MIB");
+    long mib = env && *env ? strtol(env, NULL, 10) : 200;
+    size_t per = vt__scratch_per_image(S, first) * act_size, most;
+    int parts;
+    if (mib <= 0 || per == 0)
+        return n;
+    most = ((size_t)mib << 20) / per;
+    if (most < 1)
+        most = 1;
+    if ((size_t)n <= most)
+        return n;
+    parts = (int)(((size_t)n + most - 1) / most);
+    return (n + parts - 1) / parts;
+}
+
+/* Elements a frozen pass of batch n needs in each scratch buffer. */
+static size_t vt__scratch_need(int S, int first, int n, size_t act_size)
+{
+    return (size_t)vt__frozen_chunk(S, first, n, act_size) * vt__scratch_per_image(S, first);
 }
 
 /* Makes sure the scratch pair for dtype dt holds cap elements each. */
@@ -373,7 +404,7 @@ size_t vt_model_estimate(const vt_params *p, const vt_model_opts *o, size_t act_
         gmax = e > gmax ? e : gmax;
     }
     if (scratch_bytes)
-        *scratch_bytes = 2 * vt__scratch_need(S, first, N) * act_size;
+        *scratch_bytes = 2 * vt__scratch_need(S, first, N, act_size) * act_size;
     /* weights, gradients, velocities in f32; activations and the two
      * gradient buffers in the activation dtype; labels, dlogits, probs. */
     return 3 * params * 4 + (acts + 2 * gmax) * act_size +
@@ -418,20 +449,21 @@ void vt_model_cut(const vt_model *m, int *side, int *channels)
     *channels = m->cut_ch;
 }
 
-int vt_model_extract(vt_model *m)
+/* The frozen convolutions [0, m->first) over the n images of `in` (the
+ * model's input or scratch[1]), through the trunk's ping-pong scratch.  The
+ * last pool writes into out, or when out is NULL into a scratch buffer;
+ * *result says which. */
+static int vt__frozen_pass(vt_model *m, vt_tensor *in, int n, vt_tensor *out,
+                           vt_tensor **result)
 {
     vt_trunk *t = m->trunk;
-    vt_tensor *cur = m->input, **scratch = t->scratch[vt__di(m->o.act)];
-    int rc, k = 0;
+    vt_tensor *cur = in, **scratch = t->scratch[vt__di(m->o.act)];
+    int rc, k = in == scratch[0];
 
-    if (m->first == 0)
-        return vt_tensor_copy(m->features, m->input);
-    if ((rc = vt__trunk_reserve(t, m->o.act, vt__scratch_need(m->S, m->first, m->batch))) < 0)
-        return vt_error_wrap(rc, "frozen pass scratch");
     for (int i = 0; i < m->first; i++) {
         const vt_vgg_conv *c = &vt_vgg16[i];
         int side = vt_vgg_side(m->S, c->block - 1);
-        int dims[4] = {m->batch, side, side, c->cout};
+        int dims[4] = {n, side, side, c->cout};
         vt_tensor *dst = scratch[k];
         if ((rc = vt_tensor_reshape(dst, 4, dims)) < 0 ||
             (rc = vt_op_conv_fwd(m->be, cur, t->w[i], t->b[i], dst, 1)) < 0)
@@ -439,9 +471,9 @@ int vt_model_extract(vt_model *m)
         cur = dst;
         k ^= 1;
         if (c->last_in_block) {
-            vt_tensor *pool = m->features;
-            if (i < m->first - 1) {
-                int pd[4] = {m->batch, side / 2, side / 2, c->cout};
+            vt_tensor *pool = out;
+            if (i < m->first - 1 || !out) {
+                int pd[4] = {n, side / 2, side / 2, c->cout};
                 pool = scratch[k];
                 if ((rc = vt_tensor_reshape(pool, 4, pd)) < 0)
                     return rc;
@@ -451,6 +483,36 @@ int vt_model_extract(vt_model *m)
                 return rc;
             cur = pool;
         }
+    }
+    *result = cur;
+    return 0;
+}
+
+int vt_model_extract(vt_model *m)
+{
+    vt_trunk *t = m->trunk;
+    size_t act = m->o.act == VT_BF16 ? 2 : 4;
+    int n = m->batch, chunk = vt__frozen_chunk(m->S, m->first, n, act), rc;
+    vt_tensor **scratch = t->scratch[vt__di(m->o.act)], *last;
+
+    if (m->first == 0)
+        return vt_tensor_copy(m->features, m->input);
+    if ((rc = vt__trunk_reserve(t, m->o.act, vt__scratch_need(m->S, m->first, n, act))) < 0)
+        return vt_error_wrap(rc, "frozen pass scratch");
+    if (chunk >= n)
+        return vt__frozen_pass(m, m->input, n, m->features, &last);
+    /* Each chunk's images are copied into scratch[1] and its features out
+     * of the scratch buffer its last pool wrote; both copies are small next
+     * to the pass (at 224: 0.15M and 0.1M elements against 3.2M per image
+     * in block 1 alone). */
+    for (int r = 0; r < n; r += chunk) {
+        int c = n - r < chunk ? n - r : chunk;
+        int in_dims[4] = {c, m->S, m->S, 3};
+        if ((rc = vt_tensor_reshape(scratch[1], 4, in_dims)) < 0 ||
+            (rc = vt_tensor_copy_rows(scratch[1], 0, m->input, r, c)) < 0 ||
+            (rc = vt__frozen_pass(m, scratch[1], c, NULL, &last)) < 0 ||
+            (rc = vt_tensor_copy_rows(m->features, r, last, 0, c)) < 0)
+            return rc;
     }
     return 0;
 }

@@ -77,7 +77,10 @@ vt_tensor *vt_model_features(vt_model *m);
 /* Cut shape: side s and channels c of the features. */
 void vt_model_cut(const vt_model *m, int *side, int *channels);
 
-/* Frozen forward pass: input -> features (a copy for trainable_blocks 5). */
+/* Frozen forward pass: input -> features (a copy for trainable_blocks 5).
+ * A large batch runs in chunks of images so that the trunk's scratch stays
+ * within VT_FROZEN_CHUNK_MIB (environment, MiB per buffer, default 200;
+ * 0 = the whole batch at once); the features do not depend on it. */
 int vt_model_extract(vt_model *m);
 
 /* One SGD step on the current features with labels[n] (host): forward,

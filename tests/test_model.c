@@ -176,6 +176,69 @@ static void test_init_he_split(vt_backend *be)
     vt_params_free(p);
 }
 
+/* Features of a frozen pass over images img (n of them, S x S) into out,
+ * with the scratch budget `chunk_mib` (VT_FROZEN_CHUNK_MIB); also returns
+ * the trunk's scratch bytes afterwards. */
+static void frozen_features(vt_backend *be, int tb, const char *chunk_mib, const uint8_t *img,
+                            int n, float *out, size_t *scratch)
+{
+    vt_params *p = NULL;
+    vt_trunk *trunk = NULL;
+    vt_model *m = NULL;
+    int hidden[1] = {16};
+    vt_model_opts o = {.trainable_blocks = tb, .max_batch = n, .dropout = 0,
+                       .act = vt_backend_act_dtype(be, "fp32")};
+    VT_CHECK_OK(vt_params_new(&p, S, hidden, 1, C));
+    vt_params_init_he(p, 5, 3);
+    VT_CHECK_OK(vt_trunk_create(&trunk, be, p));
+    VT_CHECK_OK(vt_model_create(&m, trunk, p, &o));
+    setenv("VT_FROZEN_CHUNK_MIB", chunk_mib, 1);
+    VT_CHECK_OK(vt_op_images_to_input(be, img, n, S, S, VT_PREP_TORCH, vt_model_input(m)));
+    VT_CHECK_OK(vt_model_extract(m));
+    VT_CHECK_OK(vt_tensor_download(vt_model_features(m), out));
+    unsetenv("VT_FROZEN_CHUNK_MIB");
+    *scratch = vt_trunk_scratch_bytes(trunk);
+    vt_model_free(m);
+    vt_trunk_free(trunk);
+    vt_params_free(p);
+}
+
+/* A frozen pass in chunks (1 MiB per scratch buffer = 4 images of 32x32 in
+ * f32, so 7 images run as 4 + 3) gives the features of the pass over the
+ * whole batch, with scratch for 4 images instead of 7. */
+static void check_frozen_chunks(vt_backend *be, int tb)
+{
+    enum { NB = 7 };
+    int side, ch;
+    uint8_t img[NB * S * S * 3];
+    for (size_t i = 0; i < sizeof img; i++)
+        img[i] = (uint8_t)vt_rng_below(6, 0, i, 256);
+    vt_vgg_cut_shape(S, tb, &side, &ch);
+    size_t n = (size_t)NB * side * side * ch, s_whole, s_chunked;
+    float *whole = malloc(n * sizeof *whole), *chunked = malloc(n * sizeof *chunked);
+    frozen_features(be, tb, "0", img, NB, whole, &s_whole);
+    frozen_features(be, tb, "1", img, NB, chunked, &s_chunked);
+    double top = 0, diff = 0;
+    for (size_t i = 0; i < n; i++) {
+        top = fmax(top, fabs(whole[i]));
+        diff = fmax(diff, fabs(whole[i] - chunked[i]));
+    }
+    printf("  features max %.4g, largest difference %.3g; scratch %zu -> %zu bytes\n", top, diff,
+           s_whole, s_chunked);
+    VT_CHECK(top > 0);
+    /* the CPU computes each image alone either way; cuDNN may choose other
+     * algorithms for other batch sizes (float rounding only) */
+    VT_CHECK(diff <= (strcmp(vt_backend_name(be), "cpu") == 0 ? 0.0 : 1e-5 * top));
+    size_t per = (size_t)S * S * 64 * 4; /* block 1's activation of one image, f32 */
+    VT_CHECK_INT((long long)s_whole, (long long)(2 * NB * per));
+    VT_CHECK_INT((long long)s_chunked, (long long)(2 * 4 * per));
+    free(whole);
+    free(chunked);
+}
+
+static void test_frozen_chunks_finetune(vt_backend *be) { check_frozen_chunks(be, 1); }
+static void test_frozen_chunks_bottleneck(vt_backend *be) { check_frozen_chunks(be, 0); }
+
 static void test_scratch_stack(vt_backend *be) { check_stack(be, 5); }
 static void test_finetune_stack(vt_backend *be) { check_stack(be, 1); }
 static void test_bottleneck_stack(vt_backend *be) { check_stack(be, 0); }
@@ -185,6 +248,8 @@ static const vt_test_case cases[] = {
     {"scratch_stack", test_scratch_stack, VT_TEST_NUMERIC},
     {"finetune_stack", test_finetune_stack, VT_TEST_NUMERIC},
     {"bottleneck_stack", test_bottleneck_stack, VT_TEST_NUMERIC},
+    {"frozen_chunks_finetune", test_frozen_chunks_finetune, VT_TEST_NUMERIC},
+    {"frozen_chunks_bottleneck", test_frozen_chunks_bottleneck, VT_TEST_NUMERIC},
 };
 
 int main(int argc, char **argv) { VT_TEST_MAIN(cases); }
