@@ -63,6 +63,16 @@ static double dot(const float *a, const float *b, size_t n)
     return s;
 }
 
+/* f rounded to bf16 (nearest, ties to even), as stored. */
+static float bf16_round(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
 /* Naive 3x3 same convolution, NHWC / KRSC, in double. */
 static void ref_conv(const float *x, const float *w, const float *b, float *y, int N,
                      int H, int W, int C, int K, int relu)
@@ -201,6 +211,64 @@ static void test_conv_large(vt_backend *be)
     free(got); free(x); free(w); free(y);
     vt_tensor_free(tx); vt_tensor_free(tw); vt_tensor_free(tb); vt_tensor_free(ty);
     VT_CHECK(ok);
+}
+
+/* The first layer's shapes (C <= 4 input channels, K a multiple of 64) on
+ * b, for each activation dtype b has and C = 3 and 1: tiles of the CUDA
+ * backend's direct kernel (8 rows x 128 columns x 64 channels) cut at every
+ * edge, two channel groups, with and without ReLU.  bf16 inputs are bf16
+ * values already; the tolerance covers the output's rounding to bf16 and
+ * cuDNN's rounding of the weights to bf16 (2^-9 each). */
+static int check_conv_first(vt_backend *b)
+{
+    enum { N = 2, H = 20, W = 150, K = 128 };
+    vt_dtype dts[2] = {VT_F32, vt_backend_act_dtype(b, "bf16")};
+    int ok = 1;
+    for (int d = 0; d < 2 && ok; d++)
+        for (int C = 3; C >= 1 && ok; C -= 2)
+            for (int relu = 0; relu < 2 && ok; relu++) {
+                size_t nx = (size_t)N * H * W * C, nw = (size_t)K * 9 * C;
+                size_t ny = (size_t)N * H * W * K;
+                float *x = malloc(nx * 4), *w = malloc(nw * 4), *y = malloc(ny * 4), bias[K];
+                double tol = dts[d] == VT_BF16 ? 2e-2 : rtol_for(b);
+                fill(x, nx, 40 + C); fill(w, nw, 41); fill(bias, K, 42);
+                if (dts[d] == VT_BF16)
+                    for (size_t i = 0; i < nx; i++)
+                        x[i] = bf16_round(x[i]);
+                vt_tensor *tx = mk_act(b, dts[d], 4, (int[]){N, H, W, C}, x);
+                vt_tensor *ty = mk_act(b, dts[d], 4, (int[]){N, H, W, K}, NULL);
+                vt_tensor *tw = mk(b, 4, K, 3, 3, C, w), *tb = mk(b, 1, K, 0, 0, 0, bias);
+                char what[48];
+                float *got = NULL;
+                ok = tx && ty && tw && tb && vt_op_conv_fwd(b, tx, tw, tb, ty, relu) == 0 &&
+                     (got = get(ty)) != NULL;
+                ref_conv(x, w, bias, y, N, H, W, C, K, relu);
+                snprintf(what, sizeof what, "conv_fwd %s c%d%s", dts[d] == VT_BF16 ? "bf16" : "f32",
+                         C, relu ? " relu" : "");
+                ok = ok && vt_test_allclose(what, got, y, ny, tol, tol);
+                free(got); free(x); free(w); free(y);
+                vt_tensor_free(tx); vt_tensor_free(ty); vt_tensor_free(tw); vt_tensor_free(tb);
+            }
+    return ok;
+}
+
+/* On the CUDA backend, once with each of the two ways the first layer can
+ * run (a backend of its own for each VT_CUDA_SMALL_CONV), then as chosen. */
+static void test_conv_first(vt_backend *be)
+{
+    static const char *const modes[2] = {"own", "cudnn"};
+    for (int m = 0; m < 2 && strcmp(vt_backend_name(be), "cuda") == 0; m++) {
+        vt_backend *b = NULL;
+        printf("  VT_CUDA_SMALL_CONV=%s\n", modes[m]);
+        setenv("VT_CUDA_SMALL_CONV", modes[m], 1);
+        int rc = vt_backend_create(&b, "cuda", 0);
+        unsetenv("VT_CUDA_SMALL_CONV");
+        VT_CHECK_OK(rc);
+        int ok = check_conv_first(b);
+        vt_backend_free(b);
+        VT_CHECK(ok);
+    }
+    VT_CHECK(check_conv_first(be));
 }
 
 /* ---- ReLU, pooling ----------------------------------------------------- */
@@ -349,16 +417,6 @@ static void test_dense(vt_backend *be)
 }
 
 /* ---- the backend's storage precision for activations --------------------- */
-
-/* f rounded to bf16 (nearest, ties to even), as stored. */
-static float bf16_round(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-    memcpy(&f, &u, 4);
-    return f;
-}
 
 /* The paths a bf16 job takes that the f32 cases above do not: the first
  * layer's 3 channels (padded to 8 on the GPU) with bias and ReLU fused,
@@ -833,6 +891,7 @@ static const vt_test_case cases[] = {
     {"conv_fwd", test_conv_fwd, VT_TEST_NUMERIC},
     {"conv_grad", test_conv_grad, VT_TEST_NUMERIC},
     {"conv_large", test_conv_large, VT_TEST_NUMERIC},
+    {"conv_first", test_conv_first, VT_TEST_NUMERIC},
     {"relu_bwd", test_relu_bwd, VT_TEST_NUMERIC},
     {"maxpool", test_maxpool, VT_TEST_NUMERIC},
     {"maxpool_ties", test_maxpool_ties, VT_TEST_NUMERIC},

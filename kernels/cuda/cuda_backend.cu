@@ -26,8 +26,10 @@
  * forward pass fuses bias and ReLU into the convolution
  * (cudnnConvolutionBiasActivationForward); where cuDNN refuses that for a
  * configuration, the plan remembers it and a vectorised bias+ReLU kernel
- * runs after the plain convolution.  The first layer (C = 3) is padded to 8
- * channels in bf16 so that tensor-core kernels apply.  Shapes no cuDNN
+ * runs after the plain convolution.  For the first layer (C = 3) cuDNN's
+ * input is padded to 8 channels in bf16 so that tensor-core kernels apply;
+ * a direct kernel of our own (vt_cuk_conv_small_fwd) competes with that
+ * once per shape, timed, and the faster one runs from then on.  Shapes no cuDNN
  * algorithm accepts fall back to direct reference kernels (slow, logged).
  *
  * Dense layers are cuBLASLt matrix products with the bias (+ReLU) epilogue,
@@ -49,6 +51,9 @@
  *                             instead of timing them [find]
  *   VT_CUDA_DETERMINISTIC=1   only deterministic convolution algorithms [0]
  *   VT_CUDA_WORKSPACE_MIB=N   largest convolution workspace to consider [1024]
+ *   VT_CUDA_SMALL_CONV=own|cudnn   always / never use the direct kernel for
+ *                             the first layer (C <= 4) instead of timing it
+ *                             against cuDNN [auto]
  *   VT_CUDA_VERBOSE=1         log the algorithm chosen for each plan [0]
  *
  * Device memory that the backend allocates for itself (shadows, workspace,
@@ -95,7 +100,11 @@ typedef struct {
     int algo;     /* cudnnConvolution{Fwd,BwdData,BwdFilter}Algo_t */
     size_t ws;    /* workspace bytes the algorithm needs */
     int fused;    /* forward bias+ReLU: -1 untried, 0 unavailable, 1 bias in dt, 2 bias f32 */
+    int own;      /* forward by vt_cuk_conv_small_fwd: -1 undecided, 0 no, 1 yes */
 } vt__conv_plan;
+
+/* VT_CUDA_SMALL_CONV: when the first layer's direct kernel runs. */
+enum { VT__SMALL_AUTO = 0, VT__SMALL_OWN = 1, VT__SMALL_CUDNN = 2 };
 
 /* One cuBLASLt matrix product configuration (column-major terms). */
 typedef struct {
@@ -171,7 +180,7 @@ typedef struct {
     int sticky;
     char sticky_msg[384];
     /* options */
-    int tf32, fuse, pad, find, deterministic, verbose;
+    int tf32, fuse, pad, find, deterministic, verbose, small;
     size_t ws_limit;
 } vt_cuda;
 
@@ -732,6 +741,7 @@ static int vt__conv_plan_get(vt_cuda *cu, int kind, int n, int h, int w, int c, 
     p->dt = dt;
     p->algo = -1;
     p->fused = cu->fuse ? -1 : 0;
+    p->own = kind == VT__FWD ? -1 : 0;
     if ((rc = vt__conv_plan_init(cu, p)) < 0) {
         vt__conv_plan_free(p);
         return vt_error_wrap(rc, "convolution descriptors");
@@ -954,22 +964,18 @@ static int vt__conv_fused(vt_cuda *cu, vt__conv_plan *p, const void *xp, const v
     return 0;
 }
 
-static int vt__cuda_conv_fwd(vt_backend *be, const vt_tensor *x, const vt_tensor *w,
-                             const vt_tensor *b, vt_tensor *y, int relu)
+/* The convolution of plan p through cuDNN: channels padded (cp != C), the
+ * algorithm searched on first use, bias and ReLU fused where cuDNN can. */
+static int vt__conv_fwd_dnn(vt_cuda *cu, vt__conv_plan *p, const vt_tensor *x,
+                            const vt_tensor *w, const vt_tensor *b, vt_tensor *y, int relu)
 {
-    vt_cuda *cu = vt__cu(be);
     int N = x->dims[0], H = x->dims[1], W = x->dims[2], C = x->dims[3], K = w->dims[0];
+    int cp = p->c;
     vt_dtype cd = x->dtype;
-    int cp = cd == VT_BF16 && cu->pad && C % 8 ? (C + 7) / 8 * 8 : C;
     const void *xp = x->data, *wp = w->data;
     void *yp;
-    vt__conv_plan *p;
     cudnnStatus_t st;
 
-    VT__ENTER(cu);
-    VT__TRY(vt__need_f32(w, "conv_fwd", "w"));
-    VT__TRY(vt__need_f32(b, "conv_fwd", "b"));
-    VT__TRY(vt__conv_plan_get(cu, VT__FWD, N, H, W, cp, K, cd, &p));
     if (p->naive)
         return vt__conv_fwd_ref(cu, x, w, b, y, relu);
     if (cp != C) {
@@ -1008,6 +1014,96 @@ static int vt__cuda_conv_fwd(vt_backend *be, const vt_tensor *x, const vt_tensor
     VT_CUDA_TRY(cu, vt_cuk_bias_act(cu->stream, yp, vt__kt(cd), (const float *)b->data,
                                     (size_t)N * H * W, K, relu));
     return vt__act_out_done(cu, y, cd, yp);
+}
+
+/* The convolution by the direct kernel for few input channels. */
+static int vt__conv_fwd_small(vt_cuda *cu, const vt_tensor *x, const vt_tensor *w,
+                              const vt_tensor *b, vt_tensor *y, int relu)
+{
+    VT_CUDA_TRY(cu, vt_cuk_conv_small_fwd(cu->stream, x->data, vt__kt(x->dtype),
+                                          (const float *)w->data, (const float *)b->data, y->data,
+                                          x->dims[0], x->dims[1], x->dims[2], x->dims[3],
+                                          w->dims[0], relu));
+    return 0;
+}
+
+/* Milliseconds of the fastest of three runs of plan p's convolution, by
+ * the direct kernel (small != 0) or through cuDNN, timed with events. */
+static int vt__conv_fwd_time(vt_cuda *cu, vt__conv_plan *p, int small, const vt_tensor *x,
+                             const vt_tensor *w, const vt_tensor *b, vt_tensor *y, int relu,
+                             float *ms)
+{
+    cudaEvent_t ev[2] = {NULL, NULL};
+    int rc = 0;
+    *ms = 1e30f;
+    for (int i = 0; i < 2 && rc == 0; i++)
+        if (cudaEventCreate(&ev[i]) != cudaSuccess)
+            rc = vt__cuda_fail(cu, cudaGetLastError(), "cudaEventCreate", __FILE__, __LINE__);
+    for (int run = 0; run < 3 && rc == 0; run++) {
+        float t = 0.0f;
+        cudaError_t e = cudaEventRecord(ev[0], cu->stream);
+        if (e == cudaSuccess)
+            rc = small ? vt__conv_fwd_small(cu, x, w, b, y, relu)
+                       : vt__conv_fwd_dnn(cu, p, x, w, b, y, relu);
+        if (rc == 0 && e == cudaSuccess && (e = cudaEventRecord(ev[1], cu->stream)) == cudaSuccess &&
+            (e = cudaEventSynchronize(ev[1])) == cudaSuccess &&
+            (e = cudaEventElapsedTime(&t, ev[0], ev[1])) == cudaSuccess && t < *ms)
+            *ms = t;
+        if (rc == 0 && e != cudaSuccess)
+            rc = vt__cuda_fail(cu, e, "timing a convolution", __FILE__, __LINE__);
+    }
+    for (int i = 0; i < 2; i++)
+        if (ev[i] && cudaEventDestroy(ev[i]) != cudaSuccess)
+            (void)cudaGetLastError();
+    return rc;
+}
+
+/* Decides once per plan whether the direct kernel for few input channels
+ * (VGG's first layer) runs instead of cuDNN: never where it does not apply
+ * (C > 4, K not a multiple of 64) or VT_CUDA_SMALL_CONV=cudnn, always with
+ * =own, and by default whichever of the two ran faster here, cuDNN's time
+ * including its channel padding. */
+static int vt__conv_small_choose(vt_cuda *cu, vt__conv_plan *p, const vt_tensor *x,
+                                 const vt_tensor *w, const vt_tensor *b, vt_tensor *y, int relu)
+{
+    float own = 0.0f, dnn = 0.0f;
+    if (x->dims[3] > 4 || w->dims[0] % 64 || cu->small == VT__SMALL_CUDNN) {
+        p->own = 0;
+        return 0;
+    }
+    if (cu->small == VT__SMALL_OWN) {
+        p->own = 1;
+        return 0;
+    }
+    VT__TRY(vt__conv_fwd_dnn(cu, p, x, w, b, y, relu)); /* its search, outside the clock */
+    VT__TRY(vt__conv_fwd_time(cu, p, 0, x, w, b, y, relu, &dnn));
+    VT__TRY(vt__conv_fwd_time(cu, p, 1, x, w, b, y, relu, &own));
+    p->own = own < dnn;
+    vt_log(cu->verbose ? VT_LOG_INFO : VT_LOG_DEBUG,
+           "cuda: conv fwd n%d %dx%d c%d k%d %s: direct kernel %.3f ms, cuDNN %.3f ms: %s",
+           x->dims[0], x->dims[1], x->dims[2], x->dims[3], w->dims[0], vt__dt_name(x->dtype), own,
+           dnn, p->own ? "direct" : "cuDNN");
+    return 0;
+}
+
+static int vt__cuda_conv_fwd(vt_backend *be, const vt_tensor *x, const vt_tensor *w,
+                             const vt_tensor *b, vt_tensor *y, int relu)
+{
+    vt_cuda *cu = vt__cu(be);
+    int N = x->dims[0], H = x->dims[1], W = x->dims[2], C = x->dims[3], K = w->dims[0];
+    vt_dtype cd = x->dtype;
+    int cp = cd == VT_BF16 && cu->pad && C % 8 ? (C + 7) / 8 * 8 : C;
+    vt__conv_plan *p;
+
+    VT__ENTER(cu);
+    VT__TRY(vt__need_f32(w, "conv_fwd", "w"));
+    VT__TRY(vt__need_f32(b, "conv_fwd", "b"));
+    VT__TRY(vt__conv_plan_get(cu, VT__FWD, N, H, W, cp, K, cd, &p));
+    if (p->own < 0)
+        VT__TRY(vt__conv_small_choose(cu, p, x, w, b, y, relu));
+    if (p->own)
+        return vt__conv_fwd_small(cu, x, w, b, y, relu);
+    return vt__conv_fwd_dnn(cu, p, x, w, b, y, relu);
 }
 
 static int vt__cuda_conv_bwd_data(vt_backend *be, const vt_tensor *dy, const vt_tensor *w,
@@ -1841,7 +1937,7 @@ static int vt__cuda_setup(vt_cuda *cu, vt_backend *be)
 extern "C" int vt_cuda_backend_init(vt_backend *be)
 {
     vt_cuda *cu = (vt_cuda *)calloc(1, sizeof *cu);
-    const char *search = getenv("VT_CUDA_CONV_SEARCH");
+    const char *search = getenv("VT_CUDA_CONV_SEARCH"), *small = getenv("VT_CUDA_SMALL_CONV");
     int rc;
 
     if (!cu)
@@ -1853,6 +1949,15 @@ extern "C" int vt_cuda_backend_init(vt_backend *be)
     cu->find = !(search && strcmp(search, "heuristic") == 0);
     cu->deterministic = vt__env_int("VT_CUDA_DETERMINISTIC", 0) != 0;
     cu->verbose = vt__env_int("VT_CUDA_VERBOSE", 0) != 0;
+    cu->small = !small || !*small || strcmp(small, "auto") == 0 ? VT__SMALL_AUTO
+                : strcmp(small, "own") == 0                     ? VT__SMALL_OWN
+                : strcmp(small, "cudnn") == 0                   ? VT__SMALL_CUDNN
+                                                                : -1;
+    if (cu->small < 0) {
+        free(cu);
+        return vt_error_set(VT_EINVAL, "VT_CUDA_SMALL_CONV=%s: expected auto, own or cudnn",
+                            small);
+    }
     rc = vt__env_int("VT_CUDA_WORKSPACE_MIB", 1024);
     cu->ws_limit = (size_t)(rc > 0 ? rc : 0) << 20;
     if ((rc = vt__cuda_setup(cu, be)) < 0) {

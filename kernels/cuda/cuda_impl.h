@@ -127,6 +127,15 @@ cudaError_t vt_cuk_softmax_xent(cudaStream_t s, const void *logits, vt_cuk_type 
 cudaError_t vt_cuk_sgd(cudaStream_t s, float *w, const float *g, float *v, size_t n, float lr,
                        float momentum, float weight_decay, int nesterov, void *shadow);
 
+/* y (n, h, wd, k) = act(conv3x3_same(x, w) + b) for a layer with few
+ * input channels (1 <= c <= 4, VGG's first) and k a multiple of 64: a
+ * direct convolution on the FP32 pipes, x and y both of type t, w (k,3,3,c)
+ * and b f32; act = ReLU when relu != 0.  cudaErrorInvalidValue for other
+ * shapes. */
+cudaError_t vt_cuk_conv_small_fwd(cudaStream_t s, const void *x, vt_cuk_type t, const float *w,
+                                  const float *b, void *y, int n, int h, int wd, int c, int k,
+                                  int relu);
+
 /* Direct (slow) 3x3 same convolutions with f32 weights, for shapes no
  * cuDNN algorithm accepts: forward with bias and optional ReLU, the input
  * gradient, and the weight gradient (dw f32, overwritten). */

@@ -20,6 +20,7 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "conv_small.cuh"
 #include "cuda_impl.h"
 
 namespace {
@@ -677,6 +678,39 @@ void colsum_shape(size_t rows, int cols, unsigned *gx, unsigned *chunks, size_t 
     *chunks = ch ? (unsigned)ch : 1u;
 }
 
+/* The first layer's direct convolution (conv_small.cuh): stage the tile,
+ * then each warp sweeps its row. */
+template <typename T, int C>
+__global__ void __launch_bounds__(kSmallThreads)
+k_conv_small_fwd(const T *x, const float *w, const float *b, T *y, int h, int wd, int k,
+                 int relu)
+{
+    __shared__ float4 tile[kSmallRows + 2][kSmallCols + 2];
+    small_geom g = small_tile(blockIdx.x, h, wd);
+    small_load<T, C>(x, h, wd, g, threadIdx.x, tile);
+    __syncthreads();
+    small_row<T, C>(tile, w, b, y, h, wd, k, relu, g, blockIdx.y, threadIdx.x);
+}
+
+template <typename T>
+cudaError_t launch_conv_small_fwd(cudaStream_t s, const void *x, const float *w, const float *b,
+                                  void *y, int n, int h, int wd, int c, int k, int relu)
+{
+    size_t tiles = small_tiles(n, h, wd);
+    if (tiles > 0x7fffffffu || k % 64 || c < 1 || c > 4)
+        return cudaErrorInvalidValue;
+    dim3 grid((unsigned)tiles, (unsigned)(k / 64));
+    const T *xp = static_cast<const T *>(x);
+    T *yp = static_cast<T *>(y);
+    switch (c) {
+    case 1: k_conv_small_fwd<T, 1><<<grid, kSmallThreads, 0, s>>>(xp, w, b, yp, h, wd, k, relu); break;
+    case 2: k_conv_small_fwd<T, 2><<<grid, kSmallThreads, 0, s>>>(xp, w, b, yp, h, wd, k, relu); break;
+    case 3: k_conv_small_fwd<T, 3><<<grid, kSmallThreads, 0, s>>>(xp, w, b, yp, h, wd, k, relu); break;
+    default: k_conv_small_fwd<T, 4><<<grid, kSmallThreads, 0, s>>>(xp, w, b, yp, h, wd, k, relu); break;
+    }
+    return cudaGetLastError();
+}
+
 } /* namespace */
 
 /* ---- wrappers ---------------------------------------------------------- */
@@ -882,6 +916,15 @@ cudaError_t vt_cuk_sgd(cudaStream_t s, float *w, const float *g, float *v, size_
         k_sgd<1><<<blocks_for(n), kThreads, 0, s>>>(w, g, v, n, lr, momentum, weight_decay,
                                                     nesterov, sh);
     return cudaGetLastError();
+}
+
+cudaError_t vt_cuk_conv_small_fwd(cudaStream_t s, const void *x, vt_cuk_type t, const float *w,
+                                  const float *b, void *y, int n, int h, int wd, int c, int k,
+                                  int relu)
+{
+    if (t == VT_CUK_BF16)
+        return launch_conv_small_fwd<bf16>(s, x, w, b, y, n, h, wd, c, k, relu);
+    return launch_conv_small_fwd<float>(s, x, w, b, y, n, h, wd, c, k, relu);
 }
 
 cudaError_t vt_cuk_conv_fwd_ref(cudaStream_t s, const void *x, vt_cuk_type xt, const float *w,
