@@ -425,6 +425,17 @@ static void vt__dfree(vt_cuda *cu, void *p)
         (void)cudaGetLastError();
 }
 
+/* Frees scratch slot `slot` (it is made again when next needed). */
+static void vt__tmp_release(vt_cuda *cu, int slot)
+{
+    if (!cu->tmp[slot])
+        return;
+    vt__dfree(cu, cu->tmp[slot]);
+    vt__mem_sub(cu, cu->tmp_size[slot]);
+    cu->tmp[slot] = NULL;
+    cu->tmp_size[slot] = 0;
+}
+
 /* Scratch slot `slot` with at least `bytes`, zero-filled when (re)made so
  * that it never holds NaN patterns. */
 static int vt__tmp(vt_cuda *cu, int slot, size_t bytes, void **out)
@@ -432,12 +443,7 @@ static int vt__tmp(vt_cuda *cu, int slot, size_t bytes, void **out)
     if (cu->tmp_size[slot] < bytes) {
         size_t want = bytes + bytes / 8;
         want = (want + ((size_t)1 << 20) - 1) & ~(((size_t)1 << 20) - 1);
-        if (cu->tmp[slot]) {
-            vt__dfree(cu, cu->tmp[slot]);
-            vt__mem_sub(cu, cu->tmp_size[slot]);
-            cu->tmp[slot] = NULL;
-            cu->tmp_size[slot] = 0;
-        }
+        vt__tmp_release(cu, slot);
         VT__TRY(vt__dmalloc(cu, &cu->tmp[slot], want, "backend scratch"));
         cu->tmp_size[slot] = want;
         vt__mem_add(cu, want);
@@ -1079,6 +1085,8 @@ static int vt__conv_small_choose(vt_cuda *cu, vt__conv_plan *p, const vt_tensor 
     VT__TRY(vt__conv_fwd_time(cu, p, 0, x, w, b, y, relu, &dnn));
     VT__TRY(vt__conv_fwd_time(cu, p, 1, x, w, b, y, relu, &own));
     p->own = own < dnn;
+    if (p->own)
+        vt__tmp_release(cu, VT__T_IN); /* cuDNN's padded input, no longer needed */
     vt_log(cu->verbose ? VT_LOG_INFO : VT_LOG_DEBUG,
            "cuda: conv fwd n%d %dx%d c%d k%d %s: direct kernel %.3f ms, cuDNN %.3f ms: %s",
            x->dims[0], x->dims[1], x->dims[2], x->dims[3], w->dims[0], vt__dt_name(x->dtype), own,
