@@ -26,9 +26,10 @@
 #      the anchor torch_e2e_jpeg.py --epochs 2 on the same files (loader,
 #      gpu_decode, job_naive); before the variants, which are optional;
 #   6. while time is left, the anchor compiled (default) at batch 64,
-#      vt-bench fp32 at batch 64 and 256, then variants
-#      of ours at batch 64 (no fused bias+ReLU, no C=3 padding, TF32,
-#      heuristic algorithm choice), then the whole job with the resize on
+#      variants of ours at batch 256 (the first layer through cuDNN instead
+#      of the direct kernel; the frozen pass over the whole batch instead of
+#      chunks), vt-bench fp32 at batch 64 and 256, more variants at batch 64
+#      (no fused bias+ReLU, TF32), then the whole job with the resize on
 #      the host;
 #   7. the table: ours against PyTorch's best per figure, with ratios, and
 #      the decode and job rows against their references.
@@ -264,14 +265,16 @@ if [ "${SKIP_TORCH:-0}" != 1 ] && [ "${SKIP_COMPILE:-0}" != 1 ] && [ "${QUICK:-0
   anchor 170 "" --batch 64 --precisions bf16 --compile default
 fi
 if [ "${SKIP_BENCH:-0}" != 1 ] && [ "$(left)" -gt 100 ]; then
-  say "vt-bench fp32 and variants"
+  say "vt-bench variants and fp32"
+  # what the first layer's direct kernel and the chunked frozen pass each
+  # change, at the batch where trunk_fwd missed its target on 2026-12-04
+  bench "bf16,cudnn-first" 60 VT_CUDA_SMALL_CONV=cudnn -- --batch 256 --precision bf16 --modes trunk_fwd
+  bench "bf16,whole-batch" 60 VT_FROZEN_CHUNK_MIB=0 -- --batch 256 --precision bf16 --modes trunk_fwd,step_full
   for b in $batches; do
     bench "fp32" 130 VT_CUDA_VERBOSE=1 -- --batch "$b" --precision fp32
   done
   bench "bf16,nofuse" 50 VT_CUDA_FUSE=0 -- --batch 64 --precision bf16 --modes trunk_fwd
-  bench "bf16,nopad" 50 VT_CUDA_PAD=0 -- --batch 64 --precision bf16 --modes trunk_fwd
   bench "fp32,tf32" 70 VT_CUDA_TF32=1 -- --batch 64 --precision fp32
-  bench "bf16,heuristic" 50 VT_CUDA_CONV_SEARCH=heuristic -- --batch 64 --precision bf16 --modes trunk_fwd
 fi
 
 # The same whole job with the resize on the host, for what the device resize
