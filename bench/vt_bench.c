@@ -16,7 +16,9 @@
  * when it stops (equivalent to CUDA events around the region to within the
  * launch latency of the first operation, a few microseconds); the figure is
  * the median of --iters timed iterations after --warmup untimed ones (the
- * first of which also chooses the cuDNN algorithms).  Peak memory is
+ * first of which also chooses the cuDNN algorithms; with VT_CUDA_GRAPHS=1
+ * the second records the step as a CUDA graph, and "replayed" in the JSON
+ * says how many timed steps replayed it).  Peak memory is
  * vt_backend_memory()'s high-water mark of this process (tensors plus the
  * backend's workspaces and bf16 copies), so run one precision per process
  * to get each precision's own peak, as scripts/gpu-check.sh does.
@@ -56,6 +58,7 @@ typedef struct {
     int ran;
     double ips, median_ms, min_ms, max_ms, last_loss;
     size_t peak;
+    long replayed; /* timed steps that ran as CUDA graph replays */
 } vt_bench_result;
 
 typedef struct {
@@ -186,6 +189,7 @@ static int vt_bench_measure(vt_bench_ctx *c, const vt_bench_opts *o, int mode, v
         rc = vt_bench_run(c, mode);
     if (rc == 0)
         rc = vt_backend_sync(c->be);
+    r->replayed = -vt_model_replays(c->m);
     for (int i = 0; i < o->iters && rc == 0; i++) {
         double t0 = vt_bench_now_ms();
         if ((rc = vt_bench_run(c, mode)) == 0 && (rc = vt_backend_sync(c->be)) == 0)
@@ -201,6 +205,7 @@ static int vt_bench_measure(vt_bench_ctx *c, const vt_bench_opts *o, int mode, v
         r->ips = r->median_ms > 0 ? o->batch / (r->median_ms / 1e3) : 0.0;
         r->last_loss = mode ? c->sums.loss / o->batch : NAN;
         vt_backend_memory(c->be, NULL, &r->peak);
+        r->replayed += vt_model_replays(c->m);
     }
     free(t);
     return rc;
@@ -233,6 +238,8 @@ static void vt_bench_json(FILE *f, const vt_bench_opts *o, vt_backend *be, const
             r->min_ms, r->max_ms, o->iters, r->peak / 1048576.0);
     if (!isnan(r->last_loss))
         fprintf(f, ",\"last_loss\":%.5f", isfinite(r->last_loss) ? r->last_loss : -1.0);
+    if (r->replayed)
+        fprintf(f, ",\"replayed\":%ld", r->replayed);
     if (o->label) {
         fprintf(f, ",\"label\":");
         vt_bench_jstr(f, o->label);

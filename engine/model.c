@@ -65,6 +65,13 @@ struct vt_model {
     vt_tensor *g[2];     /* gradient ping-pong, 1-D of g_cap */
     vt__tconv tc[VT_VGG_NCONV];
     vt__dense d[VT_MAX_DENSE];
+    /* The training step at max_batch as a recorded sequence (backend.h):
+     * made after one plain step at that size, replayed from then on. */
+    vt_recording *rec;
+    int rec_warm;     /* a plain step at max_batch has run since the last recording */
+    int rec_off;      /* the backend does not record, or recording kept failing */
+    int rec_failures; /* recordings that failed in a row */
+    long replays;     /* steps that ran as replays */
     int nparams;
     char names[VT__MAX_PARAMS][32];
     vt_tensor *param[VT__MAX_PARAMS], *velocity[VT__MAX_PARAMS], *grad[VT__MAX_PARAMS];
@@ -361,6 +368,7 @@ void vt_model_free(vt_model *m)
 {
     if (!m)
         return;
+    vt_recording_free(m->be, m->rec); /* before the tensors it refers to */
     vt_tensor *all[] = {m->input, m->features, m->labels, m->dlogits, m->probs, m->g[0],
                         m->g[1]};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
@@ -606,11 +614,12 @@ static int vt__backward(vt_model *m)
     return 0;
 }
 
-int vt_model_train_step(vt_model *m, const int32_t *labels, const vt_step_args *a,
-                        vt_xent_sums *sums)
+/* The step's device work: forward, loss, backward, updates (the labels are
+ * on the device already). */
+static int vt__step(vt_model *m, const vt_step_args *a, vt_xent_sums *sums)
 {
     int rc;
-    if ((rc = vt_tensor_upload(m->labels, labels)) < 0 || (rc = vt__forward(m, a)) < 0 ||
+    if ((rc = vt__forward(m, a)) < 0 ||
         (rc = vt_op_softmax_xent(m->be, m->d[m->ndense - 1].out, m->labels, m->dlogits,
                                  1.0f / (float)m->batch, NULL, sums)) < 0 ||
         (rc = vt__backward(m)) < 0)
@@ -621,6 +630,49 @@ int vt_model_train_step(vt_model *m, const int32_t *labels, const vt_step_args *
             return rc;
     return 0;
 }
+
+/* The step as a recorded sequence where the backend records (CUDA graphs):
+ * only at max_batch (a last, smaller batch runs plainly), and only after a
+ * plain step at that size, which has chosen the algorithms and sized the
+ * backend's buffers.  A sequence that cannot be recorded or replayed runs
+ * plainly; after three failures in a row the model stops trying. */
+static int vt__step_recorded(vt_model *m, const vt_step_args *a, vt_xent_sums *sums)
+{
+    int rc, replay = m->rec != NULL;
+    if (m->rec_off || m->batch != m->o.max_batch || (!m->rec && !m->rec_warm)) {
+        m->rec_warm = m->batch == m->o.max_batch;
+        return vt__step(m, a, sums);
+    }
+    rc = vt_record_begin(m->be, &m->rec);
+    if (rc <= 0) {
+        /* not supported, or not possible now (a plain step then shows the
+         * real error, if any); 0: not this time */
+        m->rec_off = rc < 0;
+        m->rec_warm = 1;
+        return vt__step(m, a, sums);
+    }
+    rc = vt__step(m, a, sums);
+    if ((rc = vt_record_end(m->be, &m->rec, rc == 0)) < 0)
+        return rc;
+    if (rc == 1) {
+        m->rec_failures = 0;
+        m->replays += replay;
+        return 0;
+    }
+    if (++m->rec_failures >= 3)
+        m->rec_off = 1;
+    m->rec_warm = 1;
+    return vt__step(m, a, sums);
+}
+
+int vt_model_train_step(vt_model *m, const int32_t *labels, const vt_step_args *a,
+                        vt_xent_sums *sums)
+{
+    int rc = vt_tensor_upload(m->labels, labels);
+    return rc < 0 ? rc : vt__step_recorded(m, a, sums);
+}
+
+long vt_model_replays(const vt_model *m) { return m->replays; }
 
 int vt_model_evaluate(vt_model *m, const int32_t *labels, float *probs, float *logits,
                       vt_xent_sums *sums)

@@ -90,6 +90,11 @@ int vt_model_extract(vt_model *m);
 int vt_model_train_step(vt_model *m, const int32_t *labels, const vt_step_args *a,
                         vt_xent_sums *sums);
 
+/* Training steps that ran as replays of a recorded sequence (CUDA graphs,
+ * VT_CUDA_GRAPHS=1): each step at max_batch after the second, where the
+ * backend records. */
+long vt_model_replays(const vt_model *m);
+
 /* Forward pass without dropout.  labels may be NULL (prediction only: sums
  * is then untouched and may be NULL); probs (host, n x C, optional) receives
  * the softmax, logits (host, n x C, optional) the logits.  *sums, like the

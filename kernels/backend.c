@@ -91,6 +91,25 @@ vt_dtype vt_backend_act_dtype(const vt_backend *be, const char *precision)
 
 int vt_backend_sync(vt_backend *be) { return be->ops->sync(be); }
 
+int vt_record_begin(vt_backend *be, vt_recording **rec)
+{
+    if (!be->ops->record_begin)
+        return vt_error_set(VT_EUNSUPPORTED, "the %s backend does not record sequences",
+                            be->name);
+    return be->ops->record_begin(be, rec);
+}
+
+int vt_record_end(vt_backend *be, vt_recording **rec, int ok)
+{
+    return be->ops->record_end(be, rec, ok);
+}
+
+void vt_recording_free(vt_backend *be, vt_recording *rec)
+{
+    if (rec)
+        be->ops->recording_free(be, rec);
+}
+
 void vt_backend_memory(const vt_backend *be, size_t *in_use, size_t *peak)
 {
     if (in_use)

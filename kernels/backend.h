@@ -119,6 +119,47 @@ size_t vt_backend_memory_total(const vt_backend *be);
 /* Lists the backends compiled in, as a comma-separated string ("cpu,cuda"). */
 const char *vt_backend_compiled(void);
 
+/* ---- recorded sequences -------------------------------------------------
+ *
+ * A sequence of operations that repeats unchanged (a training step at a
+ * fixed batch size) can be recorded once and then replayed as one launch,
+ * where the backend supports it (CUDA: a CUDA graph, when the environment
+ * has VT_CUDA_GRAPHS=1).  The caller brackets the sequence:
+ *
+ *   vt_record_begin(be, &rec)   the operations   vt_record_end(be, &rec, ok)
+ *
+ * With rec NULL the operations are recorded into a new recording and run
+ * at vt_record_end.  With a recording, the caller must make the same calls
+ * on the same tensors and shapes as when it was recorded; only the SGD
+ * arguments, the dropout rate, seed and stream may differ.  The calls are
+ * then only noted (they return at once, their work not yet done) and
+ * vt_record_end replays the recording with the new arguments.  Softmax sums
+ * must go to the same object every time.  Inside a sequence, operations
+ * that move data between host and device (uploads, downloads, images,
+ * gather and scatter, sync) are refused.  Writing a weight from the host
+ * between replays (an upload, a copy into it) or a change in the backend's
+ * own buffers makes the backend decline the next replay (begin answers 0),
+ * after which one unrecorded run and then a new recording are expected.
+ */
+typedef struct vt_recording vt_recording;
+
+/* Starts a sequence.  Returns 1 when the operations that follow are to be
+ * recorded (*rec NULL) or replayed (*rec given); 0 when this run should not
+ * be recorded (a stale *rec is freed and set to NULL): the caller just makes
+ * the calls; VT_EUNSUPPORTED when the backend never records. */
+int vt_record_begin(vt_backend *be, vt_recording **rec);
+
+/* Ends the sequence begun with vt_record_begin (ok = 0: one of its calls
+ * failed).  Returns 1 when the operations ran (recorded, then run once; or
+ * replayed) and *rec is the recording; 0 when they did not run (the
+ * recording failed, or ok was 0): *rec is freed and NULL, and the caller
+ * makes the calls again without recording; < 0 on a device error. */
+int vt_record_end(vt_backend *be, vt_recording **rec, int ok);
+
+/* Frees a recording, delivering its pending softmax sums first; NULL is a
+ * no-op.  be must be the backend that made it. */
+void vt_recording_free(vt_backend *be, vt_recording *rec);
+
 /* ---- tensors ----------------------------------------------------------- */
 
 /* Allocates a zero-filled tensor of the given shape (1..4 dims, each > 0).

@@ -44,6 +44,10 @@ typedef struct vt_backend_ops {
     void (*host_free)(vt_backend *be, void *p);
     int (*host_fence)(vt_backend *be);
     vt_dtype (*act_dtype)(const vt_backend *be, const char *precision);
+    /* optional (NULL: vt_record_begin answers VT_EUNSUPPORTED) */
+    int (*record_begin)(vt_backend *be, vt_recording **rec);
+    int (*record_end)(vt_backend *be, vt_recording **rec, int ok);
+    void (*recording_free)(vt_backend *be, vt_recording *rec);
     void (*destroy)(vt_backend *be);
 
     int (*images_to_input)(vt_backend *be, const uint8_t *images, int n, int h,

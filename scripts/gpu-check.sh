@@ -28,7 +28,7 @@
 #   6. while time is left, the anchor compiled (default) at batch 64,
 #      variants of ours at batch 256 (the first layer through cuDNN instead
 #      of the direct kernel; the frozen pass over the whole batch instead of
-#      chunks), vt-bench fp32 at batch 64 and 256, more variants at batch 64
+#      chunks) and at 64 (steps replayed as CUDA graphs), vt-bench fp32 at batch 64 and 256, more variants at batch 64
 #      (no fused bias+ReLU, TF32), then the whole job with the resize on
 #      the host;
 #   7. the table: ours against PyTorch's best per figure, with ratios, and
@@ -270,6 +270,8 @@ if [ "${SKIP_BENCH:-0}" != 1 ] && [ "$(left)" -gt 100 ]; then
   # change, at the batch where trunk_fwd missed its target on 2026-12-04
   bench "bf16,cudnn-first" 60 VT_CUDA_SMALL_CONV=cudnn -- --batch 256 --precision bf16 --modes trunk_fwd
   bench "bf16,whole-batch" 60 VT_FROZEN_CHUNK_MIB=0 -- --batch 256 --precision bf16 --modes trunk_fwd,step_full
+  # training steps as CUDA graph replays (off by default until measured)
+  bench "bf16,graphs" 60 VT_CUDA_GRAPHS=1 VT_CUDA_VERBOSE=1 -- --batch 64 --precision bf16 --modes step_full,step_cached
   for b in $batches; do
     bench "fp32" 130 VT_CUDA_VERBOSE=1 -- --batch "$b" --precision fp32
   done
@@ -350,12 +352,15 @@ for b in batches:
                      f"{g(get(torch, m, b, 'bf16'))} | {g(get(torch, m, b, 'fp32'))} |")
 variants = [r for r in ours if r.get("label") not in ("bf16", "fp32")]
 if variants:
-    lines += ["", "variants (ours, images/s)", "", "| label | figure | batch | images/s | same figure, default |",
-              "| --- | --- | ---: | ---: | ---: |"]
+    lines += ["", "variants (ours, images/s; peak MiB; timed steps replayed as CUDA graphs)", "",
+              "| label | figure | batch | images/s | same figure, default | peak MiB | default | replayed |",
+              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in variants:
         base = get(ours, r["mode"], r["batch"], r["precision"], r["precision"])
         lines.append(f"| {r.get('label')} | {r['mode']} | {r['batch']} | {r['images_per_s']:,.0f} | "
-                     + (f"{base['images_per_s']:,.0f}" if base else "-") + " |")
+                     + (f"{base['images_per_s']:,.0f}" if base else "-")
+                     + f" | {r['peak_mem_mib']} | " + (f"{base['peak_mem_mib']}" if base else "-")
+                     + f" | {r.get('replayed', 0)} |")
 decode = load("decode.jsonl")
 job = next((r for r in reversed(load("job.jsonl")) if r.get("mode") == "job"), None)
 e2e = {r["mode"]: r for r in load("e2e.jsonl") if "mode" in r}

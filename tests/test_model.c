@@ -239,6 +239,135 @@ static void check_frozen_chunks(vt_backend *be, int tb)
 static void test_frozen_chunks_finetune(vt_backend *be) { check_frozen_chunks(be, 1); }
 static void test_frozen_chunks_bottleneck(vt_backend *be) { check_frozen_chunks(be, 0); }
 
+/* ---- recorded steps (CUDA graphs) ---------------------------------------- */
+
+typedef struct {
+    vt_params *p;
+    vt_trunk *trunk;
+    vt_model *m;
+} rec_model;
+
+/* A finetune model (dropout 0.5, two hidden layers) on b with the features
+ * of NB fixed images. */
+static int rec_make(vt_backend *b, rec_model *r, int nb)
+{
+    int hidden[2] = {32, 16};
+    vt_model_opts o = {.trainable_blocks = 1, .max_batch = nb, .dropout = 0.5f,
+                       .act = vt_backend_act_dtype(b, "bf16")};
+    uint8_t img[4 * S * S * 3];
+    for (size_t i = 0; i < sizeof img; i++)
+        img[i] = (uint8_t)vt_rng_below(11, 0, i, 256);
+    if (vt_params_new(&r->p, S, hidden, 2, C) < 0)
+        return -1;
+    vt_params_init_he(r->p, 12, 3);
+    return vt_trunk_create(&r->trunk, b, r->p) < 0 || vt_model_create(&r->m, r->trunk, r->p, &o) < 0 ||
+                   vt_op_images_to_input(b, img, nb, S, S, VT_PREP_TORCH, vt_model_input(r->m)) < 0 ||
+                   vt_model_extract(r->m) < 0
+               ? -1
+               : 0;
+}
+
+static void rec_free(rec_model *r)
+{
+    vt_model_free(r->m);
+    vt_trunk_free(r->trunk);
+    vt_params_free(r->p);
+}
+
+/* The same steps on model r: learning rate and dropout stream changing
+ * every step, a smaller batch in the middle, a weight written from the
+ * host (which a replay must not miss), more steps.  Returns the summed loss
+ * and fills p with the final trainable weights. */
+static double rec_run(vt_backend *b, rec_model *r, vt_params *p)
+{
+    int32_t labels[4] = {0, 2, 1, 2};
+    vt_xent_sums sums = {0};
+    for (int i = 0; i < 14; i++) {
+        vt_step_args a = {.sgd = {.lr = 5e-4f * (1.0f + 0.1f * (float)i), .momentum = 0.9f,
+                                  .weight_decay = 1e-4f, .nesterov = i < 9},
+                          .seed = 3, .iteration = (uint64_t)i};
+        int n = i == 6 ? 3 : 4;
+        if (vt_model_set_batch(r->m, n) < 0 || vt_model_train_step(r->m, labels, &a, &sums) < 0) {
+            printf("  step %d: %s\n", i, vt_error_msg());
+            return NAN;
+        }
+        if (i == 9) { /* scale the first dense layer's bias from the host */
+            vt_tensor *t = vt_model_param(r->m, vt_model_nparams(r->m) - 5);
+            size_t n_el = vt_tensor_numel(t);
+            float *h = malloc(n_el * sizeof *h);
+            if (vt_tensor_download(t, h) < 0)
+                return NAN;
+            for (size_t k = 0; k < n_el; k++)
+                h[k] *= 0.5f;
+            if (vt_tensor_upload(t, h) < 0)
+                return NAN;
+            free(h);
+        }
+    }
+    if (vt_backend_sync(b) < 0 || vt_model_download(r->m, p) < 0) {
+        printf("  %s\n", vt_error_msg());
+        return NAN;
+    }
+    return sums.loss;
+}
+
+/* Training steps replayed from a recording end with the same weights, bit
+ * for bit, as the same steps run one operation at a time, and the same
+ * summed loss (to its summation order).  On CUDA the two runs use two
+ * backends, VT_CUDA_GRAPHS=1 and =0, both with cuDNN's heuristic and
+ * deterministic algorithms, so that they choose the same ones; elsewhere
+ * both run on the given backend, which does not record. */
+static void test_recorded_steps(vt_backend *be)
+{
+    int cuda = strcmp(vt_backend_name(be), "cuda") == 0;
+    vt_backend *b[2] = {be, be};
+    rec_model r[2] = {{0}};
+    vt_params *out[2] = {NULL, NULL};
+    double loss[2];
+    long replays[2];
+    int hidden[2] = {32, 16};
+    for (int k = 0; k < 2; k++) {
+        if (cuda) {
+            setenv("VT_CUDA_GRAPHS", k ? "1" : "0", 1);
+            setenv("VT_CUDA_CONV_SEARCH", "heuristic", 1);
+            setenv("VT_CUDA_DETERMINISTIC", "1", 1);
+            int rc = vt_backend_create(&b[k], "cuda", 0);
+            unsetenv("VT_CUDA_GRAPHS");
+            unsetenv("VT_CUDA_CONV_SEARCH");
+            unsetenv("VT_CUDA_DETERMINISTIC");
+            VT_CHECK_OK(rc);
+        }
+        VT_CHECK_OK(vt_params_new(&out[k], S, hidden, 2, C));
+        VT_CHECK(rec_make(b[k], &r[k], 4) == 0);
+        loss[k] = rec_run(b[k], &r[k], out[k]);
+        replays[k] = vt_model_replays(r[k].m);
+    }
+    printf("  summed loss %.9g (plain) %.9g (recorded), %ld replays\n", loss[0], loss[1],
+           replays[1]);
+    VT_CHECK(isfinite(loss[0]) && fabs(loss[0] - loss[1]) <= 1e-9 * fabs(loss[0]));
+    int differ = 0;
+    for (int i = VT_VGG_NCONV - 3; i < VT_VGG_NCONV; i++)
+        differ += memcmp(out[0]->conv_w[i], out[1]->conv_w[i],
+                         vt_vgg_conv_numel(i) * sizeof(float)) != 0;
+    for (int j = 0; j < out[0]->ndense; j++)
+        differ += memcmp(out[0]->dense_w[j], out[1]->dense_w[j],
+                         (size_t)out[0]->dense_in[j] * out[0]->dense_out[j] * sizeof(float)) != 0 ||
+                  memcmp(out[0]->dense_b[j], out[1]->dense_b[j],
+                         (size_t)out[0]->dense_out[j] * sizeof(float)) != 0;
+    VT_CHECK_INT(differ, 0);
+    VT_CHECK_INT(replays[0], 0);
+    /* 14 steps: 0 plain, 1 recorded, 2-5 replayed, 6 (batch 3) plain, 7-9
+     * replayed; the host write after 9 makes 10 plain, 11 recorded, 12-13
+     * replayed */
+    VT_CHECK_INT(replays[1], cuda ? 9 : 0);
+    for (int k = 0; k < 2; k++) {
+        rec_free(&r[k]);
+        vt_params_free(out[k]);
+        if (b[k] != be)
+            vt_backend_free(b[k]);
+    }
+}
+
 static void test_scratch_stack(vt_backend *be) { check_stack(be, 5); }
 static void test_finetune_stack(vt_backend *be) { check_stack(be, 1); }
 static void test_bottleneck_stack(vt_backend *be) { check_stack(be, 0); }
@@ -250,6 +379,7 @@ static const vt_test_case cases[] = {
     {"bottleneck_stack", test_bottleneck_stack, VT_TEST_NUMERIC},
     {"frozen_chunks_finetune", test_frozen_chunks_finetune, VT_TEST_NUMERIC},
     {"frozen_chunks_bottleneck", test_frozen_chunks_bottleneck, VT_TEST_NUMERIC},
+    {"recorded_steps", test_recorded_steps, VT_TEST_NUMERIC},
 };
 
 int main(int argc, char **argv) { VT_TEST_MAIN(cases); }

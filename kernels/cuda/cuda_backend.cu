@@ -54,6 +54,8 @@
  *   VT_CUDA_SMALL_CONV=own|cudnn   always / never use the direct kernel for
  *                             the first layer (C <= 4) instead of timing it
  *                             against cuDNN [auto]
+ *   VT_CUDA_GRAPHS=1          record repeated sequences (training steps) as
+ *                             CUDA graphs and replay them [0]
  *   VT_CUDA_VERBOSE=1         log the algorithm chosen for each plan [0]
  *
  * Device memory that the backend allocates for itself (shadows, workspace,
@@ -103,6 +105,8 @@ typedef struct {
     int own;      /* forward by vt_cuk_conv_small_fwd: -1 undecided, 0 no, 1 yes */
 } vt__conv_plan;
 
+enum { VT__REC_NONE = 0, VT__REC_CAPTURE = 1, VT__REC_REPLAY = 2 };
+
 /* VT_CUDA_SMALL_CONV: when the first layer's direct kernel runs. */
 enum { VT__SMALL_AUTO = 0, VT__SMALL_OWN = 1, VT__SMALL_CUDNN = 2 };
 
@@ -129,6 +133,34 @@ typedef struct {
     int valid;
     int cpad;         /* 0, or the channel count it was padded to */
 } vt__shadow;
+
+/* A recorded sequence (vt_record_begin): a CUDA graph captured from the
+ * stream, instantiated, and replayed with its per-run arguments patched. */
+enum { VT__P_SGD = 0, VT__P_DROPOUT = 1 };
+typedef struct {
+    cudaGraphNode_t node; /* the captured kernel launch */
+    int kind;             /* VT__P_* */
+    float a, b, c;        /* sgd: lr, momentum, weight decay; dropout: rate, keep */
+    int nesterov;         /* sgd */
+    uint64_t base;        /* dropout: vt_rng_mix(seed ^ vt_rng_mix(stream)) */
+} vt__patch;
+
+struct vt_recording {
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    unsigned gen;          /* the backend's buffer generation it was captured in */
+    int nops;              /* operations in the sequence */
+    vt__patch *patch;      /* the arguments that may change, in call order */
+    int npatch, cap_patch;
+    vt_cuk_xent *dres;     /* (2) device: [0] the captured softmax's result,
+                              [1] the sum of the runs not yet delivered */
+    vt_cuk_xent *hacc;     /* (1) pinned host copy of dres[1] */
+    vt_xent_sums *sums;    /* where the softmax sums go (NULL: none recorded) */
+    int xent_c;            /* its class count, for the label error */
+    int pending;           /* dres[1] holds runs not yet delivered */
+    int cursor, opcount;   /* during a replay: patches and operations seen */
+    int bad;               /* during a replay: the calls did not match */
+};
 
 /* Scratch slots: each use in one operation has its own slot. */
 enum {
@@ -179,8 +211,20 @@ typedef struct {
     int upload_pending;
     int sticky;
     char sticky_msg[384];
+    /* Recording (vt_record_begin): mode, the recording, the shadows that
+     * capture marked fresh (made stale again if the capture fails), the
+     * recordings whose softmax sums await delivery, and the generation of
+     * the backend's own buffers (bumped whenever one moves or a weight is
+     * written from the host, which makes recordings stale). */
+    int rec_mode; /* VT__REC_* */
+    vt_recording *rec;
+    vt__shadow **touched;
+    int ntouched, cap_touched;
+    vt_recording **pending;
+    int npending, cap_pending;
+    unsigned gen;
     /* options */
-    int tf32, fuse, pad, find, deterministic, verbose, small;
+    int tf32, fuse, pad, find, deterministic, verbose, small, graphs;
     size_t ws_limit;
 } vt_cuda;
 
@@ -335,6 +379,35 @@ static int vt__cublas_fail(vt_cuda *cu, cublasStatus_t st, const char *call, con
             VT_CUDA_TRY((cu), cudaSetDevice((cu)->device));                    \
     } while (0)
 
+/* Recorded sequences (defined with vt_record_begin, below). */
+static int vt__replay_skip(vt_cuda *cu);
+static int vt__rec_refuse(vt_cuda *cu, const char *what);
+static int vt__capture_patch(vt_cuda *cu, const vt__patch *want);
+static int vt__replay_patch(vt_cuda *cu, const vt__patch *want);
+static int vt__rec_softmax_xent(vt_cuda *cu, const vt_tensor *logits, const vt_tensor *labels,
+                                vt_tensor *dlogits, float grad_scale, vt_tensor *probs,
+                                vt_xent_sums *sums);
+
+/* An operation that a recorded sequence may contain: in a replay it only
+ * counts (its work is in the graph). */
+#define VT__OP(cu)                                                             \
+    do {                                                                       \
+        VT__ENTER(cu);                                                         \
+        if ((cu)->rec_mode == VT__REC_REPLAY)                                  \
+            return vt__replay_skip(cu);                                        \
+        if ((cu)->rec_mode == VT__REC_CAPTURE)                                 \
+            (cu)->rec->nops++;                                                 \
+    } while (0)
+
+/* An operation that moves data between host and device: refused inside a
+ * recorded sequence. */
+#define VT__HOST_OP(cu, what)                                                  \
+    do {                                                                       \
+        VT__ENTER(cu);                                                         \
+        if ((cu)->rec_mode != VT__REC_NONE)                                    \
+            return vt__rec_refuse((cu), (what));                               \
+    } while (0)
+
 /* A cuDNN status meaning "this configuration is not supported" rather than
  * a failure of the device or a mistake in our arguments (the BAD_PARAM codes
  * named below always mean the latter: they fail loudly, not fall back). */
@@ -430,6 +503,7 @@ static void vt__tmp_release(vt_cuda *cu, int slot)
 {
     if (!cu->tmp[slot])
         return;
+    cu->gen++;
     vt__dfree(cu, cu->tmp[slot]);
     vt__mem_sub(cu, cu->tmp_size[slot]);
     cu->tmp[slot] = NULL;
@@ -460,6 +534,7 @@ static int vt__ws_reserve(vt_cuda *cu, size_t bytes)
         return 0;
     bytes = (bytes + ((size_t)1 << 20) - 1) & ~(((size_t)1 << 20) - 1);
     if (cu->ws) {
+        cu->gen++;
         vt__dfree(cu, cu->ws);
         vt__mem_sub(cu, cu->ws_size);
         cu->ws = NULL;
@@ -572,9 +647,36 @@ static void vt__shadow_free(vt_cuda *cu, vt_tensor *t)
     if (s->ptr) {
         vt__dfree(cu, s->ptr);
         vt__mem_sub(cu, s->bytes);
+        cu->gen++;
     }
     free(s);
     t->shadow = NULL;
+}
+
+/* Notes, while a sequence is captured, that shadow s is about to be marked
+ * fresh by work that has only been captured, not run. */
+static int vt__touch(vt_cuda *cu, vt__shadow *s)
+{
+    if (cu->rec_mode != VT__REC_CAPTURE)
+        return 0;
+    if (cu->ntouched == cu->cap_touched) {
+        int cap = cu->cap_touched ? 2 * cu->cap_touched : 64;
+        vt__shadow **nt = (vt__shadow **)realloc(cu->touched, (size_t)cap * sizeof *nt);
+        if (!nt)
+            return vt_error_set(VT_ENOMEM, "out of host memory");
+        cu->touched = nt;
+        cu->cap_touched = cap;
+    }
+    cu->touched[cu->ntouched++] = s;
+    return 0;
+}
+
+/* A write from the host into t: when t has a bf16 copy, recordings that
+ * read that copy would replay with a stale one, so they all become stale. */
+static void vt__host_wrote(vt_cuda *cu, const vt_tensor *t)
+{
+    if (t->shadow)
+        cu->gen++;
 }
 
 /* The bf16 copy of f32 tensor t, made or refreshed when t->version moved.
@@ -598,6 +700,7 @@ static int vt__bf16_copy(vt_cuda *cu, const vt_tensor *tc, int cpad, const void 
     }
     if (s->bytes < elems * 2) {
         if (s->ptr) {
+            cu->gen++;
             vt__dfree(cu, s->ptr);
             vt__mem_sub(cu, s->bytes);
             s->ptr = NULL;
@@ -614,6 +717,7 @@ static int vt__bf16_copy(vt_cuda *cu, const vt_tensor *tc, int cpad, const void 
     else
         VT_CUDA_TRY(cu, vt_cuk_convert(cu->stream, s->ptr, VT_CUK_BF16, t->data, VT_CUK_F32,
                                        t->numel));
+    VT__TRY(vt__touch(cu, s));
     s->version = t->version;
     s->valid = 1;
     s->cpad = cpad;
@@ -1103,7 +1207,7 @@ static int vt__cuda_conv_fwd(vt_backend *be, const vt_tensor *x, const vt_tensor
     int cp = cd == VT_BF16 && cu->pad && C % 8 ? (C + 7) / 8 * 8 : C;
     vt__conv_plan *p;
 
-    VT__ENTER(cu);
+    VT__OP(cu);
     VT__TRY(vt__need_f32(w, "conv_fwd", "w"));
     VT__TRY(vt__need_f32(b, "conv_fwd", "b"));
     VT__TRY(vt__conv_plan_get(cu, VT__FWD, N, H, W, cp, K, cd, &p));
@@ -1125,7 +1229,7 @@ static int vt__cuda_conv_bwd_data(vt_backend *be, const vt_tensor *dy, const vt_
     vt__conv_plan *p;
     cudnnStatus_t st;
 
-    VT__ENTER(cu);
+    VT__OP(cu);
     VT__TRY(vt__need_f32(w, "conv_bwd_data", "w"));
     VT__TRY(vt__conv_plan_get(cu, VT__BWD_DATA, N, H, W, C, K, cd, &p));
     if (!p->naive) {
@@ -1167,7 +1271,7 @@ static int vt__cuda_conv_bwd_filter(vt_backend *be, const vt_tensor *x, const vt
     vt__conv_plan *p;
     cudnnStatus_t st;
 
-    VT__ENTER(cu);
+    VT__OP(cu);
     VT__TRY(vt__need_f32(dw, "conv_bwd_filter", "dw"));
     VT__TRY(vt__need_f32(db, "conv_bwd_filter", "db"));
     VT__TRY(vt__conv_plan_get(cu, VT__BWD_FILTER, N, H, W, cp, K, cd, &p));
@@ -1354,7 +1458,7 @@ static int vt__cuda_dense_fwd(vt_backend *be, const vt_tensor *x, const vt_tenso
     const void *wp = w->data, *bias = b->data;
     void *yp;
 
-    VT__ENTER(cu);
+    VT__OP(cu);
     VT__TRY(vt__need_f32(w, "dense_fwd", "w"));
     VT__TRY(vt__need_f32(b, "dense_fwd", "b"));
     if (cd == VT_BF16) {
@@ -1380,7 +1484,7 @@ static int vt__cuda_dense_bwd(vt_backend *be, const vt_tensor *x, const vt_tenso
     cudaDataType t = vt__blas_type(cd);
     const void *dyp;
 
-    VT__ENTER(cu);
+    VT__OP(cu);
     VT__TRY(vt__need_f32(w, "dense_bwd", "w"));
     VT__TRY(vt__need_f32(dw, "dense_bwd", "dw"));
     VT__TRY(vt__need_f32(db, "dense_bwd", "db"));
@@ -1409,7 +1513,7 @@ static int vt__cuda_images_to_input(vt_backend *be, const uint8_t *images, int n
     vt_cuda *cu = vt__cu(be);
     size_t pixels = (size_t)n * h * w;
     void *stage = NULL;
-    VT__ENTER(cu);
+    VT__HOST_OP(cu, "images");
     VT__TRY(vt__tmp(cu, VT__T_STAGE, pixels * 3, &stage));
     VT__TRY(vt__h2d_images(cu, stage, images, pixels * 3));
     VT_CUDA_TRY(cu, vt_cuk_images(cu->stream, (const uint8_t *)stage, pixels,
@@ -1423,7 +1527,7 @@ static int vt__cuda_images_resize(vt_backend *be, const uint8_t *images, size_t 
 {
     vt_cuda *cu = vt__cu(be);
     void *stage = NULL, *dboxes = NULL;
-    VT__ENTER(cu);
+    VT__HOST_OP(cu, "images");
     VT__TRY(vt__tmp(cu, VT__T_STAGE, bytes, &stage));
     VT__TRY(vt__tmp(cu, VT__T_BOXES, sizeof *boxes * (size_t)n, &dboxes));
     VT__TRY(vt__h2d_images(cu, stage, images, bytes));
@@ -1437,7 +1541,7 @@ static int vt__cuda_images_resize(vt_backend *be, const uint8_t *images, size_t 
 static int vt__cuda_relu_bwd(vt_backend *be, const vt_tensor *y, vt_tensor *dy)
 {
     vt_cuda *cu = vt__cu(be);
-    VT__ENTER(cu);
+    VT__OP(cu);
     VT_CUDA_TRY(cu, vt_cuk_relu_bwd(cu->stream, y->data, vt__kt(y->dtype), dy->data,
                                     vt__kt(dy->dtype), dy->numel));
     return 0;
@@ -1447,7 +1551,7 @@ static int vt__cuda_maxpool_fwd(vt_backend *be, const vt_tensor *x, vt_tensor *y
 {
     vt_cuda *cu = vt__cu(be);
     const void *xp;
-    VT__ENTER(cu);
+    VT__OP(cu);
     /* x and y share one dtype in the kernel */
     VT__TRY(vt__act_in(cu, x, y->dtype, VT__T_IN, &xp));
     VT_CUDA_TRY(cu, vt_cuk_maxpool_fwd(cu->stream, xp, y->data, vt__kt(y->dtype), x->dims[0],
@@ -1460,7 +1564,7 @@ static int vt__cuda_maxpool_bwd(vt_backend *be, const vt_tensor *x, const vt_ten
 {
     vt_cuda *cu = vt__cu(be);
     const void *xp, *gp;
-    VT__ENTER(cu);
+    VT__OP(cu);
     VT__TRY(vt__act_in(cu, x, y->dtype, VT__T_IN, &xp));
     VT__TRY(vt__act_in(cu, dy, dx->dtype, VT__T_IN2, &gp));
     VT_CUDA_TRY(cu, vt_cuk_maxpool_bwd(cu->stream, xp, y->data, vt__kt(y->dtype), gp, dx->data,
@@ -1474,16 +1578,20 @@ static int vt__cuda_dropout_fwd(vt_backend *be, vt_tensor *x, vt_tensor *mask, f
 {
     vt_cuda *cu = vt__cu(be);
     float keep = 1.0f / (1.0f - rate);
+    uint64_t base = vt_rng_mix(seed ^ vt_rng_mix(stream));
+    vt__patch want = {NULL, VT__P_DROPOUT, rate, keep, 0.0f, 0, base};
     VT__ENTER(cu);
+    if (cu->rec_mode == VT__REC_REPLAY)
+        return vt__replay_patch(cu, &want);
     VT_CUDA_TRY(cu, vt_cuk_dropout_fwd(cu->stream, x->data, vt__kt(x->dtype), (float *)mask->data,
-                                       x->numel, rate, keep, vt_rng_mix(seed ^ vt_rng_mix(stream))));
-    return 0;
+                                       x->numel, rate, keep, base));
+    return vt__capture_patch(cu, &want);
 }
 
 static int vt__cuda_dropout_bwd(vt_backend *be, const vt_tensor *mask, vt_tensor *dy)
 {
     vt_cuda *cu = vt__cu(be);
-    VT__ENTER(cu);
+    VT__OP(cu);
     VT_CUDA_TRY(cu, vt_cuk_dropout_bwd(cu->stream, (const float *)mask->data, dy->data,
                                        vt__kt(dy->dtype), dy->numel));
     return 0;
@@ -1498,6 +1606,8 @@ static int vt__cuda_softmax_xent(vt_backend *be, const vt_tensor *logits, const 
     vt_cuda *cu = vt__cu(be);
     int N = logits->dims[0], C = logits->dims[1], k;
     VT__ENTER(cu);
+    if (cu->rec_mode != VT__REC_NONE)
+        return vt__rec_softmax_xent(cu, logits, labels, dlogits, grad_scale, probs, sums);
     if (cu->nxent == VT__XENT_SLOTS) /* a long run without a sync: deliver */
         VT__TRY(vt__cuda_sync(be));
     k = cu->nxent;
@@ -1521,17 +1631,326 @@ static int vt__cuda_sgd_update(vt_backend *be, vt_tensor *w, const vt_tensor *g,
     vt_cuda *cu = vt__cu(be);
     vt__shadow *s = (vt__shadow *)w->shadow;
     void *sh = NULL;
+    vt__patch want = {NULL, VT__P_SGD, a->lr, a->momentum, a->weight_decay, a->nesterov, 0};
     VT__ENTER(cu);
-    /* A plain bf16 copy of w is rewritten in the same pass (see the top). */
+    /* A plain bf16 copy of w is rewritten in the same pass (see the top);
+     * in a replay the graph's copy of this launch rewrites it. */
     if (s && s->ptr && s->cpad == 0 && s->elems == w->numel)
         sh = s->ptr;
-    VT_CUDA_TRY(cu, vt_cuk_sgd(cu->stream, (float *)w->data, (const float *)g->data,
-                               (float *)v->data, w->numel, a->lr, a->momentum, a->weight_decay,
-                               a->nesterov, sh));
+    if (cu->rec_mode == VT__REC_REPLAY) {
+        VT__TRY(vt__replay_patch(cu, &want));
+    } else {
+        VT_CUDA_TRY(cu, vt_cuk_sgd(cu->stream, (float *)w->data, (const float *)g->data,
+                                   (float *)v->data, w->numel, a->lr, a->momentum,
+                                   a->weight_decay, a->nesterov, sh));
+        VT__TRY(vt__capture_patch(cu, &want));
+    }
     if (sh) {
+        if (cu->rec_mode == VT__REC_CAPTURE)
+            VT__TRY(vt__touch(cu, s));
         s->version = w->version;
         s->valid = 1;
     }
+    return 0;
+}
+
+/* ---- recorded sequences (CUDA graphs) ------------------------------------
+ *
+ * vt_record_begin with no recording starts capturing the stream
+ * (cudaStreamBeginCapture, thread-local mode): the operations that follow
+ * are recorded into a graph, not run.  Their per-run arguments (the SGD
+ * arguments, the dropout rate and seed) are noted with the kernel node each
+ * launch became; the softmax writes its sums into the recording's own
+ * device slot and a one-thread kernel adds them to a second slot, which
+ * vt__cuda_sync reads back.  vt_record_end instantiates the graph and
+ * launches it.  A replay makes the same calls: each only counts (VT__OP),
+ * the patchable ones compare their arguments with the graph's and update
+ * the nodes that differ (cudaGraphExecKernelNodeSetParams), and
+ * vt_record_end launches the graph.
+ *
+ * A graph holds the device pointers it was captured with: the tensors' (the
+ * caller keeps them, see backend.h) and the backend's own (workspace,
+ * scratch, bf16 copies).  Whenever one of the latter moves, or a weight is
+ * written from the host (its bf16 copy would be stale in the graph), cu->gen
+ * moves and recordings of an older generation are declined. */
+
+static int vt__replay_skip(vt_cuda *cu)
+{
+    cu->rec->opcount++;
+    return 0;
+}
+
+static int vt__rec_refuse(vt_cuda *cu, const char *what)
+{
+    if (cu->rec)
+        cu->rec->bad = 1;
+    return vt_error_set(VT_EINVAL, "%s inside a recorded sequence", what);
+}
+
+/* Capture: notes the kernel node the launch just made (the capture's only
+ * dependency now) with its patchable arguments. */
+static int vt__capture_patch(vt_cuda *cu, const vt__patch *want)
+{
+    vt_recording *r = cu->rec;
+    cudaStreamCaptureStatus st;
+    const cudaGraphNode_t *deps = NULL;
+    size_t ndeps = 0;
+    if (cu->rec_mode != VT__REC_CAPTURE)
+        return 0;
+    r->nops++;
+    VT_CUDA_TRY(cu, cudaStreamGetCaptureInfo(cu->stream, &st, NULL, NULL, &deps, NULL, &ndeps));
+    if (st != cudaStreamCaptureStatusActive || ndeps != 1)
+        return vt_error_set(VT_EINVAL, "capture: a launch did not end the sequence (%zu nodes)",
+                            ndeps);
+    if (r->npatch == r->cap_patch) {
+        int cap = r->cap_patch ? 2 * r->cap_patch : 32;
+        vt__patch *np = (vt__patch *)realloc(r->patch, (size_t)cap * sizeof *np);
+        if (!np)
+            return vt_error_set(VT_ENOMEM, "out of host memory");
+        r->patch = np;
+        r->cap_patch = cap;
+    }
+    r->patch[r->npatch] = *want;
+    r->patch[r->npatch].node = deps[0];
+    r->npatch++;
+    return 0;
+}
+
+/* Replay: the next patchable launch of the sequence, with these arguments. */
+static int vt__replay_patch(vt_cuda *cu, const vt__patch *want)
+{
+    vt_recording *r = cu->rec;
+    vt__patch *p;
+    cudaError_t e = cudaSuccess;
+    r->opcount++;
+    if (r->cursor >= r->npatch || r->patch[r->cursor].kind != want->kind) {
+        r->bad = 1;
+        return 0;
+    }
+    p = &r->patch[r->cursor++];
+    if (p->kind == VT__P_SGD) {
+        if (p->a != want->a || p->b != want->b || p->c != want->c || p->nesterov != want->nesterov)
+            e = vt_cuk_sgd_set(r->exec, p->node, want->a, want->b, want->c, want->nesterov);
+    } else if (p->a != want->a || p->b != want->b || p->base != want->base) {
+        e = vt_cuk_dropout_set(r->exec, p->node, want->a, want->b, want->base);
+    }
+    if (e != cudaSuccess) {
+        r->bad = 1; /* the sequence runs unrecorded instead */
+        (void)cudaGetLastError();
+        return 0;
+    }
+    {
+        cudaGraphNode_t node = p->node;
+        *p = *want;
+        p->node = node;
+    }
+    return 0;
+}
+
+/* Softmax cross-entropy inside a sequence: captured into the recording's
+ * slot and summed on the device; in a replay only checked. */
+static int vt__rec_softmax_xent(vt_cuda *cu, const vt_tensor *logits, const vt_tensor *labels,
+                                vt_tensor *dlogits, float grad_scale, vt_tensor *probs,
+                                vt_xent_sums *sums)
+{
+    vt_recording *r = cu->rec;
+    if (cu->rec_mode == VT__REC_REPLAY) {
+        r->opcount++;
+        if (sums != r->sums || !r->xent_c)
+            r->bad = 1;
+        return 0;
+    }
+    r->nops++;
+    if (r->xent_c) /* one per sequence */
+        return vt_error_set(VT_EINVAL, "capture: a second softmax in one sequence");
+    VT_CUDA_TRY(cu, vt_cuk_softmax_xent(cu->stream, logits->data, vt__kt(logits->dtype),
+                                        (const int32_t *)labels->data, logits->dims[0],
+                                        logits->dims[1], dlogits ? dlogits->data : NULL,
+                                        dlogits ? vt__kt(dlogits->dtype) : VT_CUK_F32, grad_scale,
+                                        probs ? probs->data : NULL,
+                                        probs ? vt__kt(probs->dtype) : VT_CUK_F32, r->dres));
+    VT_CUDA_TRY(cu, vt_cuk_xent_add(cu->stream, r->dres, r->dres + 1));
+    r->sums = sums;
+    r->xent_c = logits->dims[1];
+    return 0;
+}
+
+/* Marks r's device sums as awaiting vt__cuda_sync. */
+static int vt__rec_pending(vt_cuda *cu, vt_recording *r)
+{
+    if (!r->xent_c || r->pending)
+        return 0;
+    if (cu->npending == cu->cap_pending) {
+        int cap = cu->cap_pending ? 2 * cu->cap_pending : 8;
+        vt_recording **np = (vt_recording **)realloc(cu->pending, (size_t)cap * sizeof *np);
+        if (!np)
+            return vt_error_set(VT_ENOMEM, "out of host memory");
+        cu->pending = np;
+        cu->cap_pending = cap;
+    }
+    cu->pending[cu->npending++] = r;
+    r->pending = 1;
+    return 0;
+}
+
+/* Queues the read-back of every pending recording's sums (before the
+ * stream is synchronised). */
+static int vt__rec_collect(vt_cuda *cu)
+{
+    for (int i = 0; i < cu->npending; i++) {
+        vt_recording *r = cu->pending[i];
+        VT_CUDA_TRY(cu, cudaMemcpyAsync(r->hacc, r->dres + 1, sizeof *r->hacc,
+                                        cudaMemcpyDeviceToHost, cu->stream));
+        VT_CUDA_TRY(cu, cudaMemsetAsync(r->dres + 1, 0, sizeof *r->dres, cu->stream));
+    }
+    return 0;
+}
+
+/* After the stream is synchronised: hands the collected sums over. */
+static int vt__rec_deliver(vt_cuda *cu)
+{
+    int rc = 0;
+    for (int i = 0; i < cu->npending; i++) {
+        vt_recording *r = cu->pending[i];
+        if (r->hacc->bad && rc == 0)
+            rc = vt_error_set(VT_EINVAL, "label %d outside 0..%d", r->hacc->bad_label,
+                              r->xent_c - 1);
+        if (r->sums) {
+            r->sums->loss += r->hacc->loss;
+            r->sums->correct += r->hacc->correct;
+        }
+        r->pending = 0;
+    }
+    cu->npending = 0;
+    return rc;
+}
+
+static void vt__recording_destroy(vt_recording *r)
+{
+    if (!r)
+        return;
+    if (r->exec)
+        cudaGraphExecDestroy(r->exec);
+    if (r->graph)
+        cudaGraphDestroy(r->graph);
+    if (r->dres)
+        cudaFree(r->dres);
+    if (r->hacc)
+        cudaFreeHost(r->hacc);
+    (void)cudaGetLastError();
+    free(r->patch);
+    free(r);
+}
+
+static void vt__cuda_recording_free(vt_backend *be, vt_recording *r)
+{
+    vt_cuda *cu = vt__cu(be);
+    if (r->pending && !cu->sticky)
+        (void)vt__cuda_sync(be); /* delivers its sums; a bad label was reported before */
+    for (int i = 0; i < cu->npending; i++)
+        if (cu->pending[i] == r)
+            cu->pending[i] = cu->pending[--cu->npending];
+    if (cudaStreamSynchronize(cu->stream) != cudaSuccess)
+        (void)cudaGetLastError();
+    vt__recording_destroy(r);
+}
+
+static int vt__cuda_record_begin(vt_backend *be, vt_recording **rec)
+{
+    vt_cuda *cu = vt__cu(be);
+    vt_recording *r = *rec;
+    VT__ENTER(cu);
+    if (!cu->graphs)
+        return vt_error_set(VT_EUNSUPPORTED, "CUDA graphs are off (VT_CUDA_GRAPHS=1 turns them on)");
+    if (cu->rec_mode != VT__REC_NONE)
+        return vt_error_set(VT_EINVAL, "a recorded sequence is already open");
+    if (r && r->gen != cu->gen) { /* its buffers moved: one plain run, then record again */
+        vt__cuda_recording_free(be, r);
+        *rec = NULL;
+        return 0;
+    }
+    if (r) {
+        r->cursor = r->opcount = r->bad = 0;
+        cu->rec = r;
+        cu->rec_mode = VT__REC_REPLAY;
+        return 1;
+    }
+    if (!(r = (vt_recording *)calloc(1, sizeof *r)))
+        return vt_error_set(VT_ENOMEM, "out of host memory");
+    if (vt__dmalloc(cu, (void **)&r->dres, 2 * sizeof *r->dres, "softmax results") < 0 ||
+        cudaMallocHost((void **)&r->hacc, sizeof *r->hacc) != cudaSuccess ||
+        cudaMemsetAsync(r->dres, 0, 2 * sizeof *r->dres, cu->stream) != cudaSuccess) {
+        (void)cudaGetLastError();
+        vt__recording_destroy(r);
+        return vt_error_set(VT_EDEVOOM, "no memory for a recorded sequence");
+    }
+    cudaError_t e = cudaStreamBeginCapture(cu->stream, cudaStreamCaptureModeThreadLocal);
+    if (e != cudaSuccess) {
+        vt__recording_destroy(r);
+        return vt__cuda_fail(cu, e, "cudaStreamBeginCapture", __FILE__, __LINE__);
+    }
+    cu->ntouched = 0;
+    cu->rec = r;
+    cu->rec_mode = VT__REC_CAPTURE;
+    *rec = r;
+    return 1;
+}
+
+/* Ends a capture: the graph instantiated and launched (1), or, when the
+ * capture failed, the shadows it marked fresh made stale again and nothing
+ * run (0). */
+static int vt__capture_end(vt_cuda *cu, vt_recording *r, int ok)
+{
+    cudaGraph_t g = NULL;
+    cudaError_t e = cudaStreamEndCapture(cu->stream, &g);
+    if (e == cudaSuccess && ok && g) {
+        r->graph = g;
+        g = NULL;
+        e = cudaGraphInstantiate(&r->exec, r->graph, 0);
+        if (e == cudaSuccess)
+            e = cudaGraphLaunch(r->exec, cu->stream);
+    }
+    if (g)
+        cudaGraphDestroy(g);
+    if (e == cudaSuccess && ok) {
+        r->gen = cu->gen;
+        return 1;
+    }
+    if (e != cudaSuccess && vt__is_sticky(e))
+        return vt__cuda_fail(cu, e, "ending a captured sequence", __FILE__, __LINE__);
+    (void)cudaGetLastError();
+    for (int i = 0; i < cu->ntouched; i++)
+        cu->touched[i]->valid = 0;
+    vt_log(cu->verbose ? VT_LOG_INFO : VT_LOG_DEBUG,
+           "cuda: a sequence could not be recorded (%s); it runs unrecorded",
+           e != cudaSuccess ? cudaGetErrorString(e) : "one of its operations failed");
+    return 0;
+}
+
+static int vt__cuda_record_end(vt_backend *be, vt_recording **rec, int ok)
+{
+    vt_cuda *cu = vt__cu(be);
+    vt_recording *r = *rec;
+    int mode = cu->rec_mode, ran = 0;
+    cu->rec_mode = VT__REC_NONE;
+    cu->rec = NULL;
+    if (!r || mode == VT__REC_NONE)
+        return vt_error_set(VT_EINVAL, "no recorded sequence is open");
+    if (mode == VT__REC_CAPTURE) {
+        ran = vt__capture_end(cu, r, ok);
+        cu->ntouched = 0;
+    } else if (ok && !r->bad && r->opcount == r->nops && r->cursor == r->npatch) {
+        cudaError_t e = cudaGraphLaunch(r->exec, cu->stream);
+        if (e != cudaSuccess)
+            return vt__cuda_fail(cu, e, "cudaGraphLaunch", __FILE__, __LINE__);
+        ran = 1;
+    }
+    if (ran < 0)
+        return ran;
+    if (ran == 1)
+        return vt__rec_pending(cu, r) < 0 ? -1 : 1;
+    vt__cuda_recording_free(be, r);
+    *rec = NULL;
     return 0;
 }
 
@@ -1615,7 +2034,7 @@ static int vt__cuda_alloc(vt_backend *be, vt_tensor *t)
 {
     vt_cuda *cu = vt__cu(be);
     size_t bytes = t->capacity * vt_dtype_size(t->dtype);
-    VT__ENTER(cu);
+    VT__HOST_OP(cu, "allocation");
     t->shadow = NULL;
     if (t->host)
         return vt__halloc(cu, t, bytes);
@@ -1646,7 +2065,8 @@ static void vt__cuda_release(vt_backend *be, vt_tensor *t)
 static int vt__cuda_upload(vt_backend *be, vt_tensor *t, const void *host)
 {
     vt_cuda *cu = vt__cu(be);
-    VT__ENTER(cu);
+    VT__HOST_OP(cu, "upload");
+    vt__host_wrote(cu, t);
     if (t->host)
         return vt__host_transfer(cu, t, (void *)host, 1);
     if (t->dtype == VT_BF16) {
@@ -1665,7 +2085,7 @@ static int vt__cuda_download(vt_backend *be, const vt_tensor *t, void *host)
     vt_cuda *cu = vt__cu(be);
     const void *src = t->data;
     size_t bytes = t->numel * vt_dtype_size(t->dtype);
-    VT__ENTER(cu);
+    VT__HOST_OP(cu, "download");
     if (t->host)
         return vt__host_transfer(cu, (vt_tensor *)t, host, 0);
     if (t->dtype == VT_BF16) {
@@ -1684,7 +2104,8 @@ static int vt__cuda_download(vt_backend *be, const vt_tensor *t, void *host)
 static int vt__cuda_zero(vt_backend *be, vt_tensor *t)
 {
     vt_cuda *cu = vt__cu(be);
-    VT__ENTER(cu);
+    VT__OP(cu);
+    vt__host_wrote(cu, t);
     VT_CUDA_TRY(cu, cudaMemsetAsync(t->data, 0, t->numel * vt_dtype_size(t->dtype), cu->stream));
     return 0;
 }
@@ -1692,7 +2113,8 @@ static int vt__cuda_zero(vt_backend *be, vt_tensor *t)
 static int vt__cuda_copy(vt_backend *be, vt_tensor *dst, const vt_tensor *src)
 {
     vt_cuda *cu = vt__cu(be);
-    VT__ENTER(cu);
+    VT__OP(cu);
+    vt__host_wrote(cu, dst);
     if (dst->data == src->data)
         return 0;
     VT_CUDA_TRY(cu, cudaMemcpyAsync(dst->data, src->data, src->numel * vt_dtype_size(src->dtype),
@@ -1706,7 +2128,8 @@ static int vt__cuda_copy_bytes(vt_backend *be, vt_tensor *dst, size_t dst_off,
     vt_cuda *cu = vt__cu(be);
     char *d = (char *)dst->data + dst_off;
     const char *s = (const char *)src->data + src_off;
-    VT__ENTER(cu);
+    VT__OP(cu);
+    vt__host_wrote(cu, dst);
     if (n == 0 || d == s)
         return 0;
     if (dst->data == src->data && d < s + n && s < d + n) {
@@ -1727,7 +2150,8 @@ static int vt__cuda_move_rows(vt_backend *be, vt_tensor *dst, const int *dst_row
     vt_cuda *cu = vt__cu(be);
     vt_cuk_rowmap map;
     void *d, *s;
-    VT__ENTER(cu);
+    VT__HOST_OP(cu, "row gather or scatter");
+    vt__host_wrote(cu, dst);
     VT__TRY(vt__hptr(cu, dst, &d));
     VT__TRY(vt__hptr(cu, src, &s));
     for (int first = 0; first < n; first += VT_CUK_ROWS_MAX) {
@@ -1747,8 +2171,10 @@ static int vt__cuda_sync(vt_backend *be)
 {
     vt_cuda *cu = vt__cu(be);
     int n = cu->nxent, rc = 0;
-    VT__ENTER(cu);
+    VT__HOST_OP(cu, "sync");
+    VT__TRY(vt__rec_collect(cu));
     VT_CUDA_TRY(cu, cudaStreamSynchronize(cu->stream));
+    rc = vt__rec_deliver(cu);
     cu->nxent = 0;
     for (int k = 0; k < n; k++) {
         const vt_cuk_xent *r = &cu->hres[k];
@@ -1796,6 +2222,8 @@ static void vt__cuda_free_impl(vt_cuda *cu)
     for (int i = 0; i < cu->nhbuf; i++) /* their owners should have freed them */
         cudaFreeHost(cu->hbuf[i].p);
     free(cu->hbuf);
+    free(cu->touched);
+    free(cu->pending);
     if (cu->uploaded)
         cudaEventDestroy(cu->uploaded);
     if (cu->relu)
@@ -1835,6 +2263,9 @@ static vt_backend_ops vt__cuda_make_ops(void)
     o.host_free = vt__cuda_host_free;
     o.host_fence = vt__cuda_host_fence;
     o.act_dtype = vt__cuda_act_dtype;
+    o.record_begin = vt__cuda_record_begin;
+    o.record_end = vt__cuda_record_end;
+    o.recording_free = vt__cuda_recording_free;
     o.destroy = vt__cuda_destroy;
     o.images_to_input = vt__cuda_images_to_input;
     o.images_resize = vt__cuda_images_resize;
@@ -1957,6 +2388,7 @@ extern "C" int vt_cuda_backend_init(vt_backend *be)
     cu->find = !(search && strcmp(search, "heuristic") == 0);
     cu->deterministic = vt__env_int("VT_CUDA_DETERMINISTIC", 0) != 0;
     cu->verbose = vt__env_int("VT_CUDA_VERBOSE", 0) != 0;
+    cu->graphs = vt__env_int("VT_CUDA_GRAPHS", 0) != 0;
     cu->small = !small || !*small || strcmp(small, "auto") == 0 ? VT__SMALL_AUTO
                 : strcmp(small, "own") == 0                     ? VT__SMALL_OWN
                 : strcmp(small, "cudnn") == 0                   ? VT__SMALL_CUDNN

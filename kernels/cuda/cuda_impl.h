@@ -121,6 +121,18 @@ cudaError_t vt_cuk_softmax_xent(cudaStream_t s, const void *logits, vt_cuk_type 
                                 vt_cuk_type dt, float grad_scale, void *probs,
                                 vt_cuk_type pt, vt_cuk_xent *res);
 
+/* *acc += *res (loss and correct added, bad labels counted): one thread. */
+cudaError_t vt_cuk_xent_add(cudaStream_t s, const vt_cuk_xent *res, vt_cuk_xent *acc);
+
+/* For CUDA graphs: node is the kernel node that one vt_cuk_sgd (or
+ * vt_cuk_dropout_fwd) call made while its stream was being captured; these
+ * set that node's scalar arguments in the instantiated graph exec to new
+ * values, the pointers and sizes staying as recorded. */
+cudaError_t vt_cuk_sgd_set(cudaGraphExec_t exec, cudaGraphNode_t node, float lr, float momentum,
+                           float weight_decay, int nesterov);
+cudaError_t vt_cuk_dropout_set(cudaGraphExec_t exec, cudaGraphNode_t node, float rate, float keep,
+                               uint64_t base);
+
 /* Keras SGD on f32 w, g, v (n elements); when shadow is not NULL it also
  * receives bf16(w) after the update (the weights' bf16 copy stays fresh
  * without a separate pass). */

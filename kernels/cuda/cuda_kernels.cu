@@ -437,6 +437,18 @@ k_softmax_xent(const T *z, const int32_t *lab, int n, int c, void *dl, vt_cuk_ty
     }
 }
 
+/* acc += *r: the results of replayed softmax cross-entropies, summed on
+ * the device until the host collects them. */
+__global__ void k_xent_add(const vt_cuk_xent *r, vt_cuk_xent *acc)
+{
+    acc->loss += r->loss;
+    acc->correct += r->correct;
+    if (r->bad) {
+        acc->bad += r->bad;
+        acc->bad_label = r->bad_label;
+    }
+}
+
 __device__ __forceinline__ void sgd_one(float &w, float g, float &v, float lr, float mom, float wd,
                                         int nesterov)
 {
@@ -903,6 +915,61 @@ cudaError_t vt_cuk_softmax_xent(cudaStream_t s, const void *logits, vt_cuk_type 
         k_softmax_xent<float><<<1, 1024, 0, s>>>(static_cast<const float *>(logits), labels, n,
                                                  c, dlogits, dt, grad_scale, probs, pt, res);
     return cudaGetLastError();
+}
+
+cudaError_t vt_cuk_xent_add(cudaStream_t s, const vt_cuk_xent *res, vt_cuk_xent *acc)
+{
+    k_xent_add<<<1, 1, 0, s>>>(res, acc);
+    return cudaGetLastError();
+}
+
+namespace {
+
+/* Sets arguments of the kernel node `node` of exec, which one launch of a
+ * kernel with `nargs` parameters made during stream capture: argument
+ * at[i] becomes *val[i], i < nset; the others keep their recorded values. */
+cudaError_t set_node_args(cudaGraphExec_t exec, cudaGraphNode_t node, int nargs, int nset,
+                          const int *at, void *const *val)
+{
+    cudaKernelNodeParams p;
+    void *args[16];
+    cudaGraphNodeType type;
+    cudaError_t e = cudaGraphNodeGetType(node, &type);
+    if (e != cudaSuccess)
+        return e;
+    if (type != cudaGraphNodeTypeKernel || nargs > 16)
+        return cudaErrorInvalidValue;
+    if ((e = cudaGraphKernelNodeGetParams(node, &p)) != cudaSuccess)
+        return e;
+    if (!p.kernelParams)
+        return cudaErrorInvalidValue;
+    for (int i = 0; i < nargs; i++)
+        args[i] = p.kernelParams[i];
+    for (int i = 0; i < nset; i++)
+        args[at[i]] = val[i];
+    p.kernelParams = args;
+    p.extra = NULL;
+    return cudaGraphExecKernelNodeSetParams(exec, node, &p);
+}
+
+} /* namespace */
+
+cudaError_t vt_cuk_sgd_set(cudaGraphExec_t exec, cudaGraphNode_t node, float lr, float momentum,
+                           float weight_decay, int nesterov)
+{
+    /* k_sgd(w, g, v, n, lr, mom, wd, nesterov, shadow) */
+    static const int at[4] = {4, 5, 6, 7};
+    void *val[4] = {&lr, &momentum, &weight_decay, &nesterov};
+    return set_node_args(exec, node, 9, 4, at, val);
+}
+
+cudaError_t vt_cuk_dropout_set(cudaGraphExec_t exec, cudaGraphNode_t node, float rate, float keep,
+                               uint64_t base)
+{
+    /* k_dropout_fwd(x, mask, n, rate, keep, base) */
+    static const int at[3] = {3, 4, 5};
+    void *val[3] = {&rate, &keep, &base};
+    return set_node_args(exec, node, 6, 3, at, val);
 }
 
 cudaError_t vt_cuk_sgd(cudaStream_t s, float *w, const float *g, float *v, size_t n, float lr,
