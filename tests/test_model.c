@@ -291,8 +291,8 @@ static double rec_run(vt_backend *b, rec_model *r, vt_params *p)
             printf("  step %d: %s\n", i, vt_error_msg());
             return NAN;
         }
-        if (i == 9) { /* scale the first dense layer's bias from the host */
-            vt_tensor *t = vt_model_param(r->m, vt_model_nparams(r->m) - 5);
+        if (i == 9) { /* scale the first dense layer's weights from the host */
+            vt_tensor *t = vt_model_param(r->m, vt_model_nparams(r->m) - 6);
             size_t n_el = vt_tensor_numel(t);
             float *h = malloc(n_el * sizeof *h);
             if (vt_tensor_download(t, h) < 0)
@@ -357,9 +357,13 @@ static void test_recorded_steps(vt_backend *be)
     VT_CHECK_INT(differ, 0);
     VT_CHECK_INT(replays[0], 0);
     /* 14 steps: 0 plain, 1 recorded, 2-5 replayed, 6 (batch 3) plain, 7-9
-     * replayed; the host write after 9 makes 10 plain, 11 recorded, 12-13
-     * replayed */
-    VT_CHECK_INT(replays[1], cuda ? 9 : 0);
+     * replayed (or, where step 6 made the backend grow a buffer: 7 plain, 8
+     * recorded, 9 replayed); the host write after 9 makes 10 plain, 11
+     * recorded, 12-13 replayed */
+    if (cuda)
+        VT_CHECK(replays[1] >= 7 && replays[1] <= 9);
+    else
+        VT_CHECK_INT(replays[1], 0);
     for (int k = 0; k < 2; k++) {
         rec_free(&r[k]);
         vt_params_free(out[k]);
