@@ -655,8 +655,10 @@ static int vt__step_recorded(vt_model *m, const vt_step_args *a, vt_xent_sums *s
     if ((rc = vt_record_end(m->be, &m->rec, rc == 0)) < 0)
         return rc;
     if (rc == 1) {
-        m->rec_failures = 0;
-        m->replays += replay;
+        if (replay) { /* a recording that only ever captures is no gain */
+            m->rec_failures = 0;
+            m->replays++;
+        }
         return 0;
     }
     if (++m->rec_failures >= 3)

@@ -305,7 +305,9 @@ typedef struct {
  * so that a training step needs no round trip, and they are in *sums once
  * vt_backend_sync() returns (which is also where a label outside 0..C-1 is
  * reported).  *sums must stay valid until then; calls adding to one sums
- * object add in call order. */
+ * object add in call order, except that the runs of a recorded sequence
+ * (vt_record_begin) are summed on the device first (the total differs only
+ * in rounding). */
 int vt_op_softmax_xent(vt_backend *be, const vt_tensor *logits,
                        const vt_tensor *labels, vt_tensor *dlogits,
                        float grad_scale, vt_tensor *probs, vt_xent_sums *sums);

@@ -26,15 +26,17 @@ static void run_host(const std::vector<T> &x, const std::vector<float> &w,
                      int relu)
 {
     static float4 tile[kSmallRows + 2][kSmallCols + 2];
+    static float wt[9 * C][64];
     size_t tiles = small_tiles(n, h, wd);
     for (size_t blk = 0; blk < tiles; blk++)
         for (int kg = 0; kg < k / 64; kg++) {
             small_geom g = small_tile((unsigned)blk, h, wd);
             memset(tile, 0xff, sizeof tile); /* NaN: a cell left unstaged shows */
+            memset(wt, 0xff, sizeof wt);
             for (int t = 0; t < kSmallThreads; t++)
-                small_load<T, C>(x.data(), h, wd, g, t, tile);
+                small_load<T, C>(x.data(), w.data(), h, wd, g, kg, t, tile, wt);
             for (int t = 0; t < kSmallThreads; t++)
-                small_row<T, C>(tile, w.data(), b.data(), y.data(), h, wd, k, relu, g, kg, t);
+                small_row<T, C>(tile, wt, b.data(), y.data(), h, wd, k, relu, g, kg, t);
         }
 }
 

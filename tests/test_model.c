@@ -315,7 +315,8 @@ static double rec_run(vt_backend *b, rec_model *r, vt_params *p)
  * for bit, as the same steps run one operation at a time, and the same
  * summed loss (to its summation order).  On CUDA the two runs use two
  * backends, VT_CUDA_GRAPHS=1 and =0, both with cuDNN's heuristic and
- * deterministic algorithms, so that they choose the same ones; elsewhere
+ * deterministic algorithms (and so the first layer's direct kernel, not a
+ * timed choice), so that they choose the same ones; elsewhere
  * both run on the given backend, which does not record. */
 static void test_recorded_steps(vt_backend *be)
 {

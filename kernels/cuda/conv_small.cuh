@@ -10,12 +10,14 @@
  *
  * How: a block of kSmallRows warps computes a tile of kSmallRows output rows
  * by kSmallCols columns for 64 output channels (block column `kgroup`).
- *   small_load  stages the tile's input with its one-pixel halo in shared
- *               memory as float4 (the C <= 4 channels, zero-padded; zero
- *               outside the image), all threads together;
+ *   small_load  stages, all threads together, the tile's input with its
+ *               one-pixel halo in shared memory as float4 (the C <= 4
+ *               channels, zero-padded; zero outside the image) and the 64
+ *               channels' weights, read coalesced and stored tap-major so
+ *               that a lane's two channels are one conflict-free float2;
  *   small_row   (after a barrier) lets warp r sweep output row y0 + r, each
- *               lane owning two output channels whose 2 x 9 x C weights sit
- *               in registers; the 3 x 3 input window stays in registers and
+ *               lane owning two output channels whose 2 x 9 x C weights it
+ *               keeps in registers; the 3 x 3 input window stays in registers and
  *               one new column (3 broadcast float4 loads) is read per pixel
  *               for 18 x C multiply-adds.  A warp stores one pixel's 64
  *               channels as one contiguous run (128 bytes in bf16).
@@ -85,18 +87,23 @@ VT_HD void small_store2(__nv_bfloat16 *p, float a, float b)
 }
 
 /* Thread `tid` of kSmallThreads stages its share of tile g of x (n, h, wd,
- * C): tile[r][c] = x at row g.y0 + r - 1, column g.x0 + c - 1. */
+ * C): tile[r][c] = x at row g.y0 + r - 1, column g.x0 + c - 1; and of the
+ * weights w (k, 3, 3, C) of channels kgroup*64 .. +63: wt[j][o] = weight j
+ * (= (kh * 3 + kw) * C + ch) of channel kgroup*64 + o. */
 template <typename T, int C>
-VT_HD void small_load(const T *x, int h, int wd, small_geom g, int tid,
-                      float4 (*tile)[kSmallCols + 2])
+VT_HD void small_load(const T *x, const float *w, int h, int wd, small_geom g, int kgroup,
+                      int tid, float4 (*tile)[kSmallCols + 2], float (*wt)[64])
 {
+    const float *wg = w + (size_t)kgroup * 64 * 9 * C;
+    for (int i = tid; i < 64 * 9 * C; i += kSmallThreads)
+        wt[i % (9 * C)][i / (9 * C)] = wg[i];
     for (int i = tid; i < (kSmallRows + 2) * (kSmallCols + 2); i += kSmallThreads) {
         int r = i / (kSmallCols + 2), c = i % (kSmallCols + 2);
         int yy = g.y0 + r - 1, xx = g.x0 + c - 1;
         float v[4] = {0.0f, 0.0f, 0.0f, 0.0f};
         if (yy >= 0 && yy < h && xx >= 0 && xx < wd) {
             const T *px = x + ((g.img * h + yy) * wd + xx) * C;
-VT_UNROLL
+            VT_UNROLL
             for (int ch = 0; ch < C; ch++)
                 v[ch] = small_f(px[ch]);
         }
@@ -106,38 +113,40 @@ VT_UNROLL
 
 /* Thread `tid` computes output channels kgroup*64 + 2*lane and the next
  * one of row g.y0 + tid/32 of tile g: y (n, h, wd, k) = act(conv(x, w) +
- * b), w (k, 3, 3, C) and b (k) f32, act = ReLU when relu != 0. */
+ * b), from the tile and weights small_load staged; b (k) f32, act = ReLU
+ * when relu != 0. */
 template <typename T, int C>
-VT_HD void small_row(const float4 (*tile)[kSmallCols + 2], const float *w, const float *b, T *y,
-                     int h, int wd, int k, int relu, small_geom g, int kgroup, int tid)
+VT_HD void small_row(const float4 (*tile)[kSmallCols + 2], const float (*wt)[64], const float *b,
+                     T *y, int h, int wd, int k, int relu, small_geom g, int kgroup, int tid)
 {
-    const int r = tid >> 5, yy = g.y0 + r, kc = kgroup * 64 + 2 * (tid & 31);
+    const int r = tid >> 5, yy = g.y0 + r, lane2 = 2 * (tid & 31), kc = kgroup * 64 + lane2;
     if (yy >= h)
         return;
     float wa[9 * C], wb[9 * C]; /* (kh, kw, ch) of channels kc and kc + 1 */
-VT_UNROLL
+    VT_UNROLL
     for (int j = 0; j < 9 * C; j++) {
-        wa[j] = w[(size_t)kc * 9 * C + j];
-        wb[j] = w[(size_t)(kc + 1) * 9 * C + j];
+        float2 pair = *reinterpret_cast<const float2 *>(&wt[j][lane2]);
+        wa[j] = pair.x;
+        wb[j] = pair.y;
     }
     const float ba = b[kc], bb = b[kc + 1];
     const int cols = wd - g.x0 < kSmallCols ? wd - g.x0 : kSmallCols;
     T *out = y + ((g.img * h + yy) * wd + g.x0) * k + kc;
     float4 c0[3], c1[3], c2[3]; /* window columns s, s+1, s+2 of tile rows r..r+2 */
-VT_UNROLL
+    VT_UNROLL
     for (int i = 0; i < 3; i++) {
         c0[i] = tile[r + i][0];
         c1[i] = tile[r + i][1];
     }
-VT_UNROLL4
+    VT_UNROLL4
     for (int s = 0; s < cols; s++) {
-VT_UNROLL
+        VT_UNROLL
         for (int i = 0; i < 3; i++)
             c2[i] = tile[r + i][s + 2];
         float a = 0.0f, e = 0.0f;
-VT_UNROLL
+        VT_UNROLL
         for (int i = 0; i < 3; i++)
-VT_UNROLL
+            VT_UNROLL
             for (int ch = 0; ch < C; ch++) {
                 const int j = i * 3 * C + ch; /* weight (kh = i, kw = 0, ch) */
                 a = fmaf(small_comp(c0[i], ch), wa[j], a);
@@ -154,7 +163,7 @@ VT_UNROLL
             e = e < 0.0f ? 0.0f : e;
         }
         small_store2(out + (size_t)s * k, a, e);
-VT_UNROLL
+        VT_UNROLL
         for (int i = 0; i < 3; i++) {
             c0[i] = c1[i];
             c1[i] = c2[i];

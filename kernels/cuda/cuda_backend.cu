@@ -53,7 +53,8 @@
  *   VT_CUDA_WORKSPACE_MIB=N   largest convolution workspace to consider [1024]
  *   VT_CUDA_SMALL_CONV=own|cudnn   always / never use the direct kernel for
  *                             the first layer (C <= 4) instead of timing it
- *                             against cuDNN [auto]
+ *                             against cuDNN [auto; own where nothing is
+ *                             timed: heuristic search or deterministic]
  *   VT_CUDA_GRAPHS=1          record repeated sequences (training steps) as
  *                             CUDA graphs and replay them [0]
  *   VT_CUDA_VERBOSE=1         log the algorithm chosen for each plan [0]
@@ -143,6 +144,7 @@ typedef struct {
     float a, b, c;        /* sgd: lr, momentum, weight decay; dropout: rate, keep */
     int nesterov;         /* sgd */
     uint64_t base;        /* dropout: vt_rng_mix(seed ^ vt_rng_mix(stream)) */
+    const void *shadow;   /* sgd: the bf16 copy the launch rewrites, or NULL */
 } vt__patch;
 
 struct vt_recording {
@@ -222,6 +224,8 @@ typedef struct {
     int ntouched, cap_touched;
     vt_recording **pending;
     int npending, cap_pending;
+    int late_bad, late_label, late_c; /* a bad label found freeing a recording,
+                                         reported by the next sync */
     unsigned gen;
     /* options */
     int tf32, fuse, pad, find, deterministic, verbose, small, graphs;
@@ -498,6 +502,16 @@ static void vt__dfree(vt_cuda *cu, void *p)
         (void)cudaGetLastError();
 }
 
+/* Refuses, while a sequence is being captured, work that would allocate,
+ * free or wait (it would break the capture, or leak what it frees): the
+ * capture then fails cleanly and the step runs plainly. */
+static int vt__no_capture(vt_cuda *cu, const char *what)
+{
+    if (cu->rec_mode != VT__REC_CAPTURE)
+        return 0;
+    return vt_error_set(VT_EINVAL, "%s inside a captured sequence", what);
+}
+
 /* Frees scratch slot `slot` (it is made again when next needed). */
 static void vt__tmp_release(vt_cuda *cu, int slot)
 {
@@ -516,6 +530,7 @@ static int vt__tmp(vt_cuda *cu, int slot, size_t bytes, void **out)
 {
     if (cu->tmp_size[slot] < bytes) {
         size_t want = bytes + bytes / 8;
+        VT__TRY(vt__no_capture(cu, "growing backend scratch"));
         want = (want + ((size_t)1 << 20) - 1) & ~(((size_t)1 << 20) - 1);
         vt__tmp_release(cu, slot);
         VT__TRY(vt__dmalloc(cu, &cu->tmp[slot], want, "backend scratch"));
@@ -532,6 +547,7 @@ static int vt__ws_reserve(vt_cuda *cu, size_t bytes)
 {
     if (bytes <= cu->ws_size)
         return 0;
+    VT__TRY(vt__no_capture(cu, "growing the convolution workspace"));
     bytes = (bytes + ((size_t)1 << 20) - 1) & ~(((size_t)1 << 20) - 1);
     if (cu->ws) {
         cu->gen++;
@@ -699,6 +715,7 @@ static int vt__bf16_copy(vt_cuda *cu, const vt_tensor *tc, int cpad, const void 
         return 0;
     }
     if (s->bytes < elems * 2) {
+        VT__TRY(vt__no_capture(cu, "allocating a bf16 copy"));
         if (s->ptr) {
             cu->gen++;
             vt__dfree(cu, s->ptr);
@@ -711,6 +728,8 @@ static int vt__bf16_copy(vt_cuda *cu, const vt_tensor *tc, int cpad, const void 
         s->bytes = elems * 2;
         vt__mem_add(cu, s->bytes);
     }
+    if (s->valid && (s->cpad != cpad || s->elems != elems))
+        cu->gen++; /* the same buffer in another layout: a graph may read the old one */
     if (cpad)
         VT_CUDA_TRY(cu, vt_cuk_pad_channels(cu->stream, t->data, VT_CUK_F32, t->numel / (size_t)c,
                                             c, cpad, s->ptr, VT_CUK_BF16));
@@ -898,6 +917,7 @@ static int vt__conv_search(vt_cuda *cu, vt__conv_plan *p, const void *a, const v
     cudnnConvolutionBwdFilterAlgoPerf_t pw[MAXA], bw;
     const char *how = "timed";
 
+    VT__TRY(vt__no_capture(cu, "choosing a convolution algorithm"));
     if (cudaMemGetInfo(&fr, &tot) == cudaSuccess) {
         if (limit > fr / 2)
             limit = fr / 2;
@@ -1170,21 +1190,25 @@ static int vt__conv_fwd_time(vt_cuda *cu, vt__conv_plan *p, int small, const vt_
 
 /* Decides once per plan whether the direct kernel for few input channels
  * (VGG's first layer) runs instead of cuDNN: never where it does not apply
- * (C > 4, K not a multiple of 64) or VT_CUDA_SMALL_CONV=cudnn, always with
- * =own, and by default whichever of the two ran faster here, cuDNN's time
- * including its channel padding. */
+ * (C > 4, K not a multiple of 64, input and output of different dtypes) or
+ * VT_CUDA_SMALL_CONV=cudnn; always with =own, and where nothing may be
+ * timed (VT_CUDA_CONV_SEARCH=heuristic, VT_CUDA_DETERMINISTIC=1: the same
+ * choice every run); else whichever of the two ran faster here, cuDNN's
+ * time including its channel padding. */
 static int vt__conv_small_choose(vt_cuda *cu, vt__conv_plan *p, const vt_tensor *x,
                                  const vt_tensor *w, const vt_tensor *b, vt_tensor *y, int relu)
 {
     float own = 0.0f, dnn = 0.0f;
-    if (x->dims[3] > 4 || w->dims[0] % 64 || cu->small == VT__SMALL_CUDNN) {
+    if (x->dims[3] > 4 || w->dims[0] % 64 || x->dtype != y->dtype ||
+        cu->small == VT__SMALL_CUDNN) {
         p->own = 0;
         return 0;
     }
-    if (cu->small == VT__SMALL_OWN) {
+    if (cu->small == VT__SMALL_OWN || !cu->find || cu->deterministic) {
         p->own = 1;
         return 0;
     }
+    VT__TRY(vt__no_capture(cu, "timing the first layer"));
     VT__TRY(vt__conv_fwd_dnn(cu, p, x, w, b, y, relu)); /* its search, outside the clock */
     VT__TRY(vt__conv_fwd_time(cu, p, 0, x, w, b, y, relu, &dnn));
     VT__TRY(vt__conv_fwd_time(cu, p, 1, x, w, b, y, relu, &own));
@@ -1213,7 +1237,7 @@ static int vt__cuda_conv_fwd(vt_backend *be, const vt_tensor *x, const vt_tensor
     VT__TRY(vt__conv_plan_get(cu, VT__FWD, N, H, W, cp, K, cd, &p));
     if (p->own < 0)
         VT__TRY(vt__conv_small_choose(cu, p, x, w, b, y, relu));
-    if (p->own)
+    if (p->own && x->dtype == y->dtype)
         return vt__conv_fwd_small(cu, x, w, b, y, relu);
     return vt__conv_fwd_dnn(cu, p, x, w, b, y, relu);
 }
@@ -1579,7 +1603,7 @@ static int vt__cuda_dropout_fwd(vt_backend *be, vt_tensor *x, vt_tensor *mask, f
     vt_cuda *cu = vt__cu(be);
     float keep = 1.0f / (1.0f - rate);
     uint64_t base = vt_rng_mix(seed ^ vt_rng_mix(stream));
-    vt__patch want = {NULL, VT__P_DROPOUT, rate, keep, 0.0f, 0, base};
+    vt__patch want = {NULL, VT__P_DROPOUT, rate, keep, 0.0f, 0, base, NULL};
     VT__ENTER(cu);
     if (cu->rec_mode == VT__REC_REPLAY)
         return vt__replay_patch(cu, &want);
@@ -1631,12 +1655,14 @@ static int vt__cuda_sgd_update(vt_backend *be, vt_tensor *w, const vt_tensor *g,
     vt_cuda *cu = vt__cu(be);
     vt__shadow *s = (vt__shadow *)w->shadow;
     void *sh = NULL;
-    vt__patch want = {NULL, VT__P_SGD, a->lr, a->momentum, a->weight_decay, a->nesterov, 0};
+    vt__patch want = {NULL, VT__P_SGD, a->lr, a->momentum, a->weight_decay, a->nesterov, 0, NULL};
     VT__ENTER(cu);
     /* A plain bf16 copy of w is rewritten in the same pass (see the top);
-     * in a replay the graph's copy of this launch rewrites it. */
+     * in a replay the graph's copy of this launch rewrites it, provided it
+     * is the copy the launch was captured with. */
     if (s && s->ptr && s->cpad == 0 && s->elems == w->numel)
         sh = s->ptr;
+    want.shadow = sh;
     if (cu->rec_mode == VT__REC_REPLAY) {
         VT__TRY(vt__replay_patch(cu, &want));
     } else {
@@ -1728,6 +1754,10 @@ static int vt__replay_patch(vt_cuda *cu, const vt__patch *want)
         return 0;
     }
     p = &r->patch[r->cursor++];
+    if (p->shadow != want->shadow) { /* the graph would write another bf16 copy */
+        r->bad = 1;
+        return 0;
+    }
     if (p->kind == VT__P_SGD) {
         if (p->a != want->a || p->b != want->b || p->c != want->c || p->nesterov != want->nesterov)
             e = vt_cuk_sgd_set(r->exec, p->node, want->a, want->b, want->c, want->nesterov);
@@ -1806,23 +1836,33 @@ static int vt__rec_collect(vt_cuda *cu)
     return 0;
 }
 
-/* After the stream is synchronised: hands the collected sums over. */
+/* Hands r's collected sums (r->hacc, read back) over; a bad label is kept
+ * in cu->late_* for the caller to report. */
+static void vt__rec_hand_over(vt_cuda *cu, vt_recording *r)
+{
+    if (r->hacc->bad && !cu->late_bad) {
+        cu->late_bad = 1;
+        cu->late_label = r->hacc->bad_label;
+        cu->late_c = r->xent_c;
+    }
+    if (r->sums) {
+        r->sums->loss += r->hacc->loss;
+        r->sums->correct += r->hacc->correct;
+    }
+    r->pending = 0;
+}
+
+/* After the stream is synchronised: hands every pending recording's sums
+ * over, and reports the first bad label (a late one first). */
 static int vt__rec_deliver(vt_cuda *cu)
 {
-    int rc = 0;
-    for (int i = 0; i < cu->npending; i++) {
-        vt_recording *r = cu->pending[i];
-        if (r->hacc->bad && rc == 0)
-            rc = vt_error_set(VT_EINVAL, "label %d outside 0..%d", r->hacc->bad_label,
-                              r->xent_c - 1);
-        if (r->sums) {
-            r->sums->loss += r->hacc->loss;
-            r->sums->correct += r->hacc->correct;
-        }
-        r->pending = 0;
-    }
+    for (int i = 0; i < cu->npending; i++)
+        vt__rec_hand_over(cu, cu->pending[i]);
     cu->npending = 0;
-    return rc;
+    if (!cu->late_bad)
+        return 0;
+    cu->late_bad = 0;
+    return vt_error_set(VT_EINVAL, "label %d outside 0..%d", cu->late_label, cu->late_c - 1);
 }
 
 static void vt__recording_destroy(vt_recording *r)
@@ -1842,14 +1882,20 @@ static void vt__recording_destroy(vt_recording *r)
     free(r);
 }
 
+/* Frees r after handing over the sums of its runs (only its own: other
+ * pending results wait for the next sync, which also reports a bad label
+ * found here). */
 static void vt__cuda_recording_free(vt_backend *be, vt_recording *r)
 {
     vt_cuda *cu = vt__cu(be);
-    if (r->pending && !cu->sticky)
-        (void)vt__cuda_sync(be); /* delivers its sums; a bad label was reported before */
     for (int i = 0; i < cu->npending; i++)
         if (cu->pending[i] == r)
             cu->pending[i] = cu->pending[--cu->npending];
+    if (r->pending && !cu->sticky &&
+        cudaMemcpyAsync(r->hacc, r->dres + 1, sizeof *r->hacc, cudaMemcpyDeviceToHost,
+                        cu->stream) == cudaSuccess &&
+        cudaStreamSynchronize(cu->stream) == cudaSuccess)
+        vt__rec_hand_over(cu, r);
     if (cudaStreamSynchronize(cu->stream) != cudaSuccess)
         (void)cudaGetLastError();
     vt__recording_destroy(r);
@@ -1930,14 +1976,14 @@ static int vt__capture_end(vt_cuda *cu, vt_recording *r, int ok)
 static int vt__cuda_record_end(vt_backend *be, vt_recording **rec, int ok)
 {
     vt_cuda *cu = vt__cu(be);
-    vt_recording *r = *rec;
+    vt_recording *r = cu->rec;
     int mode = cu->rec_mode, ran = 0;
     cu->rec_mode = VT__REC_NONE;
     cu->rec = NULL;
     if (!r || mode == VT__REC_NONE)
         return vt_error_set(VT_EINVAL, "no recorded sequence is open");
     if (mode == VT__REC_CAPTURE) {
-        ran = vt__capture_end(cu, r, ok);
+        ran = vt__capture_end(cu, r, ok && !r->bad);
         cu->ntouched = 0;
     } else if (ok && !r->bad && r->opcount == r->nops && r->cursor == r->npatch) {
         cudaError_t e = cudaGraphLaunch(r->exec, cu->stream);
@@ -1947,8 +1993,11 @@ static int vt__cuda_record_end(vt_backend *be, vt_recording **rec, int ok)
     }
     if (ran < 0)
         return ran;
-    if (ran == 1)
-        return vt__rec_pending(cu, r) < 0 ? -1 : 1;
+    if (ran == 1) {
+        int rc = vt__rec_pending(cu, r);
+        *rec = r;
+        return rc < 0 ? rc : 1;
+    }
     vt__cuda_recording_free(be, r);
     *rec = NULL;
     return 0;
@@ -2052,6 +2101,9 @@ static int vt__cuda_alloc(vt_backend *be, vt_tensor *t)
 static void vt__cuda_release(vt_backend *be, vt_tensor *t)
 {
     vt_cuda *cu = vt__cu(be);
+    cu->gen++; /* a graph may hold its memory */
+    if (cu->rec)
+        cu->rec->bad = 1;
     vt__shadow_free(cu, t);
     if (t->host) {
         if (cudaStreamSynchronize(cu->stream) != cudaSuccess || cudaFreeHost(t->data) != cudaSuccess)

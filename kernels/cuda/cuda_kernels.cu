@@ -693,15 +693,16 @@ void colsum_shape(size_t rows, int cols, unsigned *gx, unsigned *chunks, size_t 
 /* The first layer's direct convolution (conv_small.cuh): stage the tile,
  * then each warp sweeps its row. */
 template <typename T, int C>
-__global__ void __launch_bounds__(kSmallThreads)
+__global__ void __launch_bounds__(kSmallThreads, 2)
 k_conv_small_fwd(const T *x, const float *w, const float *b, T *y, int h, int wd, int k,
                  int relu)
 {
     __shared__ float4 tile[kSmallRows + 2][kSmallCols + 2];
+    __shared__ __align__(8) float wt[9 * C][64];
     small_geom g = small_tile(blockIdx.x, h, wd);
-    small_load<T, C>(x, h, wd, g, threadIdx.x, tile);
+    small_load<T, C>(x, w, h, wd, g, blockIdx.y, threadIdx.x, tile, wt);
     __syncthreads();
-    small_row<T, C>(tile, w, b, y, h, wd, k, relu, g, blockIdx.y, threadIdx.x);
+    small_row<T, C>(tile, wt, b, y, h, wd, k, relu, g, blockIdx.y, threadIdx.x);
 }
 
 template <typename T>
@@ -925,12 +926,16 @@ cudaError_t vt_cuk_xent_add(cudaStream_t s, const vt_cuk_xent *res, vt_cuk_xent 
 
 namespace {
 
-/* Sets arguments of the kernel node `node` of exec, which one launch of a
- * kernel with `nargs` parameters made during stream capture: argument
- * at[i] becomes *val[i], i < nset; the others keep their recorded values. */
-cudaError_t set_node_args(cudaGraphExec_t exec, cudaGraphNode_t node, int nargs, int nset,
-                          const int *at, void *const *val)
+/* Sets arguments of the kernel node `node` of exec, which one launch of
+ * one of the kernels funcs[0..nfuncs) (all with `nargs` parameters) made
+ * during stream capture: argument at[i] becomes *val[i], i < nset; the
+ * others keep their recorded values.  A node of any other kernel is
+ * refused (cudaErrorInvalidValue), so a changed launch cannot be patched
+ * with the wrong layout. */
+cudaError_t set_node_args(cudaGraphExec_t exec, cudaGraphNode_t node, const void *const *funcs,
+                          int nfuncs, int nargs, int nset, const int *at, void *const *val)
 {
+    int known = 0;
     cudaKernelNodeParams p;
     void *args[16];
     cudaGraphNodeType type;
@@ -941,7 +946,9 @@ cudaError_t set_node_args(cudaGraphExec_t exec, cudaGraphNode_t node, int nargs,
         return cudaErrorInvalidValue;
     if ((e = cudaGraphKernelNodeGetParams(node, &p)) != cudaSuccess)
         return e;
-    if (!p.kernelParams)
+    for (int i = 0; i < nfuncs; i++)
+        known |= p.func == funcs[i];
+    if (!known || !p.kernelParams)
         return cudaErrorInvalidValue;
     for (int i = 0; i < nargs; i++)
         args[i] = p.kernelParams[i];
@@ -957,19 +964,21 @@ cudaError_t set_node_args(cudaGraphExec_t exec, cudaGraphNode_t node, int nargs,
 cudaError_t vt_cuk_sgd_set(cudaGraphExec_t exec, cudaGraphNode_t node, float lr, float momentum,
                            float weight_decay, int nesterov)
 {
-    /* k_sgd(w, g, v, n, lr, mom, wd, nesterov, shadow) */
+    /* k_sgd(w, g, v, n, lr, mom, wd, nesterov, shadow), as vt_cuk_sgd launches it */
     static const int at[4] = {4, 5, 6, 7};
+    const void *funcs[2] = {(const void *)k_sgd<4>, (const void *)k_sgd<1>};
     void *val[4] = {&lr, &momentum, &weight_decay, &nesterov};
-    return set_node_args(exec, node, 9, 4, at, val);
+    return set_node_args(exec, node, funcs, 2, 9, 4, at, val);
 }
 
 cudaError_t vt_cuk_dropout_set(cudaGraphExec_t exec, cudaGraphNode_t node, float rate, float keep,
                                uint64_t base)
 {
-    /* k_dropout_fwd(x, mask, n, rate, keep, base) */
+    /* k_dropout_fwd(x, mask, n, rate, keep, base), as vt_cuk_dropout_fwd launches it */
     static const int at[3] = {3, 4, 5};
+    const void *funcs[2] = {(const void *)k_dropout_fwd<bf16>, (const void *)k_dropout_fwd<float>};
     void *val[3] = {&rate, &keep, &base};
-    return set_node_args(exec, node, 6, 3, at, val);
+    return set_node_args(exec, node, funcs, 2, 6, 3, at, val);
 }
 
 cudaError_t vt_cuk_sgd(cudaStream_t s, float *w, const float *g, float *v, size_t n, float lr,
