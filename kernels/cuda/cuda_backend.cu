@@ -465,6 +465,21 @@ static int vt__env_int(const char *name, int dflt)
     return v && *v ? atoi(v) : dflt;
 }
 
+/* Room for one more element in the growable array *a (*cap allocated, n in
+ * use), doubling it when full. */
+template <typename T> static int vt__room(T **a, int *cap, int n)
+{
+    int c = *cap ? 2 * *cap : 16;
+    T *grown;
+    if (n < *cap)
+        return 0;
+    if (!(grown = (T *)realloc(*a, (size_t)c * sizeof **a)))
+        return vt_error_set(VT_ENOMEM, "out of host memory");
+    *a = grown;
+    *cap = c;
+    return 0;
+}
+
 /* Weights, biases and their gradients are f32 masters on this backend. */
 static int vt__need_f32(const vt_tensor *t, const char *op, const char *arg)
 {
@@ -620,14 +635,8 @@ static void *vt__cuda_host_alloc(vt_backend *be, size_t bytes)
     void *p = NULL;
     if (cu->sticky)
         return NULL;
-    if (cu->nhbuf == cu->cap_hbuf) {
-        int cap = cu->cap_hbuf ? 2 * cu->cap_hbuf : 8;
-        void *grown = realloc(cu->hbuf, sizeof *cu->hbuf * (size_t)cap);
-        if (!grown)
-            return NULL;
-        cu->hbuf = (decltype(cu->hbuf))grown;
-        cu->cap_hbuf = cap;
-    }
+    if (vt__room(&cu->hbuf, &cu->cap_hbuf, cu->nhbuf) < 0)
+        return NULL;
     if (cudaHostAlloc(&p, bytes ? bytes : 1, cudaHostAllocPortable) != cudaSuccess) {
         (void)cudaGetLastError(); /* no page-locked memory left: the caller mallocs */
         return NULL;
@@ -675,14 +684,7 @@ static int vt__touch(vt_cuda *cu, vt__shadow *s)
 {
     if (cu->rec_mode != VT__REC_CAPTURE)
         return 0;
-    if (cu->ntouched == cu->cap_touched) {
-        int cap = cu->cap_touched ? 2 * cu->cap_touched : 64;
-        vt__shadow **nt = (vt__shadow **)realloc(cu->touched, (size_t)cap * sizeof *nt);
-        if (!nt)
-            return vt_error_set(VT_ENOMEM, "out of host memory");
-        cu->touched = nt;
-        cu->cap_touched = cap;
-    }
+    VT__TRY(vt__room(&cu->touched, &cu->cap_touched, cu->ntouched));
     cu->touched[cu->ntouched++] = s;
     return 0;
 }
@@ -851,14 +853,7 @@ static int vt__conv_plan_get(vt_cuda *cu, int kind, int n, int h, int w, int c, 
             return 0;
         }
     }
-    if (cu->nplans == cu->cap_plans) {
-        int cap = cu->cap_plans ? 2 * cu->cap_plans : 32;
-        vt__conv_plan **np = (vt__conv_plan **)realloc(cu->plans, (size_t)cap * sizeof *np);
-        if (!np)
-            return vt_error_set(VT_ENOMEM, "out of host memory");
-        cu->plans = np;
-        cu->cap_plans = cap;
-    }
+    VT__TRY(vt__room(&cu->plans, &cu->cap_plans, cu->nplans));
     if (!(p = (vt__conv_plan *)calloc(1, sizeof *p)))
         return vt_error_set(VT_ENOMEM, "out of host memory");
     p->kind = kind;
@@ -1424,14 +1419,7 @@ static int vt__gemm(vt_cuda *cu, int ta, int tb, int m, int n, int k, const void
         }
     }
     if (!g) {
-        if (cu->ngplans == cu->cap_gplans) {
-            int cap = cu->cap_gplans ? 2 * cu->cap_gplans : 32;
-            vt__gemm_plan **np = (vt__gemm_plan **)realloc(cu->gplans, (size_t)cap * sizeof *np);
-            if (!np)
-                return vt_error_set(VT_ENOMEM, "out of host memory");
-            cu->gplans = np;
-            cu->cap_gplans = cap;
-        }
+        VT__TRY(vt__room(&cu->gplans, &cu->cap_gplans, cu->ngplans));
         if (!(g = (vt__gemm_plan *)calloc(1, sizeof *g)))
             return vt_error_set(VT_ENOMEM, "out of host memory");
         g->m = m, g->n = n, g->k = k, g->ta = ta, g->tb = tb;
@@ -1728,14 +1716,7 @@ static int vt__capture_patch(vt_cuda *cu, const vt__patch *want)
     if (st != cudaStreamCaptureStatusActive || ndeps != 1)
         return vt_error_set(VT_EINVAL, "capture: a launch did not end the sequence (%zu nodes)",
                             ndeps);
-    if (r->npatch == r->cap_patch) {
-        int cap = r->cap_patch ? 2 * r->cap_patch : 32;
-        vt__patch *np = (vt__patch *)realloc(r->patch, (size_t)cap * sizeof *np);
-        if (!np)
-            return vt_error_set(VT_ENOMEM, "out of host memory");
-        r->patch = np;
-        r->cap_patch = cap;
-    }
+    VT__TRY(vt__room(&r->patch, &r->cap_patch, r->npatch));
     r->patch[r->npatch] = *want;
     r->patch[r->npatch].node = deps[0];
     r->npatch++;
@@ -1810,14 +1791,7 @@ static int vt__rec_pending(vt_cuda *cu, vt_recording *r)
 {
     if (!r->xent_c || r->pending)
         return 0;
-    if (cu->npending == cu->cap_pending) {
-        int cap = cu->cap_pending ? 2 * cu->cap_pending : 8;
-        vt_recording **np = (vt_recording **)realloc(cu->pending, (size_t)cap * sizeof *np);
-        if (!np)
-            return vt_error_set(VT_ENOMEM, "out of host memory");
-        cu->pending = np;
-        cu->cap_pending = cap;
-    }
+    VT__TRY(vt__room(&cu->pending, &cu->cap_pending, cu->npending));
     cu->pending[cu->npending++] = r;
     r->pending = 1;
     return 0;
