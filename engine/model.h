@@ -80,7 +80,9 @@ void vt_model_cut(const vt_model *m, int *side, int *channels);
 /* Frozen forward pass: input -> features (a copy for trainable_blocks 5).
  * A large batch runs in chunks of images so that the trunk's scratch stays
  * within VT_FROZEN_CHUNK_MIB (environment, MiB per buffer, default 200;
- * 0 = the whole batch at once); the features do not depend on it. */
+ * 0 = the whole batch at once).  The features do not depend on it on the
+ * CPU; on CUDA only to rounding (cuDNN may pick other algorithms for other
+ * batch sizes). */
 int vt_model_extract(vt_model *m);
 
 /* One SGD step on the current features with labels[n] (host): forward,
