@@ -9,8 +9,8 @@
  *   d[j].out  (n, out_j)              dense j after ReLU and dropout (logits
  *                                     for the last layer)
  *   g[0..1]   ping-pong gradients, each as large as the largest of the above
- *   trunk scratch[0..1] (chunk, S, S, 64) at most: frozen forward ping-pong,
- *                       chunk <= n images (see vt__frozen_chunk)
+ *   trunk scratch[0..1] frozen forward ping-pong, scratch[2] the output of
+ *                       its chunked part (see vt__frozen_plan)
  */
 #include "model.h"
 
@@ -25,10 +25,12 @@ struct vt_trunk {
     vt_backend *be;
     vt_tensor *w[VT_VGG_NCONV]; /* (cout, 3, 3, cin) KRSC, f32 */
     vt_tensor *b[VT_VGG_NCONV]; /* (cout) */
-    /* Frozen-pass ping-pong buffers, one pair per activation dtype (f32 and
-     * bf16 jobs may share a trunk): cap[d] elements each, or NULL. */
-    vt_tensor *scratch[2][2];
-    size_t cap[2];
+    /* Frozen-pass scratch per activation dtype (f32 and bf16 jobs may share
+     * a trunk): scratch[d][0..1] the ping-pong pair, cap[d][0] elements
+     * each; scratch[d][2] the chunked part's output, cap[d][1] elements (see
+     * vt__frozen_plan); NULL until needed. */
+    vt_tensor *scratch[2][3];
+    size_t cap[2][2];
 };
 
 /* Index of an activation dtype in the scratch table. */
@@ -150,11 +152,11 @@ int vt_trunk_create(vt_trunk **out, vt_backend *be, const vt_params *p)
 void vt_trunk_trim(vt_trunk *t)
 {
     for (int d = 0; d < 2; d++) {
-        for (int k = 0; k < 2; k++) {
+        for (int k = 0; k < 3; k++) {
             vt_tensor_free(t->scratch[d][k]);
             t->scratch[d][k] = NULL;
         }
-        t->cap[d] = 0;
+        t->cap[d][0] = t->cap[d][1] = 0;
     }
 }
 
@@ -180,72 +182,103 @@ size_t vt_trunk_weight_bytes(const vt_trunk *t)
 
 size_t vt_trunk_scratch_bytes(const vt_trunk *t)
 {
-    return 2 * (t->cap[0] * 4 + t->cap[1] * 2);
+    return (2 * t->cap[0][0] + t->cap[0][1]) * 4 + (2 * t->cap[1][0] + t->cap[1][1]) * 2;
 }
 
-/* Elements one image needs in each scratch buffer of a frozen pass over
- * convs [0, first): its largest activation. */
-static size_t vt__scratch_per_image(int S, int first)
+/* Elements of one image's activation after conv i. */
+static size_t vt__act_per_image(int S, int i)
 {
-    size_t need = 0;
-    for (int i = 0; i < first; i++) {
-        size_t side = (size_t)vt_vgg_side(S, vt_vgg16[i].block - 1);
-        size_t e = side * side * (size_t)vt_vgg16[i].cout;
-        need = e > need ? e : need;
-    }
-    return need;
+    size_t side = (size_t)vt_vgg_side(S, vt_vgg16[i].block - 1);
+    return side * side * (size_t)vt_vgg16[i].cout;
 }
 
-/* Images a frozen pass of batch n computes at once.  A frozen pass keeps no
- * activations, so it need not hold the whole batch's largest one (block 1's,
- * 3.2M elements per image at 224): it runs in equal chunks whose scratch
- * buffers each stay within VT_FROZEN_CHUNK_MIB (default 200; 0 = the whole
- * batch at once), and never fewer than one image.  At 224 in bf16 that is
- * 32 images, enough rows for the convolutions to run at full rate. */
-static int vt__frozen_chunk(int S, int first, int n, size_t act_size)
+/* The largest of convs [from, to)'s activations per image (0: none). */
+static size_t vt__act_max(int S, int from, int to)
+{
+    size_t most = 0;
+    for (int i = from; i < to; i++) {
+        size_t e = vt__act_per_image(S, i);
+        most = e > most ? e : most;
+    }
+    return most;
+}
+
+/* How a frozen pass over convs [0, first) of n images runs.  It keeps no
+ * activations, so it need not hold the whole batch's largest one (block
+ * 1's, 3.2M elements per image at 224) twice: its early blocks, whose
+ * activations are large, run in equal chunks of images, and from the first
+ * block whose activations fit for the whole batch on it runs on the whole
+ * batch (small layers want many rows).  "Fit" is VT_FROZEN_CHUNK_MIB
+ * (default 200; 0 = no chunks) per buffer, at least one image.  At 224 in
+ * bf16: batch 64 runs block 1 in chunks of 32 and blocks 2-4 whole; batch
+ * 256 blocks 1-3 in chunks of 32 and block 4 whole. */
+typedef struct {
+    int split;   /* convs [0, split) run in chunks (split = 0: no chunks) */
+    int chunk;   /* images per chunk */
+    size_t pair; /* elements of each ping-pong buffer */
+    size_t mid;  /* elements of the chunked part's whole-batch output (0 when
+                    split = first: the chunks go straight to the features) */
+} vt__frozen_plan;
+
+static vt__frozen_plan vt__frozen_plan_of(int S, int first, int n, size_t act_size)
 {
     const char *env = getenv("VT_FROZEN_CHUNK_MIB");
     long mib = env && *env ? strtol(env, NULL, 10) : 200;
-    size_t per = vt__scratch_per_image(S, first) * act_size, most;
+    size_t budget = mib > 0 ? ((size_t)mib << 20) / act_size : 0, head, most;
+    vt__frozen_plan p = {0, n, (size_t)n * vt__act_max(S, 0, first), 0};
     int parts;
-    if (mib <= 0 || per == 0)
-        return n;
-    most = ((size_t)mib << 20) / per;
-    if (most < 1)
-        most = 1;
-    if ((size_t)n <= most)
-        return n;
+
+    if (budget == 0 || p.pair <= budget)
+        return p;
+    p.split = first;
+    for (int i = first - 1; i > 0; i--) /* the earliest block start that fits */
+        if (vt_vgg16[i - 1].last_in_block && (size_t)n * vt__act_max(S, i, first) <= budget)
+            p.split = i;
+    head = vt__act_max(S, 0, p.split);
+    most = budget / head ? budget / head : 1;
     parts = (int)(((size_t)n + most - 1) / most);
-    return (n + parts - 1) / parts;
+    p.chunk = (n + parts - 1) / parts;
+    p.pair = (size_t)p.chunk * head;
+    if ((size_t)n * vt__act_max(S, p.split, first) > p.pair)
+        p.pair = (size_t)n * vt__act_max(S, p.split, first);
+    if (p.split < first) /* the pool output of the chunked part's last conv */
+        p.mid = (size_t)n * vt__act_per_image(S, p.split - 1) / 4;
+    return p;
 }
 
-/* Elements a frozen pass of batch n needs in each scratch buffer. */
+/* Elements a frozen pass of batch n needs in all its scratch buffers. */
 static size_t vt__scratch_need(int S, int first, int n, size_t act_size)
 {
-    return (size_t)vt__frozen_chunk(S, first, n, act_size) * vt__scratch_per_image(S, first);
+    vt__frozen_plan p = vt__frozen_plan_of(S, first, n, act_size);
+    return 2 * p.pair + p.mid;
 }
 
-/* Makes sure the scratch pair for dtype dt holds cap elements each. */
-static int vt__trunk_reserve(vt_trunk *t, vt_dtype dt, size_t cap)
+/* Makes sure the scratch buffers of dtype dt hold `pair` elements each
+ * (the ping-pong pair) and `mid` (the chunked part's output). */
+static int vt__trunk_reserve(vt_trunk *t, vt_dtype dt, size_t pair, size_t mid)
 {
-    int d = vt__di(dt);
-    if (cap <= t->cap[d])
-        return 0;
-    for (int k = 0; k < 2; k++) {
-        vt_tensor_free(t->scratch[d][k]);
-        t->scratch[d][k] = NULL;
-    }
-    t->cap[d] = 0;
-    for (int k = 0; k < 2; k++) {
-        int rc = vt__new(&t->scratch[d][k], t->be, dt, 1, (int)cap, 0, 0, 0);
-        if (rc < 0) {
-            vt_tensor_free(t->scratch[d][0]);
-            t->scratch[d][0] = NULL;
-            return rc;
+    int d = vt__di(dt), rc = 0;
+    size_t want[2] = {pair, mid};
+    for (int g = 0; g < 2; g++) {
+        if (want[g] <= t->cap[d][g])
+            continue;
+        for (int k = 2 * g; k < 3 && k < 2 * g + 2; k++) { /* g 0: buffers 0, 1; g 1: buffer 2 */
+            vt_tensor_free(t->scratch[d][k]);
+            t->scratch[d][k] = NULL;
         }
+        t->cap[d][g] = want[g];
     }
-    t->cap[d] = cap;
-    return 0;
+    for (int k = 0; k < 3 && rc == 0; k++)
+        if (!t->scratch[d][k] && t->cap[d][k / 2])
+            rc = vt__new(&t->scratch[d][k], t->be, dt, 1, (int)t->cap[d][k / 2], 0, 0, 0);
+    if (rc < 0) { /* none of this dtype's, so that the sizes stay true */
+        for (int k = 0; k < 3; k++) {
+            vt_tensor_free(t->scratch[d][k]);
+            t->scratch[d][k] = NULL;
+        }
+        t->cap[d][0] = t->cap[d][1] = 0;
+    }
+    return rc;
 }
 
 /* ---- model construction ------------------------------------------------ */
@@ -412,7 +445,7 @@ size_t vt_model_estimate(const vt_params *p, const vt_model_opts *o, size_t act_
         gmax = e > gmax ? e : gmax;
     }
     if (scratch_bytes)
-        *scratch_bytes = 2 * vt__scratch_need(S, first, N, act_size) * act_size;
+        *scratch_bytes = vt__scratch_need(S, first, N, act_size) * act_size;
     /* weights, gradients, velocities in f32; activations and the two
      * gradient buffers in the activation dtype; labels, dlogits, probs. */
     return 3 * params * 4 + (acts + 2 * gmax) * act_size +
@@ -457,18 +490,18 @@ void vt_model_cut(const vt_model *m, int *side, int *channels)
     *channels = m->cut_ch;
 }
 
-/* The frozen convolutions [0, m->first) over the n images of `in` (the
- * model's input or scratch[1]), through the trunk's ping-pong scratch.  The
- * last pool writes into out, or when out is NULL into a scratch buffer;
+/* The frozen convolutions [from, to) over the n images of `in` (the model's
+ * input, scratch[1] or scratch[2]), through the trunk's ping-pong scratch.
+ * The last pool writes into out, or when out is NULL into a scratch buffer;
  * *result says which. */
-static int vt__frozen_pass(vt_model *m, vt_tensor *in, int n, vt_tensor *out,
+static int vt__frozen_pass(vt_model *m, int from, int to, vt_tensor *in, int n, vt_tensor *out,
                            vt_tensor **result)
 {
     vt_trunk *t = m->trunk;
     vt_tensor *cur = in, **scratch = t->scratch[vt__di(m->o.act)];
     int rc, k = in == scratch[0];
 
-    for (int i = 0; i < m->first; i++) {
+    for (int i = from; i < to; i++) {
         const vt_vgg_conv *c = &vt_vgg16[i];
         int side = vt_vgg_side(m->S, c->block - 1);
         int dims[4] = {n, side, side, c->cout};
@@ -480,7 +513,7 @@ static int vt__frozen_pass(vt_model *m, vt_tensor *in, int n, vt_tensor *out,
         k ^= 1;
         if (c->last_in_block) {
             vt_tensor *pool = out;
-            if (i < m->first - 1 || !out) {
+            if (i < to - 1 || !out) {
                 int pd[4] = {n, side / 2, side / 2, c->cout};
                 pool = scratch[k];
                 if ((rc = vt_tensor_reshape(pool, 4, pd)) < 0)
@@ -500,28 +533,40 @@ int vt_model_extract(vt_model *m)
 {
     vt_trunk *t = m->trunk;
     size_t act = m->o.act == VT_BF16 ? 2 : 4;
-    int n = m->batch, chunk = vt__frozen_chunk(m->S, m->first, n, act), rc;
-    vt_tensor **scratch = t->scratch[vt__di(m->o.act)], *last;
+    int n = m->batch, rc;
+    vt__frozen_plan p = vt__frozen_plan_of(m->S, m->first, n, act);
+    vt_tensor **scratch = t->scratch[vt__di(m->o.act)], *last, *mid;
 
     if (m->first == 0)
         return vt_tensor_copy(m->features, m->input);
-    if ((rc = vt__trunk_reserve(t, m->o.act, vt__scratch_need(m->S, m->first, n, act))) < 0)
+    if ((rc = vt__trunk_reserve(t, m->o.act, p.pair, p.mid)) < 0)
         return vt_error_wrap(rc, "frozen pass scratch");
-    if (chunk >= n)
-        return vt__frozen_pass(m, m->input, n, m->features, &last);
-    /* Each chunk's images are copied into scratch[1] and its features out
-     * of the scratch buffer its last pool wrote; both copies are small next
-     * to the pass (at 224: 0.15M and 0.1M elements against 3.2M per image
-     * in block 1 alone). */
-    for (int r = 0; r < n; r += chunk) {
-        int c = n - r < chunk ? n - r : chunk;
+    if (p.split == 0)
+        return vt__frozen_pass(m, 0, m->first, m->input, n, m->features, &last);
+    /* Each chunk's images are copied into scratch[1] and its output out of
+     * the scratch buffer its last pool wrote, into the whole batch's: the
+     * features, or scratch[2] for the rest of the pass.  The copies are
+     * small next to the convolutions (at 224: 0.15M elements in and at most
+     * 0.8M out per image against 3.2M per image in each of block 1's). */
+    mid = p.mid ? scratch[2] : m->features;
+    if (p.mid) {
+        const vt_vgg_conv *c = &vt_vgg16[p.split - 1];
+        int side = vt_vgg_side(m->S, c->block);
+        int dims[4] = {n, side, side, c->cout};
+        if ((rc = vt_tensor_reshape(mid, 4, dims)) < 0)
+            return rc;
+    }
+    for (int r = 0; r < n; r += p.chunk) {
+        int c = n - r < p.chunk ? n - r : p.chunk;
         int in_dims[4] = {c, m->S, m->S, 3};
         if ((rc = vt_tensor_reshape(scratch[1], 4, in_dims)) < 0 ||
             (rc = vt_tensor_copy_rows(scratch[1], 0, m->input, r, c)) < 0 ||
-            (rc = vt__frozen_pass(m, scratch[1], c, NULL, &last)) < 0 ||
-            (rc = vt_tensor_copy_rows(m->features, r, last, 0, c)) < 0)
+            (rc = vt__frozen_pass(m, 0, p.split, scratch[1], c, NULL, &last)) < 0 ||
+            (rc = vt_tensor_copy_rows(mid, r, last, 0, c)) < 0)
             return rc;
     }
+    if (p.mid)
+        return vt__frozen_pass(m, p.split, m->first, mid, n, m->features, &last);
     return 0;
 }
 

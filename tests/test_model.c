@@ -203,41 +203,53 @@ static void frozen_features(vt_backend *be, int tb, const char *chunk_mib, const
     vt_params_free(p);
 }
 
-/* A frozen pass in chunks (1 MiB per scratch buffer = 4 images of 32x32 in
- * f32, so 7 images run as 4 + 3) gives the features of the pass over the
- * whole batch, with scratch for 4 images instead of 7. */
-static void check_frozen_chunks(vt_backend *be, int tb)
+/* A frozen pass with 1 MiB per scratch buffer (4 images of block 1 at
+ * 32x32 in f32) over nb images gives the features of the pass over the
+ * whole batch, with the scratch of its plan:
+ *   7 images: block 1 in chunks of 4 (4 + 3), then from block 2 on (7
+ *     images of block 2 fit) the whole batch: the pair for 4 images of
+ *     block 1, and the whole batch's block-1 pool output (7 x 16x16x64);
+ *   34 images: block 4 does not fit for 34, so all of the finetune trunk
+ *     runs in chunks of 4 (8 x 4 + 2), straight into the features. */
+static void check_frozen_chunks(vt_backend *be, int tb, int nb, size_t want_scratch)
 {
-    enum { NB = 7 };
     int side, ch;
-    uint8_t img[NB * S * S * 3];
-    for (size_t i = 0; i < sizeof img; i++)
+    uint8_t *img = malloc((size_t)nb * S * S * 3);
+    for (size_t i = 0; i < (size_t)nb * S * S * 3; i++)
         img[i] = (uint8_t)vt_rng_below(6, 0, i, 256);
     vt_vgg_cut_shape(S, tb, &side, &ch);
-    size_t n = (size_t)NB * side * side * ch, s_whole, s_chunked;
+    size_t n = (size_t)nb * side * side * ch, s_whole, s_chunked;
     float *whole = malloc(n * sizeof *whole), *chunked = malloc(n * sizeof *chunked);
-    frozen_features(be, tb, "0", img, NB, whole, &s_whole);
-    frozen_features(be, tb, "1", img, NB, chunked, &s_chunked);
+    frozen_features(be, tb, "0", img, nb, whole, &s_whole);
+    frozen_features(be, tb, "1", img, nb, chunked, &s_chunked);
     double top = 0, diff = 0;
     for (size_t i = 0; i < n; i++) {
         top = fmax(top, fabs(whole[i]));
         diff = fmax(diff, fabs(whole[i] - chunked[i]));
     }
-    printf("  features max %.4g, largest difference %.3g; scratch %zu -> %zu bytes\n", top, diff,
-           s_whole, s_chunked);
+    printf("  %d images: features max %.4g, largest difference %.3g; scratch %zu -> %zu bytes\n",
+           nb, top, diff, s_whole, s_chunked);
     VT_CHECK(top > 0);
     /* the CPU computes each image alone either way; cuDNN may choose other
      * algorithms for other batch sizes (float rounding only) */
     VT_CHECK(diff <= (strcmp(vt_backend_name(be), "cpu") == 0 ? 0.0 : 1e-5 * top));
-    size_t per = (size_t)S * S * 64 * 4; /* block 1's activation of one image, f32 */
-    VT_CHECK_INT((long long)s_whole, (long long)(2 * NB * per));
-    VT_CHECK_INT((long long)s_chunked, (long long)(2 * 4 * per));
+    VT_CHECK_INT((long long)s_whole, (long long)(2 * nb * (size_t)S * S * 64 * 4));
+    VT_CHECK_INT((long long)s_chunked, (long long)want_scratch);
+    free(img);
     free(whole);
     free(chunked);
 }
 
-static void test_frozen_chunks_finetune(vt_backend *be) { check_frozen_chunks(be, 1); }
-static void test_frozen_chunks_bottleneck(vt_backend *be) { check_frozen_chunks(be, 0); }
+enum { PER1 = S * S * 64 * 4, POOL1 = S / 2 * (S / 2) * 64 * 4 }; /* bytes per image */
+static void test_frozen_chunks_finetune(vt_backend *be)
+{
+    check_frozen_chunks(be, 1, 7, 2 * 4 * PER1 + 7 * POOL1);
+    check_frozen_chunks(be, 1, 34, 2 * 4 * PER1);
+}
+static void test_frozen_chunks_bottleneck(vt_backend *be)
+{
+    check_frozen_chunks(be, 0, 7, 2 * 4 * PER1 + 7 * POOL1);
+}
 
 /* ---- recorded steps (CUDA graphs) ---------------------------------------- */
 
