@@ -274,6 +274,7 @@ void vt_device_stop(vt_device *d)
 
 size_t vt_device_estimate(const vt_jobspec *spec, int bf16)
 {
+    bf16 = bf16 && spec->precision != VT_PREC_FP32; /* as the trainer chooses */
     vt_params p = {.image_size = spec->image_size, .nclasses = 100,
                    .ndense = spec->nhidden + 1};
     vt_model_opts o = {.trainable_blocks = spec->trainable_blocks,

@@ -112,7 +112,8 @@ double vt_device_idle_seconds(vt_device *d);
 
 /* Estimated device bytes of a job (model, activations, trunk scratch; not
  * the optional feature cache), for admission and for refusing jobs that can
- * never fit. */
+ * never fit.  bf16: whether the device's activations are bf16 (a job whose
+ * precision is fp32 computes in f32 there all the same). */
 size_t vt_device_estimate(const vt_jobspec *spec, int bf16);
 
 #endif

@@ -209,7 +209,9 @@ static size_t vt__act_max(int S, int from, int to)
  * activations are large, run in equal chunks of images, and from the first
  * block whose activations fit for the whole batch on it runs on the whole
  * batch (small layers want many rows).  "Fit" is VT_FROZEN_CHUNK_MIB
- * (default 200; 0 = no chunks) per buffer, at least one image.  At 224 in
+ * (default 200; 0 or less = no chunks) per buffer, at least one image.  A
+ * batch plans as its model's max_batch does (vt_model_extract), so that the
+ * scratch never outgrows vt_model_estimate's figure.  At 224 in
  * bf16: batch 64 runs block 1 in chunks of 32 and blocks 2-4 whole; batch
  * 256 blocks 1-3 in chunks of 32 and block 4 whole. */
 typedef struct {
@@ -223,7 +225,10 @@ typedef struct {
 static vt__frozen_plan vt__frozen_plan_of(int S, int first, int n, size_t act_size)
 {
     const char *env = getenv("VT_FROZEN_CHUNK_MIB");
-    long mib = env && *env ? strtol(env, NULL, 10) : 200;
+    char *end = NULL;
+    long mib = env && *env ? strtol(env, &end, 10) : 200;
+    if (end && *end) /* not a number: the default */
+        mib = 200;
     size_t budget = mib > 0 ? ((size_t)mib << 20) / act_size : 0, head, most;
     vt__frozen_plan p = {0, n, (size_t)n * vt__act_max(S, 0, first), 0};
     int parts;
@@ -237,6 +242,8 @@ static vt__frozen_plan vt__frozen_plan_of(int S, int first, int n, size_t act_si
     head = vt__act_max(S, 0, p.split);
     most = budget / head ? budget / head : 1;
     parts = (int)(((size_t)n + most - 1) / most);
+    if (parts == 1) /* one image is over budget, and there is one: no chunks */
+        return (vt__frozen_plan){0, n, p.pair, 0};
     p.chunk = (n + parts - 1) / parts;
     p.pair = (size_t)p.chunk * head;
     if ((size_t)n * vt__act_max(S, p.split, first) > p.pair)
@@ -246,7 +253,8 @@ static vt__frozen_plan vt__frozen_plan_of(int S, int first, int n, size_t act_si
     return p;
 }
 
-/* Elements a frozen pass of batch n needs in all its scratch buffers. */
+/* Elements the frozen passes of batches up to n need in all their scratch
+ * buffers. */
 static size_t vt__scratch_need(int S, int first, int n, size_t act_size)
 {
     vt__frozen_plan p = vt__frozen_plan_of(S, first, n, act_size);
@@ -268,9 +276,11 @@ static int vt__trunk_reserve(vt_trunk *t, vt_dtype dt, size_t pair, size_t mid)
         }
         t->cap[d][g] = want[g];
     }
+    /* (rows of 1024: a 1-D tensor counts its elements in an int) */
     for (int k = 0; k < 3 && rc == 0; k++)
         if (!t->scratch[d][k] && t->cap[d][k / 2])
-            rc = vt__new(&t->scratch[d][k], t->be, dt, 1, (int)t->cap[d][k / 2], 0, 0, 0);
+            rc = vt__new(&t->scratch[d][k], t->be, dt, 2, (int)((t->cap[d][k / 2] + 1023) / 1024),
+                         1024, 0, 0);
     if (rc < 0) { /* none of this dtype's, so that the sizes stay true */
         for (int k = 0; k < 3; k++) {
             vt_tensor_free(t->scratch[d][k]);
@@ -534,14 +544,14 @@ int vt_model_extract(vt_model *m)
     vt_trunk *t = m->trunk;
     size_t act = m->o.act == VT_BF16 ? 2 : 4;
     int n = m->batch, rc;
-    vt__frozen_plan p = vt__frozen_plan_of(m->S, m->first, n, act);
+    vt__frozen_plan p = vt__frozen_plan_of(m->S, m->first, m->o.max_batch, act);
     vt_tensor **scratch = t->scratch[vt__di(m->o.act)], *last, *mid;
 
     if (m->first == 0)
         return vt_tensor_copy(m->features, m->input);
     if ((rc = vt__trunk_reserve(t, m->o.act, p.pair, p.mid)) < 0)
         return vt_error_wrap(rc, "frozen pass scratch");
-    if (p.split == 0)
+    if (p.split == 0 || n <= p.chunk) /* it all fits in the pair */
         return vt__frozen_pass(m, 0, m->first, m->input, n, m->features, &last);
     /* Each chunk's images are copied into scratch[1] and its output out of
      * the scratch buffer its last pool wrote, into the whole batch's: the

@@ -78,9 +78,10 @@ vt_tensor *vt_model_features(vt_model *m);
 void vt_model_cut(const vt_model *m, int *side, int *channels);
 
 /* Frozen forward pass: input -> features (a copy for trainable_blocks 5).
- * A large batch runs in chunks of images so that the trunk's scratch stays
- * within VT_FROZEN_CHUNK_MIB (environment, MiB per buffer, default 200;
- * 0 = the whole batch at once).  The features do not depend on it on the
+ * A large batch runs its early blocks in chunks of images so that the
+ * trunk's scratch stays within VT_FROZEN_CHUNK_MIB (environment, MiB per
+ * buffer, default 200; 0 = the whole batch at once), unless one image alone
+ * needs more.  The features do not depend on it on the
  * CPU; on CUDA only to rounding (cuDNN may pick other algorithms for other
  * batch sizes). */
 int vt_model_extract(vt_model *m);

@@ -251,6 +251,54 @@ static void test_frozen_chunks_bottleneck(vt_backend *be)
     check_frozen_chunks(be, 0, 7, 2 * 4 * PER1 + 7 * POOL1);
 }
 
+/* The daemon admits a job by vt_model_estimate's figure: the trunk's scratch
+ * must stay within it whatever batch sizes up to max_batch the job runs
+ * (a smaller last batch, validation), in any order, and the smaller
+ * batches' features must be those of the same images in the full batch. */
+static void test_frozen_scratch_bound(vt_backend *be)
+{
+    enum { MAXB = 5 };
+    int hidden[1] = {16}, side, ch;
+    vt_params *p = NULL;
+    vt_trunk *trunk = NULL;
+    vt_model *m = NULL;
+    vt_model_opts o = {.trainable_blocks = 0, .max_batch = MAXB, .dropout = 0,
+                       .act = vt_backend_act_dtype(be, "fp32")};
+    uint8_t img[MAXB * S * S * 3];
+    size_t est = 0, act = o.act == VT_BF16 ? 2 : 4;
+    for (size_t i = 0; i < sizeof img; i++)
+        img[i] = (uint8_t)vt_rng_below(13, 0, i, 256);
+    vt_vgg_cut_shape(S, 0, &side, &ch);
+    size_t per = (size_t)side * side * ch;
+    float *full = malloc(MAXB * per * sizeof *full), *part = malloc(MAXB * per * sizeof *part);
+    setenv("VT_FROZEN_CHUNK_MIB", "1", 1);
+    VT_CHECK_OK(vt_params_new(&p, S, hidden, 1, C));
+    vt_params_init_he(p, 5, 3);
+    (void)vt_model_estimate(p, &o, act, &est);
+    VT_CHECK_OK(vt_trunk_create(&trunk, be, p));
+    VT_CHECK_OK(vt_model_create(&m, trunk, p, &o));
+    static const int order[] = {MAXB, 4, 3, 2, 1, 4, MAXB};
+    for (size_t k = 0; k < sizeof order / sizeof order[0]; k++) {
+        int n = order[k];
+        VT_CHECK_OK(vt_model_set_batch(m, n));
+        VT_CHECK_OK(vt_op_images_to_input(be, img, n, S, S, VT_PREP_TORCH, vt_model_input(m)));
+        VT_CHECK_OK(vt_model_extract(m));
+        VT_CHECK_OK(vt_tensor_download(vt_model_features(m), k == 0 ? full : part));
+        printf("  batch %d: scratch %zu bytes, estimate %zu\n", n, vt_trunk_scratch_bytes(trunk),
+               est);
+        VT_CHECK(vt_trunk_scratch_bytes(trunk) <= est);
+        if (k > 0)
+            VT_CHECK(vt_test_allclose("features", part, full, (size_t)n * per,
+                                      strcmp(vt_backend_name(be), "cpu") == 0 ? 0.0 : 1e-5, 1e-5));
+    }
+    unsetenv("VT_FROZEN_CHUNK_MIB");
+    free(full);
+    free(part);
+    vt_model_free(m);
+    vt_trunk_free(trunk);
+    vt_params_free(p);
+}
+
 /* ---- recorded steps (CUDA graphs) ---------------------------------------- */
 
 typedef struct {
@@ -396,6 +444,7 @@ static const vt_test_case cases[] = {
     {"bottleneck_stack", test_bottleneck_stack, VT_TEST_NUMERIC},
     {"frozen_chunks_finetune", test_frozen_chunks_finetune, VT_TEST_NUMERIC},
     {"frozen_chunks_bottleneck", test_frozen_chunks_bottleneck, VT_TEST_NUMERIC},
+    {"frozen_scratch_bound", test_frozen_scratch_bound, VT_TEST_NUMERIC},
     {"recorded_steps", test_recorded_steps, VT_TEST_NUMERIC},
 };
 
