@@ -46,7 +46,7 @@ void vt_config_usage(FILE *f)
         "  --host-cache-mb N    host memory for one job's caches that do not fit the\n"
         "                       device (default: half of what is available with a\n"
         "                       GPU, 0 with the CPU backend)\n"
-        "  --log-level L        error, warn, info (default), debug\n"
+        "  --log-level L        error, warn, info (default, or $VGGTUNE_LOG), debug\n"
         "  --help, --version\n"
         "Other commands: vggtuned run JOB.json | predict MODEL IMAGE... | eval MODEL DIR\n",
         VT_SYSTEM_CONFIG);
@@ -85,7 +85,11 @@ static void vt__defaults(vt_config *c)
     c->reserve_mb = 512;
     c->cache_mb = -1;
     c->host_cache_mb = -1;
-    c->log_level = VT_LOG_INFO;
+    /* the environment's VGGTUNE_LOG (read by main), unless the config or
+     * --log-level says otherwise */
+    const char *env = getenv("VGGTUNE_LOG");
+    int lv = env ? vt_log_level_parse(env) : -1;
+    c->log_level = lv >= 0 ? lv : VT_LOG_INFO;
 }
 
 int vt_config_int(const char *key, const char *v, long lo, long hi, long *out)

@@ -370,11 +370,16 @@ static void vt__hook_epoch(void *ud, const vt_epoch_metrics *m)
     }
 }
 
+/* A job's message: in the daemon's log, and unless it is a debugging detail
+ * also in the job's own log (what `watch` shows). */
 static void vt__hook_message(void *ud, vt_log_level level, const char *text)
 {
     vt__djob *j = ud;
-    vt_dev_event *e = vt__event(VT_DEV_LOG, j->id);
+    vt_dev_event *e;
     vt_log(level, "job %lld: %s", (long long)j->id, text);
+    if (level == VT_LOG_DEBUG)
+        return;
+    e = vt__event(VT_DEV_LOG, j->id);
     if (e) {
         e->level = (int)level;
         e->text = strdup(text);

@@ -556,11 +556,15 @@ static int vt__prepare(vt_trainer *t)
     vt_loader_opts lo;
     size_t budget[2] = {t->env.cache_limit, t->env.host_cache_limit}; /* device, host */
     int rc, first_epoch_cache;
+    double at[5]; /* when the data, the weights, the model and the loaders were ready */
 
     t->t_run0 = vt__now();
-    if ((rc = vt__check_output(t)) < 0 || (rc = vt__load_data(t)) < 0 ||
-        (rc = vt__build_params(t)) < 0)
+    if ((rc = vt__check_output(t)) < 0 || (rc = vt__load_data(t)) < 0)
         return rc;
+    at[0] = vt__now();
+    if ((rc = vt__build_params(t)) < 0)
+        return rc;
+    at[1] = vt__now();
     t->prep = s->preprocess >= 0 ? (vt_preprocess)s->preprocess : t->env.base_prep;
     mo = (vt_model_opts){.trainable_blocks = s->trainable_blocks,
                          .max_batch = s->batch_size,
@@ -569,6 +573,7 @@ static int vt__prepare(vt_trainer *t)
                                                                     ? "fp32" : "bf16")};
     if ((rc = vt_model_create(&t->model, t->env.trunk, t->p, &mo)) < 0)
         return rc;
+    at[2] = vt__now();
     lo = (vt_loader_opts){.image_size = s->image_size, .max_batch = s->batch_size,
                           .creds = t->env.creds,
                           .device_resize = vt_backend_resizes_images(t->env.be),
@@ -585,6 +590,7 @@ static int vt__prepare(vt_trainer *t)
                             (size_t)((t->val && t->val->n > t->train->n ? t->val->n
                                                                         : t->train->n) + 1))))
         return vt_error_set(VT_ENOMEM, "out of memory");
+    at[3] = vt__now();
     /* Validation first: it is reused every epoch whatever the augmentation. */
     if (t->val && (rc = vt__make_cache(t, t->val, t->bad_val, t->stat_val, 1, &t->fc_val,
                                        &t->cache_val, &t->have_val, budget)) < 0)
@@ -599,6 +605,12 @@ static int vt__prepare(vt_trainer *t)
     t->flip_copies = s->flip && t->cache_train;
     if ((rc = vt__load_checkpoint(t)) < 0)
         return rc;
+    at[4] = vt__now();
+    vt__say(t, VT_LOG_DEBUG,
+            "prepared in %.3f s: data %.3f, weights %.3f, model on the device %.3f, loaders "
+            "%.3f, feature caches and checkpoint %.3f",
+            at[4] - t->t_run0, at[0] - t->t_run0, at[1] - at[0], at[2] - at[1], at[3] - at[2],
+            at[4] - at[3]);
     char ntrain[64], nval[64];
     vt__count_text(ntrain, sizeof ntrain, t->train, t->bad_train, "training");
     vt__count_text(nval, sizeof nval, t->val, t->bad_val, "validation");

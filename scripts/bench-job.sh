@@ -5,7 +5,8 @@
 #
 #   scripts/bench-job.sh [--images N] [--epochs E] [--backend auto|cpu|cuda]
 #                        [--size S] [--batch B] [--threads N] [--data DIR]
-#                        [--build DIR] [--json FILE] [--repeat N] [--keep]
+#                        [--build DIR] [--json FILE] [--repeat N] [--log FILE]
+#                        [--keep]
 #
 #   --images N    dataset size, a multiple of 5 (default 2000)
 #   --epochs E    (default 10)
@@ -19,6 +20,10 @@
 #   --json FILE   also append the result's JSON line to FILE
 #   --repeat N    submit the same job N times, one after the other, to the
 #                 same daemon (default 1; see below)
+#   --log FILE    copy the daemon's log there at the end; it runs at debug
+#                 level with timestamps (VGGTUNE_LOG_TIME), so the log shows
+#                 where each job's time went ("prepared in ...", the
+#                 algorithm choices, the epochs)
 #   --keep        keep the temporary directory (daemon log, job outputs)
 # Environment: PYTHON, a python3 (default python3) for the JSON report.
 #
@@ -47,8 +52,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 images=2000 epochs=10 backend=auto size=224 batch=64 threads="" data="" build=$here/build
-json="" keep=0 repeat=1
-usage() { sed -n '6,21p' "$0" | sed 's/^# \{0,1\}//'; }
+json="" keep=0 repeat=1 log=""
+usage() { sed -n '6,26p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case $1 in
     -h | --help) usage; exit 0 ;;
@@ -58,7 +63,7 @@ while [ $# -gt 0 ]; do
   case $1 in
     --images) images=$2 ;; --epochs) epochs=$2 ;; --backend) backend=$2 ;; --size) size=$2 ;;
     --batch) batch=$2 ;; --threads) threads=$2 ;; --data) data=$2 ;; --build) build=$2 ;;
-    --json) json=$2 ;; --repeat) repeat=$2 ;;
+    --json) json=$2 ;; --repeat) repeat=$2 ;; --log) log=$2 ;;
     *) echo "bench-job: unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
   shift 2
@@ -90,6 +95,7 @@ cleanup() {
     kill -KILL "$daemon" 2>/dev/null && echo "bench-job: vggtuned ignored SIGTERM; killed" >&2
     wait "$daemon" 2>/dev/null || true
   fi
+  [ -z "$log" ] || cp "$tmp/vggtuned.log" "$log" 2>/dev/null || true
   if [ "$keep" = 1 ]; then echo "bench-job: kept $tmp" >&2; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
@@ -99,6 +105,7 @@ cli() { "$vggtune" --socket "$sock" "$@"; }
 
 echo "== vggtuned --backend $backend${threads:+ --threads $threads} (log: $tmp/vggtuned.log)" >&2
 s0=$(date +%s.%N)
+if [ -n "$log" ]; then export VGGTUNE_LOG=debug VGGTUNE_LOG_TIME=1; fi
 "$vggtuned" --socket "$sock" --state-dir "$tmp/state" --backend "$backend" \
   ${threads:+--threads "$threads"} >"$tmp/vggtuned.log" 2>&1 &
 daemon=$!

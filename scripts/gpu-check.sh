@@ -38,6 +38,7 @@
 # brings back eight at most): summary.md, summary.json and logs.tar.gz with
 # everything else - bench.jsonl, torch.jsonl, torch_job.jsonl, decode.jsonl,
 # job.jsonl (job_hostresize.jsonl: the same job, resize on the host),
+# job-daemon.log (the daemon's log of those jobs, timestamped),
 # e2e.jsonl, tests.log, accuracy.log, bench.log, torch.log, data.log,
 # decode.log, job.log, e2e.log; USE_TORCH_CUDNN=0 to keep the system cuDNN rather than
 # PyTorch's (default: PyTorch's first, so both sides run the same cuDNN);
@@ -249,7 +250,8 @@ if [ "${SKIP_E2E:-0}" != 1 ]; then
     # twice on one daemon: the second run shows a daemon that has chosen its
     # algorithms already (the summary's job figure is the first run's)
     step job 90 150 bash scripts/bench-job.sh --backend cuda --images 2000 --epochs 10 \
-         --data "$e2e_data" --build "$run" --json "$out/job.jsonl" --repeat 2
+         --data "$e2e_data" --build "$run" --json "$out/job.jsonl" --repeat 2 \
+         --log "$out/job-daemon.log"
     grep -h '"mode": "job' "$out/job.jsonl" | cut -c1-300 | sed 's/^/    /'
     if [ "${SKIP_TORCH:-0}" != 1 ] && [ -f "$anchors/torch_e2e_jpeg.py" ]; then
       step e2e 60 120 python3 "$anchors/torch_e2e_jpeg.py" --data "$e2e_data" --epochs 2

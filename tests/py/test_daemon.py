@@ -26,7 +26,10 @@ a = vtpy.args()
 TMP = vtpy.tmpdir(a.keep)
 DATA = make_data(a.build, os.path.join(TMP, "data"))
 VGGTUNED = os.path.join(a.build, "daemon", "vggtuned")
-d = Daemon(a.build, TMP)
+# VGGTUNE_LOG=debug: the daemon's log level from the environment (a config
+# file or --log-level would override it), and debug lines that stay out of
+# the jobs' own logs.
+d = Daemon(a.build, TMP, env=dict(os.environ, VGGTUNE_LOG="debug"))
 
 
 def write_spec(name, **extra):
@@ -51,6 +54,9 @@ job = d.cli_json("status", "1")["job"]
 vtpy.check(job["state"] == "succeeded" and job["epochs_done"] == 3, f"job 1: {job}")
 vtpy.check(len(job["metrics"]) == 3, "job 1 should report 3 epochs of metrics")
 vtpy.check(job["compute"] == "fp32", f"job 1 computes in fp32 on the CPU: {job.get('compute')}")
+vtpy.check("job 1: prepared in " in d.log_text(),
+           "VGGTUNE_LOG=debug: the daemon's log should have the job's debug line")
+vtpy.check("prepared in" not in r.stdout, f"a debug line reached the job's watch: {r.stdout!r}")
 # A watch that begins after the job has spoken still shows what it said:
 # here the warning about a symbolic link the scan skipped.
 linked = os.path.join(TMP, "linked")
