@@ -501,7 +501,7 @@ void vt_model_cut(const vt_model *m, int *side, int *channels)
 }
 
 /* The frozen convolutions [from, to) over the n images of `in` (the model's
- * input, scratch[1] or scratch[2]), through the trunk's ping-pong scratch.
+ * input, rows of it, or scratch[2]), through the trunk's ping-pong scratch.
  * The last pool writes into out, or when out is NULL into a scratch buffer;
  * *result says which. */
 static int vt__frozen_pass(vt_model *m, int from, int to, vt_tensor *in, int n, vt_tensor *out,
@@ -553,11 +553,9 @@ int vt_model_extract(vt_model *m)
         return vt_error_wrap(rc, "frozen pass scratch");
     if (p.split == 0 || n <= p.chunk) /* it all fits in the pair */
         return vt__frozen_pass(m, 0, m->first, m->input, n, m->features, &last);
-    /* Each chunk's images are copied into scratch[1] and its output out of
-     * the scratch buffer its last pool wrote, into the whole batch's: the
-     * features, or scratch[2] for the rest of the pass.  The copies are
-     * small next to the convolutions (at 224: 0.15M elements in and at most
-     * 0.8M out per image against 3.2M per image in each of block 1's). */
+    /* Each chunk reads its rows of the input and its last pool writes its
+     * rows of the whole batch's output (the features, or scratch[2] for the
+     * rest of the pass), through views: no copies. */
     mid = p.mid ? scratch[2] : m->features;
     if (p.mid) {
         const vt_vgg_conv *c = &vt_vgg16[p.split - 1];
@@ -568,11 +566,13 @@ int vt_model_extract(vt_model *m)
     }
     for (int r = 0; r < n; r += p.chunk) {
         int c = n - r < p.chunk ? n - r : p.chunk;
-        int in_dims[4] = {c, m->S, m->S, 3};
-        if ((rc = vt_tensor_reshape(scratch[1], 4, in_dims)) < 0 ||
-            (rc = vt_tensor_copy_rows(scratch[1], 0, m->input, r, c)) < 0 ||
-            (rc = vt__frozen_pass(m, 0, p.split, scratch[1], c, NULL, &last)) < 0 ||
-            (rc = vt_tensor_copy_rows(mid, r, last, 0, c)) < 0)
+        vt_tensor *in = NULL, *out = NULL;
+        if ((rc = vt_tensor_view_rows(&in, m->input, r, c)) == 0 &&
+            (rc = vt_tensor_view_rows(&out, mid, r, c)) == 0)
+            rc = vt__frozen_pass(m, 0, p.split, in, c, out, &last);
+        vt_tensor_free(in);
+        vt_tensor_free(out);
+        if (rc < 0)
             return rc;
     }
     if (p.mid)

@@ -161,6 +161,15 @@ static int vt__shape_numel(int ndim, const int *dims, size_t *numel)
     return 0;
 }
 
+/* A write to t: its version moves, and its parent's when t is a view (so
+ * that a copy the backend keeps of the parent is refreshed). */
+static void vt__wrote(vt_tensor *t)
+{
+    t->version++;
+    if (t->parent)
+        t->parent->version++;
+}
+
 /* Both constructors: device (host = 0) or host memory. */
 static int vt__tensor_new(vt_tensor **out, vt_backend *be, vt_dtype dtype, int ndim,
                           const int *dims, int host)
@@ -209,10 +218,40 @@ int vt_tensor_new_host(vt_tensor **out, vt_backend *be, vt_dtype dtype, int ndim
 
 int vt_tensor_is_host(const vt_tensor *t) { return t->host; }
 
+int vt_tensor_view_rows(vt_tensor **out, vt_tensor *src, int row, int rows)
+{
+    vt_tensor *t;
+    size_t per;
+
+    *out = NULL;
+    if (src->host || src->parent)
+        return vt_error_set(VT_EINVAL, "view_rows: src must be a device tensor, not a view");
+    if (row < 0 || rows < 1 || row > src->dims[0] - rows)
+        return vt_error_set(VT_EINVAL, "view_rows: rows %d..%d are outside 0..%d", row,
+                            row + rows - 1, src->dims[0] - 1);
+    if (!(t = calloc(1, sizeof *t)))
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    per = src->numel / (size_t)src->dims[0];
+    *t = *src;
+    t->dims[0] = rows;
+    t->numel = t->capacity = per * (size_t)rows;
+    t->data = (char *)src->data + per * (size_t)row * vt_dtype_size(src->dtype);
+    t->version = 0;
+    t->shadow = NULL;
+    t->parent = src;
+    *out = t;
+    return 0;
+}
+
 void vt_tensor_free(vt_tensor *t)
 {
     if (!t)
         return;
+    if (t->parent) { /* a view: the memory is its parent's */
+        t->be->ops->release(t->be, t);
+        free(t);
+        return;
+    }
     if (t->host)
         t->be->host_in_use -= t->capacity * vt_dtype_size(t->dtype);
     else
@@ -243,7 +282,7 @@ int vt_tensor_reshape(vt_tensor *t, int ndim, const int *dims)
 
 int vt_tensor_upload(vt_tensor *t, const void *host)
 {
-    t->version++;
+    vt__wrote(t);
     return t->be->ops->upload(t->be, t, host);
 }
 
@@ -264,7 +303,7 @@ static int vt__device_only(const char *op, const vt_tensor *const *ts, size_t n)
 int vt_tensor_zero(vt_tensor *t)
 {
     VT__DEVICE("tensor_zero", t);
-    t->version++;
+    vt__wrote(t);
     return t->be->ops->zero(t->be, t);
 }
 
@@ -323,7 +362,7 @@ int vt_tensor_copy(vt_tensor *dst, const vt_tensor *src)
     VT__DEVICE("tensor_copy", dst, src);
     if (!vt__same_shape(dst, src) || dst->dtype != src->dtype)
         return vt_error_set(VT_EINVAL, "tensor_copy: shapes or dtypes differ");
-    dst->version++;
+    vt__wrote(dst);
     return dst->be->ops->copy(dst->be, dst, src);
 }
 
@@ -338,7 +377,7 @@ int vt_tensor_copy_rows(vt_tensor *dst, int dst_row, const vt_tensor *src, int s
     if (rows < 0 || dst_row < 0 || src_row < 0 || dst_row + rows > dst->dims[0] ||
         src_row + rows > src->dims[0])
         return vt_error_set(VT_EINVAL, "copy_rows: rows out of range");
-    dst->version++;
+    vt__wrote(dst);
     return dst->be->ops->copy_bytes(dst->be, dst, (size_t)dst_row * drow * es, src,
                                     (size_t)src_row * srow * es, (size_t)rows * drow * es);
 }
@@ -375,7 +414,7 @@ int vt_tensor_gather_rows(vt_tensor *dst, const vt_tensor *src, const int *rows,
     int rc = vt__check_rows("gather_rows", dst, src, rows, n, src->dims[0], 0);
     if (rc < 0 || n == 0)
         return rc;
-    dst->version++;
+    vt__wrote(dst);
     return dst->be->ops->move_rows(dst->be, dst, NULL, src, rows, n,
                                    dst->numel / (size_t)dst->dims[0] * vt_dtype_size(dst->dtype));
 }
@@ -385,7 +424,7 @@ int vt_tensor_scatter_rows(vt_tensor *dst, const int *rows, const vt_tensor *src
     int rc = vt__check_rows("scatter_rows", dst, src, rows, n, dst->dims[0], 1);
     if (rc < 0 || n == 0)
         return rc;
-    dst->version++;
+    vt__wrote(dst);
     return dst->be->ops->move_rows(dst->be, dst, rows, src, NULL, n,
                                    dst->numel / (size_t)dst->dims[0] * vt_dtype_size(dst->dtype));
 }
@@ -396,7 +435,7 @@ int vt_op_images_to_input(vt_backend *be, const uint8_t *images, int n, int h,
                           int w, vt_preprocess prep, vt_tensor *x)
 {
     VT__CHECK("images_to_input", "x", x, 4, n, h, w, 3);
-    x->version++;
+    vt__wrote(x);
     return be->ops->images_to_input(be, images, n, h, w, prep, x);
 }
 
@@ -420,7 +459,7 @@ int vt_op_images_resize_to_input(vt_backend *be, const uint8_t *images, size_t b
                                 i, b->sw, b->sh, b->offset, b->rw, b->rh, b->ox, b->oy, bytes, S,
                                 S);
     }
-    x->version++;
+    vt__wrote(x);
     return be->ops->images_resize(be, images, bytes, boxes, n, prep, x);
 }
 
@@ -431,7 +470,7 @@ int vt_op_conv_fwd(vt_backend *be, const vt_tensor *x, const vt_tensor *w,
     VT__CHECK("conv_fwd", "w", w, 4, -1, 3, 3, x->dims[3]);
     VT__CHECK("conv_fwd", "b", b, 1, w->dims[0], -1, -1, -1);
     VT__CHECK("conv_fwd", "y", y, 4, x->dims[0], x->dims[1], x->dims[2], w->dims[0]);
-    y->version++;
+    vt__wrote(y);
     return be->ops->conv_fwd(be, x, w, b, y, relu);
 }
 
@@ -442,7 +481,7 @@ int vt_op_conv_bwd_data(vt_backend *be, const vt_tensor *dy, const vt_tensor *w,
     VT__CHECK("conv_bwd_data", "w", w, 4, dy->dims[3], 3, 3, -1);
     VT__CHECK("conv_bwd_data", "dx", dx, 4, dy->dims[0], dy->dims[1], dy->dims[2],
               w->dims[3]);
-    dx->version++;
+    vt__wrote(dx);
     return be->ops->conv_bwd_data(be, dy, w, dx);
 }
 
@@ -453,8 +492,8 @@ int vt_op_conv_bwd_filter(vt_backend *be, const vt_tensor *x, const vt_tensor *d
     VT__CHECK("conv_bwd_filter", "dy", dy, 4, x->dims[0], x->dims[1], x->dims[2], -1);
     VT__CHECK("conv_bwd_filter", "dw", dw, 4, dy->dims[3], 3, 3, x->dims[3]);
     VT__CHECK("conv_bwd_filter", "db", db, 1, dy->dims[3], -1, -1, -1);
-    dw->version++;
-    db->version++;
+    vt__wrote(dw);
+    vt__wrote(db);
     return be->ops->conv_bwd_filter(be, x, dy, dw, db);
 }
 
@@ -463,7 +502,7 @@ int vt_op_relu_bwd(vt_backend *be, const vt_tensor *y, vt_tensor *dy)
     if (!y || !dy || !vt__same_shape(y, dy) || !vt__is_float(y) || !vt__is_float(dy))
         return vt_error_set(VT_EINVAL, "relu_bwd: y and dy must be float tensors of one shape");
     VT__DEVICE("relu_bwd", y, dy);
-    dy->version++;
+    vt__wrote(dy);
     return be->ops->relu_bwd(be, y, dy);
 }
 
@@ -475,7 +514,7 @@ int vt_op_maxpool_fwd(vt_backend *be, const vt_tensor *x, vt_tensor *y)
                             x->dims[1], x->dims[2]);
     VT__CHECK("maxpool_fwd", "y", y, 4, x->dims[0], x->dims[1] / 2, x->dims[2] / 2,
               x->dims[3]);
-    y->version++;
+    vt__wrote(y);
     return be->ops->maxpool_fwd(be, x, y);
 }
 
@@ -490,7 +529,7 @@ int vt_op_maxpool_bwd(vt_backend *be, const vt_tensor *x, const vt_tensor *y,
               x->dims[3]);
     VT__CHECK("maxpool_bwd", "dy", dy, 4, y->dims[0], y->dims[1], y->dims[2], y->dims[3]);
     VT__CHECK("maxpool_bwd", "dx", dx, 4, x->dims[0], x->dims[1], x->dims[2], x->dims[3]);
-    dx->version++;
+    vt__wrote(dx);
     return be->ops->maxpool_bwd(be, x, y, dy, dx);
 }
 
@@ -509,7 +548,7 @@ int vt_op_dense_fwd(vt_backend *be, const vt_tensor *x, const vt_tensor *w,
     VT__CHECK("dense_fwd", "w", w, 2, -1, vt__dense_in(x), -1, -1);
     VT__CHECK("dense_fwd", "b", b, 1, w->dims[0], -1, -1, -1);
     VT__CHECK("dense_fwd", "y", y, 2, x->dims[0], w->dims[0], -1, -1);
-    y->version++;
+    vt__wrote(y);
     return be->ops->dense_fwd(be, x, w, b, y, relu);
 }
 
@@ -525,10 +564,10 @@ int vt_op_dense_bwd(vt_backend *be, const vt_tensor *x, const vt_tensor *w,
     VT__CHECK("dense_bwd", "db", db, 1, w->dims[0], -1, -1, -1);
     if (dx && (!vt__is_float(dx) || dx->numel != x->numel || dx->dims[0] != x->dims[0]))
         return vt_error_set(VT_EINVAL, "dense_bwd: dx must match x");
-    dw->version++;
-    db->version++;
+    vt__wrote(dw);
+    vt__wrote(db);
     if (dx)
-        dx->version++;
+        vt__wrote(dx);
     return be->ops->dense_bwd(be, x, w, dy, dx, dw, db);
 }
 
@@ -541,8 +580,8 @@ int vt_op_dropout_fwd(vt_backend *be, vt_tensor *x, vt_tensor *mask, float rate,
         mask->numel != x->numel)
         return vt_error_set(VT_EINVAL, "dropout_fwd: mask must be f32 with x's size");
     VT__DEVICE("dropout_fwd", x, mask);
-    x->version++;
-    mask->version++;
+    vt__wrote(x);
+    vt__wrote(mask);
     return be->ops->dropout_fwd(be, x, mask, rate, seed, stream);
 }
 
@@ -551,7 +590,7 @@ int vt_op_dropout_bwd(vt_backend *be, const vt_tensor *mask, vt_tensor *dy)
     if (!mask || !dy || mask->numel != dy->numel || mask->dtype != VT_F32)
         return vt_error_set(VT_EINVAL, "dropout_bwd: mask must be f32 with dy's size");
     VT__DEVICE("dropout_bwd", mask, dy);
-    dy->version++;
+    vt__wrote(dy);
     return be->ops->dropout_bwd(be, mask, dy);
 }
 
@@ -567,12 +606,12 @@ int vt_op_softmax_xent(vt_backend *be, const vt_tensor *logits,
     if (dlogits) {
         VT__CHECK("softmax_xent", "dlogits", dlogits, 2, logits->dims[0],
                   logits->dims[1], -1, -1);
-        dlogits->version++;
+        vt__wrote(dlogits);
     }
     if (probs) {
         VT__CHECK("softmax_xent", "probs", probs, 2, logits->dims[0],
                   logits->dims[1], -1, -1);
-        probs->version++;
+        vt__wrote(probs);
     }
     return be->ops->softmax_xent(be, logits, labels, dlogits, grad_scale, probs, sums);
 }
@@ -584,7 +623,7 @@ int vt_op_sgd_update(vt_backend *be, vt_tensor *w, const vt_tensor *g, vt_tensor
         v->dtype != VT_F32 || w->numel != g->numel || w->numel != v->numel)
         return vt_error_set(VT_EINVAL, "sgd_update: w, g, v must be f32 of one size");
     VT__DEVICE("sgd_update", w, g, v);
-    w->version++;
-    v->version++;
+    vt__wrote(w);
+    vt__wrote(v);
     return be->ops->sgd_update(be, w, g, v, args);
 }

@@ -180,6 +180,14 @@ int vt_tensor_new_host(vt_tensor **out, vt_backend *be, vt_dtype dtype, int ndim
 /* Whether t was made by vt_tensor_new_host. */
 int vt_tensor_is_host(const vt_tensor *t);
 
+/* A view of rows [row, row + rows) of src's first dimension: a tensor with
+ * src's dtype and dims, dims[0] = rows, whose elements are src's (no copy),
+ * so that part of a batch can go through operations that take whole
+ * tensors.  Writing through it counts as writing src.  src must be a device
+ * tensor (not a host tensor, not a view); free the view (vt_tensor_free
+ * frees only the view) before src, and do not reshape src while it lives. */
+int vt_tensor_view_rows(vt_tensor **out, vt_tensor *src, int row, int rows);
+
 /* Frees a tensor; NULL is a no-op. */
 void vt_tensor_free(vt_tensor *t);
 

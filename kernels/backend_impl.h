@@ -21,12 +21,15 @@ struct vt_tensor {
                          backend keep derived copies (bf16 shadows) fresh */
     int host;        /* made by vt_tensor_new_host: data is host memory */
     void *shadow;    /* backend-private derived copy, or NULL */
+    vt_tensor *parent; /* a view's tensor (vt_tensor_view_rows): data is
+                          inside the parent's, not owned; else NULL */
 };
 
 typedef struct vt_backend_ops {
     int (*alloc)(vt_backend *be, vt_tensor *t);   /* set t->data for capacity;
                                                      t->host asks for host memory */
-    void (*release)(vt_backend *be, vt_tensor *t); /* free data and shadow */
+    void (*release)(vt_backend *be, vt_tensor *t); /* free data (unless t is a
+                                                      view) and shadow */
     int (*upload)(vt_backend *be, vt_tensor *t, const void *host);
     int (*download)(vt_backend *be, const vt_tensor *t, void *host);
     int (*zero)(vt_backend *be, vt_tensor *t);

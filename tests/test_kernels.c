@@ -868,6 +868,43 @@ done:
     VT_CHECK(vt_backend_host_memory(be) == host0);
 }
 
+/* Row views: a convolution from rows 1..2 of x into rows 1..2 of y equals
+ * those rows of the convolution of all of x, leaves y's other rows alone,
+ * and neither allocates nor frees device memory; bad views are refused. */
+static void test_view_rows(vt_backend *be)
+{
+    enum { N = 4, H = 5, W = 4, C = 3, K = 8 };
+    float x[N * H * W * C], w[K * 9 * C], b[K], want[N * H * W * K], got[N * H * W * K];
+    size_t dev0, dev1, img = (size_t)H * W * K;
+    fill(x, sizeof x / 4, 50); fill(w, sizeof w / 4, 51); fill(b, K, 52);
+    ref_conv(x, w, b, want, N, H, W, C, K, 1);
+    vt_tensor *tx = mk(be, 4, N, H, W, C, x), *tw = mk(be, 4, K, 3, 3, C, w);
+    vt_tensor *tb = mk(be, 1, K, 0, 0, 0, b), *ty = mk(be, 4, N, H, W, K, NULL);
+    vt_tensor *h = mk_host(be, VT_F32, 4, 8, NULL), *vx = NULL, *vy = NULL, *vv = NULL;
+    VT_CHECK(tx && tw && tb && ty && h);
+    vt_backend_memory(be, &dev0, NULL);
+    VT_CHECK_OK(vt_tensor_view_rows(&vx, tx, 1, 2));
+    VT_CHECK_OK(vt_tensor_view_rows(&vy, ty, 1, 2));
+    VT_CHECK(vt_tensor_dim(vx, 0) == 2 && vt_tensor_numel(vy) == 2 * img);
+    VT_CHECK_OK(vt_op_conv_fwd(be, vx, tw, tb, vy, 1));
+    VT_CHECK_OK(vt_tensor_download(ty, got));
+    int ok = vt_test_allclose("conv_fwd rows 1..2", got + img, want + img, 2 * img, 1e-5,
+                              rtol_for(be));
+    for (size_t i = 0; i < img; i++) /* rows 0 and 3 untouched */
+        ok &= got[i] == 0.0f && got[3 * img + i] == 0.0f;
+    VT_CHECK(ok);
+    VT_CHECK_ERR(vt_tensor_view_rows(&vv, tx, 3, 2), VT_EINVAL, "outside");
+    VT_CHECK_ERR(vt_tensor_view_rows(&vv, tx, -1, 1), VT_EINVAL, "outside");
+    VT_CHECK_ERR(vt_tensor_view_rows(&vv, vx, 0, 1), VT_EINVAL, "not a view");
+    VT_CHECK_ERR(vt_tensor_view_rows(&vv, h, 0, 1), VT_EINVAL, "device tensor");
+    vt_tensor_free(vx);
+    vt_tensor_free(vy);
+    vt_backend_memory(be, &dev1, NULL);
+    VT_CHECK(dev1 == dev0);
+    vt_tensor_free(tx); vt_tensor_free(tw); vt_tensor_free(tb); vt_tensor_free(ty);
+    vt_tensor_free(h);
+}
+
 /* ---- argument checking ------------------------------------------------- */
 
 static void test_shape_errors(vt_backend *be)
@@ -906,6 +943,7 @@ static const vt_test_case cases[] = {
     {"shape_errors", test_shape_errors, VT_TEST_NUMERIC},
     {"rows", test_rows, VT_TEST_NUMERIC},
     {"host_tensors", test_host_tensors, VT_TEST_NUMERIC},
+    {"view_rows", test_view_rows, VT_TEST_NUMERIC},
 };
 
 int main(int argc, char **argv) { VT_TEST_MAIN(cases); }

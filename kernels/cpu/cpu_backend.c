@@ -46,7 +46,8 @@ static int vt__cpu_alloc(vt_backend *be, vt_tensor *t)
 static void vt__cpu_release(vt_backend *be, vt_tensor *t)
 {
     (void)be;
-    free(t->data);
+    if (!t->parent)
+        free(t->data);
 }
 
 static int vt__cpu_upload(vt_backend *be, vt_tensor *t, const void *host)

@@ -693,7 +693,7 @@ static int vt__touch(vt_cuda *cu, vt__shadow *s)
  * read that copy would replay with a stale one, so they all become stale. */
 static void vt__host_wrote(vt_cuda *cu, const vt_tensor *t)
 {
-    if (t->shadow)
+    if (t->shadow || (t->parent && t->parent->shadow))
         cu->gen++;
 }
 
@@ -2079,6 +2079,10 @@ static int vt__cuda_alloc(vt_backend *be, vt_tensor *t)
 static void vt__cuda_release(vt_backend *be, vt_tensor *t)
 {
     vt_cuda *cu = vt__cu(be);
+    if (t->parent) { /* a view: its memory is its parent's */
+        vt__shadow_free(cu, t);
+        return;
+    }
     cu->gen++; /* a graph may hold its memory */
     if (cu->rec)
         cu->rec->bad = 1;
