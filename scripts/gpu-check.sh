@@ -166,6 +166,20 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
   fi
 fi
 
+# Paths that are on by default but new on a GPU (2026-12-04): when their own
+# test cases failed above, the rest of the check runs without them and says
+# so, so that its figures are of code that computes correctly.
+guards=""
+if grep -qE "^FAIL (conv_first|view_rows)" "$out/tests.log" 2>/dev/null; then
+  export VT_CUDA_SMALL_CONV=cudnn
+  guards="$guards VT_CUDA_SMALL_CONV=cudnn"
+fi
+if grep -qE "^FAIL (frozen_|view_rows)" "$out/tests.log" 2>/dev/null; then
+  export VT_FROZEN_CHUNK_MIB=0
+  guards="$guards VT_FROZEN_CHUNK_MIB=0"
+fi
+[ -z "$guards" ] || echo "  a new path failed its tests: the rest runs with$guards"
+
 # ---- 3. our benchmark ----------------------------------------------------------------
 : >"$out/bench.jsonl"
 : >"$out/bench.log"
@@ -293,7 +307,7 @@ fi
 
 # ---- 7. summary -------------------------------------------------------------------------
 say "summary"
-TESTS="$tests_pass passed, $tests_fail failed, $tests_skip skipped${failed_names:+ (failed:$failed_names)}" \
+TESTS="$tests_pass passed, $tests_fail failed, $tests_skip skipped${failed_names:+ (failed:$failed_names)}${guards:+; benchmarks ran with$guards}" \
 OUTDIR="$out" python3 - <<'EOF'
 import json, os
 out = os.environ["OUTDIR"]
