@@ -270,10 +270,11 @@ static int vt__trunk_reserve(vt_trunk *t, vt_dtype dt, size_t pair, size_t mid)
     for (int g = 0; g < 2; g++) {
         if (want[g] <= t->cap[d][g])
             continue;
-        for (int k = 2 * g; k < 3 && k < 2 * g + 2; k++) { /* g 0: buffers 0, 1; g 1: buffer 2 */
-            vt_tensor_free(t->scratch[d][k]);
-            t->scratch[d][k] = NULL;
-        }
+        for (int k = 0; k < 3; k++) /* buffer k is sized by cap[d][k / 2] */
+            if (k / 2 == g) {
+                vt_tensor_free(t->scratch[d][k]);
+                t->scratch[d][k] = NULL;
+            }
         t->cap[d][g] = want[g];
     }
     /* (rows of 1024: a 1-D tensor counts its elements in an int) */

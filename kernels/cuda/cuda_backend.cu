@@ -1867,13 +1867,15 @@ static void vt__cuda_recording_free(vt_backend *be, vt_recording *r)
     for (int i = 0; i < cu->npending; i++)
         if (cu->pending[i] == r)
             cu->pending[i] = cu->pending[--cu->npending];
-    if (r->pending && !cu->sticky &&
-        cudaMemcpyAsync(r->hacc, r->dres + 1, sizeof *r->hacc, cudaMemcpyDeviceToHost,
-                        cu->stream) == cudaSuccess &&
-        cudaStreamSynchronize(cu->stream) == cudaSuccess)
-        vt__rec_hand_over(cu, r);
-    if (cudaStreamSynchronize(cu->stream) != cudaSuccess)
+    int collect = r->pending && !cu->sticky &&
+                  cudaMemcpyAsync(r->hacc, r->dres + 1, sizeof *r->hacc,
+                                  cudaMemcpyDeviceToHost, cu->stream) == cudaSuccess;
+    if (cudaStreamSynchronize(cu->stream) != cudaSuccess) { /* also before the frees */
         (void)cudaGetLastError();
+        collect = 0;
+    }
+    if (collect)
+        vt__rec_hand_over(cu, r);
     vt__recording_destroy(r);
 }
 
