@@ -14,10 +14,12 @@
  * fit env->cache_limit, else in host memory when they fit
  * env->host_cache_limit; batches move in and out of them with one gather or
  * scatter each.
+ *
+ * The output files are written by train_output.c, checkpoints by
+ * train_checkpoint.c (train_impl.h is what the three share).
  */
-#include "train.h"
+#include "train_impl.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -35,76 +37,18 @@
 #include "../common/fileio.h"
 #include "../common/hash.h"
 #include "../common/rng.h"
-#include "dataset.h"
-#include "featcache.h"
-#include "image.h"
-#include "loader.h"
 #include "safetensors.h"
-#include "tbevents.h"
 #include "weights.h"
 
-typedef enum { PH_PREPARE, PH_TRAIN, PH_VAL, PH_EPOCH_END, PH_FINISH, PH_DONE } vt__phase;
-
-#define VT__CKPT_FORMAT "vggtune-checkpoint-1"
 /* Epoch-end checkpoints take at most 1/VT__CKPT_RATIO of the job's time
  * (see vt__epoch_checkpoint); before one has been timed, writing is
  * estimated at VT__CKPT_EST_BPS bytes/s (an H200 machine's disk took 0.5 s
  * for a 264 MB checkpoint, 2026-12-04). */
 #define VT__CKPT_RATIO 10.0
 #define VT__CKPT_EST_BPS 500e6 /* VT_CHECKPOINT_EST_BPS overrides it (tests) */
-#define VT__MODEL_FORMAT "vggtune-model-1"
 
-struct vt_trainer {
-    vt_jobspec spec;
-    vt_trainer_env env;
-    vt_trainer_hooks hooks;
-    vt__phase phase;
-    vt_dataset *train, *val;    /* val NULL when there is no validation */
-    vt_params *p;
-    vt_model *model;
-    vt_loader *ltrain, *lval;
-    vt_preprocess prep;
-    vt_featcache *fc_train, *fc_val; /* shared feature caches, or NULL */
-    vt_tensor *cache_train;     /* (n_train, s, s, c) of fc_train, or NULL */
-    vt_tensor *cache_val;       /* (n_val, s, s, c) of fc_val, or NULL */
-    int64_t *stat_train, *stat_val; /* (n, 2) file size and mtime (ns) */
-    uint8_t *have_train, *have_val; /* (n) of the caches: features stored */
-    uint8_t *bad_train, *bad_val; /* (n) 1 = unreadable */
-    int *order, order_n, pos;   /* this pass's samples; entries consumed so far */
-    int from_loader;            /* this pass decodes images */
-    int in_epoch;               /* the epoch's training pass has begun */
-    int epoch_cached;           /* this epoch trains from the feature cache */
-    vt_augment aug;             /* this pass's augmentation */
-    int flip_copies;            /* flip-only augmentation: the training cache
-                                   holds each image and its mirror image
-                                   (rows i and n + i) */
-    int resume_mid_epoch;       /* the checkpoint restored a partial epoch */
-    int resume_val;             /* ... whose training pass was complete */
-    int epoch;                  /* 0-based, in progress */
-    uint64_t iteration;         /* SGD steps done over the whole job */
-    int step, steps;            /* batches done / expected this epoch */
-    vt_xent_sums sums, val_sums; /* this pass's loss and correct counts, complete
-                                    only after a vt_backend_sync() (see vt__settle) */
-    int seen, val_seen;
-    double t_epoch0, t_train_s, t_progress;
-    vt_epoch_metrics *history;
-    int nhistory;
-    double best_val_loss;
-    int best_epoch, stale, stop_early, best_saved;
-    double last_rate;           /* images/s of the last finished epoch */
-    vt_scalar *steplog;         /* running training loss/accuracy every 10 steps */
-    int nsteplog;
-    double start_wall;          /* Unix seconds when this trainer started */
-    double t_run0;              /* when this run's preparation began (vt__now) */
-    double t_ckpt;              /* when the last checkpoint was written (vt__now),
-                                   or < 0: none yet in this run */
-    double ckpt_cost_s;         /* seconds the last checkpoint took to write */
-    int features_saved;         /* bottleneck features written (or why not said) */
-    int32_t *labels;            /* (batch_size) */
-    int *rows;                  /* (batch_size) cache rows of a batch */
-};
 
-static double vt__now(void)
+double vt_train__now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -118,10 +62,7 @@ static double vt__wall(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static void vt__say(vt_trainer *t, vt_log_level level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void vt__say(vt_trainer *t, vt_log_level level, const char *fmt, ...)
+void vt_train__say(vt_trainer *t, vt_log_level level, const char *fmt, ...)
 {
     char buf[1024];
     va_list ap;
@@ -135,12 +76,12 @@ static void vt__say(vt_trainer *t, vt_log_level level, const char *fmt, ...)
 }
 
 /* Runs fn with the job owner's file identity. */
-static int vt__enter(vt_trainer *t)
+int vt_train__enter(vt_trainer *t)
 {
     return t->env.creds ? vt_creds_enter(t->env.creds) : 0;
 }
 
-static void vt__leave(vt_trainer *t)
+void vt_train__leave(vt_trainer *t)
 {
     if (t->env.creds)
         vt_creds_leave();
@@ -297,7 +238,7 @@ static int vt__check_readable(vt_trainer *t, const vt_dataset *ds, const uint8_t
     for (int i = 0; i < ds->n; i++) {
         if (bad[i]) {
             if (nbad < 5)
-                vt__say(t, VT_LOG_WARN, "skipping unreadable %s image %s/%s", what, ds->root,
+                vt_train__say(t, VT_LOG_WARN, "skipping unreadable %s image %s/%s", what, ds->root,
                         ds->samples[i].path);
             nbad++;
         } else {
@@ -308,12 +249,12 @@ static int vt__check_readable(vt_trainer *t, const vt_dataset *ds, const uint8_t
     for (int c = 0; c < ds->nclasses; c++) {
         classes += good[c] > 0;
         if (good[c] == 0)
-            vt__say(t, VT_LOG_WARN, "%s class '%s' has no readable image", what,
+            vt_train__say(t, VT_LOG_WARN, "%s class '%s' has no readable image", what,
                     ds->classes[c]);
     }
     free(good);
     if (nbad)
-        vt__say(t, VT_LOG_WARN, "%d unreadable %s image%s skipped", nbad, what,
+        vt_train__say(t, VT_LOG_WARN, "%d unreadable %s image%s skipped", nbad, what,
                 nbad == 1 ? "" : "s");
     if (ngood == 0)
         return vt_error_set(VT_EINVAL, "%s data %s has no readable image (JPEG or PNG)",
@@ -360,13 +301,13 @@ static int vt__load_data(vt_trainer *t)
 
     /* Listed as the job's owner: the class and file names of a folder the
      * user cannot read must not come back in warnings. */
-    if ((rc = vt__enter(t)) < 0)
+    if ((rc = vt_train__enter(t)) < 0)
         return rc;
     rc = vt_dataset_scan(&all, AT_FDCWD, t->spec.train_dir);
     if (rc == 0 && t->spec.val_dir &&
         (rc = vt_dataset_scan(&t->val, AT_FDCWD, t->spec.val_dir)) < 0)
         rc = vt_error_wrap(rc, "validation data");
-    vt__leave(t);
+    vt_train__leave(t);
     if (rc == 0 && all->nclasses < 2)
         rc = vt_error_set(VT_EINVAL, "%s has only 1 class (%s); training needs at least 2",
                           t->spec.train_dir, all->classes[0]);
@@ -377,7 +318,7 @@ static int vt__load_data(vt_trainer *t)
     for (int k = 0; k < 2; k++) {
         const vt_dataset *d = k ? t->val : all;
         if (d && d->links > 0)
-            vt__say(t, VT_LOG_WARN, "%s: %d symbolic link%s skipped (vggtune does not follow "
+            vt_train__say(t, VT_LOG_WARN, "%s: %d symbolic link%s skipped (vggtune does not follow "
                     "links; copy or bind-mount the files instead)", d->root, d->links,
                     d->links == 1 ? "" : "s");
     }
@@ -426,9 +367,9 @@ static int vt__build_params(vt_trainer *t)
     memcpy(hidden, s->hidden, sizeof s->hidden);
     if (s->init) {
         int ih[VT_MAX_DENSE], inh, inc;
-        if ((rc = vt__enter(t)) == 0) {
+        if ((rc = vt_train__enter(t)) == 0) {
             rc = vt_safetensors_read(&init, s->init);
-            vt__leave(t);
+            vt_train__leave(t);
         }
         if (rc < 0)
             return vt_error_wrap(rc, "init");
@@ -475,7 +416,7 @@ static int vt__build_params(vt_trainer *t)
         int loaded = 0;
         rc = vt_weights_load_model(t->p, init, vt__init_first_conv(s, init), s->init, &loaded);
         if (rc == 0)
-            vt__say(t, VT_LOG_INFO, "initialised %d tensors from %s", loaded, s->init);
+            vt_train__say(t, VT_LOG_INFO, "initialised %d tensors from %s", loaded, s->init);
     }
 done:
     vt_tensorset_free(init);
@@ -519,16 +460,14 @@ static int vt__make_cache(vt_trainer *t, const vt_dataset *ds, const uint8_t *ba
     return 0;
 }
 
-static int vt__load_checkpoint(vt_trainer *t);
 static int vt__epoch_checkpoint(vt_trainer *t, int saved_best);
 static int vt__begin_pass(vt_trainer *t, int val);
-static char *vt__classes_json(const vt_dataset *ds);
 
 /* Makes sure the output directory exists and that we may write in it. */
 static int vt__check_output(vt_trainer *t)
 {
     char probe[PATH_MAX];
-    int rc = vt__enter(t), fd;
+    int rc = vt_train__enter(t), fd;
     if (rc < 0)
         return rc;
     if ((rc = vt_mkdir_p(t->spec.output)) == 0) {
@@ -545,7 +484,7 @@ static int vt__check_output(vt_trainer *t)
     } else {
         rc = vt_error_wrap(rc, "output directory");
     }
-    vt__leave(t);
+    vt_train__leave(t);
     return rc;
 }
 
@@ -558,13 +497,13 @@ static int vt__prepare(vt_trainer *t)
     int rc, first_epoch_cache;
     double at[5]; /* when the data, the weights, the model and the loaders were ready */
 
-    t->t_run0 = vt__now();
+    t->t_run0 = vt_train__now();
     if ((rc = vt__check_output(t)) < 0 || (rc = vt__load_data(t)) < 0)
         return rc;
-    at[0] = vt__now();
+    at[0] = vt_train__now();
     if ((rc = vt__build_params(t)) < 0)
         return rc;
-    at[1] = vt__now();
+    at[1] = vt_train__now();
     t->prep = s->preprocess >= 0 ? (vt_preprocess)s->preprocess : t->env.base_prep;
     mo = (vt_model_opts){.trainable_blocks = s->trainable_blocks,
                          .max_batch = s->batch_size,
@@ -573,7 +512,7 @@ static int vt__prepare(vt_trainer *t)
                                                                     ? "fp32" : "bf16")};
     if ((rc = vt_model_create(&t->model, t->env.trunk, t->p, &mo)) < 0)
         return rc;
-    at[2] = vt__now();
+    at[2] = vt_train__now();
     lo = (vt_loader_opts){.image_size = s->image_size, .max_batch = s->batch_size,
                           .creds = t->env.creds,
                           .device_resize = vt_backend_resizes_images(t->env.be),
@@ -590,7 +529,7 @@ static int vt__prepare(vt_trainer *t)
                             (size_t)((t->val && t->val->n > t->train->n ? t->val->n
                                                                         : t->train->n) + 1))))
         return vt_error_set(VT_ENOMEM, "out of memory");
-    at[3] = vt__now();
+    at[3] = vt_train__now();
     /* Validation first: it is reused every epoch whatever the augmentation. */
     if (t->val && (rc = vt__make_cache(t, t->val, t->bad_val, t->stat_val, 1, &t->fc_val,
                                        &t->cache_val, &t->have_val, budget)) < 0)
@@ -603,10 +542,10 @@ static int vt__prepare(vt_trainer *t)
                              &t->fc_train, &t->cache_train, &t->have_train, budget)) < 0)
         return rc;
     t->flip_copies = s->flip && t->cache_train;
-    if ((rc = vt__load_checkpoint(t)) < 0)
+    if ((rc = vt_train__load_checkpoint(t)) < 0)
         return rc;
-    at[4] = vt__now();
-    vt__say(t, VT_LOG_DEBUG,
+    at[4] = vt_train__now();
+    vt_train__say(t, VT_LOG_DEBUG,
             "prepared in %.3f s: data %.3f, weights %.3f, model on the device %.3f, loaders "
             "%.3f, feature caches and checkpoint %.3f",
             at[4] - t->t_run0, at[0] - t->t_run0, at[1] - at[0], at[2] - at[1], at[3] - at[2],
@@ -614,7 +553,7 @@ static int vt__prepare(vt_trainer *t)
     char ntrain[64], nval[64];
     vt__count_text(ntrain, sizeof ntrain, t->train, t->bad_train, "training");
     vt__count_text(nval, sizeof nval, t->val, t->bad_val, "validation");
-    vt__say(t, VT_LOG_INFO,
+    vt_train__say(t, VT_LOG_INFO,
             "%s: %s, %s, %d classes; %s, image %d, "
             "batch %d, %s preprocessing, backend %s; feature cache %s",
             s->name, ntrain, nval, t->train->nclasses,
@@ -782,7 +721,7 @@ static void vt__collect_failures(vt_trainer *t, int val)
         const char *why = vt_loader_failure(l, i);
         if (why && !bad[i]) {
             bad[i] = 1;
-            vt__say(t, VT_LOG_WARN, "skipping unreadable image: %s", why);
+            vt_train__say(t, VT_LOG_WARN, "skipping unreadable image: %s", why);
         }
     }
 }
@@ -790,7 +729,7 @@ static void vt__collect_failures(vt_trainer *t, int val)
 /* Lets the device catch up, so that t->sums and t->val_sums are complete and
  * the clock covers the work queued so far.  A training step does not wait
  * for the device; this is where the trainer does. */
-static int vt__settle(vt_trainer *t) { return vt_backend_sync(t->env.be); }
+int vt_train__settle(vt_trainer *t) { return vt_backend_sync(t->env.be); }
 
 /* Reports progress, at most every VT__PROGRESS_S seconds (each report waits
  * for the device) and at the end of a pass (force). */
@@ -798,13 +737,13 @@ static int vt__settle(vt_trainer *t) { return vt_backend_sync(t->env.be); }
 static int vt__progress(vt_trainer *t, const char *phase, int force)
 {
     vt_progress p = {0};
-    double el, rate, now = vt__now();
+    double el, rate, now = vt_train__now();
     int rc;
     if (!t->hooks.progress || (!force && now - t->t_progress < VT__PROGRESS_S))
         return 0;
-    if ((rc = vt__settle(t)) < 0)
+    if ((rc = vt_train__settle(t)) < 0)
         return rc;
-    t->t_progress = now = vt__now();
+    t->t_progress = now = vt_train__now();
     el = now - t->t_epoch0;
     rate = el > 0 ? t->seen / el : 0;
     p.epoch = t->epoch + 1;
@@ -830,7 +769,7 @@ static int vt__progress(vt_trainer *t, const char *phase, int force)
 /* Records the running training loss and accuracy for TensorBoard. */
 static int vt__log_step(vt_trainer *t)
 {
-    int rc = vt__settle(t);
+    int rc = vt_train__settle(t);
     if (rc < 0)
         return rc;
     vt_scalar *l = realloc(t->steplog, sizeof *l * (size_t)(t->nsteplog + 2));
@@ -853,9 +792,9 @@ static int vt__train_step(vt_trainer *t)
     if (n == 0) {
         if (t->from_loader)
             vt__collect_failures(t, 0);
-        if ((rc = vt__progress(t, "training", 1)) < 0 || (rc = vt__settle(t)) < 0)
+        if ((rc = vt__progress(t, "training", 1)) < 0 || (rc = vt_train__settle(t)) < 0)
             return rc;
-        t->t_train_s = vt__now() - t->t_epoch0;
+        t->t_train_s = vt_train__now() - t->t_epoch0;
         if (t->seen == 0)
             return vt_error_set(VT_EINVAL, "no training image could be read");
         if (t->val) {
@@ -907,7 +846,7 @@ static int vt__begin_epoch(vt_trainer *t)
     if (!t->resume_mid_epoch) {
         t->step = t->seen = t->pos = 0;
         t->sums = (vt_xent_sums){0};
-        t->t_epoch0 = vt__now();
+        t->t_epoch0 = vt_train__now();
     }
     t->resume_mid_epoch = 0;
     t->val_seen = 0;
@@ -915,632 +854,6 @@ static int vt__begin_epoch(vt_trainer *t)
     int rc = vt__begin_pass(t, 0);
     t->epoch_cached = !t->from_loader;
     t->steps = (t->order_n + t->spec.batch_size - 1) / t->spec.batch_size;
-    return rc;
-}
-
-/* ---- outputs ----------------------------------------------------------- */
-
-cJSON *vt_epoch_metrics_json(const vt_epoch_metrics *m)
-{
-    cJSON *o = cJSON_CreateObject();
-    if (!o)
-        return NULL;
-    cJSON_AddNumberToObject(o, "epoch", m->epoch);
-    cJSON_AddNumberToObject(o, "loss", m->loss);
-    cJSON_AddNumberToObject(o, "accuracy", m->accuracy);
-    if (m->has_val) {
-        cJSON_AddNumberToObject(o, "val_loss", m->val_loss);
-        cJSON_AddNumberToObject(o, "val_accuracy", m->val_accuracy);
-    } else {
-        cJSON_AddNullToObject(o, "val_loss");
-        cJSON_AddNullToObject(o, "val_accuracy");
-    }
-    cJSON_AddNumberToObject(o, "images_per_s", m->images_per_s);
-    cJSON_AddNumberToObject(o, "seconds", m->seconds);
-    cJSON_AddNumberToObject(o, "lr", m->lr);
-    cJSON_AddBoolToObject(o, "cached", m->cached);
-    cJSON_AddNumberToObject(o, "time", m->time);
-    if (m->kept_epoch > 0)
-        cJSON_AddNumberToObject(o, "kept_epoch", m->kept_epoch);
-    return o;
-}
-
-static int vt__metrics_parse(const cJSON *o, vt_epoch_metrics *m)
-{
-    const cJSON *f;
-#define VT__GET(key, dst)                                                         \
-    if (!(f = cJSON_GetObjectItemCaseSensitive(o, key)) || !cJSON_IsNumber(f))    \
-        return vt_error_set(VT_EFORMAT, "checkpoint history lacks %s", key);      \
-    dst = f->valuedouble;
-    double ep;
-    VT__GET("epoch", ep);
-    m->epoch = (int)ep;
-    VT__GET("loss", m->loss);
-    VT__GET("accuracy", m->accuracy);
-    VT__GET("images_per_s", m->images_per_s);
-    VT__GET("seconds", m->seconds);
-    VT__GET("lr", m->lr);
-#undef VT__GET
-    f = cJSON_GetObjectItemCaseSensitive(o, "val_loss");
-    m->has_val = cJSON_IsNumber(f);
-    m->val_loss = m->has_val ? f->valuedouble : 0;
-    f = cJSON_GetObjectItemCaseSensitive(o, "val_accuracy");
-    m->val_accuracy = cJSON_IsNumber(f) ? f->valuedouble : 0;
-    m->cached = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "cached"));
-    f = cJSON_GetObjectItemCaseSensitive(o, "time");
-    m->time = cJSON_IsNumber(f) ? f->valuedouble : 0;
-    f = cJSON_GetObjectItemCaseSensitive(o, "kept_epoch");
-    m->kept_epoch = cJSON_IsNumber(f) ? (int)f->valuedouble : 0;
-    return 0;
-}
-
-/* Appends text to a growing buffer; returns 0 or VT_ENOMEM. */
-static int vt__cat(char **buf, size_t *len, const char *text)
-{
-    size_t n = strlen(text);
-    char *b = realloc(*buf, *len + n + 1);
-    if (!b)
-        return vt_error_set(VT_ENOMEM, "out of memory");
-    memcpy(b + *len, text, n + 1);
-    *buf = b;
-    *len += n;
-    return 0;
-}
-
-/* Writes one output file of the job durably, as the job's owner. */
-static int vt__write_output(vt_trainer *t, const char *name, const void *data, size_t len)
-{
-    char path[PATH_MAX];
-    int rc = vt_path(path, sizeof path, "%s/%s", t->spec.output, name);
-    if (rc == 0 && (rc = vt__enter(t)) == 0) {
-        rc = vt_write_file_atomic(AT_FDCWD, path, data, len);
-        vt__leave(t);
-    }
-    return rc;
-}
-
-/* Rewrites OUT/metrics.jsonl and OUT/metrics.csv (one line per finished
- * epoch) and the TensorBoard event file. */
-static int vt__write_metrics(vt_trainer *t)
-{
-    char *jsonl = NULL, *csv = NULL, row[512];
-    size_t jl = 0, cl = 0, ns = 0;
-    vt_scalar *sc = NULL;
-    int rc = vt__cat(&csv, &cl, "epoch,loss,accuracy,val_loss,val_accuracy,images_per_s,"
-                                "seconds,lr,cached\n");
-    for (int i = 0; i < t->nhistory && rc == 0; i++) {
-        const vt_epoch_metrics *m = &t->history[i];
-        cJSON *o = vt_epoch_metrics_json(m);
-        char *line = o ? cJSON_PrintUnformatted(o) : NULL;
-        rc = line ? vt__cat(&jsonl, &jl, line) : vt_error_set(VT_ENOMEM, "out of memory");
-        if (rc == 0)
-            rc = vt__cat(&jsonl, &jl, "\n");
-        free(line);
-        cJSON_Delete(o);
-        if (m->has_val)
-            snprintf(row, sizeof row, "%d,%.9g,%.9g,%.9g,%.9g,%.6g,%.6g,%.9g,%d\n", m->epoch,
-                     m->loss, m->accuracy, m->val_loss, m->val_accuracy, m->images_per_s,
-                     m->seconds, m->lr, m->cached);
-        else
-            snprintf(row, sizeof row, "%d,%.9g,%.9g,,,%.6g,%.6g,%.9g,%d\n", m->epoch, m->loss,
-                     m->accuracy, m->images_per_s, m->seconds, m->lr, m->cached);
-        if (rc == 0)
-            rc = vt__cat(&csv, &cl, row);
-    }
-    if (rc == 0 && !(sc = malloc(sizeof *sc * (size_t)(6 * t->nhistory + t->nsteplog + 1))))
-        rc = vt_error_set(VT_ENOMEM, "out of memory");
-    for (int i = 0; i < t->nhistory && rc == 0; i++) {
-        const vt_epoch_metrics *m = &t->history[i];
-        const struct { const char *tag; double v; int val; } vals[] = {
-            {"epoch/loss", m->loss, 0}, {"epoch/accuracy", m->accuracy, 0},
-            {"epoch/val_loss", m->val_loss, 1}, {"epoch/val_accuracy", m->val_accuracy, 1},
-            {"epoch/lr", m->lr, 0}, {"epoch/images_per_s", m->images_per_s, 0}};
-        for (size_t k = 0; k < sizeof vals / sizeof vals[0]; k++) {
-            if (vals[k].val && !m->has_val)
-                continue;
-            sc[ns] = (vt_scalar){"", m->epoch, m->time, (float)vals[k].v};
-            snprintf(sc[ns].tag, sizeof sc[ns].tag, "%s", vals[k].tag);
-            ns++;
-        }
-    }
-    if (rc == 0 && t->nsteplog > 0) {
-        memcpy(sc + ns, t->steplog, sizeof *sc * (size_t)t->nsteplog);
-        ns += (size_t)t->nsteplog;
-    }
-    if (rc == 0 && (rc = vt__write_output(t, "metrics.jsonl", jsonl ? jsonl : "", jl)) == 0 &&
-        (rc = vt__write_output(t, "metrics.csv", csv, cl)) == 0) {
-        char path[PATH_MAX];
-        if ((rc = vt_path(path, sizeof path, "%s/events.out.tfevents.vggtune",
-                          t->spec.output)) == 0 && (rc = vt__enter(t)) == 0) {
-            rc = vt_tb_write(path, sc, ns, t->start_wall);
-            vt__leave(t);
-        }
-    }
-    free(jsonl);
-    free(csv);
-    free(sc);
-    return rc;
-}
-
-/* Bottleneck jobs: the frozen features of every readable image, once all are
- * cached, as OUT/bottleneck_features.safetensors: "train" and "val"
- * (N, 512, s, s) float32 in PyTorch's NCHW layout (the output of
- * torchvision's vgg16().features), "train_labels"/"val_labels" (N) as
- * floats, and metadata: classes, the image files in row order, image size,
- * preprocessing. */
-static int vt__save_features(vt_trainer *t)
-{
-    vt_tensorset *set = vt_tensorset_new();
-    int side, ch, rc = 0;
-    char *classes = NULL;
-    if (!set)
-        return vt_error_set(VT_ENOMEM, "out of memory");
-    vt_model_cut(t->model, &side, &ch);
-    for (int v = 0; v < 2 && rc == 0; v++) {
-        const vt_dataset *ds = v ? t->val : t->train;
-        vt_tensor *cache = v ? t->cache_val : t->cache_train;
-        const uint8_t *bad = v ? t->bad_val : t->bad_train;
-        size_t per = (size_t)side * side * ch;
-        float *all, *lab;
-        int n = 0;
-        vt_ntensor *ft, *lt;
-        cJSON *files;
-        if (!ds || !cache)
-            continue;
-        for (int i = 0; i < ds->n; i++)
-            n += !bad[i];
-        int64_t fshape[4] = {n, ch, side, side}, lshape[1] = {n};
-        if (!(all = malloc(sizeof *all * vt_tensor_numel(cache)))) {
-            rc = vt_error_set(VT_ENOMEM, "out of memory");
-            break;
-        }
-        if ((rc = vt_tensor_download(cache, all)) == 0 &&
-            (rc = vt_tensorset_add(set, v ? "val" : "train", 4, fshape, NULL, &ft)) == 0 &&
-            (rc = vt_tensorset_add(set, v ? "val_labels" : "train_labels", 1, lshape, NULL,
-                                   &lt)) == 0) {
-            files = cJSON_CreateArray();
-            lab = lt->data;
-            for (int i = 0, r = 0; i < ds->n; i++) {
-                if (bad[i])
-                    continue;
-                const float *src = all + per * (size_t)i; /* (s, s, C) */
-                float *dst = ft->data + per * (size_t)r;  /* (C, s, s) */
-                for (int c = 0; c < ch; c++)
-                    for (int hw = 0; hw < side * side; hw++)
-                        dst[(size_t)c * side * side + hw] = src[(size_t)hw * ch + c];
-                lab[r++] = (float)ds->samples[i].label;
-                cJSON_AddItemToArray(files, cJSON_CreateString(ds->samples[i].path));
-            }
-            char *text = cJSON_PrintUnformatted(files);
-            rc = vt_tensorset_set_meta(set, v ? "val_files" : "train_files", text ? text : "[]");
-            free(text);
-            cJSON_Delete(files);
-        }
-        free(all);
-    }
-    if (rc == 0 && (classes = vt__classes_json(t->train))) {
-        char num[32];
-        vt_tensorset_set_meta(set, "format", "vggtune-bottleneck-features-1");
-        vt_tensorset_set_meta(set, "classes", classes);
-        snprintf(num, sizeof num, "%d", t->spec.image_size);
-        vt_tensorset_set_meta(set, "image_size", num);
-        vt_tensorset_set_meta(set, "preprocess", vt_preprocess_name(t->prep));
-        vt_tensorset_set_meta(set, "layout", "NCHW float32: VGG16 block5_pool output");
-        vt_tensorset_set_meta(set, "weights", t->env.base_desc ? t->env.base_desc : "random");
-        char path[PATH_MAX];
-        if ((rc = vt_path(path, sizeof path, "%s/bottleneck_features.safetensors",
-                          t->spec.output)) == 0 && (rc = vt__enter(t)) == 0) {
-            rc = vt_safetensors_write(AT_FDCWD, path, set);
-            vt__leave(t);
-        }
-    }
-    free(classes);
-    vt_tensorset_free(set);
-    if (rc == 0) {
-        t->features_saved = 1;
-        vt__say(t, VT_LOG_INFO, "bottleneck features saved to %s/bottleneck_features.safetensors",
-                t->spec.output);
-    }
-    return rc;
-}
-
-static char *vt__classes_json(const vt_dataset *ds)
-{
-    cJSON *a = cJSON_CreateArray();
-    char *s;
-    for (int c = 0; a && c < ds->nclasses; c++)
-        cJSON_AddItemToArray(a, cJSON_CreateString(ds->classes[c]));
-    s = a ? cJSON_PrintUnformatted(a) : NULL;
-    cJSON_Delete(a);
-    return s;
-}
-
-/* Where the model's convolutions started, for its metadata: the trunk's
- * description, except that scratch training on the random trunk draws every
- * layer from the job's own seed. */
-static const char *vt__weights_desc(const vt_trainer *t, char *buf, size_t len)
-{
-    if (t->spec.trainable_blocks == 5 && t->env.base_random) {
-        snprintf(buf, len, "random (He, seed %llu)", (unsigned long long)t->spec.seed);
-        return buf;
-    }
-    return t->env.base_desc ? t->env.base_desc : "random";
-}
-
-/* Writes OUT/model.safetensors from the model's current weights. */
-static int vt__save_model(vt_trainer *t, int epochs_done)
-{
-    vt_tensorset *set = NULL;
-    char path[PATH_MAX], num[64], head[256] = "", wdesc[64];
-    char *classes = NULL, *spec = NULL;
-    int rc;
-
-    if ((rc = vt_model_download(t->model, t->p)) < 0 || (rc = vt_weights_to_set(t->p, &set)) < 0)
-        return rc;
-    classes = vt__classes_json(t->train);
-    spec = vt_jobspec_to_json(&t->spec);
-    snprintf(head, sizeof head, "{\"dense\":[");
-    for (int i = 0; i < t->spec.nhidden; i++)
-        snprintf(head + strlen(head), sizeof head - strlen(head), "%s%d", i ? "," : "",
-                 t->spec.hidden[i]);
-    snprintf(head + strlen(head), sizeof head - strlen(head),
-             "],\"classes\":%d,\"activation\":\"relu\",\"dropout\":%g}", t->train->nclasses,
-             t->spec.dropout);
-    if (!classes || !spec) {
-        rc = vt_error_set(VT_ENOMEM, "out of memory");
-        goto done;
-    }
-    vt_tensorset_set_meta(set, "format", VT__MODEL_FORMAT);
-    vt_tensorset_set_meta(set, "classes", classes);
-    snprintf(num, sizeof num, "%d", t->spec.image_size);
-    vt_tensorset_set_meta(set, "image_size", num);
-    vt_tensorset_set_meta(set, "preprocess", vt_preprocess_name(t->prep));
-    vt_tensorset_set_meta(set, "input_layout", "NCHW RGB; features.* as torchvision vgg16");
-    snprintf(num, sizeof num, "%d", t->spec.trainable_blocks);
-    vt_tensorset_set_meta(set, "trainable_blocks", num);
-    vt_tensorset_set_meta(set, "head", head);
-    vt_tensorset_set_meta(set, "job", spec);
-    vt_tensorset_set_meta(set, "weights", vt__weights_desc(t, wdesc, sizeof wdesc));
-    snprintf(num, sizeof num, "%d", epochs_done);
-    rc = vt_tensorset_set_meta(set, "epochs", num);
-    snprintf(path, sizeof path, "%s/model.safetensors", t->spec.output);
-    if (rc == 0 && (rc = vt__enter(t)) == 0) {
-        rc = vt_safetensors_write(AT_FDCWD, path, set);
-        vt__leave(t);
-    }
-done:
-    free(classes);
-    free(spec);
-    vt_tensorset_free(set);
-    return rc;
-}
-
-static int vt__write_classmap(vt_trainer *t)
-{
-    cJSON *o = cJSON_CreateObject(), *idx;
-    char *text = NULL;
-    int rc;
-    if (!o)
-        return vt_error_set(VT_ENOMEM, "out of memory");
-    cJSON *arr = cJSON_AddArrayToObject(o, "classes");
-    idx = cJSON_AddObjectToObject(o, "class_indices");
-    for (int c = 0; arr && idx && c < t->train->nclasses; c++) {
-        cJSON_AddItemToArray(arr, cJSON_CreateString(t->train->classes[c]));
-        cJSON_AddNumberToObject(idx, t->train->classes[c], c);
-    }
-    text = cJSON_Print(o);
-    cJSON_Delete(o);
-    if (!text)
-        return vt_error_set(VT_ENOMEM, "out of memory");
-    rc = vt__write_output(t, "classmap.json", text, strlen(text));
-    free(text);
-    return rc;
-}
-
-/* ---- checkpoints ------------------------------------------------------- */
-
-static char *vt__bad_list(const uint8_t *bad, int n)
-{
-    cJSON *a = cJSON_CreateArray();
-    char *s;
-    for (int i = 0; a && i < n; i++)
-        if (bad[i])
-            cJSON_AddItemToArray(a, cJSON_CreateNumber(i));
-    s = a ? cJSON_PrintUnformatted(a) : NULL;
-    cJSON_Delete(a);
-    return s;
-}
-
-static int vt__bad_parse(const char *text, uint8_t *bad, int n)
-{
-    cJSON *a = text ? cJSON_Parse(text) : NULL, *it;
-    if (!cJSON_IsArray(a)) {
-        cJSON_Delete(a);
-        return vt_error_set(VT_EFORMAT, "checkpoint: bad sample list is malformed");
-    }
-    cJSON_ArrayForEach(it, a) {
-        if (cJSON_IsNumber(it) && it->valuedouble >= 0 && it->valuedouble < n)
-            bad[(int)it->valuedouble] = 1;
-    }
-    cJSON_Delete(a);
-    return 0;
-}
-
-int vt_trainer_checkpoint(vt_trainer *t)
-{
-    vt_tensorset *set;
-    char name[96], num[64];
-    char *hist = NULL, *bt = NULL, *bv = NULL, *spec = NULL;
-    int rc = 0;
-
-    if (!t->env.checkpoint || !t->model)
-        return 0;
-    if ((rc = vt__settle(t)) < 0)
-        return rc;
-    if (!(set = vt_tensorset_new()))
-        return vt_error_set(VT_ENOMEM, "out of memory");
-    for (int i = 0; i < vt_model_nparams(t->model) && rc == 0; i++) {
-        vt_tensor *w = vt_model_param(t->model, i), *v = vt_model_velocity(t->model, i);
-        int64_t shape[VT_MAX_DIMS];
-        vt_ntensor *nt;
-        for (int d = 0; d < vt_tensor_ndim(w); d++)
-            shape[d] = vt_tensor_dim(w, d);
-        snprintf(name, sizeof name, "param/%s", vt_model_param_name(t->model, i));
-        if ((rc = vt_tensorset_add(set, name, vt_tensor_ndim(w), shape, NULL, &nt)) < 0 ||
-            (rc = vt_tensor_download(w, nt->data)) < 0)
-            break;
-        snprintf(name, sizeof name, "velocity/%s", vt_model_param_name(t->model, i));
-        if ((rc = vt_tensorset_add(set, name, vt_tensor_ndim(v), shape, NULL, &nt)) < 0)
-            break;
-        rc = vt_tensor_download(v, nt->data);
-    }
-    if (rc == 0) {
-        cJSON *h = cJSON_CreateArray();
-        for (int i = 0; h && i < t->nhistory; i++)
-            cJSON_AddItemToArray(h, vt_epoch_metrics_json(&t->history[i]));
-        hist = h ? cJSON_PrintUnformatted(h) : NULL;
-        cJSON_Delete(h);
-        bt = vt__bad_list(t->bad_train, t->train->n);
-        bv = t->val ? vt__bad_list(t->bad_val, t->val->n) : strdup("[]");
-        spec = vt_jobspec_to_json(&t->spec);
-        if (!hist || !bt || !bv || !spec)
-            rc = vt_error_set(VT_ENOMEM, "out of memory");
-    }
-    if (rc == 0) {
-        vt_tensorset_set_meta(set, "format", VT__CKPT_FORMAT);
-        snprintf(num, sizeof num, "%d", t->nhistory);
-        vt_tensorset_set_meta(set, "epochs_done", num);
-        snprintf(num, sizeof num, "%llu", (unsigned long long)t->iteration);
-        vt_tensorset_set_meta(set, "iteration", num);
-        snprintf(num, sizeof num, "%.17g", t->best_val_loss);
-        vt_tensorset_set_meta(set, "best_val_loss", num);
-        snprintf(num, sizeof num, "%d %d %d %d", t->best_epoch, t->stale, t->stop_early,
-                 t->best_saved);
-        vt_tensorset_set_meta(set, "early_stopping", num);
-        vt_tensorset_set_meta(set, "history", hist);
-        /* Where in the epoch we are: "epoch" (at its start), "train" (mid
-         * training pass) or "val" (training pass done). */
-        if (t->in_epoch && t->phase == PH_TRAIN) {
-            snprintf(num, sizeof num, "train %d %d %d %d %.17g %.17g", t->pos, t->step,
-                     t->seen, t->sums.correct, t->sums.loss, vt__now() - t->t_epoch0);
-        } else if (t->in_epoch) {
-            snprintf(num, sizeof num, "val 0 %d %d %d %.17g %.17g", t->step, t->seen,
-                     t->sums.correct, t->sums.loss, t->t_train_s);
-        } else {
-            snprintf(num, sizeof num, "epoch 0 0 0 0 0 0");
-        }
-        vt_tensorset_set_meta(set, "position", num);
-        {
-            cJSON *sl = cJSON_CreateArray();
-            for (int i = 0; sl && i + 1 < t->nsteplog; i += 2) {
-                double row[4] = {(double)t->steplog[i].step, t->steplog[i].wall,
-                                 t->steplog[i].value, t->steplog[i + 1].value};
-                cJSON_AddItemToArray(sl, cJSON_CreateDoubleArray(row, 4));
-            }
-            char *text = sl ? cJSON_PrintUnformatted(sl) : NULL;
-            cJSON_Delete(sl);
-            rc = text ? vt_tensorset_set_meta(set, "step_log", text)
-                      : vt_error_set(VT_ENOMEM, "out of memory");
-            free(text);
-        }
-        vt_tensorset_set_meta(set, "bad_train", bt);
-        vt_tensorset_set_meta(set, "bad_val", bv);
-        rc = vt_tensorset_set_meta(set, "job", spec);
-    }
-    if (rc == 0) {
-        double t0 = vt__now();
-        rc = vt_safetensors_write(AT_FDCWD, t->env.checkpoint, set);
-        t->t_ckpt = vt__now();
-        t->ckpt_cost_s = t->t_ckpt - t0;
-    }
-    free(hist);
-    free(bt);
-    free(bv);
-    free(spec);
-    vt_tensorset_free(set);
-    return rc < 0 ? vt_error_wrap(rc, "checkpoint") : 0;
-}
-
-/* Finds where job documents a and b differ, ignoring the fields a resumed
- * job may change (name, output, epochs at the top) and fields only one of
- * them has (a document written by another version).  Writes the first
- * differing field's path ("optimizer.lr") to path and returns 1, or 0 when
- * they agree. */
-static int vt__spec_differs(const cJSON *a, const cJSON *b, const char *prefix, char *path,
-                            size_t len)
-{
-    static const char *const free_fields[] = {"name", "output", "epochs"};
-    const cJSON *ka;
-    if (!cJSON_IsObject(a) || !cJSON_IsObject(b)) {
-        if (cJSON_Compare(a, b, 1))
-            return 0;
-        snprintf(path, len, "%s", prefix);
-        return 1;
-    }
-    cJSON_ArrayForEach(ka, a) {
-        const cJSON *kb = cJSON_GetObjectItemCaseSensitive(b, ka->string);
-        char sub[128];
-        int skip = 0;
-        for (size_t i = 0; !prefix[0] && i < sizeof free_fields / sizeof free_fields[0]; i++)
-            skip |= strcmp(ka->string, free_fields[i]) == 0;
-        if (skip || !kb)
-            continue;
-        snprintf(sub, sizeof sub, "%s%s%s", prefix, prefix[0] ? "." : "", ka->string);
-        if (vt__spec_differs(ka, kb, sub, path, len))
-            return 1;
-    }
-    return 0;
-}
-
-/* Refuses a checkpoint that another job wrote (its stored job document
- * differs from t's); checkpoints without one (older versions) pass. */
-static int vt__checkpoint_is_ours(vt_trainer *t, const vt_tensorset *set)
-{
-    const char *stored = vt_tensorset_meta(set, "job");
-    char *mine, path[128] = "";
-    cJSON *a, *b;
-    int differs;
-    if (!stored)
-        return 0;
-    if (!(mine = vt_jobspec_to_json(&t->spec)))
-        return vt_error_set(VT_ENOMEM, "out of memory");
-    a = cJSON_Parse(stored);
-    b = cJSON_Parse(mine);
-    free(mine);
-    differs = !a || !b || vt__spec_differs(a, b, "", path, sizeof path);
-    cJSON_Delete(a);
-    cJSON_Delete(b);
-    if (differs)
-        return vt_error_set(VT_EINVAL, "checkpoint %s was written by a different job (%s%s); "
-                            "remove it to start this job afresh", t->env.checkpoint,
-                            path[0] ? "its job document differs in " : "unreadable job document",
-                            path);
-    return 0;
-}
-
-static int vt__load_checkpoint(vt_trainer *t)
-{
-    vt_tensorset *set = NULL;
-    const char *fmt, *v;
-    char name[96];
-    int rc;
-    cJSON *h = NULL, *it;
-
-    if (!t->env.checkpoint || access(t->env.checkpoint, F_OK) != 0)
-        return 0;
-    if ((rc = vt_safetensors_read(&set, t->env.checkpoint)) < 0)
-        return vt_error_wrap(rc, "reading checkpoint");
-    if (!(fmt = vt_tensorset_meta(set, "format")) || strcmp(fmt, VT__CKPT_FORMAT) != 0) {
-        rc = vt_error_set(VT_EFORMAT, "%s is not a vggtune checkpoint", t->env.checkpoint);
-        goto done;
-    }
-    if ((rc = vt__checkpoint_is_ours(t, set)) < 0)
-        goto done;
-    for (int i = 0; i < vt_model_nparams(t->model); i++) {
-        for (int k = 0; k < 2; k++) {
-            vt_tensor *dst = k ? vt_model_velocity(t->model, i) : vt_model_param(t->model, i);
-            snprintf(name, sizeof name, "%s/%s", k ? "velocity" : "param",
-                     vt_model_param_name(t->model, i));
-            const vt_ntensor *nt = vt_tensorset_find(set, name);
-            if (!nt || vt_ntensor_numel(nt) != vt_tensor_numel(dst)) {
-                rc = vt_error_set(VT_EFORMAT, "checkpoint %s does not match the job (tensor "
-                                  "%s)", t->env.checkpoint, name);
-                goto done;
-            }
-            if ((rc = vt_tensor_upload(dst, nt->data)) < 0)
-                goto done;
-        }
-    }
-    v = vt_tensorset_meta(set, "iteration");
-    t->iteration = v ? strtoull(v, NULL, 10) : 0;
-    v = vt_tensorset_meta(set, "best_val_loss");
-    t->best_val_loss = v ? strtod(v, NULL) : INFINITY;
-    v = vt_tensorset_meta(set, "early_stopping");
-    if (!v || sscanf(v, "%d %d %d %d", &t->best_epoch, &t->stale, &t->stop_early,
-                     &t->best_saved) != 4) {
-        rc = vt_error_set(VT_EFORMAT, "checkpoint lacks its early-stopping state");
-        goto done;
-    }
-    if ((rc = vt__bad_parse(vt_tensorset_meta(set, "bad_train"), t->bad_train,
-                            t->train->n)) < 0 ||
-        (t->val && (rc = vt__bad_parse(vt_tensorset_meta(set, "bad_val"), t->bad_val,
-                                       t->val->n)) < 0))
-        goto done;
-    h = cJSON_Parse(vt_tensorset_meta(set, "history") ? vt_tensorset_meta(set, "history")
-                                                      : "");
-    if (!cJSON_IsArray(h)) {
-        rc = vt_error_set(VT_EFORMAT, "checkpoint history is malformed");
-        goto done;
-    }
-    free(t->history);
-    t->nhistory = 0;
-    t->history = calloc((size_t)cJSON_GetArraySize(h) + 1, sizeof *t->history);
-    if (!t->history) {
-        rc = vt_error_set(VT_ENOMEM, "out of memory");
-        goto done;
-    }
-    cJSON_ArrayForEach(it, h) {
-        if ((rc = vt__metrics_parse(it, &t->history[t->nhistory])) < 0)
-            goto done;
-        t->nhistory++;
-    }
-    t->epoch = t->nhistory;
-    if (t->epoch > t->spec.epochs) {
-        rc = vt_error_set(VT_EINVAL, "checkpoint %s holds %d epochs, more than this job's %d; "
-                          "give epochs >= %d to go on from it", t->env.checkpoint, t->epoch,
-                          t->spec.epochs, t->epoch);
-        goto done;
-    }
-    if (t->nhistory)
-        t->last_rate = t->history[t->nhistory - 1].images_per_s;
-    {
-        char where[16];
-        double elapsed;
-        v = vt_tensorset_meta(set, "position");
-        if (!v || sscanf(v, "%15s %d %d %d %d %lf %lf", where, &t->pos, &t->step, &t->seen,
-                         &t->sums.correct, &t->sums.loss, &elapsed) != 7) {
-            rc = vt_error_set(VT_EFORMAT, "checkpoint lacks its position in the epoch");
-            goto done;
-        }
-        if (strcmp(where, "train") == 0) {
-            t->resume_mid_epoch = 1;
-            t->t_epoch0 = vt__now() - elapsed;
-        } else if (strcmp(where, "val") == 0) {
-            t->t_train_s = elapsed;
-            t->t_epoch0 = vt__now() - elapsed;
-            t->resume_val = 1;
-        }
-    }
-    {
-        cJSON *sl = cJSON_Parse(vt_tensorset_meta(set, "step_log") ?
-                                vt_tensorset_meta(set, "step_log") : "[]"), *row;
-        int n = cJSON_GetArraySize(sl);
-        free(t->steplog);
-        t->nsteplog = 0;
-        t->steplog = calloc((size_t)(2 * n + 2), sizeof *t->steplog);
-        if (!t->steplog) {
-            cJSON_Delete(sl);
-            rc = vt_error_set(VT_ENOMEM, "out of memory");
-            goto done;
-        }
-        cJSON_ArrayForEach(row, sl) {
-            if (cJSON_GetArraySize(row) != 4)
-                continue;
-            double x[4];
-            for (int k = 0; k < 4; k++)
-                x[k] = cJSON_GetArrayItem(row, k)->valuedouble;
-            t->steplog[t->nsteplog++] = (vt_scalar){"step/loss", (int64_t)x[0], x[1], (float)x[2]};
-            t->steplog[t->nsteplog++] = (vt_scalar){"step/accuracy", (int64_t)x[0], x[1],
-                                                    (float)x[3]};
-        }
-        cJSON_Delete(sl);
-    }
-    vt__say(t, VT_LOG_INFO, "resumed from checkpoint: %d epoch%s done%s", t->epoch,
-            t->epoch == 1 ? "" : "s",
-            t->resume_mid_epoch ? ", continuing the next one where it stopped" : "");
-done:
-    cJSON_Delete(h);
-    vt_tensorset_free(set);
     return rc;
 }
 
@@ -1552,7 +865,7 @@ static int vt__epoch_end(vt_trainer *t)
     vt_epoch_metrics *h;
     int rc, improved;
 
-    if ((rc = vt__settle(t)) < 0)
+    if ((rc = vt_train__settle(t)) < 0)
         return rc;
     m.epoch = t->epoch + 1;
     m.loss = t->seen ? t->sums.loss / t->seen : 0;
@@ -1561,7 +874,7 @@ static int vt__epoch_end(vt_trainer *t)
     m.val_loss = t->val_seen ? t->val_sums.loss / t->val_seen : 0;
     m.val_accuracy = t->val_seen ? (double)t->val_sums.correct / t->val_seen : 0;
     m.images_per_s = t->t_train_s > 0 ? t->seen / t->t_train_s : 0;
-    m.seconds = vt__now() - t->t_epoch0;
+    m.seconds = vt_train__now() - t->t_epoch0;
     /* the last step's rate, a function of the position: right after a
      * resume too, when this epoch's steps ran before the restart */
     m.lr = (float)vt_jobspec_lr(&t->spec, t->iteration > 0 ? t->iteration - 1 : 0, t->epoch);
@@ -1582,15 +895,15 @@ static int vt__epoch_end(vt_trainer *t)
     t->history = h;
     t->history[t->nhistory++] = m;
     t->last_rate = m.images_per_s;
-    if ((rc = vt__write_metrics(t)) < 0)
+    if ((rc = vt_train__write_metrics(t)) < 0)
         return rc;
     /* After an epoch every readable image's features are in the caches. */
     if (t->spec.trainable_blocks == 0 && !t->features_saved) {
         if (t->cache_train && (!t->val || t->cache_val)) {
-            if ((rc = vt__save_features(t)) < 0)
+            if ((rc = vt_train__save_features(t)) < 0)
                 return rc;
         } else {
-            vt__say(t, VT_LOG_WARN, "bottleneck_features.safetensors not written: the feature "
+            vt_train__say(t, VT_LOG_WARN, "bottleneck_features.safetensors not written: the feature "
                     "cache is off (%s), so every epoch runs the frozen trunk",
                     t->spec.crop > 0 ? "random crops change the pixels every epoch"
                                      : "it does not fit in memory");
@@ -1604,13 +917,13 @@ static int vt__epoch_end(vt_trainer *t)
             t->best_epoch = m.epoch;
             t->stale = 0;
             if (t->spec.keep_best) {
-                if ((rc = vt__save_model(t, m.epoch)) < 0)
+                if ((rc = vt_train__save_model(t, m.epoch)) < 0)
                     return rc;
                 t->best_saved = 1;
             }
         } else if (++t->stale >= t->spec.patience && t->spec.patience > 0) {
             t->stop_early = 1;
-            vt__say(t, VT_LOG_INFO, "early stopping after epoch %d: val_loss has not "
+            vt_train__say(t, VT_LOG_INFO, "early stopping after epoch %d: val_loss has not "
                     "improved for %d epochs (best %.4f at epoch %d)", m.epoch, t->stale,
                     t->best_val_loss, t->best_epoch);
         }
@@ -1646,12 +959,12 @@ static int vt__epoch_checkpoint(vt_trainer *t, int saved_best)
     if (saved_best)
         return vt_trainer_checkpoint(t);
     if (t->t_ckpt >= 0) {
-        since = vt__now() - t->t_ckpt;
+        since = vt_train__now() - t->t_ckpt;
         cost = t->ckpt_cost_s;
     } else { /* none yet: the run's time against the checkpoint's size */
         const char *bps = getenv("VT_CHECKPOINT_EST_BPS");
         double rate = bps && atof(bps) > 0 ? atof(bps) : VT__CKPT_EST_BPS;
-        since = vt__now() - t->t_run0;
+        since = vt_train__now() - t->t_run0;
         for (int i = 0; i < vt_model_nparams(t->model); i++) /* weights and momenta, f32 */
             cost += 8.0 * (double)vt_tensor_numel(vt_model_param(t->model, i));
         cost /= rate;
@@ -1665,12 +978,12 @@ static int vt__finish(vt_trainer *t)
 {
     int rc;
     if (!(t->spec.keep_best && t->best_saved) &&
-        (rc = vt__save_model(t, t->nhistory)) < 0)
+        (rc = vt_train__save_model(t, t->nhistory)) < 0)
         return rc;
-    if ((rc = vt__write_classmap(t)) < 0)
+    if ((rc = vt_train__write_classmap(t)) < 0)
         return rc;
     if (t->spec.keep_best && t->best_saved)
-        vt__say(t, VT_LOG_INFO, "kept the model of epoch %d (val_loss %.4f)", t->best_epoch,
+        vt_train__say(t, VT_LOG_INFO, "kept the model of epoch %d (val_loss %.4f)", t->best_epoch,
                 t->best_val_loss);
     t->phase = PH_DONE;
     return 0;

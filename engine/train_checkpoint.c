@@ -1,0 +1,324 @@
+/* train_checkpoint.c - a training job's checkpoint: trainable weights,
+ * momenta, the iteration, the RNG position, the epoch history, the position
+ * inside a partial epoch and the unreadable samples, in one safetensors file
+ * written durably, and restoring all of it (refusing a checkpoint that
+ * another job or a different job document wrote).
+ */
+#include "train_impl.h"
+
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../common/error.h"
+#include "safetensors.h"
+
+#define VT__CKPT_FORMAT "vggtune-checkpoint-1"
+
+static char *vt__bad_list(const uint8_t *bad, int n)
+{
+    cJSON *a = cJSON_CreateArray();
+    char *s;
+    for (int i = 0; a && i < n; i++)
+        if (bad[i])
+            cJSON_AddItemToArray(a, cJSON_CreateNumber(i));
+    s = a ? cJSON_PrintUnformatted(a) : NULL;
+    cJSON_Delete(a);
+    return s;
+}
+
+static int vt__bad_parse(const char *text, uint8_t *bad, int n)
+{
+    cJSON *a = text ? cJSON_Parse(text) : NULL, *it;
+    if (!cJSON_IsArray(a)) {
+        cJSON_Delete(a);
+        return vt_error_set(VT_EFORMAT, "checkpoint: bad sample list is malformed");
+    }
+    cJSON_ArrayForEach(it, a) {
+        if (cJSON_IsNumber(it) && it->valuedouble >= 0 && it->valuedouble < n)
+            bad[(int)it->valuedouble] = 1;
+    }
+    cJSON_Delete(a);
+    return 0;
+}
+
+int vt_trainer_checkpoint(vt_trainer *t)
+{
+    vt_tensorset *set;
+    char name[96], num[64];
+    char *hist = NULL, *bt = NULL, *bv = NULL, *spec = NULL;
+    int rc = 0;
+
+    if (!t->env.checkpoint || !t->model)
+        return 0;
+    if ((rc = vt_train__settle(t)) < 0)
+        return rc;
+    if (!(set = vt_tensorset_new()))
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    for (int i = 0; i < vt_model_nparams(t->model) && rc == 0; i++) {
+        vt_tensor *w = vt_model_param(t->model, i), *v = vt_model_velocity(t->model, i);
+        int64_t shape[VT_MAX_DIMS];
+        vt_ntensor *nt;
+        for (int d = 0; d < vt_tensor_ndim(w); d++)
+            shape[d] = vt_tensor_dim(w, d);
+        snprintf(name, sizeof name, "param/%s", vt_model_param_name(t->model, i));
+        if ((rc = vt_tensorset_add(set, name, vt_tensor_ndim(w), shape, NULL, &nt)) < 0 ||
+            (rc = vt_tensor_download(w, nt->data)) < 0)
+            break;
+        snprintf(name, sizeof name, "velocity/%s", vt_model_param_name(t->model, i));
+        if ((rc = vt_tensorset_add(set, name, vt_tensor_ndim(v), shape, NULL, &nt)) < 0)
+            break;
+        rc = vt_tensor_download(v, nt->data);
+    }
+    if (rc == 0) {
+        cJSON *h = cJSON_CreateArray();
+        for (int i = 0; h && i < t->nhistory; i++)
+            cJSON_AddItemToArray(h, vt_epoch_metrics_json(&t->history[i]));
+        hist = h ? cJSON_PrintUnformatted(h) : NULL;
+        cJSON_Delete(h);
+        bt = vt__bad_list(t->bad_train, t->train->n);
+        bv = t->val ? vt__bad_list(t->bad_val, t->val->n) : strdup("[]");
+        spec = vt_jobspec_to_json(&t->spec);
+        if (!hist || !bt || !bv || !spec)
+            rc = vt_error_set(VT_ENOMEM, "out of memory");
+    }
+    if (rc == 0) {
+        vt_tensorset_set_meta(set, "format", VT__CKPT_FORMAT);
+        snprintf(num, sizeof num, "%d", t->nhistory);
+        vt_tensorset_set_meta(set, "epochs_done", num);
+        snprintf(num, sizeof num, "%llu", (unsigned long long)t->iteration);
+        vt_tensorset_set_meta(set, "iteration", num);
+        snprintf(num, sizeof num, "%.17g", t->best_val_loss);
+        vt_tensorset_set_meta(set, "best_val_loss", num);
+        snprintf(num, sizeof num, "%d %d %d %d", t->best_epoch, t->stale, t->stop_early,
+                 t->best_saved);
+        vt_tensorset_set_meta(set, "early_stopping", num);
+        vt_tensorset_set_meta(set, "history", hist);
+        /* Where in the epoch we are: "epoch" (at its start), "train" (mid
+         * training pass) or "val" (training pass done). */
+        if (t->in_epoch && t->phase == PH_TRAIN) {
+            snprintf(num, sizeof num, "train %d %d %d %d %.17g %.17g", t->pos, t->step,
+                     t->seen, t->sums.correct, t->sums.loss, vt_train__now() - t->t_epoch0);
+        } else if (t->in_epoch) {
+            snprintf(num, sizeof num, "val 0 %d %d %d %.17g %.17g", t->step, t->seen,
+                     t->sums.correct, t->sums.loss, t->t_train_s);
+        } else {
+            snprintf(num, sizeof num, "epoch 0 0 0 0 0 0");
+        }
+        vt_tensorset_set_meta(set, "position", num);
+        {
+            cJSON *sl = cJSON_CreateArray();
+            for (int i = 0; sl && i + 1 < t->nsteplog; i += 2) {
+                double row[4] = {(double)t->steplog[i].step, t->steplog[i].wall,
+                                 t->steplog[i].value, t->steplog[i + 1].value};
+                cJSON_AddItemToArray(sl, cJSON_CreateDoubleArray(row, 4));
+            }
+            char *text = sl ? cJSON_PrintUnformatted(sl) : NULL;
+            cJSON_Delete(sl);
+            rc = text ? vt_tensorset_set_meta(set, "step_log", text)
+                      : vt_error_set(VT_ENOMEM, "out of memory");
+            free(text);
+        }
+        vt_tensorset_set_meta(set, "bad_train", bt);
+        vt_tensorset_set_meta(set, "bad_val", bv);
+        rc = vt_tensorset_set_meta(set, "job", spec);
+    }
+    if (rc == 0) {
+        double t0 = vt_train__now();
+        rc = vt_safetensors_write(AT_FDCWD, t->env.checkpoint, set);
+        t->t_ckpt = vt_train__now();
+        t->ckpt_cost_s = t->t_ckpt - t0;
+    }
+    free(hist);
+    free(bt);
+    free(bv);
+    free(spec);
+    vt_tensorset_free(set);
+    return rc < 0 ? vt_error_wrap(rc, "checkpoint") : 0;
+}
+
+/* Finds where job documents a and b differ, ignoring the fields a resumed
+ * job may change (name, output, epochs at the top) and fields only one of
+ * them has (a document written by another version).  Writes the first
+ * differing field's path ("optimizer.lr") to path and returns 1, or 0 when
+ * they agree. */
+static int vt__spec_differs(const cJSON *a, const cJSON *b, const char *prefix, char *path,
+                            size_t len)
+{
+    static const char *const free_fields[] = {"name", "output", "epochs"};
+    const cJSON *ka;
+    if (!cJSON_IsObject(a) || !cJSON_IsObject(b)) {
+        if (cJSON_Compare(a, b, 1))
+            return 0;
+        snprintf(path, len, "%s", prefix);
+        return 1;
+    }
+    cJSON_ArrayForEach(ka, a) {
+        const cJSON *kb = cJSON_GetObjectItemCaseSensitive(b, ka->string);
+        char sub[128];
+        int skip = 0;
+        for (size_t i = 0; !prefix[0] && i < sizeof free_fields / sizeof free_fields[0]; i++)
+            skip |= strcmp(ka->string, free_fields[i]) == 0;
+        if (skip || !kb)
+            continue;
+        snprintf(sub, sizeof sub, "%s%s%s", prefix, prefix[0] ? "." : "", ka->string);
+        if (vt__spec_differs(ka, kb, sub, path, len))
+            return 1;
+    }
+    return 0;
+}
+
+/* Refuses a checkpoint that another job wrote (its stored job document
+ * differs from t's); checkpoints without one (older versions) pass. */
+static int vt__checkpoint_is_ours(vt_trainer *t, const vt_tensorset *set)
+{
+    const char *stored = vt_tensorset_meta(set, "job");
+    char *mine, path[128] = "";
+    cJSON *a, *b;
+    int differs;
+    if (!stored)
+        return 0;
+    if (!(mine = vt_jobspec_to_json(&t->spec)))
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    a = cJSON_Parse(stored);
+    b = cJSON_Parse(mine);
+    free(mine);
+    differs = !a || !b || vt__spec_differs(a, b, "", path, sizeof path);
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+    if (differs)
+        return vt_error_set(VT_EINVAL, "checkpoint %s was written by a different job (%s%s); "
+                            "remove it to start this job afresh", t->env.checkpoint,
+                            path[0] ? "its job document differs in " : "unreadable job document",
+                            path);
+    return 0;
+}
+
+int vt_train__load_checkpoint(vt_trainer *t)
+{
+    vt_tensorset *set = NULL;
+    const char *fmt, *v;
+    char name[96];
+    int rc;
+    cJSON *h = NULL, *it;
+
+    if (!t->env.checkpoint || access(t->env.checkpoint, F_OK) != 0)
+        return 0;
+    if ((rc = vt_safetensors_read(&set, t->env.checkpoint)) < 0)
+        return vt_error_wrap(rc, "reading checkpoint");
+    if (!(fmt = vt_tensorset_meta(set, "format")) || strcmp(fmt, VT__CKPT_FORMAT) != 0) {
+        rc = vt_error_set(VT_EFORMAT, "%s is not a vggtune checkpoint", t->env.checkpoint);
+        goto done;
+    }
+    if ((rc = vt__checkpoint_is_ours(t, set)) < 0)
+        goto done;
+    for (int i = 0; i < vt_model_nparams(t->model); i++) {
+        for (int k = 0; k < 2; k++) {
+            vt_tensor *dst = k ? vt_model_velocity(t->model, i) : vt_model_param(t->model, i);
+            snprintf(name, sizeof name, "%s/%s", k ? "velocity" : "param",
+                     vt_model_param_name(t->model, i));
+            const vt_ntensor *nt = vt_tensorset_find(set, name);
+            if (!nt || vt_ntensor_numel(nt) != vt_tensor_numel(dst)) {
+                rc = vt_error_set(VT_EFORMAT, "checkpoint %s does not match the job (tensor "
+                                  "%s)", t->env.checkpoint, name);
+                goto done;
+            }
+            if ((rc = vt_tensor_upload(dst, nt->data)) < 0)
+                goto done;
+        }
+    }
+    v = vt_tensorset_meta(set, "iteration");
+    t->iteration = v ? strtoull(v, NULL, 10) : 0;
+    v = vt_tensorset_meta(set, "best_val_loss");
+    t->best_val_loss = v ? strtod(v, NULL) : INFINITY;
+    v = vt_tensorset_meta(set, "early_stopping");
+    if (!v || sscanf(v, "%d %d %d %d", &t->best_epoch, &t->stale, &t->stop_early,
+                     &t->best_saved) != 4) {
+        rc = vt_error_set(VT_EFORMAT, "checkpoint lacks its early-stopping state");
+        goto done;
+    }
+    if ((rc = vt__bad_parse(vt_tensorset_meta(set, "bad_train"), t->bad_train,
+                            t->train->n)) < 0 ||
+        (t->val && (rc = vt__bad_parse(vt_tensorset_meta(set, "bad_val"), t->bad_val,
+                                       t->val->n)) < 0))
+        goto done;
+    h = cJSON_Parse(vt_tensorset_meta(set, "history") ? vt_tensorset_meta(set, "history")
+                                                      : "");
+    if (!cJSON_IsArray(h)) {
+        rc = vt_error_set(VT_EFORMAT, "checkpoint history is malformed");
+        goto done;
+    }
+    free(t->history);
+    t->nhistory = 0;
+    t->history = calloc((size_t)cJSON_GetArraySize(h) + 1, sizeof *t->history);
+    if (!t->history) {
+        rc = vt_error_set(VT_ENOMEM, "out of memory");
+        goto done;
+    }
+    cJSON_ArrayForEach(it, h) {
+        if ((rc = vt_train__metrics_parse(it, &t->history[t->nhistory])) < 0)
+            goto done;
+        t->nhistory++;
+    }
+    t->epoch = t->nhistory;
+    if (t->epoch > t->spec.epochs) {
+        rc = vt_error_set(VT_EINVAL, "checkpoint %s holds %d epochs, more than this job's %d; "
+                          "give epochs >= %d to go on from it", t->env.checkpoint, t->epoch,
+                          t->spec.epochs, t->epoch);
+        goto done;
+    }
+    if (t->nhistory)
+        t->last_rate = t->history[t->nhistory - 1].images_per_s;
+    {
+        char where[16];
+        double elapsed;
+        v = vt_tensorset_meta(set, "position");
+        if (!v || sscanf(v, "%15s %d %d %d %d %lf %lf", where, &t->pos, &t->step, &t->seen,
+                         &t->sums.correct, &t->sums.loss, &elapsed) != 7) {
+            rc = vt_error_set(VT_EFORMAT, "checkpoint lacks its position in the epoch");
+            goto done;
+        }
+        if (strcmp(where, "train") == 0) {
+            t->resume_mid_epoch = 1;
+            t->t_epoch0 = vt_train__now() - elapsed;
+        } else if (strcmp(where, "val") == 0) {
+            t->t_train_s = elapsed;
+            t->t_epoch0 = vt_train__now() - elapsed;
+            t->resume_val = 1;
+        }
+    }
+    {
+        cJSON *sl = cJSON_Parse(vt_tensorset_meta(set, "step_log") ?
+                                vt_tensorset_meta(set, "step_log") : "[]"), *row;
+        int n = cJSON_GetArraySize(sl);
+        free(t->steplog);
+        t->nsteplog = 0;
+        t->steplog = calloc((size_t)(2 * n + 2), sizeof *t->steplog);
+        if (!t->steplog) {
+            cJSON_Delete(sl);
+            rc = vt_error_set(VT_ENOMEM, "out of memory");
+            goto done;
+        }
+        cJSON_ArrayForEach(row, sl) {
+            if (cJSON_GetArraySize(row) != 4)
+                continue;
+            double x[4];
+            for (int k = 0; k < 4; k++)
+                x[k] = cJSON_GetArrayItem(row, k)->valuedouble;
+            t->steplog[t->nsteplog++] = (vt_scalar){"step/loss", (int64_t)x[0], x[1], (float)x[2]};
+            t->steplog[t->nsteplog++] = (vt_scalar){"step/accuracy", (int64_t)x[0], x[1],
+                                                    (float)x[3]};
+        }
+        cJSON_Delete(sl);
+    }
+    vt_train__say(t, VT_LOG_INFO, "resumed from checkpoint: %d epoch%s done%s", t->epoch,
+            t->epoch == 1 ? "" : "s",
+            t->resume_mid_epoch ? ", continuing the next one where it stopped" : "");
+done:
+    cJSON_Delete(h);
+    vt_tensorset_free(set);
+    return rc;
+}

@@ -1,0 +1,118 @@
+/* train_impl.h - what the trainer's three files share (not a public API).
+ *
+ * train.c runs the state machine (preparation, passes, steps, epoch ends);
+ * train_output.c writes the job's output files; train_checkpoint.c writes
+ * and restores checkpoints.  All of them work on struct vt_trainer.
+ */
+#ifndef VT_TRAIN_IMPL_H
+#define VT_TRAIN_IMPL_H
+
+#include <cjson/cJSON.h>
+#include <stdint.h>
+
+#include "../common/log.h"
+#include "dataset.h"
+#include "featcache.h"
+#include "image.h"
+#include "loader.h"
+#include "tbevents.h"
+#include "train.h"
+
+typedef enum { PH_PREPARE, PH_TRAIN, PH_VAL, PH_EPOCH_END, PH_FINISH, PH_DONE } vt__phase;
+
+struct vt_trainer {
+    vt_jobspec spec;
+    vt_trainer_env env;
+    vt_trainer_hooks hooks;
+    vt__phase phase;
+    vt_dataset *train, *val;    /* val NULL when there is no validation */
+    vt_params *p;
+    vt_model *model;
+    vt_loader *ltrain, *lval;
+    vt_preprocess prep;
+    vt_featcache *fc_train, *fc_val; /* shared feature caches, or NULL */
+    vt_tensor *cache_train;     /* (n_train, s, s, c) of fc_train, or NULL */
+    vt_tensor *cache_val;       /* (n_val, s, s, c) of fc_val, or NULL */
+    int64_t *stat_train, *stat_val; /* (n, 2) file size and mtime (ns) */
+    uint8_t *have_train, *have_val; /* (n) of the caches: features stored */
+    uint8_t *bad_train, *bad_val; /* (n) 1 = unreadable */
+    int *order, order_n, pos;   /* this pass's samples; entries consumed so far */
+    int from_loader;            /* this pass decodes images */
+    int in_epoch;               /* the epoch's training pass has begun */
+    int epoch_cached;           /* this epoch trains from the feature cache */
+    vt_augment aug;             /* this pass's augmentation */
+    int flip_copies;            /* flip-only augmentation: the training cache
+                                   holds each image and its mirror image
+                                   (rows i and n + i) */
+    int resume_mid_epoch;       /* the checkpoint restored a partial epoch */
+    int resume_val;             /* ... whose training pass was complete */
+    int epoch;                  /* 0-based, in progress */
+    uint64_t iteration;         /* SGD steps done over the whole job */
+    int step, steps;            /* batches done / expected this epoch */
+    vt_xent_sums sums, val_sums; /* this pass's loss and correct counts, complete
+                                    only after a vt_backend_sync() (see vt_train__settle) */
+    int seen, val_seen;
+    double t_epoch0, t_train_s, t_progress;
+    vt_epoch_metrics *history;
+    int nhistory;
+    double best_val_loss;
+    int best_epoch, stale, stop_early, best_saved;
+    double last_rate;           /* images/s of the last finished epoch */
+    vt_scalar *steplog;         /* running training loss/accuracy every 10 steps */
+    int nsteplog;
+    double start_wall;          /* Unix seconds when this trainer started */
+    double t_run0;              /* when this run's preparation began (vt_train__now) */
+    double t_ckpt;              /* when the last checkpoint was written (vt_train__now),
+                                   or < 0: none yet in this run */
+    double ckpt_cost_s;         /* seconds the last checkpoint took to write */
+    int features_saved;         /* bottleneck features written (or why not said) */
+    int32_t *labels;            /* (batch_size) */
+    int *rows;                  /* (batch_size) cache rows of a batch */
+};
+
+/* ---- train.c ---- */
+
+/* Seconds on the monotonic clock. */
+double vt_train__now(void);
+
+/* Sends a message to the job's log (the message hook, else the process log). */
+void vt_train__say(vt_trainer *t, vt_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Takes on the job owner's file identity (a no-op without one); 0 or < 0.
+ * Every successful enter is paired with a leave. */
+int vt_train__enter(vt_trainer *t);
+void vt_train__leave(vt_trainer *t);
+
+/* Waits for the backend, so that t's loss sums and outputs are complete. */
+int vt_train__settle(vt_trainer *t);
+
+/* ---- train_output.c ---- */
+
+/* Fills m from one entry of metrics JSON as vt_epoch_metrics_json writes
+ * it; 0, or VT_EFORMAT naming the missing field. */
+int vt_train__metrics_parse(const cJSON *o, vt_epoch_metrics *m);
+
+/* The class names of ds as a JSON array (malloc'd), or NULL when out of
+ * memory. */
+char *vt_train__classes_json(const vt_dataset *ds);
+
+/* Rewrite metrics.jsonl, metrics.csv and the TensorBoard events file from
+ * t's history; write bottleneck_features.safetensors from the training
+ * and validation caches (once; says in the job log why not when it
+ * cannot); write model.safetensors with epochs_done in its metadata; write
+ * classmap.json.  Each writes durably as the job's owner and returns 0 or
+ * a negative VT_E* code. */
+int vt_train__write_metrics(vt_trainer *t);
+int vt_train__save_features(vt_trainer *t);
+int vt_train__save_model(vt_trainer *t, int epochs_done);
+int vt_train__write_classmap(vt_trainer *t);
+
+/* ---- train_checkpoint.c ---- */
+
+/* Restores t from the checkpoint at t->env.checkpoint if that file exists
+ * (0 and nothing changed when it does not); refuses one that belongs to
+ * another job or a different job document. */
+int vt_train__load_checkpoint(vt_trainer *t);
+
+#endif

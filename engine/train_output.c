@@ -1,0 +1,338 @@
+/* train_output.c - the files a training job writes into its output
+ * directory: metrics.jsonl and metrics.csv, the TensorBoard events file,
+ * model.safetensors, classmap.json and (bottleneck jobs)
+ * bottleneck_features.safetensors.  Each is written durably (temporary
+ * file, fsync, rename) as the job's owner; README.md, "Outputs", describes
+ * their contents.
+ */
+#include "train_impl.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/error.h"
+#include "../common/fileio.h"
+#include "safetensors.h"
+#include "weights.h"
+
+#define VT__MODEL_FORMAT "vggtune-model-1"
+
+cJSON *vt_epoch_metrics_json(const vt_epoch_metrics *m)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    cJSON_AddNumberToObject(o, "epoch", m->epoch);
+    cJSON_AddNumberToObject(o, "loss", m->loss);
+    cJSON_AddNumberToObject(o, "accuracy", m->accuracy);
+    if (m->has_val) {
+        cJSON_AddNumberToObject(o, "val_loss", m->val_loss);
+        cJSON_AddNumberToObject(o, "val_accuracy", m->val_accuracy);
+    } else {
+        cJSON_AddNullToObject(o, "val_loss");
+        cJSON_AddNullToObject(o, "val_accuracy");
+    }
+    cJSON_AddNumberToObject(o, "images_per_s", m->images_per_s);
+    cJSON_AddNumberToObject(o, "seconds", m->seconds);
+    cJSON_AddNumberToObject(o, "lr", m->lr);
+    cJSON_AddBoolToObject(o, "cached", m->cached);
+    cJSON_AddNumberToObject(o, "time", m->time);
+    if (m->kept_epoch > 0)
+        cJSON_AddNumberToObject(o, "kept_epoch", m->kept_epoch);
+    return o;
+}
+
+int vt_train__metrics_parse(const cJSON *o, vt_epoch_metrics *m)
+{
+    const cJSON *f;
+#define VT__GET(key, dst)                                                         \
+    if (!(f = cJSON_GetObjectItemCaseSensitive(o, key)) || !cJSON_IsNumber(f))    \
+        return vt_error_set(VT_EFORMAT, "checkpoint history lacks %s", key);      \
+    dst = f->valuedouble;
+    double ep;
+    VT__GET("epoch", ep);
+    m->epoch = (int)ep;
+    VT__GET("loss", m->loss);
+    VT__GET("accuracy", m->accuracy);
+    VT__GET("images_per_s", m->images_per_s);
+    VT__GET("seconds", m->seconds);
+    VT__GET("lr", m->lr);
+#undef VT__GET
+    f = cJSON_GetObjectItemCaseSensitive(o, "val_loss");
+    m->has_val = cJSON_IsNumber(f);
+    m->val_loss = m->has_val ? f->valuedouble : 0;
+    f = cJSON_GetObjectItemCaseSensitive(o, "val_accuracy");
+    m->val_accuracy = cJSON_IsNumber(f) ? f->valuedouble : 0;
+    m->cached = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "cached"));
+    f = cJSON_GetObjectItemCaseSensitive(o, "time");
+    m->time = cJSON_IsNumber(f) ? f->valuedouble : 0;
+    f = cJSON_GetObjectItemCaseSensitive(o, "kept_epoch");
+    m->kept_epoch = cJSON_IsNumber(f) ? (int)f->valuedouble : 0;
+    return 0;
+}
+
+/* Appends text to a growing buffer; returns 0 or VT_ENOMEM. */
+static int vt__cat(char **buf, size_t *len, const char *text)
+{
+    size_t n = strlen(text);
+    char *b = realloc(*buf, *len + n + 1);
+    if (!b)
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    memcpy(b + *len, text, n + 1);
+    *buf = b;
+    *len += n;
+    return 0;
+}
+
+/* Writes one output file of the job durably, as the job's owner. */
+static int vt__write_output(vt_trainer *t, const char *name, const void *data, size_t len)
+{
+    char path[PATH_MAX];
+    int rc = vt_path(path, sizeof path, "%s/%s", t->spec.output, name);
+    if (rc == 0 && (rc = vt_train__enter(t)) == 0) {
+        rc = vt_write_file_atomic(AT_FDCWD, path, data, len);
+        vt_train__leave(t);
+    }
+    return rc;
+}
+
+/* Rewrites OUT/metrics.jsonl and OUT/metrics.csv (one line per finished
+ * epoch) and the TensorBoard event file. */
+int vt_train__write_metrics(vt_trainer *t)
+{
+    char *jsonl = NULL, *csv = NULL, row[512];
+    size_t jl = 0, cl = 0, ns = 0;
+    vt_scalar *sc = NULL;
+    int rc = vt__cat(&csv, &cl, "epoch,loss,accuracy,val_loss,val_accuracy,images_per_s,"
+                                "seconds,lr,cached\n");
+    for (int i = 0; i < t->nhistory && rc == 0; i++) {
+        const vt_epoch_metrics *m = &t->history[i];
+        cJSON *o = vt_epoch_metrics_json(m);
+        char *line = o ? cJSON_PrintUnformatted(o) : NULL;
+        rc = line ? vt__cat(&jsonl, &jl, line) : vt_error_set(VT_ENOMEM, "out of memory");
+        if (rc == 0)
+            rc = vt__cat(&jsonl, &jl, "\n");
+        free(line);
+        cJSON_Delete(o);
+        if (m->has_val)
+            snprintf(row, sizeof row, "%d,%.9g,%.9g,%.9g,%.9g,%.6g,%.6g,%.9g,%d\n", m->epoch,
+                     m->loss, m->accuracy, m->val_loss, m->val_accuracy, m->images_per_s,
+                     m->seconds, m->lr, m->cached);
+        else
+            snprintf(row, sizeof row, "%d,%.9g,%.9g,,,%.6g,%.6g,%.9g,%d\n", m->epoch, m->loss,
+                     m->accuracy, m->images_per_s, m->seconds, m->lr, m->cached);
+        if (rc == 0)
+            rc = vt__cat(&csv, &cl, row);
+    }
+    if (rc == 0 && !(sc = malloc(sizeof *sc * (size_t)(6 * t->nhistory + t->nsteplog + 1))))
+        rc = vt_error_set(VT_ENOMEM, "out of memory");
+    for (int i = 0; i < t->nhistory && rc == 0; i++) {
+        const vt_epoch_metrics *m = &t->history[i];
+        const struct { const char *tag; double v; int val; } vals[] = {
+            {"epoch/loss", m->loss, 0}, {"epoch/accuracy", m->accuracy, 0},
+            {"epoch/val_loss", m->val_loss, 1}, {"epoch/val_accuracy", m->val_accuracy, 1},
+            {"epoch/lr", m->lr, 0}, {"epoch/images_per_s", m->images_per_s, 0}};
+        for (size_t k = 0; k < sizeof vals / sizeof vals[0]; k++) {
+            if (vals[k].val && !m->has_val)
+                continue;
+            sc[ns] = (vt_scalar){"", m->epoch, m->time, (float)vals[k].v};
+            snprintf(sc[ns].tag, sizeof sc[ns].tag, "%s", vals[k].tag);
+            ns++;
+        }
+    }
+    if (rc == 0 && t->nsteplog > 0) {
+        memcpy(sc + ns, t->steplog, sizeof *sc * (size_t)t->nsteplog);
+        ns += (size_t)t->nsteplog;
+    }
+    if (rc == 0 && (rc = vt__write_output(t, "metrics.jsonl", jsonl ? jsonl : "", jl)) == 0 &&
+        (rc = vt__write_output(t, "metrics.csv", csv, cl)) == 0) {
+        char path[PATH_MAX];
+        if ((rc = vt_path(path, sizeof path, "%s/events.out.tfevents.vggtune",
+                          t->spec.output)) == 0 && (rc = vt_train__enter(t)) == 0) {
+            rc = vt_tb_write(path, sc, ns, t->start_wall);
+            vt_train__leave(t);
+        }
+    }
+    free(jsonl);
+    free(csv);
+    free(sc);
+    return rc;
+}
+
+/* Bottleneck jobs: the frozen features of every readable image, once all are
+ * cached, as OUT/bottleneck_features.safetensors: "train" and "val"
+ * (N, 512, s, s) float32 in PyTorch's NCHW layout (the output of
+ * torchvision's vgg16().features), "train_labels"/"val_labels" (N) as
+ * floats, and metadata: classes, the image files in row order, image size,
+ * preprocessing. */
+int vt_train__save_features(vt_trainer *t)
+{
+    vt_tensorset *set = vt_tensorset_new();
+    int side, ch, rc = 0;
+    char *classes = NULL;
+    if (!set)
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    vt_model_cut(t->model, &side, &ch);
+    for (int v = 0; v < 2 && rc == 0; v++) {
+        const vt_dataset *ds = v ? t->val : t->train;
+        vt_tensor *cache = v ? t->cache_val : t->cache_train;
+        const uint8_t *bad = v ? t->bad_val : t->bad_train;
+        size_t per = (size_t)side * side * ch;
+        float *all, *lab;
+        int n = 0;
+        vt_ntensor *ft, *lt;
+        cJSON *files;
+        if (!ds || !cache)
+            continue;
+        for (int i = 0; i < ds->n; i++)
+            n += !bad[i];
+        int64_t fshape[4] = {n, ch, side, side}, lshape[1] = {n};
+        if (!(all = malloc(sizeof *all * vt_tensor_numel(cache)))) {
+            rc = vt_error_set(VT_ENOMEM, "out of memory");
+            break;
+        }
+        if ((rc = vt_tensor_download(cache, all)) == 0 &&
+            (rc = vt_tensorset_add(set, v ? "val" : "train", 4, fshape, NULL, &ft)) == 0 &&
+            (rc = vt_tensorset_add(set, v ? "val_labels" : "train_labels", 1, lshape, NULL,
+                                   &lt)) == 0) {
+            files = cJSON_CreateArray();
+            lab = lt->data;
+            for (int i = 0, r = 0; i < ds->n; i++) {
+                if (bad[i])
+                    continue;
+                const float *src = all + per * (size_t)i; /* (s, s, C) */
+                float *dst = ft->data + per * (size_t)r;  /* (C, s, s) */
+                for (int c = 0; c < ch; c++)
+                    for (int hw = 0; hw < side * side; hw++)
+                        dst[(size_t)c * side * side + hw] = src[(size_t)hw * ch + c];
+                lab[r++] = (float)ds->samples[i].label;
+                cJSON_AddItemToArray(files, cJSON_CreateString(ds->samples[i].path));
+            }
+            char *text = cJSON_PrintUnformatted(files);
+            rc = vt_tensorset_set_meta(set, v ? "val_files" : "train_files", text ? text : "[]");
+            free(text);
+            cJSON_Delete(files);
+        }
+        free(all);
+    }
+    if (rc == 0 && (classes = vt_train__classes_json(t->train))) {
+        char num[32];
+        vt_tensorset_set_meta(set, "format", "vggtune-bottleneck-features-1");
+        vt_tensorset_set_meta(set, "classes", classes);
+        snprintf(num, sizeof num, "%d", t->spec.image_size);
+        vt_tensorset_set_meta(set, "image_size", num);
+        vt_tensorset_set_meta(set, "preprocess", vt_preprocess_name(t->prep));
+        vt_tensorset_set_meta(set, "layout", "NCHW float32: VGG16 block5_pool output");
+        vt_tensorset_set_meta(set, "weights", t->env.base_desc ? t->env.base_desc : "random");
+        char path[PATH_MAX];
+        if ((rc = vt_path(path, sizeof path, "%s/bottleneck_features.safetensors",
+                          t->spec.output)) == 0 && (rc = vt_train__enter(t)) == 0) {
+            rc = vt_safetensors_write(AT_FDCWD, path, set);
+            vt_train__leave(t);
+        }
+    }
+    free(classes);
+    vt_tensorset_free(set);
+    if (rc == 0) {
+        t->features_saved = 1;
+        vt_train__say(t, VT_LOG_INFO, "bottleneck features saved to %s/bottleneck_features.safetensors",
+                t->spec.output);
+    }
+    return rc;
+}
+
+char *vt_train__classes_json(const vt_dataset *ds)
+{
+    cJSON *a = cJSON_CreateArray();
+    char *s;
+    for (int c = 0; a && c < ds->nclasses; c++)
+        cJSON_AddItemToArray(a, cJSON_CreateString(ds->classes[c]));
+    s = a ? cJSON_PrintUnformatted(a) : NULL;
+    cJSON_Delete(a);
+    return s;
+}
+
+/* Where the model's convolutions started, for its metadata: the trunk's
+ * description, except that scratch training on the random trunk draws every
+ * layer from the job's own seed. */
+static const char *vt__weights_desc(const vt_trainer *t, char *buf, size_t len)
+{
+    if (t->spec.trainable_blocks == 5 && t->env.base_random) {
+        snprintf(buf, len, "random (He, seed %llu)", (unsigned long long)t->spec.seed);
+        return buf;
+    }
+    return t->env.base_desc ? t->env.base_desc : "random";
+}
+
+/* Writes OUT/model.safetensors from the model's current weights. */
+int vt_train__save_model(vt_trainer *t, int epochs_done)
+{
+    vt_tensorset *set = NULL;
+    char path[PATH_MAX], num[64], head[256] = "", wdesc[64];
+    char *classes = NULL, *spec = NULL;
+    int rc;
+
+    if ((rc = vt_model_download(t->model, t->p)) < 0 || (rc = vt_weights_to_set(t->p, &set)) < 0)
+        return rc;
+    classes = vt_train__classes_json(t->train);
+    spec = vt_jobspec_to_json(&t->spec);
+    snprintf(head, sizeof head, "{\"dense\":[");
+    for (int i = 0; i < t->spec.nhidden; i++)
+        snprintf(head + strlen(head), sizeof head - strlen(head), "%s%d", i ? "," : "",
+                 t->spec.hidden[i]);
+    snprintf(head + strlen(head), sizeof head - strlen(head),
+             "],\"classes\":%d,\"activation\":\"relu\",\"dropout\":%g}", t->train->nclasses,
+             t->spec.dropout);
+    if (!classes || !spec) {
+        rc = vt_error_set(VT_ENOMEM, "out of memory");
+        goto done;
+    }
+    vt_tensorset_set_meta(set, "format", VT__MODEL_FORMAT);
+    vt_tensorset_set_meta(set, "classes", classes);
+    snprintf(num, sizeof num, "%d", t->spec.image_size);
+    vt_tensorset_set_meta(set, "image_size", num);
+    vt_tensorset_set_meta(set, "preprocess", vt_preprocess_name(t->prep));
+    vt_tensorset_set_meta(set, "input_layout", "NCHW RGB; features.* as torchvision vgg16");
+    snprintf(num, sizeof num, "%d", t->spec.trainable_blocks);
+    vt_tensorset_set_meta(set, "trainable_blocks", num);
+    vt_tensorset_set_meta(set, "head", head);
+    vt_tensorset_set_meta(set, "job", spec);
+    vt_tensorset_set_meta(set, "weights", vt__weights_desc(t, wdesc, sizeof wdesc));
+    snprintf(num, sizeof num, "%d", epochs_done);
+    rc = vt_tensorset_set_meta(set, "epochs", num);
+    snprintf(path, sizeof path, "%s/model.safetensors", t->spec.output);
+    if (rc == 0 && (rc = vt_train__enter(t)) == 0) {
+        rc = vt_safetensors_write(AT_FDCWD, path, set);
+        vt_train__leave(t);
+    }
+done:
+    free(classes);
+    free(spec);
+    vt_tensorset_free(set);
+    return rc;
+}
+
+int vt_train__write_classmap(vt_trainer *t)
+{
+    cJSON *o = cJSON_CreateObject(), *idx;
+    char *text = NULL;
+    int rc;
+    if (!o)
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    cJSON *arr = cJSON_AddArrayToObject(o, "classes");
+    idx = cJSON_AddObjectToObject(o, "class_indices");
+    for (int c = 0; arr && idx && c < t->train->nclasses; c++) {
+        cJSON_AddItemToArray(arr, cJSON_CreateString(t->train->classes[c]));
+        cJSON_AddNumberToObject(idx, t->train->classes[c], c);
+    }
+    text = cJSON_Print(o);
+    cJSON_Delete(o);
+    if (!text)
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    rc = vt__write_output(t, "classmap.json", text, strlen(text));
+    free(text);
+    return rc;
+}
