@@ -253,16 +253,26 @@ static int check_conv_first(vt_backend *b)
 }
 
 /* On the CUDA backend, once with each of the two ways the first layer can
- * run (a backend of its own for each VT_CUDA_SMALL_CONV), then as chosen. */
+ * run (a backend of its own for each VT_CUDA_SMALL_CONV), once with the
+ * choice timed per shape (VT_CUDA_CONV_SEARCH=timed, whatever the test's
+ * environment says), then as the given backend chooses. */
 static void test_conv_first(vt_backend *be)
 {
-    static const char *const modes[2] = {"own", "cudnn"};
-    for (int m = 0; m < 2 && strcmp(vt_backend_name(be), "cuda") == 0; m++) {
+    static const char *const modes[3][2] = {
+        {"VT_CUDA_SMALL_CONV", "own"}, {"VT_CUDA_SMALL_CONV", "cudnn"},
+        {"VT_CUDA_CONV_SEARCH", "timed"}};
+    for (int m = 0; m < 3 && strcmp(vt_backend_name(be), "cuda") == 0; m++) {
+        const char *had = getenv(modes[m][0]);
+        char *keep = had ? strdup(had) : NULL;
         vt_backend *b = NULL;
-        printf("  VT_CUDA_SMALL_CONV=%s\n", modes[m]);
-        setenv("VT_CUDA_SMALL_CONV", modes[m], 1);
+        printf("  %s=%s\n", modes[m][0], modes[m][1]);
+        setenv(modes[m][0], modes[m][1], 1);
         int rc = vt_backend_create(&b, "cuda", 0);
-        unsetenv("VT_CUDA_SMALL_CONV");
+        if (keep)
+            setenv(modes[m][0], keep, 1);
+        else
+            unsetenv(modes[m][0]);
+        free(keep);
         VT_CHECK_OK(rc);
         int ok = check_conv_first(b);
         vt_backend_free(b);

@@ -305,23 +305,24 @@ typedef struct {
     vt_params *p;
     vt_trunk *trunk;
     vt_model *m;
+    int frozen_each_step; /* run the frozen pass before every step */
+    uint8_t img[4 * S * S * 3];
 } rec_model;
 
-/* A finetune model (dropout 0.5, two hidden layers) on b with the features
- * of NB fixed images. */
-static int rec_make(vt_backend *b, rec_model *r, int nb)
+/* A model training blocks 6-tb..5 and a head (dropout 0.5, two hidden
+ * layers) on b, with the features of NB fixed images. */
+static int rec_make(vt_backend *b, rec_model *r, int nb, int tb)
 {
     int hidden[2] = {32, 16};
-    vt_model_opts o = {.trainable_blocks = 1, .max_batch = nb, .dropout = 0.5f,
+    vt_model_opts o = {.trainable_blocks = tb, .max_batch = nb, .dropout = 0.5f,
                        .act = vt_backend_act_dtype(b, "bf16")};
-    uint8_t img[4 * S * S * 3];
-    for (size_t i = 0; i < sizeof img; i++)
-        img[i] = (uint8_t)vt_rng_below(11, 0, i, 256);
+    for (size_t i = 0; i < sizeof r->img; i++)
+        r->img[i] = (uint8_t)vt_rng_below(11, 0, i, 256);
     if (vt_params_new(&r->p, S, hidden, 2, C) < 0)
         return -1;
     vt_params_init_he(r->p, 12, 3);
     return vt_trunk_create(&r->trunk, b, r->p) < 0 || vt_model_create(&r->m, r->trunk, r->p, &o) < 0 ||
-                   vt_op_images_to_input(b, img, nb, S, S, VT_PREP_TORCH, vt_model_input(r->m)) < 0 ||
+                   vt_op_images_to_input(b, r->img, nb, S, S, VT_PREP_TORCH, vt_model_input(r->m)) < 0 ||
                    vt_model_extract(r->m) < 0
                ? -1
                : 0;
@@ -336,8 +337,9 @@ static void rec_free(rec_model *r)
 
 /* The same steps on model r: learning rate and dropout stream changing
  * every step, a smaller batch in the middle, a weight written from the
- * host (which a replay must not miss), more steps.  Returns the summed loss
- * and fills p with the final trainable weights. */
+ * host (which a replay must not miss), more steps; with frozen_each_step,
+ * each step's images go through the frozen pass first, as in a first
+ * epoch.  Returns the summed loss and fills p with the final weights. */
 static double rec_run(vt_backend *b, rec_model *r, vt_params *p)
 {
     int32_t labels[4] = {0, 2, 1, 2};
@@ -347,7 +349,12 @@ static double rec_run(vt_backend *b, rec_model *r, vt_params *p)
                                   .weight_decay = 1e-4f, .nesterov = i < 9},
                           .seed = 3, .iteration = (uint64_t)i};
         int n = i == 6 ? 3 : 4;
-        if (vt_model_set_batch(r->m, n) < 0 || vt_model_train_step(r->m, labels, &a, &sums) < 0) {
+        int rc = vt_model_set_batch(r->m, n);
+        if (rc == 0 && r->frozen_each_step)
+            rc = vt_op_images_to_input(b, r->img, n, S, S, VT_PREP_TORCH, vt_model_input(r->m));
+        if (rc == 0 && r->frozen_each_step)
+            rc = vt_model_extract(r->m);
+        if (rc < 0 || vt_model_train_step(r->m, labels, &a, &sums) < 0) {
             printf("  step %d: %s\n", i, vt_error_msg());
             return NAN;
         }
@@ -373,12 +380,14 @@ static double rec_run(vt_backend *b, rec_model *r, vt_params *p)
 
 /* Training steps replayed from a recording end with the same weights, bit
  * for bit, as the same steps run one operation at a time, and the same
- * summed loss (to its summation order).  On CUDA the two runs use two
- * backends, VT_CUDA_GRAPHS=1 and =0, both with cuDNN's heuristic and
- * deterministic algorithms (and so the first layer's direct kernel, not a
- * timed choice), so that they choose the same ones; elsewhere
- * both run on the given backend, which does not record. */
-static void test_recorded_steps(vt_backend *be)
+ * summed loss (to its summation order): for finetune from stored features,
+ * finetune with the frozen pass before each step, and scratch (the first
+ * layer inside the recording).  On CUDA the two runs use two backends,
+ * VT_CUDA_GRAPHS=1 and =0, both with cuDNN's heuristic and deterministic
+ * algorithms (and so the first layer's direct kernel, not a timed choice),
+ * so that they choose the same ones; elsewhere both run on the given
+ * backend, which does not record. */
+static void check_recorded_steps(vt_backend *be, int tb, int frozen_each_step)
 {
     int cuda = strcmp(vt_backend_name(be), "cuda") == 0;
     vt_backend *b[2] = {be, be};
@@ -387,6 +396,7 @@ static void test_recorded_steps(vt_backend *be)
     double loss[2];
     long replays[2];
     int hidden[2] = {32, 16};
+    printf("  trainable_blocks %d%s\n", tb, frozen_each_step ? ", frozen pass every step" : "");
     for (int k = 0; k < 2; k++) {
         if (cuda) {
             setenv("VT_CUDA_GRAPHS", k ? "1" : "0", 1);
@@ -399,7 +409,8 @@ static void test_recorded_steps(vt_backend *be)
             VT_CHECK_OK(rc);
         }
         VT_CHECK_OK(vt_params_new(&out[k], S, hidden, 2, C));
-        VT_CHECK(rec_make(b[k], &r[k], 4) == 0);
+        r[k].frozen_each_step = frozen_each_step;
+        VT_CHECK(rec_make(b[k], &r[k], 4, tb) == 0);
         loss[k] = rec_run(b[k], &r[k], out[k]);
         replays[k] = vt_model_replays(r[k].m);
     }
@@ -407,7 +418,7 @@ static void test_recorded_steps(vt_backend *be)
            replays[1]);
     VT_CHECK(isfinite(loss[0]) && fabs(loss[0] - loss[1]) <= 1e-9 * fabs(loss[0]));
     int differ = 0;
-    for (int i = VT_VGG_NCONV - 3; i < VT_VGG_NCONV; i++)
+    for (int i = vt_vgg_first_trainable(tb); i < VT_VGG_NCONV; i++)
         differ += memcmp(out[0]->conv_w[i], out[1]->conv_w[i],
                          vt_vgg_conv_numel(i) * sizeof(float)) != 0;
     for (int j = 0; j < out[0]->ndense; j++)
@@ -433,6 +444,10 @@ static void test_recorded_steps(vt_backend *be)
     }
 }
 
+static void test_recorded_steps(vt_backend *be) { check_recorded_steps(be, 1, 0); }
+static void test_recorded_steps_frozen(vt_backend *be) { check_recorded_steps(be, 1, 1); }
+static void test_recorded_steps_scratch(vt_backend *be) { check_recorded_steps(be, 5, 0); }
+
 static void test_scratch_stack(vt_backend *be) { check_stack(be, 5); }
 static void test_finetune_stack(vt_backend *be) { check_stack(be, 1); }
 static void test_bottleneck_stack(vt_backend *be) { check_stack(be, 0); }
@@ -446,6 +461,8 @@ static const vt_test_case cases[] = {
     {"frozen_chunks_bottleneck", test_frozen_chunks_bottleneck, VT_TEST_NUMERIC},
     {"frozen_scratch_bound", test_frozen_scratch_bound, VT_TEST_NUMERIC},
     {"recorded_steps", test_recorded_steps, VT_TEST_NUMERIC},
+    {"recorded_steps_frozen", test_recorded_steps_frozen, VT_TEST_NUMERIC},
+    {"recorded_steps_scratch", test_recorded_steps_scratch, VT_TEST_NUMERIC},
 };
 
 int main(int argc, char **argv) { VT_TEST_MAIN(cases); }

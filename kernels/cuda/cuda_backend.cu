@@ -164,6 +164,12 @@ struct vt_recording {
     int bad;               /* during a replay: the calls did not match */
 };
 
+/* Memory freed while a sequence was open, freed when it ends. */
+typedef struct {
+    void *p;
+    int host; /* pinned host memory, else device memory */
+} vt__late_free;
+
 /* Scratch slots: each use in one operation has its own slot. */
 enum {
     VT__T_IN,    /* padded or converted activation input */
@@ -227,6 +233,11 @@ typedef struct {
     int late_bad, late_label, late_c; /* a bad label found freeing a recording,
                                          reported by the next sync */
     unsigned gen;
+    /* Memory freed while a sequence is open (recorded or replayed): freeing
+     * would wait for the stream, which a capture forbids, so it is freed
+     * when the sequence ends (vt__late_free_drain); host: pinned memory. */
+    vt__late_free *late_free;
+    int nlate_free, cap_late_free;
     /* options */
     int tf32, fuse, pad, find, deterministic, verbose, small, graphs;
     size_t ws_limit;
@@ -414,9 +425,15 @@ static int vt__rec_softmax_xent(vt_cuda *cu, const vt_tensor *logits, const vt_t
 
 /* A cuDNN status meaning "this configuration is not supported" rather than
  * a failure of the device or a mistake in our arguments (the BAD_PARAM codes
- * named below always mean the latter: they fail loudly, not fall back). */
-static int vt__dnn_unsupported(cudnnStatus_t st)
+ * named below always mean the latter: they fail loudly, not fall back).
+ * Inside a recording nothing counts as unsupported: the call ran outside one
+ * before, so a refusal there is the capture's doing; it fails the recording
+ * and the plain rerun of the step decides, instead of a plan switching to
+ * the reference kernel for good. */
+static int vt__dnn_unsupported(const vt_cuda *cu, cudnnStatus_t st)
 {
+    if (cu->rec_mode == VT__REC_CAPTURE)
+        return 0;
     switch (st) {
     case CUDNN_STATUS_BAD_PARAM_NULL_POINTER:
     case CUDNN_STATUS_BAD_PARAM_MISALIGNED_POINTER:
@@ -508,13 +525,39 @@ static int vt__dmalloc(vt_cuda *cu, void **p, size_t bytes, const char *what)
     return vt__cuda_fail(cu, e, "cudaMalloc", __FILE__, __LINE__);
 }
 
-/* Frees device memory after the stream has finished with it. */
-static void vt__dfree(vt_cuda *cu, void *p)
+/* Frees device memory (host: pinned host memory) after the stream has
+ * finished with it.  Inside an open sequence the sequence is spoilt (a graph
+ * may use the memory) and the memory is freed when it ends; if that list
+ * cannot grow, the memory is leaked with a warning rather than the capture
+ * broken. */
+static void vt__free_any(vt_cuda *cu, void *p, int host)
 {
     if (!p)
         return;
-    if (cudaStreamSynchronize(cu->stream) != cudaSuccess || cudaFree(p) != cudaSuccess)
+    if (cu->rec_mode != VT__REC_NONE) {
+        if (cu->rec)
+            cu->rec->bad = 1;
+        if (vt__room(&cu->late_free, &cu->cap_late_free, cu->nlate_free) < 0) {
+            vt_log_warn("cuda: out of host memory: leaking a buffer freed in a recording");
+            return;
+        }
+        cu->late_free[cu->nlate_free].p = p;
+        cu->late_free[cu->nlate_free++].host = host;
+        return;
+    }
+    if (cudaStreamSynchronize(cu->stream) != cudaSuccess ||
+        (host ? cudaFreeHost(p) : cudaFree(p)) != cudaSuccess)
         (void)cudaGetLastError();
+}
+
+static void vt__dfree(vt_cuda *cu, void *p) { vt__free_any(cu, p, 0); }
+
+/* Frees what vt__free_any set aside during a sequence (none open now). */
+static void vt__late_free_drain(vt_cuda *cu)
+{
+    for (int i = 0; i < cu->nlate_free; i++)
+        vt__free_any(cu, cu->late_free[i].p, cu->late_free[i].host);
+    cu->nlate_free = 0;
 }
 
 /* Refuses, while a sequence is being captured, work that would allocate,
@@ -527,12 +570,16 @@ static int vt__no_capture(vt_cuda *cu, const char *what)
     return vt_error_set(VT_EINVAL, "%s inside a captured sequence", what);
 }
 
-/* Frees scratch slot `slot` (it is made again when next needed). */
+/* Frees scratch slot `slot` (it is made again when next needed).  Only the
+ * slots that operations inside a recorded sequence use make recordings
+ * stale: the staging slots serve host transfers, which no sequence holds
+ * (and which grow with each batch's largest decoded image set). */
 static void vt__tmp_release(vt_cuda *cu, int slot)
 {
     if (!cu->tmp[slot])
         return;
-    cu->gen++;
+    if (slot != VT__T_STAGE && slot != VT__T_BOXES)
+        cu->gen++;
     vt__dfree(cu, cu->tmp[slot]);
     vt__mem_sub(cu, cu->tmp_size[slot]);
     cu->tmp[slot] = NULL;
@@ -699,7 +746,16 @@ static void vt__host_wrote(vt_cuda *cu, const vt_tensor *t)
 
 /* The bf16 copy of f32 tensor t, made or refreshed when t->version moved.
  * With cpad != 0, t is (K,3,3,C) and the copy (K,3,3,cpad), zero channels
- * appended.  The shadow is a cache of t's value, so t stays logically const. */
+ * appended.  The shadow is a cache of t's value, so t stays logically const.
+ *
+ * Recordings: a copy found fresh while capturing is not refreshed by the
+ * graph, which then reads it as it is at each replay.  That is right for
+ * what a step reads this way: parameters (whose copies the recorded SGD
+ * update rewrites; host writes to them make recordings stale, see
+ * vt__host_wrote) and tensors written earlier in the same step (whose
+ * refresh is captured).  An f32 tensor read through its copy in a recorded
+ * step and written between replays by an operation outside the recording
+ * would need that write to bump cu->gen too. */
 static int vt__bf16_copy(vt_cuda *cu, const vt_tensor *tc, int cpad, const void **out)
 {
     vt_tensor *t = (vt_tensor *)tc;
@@ -1075,7 +1131,7 @@ static int vt__conv_fused(vt_cuda *cu, vt__conv_plan *p, const void *xp, const v
             vt__sticky_behind(cu, "cudnnConvolutionBiasActivationForward", __FILE__, __LINE__,
                               &rc))
             return rc;
-        if (!vt__dnn_unsupported(st)) {
+        if (!vt__dnn_unsupported(cu, st)) {
             vt__dnn_refused(st, "fused conv+bias+ReLU", p->n, p->h, p->w, p->c, p->k, p->dt,
                             "using the separate bias+ReLU pass");
             break;
@@ -1129,7 +1185,7 @@ static int vt__conv_fwd_dnn(vt_cuda *cu, vt__conv_plan *p, const vt_tensor *x,
     st = cudnnConvolutionForward(cu->dnn, &vt__one, p->xd, xp, p->wd, wp, p->cd,
                                  (cudnnConvolutionFwdAlgo_t)p->algo, cu->ws, cu->ws_size, &vt__zero,
                                  p->yd, yp);
-    if (st != CUDNN_STATUS_SUCCESS && vt__dnn_unsupported(st)) {
+    if (st != CUDNN_STATUS_SUCCESS && vt__dnn_unsupported(cu, st)) {
         vt__dnn_refused(st, "conv fwd", N, H, W, cp, K, cd, "using the reference kernel");
         p->naive = 1;
         return vt__conv_fwd_ref(cu, x, w, b, y, relu);
@@ -1204,8 +1260,20 @@ static int vt__conv_small_choose(vt_cuda *cu, vt__conv_plan *p, const vt_tensor 
         return 0;
     }
     VT__TRY(vt__no_capture(cu, "timing the first layer"));
-    VT__TRY(vt__conv_fwd_dnn(cu, p, x, w, b, y, relu)); /* its search, outside the clock */
-    VT__TRY(vt__conv_fwd_time(cu, p, 0, x, w, b, y, relu, &dnn));
+    /* cuDNN's search runs outside the clock; where its path fails (out of
+     * memory for its padded input, say) the direct kernel is the choice */
+    int rc = vt__conv_fwd_dnn(cu, p, x, w, b, y, relu);
+    if (rc == 0)
+        rc = vt__conv_fwd_time(cu, p, 0, x, w, b, y, relu, &dnn);
+    if (rc < 0) {
+        if (cu->sticky)
+            return rc;
+        vt_log(cu->verbose ? VT_LOG_INFO : VT_LOG_DEBUG,
+               "cuda: conv fwd n%d %dx%d c%d k%d: cuDNN failed (%s); using the direct kernel",
+               x->dims[0], x->dims[1], x->dims[2], x->dims[3], w->dims[0], vt_error_msg());
+        p->own = 1;
+        return 0;
+    }
     VT__TRY(vt__conv_fwd_time(cu, p, 1, x, w, b, y, relu, &own));
     p->own = own < dnn;
     if (p->own) /* cuDNN's padded input, as large as this layer's input: made
@@ -1267,7 +1335,7 @@ static int vt__cuda_conv_bwd_data(vt_backend *be, const vt_tensor *dy, const vt_
                                           cu->ws_size, &vt__zero, p->xd, dxp);
         if (st == CUDNN_STATUS_SUCCESS)
             return vt__act_out_done(cu, dx, cd, dxp);
-        if (!vt__dnn_unsupported(st))
+        if (!vt__dnn_unsupported(cu, st))
             return vt__cudnn_fail(cu, st, "cudnnConvolutionBackwardData", __FILE__, __LINE__);
         vt__dnn_refused(st, "conv bwd_data", N, H, W, C, K, cd, "using the reference kernel");
         p->naive = 1;
@@ -1322,7 +1390,7 @@ static int vt__cuda_conv_bwd_filter(vt_backend *be, const vt_tensor *x, const vt
                                                     cp, C, dw->data, VT_CUK_F32));
             return vt__colsum(cu, dy, (size_t)N * H * W, K, (float *)db->data);
         }
-        if (!vt__dnn_unsupported(st))
+        if (!vt__dnn_unsupported(cu, st))
             return vt__cudnn_fail(cu, st, "cudnnConvolutionBackwardFilter", __FILE__, __LINE__);
         vt__dnn_refused(st, "conv bwd_filter", N, H, W, cp, K, cd, "using the reference kernel");
         p->naive = 1;
@@ -1714,7 +1782,11 @@ static int vt__capture_patch(vt_cuda *cu, const vt__patch *want)
     if (cu->rec_mode != VT__REC_CAPTURE)
         return 0;
     r->nops++;
+#if CUDART_VERSION >= 13000
     VT_CUDA_TRY(cu, cudaStreamGetCaptureInfo(cu->stream, &st, NULL, NULL, &deps, NULL, &ndeps));
+#else /* CUDA 12: the same query without edge data */
+    VT_CUDA_TRY(cu, cudaStreamGetCaptureInfo_v2(cu->stream, &st, NULL, NULL, &deps, &ndeps));
+#endif
     if (st != cudaStreamCaptureStatusActive || ndeps != 1)
         return vt_error_set(VT_EINVAL, "capture: a launch did not end the sequence (%zu nodes)",
                             ndeps);
@@ -1971,6 +2043,7 @@ static int vt__cuda_record_end(vt_backend *be, vt_recording **rec, int ok)
             (void)cudaGetLastError();
         ran = e == cudaSuccess;
     }
+    vt__late_free_drain(cu);
     if (ran < 0)
         return ran;
     if (ran == 1) {
@@ -2089,12 +2162,7 @@ static void vt__cuda_release(vt_backend *be, vt_tensor *t)
     if (cu->rec)
         cu->rec->bad = 1;
     vt__shadow_free(cu, t);
-    if (t->host) {
-        if (cudaStreamSynchronize(cu->stream) != cudaSuccess || cudaFreeHost(t->data) != cudaSuccess)
-            (void)cudaGetLastError();
-    } else {
-        vt__dfree(cu, t->data);
-    }
+    vt__free_any(cu, t->data, t->host);
     t->data = NULL;
 }
 
@@ -2260,6 +2328,7 @@ static void vt__cuda_free_impl(vt_cuda *cu)
     free(cu->hbuf);
     free(cu->touched);
     free(cu->pending);
+    free(cu->late_free);
     if (cu->uploaded)
         cudaEventDestroy(cu->uploaded);
     if (cu->relu)
