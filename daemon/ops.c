@@ -92,12 +92,79 @@ static void vt__hello(vt_conn *c, const cJSON *id, const cJSON *req)
     vt__reply(c, id, b);
 }
 
+/* Sets field of object o to v (added when missing). */
+static void vt__set_num(cJSON *o, const char *field, double v)
+{
+    cJSON *f = cJSON_GetObjectItemCaseSensitive(o, field);
+    if (cJSON_IsNumber(f))
+        cJSON_SetNumberValue(f, v);
+    else
+        cJSON_AddNumberToObject(o, field, v);
+}
+
+/* Puts the job table's counts into the device's status snapshot d: the
+ * queue totals and each user's running and queued jobs, so that status
+ * agrees with list.  The snapshot is refreshed between steps, up to a
+ * second late (and during a long step, later); it keeps the device time
+ * and shares.  Users without queued or running jobs are dropped; users
+ * whose jobs the device has not seen yet are added. */
+static void vt__status_counts(const vt_jobs *js, cJSON *d)
+{
+    cJSON *users = cJSON_GetObjectItemCaseSensitive(d, "users"), *q, *u, *next;
+    int running = 0, queued = 0;
+    if (!cJSON_IsArray(users)) {
+        cJSON_DeleteItemFromObjectCaseSensitive(d, "users");
+        users = cJSON_AddArrayToObject(d, "users");
+    }
+    for (u = users ? users->child : NULL; u; u = next) {
+        const cJSON *uid = cJSON_GetObjectItemCaseSensitive(u, "uid");
+        next = u->next;
+        int r = cJSON_IsNumber(uid) ? vt_jobs_count(js, (uid_t)uid->valuedouble, VT_JOB_RUNNING) : 0;
+        int w = cJSON_IsNumber(uid) ? vt_jobs_count(js, (uid_t)uid->valuedouble, VT_JOB_QUEUED) : 0;
+        if (r + w == 0) {
+            cJSON_Delete(cJSON_DetachItemViaPointer(users, u));
+            continue;
+        }
+        vt__set_num(u, "running", r);
+        vt__set_num(u, "queued", w);
+    }
+    for (const vt_job *j = js->head; j; j = j->next) {
+        int seen = 0;
+        if (j->state != VT_JOB_RUNNING && j->state != VT_JOB_QUEUED)
+            continue;
+        running += j->state == VT_JOB_RUNNING;
+        queued += j->state == VT_JOB_QUEUED;
+        cJSON_ArrayForEach(u, users) {
+            const cJSON *uid = cJSON_GetObjectItemCaseSensitive(u, "uid");
+            seen |= cJSON_IsNumber(uid) && (uid_t)uid->valuedouble == j->uid;
+        }
+        if (seen || !users || !(u = cJSON_CreateObject()))
+            continue;
+        cJSON_AddStringToObject(u, "user", j->user);
+        cJSON_AddNumberToObject(u, "uid", j->uid);
+        cJSON_AddNumberToObject(u, "running", vt_jobs_count(js, j->uid, VT_JOB_RUNNING));
+        cJSON_AddNumberToObject(u, "queued", vt_jobs_count(js, j->uid, VT_JOB_QUEUED));
+        cJSON_AddNumberToObject(u, "device_s", 0);
+        cJSON_AddNumberToObject(u, "share", 0);
+        cJSON_AddItemToArray(users, u);
+    }
+    if (!cJSON_IsObject(q = cJSON_GetObjectItemCaseSensitive(d, "queue"))) {
+        cJSON_DeleteItemFromObjectCaseSensitive(d, "queue");
+        q = cJSON_AddObjectToObject(d, "queue");
+    }
+    if (q) {
+        vt__set_num(q, "running", running);
+        vt__set_num(q, "queued", queued);
+    }
+}
+
 static void vt__status(vt_conn *c, const cJSON *id)
 {
     vt_daemon *dm = c->dm;
     cJSON *d = dm->stats ? cJSON_Parse(dm->stats) : cJSON_CreateObject(), *b;
     if (!d)
         d = cJSON_CreateObject();
+    vt__status_counts(&dm->jobs, d);
     cJSON_AddStringToObject(d, "version", VT_VERSION);
     cJSON_AddNumberToObject(d, "uptime_s", vt_daemon_now() - dm->started);
     cJSON_AddBoolToObject(d, "ready", dm->ready);
