@@ -240,6 +240,28 @@ static int vt__job_arg(vt_cli *cli, const char *cmd, const char *text, int64_t *
     return 0;
 }
 
+/* How long a request may go unanswered before the client says why. */
+#define VT__SLOW_NOTICE_MS 3000
+
+/* Said once when a reply is slow: predictions, evaluations and
+ * cancellations wait for the training step in progress on the device
+ * (seconds on a CPU at large image sizes); nothing else should wait. */
+static void vt__slow_notice(void *ud, const cJSON *what)
+{
+    vt_cli *cli = ud;
+    const char *op = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(what, "op"));
+    const char *task = !op                       ? NULL
+                       : !strcmp(op, "predict") ? "predictions"
+                       : !strcmp(op, "eval")    ? "evaluation"
+                       : !strcmp(op, "cancel")  ? "cancellation"
+                                                : NULL;
+    if (task)
+        vt__msg(cli, "waiting for vggtuned: its device takes the %s after the training step "
+                "in progress", task);
+    else
+        vt__msg(cli, "waiting for vggtuned to answer");
+}
+
 /* Connects to the daemon.  Returns 0, VT_CLI_FAILED when the daemon
  * answered but refused (a connection limit), else VT_CLI_UNREACHABLE
  * (printed). */
@@ -252,6 +274,7 @@ static int vt__open(vt_cli *cli, vt_client **c)
         vt__msg(cli, "%s", vt_error_msg());
         return rc == VT_EBUSY ? VT_CLI_FAILED : VT_CLI_UNREACHABLE;
     }
+    vt_client_on_slow(*c, VT__SLOW_NOTICE_MS, vt__slow_notice, cli);
     return 0;
 }
 

@@ -394,6 +394,9 @@ struct vt_client {
     size_t max_frame;    /* the daemon's limit on our requests */
     vt_framer in;
     cJSON *queue;        /* array: messages read while waiting for a reply */
+    int slow_ms;         /* vt_client_on_slow: after this long without a reply, */
+    void (*on_slow)(void *ud, const cJSON *what); /* ... this is called once */
+    void *slow_ud;
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 };
 
@@ -698,9 +701,24 @@ static int vt__request(vt_client *c, cJSON *req, int timeout_ms, cJSON **reply)
 
     if (reply)
         *reply = NULL;
-    if ((rc = vt_client_send(c, req, &id)) < 0)
+    const char *op = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(req, "op"));
+    cJSON *what = c->on_slow && timeout_ms < 0 ? cJSON_CreateObject() : NULL;
+    if (what && op)
+        cJSON_AddStringToObject(what, "op", op);
+    if ((rc = vt_client_send(c, req, &id)) < 0) {
+        cJSON_Delete(what);
         return rc;
-    rc = vt__wait_reply(c, id, timeout_ms, &r);
+    }
+    if (what) {
+        rc = vt__wait_reply(c, id, c->slow_ms, &r);
+        if (rc == 0) {
+            c->on_slow(c->slow_ud, what);
+            rc = vt__wait_reply(c, id, -1, &r);
+        }
+        cJSON_Delete(what);
+    } else {
+        rc = vt__wait_reply(c, id, timeout_ms, &r);
+    }
     if (rc == 0)
         return vt_error_set(VT_EIO, "vggtuned did not answer within %d s", timeout_ms / 1000);
     if (rc < 0)
@@ -716,6 +734,13 @@ static int vt__request(vt_client *c, cJSON *req, int timeout_ms, cJSON **reply)
 int vt_client_request(vt_client *c, cJSON *req, cJSON **reply)
 {
     return vt__request(c, req, -1, reply);
+}
+
+void vt_client_on_slow(vt_client *c, int ms, void (*fn)(void *ud, const cJSON *req), void *ud)
+{
+    c->slow_ms = ms;
+    c->on_slow = fn;
+    c->slow_ud = ud;
 }
 
 int vt_client_read(vt_client *c, int timeout_ms, cJSON **msg)

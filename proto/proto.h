@@ -117,6 +117,11 @@ int vt_client_connect(vt_client **out, const char *path, cJSON **hello);
  * (the request is over the daemon's max_frame; nothing was sent). */
 int vt_client_request(vt_client *c, cJSON *req, cJSON **reply);
 
+/* Makes vt_client_request call fn(ud, what) once when a reply has not come
+ * within ms milliseconds (what: {"op": the request's op}), then go on
+ * waiting; fn NULL: never. */
+void vt_client_on_slow(vt_client *c, int ms, void (*fn)(void *ud, const cJSON *what), void *ud);
+
 /* Sends req (consumed) and returns its id (id may be NULL); the caller then
  * reads the stream with vt_client_read.  Errors as vt_client_request's. */
 int vt_client_send(vt_client *c, cJSON *req, int64_t *id);

@@ -867,6 +867,10 @@ static void script_daemon(fake_daemon *d, int fd)
         } else if (strcmp(op, "cancel") == 0 && job == 42) {
             fake_ok(fd, req, fake_json("{\"job\":{\"id\":42,\"name\":\"flowers\","
                                        "\"state\":\"running\",\"cancel_requested\":true}}"));
+        } else if (strcmp(op, "cancel") == 0 && job == 46) { /* behind a long step */
+            usleep(3300 * 1000);
+            fake_ok(fd, req, fake_json("{\"job\":{\"id\":46,\"name\":\"big\","
+                                       "\"state\":\"running\",\"cancel_requested\":true}}"));
         } else if (strcmp(op, "submit") == 0) {
             fake_ok(fd, req, fake_json("{\"job\":{\"id\":45,\"name\":\"flowers\","
                                        "\"state\":\"queued\",\"queue_position\":1}}"));
@@ -988,6 +992,13 @@ static void test_commands(vt_backend *be)
     RUN(&r, d, cwd, 0, "cancel", "42");
     VT_CHECK_INT(r.status, 0);
     VT_CHECK_STR(r.out, "cancelling job 42 (flowers): it stops after its current step\n");
+    VT_CHECK_STR(r.err, "");
+    /* A reply that takes more than 3 s: the client says what it waits for. */
+    RUN(&r, d, cwd, 0, "cancel", "46");
+    VT_CHECK_INT(r.status, 0);
+    VT_CHECK_STR(r.err, "vggtune: waiting for vggtuned: its device takes the cancellation "
+                        "after the training step in progress\n");
+    VT_CHECK_STR(r.out, "cancelling job 46 (big): it stops after its current step\n");
 
     RUN(&r, d, cwd, 0, "cancel", "7");
     VT_CHECK_INT(r.status, 1);
