@@ -228,6 +228,23 @@ static void vt__count_text(char *buf, size_t len, const vt_dataset *ds, const ui
         snprintf(buf, len, "%d %s images", n, what);
 }
 
+/* Says that sample i of ds is skipped and why (its header read again, as
+ * the job's owner: the probe's message stayed on a pool thread). */
+static void vt__say_unreadable(vt_trainer *t, const vt_dataset *ds, int i, const char *what)
+{
+    char path[PATH_MAX];
+    const char *why = "cannot be read";
+    vt_image_format fmt;
+    int w, h;
+    snprintf(path, sizeof path, "%s/%s", ds->root, ds->samples[i].path);
+    if (vt_train__enter(t) == 0) {
+        if (vt_image_probe(AT_FDCWD, path, &fmt, &w, &h) < 0)
+            why = vt_error_msg();
+        vt_train__leave(t);
+    }
+    vt_train__say(t, VT_LOG_WARN, "skipping unreadable %s image %s: %s", what, path, why);
+}
+
 /* Reports unreadable samples and refuses a dataset with nothing to learn. */
 static int vt__check_readable(vt_trainer *t, const vt_dataset *ds, const uint8_t *bad,
                               const char *what)
@@ -237,9 +254,8 @@ static int vt__check_readable(vt_trainer *t, const vt_dataset *ds, const uint8_t
         return vt_error_set(VT_ENOMEM, "out of memory");
     for (int i = 0; i < ds->n; i++) {
         if (bad[i]) {
-            if (nbad < 5)
-                vt_train__say(t, VT_LOG_WARN, "skipping unreadable %s image %s/%s", what, ds->root,
-                        ds->samples[i].path);
+            if (nbad < 5) /* the first few with the reason: their headers read again */
+                vt__say_unreadable(t, ds, i, what);
             nbad++;
         } else {
             good[ds->samples[i].label]++;
@@ -717,13 +733,20 @@ static void vt__collect_failures(vt_trainer *t, int val)
     const vt_dataset *ds = val ? t->val : t->train;
     uint8_t *bad = val ? t->bad_val : t->bad_train;
     vt_loader *l = val ? t->lval : t->ltrain;
+    int left = 0, found = 0;
     for (int i = 0; i < ds->n; i++) {
         const char *why = vt_loader_failure(l, i);
         if (why && !bad[i]) {
             bad[i] = 1;
-            vt_train__say(t, VT_LOG_WARN, "skipping unreadable image: %s", why);
+            found++;
+            vt_train__say(t, VT_LOG_WARN, "skipping unreadable %s image (found decoding it): %s",
+                          val ? "validation" : "training", why);
         }
+        left += !bad[i];
     }
+    if (found)
+        vt_train__say(t, VT_LOG_WARN, "%d %s image%s left", left, val ? "validation" : "training",
+                      left == 1 ? "" : "s");
 }
 
 /* Lets the device catch up, so that t->sums and t->val_sums are complete and

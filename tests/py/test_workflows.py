@@ -141,6 +141,11 @@ crop_data = os.path.join(TMP, "crop-data")
 subprocess.run(["cp", "-r", f"{DATA}/train", crop_data], check=True)
 with open(os.path.join(crop_data, classes[0], "broken.jpg"), "wb") as f:
     f.write(b"\xff\xd8\xff\xe0 not really a JPEG")
+# a JPEG cut short: its header reads, its pixels do not (found while decoding)
+first_jpg = sorted(n for n in os.listdir(os.path.join(crop_data, classes[1])) if n.endswith(".jpg"))[0]
+whole = open(os.path.join(crop_data, classes[1], first_jpg), "rb").read()
+with open(os.path.join(crop_data, classes[1], "zz-cut.jpg"), "wb") as f:
+    f.write(whole[:len(whole) * 2 // 3])
 bc = submit("--mode", "bottleneck", "--data", crop_data, "--crop", "0.2", "--epochs", "1",
             "--name", "bncrop", "--out", out("bncrop"))
 log = d.log_text()
@@ -148,8 +153,13 @@ vtpy.check(bc["state"] == "succeeded" and
            not os.path.exists(os.path.join(out("bncrop"), "bottleneck_features.safetensors")) and
            f"job {bc['id']}: bottleneck_features.safetensors not written: the feature cache is "
            "off (random crops" in log, f"bottleneck with crops: {bc}")
-vtpy.check(f"job {bc['id']}: bncrop: 60 training images (1 unreadable left out), 0 validation "
+vtpy.check(f"job {bc['id']}: bncrop: 61 training images (1 unreadable left out), 0 validation "
            "images" in log, "the summary should count the readable images")
+vtpy.check(f"skipping unreadable training image {crop_data}/{classes[0]}/broken.jpg: " in log,
+           "an unreadable image is named, with the reason")
+vtpy.check("skipping unreadable training image (found decoding it): " in log and
+           "zz-cut.jpg" in log and "60 training images left" in log,
+           "an image found unreadable while decoding is named, and the images left counted")
 
 # ---- more validation images than training images (once overflowed the heap) -------
 small = os.path.join(TMP, "small-train")
