@@ -386,10 +386,16 @@ static int vt__listen(vt_daemon *dm)
         if (strlen(dm->cfg.socket) >= sizeof(((struct sockaddr_un *)0)->sun_path))
             return vt_error_set(VT_EINVAL, "socket path too long: %s", dm->cfg.socket);
         snprintf(dir, sizeof dir, "%s", dm->cfg.socket);
+        /* its folder is made if missing (/run/vggtune), but not a whole
+         * path: a mistyped --socket is an error, not a tree of folders */
         if ((slash = strrchr(dir, '/')) && slash != dir) {
             *slash = '\0';
-            if ((rc = vt_mkdir_p(dir)) < 0)
-                return rc;
+            struct stat ds;
+            if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+                return vt_error_set(VT_EIO, "cannot make the socket's folder %s: %s", dir,
+                                    strerror(errno));
+            if (stat(dir, &ds) < 0 || !S_ISDIR(ds.st_mode))
+                return vt_error_set(VT_EIO, "the socket's folder %s is not a directory", dir);
         }
         struct stat st;
         if (lstat(dm->cfg.socket, &st) == 0) {

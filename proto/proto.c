@@ -471,6 +471,9 @@ static int vt__connect_error(const char *path, int err)
         return vt_error_set(VT_ENOTFOUND, "vggtuned is not running: no socket at %s (%s)",
                             path, start);
     case ECONNREFUSED:
+        if (stat(path, &st) == 0 && !S_ISSOCK(st.st_mode))
+            return vt_error_set(VT_ENOTFOUND, "%s is not a socket: give vggtuned's (--socket, "
+                                "or $VGGTUNE_SOCKET)", path);
         return vt_error_set(VT_ENOTFOUND, "vggtuned is not running: nothing listens on %s "
                             "(a socket left by a stopped daemon; %s)", path, start);
     case EACCES:

@@ -1104,6 +1104,19 @@ static void test_commands_offline(vt_backend *be)
     VT_CHECK_STR(r.out, "");
     RUN(&r, NULL, cwd, 0, "watch", "42");
     VT_CHECK_INT(r.status, 3);
+    /* --socket naming a file that is not a socket */
+    {
+        char file[512];
+        snprintf(file, sizeof file, "%s/red.png", cwd);
+        FILE *f = fopen(file, "w");
+        VT_CHECK(f != NULL);
+        fclose(f);
+        RUN(&r, NULL, cwd, 0, "--socket", file, "list");
+        VT_CHECK_INT(r.status, 3);
+        snprintf(want, sizeof want, "vggtune: %s is not a socket: give vggtuned's (--socket, or "
+                 "$VGGTUNE_SOCKET)\n", file);
+        VT_CHECK_STR(r.err, want);
+    }
 
     /* Usage errors: exit 2 with a pointer to --help, before any connection. */
     RUN(&r, NULL, cwd, 0, "frobnicate");
