@@ -17,7 +17,10 @@
  * libhdf5 is not thread-safe in every build, so reads are serialised by a
  * mutex; its automatic error printing is switched off for the calling thread
  * and the innermost message of its error stack is added to ours instead.
- * Every identifier is closed on every path.
+ * Every identifier is closed on every path, and the thread's error stack is
+ * cleared before returning: its entries hold references to libhdf5's error
+ * classes and messages, and a stack left on a thread other than the one that
+ * exits makes libhdf5's shutdown loop ("infinite loop closing library").
  */
 #include "h5keras.h"
 
@@ -385,6 +388,7 @@ cleanup:
     vt_tensorset_free(set);
     if (file >= 0)
         H5Fclose(file);
+    H5Eclear2(H5E_DEFAULT);
     pthread_mutex_unlock(&vt__h5_lock);
     return rc;
 }

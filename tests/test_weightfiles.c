@@ -802,7 +802,11 @@ cleanup:
  * dataspaces and datatypes are not, and H5Inmembers refuses library types,
  * so we rely on identifiers of a kind being numbered in sequence: every
  * dataspace or datatype the reader made lies between two made before and
- * after it, and none of those may still be valid. */
+ * after it, and none of those may still be valid.  The calling thread's
+ * error stack must be empty too: its entries hold references to libhdf5's
+ * error messages, and a stack left on a daemon thread makes libhdf5's
+ * shutdown loop.  Every other API call clears that stack on entry, so the
+ * check must come right after the read. */
 typedef struct {
     hid_t space, type;
 } h5_mark;
@@ -817,8 +821,9 @@ static h5_mark h5_mark_now(void)
 
 static int h5_leaks_since(h5_mark before)
 {
+    int leaks = (int)H5Eget_num(H5E_DEFAULT);
     h5_mark after = h5_mark_now();
-    int leaks = (int)H5Fget_obj_count((hid_t)H5F_OBJ_ALL, H5F_OBJ_ALL);
+    leaks += (int)H5Fget_obj_count((hid_t)H5F_OBJ_ALL, H5F_OBJ_ALL);
     for (hid_t id = before.space + 1; id < after.space; id++)
         leaks += H5Iis_valid(id) > 0;
     for (hid_t id = before.type + 1; id < after.type; id++)
@@ -1126,6 +1131,15 @@ static void test_h5_refusals(vt_backend *be)
     VT_CHECK_NO_H5_LEAK(before);
     VT_CHECK_OK(vt_write_file_atomic(AT_FDCWD, p, "", 0));
     VT_CHECK_ERR(vt_h5keras_read(&set, p), VT_EFORMAT, "not an HDF5 file");
+
+    /* The signature, then zeros: libhdf5 fails deep in the superblock. */
+    p = path_in(dir, "zeros.h5");
+    {
+        uint8_t fake[108] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+        VT_CHECK_OK(vt_write_file_atomic(AT_FDCWD, p, fake, sizeof fake));
+    }
+    VT_CHECK_ERR(vt_h5keras_read(&set, p), VT_EFORMAT, "zeros.h5: cannot open the HDF5 file");
+    VT_CHECK_NO_H5_LEAK(before);
 
     /* Valid, then cut in half (and cut to just past the signature). */
     p = path_in(dir, "cut.h5");
