@@ -27,7 +27,9 @@
 #include "../common/error.h"
 #include "../common/utf8.h"
 
-/* Largest integer a JSON number carries exactly (ids, job numbers). */
+/* 2^53: integers (ids, job numbers) must be smaller in magnitude.  From
+ * 2^53 on, a double no longer holds every integer, so 2^53 + 1 reads as
+ * 2^53 and 2^53 itself cannot be told from its neighbour. */
 #define VT__MAX_EXACT 9007199254740992.0
 /* Messages from the daemon may be longer than its request limit (a list of
  * many jobs); the client accepts up to this. */
@@ -154,7 +156,7 @@ static int vt__valid_id(const cJSON *v)
 {
     if (cJSON_IsNumber(v))
         return isfinite(v->valuedouble) && v->valuedouble == floor(v->valuedouble) &&
-               fabs(v->valuedouble) <= VT__MAX_EXACT;
+               fabs(v->valuedouble) < VT__MAX_EXACT;
     if (cJSON_IsString(v))
         return v->valuestring[0] && strlen(v->valuestring) <= VT_PROTO_MAX_ID;
     return 0;
@@ -179,6 +181,25 @@ static cJSON *vt__parse_line(const char *line, size_t len, long *bad_at)
         return NULL;
     }
     return r;
+}
+
+/* Whether the line puts a NUL in a string, as a raw byte or as the escape
+ * \u0000 (a backslash that is itself escaped, "\\u0000", does not count).
+ * cJSON would store it and C would read the string cut short there. */
+static int vt__has_nul(const char *line, size_t len)
+{
+    if (memchr(line, '\0', len))
+        return 1;
+    for (size_t i = 0; i + 6 <= len; i++) {
+        size_t slashes = 0;
+        if (memcmp(line + i, "\\u0000", 6) != 0)
+            continue;
+        while (slashes < i && line[i - 1 - slashes] == '\\')
+            slashes++;
+        if (slashes % 2 == 0)
+            return 1;
+    }
+    return 0;
 }
 
 int vt_proto_parse(const char *line, size_t len, cJSON **root, const cJSON **id,
@@ -207,6 +228,11 @@ int vt_proto_parse(const char *line, size_t len, cJSON **root, const cJSON **id,
     if (!cJSON_IsString(v) || !v->valuestring[0])
         return vt_error_set(VT_EPROTO, "op must be a non-empty string");
     *op = v->valuestring;
+    if (vt__has_nul(line, len)) {
+        if (cJSON_IsString(*id))
+            *id = NULL; /* the NUL may be in it: it would be echoed changed */
+        return vt_error_set(VT_EINVAL, "strings must not contain NUL (\\u0000)");
+    }
     return 0;
 }
 
@@ -223,7 +249,7 @@ int vt_proto_get_int(const cJSON *obj, const char *field, int required, int64_t 
     if (!v)
         return required ? vt_error_set(VT_EINVAL, "%s is required (an integer)", field) : 0;
     if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) ||
-        v->valuedouble != floor(v->valuedouble) || fabs(v->valuedouble) > VT__MAX_EXACT)
+        v->valuedouble != floor(v->valuedouble) || fabs(v->valuedouble) >= VT__MAX_EXACT)
         return vt_error_set(VT_EINVAL, "%s must be an integer", field);
     *out = (int64_t)v->valuedouble;
     return 0;

@@ -62,8 +62,12 @@ int vt_framer_next(vt_framer *f, char **line, size_t *len);
  * points into it (a number or a string) and *op at the op name.  Errors:
  * VT_EPROTO for invalid JSON, a non-object, a missing or ill-typed id or op
  * (message says which); *id is then still set when an id could be read, so
- * the error can be answered to it.  The caller frees *root in every case
- * (it is NULL when the line was not JSON). */
+ * the error can be answered to it.  Integers (the id included) must be
+ * smaller than 2^53 in magnitude, so that they are exact.  A string holding
+ * a NUL (a raw byte or \u0000, which C would read as the string's end) is
+ * VT_EINVAL, with *id set only when it is a number (a string id might be
+ * the one cut short).  The caller frees *root in every case (it is NULL
+ * when the line was not JSON). */
 int vt_proto_parse(const char *line, size_t len, cJSON **root, const cJSON **id,
                    const char **op);
 

@@ -267,6 +267,48 @@ static void test_parse_bad(vt_backend *be)
     cJSON_Delete(root);
     VT_CHECK_ERR(parse("{\"id\":1,\"op\":\"\"}", &root, &id, &op), VT_EPROTO, "op must be");
     cJSON_Delete(root);
+
+    /* Ids must be exact: from 2^53 on a double no longer tells neighbours
+     * apart (2^53 + 1 = 9007199254740993 reads as 2^53). */
+    static const char *const inexact[] = {"9007199254740993", "9007199254740992",
+                                          "-9007199254740992", "1e16"};
+    for (size_t i = 0; i < sizeof inexact / sizeof inexact[0]; i++) {
+        snprintf(text, sizeof text, "{\"id\":%s,\"op\":\"list\"}", inexact[i]);
+        VT_CHECK_ERR(parse(text, &root, &id, &op), VT_EPROTO, "id must be");
+        cJSON_Delete(root);
+    }
+    VT_CHECK_OK(parse("{\"id\":9007199254740991,\"op\":\"list\"}", &root, &id, &op));
+    VT_CHECK(id->valuedouble == 9007199254740991.0);
+    cJSON_Delete(root);
+    VT_CHECK_OK(parse("{\"id\":-9007199254740991,\"op\":\"list\"}", &root, &id, &op));
+    cJSON_Delete(root);
+
+    /* A NUL in a string would cut it short: refused, wherever it is; the id
+     * is echoed when it is a number, never when it is a string (the NUL may
+     * be in it). */
+    VT_CHECK_ERR(parse("{\"id\":5,\"op\":\"submit\",\"name\":\"a\\u0000b\"}", &root, &id, &op),
+                 VT_EINVAL, "NUL");
+    VT_CHECK(cJSON_IsNumber(id) && id->valuedouble == 5);
+    cJSON_Delete(root);
+    VT_CHECK_ERR(parse("{\"id\":5,\"op\":\"x\",\"a\":{\"b\":[\"\\\\\\u0000\"]}}", &root, &id,
+                       &op),
+                 VT_EINVAL, "NUL"); /* "\\\u0000": an escaped backslash, then the NUL */
+    cJSON_Delete(root);
+    VT_CHECK_ERR(parse("{\"id\":\"r\\u0000x\",\"op\":\"list\"}", &root, &id, &op), VT_EINVAL,
+                 "NUL");
+    VT_CHECK(!id);
+    cJSON_Delete(root);
+    VT_CHECK_ERR(parse("{\"id\":5,\"op\":\"list\\u0000\"}", &root, &id, &op), VT_EINVAL, "NUL");
+    cJSON_Delete(root);
+    VT_CHECK_ERR(vt_proto_parse("{\"id\":5,\"op\":\"a\0b\"}", 19, &root, &id, &op), VT_EINVAL,
+                 "NUL"); /* a raw zero byte */
+    cJSON_Delete(root);
+    /* An escaped backslash followed by "u0000" is text, not a NUL. */
+    VT_CHECK_OK(parse("{\"id\":5,\"op\":\"list\",\"name\":\"a\\\\u0000\"}", &root, &id, &op));
+    VT_CHECK_STR(cJSON_GetObjectItem(root, "name")->valuestring, "a\\u0000");
+    cJSON_Delete(root);
+    VT_CHECK_OK(parse("{\"id\":5,\"op\":\"list\",\"name\":\"\\u0001\"}", &root, &id, &op));
+    cJSON_Delete(root);
 }
 
 /* ---- field readers ----------------------------------------------------- */
@@ -274,7 +316,8 @@ static void test_parse_bad(vt_backend *be)
 static void test_fields(vt_backend *be)
 {
     cJSON *o = fake_json("{\"job\":42,\"frac\":1.5,\"name\":\"x\",\"all\":true,"
-                         "\"n\":null,\"big\":1e300,\"s\":\"7\"}");
+                         "\"n\":null,\"big\":1e300,\"s\":\"7\",\"p53\":9007199254740993,"
+                         "\"below\":9007199254740991}");
     int64_t i = -1;
     const char *s = NULL;
     int b = -1;
@@ -292,6 +335,10 @@ static void test_fields(vt_backend *be)
     VT_CHECK_ERR(vt_proto_get_int(o, "frac", 0, &i), VT_EINVAL, "frac must be an integer");
     VT_CHECK_ERR(vt_proto_get_int(o, "s", 0, &i), VT_EINVAL, "s must be an integer");
     VT_CHECK_ERR(vt_proto_get_int(o, "big", 0, &i), VT_EINVAL, "big must be an integer");
+    VT_CHECK_ERR(vt_proto_get_int(o, "p53", 0, &i), VT_EINVAL, "p53 must be an integer");
+    VT_CHECK_OK(vt_proto_get_int(o, "below", 0, &i));
+    VT_CHECK(i == INT64_C(9007199254740991));
+    i = -1;
     VT_CHECK_INT(i, -1);
 
     VT_CHECK_OK(vt_proto_get_str(o, "name", 1, &s));
@@ -423,8 +470,8 @@ static void script_interleave(fake_daemon *d, int fd)
 
 static void test_big_ids(vt_backend *be)
 {
-    static const double ids[] = {9007199254740992.0, -9007199254740992.0, 1e15 + 1, 7};
-    static const char *const want[] = {"{\"id\":9007199254740992,", "{\"id\":-9007199254740992,",
+    static const double ids[] = {9007199254740991.0, -9007199254740991.0, 1e15 + 1, 7};
+    static const char *const want[] = {"{\"id\":9007199254740991,", "{\"id\":-9007199254740991,",
                                        "{\"id\":1000000000000001,", "{\"id\":7,"};
     (void)be;
     for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
