@@ -372,6 +372,76 @@ static int vt__load_data(vt_trainer *t)
     return 0;
 }
 
+/* Appends to buf (size n) what fmt makes, cutting it at the end of buf. */
+static void vt__cat(char *buf, size_t n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void vt__cat(char *buf, size_t n, const char *fmt, ...)
+{
+    size_t len = strlen(buf);
+    va_list ap;
+    if (len + 1 >= n)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(buf + len, n - len, fmt, ap);
+    va_end(ap);
+}
+
+#define VT__NAMES_SHOWN 8 /* class names listed in a message */
+
+/* Appends "a, b, c" (the first VT__NAMES_SHOWN of count names, then ", ...")
+ * to buf. */
+static void vt__cat_names(char *buf, size_t n, char *const *names, int count)
+{
+    for (int i = 0; i < count && i < VT__NAMES_SHOWN; i++)
+        vt__cat(buf, n, "%s%s", i ? ", " : "", names[i]);
+    if (count > VT__NAMES_SHOWN)
+        vt__cat(buf, n, ", ...");
+}
+
+/* Warns in the job's log when the init model's output units were trained
+ * for other class names, or the same names in another order: the count
+ * matches (checked before), so unit i silently takes on this data's class i
+ * whatever it meant before.  Says nothing when the model records no class
+ * names (a file not written by a job). */
+static void vt__check_init_classes(vt_trainer *t, const vt_tensorset *init)
+{
+    const char *text = vt_tensorset_meta(init, "classes");
+    cJSON *a = text ? cJSON_Parse(text) : NULL, *it;
+    const vt_dataset *ds = t->train;
+    char *names[VT__NAMES_SHOWN] = {0}, msg[1024] = "";
+    int c = 0, ndiff = 0, shown = 0;
+
+    if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != ds->nclasses)
+        goto done;
+    cJSON_ArrayForEach(it, a) {
+        if (!cJSON_IsString(it))
+            goto done;
+        if (strcmp(it->valuestring, ds->classes[c]) != 0)
+            ndiff++;
+        if (c < VT__NAMES_SHOWN)
+            names[c] = it->valuestring;
+        c++;
+    }
+    if (ndiff == 0)
+        goto done;
+    vt__cat(msg, sizeof msg, "the init model's output units were trained for ");
+    vt__cat_names(msg, sizeof msg, names, c);
+    vt__cat(msg, sizeof msg, "; this data's classes are ");
+    vt__cat_names(msg, sizeof msg, ds->classes, ds->nclasses);
+    c = 0;
+    cJSON_ArrayForEach(it, a) {
+        if (strcmp(it->valuestring, ds->classes[c]) != 0 && shown++ < 3)
+            vt__cat(msg, sizeof msg, "%s unit %d '%s' now means '%s'", shown > 1 ? "," : ":",
+                    c, it->valuestring, ds->classes[c]);
+        c++;
+    }
+    if (ndiff > 3)
+        vt__cat(msg, sizeof msg, " (and %d more)", ndiff - 3);
+    vt_train__say(t, VT_LOG_WARN, "%s", msg);
+done:
+    cJSON_Delete(a);
+}
+
 /* Head layout and initial values: from the init file when there is one. */
 static int vt__build_params(vt_trainer *t)
 {
@@ -406,6 +476,7 @@ static int vt__build_params(vt_trainer *t)
                               "%d", s->init, inc, nclasses);
             goto done;
         }
+        vt__check_init_classes(t, init);
         int side = vt_vgg_side(s->image_size, VT_VGG_NBLOCKS);
         if (in_features != side * side * 512) {
             rc = vt_error_set(VT_EINVAL, "the init model %s was trained on another image "

@@ -15,6 +15,7 @@
 import csv
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -122,6 +123,30 @@ vtpy.check(bad2["state"] == "failed" and "conflicts with the head" in bad2.get("
            f"--init-head of an --init-head job, other layout: {bad2}")
 r = d.cli("submit", *COMMON, "--init-head", "999", "--out", out("x"), check=False)
 vtpy.check(r.returncode == 1 and "no job 999" in r.stderr, f"init-head of no job: {r.stderr!r}")
+
+# A head trained on other class names (the same count) is taken, with a
+# warning in the job's log naming what each unit now means; a head from the
+# same classes, as above, gives none.  Both ways: --init-head and --init.
+vtpy.check("output units were trained for" not in d.log_text(),
+           "a head from the same classes should not warn")
+other = os.path.join(TMP, "other-classes")
+for c in classes:
+    dst = os.path.join(other, "zebra" if c == classes[0] else c)
+    os.makedirs(dst)
+    for f in sorted(os.listdir(os.path.join(DATA, "train", c)))[:2]:
+        shutil.copy(os.path.join(DATA, "train", c, f), dst)
+want = (f"the init model's output units were trained for {', '.join(classes)}; this data's "
+        f"classes are {', '.join(classes[1:] + ['zebra'])}: unit 0 '{classes[0]}' now means "
+        f"'{classes[1]}', unit 1 '{classes[1]}' now means '{classes[2]}', unit 2 '{classes[2]}' "
+        f"now means 'zebra'")
+for how, src in (("--init-head", str(bn["id"])),
+                 ("--init", os.path.join(out("bn"), "model.safetensors"))):
+    r = d.cli("--json", "submit", "--data", other, "--image-size", "32", "--mode", "bottleneck",
+              how, src, "--epochs", "1", "--name", "renamed", "--out", out("renamed" + how))
+    j = d.wait_state(json.loads(r.stdout)["job"]["id"], ["succeeded", "failed"])
+    vtpy.check(j["state"] == "succeeded", f"{how} on renamed classes: {j}")
+    vtpy.check(f"job {j['id']}: {want}" in d.log_text(),
+               f"{how} on renamed classes should warn: {want!r} not in the log")
 
 # ---- 3. scratch with a validation split --------------------------------------------
 sc = submit("--mode", "scratch", "--val-split", "0.25", "--epochs", "2", "--name", "sc",
@@ -349,7 +374,6 @@ vtpy.check(all(np.array_equal(x[k], y[k]) for k in y),
 
 # ---- trunks: loaded once per weight content, shared, dropped when unused -------
 from safetensors.torch import save_file  # noqa: E402
-import shutil  # noqa: E402
 torch.manual_seed(3)
 wfile = os.path.join(TMP, "w1.safetensors")
 save_file({f"features.{k}": v.contiguous()
