@@ -162,7 +162,9 @@ static const char vt__help_predict[] =
     "usage: vggtune predict JOB IMAGE... [--top K]\n"
     "\n"
     "Classifies images with a finished job's model and prints the K most likely\n"
-    "classes of each with their probabilities (default K = 3).\n";
+    "classes of each with their probabilities (default K = 3).  Any number of\n"
+    "images: more than 1024 go to the daemon in several requests; --json prints\n"
+    "them as one reply.\n";
 
 static const char vt__help_eval[] =
     "usage: vggtune eval JOB DIR\n"
@@ -278,15 +280,15 @@ static int vt__open(vt_cli *cli, vt_client **c)
     return 0;
 }
 
-/* Sends req (consumed), waits for the reply and prints it with --json.
- * Returns 0 with *reply, or the exit status (message printed). */
-static int vt__call(vt_cli *cli, vt_client *c, cJSON *req, cJSON **reply)
+/* Sends req (consumed) and waits for the reply.  Returns 0 with *reply, or
+ * the exit status (message printed, and with --json the error reply). */
+static int vt__request(vt_cli *cli, vt_client *c, cJSON *req, cJSON **reply)
 {
     int rc = vt_client_request(c, req, reply), status;
-    if (cli->json && *reply)
-        vt__print_json(cli, *reply);
     if (rc >= 0)
         return 0;
+    if (cli->json && *reply)
+        vt__print_json(cli, *reply);
     status = vt_cli_exit_code(rc, *reply != NULL);
     if (status == VT_CLI_UNREACHABLE)
         vt__msg(cli, "lost the connection to vggtuned: %s", vt_error_msg());
@@ -294,6 +296,15 @@ static int vt__call(vt_cli *cli, vt_client *c, cJSON *req, cJSON **reply)
         vt__msg(cli, "%s", vt_error_msg());
     cJSON_Delete(*reply);
     *reply = NULL;
+    return status;
+}
+
+/* vt__request, and with --json the reply printed. */
+static int vt__call(vt_cli *cli, vt_client *c, cJSON *req, cJSON **reply)
+{
+    int status = vt__request(cli, c, req, reply);
+    if (status == 0 && cli->json)
+        vt__print_json(cli, *reply);
     return status;
 }
 
@@ -594,14 +605,61 @@ done:
     return status;
 }
 
+/* Bytes s takes as a JSON string, quotes included (cJSON's escaping). */
+static size_t vt__json_strlen(const char *s)
+{
+    size_t n = 2;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\' || *p == '\b' || *p == '\f' || *p == '\n' || *p == '\r' ||
+            *p == '\t')
+            n += 2;
+        else
+            n += *p < 0x20 ? 6 : 1; /* \u00XX */
+    }
+    return n;
+}
+
+/* The predict request for images[0..n) (n >= 1): as many of them as fit in
+ * one request, at most VT_PROTO_MAX_IMAGES and the frame limit (with room
+ * for the other fields); *taken says how many.  NULL when out of memory. */
+static cJSON *vt__predict_req(int64_t job, int top, char *const *images, int n, int *taken)
+{
+    cJSON *req = vt__job_req("predict", job), *arr;
+    size_t bytes = 256;
+    int k = 0;
+
+    if (!req || !(arr = cJSON_AddArrayToObject(req, "images")) ||
+        !cJSON_AddNumberToObject(req, "top", (double)top)) {
+        cJSON_Delete(req);
+        return NULL;
+    }
+    while (k < n && k < VT_PROTO_MAX_IMAGES) {
+        bytes += vt__json_strlen(images[k]) + 1;
+        if (k > 0 && bytes > VT_PROTO_MAX_FRAME)
+            break;
+        if (!cJSON_AddItemToArray(arr, cJSON_CreateString(images[k]))) {
+            cJSON_Delete(req);
+            return NULL;
+        }
+        k++;
+    }
+    *taken = k;
+    return req;
+}
+
+/* Predicts in requests of at most VT_PROTO_MAX_IMAGES images (the daemon's
+ * limit per request) and shows the results as one: the text in the order
+ * of the images, or with --json the first reply with every request's
+ * predictions appended to its own.  A failing request ends the command. */
 static int vt__cmd_predict(vt_cli *cli, int argc, char **argv, int first)
 {
     static const vt_cli_opt opts[] = {VT__COMMON_OPTS, {"top", 'k', 1, C_TOP}, {0}};
     vt__parsed p;
     vt_client *c = NULL;
-    cJSON *req = NULL, *images, *reply = NULL;
+    cJSON *req, *reply = NULL, *all = NULL;
+    char **images = NULL;
     int64_t job = 0;
-    int status;
+    int status, n, done = 0;
 
     if ((status = vt__parse(cli, "predict", opts, argc, argv, first, &p)) != 0)
         return status;
@@ -615,29 +673,55 @@ static int vt__cmd_predict(vt_cli *cli, int argc, char **argv, int first)
     }
     if ((status = vt__job_arg(cli, "predict", p.pos[0], &job)) != 0)
         goto done;
-    if (!(req = vt__job_req("predict", job)) ||
-        !(images = cJSON_AddArrayToObject(req, "images"))) {
+    n = p.npos - 1;
+    if (!(images = calloc((size_t)n, sizeof *images))) {
         vt__msg(cli, "out of memory");
         status = VT_CLI_FAILED;
         goto done;
     }
-    for (int i = 1; i < p.npos; i++) {
-        char *abs = vt_cli_abspath(cli->cwd, p.pos[i]);
-        cJSON_AddItemToArray(images, cJSON_CreateString(abs ? abs : p.pos[i]));
-        free(abs);
+    for (int i = 0; i < n; i++) {
+        if (!(images[i] = vt_cli_abspath(cli->cwd, p.pos[i + 1]))) {
+            vt__msg(cli, "out of memory");
+            status = VT_CLI_FAILED;
+            goto done;
+        }
     }
-    cJSON_AddNumberToObject(req, "top", (double)p.top);
     if ((status = vt__open(cli, &c)) != 0)
         goto done;
-    status = vt__call(cli, c, req, &reply);
-    req = NULL;
-    if (status != 0 || cli->json)
-        goto done;
-    vt_cli_render_predictions(cli->out, cJSON_GetObjectItemCaseSensitive(reply, "predictions"),
-                              p.pos + 1, p.npos - 1);
+    while (done < n) {
+        cJSON *preds, *into, *it;
+        int taken = 0;
+        if (!(req = vt__predict_req(job, p.top, images + done, n - done, &taken))) {
+            vt__msg(cli, "out of memory");
+            status = VT_CLI_FAILED;
+            goto done;
+        }
+        if ((status = vt__request(cli, c, req, &reply)) != 0)
+            goto done;
+        done += taken;
+        if (!all) {
+            all = reply;
+            reply = NULL;
+            continue;
+        }
+        preds = cJSON_GetObjectItemCaseSensitive(reply, "predictions");
+        into = cJSON_GetObjectItemCaseSensitive(all, "predictions");
+        while (cJSON_IsArray(preds) && cJSON_IsArray(into) && (it = preds->child))
+            cJSON_AddItemToArray(into, cJSON_DetachItemViaPointer(preds, it));
+        cJSON_Delete(reply);
+        reply = NULL;
+    }
+    if (cli->json)
+        vt__print_json(cli, all);
+    else
+        vt_cli_render_predictions(cli->out, cJSON_GetObjectItemCaseSensitive(all, "predictions"),
+                                  p.pos + 1, n);
 done:
-    cJSON_Delete(req);
+    for (int i = 0; images && i < p.npos - 1; i++)
+        free(images[i]);
+    free(images);
     free(p.pos);
+    cJSON_Delete(all);
     cJSON_Delete(reply);
     vt_client_close(c);
     return status;

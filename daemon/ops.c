@@ -19,7 +19,6 @@
 #include "../engine/base.h"
 #include "../engine/jobspec.h"
 
-#define VT__MAX_IMAGES 1024
 #define VT__WATCH_REPLAY 100 /* log events a new watcher is sent first, at most */
 
 static void vt__reply(vt_conn *c, const cJSON *id, cJSON *body)
@@ -479,7 +478,7 @@ static vt_job *vt__model_job(vt_conn *c, const cJSON *id, const cJSON *req, char
 static void vt__predict(vt_conn *c, const cJSON *id, const cJSON *req)
 {
     const cJSON *imgs = cJSON_GetObjectItemCaseSensitive(req, "images"), *it;
-    const char *paths[VT__MAX_IMAGES];
+    const char *paths[VT_PROTO_MAX_IMAGES];
     char model[PATH_MAX];
     int64_t top = 3;
     int n = 0;
@@ -492,8 +491,8 @@ static void vt__predict(vt_conn *c, const cJSON *id, const cJSON *req)
         return;
     }
     if (!cJSON_IsArray(imgs) || cJSON_GetArraySize(imgs) < 1 ||
-        cJSON_GetArraySize(imgs) > VT__MAX_IMAGES) {
-        vt__fail(c, id, VT_EINVAL, "images must be an array of 1 to %d paths", VT__MAX_IMAGES);
+        cJSON_GetArraySize(imgs) > VT_PROTO_MAX_IMAGES) {
+        vt__fail(c, id, VT_EINVAL, "images must be an array of 1 to %d paths", VT_PROTO_MAX_IMAGES);
         return;
     }
     cJSON_ArrayForEach(it, imgs) {

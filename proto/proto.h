@@ -26,6 +26,7 @@
 #define VT_PROTO_MAX_FRAME ((size_t)1 << 20)
 #define VT_PROTO_MAX_ID 64
 #define VT_PROTO_TOP_MAX 64 /* classes a predict reply lists per image at most */
+#define VT_PROTO_MAX_IMAGES 1024 /* images one predict request may name */
 
 /* ---- framing ----------------------------------------------------------- */
 

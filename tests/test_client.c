@@ -1088,6 +1088,110 @@ static void test_commands(vt_backend *be)
     fake_stop(d);
 }
 
+/* Answers predict requests image by image (class "c<digits of the name>"),
+ * refusing more images than the protocol allows, as the daemon does. */
+static void script_predict(fake_daemon *d, int fd)
+{
+    const cJSON *req;
+    if (fake_hello(d, fd) < 0)
+        return;
+    while ((req = fake_recv(d, fd))) {
+        const cJSON *imgs = cJSON_GetObjectItem(req, "images"), *it;
+        cJSON *body, *preds;
+        if (cJSON_GetArraySize(imgs) > VT_PROTO_MAX_IMAGES) {
+            fake_error(fd, req, VT_EINVAL, "images must be an array of 1 to 1024 paths");
+            continue;
+        }
+        body = cJSON_CreateObject();
+        preds = cJSON_AddArrayToObject(body, "predictions");
+        cJSON_ArrayForEach(it, imgs) {
+            char one[512];
+            const char *base = strrchr(it->valuestring, '/') + 1;
+            snprintf(one, sizeof one,
+                     "{\"image\":\"%s\",\"top\":[{\"class\":\"c%.5s\",\"index\":0,"
+                     "\"probability\":0.5}]}", it->valuestring, base + 3);
+            cJSON_AddItemToArray(preds, fake_json(one));
+        }
+        fake_ok(fd, req, body);
+    }
+}
+
+/* More images than one request may name: the client sends batches of at
+ * most VT_PROTO_MAX_IMAGES and shows every result in order, with --json as
+ * one reply (one valid JSON document). */
+static void test_predict_batches(vt_backend *be)
+{
+    enum { N = 2 * VT_PROTO_MAX_IMAGES + 52 };
+    const char *cwd = vt_test_tmpdir("batches");
+    fake_daemon *d = NULL;
+    char **argv = calloc(N + 8, sizeof *argv), sock[256], want[64];
+    capture out, err;
+    int sizes[8], nreq = 0;
+    (void)be;
+
+    VT_CHECK(argv && fake_start(&d, cwd, script_predict, NULL, 2) == 0);
+    snprintf(sock, sizeof sock, "--socket=%s", d->path);
+    for (int json = 0; json < 2; json++) {
+        vt_cli cli = {.tty = 0, .width = 100, .cwd = cwd};
+        int argc = 0, status;
+        argv[argc++] = "vggtune";
+        argv[argc++] = sock;
+        if (json)
+            argv[argc++] = "--json";
+        argv[argc++] = "predict";
+        argv[argc++] = "7";
+        for (int i = 0; i < N; i++) {
+            char name[32];
+            snprintf(name, sizeof name, "img%05d.png", i);
+            argv[argc++] = strdup(name);
+        }
+        cap_open(&out);
+        cap_open(&err);
+        cli.out = out.f;
+        cli.err = err.f;
+        status = vt_cli_main(&cli, argc, argv);
+        VT_CHECK_INT(status, 0);
+        VT_CHECK_STR(cap_text(&err), "");
+        if (!json) {
+            const char *line = cap_text(&out);
+            for (int i = 0; i < N && line; i++) {
+                snprintf(want, sizeof want, "img%05d.png:  c%05d 0.5000\n", i, i);
+                VT_CHECK(strncmp(line, want, strlen(want)) == 0);
+                line = strchr(line, '\n') + 1;
+            }
+            VT_CHECK_STR(line, "");
+        } else {
+            const char *text = cap_text(&out);
+            cJSON *all = cJSON_Parse(text), *preds = cJSON_GetObjectItem(all, "predictions");
+            VT_CHECK(strchr(text, '\n') == text + strlen(text) - 1); /* one line */
+            VT_CHECK(cJSON_IsTrue(cJSON_GetObjectItem(all, "ok")));
+            VT_CHECK_INT(cJSON_GetArraySize(preds), N);
+            for (int i = 0; i < N; i++) {
+                snprintf(want, sizeof want, "%s/img%05d.png", cwd, i);
+                VT_CHECK_STR(cJSON_GetObjectItem(cJSON_GetArrayItem(preds, i), "image")
+                                 ->valuestring,
+                             want);
+            }
+            cJSON_Delete(all);
+        }
+        cap_close(&out);
+        cap_close(&err);
+        for (int i = argc - N; i < argc; i++)
+            free(argv[i]);
+    }
+    fake_join(d);
+    const cJSON *req;
+    cJSON_ArrayForEach(req, d->log) {
+        if (strcmp(op_of(req), "predict") == 0 && nreq < 8)
+            sizes[nreq++] = cJSON_GetArraySize(cJSON_GetObjectItem(req, "images"));
+    }
+    VT_CHECK_INT(nreq, 6);
+    for (int i = 0; i < nreq; i++)
+        VT_CHECK_INT(sizes[i], i % 3 == 2 ? 52 : VT_PROTO_MAX_IMAGES);
+    fake_stop(d);
+    free(argv);
+}
+
 static void test_commands_offline(vt_backend *be)
 {
     const char *cwd = vt_test_tmpdir("offline");
@@ -1205,6 +1309,7 @@ int main(int argc, char **argv)
         {"watcher", test_watcher, 0},
         {"commands", test_commands, 0},
         {"commands_offline", test_commands_offline, 0},
+        {"predict_batches", test_predict_batches, 0},
     };
     VT_TEST_MAIN(cases);
 }
