@@ -664,7 +664,9 @@ void vt_cli_fmt_epoch(char *buf, size_t len, const cJSON *m, int epochs)
     if (vt__num(m, "seconds", &x))
         vt__cat(buf, len, "  %.1f s", x);
     if (vt__true(m, "cached"))
-        vt__cat(buf, len, "  (cached features)");
+        vt__cat(buf, len, "  (cached %s)",
+                vt__str(m, "cache") && strcmp(vt__str(m, "cache"), "images") == 0 ? "images"
+                                                                                 : "features");
 }
 
 /* ---- predict, eval ----------------------------------------------------- */

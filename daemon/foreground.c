@@ -131,6 +131,13 @@ static void vt__fg_progress(void *ud, const vt_progress *p)
             p->images_per_s, eta);
 }
 
+static const char *vt__fg_cached(const vt_epoch_metrics *m)
+{
+    return m->cached == VT_CACHED_IMAGES     ? "  (cached images)"
+           : m->cached == VT_CACHED_FEATURES ? "  (cached features)"
+                                             : "";
+}
+
 static void vt__fg_epoch(void *ud, const vt_epoch_metrics *m)
 {
     vt__fg_ui *ui = ud;
@@ -139,11 +146,11 @@ static void vt__fg_epoch(void *ud, const vt_epoch_metrics *m)
     if (m->has_val)
         printf("epoch %d  loss %.4f  acc %.4f  val_loss %.4f  val_acc %.4f  %.0f img/s  "
                "%.1f s%s\n", m->epoch, m->loss, m->accuracy, m->val_loss, m->val_accuracy,
-               m->images_per_s, m->seconds, m->cached ? "  (cached features)" : "");
+               m->images_per_s, m->seconds, vt__fg_cached(m));
     else
         printf("epoch %d  loss %.4f  acc %.4f  %.0f img/s  %.1f s%s\n", m->epoch, m->loss,
                m->accuracy, m->images_per_s, m->seconds,
-               m->cached ? "  (cached features)" : "");
+               vt__fg_cached(m));
     fflush(stdout);
 }
 

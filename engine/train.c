@@ -642,10 +642,11 @@ static int vt__prepare(vt_trainer *t)
     vt__count_text(nval, sizeof nval, t->val, t->bad_val, "validation");
     vt_train__say(t, VT_LOG_INFO,
             "%s: %s, %s, %d classes; %s, image %d, "
-            "batch %d, %s preprocessing, backend %s; feature cache %s",
+            "batch %d, %s preprocessing, backend %s; %s cache %s",
             s->name, ntrain, nval, t->train->nclasses,
             vt_jobspec_mode_name(s->trainable_blocks), s->image_size, s->batch_size,
             vt_preprocess_name(t->prep), vt_backend_name(t->env.be),
+            s->trainable_blocks == VT_VGG_NBLOCKS ? "image" : "feature",
             !t->cache_train ? (first_epoch_cache ? "off (does not fit)" : "off (random crops)")
             : vt_featcache_on_host(t->fc_train)
                 ? (t->flip_copies ? "on, in host memory (with mirror images)" : "on, in host memory")
@@ -972,7 +973,9 @@ static int vt__epoch_end(vt_trainer *t)
     /* the last step's rate, a function of the position: right after a
      * resume too, when this epoch's steps ran before the restart */
     m.lr = (float)vt_jobspec_lr(&t->spec, t->iteration > 0 ? t->iteration - 1 : 0, t->epoch);
-    m.cached = t->epoch_cached;
+    m.cached = !t->epoch_cached                   ? 0
+               : t->spec.trainable_blocks == VT_VGG_NBLOCKS ? VT_CACHED_IMAGES
+                                                          : VT_CACHED_FEATURES;
     m.time = vt__wall();
     if (!isfinite(m.loss) || (m.has_val && !isfinite(m.val_loss)))
         return vt_error_set(VT_EINVAL, "training diverged: the %s loss of epoch %d is %s; "

@@ -52,6 +52,8 @@ typedef struct {
     const char *phase;      /* "preparing", "training", "validating", "saving" */
 } vt_progress;
 
+enum { VT_CACHED_FEATURES = 1, VT_CACHED_IMAGES = 2 };
+
 typedef struct {
     int epoch;              /* 1-based */
     double loss, accuracy;
@@ -60,7 +62,10 @@ typedef struct {
     double images_per_s;    /* training images / training seconds */
     double seconds;         /* the whole epoch, validation included */
     double lr;              /* learning rate at the epoch's last step */
-    int cached;             /* trained from cached features */
+    int cached;             /* 0, or what the epoch trained from: VT_CACHED_FEATURES
+                               (the frozen part's output), VT_CACHED_IMAGES
+                               (scratch: nothing is frozen, so the cache holds
+                               the decoded, resized images) */
     double time;            /* Unix seconds at the epoch's end */
     int kept_epoch;         /* keep_best: the epoch whose model is kept so far
                                (this one or an earlier one); 0 otherwise */

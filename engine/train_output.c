@@ -38,7 +38,10 @@ cJSON *vt_epoch_metrics_json(const vt_epoch_metrics *m)
     cJSON_AddNumberToObject(o, "images_per_s", m->images_per_s);
     cJSON_AddNumberToObject(o, "seconds", m->seconds);
     cJSON_AddNumberToObject(o, "lr", m->lr);
-    cJSON_AddBoolToObject(o, "cached", m->cached);
+    cJSON_AddBoolToObject(o, "cached", m->cached != 0);
+    if (m->cached)
+        cJSON_AddStringToObject(o, "cache",
+                                m->cached == VT_CACHED_IMAGES ? "images" : "features");
     cJSON_AddNumberToObject(o, "time", m->time);
     if (m->kept_epoch > 0)
         cJSON_AddNumberToObject(o, "kept_epoch", m->kept_epoch);
@@ -66,7 +69,11 @@ int vt_train__metrics_parse(const cJSON *o, vt_epoch_metrics *m)
     m->val_loss = m->has_val ? f->valuedouble : 0;
     f = cJSON_GetObjectItemCaseSensitive(o, "val_accuracy");
     m->val_accuracy = cJSON_IsNumber(f) ? f->valuedouble : 0;
-    m->cached = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "cached"));
+    f = cJSON_GetObjectItemCaseSensitive(o, "cache");
+    m->cached = !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "cached")) ? 0
+                : cJSON_IsString(f) && strcmp(f->valuestring, "images") == 0
+                    ? VT_CACHED_IMAGES
+                    : VT_CACHED_FEATURES;
     f = cJSON_GetObjectItemCaseSensitive(o, "time");
     m->time = cJSON_IsNumber(f) ? f->valuedouble : 0;
     f = cJSON_GetObjectItemCaseSensitive(o, "kept_epoch");
@@ -120,10 +127,10 @@ int vt_train__write_metrics(vt_trainer *t)
         if (m->has_val)
             snprintf(row, sizeof row, "%d,%.9g,%.9g,%.9g,%.9g,%.6g,%.6g,%.9g,%d\n", m->epoch,
                      m->loss, m->accuracy, m->val_loss, m->val_accuracy, m->images_per_s,
-                     m->seconds, m->lr, m->cached);
+                     m->seconds, m->lr, m->cached != 0);
         else
             snprintf(row, sizeof row, "%d,%.9g,%.9g,,,%.6g,%.6g,%.9g,%d\n", m->epoch, m->loss,
-                     m->accuracy, m->images_per_s, m->seconds, m->lr, m->cached);
+                     m->accuracy, m->images_per_s, m->seconds, m->lr, m->cached != 0);
         if (rc == 0)
             rc = vt__cat(&csv, &cl, row);
     }

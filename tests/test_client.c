@@ -666,6 +666,10 @@ static void test_render_lines(vt_backend *be)
     vt_cli_fmt_epoch(buf, sizeof buf, m, 10);
     VT_CHECK_STR(buf, "epoch 3/10  loss 0.4100  acc 0.8800  val_loss 0.3000  val_acc 0.9000  "
                       "1234 img/s  12.3 s  (cached features)");
+    /* A scratch job's cache holds images, not features. */
+    cJSON_AddStringToObject(m, "cache", "images");
+    vt_cli_fmt_epoch(buf, sizeof buf, m, 10);
+    VT_CHECK_CONTAINS(buf, "12.3 s  (cached images)");
     vt_cli_fmt_epoch(buf, sizeof buf, m2, 0);
     VT_CHECK_STR(buf, "epoch 1  loss 1.5000  acc 0.2500  99 img/s  60.0 s");
 

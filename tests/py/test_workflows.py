@@ -89,7 +89,8 @@ err = vtpy.rel_err(feats["train"][:8], ref)
 vtpy.check(err < 1e-4, f"bottleneck features differ from PyTorch by {err:.3g}")
 print(f"bottleneck features vs PyTorch: {err:.3g}")
 m = [json.loads(l) for l in open(os.path.join(out("bn"), "metrics.jsonl"))]
-vtpy.check(not m[0]["cached"] and all(x["cached"] for x in m[1:]), "bottleneck cache flags")
+vtpy.check(not m[0]["cached"] and all(x["cached"] and x["cache"] == "features" for x in m[1:]),
+           "bottleneck cache flags")
 print(f"bottleneck CPU epoch cost: first {m[0]['seconds']:.2f}s, later "
       f"{np.mean([x['seconds'] for x in m[1:]]):.3f}s "
       f"({m[0]['seconds'] / max(np.mean([x['seconds'] for x in m[1:]]), 1e-9):.0f}x cheaper)")
@@ -154,6 +155,13 @@ sc = submit("--mode", "scratch", "--val-split", "0.25", "--epochs", "2", "--name
 vtpy.check(sc["state"] == "succeeded", f"scratch: {sc}")
 m = [json.loads(l) for l in open(os.path.join(out("sc"), "metrics.jsonl"))]
 vtpy.check(len(m) == 2 and m[0]["val_accuracy"] is not None, f"scratch metrics: {m}")
+# Nothing is frozen in scratch: the cache holds decoded images, and says so.
+vtpy.check(m[1]["cached"] and m[1]["cache"] == "images" and "cache" not in m[0],
+           f"scratch cache flags: {m}")
+vtpy.check(f"job {sc['id']}: sc:" in d.log_text() and
+           "feature cache" not in d.log_text().split(f"job {sc['id']}: sc:")[1].split("\n")[0]
+           and "image cache on" in d.log_text().split(f"job {sc['id']}: sc:")[1].split("\n")[0],
+           "a scratch job's log should speak of its image cache")
 sc_meta = meta(os.path.join(out("sc"), "model.safetensors"))
 vtpy.check(sc_meta["trainable_blocks"] == "5", "scratch trains every block")
 sc_seed = json.loads(sc_meta["job"])["seed"]
