@@ -272,13 +272,16 @@ void vt_device_stop(vt_device *d)
 
 /* ---- estimates --------------------------------------------------------- */
 
-size_t vt_device_estimate(const vt_jobspec *spec, int bf16)
+/* vt_device_estimate's figure for spec with another batch, with or without
+ * the head (without it, and at batch 0, what remains is the trainable
+ * convolutions' weights). */
+static size_t vt__estimate(const vt_jobspec *spec, int bf16, int batch, int head)
 {
     bf16 = bf16 && spec->precision != VT_PREC_FP32; /* as the trainer chooses */
     vt_params p = {.image_size = spec->image_size, .nclasses = 100,
-                   .ndense = spec->nhidden + 1};
+                   .ndense = head ? spec->nhidden + 1 : 0};
     vt_model_opts o = {.trainable_blocks = spec->trainable_blocks,
-                       .max_batch = spec->batch_size, .dropout = spec->dropout,
+                       .max_batch = batch, .dropout = spec->dropout,
                        .act = bf16 ? VT_BF16 : VT_F32};
     size_t act = bf16 ? 2 : 4, scratch = 0, model;
     int in = vt_vgg_side(spec->image_size, VT_VGG_NBLOCKS) *
@@ -290,8 +293,30 @@ size_t vt_device_estimate(const vt_jobspec *spec, int bf16)
     }
     model = vt_model_estimate(&p, &o, act, &scratch);
     /* the batch of decoded images and its input tensor */
-    return model + scratch +
-           (size_t)spec->batch_size * spec->image_size * spec->image_size * 3 * (1 + act);
+    return model + scratch + (size_t)batch * spec->image_size * spec->image_size * 3 * (1 + act);
+}
+
+size_t vt_device_estimate(const vt_jobspec *spec, int bf16)
+{
+    return vt__estimate(spec, bf16, spec->batch_size, 1);
+}
+
+void vt_device_estimate_advice(const vt_jobspec *spec, int bf16, char *buf, size_t len)
+{
+    size_t all = vt__estimate(spec, bf16, spec->batch_size, 1);
+    size_t fixed = vt__estimate(spec, bf16, 0, 1), convs = vt__estimate(spec, bf16, 0, 0);
+    size_t head = fixed - convs, batch = all - fixed;
+
+    if (head >= batch && head >= convs)
+        snprintf(buf, len, "%.1f GiB of it is the head's weights with their gradients and "
+                 "momentum; use narrower head.dense layers", head / 1073741824.0);
+    else if (batch >= convs)
+        snprintf(buf, len, "%.1f GiB of it grows with the batch; use a smaller batch_size or "
+                 "image_size", batch / 1073741824.0);
+    else
+        snprintf(buf, len, "%.1f GiB of it is the trainable convolutions' weights with their "
+                 "gradients and momentum; train fewer blocks (trainable_blocks)",
+                 convs / 1073741824.0);
 }
 
 /* ---- bases ------------------------------------------------------------- */

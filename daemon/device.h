@@ -116,4 +116,10 @@ double vt_device_idle_seconds(vt_device *d);
  * precision is fp32 computes in f32 there all the same). */
 size_t vt_device_estimate(const vt_jobspec *spec, int bf16);
 
+/* For a job whose estimate does not fit: the largest part of it and the
+ * setting that lowers it ("... GiB of it is the head's weights ...; use
+ * narrower head.dense layers"; the batch: batch_size or image_size; the
+ * trainable convolutions: trainable_blocks), written to buf. */
+void vt_device_estimate_advice(const vt_jobspec *spec, int bf16, char *buf, size_t len);
+
 #endif

@@ -330,11 +330,12 @@ static void vt__submit(vt_conn *c, const cJSON *id, const cJSON *req)
         size_t need = vt_device_estimate(&spec, dm->bf16), have = dm->mem_total;
         size_t reserve = dm->cfg.reserve_mb << 20;
         if (need + reserve > have) {
+            char advice[256];
+            vt_device_estimate_advice(&spec, dm->bf16, advice, sizeof advice);
             vt__fail(c, id, VT_ETOOBIG, "the job needs about %.1f GiB of device memory (batch "
-                     "%d at %dx%d) but the device has %.1f GiB (%.1f GiB kept free); use a "
-                     "smaller batch_size or image_size", need / 1073741824.0, spec.batch_size,
-                     spec.image_size, spec.image_size, have / 1073741824.0,
-                     reserve / 1073741824.0);
+                     "%d at %dx%d) but the device has %.1f GiB (%.1f GiB kept free): %s",
+                     need / 1073741824.0, spec.batch_size, spec.image_size, spec.image_size,
+                     have / 1073741824.0, reserve / 1073741824.0, advice);
             goto done;
         }
     }

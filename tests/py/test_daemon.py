@@ -184,6 +184,14 @@ expect_error(r.request({"op": "predict", "job": long_id, "images": [imgs[0]]}), 
 expect_error(r.request({"op": "predict", "job": 1, "images": ["relative.jpg"]}), "EINVAL")
 r.close()
 
+# A job that can never fit is refused, and the advice names what dominates
+# the estimate: here the head (seven 65536-wide layers on 1024x1024 input,
+# about 0.7 TiB with gradients and momentum), not the batch.
+r = d.cli("submit", "--spec", write_spec("hugehead", head={"dense": [65536] * 7},
+                                         data={"image_size": 1024}), check=False)
+vtpy.check(r.returncode == 1 and "of device memory" in r.stderr and
+           "use narrower head.dense layers" in r.stderr and "batch_size" not in r.stderr,
+           f"a head too large for the device: {r.stderr!r}")
 # A job whose data cannot be used fails with a message that says why.
 bad = d.cli_json("submit", "--spec", write_spec("nodata", data={"train": "/nonexistent/x",
                                                                 "val": None}))
