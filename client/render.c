@@ -555,7 +555,11 @@ void vt_cli_render_status(FILE *f, const cJSON *d)
         vt__num(caches, "host_bytes", &host);
         vt_cli_fmt_bytes(dev, a, sizeof a);
         vt_cli_fmt_bytes(host, b, sizeof b);
-        if (n)
+        if (n && vt__str(d, "backend") && strcmp(vt__str(d, "backend"), "cpu") == 0) {
+            /* the CPU backend's "device" memory is host memory too */
+            vt_cli_fmt_bytes(dev + host, a, sizeof a);
+            snprintf(buf, sizeof buf, "%lld (%s in memory)", n, a);
+        } else if (n)
             snprintf(buf, sizeof buf, "%lld (%s on the device, %s in host memory)", n, a, b);
         else
             snprintf(buf, sizeof buf, "none");

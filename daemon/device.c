@@ -763,15 +763,12 @@ static void vt__shutdown_jobs(vt_device *d, int checkpoint)
 
 static int vt__init(vt_device *d)
 {
-    char why[512];
+    char why[512] = "";
     int rc;
-    if (strcmp(d->cfg->backend, "auto") == 0) {
+    if (strcmp(d->cfg->backend, "auto") == 0)
         rc = vt_backend_create_auto(&d->be, d->cfg->threads, why, sizeof why);
-        if (rc == 0 && why[0])
-            vt_log_info("no usable GPU (%s); using the CPU backend", why);
-    } else {
+    else
         rc = vt_backend_create(&d->be, d->cfg->backend, d->cfg->threads);
-    }
     if (rc < 0)
         return rc;
     if ((rc = vt_pool_create(&d->pool, d->cfg->threads)) < 0)
@@ -784,8 +781,10 @@ static int vt__init(vt_device *d)
                            d->cfg->weights[0] ? d->cfg->weights : NULL, NULL)) < 0)
         return vt_error_wrap(rc, "resident weights");
     d->bases[0].resident = 1;
-    vt_log_info("backend %s: %s; resident trunk %s (%.0f MiB)", vt_backend_name(d->be),
-                vt_backend_device(d->be), d->bases[0].base->desc,
+    /* one line, with why the GPU was passed over when it was */
+    vt_log_info("backend %s: %s%s%s%s; resident trunk %s (%.0f MiB)", vt_backend_name(d->be),
+                vt_backend_device(d->be), why[0] ? " (no GPU used: " : "", why,
+                why[0] ? ")" : "", d->bases[0].base->desc,
                 vt_trunk_weight_bytes(d->bases[0].base->trunk) / 1048576.0);
     return 0;
 }

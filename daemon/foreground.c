@@ -37,19 +37,17 @@ typedef struct {
 
 static int vt__make_backend(vt_backend **be, const vt__common *c)
 {
-    char why[512];
+    char why[512] = "";
     int rc;
-    if (strcmp(c->backend, "auto") == 0) {
+    if (strcmp(c->backend, "auto") == 0)
         rc = vt_backend_create_auto(be, c->threads, why, sizeof why);
-        if (rc == 0 && why[0])
-            vt_log_info("no usable GPU (%s); using the CPU backend", why);
-    } else {
+    else
         rc = vt_backend_create(be, c->backend, c->threads);
-    }
     if (rc < 0)
         fprintf(stderr, "vggtuned: %s\n", vt_error_msg());
-    else
-        vt_log_info("backend %s: %s", vt_backend_name(*be), vt_backend_device(*be));
+    else /* one line, with why the GPU was passed over when it was */
+        vt_log_info("backend %s: %s%s%s%s", vt_backend_name(*be), vt_backend_device(*be),
+                    why[0] ? " (no GPU used: " : "", why, why[0] ? ")" : "");
     return rc;
 }
 
@@ -293,7 +291,7 @@ int vt_fg_run(int argc, char **argv)
         goto done;
     }
     if (rc < 0) {
-        fprintf(stderr, "vggtuned: job %s failed: %s\n", spec.name, vt_error_msg());
+        fprintf(stderr, "vggtuned: job '%s' failed: %s\n", spec.name, vt_error_msg());
         goto done;
     }
     printf("done: %s/model.safetensors (%d epoch%s)\n", spec.output,

@@ -465,8 +465,11 @@ static vt_job *vt__model_job(vt_conn *c, const cJSON *id, const cJSON *req, char
     if (!j)
         return NULL;
     if (j->state != VT_JOB_SUCCEEDED) {
-        vt__fail(c, id, VT_ESTATE, "job %lld has no model: it is %s", (long long)j->id,
-                 vt_job_state_name(j->state));
+        vt__fail(c, id, VT_ESTATE, "job %lld %s", (long long)j->id,
+                 j->state == VT_JOB_QUEUED    ? "is queued, so it has no model yet"
+                 : j->state == VT_JOB_RUNNING ? "is still running, so it has no model yet"
+                 : j->state == VT_JOB_FAILED  ? "failed, so it has no model"
+                                              : "was cancelled, so it has no model");
         return NULL;
     }
     if (vt_path(model, len, "%s/model.safetensors", j->spec.output) < 0) {

@@ -4,6 +4,7 @@
 #include <cjson/cJSON.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -84,6 +85,17 @@ int vt_predictor_load(vt_predictor **out, vt_backend *be, const char *path,
     rc = vt_safetensors_read(&set, path);
     if (creds)
         vt_creds_leave();
+    if (rc == VT_EFORMAT) {
+        /* Say first what the file is not (an image given where the model
+         * was meant), then why, without the path a second time. */
+        char why[512];
+        const char *msg = vt_error_msg();
+        size_t n = strlen(path);
+        snprintf(why, sizeof why, "%s",
+                 strncmp(msg, path, n) == 0 && strncmp(msg + n, ": ", 2) == 0 ? msg + n + 2
+                                                                               : msg);
+        rc = vt_error_set(VT_EFORMAT, "%s is not a vggtune model file: %s", path, why);
+    }
     if (rc < 0)
         goto fail;
     if (!(v = vt_tensorset_meta(set, "format")) || strncmp(v, "vggtune-model-", 14) != 0) {

@@ -1020,9 +1020,6 @@ static int vt__epoch_end(vt_trainer *t)
             }
         } else if (++t->stale >= t->spec.patience && t->spec.patience > 0) {
             t->stop_early = 1;
-            vt_train__say(t, VT_LOG_INFO, "early stopping after epoch %d: val_loss has not "
-                    "improved for %d epochs (best %.4f at epoch %d)", m.epoch, t->stale,
-                    t->best_val_loss, t->best_epoch);
         }
     }
     t->epoch++;
@@ -1030,6 +1027,10 @@ static int vt__epoch_end(vt_trainer *t)
         return rc;
     if (t->hooks.epoch_end)
         t->hooks.epoch_end(t->hooks.ud, &m);
+    if (t->stop_early) /* after the epoch's own line, which it refers to */
+        vt_train__say(t, VT_LOG_INFO, "early stopping after epoch %d: val_loss has not "
+                "improved for %d epochs (best %.4f at epoch %d)", m.epoch, t->stale,
+                t->best_val_loss, t->best_epoch);
     t->phase = t->epoch >= t->spec.epochs || t->stop_early ? PH_FINISH : PH_TRAIN;
     return 0;
 }

@@ -558,7 +558,7 @@ static void test_render_status(vt_backend *be)
         "vggtuned 0.1.0, up 1:02:03\n"
         "backend    cpu: CPU, 2 threads, OpenBLAS fp32\n"
         "memory     1.2 GiB in use (peak 3.4 GiB) of 8.0 GiB; 2.0 GiB of pinned host memory\n"
-        "caches     2 (1.0 MiB on the device, 2.0 GiB in host memory)\n"
+        "caches     2 (2.0 GiB in memory)\n"
         "trunks     random (He, seed 0): 56.2 MiB, 1 job\n"
         "           /w/vgg16.h5: 56.2 MiB, 2 jobs (not resident)\n"
         "jobs       2 running, 1 queued\n"

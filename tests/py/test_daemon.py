@@ -113,6 +113,21 @@ vtpy.check(preds["ok"] and [p["image"] for p in preds["predictions"]] == many_im
            f"predict of {len(many_imgs)} images: {len(preds['predictions'])} results, or "
            "out of order")
 print(f"predict of {len(many_imgs)} images: {time.time() - t0:.1f}s")
+# The foreground's small messages: with backend auto, one line says which
+# backend runs (and, without a GPU, why not CUDA); a MODEL that is not one is
+# called so; a failed `vggtuned run` quotes the job's name.
+r = vtpy.run([VGGTUNED, "predict", os.path.join(out, "model.safetensors"), imgs[0]])
+info = [ln for ln in r.stderr.splitlines() if ln.startswith("vggtuned: info: ")]
+vtpy.check(len(info) == 1 and info[0].startswith("vggtuned: info: backend "),
+           f"vggtuned predict, backend auto: one line about the backend: {r.stderr!r}")
+r = vtpy.run([VGGTUNED, "predict", "--backend", "cpu", imgs[1], imgs[0]], check=False)
+vtpy.check(r.returncode != 0 and f"{imgs[1]} is not a vggtune model file: " in r.stderr,
+           f"vggtuned predict IMAGE IMAGE: {r.stderr!r}")
+r = vtpy.run([VGGTUNED, "run", "--backend", "cpu", "--quiet",
+              write_spec("job", data={"train": os.path.join(TMP, "nothere"), "val": None})],
+             check=False)
+vtpy.check(r.returncode != 0 and "vggtuned: job 'job' failed: " in r.stderr,
+           f"vggtuned run of a failing job named 'job': {r.stderr!r}")
 ev = d.cli_json("eval", "1", os.path.join(DATA, "val"))["eval"]
 vtpy.check(ev["n"] == 12 and len(ev["confusion"]) == 3, f"eval: {ev}")
 vtpy.check(abs(ev["accuracy"] - metrics[-1]["val_accuracy"]) < 1e-9,
@@ -180,7 +195,8 @@ expect_error(r.request({"op": "submit", "job": {"data": {"train": "rel/dir"}, "o
 expect_error(r.request({"op": "submit", "job": {"data": {"train": DATA}, "output": "/o",
                                                 "optimizer": {"lr": "fast"}}}),
              "EINVAL", "optimizer.lr")
-expect_error(r.request({"op": "predict", "job": long_id, "images": [imgs[0]]}), "ESTATE")
+expect_error(r.request({"op": "predict", "job": long_id, "images": [imgs[0]]}), "ESTATE",
+             f"job {long_id} was cancelled, so it has no model")
 expect_error(r.request({"op": "predict", "job": 1, "images": ["relative.jpg"]}), "EINVAL")
 r.close()
 

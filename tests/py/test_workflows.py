@@ -315,8 +315,12 @@ spec = {"name": "es", "mode": "finetune",
         "early_stopping": {"patience": 2, "min_delta": 100.0}, "output": out("es")}
 with open(os.path.join(TMP, "es.json"), "w") as f:
     json.dump(spec, f)
-es = d.cli_json("submit", "--spec", os.path.join(TMP, "es.json"))["job"]
-es = d.wait_state(es["id"], ["succeeded", "failed"])
+w = d.cli("submit", "--spec", os.path.join(TMP, "es.json"), "--watch").stdout
+es = d.wait_state(int(w.split()[2]), ["succeeded", "failed"])  # "submitted job N (es)"
+# The early stop is told after the line of the epoch it names.
+vtpy.check("epoch 3/20 " in w and "early stopping after epoch 3" in w and
+           w.index("epoch 3/20 ") < w.index("early stopping after epoch 3"),
+           f"early stopping is told before its epoch's line: {w!r}")
 vtpy.check(es["state"] == "succeeded" and es["epochs_done"] == 3,
            f"early stopping after 1 + patience epochs: {es}")
 vtpy.check(meta(os.path.join(out("es"), "model.safetensors"))["epochs"] == "1",
