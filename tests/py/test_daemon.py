@@ -96,23 +96,6 @@ for p, q in zip(ours, fg):
     vtpy.check(all(abs(t["probability"] - u["probability"]) < 1e-6
                    for t, u in zip(p["top"], q["top"])),
                f"predict probabilities differ for {p['image']}: {p} vs {q}")
-# More images than one request may carry (VT_PROTO_MAX_IMAGES, 1024): the
-# client sends them in batches and shows every result in order, as one JSON
-# reply with --json.  The network runs at the job's 32x32 whatever the files'
-# size, about 25 s for these on two cores; the batches' text output and
-# their sizes are checked against a fake daemon in test_client.
-many = os.path.join(TMP, "many")
-vtpy.run([os.path.join(a.build, "tools", "vt-gendata"), "--out", many, "--classes", "1",
-          "--per-class", "1025", "--size", "8x8"])
-many_imgs = sorted(os.path.join(many, c, f) for c in os.listdir(many)
-                   for f in os.listdir(os.path.join(many, c)))
-t0 = time.time()
-preds = d.cli_json("predict", "1", *many_imgs, "--top", "1")  # one JSON document
-vtpy.check(preds["ok"] and [p["image"] for p in preds["predictions"]] == many_imgs and
-           all(len(p["top"]) == 1 for p in preds["predictions"]),
-           f"predict of {len(many_imgs)} images: {len(preds['predictions'])} results, or "
-           "out of order")
-print(f"predict of {len(many_imgs)} images: {time.time() - t0:.1f}s")
 # The foreground's small messages: with backend auto, one line says which
 # backend runs (and, without a GPU, why not CUDA); a MODEL that is not one is
 # called so; a failed `vggtuned run` quotes the job's name.
