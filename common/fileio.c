@@ -222,10 +222,13 @@ int vt_path(char *buf, size_t len, const char *fmt, ...)
     return 0;
 }
 
-int vt_mkdir_p(const char *path)
+int vt_mkdir_p(const char *path, int *created)
 {
     char tmp[PATH_MAX];
     size_t n = strlen(path);
+    int made = 0;
+    if (created)
+        *created = 0;
     if (n == 0 || n >= sizeof tmp)
         return vt_error_set(VT_EINVAL, "bad directory path '%s'", path);
     memcpy(tmp, path, n + 1);
@@ -233,7 +236,9 @@ int vt_mkdir_p(const char *path)
         if (*p == '/' || *p == '\0') {
             char c = *p;
             *p = '\0';
-            if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+            if (mkdir(tmp, 0755) == 0)
+                made++;
+            else if (errno != EEXIST)
                 return vt_error_set(VT_EIO, "cannot create directory %s: %s", tmp,
                                     strerror(errno));
             *p = c;
@@ -244,5 +249,7 @@ int vt_mkdir_p(const char *path)
     struct stat st;
     if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode))
         return vt_error_set(VT_EIO, "%s exists and is not a directory", path);
+    if (created)
+        *created = made;
     return 0;
 }

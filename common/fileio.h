@@ -50,7 +50,9 @@ int vt_read_file(const char *path, size_t max, uint8_t **out, size_t *len);
 int vt_path(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Creates a directory and its missing parents with mode 0755 (less umask);
- * an existing directory is fine. */
-int vt_mkdir_p(const char *path);
+ * an existing directory is fine.  created (may be NULL) receives how many
+ * of path's trailing components this call made (0: path existed), so that
+ * a caller can remove what it made and nothing else. */
+int vt_mkdir_p(const char *path, int *created);
 
 #endif

@@ -420,9 +420,13 @@ static void vt__job_free(vt_device *d, vt__djob *j)
     free(j);
 }
 
-/* Ends a job: removes it from the scheduler and reports its final state. */
+/* Ends a job: removes it from the scheduler and reports its final state.
+ * A job that did not succeed takes back an output directory it made and
+ * left empty. */
 static void vt__job_end(vt_device *d, vt__djob *j, vt_job_state state, const char *text)
 {
+    if (state != VT_JOB_SUCCEEDED)
+        vt_trainer_discard_output(j->tr);
     vt__post_text(d, VT_DEV_STATE, j->id, (int)state, text);
     vt_sched_remove(d->sched, j->sj);
     vt__job_free(d, j);

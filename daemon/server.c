@@ -523,13 +523,13 @@ static int vt__setup(vt_daemon *dm)
     uv_signal_start(&dm->sigint, vt__on_signal, SIGINT);
     uv_signal_start(&dm->sighup, vt__on_signal, SIGHUP);
 
-    if ((rc = vt_mkdir_p(dm->cfg.state_dir)) < 0)
+    if ((rc = vt_mkdir_p(dm->cfg.state_dir, NULL)) < 0)
         return vt_error_wrap(rc, "state directory");
     chmod(dm->cfg.state_dir, 0700);
     if ((rc = vt__lock_state(dm)) < 0)
         return rc;
     if ((rc = vt_path(path, sizeof path, "%s/checkpoints", dm->cfg.state_dir)) < 0 ||
-        (rc = vt_mkdir_p(path)) < 0 ||
+        (rc = vt_mkdir_p(path, NULL)) < 0 ||
         (rc = vt_path(path, sizeof path, "%s/jobs.db", dm->cfg.state_dir)) < 0 ||
         (rc = vt_store_open(&dm->store, path)) < 0)
         return rc;

@@ -550,14 +550,18 @@ static int vt__make_cache(vt_trainer *t, const vt_dataset *ds, const uint8_t *ba
 static int vt__epoch_checkpoint(vt_trainer *t, int saved_best);
 static int vt__begin_pass(vt_trainer *t, int val);
 
-/* Makes sure the output directory exists and that we may write in it. */
+/* Makes sure the output directory exists and that we may write in it.  A
+ * job that starts afresh (no checkpoint to resume) then removes the output
+ * files an earlier job left there, so that every one of them is this job's
+ * or absent. */
 static int vt__check_output(vt_trainer *t)
 {
     char probe[PATH_MAX];
+    int fresh = !t->env.checkpoint || access(t->env.checkpoint, F_OK) != 0;
     int rc = vt_train__enter(t), fd;
     if (rc < 0)
         return rc;
-    if ((rc = vt_mkdir_p(t->spec.output)) == 0) {
+    if ((rc = vt_mkdir_p(t->spec.output, &t->out_created)) == 0) {
         snprintf(probe, sizeof probe, "%s/.vggtune-write-test.%ld", t->spec.output,
                  (long)getpid());
         fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -572,7 +576,27 @@ static int vt__check_output(vt_trainer *t)
         rc = vt_error_wrap(rc, "output directory");
     }
     vt_train__leave(t);
-    return rc;
+    return rc == 0 && fresh && !t->out_created ? vt_train__remove_outputs(t) : rc;
+}
+
+void vt_trainer_discard_output(vt_trainer *t)
+{
+    char dir[PATH_MAX], *slash;
+    size_t n;
+    if (!t || !t->out_created || vt_train__enter(t) < 0)
+        return;
+    snprintf(dir, sizeof dir, "%s", t->spec.output);
+    for (int i = 0; i < t->out_created; i++) {
+        for (n = strlen(dir); n > 1 && dir[n - 1] == '/'; n--)
+            dir[n - 1] = '\0';
+        if (rmdir(dir) < 0) /* not empty (the job wrote something), or gone */
+            break;
+        if (!(slash = strrchr(dir, '/')) || slash == dir)
+            break;
+        *slash = '\0';
+    }
+    t->out_created = 0;
+    vt_train__leave(t);
 }
 
 static int vt__prepare(vt_trainer *t)

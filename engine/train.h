@@ -123,6 +123,12 @@ int vt_trainer_checkpoint(vt_trainer *t);
  * owns it (cJSON_Delete). */
 struct cJSON *vt_epoch_metrics_json(const vt_epoch_metrics *m);
 
+/* For a job that ends without success (failed or cancelled): removes the
+ * output directory, and the parents of it, that this trainer created, as
+ * long as they are empty (rmdir as the job's owner), so that a job that
+ * wrote nothing leaves nothing behind.  NULL is a no-op. */
+void vt_trainer_discard_output(vt_trainer *t);
+
 /* Frees the trainer; NULL is a no-op. */
 void vt_trainer_free(vt_trainer *t);
 

@@ -66,6 +66,7 @@ struct vt_trainer {
                                    or < 0: none yet in this run */
     double ckpt_cost_s;         /* seconds the last checkpoint took to write */
     int features_saved;         /* bottleneck features written (or why not said) */
+    int out_created;            /* trailing components of spec.output this run created */
     int32_t *labels;            /* (batch_size) */
     int *rows;                  /* (batch_size) cache rows of a batch */
 };
@@ -107,6 +108,11 @@ int vt_train__write_metrics(vt_trainer *t);
 int vt_train__save_features(vt_trainer *t);
 int vt_train__save_model(vt_trainer *t, int epochs_done);
 int vt_train__write_classmap(vt_trainer *t);
+
+/* At a fresh start: removes every file of the list above that an earlier
+ * job left in OUT, as the job's owner, and says which in the job log.
+ * 0, or VT_EIO when one cannot be removed. */
+int vt_train__remove_outputs(vt_trainer *t);
 
 /* ---- train_checkpoint.c ---- */
 

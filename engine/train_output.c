@@ -7,11 +7,13 @@
  */
 #include "train_impl.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../common/error.h"
 #include "../common/fileio.h"
@@ -341,5 +343,31 @@ int vt_train__write_classmap(vt_trainer *t)
         return vt_error_set(VT_ENOMEM, "out of memory");
     rc = vt__write_output(t, "classmap.json", text, strlen(text));
     free(text);
+    return rc;
+}
+
+int vt_train__remove_outputs(vt_trainer *t)
+{
+    static const char *const names[] = {"model.safetensors", "classmap.json", "metrics.jsonl",
+                                        "metrics.csv", "events.out.tfevents.vggtune",
+                                        "bottleneck_features.safetensors"};
+    char path[PATH_MAX], removed[512] = "";
+    int rc = vt_train__enter(t);
+    if (rc < 0)
+        return rc;
+    for (size_t i = 0; rc == 0 && i < sizeof names / sizeof names[0]; i++) {
+        if ((rc = vt_path(path, sizeof path, "%s/%s", t->spec.output, names[i])) < 0)
+            break;
+        if (unlink(path) == 0)
+            snprintf(removed + strlen(removed), sizeof removed - strlen(removed), "%s%s",
+                     removed[0] ? ", " : "", names[i]);
+        else if (errno != ENOENT)
+            rc = vt_error_set(VT_EIO, "cannot remove %s, an earlier job's output: %s", path,
+                              strerror(errno));
+    }
+    vt_train__leave(t);
+    if (removed[0])
+        vt_train__say(t, VT_LOG_INFO, "removed an earlier job's outputs from %s: %s",
+                      t->spec.output, removed);
     return rc;
 }

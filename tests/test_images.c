@@ -146,7 +146,7 @@ static int touch(const char *dir, const char *rel)
     snprintf(path, sizeof path, "%s/%s", dir, rel);
     char *slash = strrchr(path, '/');
     *slash = '\0';
-    if (vt_mkdir_p(path) < 0)
+    if (vt_mkdir_p(path, NULL) < 0)
         return -1;
     *slash = '/';
     return write_file(path, "x", 1);
@@ -909,7 +909,7 @@ static int make_classes(const char *root, const int *sizes, int nclasses)
         snprintf(rel, sizeof rel, "c%d", c);
         char dir[PATH_MAX];
         if (snprintf(dir, sizeof dir, "%s/%s", root, rel) >= (int)sizeof dir ||
-            vt_mkdir_p(dir) < 0)
+            vt_mkdir_p(dir, NULL) < 0)
             return -1;
         for (int i = 0; i < sizes[c]; i++) {
             snprintf(rel, sizeof rel, "c%d/f%03d.jpg", c, i);

@@ -337,7 +337,7 @@ static int vt_gen_split(const vt_gen_opts *o, tjhandle tj, int split, const char
         if (snprintf(dir, sizeof dir, "%s%s%s/%s", o->out, sub[0] ? "/" : "", sub, name) >=
             (int)sizeof dir)
             return vt_error_set(VT_EINVAL, "output path too long");
-        if ((rc = vt_mkdir_p(dir)) < 0)
+        if ((rc = vt_mkdir_p(dir, NULL)) < 0)
             return rc;
         for (int i = 0; i < count; i++)
             if ((rc = vt_gen_image(o, tj, dir, split, c, i)) < 0)
