@@ -13,7 +13,9 @@
  */
 #include "cli.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,7 +151,7 @@ enum {
     O_HELP = 1, O_JSON, O_SOCKET, O_SPEC, O_DATA, O_VAL, O_VAL_SPLIT, O_MODE, O_TB,
     O_EPOCHS, O_BATCH, O_LR, O_IMAGE_SIZE, O_PREPROCESS, O_WEIGHTS, O_INIT, O_INIT_HEAD,
     O_NAME, O_OUT, O_SEED, O_PRECISION, O_DROPOUT, O_DENSE, O_FLIP, O_CROP, O_KEEP_BEST,
-    O_PATIENCE, O_SCHEDULE, O_WEIGHT_DECAY, O_MOMENTUM, O_WATCH, O_DRY_RUN, O__COUNT
+    O_PATIENCE, O_SCHEDULE, O_WEIGHT_DECAY, O_MOMENTUM, O_OVERWRITE, O_WATCH, O_DRY_RUN, O__COUNT
 };
 
 static const vt_cli_opt vt__submit_opts[] = {
@@ -183,6 +185,7 @@ static const vt_cli_opt vt__submit_opts[] = {
     {"schedule", 0, 1, O_SCHEDULE},
     {"weight-decay", 0, 1, O_WEIGHT_DECAY},
     {"momentum", 0, 1, O_MOMENTUM},
+    {"overwrite", 0, 0, O_OVERWRITE},
     {"watch", 'w', 0, O_WATCH},
     {"dry-run", 0, 0, O_DRY_RUN},
     {NULL, 0, 0, 0},
@@ -203,7 +206,7 @@ static const struct {
     {"head.dropout", O_DROPOUT}, {"head.dense", O_DENSE}, {"augment.flip", O_FLIP},
     {"augment.crop", O_CROP}, {"keep_best", O_KEEP_BEST},
     {"early_stopping.patience", O_PATIENCE}, {"optimizer.weight_decay", O_WEIGHT_DECAY},
-    {"optimizer.momentum", O_MOMENTUM},
+    {"optimizer.momentum", O_MOMENTUM}, {"overwrite", O_OVERWRITE},
 };
 
 static const char *vt__opt_name(int id)
@@ -356,6 +359,7 @@ static int vt__apply(cJSON *doc, int id, const char *val)
     case O_FLIP: return vt__set(doc, "augment", "flip", cJSON_CreateTrue());
     case O_CROP: return vt__set(doc, "augment", "crop", cJSON_CreateNumber(d));
     case O_KEEP_BEST: return vt__set(doc, NULL, "keep_best", cJSON_CreateTrue());
+    case O_OVERWRITE: return vt__set(doc, NULL, "overwrite", cJSON_CreateTrue());
     case O_PATIENCE:
         return vt__set(doc, "early_stopping", "patience", cJSON_CreateNumber((double)i));
     default:
@@ -601,7 +605,12 @@ int vt_cli_submit_parse(vt_cli_submit *s, vt_cli *cli, int argc, char **argv, in
         rc = vt__hint(rc, given, spec_path);
         goto done;
     }
+    if ((rc = vt_jobspec_absolutize(&spec, cli->cwd)) == 0 &&
+        (rc = vt_jobspec_check_output(&spec)) < 0)
+        rc = vt__hint(rc, given, spec_path);
     vt_jobspec_free(&spec);
+    if (rc < 0)
+        goto done;
     if ((rc = vt__absolutize(s->doc, "data", "train", cli->cwd)) < 0 ||
         (rc = vt__absolutize(s->doc, "data", "val", cli->cwd)) < 0 ||
         (rc = vt__absolutize(s->doc, NULL, "weights", cli->cwd)) < 0 ||
@@ -660,10 +669,44 @@ static int vt__check_weights(const char *path, const char *flag, int want_st)
     return 0;
 }
 
+/* Checks that the directory path (from flag) has at least two class folders:
+ * visible sub-directories, as the dataset scan counts them.  Reads only the
+ * top level, and stops at the second. */
+static int vt__check_classes(const char *path, const char *flag)
+{
+    char first[256] = "";
+    struct dirent *e;
+    int n = 0;
+    DIR *d;
+    if (!path)
+        return 0;
+    if (!(d = opendir(path)))
+        return vt_error_set(errno == EACCES ? VT_EPERM : VT_EIO, "%s %s: %s", flag, path,
+                            strerror(errno));
+    while (n < 2 && (e = readdir(d))) {
+        struct stat st;
+        if (e->d_name[0] == '.' ||
+            fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
+            continue;
+        if (n++ == 0)
+            snprintf(first, sizeof first, "%s", e->d_name);
+    }
+    closedir(d);
+    if (n == 0)
+        return vt_error_set(VT_EINVAL, "%s %s has no class folders: it needs one sub-folder "
+                            "of images per class, at least two", flag, path);
+    if (n == 1)
+        return vt_error_set(VT_EINVAL, "%s %s has one class folder (%s): a classifier needs "
+                            "at least two, one sub-folder of images per class", flag, path,
+                            first);
+    return 0;
+}
+
 int vt_cli_check_paths(const cJSON *doc)
 {
     int rc;
     if ((rc = vt__check_path(vt__get_str(doc, "data", "train"), "--data", 1)) < 0 ||
+        (rc = vt__check_classes(vt__get_str(doc, "data", "train"), "--data")) < 0 ||
         (rc = vt__check_path(vt__get_str(doc, "data", "val"), "--val", 1)) < 0 ||
         (rc = vt__check_weights(vt__get_str(doc, NULL, "weights"), "--weights", 0)) < 0 ||
         (rc = vt__check_weights(vt__get_str(doc, NULL, "init"), "--init", 1)) < 0)

@@ -100,11 +100,14 @@ typedef struct {
 int vt_cli_submit_parse(vt_cli_submit *s, vt_cli *cli, int argc, char **argv, int first);
 void vt_cli_submit_free(vt_cli_submit *s);
 
-/* Checks that the document's input paths exist as the user sees them
- * (data.train / data.val directories, weights / init files, the latter
- * starting like Keras HDF5 or safetensors, init like safetensors), so submit
- * can warn of a typo at once rather than when the job starts.  VT_ENOTFOUND
- * / VT_EPERM / VT_EINVAL / VT_EFORMAT with a message naming the flag. */
+/* Checks what it can see cheaply of the document's input paths, as the user
+ * sees them: data.train and data.val are directories, data.train with at
+ * least two class folders (its top level only is read), weights and init
+ * files start like Keras HDF5 or safetensors (init like safetensors).  So
+ * submit refuses a typo at once rather than when the job starts.
+ * VT_ENOTFOUND / VT_EINVAL / VT_EFORMAT / VT_EIO with a message naming the
+ * flag; VT_EPERM when access is denied (the daemon, which reads as the user
+ * with the groups the user database gives, may still be allowed). */
 int vt_cli_check_paths(const cJSON *doc);
 
 /* ---- exit statuses ----------------------------------------------------- */

@@ -84,8 +84,12 @@ static const char vt__help_submit[] =
     "       vggtune submit --spec JOB.json [options]\n"
     "\n"
     "Submits a training job and prints its number.  Relative paths are taken from\n"
-    "the current directory.  The job is checked here first, so a mistake is\n"
-    "reported before it is queued.\n"
+    "the current directory.  The job document is checked here first, and so are\n"
+    "the paths as far as that is cheap (the data folders exist and --data has at\n"
+    "least two class folders, the weights files look like weights, the output is\n"
+    "not inside the data): such a mistake is refused with exit status 2 before\n"
+    "the job is queued.  What only the job finds (an unreadable or corrupt image,\n"
+    "a class folder without images) fails the job, with the reason.\n"
     "\n"
     "data:\n"
     "  -d, --data DIR          training images, one sub-folder per class (required)\n"
@@ -124,6 +128,9 @@ static const char vt__help_submit[] =
     "                          it is called train: ~/flowers/train -> flowers)\n"
     "  -o, --out DIR           where the model and metrics go (default: ./runs/NAME,\n"
     "                          or ./runs/NAME-2, -3, ... when that exists)\n"
+    "      --overwrite         let this job take over a directory that holds a\n"
+    "                          succeeded job's outputs (that job's predict and eval\n"
+    "                          then refuse: its model is gone)\n"
     "      --spec FILE         a whole job document (README.md, 'Job specification');\n"
     "                          the flags above override its fields\n"
     "  -w, --watch             then follow the job as 'vggtune watch' does\n"
@@ -403,11 +410,17 @@ static int vt__cmd_submit(vt_cli *cli, int argc, char **argv, int first)
         fputs(vt__help_submit, cli->out);
         return VT_CLI_OK;
     }
-    /* Only a warning: the daemon reads the files as us and is the judge
-     * (a job it cannot read fails with the reason); this just tells of a
-     * typo at once instead of when the job starts. */
-    if (vt_cli_check_paths(s.doc) < 0)
+    /* What is certainly wrong is refused; a permission denied here only
+     * warns, since the daemon reads as us with the groups the user database
+     * gives, which a login shell may not have yet.  --dry-run prints the
+     * document whatever it names, with the same words as warnings. */
+    if ((rc = vt_cli_check_paths(s.doc)) < 0) {
+        if (rc != VT_EPERM && !s.dry_run) {
+            vt_cli_submit_free(&s);
+            return vt__usage(cli, "submit", vt_error_msg());
+        }
         vt__msg(cli, "warning: %s; the job will fail unless that changes", vt_error_msg());
+    }
     if (s.dry_run) {
         char *text = cli->json ? cJSON_PrintUnformatted(s.doc) : cJSON_Print(s.doc);
         fprintf(cli->out, "%s\n", text ? text : "null");

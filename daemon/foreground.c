@@ -236,7 +236,8 @@ int vt_fg_run(int argc, char **argv)
     }
     if ((rc = vt_read_file(argv[optind], VT_SPEC_MAX, &text, &len)) < 0 ||
         (rc = vt_jobspec_parse(&spec, (const char *)text, len)) < 0 ||
-        !getcwd(cwd, sizeof cwd) || (rc = vt_jobspec_absolutize(&spec, cwd)) < 0) {
+        !getcwd(cwd, sizeof cwd) || (rc = vt_jobspec_absolutize(&spec, cwd)) < 0 ||
+        (rc = vt_jobspec_check_output(&spec)) < 0) {
         fprintf(stderr, "vggtuned: %s: %s\n", argv[optind], vt_error_msg());
         goto done;
     }
@@ -292,6 +293,7 @@ int vt_fg_run(int argc, char **argv)
     }
     if (rc < 0) {
         fprintf(stderr, "vggtuned: job '%s' failed: %s\n", spec.name, vt_error_msg());
+        vt_trainer_discard_output(tr);
         goto done;
     }
     printf("done: %s/model.safetensors (%d epoch%s)\n", spec.output,

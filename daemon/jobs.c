@@ -79,6 +79,33 @@ int vt_jobs_init_model(const vt_jobs *js, vt_jobspec *s)
     return 0;
 }
 
+/* Whether two absolute paths name the same directory as written (trailing
+ * slashes aside). */
+static int vt__same_dir(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    while (la > 1 && a[la - 1] == '/')
+        la--;
+    while (lb > 1 && b[lb - 1] == '/')
+        lb--;
+    return la == lb && memcmp(a, b, la) == 0;
+}
+
+vt_job *vt_jobs_output_owner(const vt_jobs *js, const char *dir, const vt_job *self)
+{
+    vt_job *found = NULL;
+    for (vt_job *x = js->head; x; x = x->next)
+        if (x != self && vt__same_dir(x->spec.output, dir) && (!found || x->id > found->id))
+            found = x;
+    return found;
+}
+
+vt_job *vt_jobs_replaced_by(const vt_jobs *js, const vt_job *j)
+{
+    vt_job *owner = vt_jobs_output_owner(js, j->spec.output, j);
+    return owner && owner->id > j->id ? owner : NULL;
+}
+
 void vt_jobs_clear(vt_jobs *js)
 {
     vt_job *j = js->head, *next;
@@ -159,6 +186,11 @@ cJSON *vt_job_json(const vt_jobs *js, const vt_job *j, vt_job_view view)
     cJSON_AddNumberToObject(o, "epochs", j->spec.epochs);
     cJSON_AddNumberToObject(o, "epochs_done", j->epochs_done);
     cJSON_AddStringToObject(o, "output", j->spec.output);
+    {
+        const vt_job *by = vt_jobs_replaced_by(js, j);
+        if (by) /* what is in output now is that job's */
+            cJSON_AddNumberToObject(o, "replaced_by", (double)by->id);
+    }
     cJSON_AddItemToObject(o, "submitted", vt__time(j->submitted));
     cJSON_AddItemToObject(o, "started", vt__time(j->started));
     cJSON_AddItemToObject(o, "finished", vt__time(j->finished));

@@ -216,28 +216,6 @@ static void vt__job(vt_conn *c, const cJSON *id, const cJSON *req)
 
 /* ---- submit ------------------------------------------------------------ */
 
-/* Whether two absolute paths name the same directory as written (trailing
- * slashes aside). */
-static int vt__same_dir(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    while (la > 1 && a[la - 1] == '/')
-        la--;
-    while (lb > 1 && b[lb - 1] == '/')
-        lb--;
-    return la == lb && memcmp(a, b, la) == 0;
-}
-
-/* The newest job other than `self` whose output directory is dir, or NULL. */
-static vt_job *vt__output_owner(vt_daemon *dm, const char *dir, const vt_job *self)
-{
-    vt_job *found = NULL;
-    for (vt_job *x = dm->jobs.head; x; x = x->next)
-        if (x != self && vt__same_dir(x->spec.output, dir) && (!found || x->id > found->id))
-            found = x;
-    return found;
-}
-
 static int vt__absolute(const char *field, const char *path)
 {
     if (path && path[0] != '/')
@@ -250,7 +228,7 @@ static int vt__absolute(const char *field, const char *path)
  * head. */
 static int vt__resolve_init_job(vt_conn *c, vt_jobspec *s)
 {
-    vt_job *src = vt_jobs_find(&c->dm->jobs, s->init_job);
+    vt_job *src = vt_jobs_find(&c->dm->jobs, s->init_job), *by;
     if (!src)
         return vt_error_set(VT_ENOTFOUND, "init_job: no job %lld", (long long)s->init_job);
     if (src->uid != c->uid)
@@ -259,6 +237,10 @@ static int vt__resolve_init_job(vt_conn *c, vt_jobspec *s)
     if (src->state != VT_JOB_SUCCEEDED)
         return vt_error_set(VT_ESTATE, "init_job: job %lld has not succeeded (it is %s)",
                             (long long)s->init_job, vt_job_state_name(src->state));
+    if ((by = vt_jobs_replaced_by(&c->dm->jobs, src)))
+        return vt_error_set(VT_ESTATE, "init_job: job %lld has no model any more: job %lld "
+                            "took over its output directory %s", (long long)s->init_job,
+                            (long long)by->id, src->spec.output);
     if (src->spec.image_size != s->image_size)
         return vt_error_set(VT_EINVAL, "init_job: job %lld was trained at image_size %d, "
                             "this job asks for %d", (long long)s->init_job,
@@ -313,12 +295,35 @@ static void vt__submit(vt_conn *c, const cJSON *id, const cJSON *req)
         vt__fail(c, id, rc, "%s", vt_error_msg());
         goto done;
     }
+    /* Its files would become a class of the data: checked as the user sees
+     * the paths (the daemon itself may see more). */
+    {
+        vt_creds cr;
+        int entered = vt_creds_for_user(&cr, c->uid, c->gid) == 0 && vt_creds_enter(&cr) == 0;
+        rc = vt_jobspec_check_output(&spec);
+        if (entered)
+            vt_creds_leave();
+        if (rc < 0) {
+            vt__fail(c, id, rc, "%s", vt_error_msg());
+            goto done;
+        }
+    }
     /* Two jobs writing one directory would overwrite each other's model. */
-    vt_job *busy = vt__output_owner(dm, spec.output, NULL);
+    vt_job *busy = vt_jobs_output_owner(&dm->jobs, spec.output, NULL);
     if (busy && (busy->state == VT_JOB_QUEUED || busy->state == VT_JOB_RUNNING)) {
         vt__fail(c, id, VT_EBUSY, "output %s is where job %lld (%s) writes; give this job "
                  "another output directory", spec.output, (long long)busy->id,
                  vt_job_state_name(busy->state));
+        goto done;
+    }
+    /* A succeeded job's model is what its predict and eval use: replacing
+     * it must be asked for.  (A failed or cancelled job has none; its
+     * directory is taken over, as when a job is submitted again.) */
+    if (busy && busy->state == VT_JOB_SUCCEEDED && !spec.overwrite) {
+        vt__fail(c, id, VT_EBUSY, "output %s holds the outputs of job %lld (%s, succeeded); "
+                 "give this job another output directory, or set overwrite (--overwrite) "
+                 "to replace them, after which job %lld has no model", spec.output,
+                 (long long)busy->id, busy->spec.name, (long long)busy->id);
         goto done;
     }
     if (vt_jobs_count(&dm->jobs, c->uid, VT_JOB_QUEUED) >= dm->cfg.max_queued) {
@@ -356,12 +361,13 @@ static void vt__submit(vt_conn *c, const cJSON *id, const cJSON *req)
     }
     vt_jobs_add(&dm->jobs, j);
     {
-        vt_job *prev = vt__output_owner(dm, j->spec.output, j);
+        vt_job *prev = vt_jobs_output_owner(&dm->jobs, j->spec.output, j);
         if (prev) { /* said in the job's log, which its watch replays */
             char msg[PATH_MAX + 128];
             snprintf(msg, sizeof msg, "%s held job %lld's outputs; this job replaces them "
-                     "(predict and eval of job %lld will use this job's model)",
-                     j->spec.output, (long long)prev->id, (long long)prev->id);
+                     "(job %lld's files there are removed when it starts, and job %lld's "
+                     "predict and eval refuse from now on)", j->spec.output,
+                     (long long)prev->id, (long long)prev->id, (long long)prev->id);
             vt_store_add_event(dm->store, j->id, "warn", msg);
         }
     }
@@ -461,7 +467,7 @@ static void vt__cancel(vt_conn *c, const cJSON *id, const cJSON *req)
 static vt_job *vt__model_job(vt_conn *c, const cJSON *id, const cJSON *req, char *model,
                              size_t len)
 {
-    vt_job *j = vt__own_job(c, id, req);
+    vt_job *j = vt__own_job(c, id, req), *by;
     if (!j)
         return NULL;
     if (j->state != VT_JOB_SUCCEEDED) {
@@ -470,6 +476,12 @@ static vt_job *vt__model_job(vt_conn *c, const cJSON *id, const cJSON *req, char
                  : j->state == VT_JOB_RUNNING ? "is still running, so it has no model yet"
                  : j->state == VT_JOB_FAILED  ? "failed, so it has no model"
                                               : "was cancelled, so it has no model");
+        return NULL;
+    }
+    if ((by = vt_jobs_replaced_by(&c->dm->jobs, j))) {
+        vt__fail(c, id, VT_ESTATE, "job %lld has no model any more: job %lld took over its "
+                 "output directory %s and replaced its outputs", (long long)j->id,
+                 (long long)by->id, j->spec.output);
         return NULL;
     }
     if (vt_path(model, len, "%s/model.safetensors", j->spec.output) < 0) {

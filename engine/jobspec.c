@@ -7,6 +7,7 @@
 #include "jobspec.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -302,7 +303,7 @@ static int vt__parse_root(vt_jobspec *s, const cJSON *root)
                                        "weights", "init", "init_job", "head", "optimizer",
                                        "augment", "epochs", "batch_size", "seed",
                                        "precision", "keep_best", "early_stopping",
-                                       "output", NULL};
+                                       "output", "overwrite", NULL};
     static const char *const modes[] = {"bottleneck", "finetune", "scratch", NULL};
     static const char *const precs[] = {"auto", "fp32", "bf16", NULL};
     static const char *const akeys[] = {"flip", "crop", NULL};
@@ -380,7 +381,8 @@ static int vt__parse_root(vt_jobspec *s, const cJSON *root)
         (rc = vt__int(root, "", "seed", 0, (1LL << 53), &seed)) < 0 ||
         (rc = vt__choice(root, "", "precision", precs, &prec)) < 0 ||
         (rc = vt__bool(root, "", "keep_best", &s->keep_best)) < 0 ||
-        (rc = vt__str(root, "", "output", 0, &s->output)) < 0)
+        (rc = vt__str(root, "", "output", 0, &s->output)) < 0 ||
+        (rc = vt__bool(root, "", "overwrite", &s->overwrite)) < 0)
         return rc;
     if (!s->output)
         return vt_error_set(VT_EINVAL, "output is required (the directory for the model "
@@ -495,6 +497,7 @@ char *vt_jobspec_to_json(const vt_jobspec *s)
         cJSON_AddNumberToObject(e, "min_delta", s->min_delta);
     }
     cJSON_AddItemToObject(r, "output", vt__str_or_null(s->output));
+    cJSON_AddBoolToObject(r, "overwrite", s->overwrite);
     out = cJSON_PrintUnformatted(r);
     cJSON_Delete(r);
     return out;
@@ -514,6 +517,97 @@ double vt_jobspec_lr(const vt_jobspec *s, uint64_t iteration, int epoch)
     default:
         return lr;
     }
+}
+
+/* path (absolute) without ".", ".." and repeated or trailing slashes, as
+ * written; 0 or VT_EINVAL when it does not fit. */
+static int vt__lexical(const char *path, char *out, size_t len)
+{
+    size_t n = 0;
+    const char *p = path;
+    if (len < 2)
+        return vt_error_set(VT_EINVAL, "path too long: %s", path);
+    out[0] = '\0';
+    while (*p) {
+        const char *e;
+        while (*p == '/')
+            p++;
+        if (!*p)
+            break;
+        e = strchr(p, '/');
+        size_t k = e ? (size_t)(e - p) : strlen(p);
+        if (k == 2 && p[0] == '.' && p[1] == '.') {
+            while (n > 0 && out[n - 1] != '/')
+                n--;
+            n = n > 0 ? n - 1 : 0;
+        } else if (!(k == 1 && p[0] == '.')) {
+            out[n++] = '/';
+            if (n + k + 1 >= len)
+                return vt_error_set(VT_EINVAL, "path too long: %s", path);
+            memcpy(out + n, p, k);
+            n += k;
+        }
+        out[n] = '\0';
+        p += k;
+    }
+    if (n == 0)
+        snprintf(out, len, "/");
+    return 0;
+}
+
+/* path as the file system resolves its longest existing part, followed by
+ * the rest as written. */
+static int vt__resolve(const char *path, char *out, size_t len)
+{
+    char norm[PATH_MAX], head[PATH_MAX], real[PATH_MAX];
+    int rc = vt__lexical(path, norm, sizeof norm);
+    size_t cut = strlen(norm);
+    if (rc < 0)
+        return rc;
+    for (;;) {
+        snprintf(head, sizeof head, "%.*s", (int)cut, norm);
+        if (realpath(cut ? head : "/", real)) {
+            char joined[2 * PATH_MAX];
+            snprintf(joined, sizeof joined, "%s/%s", real, norm + cut);
+            return vt__lexical(joined, out, len);
+        }
+        if (cut == 0 || (errno != ENOENT && errno != ENOTDIR))
+            return vt__lexical(norm, out, len); /* unreadable: as written */
+        while (cut > 0 && norm[cut - 1] != '/')
+            cut--;
+        cut = cut > 0 ? cut - 1 : 0;
+    }
+}
+
+/* Whether dir is base or below it (both resolved). */
+static int vt__within(const char *dir, const char *base)
+{
+    size_t n = strlen(base);
+    if (strcmp(base, "/") == 0)
+        return 1;
+    return strncmp(dir, base, n) == 0 && (dir[n] == '\0' || dir[n] == '/');
+}
+
+int vt_jobspec_check_output(const vt_jobspec *s)
+{
+    const char *fields[] = {"data.train", "data.val"};
+    const char *dirs[] = {s->train_dir, s->val_dir};
+    char out[PATH_MAX], data[PATH_MAX];
+    int rc;
+    if (!s->output || (rc = vt__resolve(s->output, out, sizeof out)) < 0)
+        return s->output ? rc : 0;
+    for (int i = 0; i < 2; i++) {
+        if (!dirs[i])
+            continue;
+        if ((rc = vt__resolve(dirs[i], data, sizeof data)) < 0)
+            return rc;
+        if (vt__within(out, data))
+            return vt_error_set(VT_EINVAL, "output %s is %s %s: its files would be read as "
+                                "one more class; give an output directory outside the data",
+                                s->output, strcmp(out, data) == 0 ? "the same directory as"
+                                                                  : "inside", fields[i]);
+    }
+    return 0;
 }
 
 static int vt__abs(char **p, const char *cwd)

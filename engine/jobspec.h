@@ -54,6 +54,7 @@ typedef struct {
     int patience;              /* early stopping: epochs without improvement; 0 off */
     double min_delta;
     char *output;              /* required: output directory */
+    int overwrite;             /* the daemon: may take over a succeeded job's output */
 } vt_jobspec;
 
 /* Fills spec with the defaults (strings NULL). */
@@ -84,6 +85,13 @@ const char *vt_jobspec_mode_name(int trainable_blocks);
 /* Learning rate for an iteration and epoch, Keras decay then the schedule:
  *   lr_t = lr / (1 + decay * iteration) * schedule(epoch). */
 double vt_jobspec_lr(const vt_jobspec *spec, uint64_t iteration, int epoch);
+
+/* Refuses (VT_EINVAL, a message starting "output") an output directory
+ * that is data.train or data.val or inside one: its files would be read as
+ * one more class.  The paths must be absolute; each is compared as the file
+ * system resolves it (symbolic links followed) as far as it exists, the
+ * rest as written.  Reads the file system as the calling thread may. */
+int vt_jobspec_check_output(const vt_jobspec *spec);
 
 /* Replaces relative paths with absolute ones against cwd (client side). */
 int vt_jobspec_absolutize(vt_jobspec *spec, const char *cwd);

@@ -141,14 +141,14 @@ int vt_trainer_checkpoint(vt_trainer *t)
 }
 
 /* Finds where job documents a and b differ, ignoring the fields a resumed
- * job may change (name, output, epochs at the top) and fields only one of
+ * job may change (name, output, overwrite, epochs at the top) and fields only one of
  * them has (a document written by another version).  Writes the first
  * differing field's path ("optimizer.lr") to path and returns 1, or 0 when
  * they agree. */
 static int vt__spec_differs(const cJSON *a, const cJSON *b, const char *prefix, char *path,
                             size_t len)
 {
-    static const char *const free_fields[] = {"name", "output", "epochs"};
+    static const char *const free_fields[] = {"name", "output", "overwrite", "epochs"};
     const cJSON *ka;
     if (!cJSON_IsObject(a) || !cJSON_IsObject(b)) {
         if (cJSON_Compare(a, b, 1))

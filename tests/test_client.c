@@ -414,6 +414,24 @@ static void test_check_paths(vt_backend *be)
 
     snprintf(train, sizeof train, "%s/train", dir);
     mkdir(train, 0755);
+    /* Fewer than two class folders: seen at once, from the top level. */
+    char sub[1024];
+    snprintf(text, sizeof text, "{\"data\":{\"train\":\"%s\"}}", train);
+    doc = fake_json(text);
+    snprintf(msg, sizeof msg, "--data %s has no class folders", train);
+    VT_CHECK_ERR(vt_cli_check_paths(doc), VT_EINVAL, msg);
+    snprintf(sub, sizeof sub, "%s/cats", train);
+    mkdir(sub, 0755);
+    snprintf(sub, sizeof sub, "%s/.hidden", train); /* not a class, as in the scan */
+    mkdir(sub, 0755);
+    snprintf(sub, sizeof sub, "%s/notes.txt", train); /* nor is a file */
+    write_text(sub, "x");
+    snprintf(msg, sizeof msg, "--data %s has one class folder (cats)", train);
+    VT_CHECK_ERR(vt_cli_check_paths(doc), VT_EINVAL, msg);
+    snprintf(sub, sizeof sub, "%s/dogs", train);
+    mkdir(sub, 0755);
+    VT_CHECK_OK(vt_cli_check_paths(doc));
+    cJSON_Delete(doc);
     snprintf(file, sizeof file, "%s/w.h5", dir);
     write_text(file, "\x89HDF\r\n\x1a\n and then the rest");
     snprintf(text, sizeof text, "{\"data\":{\"train\":\"%s\"},\"weights\":\"%s\"}", train, file);
@@ -976,6 +994,10 @@ static void test_commands(vt_backend *be)
     snprintf(want, sizeof want, "%s/flowers", cwd);
     mkdir(want, 0755);
     mkdir(path, 0755);
+    snprintf(want, sizeof want, "%s/flowers/train/daisy", cwd);
+    mkdir(want, 0755);
+    snprintf(want, sizeof want, "%s/flowers/train/rose", cwd);
+    mkdir(want, 0755);
     VT_CHECK(fake_start(&d, cwd, script_daemon, NULL, 100) == 0);
 
     RUN(&r, d, cwd, 0, "list");
@@ -1023,12 +1045,25 @@ static void test_commands(vt_backend *be)
                         "epoch 1/2  loss 0.8000  acc 0.6000  100 img/s  1.5 s\n"
                         "warn: 2 images unreadable, skipped\n"
                         "job 42 (flowers) succeeded: 2 epochs\n");
-    /* A path we cannot see: a warning, and the daemon decides. */
+    /* A missing data folder: refused before it is queued, as a usage error
+     * (--dry-run prints the document, with the same words as a warning). */
     RUN(&r, d, cwd, 0, "submit", "--data", "nothere");
+    VT_CHECK_INT(r.status, 2);
+    VT_CHECK_STR(r.out, "");
+    snprintf(want, sizeof want, "vggtune: submit: --data %s/nothere: no such directory\n"
+             "Try 'vggtune submit --help'.\n", cwd);
+    VT_CHECK_STR(r.err, want);
+    RUN(&r, d, cwd, 0, "submit", "--data", "nothere", "--dry-run");
     VT_CHECK_INT(r.status, 0);
-    VT_CHECK_STR(r.out, "submitted job 45 (flowers)\n"); /* the fake names every job so */
     snprintf(want, sizeof want, "vggtune: warning: --data %s/nothere: no such directory; the "
              "job will fail unless that changes\n", cwd);
+    VT_CHECK_STR(r.err, want);
+    /* Its outputs would become a class of the data. */
+    RUN(&r, d, cwd, 0, "submit", "--data", "flowers/train", "--out", "flowers/train/run");
+    VT_CHECK_INT(r.status, 2);
+    snprintf(want, sizeof want, "vggtune: submit: output %s/flowers/train/run is inside "
+             "data.train: its files would be read as one more class; give an output "
+             "directory outside the data (--out)\nTry 'vggtune submit --help'.\n", cwd);
     VT_CHECK_STR(r.err, want);
     RUN(&r, d, cwd, 0, "submit", "--data", "flowers/train", "--epochs", "0");
     VT_CHECK_INT(r.status, 2);
@@ -1086,7 +1121,7 @@ static void test_commands(vt_backend *be)
             VT_CHECK(cJSON_IsBool(cJSON_GetObjectItem(req, "all")));
         }
     }
-    VT_CHECK_INT(submits, 3);
+    VT_CHECK_INT(submits, 2);
     VT_CHECK_INT(predicts, 1);
     VT_CHECK_INT(evals, 1);
     fake_stop(d);

@@ -1,6 +1,8 @@
 /* test_jobspec.c - the job document: defaults, the exact field names,
  * refusals that name the field, printing and the learning-rate schedule. */
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "../engine/jobspec.h"
 #include "vt_test.h"
@@ -151,12 +153,67 @@ static void test_absolutize(vt_backend *be)
     vt_jobspec_free(&s);
 }
 
+/* An output directory inside the data would be scanned as one more class;
+ * compared as the paths resolve (a link into the data, "..", a part that
+ * does not exist yet). */
+static void test_output_in_data(vt_backend *be)
+{
+    const char *dir = vt_test_tmpdir("outdata");
+    char doc[2048], path[1024];
+    vt_jobspec s;
+    (void)be;
+    snprintf(path, sizeof path, "%s/ds", dir);
+    mkdir(path, 0755);
+    snprintf(path, sizeof path, "%s/val", dir);
+    mkdir(path, 0755);
+    snprintf(path, sizeof path, "%s/link", dir);
+    VT_CHECK(symlink("ds", path) == 0);
+    static const struct { const char *out; const char *err; } cases[] = {
+        {"%s/ds/run", "is inside data.train"},
+        {"%s/ds/", "is the same directory as data.train"},
+        {"%s/link/new/run", "is inside data.train"},
+        {"%s/elsewhere/../ds/a/b", "is inside data.train"},
+        {"%s/val/run", "is inside data.val"},
+        {"%s/ds-run", NULL},
+        {"%s/runs/ds", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char out[1024];
+        snprintf(out, sizeof out, cases[i].out, dir);
+        snprintf(doc, sizeof doc, "{\"data\":{\"train\":\"%s/ds\",\"val\":\"%s/val\"},"
+                 "\"output\":\"%s\"}", dir, dir, out);
+        VT_CHECK_OK(parse(&s, doc));
+        if (cases[i].err)
+            VT_CHECK_ERR(vt_jobspec_check_output(&s), VT_EINVAL, cases[i].err);
+        else
+            VT_CHECK_OK(vt_jobspec_check_output(&s));
+        vt_jobspec_free(&s);
+    }
+    /* The field named first, so that the client can name its flag. */
+    snprintf(doc, sizeof doc, "{\"data\":{\"train\":\"%s/ds\"},\"output\":\"%s/ds/r\"}",
+             dir, dir);
+    VT_CHECK_OK(parse(&s, doc));
+    VT_CHECK_ERR(vt_jobspec_check_output(&s), VT_EINVAL, "output ");
+    VT_CHECK(strncmp(vt_error_msg(), "output ", 7) == 0);
+    vt_jobspec_free(&s);
+    /* overwrite: false unless given, and printed */
+    VT_CHECK_OK(parse(&s, "{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"overwrite\":true}"));
+    VT_CHECK(s.overwrite);
+    char *text = vt_jobspec_to_json(&s);
+    VT_CHECK_CONTAINS(text, "\"overwrite\":true");
+    free(text);
+    vt_jobspec_free(&s);
+    VT_CHECK_ERR(parse(&s, "{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"overwrite\":1}"),
+                 VT_EINVAL, "overwrite must be true or false");
+}
+
 static const vt_test_case cases[] = {
     {"example", test_example, 0},
     {"defaults", test_defaults, 0},
     {"refusals", test_refusals, 0},
     {"lr_schedule", test_lr_schedule, 0},
     {"absolutize", test_absolutize, 0},
+    {"output_in_data", test_output_in_data, 0},
 };
 
 int main(int argc, char **argv) { VT_TEST_MAIN(cases); }

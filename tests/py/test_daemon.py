@@ -139,6 +139,36 @@ d.wait_state(r["job"]["id"], ["succeeded"], timeout=120)
 w = d.cli("watch", str(r["job"]["id"])).stdout
 vtpy.check(f"held job {long_id}'s outputs" in w, f"taking over an output directory: {w!r}")
 
+# A succeeded job's directory holds the model its predict and eval use:
+# taking it over must be asked for (--overwrite), and afterwards job 1 says
+# its outputs are gone instead of answering with the other job's model.
+r = d.cli("submit", "--spec", write_spec("first", epochs=1), check=False)
+vtpy.check(r.returncode == 1 and "holds the outputs of job 1 (first, succeeded)" in r.stderr
+           and "--overwrite" in r.stderr, f"reusing a succeeded job's output: {r.stderr!r}")
+stale = os.path.join(out, "bottleneck_features.safetensors")  # as an earlier bottleneck job's
+with open(stale, "w") as f:
+    f.write("stale")
+r = d.cli_json("submit", "--spec", write_spec("first", epochs=1), "--overwrite")
+over = d.wait_state(r["job"]["id"], ["succeeded", "failed"], timeout=120)
+vtpy.check(over["state"] == "succeeded", f"the job with --overwrite: {over}")
+vtpy.check(not os.path.exists(stale), "a stale output of an earlier job was left beside the model")
+lines = open(os.path.join(out, "metrics.jsonl")).read().splitlines()
+vtpy.check(len(lines) == 1, f"metrics.jsonl should be the new job's one epoch: {lines}")
+for args in (("predict", "1", imgs[0]), ("eval", "1", os.path.join(DATA, "val"))):
+    r = d.cli(*args, check=False)
+    vtpy.check(r.returncode == 1 and f"job {over['id']} took over its output directory"
+               in r.stderr, f"{args[0]} of a replaced job: {r.returncode} {r.stderr!r}")
+text = d.cli("status", "1").stdout
+vtpy.check(f"now job {over['id']}'s outputs" in text, f"status of a replaced job: {text!r}")
+vtpy.check(d.cli_json("status", "1")["job"].get("replaced_by") == over["id"],
+           "the job object should say replaced_by")
+# An output folder inside the data would be trained on as one more class.
+raw = d.raw()
+rep = raw.request({"op": "submit", "job": job_spec(DATA, os.path.join(DATA, "train", "run"))})
+raw.close()
+vtpy.check(not rep.get("ok") and rep["error"]["code"] == "EINVAL" and
+           "is inside data.train" in rep["error"]["message"], f"output inside the data: {rep}")
+
 # ---- two jobs at once ---------------------------------------------------------
 # A long job and a short one submitted back to back.  Run one after the other,
 # the short one would finish last; interleaved step by step, it finishes first.
@@ -180,7 +210,8 @@ expect_error(r.request({"op": "submit", "job": {"data": {"train": DATA}, "output
              "EINVAL", "optimizer.lr")
 expect_error(r.request({"op": "predict", "job": long_id, "images": [imgs[0]]}), "ESTATE",
              f"job {long_id} was cancelled, so it has no model")
-expect_error(r.request({"op": "predict", "job": 1, "images": ["relative.jpg"]}), "EINVAL")
+expect_error(r.request({"op": "predict", "job": over["id"], "images": ["relative.jpg"]}),
+             "EINVAL")
 r.close()
 
 # A job that can never fit is refused, and the advice names what dominates
@@ -191,13 +222,26 @@ r = d.cli("submit", "--spec", write_spec("hugehead", head={"dense": [65536] * 7}
 vtpy.check(r.returncode == 1 and "of device memory" in r.stderr and
            "use narrower head.dense layers" in r.stderr and "batch_size" not in r.stderr,
            f"a head too large for the device: {r.stderr!r}")
-# A job whose data cannot be used fails with a message that says why.
-bad = d.cli_json("submit", "--spec", write_spec("nodata", data={"train": "/nonexistent/x",
-                                                                "val": None}))
+
+# Data that is not there: the client refuses it before it is queued (a usage
+# error) ...
+r = d.cli("submit", "--spec", write_spec("nodata", data={"train": "/nonexistent/x",
+                                                         "val": None}), check=False)
+vtpy.check(r.returncode == 2 and "--data /nonexistent/x: no such directory" in r.stderr,
+           f"submitting missing data: {r.returncode} {r.stderr!r}")
+# ... and a document that reaches the daemon anyway fails with a message that
+# says why, taking back the (empty) output directory the job made.
+r = Raw(d.socket)
+bad = r.request({"op": "submit", "job": job_spec("/nonexistent", os.path.join(TMP, "out",
+                                                                              "nodata"))})
+r.close()
 j = d.wait_state(bad["job"]["id"], ["failed"], timeout=60)
-vtpy.check("/nonexistent/x" in j.get("error", ""), f"failed job error: {j}")
+vtpy.check("/nonexistent/train" in j.get("error", ""), f"failed job error: {j}")
+vtpy.check(not os.path.exists(os.path.join(TMP, "out", "nodata")),
+           "a job that failed before writing anything left its output directory behind")
 r = d.cli("watch", str(bad["job"]["id"]), check=False)
-vtpy.check(r.returncode == 1 and "/nonexistent/x" in r.stderr, f"watch of failed: {r.stderr!r}")
+vtpy.check(r.returncode == 1 and "/nonexistent/train" in r.stderr,
+           f"watch of failed: {r.stderr!r}")
 
 # A frame over the limit: error reply, then the connection is closed.
 r = Raw(d.socket)

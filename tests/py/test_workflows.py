@@ -219,10 +219,25 @@ vtpy.check(sum(map(sum, ev["confusion"])) == 6, f"eval on one class: {ev}")
 r = d.cli("eval", str(bn["id"]), os.path.join(TMP, "nonexistent"), check=False)
 vtpy.check(r.returncode != 0 and "training" not in r.stderr and "does not exist" in r.stderr,
            f"eval of a missing folder: {r.stderr!r}")
-bad = submit("--data", one, "--image-size", "32", "--epochs", "1", "--name", "one",
-             "--out", out("one"))
+# The client sees that much at once (its top level only) and refuses ...
+r = d.cli("submit", "--data", one, "--image-size", "32", "--epochs", "1", "--name", "one",
+          "--out", out("one"), check=False)
+vtpy.check(r.returncode == 2 and f"--data {one} has one class folder ({classes[1]})" in r.stderr,
+           f"submitting one class: {r.returncode} {r.stderr!r}")
+# ... and the daemon, given the document directly, fails the job, taking
+# back the output directory it made for it (empty: the next default name
+# must not skip to -2).
+raw = d.raw()
+rep = raw.request({"op": "submit", "job": {"name": "one", "data": {"train": one,
+                                                                   "image_size": 32},
+                                           "epochs": 1, "output": out("one")}})
+raw.close()
+vtpy.check(rep.get("ok"), f"raw submit of one class: {rep}")
+bad = d.wait_state(rep["job"]["id"], ["succeeded", "failed", "cancelled"], timeout=600)
 vtpy.check(bad["state"] == "failed" and "training needs at least 2" in bad.get("error", ""),
            f"training on one class: {bad}")
+vtpy.check(not os.path.exists(out("one")),
+           f"a job that failed before writing anything left {out('one')} behind")
 # A learning rate that blows the loss up fails the job, rather than keeping a
 # model of NaNs.
 bad = submit("--lr", "1", "--epochs", "2", "--name", "diverge", "--out", out("diverge"))
