@@ -91,12 +91,6 @@ struct vt_device {
     int stopping;
 };
 
-const char *vt_job_state_name(vt_job_state s)
-{
-    static const char *names[] = {"queued", "running", "succeeded", "failed", "cancelled"};
-    return s <= VT_JOB_CANCELLED ? names[s] : "unknown";
-}
-
 static double vt__now(void)
 {
     struct timespec ts;

@@ -11,6 +11,12 @@
 #include <string.h>
 #include <time.h>
 
+const char *vt_job_state_name(vt_job_state s)
+{
+    static const char *names[] = {"queued", "running", "succeeded", "failed", "cancelled"};
+    return s <= VT_JOB_CANCELLED ? names[s] : "unknown";
+}
+
 vt_job *vt_job_new(int64_t id, uid_t uid, gid_t gid, const char *user, const vt_jobspec *spec)
 {
     vt_job *j = calloc(1, sizeof *j);
@@ -102,8 +108,12 @@ vt_job *vt_jobs_output_owner(const vt_jobs *js, const char *dir, const vt_job *s
 
 vt_job *vt_jobs_replaced_by(const vt_jobs *js, const vt_job *j)
 {
-    vt_job *owner = vt_jobs_output_owner(js, j->spec.output, j);
-    return owner && owner->id > j->id ? owner : NULL;
+    vt_job *by = NULL;
+    for (vt_job *x = js->head; x; x = x->next)
+        if (x->id > j->id && x->started > 0 && vt__same_dir(x->spec.output, j->spec.output) &&
+            (!by || x->id > by->id))
+            by = x;
+    return by;
 }
 
 void vt_jobs_clear(vt_jobs *js)

@@ -60,7 +60,9 @@ int vt_jobs_init_model(const vt_jobs *js, vt_jobspec *s);
 vt_job *vt_jobs_output_owner(const vt_jobs *js, const char *dir, const vt_job *self);
 
 /* The job that took over j's output directory after j (the newest later job
- * with the same output), or NULL while the outputs there are j's. */
+ * with the same output that has started: one still queued, or cancelled
+ * while queued, has not touched it), or NULL while the outputs there are
+ * j's. */
 vt_job *vt_jobs_replaced_by(const vt_jobs *js, const vt_job *j);
 
 /* Frees every job. */

@@ -1,5 +1,6 @@
 # The daemon's pure parts.
 vt_add_test(sched SOURCES test_sched.c ${CMAKE_SOURCE_DIR}/daemon/sched.c LABELS unit)
+vt_add_test(jobs SOURCES test_jobs.c ${CMAKE_SOURCE_DIR}/daemon/jobs.c LABELS unit)
 # The real daemon driven by the real client (CPU backend).
 vt_add_py_test(daemon_e2e py/test_daemon.py LABELS "daemon;threads" TIMEOUT 1200)
 # kill -9, SIGTERM, restart, full disk: nothing lost, resumed jobs identical.
