@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "../common/error.h"
+#include "../common/text.h"
 #include "../engine/base.h"
 
 /* ---- field access ------------------------------------------------------ */
@@ -42,20 +43,6 @@ static long long vt__int(const cJSON *o, const char *key, long long def)
 static int vt__true(const cJSON *o, const char *key)
 {
     return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, key));
-}
-
-/* Appends printf output to buf (always NUL-terminated, truncating). */
-static void vt__cat(char *buf, size_t len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void vt__cat(char *buf, size_t len, const char *fmt, ...)
-{
-    size_t n = strlen(buf);
-    va_list ap;
-    if (n + 1 >= len)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(buf + n, len - n, fmt, ap);
-    va_end(ap);
 }
 
 /* Cuts s to at most max bytes, ending in "..." when cut. */
@@ -250,16 +237,16 @@ static void vt__job_result(const cJSON *job, char *buf, size_t len)
             double s = vt__int(p, "step", 0), S = vt__int(p, "steps", 0);
             const char *phase = vt__str(p, "phase");
             if (E > 0)
-                vt__cat(buf, len, "%.0f%%", floor(100 * ((e - 1) + (S > 0 ? s / S : 0)) / E));
+                vt_text_append(buf, len, "%.0f%%", floor(100 * ((e - 1) + (S > 0 ? s / S : 0)) / E));
             if (phase && strcmp(phase, "training") != 0)
-                vt__cat(buf, len, "%s%s", buf[0] ? " " : "", phase);
+                vt_text_append(buf, len, "%s%s", buf[0] ? " " : "", phase);
             if (vt__num(p, "loss", &x))
-                vt__cat(buf, len, " loss %.4f", x);
+                vt_text_append(buf, len, " loss %.4f", x);
             if (vt__num(p, "accuracy", &x))
-                vt__cat(buf, len, " acc %.4f", x);
+                vt_text_append(buf, len, " acc %.4f", x);
             if (vt__num(p, "eta_s", &x)) {
                 vt_cli_fmt_duration(x, d, sizeof d);
-                vt__cat(buf, len, " ETA %s", d);
+                vt_text_append(buf, len, " ETA %s", d);
             }
         } else {
             snprintf(buf, len, "starting");
@@ -271,16 +258,16 @@ static void vt__job_result(const cJSON *job, char *buf, size_t len)
         snprintf(buf, len, "done");
         if ((x = vt__job_seconds(job)) >= 0) {
             vt_cli_fmt_duration(x, d, sizeof d);
-            vt__cat(buf, len, " in %s", d);
+            vt_text_append(buf, len, " in %s", d);
         }
         if (m && vt__num(m, "val_accuracy", &y))
-            vt__cat(buf, len, ", val_acc %.4f", y);
+            vt_text_append(buf, len, ", val_acc %.4f", y);
         else if (m && vt__num(m, "accuracy", &y))
-            vt__cat(buf, len, ", acc %.4f", y);
+            vt_text_append(buf, len, ", acc %.4f", y);
         if (cJSON_IsObject(kept) && vt__num(kept, "epoch", &y))
-            vt__cat(buf, len, " (kept epoch %.0f)", y);
+            vt_text_append(buf, len, " (kept epoch %.0f)", y);
         if (vt__num(job, "replaced_by", &y))
-            vt__cat(buf, len, "; outputs replaced by job %.0f", y);
+            vt_text_append(buf, len, "; outputs replaced by job %.0f", y);
     } else if (strcmp(state, "failed") == 0) {
         snprintf(buf, len, "%s", vt__str(job, "error") ? vt__str(job, "error") : "failed");
     } else if (strcmp(state, "cancelled") == 0) {
@@ -344,34 +331,34 @@ static void vt__state_detail(const cJSON *job, char *buf, size_t len)
     if (!state)
         return;
     if (strcmp(state, "queued") == 0 && vt__int(job, "queue_position", 0) > 0) {
-        vt__cat(buf, len, ", position %lld", vt__int(job, "queue_position", 0));
+        vt_text_append(buf, len, ", position %lld", vt__int(job, "queue_position", 0));
     } else if (strcmp(state, "running") == 0) {
         if (vt__true(job, "cancel_requested"))
-            vt__cat(buf, len, ", cancel requested");
+            vt_text_append(buf, len, ", cancel requested");
         if (cJSON_IsObject(p)) {
             const char *phase = vt__str(p, "phase");
-            vt__cat(buf, len, ": epoch %lld/%lld, step %lld/%lld", vt__int(p, "epoch", 0),
+            vt_text_append(buf, len, ": epoch %lld/%lld, step %lld/%lld", vt__int(p, "epoch", 0),
                     vt__int(p, "epochs", 0), vt__int(p, "step", 0), vt__int(p, "steps", 0));
             if (phase)
-                vt__cat(buf, len, " (%s)", phase);
+                vt_text_append(buf, len, " (%s)", phase);
             if (vt__num(p, "loss", &x))
-                vt__cat(buf, len, ", loss %.4f", x);
+                vt_text_append(buf, len, ", loss %.4f", x);
             if (vt__num(p, "accuracy", &x))
-                vt__cat(buf, len, ", acc %.4f", x);
+                vt_text_append(buf, len, ", acc %.4f", x);
             if (vt__num(p, "images_per_s", &x))
-                vt__cat(buf, len, ", %.0f img/s", x);
+                vt_text_append(buf, len, ", %.0f img/s", x);
             if (vt__num(p, "eta_s", &x)) {
                 vt_cli_fmt_duration(x, d, sizeof d);
-                vt__cat(buf, len, ", ETA %s", d);
+                vt_text_append(buf, len, ", ETA %s", d);
             }
         }
     } else if (strcmp(state, "succeeded") == 0 && (x = vt__job_seconds(job)) >= 0) {
         vt_cli_fmt_duration(x, d, sizeof d);
-        vt__cat(buf, len, " in %s", d);
+        vt_text_append(buf, len, " in %s", d);
     } else if (strcmp(state, "failed") == 0 && vt__str(job, "error")) {
-        vt__cat(buf, len, ": %s", vt__str(job, "error"));
+        vt_text_append(buf, len, ": %s", vt__str(job, "error"));
     } else if (strcmp(state, "cancelled") == 0 && vt__str(job, "reason")) {
-        vt__cat(buf, len, ": %s", vt__str(job, "reason"));
+        vt_text_append(buf, len, ": %s", vt__str(job, "reason"));
     }
 }
 
@@ -402,7 +389,7 @@ void vt_cli_render_job(FILE *f, const cJSON *job)
     if ((s = vt__str(job, "user"))) {
         snprintf(buf, sizeof buf, "%s", s);
         if (vt__int(job, "uid", -1) >= 0)
-            vt__cat(buf, sizeof buf, " (uid %lld)", vt__int(job, "uid", 0));
+            vt_text_append(buf, sizeof buf, " (uid %lld)", vt__int(job, "uid", 0));
         fprintf(f, VT__KV, "user", buf);
     }
     vt__state_detail(job, buf, sizeof buf);
@@ -412,7 +399,7 @@ void vt_cli_render_job(FILE *f, const cJSON *job)
     if ((s = vt__str(job, "mode"))) {
         snprintf(buf, sizeof buf, "%s", s);
         if (vt__int(job, "trainable_blocks", -1) >= 0)
-            vt__cat(buf, sizeof buf, " (trainable blocks %lld)",
+            vt_text_append(buf, sizeof buf, " (trainable blocks %lld)",
                     vt__int(job, "trainable_blocks", 0));
         fprintf(f, VT__KV, "mode", buf);
     }
@@ -468,16 +455,16 @@ void vt_cli_render_job(FILE *f, const cJSON *job)
         }
         buf[0] = '\0';
         if (vt__num(spec, "batch_size", &x))
-            vt__cat(buf, sizeof buf, "batch %.0f", x);
+            vt_text_append(buf, sizeof buf, "batch %.0f", x);
         if (vt__num(opt, "lr", &x))
-            vt__cat(buf, sizeof buf, "%slr %g", buf[0] ? ", " : "", x);
+            vt_text_append(buf, sizeof buf, "%slr %g", buf[0] ? ", " : "", x);
         if (vt__num(data, "image_size", &x))
-            vt__cat(buf, sizeof buf, "%simage size %.0f", buf[0] ? ", " : "", x);
+            vt_text_append(buf, sizeof buf, "%simage size %.0f", buf[0] ? ", " : "", x);
         if ((s = vt__str(spec, "precision"))) {
             const char *used = vt__str(job, "compute");
-            vt__cat(buf, sizeof buf, "%sprecision %s", buf[0] ? ", " : "", s);
+            vt_text_append(buf, sizeof buf, "%sprecision %s", buf[0] ? ", " : "", s);
             if (used && strcmp(used, s) != 0)
-                vt__cat(buf, sizeof buf, " (computes in %s on this daemon's backend)", used);
+                vt_text_append(buf, sizeof buf, " (computes in %s on this daemon's backend)", used);
         }
         if (buf[0])
             fprintf(f, VT__KV, "training", buf);
@@ -534,14 +521,14 @@ void vt_cli_render_status(FILE *f, const cJSON *d)
     snprintf(buf, sizeof buf, "vggtuned %s", vt__str(d, "version") ? vt__str(d, "version") : "?");
     if (vt__num(d, "uptime_s", &x)) {
         vt_cli_fmt_duration(x, a, sizeof a);
-        vt__cat(buf, sizeof buf, ", up %s", a);
+        vt_text_append(buf, sizeof buf, ", up %s", a);
     }
     if (cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(d, "ready")))
-        vt__cat(buf, sizeof buf, " (starting: the device is not ready yet)");
+        vt_text_append(buf, sizeof buf, " (starting: the device is not ready yet)");
     fprintf(f, "%s\n", buf);
     snprintf(buf, sizeof buf, "%s", vt__str(d, "backend") ? vt__str(d, "backend") : "-");
     if (vt__str(d, "device"))
-        vt__cat(buf, sizeof buf, ": %s", vt__str(d, "device"));
+        vt_text_append(buf, sizeof buf, ": %s", vt__str(d, "device"));
     fprintf(f, VT__KV, "backend", buf);
     if (cJSON_IsObject(mem)) {
         double total = 0, used = 0, peak = 0;
@@ -554,7 +541,7 @@ void vt_cli_render_status(FILE *f, const cJSON *d)
         snprintf(buf, sizeof buf, "%s in use (peak %s) of %s", a, b, c);
         if (vt__num(mem, "host", &x) && x > 0) {
             vt_cli_fmt_bytes(x, a, sizeof a);
-            vt__cat(buf, sizeof buf, "; %s of pinned host memory", a);
+            vt_text_append(buf, sizeof buf, "; %s of pinned host memory", a);
         }
         fprintf(f, VT__KV, "memory", buf);
     }
@@ -623,32 +610,32 @@ void vt_cli_fmt_progress(char *buf, size_t len, const cJSON *p, int width)
     double x;
 
     buf[0] = '\0';
-    vt__cat(buf, len, "epoch %lld", vt__int(p, "epoch", 0));
+    vt_text_append(buf, len, "epoch %lld", vt__int(p, "epoch", 0));
     if (vt__int(p, "epochs", 0) > 0)
-        vt__cat(buf, len, "/%lld", vt__int(p, "epochs", 0));
+        vt_text_append(buf, len, "/%lld", vt__int(p, "epochs", 0));
     if (phase && strcmp(phase, "training") != 0)
-        vt__cat(buf, len, " %s", phase);
+        vt_text_append(buf, len, " %s", phase);
     if (steps > 0) {
         fill = (int)(step * 20 / steps);
         fill = fill < 0 ? 0 : fill > 20 ? 20 : fill;
         for (int i = 0; i < 20; i++)
             bar[i] = i < fill ? '#' : '.';
         bar[20] = '\0';
-        vt__cat(buf, len, " [%s] %lld/%lld", bar, step, steps);
+        vt_text_append(buf, len, " [%s] %lld/%lld", bar, step, steps);
     }
     if (vt__num(p, "loss", &x))
-        vt__cat(buf, len, "  loss %.4f", x);
+        vt_text_append(buf, len, "  loss %.4f", x);
     if (vt__num(p, "accuracy", &x))
-        vt__cat(buf, len, "  acc %.4f", x);
+        vt_text_append(buf, len, "  acc %.4f", x);
     /* A wrapped line cannot be rewritten in place: on a narrow terminal
      * img/s goes first (the ETA matters more), then the line is cut. */
     for (int with_speed = 1; with_speed >= 0; with_speed--) {
         size_t n = strlen(buf);
         if (with_speed && vt__num(p, "images_per_s", &x))
-            vt__cat(buf, len, "  %.0f img/s", x);
+            vt_text_append(buf, len, "  %.0f img/s", x);
         if (vt__num(p, "eta_s", &x)) {
             vt_cli_fmt_duration(x, d, sizeof d);
-            vt__cat(buf, len, "  ETA %s", d);
+            vt_text_append(buf, len, "  ETA %s", d);
         }
         if (strlen(buf) <= (size_t)cols)
             return;
@@ -662,23 +649,23 @@ void vt_cli_fmt_epoch(char *buf, size_t len, const cJSON *m, int epochs)
 {
     double x;
     buf[0] = '\0';
-    vt__cat(buf, len, "epoch %lld", vt__int(m, "epoch", 0));
+    vt_text_append(buf, len, "epoch %lld", vt__int(m, "epoch", 0));
     if (epochs > 0)
-        vt__cat(buf, len, "/%d", epochs);
+        vt_text_append(buf, len, "/%d", epochs);
     if (vt__num(m, "loss", &x))
-        vt__cat(buf, len, "  loss %.4f", x);
+        vt_text_append(buf, len, "  loss %.4f", x);
     if (vt__num(m, "accuracy", &x))
-        vt__cat(buf, len, "  acc %.4f", x);
+        vt_text_append(buf, len, "  acc %.4f", x);
     if (vt__num(m, "val_loss", &x))
-        vt__cat(buf, len, "  val_loss %.4f", x);
+        vt_text_append(buf, len, "  val_loss %.4f", x);
     if (vt__num(m, "val_accuracy", &x))
-        vt__cat(buf, len, "  val_acc %.4f", x);
+        vt_text_append(buf, len, "  val_acc %.4f", x);
     if (vt__num(m, "images_per_s", &x))
-        vt__cat(buf, len, "  %.0f img/s", x);
+        vt_text_append(buf, len, "  %.0f img/s", x);
     if (vt__num(m, "seconds", &x))
-        vt__cat(buf, len, "  %.1f s", x);
+        vt_text_append(buf, len, "  %.1f s", x);
     if (vt__true(m, "cached"))
-        vt__cat(buf, len, "  (cached %s)",
+        vt_text_append(buf, len, "  (cached %s)",
                 vt__str(m, "cache") && strcmp(vt__str(m, "cache"), "images") == 0 ? "images"
                                                                                  : "features");
 }
@@ -839,13 +826,13 @@ int vt_cli_watcher_feed(vt_cli_watcher *w, const cJSON *msg)
             snprintf(w->state, sizeof w->state, "%s", state);
             snprintf(detail, sizeof detail, "%s", state);
             if (strcmp(state, "queued") == 0 && vt__int(job, "queue_position", 0) > 0)
-                vt__cat(detail, sizeof detail, ", position %lld",
+                vt_text_append(detail, sizeof detail, ", position %lld",
                         vt__int(job, "queue_position", 0));
             if (strcmp(state, "running") == 0 && cJSON_IsObject(p))
-                vt__cat(detail, sizeof detail, ", epoch %lld/%lld", vt__int(p, "epoch", 0),
+                vt_text_append(detail, sizeof detail, ", epoch %lld/%lld", vt__int(p, "epoch", 0),
                         vt__int(p, "epochs", w->epochs));
             if (vt__true(job, "cancel_requested"))
-                vt__cat(detail, sizeof detail, ", cancel requested");
+                vt_text_append(detail, sizeof detail, ", cancel requested");
             vt_cli_watcher_clear(w);
             fprintf(w->out, "job %s: %s\n", w->name, detail);
             fflush(w->out);

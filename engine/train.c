@@ -37,6 +37,7 @@
 #include "../common/fileio.h"
 #include "../common/hash.h"
 #include "../common/rng.h"
+#include "../common/text.h"
 #include "safetensors.h"
 #include "weights.h"
 
@@ -372,20 +373,6 @@ static int vt__load_data(vt_trainer *t)
     return 0;
 }
 
-/* Appends to buf (size n) what fmt makes, cutting it at the end of buf. */
-static void vt__cat(char *buf, size_t n, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void vt__cat(char *buf, size_t n, const char *fmt, ...)
-{
-    size_t len = strlen(buf);
-    va_list ap;
-    if (len + 1 >= n)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(buf + len, n - len, fmt, ap);
-    va_end(ap);
-}
-
 #define VT__NAMES_SHOWN 8 /* class names listed in a message */
 
 /* Appends "a, b, c" (the first VT__NAMES_SHOWN of count names, then ", ...")
@@ -393,9 +380,9 @@ static void vt__cat(char *buf, size_t n, const char *fmt, ...)
 static void vt__cat_names(char *buf, size_t n, char *const *names, int count)
 {
     for (int i = 0; i < count && i < VT__NAMES_SHOWN; i++)
-        vt__cat(buf, n, "%s%s", i ? ", " : "", names[i]);
+        vt_text_append(buf, n, "%s%s", i ? ", " : "", names[i]);
     if (count > VT__NAMES_SHOWN)
-        vt__cat(buf, n, ", ...");
+        vt_text_append(buf, n, ", ...");
 }
 
 /* Warns in the job's log when the init model's output units were trained
@@ -424,19 +411,19 @@ static void vt__check_init_classes(vt_trainer *t, const vt_tensorset *init)
     }
     if (ndiff == 0)
         goto done;
-    vt__cat(msg, sizeof msg, "the init model's output units were trained for ");
+    vt_text_append(msg, sizeof msg, "the init model's output units were trained for ");
     vt__cat_names(msg, sizeof msg, names, c);
-    vt__cat(msg, sizeof msg, "; this data's classes are ");
+    vt_text_append(msg, sizeof msg, "; this data's classes are ");
     vt__cat_names(msg, sizeof msg, ds->classes, ds->nclasses);
     c = 0;
     cJSON_ArrayForEach(it, a) {
         if (strcmp(it->valuestring, ds->classes[c]) != 0 && shown++ < 3)
-            vt__cat(msg, sizeof msg, "%s unit %d '%s' now means '%s'", shown > 1 ? "," : ":",
+            vt_text_append(msg, sizeof msg, "%s unit %d '%s' now means '%s'", shown > 1 ? "," : ":",
                     c, it->valuestring, ds->classes[c]);
         c++;
     }
     if (ndiff > 3)
-        vt__cat(msg, sizeof msg, " (and %d more)", ndiff - 3);
+        vt_text_append(msg, sizeof msg, " (and %d more)", ndiff - 3);
     vt_train__say(t, VT_LOG_WARN, "%s", msg);
 done:
     cJSON_Delete(a);
