@@ -729,6 +729,16 @@ static int vt__cmd_predict(vt_cli *cli, int argc, char **argv, int first)
     else
         vt_cli_render_predictions(cli->out, cJSON_GetObjectItemCaseSensitive(all, "predictions"),
                                   p.pos + 1, n);
+    {
+        const cJSON *it;
+        int unread = 0;
+        cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(all, "predictions"))
+            unread += cJSON_GetObjectItemCaseSensitive(it, "error") != NULL;
+        if (unread) {
+            vt__msg(cli, "%d of %d images could not be read", unread, n);
+            status = VT_CLI_FAILED;
+        }
+    }
 done:
     for (int i = 0; images && i < p.npos - 1; i++)
         free(images[i]);

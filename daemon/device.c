@@ -540,28 +540,31 @@ static void vt__predict(vt_device *d, vt__cmd *c)
 {
     vt_predictor *p = NULL;
     float *probs = NULL;
+    char **errors = NULL; /* (n): why image i could not be read, or NULL */
     int C, rc;
     if ((rc = vt_predictor_load(&p, d->be, c->path, &c->creds)) < 0) {
         vt__reply_error(d, c->req, rc);
         return;
     }
     C = vt_predictor_nclasses(p);
-    if (!(probs = malloc(sizeof *probs * (size_t)C * (size_t)(c->n ? c->n : 1)))) {
-        vt_predictor_free(p);
+    probs = malloc(sizeof *probs * (size_t)C * (size_t)(c->n ? c->n : 1));
+    errors = calloc((size_t)(c->n ? c->n : 1), sizeof *errors);
+    if (!probs || !errors) {
         vt__reply(d, c->req, VT_ENOMEM, strdup("out of memory"));
-        return;
-    }
-    if ((rc = vt_predictor_run(p, (const char *const *)c->images, c->n, probs, NULL,
-                               &c->creds)) < 0) {
+    } else if ((rc = vt_predictor_run(p, (const char *const *)c->images, c->n, probs, NULL,
+                                      &c->creds, errors)) < 0) {
         vt__reply_error(d, c->req, rc);
     } else {
         cJSON *body = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(body, "predictions");
         for (int i = 0; i < c->n; i++)
             cJSON_AddItemToArray(arr, vt_predict_json(p, c->images[i], probs + (size_t)i * C,
-                                                      NULL, c->top));
+                                                      NULL, c->top, errors[i]));
         vt__reply(d, c->req, 0, cJSON_PrintUnformatted(body));
         cJSON_Delete(body);
     }
+    for (int i = 0; errors && i < c->n; i++)
+        free(errors[i]);
+    free(errors);
     free(probs);
     vt_predictor_free(p);
 }

@@ -334,7 +334,8 @@ int vt_fg_predict(int argc, char **argv)
     vt_backend *be = NULL;
     vt_predictor *p = NULL;
     float *probs = NULL, *logits = NULL;
-    int opt, rc, top = 3, json = 0, status = 1, n, C;
+    char **errors = NULL; /* (n): why image i could not be read, or NULL */
+    int opt, rc, top = 3, json = 0, status = 1, n = 0, C, unread = 0;
     long v;
 
     while ((opt = getopt_long(argc, argv, "k:jb:t:h", opts, NULL)) != -1) {
@@ -371,18 +372,25 @@ int vt_fg_predict(int argc, char **argv)
     top = top > C ? C : top;
     probs = malloc(sizeof *probs * (size_t)n * C);
     logits = malloc(sizeof *logits * (size_t)n * C);
-    if (!probs || !logits ||
-        vt_predictor_run(p, (const char *const *)argv + optind + 1, n, probs, logits,
-                         NULL) < 0) {
-        fprintf(stderr, "vggtuned: %s\n", probs && logits ? vt_error_msg() : "out of memory");
+    errors = calloc((size_t)n, sizeof *errors);
+    if (!probs || !logits || !errors ||
+        vt_predictor_run(p, (const char *const *)argv + optind + 1, n, probs, logits, NULL,
+                         errors) < 0) {
+        fprintf(stderr, "vggtuned: %s\n", probs && logits && errors ? vt_error_msg()
+                                                                    : "out of memory");
         goto done;
     }
     cJSON *all = json ? cJSON_CreateArray() : NULL;
     for (int i = 0; i < n; i++) {
         const float *pr = probs + (size_t)i * C;
+        unread += errors[i] != NULL;
         if (json) {
             cJSON_AddItemToArray(all, vt_predict_json(p, argv[optind + 1 + i], pr,
-                                                      logits + (size_t)i * C, top));
+                                                      logits + (size_t)i * C, top, errors[i]));
+            continue;
+        }
+        if (errors[i]) {
+            printf("%s:  error: %s\n", argv[optind + 1 + i], errors[i]);
             continue;
         }
         int best[VT_PREDICT_TOP_MAX];
@@ -398,8 +406,13 @@ int vt_fg_predict(int argc, char **argv)
         free(s);
         cJSON_Delete(all);
     }
-    status = 0;
+    if (unread)
+        fprintf(stderr, "vggtuned: %d of %d images could not be read\n", unread, n);
+    status = unread ? 1 : 0;
 done:
+    for (int i = 0; errors && i < n; i++)
+        free(errors[i]);
+    free(errors);
     free(probs);
     free(logits);
     vt_predictor_free(p);

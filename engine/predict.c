@@ -159,26 +159,52 @@ static int vt__forward(vt_predictor *p, const vt_batch *b, const int32_t *labels
 }
 
 int vt_predictor_run(vt_predictor *p, const char *const *paths, int n, float *probs,
-                     float *logits, const vt_creds *creds)
+                     float *logits, const vt_creds *creds, char **errors)
 {
     int S = p->params->image_size, C = p->nclasses, rc = 0;
-    for (int start = 0; start < n; start += VT__PRED_BATCH) {
-        int m = n - start < VT__PRED_BATCH ? n - start : VT__PRED_BATCH;
+    int idx[VT__PRED_BATCH]; /* batch row -> image */
+    float *bp = malloc(sizeof *bp * VT__PRED_BATCH * (size_t)C);     /* (batch, C) */
+    float *bl = logits ? malloc(sizeof *bl * VT__PRED_BATCH * (size_t)C) : NULL;
+    if (!bp || (logits && !bl)) {
+        rc = vt_error_set(VT_ENOMEM, "out of memory");
+        goto done;
+    }
+    for (int start = 0; start < n && rc == 0; start += VT__PRED_BATCH) {
+        int m = n - start < VT__PRED_BATCH ? n - start : VT__PRED_BATCH, rows = 0;
         if (creds && (rc = vt_creds_enter(creds)) < 0)
-            return rc;
-        for (int i = 0; i < m && rc == 0; i++)
-            rc = vt_image_load(AT_FDCWD, paths[start + i], S, S,
-                               p->pixels + (size_t)i * S * S * 3);
+            break;
+        for (int i = start; i < start + m && rc == 0; i++) {
+            rc = vt_image_load(AT_FDCWD, paths[i], S, S, p->pixels + (size_t)rows * S * S * 3);
+            if (rc == 0) {
+                idx[rows++] = i;
+            } else if (errors) { /* this image only: NaN rows and the reason */
+                if (!(errors[i] = strdup(vt_error_msg())))
+                    break;
+                for (int c = 0; c < C; c++) {
+                    probs[(size_t)i * C + c] = NAN;
+                    if (logits)
+                        logits[(size_t)i * C + c] = NAN;
+                }
+                rc = 0;
+            }
+        }
         if (creds)
             vt_creds_leave();
-        if (rc < 0)
-            return rc;
-        vt_batch b = {.pixels = p->pixels, .n = m};
-        if ((rc = vt__forward(p, &b, NULL, probs + (size_t)start * C,
-                              logits ? logits + (size_t)start * C : NULL, NULL)) < 0)
-            return rc;
+        if (rc < 0 || rows == 0)
+            continue;
+        vt_batch b = {.pixels = p->pixels, .n = rows};
+        if ((rc = vt__forward(p, &b, NULL, bp, bl, NULL)) < 0)
+            break;
+        for (int r = 0; r < rows; r++) {
+            memcpy(probs + (size_t)idx[r] * C, bp + (size_t)r * C, sizeof *bp * C);
+            if (logits)
+                memcpy(logits + (size_t)idx[r] * C, bl + (size_t)r * C, sizeof *bl * C);
+        }
     }
-    return 0;
+done:
+    free(bp);
+    free(bl);
+    return rc;
 }
 
 void vt_predict_topk(const float *p, int n, int k, int *out)
@@ -197,12 +223,17 @@ void vt_predict_topk(const float *p, int n, int k, int *out)
 }
 
 cJSON *vt_predict_json(const vt_predictor *p, const char *image, const float *probs,
-                       const float *logits, int k)
+                       const float *logits, int k, const char *error)
 {
     cJSON *o = cJSON_CreateObject(), *top;
     int best[VT_PREDICT_TOP_MAX];
     if (!o)
         return NULL;
+    if (error) {
+        cJSON_AddStringToObject(o, "image", image);
+        cJSON_AddStringToObject(o, "error", error);
+        return o;
+    }
     k = k < p->nclasses ? k : p->nclasses;
     k = k < VT_PREDICT_TOP_MAX ? k : VT_PREDICT_TOP_MAX;
     vt_predict_topk(probs, p->nclasses, k, best);

@@ -27,9 +27,11 @@ const char *vt_predictor_class(const vt_predictor *p, int c);
 
 /* Classifies n image files: probs (n x C, host) receives the softmax and
  * logits (n x C, optional) the logits.  An unreadable image is an error that
- * names it. */
+ * names it; with errors (n pointers, NULL on entry) it is not: errors[i]
+ * receives the reason (malloc'd; the caller frees) and image i's rows are
+ * NaN, and the other images are classified. */
 int vt_predictor_run(vt_predictor *p, const char *const *paths, int n, float *probs,
-                     float *logits, const vt_creds *creds);
+                     float *logits, const vt_creds *creds, char **errors);
 
 typedef struct {
     int nclasses;
@@ -54,9 +56,10 @@ void vt_eval_result_free(vt_eval_result *res);
 
 /* One image's prediction as a JSON object: {"image", "top": [{"class",
  * "index", "probability"}, ...k of them], "probabilities": [...]} plus
- * "logits" when logits (C floats) is given.  NULL when out of memory. */
+ * "logits" when logits (C floats) is given; with error (the image could
+ * not be read), {"image", "error"}.  NULL when out of memory. */
 struct cJSON *vt_predict_json(const vt_predictor *p, const char *image, const float *probs,
-                              const float *logits, int k);
+                              const float *logits, int k, const char *error);
 
 /* Indices of the k largest of p[0..n), largest first (ties: lower index). */
 void vt_predict_topk(const float *p, int n, int k, int *out);

@@ -96,6 +96,33 @@ for p, q in zip(ours, fg):
     vtpy.check(all(abs(t["probability"] - u["probability"]) < 1e-6
                    for t, u in zip(p["top"], q["top"])),
                f"predict probabilities differ for {p['image']}: {p} vs {q}")
+# Images that cannot be read get an error each; the others are still
+# classified (as before: an image's features do not depend on its batch on
+# the CPU), and the exit status says that not all could be read.
+broken = os.path.join(TMP, "broken.jpg")
+with open(broken, "wb") as f:
+    f.write(b"\xff\xd8\xff\xe0 not a JPEG")
+mixed = [imgs[0], os.path.join(TMP, "missing.jpg"), *imgs[1:3], broken, imgs[3]]
+good = [ours[0], ours[1], ours[2], ours[3]]
+r = d.cli("--json", "predict", "1", *mixed, "--top", "3", check=False)
+fgr = vtpy.run([VGGTUNED, "predict", "--backend", "cpu", "--json", "--top", "3",
+                os.path.join(out, "model.safetensors"), *mixed], check=False)
+for who, res, preds in (("vggtune", r, json.loads(r.stdout)["predictions"] if r.stdout else []),
+                        ("vggtuned", fgr, json.loads(fgr.stdout) if fgr.stdout else [])):
+    errs = [p for p in preds if "error" in p]
+    oks = [p for p in preds if "error" not in p]
+    vtpy.check(res.returncode == 1 and "2 of 6 images could not be read" in res.stderr and
+               [p["image"] for p in preds] == mixed and
+               [p["image"] for p in errs] == [mixed[1], broken] and
+               "missing.jpg" in errs[0]["error"] and
+               [[t["class"] for t in p["top"]] for p in oks] ==
+               [[t["class"] for t in p["top"]] for p in good] and
+               all(abs(t["probability"] - u["probability"]) < 1e-6 for p, q in zip(oks, good)
+                   for t, u in zip(p["top"], q["top"])),
+               f"{who} predict with unreadable images: {res.returncode} {res.stderr!r} {preds}")
+r = d.cli("predict", "1", imgs[0], broken, check=False)
+vtpy.check(r.returncode == 1 and r.stdout.splitlines()[1].startswith(f"{broken}:  error: "),
+           f"vggtune predict, text, an unreadable image: {r.stdout!r}")
 # The foreground's small messages: with backend auto, one line says which
 # backend runs (and, without a GPU, why not CUDA); a MODEL that is not one is
 # called so; a failed `vggtuned run` quotes the job's name.
