@@ -266,8 +266,6 @@ static void vt__job_result(const cJSON *job, char *buf, size_t len)
             vt_text_append(buf, len, ", acc %.4f", y);
         if (cJSON_IsObject(kept) && vt__num(kept, "epoch", &y))
             vt_text_append(buf, len, " (kept epoch %.0f)", y);
-        if (vt__num(job, "replaced_by", &y))
-            vt_text_append(buf, len, "; outputs replaced by job %.0f", y);
     } else if (strcmp(state, "failed") == 0) {
         snprintf(buf, len, "%s", vt__str(job, "error") ? vt__str(job, "error") : "failed");
     } else if (strcmp(state, "cancelled") == 0) {
@@ -469,16 +467,8 @@ void vt_cli_render_job(FILE *f, const cJSON *job)
         if (buf[0])
             fprintf(f, VT__KV, "training", buf);
     }
-    if ((s = vt__str(job, "output"))) {
-        if (vt__num(job, "replaced_by", &x)) { /* the outputs there are another job's */
-            char out[4200];
-            snprintf(out, sizeof out, "%s (now job %.0f's outputs: this job's were replaced)",
-                     s, x);
-            fprintf(f, VT__KV, "output", out);
-        } else {
-            fprintf(f, VT__KV, "output", s);
-        }
-    }
+    if ((s = vt__str(job, "output")))
+        fprintf(f, VT__KV, "output", s);
     vt_cli_fmt_time(cJSON_GetObjectItemCaseSensitive(job, "submitted"), t, sizeof t);
     fprintf(f, VT__KV, "submitted", t);
     vt_cli_fmt_time(cJSON_GetObjectItemCaseSensitive(job, "started"), t, sizeof t);

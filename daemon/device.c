@@ -220,8 +220,8 @@ void vt_device_cancel(vt_device *d, int64_t job)
     vt__send(d, c);
 }
 
-void vt_device_predict(vt_device *d, uint64_t req, const char *model, const vt_creds *creds,
-                       const char *const *images, int n, int top)
+void vt_device_predict(vt_device *d, uint64_t req, int64_t job, const char *model,
+                       const vt_creds *creds, const char *const *images, int n, int top)
 {
     vt__cmd *c = calloc(1, sizeof *c);
     if (c)
@@ -232,6 +232,7 @@ void vt_device_predict(vt_device *d, uint64_t req, const char *model, const vt_c
     }
     c->kind = CMD_PREDICT;
     c->req = req;
+    c->job = job;
     c->creds = *creds;
     c->top = top;
     snprintf(c->path, sizeof c->path, "%s", model);
@@ -241,14 +242,15 @@ void vt_device_predict(vt_device *d, uint64_t req, const char *model, const vt_c
     vt__send(d, c);
 }
 
-void vt_device_eval(vt_device *d, uint64_t req, const char *model, const vt_creds *creds,
-                    const char *dir)
+void vt_device_eval(vt_device *d, uint64_t req, int64_t job, const char *model,
+                    const vt_creds *creds, const char *dir)
 {
     vt__cmd *c = calloc(1, sizeof *c);
     if (!c)
         return;
     c->kind = CMD_EVAL;
     c->req = req;
+    c->job = job;
     c->creds = *creds;
     snprintf(c->path, sizeof c->path, "%s", model);
     snprintf(c->dir, sizeof c->dir, "%s", dir);
@@ -454,6 +456,7 @@ static void vt__job_begin(vt_device *d, vt__djob *j)
                           .base_prep = d->bases[bi].base->prep,
                           .base_desc = d->bases[bi].base->desc,
                           .base_random = d->bases[bi].base->random, .creds = &j->creds,
+                          .job_id = j->id,
                           .checkpoint = j->checkpoint[0] ? j->checkpoint : NULL,
                           .cache_limit = cache, .host_cache_limit = host, .caches = d->caches,
                           .base_hash = d->bases[bi].base->hash};
@@ -536,14 +539,28 @@ static void vt__reply_error(vt_device *d, uint64_t req, int code)
     vt__reply(d, req, code, strdup(vt_error_msg()));
 }
 
+/* Refuses a model file that another job wrote over job c->job's (its
+ * metadata says which job wrote it; files without the record pass). */
+static int vt__model_of_job(const vt__cmd *c, const vt_predictor *p)
+{
+    int64_t owner = vt_predictor_job_id(p);
+    if (owner <= 0 || owner == c->job)
+        return 0;
+    return vt_error_set(VT_ESTATE, "job %lld has no model any more: %s is job %lld's, which "
+                        "took over its output directory", (long long)c->job, c->path,
+                        (long long)owner);
+}
+
 static void vt__predict(vt_device *d, vt__cmd *c)
 {
     vt_predictor *p = NULL;
     float *probs = NULL;
     char **errors = NULL; /* (n): why image i could not be read, or NULL */
     int C, rc;
-    if ((rc = vt_predictor_load(&p, d->be, c->path, &c->creds)) < 0) {
+    if ((rc = vt_predictor_load(&p, d->be, c->path, &c->creds)) < 0 ||
+        (rc = vt__model_of_job(c, p)) < 0) {
         vt__reply_error(d, c->req, rc);
+        vt_predictor_free(p);
         return;
     }
     C = vt_predictor_nclasses(p);
@@ -580,6 +597,7 @@ static void vt__eval(vt_device *d, vt__cmd *c)
     vt_eval_result r = {0};
     int rc;
     if ((rc = vt_predictor_load(&p, d->be, c->path, &c->creds)) < 0 ||
+        (rc = vt__model_of_job(c, p)) < 0 ||
         (rc = vt_predictor_eval(p, d->pool, c->dir, &c->creds, &r)) < 0) {
         vt__reply_error(d, c->req, rc);
         vt_predictor_free(p);

@@ -85,14 +85,16 @@ void vt_device_add_job(vt_device *d, const vt_dev_job *job);
  * with VT_JOB_CANCELLED follows unless the job had already ended. */
 void vt_device_cancel(vt_device *d, int64_t job);
 
-/* Classifies images (absolute paths) with a model file as creds; the reply
- * (VT_DEV_REPLY with req) carries {"predictions": [...]}. */
-void vt_device_predict(vt_device *d, uint64_t req, const char *model, const vt_creds *creds,
-                       const char *const *images, int n, int top);
+/* Classifies images (absolute paths) with job's model file as creds; the
+ * reply (VT_DEV_REPLY with req) carries {"predictions": [...]}, or ESTATE
+ * when the file is another job's (it replaced job's outputs). */
+void vt_device_predict(vt_device *d, uint64_t req, int64_t job, const char *model,
+                       const vt_creds *creds, const char *const *images, int n, int top);
 
-/* Evaluates a model on a labelled folder; the reply carries {"eval": {...}}. */
-void vt_device_eval(vt_device *d, uint64_t req, const char *model, const vt_creds *creds,
-                    const char *dir);
+/* Evaluates job's model on a labelled folder; the reply carries {"eval":
+ * {...}} (ESTATE as for predict). */
+void vt_device_eval(vt_device *d, uint64_t req, int64_t job, const char *model,
+                    const vt_creds *creds, const char *dir);
 
 /* Takes every waiting event, oldest first (a list to free with
  * vt_dev_event_free on each). */

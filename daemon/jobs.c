@@ -97,23 +97,13 @@ static int vt__same_dir(const char *a, const char *b)
     return la == lb && memcmp(a, b, la) == 0;
 }
 
-vt_job *vt_jobs_output_owner(const vt_jobs *js, const char *dir, const vt_job *self)
+vt_job *vt_jobs_output_job(const vt_jobs *js, const char *dir, int state)
 {
     vt_job *found = NULL;
     for (vt_job *x = js->head; x; x = x->next)
-        if (x != self && vt__same_dir(x->spec.output, dir) && (!found || x->id > found->id))
-            found = x;
+        if ((state < 0 || (int)x->state == state) && vt__same_dir(x->spec.output, dir))
+            found = x; /* in id order: the newest wins */
     return found;
-}
-
-vt_job *vt_jobs_replaced_by(const vt_jobs *js, const vt_job *j)
-{
-    vt_job *by = NULL;
-    for (vt_job *x = js->head; x; x = x->next)
-        if (x->id > j->id && x->started > 0 && vt__same_dir(x->spec.output, j->spec.output) &&
-            (!by || x->id > by->id))
-            by = x;
-    return by;
 }
 
 void vt_jobs_clear(vt_jobs *js)
@@ -196,11 +186,6 @@ cJSON *vt_job_json(const vt_jobs *js, const vt_job *j, vt_job_view view)
     cJSON_AddNumberToObject(o, "epochs", j->spec.epochs);
     cJSON_AddNumberToObject(o, "epochs_done", j->epochs_done);
     cJSON_AddStringToObject(o, "output", j->spec.output);
-    {
-        const vt_job *by = vt_jobs_replaced_by(js, j);
-        if (by) /* what is in output now is that job's */
-            cJSON_AddNumberToObject(o, "replaced_by", (double)by->id);
-    }
     cJSON_AddItemToObject(o, "submitted", vt__time(j->submitted));
     cJSON_AddItemToObject(o, "started", vt__time(j->started));
     cJSON_AddItemToObject(o, "finished", vt__time(j->finished));

@@ -56,14 +56,9 @@ vt_job *vt_jobs_find(const vt_jobs *js, int64_t id);
  * VT_ENOTFOUND when that job is not in js. */
 int vt_jobs_init_model(const vt_jobs *js, vt_jobspec *s);
 
-/* The newest job other than self whose output directory is dir, or NULL. */
-vt_job *vt_jobs_output_owner(const vt_jobs *js, const char *dir, const vt_job *self);
-
-/* The job that took over j's output directory after j (the newest later job
- * with the same output that has started: one still queued, or cancelled
- * while queued, has not touched it), or NULL while the outputs there are
- * j's. */
-vt_job *vt_jobs_replaced_by(const vt_jobs *js, const vt_job *j);
+/* The newest job in the given state (< 0: in any) whose output directory is
+ * dir (as written, up to trailing slashes), or NULL. */
+vt_job *vt_jobs_output_job(const vt_jobs *js, const char *dir, int state);
 
 /* Frees every job. */
 void vt_jobs_clear(vt_jobs *js);

@@ -228,7 +228,7 @@ static int vt__absolute(const char *field, const char *path)
  * head. */
 static int vt__resolve_init_job(vt_conn *c, vt_jobspec *s)
 {
-    vt_job *src = vt_jobs_find(&c->dm->jobs, s->init_job), *by;
+    vt_job *src = vt_jobs_find(&c->dm->jobs, s->init_job);
     if (!src)
         return vt_error_set(VT_ENOTFOUND, "init_job: no job %lld", (long long)s->init_job);
     if (src->uid != c->uid)
@@ -237,10 +237,6 @@ static int vt__resolve_init_job(vt_conn *c, vt_jobspec *s)
     if (src->state != VT_JOB_SUCCEEDED)
         return vt_error_set(VT_ESTATE, "init_job: job %lld has not succeeded (it is %s)",
                             (long long)s->init_job, vt_job_state_name(src->state));
-    if ((by = vt_jobs_replaced_by(&c->dm->jobs, src)))
-        return vt_error_set(VT_ESTATE, "init_job: job %lld has no model any more: job %lld "
-                            "took over its output directory %s", (long long)s->init_job,
-                            (long long)by->id, src->spec.output);
     if (src->spec.image_size != s->image_size)
         return vt_error_set(VT_EINVAL, "init_job: job %lld was trained at image_size %d, "
                             "this job asks for %d", (long long)s->init_job,
@@ -295,22 +291,15 @@ static void vt__submit(vt_conn *c, const cJSON *id, const cJSON *req)
         vt__fail(c, id, rc, "%s", vt_error_msg());
         goto done;
     }
-    /* Its files would become a class of the data: checked as the user sees
-     * the paths (the daemon itself may see more). */
-    {
-        vt_creds cr;
-        int entered = vt_creds_for_user(&cr, c->uid, c->gid) == 0 && vt_creds_enter(&cr) == 0;
-        rc = vt_jobspec_check_output(&spec);
-        if (entered)
-            vt_creds_leave();
-        if (rc < 0) {
-            vt__fail(c, id, rc, "%s", vt_error_msg());
-            goto done;
-        }
-    }
-    /* Two jobs writing one directory would overwrite each other's model. */
-    vt_job *busy = vt_jobs_output_owner(&dm->jobs, spec.output, NULL);
-    if (busy && (busy->state == VT_JOB_QUEUED || busy->state == VT_JOB_RUNNING)) {
+    /* Two jobs writing one directory would overwrite each other's model.
+     * (Paths as written: the trainer checks what is in the directory when
+     * the job starts, see vt__check_model_owner, and that the output is
+     * not inside the data; looking paths up here would let a hung mount
+     * stop the loop.) */
+    vt_job *busy = vt_jobs_output_job(&dm->jobs, spec.output, VT_JOB_RUNNING);
+    if (!busy)
+        busy = vt_jobs_output_job(&dm->jobs, spec.output, VT_JOB_QUEUED);
+    if (busy) {
         vt__fail(c, id, VT_EBUSY, "output %s is where job %lld (%s) writes; give this job "
                  "another output directory", spec.output, (long long)busy->id,
                  vt_job_state_name(busy->state));
@@ -319,13 +308,19 @@ static void vt__submit(vt_conn *c, const cJSON *id, const cJSON *req)
     /* A succeeded job's model is what its predict and eval use: replacing
      * it must be asked for.  (A failed or cancelled job has none; its
      * directory is taken over, as when a job is submitted again.) */
-    if (busy && busy->state == VT_JOB_SUCCEEDED && !spec.overwrite) {
-        vt__fail(c, id, VT_EBUSY, "output %s holds the outputs of job %lld (%s, succeeded); "
-                 "give this job another output directory, or set overwrite (--overwrite) "
-                 "to replace them, after which job %lld has no model", spec.output,
-                 (long long)busy->id, busy->spec.name, (long long)busy->id);
+    busy = vt_jobs_output_job(&dm->jobs, spec.output, VT_JOB_SUCCEEDED);
+    if (busy && !spec.overwrite) {
+        char whose[160];
+        if (busy->uid == c->uid)
+            snprintf(whose, sizeof whose, "job %lld (%s)", (long long)busy->id, busy->spec.name);
+        else
+            snprintf(whose, sizeof whose, "job %lld of another user", (long long)busy->id);
+        vt__fail(c, id, VT_EBUSY, "output %s holds the outputs of %s, which succeeded; give "
+                 "this job another output directory, or set overwrite (--overwrite) to "
+                 "replace them", spec.output, whose);
         goto done;
     }
+    vt_job *prev = vt_jobs_output_job(&dm->jobs, spec.output, -1); /* ended, if any */
     if (vt_jobs_count(&dm->jobs, c->uid, VT_JOB_QUEUED) >= dm->cfg.max_queued) {
         vt__fail(c, id, VT_EBUSY, "you have %d jobs waiting, the limit; submit more when some "
                  "have started", dm->cfg.max_queued);
@@ -360,16 +355,16 @@ static void vt__submit(vt_conn *c, const cJSON *id, const cJSON *req)
         j->submitted = sj.submitted;
     }
     vt_jobs_add(&dm->jobs, j);
-    {
-        vt_job *prev = vt_jobs_output_owner(&dm->jobs, j->spec.output, j);
-        if (prev) { /* said in the job's log, which its watch replays */
-            char msg[PATH_MAX + 128];
-            snprintf(msg, sizeof msg, "%s held job %lld's outputs; this job replaces them "
-                     "(job %lld's files there are removed when it starts, and job %lld's "
-                     "predict and eval refuse from now on)", j->spec.output,
-                     (long long)prev->id, (long long)prev->id, (long long)prev->id);
-            vt_store_add_event(dm->store, j->id, "warn", msg);
-        }
+    if (prev) { /* said in the job's log, which its watch replays */
+        char msg[PATH_MAX + 200];
+        snprintf(msg, sizeof msg, "%s held job %lld's outputs (it %s); this job replaces them "
+                 "when it starts%s", j->spec.output, (long long)prev->id,
+                 prev->state == VT_JOB_SUCCEEDED ? "succeeded"
+                 : prev->state == VT_JOB_FAILED  ? "failed"
+                                                 : "was cancelled",
+                 prev->state == VT_JOB_SUCCEEDED ? ", and predict and eval of that job then "
+                                                   "refuse" : "");
+        vt_store_add_event(dm->store, j->id, "warn", msg);
     }
     vt_daemon_drop_stale_checkpoint(dm, j->id);
     vt_daemon_start_job(dm, j);
@@ -467,7 +462,7 @@ static void vt__cancel(vt_conn *c, const cJSON *id, const cJSON *req)
 static vt_job *vt__model_job(vt_conn *c, const cJSON *id, const cJSON *req, char *model,
                              size_t len)
 {
-    vt_job *j = vt__own_job(c, id, req), *by;
+    vt_job *j = vt__own_job(c, id, req);
     if (!j)
         return NULL;
     if (j->state != VT_JOB_SUCCEEDED) {
@@ -476,12 +471,6 @@ static vt_job *vt__model_job(vt_conn *c, const cJSON *id, const cJSON *req, char
                  : j->state == VT_JOB_RUNNING ? "is still running, so it has no model yet"
                  : j->state == VT_JOB_FAILED  ? "failed, so it has no model"
                                               : "was cancelled, so it has no model");
-        return NULL;
-    }
-    if ((by = vt_jobs_replaced_by(&c->dm->jobs, j))) {
-        vt__fail(c, id, VT_ESTATE, "job %lld has no model any more: job %lld took over its "
-                 "output directory %s and replaced its outputs", (long long)j->id,
-                 (long long)by->id, j->spec.output);
         return NULL;
     }
     if (vt_path(model, len, "%s/model.safetensors", j->spec.output) < 0) {
@@ -499,8 +488,9 @@ static void vt__predict(vt_conn *c, const cJSON *id, const cJSON *req)
     int64_t top = 3;
     int n = 0;
     vt_creds cr;
+    const vt_job *j = vt__model_job(c, id, req, model, sizeof model);
 
-    if (!vt__model_job(c, id, req, model, sizeof model))
+    if (!j)
         return;
     if (vt_proto_get_int(req, "top", 0, &top) < 0 || top < 1 || top > VT_PROTO_TOP_MAX) {
         vt__fail(c, id, VT_EINVAL, "top must be an integer from 1 to %d", VT_PROTO_TOP_MAX);
@@ -524,7 +514,7 @@ static void vt__predict(vt_conn *c, const cJSON *id, const cJSON *req)
         vt__fail(c, id, VT_ENOMEM, "out of memory");
         return;
     }
-    vt_device_predict(c->dm->dev, r, model, &cr, paths, n, (int)top);
+    vt_device_predict(c->dm->dev, r, j->id, model, &cr, paths, n, (int)top);
 }
 
 static void vt__eval(vt_conn *c, const cJSON *id, const cJSON *req)
@@ -532,7 +522,8 @@ static void vt__eval(vt_conn *c, const cJSON *id, const cJSON *req)
     const char *dir = NULL;
     char model[PATH_MAX];
     vt_creds cr;
-    if (!vt__model_job(c, id, req, model, sizeof model))
+    const vt_job *j = vt__model_job(c, id, req, model, sizeof model);
+    if (!j)
         return;
     if (vt_proto_get_str(req, "data", 1, &dir) < 0 || dir[0] != '/') {
         vt__fail(c, id, VT_EINVAL, "data must be an absolute path to a folder with one "
@@ -545,7 +536,7 @@ static void vt__eval(vt_conn *c, const cJSON *id, const cJSON *req)
         vt__fail(c, id, VT_ENOMEM, "out of memory");
         return;
     }
-    vt_device_eval(c->dm->dev, r, model, &cr, dir);
+    vt_device_eval(c->dm->dev, r, j->id, model, &cr, dir);
 }
 
 /* ---- dispatch ---------------------------------------------------------- */

@@ -25,6 +25,7 @@ struct vt_predictor {
     vt_model *model;
     vt_preprocess prep;
     int nclasses;
+    int64_t job_id;  /* the daemon job that wrote the model (0: not recorded) */
     char **classes;  /* nclasses names */
     uint8_t *pixels; /* (VT__PRED_BATCH, S, S, 3) */
 };
@@ -83,6 +84,8 @@ int vt_predictor_load(vt_predictor **out, vt_backend *be, const char *path,
     if (creds && (rc = vt_creds_enter(creds)) < 0)
         goto fail;
     rc = vt_safetensors_read(&set, path);
+    if (rc == 0)
+        p->job_id = vt_weights_job_id(set);
     if (creds)
         vt_creds_leave();
     if (rc == VT_EFORMAT) {
@@ -141,6 +144,8 @@ fail:
     vt_predictor_free(p);
     return rc;
 }
+
+int64_t vt_predictor_job_id(const vt_predictor *p) { return p->job_id; }
 
 int vt_predictor_nclasses(const vt_predictor *p) { return p->nclasses; }
 const char *vt_predictor_class(const vt_predictor *p, int c) { return p->classes[c]; }

@@ -21,6 +21,9 @@ typedef struct vt_predictor vt_predictor;
 int vt_predictor_load(vt_predictor **out, vt_backend *be, const char *model_path,
                       const vt_creds *creds);
 
+/* The daemon job that wrote the model (its "job_id"), 0 when not recorded. */
+int64_t vt_predictor_job_id(const vt_predictor *p);
+
 /* Number of classes, and class c's name. */
 int vt_predictor_nclasses(const vt_predictor *p);
 const char *vt_predictor_class(const vt_predictor *p, int c);

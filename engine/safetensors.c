@@ -16,6 +16,7 @@
 #include "safetensors.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <float.h>
 #include <inttypes.h>
 #include <math.h>
@@ -435,6 +436,56 @@ int vt_safetensors_read(vt_tensorset **out, const char *path)
         return rc;
     rc = vt_safetensors_parse(out, buf, len, path);
     free(buf);
+    return rc;
+}
+
+int vt_safetensors_read_meta(vt_tensorset **out, const char *path)
+{
+    uint8_t len8[8];
+    char *hdr = NULL;
+    cJSON *root = NULL;
+    uint64_t n;
+    int rc = 0;
+    FILE *f = fopen(path, "rb");
+
+    *out = NULL;
+    if (!f)
+        return vt_error_set(errno == ENOENT ? VT_ENOTFOUND : VT_EIO, "cannot open %s: %s", path,
+                            strerror(errno));
+    if (fread(len8, 1, 8, f) != 8) {
+        rc = vt_error_set(VT_EFORMAT, "%s: too short for a safetensors header", path);
+        goto done;
+    }
+    if ((n = vt__le64(len8)) > VT_ST_MAX_HEADER) {
+        rc = vt_error_set(VT_EFORMAT, "%s: header length %" PRIu64 " exceeds the limit", path, n);
+        goto done;
+    }
+    if (!(hdr = malloc(n + 1))) {
+        rc = vt_error_set(VT_ENOMEM, "out of memory");
+        goto done;
+    }
+    if (fread(hdr, 1, n, f) != n) {
+        rc = vt_error_set(VT_EFORMAT, "%s: header runs past the end of the file", path);
+        goto done;
+    }
+    hdr[n] = '\0';
+    if (!(root = cJSON_ParseWithLength(hdr, n)) || !cJSON_IsObject(root)) {
+        rc = vt_error_set(VT_EFORMAT, "%s: the header is not a JSON object", path);
+        goto done;
+    }
+    if (!(*out = vt_tensorset_new())) {
+        rc = vt_error_set(VT_ENOMEM, "out of memory");
+        goto done;
+    }
+    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(root, "__metadata__");
+    if (meta && (rc = vt__parse_metadata(*out, meta, path)) < 0) {
+        vt_tensorset_free(*out);
+        *out = NULL;
+    }
+done:
+    cJSON_Delete(root);
+    free(hdr);
+    fclose(f);
     return rc;
 }
 

@@ -30,6 +30,11 @@
  * __metadata__ pairs become the set's metadata. */
 int vt_safetensors_read(vt_tensorset **out, const char *path);
 
+/* Reads only the __metadata__ of the file at path (its header, not its
+ * data) into a new set without tensors; a file without metadata gives an
+ * empty set.  VT_EFORMAT for what is not a safetensors header. */
+int vt_safetensors_read_meta(vt_tensorset **out, const char *path);
+
 /* Same, from a buffer holding the whole file; label names it in messages. */
 int vt_safetensors_parse(vt_tensorset **out, const uint8_t *buf, size_t len,
                          const char *label);

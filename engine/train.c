@@ -446,6 +446,12 @@ static int vt__build_params(vt_trainer *t)
         }
         if (rc < 0)
             return vt_error_wrap(rc, "init");
+        int64_t owner = vt_weights_job_id(init);
+        if (s->init_job && owner > 0 && owner != s->init_job) {
+            rc = vt_error_set(VT_ESTATE, "init_job: job %lld's model in %s was replaced by job "
+                              "%lld's", (long long)s->init_job, s->init, (long long)owner);
+            goto done;
+        }
         if ((rc = vt_weights_head_layout(init, s->init, ih, &inh, &inc, &in_features)) < 0)
             goto done;
         if (s->head_given && (inh != s->nhidden || memcmp(ih, s->hidden,
@@ -537,10 +543,33 @@ static int vt__make_cache(vt_trainer *t, const vt_dataset *ds, const uint8_t *ba
 static int vt__epoch_checkpoint(vt_trainer *t, int saved_best);
 static int vt__begin_pass(vt_trainer *t, int val);
 
-/* Makes sure the output directory exists and that we may write in it.  A
- * job that starts afresh (no checkpoint to resume) then removes the output
- * files an earlier job left there, so that every one of them is this job's
- * or absent. */
+/* Refuses, unless the job may overwrite, an output directory whose
+ * model.safetensors another daemon job wrote (its metadata names the job:
+ * what is in the directory decides, however its path is spelled).  Runs as
+ * the job's owner. */
+static int vt__check_model_owner(vt_trainer *t)
+{
+    char path[PATH_MAX];
+    vt_tensorset *meta = NULL;
+    int64_t owner;
+    if (t->spec.overwrite || vt_path(path, sizeof path, "%s/model.safetensors", t->spec.output) < 0 ||
+        vt_safetensors_read_meta(&meta, path) < 0) /* none there, or not a model: replaced */
+        return 0;
+    owner = vt_weights_job_id(meta);
+    vt_tensorset_free(meta);
+    if (owner > 0 && owner != t->env.job_id)
+        return vt_error_set(VT_EBUSY, "output %s holds the model of job %lld; give this job "
+                            "another output directory, or set overwrite (--overwrite) to "
+                            "replace it", t->spec.output, (long long)owner);
+    return 0;
+}
+
+/* Makes sure the output directory is not inside the data, exists and may
+ * be written, as the job's owner (here, on the device thread: these look
+ * up paths the user chose).  A job that starts afresh (no checkpoint to
+ * resume) then takes the directory over: another daemon job's model there
+ * only with overwrite, and it removes the output files an earlier job left,
+ * so that every one of them is this job's or absent. */
 static int vt__check_output(vt_trainer *t)
 {
     char probe[PATH_MAX];
@@ -548,7 +577,10 @@ static int vt__check_output(vt_trainer *t)
     int rc = vt_train__enter(t), fd;
     if (rc < 0)
         return rc;
-    if ((rc = vt_mkdir_p(t->spec.output, &t->out_created)) == 0) {
+    rc = vt_jobspec_check_output(&t->spec);
+    if (rc == 0 && (rc = vt_mkdir_p(t->spec.output, &t->out_created)) < 0)
+        rc = vt_error_wrap(rc, "output directory");
+    if (rc == 0) {
         snprintf(probe, sizeof probe, "%s/.vggtune-write-test.%ld", t->spec.output,
                  (long)getpid());
         fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -559,9 +591,9 @@ static int vt__check_output(vt_trainer *t)
             close(fd);
             unlink(probe);
         }
-    } else {
-        rc = vt_error_wrap(rc, "output directory");
     }
+    if (rc == 0 && fresh && !t->out_created)
+        rc = vt__check_model_owner(t);
     vt_train__leave(t);
     return rc == 0 && fresh && !t->out_created ? vt_train__remove_outputs(t) : rc;
 }
@@ -570,7 +602,9 @@ void vt_trainer_discard_output(vt_trainer *t)
 {
     char dir[PATH_MAX], *slash;
     size_t n;
-    if (!t || !t->out_created || vt_train__enter(t) < 0)
+    /* the folders made are the path's last components as written: not so
+     * with a "..", where nothing is removed */
+    if (!t || !t->out_created || strstr(t->spec.output, "/..") || vt_train__enter(t) < 0)
         return;
     snprintf(dir, sizeof dir, "%s", t->spec.output);
     for (int i = 0; i < t->out_created; i++) {

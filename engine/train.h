@@ -87,6 +87,9 @@ typedef struct {
     const char *base_desc;    /* where the trunk came from, for metadata */
     int base_random;          /* the trunk is the seeded random one */
     const vt_creds *creds;    /* read and write the job's files as this user */
+    int64_t job_id;           /* the daemon's job number (0: vggtuned run): recorded
+                                 in model.safetensors; another job's model in the
+                                 output directory is replaced only with overwrite */
     const char *checkpoint;   /* checkpoint file (NULL: none), resumed if present */
     int final_checkpoint;     /* also write it after the last epoch (a file that
                                  outlives the run, to continue it with more epochs);

@@ -309,6 +309,11 @@ int vt_train__save_model(vt_trainer *t, int epochs_done)
     vt_tensorset_set_meta(set, "trainable_blocks", num);
     vt_tensorset_set_meta(set, "head", head);
     vt_tensorset_set_meta(set, "job", spec);
+    if (t->env.job_id > 0) {
+        char id[32];
+        snprintf(id, sizeof id, "%lld", (long long)t->env.job_id);
+        vt_tensorset_set_meta(set, "job_id", id);
+    }
     vt_tensorset_set_meta(set, "weights", vt__weights_desc(t, wdesc, sizeof wdesc));
     snprintf(num, sizeof num, "%d", epochs_done);
     rc = vt_tensorset_set_meta(set, "epochs", num);

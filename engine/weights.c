@@ -301,3 +301,11 @@ int vt_weights_to_set(const vt_params *p, vt_tensorset **out)
     *out = set;
     return 0;
 }
+
+int64_t vt_weights_job_id(const vt_tensorset *set)
+{
+    const char *v = vt_tensorset_meta(set, "job_id");
+    char *end;
+    long long id = v ? strtoll(v, &end, 10) : 0;
+    return v && end != v && *end == '\0' && id > 0 ? (int64_t)id : 0;
+}

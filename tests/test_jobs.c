@@ -1,4 +1,4 @@
-/* test_jobs.c - the daemon's job table: who owns an output directory. */
+/* test_jobs.c - the daemon's job table: which job writes to a directory. */
 #include <stdlib.h>
 
 #include "../daemon/jobs.h"
@@ -18,31 +18,31 @@ static vt_job *add(vt_jobs *js, int64_t id, const char *out, vt_job_state st, do
     return j;
 }
 
-/* A later job replaces a job's outputs once it has started in the same
- * directory (the same path up to trailing slashes), not while it waits or
- * when it was cancelled before it started. */
-static void test_replaced_by(vt_backend *be)
+/* The job of a given state writing to a directory: the newest, whatever
+ * trailing slashes its path has, none for other directories or states (the
+ * daemon refuses a second job in a busy directory, and asks overwrite for
+ * one that holds a succeeded job's outputs, whatever came after it). */
+static void test_output_job(vt_backend *be)
 {
     vt_jobs js = {0};
     (void)be;
     vt_job *a = add(&js, 1, "/home/alice/out", VT_JOB_SUCCEEDED, 100);
-    vt_job *other = add(&js, 2, "/home/alice/other", VT_JOB_SUCCEEDED, 200);
-    vt_job *waiting = add(&js, 3, "/home/alice/out/", VT_JOB_QUEUED, 0);
-    VT_CHECK(a && other && waiting);
-    VT_CHECK(vt_jobs_replaced_by(&js, a) == NULL);
-    waiting->state = VT_JOB_CANCELLED; /* cancelled while queued */
-    VT_CHECK(vt_jobs_replaced_by(&js, a) == NULL);
-    vt_job *b = add(&js, 4, "/home/alice/out", VT_JOB_RUNNING, 300);
-    VT_CHECK(vt_jobs_replaced_by(&js, a) == b);
-    VT_CHECK(vt_jobs_replaced_by(&js, b) == NULL);
-    VT_CHECK(vt_jobs_replaced_by(&js, other) == NULL);
-    /* the output's owner for a new submission: the newest job there */
-    VT_CHECK(vt_jobs_output_owner(&js, "/home/alice/out", NULL) == b);
+    vt_job *other = add(&js, 2, "/home/alice/other", VT_JOB_RUNNING, 200);
+    vt_job *gone = add(&js, 3, "/home/alice/out/", VT_JOB_CANCELLED, 0);
+    VT_CHECK(a && other && gone);
+    VT_CHECK(vt_jobs_output_job(&js, "/home/alice/out", VT_JOB_SUCCEEDED) == a);
+    VT_CHECK(vt_jobs_output_job(&js, "/home/alice/out//", VT_JOB_SUCCEEDED) == a);
+    VT_CHECK(vt_jobs_output_job(&js, "/home/alice/out", VT_JOB_CANCELLED) == gone);
+    VT_CHECK(vt_jobs_output_job(&js, "/home/alice/out", VT_JOB_RUNNING) == NULL);
+    VT_CHECK(vt_jobs_output_job(&js, "/home/alice/other", VT_JOB_RUNNING) == other);
+    VT_CHECK(vt_jobs_output_job(&js, "/home/alice/o", VT_JOB_RUNNING) == NULL);
+    vt_job *b = add(&js, 4, "/home/alice/out", VT_JOB_SUCCEEDED, 300);
+    VT_CHECK(vt_jobs_output_job(&js, "/home/alice/out", VT_JOB_SUCCEEDED) == b);
     vt_jobs_clear(&js);
 }
 
 static const vt_test_case cases[] = {
-    {"replaced_by", test_replaced_by, 0},
+    {"output_job", test_output_job, 0},
 };
 
 int main(int argc, char **argv) { VT_TEST_MAIN(cases); }
