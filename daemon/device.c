@@ -61,6 +61,8 @@ typedef struct vt__djob {
     vt_sched_job *sj;
     vt_trainer *tr;
     int base;          /* index into d->bases, -1 before admission */
+    vt_preprocess prep; /* what the job's own weights expect, and where they */
+    char desc[PATH_MAX + 32]; /* came from (a shared base may come from another file) */
     double last_progress;
 } vt__djob;
 
@@ -317,17 +319,25 @@ void vt_device_estimate_advice(const vt_jobspec *spec, int bf16, char *buf, size
 
 /* ---- bases ------------------------------------------------------------- */
 
-/* Finds or loads the base a job needs; returns its index or a negative code. */
-static int vt__base_acquire(vt_device *d, const vt_jobspec *spec, const vt_creds *creds)
+/* Finds or loads the base job j needs; returns its index or a negative
+ * code.  j->prep and j->desc describe the job's own weights file, which
+ * decides its preprocessing and what its model records even when a base
+ * with the same convolutions, loaded from another file (another format,
+ * another user's path), serves it. */
+static int vt__base_acquire(vt_device *d, vt__djob *j)
 {
     vt_base *b = NULL;
     int rc;
-    if (!spec->weights) {
+    if (!j->spec.weights) {
         d->bases[0].refs++;
+        j->prep = d->bases[0].base->prep;
+        snprintf(j->desc, sizeof j->desc, "%s", d->bases[0].base->desc);
         return 0;
     }
-    if ((rc = vt_base_read(&b, spec->weights, creds)) < 0)
+    if ((rc = vt_base_read(&b, j->spec.weights, &j->creds)) < 0)
         return rc;
+    j->prep = b->prep;
+    snprintf(j->desc, sizeof j->desc, "%s", b->desc);
     for (int i = 0; i < d->nbases; i++)
         if (d->bases[i].base && !memcmp(d->bases[i].base->hash, b->hash, sizeof b->hash)) {
             vt_base_free(b);
@@ -439,7 +449,7 @@ static size_t vt__free_bytes(vt_device *d)
 /* Starts the trainer of an admitted job. */
 static void vt__job_begin(vt_device *d, vt__djob *j)
 {
-    int rc, bi = vt__base_acquire(d, &j->spec, &j->creds);
+    int rc, bi = vt__base_acquire(d, j);
     size_t budget = vt__free_bytes(d);
     if (bi < 0) {
         vt__job_end(d, j, VT_JOB_FAILED, vt_error_msg());
@@ -453,8 +463,8 @@ static void vt__job_begin(vt_device *d, vt__djob *j)
                                              : vt_featcache_host_default(d->be);
     vt_trainer_env env = {.be = d->be, .pool = d->pool, .trunk = d->bases[bi].base->trunk,
                           .base = d->bases[bi].base->params,
-                          .base_prep = d->bases[bi].base->prep,
-                          .base_desc = d->bases[bi].base->desc,
+                          .base_prep = j->prep,
+                          .base_desc = j->desc,
                           .base_random = d->bases[bi].base->random, .creds = &j->creds,
                           .job_id = j->id,
                           .checkpoint = j->checkpoint[0] ? j->checkpoint : NULL,

@@ -423,6 +423,34 @@ while time.time() < deadline:
     time.sleep(0.2)
 vtpy.check(len(ts) == 1 and ts[0]["jobs"] == 2,
            f"two jobs on one weight content should share one trunk: {trunks()}")
+# The same convolutions as a Keras file: it shares that trunk, yet a job
+# naming it keeps its own file's preprocessing (caffe; the safetensors
+# jobs torch) and records its own file, not the one the trunk came from.
+import h5py  # noqa: E402
+kfile = os.path.join(TMP, "w1-keras.h5")
+torch.manual_seed(3)  # as w1 was made
+sd = {k: v for k, v in torchvision.models.vgg16().features.state_dict().items()}
+convs = sorted({int(k.split(".")[0]) for k in sd}, key=int)
+names = []
+with h5py.File(kfile, "w") as f:
+    i = 0
+    for b, n in ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3)):
+        for c in range(1, n + 1):
+            lname = f"block{b}_conv{c}"
+            names.append(lname)
+            g = f.create_group(lname)
+            g.attrs["weight_names"] = [f"{lname}_W_1:0".encode(), f"{lname}_b_1:0".encode()]
+            g[f"{lname}_W_1:0"] = sd[f"{convs[i]}.weight"].numpy().transpose(2, 3, 1, 0)
+            g[f"{lname}_b_1:0"] = sd[f"{convs[i]}.bias"].numpy()
+            i += 1
+    f.attrs["layer_names"] = [n.encode() for n in names]
+kjob = d.cli_json("submit", "--spec", spec_file("tk", epochs=1, weights=kfile))["job"]["id"]
+d.wait_state(kjob, ["succeeded"])
+vtpy.check(len([t for t in trunks() if not t["resident"]]) == 1,
+           f"a Keras file with the same convolutions should share the trunk: {trunks()}")
+km = meta(os.path.join(out("tk"), "model.safetensors"))
+vtpy.check(km["preprocess"] == "caffe" and km["weights"] == f"keras:{kfile}",
+           f"a job on a shared trunk keeps its own file's preprocessing and name: {km}")
 for jid in held:
     d.cli("cancel", str(jid))
 deadline = time.time() + 60
