@@ -44,6 +44,24 @@ if shutil.which("systemd-analyze"):
 else:
     print("SKIP part: systemd-analyze is missing")
 
+# ---- cmake --install --prefix: everything under the prefix, the unit naming it --------
+prefix = os.path.join(TMP, "prefix")
+r = vtpy.run(["cmake", "--install", a.build, "--prefix", prefix], check=False)
+placed = [l.split(": ", 1)[1] for l in r.stdout.splitlines() if l.startswith("-- Installing: ")]
+vtpy.check(r.returncode == 0 and placed and all(x.startswith(prefix + "/") for x in placed),
+           f"cmake --install --prefix wrote outside the prefix: {r.returncode} {placed}")
+unit = os.path.join(prefix, "lib", "systemd", "system", "vggtuned.service")
+text = open(unit).read() if os.path.exists(unit) else ""
+cmd = [l.split("=", 1)[1].split() for l in text.splitlines() if l.startswith("ExecStart=")]
+vtpy.check(cmd and cmd[0][0] == os.path.join(prefix, "bin", "vggtuned") and
+           os.access(cmd[0][0], os.X_OK) and cmd[0][1:] == ["--config", os.path.join(
+               prefix, "etc", "vggtune", "vggtuned.conf")] and os.path.exists(cmd[0][2]),
+           f"the installed unit should run the installed daemon with the installed config: {cmd}")
+if shutil.which("systemd-analyze") and text:
+    r = vtpy.run(["systemd-analyze", "verify", "vggtuned.service", "vggtuned.socket"],
+                 check=False, cwd=os.path.dirname(unit))
+    vtpy.check(r.returncode == 0, f"systemd-analyze verify of the installed units: {r.stderr}")
+
 # ---- socket activation ------------------------------------------------------------
 if shutil.which("systemd-socket-activate"):
     sock = os.path.join(TMP, "act.sock")
