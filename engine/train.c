@@ -355,6 +355,12 @@ static int vt__load_data(vt_trainer *t)
                                 "gives one to validation only when it has at least 2 images; "
                                 "give more images, a validation folder (data.val), or "
                                 "val_split 0", t->spec.val_split);
+        int total = t->train->n + t->val->n;
+        if (t->val->n != (int)lround(t->spec.val_split * total))
+            vt_train__say(t, VT_LOG_WARN, "val_split %g: %d of %d images go to validation "
+                          "(%.0f%%): each class gives at least one image to validation and "
+                          "keeps at least one for training", t->spec.val_split, t->val->n,
+                          total, 100.0 * t->val->n / total);
     } else {
         t->train = all;
     }
@@ -1063,7 +1069,8 @@ static int vt__epoch_end(vt_trainer *t)
                     return rc;
                 t->best_saved = 1;
             }
-        } else if (++t->stale >= t->spec.patience && t->spec.patience > 0) {
+        } else if (++t->stale >= t->spec.patience && t->spec.patience > 0 &&
+                   t->epoch + 1 < t->spec.epochs) { /* the last epoch ends anyway */
             t->stop_early = 1;
         }
     }

@@ -253,6 +253,16 @@ bad = submit("--data", tiny, "--val-split", "0.2", "--image-size", "32", "--epoc
              "--name", "tiny", "--out", out("tiny"))
 vtpy.check(bad["state"] == "failed" and "leaves no validation images" in bad.get("error", ""),
            f"val_split on one image per class: {bad}")
+# Two per class: half goes to validation whatever val_split asks, and the
+# log says so.
+for c in classes[:2]:
+    subprocess.run(["cp", os.path.join(DATA, "val", c, "img00001.jpg"), os.path.join(tiny, c)],
+                   check=True)
+two = submit("--data", tiny, "--val-split", "0.9", "--image-size", "32", "--epochs", "1",
+             "--name", "two", "--out", out("two"))
+vtpy.check(two["state"] == "succeeded" and "val_split 0.9: 2 of 4 images go to validation "
+           "(50%)" in d.cli("watch", str(two["id"])).stdout,
+           f"val_split that tiny classes cannot follow: {two}")
 
 # ---- outputs ------------------------------------------------------------------------
 m_bn = [json.loads(l) for l in open(os.path.join(out("bn"), "metrics.jsonl"))]
@@ -343,6 +353,13 @@ vtpy.check(meta(os.path.join(out("es"), "model.safetensors"))["epochs"] == "1",
 es = d.cli_json("status", str(es["id"]))["job"]
 vtpy.check(es["kept_epoch"]["epoch"] == 1 and es["metrics"][-1]["kept_epoch"] == 1,
            f"the job reports the kept epoch: {es.get('kept_epoch')}")
+# With the patience running out on the last epoch, nothing stops early.
+spec.update(name="es3", epochs=3, output=out("es3"))
+with open(os.path.join(TMP, "es3.json"), "w") as f:
+    json.dump(spec, f)
+w = d.cli("submit", "--spec", os.path.join(TMP, "es3.json"), "--watch").stdout
+vtpy.check("epoch 3/3 " in w and "early stopping" not in w,
+           f"patience running out on the last epoch is no early stop: {w!r}")
 line = [x for x in d.cli("list").stdout.splitlines() if x.split()[:1] == [str(es["id"])]]
 want = f"val_acc {es['kept_epoch']['val_accuracy']:.4f} (kept epoch 1)"
 vtpy.check(line and want in line[0], f"list shows the kept model's figures ({want}): {line}")
