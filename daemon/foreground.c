@@ -167,7 +167,8 @@ static void vt__run_usage(FILE *f)
             "Trains one job in the foreground (no daemon, no socket) and writes\n"
             "OUT/model.safetensors, OUT/metrics.jsonl and OUT/classmap.json.\n\n"
             "  -b, --backend B     auto (default: CUDA if a GPU is usable), cpu, cuda\n"
-            "  -t, --threads N     CPU threads for the CPU backend and decoding (default: all)\n"
+            "  -t, --threads N     CPU threads for the CPU backend and decoding (default or\n"
+            "                      0: all cores)\n"
             "  -c, --checkpoint F  checkpoint at every epoch end (and on SIGTERM/SIGINT) to F;\n"
             "                      resume from F when it exists\n"
             "      --cache-mb N    device memory for the feature caches in MiB (default:\n"
@@ -178,7 +179,11 @@ static void vt__run_usage(FILE *f)
             "                      the CPU backend)\n"
             "  -q, --quiet         no live progress line\n"
             "  -h, --help          this text\n"
-            "The job document is described in README.md, 'Job specification'.\n");
+            "The job document is described in README.md, 'Job specification'; relative\n"
+            "paths in it are taken from the current directory.\n"
+            "Exit status: 0 trained, 1 the job failed, 2 a usage error, 75 interrupted\n"
+            "(SIGINT, SIGTERM, SIGHUP) with the checkpoint written: run the same command\n"
+            "again to resume; 130 interrupted without one.\n");
 }
 
 int vt_fg_run(int argc, char **argv)
