@@ -195,6 +195,11 @@ static int vt__read_file(vt_config *c, const char *path, int must_exist)
         *eq = '\0';
         val = vt__trim(eq + 1);
         key = vt__trim(key);
+        size_t n = strlen(val); /* "a value" or 'a value': the quotes are not part of it */
+        if (n >= 2 && (val[0] == '"' || val[0] == '\'') && val[n - 1] == val[0]) {
+            val[n - 1] = '\0';
+            val++;
+        }
         if ((rc = vt__set(c, key, val)) < 0)
             vt_error_wrap(rc, "%s:%d", path, lineno);
     }

@@ -100,6 +100,7 @@ static void vt__on_signal(int sig)
 typedef struct {
     int tty;
     int quiet;
+    int epochs; /* the job's, for "epoch 3/10" */
 } vt__fg_ui;
 
 static void vt__fmt_time(double s, char *buf, size_t len)
@@ -142,12 +143,12 @@ static void vt__fg_epoch(void *ud, const vt_epoch_metrics *m)
     if (ui->tty && !ui->quiet)
         fprintf(stderr, "\r\033[K");
     if (m->has_val)
-        printf("epoch %d  loss %.4f  acc %.4f  val_loss %.4f  val_acc %.4f  %.0f img/s  "
-               "%.1f s%s\n", m->epoch, m->loss, m->accuracy, m->val_loss, m->val_accuracy,
-               m->images_per_s, m->seconds, vt__fg_cached(m));
+        printf("epoch %d/%d  loss %.4f  acc %.4f  val_loss %.4f  val_acc %.4f  %.0f img/s  "
+               "%.1f s%s\n", m->epoch, ui->epochs, m->loss, m->accuracy, m->val_loss,
+               m->val_accuracy, m->images_per_s, m->seconds, vt__fg_cached(m));
     else
-        printf("epoch %d  loss %.4f  acc %.4f  %.0f img/s  %.1f s%s\n", m->epoch, m->loss,
-               m->accuracy, m->images_per_s, m->seconds,
+        printf("epoch %d/%d  loss %.4f  acc %.4f  %.0f img/s  %.1f s%s\n", m->epoch,
+               ui->epochs, m->loss, m->accuracy, m->images_per_s, m->seconds,
                vt__fg_cached(m));
     fflush(stdout);
 }
@@ -195,7 +196,7 @@ int vt_fg_run(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     vt__common common = {"auto", 0};
-    vt__fg_ui ui = {isatty(STDERR_FILENO), 0};
+    vt__fg_ui ui = {.tty = isatty(STDERR_FILENO)};
     long cache_mb = -1, host_cache_mb = -1;
     const char *checkpoint = NULL;
     vt_jobspec spec;
@@ -246,6 +247,7 @@ int vt_fg_run(int argc, char **argv)
         fprintf(stderr, "vggtuned: %s: %s\n", argv[optind], vt_error_msg());
         goto done;
     }
+    ui.epochs = spec.epochs;
     if (spec.init_job) {
         fprintf(stderr, "vggtuned: %s: init_job needs the daemon; give init (a model "
                 "file) in the foreground\n", argv[optind]);

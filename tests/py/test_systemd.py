@@ -62,6 +62,31 @@ if shutil.which("systemd-analyze") and text:
                  check=False, cwd=os.path.dirname(unit))
     vtpy.check(r.returncode == 0, f"systemd-analyze verify of the installed units: {r.stderr}")
 
+# ---- the settings file ----------------------------------------------------------------
+# Mistakes name the file, the line and the setting; values may be quoted and
+# lines carry comments, as in the example file.
+conf = os.path.join(TMP, "c.conf")
+for body, want in (("backend = cpu\nmax-queue = 3\n", "c.conf:2: unknown setting 'max-queue'"),
+                   ("max-queued = many\n", "max-queued must be an integer"),
+                   ("backend\n", "c.conf:1: expected 'key = value'")):
+    with open(conf, "w") as f:
+        f.write(body)
+    r = vtpy.run([VGGTUNED, "--config", conf], check=False, timeout=30)
+    vtpy.check(r.returncode == 2 and want in r.stderr, f"config {body!r}: {r.stderr!r}")
+qsock = os.path.join(TMP, "q.sock")
+with open(conf, "w") as f:
+    f.write(f'# quoted values\nsocket = "{qsock}"   # a comment\n'
+            f"state-dir = '{os.path.join(TMP, 'qstate')}'\nbackend = cpu\n")
+p = subprocess.Popen([VGGTUNED, "--config", conf], stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL)
+deadline = time.time() + 60
+while time.time() < deadline and not os.path.exists(qsock) and p.poll() is None:
+    time.sleep(0.1)
+vtpy.check(os.path.exists(qsock) and os.path.isdir(os.path.join(TMP, "qstate")),
+           "quoted paths in the settings file should be used without their quotes")
+p.send_signal(signal.SIGTERM)
+p.wait(timeout=60)
+
 # ---- socket activation ------------------------------------------------------------
 if shutil.which("systemd-socket-activate"):
     sock = os.path.join(TMP, "act.sock")
