@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "../common/error.h"
+#include "../common/hash.h"
 #include "safetensors.h"
 
 #define VT__CKPT_FORMAT "vggtune-checkpoint-1"
@@ -45,10 +46,28 @@ static int vt__bad_parse(const char *text, uint8_t *bad, int n)
     return 0;
 }
 
+/* "N training and M validation images, files XXXX": the data as the
+ * checkpoint saw it, the hash over every file's name, size and time. */
+static void vt__data_sig(const vt_trainer *t, char *buf, size_t len)
+{
+    uint64_t h[2];
+    vt_hash_init(h);
+    for (int v = 0; v < 2; v++) {
+        const vt_dataset *ds = v ? t->val : t->train;
+        const int64_t *stat = v ? t->stat_val : t->stat_train;
+        for (int i = 0; ds && i < ds->n; i++) {
+            vt_hash_add(h, ds->samples[i].path, strlen(ds->samples[i].path) + 1);
+            vt_hash_add(h, &stat[2 * i], 2 * sizeof *stat);
+        }
+    }
+    snprintf(buf, len, "%d training and %d validation images, files %016llx", t->train->n,
+             t->val ? t->val->n : 0, (unsigned long long)h[0]);
+}
+
 int vt_trainer_checkpoint(vt_trainer *t)
 {
     vt_tensorset *set;
-    char name[96], num[64];
+    char name[96], num[64], sig[128];
     char *hist = NULL, *bt = NULL, *bv = NULL, *spec = NULL;
     int rc = 0;
 
@@ -97,6 +116,8 @@ int vt_trainer_checkpoint(vt_trainer *t)
                  t->best_saved);
         vt_tensorset_set_meta(set, "early_stopping", num);
         vt_tensorset_set_meta(set, "history", hist);
+        vt__data_sig(t, sig, sizeof sig);
+        vt_tensorset_set_meta(set, "data", sig);
         /* Where in the epoch we are: "epoch" (at its start), "train" (mid
          * training pass) or "val" (training pass done). */
         if (t->in_epoch && t->phase == PH_TRAIN) {
@@ -239,6 +260,14 @@ int vt_train__load_checkpoint(vt_trainer *t)
                      &t->best_saved) != 4) {
         rc = vt_error_set(VT_EFORMAT, "checkpoint lacks its early-stopping state");
         goto done;
+    }
+    if ((v = vt_tensorset_meta(set, "data"))) {
+        char now[128];
+        vt__data_sig(t, now, sizeof now);
+        if (strcmp(v, now) != 0)
+            vt_train__say(t, VT_LOG_WARN, "the data changed since the checkpoint (%s then; %s "
+                          "now): the job goes on from it, but not as it would have run "
+                          "without the interruption", v, now);
     }
     if ((rc = vt__bad_parse(vt_tensorset_meta(set, "bad_train"), t->bad_train,
                             t->train->n)) < 0 ||

@@ -29,6 +29,7 @@ per-epoch metrics:
 """
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -134,12 +135,21 @@ same("A", "C")
 # The finished run left its last epoch in the checkpoint: more epochs go on
 # from there.
 r = run(job("C", epochs=5), "--checkpoint", ck)
-vtpy.check("resumed from checkpoint: 4 epochs done" in r.stderr,
-           f"C, 5 epochs after 4: {r.stderr[-300:]!r}")
+vtpy.check("resumed from checkpoint: 4 epochs done" in r.stderr and
+           "the data changed" not in r.stderr, f"C, 5 epochs after 4: {r.stderr[-300:]!r}")
 r = vtpy.run([VGGTUNED, "run", "--backend", "cpu", "--quiet", "--checkpoint", ck,
               job("C", epochs=3)], check=False)
 vtpy.check(r.returncode == 1 and "holds 5 epochs, more than this job's 3" in r.stderr,
            f"C, 3 epochs after 5: {r.returncode} {r.stderr[-300:]!r}")
+# Data that changed since the checkpoint: the job goes on from it, and says
+# that it is not the run it would have been (unchanged data: not a word).
+extra_img = os.path.join(DATA, "train", sorted(os.listdir(f"{DATA}/train"))[0], "zz-new.png")
+first = sorted(os.listdir(os.path.dirname(extra_img)))[0]
+shutil.copy(os.path.join(os.path.dirname(extra_img), first), extra_img)
+r = run(job("C", epochs=6), "--checkpoint", ck)
+os.unlink(extra_img)
+vtpy.check("the data changed since the checkpoint (72 training and 18 validation images" in
+           r.stderr and "73 training" in r.stderr, f"C, changed data: {r.stderr[-400:]!r}")
 # Epoch-end checkpoints cost at most a tenth of a run: with writing one
 # estimated as endlessly slow, a run killed after two epochs wrote none.
 ck = os.path.join(TMP, "T.ckpt")
