@@ -685,8 +685,16 @@ static int vt__check_classes(const char *path, const char *flag)
                             strerror(errno));
     while (n < 2 && (e = readdir(d))) {
         struct stat st;
-        if (e->d_name[0] == '.' ||
-            fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
+        if (e->d_name[0] == '.')
+            continue;
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            if (errno != EACCES)
+                continue;
+            closedir(d); /* listed but not searchable by us: the daemon decides */
+            return vt_error_set(VT_EPERM, "%s %s: cannot look into it: %s", flag, path,
+                                strerror(EACCES));
+        }
+        if (!S_ISDIR(st.st_mode))
             continue;
         if (n++ == 0)
             snprintf(first, sizeof first, "%s", e->d_name);

@@ -415,7 +415,9 @@ static int vt__cmd_submit(vt_cli *cli, int argc, char **argv, int first)
     /* What is certainly wrong is refused; a permission denied here only
      * warns, since the daemon reads as us with the groups the user database
      * gives, which a login shell may not have yet.  --dry-run prints the
-     * document whatever it names, with the same words as warnings. */
+     * document whatever files it names, with the same words as warnings
+     * (what the document itself contradicts, such as an output inside the
+     * data, is refused before this, dry run or not). */
     if ((rc = vt_cli_check_paths(s.doc)) < 0) {
         if (rc != VT_EPERM && !s.dry_run) {
             vt_cli_submit_free(&s);

@@ -378,7 +378,7 @@ static int vt__parse_root(vt_jobspec *s, const cJSON *root)
     s->patience = (int)patience;
     if ((rc = vt__int(root, "", "epochs", 1, 100000, &epochs)) < 0 ||
         (rc = vt__int(root, "", "batch_size", 1, 4096, &batch)) < 0 ||
-        (rc = vt__int(root, "", "seed", 0, (1LL << 53), &seed)) < 0 ||
+        (rc = vt__int(root, "", "seed", 0, (1LL << 53) - 1, &seed)) < 0 ||
         (rc = vt__choice(root, "", "precision", precs, &prec)) < 0 ||
         (rc = vt__bool(root, "", "keep_best", &s->keep_best)) < 0 ||
         (rc = vt__str(root, "", "output", 0, &s->output)) < 0 ||
