@@ -11,7 +11,6 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <math.h>
 #include <pthread.h>
 #include <pwd.h>
 #include <stdarg.h>
@@ -596,11 +595,6 @@ static void vt__predict(vt_device *d, vt__cmd *c)
     vt_predictor_free(p);
 }
 
-static cJSON *vt__num_or_null(double v)
-{
-    return isnan(v) ? cJSON_CreateNull() : cJSON_CreateNumber(v);
-}
-
 static void vt__eval(vt_device *d, vt__cmd *c)
 {
     vt_predictor *p = NULL;
@@ -613,23 +607,8 @@ static void vt__eval(vt_device *d, vt__cmd *c)
         vt_predictor_free(p);
         return;
     }
-    cJSON *body = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(body, "eval");
-    cJSON *classes = cJSON_AddArrayToObject(e, "classes");
-    cJSON *prec = cJSON_AddArrayToObject(e, "precision");
-    cJSON *rec = cJSON_AddArrayToObject(e, "recall");
-    cJSON *conf = cJSON_AddArrayToObject(e, "confusion");
-    cJSON_AddNumberToObject(e, "n", r.n);
-    cJSON_AddNumberToObject(e, "skipped", r.skipped);
-    cJSON_AddNumberToObject(e, "links_skipped", r.links);
-    cJSON_AddNumberToObject(e, "accuracy", r.accuracy);
-    cJSON_AddNumberToObject(e, "loss", r.loss);
-    for (int k = 0; k < r.nclasses; k++) {
-        cJSON_AddItemToArray(classes, cJSON_CreateString(vt_predictor_class(p, k)));
-        cJSON_AddItemToArray(prec, vt__num_or_null(r.precision[k]));
-        cJSON_AddItemToArray(rec, vt__num_or_null(r.recall[k]));
-        cJSON_AddItemToArray(conf, cJSON_CreateIntArray(r.confusion + k * r.nclasses,
-                                                        r.nclasses));
-    }
+    cJSON *body = cJSON_CreateObject();
+    cJSON_AddItemToObject(body, "eval", vt_eval_json(p, &r));
     vt__reply(d, c->req, 0, cJSON_PrintUnformatted(body));
     cJSON_Delete(body);
     vt_eval_result_free(&r);

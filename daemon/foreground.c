@@ -433,30 +433,36 @@ int vt_fg_eval(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"backend", required_argument, NULL, 'b'}, {"threads", required_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+        {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
     vt__common common = {"auto", 0};
     vt_backend *be = NULL;
     vt_pool *pool = NULL;
     vt_predictor *p = NULL;
     vt_eval_result r = {0};
-    int opt, rc, status = 1;
+    int opt, rc, status = 1, json = 0;
 
-    while ((opt = getopt_long(argc, argv, "b:t:h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "b:t:jh", opts, NULL)) != -1) {
         if ((rc = vt__common_opt(opt, &common)) != 0) {
             if (rc < 0)
                 return 2;
             continue;
         }
+        if (opt == 'j') {
+            json = 1;
+            continue;
+        }
         if (opt == 'h') {
-            printf("usage: vggtuned eval [--backend B] [--threads N] MODEL DIR\n"
+            printf("usage: vggtuned eval [--backend B] [--threads N] [--json] MODEL DIR\n"
                    "Accuracy, per-class precision and recall, and the confusion matrix of a\n"
-                   "model on a folder with one sub-folder per class.\n");
+                   "model on a folder with one sub-folder per class (--json: as the\n"
+                   "daemon's eval reply, PROTOCOL.md).\n");
             return 0;
         }
         return 2;
     }
     if (argc - optind != 2) {
-        fprintf(stderr, "usage: vggtuned eval [--backend B] MODEL DIR\n");
+        fprintf(stderr, "usage: vggtuned eval [--backend B] [--threads N] [--json] MODEL DIR\n");
         return 2;
     }
     if (vt__make_backend(&be, &common) < 0)
@@ -465,6 +471,15 @@ int vt_fg_eval(int argc, char **argv)
         vt_predictor_load(&p, be, argv[optind], NULL) < 0 ||
         vt_predictor_eval(p, pool, argv[optind + 1], NULL, &r) < 0) {
         fprintf(stderr, "vggtuned: %s\n", vt_error_msg());
+        goto done;
+    }
+    if (json) {
+        cJSON *e = vt_eval_json(p, &r);
+        char *s = e ? cJSON_PrintUnformatted(e) : NULL;
+        printf("%s\n", s ? s : "null");
+        free(s);
+        cJSON_Delete(e);
+        status = s ? 0 : 1;
         goto done;
     }
     printf("images %d  accuracy %.4f  loss %.4f", r.n, r.accuracy, r.loss);

@@ -368,3 +368,34 @@ done:
     free(labels);
     return rc;
 }
+
+static cJSON *vt__num_or_null(double v)
+{
+    return isnan(v) ? cJSON_CreateNull() : cJSON_CreateNumber(v);
+}
+
+cJSON *vt_eval_json(const vt_predictor *p, const vt_eval_result *r)
+{
+    cJSON *e = cJSON_CreateObject();
+    cJSON *classes = cJSON_AddArrayToObject(e, "classes");
+    cJSON *prec = cJSON_AddArrayToObject(e, "precision");
+    cJSON *rec = cJSON_AddArrayToObject(e, "recall");
+    cJSON *conf = cJSON_AddArrayToObject(e, "confusion");
+    if (!e || !classes || !prec || !rec || !conf) {
+        cJSON_Delete(e);
+        return NULL;
+    }
+    cJSON_AddNumberToObject(e, "n", r->n);
+    cJSON_AddNumberToObject(e, "skipped", r->skipped);
+    cJSON_AddNumberToObject(e, "links_skipped", r->links);
+    cJSON_AddNumberToObject(e, "accuracy", r->accuracy);
+    cJSON_AddNumberToObject(e, "loss", r->loss);
+    for (int k = 0; k < r->nclasses; k++) {
+        cJSON_AddItemToArray(classes, cJSON_CreateString(vt_predictor_class(p, k)));
+        cJSON_AddItemToArray(prec, vt__num_or_null(r->precision[k]));
+        cJSON_AddItemToArray(rec, vt__num_or_null(r->recall[k]));
+        cJSON_AddItemToArray(conf, cJSON_CreateIntArray(r->confusion + k * r->nclasses,
+                                                        r->nclasses));
+    }
+    return e;
+}

@@ -54,6 +54,11 @@ typedef struct {
 int vt_predictor_eval(vt_predictor *p, vt_pool *pool, const char *dir,
                       const vt_creds *creds, vt_eval_result *res);
 
+/* An evaluation as JSON: {"n", "skipped", "links_skipped", "accuracy",
+ * "loss", "classes": [...], "precision": [...], "recall": [...] (null where
+ * undefined), "confusion": [[...], ...]}; NULL when out of memory. */
+struct cJSON *vt_eval_json(const vt_predictor *p, const vt_eval_result *r);
+
 /* Frees the arrays of an evaluation result. */
 void vt_eval_result_free(vt_eval_result *res);
 

@@ -140,6 +140,10 @@ vtpy.check(r.returncode != 0 and "vggtuned: job 'job' failed: " in r.stderr,
            f"vggtuned run of a failing job named 'job': {r.stderr!r}")
 ev = d.cli_json("eval", "1", os.path.join(DATA, "val"))["eval"]
 vtpy.check(ev["n"] == 12 and len(ev["confusion"]) == 3, f"eval: {ev}")
+fg_ev = json.loads(vtpy.run([VGGTUNED, "eval", "--backend", "cpu", "--json",
+                             os.path.join(out, "model.safetensors"),
+                             os.path.join(DATA, "val")]).stdout)
+vtpy.check(fg_ev == ev, f"vggtuned eval --json should be the daemon's eval: {fg_ev} vs {ev}")
 vtpy.check(abs(ev["accuracy"] - metrics[-1]["val_accuracy"]) < 1e-9,
            f"eval accuracy {ev['accuracy']} != last val_accuracy {metrics[-1]['val_accuracy']}")
 
