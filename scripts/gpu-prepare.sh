@@ -49,14 +49,6 @@ rm -rf "$run"
 mkdir -p "$run/bin" "$run/tests" "$run/anchors"
 cp "$build/bench/vt-bench" "$build/bench/vt-decodebench" "$build/daemon/vggtuned" \
    "$build/client/vggtune" "$build/tools/vt-gendata" "$run/bin/"
-find "$build/tests" -maxdepth 1 -type f -perm -u+x -exec cp {} "$run/tests/" \;
-strip -g "$run"/bin/* "$run"/tests/* 2>/dev/null || true
-cp "$anchors_src"/*.py "$run/anchors/"
-"$bundler" "$run/devlibs" "$run"/bin/* "$run"/tests/* >/dev/null
-# compressed: OpenBLAS alone is 36 MiB; gpu-check.sh unpacks it
-tar -C "$run" -czf "$run/devlibs.tar.gz" devlibs
-rm -rf "$run/devlibs"
-
 # The gpu-labelled tests, as ctest would run them, rewritten to the bundle.
 (cd "$build" && ctest -L gpu --show-only=json-v1) | python3 -c '
 import json, os, sys
@@ -69,6 +61,17 @@ for t in doc.get("tests", []):
     print("|".join([t["name"], os.path.basename(cmd[0]), " ".join(cmd[1:]),
                      str(int(float(props.get("TIMEOUT", 600))))]))
 ' >"$run/gpu-tests.txt"
+# Only those tests' binaries travel (each links the whole engine: all of
+# them together would not fit the device tool's 64 MiB).
+cut -d'|' -f2 "$run/gpu-tests.txt" | sort -u | while read -r bin; do
+  cp "$build/tests/$bin" "$run/tests/"
+done
+strip -g "$run"/bin/* "$run"/tests/* 2>/dev/null || true
+cp "$anchors_src"/*.py "$run/anchors/"
+"$bundler" "$run/devlibs" "$run"/bin/* "$run"/tests/* >/dev/null
+# compressed: OpenBLAS alone is 36 MiB; gpu-check.sh unpacks it
+tar -C "$run" -czf "$run/devlibs.tar.gz" devlibs
+rm -rf "$run/devlibs"
 
 {
   echo "commit: $(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$here" diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')"
