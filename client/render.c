@@ -723,13 +723,17 @@ void vt_cli_render_eval(FILE *f, const cJSON *e)
     }
     if (cJSON_GetArraySize(conf) != nc)
         return;
-    fprintf(f, "confusion matrix (rows: true class, columns: predicted)\n");
+    fprintf(f, "confusion matrix (rows: true class, columns: predicted class, numbered as "
+               "the rows)\n");
+    for (int k = 0; k < nc; k++)
+        fprintf(f, "%6d", k);
+    fprintf(f, "\n");
     for (int c = 0; c < nc; c++) {
         const cJSON *row = cJSON_GetArrayItem(conf, c), *v;
         const cJSON *name = cJSON_GetArrayItem(classes, c);
         cJSON_ArrayForEach(v, row)
             fprintf(f, "%6.0f", cJSON_IsNumber(v) ? v->valuedouble : 0.0);
-        fprintf(f, "   %s\n", cJSON_IsString(name) ? name->valuestring : "?");
+        fprintf(f, "   %d %s\n", c, cJSON_IsString(name) ? name->valuestring : "?");
     }
 }
 

@@ -498,11 +498,15 @@ int vt_fg_eval(int argc, char **argv)
             snprintf(rs, sizeof rs, "%.4f", r.recall[c]);
         printf("%-20s %9s %9s\n", vt_predictor_class(p, c), ps, rs);
     }
-    printf("confusion matrix (rows: true class, columns: predicted)\n");
+    printf("confusion matrix (rows: true class, columns: predicted class, numbered as the "
+           "rows)\n");
+    for (int k = 0; k < r.nclasses; k++)
+        printf("%6d", k);
+    printf("\n");
     for (int c = 0; c < r.nclasses; c++) {
         for (int k = 0; k < r.nclasses; k++)
             printf("%6d", r.confusion[c * r.nclasses + k]);
-        printf("   %s\n", vt_predictor_class(p, c));
+        printf("   %d %s\n", c, vt_predictor_class(p, c));
     }
     status = 0;
 done:

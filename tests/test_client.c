@@ -740,9 +740,11 @@ static void test_render_predict_eval(vt_backend *be)
                  "class                precision    recall\n"
                  "a                       0.9000    0.8000\n"
                  "b                            -    0.9500\n"
-                 "confusion matrix (rows: true class, columns: predicted)\n"
-                 "    90    10   a\n"
-                 "     5    95   b\n");
+                 "confusion matrix (rows: true class, columns: predicted class, numbered "
+                 "as the rows)\n"
+                 "     0     1\n"
+                 "    90    10   0 a\n"
+                 "     5    95   1 b\n");
     cap_close(&c);
     cJSON_Delete(pred);
     cJSON_Delete(ev);

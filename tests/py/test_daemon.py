@@ -144,6 +144,11 @@ fg_ev = json.loads(vtpy.run([VGGTUNED, "eval", "--backend", "cpu", "--json",
                              os.path.join(out, "model.safetensors"),
                              os.path.join(DATA, "val")]).stdout)
 vtpy.check(fg_ev == ev, f"vggtuned eval --json should be the daemon's eval: {fg_ev} vs {ev}")
+fg_text = vtpy.run([VGGTUNED, "eval", "--backend", "cpu", os.path.join(out, "model.safetensors"),
+                    os.path.join(DATA, "val")]).stdout
+cli_text = d.cli("eval", "1", os.path.join(DATA, "val")).stdout
+vtpy.check(fg_text == cli_text and "     0     1     2\n" in cli_text,
+           f"vggtuned eval and vggtune eval should print the same report:\n{fg_text}\n{cli_text}")
 vtpy.check(abs(ev["accuracy"] - metrics[-1]["val_accuracy"]) < 1e-9,
            f"eval accuracy {ev['accuracy']} != last val_accuracy {metrics[-1]['val_accuracy']}")
 
