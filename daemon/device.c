@@ -707,10 +707,24 @@ static void vt__handle(vt_device *d, vt__cmd *c)
         *j = (vt__djob){.d = d, .id = c->job, .creds = c->creds, .spec = c->spec, .base = -1};
         memset(&c->spec, 0, sizeof c->spec); /* moved into j */
         snprintf(j->checkpoint, sizeof j->checkpoint, "%s", c->path);
-        j->sj = vt_sched_add(d->sched, j->id, j->creds.uid,
-                             vt_device_estimate(&j->spec, vt_backend_act_dtype(d->be, "bf16") ==
-                                                              VT_BF16),
-                             j);
+        /* One that can never fit would hold up the queue behind it for good
+         * (admission keeps submission order).  The loop refuses those at
+         * submission once the device is up; this catches the rest: jobs
+         * sent before that, and queued jobs restored on another device. */
+        int bf16 = vt_backend_act_dtype(d->be, "bf16") == VT_BF16;
+        size_t need = vt_device_estimate(&j->spec, bf16);
+        size_t total = vt_backend_memory_total(d->be), reserve = d->cfg->reserve_mb << 20;
+        if (need + reserve > total) {
+            char advice[256], why[512];
+            vt_device_estimate_advice(&j->spec, bf16, advice, sizeof advice);
+            snprintf(why, sizeof why, "the job needs about %.1f GiB of device memory but the "
+                     "device has %.1f GiB (%.1f GiB kept free): %s", need / 1073741824.0,
+                     total / 1073741824.0, reserve / 1073741824.0, advice);
+            vt__post_text(d, VT_DEV_STATE, j->id, VT_JOB_FAILED, why);
+            vt__job_free(d, j);
+            break;
+        }
+        j->sj = vt_sched_add(d->sched, j->id, j->creds.uid, need, j);
         if (!j->sj) {
             vt__post_text(d, VT_DEV_STATE, j->id, VT_JOB_FAILED, "out of memory");
             vt__job_free(d, j);

@@ -162,6 +162,30 @@ if os.geteuid() == 0:
 else:
     print("SKIP part: full disk and read-only output need root (tmpfs mounts)")
 
+# ---- a queued job that can never fit, restored from the store -----------------
+# (submission refuses those once the device is up; one that got in anyway,
+# e.g. queued for another device, fails when it reaches the device rather
+# than holding up every job behind it)
+rc, _ = d.stop()
+db = sqlite3.connect(os.path.join(d.state, "jobs.db"))
+uid, gid, user, spec = db.execute("SELECT uid, gid, user, spec FROM jobs LIMIT 1").fetchone()
+spec = json.loads(spec)
+spec.update(name="huge", output=os.path.join(TMP, "out", "huge"),
+            head=dict(spec["head"], dense=[65536] * 7))
+spec["data"]["image_size"] = 1024
+with db:
+    huge = db.execute("INSERT INTO jobs(uid, gid, user, name, spec, state, submitted) "
+                      "VALUES (?, ?, ?, 'huge', ?, 'queued', 0)",
+                      (uid, gid, user, json.dumps(spec))).lastrowid
+db.close()
+d.start()
+after = d.cli_json("submit", "--spec", spec_file("after-huge", epochs=1))["job"]["id"]
+jh = d.wait_state(huge, ["failed", "succeeded", "running"], timeout=60)
+ja = d.wait_state(after, ["failed", "succeeded"])
+vtpy.check(jh["state"] == "failed" and "of device memory" in jh.get("error", "") and
+           "head.dense" in jh.get("error", ""), f"a job that can never fit: {jh}")
+vtpy.check(ja["state"] == "succeeded", f"the job queued behind it: {ja}")
+
 rc, _ = d.stop()
 vtpy.check(rc == 0, f"final stop: {rc}")
 vtpy.done()
