@@ -137,8 +137,17 @@ int vt_write_file_atomic(int dirfd, const char *path, const void *buf, size_t n)
 
 int vt_open_read(int dirfd, const char *path, int extra_flags, int *fd)
 {
-    if ((*fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | extra_flags)) >= 0)
-        return 0;
+    struct stat st;
+    if ((*fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | extra_flags)) >= 0) {
+        if (fstat(*fd, &st) == 0 && S_ISREG(st.st_mode)) {
+            if (!(extra_flags & O_NONBLOCK))
+                fcntl(*fd, F_SETFL, fcntl(*fd, F_GETFL) & ~O_NONBLOCK);
+            return 0;
+        }
+        close(*fd);
+        *fd = -1;
+        return vt_error_set(VT_EIO, "%s: not a regular file", path);
+    }
     if (errno == ENOENT)
         return vt_error_set(VT_ENOTFOUND, "%s: no such file", path);
     if (errno == EACCES)

@@ -88,6 +88,13 @@ struct vt_device {
     vt_featcache_set *caches; /* frozen features shared between jobs */
     vt__base_slot *bases;
     int nbases;
+    /* Output directories of running jobs (by device and inode, so that two
+     * spellings of one directory are one): a second job is refused one. */
+    struct vt__claim {
+        int64_t job;
+        uint64_t dev, ino;
+    } *claims;
+    int nclaims, cap_claims;
     double last_stats;
     int stopping;
 };
@@ -402,6 +409,39 @@ static void vt__hook_epoch(void *ud, const vt_epoch_metrics *m)
 
 /* A job's message: in the daemon's log, and unless it is a debugging detail
  * also in the job's own log (what `watch` shows). */
+/* Claims the output directory (dev, ino) for job ud, refusing one another
+ * running job holds. */
+static int vt__hook_claim(void *ud, uint64_t dev, uint64_t ino)
+{
+    vt__djob *j = ud;
+    vt_device *d = j->d;
+    for (int i = 0; i < d->nclaims; i++)
+        if (d->claims[i].dev == dev && d->claims[i].ino == ino && d->claims[i].job != j->id)
+            return vt_error_set(VT_EBUSY, "output %s is where job %lld writes (under another "
+                                "name); give this job another output directory",
+                                j->spec.output, (long long)d->claims[i].job);
+    if (d->nclaims == d->cap_claims) {
+        int cap = d->cap_claims ? 2 * d->cap_claims : 8;
+        struct vt__claim *c = realloc(d->claims, (size_t)cap * sizeof *c);
+        if (!c)
+            return vt_error_set(VT_ENOMEM, "out of memory");
+        d->claims = c;
+        d->cap_claims = cap;
+    }
+    d->claims[d->nclaims++] = (struct vt__claim){j->id, dev, ino};
+    return 0;
+}
+
+/* Drops job's claims (it ended). */
+static void vt__unclaim(vt_device *d, int64_t job)
+{
+    for (int i = 0; i < d->nclaims;)
+        if (d->claims[i].job == job)
+            d->claims[i] = d->claims[--d->nclaims];
+        else
+            i++;
+}
+
 static void vt__hook_message(void *ud, vt_log_level level, const char *text)
 {
     vt__djob *j = ud;
@@ -419,6 +459,7 @@ static void vt__hook_message(void *ud, vt_log_level level, const char *text)
 
 static void vt__job_free(vt_device *d, vt__djob *j)
 {
+    vt__unclaim(d, j->id);
     vt_trainer_free(j->tr);
     vt__base_release(d, j->base);
     vt_jobspec_free(&j->spec);
@@ -469,7 +510,9 @@ static void vt__job_begin(vt_device *d, vt__djob *j)
                           .checkpoint = j->checkpoint[0] ? j->checkpoint : NULL,
                           .cache_limit = cache, .host_cache_limit = host, .caches = d->caches,
                           .base_hash = d->bases[bi].base->hash};
-    vt_trainer_hooks hooks = {vt__hook_progress, vt__hook_epoch, vt__hook_message, j};
+    vt_trainer_hooks hooks = {.progress = vt__hook_progress, .epoch_end = vt__hook_epoch,
+                              .message = vt__hook_message, .claim_output = vt__hook_claim,
+                              .ud = j};
     if ((rc = vt_trainer_create(&j->tr, &j->spec, &env, &hooks)) < 0) {
         vt__job_end(d, j, VT_JOB_FAILED, vt_error_msg());
         return;
@@ -548,13 +591,18 @@ static void vt__reply_error(vt_device *d, uint64_t req, int code)
     vt__reply(d, req, code, strdup(vt_error_msg()));
 }
 
-/* Refuses a model file that another job wrote over job c->job's (its
- * metadata says which job wrote it; files without the record pass). */
+/* Refuses a model file that another job or `vggtuned run` wrote over job
+ * c->job's (its metadata says who wrote it; files without the record
+ * pass). */
 static int vt__model_of_job(const vt__cmd *c, const vt_predictor *p)
 {
     int64_t owner = vt_predictor_job_id(p);
-    if (owner <= 0 || owner == c->job)
+    if (owner < 0 || owner == c->job)
         return 0;
+    if (owner == 0)
+        return vt_error_set(VT_ESTATE, "job %lld has no model any more: %s was written by "
+                            "vggtuned run, which took over its output directory",
+                            (long long)c->job, c->path);
     return vt_error_set(VT_ESTATE, "job %lld has no model any more: %s is job %lld's, which "
                         "took over its output directory", (long long)c->job, c->path,
                         (long long)owner);
@@ -915,6 +963,7 @@ void vt_device_free(vt_device *d)
     for (int i = 0; i < d->nbases; i++)
         vt_base_free(d->bases[i].base);
     free(d->bases);
+    free(d->claims);
     vt_sched_free(d->sched);
     vt_pool_free(d->pool);
     vt_backend_free(d->be);

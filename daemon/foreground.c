@@ -274,7 +274,8 @@ int vt_fg_run(int argc, char **argv)
                                                   ? (size_t)host_cache_mb << 20
                                                   : vt_featcache_host_default(be),
                           .caches = caches, .base_hash = base->hash};
-    vt_trainer_hooks hooks = {vt__fg_progress, vt__fg_epoch, vt__fg_message, &ui};
+    vt_trainer_hooks hooks = {.progress = vt__fg_progress, .epoch_end = vt__fg_epoch,
+                              .message = vt__fg_message, .ud = &ui};
     if ((rc = vt_trainer_create(&tr, &spec, &env, &hooks)) < 0) {
         fprintf(stderr, "vggtuned: %s\n", vt_error_msg());
         goto done;

@@ -25,7 +25,7 @@ struct vt_predictor {
     vt_model *model;
     vt_preprocess prep;
     int nclasses;
-    int64_t job_id;  /* the daemon job that wrote the model (0: not recorded) */
+    int64_t job_id;  /* who wrote the model: vt_weights_job_id */
     char **classes;  /* nclasses names */
     uint8_t *pixels; /* (VT__PRED_BATCH, S, S, 3) */
 };

@@ -21,7 +21,8 @@ typedef struct vt_predictor vt_predictor;
 int vt_predictor_load(vt_predictor **out, vt_backend *be, const char *model_path,
                       const vt_creds *creds);
 
-/* The daemon job that wrote the model (its "job_id"), 0 when not recorded. */
+/* Who wrote the model: the daemon's job number, 0 for `vggtuned run`, -1
+ * when the file does not say (vt_weights_job_id). */
 int64_t vt_predictor_job_id(const vt_predictor *p);
 
 /* Number of classes, and class c's name. */

@@ -16,13 +16,14 @@
 #include "safetensors.h"
 
 #include <cjson/cJSON.h>
-#include <errno.h>
+#include <fcntl.h>
 #include <float.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../common/error.h"
 #include "../common/fileio.h"
@@ -445,13 +446,16 @@ int vt_safetensors_read_meta(vt_tensorset **out, const char *path)
     char *hdr = NULL;
     cJSON *root = NULL;
     uint64_t n;
-    int rc = 0;
-    FILE *f = fopen(path, "rb");
+    int rc, fd;
+    FILE *f;
 
     *out = NULL;
-    if (!f)
-        return vt_error_set(errno == ENOENT ? VT_ENOTFOUND : VT_EIO, "cannot open %s: %s", path,
-                            strerror(errno));
+    if ((rc = vt_open_read(AT_FDCWD, path, 0, &fd)) < 0)
+        return rc;
+    if (!(f = fdopen(fd, "rb"))) {
+        close(fd);
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    }
     if (fread(len8, 1, 8, f) != 8) {
         rc = vt_error_set(VT_EFORMAT, "%s: too short for a safetensors header", path);
         goto done;

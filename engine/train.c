@@ -452,10 +452,15 @@ static int vt__build_params(vt_trainer *t)
         }
         if (rc < 0)
             return vt_error_wrap(rc, "init");
+        /* (a job resuming from its checkpoint has already started from it) */
         int64_t owner = vt_weights_job_id(init);
-        if (s->init_job && owner > 0 && owner != s->init_job) {
-            rc = vt_error_set(VT_ESTATE, "init_job: job %lld's model in %s was replaced by job "
-                              "%lld's", (long long)s->init_job, s->init, (long long)owner);
+        int resuming = t->env.checkpoint && access(t->env.checkpoint, F_OK) == 0;
+        if (s->init_job && !resuming && owner >= 0 && owner != s->init_job) {
+            char by[48] = "vggtuned run's";
+            if (owner > 0)
+                snprintf(by, sizeof by, "job %lld's", (long long)owner);
+            rc = vt_error_set(VT_ESTATE, "init_job: job %lld's model in %s was replaced by %s",
+                              (long long)s->init_job, s->init, by);
             goto done;
         }
         if ((rc = vt_weights_head_layout(init, s->init, ih, &inh, &inc, &in_features)) < 0)
@@ -549,25 +554,59 @@ static int vt__make_cache(vt_trainer *t, const vt_dataset *ds, const uint8_t *ba
 static int vt__epoch_checkpoint(vt_trainer *t, int saved_best);
 static int vt__begin_pass(vt_trainer *t, int val);
 
-/* Refuses, unless the job may overwrite, an output directory whose
- * model.safetensors another daemon job wrote (its metadata names the job:
- * what is in the directory decides, however its path is spelled).  Runs as
- * the job's owner. */
+/* Whether the model in the output directory was written by a job that
+ * finished (owner: the model's job_id): classmap.json, written last, names
+ * the same writer.  A cancelled or failed keep_best job leaves a model
+ * without it, and its directory is taken over like any unfinished job's. */
+static int vt__finished_by(const vt_trainer *t, int64_t owner)
+{
+    char path[PATH_MAX];
+    uint8_t *text = NULL;
+    size_t len = 0;
+    cJSON *o;
+    int yes;
+    if (vt_path(path, sizeof path, "%s/classmap.json", t->spec.output) < 0 ||
+        vt_read_file(path, 1 << 20, &text, &len) < 0)
+        return 0;
+    o = cJSON_ParseWithLength((const char *)text, len);
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "job_id");
+    yes = cJSON_IsNumber(id) && id->valuedouble == (double)owner;
+    cJSON_Delete(o);
+    free(text);
+    return yes;
+}
+
+/* Refuses, unless the job may overwrite, an output directory holding the
+ * finished model of another daemon job or of `vggtuned run` (model files
+ * record who wrote them: what is in the directory decides, however its path
+ * is spelled).  A model it cannot read is not taken for replaceable.  Runs
+ * as the job's owner. */
 static int vt__check_model_owner(vt_trainer *t)
 {
     char path[PATH_MAX];
     vt_tensorset *meta = NULL;
     int64_t owner;
-    if (t->spec.overwrite || vt_path(path, sizeof path, "%s/model.safetensors", t->spec.output) < 0 ||
-        vt_safetensors_read_meta(&meta, path) < 0) /* none there, or not a model: replaced */
+    int rc;
+    if (t->spec.overwrite)
         return 0;
+    if ((rc = vt_path(path, sizeof path, "%s/model.safetensors", t->spec.output)) < 0)
+        return rc;
+    rc = vt_safetensors_read_meta(&meta, path);
+    if (rc == VT_ENOTFOUND || rc == VT_EFORMAT) /* none there, or not a model */
+        return 0;
+    if (rc < 0)
+        return vt_error_wrap(rc, "output %s: whose model is there", t->spec.output);
     owner = vt_weights_job_id(meta);
     vt_tensorset_free(meta);
-    if (owner > 0 && owner != t->env.job_id)
-        return vt_error_set(VT_EBUSY, "output %s holds the model of job %lld; give this job "
-                            "another output directory, or set overwrite (--overwrite) to "
-                            "replace it", t->spec.output, (long long)owner);
-    return 0;
+    if (owner < 0 || owner == t->env.job_id || !vt__finished_by(t, owner))
+        return 0;
+    if (owner == 0)
+        return vt_error_set(VT_EBUSY, "output %s holds a model written by vggtuned run; give "
+                            "this job another output directory, or set overwrite "
+                            "(--overwrite) to replace it", t->spec.output);
+    return vt_error_set(VT_EBUSY, "output %s holds the model of job %lld; give this job "
+                        "another output directory, or set overwrite (--overwrite) to "
+                        "replace it", t->spec.output, (long long)owner);
 }
 
 /* Makes sure the output directory is not inside the data, exists and may
@@ -597,6 +636,13 @@ static int vt__check_output(vt_trainer *t)
             close(fd);
             unlink(probe);
         }
+    }
+    if (rc == 0 && t->hooks.claim_output) {
+        struct stat st;
+        if (stat(t->spec.output, &st) < 0)
+            rc = vt_error_set(VT_EIO, "output directory %s: %s", t->spec.output, strerror(errno));
+        else
+            rc = t->hooks.claim_output(t->hooks.ud, (uint64_t)st.st_dev, (uint64_t)st.st_ino);
     }
     if (rc == 0 && fresh && !t->out_created)
         rc = vt__check_model_owner(t);

@@ -75,6 +75,10 @@ typedef struct {
     void (*progress)(void *ud, const vt_progress *p);
     void (*epoch_end)(void *ud, const vt_epoch_metrics *m);
     void (*message)(void *ud, vt_log_level level, const char *text);
+    /* Called (may be NULL) once the output directory exists, with its
+     * device and inode: < 0 with the message set refuses it (another
+     * running job writes there, whatever path it named). */
+    int (*claim_output)(void *ud, uint64_t dev, uint64_t ino);
     void *ud;
 } vt_trainer_hooks;
 

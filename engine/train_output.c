@@ -309,7 +309,7 @@ int vt_train__save_model(vt_trainer *t, int epochs_done)
     vt_tensorset_set_meta(set, "trainable_blocks", num);
     vt_tensorset_set_meta(set, "head", head);
     vt_tensorset_set_meta(set, "job", spec);
-    if (t->env.job_id > 0) {
+    {
         char id[32];
         snprintf(id, sizeof id, "%lld", (long long)t->env.job_id);
         vt_tensorset_set_meta(set, "job_id", id);
@@ -342,6 +342,9 @@ int vt_train__write_classmap(vt_trainer *t)
         cJSON_AddItemToArray(arr, cJSON_CreateString(t->train->classes[c]));
         cJSON_AddNumberToObject(idx, t->train->classes[c], c);
     }
+    /* written last, once the job is done: with the model's job_id, it marks
+     * a finished job's model (vt__check_model_owner) */
+    cJSON_AddNumberToObject(o, "job_id", (double)t->env.job_id);
     text = cJSON_Print(o);
     cJSON_Delete(o);
     if (!text)

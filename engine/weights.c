@@ -306,6 +306,6 @@ int64_t vt_weights_job_id(const vt_tensorset *set)
 {
     const char *v = vt_tensorset_meta(set, "job_id");
     char *end;
-    long long id = v ? strtoll(v, &end, 10) : 0;
-    return v && end != v && *end == '\0' && id > 0 ? (int64_t)id : 0;
+    long long id = v ? strtoll(v, &end, 10) : -1;
+    return v && end != v && *end == '\0' && id >= 0 ? (int64_t)id : -1;
 }

@@ -30,9 +30,9 @@ int vt_weights_read(vt_tensorset **out, vt_wfile_kind *kind, const char *path);
 int vt_weights_load_trunk(vt_params *p, const vt_tensorset *set, vt_wfile_kind kind,
                           const char *label, vt_preprocess *prep);
 
-/* The daemon job that wrote the model file whose metadata set holds (its
- * "job_id"), or 0 when it records none (written by `vggtuned run`, or by
- * an older version). */
+/* Who wrote the model file whose metadata set holds (its "job_id"): the
+ * daemon's job number, 0 for `vggtuned run`, or -1 when the file does not
+ * say (an older version wrote it). */
 int64_t vt_weights_job_id(const vt_tensorset *set);
 
 /* Reads the head layout recorded by head.{i}.weight shapes in a set written

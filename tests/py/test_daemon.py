@@ -11,6 +11,7 @@ vggtune client (and raw socket writes for malformed input):
 """
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -161,6 +162,17 @@ r = d.cli("submit", "--spec", write_spec("long", epochs=1), check=False)
 vtpy.check(r.returncode == 1 and f"where job {long_id} (running) writes" in r.stderr,
            f"a second job on a running job's output: {r.returncode} {r.stderr!r}")
 time.sleep(1.0)
+# ... nor under another name (a symbolic link to it): that job fails when it
+# starts, and the running one goes on.
+long_alias = os.path.join(TMP, "long-alias")
+os.symlink(os.path.join(TMP, "out", "long"), long_alias)
+with open(os.path.join(TMP, "long-alias.json"), "w") as f:
+    json.dump(job_spec(DATA, long_alias, epochs=1), f)
+la = d.cli_json("submit", "--spec", os.path.join(TMP, "long-alias.json"))["job"]["id"]
+la = d.wait_state(la, ["failed", "succeeded"], timeout=120)
+vtpy.check(la["state"] == "failed" and f"is where job {long_id} writes (under another name)"
+           in la.get("error", "") and d.cli_json("status", str(long_id))["job"]["state"] ==
+           "running", f"a second job on a running job's output under another name: {la}")
 r = d.cli("cancel", str(long_id))
 vtpy.check(r.returncode == 0, "cancel must exit 0")
 j = d.wait_state(long_id, ["cancelled"], timeout=30)
@@ -207,6 +219,32 @@ al = d.wait_state(r["job"]["id"], ["succeeded", "failed"], timeout=120)
 vtpy.check(al["state"] == "failed" and f"holds the model of job {over['id']}" in al["error"]
            and os.path.exists(os.path.join(out, "model.safetensors")),
            f"an alias of a succeeded job's directory: {al}")
+# A model that vggtuned run writes over a daemon job's (with overwrite) is
+# not that job's: its predict refuses, naming who wrote it.
+spec_fg = job_spec(DATA, out, epochs=1, overwrite=True)
+with open(os.path.join(TMP, "fg-over.json"), "w") as f:
+    json.dump(spec_fg, f)
+vtpy.run([VGGTUNED, "run", "--backend", "cpu", "--quiet", os.path.join(TMP, "fg-over.json")])
+r = d.cli("predict", str(over["id"]), imgs[0], check=False)
+vtpy.check(r.returncode == 1 and "was written by vggtuned run" in r.stderr,
+           f"predict of a job whose model vggtuned run replaced: {r.stderr!r}")
+# An unfinished job's model (a keep_best job cancelled or failed after
+# saving one: no classmap.json naming it) is taken over without overwrite.
+unfinished = os.path.join(TMP, "out", "unfinished")
+os.makedirs(unfinished)
+shutil.copy(os.path.join(TMP, "out", "long", "model.safetensors"), unfinished)
+uf = d.cli_json("submit", "--spec", write_spec("unfinished", epochs=1))["job"]["id"]
+uf = d.wait_state(uf, ["failed", "succeeded"], timeout=120)
+vtpy.check(uf["state"] == "succeeded", f"taking over an unfinished job's model: {uf}")
+# A FIFO where the model would be: the job fails (opening it would wait
+# for a writer forever, and with it every job on the device).
+fifo_out = os.path.join(TMP, "out", "fifo")
+os.makedirs(fifo_out)
+os.mkfifo(os.path.join(fifo_out, "model.safetensors"))
+ff = d.cli_json("submit", "--spec", write_spec("fifo", epochs=1))["job"]["id"]
+ff = d.wait_state(ff, ["failed", "succeeded"], timeout=60)
+vtpy.check(ff["state"] == "failed" and "not a regular file" in ff.get("error", ""),
+           f"a FIFO in place of the model: {ff}")
 # An output folder inside the data would be trained on as one more class:
 # the client refuses it, and a document that reaches the daemon anyway
 # fails when the job starts (the paths are looked up then, as the user).
