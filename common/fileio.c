@@ -138,7 +138,10 @@ int vt_write_file_atomic(int dirfd, const char *path, const void *buf, size_t n)
 int vt_open_read(int dirfd, const char *path, int extra_flags, int *fd)
 {
     struct stat st;
-    if ((*fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | extra_flags)) >= 0) {
+    /* O_NOCTTY: a terminal opened by the daemon, a session leader without
+     * one, would become its controlling terminal, whose ^C and ^\ stop it */
+    if ((*fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | extra_flags)) >=
+        0) {
         if (fstat(*fd, &st) == 0 && S_ISREG(st.st_mode)) {
             if (!(extra_flags & O_NONBLOCK))
                 fcntl(*fd, F_SETFL, fcntl(*fd, F_GETFL) & ~O_NONBLOCK);

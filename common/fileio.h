@@ -33,8 +33,8 @@ int vt_write_file_atomic(int dirfd, const char *path, const void *buf, size_t n)
 
 /* Opens the regular file at path (relative to dirfd, which may be
  * AT_FDCWD) read-only, close-on-exec, plus extra_flags.  The open itself
- * cannot block (a FIFO there would wait for a writer forever): anything but
- * a regular file is refused.  Failures say "PATH: reason": VT_ENOTFOUND for
+ * cannot block (a FIFO there would wait for a writer forever) nor take a
+ * terminal as the process's own: anything but a regular file is refused.  Failures say "PATH: reason": VT_ENOTFOUND for
  * a missing file, VT_EPERM when access is denied, VT_EIO otherwise. */
 int vt_open_read(int dirfd, const char *path, int extra_flags, int *fd);
 

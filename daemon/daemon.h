@@ -52,7 +52,8 @@ typedef struct vt_daemon {
     uint64_t next_conn, next_req;
     vt_sub *subs;
     char *stats;         /* latest device statistics (JSON), owned */
-    size_t mem_total;    /* device memory, from the device thread */
+    size_t job_memory;   /* device memory jobs may ever have (the total less the
+                            resident trunk and the reserve), from the device thread */
     int bf16;            /* the backend computes bf16 by default */
     int ready, stopping, exit_code;
     gid_t admin_gid;

@@ -95,6 +95,7 @@ struct vt_device {
         uint64_t dev, ino;
     } *claims;
     int nclaims, cap_claims;
+    size_t baseline; /* device memory in use with no job: the resident trunk */
     double last_stats;
     int stopping;
 };
@@ -407,8 +408,6 @@ static void vt__hook_epoch(void *ud, const vt_epoch_metrics *m)
     }
 }
 
-/* A job's message: in the daemon's log, and unless it is a debugging detail
- * also in the job's own log (what `watch` shows). */
 /* Claims the output directory (dev, ino) for job ud, refusing one another
  * running job holds. */
 static int vt__hook_claim(void *ud, uint64_t dev, uint64_t ino)
@@ -442,6 +441,8 @@ static void vt__unclaim(vt_device *d, int64_t job)
             i++;
 }
 
+/* A job's message: in the daemon's log, and unless it is a debugging detail
+ * also in the job's own log (what `watch` shows). */
 static void vt__hook_message(void *ud, vt_log_level level, const char *text)
 {
     vt__djob *j = ud;
@@ -740,6 +741,14 @@ static void vt__stats(vt_device *d)
     d->last_stats = vt__now();
 }
 
+/* Device memory jobs may ever have: the total, less what is in use
+ * without any (measured once the resident trunk is up), less the reserve. */
+static size_t vt__job_memory(const vt_device *d)
+{
+    size_t total = vt_backend_memory_total(d->be), keep = d->baseline + (d->cfg->reserve_mb << 20);
+    return total > keep ? total - keep : 0;
+}
+
 /* ---- the thread -------------------------------------------------------- */
 
 static void vt__handle(vt_device *d, vt__cmd *c)
@@ -760,14 +769,13 @@ static void vt__handle(vt_device *d, vt__cmd *c)
          * submission once the device is up; this catches the rest: jobs
          * sent before that, and queued jobs restored on another device. */
         int bf16 = vt_backend_act_dtype(d->be, "bf16") == VT_BF16;
-        size_t need = vt_device_estimate(&j->spec, bf16);
-        size_t total = vt_backend_memory_total(d->be), reserve = d->cfg->reserve_mb << 20;
-        if (need + reserve > total) {
+        size_t need = vt_device_estimate(&j->spec, bf16), have = vt__job_memory(d);
+        if (need > have) {
             char advice[256], why[512];
             vt_device_estimate_advice(&j->spec, bf16, advice, sizeof advice);
-            snprintf(why, sizeof why, "the job needs about %.1f GiB of device memory but the "
-                     "device has %.1f GiB (%.1f GiB kept free): %s", need / 1073741824.0,
-                     total / 1073741824.0, reserve / 1073741824.0, advice);
+            snprintf(why, sizeof why, "the job needs about %.1f GiB of device memory but jobs "
+                     "can have %.1f GiB of this device at most: %s", need / 1073741824.0,
+                     have / 1073741824.0, advice);
             vt__post_text(d, VT_DEV_STATE, j->id, VT_JOB_FAILED, why);
             vt__job_free(d, j);
             break;
@@ -870,11 +878,12 @@ static void *vt__thread(void *arg)
         vt__post_text(d, VT_DEV_STOPPED, 0, 0, NULL);
         return NULL;
     }
+    vt_backend_memory(d->be, &d->baseline, NULL);
     if ((e = vt__event(VT_DEV_READY, 0))) {
         char desc[512];
         snprintf(desc, sizeof desc, "%s (%s)", vt_backend_device(d->be), vt_backend_name(d->be));
         e->text = strdup(desc);
-        e->bytes = vt_backend_memory_total(d->be);
+        e->bytes = vt__job_memory(d);
         e->state = vt_backend_act_dtype(d->be, "bf16") == VT_BF16;
         vt__post(d, e);
     }

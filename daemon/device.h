@@ -37,7 +37,8 @@ typedef enum {
 const char *vt_job_state_name(vt_job_state s);
 
 typedef enum {
-    VT_DEV_READY,    /* text: device description; bytes: device memory;
+    VT_DEV_READY,    /* text: device description; bytes: device memory jobs may
+                        ever have (total less the resident trunk and the reserve);
                         state: 1 when the backend computes in bf16 */
     VT_DEV_FATAL,    /* text: why; running jobs are lost, exit non-zero */
     VT_DEV_STATE,    /* job, state; text: the error for failed jobs */

@@ -284,7 +284,7 @@ static void vt__on_device(void *ud)
             if (dm->stopping) /* startup failed meanwhile: never claim readiness */
                 break;
             dm->ready = 1;
-            dm->mem_total = e->bytes;
+            dm->job_memory = e->bytes;
             dm->bf16 = e->state;
             vt_log_info("ready on %s, socket %s", e->text ? e->text : "?", dm->cfg.socket);
             vt_notify_ready("ready");

@@ -394,7 +394,7 @@ static int vt_image__read(int dirfd, const char *path, size_t max, uint8_t **out
 
     *out = NULL;
     *len = 0;
-    fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
     if (fd < 0) {
         int e = errno;
         if (e == ENOENT)

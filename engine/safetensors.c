@@ -440,6 +440,10 @@ int vt_safetensors_read(vt_tensorset **out, const char *path)
     return rc;
 }
 
+/* The most header a metadata-only read parses: a model's header is a few
+ * KiB (its metadata holds the job document and class names). */
+#define VT_ST_MAX_META_HEADER (16ull << 20)
+
 int vt_safetensors_read_meta(vt_tensorset **out, const char *path)
 {
     uint8_t len8[8];
@@ -460,7 +464,7 @@ int vt_safetensors_read_meta(vt_tensorset **out, const char *path)
         rc = vt_error_set(VT_EFORMAT, "%s: too short for a safetensors header", path);
         goto done;
     }
-    if ((n = vt__le64(len8)) > VT_ST_MAX_HEADER) {
+    if ((n = vt__le64(len8)) > VT_ST_MAX_META_HEADER) {
         rc = vt_error_set(VT_EFORMAT, "%s: header length %" PRIu64 " exceeds the limit", path, n);
         goto done;
     }

@@ -570,7 +570,8 @@ static int vt__finished_by(const vt_trainer *t, int64_t owner)
         return 0;
     o = cJSON_ParseWithLength((const char *)text, len);
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "job_id");
-    yes = cJSON_IsNumber(id) && id->valuedouble == (double)owner;
+    /* (no job_id: written before classmap.json recorded one, last as now) */
+    yes = cJSON_IsObject(o) && (!id || (cJSON_IsNumber(id) && id->valuedouble == (double)owner));
     cJSON_Delete(o);
     free(text);
     return yes;
@@ -612,9 +613,10 @@ static int vt__check_model_owner(vt_trainer *t)
 /* Makes sure the output directory is not inside the data, exists and may
  * be written, as the job's owner (here, on the device thread: these look
  * up paths the user chose).  A job that starts afresh (no checkpoint to
- * resume) then takes the directory over: another daemon job's model there
- * only with overwrite, and it removes the output files an earlier job left,
- * so that every one of them is this job's or absent. */
+ * resume) then takes the directory over: another writer's finished model
+ * there only with overwrite; t->take_over says that the output files an
+ * earlier job left are to be removed (vt__prepare does, once any init model
+ * there is read), so that every one of them is this job's or absent. */
 static int vt__check_output(vt_trainer *t)
 {
     char probe[PATH_MAX];
@@ -647,7 +649,8 @@ static int vt__check_output(vt_trainer *t)
     if (rc == 0 && fresh && !t->out_created)
         rc = vt__check_model_owner(t);
     vt_train__leave(t);
-    return rc == 0 && fresh && !t->out_created ? vt_train__remove_outputs(t) : rc;
+    t->take_over = rc == 0 && fresh && !t->out_created;
+    return rc;
 }
 
 void vt_trainer_discard_output(vt_trainer *t)
@@ -685,7 +688,9 @@ static int vt__prepare(vt_trainer *t)
     if ((rc = vt__check_output(t)) < 0 || (rc = vt__load_data(t)) < 0)
         return rc;
     at[0] = vt_train__now();
-    if ((rc = vt__build_params(t)) < 0)
+    if ((rc = vt__build_params(t)) < 0) /* before the takeover: init may be a model there */
+        return rc;
+    if (t->take_over && (rc = vt_train__remove_outputs(t)) < 0)
         return rc;
     at[1] = vt_train__now();
     t->prep = s->preprocess >= 0 ? (vt_preprocess)s->preprocess : t->env.base_prep;

@@ -67,6 +67,8 @@ struct vt_trainer {
     double ckpt_cost_s;         /* seconds the last checkpoint took to write */
     int features_saved;         /* bottleneck features written (or why not said) */
     int out_created;            /* trailing components of spec.output this run created */
+    int take_over;              /* starting afresh in an existing output directory:
+                                   an earlier job's outputs there are removed */
     int32_t *labels;            /* (batch_size) */
     int *rows;                  /* (batch_size) cache rows of a batch */
 };

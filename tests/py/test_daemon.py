@@ -228,6 +228,15 @@ vtpy.run([VGGTUNED, "run", "--backend", "cpu", "--quiet", os.path.join(TMP, "fg-
 r = d.cli("predict", str(over["id"]), imgs[0], check=False)
 vtpy.check(r.returncode == 1 and "was written by vggtuned run" in r.stderr,
            f"predict of a job whose model vggtuned run replaced: {r.stderr!r}")
+# Starting again from the model in the output directory itself: it is read
+# before the directory is taken over (which removes the earlier outputs).
+spec_again = job_spec(DATA, out, epochs=1, init=os.path.join(out, "model.safetensors"))
+with open(os.path.join(TMP, "fg-again.json"), "w") as f:
+    json.dump(spec_again, f)
+r = vtpy.run([VGGTUNED, "run", "--backend", "cpu", "--quiet", os.path.join(TMP, "fg-again.json")],
+             check=False)
+vtpy.check(r.returncode == 0 and os.path.exists(os.path.join(out, "model.safetensors")),
+           f"init from the model in the output directory: {r.returncode} {r.stderr[-300:]!r}")
 # An unfinished job's model (a keep_best job cancelled or failed after
 # saving one: no classmap.json naming it) is taken over without overwrite.
 unfinished = os.path.join(TMP, "out", "unfinished")
