@@ -131,7 +131,7 @@ static const char vt__help_submit[] =
     "  -o, --out DIR           where the model and metrics go (default: ./runs/NAME,\n"
     "                          or ./runs/NAME-2, -3, ... when that exists)\n"
     "      --overwrite         let this job take over a directory that holds a\n"
-    "                          succeeded job's outputs (that job's predict and eval\n"
+    "                          finished job's model (that job's predict and eval\n"
     "                          then refuse: its model is gone)\n"
     "      --spec FILE         a whole job document (README.md, 'Job specification');\n"
     "                          the flags above override its fields\n"
@@ -173,7 +173,8 @@ static const char vt__help_predict[] =
     "Classifies images with a finished job's model and prints the K most likely\n"
     "classes of each with their probabilities (default K = 3).  Any number of\n"
     "images: more than 1024 go to the daemon in several requests; --json prints\n"
-    "them as one reply.\n";
+    "them as one reply.  An image that cannot be read is reported as such and\n"
+    "the others are still classified; the exit status is then 1.\n";
 
 static const char vt__help_eval[] =
     "usage: vggtune eval JOB DIR\n"
