@@ -306,7 +306,8 @@ size_t vt_device_estimate(const vt_jobspec *spec, int bf16)
     return vt__estimate(spec, bf16, spec->batch_size, 1);
 }
 
-void vt_device_estimate_advice(const vt_jobspec *spec, int bf16, char *buf, size_t len)
+/* The largest part of an estimate and the setting that lowers it. */
+static void vt__estimate_advice(const vt_jobspec *spec, int bf16, char *buf, size_t len)
 {
     size_t all = vt__estimate(spec, bf16, spec->batch_size, 1);
     size_t fixed = vt__estimate(spec, bf16, 0, 1), convs = vt__estimate(spec, bf16, 0, 0);
@@ -322,6 +323,20 @@ void vt_device_estimate_advice(const vt_jobspec *spec, int bf16, char *buf, size
         snprintf(buf, len, "%.1f GiB of it is the trainable convolutions' weights with their "
                  "gradients and momentum; train fewer blocks (trainable_blocks)",
                  convs / 1073741824.0);
+}
+
+int vt_device_check_fits(const vt_jobspec *spec, int bf16, size_t job_memory, size_t *need)
+{
+    char advice[256];
+    *need = vt_device_estimate(spec, bf16);
+    if (*need <= job_memory)
+        return 0;
+    vt__estimate_advice(spec, bf16, advice, sizeof advice);
+    return vt_error_set(VT_ETOOBIG, "the job needs about %.1f GiB of device memory (batch %d at "
+                        "%dx%d) but jobs can have %.1f GiB of this device at most (less the "
+                        "resident trunk and reserve-mb): %s", *need / 1073741824.0,
+                        spec->batch_size, spec->image_size, spec->image_size,
+                        job_memory / 1073741824.0, advice);
 }
 
 /* ---- bases ------------------------------------------------------------- */
@@ -768,15 +783,10 @@ static void vt__handle(vt_device *d, vt__cmd *c)
          * (admission keeps submission order).  The loop refuses those at
          * submission once the device is up; this catches the rest: jobs
          * sent before that, and queued jobs restored on another device. */
-        int bf16 = vt_backend_act_dtype(d->be, "bf16") == VT_BF16;
-        size_t need = vt_device_estimate(&j->spec, bf16), have = vt__job_memory(d);
-        if (need > have) {
-            char advice[256], why[512];
-            vt_device_estimate_advice(&j->spec, bf16, advice, sizeof advice);
-            snprintf(why, sizeof why, "the job needs about %.1f GiB of device memory but jobs "
-                     "can have %.1f GiB of this device at most: %s", need / 1073741824.0,
-                     have / 1073741824.0, advice);
-            vt__post_text(d, VT_DEV_STATE, j->id, VT_JOB_FAILED, why);
+        size_t need;
+        if (vt_device_check_fits(&j->spec, vt_backend_act_dtype(d->be, "bf16") == VT_BF16,
+                                 vt__job_memory(d), &need) < 0) {
+            vt__post_text(d, VT_DEV_STATE, j->id, VT_JOB_FAILED, vt_error_msg());
             vt__job_free(d, j);
             break;
         }

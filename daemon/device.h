@@ -119,10 +119,13 @@ double vt_device_idle_seconds(vt_device *d);
  * precision is fp32 computes in f32 there all the same). */
 size_t vt_device_estimate(const vt_jobspec *spec, int bf16);
 
-/* For a job whose estimate does not fit: the largest part of it and the
- * setting that lowers it ("... GiB of it is the head's weights ...; use
+/* Whether spec's job can ever fit in job_memory bytes (the device memory
+ * jobs may have): 0 with *need = vt_device_estimate's figure, or VT_ETOOBIG
+ * with a message giving both figures, the largest part of the estimate and
+ * the setting that lowers it ("... GiB of it is the head's weights ...; use
  * narrower head.dense layers"; the batch: batch_size or image_size; the
- * trainable convolutions: trainable_blocks), written to buf. */
-void vt_device_estimate_advice(const vt_jobspec *spec, int bf16, char *buf, size_t len);
+ * trainable convolutions: trainable_blocks).  The loop checks submissions
+ * with it, the device thread every job it is handed. */
+int vt_device_check_fits(const vt_jobspec *spec, int bf16, size_t job_memory, size_t *need);
 
 #endif

@@ -326,18 +326,10 @@ static void vt__submit(vt_conn *c, const cJSON *id, const cJSON *req)
                  "have started", dm->cfg.max_queued);
         goto done;
     }
-    if (dm->job_memory) {
-        size_t need = vt_device_estimate(&spec, dm->bf16), have = dm->job_memory;
-        if (need > have) {
-            char advice[256];
-            vt_device_estimate_advice(&spec, dm->bf16, advice, sizeof advice);
-            vt__fail(c, id, VT_ETOOBIG, "the job needs about %.1f GiB of device memory (batch "
-                     "%d at %dx%d) but jobs can have %.1f GiB of this device at most (the "
-                     "resident trunk and the %.1f GiB kept free taken off): %s",
-                     need / 1073741824.0, spec.batch_size, spec.image_size, spec.image_size,
-                     have / 1073741824.0, (dm->cfg.reserve_mb << 20) / 1073741824.0, advice);
-            goto done;
-        }
+    size_t need;
+    if (dm->job_memory && (rc = vt_device_check_fits(&spec, dm->bf16, dm->job_memory, &need)) < 0) {
+        vt__fail(c, id, rc, "%s", vt_error_msg());
+        goto done;
     }
     {
         vt_store_job sj = {.uid = c->uid, .gid = c->gid, .user = c->user, .name = spec.name,
