@@ -454,8 +454,7 @@ static int vt__build_params(vt_trainer *t)
             return vt_error_wrap(rc, "init");
         /* (a job resuming from its checkpoint has already started from it) */
         int64_t owner = vt_weights_job_id(init);
-        int resuming = t->env.checkpoint && access(t->env.checkpoint, F_OK) == 0;
-        if (s->init_job && !resuming && owner >= 0 && owner != s->init_job) {
+        if (s->init_job && !vt_train__resuming(t) && owner >= 0 && owner != s->init_job) {
             char by[48] = "vggtuned run's";
             if (owner > 0)
                 snprintf(by, sizeof by, "job %lld's", (long long)owner);
@@ -620,7 +619,7 @@ static int vt__check_model_owner(vt_trainer *t)
 static int vt__check_output(vt_trainer *t)
 {
     char probe[PATH_MAX];
-    int fresh = !t->env.checkpoint || access(t->env.checkpoint, F_OK) != 0;
+    int fresh = !vt_train__resuming(t);
     int rc = vt_train__enter(t), fd;
     if (rc < 0)
         return rc;
@@ -927,6 +926,11 @@ static void vt__collect_failures(vt_trainer *t, int val)
  * the clock covers the work queued so far.  A training step does not wait
  * for the device; this is where the trainer does. */
 int vt_train__settle(vt_trainer *t) { return vt_backend_sync(t->env.be); }
+
+int vt_train__resuming(const vt_trainer *t)
+{
+    return t->env.checkpoint && access(t->env.checkpoint, F_OK) == 0;
+}
 
 /* Reports progress, at most every VT__PROGRESS_S seconds (each report waits
  * for the device) and at the end of a pass (force). */

@@ -226,7 +226,7 @@ int vt_train__load_checkpoint(vt_trainer *t)
     int rc;
     cJSON *h = NULL, *it;
 
-    if (!t->env.checkpoint || access(t->env.checkpoint, F_OK) != 0)
+    if (!vt_train__resuming(t))
         return 0;
     if ((rc = vt_safetensors_read(&set, t->env.checkpoint)) < 0)
         return vt_error_wrap(rc, "reading checkpoint");

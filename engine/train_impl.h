@@ -87,6 +87,10 @@ void vt_train__say(vt_trainer *t, vt_log_level level, const char *fmt, ...)
 int vt_train__enter(vt_trainer *t);
 void vt_train__leave(vt_trainer *t);
 
+/* Whether this run resumes: its checkpoint file exists (nothing writes it
+ * during preparation, where this is asked). */
+int vt_train__resuming(const vt_trainer *t);
+
 /* Waits for the backend, so that t's loss sums and outputs are complete. */
 int vt_train__settle(vt_trainer *t);
 
