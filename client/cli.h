@@ -153,9 +153,6 @@ void vt_cli_fmt_epoch(char *buf, size_t len, const cJSON *metrics, int epochs);
 void vt_cli_render_predictions(FILE *f, const cJSON *predictions, char *const *shown,
                                int nshown);
 
-/* eval's reply. */
-void vt_cli_render_eval(FILE *f, const cJSON *eval);
-
 /* Follows a watch stream and prints it. */
 typedef struct {
     FILE *out, *err;

@@ -16,6 +16,7 @@
 
 #include "../common/error.h"
 #include "../proto/proto.h"
+#include "../proto/report.h"
 
 /* How often a watch looks at the interrupt flag while the stream is quiet. */
 #define VT__WATCH_TICK_MS 250
@@ -789,7 +790,7 @@ static int vt__cmd_eval(vt_cli *cli, int argc, char **argv, int first)
     req = NULL;
     if (status != 0 || cli->json)
         goto done;
-    vt_cli_render_eval(cli->out, cJSON_GetObjectItemCaseSensitive(reply, "eval"));
+    vt_report_eval(cli->out, cJSON_GetObjectItemCaseSensitive(reply, "eval"));
 done:
     free(abs);
     cJSON_Delete(req);

@@ -688,55 +688,6 @@ void vt_cli_render_predictions(FILE *f, const cJSON *predictions, char *const *s
     }
 }
 
-void vt_cli_render_eval(FILE *f, const cJSON *e)
-{
-    const cJSON *classes = cJSON_GetObjectItemCaseSensitive(e, "classes");
-    const cJSON *prec = cJSON_GetObjectItemCaseSensitive(e, "precision");
-    const cJSON *rec = cJSON_GetObjectItemCaseSensitive(e, "recall");
-    const cJSON *conf = cJSON_GetObjectItemCaseSensitive(e, "confusion");
-    int nc = cJSON_GetArraySize(classes);
-    long long skipped = vt__int(e, "skipped", 0);
-    double x;
-
-    fprintf(f, "images %lld", vt__int(e, "n", 0));
-    if (vt__num(e, "accuracy", &x))
-        fprintf(f, "  accuracy %.4f", x);
-    if (vt__num(e, "loss", &x))
-        fprintf(f, "  loss %.4f", x);
-    if (skipped > 0)
-        fprintf(f, "  (%lld unreadable image%s skipped)", skipped, skipped == 1 ? "" : "s");
-    if ((skipped = vt__int(e, "links_skipped", 0)) > 0)
-        fprintf(f, "  (%lld symbolic link%s not followed)", skipped, skipped == 1 ? "" : "s");
-    fprintf(f, "\n");
-    if (nc <= 0)
-        return;
-    fprintf(f, "%-20s %9s %9s\n", "class", "precision", "recall");
-    for (int c = 0; c < nc; c++) {
-        const cJSON *name = cJSON_GetArrayItem(classes, c);
-        const cJSON *p = cJSON_GetArrayItem(prec, c), *r = cJSON_GetArrayItem(rec, c);
-        char ps[32] = "-", rs[32] = "-";
-        if (cJSON_IsNumber(p))
-            snprintf(ps, sizeof ps, "%.4f", p->valuedouble);
-        if (cJSON_IsNumber(r))
-            snprintf(rs, sizeof rs, "%.4f", r->valuedouble);
-        fprintf(f, "%-20s %9s %9s\n", cJSON_IsString(name) ? name->valuestring : "?", ps, rs);
-    }
-    if (cJSON_GetArraySize(conf) != nc)
-        return;
-    fprintf(f, "confusion matrix (rows: true class, columns: predicted class, numbered as "
-               "the rows)\n");
-    for (int k = 0; k < nc; k++)
-        fprintf(f, "%6d", k);
-    fprintf(f, "\n");
-    for (int c = 0; c < nc; c++) {
-        const cJSON *row = cJSON_GetArrayItem(conf, c), *v;
-        const cJSON *name = cJSON_GetArrayItem(classes, c);
-        cJSON_ArrayForEach(v, row)
-            fprintf(f, "%6.0f", cJSON_IsNumber(v) ? v->valuedouble : 0.0);
-        fprintf(f, "   %d %s\n", c, cJSON_IsString(name) ? name->valuestring : "?");
-    }
-}
-
 /* ---- watch ------------------------------------------------------------- */
 
 void vt_cli_watcher_init(vt_cli_watcher *w, FILE *out, FILE *err, int tty, int width,

@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
-#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +25,7 @@
 #include "../engine/featcache.h"
 #include "../engine/predict.h"
 #include "../engine/train.h"
+#include "../proto/report.h"
 #include "config.h"
 
 #define VT_SPEC_MAX (1 << 20)
@@ -474,42 +474,18 @@ int vt_fg_eval(int argc, char **argv)
         fprintf(stderr, "vggtuned: %s\n", vt_error_msg());
         goto done;
     }
-    if (json) {
-        cJSON *e = vt_eval_json(p, &r);
-        char *s = e ? cJSON_PrintUnformatted(e) : NULL;
-        printf("%s\n", s ? s : "null");
-        free(s);
-        cJSON_Delete(e);
-        status = s ? 0 : 1;
-        goto done;
-    }
-    printf("images %d  accuracy %.4f  loss %.4f", r.n, r.accuracy, r.loss);
-    if (r.skipped)
-        printf("  (%d unreadable image%s skipped)", r.skipped, r.skipped == 1 ? "" : "s");
-    if (r.links)
-        printf("  (%d symbolic link%s not followed)", r.links, r.links == 1 ? "" : "s");
-    printf("\n");
-    printf("%-20s %9s %9s\n", "class", "precision", "recall");
-    for (int c = 0; c < r.nclasses; c++) {
-        /* "-" where undefined (no image predicted or labelled c), as vggtune eval */
-        char ps[32] = "-", rs[32] = "-";
-        if (!isnan(r.precision[c]))
-            snprintf(ps, sizeof ps, "%.4f", r.precision[c]);
-        if (!isnan(r.recall[c]))
-            snprintf(rs, sizeof rs, "%.4f", r.recall[c]);
-        printf("%-20s %9s %9s\n", vt_predictor_class(p, c), ps, rs);
-    }
-    printf("confusion matrix (rows: true class, columns: predicted class, numbered as the "
-           "rows)\n");
-    for (int k = 0; k < r.nclasses; k++)
-        printf("%6d", k);
-    printf("\n");
-    for (int c = 0; c < r.nclasses; c++) {
-        for (int k = 0; k < r.nclasses; k++)
-            printf("%6d", r.confusion[c * r.nclasses + k]);
-        printf("   %d %s\n", c, vt_predictor_class(p, c));
-    }
-    status = 0;
+    cJSON *e = vt_eval_json(p, &r);
+    char *text = json && e ? cJSON_PrintUnformatted(e) : NULL;
+    int ok = e && (!json || text);
+    if (!ok)
+        fprintf(stderr, "vggtuned: out of memory\n");
+    else if (json)
+        printf("%s\n", text);
+    else
+        vt_report_eval(stdout, e); /* as vggtune eval prints the daemon's reply */
+    free(text);
+    cJSON_Delete(e);
+    status = ok ? 0 : 1;
 done:
     vt_eval_result_free(&r);
     vt_predictor_free(p);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "../client/cli.h"
+#include "../proto/report.h"
 #include "fake_vggtuned.h"
 #include "vt_test.h"
 
@@ -734,7 +735,7 @@ static void test_render_predict_eval(vt_backend *be)
     VT_CHECK_CONTAINS(cap_text(&c), "/abs/a.jpg:  daisy 0.9300");
     cap_close(&c);
     cap_open(&c);
-    vt_cli_render_eval(c.f, ev);
+    vt_report_eval(c.f, ev);
     VT_CHECK_STR(cap_text(&c),
                  "images 200  accuracy 0.9000  loss 0.3000  (1 unreadable image skipped)\n"
                  "class                precision    recall\n"
