@@ -286,6 +286,54 @@ static int vt__dense(const char *text, cJSON **out)
     return 0;
 }
 
+/* --schedule TYPE[:P[:Q]] over the document: step:EPOCHS[:GAMMA] or
+ * cosine:MIN_LR set the schedule's parameters too; TYPE alone keeps those
+ * of a --spec file.  The engine checks the type and the ranges. */
+static int vt__schedule(cJSON *doc, const char *val)
+{
+    static const char usage[] = "--schedule: '%s' is not a schedule: none, step, "
+                                "step:EPOCHS[:GAMMA], cosine or cosine:MIN_LR";
+    const char *colon = strchr(val, ':');
+    char *p1, *p2;
+    cJSON *sch;
+    long long epochs;
+    double v;
+    int rc = 0;
+
+    if (!colon) {
+        cJSON *opt = cJSON_GetObjectItemCaseSensitive(doc, "optimizer");
+        sch = cJSON_GetObjectItemCaseSensitive(opt, "schedule");
+        if (cJSON_IsObject(sch)) /* keep its step_epochs, gamma, min_lr */
+            return vt__set(sch, NULL, "type", cJSON_CreateString(val));
+        return vt__set(doc, "optimizer", "schedule", cJSON_CreateString(val));
+    }
+    if (!(p1 = strdup(colon + 1)) || !(sch = cJSON_CreateObject())) {
+        free(p1);
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    }
+    if ((p2 = strchr(p1, ':')))
+        *p2++ = '\0';
+    if ((size_t)(colon - val) == 4 && !strncmp(val, "step", 4)) {
+        cJSON_AddStringToObject(sch, "type", "step");
+        if ((rc = vt_cli_parse_int("--schedule step:EPOCHS", p1, &epochs)) == 0)
+            cJSON_AddNumberToObject(sch, "step_epochs", (double)epochs);
+        if (rc == 0 && p2 && (rc = vt_cli_parse_num("--schedule step:EPOCHS:GAMMA", p2, &v)) == 0)
+            cJSON_AddNumberToObject(sch, "gamma", v);
+    } else if ((size_t)(colon - val) == 6 && !strncmp(val, "cosine", 6) && !p2) {
+        cJSON_AddStringToObject(sch, "type", "cosine");
+        if ((rc = vt_cli_parse_num("--schedule cosine:MIN_LR", p1, &v)) == 0)
+            cJSON_AddNumberToObject(sch, "min_lr", v);
+    } else {
+        rc = vt_error_set(VT_EINVAL, usage, val);
+    }
+    free(p1);
+    if (rc < 0) {
+        cJSON_Delete(sch);
+        return rc;
+    }
+    return vt__set(doc, "optimizer", "schedule", sch);
+}
+
 /* Writes one flag over the document. */
 static int vt__apply(cJSON *doc, int id, const char *val)
 {
@@ -331,13 +379,7 @@ static int vt__apply(cJSON *doc, int id, const char *val)
     case O_WEIGHT_DECAY:
         return vt__set(doc, "optimizer", "weight_decay", cJSON_CreateNumber(d));
     case O_MOMENTUM: return vt__set(doc, "optimizer", "momentum", cJSON_CreateNumber(d));
-    case O_SCHEDULE: {
-        cJSON *opt = cJSON_GetObjectItemCaseSensitive(doc, "optimizer");
-        cJSON *sch = cJSON_GetObjectItemCaseSensitive(opt, "schedule");
-        if (cJSON_IsObject(sch)) /* keep its step_epochs, gamma, min_lr */
-            return vt__set(sch, NULL, "type", cJSON_CreateString(val));
-        return vt__set(doc, "optimizer", "schedule", cJSON_CreateString(val));
-    }
+    case O_SCHEDULE: return vt__schedule(doc, val);
     case O_WEIGHTS: return vt__set(doc, NULL, "weights", cJSON_CreateString(val));
     case O_INIT:
         vt__unset(doc, NULL, "init_job");

@@ -117,7 +117,9 @@ static const char vt__help_submit[] =
     "  -e, --epochs N          (default 10)\n"
     "  -b, --batch-size N      (default 32)\n"
     "      --lr F              learning rate (default 0.001; SGD, momentum 0.9, Nesterov)\n"
-    "      --schedule S        learning-rate schedule: none, step or cosine\n"
+    "      --schedule S        learning-rate schedule: none (default), step (x0.1\n"
+    "                          every 10 epochs), step:EPOCHS[:GAMMA], cosine (to 0)\n"
+    "                          or cosine:MIN_LR\n"
     "      --momentum F        SGD momentum (default 0.9)\n"
     "      --weight-decay F    L2 penalty on the trained weights (default 0)\n"
     "      --precision P       auto, fp32 or bf16\n"
@@ -174,8 +176,9 @@ static const char vt__help_predict[] =
     "Classifies images with a finished job's model and prints the K most likely\n"
     "classes of each with their probabilities (default K = 3).  Any number of\n"
     "images: more than 1024 go to the daemon in several requests; --json prints\n"
-    "them as one reply.  An image that cannot be read is reported as such and\n"
-    "the others are still classified; the exit status is then 1.\n";
+    "them as one reply, with every class's probability and logit.  An image that\n"
+    "cannot be read is reported as such and the others are still classified; the\n"
+    "exit status is then 1.\n";
 
 static const char vt__help_eval[] =
     "usage: vggtune eval JOB DIR\n"

@@ -627,9 +627,11 @@ static int vt__model_of_job(const vt__cmd *c, const vt_predictor *p)
 static void vt__predict(vt_device *d, vt__cmd *c)
 {
     vt_predictor *p = NULL;
-    float *probs = NULL;
+    float *probs = NULL, *logits = NULL; /* (n, C) each */
     char **errors = NULL; /* (n): why image i could not be read, or NULL */
     int C, rc;
+    size_t rows = (size_t)(c->n ? c->n : 1);
+
     if ((rc = vt_predictor_load(&p, d->be, c->path, &c->creds)) < 0 ||
         (rc = vt__model_of_job(c, p)) < 0) {
         vt__reply_error(d, c->req, rc);
@@ -637,24 +639,27 @@ static void vt__predict(vt_device *d, vt__cmd *c)
         return;
     }
     C = vt_predictor_nclasses(p);
-    probs = malloc(sizeof *probs * (size_t)C * (size_t)(c->n ? c->n : 1));
-    errors = calloc((size_t)(c->n ? c->n : 1), sizeof *errors);
-    if (!probs || !errors) {
+    probs = malloc(sizeof *probs * (size_t)C * rows);
+    logits = malloc(sizeof *logits * (size_t)C * rows);
+    errors = calloc(rows, sizeof *errors);
+    if (!probs || !logits || !errors) {
         vt__reply(d, c->req, VT_ENOMEM, strdup("out of memory"));
-    } else if ((rc = vt_predictor_run(p, (const char *const *)c->images, c->n, probs, NULL,
+    } else if ((rc = vt_predictor_run(p, (const char *const *)c->images, c->n, probs, logits,
                                       &c->creds, errors)) < 0) {
         vt__reply_error(d, c->req, rc);
     } else {
         cJSON *body = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(body, "predictions");
         for (int i = 0; i < c->n; i++)
             cJSON_AddItemToArray(arr, vt_predict_json(p, c->images[i], probs + (size_t)i * C,
-                                                      NULL, c->top, errors[i]));
+                                                      logits + (size_t)i * C, c->top,
+                                                      errors[i]));
         vt__reply(d, c->req, 0, cJSON_PrintUnformatted(body));
         cJSON_Delete(body);
     }
     for (int i = 0; errors && i < c->n; i++)
         free(errors[i]);
     free(errors);
+    free(logits);
     free(probs);
     vt_predictor_free(p);
 }

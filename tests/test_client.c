@@ -299,6 +299,28 @@ static void test_submit_spec_override(vt_backend *be)
     VT_CHECK_STR(sval(s.doc, "name"), "base");
     vt_cli_submit_free(&s);
 
+    /* A schedule with its parameters replaces the file's whole schedule. */
+    VT_CHECK_OK(submit_parse(&s, &cli, (const char *[]){
+        "--schedule", "cosine:1e-5", "--spec", "job.json", NULL}));
+    sch = item(s.doc, "optimizer.schedule");
+    VT_CHECK_STR(sval(sch, "type"), "cosine");
+    VT_CHECK_NEAR(nval(sch, "min_lr"), 1e-5, 1e-12);
+    VT_CHECK(!item(sch, "step_epochs"));
+    vt_cli_submit_free(&s);
+    VT_CHECK_OK(submit_parse(&s, &cli, (const char *[]){
+        "--data", "x", "--schedule", "step:4:0.5", NULL}));
+    sch = item(s.doc, "optimizer.schedule");
+    VT_CHECK_STR(sval(sch, "type"), "step");
+    VT_CHECK_INT(nval(sch, "step_epochs"), 4);
+    VT_CHECK_NEAR(nval(sch, "gamma"), 0.5, 1e-12);
+    vt_cli_submit_free(&s);
+    VT_CHECK_OK(submit_parse(&s, &cli, (const char *[]){
+        "--data", "x", "--schedule", "step:6", NULL}));
+    sch = item(s.doc, "optimizer.schedule");
+    VT_CHECK_INT(nval(sch, "step_epochs"), 6);
+    VT_CHECK(!item(sch, "gamma")); /* the engine's default */
+    vt_cli_submit_free(&s);
+
     /* A flag replaces what the file says in other words. */
     snprintf(path, sizeof path, "%s/tb.json", cwd);
     write_text(path, "{\"trainable_blocks\": 3, \"data\": {\"train\": \"x\"}}");
@@ -337,6 +359,13 @@ static void test_submit_bad_values(vt_backend *be)
         {{"--data", "x", "--dense", "0"}, "head.dense[0] must be an integer from 1 to 65536 (--dense)"},
         {{"--data", "x", "--lr", "-1"}, "optimizer.lr must be a number > 0 and <= 10 (--lr)"},
         {{"--data", "x", "--schedule", "linear"}, "optimizer.schedule must be one of"},
+        {{"--data", "x", "--schedule", "linear:3"}, "--schedule: 'linear:3' is not a schedule"},
+        {{"--data", "x", "--schedule", "cosine:1:2"}, "--schedule: 'cosine:1:2' is not a"},
+        {{"--data", "x", "--schedule", "step:x"}, "--schedule step:EPOCHS: 'x' is not an integer"},
+        {{"--data", "x", "--schedule", "step:0"},
+         "optimizer.schedule.step_epochs must be an integer from 1 to 100000 (--schedule)"},
+        {{"--data", "x", "--schedule", "step:2:1.5"}, "optimizer.schedule.gamma must be"},
+        {{"--data", "x", "--schedule", "cosine:1"}, "optimizer.schedule.min_lr (1) must not exceed"},
         {{"--data", "x", "--precision", "fp16"}, "(--precision)"},
         {{"--data", "x", "--val-split", "0.95"}, "(--val-split)"},
         {{"--data", "x", "--init-head", "0"}, "init_job must be an integer from 1"},

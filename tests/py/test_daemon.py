@@ -10,6 +10,7 @@ vggtune client (and raw socket writes for malformed input):
   concurrent clients are served; SIGHUP is logged, not a stop.
 """
 import json
+import math
 import os
 import shutil
 import signal
@@ -97,6 +98,13 @@ for p, q in zip(ours, fg):
     vtpy.check(all(abs(t["probability"] - u["probability"]) < 1e-6
                    for t, u in zip(p["top"], q["top"])),
                f"predict probabilities differ for {p['image']}: {p} vs {q}")
+    # every class's logit, the same as the foreground's, and their softmax
+    # is the probabilities
+    ex = [math.exp(v - max(p["logits"])) for v in p["logits"]]
+    vtpy.check(len(p["logits"]) == len(p["probabilities"]) and
+               all(abs(a - b) < 1e-4 for a, b in zip(p["logits"], q["logits"])) and
+               all(abs(e / sum(ex) - pr) < 1e-5 for e, pr in zip(ex, p["probabilities"])),
+               f"predict logits for {p['image']}: {p} vs {q}")
 # Images that cannot be read get an error each; the others are still
 # classified (as before: an image's features do not depend on its batch on
 # the CPU), and the exit status says that not all could be read.
