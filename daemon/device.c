@@ -67,6 +67,7 @@ typedef struct vt__djob {
 
 struct vt_device {
     const vt_config *cfg;
+    char store_id[VT_WRITER_STORE_MAX]; /* the job store's id (vt_store_id) */
     uv_async_t async;
     void (*on_events)(void *ud);
     void *ud;
@@ -522,7 +523,7 @@ static void vt__job_begin(vt_device *d, vt__djob *j)
                           .base_prep = j->prep,
                           .base_desc = j->desc,
                           .base_random = d->bases[bi].base->random, .creds = &j->creds,
-                          .job_id = j->id,
+                          .job_id = j->id, .job_store = d->store_id,
                           .checkpoint = j->checkpoint[0] ? j->checkpoint : NULL,
                           .cache_limit = cache, .host_cache_limit = host, .caches = d->caches,
                           .base_hash = d->bases[bi].base->hash};
@@ -610,18 +611,15 @@ static void vt__reply_error(vt_device *d, uint64_t req, int code)
 /* Refuses a model file that another job or `vggtuned run` wrote over job
  * c->job's (its metadata says who wrote it; files without the record
  * pass). */
-static int vt__model_of_job(const vt__cmd *c, const vt_predictor *p)
+static int vt__model_of_job(const vt_device *d, const vt__cmd *c, const vt_predictor *p)
 {
-    int64_t owner = vt_predictor_job_id(p);
-    if (owner < 0 || owner == c->job)
+    const vt_writer *owner = vt_predictor_writer(p);
+    char by[80];
+    if (owner->job < 0 || vt_writer_is(owner, c->job, d->store_id))
         return 0;
-    if (owner == 0)
-        return vt_error_set(VT_ESTATE, "job %lld has no model any more: %s was written by "
-                            "vggtuned run, which took over its output directory",
-                            (long long)c->job, c->path);
-    return vt_error_set(VT_ESTATE, "job %lld has no model any more: %s is job %lld's, which "
-                        "took over its output directory", (long long)c->job, c->path,
-                        (long long)owner);
+    vt_writer_name(owner, d->store_id, by, sizeof by);
+    return vt_error_set(VT_ESTATE, "job %lld has no model any more: %s was written by %s, "
+                        "which took over its output directory", (long long)c->job, c->path, by);
 }
 
 static void vt__predict(vt_device *d, vt__cmd *c)
@@ -633,7 +631,7 @@ static void vt__predict(vt_device *d, vt__cmd *c)
     size_t rows = (size_t)(c->n ? c->n : 1);
 
     if ((rc = vt_predictor_load(&p, d->be, c->path, &c->creds)) < 0 ||
-        (rc = vt__model_of_job(c, p)) < 0) {
+        (rc = vt__model_of_job(d, c, p)) < 0) {
         vt__reply_error(d, c->req, rc);
         vt_predictor_free(p);
         return;
@@ -670,7 +668,7 @@ static void vt__eval(vt_device *d, vt__cmd *c)
     vt_eval_result r = {0};
     int rc;
     if ((rc = vt_predictor_load(&p, d->be, c->path, &c->creds)) < 0 ||
-        (rc = vt__model_of_job(c, p)) < 0 ||
+        (rc = vt__model_of_job(d, c, p)) < 0 ||
         (rc = vt_predictor_eval(p, d->pool, c->dir, &c->creds, &r)) < 0) {
         vt__reply_error(d, c->req, rc);
         vt_predictor_free(p);
@@ -933,14 +931,15 @@ static void vt__on_async(uv_async_t *h)
     d->on_events(d->ud);
 }
 
-int vt_device_start(vt_device **out, const vt_config *cfg, uv_loop_t *loop,
-                    void (*on_events)(void *ud), void *ud)
+int vt_device_start(vt_device **out, const vt_config *cfg, const char *store_id,
+                    uv_loop_t *loop, void (*on_events)(void *ud), void *ud)
 {
     vt_device *d = calloc(1, sizeof *d);
     *out = NULL;
     if (!d)
         return vt_error_set(VT_ENOMEM, "out of memory");
     d->cfg = cfg;
+    snprintf(d->store_id, sizeof d->store_id, "%s", store_id);
     d->on_events = on_events;
     d->ud = ud;
     d->alive = vt__now();

@@ -75,9 +75,12 @@ typedef struct vt_device vt_device;
 
 /* Starts the device thread on the loop thread: it creates the backend and
  * loads the resident trunk, then posts VT_DEV_READY (or VT_DEV_FATAL).
- * on_events is called on the loop thread whenever events are waiting. */
-int vt_device_start(vt_device **out, const vt_config *cfg, uv_loop_t *loop,
-                    void (*on_events)(void *ud), void *ud);
+ * on_events is called on the loop thread whenever events are waiting.
+ * store_id (vt_store_id, copied) is recorded with every model a job writes
+ * and must be there for predict, eval and init_job to take the model as
+ * the job's. */
+int vt_device_start(vt_device **out, const vt_config *cfg, const char *store_id,
+                    uv_loop_t *loop, void (*on_events)(void *ud), void *ud);
 
 /* Queues a job; it starts when admitted. */
 void vt_device_add_job(vt_device *d, const vt_dev_job *job);

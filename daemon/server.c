@@ -541,7 +541,8 @@ static int vt__setup(vt_daemon *dm)
         dm->admin_gid = gr.gr_gid;
         dm->has_admin_group = 1;
     }
-    if ((rc = vt_device_start(&dm->dev, &dm->cfg, dm->loop, vt__on_device, dm)) < 0)
+    if ((rc = vt_device_start(&dm->dev, &dm->cfg, vt_store_id(dm->store), dm->loop,
+                               vt__on_device, dm)) < 0)
         return rc;
     if ((rc = vt_store_each_job(dm->store, vt__load_job, dm)) < 0)
         return rc;

@@ -2,13 +2,16 @@
 #include "store.h"
 
 #include <sqlite3.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "../common/error.h"
 
 struct vt_store {
     sqlite3 *db;
+    char id[VT_STORE_ID_LEN + 1]; /* this store's identity, hex */
 };
 
 static const char *const vt__schema =
@@ -29,45 +32,14 @@ static const char *const vt__schema =
     "  job INTEGER NOT NULL REFERENCES jobs(id), time REAL NOT NULL,"
     "  level TEXT NOT NULL, message TEXT NOT NULL);"
     /* a watch replays one job's latest events */
-    "CREATE INDEX IF NOT EXISTS events_job ON events(job, seq);";
+    "CREATE INDEX IF NOT EXISTS events_job ON events(job, seq);"
+    /* key 'id': random, made with the store; with a job's number, it
+     * names the job that wrote a model (ids start again in a new store) */
+    "CREATE TABLE IF NOT EXISTS store(key TEXT PRIMARY KEY, value TEXT NOT NULL);";
 
 static int vt__db_error(vt_store *s, const char *what)
 {
     return vt_error_set(VT_EIO, "job store: %s: %s", what, sqlite3_errmsg(s->db));
-}
-
-int vt_store_open(vt_store **out, const char *path)
-{
-    vt_store *s = calloc(1, sizeof *s);
-    char *err = NULL;
-
-    *out = NULL;
-    if (!s)
-        return vt_error_set(VT_ENOMEM, "out of memory");
-    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                                          SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
-        int rc = vt_error_set(VT_EIO, "cannot open job store %s: %s", path,
-                              s->db ? sqlite3_errmsg(s->db) : "out of memory");
-        vt_store_close(s);
-        return rc;
-    }
-    sqlite3_busy_timeout(s->db, 5000);
-    if (sqlite3_exec(s->db, vt__schema, NULL, NULL, &err) != SQLITE_OK) {
-        int rc = vt_error_set(VT_EIO, "job store %s: %s", path, err ? err : "schema failed");
-        sqlite3_free(err);
-        vt_store_close(s);
-        return rc;
-    }
-    *out = s;
-    return 0;
-}
-
-void vt_store_close(vt_store *s)
-{
-    if (!s)
-        return;
-    sqlite3_close(s->db);
-    free(s);
 }
 
 static void vt__bind_text(sqlite3_stmt *st, int i, const char *v)
@@ -103,6 +75,74 @@ static int vt__finish(vt_store *s, sqlite3_stmt *st, const char *what)
     int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : vt__db_error(s, what);
     sqlite3_finalize(st);
     return rc;
+}
+
+/* Reads the store's id into s->id, making one first in a new store. */
+static int vt__load_id(vt_store *s)
+{
+    unsigned char raw[VT_STORE_ID_LEN / 2];
+    char hex[VT_STORE_ID_LEN + 1];
+    sqlite3_stmt *st;
+    int rc;
+
+    if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw)
+        return vt_error_set(VT_EIO, "job store: no random bytes for its id");
+    for (size_t i = 0; i < sizeof raw; i++)
+        snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+    if (!(st = vt__prepare(s, "INSERT OR IGNORE INTO store(key, value) VALUES('id', ?)")))
+        return VT_EIO;
+    sqlite3_bind_text(st, 1, hex, -1, SQLITE_TRANSIENT);
+    if ((rc = vt__finish(s, st, "store id")) < 0)
+        return rc;
+    if (!(st = vt__prepare(s, "SELECT value FROM store WHERE key = 'id'")))
+        return VT_EIO;
+    rc = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0)
+             ? 0 : vt__db_error(s, "store id");
+    if (rc == 0)
+        snprintf(s->id, sizeof s->id, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int vt_store_open(vt_store **out, const char *path)
+{
+    vt_store *s = calloc(1, sizeof *s);
+    char *err = NULL;
+    int rc;
+
+    *out = NULL;
+    if (!s)
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                                          SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+        rc = vt_error_set(VT_EIO, "cannot open job store %s: %s", path,
+                              s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        vt_store_close(s);
+        return rc;
+    }
+    sqlite3_busy_timeout(s->db, 5000);
+    if (sqlite3_exec(s->db, vt__schema, NULL, NULL, &err) != SQLITE_OK) {
+        rc = vt_error_set(VT_EIO, "job store %s: %s", path, err ? err : "schema failed");
+        sqlite3_free(err);
+        vt_store_close(s);
+        return rc;
+    }
+    if ((rc = vt__load_id(s)) < 0) {
+        vt_store_close(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+const char *vt_store_id(const vt_store *s) { return s->id; }
+
+void vt_store_close(vt_store *s)
+{
+    if (!s)
+        return;
+    sqlite3_close(s->db);
+    free(s);
 }
 
 int vt_store_insert(vt_store *s, const vt_store_job *j, int64_t *id)

@@ -29,8 +29,16 @@ typedef struct {
     const char *reason; /* cancelled: by whom (or NULL) */
 } vt_store_job;
 
-/* Opens (creating when missing) the database at path. */
+#define VT_STORE_ID_LEN 16 /* hex digits */
+
+/* Opens (creating when missing) the database at path.  A new store gets a
+ * random id. */
 int vt_store_open(vt_store **out, const char *path);
+
+/* The store's id (VT_STORE_ID_LEN hex digits), made when the store was:
+ * job numbers start again at 1 in a new store, so a job is this id and its
+ * number.  Valid until vt_store_close. */
+const char *vt_store_id(const vt_store *s);
 
 /* Closes; NULL is a no-op. */
 void vt_store_close(vt_store *s);

@@ -25,7 +25,7 @@ struct vt_predictor {
     vt_model *model;
     vt_preprocess prep;
     int nclasses;
-    int64_t job_id;  /* who wrote the model: vt_weights_job_id */
+    vt_writer writer; /* who wrote the model */
     char **classes;  /* nclasses names */
     uint8_t *pixels; /* (VT__PRED_BATCH, S, S, 3) */
 };
@@ -85,7 +85,7 @@ int vt_predictor_load(vt_predictor **out, vt_backend *be, const char *path,
         goto fail;
     rc = vt_safetensors_read(&set, path);
     if (rc == 0)
-        p->job_id = vt_weights_job_id(set);
+        p->writer = vt_weights_writer(set);
     if (creds)
         vt_creds_leave();
     if (rc == VT_EFORMAT) {
@@ -145,7 +145,7 @@ fail:
     return rc;
 }
 
-int64_t vt_predictor_job_id(const vt_predictor *p) { return p->job_id; }
+const vt_writer *vt_predictor_writer(const vt_predictor *p) { return &p->writer; }
 
 int vt_predictor_nclasses(const vt_predictor *p) { return p->nclasses; }
 const char *vt_predictor_class(const vt_predictor *p, int c) { return p->classes[c]; }

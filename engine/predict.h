@@ -11,6 +11,7 @@
 #include "../common/creds.h"
 #include "../common/pool.h"
 #include "../kernels/backend.h"
+#include "weights.h"
 
 typedef struct vt_predictor vt_predictor;
 
@@ -21,9 +22,8 @@ typedef struct vt_predictor vt_predictor;
 int vt_predictor_load(vt_predictor **out, vt_backend *be, const char *model_path,
                       const vt_creds *creds);
 
-/* Who wrote the model: the daemon's job number, 0 for `vggtuned run`, -1
- * when the file does not say (vt_weights_job_id). */
-int64_t vt_predictor_job_id(const vt_predictor *p);
+/* Who wrote the model (vt_weights_writer); valid while p is. */
+const vt_writer *vt_predictor_writer(const vt_predictor *p);
 
 /* Number of classes, and class c's name. */
 int vt_predictor_nclasses(const vt_predictor *p);

@@ -453,13 +453,13 @@ static int vt__build_params(vt_trainer *t)
         if (rc < 0)
             return vt_error_wrap(rc, "init");
         /* (a job resuming from its checkpoint has already started from it) */
-        int64_t owner = vt_weights_job_id(init);
-        if (s->init_job && !vt_train__resuming(t) && owner >= 0 && owner != s->init_job) {
-            char by[48] = "vggtuned run's";
-            if (owner > 0)
-                snprintf(by, sizeof by, "job %lld's", (long long)owner);
-            rc = vt_error_set(VT_ESTATE, "init_job: job %lld's model in %s was replaced by %s",
-                              (long long)s->init_job, s->init, by);
+        vt_writer owner = vt_weights_writer(init);
+        if (s->init_job && !vt_train__resuming(t) && owner.job >= 0 &&
+            !vt_writer_is(&owner, s->init_job, t->env.job_store)) {
+            char by[80];
+            vt_writer_name(&owner, t->env.job_store, by, sizeof by);
+            rc = vt_error_set(VT_ESTATE, "init_job: job %lld's model in %s was replaced by "
+                              "%s's", (long long)s->init_job, s->init, by);
             goto done;
         }
         if ((rc = vt_weights_head_layout(init, s->init, ih, &inh, &inc, &in_features)) < 0)
@@ -554,10 +554,10 @@ static int vt__epoch_checkpoint(vt_trainer *t, int saved_best);
 static int vt__begin_pass(vt_trainer *t, int val);
 
 /* Whether the model in the output directory was written by a job that
- * finished (owner: the model's job_id): classmap.json, written last, names
+ * finished (owner: the model's writer): classmap.json, written last, names
  * the same writer.  A cancelled or failed keep_best job leaves a model
  * without it, and its directory is taken over like any unfinished job's. */
-static int vt__finished_by(const vt_trainer *t, int64_t owner)
+static int vt__finished_by(const vt_trainer *t, const vt_writer *owner)
 {
     char path[PATH_MAX];
     uint8_t *text = NULL;
@@ -569,8 +569,11 @@ static int vt__finished_by(const vt_trainer *t, int64_t owner)
         return 0;
     o = cJSON_ParseWithLength((const char *)text, len);
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "job_id");
+    const char *store = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "job_store"));
     /* (no job_id: written before classmap.json recorded one, last as now) */
-    yes = cJSON_IsObject(o) && (!id || (cJSON_IsNumber(id) && id->valuedouble == (double)owner));
+    yes = cJSON_IsObject(o) &&
+          (!id || (cJSON_IsNumber(id) && id->valuedouble == (double)owner->job &&
+                   strcmp(store ? store : "", owner->store) == 0));
     cJSON_Delete(o);
     free(text);
     return yes;
@@ -585,7 +588,8 @@ static int vt__check_model_owner(vt_trainer *t)
 {
     char path[PATH_MAX];
     vt_tensorset *meta = NULL;
-    int64_t owner;
+    vt_writer owner;
+    char by[80];
     int rc;
     if (t->spec.overwrite)
         return 0;
@@ -596,17 +600,15 @@ static int vt__check_model_owner(vt_trainer *t)
         return 0;
     if (rc < 0)
         return vt_error_wrap(rc, "output %s: whose model is there", t->spec.output);
-    owner = vt_weights_job_id(meta);
+    owner = vt_weights_writer(meta);
     vt_tensorset_free(meta);
-    if (owner < 0 || owner == t->env.job_id || !vt__finished_by(t, owner))
+    if (owner.job < 0 || vt_writer_is(&owner, t->env.job_id, t->env.job_store) ||
+        !vt__finished_by(t, &owner))
         return 0;
-    if (owner == 0)
-        return vt_error_set(VT_EBUSY, "output %s holds a model written by vggtuned run; give "
-                            "this job another output directory, or set overwrite "
-                            "(--overwrite) to replace it", t->spec.output);
-    return vt_error_set(VT_EBUSY, "output %s holds the model of job %lld; give this job "
-                        "another output directory, or set overwrite (--overwrite) to "
-                        "replace it", t->spec.output, (long long)owner);
+    vt_writer_name(&owner, t->env.job_store, by, sizeof by);
+    return vt_error_set(VT_EBUSY, "output %s holds the model of %s; give this job another "
+                        "output directory, or set overwrite (--overwrite) to replace it",
+                        t->spec.output, by);
 }
 
 /* Makes sure the output directory is not inside the data, exists and may

@@ -94,6 +94,8 @@ typedef struct {
     int64_t job_id;           /* the daemon's job number (0: vggtuned run): recorded
                                  in model.safetensors; another job's model in the
                                  output directory is replaced only with overwrite */
+    const char *job_store;    /* the daemon's job store id (vt_store_id) that job_id
+                                 belongs to, recorded with it; NULL: vggtuned run */
     const char *checkpoint;   /* checkpoint file (NULL: none), resumed if present */
     int final_checkpoint;     /* also write it after the last epoch (a file that
                                  outlives the run, to continue it with more epochs);

@@ -313,6 +313,8 @@ int vt_train__save_model(vt_trainer *t, int epochs_done)
         char id[32];
         snprintf(id, sizeof id, "%lld", (long long)t->env.job_id);
         vt_tensorset_set_meta(set, "job_id", id);
+        if (t->env.job_store && *t->env.job_store)
+            vt_tensorset_set_meta(set, "job_store", t->env.job_store);
     }
     vt_tensorset_set_meta(set, "weights", vt__weights_desc(t, wdesc, sizeof wdesc));
     snprintf(num, sizeof num, "%d", epochs_done);
@@ -345,6 +347,8 @@ int vt_train__write_classmap(vt_trainer *t)
     /* written last, once the job is done: with the model's job_id, it marks
      * a finished job's model (vt__check_model_owner) */
     cJSON_AddNumberToObject(o, "job_id", (double)t->env.job_id);
+    if (t->env.job_store && *t->env.job_store)
+        cJSON_AddStringToObject(o, "job_store", t->env.job_store);
     text = cJSON_Print(o);
     cJSON_Delete(o);
     if (!text)

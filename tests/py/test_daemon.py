@@ -213,7 +213,7 @@ vtpy.check(len(lines) == 1, f"metrics.jsonl should be the new job's one epoch: {
 for args in (("predict", "1", imgs[0]), ("eval", "1", os.path.join(DATA, "val"))):
     r = d.cli(*args, check=False)
     vtpy.check(r.returncode == 1 and "job 1 has no model any more: " in r.stderr and
-               f"is job {over['id']}'s, which took over its output directory" in r.stderr,
+               f"was written by job {over['id']}, which took over its output directory" in r.stderr,
                f"{args[0]} of a replaced job: {r.returncode} {r.stderr!r}")
 # What the directory holds decides, however its path is spelled: through a
 # symbolic link the daemon cannot tell it is the same directory at
@@ -253,6 +253,25 @@ shutil.copy(os.path.join(TMP, "out", "long", "model.safetensors"), unfinished)
 uf = d.cli_json("submit", "--spec", write_spec("unfinished", epochs=1))["job"]["id"]
 uf = d.wait_state(uf, ["failed", "succeeded"], timeout=120)
 vtpy.check(uf["state"] == "succeeded", f"taking over an unfinished job's model: {uf}")
+# Job numbers start again at 1 in a new job store (a state directory
+# wiped): the model of job 1 of the old store is not the new job 1's, so
+# that job refuses its directory without --overwrite, names the old writer,
+# and the new store's job 1 does not take it for its own model.
+reset = Daemon(a.build, TMP, name="reset")
+reset_spec = write_spec("reset", epochs=1)
+j1 = reset.cli_json("submit", "--spec", reset_spec)["job"]["id"]
+vtpy.check(reset.wait_state(j1, ["succeeded", "failed"], timeout=120)["state"] == "succeeded",
+           "the first store's job 1")
+reset.stop()
+shutil.rmtree(reset.state)
+reset.start()
+j1b = reset.cli_json("submit", "--spec", reset_spec)["job"]
+vtpy.check(j1b["id"] == j1 == 1, f"job numbers after a new store: {j1} then {j1b['id']}")
+j1b = reset.wait_state(j1b["id"], ["succeeded", "failed"], timeout=120)
+vtpy.check(j1b["state"] == "failed" and
+           "holds the model of job 1 of an earlier job store" in j1b.get("error", ""),
+           f"a new store's job 1 over the old store's job 1 model: {j1b}")
+reset.stop()
 # A FIFO where the model would be: the job fails (opening it would wait
 # for a writer forever, and with it every job on the device).
 fifo_out = os.path.join(TMP, "out", "fifo")
