@@ -26,7 +26,8 @@
     X(EPROTO, -11, "protocol error")                                           \
     X(ETOOBIG, -12, "too large")                                               \
     X(EDEVOOM, -13, "out of device memory")                                    \
-    X(ESTATE, -14, "not possible in the current state")
+    X(ESTATE, -14, "not possible in the current state")                        \
+    X(EDEVLOST, -15, "device context lost")
 
 enum {
     VT_OK = 0,

@@ -573,9 +573,9 @@ static int vt__step(vt_device *d)
         vt__job_end(d, j, VT_JOB_SUCCEEDED, NULL);
         return 1;
     }
-    if (rc == VT_EDEVICE) {
-        /* The context is unusable: report and let the service manager
-         * restart a clean process. */
+    if (rc == VT_EDEVLOST) {
+        /* The context is unusable (another error fails only this job):
+         * report and let the service manager restart a clean process. */
         char why[1100];
         snprintf(why, sizeof why, "device error in job %lld: %s", (long long)j->id,
                  vt_error_msg());

@@ -30,6 +30,19 @@ const char *vt_backend_compiled(void)
 #endif
 }
 
+/* Reads VT_TEST_DEVICE_FAULT (see vt_backend_sync). */
+static void vt__test_fault(vt_backend *be)
+{
+    const char *env = getenv("VT_TEST_DEVICE_FAULT");
+    char kind[8] = "";
+    long at = 0;
+    if (env && sscanf(env, "%ld:%7s", &at, kind) == 2 && at > 0 &&
+        (!strcmp(kind, "error") || !strcmp(kind, "lost"))) {
+        be->fault_at = at;
+        be->fault_lost = kind[0] == 'l';
+    }
+}
+
 int vt_backend_create(vt_backend **out, const char *name, int threads)
 {
     vt_backend *be = calloc(1, sizeof *be);
@@ -59,6 +72,7 @@ int vt_backend_create(vt_backend **out, const char *name, int threads)
     const char *env = getenv("VT_RESIZE_ON_DEVICE");
     if (env && (strcmp(env, "0") == 0 || strcmp(env, "1") == 0))
         be->resize_images = env[0] == '1';
+    vt__test_fault(be);
     *out = be;
     return 0;
 }
@@ -89,7 +103,18 @@ vt_dtype vt_backend_act_dtype(const vt_backend *be, const char *precision)
     return be->ops->act_dtype(be, precision);
 }
 
-int vt_backend_sync(vt_backend *be) { return be->ops->sync(be); }
+int vt_backend_sync(vt_backend *be)
+{
+    int rc = be->ops->sync(be);
+    be->syncs++;
+    if (rc == 0 && be->fault_at && be->syncs >= be->fault_at &&
+        (be->fault_lost || be->syncs == be->fault_at))
+        rc = be->fault_lost ? vt_error_set(VT_EDEVLOST, "test fault (VT_TEST_DEVICE_FAULT): "
+                                           "the device context is lost")
+                            : vt_error_set(VT_EDEVICE, "test fault (VT_TEST_DEVICE_FAULT): a "
+                                           "device call failed");
+    return rc;
+}
 
 int vt_record_begin(vt_backend *be, vt_recording **rec)
 {

@@ -81,7 +81,11 @@ const char *vt_backend_device(const vt_backend *be);
 vt_dtype vt_backend_act_dtype(const vt_backend *be, const char *precision);
 
 /* Waits until all queued work is finished and delivers deferred results
- * (vt_op_softmax_xent's sums); returns the first deferred error. */
+ * (vt_op_softmax_xent's sums); returns the first deferred error.
+ * For tests of how failures are handled, VT_TEST_DEVICE_FAULT="N:error"
+ * (or "N:lost") in the environment when the backend is created makes the
+ * N-th call fail as a failed device call does, VT_EDEVICE (or as a sticky
+ * device error, VT_EDEVLOST, and every call after it too). */
 int vt_backend_sync(vt_backend *be);
 
 /* Device memory now allocated through this backend and its high-water mark,

@@ -91,6 +91,9 @@ struct vt_backend {
     size_t host_in_use;          /* bytes of host tensors, likewise */
     size_t mem_total;            /* device capacity (host RAM for the CPU) */
     int resize_images;           /* see vt_backend_resizes_images; set by init */
+    long syncs;                  /* vt_backend_sync calls so far */
+    long fault_at;               /* VT_TEST_DEVICE_FAULT: the sync that fails (0: none) */
+    int fault_lost;              /* ... as a sticky error, and every one after it */
     void *impl;                  /* implementation state */
 };
 

@@ -38,9 +38,11 @@
  *
  * Errors: every CUDA, cuDNN and cuBLAS status is checked (VT_CUDA_TRY,
  * VT_CUDNN_TRY, VT_CUBLAS_TRY record the call, file, line and the library's
- * message).  Out of memory is VT_EDEVOOM with the size; a sticky device
- * error (illegal address, launch failure, ...) is VT_EDEVICE saying the
- * process must restart, and every later call fails the same way at once.
+ * message).  Out of memory is VT_EDEVOOM with the size; any other failure
+ * of a call is VT_EDEVICE (that call failed; the context is still usable),
+ * except a sticky device error (illegal address, launch failure, ...):
+ * VT_EDEVLOST, saying the process must restart, and every later call fails
+ * the same way at once.
  *
  * Environment (read once at init; defaults in brackets):
  *   VT_CUDA_DEVICE=N          device ordinal [0]
@@ -288,7 +290,7 @@ static int vt__cuda_fail(vt_cuda *cu, cudaError_t e, const char *call, const cha
             snprintf(cu->sticky_msg, sizeof cu->sticky_msg, "%s (%s) in %s at %s:%d",
                      cudaGetErrorString(e), cudaGetErrorName(e), call, vt__base(file), line);
         }
-        return vt_error_set(VT_EDEVICE,
+        return vt_error_set(VT_EDEVLOST,
                             "CUDA error %s (%s) in %s at %s:%d; the CUDA context is unusable: "
                             "the process must restart",
                             cudaGetErrorString(e), cudaGetErrorName(e), call, vt__base(file),
@@ -386,7 +388,7 @@ static int vt__cublas_fail(vt_cuda *cu, cublasStatus_t st, const char *call, con
 #define VT__ENTER(cu)                                                          \
     do {                                                                       \
         if ((cu)->sticky)                                                      \
-            return vt_error_set(VT_EDEVICE,                                    \
+            return vt_error_set(VT_EDEVLOST,                                   \
                                 "an earlier CUDA error left the context unusable (%s): " \
                                 "the process must restart",                    \
                                 (cu)->sticky_msg);                             \

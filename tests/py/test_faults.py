@@ -8,6 +8,9 @@
   SIGTERM mid-epoch: exit 0 within seconds, resume mid-epoch, bit-identical.
   A full disk and a read-only output directory fail that job with a clear
   message; the daemon and other jobs go on.
+  A failed device call fails that job alone; a sticky device error fails
+  the job it hit and ends the daemon (status 1), and after the restart the
+  job beside it runs to the end.
 """
 import hashlib
 import json
@@ -188,4 +191,44 @@ vtpy.check(ja["state"] == "succeeded", f"the job queued behind it: {ja}")
 
 rc, _ = d.stop()
 vtpy.check(rc == 0, f"final stop: {rc}")
+
+# ---- device failures ------------------------------------------------------------
+# VT_TEST_DEVICE_FAULT=N:error makes the backend's N-th sync fail as a failed
+# device call does: that job fails, the daemon and the next job go on.
+fe = Daemon(a.build, TMP, name="fault-error", env=dict(os.environ, VT_TEST_DEVICE_FAULT="4:error"))
+j = fe.cli_json("submit", "--spec", spec_file("fault-error", epochs=3, batch_size=8))["job"]["id"]
+j = fe.wait_state(j, ["failed", "succeeded"])
+vtpy.check(j["state"] == "failed" and "a device call failed" in j.get("error", ""),
+           f"a failed device call: {j}")
+j = fe.cli_json("submit", "--spec", spec_file("after-error", epochs=1))["job"]["id"]
+vtpy.check(fe.wait_state(j, ["failed", "succeeded"])["state"] == "succeeded",
+           "the job after a failed device call")
+rc, _ = fe.stop()
+vtpy.check(rc == 0, f"stop after a failed device call: {rc}")
+# N:lost makes it a sticky error (the context is unusable): the job it hit
+# fails, and the daemon records that and exits with status 1 by itself, for
+# the service manager to restart it; the job that ran beside it is not
+# failed, and after the restart it runs to the end.
+lost_env = dict(os.environ, VT_TEST_DEVICE_FAULT="12:lost")
+fl = Daemon(a.build, TMP, name="fault-lost", env=lost_env, extra=["--max-running", "2"])
+pair = [fl.cli_json("submit", "--spec", spec_file(f"lost{i}", epochs=4, batch_size=8))["job"]["id"]
+        for i in range(2)]
+try:
+    rc = fl.proc.wait(300)
+except subprocess.TimeoutExpired:
+    vtpy.fail("the daemon did not exit after a sticky device error")
+fl.ended_by_test = True
+fl.logf.close()
+vtpy.check(rc == 1 and "device error in job" in fl.log_text() and
+           "the device context is lost" in fl.log_text(),
+           f"exit after a sticky device error: {rc}: {fl.log_text()[-600:]}")
+fl.env = None
+fl.start()
+ends = [fl.wait_state(i, ["failed", "succeeded"]) for i in pair]
+states = sorted(e["state"] for e in ends)
+vtpy.check(states == ["failed", "succeeded"] and
+           any("the device context is lost" in e.get("error", "") for e in ends),
+           f"the two jobs after a sticky device error and a restart: {ends}")
+rc, _ = fl.stop()
+vtpy.check(rc == 0, f"final stop after the restart: {rc}")
 vtpy.done()
