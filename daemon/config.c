@@ -217,7 +217,8 @@ int vt_config_load(vt_config *c, int argc, char **argv)
         {"max-running", required_argument, NULL, 0}, {"max-clients", required_argument, NULL, 0},
         {"max-clients-per-user", required_argument, NULL, 0},
         {"threads", required_argument, NULL, 0},     {"reserve-mb", required_argument, NULL, 0},
-        {"cache-mb", required_argument, NULL, 0},    {"host-cache-mb", required_argument, NULL, 0},    {"log-level", required_argument, NULL, 0},
+        {"cache-mb", required_argument, NULL, 0},    {"host-cache-mb", required_argument, NULL, 0},
+        {"log-level", required_argument, NULL, 0},
         {"help", no_argument, NULL, 'h'},            {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0}};
     const char *config = NULL;
@@ -227,7 +228,7 @@ int vt_config_load(vt_config *c, int argc, char **argv)
     /* First pass: only --config and --help/--version, so the file comes
      * before the other options. */
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, "", opts, &idx)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":", opts, &idx)) != -1) {
         if (opt == 'h') {
             vt_config_usage(stdout);
             return 1;
@@ -247,7 +248,7 @@ int vt_config_load(vt_config *c, int argc, char **argv)
         return rc;
     optind = 0;
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, "", opts, &idx)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":", opts, &idx)) != -1) {
         if (opt == '?')
             return vt_error_set(VT_EINVAL, "unknown option %s (see --help)", argv[optind - 1]);
         if (opt == ':')

@@ -404,6 +404,10 @@ static int vt__listen(vt_daemon *dm)
             if (geteuid() != 0 && st.st_uid != geteuid())
                 return vt_error_set(VT_EPERM, "%s belongs to uid %u, not to this user; give "
                                     "another --socket", dm->cfg.socket, (unsigned)st.st_uid);
+            /* a file that is not a socket is not a stale socket of ours */
+            if (!S_ISSOCK(st.st_mode))
+                return vt_error_set(VT_EINVAL, "%s exists and is not a socket; give another "
+                                    "--socket", dm->cfg.socket);
             if (vt__socket_alive(dm->cfg.socket))
                 return vt_error_set(VT_EBUSY, "another vggtuned is already serving %s",
                                     dm->cfg.socket);

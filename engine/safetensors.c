@@ -569,6 +569,10 @@ int vt_safetensors_write(int dirfd, const char *path, const vt_tensorset *set)
     uint8_t len8[8];
     int rc;
 
+    if (set->meta_lost) {
+        rc = vt_error_set(VT_ENOMEM, "%s: out of memory while recording its metadata", path);
+        goto cleanup;
+    }
     if ((rc = vt__build_header(&json, set, path)) < 0)
         goto cleanup;
     jlen = strlen(json);

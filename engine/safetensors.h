@@ -42,7 +42,8 @@ int vt_safetensors_parse(vt_tensorset **out, const uint8_t *buf, size_t len,
 /* Writes the set as F32 tensors in insertion order, with its metadata as
  * __metadata__, the header padded with spaces to a multiple of 8; durable
  * (temporary file, fsync, rename, fsync of the directory). dirfd may be
- * AT_FDCWD. */
+ * AT_FDCWD.  A set whose metadata could not all be recorded (meta_lost) is
+ * refused with VT_ENOMEM and nothing is written. */
 int vt_safetensors_write(int dirfd, const char *path, const vt_tensorset *set);
 
 #endif

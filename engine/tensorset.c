@@ -95,7 +95,7 @@ const vt_ntensor *vt_tensorset_find(const vt_tensorset *s, const char *name)
     return NULL;
 }
 
-int vt_tensorset_set_meta(vt_tensorset *s, const char *key, const char *val)
+static int vt__set_meta(vt_tensorset *s, const char *key, const char *val)
 {
     char *v = strdup(val), *k;
     if (!v)
@@ -127,6 +127,14 @@ int vt_tensorset_set_meta(vt_tensorset *s, const char *key, const char *val)
     s->meta_val[s->nmeta] = v;
     s->nmeta++;
     return 0;
+}
+
+int vt_tensorset_set_meta(vt_tensorset *s, const char *key, const char *val)
+{
+    int rc = vt__set_meta(s, key, val);
+    if (rc < 0)
+        s->meta_lost = 1;
+    return rc;
 }
 
 const char *vt_tensorset_meta(const vt_tensorset *s, const char *key)

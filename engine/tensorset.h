@@ -25,6 +25,7 @@ typedef struct {
     int n, cap;
     char **meta_key, **meta_val; /* nmeta metadata pairs, owned */
     int nmeta, meta_cap;
+    int meta_lost;                /* a vt_tensorset_set_meta failed */
 } vt_tensorset;
 
 /* Makes an empty set; NULL when out of memory. */
@@ -42,7 +43,10 @@ int vt_tensorset_add(vt_tensorset *s, const char *name, int ndim,
 /* Finds a tensor by exact name, or NULL. */
 const vt_ntensor *vt_tensorset_find(const vt_tensorset *s, const char *name);
 
-/* Sets (or replaces) a metadata value; both strings are copied. */
+/* Sets (or replaces) a metadata value; both strings are copied.  A
+ * failure (out of memory) is also remembered in the set, which
+ * vt_safetensors_write then refuses to write: a writer may set several
+ * values and let the write report the first that failed. */
 int vt_tensorset_set_meta(vt_tensorset *s, const char *key, const char *val);
 
 /* A metadata value, or NULL. */

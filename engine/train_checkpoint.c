@@ -68,6 +68,7 @@ int vt_trainer_checkpoint(vt_trainer *t)
 {
     vt_tensorset *set;
     char name[96], num[64], sig[128];
+    char pos[160]; /* 6 numbers: 4 ints of up to 11 characters, 2 doubles of up to 24 */
     char *hist = NULL, *bt = NULL, *bv = NULL, *spec = NULL;
     int rc = 0;
 
@@ -121,15 +122,15 @@ int vt_trainer_checkpoint(vt_trainer *t)
         /* Where in the epoch we are: "epoch" (at its start), "train" (mid
          * training pass) or "val" (training pass done). */
         if (t->in_epoch && t->phase == PH_TRAIN) {
-            snprintf(num, sizeof num, "train %d %d %d %d %.17g %.17g", t->pos, t->step,
+            snprintf(pos, sizeof pos, "train %d %d %d %d %.17g %.17g", t->pos, t->step,
                      t->seen, t->sums.correct, t->sums.loss, vt_train__now() - t->t_epoch0);
         } else if (t->in_epoch) {
-            snprintf(num, sizeof num, "val 0 %d %d %d %.17g %.17g", t->step, t->seen,
+            snprintf(pos, sizeof pos, "val 0 %d %d %d %.17g %.17g", t->step, t->seen,
                      t->sums.correct, t->sums.loss, t->t_train_s);
         } else {
-            snprintf(num, sizeof num, "epoch 0 0 0 0 0 0");
+            snprintf(pos, sizeof pos, "epoch 0 0 0 0 0 0");
         }
-        vt_tensorset_set_meta(set, "position", num);
+        vt_tensorset_set_meta(set, "position", pos);
         {
             cJSON *sl = cJSON_CreateArray();
             for (int i = 0; sl && i + 1 < t->nsteplog; i += 2) {
@@ -139,13 +140,16 @@ int vt_trainer_checkpoint(vt_trainer *t)
             }
             char *text = sl ? cJSON_PrintUnformatted(sl) : NULL;
             cJSON_Delete(sl);
-            rc = text ? vt_tensorset_set_meta(set, "step_log", text)
-                      : vt_error_set(VT_ENOMEM, "out of memory");
+            if (text)
+                vt_tensorset_set_meta(set, "step_log", text);
+            else
+                rc = vt_error_set(VT_ENOMEM, "out of memory");
             free(text);
         }
         vt_tensorset_set_meta(set, "bad_train", bt);
         vt_tensorset_set_meta(set, "bad_val", bv);
-        rc = vt_tensorset_set_meta(set, "job", spec);
+        /* (a value that could not be recorded fails the write below) */
+        vt_tensorset_set_meta(set, "job", spec);
     }
     if (rc == 0) {
         double t0 = vt_train__now();

@@ -238,6 +238,14 @@ static void test_st_write_refusals(vt_backend *be)
     VT_CHECK_ERR(vt_safetensors_write(AT_FDCWD, path_in(dir, "no/such/dir/c.safetensors"), set),
                  VT_EIO, NULL);
     vt_tensorset_free(set);
+    /* a metadata value that could not be recorded (out of memory) spoils
+     * the set: no file without it */
+    set = vt_tensorset_new();
+    VT_CHECK_OK(vt_tensorset_set_meta(set, "format", "x"));
+    set->meta_lost = 1;
+    VT_CHECK_ERR(vt_safetensors_write(AT_FDCWD, path_in(dir, "d.safetensors"), set), VT_ENOMEM,
+                 "metadata");
+    vt_tensorset_free(set);
     {
         DIR *d = opendir(dir);
         struct dirent *de;

@@ -463,13 +463,15 @@ for sock, state, why in ((d.socket, os.path.join(TMP, "second-state"), "already 
                          (os.path.join(bad_path, "s.sock"), os.path.join(TMP, "s4"),
                           "not a directory"),
                          (os.path.join(TMP, "no", "such", "s.sock"), os.path.join(TMP, "s5"),
-                          "cannot make the socket's folder")):
+                          "cannot make the socket's folder"),
+                         (bad_path, os.path.join(TMP, "s6"), "exists and is not a socket")):
     r = vtpy.run([VGGTUNED, "--backend", "cpu", "--socket", sock, "--state-dir", state],
                  check=False, timeout=60)
     vtpy.check(r.returncode == 1 and why in r.stderr and "ready on" not in r.stderr,
                f"second daemon ({why}): exit {r.returncode}: {r.stderr[-500:]!r}")
 vtpy.check(not os.path.exists(os.path.join(TMP, "no")),
            "a mistyped --socket must not leave folders behind")
+vtpy.check(os.path.isfile(bad_path), "a --socket naming a file must leave the file alone")
 vtpy.check(Raw(d.socket).request({"op": "status"})["ok"] and
            not os.path.exists(os.path.join(TMP, "second.sock")),
            "the first daemon must keep its socket and go on serving")

@@ -73,6 +73,12 @@ for body, want in (("backend = cpu\nmax-queue = 3\n", "c.conf:2: unknown setting
         f.write(body)
     r = vtpy.run([VGGTUNED, "--config", conf], check=False, timeout=30)
     vtpy.check(r.returncode == 2 and want in r.stderr, f"config {body!r}: {r.stderr!r}")
+# Command-line mistakes are named as such.
+for args, want in ((["--socket"], "option --socket needs a value"),
+                   (["--sockets", "x"], "unknown option --sockets"),
+                   (["--max-running", "0"], "max-running must be")):
+    r = vtpy.run([VGGTUNED, *args], check=False, timeout=30)
+    vtpy.check(r.returncode == 2 and want in r.stderr, f"vggtuned {args}: {r.stderr!r}")
 qsock = os.path.join(TMP, "q.sock")
 with open(conf, "w") as f:
     f.write(f'# quoted values\nsocket = "{qsock}"   # a comment\n'
