@@ -166,8 +166,13 @@ typedef struct {
     cJSON *final;       /* the end event's job (owned) */
 } vt_cli_watcher;
 
+/* Starts watching job: progress and epochs go to out, warnings and failures
+ * to err; tty says out is a terminal width columns wide (a live progress
+ * line then). */
 void vt_cli_watcher_init(vt_cli_watcher *w, FILE *out, FILE *err, int tty, int width,
                          int64_t job);
+
+/* Frees w->final; w may be initialised again. */
 void vt_cli_watcher_free(vt_cli_watcher *w);
 
 /* Prints one message of the stream.  Returns 1 when it was the end (the

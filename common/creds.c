@@ -1,6 +1,7 @@
 /* creds.c - per-thread file-system identity (see creds.h). */
 #include "creds.h"
 
+#include <errno.h>
 #include <grp.h>
 #include <pwd.h>
 #include <stdlib.h>
@@ -59,14 +60,16 @@ int vt_creds_enter(const vt_creds *c)
     return 0;
 }
 
-static gid_t vt__orig_groups[VT_CREDS_MAX_GROUPS];
+static gid_t *vt__orig_groups; /* (vt__orig_ngroups), for the process's lifetime */
 static int vt__orig_ngroups = -1;
 
 int vt_creds_init(void)
 {
-    int n = getgroups(VT_CREDS_MAX_GROUPS, vt__orig_groups);
-    if (n < 0)
-        return vt_error_set(VT_EIO, "cannot read the process's groups");
+    int n = getgroups(0, NULL);
+    if (n >= 0 && !(vt__orig_groups = calloc((size_t)n + 1, sizeof *vt__orig_groups)))
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    if (n < 0 || (n = getgroups(n, vt__orig_groups)) < 0)
+        return vt_error_set(VT_EIO, "cannot read the process's groups: %s", strerror(errno));
     vt__orig_ngroups = n;
     return 0;
 }

@@ -8,12 +8,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Starts a hash in h. */
 static inline void vt_hash_init(uint64_t h[2])
 {
     h[0] = 0xcbf29ce484222325ull;
     h[1] = 0x84222325cbf29ce4ull;
 }
 
+/* Adds n bytes to the hash in h (the result depends on the order of the
+ * bytes, not on how they are split between calls). */
 static inline void vt_hash_add(uint64_t h[2], const void *data, size_t n)
 {
     const uint8_t *p = data;

@@ -239,8 +239,9 @@ vt_conn *vt_conn_find(vt_daemon *dm, uint64_t id)
 void vt_conn_sweep(vt_daemon *dm)
 {
     double now = vt_daemon_now();
+    char why[64];
+    snprintf(why, sizeof why, "no hello within %.0f seconds", VT_CONN_HELLO_TIMEOUT);
     for (vt_conn *c = dm->conns; c; c = c->next)
         if (!c->hello && !c->closing && now - c->connected > VT_CONN_HELLO_TIMEOUT)
-            vt_conn_send_and_close(c, vt_proto_error(NULL, VT_EPROTO,
-                                                     "no hello within 30 seconds"));
+            vt_conn_send_and_close(c, vt_proto_error(NULL, VT_EPROTO, why));
 }

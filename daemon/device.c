@@ -30,7 +30,7 @@
 #define VT__PROGRESS_EVERY 0.25 /* seconds between progress events of a job */
 #define VT__STATS_EVERY 1.0
 
-typedef enum { CMD_JOB, CMD_CANCEL, CMD_PREDICT, CMD_EVAL, CMD_STOP } vt__cmd_kind;
+typedef enum { CMD_JOB, CMD_CANCEL, CMD_PREDICT, CMD_EVAL } vt__cmd_kind;
 
 typedef struct vt__cmd {
     vt__cmd_kind kind;
@@ -75,8 +75,9 @@ struct vt_device {
     int started;
 
     pthread_mutex_t cmd_mu;
-    pthread_cond_t cmd_cv;
+    pthread_cond_t cmd_cv;   /* on CLOCK_MONOTONIC */
     vt__cmd *cmd_head, *cmd_tail;
+    int stop_asked;          /* vt_device_stop was called (cmd_mu) */
 
     pthread_mutex_t ev_mu;
     vt_dev_event *ev_head, *ev_tail;
@@ -220,25 +221,29 @@ void vt_device_add_job(vt_device *d, const vt_dev_job *job)
     vt__send(d, c);
 }
 
-void vt_device_cancel(vt_device *d, int64_t job)
+int vt_device_cancel(vt_device *d, int64_t job)
 {
     vt__cmd *c = calloc(1, sizeof *c);
     if (!c)
-        return;
+        return vt_error_set(VT_ENOMEM, "out of memory");
     c->kind = CMD_CANCEL;
     c->job = job;
     vt__send(d, c);
+    return 0;
 }
 
-void vt_device_predict(vt_device *d, uint64_t req, int64_t job, const char *model,
-                       const vt_creds *creds, const char *const *images, int n, int top)
+int vt_device_predict(vt_device *d, uint64_t req, int64_t job, const char *model,
+                      const vt_creds *creds, const char *const *images, int n, int top)
 {
     vt__cmd *c = calloc(1, sizeof *c);
     if (c)
         c->images = calloc((size_t)(n ? n : 1), sizeof *c->images);
-    if (!c || !c->images) {
+    for (int i = 0; c && c->images && i < n; i++, c->n++)
+        if (!(c->images[i] = strdup(images[i])))
+            break;
+    if (!c || !c->images || c->n < n) {
         vt__cmd_free(c);
-        return;
+        return vt_error_set(VT_ENOMEM, "out of memory");
     }
     c->kind = CMD_PREDICT;
     c->req = req;
@@ -246,18 +251,16 @@ void vt_device_predict(vt_device *d, uint64_t req, int64_t job, const char *mode
     c->creds = *creds;
     c->top = top;
     snprintf(c->path, sizeof c->path, "%s", model);
-    for (int i = 0; i < n; i++)
-        if ((c->images[i] = strdup(images[i])))
-            c->n++;
     vt__send(d, c);
+    return 0;
 }
 
-void vt_device_eval(vt_device *d, uint64_t req, int64_t job, const char *model,
-                    const vt_creds *creds, const char *dir)
+int vt_device_eval(vt_device *d, uint64_t req, int64_t job, const char *model,
+                   const vt_creds *creds, const char *dir)
 {
     vt__cmd *c = calloc(1, sizeof *c);
     if (!c)
-        return;
+        return vt_error_set(VT_ENOMEM, "out of memory");
     c->kind = CMD_EVAL;
     c->req = req;
     c->job = job;
@@ -265,15 +268,15 @@ void vt_device_eval(vt_device *d, uint64_t req, int64_t job, const char *model,
     snprintf(c->path, sizeof c->path, "%s", model);
     snprintf(c->dir, sizeof c->dir, "%s", dir);
     vt__send(d, c);
+    return 0;
 }
 
 void vt_device_stop(vt_device *d)
 {
-    vt__cmd *c = calloc(1, sizeof *c);
-    if (!c)
-        return;
-    c->kind = CMD_STOP;
-    vt__send(d, c);
+    pthread_mutex_lock(&d->cmd_mu);
+    d->stop_asked = 1;
+    pthread_cond_signal(&d->cmd_cv);
+    pthread_mutex_unlock(&d->cmd_mu);
 }
 
 /* ---- estimates --------------------------------------------------------- */
@@ -284,6 +287,8 @@ void vt_device_stop(vt_device *d)
 static size_t vt__estimate(const vt_jobspec *spec, int bf16, int batch, int head)
 {
     bf16 = bf16 && spec->precision != VT_PREC_FP32; /* as the trainer chooses */
+    /* (classes are not known before the job scans its data; 100 stands in:
+     * the last layer's share of the estimate is small either way) */
     vt_params p = {.image_size = spec->image_size, .nclasses = 100,
                    .ndense = head ? spec->nhidden + 1 : 0};
     vt_model_opts o = {.trainable_blocks = spec->trainable_blocks,
@@ -488,9 +493,12 @@ static void vt__job_free(vt_device *d, vt__djob *j)
  * left empty. */
 static void vt__job_end(vt_device *d, vt__djob *j, vt_job_state state, const char *text)
 {
+    /* text is often vt_error_msg(), which discarding may overwrite */
+    char why[1024];
+    snprintf(why, sizeof why, "%s", text ? text : "");
     if (state != VT_JOB_SUCCEEDED)
         vt_trainer_discard_output(j->tr);
-    vt__post_text(d, VT_DEV_STATE, j->id, (int)state, text);
+    vt__post_text(d, VT_DEV_STATE, j->id, (int)state, text ? why : NULL);
     vt_sched_remove(d->sched, j->sj);
     vt__job_free(d, j);
 }
@@ -810,25 +818,25 @@ static void vt__handle(vt_device *d, vt__cmd *c)
     case CMD_EVAL:
         vt__eval(d, c);
         break;
-    case CMD_STOP:
-        d->stopping = 1;
-        break;
     }
 }
 
-/* Takes the whole command queue; waits for one when block is set. */
+/* Takes the whole command queue, and a stop asked for (d->stopping); waits
+ * up to a second for either when block is set. */
 static vt__cmd *vt__take(vt_device *d, int block)
 {
     vt__cmd *c;
     pthread_mutex_lock(&d->cmd_mu);
-    if (block && !d->cmd_head) {
+    if (block && !d->cmd_head && !d->stop_asked) {
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
+        clock_gettime(CLOCK_MONOTONIC, &ts); /* the condition's clock */
         ts.tv_sec += 1;
         pthread_cond_timedwait(&d->cmd_cv, &d->cmd_mu, &ts);
     }
     c = d->cmd_head;
     d->cmd_head = d->cmd_tail = NULL;
+    if (d->stop_asked && !d->stopping)
+        d->stopping = 1;
     pthread_mutex_unlock(&d->cmd_mu);
     return c;
 }
@@ -931,32 +939,7 @@ static void vt__on_async(uv_async_t *h)
     d->on_events(d->ud);
 }
 
-int vt_device_start(vt_device **out, const vt_config *cfg, const char *store_id,
-                    uv_loop_t *loop, void (*on_events)(void *ud), void *ud)
-{
-    vt_device *d = calloc(1, sizeof *d);
-    *out = NULL;
-    if (!d)
-        return vt_error_set(VT_ENOMEM, "out of memory");
-    d->cfg = cfg;
-    snprintf(d->store_id, sizeof d->store_id, "%s", store_id);
-    d->on_events = on_events;
-    d->ud = ud;
-    d->alive = vt__now();
-    pthread_mutex_init(&d->cmd_mu, NULL);
-    pthread_cond_init(&d->cmd_cv, NULL);
-    pthread_mutex_init(&d->ev_mu, NULL);
-    uv_async_init(loop, &d->async, vt__on_async);
-    d->async.data = d;
-    if (pthread_create(&d->thread, NULL, vt__thread, d) != 0) {
-        uv_close((uv_handle_t *)&d->async, NULL);
-        return vt_error_set(VT_ENOMEM, "cannot start the device thread");
-    }
-    d->started = 1;
-    *out = d;
-    return 0;
-}
-
+/* Frees d once its async handle is closed (the loop may still hold it). */
 static void vt__free_after_close(uv_handle_t *h)
 {
     vt_device *d = h->data;
@@ -969,6 +952,36 @@ static void vt__free_after_close(uv_handle_t *h)
     pthread_cond_destroy(&d->cmd_cv);
     pthread_mutex_destroy(&d->ev_mu);
     free(d);
+}
+
+int vt_device_start(vt_device **out, const vt_config *cfg, const char *store_id,
+                    uv_loop_t *loop, void (*on_events)(void *ud), void *ud)
+{
+    vt_device *d = calloc(1, sizeof *d);
+    *out = NULL;
+    if (!d)
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    d->cfg = cfg;
+    snprintf(d->store_id, sizeof d->store_id, "%s", store_id);
+    d->on_events = on_events;
+    d->ud = ud;
+    d->alive = vt__now();
+    pthread_condattr_t ca;
+    pthread_mutex_init(&d->cmd_mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&d->cmd_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&d->ev_mu, NULL);
+    uv_async_init(loop, &d->async, vt__on_async);
+    d->async.data = d;
+    if (pthread_create(&d->thread, NULL, vt__thread, d) != 0) {
+        uv_close((uv_handle_t *)&d->async, vt__free_after_close);
+        return vt_error_set(VT_ENOMEM, "cannot start the device thread");
+    }
+    d->started = 1;
+    *out = d;
+    return 0;
 }
 
 void vt_device_free(vt_device *d)

@@ -86,18 +86,20 @@ int vt_device_start(vt_device **out, const vt_config *cfg, const char *store_id,
 void vt_device_add_job(vt_device *d, const vt_dev_job *job);
 
 /* Cancels a waiting or running job (between steps); a VT_DEV_STATE event
- * with VT_JOB_CANCELLED follows unless the job had already ended. */
-void vt_device_cancel(vt_device *d, int64_t job);
+ * with VT_JOB_CANCELLED follows unless the job had already ended.  VT_ENOMEM
+ * (nothing sent) when the command cannot be made. */
+int vt_device_cancel(vt_device *d, int64_t job);
 
 /* Classifies images (absolute paths) with job's model file as creds; the
  * reply (VT_DEV_REPLY with req) carries {"predictions": [...]}, or ESTATE
- * when the file is another job's (it replaced job's outputs). */
-void vt_device_predict(vt_device *d, uint64_t req, int64_t job, const char *model,
+ * when the file is another job's (it replaced job's outputs).  VT_ENOMEM
+ * (nothing sent, no reply) when the command cannot be made. */
+int vt_device_predict(vt_device *d, uint64_t req, int64_t job, const char *model,
                        const vt_creds *creds, const char *const *images, int n, int top);
 
 /* Evaluates job's model on a labelled folder; the reply carries {"eval":
- * {...}} (ESTATE as for predict). */
-void vt_device_eval(vt_device *d, uint64_t req, int64_t job, const char *model,
+ * {...}} (ESTATE as for predict).  VT_ENOMEM as for predict. */
+int vt_device_eval(vt_device *d, uint64_t req, int64_t job, const char *model,
                     const vt_creds *creds, const char *dir);
 
 /* Takes every waiting event, oldest first (a list to free with
@@ -106,7 +108,7 @@ vt_dev_event *vt_device_events(vt_device *d);
 void vt_dev_event_free(vt_dev_event *e);
 
 /* Asks the thread to stop: it checkpoints the running jobs (mid-epoch) and
- * posts VT_DEV_STOPPED. */
+ * posts VT_DEV_STOPPED.  Needs no memory (a flag, not a queued command). */
 void vt_device_stop(vt_device *d);
 
 /* Joins the thread and frees everything (after VT_DEV_STOPPED or

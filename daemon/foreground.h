@@ -9,8 +9,16 @@
 #ifndef VT_FOREGROUND_H
 #define VT_FOREGROUND_H
 
+/* vggtuned run: 0 trained, 1 the job failed, 2 usage error, 75 interrupted
+ * with the checkpoint written (run again to resume), 130 interrupted
+ * without one.  Errors and progress go to stderr. */
 int vt_fg_run(int argc, char **argv);
+
+/* vggtuned predict: 0 every image classified, 1 some could not be read
+ * (the others still are) or the model failed, 2 usage error. */
 int vt_fg_predict(int argc, char **argv);
+
+/* vggtuned eval: 0 evaluated, 1 failed (model or folder), 2 usage error. */
 int vt_fg_eval(int argc, char **argv);
 
 #endif

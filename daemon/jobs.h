@@ -30,7 +30,7 @@ typedef struct vt_job {
     char *reason;           /* cancelled: by whom */
     int cancel_requested;
     int has_progress;
-    vt_progress progress;   /* latest, while running (phase in .phase_buf) */
+    vt_progress progress;   /* latest, while running (its phase in .phase) */
     char phase[16];
     cJSON *metrics;         /* array of epoch objects, owned */
     struct vt_job *next;
@@ -44,10 +44,14 @@ typedef struct {
  * memory. */
 vt_job *vt_job_new(int64_t id, uid_t uid, gid_t gid, const char *user, const vt_jobspec *spec);
 
+/* Frees a job and everything it owns; NULL is a no-op. */
 void vt_job_free(vt_job *j);
 
-/* Appends (ids grow) and finds. */
+/* Appends j (its id above every id in js); the table owns it from then on
+ * (vt_jobs_clear frees it). */
 void vt_jobs_add(vt_jobs *js, vt_job *j);
+
+/* The job with this id, or NULL. */
 vt_job *vt_jobs_find(const vt_jobs *js, int64_t id);
 
 /* Sets s->init to the model file of job s->init_job (replacing any value).

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "../common/creds.h"
+#include "../common/error.h"
 #include "../common/log.h"
 #include "../kernels/backend.h"
 #include "foreground.h"
@@ -32,7 +33,10 @@ int main(int argc, char **argv)
     int lv = level ? vt_log_level_parse(level) : -1;
 
     vt_log_init("vggtuned", lv >= 0 ? (vt_log_level)lv : VT_LOG_INFO);
-    vt_creds_init();
+    if (vt_creds_init() < 0) {
+        fprintf(stderr, "vggtuned: %s\n", vt_error_msg());
+        return 1;
+    }
     if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
         printf("vggtuned %s (backends: %s)\n", VT_VERSION, vt_backend_compiled());
         return 0;

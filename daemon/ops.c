@@ -441,8 +441,11 @@ static void vt__cancel(vt_conn *c, const cJSON *id, const cJSON *req)
     snprintf(reason, sizeof reason, "cancelled by %s", c->user);
     vt_job_set_text(&j->reason, reason);
     if (!j->cancel_requested) {
+        if (vt_device_cancel(c->dm->dev, j->id) < 0) {
+            vt__fail(c, id, VT_ENOMEM, "out of memory");
+            return;
+        }
         j->cancel_requested = 1;
-        vt_device_cancel(c->dm->dev, j->id);
     }
     if (vt_daemon_subscribe(c->dm, VT_SUB_CANCEL, c->id, id, j->id, 0) < 0)
         vt__fail(c, id, VT_ENOMEM, "out of memory");
@@ -501,12 +504,12 @@ static void vt__predict(vt_conn *c, const cJSON *id, const cJSON *req)
         paths[n++] = it->valuestring;
     }
     vt_creds_for_user(&cr, c->uid, c->gid);
+    /* (the reply cannot come before the subscription: replies are taken on
+     * this thread) */
     uint64_t r = ++c->dm->next_req;
-    if (vt_daemon_subscribe(c->dm, VT_SUB_REPLY, c->id, id, 0, r) < 0) {
+    if (vt_device_predict(c->dm->dev, r, j->id, model, &cr, paths, n, (int)top) < 0 ||
+        vt_daemon_subscribe(c->dm, VT_SUB_REPLY, c->id, id, 0, r) < 0)
         vt__fail(c, id, VT_ENOMEM, "out of memory");
-        return;
-    }
-    vt_device_predict(c->dm->dev, r, j->id, model, &cr, paths, n, (int)top);
 }
 
 static void vt__eval(vt_conn *c, const cJSON *id, const cJSON *req)
@@ -524,11 +527,9 @@ static void vt__eval(vt_conn *c, const cJSON *id, const cJSON *req)
     }
     vt_creds_for_user(&cr, c->uid, c->gid);
     uint64_t r = ++c->dm->next_req;
-    if (vt_daemon_subscribe(c->dm, VT_SUB_REPLY, c->id, id, 0, r) < 0) {
+    if (vt_device_eval(c->dm->dev, r, j->id, model, &cr, dir) < 0 ||
+        vt_daemon_subscribe(c->dm, VT_SUB_REPLY, c->id, id, 0, r) < 0)
         vt__fail(c, id, VT_ENOMEM, "out of memory");
-        return;
-    }
-    vt_device_eval(c->dm->dev, r, j->id, model, &cr, dir);
 }
 
 /* ---- dispatch ---------------------------------------------------------- */

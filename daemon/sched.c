@@ -199,7 +199,6 @@ vt_sched_job *vt_sched_find(vt_sched *s, int64_t id)
 }
 
 void *vt_sched_job_ud(const vt_sched_job *j) { return j->ud; }
-int64_t vt_sched_job_id(const vt_sched_job *j) { return j->id; }
 
 void vt_sched_counts(const vt_sched *s, int *running, int *waiting)
 {

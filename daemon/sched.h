@@ -32,7 +32,11 @@ typedef struct {
     double share;    /* fraction of recent device time (last ~30 s, decayed) */
 } vt_sched_user;
 
+/* An empty scheduler that runs at most max_running_per_user jobs of one
+ * user at a time; NULL when out of memory. */
 vt_sched *vt_sched_new(int max_running_per_user);
+
+/* Frees the scheduler and its jobs (not their ud); NULL is a no-op. */
 void vt_sched_free(vt_sched *s);
 
 /* Adds a waiting job needing est_bytes of device memory; ud is the caller's.
@@ -59,8 +63,8 @@ vt_sched_job *vt_sched_first(vt_sched *s);
 /* A job by id, or NULL. */
 vt_sched_job *vt_sched_find(vt_sched *s, int64_t id);
 
+/* The ud given to vt_sched_add. */
 void *vt_sched_job_ud(const vt_sched_job *j);
-int64_t vt_sched_job_id(const vt_sched_job *j);
 
 /* Number of running and waiting jobs. */
 void vt_sched_counts(const vt_sched *s, int *running, int *waiting);

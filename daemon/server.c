@@ -50,7 +50,7 @@ int vt_daemon_subscribe(vt_daemon *dm, vt_sub_kind kind, uint64_t conn, const cJ
     vt_sub *s = calloc(1, sizeof *s);
     if (!s || !(s->req_id = req_id ? cJSON_Duplicate(req_id, 1) : cJSON_CreateNull())) {
         free(s);
-        return VT_ENOMEM;
+        return vt_error_set(VT_ENOMEM, "out of memory");
     }
     s->kind = kind;
     s->conn = conn;
@@ -330,7 +330,6 @@ static void vt__on_device(void *ud)
             e->text = NULL;
             break;
         case VT_DEV_STOPPED:
-            dm->exit_code = dm->exit_code ? dm->exit_code : 0;
             vt__begin_stop(dm);
             /* The thread has ended: tear everything down. */
             vt__close_handles(dm);

@@ -187,7 +187,8 @@ int vt_store_update(vt_store *s, const vt_store_job *j)
     return vt__finish(s, st, "update job");
 }
 
-int vt_store_put_metrics(vt_store *s, int64_t job, int epoch, const char *json)
+/* Both statements of vt_store_put_metrics (inside its transaction). */
+static int vt__put_metrics(vt_store *s, int64_t job, int epoch, const char *json)
 {
     sqlite3_stmt *st = vt__prepare(s,
         "INSERT OR REPLACE INTO metrics(job,epoch,body) VALUES(?,?,?)");
@@ -205,6 +206,20 @@ int vt_store_put_metrics(vt_store *s, int64_t job, int epoch, const char *json)
     sqlite3_bind_int64(st, 1, job);
     sqlite3_bind_int(st, 2, epoch);
     return vt__finish(s, st, "drop later metrics");
+}
+
+int vt_store_put_metrics(vt_store *s, int64_t job, int epoch, const char *json)
+{
+    int rc;
+    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return vt__db_error(s, "begin");
+    rc = vt__put_metrics(s, job, epoch, json);
+    if (sqlite3_exec(s->db, rc == 0 ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL) != SQLITE_OK &&
+        rc == 0) {
+        rc = vt__db_error(s, "commit");
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    }
+    return rc;
 }
 
 int vt_store_add_event(vt_store *s, int64_t job, const char *level, const char *message)

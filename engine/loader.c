@@ -312,7 +312,7 @@ int vt_loader_next(vt_loader *l, vt_batch **out)
             continue;
         s->batch = (vt_batch){.pixels = s->pixels, .boxes = s->boxes, .bytes = bytes,
                               .labels = s->labels, .sample = s->sample, .n = n,
-                              .failed = s->n - n, .consumed = consumed};
+                              .consumed = consumed};
         *out = &s->batch;
         return 1;
     }

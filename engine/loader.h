@@ -53,7 +53,6 @@ typedef struct {
     int32_t *labels; /* (n) */
     int *sample;     /* (n) indices into the dataset */
     int n;           /* images in this batch */
-    int failed;      /* images of this batch that could not be read */
     int consumed;    /* entries of the pass's order this batch accounts for,
                         including batches skipped because nothing was read */
 } vt_batch;

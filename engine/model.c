@@ -77,7 +77,6 @@ struct vt_model {
     int nparams;
     char names[VT__MAX_PARAMS][32];
     vt_tensor *param[VT__MAX_PARAMS], *velocity[VT__MAX_PARAMS], *grad[VT__MAX_PARAMS];
-    size_t bytes;
 };
 
 /* ---- small tensor helpers ---------------------------------------------- */
@@ -400,7 +399,6 @@ int vt_model_create(vt_model **out, vt_trunk *trunk, const vt_params *p,
     for (int k = 0; k < 2; k++)
         if ((rc = vt__new(&m->g[k], be, opts->act, 1, (int)gcap, 0, 0, 0)) < 0)
             goto fail;
-    m->bytes = vt_model_estimate(p, opts, opts->act == VT_BF16 ? 2 : 4, NULL);
     *out = m;
     return 0;
 fail:
@@ -463,7 +461,6 @@ size_t vt_model_estimate(const vt_params *p, const vt_model_opts *o, size_t act_
            (size_t)N * (4 + 8 * (size_t)p->nclasses);
 }
 
-size_t vt_model_bytes(const vt_model *m) { return m->bytes; }
 
 /* ---- passes ------------------------------------------------------------ */
 

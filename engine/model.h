@@ -116,9 +116,6 @@ const char *vt_model_param_name(const vt_model *m, int i);
 vt_tensor *vt_model_param(vt_model *m, int i);
 vt_tensor *vt_model_velocity(vt_model *m, int i);
 
-/* Device bytes this model holds (its trainable part and activations). */
-size_t vt_model_bytes(const vt_model *m);
-
 /* Estimated device bytes of a model with these options (before creating it),
  * and of the trunk scratch it needs, for admission control. */
 size_t vt_model_estimate(const vt_params *p, const vt_model_opts *opts, size_t act_size,

@@ -809,8 +809,6 @@ static int vt__begin_pass(vt_trainer *t, int val)
     return 0;
 }
 
-/* Puts the next batch of the pass into the model's features.  Returns the
- * batch size, 0 at the end of the pass. */
 /* Row of the training cache that holds sample's features for this epoch:
  * its mirror image's row when flip copies are kept and the epoch flips it. */
 static int vt__cache_row(vt_trainer *t, int val, int sample)

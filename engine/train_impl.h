@@ -31,10 +31,11 @@ struct vt_trainer {
     vt_loader *ltrain, *lval;
     vt_preprocess prep;
     vt_featcache *fc_train, *fc_val; /* shared feature caches, or NULL */
-    vt_tensor *cache_train;     /* (n_train, s, s, c) of fc_train, or NULL */
+    vt_tensor *cache_train;     /* (copies * n_train, s, s, c) of fc_train, or NULL; copies
+                                   2 with flip copies (rows n_train.. the mirror images) */
     vt_tensor *cache_val;       /* (n_val, s, s, c) of fc_val, or NULL */
     int64_t *stat_train, *stat_val; /* (n, 2) file size and mtime (ns) */
-    uint8_t *have_train, *have_val; /* (n) of the caches: features stored */
+    uint8_t *have_train, *have_val; /* (rows of the cache) 1 = features stored */
     uint8_t *bad_train, *bad_val; /* (n) 1 = unreadable */
     int *order, order_n, pos;   /* this pass's samples; entries consumed so far */
     int from_loader;            /* this pass decodes images */

@@ -17,8 +17,8 @@ size_t vt_dtype_size(vt_dtype dtype)
     switch (dtype) {
     case VT_F32: case VT_I32: return 4;
     case VT_BF16: return 2;
-    default: return 1;
     }
+    return 0;
 }
 
 const char *vt_backend_compiled(void)

@@ -29,7 +29,6 @@ typedef enum {
     VT_F32,  /* float32 */
     VT_BF16, /* bfloat16 storage, float32 arithmetic (CUDA activations) */
     VT_I32,  /* int32 (labels) */
-    VT_U8,   /* uint8 (images) */
 } vt_dtype;
 
 typedef enum {
@@ -195,6 +194,8 @@ int vt_tensor_view_rows(vt_tensor **out, vt_tensor *src, int row, int rows);
 /* Frees a tensor; NULL is a no-op. */
 void vt_tensor_free(vt_tensor *t);
 
+/* A tensor's rank, its size along dimension i (1 for i >= rank, so a
+ * (N, C) tensor reads as (N, C, 1, ...)), its element count, its type. */
 int vt_tensor_ndim(const vt_tensor *t);
 int vt_tensor_dim(const vt_tensor *t, int i);
 size_t vt_tensor_numel(const vt_tensor *t);

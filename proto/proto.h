@@ -43,7 +43,10 @@ typedef struct {
     int too_big;
 } vt_framer;
 
+/* An empty framer for lines of at most max bytes (0: VT_PROTO_MAX_FRAME). */
 void vt_framer_init(vt_framer *f, size_t max);
+
+/* Frees the buffer; f may be initialised again. */
 void vt_framer_free(vt_framer *f);
 
 /* Appends n bytes.  Returns 0, or VT_ETOOBIG when the pending line exceeds
