@@ -38,6 +38,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../common/clock.h"
 #include "../common/error.h"
 #include "../common/rng.h"
 #include "../engine/model.h"
@@ -69,12 +70,7 @@ typedef struct {
     vt_xent_sums sums; /* the last step's loss, complete after a sync */
 } vt_bench_ctx;
 
-static double vt_bench_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
+static double vt_bench_now_ms(void) { return vt_clock_mono() * 1e3; }
 
 static int vt_bench_cmp(const void *a, const void *b)
 {

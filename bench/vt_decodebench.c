@@ -35,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/clock.h"
 #include "../common/error.h"
 #include "../common/pool.h"
 #include "../engine/dataset.h"
@@ -53,13 +54,6 @@ typedef struct {
 typedef struct {
     double median_s, min_s, max_s;
 } vt_db_result;
-
-static double vt_db_now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static int vt_db_cmp(const void *a, const void *b)
 {
@@ -206,14 +200,14 @@ static int vt_db_pass(vt_loader *l, const vt_dataset *ds, const int *order, doub
 {
     vt_batch *b;
     int rc, decoded = 0;
-    double t0 = vt_db_now_s();
+    double t0 = vt_clock_mono();
     if ((rc = vt_loader_begin(l, order, ds->n, NULL)) < 0)
         return rc;
     while ((rc = vt_loader_next(l, &b)) > 0)
         decoded += b->n;
     if (rc < 0)
         return rc;
-    *seconds = vt_db_now_s() - t0;
+    *seconds = vt_clock_mono() - t0;
     if (decoded != ds->n) {
         for (int i = 0; i < ds->n; i++) {
             const char *why = vt_loader_failure(l, i);

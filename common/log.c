@@ -8,17 +8,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+
 static const char *vt__log_prog = "vggtune";
 static vt_log_level vt__log_max = VT_LOG_INFO;
 static int vt__log_journal = -1; /* -1: not yet checked */
 static double vt__log_t0 = -1;    /* VGGTUNE_LOG_TIME: seconds at init, else -1 */
-
-static double vt__log_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 void vt_log_init(const char *progname, vt_log_level max_level)
 {
@@ -27,7 +22,7 @@ void vt_log_init(const char *progname, vt_log_level max_level)
     vt__log_journal = getenv("JOURNAL_STREAM") != NULL;
     const char *t = getenv("VGGTUNE_LOG_TIME");
     if (vt__log_t0 < 0) /* from the first call: the daemon calls this twice */
-        vt__log_t0 = t && *t && strcmp(t, "0") != 0 ? vt__log_now() : -1;
+        vt__log_t0 = t && *t && strcmp(t, "0") != 0 ? vt_clock_mono() : -1;
 }
 
 static const char *vt__log_name(vt_log_level level)
@@ -63,7 +58,7 @@ void vt_log(vt_log_level level, const char *fmt, ...)
     if (vt__log_journal)
         n = snprintf(line, sizeof line, "<%d>", (int)level);
     else if (vt__log_t0 >= 0)
-        n = snprintf(line, sizeof line, "%9.3f %s: %s: ", vt__log_now() - vt__log_t0,
+        n = snprintf(line, sizeof line, "%9.3f %s: %s: ", vt_clock_mono() - vt__log_t0,
                      vt__log_prog, vt__log_name(level));
     else
         n = snprintf(line, sizeof line, "%s: %s: ", vt__log_prog,

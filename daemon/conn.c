@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "../common/clock.h"
 #include "../common/creds.h"
 #include "../common/error.h"
 #include "../common/log.h"
@@ -192,7 +193,7 @@ void vt_conn_accept(vt_daemon *dm)
     uv_pipe_init(dm->loop, &c->pipe, 0);
     c->dm = dm;
     c->id = ++dm->next_conn;
-    c->connected = vt_daemon_now();
+    c->connected = vt_clock_wall();
     vt_framer_init(&c->framer, VT_PROTO_MAX_FRAME);
     c->next = dm->conns;
     dm->conns = c;
@@ -238,7 +239,7 @@ vt_conn *vt_conn_find(vt_daemon *dm, uint64_t id)
 
 void vt_conn_sweep(vt_daemon *dm)
 {
-    double now = vt_daemon_now();
+    double now = vt_clock_wall();
     char why[64];
     snprintf(why, sizeof why, "no hello within %.0f seconds", VT_CONN_HELLO_TIMEOUT);
     for (vt_conn *c = dm->conns; c; c = c->next)

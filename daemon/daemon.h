@@ -77,7 +77,4 @@ void vt_daemon_start_job(vt_daemon *dm, vt_job *j);
  * job of that number (a job store started afresh) is not this job's. */
 void vt_daemon_drop_stale_checkpoint(vt_daemon *dm, int64_t id);
 
-/* Current Unix time in seconds. */
-double vt_daemon_now(void);
-
 #endif

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../common/clock.h"
 #include "../common/error.h"
 #include "../common/log.h"
 #include "../common/pool.h"
@@ -102,13 +103,6 @@ struct vt_device {
     int stopping;
 };
 
-static double vt__now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* ---- events ------------------------------------------------------------ */
 
 static void vt__post(vt_device *d, vt_dev_event *e)
@@ -120,7 +114,7 @@ static void vt__post(vt_device *d, vt_dev_event *e)
     else
         d->ev_head = e;
     d->ev_tail = e;
-    d->alive = vt__now();
+    d->alive = vt_clock_mono();
     pthread_mutex_unlock(&d->ev_mu);
     uv_async_send(&d->async);
 }
@@ -170,13 +164,13 @@ double vt_device_idle_seconds(vt_device *d)
     pthread_mutex_lock(&d->ev_mu);
     a = d->alive;
     pthread_mutex_unlock(&d->ev_mu);
-    return vt__now() - a;
+    return vt_clock_mono() - a;
 }
 
 static void vt__alive(vt_device *d)
 {
     pthread_mutex_lock(&d->ev_mu);
-    d->alive = vt__now();
+    d->alive = vt_clock_mono();
     pthread_mutex_unlock(&d->ev_mu);
 }
 
@@ -406,7 +400,7 @@ static void vt__base_release(vt_device *d, int i)
 static void vt__hook_progress(void *ud, const vt_progress *p)
 {
     vt__djob *j = ud;
-    double now = vt__now();
+    double now = vt_clock_mono();
     vt_dev_event *e;
     if (now - j->last_progress < VT__PROGRESS_EVERY && p->step != p->steps)
         return;
@@ -566,13 +560,13 @@ static int vt__step(vt_device *d)
         return 0;
     j = vt_sched_job_ud(sj);
     vt_sched_counts(d->sched, &running, &waiting);
-    t0 = vt__now();
+    t0 = vt_clock_mono();
     rc = vt_trainer_step(j->tr);
     if (rc > 0 && running > 1) {
         int src = vt_backend_sync(d->be);
         rc = src < 0 ? src : rc;
     }
-    dt = vt__now() - t0;
+    dt = vt_clock_mono() - t0;
     vt_sched_charge(d->sched, sj, dt, t0 + dt);
     vt__alive(d);
     if (rc > 0)
@@ -746,7 +740,7 @@ static void vt__stats(vt_device *d)
     cJSON_AddNumberToObject(queue, "queued", waiting);
     cJSON_AddNumberToObject(queue, "running", running);
     users = cJSON_AddArrayToObject(o, "users");
-    nu = vt_sched_users(d->sched, u, 256, vt__now());
+    nu = vt_sched_users(d->sched, u, 256, vt_clock_mono());
     for (int i = 0; i < nu; i++) {
         cJSON *x = cJSON_CreateObject();
         vt__user_name(u[i].uid, name, sizeof name);
@@ -764,7 +758,7 @@ static void vt__stats(vt_device *d)
         vt__post(d, e);
     }
     cJSON_Delete(o);
-    d->last_stats = vt__now();
+    d->last_stats = vt_clock_mono();
 }
 
 /* Device memory jobs may ever have: the total, less what is in use
@@ -924,7 +918,7 @@ static void *vt__thread(void *arg)
             break;
         vt__admit(d);
         vt__step(d);
-        if (vt__now() - d->last_stats > VT__STATS_EVERY)
+        if (vt_clock_mono() - d->last_stats > VT__STATS_EVERY)
             vt__stats(d);
     }
     /* stopping 1: SIGTERM; 2: the device failed (a checkpoint would too) */
@@ -965,7 +959,7 @@ int vt_device_start(vt_device **out, const vt_config *cfg, const char *store_id,
     snprintf(d->store_id, sizeof d->store_id, "%s", store_id);
     d->on_events = on_events;
     d->ud = ud;
-    d->alive = vt__now();
+    d->alive = vt_clock_mono();
     pthread_condattr_t ca;
     pthread_mutex_init(&d->cmd_mu, NULL);
     pthread_condattr_init(&ca);

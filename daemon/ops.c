@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/clock.h"
 #include "../common/creds.h"
 #include "../common/error.h"
 #include "../common/fileio.h"
@@ -165,7 +166,7 @@ static void vt__status(vt_conn *c, const cJSON *id)
         d = cJSON_CreateObject();
     vt__status_counts(&dm->jobs, d);
     cJSON_AddStringToObject(d, "version", VT_VERSION);
-    cJSON_AddNumberToObject(d, "uptime_s", vt_daemon_now() - dm->started);
+    cJSON_AddNumberToObject(d, "uptime_s", vt_clock_wall() - dm->started);
     cJSON_AddBoolToObject(d, "ready", dm->ready);
     b = cJSON_CreateObject();
     cJSON_AddItemToObject(b, "daemon", d);
@@ -333,7 +334,7 @@ static void vt__submit(vt_conn *c, const cJSON *id, const cJSON *req)
     }
     {
         vt_store_job sj = {.uid = c->uid, .gid = c->gid, .user = c->user, .name = spec.name,
-                           .state = "queued", .submitted = vt_daemon_now()};
+                           .state = "queued", .submitted = vt_clock_wall()};
         int64_t jid;
         char *spec_json = vt_jobspec_to_json(&spec);
         sj.spec = spec_json;

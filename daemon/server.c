@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/clock.h"
 #include "../common/error.h"
 #include "../common/fileio.h"
 #include "../common/log.h"
@@ -36,13 +37,6 @@
 #include "daemon.h"
 #include "notify.h"
 #include "ops.h"
-
-double vt_daemon_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 int vt_daemon_subscribe(vt_daemon *dm, vt_sub_kind kind, uint64_t conn, const cJSON *req_id,
                         int64_t job, uint64_t req)
@@ -207,7 +201,7 @@ static void vt__job_state(vt_daemon *dm, vt_dev_event *e)
     j->state = (vt_job_state)e->state;
     if (j->state == VT_JOB_RUNNING) {
         if (!j->started)
-            j->started = vt_daemon_now();
+            j->started = vt_clock_wall();
         vt__persist(dm, j);
         vt_log_info("job %lld (%s of %s) is running", (long long)j->id, j->spec.name, j->user);
         cJSON *b = cJSON_CreateObject();
@@ -215,7 +209,7 @@ static void vt__job_state(vt_daemon *dm, vt_dev_event *e)
         vt_ops_notify(dm, j->id, "state", b);
         return;
     }
-    j->finished = vt_daemon_now();
+    j->finished = vt_clock_wall();
     j->has_progress = 0;
     if (j->state == VT_JOB_FAILED)
         vt_job_set_text(&j->error, e->text ? e->text : "unknown error");
@@ -574,7 +568,7 @@ int vt_server_main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     uv_loop_init(&loop);
     dm.loop = &loop;
-    dm.started = vt_daemon_now();
+    dm.started = vt_clock_wall();
     if ((rc = vt__setup(&dm)) < 0) {
         vt_log_error("%s", vt_error_msg());
         dm.exit_code = 1;

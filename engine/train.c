@@ -49,20 +49,6 @@
 #define VT__CKPT_EST_BPS 500e6 /* VT_CHECKPOINT_EST_BPS overrides it (tests) */
 
 
-double vt_train__now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static double vt__wall(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 void vt_train__say(vt_trainer *t, vt_log_level level, const char *fmt, ...)
 {
     char buf[1024];
@@ -104,7 +90,7 @@ int vt_trainer_create(vt_trainer **out, const vt_jobspec *spec, const vt_trainer
     if (hooks)
         t->hooks = *hooks;
     t->best_val_loss = INFINITY;
-    t->start_wall = vt__wall();
+    t->start_wall = vt_clock_wall();
     t->t_ckpt = -1;
     *out = t;
     return 0;
@@ -685,15 +671,15 @@ static int vt__prepare(vt_trainer *t)
     int rc, first_epoch_cache;
     double at[5]; /* when the data, the weights, the model and the loaders were ready */
 
-    t->t_run0 = vt_train__now();
+    t->t_run0 = vt_clock_mono();
     if ((rc = vt__check_output(t)) < 0 || (rc = vt__load_data(t)) < 0)
         return rc;
-    at[0] = vt_train__now();
+    at[0] = vt_clock_mono();
     if ((rc = vt__build_params(t)) < 0) /* before the takeover: init may be a model there */
         return rc;
     if (t->take_over && (rc = vt_train__remove_outputs(t)) < 0)
         return rc;
-    at[1] = vt_train__now();
+    at[1] = vt_clock_mono();
     t->prep = s->preprocess >= 0 ? (vt_preprocess)s->preprocess : t->env.base_prep;
     mo = (vt_model_opts){.trainable_blocks = s->trainable_blocks,
                          .max_batch = s->batch_size,
@@ -702,7 +688,7 @@ static int vt__prepare(vt_trainer *t)
                                                                     ? "fp32" : "bf16")};
     if ((rc = vt_model_create(&t->model, t->env.trunk, t->p, &mo)) < 0)
         return rc;
-    at[2] = vt_train__now();
+    at[2] = vt_clock_mono();
     lo = (vt_loader_opts){.image_size = s->image_size, .max_batch = s->batch_size,
                           .creds = t->env.creds,
                           .device_resize = vt_backend_resizes_images(t->env.be),
@@ -719,7 +705,7 @@ static int vt__prepare(vt_trainer *t)
                             (size_t)((t->val && t->val->n > t->train->n ? t->val->n
                                                                         : t->train->n) + 1))))
         return vt_error_set(VT_ENOMEM, "out of memory");
-    at[3] = vt_train__now();
+    at[3] = vt_clock_mono();
     /* Validation first: it is reused every epoch whatever the augmentation. */
     if (t->val && (rc = vt__make_cache(t, t->val, t->bad_val, t->stat_val, 1, &t->fc_val,
                                        &t->cache_val, &t->have_val, budget)) < 0)
@@ -734,7 +720,7 @@ static int vt__prepare(vt_trainer *t)
     t->flip_copies = s->flip && t->cache_train;
     if ((rc = vt_train__load_checkpoint(t)) < 0)
         return rc;
-    at[4] = vt_train__now();
+    at[4] = vt_clock_mono();
     vt_train__say(t, VT_LOG_DEBUG,
             "prepared in %.3f s: data %.3f, weights %.3f, model on the device %.3f, loaders "
             "%.3f, feature caches and checkpoint %.3f",
@@ -938,13 +924,13 @@ int vt_train__resuming(const vt_trainer *t)
 static int vt__progress(vt_trainer *t, const char *phase, int force)
 {
     vt_progress p = {0};
-    double el, rate, now = vt_train__now();
+    double el, rate, now = vt_clock_mono();
     int rc;
     if (!t->hooks.progress || (!force && now - t->t_progress < VT__PROGRESS_S))
         return 0;
     if ((rc = vt_train__settle(t)) < 0)
         return rc;
-    t->t_progress = now = vt_train__now();
+    t->t_progress = now = vt_clock_mono();
     el = now - t->t_epoch0;
     rate = el > 0 ? t->seen / el : 0;
     p.epoch = t->epoch + 1;
@@ -977,9 +963,9 @@ static int vt__log_step(vt_trainer *t)
     if (!l)
         return vt_error_set(VT_ENOMEM, "out of memory");
     t->steplog = l;
-    l[t->nsteplog] = (vt_scalar){"step/loss", (int64_t)t->iteration, vt__wall(),
+    l[t->nsteplog] = (vt_scalar){"step/loss", (int64_t)t->iteration, vt_clock_wall(),
                                  (float)(t->sums.loss / t->seen)};
-    l[t->nsteplog + 1] = (vt_scalar){"step/accuracy", (int64_t)t->iteration, vt__wall(),
+    l[t->nsteplog + 1] = (vt_scalar){"step/accuracy", (int64_t)t->iteration, vt_clock_wall(),
                                      (float)t->sums.correct / (float)t->seen};
     t->nsteplog += 2;
     return 0;
@@ -995,7 +981,7 @@ static int vt__train_step(vt_trainer *t)
             vt__collect_failures(t, 0);
         if ((rc = vt__progress(t, "training", 1)) < 0 || (rc = vt_train__settle(t)) < 0)
             return rc;
-        t->t_train_s = vt_train__now() - t->t_epoch0;
+        t->t_train_s = vt_clock_mono() - t->t_epoch0;
         if (t->seen == 0)
             return vt_error_set(VT_EINVAL, "no training image could be read");
         if (t->val) {
@@ -1047,7 +1033,7 @@ static int vt__begin_epoch(vt_trainer *t)
     if (!t->resume_mid_epoch) {
         t->step = t->seen = t->pos = 0;
         t->sums = (vt_xent_sums){0};
-        t->t_epoch0 = vt_train__now();
+        t->t_epoch0 = vt_clock_mono();
     }
     t->resume_mid_epoch = 0;
     t->val_seen = 0;
@@ -1075,14 +1061,14 @@ static int vt__epoch_end(vt_trainer *t)
     m.val_loss = t->val_seen ? t->val_sums.loss / t->val_seen : 0;
     m.val_accuracy = t->val_seen ? (double)t->val_sums.correct / t->val_seen : 0;
     m.images_per_s = t->t_train_s > 0 ? t->seen / t->t_train_s : 0;
-    m.seconds = vt_train__now() - t->t_epoch0;
+    m.seconds = vt_clock_mono() - t->t_epoch0;
     /* the last step's rate, a function of the position: right after a
      * resume too, when this epoch's steps ran before the restart */
     m.lr = (float)vt_jobspec_lr(&t->spec, t->iteration > 0 ? t->iteration - 1 : 0, t->epoch);
     m.cached = !t->epoch_cached                   ? 0
                : t->spec.trainable_blocks == VT_VGG_NBLOCKS ? VT_CACHED_IMAGES
                                                           : VT_CACHED_FEATURES;
-    m.time = vt__wall();
+    m.time = vt_clock_wall();
     if (!isfinite(m.loss) || (m.has_val && !isfinite(m.val_loss)))
         return vt_error_set(VT_EINVAL, "training diverged: the %s loss of epoch %d is %s; "
                             "lower optimizer.lr (now %g)",
@@ -1164,12 +1150,12 @@ static int vt__epoch_checkpoint(vt_trainer *t, int saved_best)
     if (saved_best)
         return vt_trainer_checkpoint(t);
     if (t->t_ckpt >= 0) {
-        since = vt_train__now() - t->t_ckpt;
+        since = vt_clock_mono() - t->t_ckpt;
         cost = t->ckpt_cost_s;
     } else { /* none yet: the run's time against the checkpoint's size */
         const char *bps = getenv("VT_CHECKPOINT_EST_BPS");
         double rate = bps && atof(bps) > 0 ? atof(bps) : VT__CKPT_EST_BPS;
-        since = vt_train__now() - t->t_run0;
+        since = vt_clock_mono() - t->t_run0;
         for (int i = 0; i < vt_model_nparams(t->model); i++) /* weights and momenta, f32 */
             cost += 8.0 * (double)vt_tensor_numel(vt_model_param(t->model, i));
         cost /= rate;

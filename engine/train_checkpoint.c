@@ -123,7 +123,7 @@ int vt_trainer_checkpoint(vt_trainer *t)
          * training pass) or "val" (training pass done). */
         if (t->in_epoch && t->phase == PH_TRAIN) {
             snprintf(pos, sizeof pos, "train %d %d %d %d %.17g %.17g", t->pos, t->step,
-                     t->seen, t->sums.correct, t->sums.loss, vt_train__now() - t->t_epoch0);
+                     t->seen, t->sums.correct, t->sums.loss, vt_clock_mono() - t->t_epoch0);
         } else if (t->in_epoch) {
             snprintf(pos, sizeof pos, "val 0 %d %d %d %.17g %.17g", t->step, t->seen,
                      t->sums.correct, t->sums.loss, t->t_train_s);
@@ -152,9 +152,9 @@ int vt_trainer_checkpoint(vt_trainer *t)
         vt_tensorset_set_meta(set, "job", spec);
     }
     if (rc == 0) {
-        double t0 = vt_train__now();
+        double t0 = vt_clock_mono();
         rc = vt_safetensors_write(AT_FDCWD, t->env.checkpoint, set);
-        t->t_ckpt = vt_train__now();
+        t->t_ckpt = vt_clock_mono();
         t->ckpt_cost_s = t->t_ckpt - t0;
     }
     free(hist);
@@ -316,10 +316,10 @@ int vt_train__load_checkpoint(vt_trainer *t)
         }
         if (strcmp(where, "train") == 0) {
             t->resume_mid_epoch = 1;
-            t->t_epoch0 = vt_train__now() - elapsed;
+            t->t_epoch0 = vt_clock_mono() - elapsed;
         } else if (strcmp(where, "val") == 0) {
             t->t_train_s = elapsed;
-            t->t_epoch0 = vt_train__now() - elapsed;
+            t->t_epoch0 = vt_clock_mono() - elapsed;
             t->resume_val = 1;
         }
     }

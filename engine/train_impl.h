@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 #include <stdint.h>
 
+#include "../common/clock.h"
 #include "../common/log.h"
 #include "dataset.h"
 #include "featcache.h"
@@ -62,8 +63,8 @@ struct vt_trainer {
     vt_scalar *steplog;         /* running training loss/accuracy every 10 steps */
     int nsteplog;
     double start_wall;          /* Unix seconds when this trainer started */
-    double t_run0;              /* when this run's preparation began (vt_train__now) */
-    double t_ckpt;              /* when the last checkpoint was written (vt_train__now),
+    double t_run0;              /* when this run's preparation began (vt_clock_mono) */
+    double t_ckpt;              /* when the last checkpoint was written (vt_clock_mono),
                                    or < 0: none yet in this run */
     double ckpt_cost_s;         /* seconds the last checkpoint took to write */
     int features_saved;         /* bottleneck features written (or why not said) */
@@ -76,8 +77,6 @@ struct vt_trainer {
 
 /* ---- train.c ---- */
 
-/* Seconds on the monotonic clock. */
-double vt_train__now(void);
 
 /* Sends a message to the job's log (the message hook, else the process log). */
 void vt_train__say(vt_trainer *t, vt_log_level level, const char *fmt, ...)

@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/clock.h"
 #include "../common/error.h"
 #include "../common/utf8.h"
 
@@ -450,12 +451,7 @@ const char *vt_proto_default_socket(char *buf, size_t len)
     return buf;
 }
 
-static int64_t vt__now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+static int64_t vt__now_ms(void) { return (int64_t)(vt_clock_mono() * 1e3); }
 
 /* connect(2) that survives EINTR: an interrupted connect may complete in
  * the background, so the retry can answer EALREADY (wait for it) or EISCONN

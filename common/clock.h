@@ -1,0 +1,26 @@
+/* clock.h - the process's two clocks, in seconds.
+ *
+ * vt_clock_mono for durations and deadlines (never steps), vt_clock_wall for
+ * times that are recorded or shown (Unix seconds).  Any thread. */
+#ifndef VT_CLOCK_H
+#define VT_CLOCK_H
+
+#include <time.h>
+
+/* Seconds on CLOCK_MONOTONIC. */
+static inline double vt_clock_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Unix time in seconds (CLOCK_REALTIME). */
+static inline double vt_clock_wall(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+#endif
