@@ -25,6 +25,9 @@ typedef struct {
     gid_t groups[VT_CREDS_MAX_GROUPS];
 } vt_creds;
 
+/* The user name of uid, or "uid1234" when the user database has none. */
+void vt_user_name(uid_t uid, char *buf, size_t len);
+
 /* Records the process's own supplementary groups; call once at start-up,
  * before any thread switches identity. */
 int vt_creds_init(void);

@@ -185,8 +185,6 @@ void vt_conn_accept(vt_daemon *dm)
     struct ucred cred;
     socklen_t len = sizeof cred;
     uv_os_fd_t fd;
-    struct passwd pw, *res = NULL;
-    char buf[2048];
 
     if (!c)
         return;
@@ -207,10 +205,7 @@ void vt_conn_accept(vt_daemon *dm)
     c->uid = cred.uid;
     c->gid = cred.gid;
     c->pid = cred.pid;
-    if (getpwuid_r(c->uid, &pw, buf, sizeof buf, &res) == 0 && res)
-        snprintf(c->user, sizeof c->user, "%s", pw.pw_name);
-    else
-        snprintf(c->user, sizeof c->user, "uid%u", (unsigned)c->uid);
+    vt_user_name(c->uid, c->user, sizeof c->user);
     c->admin = vt__is_admin(dm, c->uid, c->gid);
     if (dm->nconns > dm->cfg.max_clients) {
         vt_conn_send_and_close(c, vt_proto_error(NULL, VT_EBUSY,

@@ -686,16 +686,6 @@ static void vt__eval(vt_device *d, vt__cmd *c)
 
 /* ---- statistics -------------------------------------------------------- */
 
-static void vt__user_name(uid_t uid, char *buf, size_t len)
-{
-    struct passwd pw, *res = NULL;
-    char tmp[2048];
-    if (getpwuid_r(uid, &pw, tmp, sizeof tmp, &res) == 0 && res)
-        snprintf(buf, len, "%s", pw.pw_name);
-    else
-        snprintf(buf, len, "%u", (unsigned)uid);
-}
-
 static void vt__stats(vt_device *d)
 {
     cJSON *o = cJSON_CreateObject(), *mem, *trunks, *queue, *users;
@@ -743,7 +733,7 @@ static void vt__stats(vt_device *d)
     nu = vt_sched_users(d->sched, u, 256, vt_clock_mono());
     for (int i = 0; i < nu; i++) {
         cJSON *x = cJSON_CreateObject();
-        vt__user_name(u[i].uid, name, sizeof name);
+        vt_user_name(u[i].uid, name, sizeof name);
         cJSON_AddStringToObject(x, "user", name);
         cJSON_AddNumberToObject(x, "uid", u[i].uid);
         cJSON_AddNumberToObject(x, "running", u[i].running);
