@@ -64,20 +64,11 @@ static void vt__data_sig(const vt_trainer *t, char *buf, size_t len)
              t->val ? t->val->n : 0, (unsigned long long)h[0]);
 }
 
-int vt_trainer_checkpoint(vt_trainer *t)
+/* The trainable weights and their velocities, from the device into set. */
+static int vt__save_tensors(vt_trainer *t, vt_tensorset *set)
 {
-    vt_tensorset *set;
-    char name[96], num[64], sig[128];
-    char pos[160]; /* 6 numbers: 4 ints of up to 11 characters, 2 doubles of up to 24 */
-    char *hist = NULL, *bt = NULL, *bv = NULL, *spec = NULL;
+    char name[96];
     int rc = 0;
-
-    if (!t->env.checkpoint || !t->model)
-        return 0;
-    if ((rc = vt_train__settle(t)) < 0)
-        return rc;
-    if (!(set = vt_tensorset_new()))
-        return vt_error_set(VT_ENOMEM, "out of memory");
     for (int i = 0; i < vt_model_nparams(t->model) && rc == 0; i++) {
         vt_tensor *w = vt_model_param(t->model, i), *v = vt_model_velocity(t->model, i);
         int64_t shape[VT_MAX_DIMS];
@@ -93,74 +84,104 @@ int vt_trainer_checkpoint(vt_trainer *t)
             break;
         rc = vt_tensor_download(v, nt->data);
     }
-    if (rc == 0) {
-        cJSON *h = cJSON_CreateArray();
-        for (int i = 0; h && i < t->nhistory; i++)
-            cJSON_AddItemToArray(h, vt_epoch_metrics_json(&t->history[i]));
-        hist = h ? cJSON_PrintUnformatted(h) : NULL;
-        cJSON_Delete(h);
-        bt = vt__bad_list(t->bad_train, t->train->n);
-        bv = t->val ? vt__bad_list(t->bad_val, t->val->n) : strdup("[]");
-        spec = vt_jobspec_to_json(&t->spec);
-        if (!hist || !bt || !bv || !spec)
-            rc = vt_error_set(VT_ENOMEM, "out of memory");
+    return rc;
+}
+
+/* Sets key to text (consumed); NULL text (out of memory) spoils the set. */
+static void vt__meta_take(vt_tensorset *set, const char *key, char *text)
+{
+    if (text)
+        vt_tensorset_set_meta(set, key, text);
+    else
+        set->meta_lost = 1;
+    free(text);
+}
+
+/* The epoch history as a JSON array of metrics objects; NULL when out of
+ * memory. */
+static char *vt__history_json(const vt_trainer *t)
+{
+    cJSON *h = cJSON_CreateArray();
+    char *text;
+    for (int i = 0; h && i < t->nhistory; i++)
+        cJSON_AddItemToArray(h, vt_epoch_metrics_json(&t->history[i]));
+    text = h ? cJSON_PrintUnformatted(h) : NULL;
+    cJSON_Delete(h);
+    return text;
+}
+
+/* The step log as [[step, wall, loss, accuracy], ...]; NULL when out of
+ * memory. */
+static char *vt__step_log_json(const vt_trainer *t)
+{
+    cJSON *sl = cJSON_CreateArray();
+    char *text;
+    for (int i = 0; sl && i + 1 < t->nsteplog; i += 2) {
+        double row[4] = {(double)t->steplog[i].step, t->steplog[i].wall, t->steplog[i].value,
+                         t->steplog[i + 1].value};
+        cJSON_AddItemToArray(sl, cJSON_CreateDoubleArray(row, 4));
     }
-    if (rc == 0) {
-        vt_tensorset_set_meta(set, "format", VT__CKPT_FORMAT);
-        snprintf(num, sizeof num, "%d", t->nhistory);
-        vt_tensorset_set_meta(set, "epochs_done", num);
-        snprintf(num, sizeof num, "%llu", (unsigned long long)t->iteration);
-        vt_tensorset_set_meta(set, "iteration", num);
-        snprintf(num, sizeof num, "%.17g", t->best_val_loss);
-        vt_tensorset_set_meta(set, "best_val_loss", num);
-        snprintf(num, sizeof num, "%d %d %d %d", t->best_epoch, t->stale, t->stop_early,
-                 t->best_saved);
-        vt_tensorset_set_meta(set, "early_stopping", num);
-        vt_tensorset_set_meta(set, "history", hist);
-        vt__data_sig(t, sig, sizeof sig);
-        vt_tensorset_set_meta(set, "data", sig);
-        /* Where in the epoch we are: "epoch" (at its start), "train" (mid
-         * training pass) or "val" (training pass done). */
-        if (t->in_epoch && t->phase == PH_TRAIN) {
-            snprintf(pos, sizeof pos, "train %d %d %d %d %.17g %.17g", t->pos, t->step,
-                     t->seen, t->sums.correct, t->sums.loss, vt_clock_mono() - t->t_epoch0);
-        } else if (t->in_epoch) {
-            snprintf(pos, sizeof pos, "val 0 %d %d %d %.17g %.17g", t->step, t->seen,
-                     t->sums.correct, t->sums.loss, t->t_train_s);
-        } else {
-            snprintf(pos, sizeof pos, "epoch 0 0 0 0 0 0");
-        }
-        vt_tensorset_set_meta(set, "position", pos);
-        {
-            cJSON *sl = cJSON_CreateArray();
-            for (int i = 0; sl && i + 1 < t->nsteplog; i += 2) {
-                double row[4] = {(double)t->steplog[i].step, t->steplog[i].wall,
-                                 t->steplog[i].value, t->steplog[i + 1].value};
-                cJSON_AddItemToArray(sl, cJSON_CreateDoubleArray(row, 4));
-            }
-            char *text = sl ? cJSON_PrintUnformatted(sl) : NULL;
-            cJSON_Delete(sl);
-            if (text)
-                vt_tensorset_set_meta(set, "step_log", text);
-            else
-                rc = vt_error_set(VT_ENOMEM, "out of memory");
-            free(text);
-        }
-        vt_tensorset_set_meta(set, "bad_train", bt);
-        vt_tensorset_set_meta(set, "bad_val", bv);
-        /* (a value that could not be recorded fails the write below) */
-        vt_tensorset_set_meta(set, "job", spec);
-    }
-    if (rc == 0) {
+    text = sl ? cJSON_PrintUnformatted(sl) : NULL;
+    cJSON_Delete(sl);
+    return text;
+}
+
+/* Everything of the trainer's state but the tensors, as the restore
+ * functions above read it.  A value that cannot be recorded spoils the
+ * set (its write then fails). */
+static void vt__save_meta(vt_trainer *t, vt_tensorset *set)
+{
+    char num[64], sig[128];
+    char pos[160]; /* 6 numbers: 4 ints of up to 11 characters, 2 doubles of up to 24 */
+
+    vt_tensorset_set_meta(set, "format", VT__CKPT_FORMAT);
+    snprintf(num, sizeof num, "%d", t->nhistory);
+    vt_tensorset_set_meta(set, "epochs_done", num);
+    snprintf(num, sizeof num, "%llu", (unsigned long long)t->iteration);
+    vt_tensorset_set_meta(set, "iteration", num);
+    snprintf(num, sizeof num, "%.17g", t->best_val_loss);
+    vt_tensorset_set_meta(set, "best_val_loss", num);
+    snprintf(num, sizeof num, "%d %d %d %d", t->best_epoch, t->stale, t->stop_early,
+             t->best_saved);
+    vt_tensorset_set_meta(set, "early_stopping", num);
+    vt__meta_take(set, "history", vt__history_json(t));
+    vt__data_sig(t, sig, sizeof sig);
+    vt_tensorset_set_meta(set, "data", sig);
+    /* Where in the epoch we are: "epoch" (at its start), "train" (mid
+     * training pass) or "val" (training pass done). */
+    if (t->in_epoch && t->phase == PH_TRAIN)
+        snprintf(pos, sizeof pos, "train %d %d %d %d %.17g %.17g", t->pos, t->step, t->seen,
+                 t->sums.correct, t->sums.loss, vt_clock_mono() - t->t_epoch0);
+    else if (t->in_epoch)
+        snprintf(pos, sizeof pos, "val 0 %d %d %d %.17g %.17g", t->step, t->seen,
+                 t->sums.correct, t->sums.loss, t->t_train_s);
+    else
+        snprintf(pos, sizeof pos, "epoch 0 0 0 0 0 0");
+    vt_tensorset_set_meta(set, "position", pos);
+    vt__meta_take(set, "step_log", vt__step_log_json(t));
+    vt__meta_take(set, "bad_train", vt__bad_list(t->bad_train, t->train->n));
+    vt__meta_take(set, "bad_val", t->val ? vt__bad_list(t->bad_val, t->val->n) : strdup("[]"));
+    vt__meta_take(set, "job", vt_jobspec_to_json(&t->spec));
+}
+
+int vt_trainer_checkpoint(vt_trainer *t)
+{
+    vt_tensorset *set;
+    int rc;
+
+    if (!t->env.checkpoint || !t->model)
+        return 0;
+    if ((rc = vt_train__settle(t)) < 0)
+        return rc;
+    if (!(set = vt_tensorset_new()))
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    if ((rc = vt__save_tensors(t, set)) == 0) {
         double t0 = vt_clock_mono();
+        vt__save_meta(t, set);
         rc = vt_safetensors_write(AT_FDCWD, t->env.checkpoint, set);
         t->t_ckpt = vt_clock_mono();
         t->ckpt_cost_s = t->t_ckpt - t0;
     }
-    free(hist);
-    free(bt);
-    free(bv);
-    free(spec);
     vt_tensorset_free(set);
     return rc < 0 ? vt_error_wrap(rc, "checkpoint") : 0;
 }
@@ -222,49 +243,40 @@ static int vt__checkpoint_is_ours(vt_trainer *t, const vt_tensorset *set)
     return 0;
 }
 
-int vt_train__load_checkpoint(vt_trainer *t)
+/* The trainable weights and their velocities from set into the model. */
+static int vt__restore_tensors(vt_trainer *t, const vt_tensorset *set)
 {
-    vt_tensorset *set = NULL;
-    const char *fmt, *v;
     char name[96];
     int rc;
-    cJSON *h = NULL, *it;
-
-    if (!vt_train__resuming(t))
-        return 0;
-    if ((rc = vt_safetensors_read(&set, t->env.checkpoint)) < 0)
-        return vt_error_wrap(rc, "reading checkpoint");
-    if (!(fmt = vt_tensorset_meta(set, "format")) || strcmp(fmt, VT__CKPT_FORMAT) != 0) {
-        rc = vt_error_set(VT_EFORMAT, "%s is not a vggtune checkpoint", t->env.checkpoint);
-        goto done;
-    }
-    if ((rc = vt__checkpoint_is_ours(t, set)) < 0)
-        goto done;
     for (int i = 0; i < vt_model_nparams(t->model); i++) {
         for (int k = 0; k < 2; k++) {
             vt_tensor *dst = k ? vt_model_velocity(t->model, i) : vt_model_param(t->model, i);
             snprintf(name, sizeof name, "%s/%s", k ? "velocity" : "param",
                      vt_model_param_name(t->model, i));
             const vt_ntensor *nt = vt_tensorset_find(set, name);
-            if (!nt || vt_ntensor_numel(nt) != vt_tensor_numel(dst)) {
-                rc = vt_error_set(VT_EFORMAT, "checkpoint %s does not match the job (tensor "
-                                  "%s)", t->env.checkpoint, name);
-                goto done;
-            }
+            if (!nt || vt_ntensor_numel(nt) != vt_tensor_numel(dst))
+                return vt_error_set(VT_EFORMAT, "checkpoint %s does not match the job (tensor "
+                                    "%s)", t->env.checkpoint, name);
             if ((rc = vt_tensor_upload(dst, nt->data)) < 0)
-                goto done;
+                return rc;
         }
     }
-    v = vt_tensorset_meta(set, "iteration");
+    return 0;
+}
+
+/* The optimizer's iteration, early-stopping state and unreadable-image
+ * lists; warns when the data changed since. */
+static int vt__restore_state(vt_trainer *t, const vt_tensorset *set)
+{
+    const char *v = vt_tensorset_meta(set, "iteration");
+    int rc;
     t->iteration = v ? strtoull(v, NULL, 10) : 0;
     v = vt_tensorset_meta(set, "best_val_loss");
     t->best_val_loss = v ? strtod(v, NULL) : INFINITY;
     v = vt_tensorset_meta(set, "early_stopping");
     if (!v || sscanf(v, "%d %d %d %d", &t->best_epoch, &t->stale, &t->stop_early,
-                     &t->best_saved) != 4) {
-        rc = vt_error_set(VT_EFORMAT, "checkpoint lacks its early-stopping state");
-        goto done;
-    }
+                     &t->best_saved) != 4)
+        return vt_error_set(VT_EFORMAT, "checkpoint lacks its early-stopping state");
     if ((v = vt_tensorset_meta(set, "data"))) {
         char now[128];
         vt__data_sig(t, now, sizeof now);
@@ -274,84 +286,113 @@ int vt_train__load_checkpoint(vt_trainer *t)
                           "without the interruption", v, now);
     }
     if ((rc = vt__bad_parse(vt_tensorset_meta(set, "bad_train"), t->bad_train,
-                            t->train->n)) < 0 ||
-        (t->val && (rc = vt__bad_parse(vt_tensorset_meta(set, "bad_val"), t->bad_val,
-                                       t->val->n)) < 0))
-        goto done;
-    h = cJSON_Parse(vt_tensorset_meta(set, "history") ? vt_tensorset_meta(set, "history")
-                                                      : "");
+                            t->train->n)) < 0)
+        return rc;
+    if (t->val && (rc = vt__bad_parse(vt_tensorset_meta(set, "bad_val"), t->bad_val,
+                                      t->val->n)) < 0)
+        return rc;
+    return 0;
+}
+
+/* The finished epochs' metrics (t->history, t->epoch); refuses more
+ * epochs than the job has. */
+static int vt__restore_history(vt_trainer *t, const vt_tensorset *set)
+{
+    const char *text = vt_tensorset_meta(set, "history");
+    cJSON *h = cJSON_Parse(text ? text : ""), *it;
+    int rc = 0;
     if (!cJSON_IsArray(h)) {
-        rc = vt_error_set(VT_EFORMAT, "checkpoint history is malformed");
-        goto done;
+        cJSON_Delete(h);
+        return vt_error_set(VT_EFORMAT, "checkpoint history is malformed");
     }
     free(t->history);
     t->nhistory = 0;
-    t->history = calloc((size_t)cJSON_GetArraySize(h) + 1, sizeof *t->history);
-    if (!t->history) {
+    if (!(t->history = calloc((size_t)cJSON_GetArraySize(h) + 1, sizeof *t->history)))
         rc = vt_error_set(VT_ENOMEM, "out of memory");
-        goto done;
-    }
     cJSON_ArrayForEach(it, h) {
-        if ((rc = vt_train__metrics_parse(it, &t->history[t->nhistory])) < 0)
-            goto done;
+        if (rc < 0 || (rc = vt_train__metrics_parse(it, &t->history[t->nhistory])) < 0)
+            break;
         t->nhistory++;
     }
+    cJSON_Delete(h);
+    if (rc < 0)
+        return rc;
     t->epoch = t->nhistory;
-    if (t->epoch > t->spec.epochs) {
-        rc = vt_error_set(VT_EINVAL, "checkpoint %s holds %d epochs, more than this job's %d; "
-                          "give epochs >= %d to go on from it", t->env.checkpoint, t->epoch,
-                          t->spec.epochs, t->epoch);
-        goto done;
-    }
+    if (t->epoch > t->spec.epochs)
+        return vt_error_set(VT_EINVAL, "checkpoint %s holds %d epochs, more than this job's "
+                            "%d; give epochs >= %d to go on from it", t->env.checkpoint,
+                            t->epoch, t->spec.epochs, t->epoch);
     if (t->nhistory)
         t->last_rate = t->history[t->nhistory - 1].images_per_s;
-    {
-        char where[16];
-        double elapsed;
-        v = vt_tensorset_meta(set, "position");
-        if (!v || sscanf(v, "%15s %d %d %d %d %lf %lf", where, &t->pos, &t->step, &t->seen,
-                         &t->sums.correct, &t->sums.loss, &elapsed) != 7) {
-            rc = vt_error_set(VT_EFORMAT, "checkpoint lacks its position in the epoch");
-            goto done;
-        }
-        if (strcmp(where, "train") == 0) {
-            t->resume_mid_epoch = 1;
-            t->t_epoch0 = vt_clock_mono() - elapsed;
-        } else if (strcmp(where, "val") == 0) {
-            t->t_train_s = elapsed;
-            t->t_epoch0 = vt_clock_mono() - elapsed;
-            t->resume_val = 1;
-        }
+    return 0;
+}
+
+/* Where in the epoch the checkpoint was taken: at its start, mid training
+ * pass (resume_mid_epoch) or with the training pass done (resume_val). */
+static int vt__restore_position(vt_trainer *t, const vt_tensorset *set)
+{
+    const char *v = vt_tensorset_meta(set, "position");
+    char where[16];
+    double elapsed;
+    if (!v || sscanf(v, "%15s %d %d %d %d %lf %lf", where, &t->pos, &t->step, &t->seen,
+                     &t->sums.correct, &t->sums.loss, &elapsed) != 7)
+        return vt_error_set(VT_EFORMAT, "checkpoint lacks its position in the epoch");
+    if (strcmp(where, "train") == 0) {
+        t->resume_mid_epoch = 1;
+        t->t_epoch0 = vt_clock_mono() - elapsed;
+    } else if (strcmp(where, "val") == 0) {
+        t->t_train_s = elapsed;
+        t->t_epoch0 = vt_clock_mono() - elapsed;
+        t->resume_val = 1;
     }
-    {
-        cJSON *sl = cJSON_Parse(vt_tensorset_meta(set, "step_log") ?
-                                vt_tensorset_meta(set, "step_log") : "[]"), *row;
-        int n = cJSON_GetArraySize(sl);
-        free(t->steplog);
-        t->nsteplog = 0;
-        t->steplog = calloc((size_t)(2 * n + 2), sizeof *t->steplog);
-        if (!t->steplog) {
-            cJSON_Delete(sl);
-            rc = vt_error_set(VT_ENOMEM, "out of memory");
-            goto done;
-        }
-        cJSON_ArrayForEach(row, sl) {
-            if (cJSON_GetArraySize(row) != 4)
-                continue;
-            double x[4];
-            for (int k = 0; k < 4; k++)
-                x[k] = cJSON_GetArrayItem(row, k)->valuedouble;
-            t->steplog[t->nsteplog++] = (vt_scalar){"step/loss", (int64_t)x[0], x[1], (float)x[2]};
-            t->steplog[t->nsteplog++] = (vt_scalar){"step/accuracy", (int64_t)x[0], x[1],
-                                                    (float)x[3]};
-        }
+    return 0;
+}
+
+/* The per-step loss and accuracy logged so far (for TensorBoard). */
+static int vt__restore_step_log(vt_trainer *t, const vt_tensorset *set)
+{
+    const char *text = vt_tensorset_meta(set, "step_log");
+    cJSON *sl = cJSON_Parse(text ? text : "[]"), *row;
+    int n = cJSON_GetArraySize(sl);
+    free(t->steplog);
+    t->nsteplog = 0;
+    if (!(t->steplog = calloc((size_t)(2 * n + 2), sizeof *t->steplog))) {
         cJSON_Delete(sl);
+        return vt_error_set(VT_ENOMEM, "out of memory");
     }
-    vt_train__say(t, VT_LOG_INFO, "resumed from checkpoint: %d epoch%s done%s", t->epoch,
-            t->epoch == 1 ? "" : "s",
-            t->resume_mid_epoch ? ", continuing the next one where it stopped" : "");
-done:
-    cJSON_Delete(h);
+    cJSON_ArrayForEach(row, sl) {
+        if (cJSON_GetArraySize(row) != 4)
+            continue;
+        double x[4];
+        for (int k = 0; k < 4; k++)
+            x[k] = cJSON_GetArrayItem(row, k)->valuedouble;
+        t->steplog[t->nsteplog++] = (vt_scalar){"step/loss", (int64_t)x[0], x[1], (float)x[2]};
+        t->steplog[t->nsteplog++] = (vt_scalar){"step/accuracy", (int64_t)x[0], x[1],
+                                                (float)x[3]};
+    }
+    cJSON_Delete(sl);
+    return 0;
+}
+
+int vt_train__load_checkpoint(vt_trainer *t)
+{
+    vt_tensorset *set = NULL;
+    const char *fmt;
+    int rc;
+
+    if (!vt_train__resuming(t))
+        return 0;
+    if ((rc = vt_safetensors_read(&set, t->env.checkpoint)) < 0)
+        return vt_error_wrap(rc, "reading checkpoint");
+    if (!(fmt = vt_tensorset_meta(set, "format")) || strcmp(fmt, VT__CKPT_FORMAT) != 0)
+        rc = vt_error_set(VT_EFORMAT, "%s is not a vggtune checkpoint", t->env.checkpoint);
+    if (rc == 0 && (rc = vt__checkpoint_is_ours(t, set)) == 0 &&
+        (rc = vt__restore_tensors(t, set)) == 0 && (rc = vt__restore_state(t, set)) == 0 &&
+        (rc = vt__restore_history(t, set)) == 0 && (rc = vt__restore_position(t, set)) == 0 &&
+        (rc = vt__restore_step_log(t, set)) == 0)
+        vt_train__say(t, VT_LOG_INFO, "resumed from checkpoint: %d epoch%s done%s", t->epoch,
+                      t->epoch == 1 ? "" : "s",
+                      t->resume_mid_epoch ? ", continuing the next one where it stopped" : "");
     vt_tensorset_free(set);
     return rc;
 }
