@@ -601,7 +601,8 @@ static int vt__check_model_owner(vt_trainer *t)
  * be written, as the job's owner (here, on the device thread: these look
  * up paths the user chose).  A job that starts afresh (no checkpoint to
  * resume) then takes the directory over: another writer's finished model
- * there only with overwrite; t->take_over says that the output files an
+ * there, or a file by an output's name that vggtune did not write, only
+ * with overwrite; t->take_over says that the output files an
  * earlier job left are to be removed (vt__prepare does, once any init model
  * there is read), so that every one of them is this job's or absent. */
 static int vt__check_output(vt_trainer *t)
@@ -636,6 +637,13 @@ static int vt__check_output(vt_trainer *t)
     if (rc == 0 && fresh && !t->out_created)
         rc = vt__check_model_owner(t);
     vt_train__leave(t);
+    if (rc == 0 && fresh && !t->out_created && !t->spec.overwrite) {
+        char name[64];
+        if ((rc = vt_train__foreign_output(t, name, sizeof name)) == 1)
+            rc = vt_error_set(VT_EBUSY, "output %s holds a %s that vggtune did not write, "
+                              "which this job would replace; give it another output "
+                              "directory, or set overwrite (--overwrite)", t->spec.output, name);
+    }
     t->take_over = rc == 0 && fresh && !t->out_created;
     return rc;
 }

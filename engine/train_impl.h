@@ -120,6 +120,12 @@ int vt_train__write_classmap(vt_trainer *t);
  * 0, or VT_EIO when one cannot be removed. */
 int vt_train__remove_outputs(vt_trainer *t);
 
+/* Whether OUT holds a file by one of those names that vggtune did not
+ * write (judged by its content: format metadata, first line), which taking
+ * the directory over would delete: 1 with its name in name[len], 0 when
+ * none, or an error.  Runs as the job's owner. */
+int vt_train__foreign_output(vt_trainer *t, char *name, size_t len);
+
 /* ---- train_checkpoint.c ---- */
 
 /* Restores t from the checkpoint at t->env.checkpoint if that file exists

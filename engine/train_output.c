@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../common/error.h"
@@ -21,6 +22,12 @@
 #include "weights.h"
 
 #define VT__MODEL_FORMAT "vggtune-model-1"
+
+/* The files a job writes in its output directory. */
+static const char *const vt__outputs[] = {"model.safetensors", "classmap.json", "metrics.jsonl",
+                                          "metrics.csv", "events.out.tfevents.vggtune",
+                                          "bottleneck_features.safetensors"};
+#define VT__METRICS_CSV_HEADER "epoch,loss,accuracy,val_loss,val_accuracy,images_per_s,"
 
 cJSON *vt_epoch_metrics_json(const vt_epoch_metrics *m)
 {
@@ -115,8 +122,7 @@ int vt_train__write_metrics(vt_trainer *t)
     char *jsonl = NULL, *csv = NULL, row[512];
     size_t jl = 0, cl = 0, ns = 0;
     vt_scalar *sc = NULL;
-    int rc = vt__cat(&csv, &cl, "epoch,loss,accuracy,val_loss,val_accuracy,images_per_s,"
-                                "seconds,lr,cached\n");
+    int rc = vt__cat(&csv, &cl, VT__METRICS_CSV_HEADER "seconds,lr,cached\n");
     for (int i = 0; i < t->nhistory && rc == 0; i++) {
         const vt_epoch_metrics *m = &t->history[i];
         cJSON *o = vt_epoch_metrics_json(m);
@@ -358,16 +364,87 @@ int vt_train__write_classmap(vt_trainer *t)
     return rc;
 }
 
+
+/* Whether the JSON file at path is a class map as vt_train__write_classmap
+ * writes it. */
+static int vt__classmap_ours(const char *path)
+{
+    uint8_t *text = NULL;
+    size_t len = 0;
+    cJSON *o;
+    int yes;
+    if (vt_read_file(path, 16u << 20, &text, &len) < 0)
+        return 0;
+    o = cJSON_ParseWithLength((const char *)text, len);
+    yes = cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(o, "classes")) &&
+          cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(o, "class_indices"));
+    cJSON_Delete(o);
+    free(text);
+    return yes;
+}
+
+/* Whether the file at path (one of vt__outputs, present) looks written by
+ * vggtune: safetensors files by their format, the others by their first
+ * bytes; the events file by its name.  Run as the job's owner. */
+static int vt__ours(const char *path, const char *name)
+{
+    char head[64] = "";
+    size_t got = 0;
+    if (strstr(name, ".safetensors")) {
+        vt_tensorset *meta = NULL;
+        const char *fmt;
+        int yes;
+        if (vt_safetensors_read_meta(&meta, path) < 0)
+            return 0;
+        fmt = vt_tensorset_meta(meta, "format");
+        yes = fmt && (!strcmp(fmt, VT__MODEL_FORMAT) ||
+                      !strcmp(fmt, "vggtune-bottleneck-features-1"));
+        vt_tensorset_free(meta);
+        return yes;
+    }
+    if (!strcmp(name, "events.out.tfevents.vggtune"))
+        return 1;
+    if (vt_read_head(path, head, sizeof head - 1, &got) < 0)
+        return 0;
+    head[got] = '\0';
+    if (got == 0) /* an empty file: nothing to lose */
+        return 1;
+    if (!strcmp(name, "metrics.csv"))
+        return !strncmp(head, VT__METRICS_CSV_HEADER, strlen(VT__METRICS_CSV_HEADER));
+    if (!strcmp(name, "metrics.jsonl"))
+        return !strncmp(head, "{\"epoch\":", 9);
+    return !strncmp(head, "{", 1) && vt__classmap_ours(path);
+}
+
+int vt_train__foreign_output(vt_trainer *t, char *name, size_t len)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    int rc = vt_train__enter(t);
+    if (rc < 0)
+        return rc;
+    for (size_t i = 0; rc == 0 && i < sizeof vt__outputs / sizeof vt__outputs[0]; i++) {
+        if ((rc = vt_path(path, sizeof path, "%s/%s", t->spec.output, vt__outputs[i])) < 0)
+            break;
+        if (lstat(path, &st) < 0)
+            continue; /* not there (or not ours to see: removing it would fail too) */
+        if (!S_ISREG(st.st_mode) || !vt__ours(path, vt__outputs[i])) {
+            snprintf(name, len, "%s", vt__outputs[i]);
+            rc = 1;
+        }
+    }
+    vt_train__leave(t);
+    return rc;
+}
+
 int vt_train__remove_outputs(vt_trainer *t)
 {
-    static const char *const names[] = {"model.safetensors", "classmap.json", "metrics.jsonl",
-                                        "metrics.csv", "events.out.tfevents.vggtune",
-                                        "bottleneck_features.safetensors"};
+    const char *const *names = vt__outputs;
     char path[PATH_MAX], removed[512] = "";
     int rc = vt_train__enter(t);
     if (rc < 0)
         return rc;
-    for (size_t i = 0; rc == 0 && i < sizeof names / sizeof names[0]; i++) {
+    for (size_t i = 0; rc == 0 && i < sizeof vt__outputs / sizeof vt__outputs[0]; i++) {
         if ((rc = vt_path(path, sizeof path, "%s/%s", t->spec.output, names[i])) < 0)
             break;
         if (unlink(path) == 0)

@@ -272,6 +272,27 @@ vtpy.check(j1b["state"] == "failed" and
            "holds the model of job 1 of an earlier job store" in j1b.get("error", ""),
            f"a new store's job 1 over the old store's job 1 model: {j1b}")
 reset.stop()
+# Files of the user's own that carry an output's name are not an earlier
+# job's outputs: taking the directory over (which deletes those) needs
+# --overwrite, and other files are left alone either way.
+mine = os.path.join(TMP, "out", "mine")
+os.makedirs(mine)
+for name, body in (("model.safetensors", "my own model"), ("metrics.csv", "x,y\n1,2\n"),
+                   ("notes.txt", "keep")):
+    with open(os.path.join(mine, name), "w") as f:
+        f.write(body)
+j = d.cli_json("submit", "--spec", write_spec("mine", epochs=1))["job"]["id"]
+j = d.wait_state(j, ["failed", "succeeded"], timeout=120)
+vtpy.check(j["state"] == "failed" and
+           "holds a model.safetensors that vggtune did not write" in j.get("error", ""),
+           f"a user's own files in the output: {j}")
+vtpy.check(open(os.path.join(mine, "model.safetensors")).read() == "my own model" and
+           open(os.path.join(mine, "metrics.csv")).read() == "x,y\n1,2\n",
+           "a refused job deleted the user's files")
+j = d.cli_json("submit", "--spec", write_spec("mine", epochs=1), "--overwrite")["job"]["id"]
+vtpy.check(d.wait_state(j, ["failed", "succeeded"], timeout=120)["state"] == "succeeded" and
+           open(os.path.join(mine, "notes.txt")).read() == "keep",
+           "with --overwrite the job replaces them and leaves the other files")
 # A FIFO where the model would be: the job fails (opening it would wait
 # for a writer forever, and with it every job on the device).
 fifo_out = os.path.join(TMP, "out", "fifo")
