@@ -26,6 +26,7 @@
 #include "../common/fileio.h"
 #include "../engine/jobspec.h"
 #include "../engine/wfile.h"
+#include "../engine/writer.h"
 
 #define VT__SPEC_MAX ((size_t)1 << 20)
 
@@ -752,6 +753,24 @@ static int vt__check_classes(const char *path, const char *flag)
     return 0;
 }
 
+/* Refuses, unless the document sets overwrite, an output directory that
+ * holds a finished job's model (the job would replace it when it starts:
+ * the trainer checks the same, vt_output_finished_model). */
+static int vt__check_output(const cJSON *doc)
+{
+    const char *out = vt__get_str(doc, NULL, "output");
+    vt_writer w;
+    char by[80];
+    int rc;
+    if (!out || cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(doc, "overwrite")))
+        return 0;
+    if ((rc = vt_output_finished_model(out, &w)) <= 0)
+        return rc == VT_EPERM ? 0 : rc; /* (not ours to read: the job decides) */
+    vt_writer_name(&w, NULL, by, sizeof by);
+    return vt_error_set(VT_EBUSY, "--out %s holds the model of %s, which finished; give this "
+                        "job another output directory, or --overwrite to replace it", out, by);
+}
+
 int vt_cli_check_paths(const cJSON *doc)
 {
     int rc;
@@ -759,7 +778,8 @@ int vt_cli_check_paths(const cJSON *doc)
         (rc = vt__check_classes(vt__get_str(doc, "data", "train"), "--data")) < 0 ||
         (rc = vt__check_path(vt__get_str(doc, "data", "val"), "--val", 1)) < 0 ||
         (rc = vt__check_weights(vt__get_str(doc, NULL, "weights"), "--weights", 0)) < 0 ||
-        (rc = vt__check_weights(vt__get_str(doc, NULL, "init"), "--init", 1)) < 0)
+        (rc = vt__check_weights(vt__get_str(doc, NULL, "init"), "--init", 1)) < 0 ||
+        (rc = vt__check_output(doc)) < 0)
         return rc;
     return 0;
 }

@@ -103,7 +103,8 @@ void vt_cli_submit_free(vt_cli_submit *s);
 /* Checks what it can see cheaply of the document's input paths, as the user
  * sees them: data.train and data.val are directories, data.train with at
  * least two class folders (its top level only is read), weights and init
- * files start like Keras HDF5 or safetensors (init like safetensors).  So
+ * files start like Keras HDF5 or safetensors (init like safetensors), and
+ * the output does not hold a finished job's model (unless overwrite).  So
  * submit refuses a typo at once rather than when the job starts.
  * VT_ENOTFOUND / VT_EINVAL / VT_EFORMAT / VT_EIO with a message naming the
  * flag; VT_EPERM when access is denied (the daemon, which reads as the user

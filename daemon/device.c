@@ -620,8 +620,8 @@ static int vt__model_of_job(const vt_device *d, const vt__cmd *c, const vt_predi
     if (owner->job < 0 || vt_writer_is(owner, c->job, d->store_id))
         return 0;
     vt_writer_name(owner, d->store_id, by, sizeof by);
-    return vt_error_set(VT_ESTATE, "job %lld has no model any more: %s was written by %s, "
-                        "which took over its output directory", (long long)c->job, c->path, by);
+    return vt_error_set(VT_ESTATE, "job %lld has no model any more: %s was replaced by %s's",
+                        (long long)c->job, c->path, by);
 }
 
 static void vt__predict(vt_device *d, vt__cmd *c)

@@ -101,7 +101,7 @@ vt_job *vt_jobs_output_job(const vt_jobs *js, const char *dir, int state)
 {
     vt_job *found = NULL;
     for (vt_job *x = js->head; x; x = x->next)
-        if ((state < 0 || (int)x->state == state) && vt__same_dir(x->spec.output, dir))
+        if ((int)x->state == state && vt__same_dir(x->spec.output, dir))
             found = x; /* in id order: the newest wins */
     return found;
 }

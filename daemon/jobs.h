@@ -60,8 +60,8 @@ vt_job *vt_jobs_find(const vt_jobs *js, int64_t id);
  * VT_ENOTFOUND when that job is not in js. */
 int vt_jobs_init_model(const vt_jobs *js, vt_jobspec *s);
 
-/* The newest job in the given state (< 0: in any) whose output directory is
- * dir (as written, up to trailing slashes), or NULL. */
+/* The newest job in the given state whose output directory is dir (as
+ * written, up to trailing slashes), or NULL. */
 vt_job *vt_jobs_output_job(const vt_jobs *js, const char *dir, int state);
 
 /* Frees every job. */

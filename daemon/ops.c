@@ -306,22 +306,9 @@ static void vt__submit(vt_conn *c, const cJSON *id, const cJSON *req)
                  vt_job_state_name(busy->state));
         goto done;
     }
-    /* A succeeded job's model is what its predict and eval use: replacing
-     * it must be asked for.  (A failed or cancelled job has none; its
-     * directory is taken over, as when a job is submitted again.) */
-    busy = vt_jobs_output_job(&dm->jobs, spec.output, VT_JOB_SUCCEEDED);
-    if (busy && !spec.overwrite) {
-        char whose[160];
-        if (busy->uid == c->uid)
-            snprintf(whose, sizeof whose, "job %lld (%s)", (long long)busy->id, busy->spec.name);
-        else
-            snprintf(whose, sizeof whose, "job %lld of another user", (long long)busy->id);
-        vt__fail(c, id, VT_EBUSY, "output %s holds the outputs of %s, which succeeded; give "
-                 "this job another output directory, or set overwrite (--overwrite) to "
-                 "replace them", spec.output, whose);
-        goto done;
-    }
-    vt_job *prev = vt_jobs_output_job(&dm->jobs, spec.output, -1); /* ended, if any */
+    /* (A finished job's model in the directory is refused, unless the job
+     * may overwrite it, by what the directory holds: by vggtune submit,
+     * and by the trainer when the job starts.) */
     if (vt_jobs_count(&dm->jobs, c->uid, VT_JOB_QUEUED) >= dm->cfg.max_queued) {
         vt__fail(c, id, VT_EBUSY, "you have %d jobs waiting, the limit; submit more when some "
                  "have started", dm->cfg.max_queued);
@@ -348,17 +335,6 @@ static void vt__submit(vt_conn *c, const cJSON *id, const cJSON *req)
         j->submitted = sj.submitted;
     }
     vt_jobs_add(&dm->jobs, j);
-    if (prev) { /* said in the job's log, which its watch replays */
-        char msg[PATH_MAX + 200];
-        snprintf(msg, sizeof msg, "%s held job %lld's outputs (it %s); this job replaces them "
-                 "when it starts%s", j->spec.output, (long long)prev->id,
-                 prev->state == VT_JOB_SUCCEEDED ? "succeeded"
-                 : prev->state == VT_JOB_FAILED  ? "failed"
-                                                 : "was cancelled",
-                 prev->state == VT_JOB_SUCCEEDED ? ", and predict and eval of that job then "
-                                                   "refuse" : "");
-        vt_store_add_event(dm->store, j->id, "warn", msg);
-    }
     vt_daemon_drop_stale_checkpoint(dm, j->id);
     vt_daemon_start_job(dm, j);
     vt_log_info("job %lld (%s) submitted by %s: %s, %d epochs", (long long)j->id,

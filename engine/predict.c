@@ -85,7 +85,7 @@ int vt_predictor_load(vt_predictor **out, vt_backend *be, const char *path,
         goto fail;
     rc = vt_safetensors_read(&set, path);
     if (rc == 0)
-        p->writer = vt_weights_writer(set);
+        p->writer = vt_writer_of(set);
     if (creds)
         vt_creds_leave();
     if (rc == VT_EFORMAT) {

@@ -11,7 +11,7 @@
 #include "../common/creds.h"
 #include "../common/pool.h"
 #include "../kernels/backend.h"
-#include "weights.h"
+#include "writer.h"
 
 typedef struct vt_predictor vt_predictor;
 
@@ -22,7 +22,7 @@ typedef struct vt_predictor vt_predictor;
 int vt_predictor_load(vt_predictor **out, vt_backend *be, const char *model_path,
                       const vt_creds *creds);
 
-/* Who wrote the model (vt_weights_writer); valid while p is. */
+/* Who wrote the model (vt_writer_of); valid while p is. */
 const vt_writer *vt_predictor_writer(const vt_predictor *p);
 
 /* Number of classes, and class c's name. */

@@ -40,6 +40,7 @@
 #include "../common/text.h"
 #include "safetensors.h"
 #include "weights.h"
+#include "writer.h"
 
 /* Epoch-end checkpoints take at most 1/VT__CKPT_RATIO of the job's time
  * (see vt__epoch_checkpoint); before one has been timed, writing is
@@ -439,7 +440,7 @@ static int vt__build_params(vt_trainer *t)
         if (rc < 0)
             return vt_error_wrap(rc, "init");
         /* (a job resuming from its checkpoint has already started from it) */
-        vt_writer owner = vt_weights_writer(init);
+        vt_writer owner = vt_writer_of(init);
         if (s->init_job && !vt_train__resuming(t) && owner.job >= 0 &&
             !vt_writer_is(&owner, s->init_job, t->env.job_store)) {
             char by[80];
@@ -539,32 +540,6 @@ static int vt__make_cache(vt_trainer *t, const vt_dataset *ds, const uint8_t *ba
 static int vt__epoch_checkpoint(vt_trainer *t, int saved_best);
 static int vt__begin_pass(vt_trainer *t, int val);
 
-/* Whether the model in the output directory was written by a job that
- * finished (owner: the model's writer): classmap.json, written last, names
- * the same writer.  A cancelled or failed keep_best job leaves a model
- * without it, and its directory is taken over like any unfinished job's. */
-static int vt__finished_by(const vt_trainer *t, const vt_writer *owner)
-{
-    char path[PATH_MAX];
-    uint8_t *text = NULL;
-    size_t len = 0;
-    cJSON *o;
-    int yes;
-    if (vt_path(path, sizeof path, "%s/classmap.json", t->spec.output) < 0 ||
-        vt_read_file(path, 1 << 20, &text, &len) < 0)
-        return 0;
-    o = cJSON_ParseWithLength((const char *)text, len);
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "job_id");
-    const char *store = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "job_store"));
-    /* (no job_id: written before classmap.json recorded one, last as now) */
-    yes = cJSON_IsObject(o) &&
-          (!id || (cJSON_IsNumber(id) && id->valuedouble == (double)owner->job &&
-                   strcmp(store ? store : "", owner->store) == 0));
-    cJSON_Delete(o);
-    free(text);
-    return yes;
-}
-
 /* Refuses, unless the job may overwrite, an output directory holding the
  * finished model of another daemon job or of `vggtuned run` (model files
  * record who wrote them: what is in the directory decides, however its path
@@ -572,29 +547,19 @@ static int vt__finished_by(const vt_trainer *t, const vt_writer *owner)
  * as the job's owner. */
 static int vt__check_model_owner(vt_trainer *t)
 {
-    char path[PATH_MAX];
-    vt_tensorset *meta = NULL;
     vt_writer owner;
     char by[80];
     int rc;
     if (t->spec.overwrite)
         return 0;
-    if ((rc = vt_path(path, sizeof path, "%s/model.safetensors", t->spec.output)) < 0)
-        return rc;
-    rc = vt_safetensors_read_meta(&meta, path);
-    if (rc == VT_ENOTFOUND || rc == VT_EFORMAT) /* none there, or not a model */
-        return 0;
-    if (rc < 0)
-        return vt_error_wrap(rc, "output %s: whose model is there", t->spec.output);
-    owner = vt_weights_writer(meta);
-    vt_tensorset_free(meta);
-    if (owner.job < 0 || vt_writer_is(&owner, t->env.job_id, t->env.job_store) ||
-        !vt__finished_by(t, &owner))
+    if ((rc = vt_output_finished_model(t->spec.output, &owner)) < 0)
+        return vt_error_wrap(rc, "output");
+    if (rc == 0 || vt_writer_is(&owner, t->env.job_id, t->env.job_store))
         return 0;
     vt_writer_name(&owner, t->env.job_store, by, sizeof by);
-    return vt_error_set(VT_EBUSY, "output %s holds the model of %s; give this job another "
-                        "output directory, or set overwrite (--overwrite) to replace it",
-                        t->spec.output, by);
+    return vt_error_set(VT_EBUSY, "output %s holds the model of %s, which finished; give this "
+                        "job another output directory, or set overwrite (--overwrite) to "
+                        "replace it", t->spec.output, by);
 }
 
 /* Makes sure the output directory is not inside the data, exists and may

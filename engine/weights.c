@@ -301,31 +301,3 @@ int vt_weights_to_set(const vt_params *p, vt_tensorset **out)
     *out = set;
     return 0;
 }
-
-vt_writer vt_weights_writer(const vt_tensorset *set)
-{
-    vt_writer w = {.job = -1};
-    const char *v = vt_tensorset_meta(set, "job_id"), *st = vt_tensorset_meta(set, "job_store");
-    char *end;
-    long long id = v ? strtoll(v, &end, 10) : -1;
-    if (v && end != v && *end == '\0' && id >= 0)
-        w.job = (int64_t)id;
-    if (st && strlen(st) < sizeof w.store)
-        memcpy(w.store, st, strlen(st) + 1);
-    return w;
-}
-
-int vt_writer_is(const vt_writer *w, int64_t job, const char *store)
-{
-    return w->job == job && (!w->store[0] || strcmp(w->store, store ? store : "") == 0);
-}
-
-void vt_writer_name(const vt_writer *w, const char *store, char *buf, size_t len)
-{
-    if (w->job == 0)
-        snprintf(buf, len, "vggtuned run");
-    else if (w->store[0] && strcmp(w->store, store ? store : "") != 0)
-        snprintf(buf, len, "job %lld of an earlier job store", (long long)w->job);
-    else
-        snprintf(buf, len, "job %lld", (long long)w->job);
-}

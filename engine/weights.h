@@ -30,29 +30,6 @@ int vt_weights_read(vt_tensorset **out, vt_wfile_kind *kind, const char *path);
 int vt_weights_load_trunk(vt_params *p, const vt_tensorset *set, vt_wfile_kind kind,
                           const char *label, vt_preprocess *prep);
 
-#define VT_WRITER_STORE_MAX 33 /* a job store's id, NUL included, at most */
-
-/* Who wrote a model file, as its metadata records it ("job_id",
- * "job_store"): the daemon's job number, 0 for `vggtuned run`, -1 when the
- * file does not say (an older version wrote it); and the id of the daemon's
- * job store the number belongs to (numbers start again in a new store), ""
- * for `vggtuned run` and files written before stores had ids. */
-typedef struct {
-    int64_t job;
-    char store[VT_WRITER_STORE_MAX];
-} vt_writer;
-
-/* The writer recorded in the metadata of set. */
-vt_writer vt_weights_writer(const vt_tensorset *set);
-
-/* Whether w is job `job` of the store `store` (NULL or "" for none).  A
- * record without a store is judged by its number alone. */
-int vt_writer_is(const vt_writer *w, int64_t job, const char *store);
-
-/* w for a message, relative to the store `store` (NULL: none): "vggtuned
- * run", "job 12", or "job 12 of an earlier job store". */
-void vt_writer_name(const vt_writer *w, const char *store, char *buf, size_t len);
-
 /* Reads the head layout recorded by head.{i}.weight shapes in a set written
  * by vt_weights_to_set(): hidden widths (*nhidden of them, at most
  * VT_MAX_DENSE - 1), classes, and the first layer's input width.

@@ -20,8 +20,7 @@ static vt_job *add(vt_jobs *js, int64_t id, const char *out, vt_job_state st, do
 
 /* The job of a given state writing to a directory: the newest, whatever
  * trailing slashes its path has, none for other directories or states (the
- * daemon refuses a second job in a busy directory, and asks overwrite for
- * one that holds a succeeded job's outputs, whatever came after it). */
+ * daemon refuses a job a directory where a queued or running job writes). */
 static void test_output_job(vt_backend *be)
 {
     vt_jobs js = {0};

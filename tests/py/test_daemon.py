@@ -193,13 +193,14 @@ vtpy.check(r.returncode == 1 and "already" in r.stderr, f"second cancel: {r.stde
 r = d.cli_json("submit", "--spec", write_spec("long", epochs=1))
 d.wait_state(r["job"]["id"], ["succeeded"], timeout=120)
 w = d.cli("watch", str(r["job"]["id"])).stdout
-vtpy.check(f"held job {long_id}'s outputs" in w, f"taking over an output directory: {w!r}")
+vtpy.check("removed an earlier job's outputs from" in w and "metrics.jsonl" in w,
+           f"taking over an output directory: {w!r}")
 
 # A succeeded job's directory holds the model its predict and eval use:
 # taking it over must be asked for (--overwrite), and afterwards job 1 says
 # its outputs are gone instead of answering with the other job's model.
 r = d.cli("submit", "--spec", write_spec("first", epochs=1), check=False)
-vtpy.check(r.returncode == 1 and "holds the outputs of job 1 (first), which succeeded" in
+vtpy.check(r.returncode == 2 and "holds the model of job 1, which finished" in
            r.stderr and "--overwrite" in r.stderr, f"reusing a succeeded job's output: {r.stderr!r}")
 stale = os.path.join(out, "bottleneck_features.safetensors")  # as an earlier bottleneck job's
 with open(stale, "w") as f:
@@ -213,20 +214,35 @@ vtpy.check(len(lines) == 1, f"metrics.jsonl should be the new job's one epoch: {
 for args in (("predict", "1", imgs[0]), ("eval", "1", os.path.join(DATA, "val"))):
     r = d.cli(*args, check=False)
     vtpy.check(r.returncode == 1 and "job 1 has no model any more: " in r.stderr and
-               f"was written by job {over['id']}, which took over its output directory" in r.stderr,
+               f"was replaced by job {over['id']}'s" in r.stderr,
                f"{args[0]} of a replaced job: {r.returncode} {r.stderr!r}")
 # What the directory holds decides, however its path is spelled: through a
-# symbolic link the daemon cannot tell it is the same directory at
-# submission, and the job refuses when it starts.
+# symbolic link, vggtune submit refuses it, and a document that reaches the
+# daemon anyway fails when the job starts.
 alias = os.path.join(TMP, "alias")
 os.symlink(out, alias)
 with open(os.path.join(TMP, "alias.json"), "w") as f:
     json.dump(job_spec(DATA, alias, epochs=1), f)
-r = d.cli_json("submit", "--spec", os.path.join(TMP, "alias.json"))
-al = d.wait_state(r["job"]["id"], ["succeeded", "failed"], timeout=120)
+r = d.cli("submit", "--spec", os.path.join(TMP, "alias.json"), check=False)
+vtpy.check(r.returncode == 2 and f"holds the model of job {over['id']}, which finished" in r.stderr,
+           f"vggtune submit into an alias of a succeeded job's directory: {r.stderr!r}")
+raw = d.raw()
+rep = raw.request({"op": "submit", "job": job_spec(DATA, alias, epochs=1)})
+raw.close()
+al = d.wait_state(rep["job"]["id"], ["succeeded", "failed"], timeout=120)
 vtpy.check(al["state"] == "failed" and f"holds the model of job {over['id']}" in al["error"]
            and os.path.exists(os.path.join(out, "model.safetensors")),
            f"an alias of a succeeded job's directory: {al}")
+# A directory whose finished model was deleted holds nothing to protect:
+# a job may write there again without --overwrite (and one that never got
+# a model does not hold up the next).
+gone = os.path.join(TMP, "out", "gone")
+g1 = d.cli_json("submit", "--spec", write_spec("gone", epochs=1))["job"]["id"]
+d.wait_state(g1, ["succeeded"], timeout=120)
+shutil.rmtree(gone)
+g2 = d.cli_json("submit", "--spec", write_spec("gone", epochs=1))["job"]["id"]
+vtpy.check(d.wait_state(g2, ["failed", "succeeded"], timeout=120)["state"] == "succeeded",
+           "a deleted output directory of a finished job held up a new job")
 # A model that vggtuned run writes over a daemon job's (with overwrite) is
 # not that job's: its predict refuses, naming who wrote it.
 spec_fg = job_spec(DATA, out, epochs=1, overwrite=True)
@@ -234,7 +250,7 @@ with open(os.path.join(TMP, "fg-over.json"), "w") as f:
     json.dump(spec_fg, f)
 vtpy.run([VGGTUNED, "run", "--backend", "cpu", "--quiet", os.path.join(TMP, "fg-over.json")])
 r = d.cli("predict", str(over["id"]), imgs[0], check=False)
-vtpy.check(r.returncode == 1 and "was written by vggtuned run" in r.stderr,
+vtpy.check(r.returncode == 1 and "was replaced by vggtuned run's" in r.stderr,
            f"predict of a job whose model vggtuned run replaced: {r.stderr!r}")
 # Starting again from the model in the output directory itself: it is read
 # before the directory is taken over (which removes the earlier outputs).
@@ -265,7 +281,9 @@ vtpy.check(reset.wait_state(j1, ["succeeded", "failed"], timeout=120)["state"] =
 reset.stop()
 shutil.rmtree(reset.state)
 reset.start()
-j1b = reset.cli_json("submit", "--spec", reset_spec)["job"]
+raw = reset.raw()  # (vggtune submit refuses any finished model there)
+j1b = raw.request({"op": "submit", "job": json.load(open(reset_spec))})["job"]
+raw.close()
 vtpy.check(j1b["id"] == j1 == 1, f"job numbers after a new store: {j1} then {j1b['id']}")
 j1b = reset.wait_state(j1b["id"], ["succeeded", "failed"], timeout=120)
 vtpy.check(j1b["state"] == "failed" and
@@ -293,12 +311,18 @@ j = d.cli_json("submit", "--spec", write_spec("mine", epochs=1), "--overwrite")[
 vtpy.check(d.wait_state(j, ["failed", "succeeded"], timeout=120)["state"] == "succeeded" and
            open(os.path.join(mine, "notes.txt")).read() == "keep",
            "with --overwrite the job replaces them and leaves the other files")
-# A FIFO where the model would be: the job fails (opening it would wait
-# for a writer forever, and with it every job on the device).
+# A FIFO where the model would be: vggtune submit refuses it, and the job
+# fails (opening it would wait for a writer forever, and with it every job
+# on the device).
 fifo_out = os.path.join(TMP, "out", "fifo")
 os.makedirs(fifo_out)
 os.mkfifo(os.path.join(fifo_out, "model.safetensors"))
-ff = d.cli_json("submit", "--spec", write_spec("fifo", epochs=1))["job"]["id"]
+r = d.cli("submit", "--spec", write_spec("fifo", epochs=1), check=False)
+vtpy.check(r.returncode == 2 and "not a regular file" in r.stderr,
+           f"vggtune submit, a FIFO in place of the model: {r.returncode} {r.stderr!r}")
+raw = d.raw()
+ff = raw.request({"op": "submit", "job": job_spec(DATA, fifo_out, epochs=1)})["job"]["id"]
+raw.close()
 ff = d.wait_state(ff, ["failed", "succeeded"], timeout=60)
 vtpy.check(ff["state"] == "failed" and "not a regular file" in ff.get("error", ""),
            f"a FIFO in place of the model: {ff}")
