@@ -563,6 +563,11 @@ static int vt__read_spec(const char *path, const char *cwd, cJSON **doc)
         *doc = NULL;
         return vt_error_set(VT_EINVAL, "--spec %s must hold a JSON object", path);
     }
+    if ((rc = vt_jobspec_check_unique(*doc)) < 0) { /* before flags replace one of them */
+        cJSON_Delete(*doc);
+        *doc = NULL;
+        return vt_error_wrap(rc, "--spec %s", path);
+    }
     return 0;
 }
 

@@ -401,6 +401,30 @@ static int vt__parse_root(vt_jobspec *s, const cJSON *root)
     return 0;
 }
 
+/* vt_jobspec_check_unique below o, whose path is prefix ("" at the top). */
+static int vt__unique(const cJSON *o, const char *prefix)
+{
+    char path[256];
+    int rc;
+    for (const cJSON *a = o->child; a; a = a->next) {
+        if (cJSON_IsObject(o) && a->string) {
+            for (const cJSON *b = a->next; b; b = b->next)
+                if (b->string && strcmp(a->string, b->string) == 0)
+                    return vt_error_set(VT_EINVAL, "%s%s%s appears twice in the job document",
+                                        prefix, prefix[0] ? "." : "", a->string);
+        }
+        if (cJSON_IsObject(a) || cJSON_IsArray(a)) {
+            snprintf(path, sizeof path, "%s%s%s", prefix, prefix[0] && a->string ? "." : "",
+                     a->string ? a->string : "");
+            if ((rc = vt__unique(a, path)) < 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+int vt_jobspec_check_unique(const cJSON *root) { return vt__unique(root, ""); }
+
 int vt_jobspec_parse(vt_jobspec *s, const char *json, size_t len)
 {
     cJSON *root;
@@ -415,7 +439,7 @@ int vt_jobspec_parse(vt_jobspec *s, const char *json, size_t len)
     }
     if (!cJSON_IsObject(root))
         rc = vt_error_set(VT_EINVAL, "the job document must be a JSON object");
-    else
+    else if ((rc = vt_jobspec_check_unique(root)) == 0)
         rc = vt__parse_root(s, root);
     cJSON_Delete(root);
     if (rc < 0)

@@ -61,8 +61,15 @@ typedef struct {
 void vt_jobspec_defaults(vt_jobspec *spec);
 
 /* Parses a job document.  On error returns VT_EINVAL with a message naming
- * the field; *spec is then freed.  Relative paths are kept as given. */
+ * the field; *spec is then freed.  Relative paths are kept as given.  A
+ * field given twice is refused (vt_jobspec_check_unique). */
 int vt_jobspec_parse(vt_jobspec *spec, const char *json, size_t len);
+
+/* VT_EINVAL naming the first field that an object of the document holds
+ * twice ("data.image_size appears twice ..."; JSON allows it, and which one
+ * counts would be up to the reader), else 0. */
+struct cJSON;
+int vt_jobspec_check_unique(const struct cJSON *root);
 
 /* Frees the strings of spec (not spec itself); safe on a defaults-only spec. */
 void vt_jobspec_free(vt_jobspec *spec);

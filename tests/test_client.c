@@ -427,6 +427,12 @@ static void test_submit_bad_values(vt_backend *be)
     write_text(path, "[1]");
     VT_CHECK_ERR(submit_parse(&s, &cli, (const char *[]){"--spec", path, NULL}), VT_EINVAL,
                  "must hold a JSON object");
+    /* A field twice: which one counts is not left to the reader (a flag
+     * would replace only the first). */
+    write_text(path, "{\"data\": {\"train\": \"x\"}, \"epochs\": 5, \"epochs\": 2}");
+    snprintf(msg, sizeof msg, "--spec %s: epochs appears twice", path);
+    VT_CHECK_ERR(submit_parse(&s, &cli, (const char *[]){"--spec", path, "-e", "1", NULL}),
+                 VT_EINVAL, msg);
     /* A --spec file that cannot be read is a usage error like a bad one. */
     VT_CHECK_ERR(submit_parse(&s, &cli, (const char *[]){"--spec", "nope.json", NULL}),
                  VT_EINVAL, "nope.json: no such file");
