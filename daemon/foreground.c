@@ -182,7 +182,8 @@ static void vt__run_usage(FILE *f)
             "  -h, --help          this text\n"
             "The job document is described in README.md, 'Job specification'; relative\n"
             "paths in it are taken from the current directory.\n"
-            "Exit status: 0 trained, 1 the job failed, 2 a usage error, 75 interrupted\n"
+            "Exit status: 0 trained, 1 the job failed, 2 a usage error (an option, or a\n"
+            "job document that is missing or wrong), 75 interrupted\n"
             "(SIGINT, SIGTERM, SIGHUP) with the checkpoint written: run the same command\n"
             "again to resume; 130 interrupted without one.\n");
 }
@@ -240,17 +241,24 @@ int vt_fg_run(int argc, char **argv)
         fprintf(stderr, "vggtuned: %s\n", vt_error_msg());
         return 2;
     }
-    if ((rc = vt_read_file(argv[optind], VT_SPEC_MAX, &text, &len)) < 0 ||
-        (rc = vt_jobspec_parse(&spec, (const char *)text, len)) < 0 ||
+    /* A document that cannot be read or is wrong is a usage error (2). */
+    if ((rc = vt_read_file(argv[optind], VT_SPEC_MAX, &text, &len)) < 0) {
+        fprintf(stderr, "vggtuned: %s\n", vt_error_msg()); /* (names the file) */
+        status = rc == VT_ENOMEM ? 1 : 2;
+        goto done;
+    }
+    if ((rc = vt_jobspec_parse(&spec, (const char *)text, len)) < 0 ||
         !getcwd(cwd, sizeof cwd) || (rc = vt_jobspec_absolutize(&spec, cwd)) < 0 ||
         (rc = vt_jobspec_check_output(&spec)) < 0) {
         fprintf(stderr, "vggtuned: %s: %s\n", argv[optind], vt_error_msg());
+        status = rc == VT_EINVAL ? 2 : 1;
         goto done;
     }
     ui.epochs = spec.epochs;
     if (spec.init_job) {
         fprintf(stderr, "vggtuned: %s: init_job needs the daemon; give init (a model "
                 "file) in the foreground\n", argv[optind]);
+        status = 2;
         goto done;
     }
     if (vt__make_backend(&be, &common) < 0)

@@ -167,9 +167,17 @@ static int vt__load_job(void *ud, const vt_store_job *sj)
     vt_store_each_metrics(dm->store, j->id, vt__load_metric, j);
     vt_jobs_add(&dm->jobs, j);
     if (j->state == VT_JOB_RUNNING || j->state == VT_JOB_QUEUED) {
-        if (j->state == VT_JOB_RUNNING)
+        char ck[PATH_MAX];
+        if (j->state == VT_JOB_RUNNING && vt__checkpoint_path(dm, j->id, ck, sizeof ck) == 0 &&
+            access(ck, F_OK) == 0) {
             vt_log_info("job %lld was running when the daemon stopped; it resumes from its "
                         "last checkpoint", (long long)j->id);
+        } else if (j->state == VT_JOB_RUNNING) {
+            vt_log_info("job %lld was running when the daemon stopped, before its first "
+                        "checkpoint; it starts again", (long long)j->id);
+            vt_store_add_event(dm->store, j->id, "warn", "the daemon stopped before this "
+                               "job's first checkpoint: it starts again from the beginning");
+        }
         j->state = VT_JOB_QUEUED;
         vt_daemon_start_job(dm, j);
     }

@@ -170,9 +170,13 @@ static int vt__str(const cJSON *obj, const char *path, const char *key, int null
         *out = NULL;
         return 0;
     }
-    if (!cJSON_IsString(v) || !v->valuestring[0] || strlen(v->valuestring) >= 4096)
+    if (!cJSON_IsString(v) || !v->valuestring[0])
         return vt_error_set(VT_EINVAL, "%s%s%s must be a non-empty string%s", path,
                             *path ? "." : "", key, nullable ? " or null" : "");
+    if (strlen(v->valuestring) >= PATH_MAX)
+        return vt_error_set(VT_EINVAL, "%s%s%s is %zu bytes long, over the %d-byte limit of "
+                            "a path", path, *path ? "." : "", key, strlen(v->valuestring),
+                            PATH_MAX - 1);
     free(*out);
     if (!(*out = strdup(v->valuestring)))
         return vt_error_set(VT_ENOMEM, "out of memory");
@@ -321,7 +325,7 @@ static int vt__parse_root(vt_jobspec *s, const cJSON *root)
     if (name) {
         if (strlen(name) >= sizeof s->name || strpbrk(name, "\n\r\t/")) {
             free(name);
-            return vt_error_set(VT_EINVAL, "name must be at most %zu characters without "
+            return vt_error_set(VT_EINVAL, "name must be at most %zu bytes (UTF-8) without "
                                 "'/' or control characters", sizeof s->name - 1);
         }
         snprintf(s->name, sizeof s->name, "%s", name);

@@ -221,16 +221,19 @@ static void vt__count_text(char *buf, size_t len, const vt_dataset *ds, const ui
 static void vt__say_unreadable(vt_trainer *t, const vt_dataset *ds, int i, const char *what)
 {
     char path[PATH_MAX];
-    const char *why = "cannot be read";
     vt_image_format fmt;
     int w, h;
     snprintf(path, sizeof path, "%s/%s", ds->root, ds->samples[i].path);
     if (vt_train__enter(t) == 0) {
-        if (vt_image_probe(AT_FDCWD, path, &fmt, &w, &h) < 0)
-            why = vt_error_msg();
+        int rc = vt_image_probe(AT_FDCWD, path, &fmt, &w, &h);
         vt_train__leave(t);
+        if (rc < 0) { /* (its message starts with the path) */
+            vt_train__say(t, VT_LOG_WARN, "skipping unreadable %s image %s", what,
+                          vt_error_msg());
+            return;
+        }
     }
-    vt_train__say(t, VT_LOG_WARN, "skipping unreadable %s image %s: %s", what, path, why);
+    vt_train__say(t, VT_LOG_WARN, "skipping unreadable %s image %s: cannot be read", what, path);
 }
 
 /* Reports unreadable samples and refuses a dataset with nothing to learn. */
@@ -1095,8 +1098,8 @@ static int vt__epoch_end(vt_trainer *t)
         t->hooks.epoch_end(t->hooks.ud, &m);
     if (t->stop_early) /* after the epoch's own line, which it refers to */
         vt_train__say(t, VT_LOG_INFO, "early stopping after epoch %d: val_loss has not "
-                "improved for %d epochs (best %.4f at epoch %d)", m.epoch, t->stale,
-                t->best_val_loss, t->best_epoch);
+                "improved for %d epoch%s (best %.4f at epoch %d)", m.epoch, t->stale,
+                t->stale == 1 ? "" : "s", t->best_val_loss, t->best_epoch);
     t->phase = t->epoch >= t->spec.epochs || t->stop_early ? PH_FINISH : PH_TRAIN;
     return 0;
 }

@@ -373,7 +373,7 @@ static void test_submit_bad_values(vt_backend *be)
                                          "data.val_split) (--keep-best)"},
         {{"--data", "x", "--patience", "2"}, "early_stopping.patience needs validation data "
                                              "(data.val or data.val_split) (--patience)"},
-        {{"--data", "x", "--name", "a/b"}, "name must be at most 127 characters"},
+        {{"--data", "x", "--name", "a/b"}, "name must be at most 127 bytes"},
         {{"--epochs", "3"}, "--data DIR is required"},
         {{"--data", "x", "--bogus"}, "unknown option '--bogus'"},
         {{"--data", "x", "extra"}, "unexpected argument 'extra'"},

@@ -76,6 +76,13 @@ static void test_defaults(vt_backend *be)
     vt_jobspec_free(&s);
 }
 
+/* 4999 characters: with its leading '/', a 5000-byte path */
+#define X10_ "aaaaaaaaaa"
+#define X100_ X10_ X10_ X10_ X10_ X10_ X10_ X10_ X10_ X10_ X10_
+#define X1000_ X100_ X100_ X100_ X100_ X100_ X100_ X100_ X100_ X100_ X100_
+#define LONG_PATH X1000_ X1000_ X1000_ X1000_ X100_ X100_ X100_ X100_ X100_ X100_ X100_ X100_ \
+    X100_ X10_ X10_ X10_ X10_ X10_ X10_ X10_ X10_ X10_ "aaaaaaaaa"
+
 static void test_refusals(vt_backend *be)
 {
     static const struct { const char *doc, *msg; } bad[] = {
@@ -105,6 +112,8 @@ static void test_refusals(vt_backend *be)
         {"{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"keep_best\":true}", "keep_best needs validation"},
         {"{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"init\":\"/a\",\"init_job\":3}", "not both"},
         {"{\"data\":{\"train\":\"\"},\"output\":\"/o\"}", "data.train must be a non-empty string"},
+        {"{\"data\":{\"train\":\"/d\"},\"output\":\"/" LONG_PATH "\"}",
+         "output is 5000 bytes long, over the 4095-byte limit of a path"},
         {"{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"name\":\"a/b\"}", "name must be"},
         {"{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"optimizer\":{\"schedule\":{\"type\":\"exp\"}}}",
          "optimizer.schedule.type"},

@@ -231,4 +231,25 @@ vtpy.check(states == ["failed", "succeeded"] and
            f"the two jobs after a sticky device error and a restart: {ends}")
 rc, _ = fl.stop()
 vtpy.check(rc == 0, f"final stop after the restart: {rc}")
+
+# ---- kill -9 before a job's first checkpoint ------------------------------------
+# (writing one estimated as endlessly slow: none is written) The job starts
+# again from the beginning, and its log says so rather than claiming a resume.
+nc = Daemon(a.build, TMP, name="no-ckpt", env=dict(os.environ, VT_CHECKPOINT_EST_BPS="1"))
+j = nc.cli_json("submit", "--spec", spec_file("no-ckpt", epochs=3))["job"]["id"]
+deadline = time.time() + 300
+while nc.cli_json("status", str(j))["job"]["epochs_done"] < 1 and time.time() < deadline:
+    time.sleep(0.05)
+nc.kill9()
+vtpy.check(not os.listdir(os.path.join(nc.state, "checkpoints")), "a checkpoint was written")
+nc.env = None
+nc.start()
+vtpy.check(nc.wait_state(j, ["failed", "succeeded"])["state"] == "succeeded",
+           "the job killed before its first checkpoint")
+w = nc.cli("watch", str(j)).stdout
+vtpy.check("before its first checkpoint; it starts again" in nc.log_text() and
+           "resumes from its last checkpoint" not in nc.log_text() and
+           "it starts again from the beginning" in w, f"restart without a checkpoint: {w!r}")
+rc, _ = nc.stop()
+vtpy.check(rc == 0, f"stop: {rc}")
 vtpy.done()

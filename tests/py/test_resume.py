@@ -108,11 +108,20 @@ def same(ref_name, other_name):
     print(f"{other_name}: identical to {ref_name}")
 
 
-# Bad foreground options are usage errors (exit 2) before any work.
+# Bad foreground options are usage errors (exit 2) before any work; so is
+# a job document that is missing or wrong (each named once).
 for opts, msg in ((["-t", "-5"], "--threads must be an integer from 0 to 1024"),
                   (["-c", os.path.join(TMP, "no-such-dir", "x.ckpt")], "cannot write in")):
     r = vtpy.run([VGGTUNED, "run", *opts, job("bad")], check=False)
     vtpy.check(r.returncode == 2 and msg in r.stderr, f"run {opts}: {r.returncode} {r.stderr!r}")
+bad_doc = os.path.join(TMP, "bad-doc.json")
+with open(bad_doc, "w") as f:
+    f.write('{"data": {"train": "d"}, "output": "o", "bogus": 1}')
+for path, msg in ((os.path.join(TMP, "nope.json"), "nope.json: no such file"),
+                  (bad_doc, "bad-doc.json: unknown field bogus")):
+    r = vtpy.run([VGGTUNED, "run", path], check=False)
+    vtpy.check(r.returncode == 2 and msg in r.stderr and r.stderr.count(os.path.basename(path)) == 1,
+               f"run {path}: {r.returncode} {r.stderr!r}")
 r = vtpy.run([VGGTUNED, "predict", "-k", "0", "model", "image"], check=False)
 vtpy.check(r.returncode == 2 and "--top must be" in r.stderr, f"predict -k 0: {r.stderr!r}")
 
