@@ -64,6 +64,7 @@ typedef struct vt__djob {
     vt_preprocess prep; /* what the job's own weights expect, and where they */
     char desc[PATH_MAX + 32]; /* came from (a shared base may come from another file) */
     double last_progress;
+    int spec_posted;   /* VT_DEV_SPEC sent */
 } vt__djob;
 
 struct vt_device {
@@ -562,6 +563,13 @@ static int vt__step(vt_device *d)
     vt_sched_counts(d->sched, &running, &waiting);
     t0 = vt_clock_mono();
     rc = vt_trainer_step(j->tr);
+    if (!j->spec_posted && vt_trainer_prepared(j->tr)) {
+        char *doc = vt_jobspec_to_json(vt_trainer_spec(j->tr));
+        if (doc)
+            vt__post_text(d, VT_DEV_SPEC, j->id, 0, doc);
+        free(doc);
+        j->spec_posted = 1;
+    }
     if (rc > 0 && running > 1) {
         int src = vt_backend_sync(d->be);
         rc = src < 0 ? src : rc;

@@ -186,6 +186,27 @@ static int vt__load_job(void *ud, const vt_store_job *sj)
 
 /* ---- device events ----------------------------------------------------- */
 
+/* A running job's document as its trainer runs it (VT_DEV_SPEC) replaces
+ * the submitted one, in the table and the store: status then shows the
+ * head taken from an init model. */
+static void vt__job_spec(vt_daemon *dm, vt_job *j, const char *doc)
+{
+    vt_jobspec spec;
+    char *json = strdup(doc);
+    if (!json || vt_jobspec_parse(&spec, doc, strlen(doc)) < 0) {
+        vt_log_error("job %lld: its running document: %s", (long long)j->id,
+                     json ? vt_error_msg() : "out of memory");
+        free(json);
+        return;
+    }
+    vt_jobspec_free(&j->spec);
+    j->spec = spec;
+    free(j->spec_json);
+    j->spec_json = json;
+    if (vt_store_set_spec(dm->store, j->id, doc) < 0)
+        vt_log_error("job %lld: %s", (long long)j->id, vt_error_msg());
+}
+
 static void vt__begin_stop(vt_daemon *dm);
 
 static void vt__status_line(vt_daemon *dm)
@@ -323,6 +344,10 @@ static void vt__on_device(void *ud)
             vt_ops_notify(dm, e->job, "log", b);
             break;
         }
+        case VT_DEV_SPEC:
+            if ((j = vt_jobs_find(&dm->jobs, e->job)) && e->text)
+                vt__job_spec(dm, j, e->text);
+            break;
         case VT_DEV_REPLY:
             vt_ops_device_reply(dm, e->req, e->code, e->text);
             break;

@@ -170,6 +170,16 @@ int vt_store_insert(vt_store *s, const vt_store_job *j, int64_t *id)
     return rc;
 }
 
+int vt_store_set_spec(vt_store *s, int64_t job, const char *spec)
+{
+    sqlite3_stmt *st = vt__prepare(s, "UPDATE jobs SET spec=? WHERE id=?");
+    if (!st)
+        return VT_EIO;
+    vt__bind_text(st, 1, spec);
+    sqlite3_bind_int64(st, 2, job);
+    return vt__finish(s, st, "record the job document");
+}
+
 int vt_store_update(vt_store *s, const vt_store_job *j)
 {
     sqlite3_stmt *st = vt__prepare(s,

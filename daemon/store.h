@@ -49,6 +49,9 @@ int vt_store_insert(vt_store *s, const vt_store_job *j, int64_t *id);
 /* Rewrites a job's state, times, epochs_done, error and reason. */
 int vt_store_update(vt_store *s, const vt_store_job *j);
 
+/* Rewrites a job's document (spec, JSON). */
+int vt_store_set_spec(vt_store *s, int64_t job, const char *spec);
+
 /* Records (or replaces) the metrics of one epoch, a JSON object, and drops
  * any later epoch's (a job resumed from an earlier checkpoint reports those
  * again, and may stop sooner). */

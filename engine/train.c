@@ -126,6 +126,7 @@ void vt_trainer_free(vt_trainer *t)
 }
 
 int vt_trainer_prepared(const vt_trainer *t) { return t->model != NULL; }
+const vt_jobspec *vt_trainer_spec(const vt_trainer *t) { return &t->spec; }
 int vt_trainer_epochs_done(const vt_trainer *t) { return t->nhistory; }
 
 /* ---- preparation ------------------------------------------------------- */

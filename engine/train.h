@@ -121,6 +121,11 @@ int vt_trainer_step(vt_trainer *t);
 /* Whether the trainer is past preparation (its model exists). */
 int vt_trainer_prepared(const vt_trainer *t);
 
+/* The job as it runs, once prepared: the document it was given, with the
+ * head layout taken from the init model when the document left it out.
+ * Valid while t is. */
+const vt_jobspec *vt_trainer_spec(const vt_trainer *t);
+
 /* Epochs completed so far. */
 int vt_trainer_epochs_done(const vt_trainer *t);
 
