@@ -236,10 +236,14 @@ vtpy.check(rc == 0, f"final stop after the restart: {rc}")
 # (writing one estimated as endlessly slow: none is written) The job starts
 # again from the beginning, and its log says so rather than claiming a resume.
 nc = Daemon(a.build, TMP, name="no-ckpt", env=dict(os.environ, VT_CHECKPOINT_EST_BPS="1"))
-j = nc.cli_json("submit", "--spec", spec_file("no-ckpt", epochs=3))["job"]["id"]
+j = nc.cli_json("submit", "--spec", spec_file("no-ckpt", epochs=20))["job"]["id"]
 deadline = time.time() + 300
-while nc.cli_json("status", str(j))["job"]["epochs_done"] < 1 and time.time() < deadline:
+while time.time() < deadline:
+    st = nc.cli_json("status", str(j))["job"]
+    if st["epochs_done"] >= 1 or st["state"] in ("succeeded", "failed", "cancelled"):
+        break
     time.sleep(0.05)
+vtpy.check(st["state"] == "running" and st["epochs_done"] < 20, f"not killed mid-run: {st}")
 nc.kill9()
 vtpy.check(not os.listdir(os.path.join(nc.state, "checkpoints")), "a checkpoint was written")
 nc.env = None
