@@ -138,6 +138,12 @@ char *vt_cli_abspath(const char *cwd, const char *path)
     for (seg = strtok_r(joined, "/", &save); seg; seg = strtok_r(NULL, "/", &save)) {
         if (strcmp(seg, ".") == 0)
             continue;
+        if (strcmp(seg, "..") == 0) { /* drop the last segment; "/.." is "/" */
+            while (o > 0 && out[--o] != '/')
+                ;
+            out[o] = '\0';
+            continue;
+        }
         o += (size_t)snprintf(out + o, n - o, "/%s", seg);
     }
     if (!o)

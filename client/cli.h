@@ -77,8 +77,10 @@ int vt_cli_next(vt_cli_args *a, const vt_cli_opt *opts, const char **val);
 int vt_cli_parse_int(const char *opt, const char *text, long long *out);
 int vt_cli_parse_num(const char *opt, const char *text, double *out);
 
-/* path made absolute against cwd, "." segments and doubled or trailing
- * slashes removed ("..": kept, it depends on symlinks).  malloc'd. */
+/* path made absolute against cwd, "." and ".." segments resolved lexically
+ * and doubled or trailing slashes removed, as a shell's `cd` does: "x/.."
+ * is dropped whether or not x is a symbolic link (a path that must name
+ * what the kernel would open goes through realpath too).  malloc'd. */
 char *vt_cli_abspath(const char *cwd, const char *path);
 
 /* What `submit` was asked for. */
