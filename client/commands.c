@@ -180,13 +180,14 @@ static const char vt__help_predict[] =
     "images: more than 1024 go to the daemon in several requests; --json prints\n"
     "them as one reply, with every class's probability and logit.  An image that\n"
     "cannot be read is reported as such and the others are still classified; the\n"
-    "exit status is then 1.\n";
+    "exit status is then 1.  A symbolic link named here is followed.\n";
 
 static const char vt__help_eval[] =
     "usage: vggtune eval JOB DIR\n"
     "\n"
     "Evaluates a finished job's model on DIR (one sub-folder per class, named as in\n"
-    "training): accuracy, loss, per-class precision and recall, confusion matrix.\n";
+    "training): accuracy, loss, per-class precision and recall, confusion matrix.\n"
+    "DIR may be a symbolic link; links inside it are skipped.\n";
 
 /* ---- shared pieces ----------------------------------------------------- */
 
@@ -635,6 +636,27 @@ done:
     return status;
 }
 
+/* The path to send for a file or folder the user named on the command line.
+ * The daemon opens an image without following a symbolic link (a link in a
+ * data folder may point anywhere), but a link the user typed is the user's
+ * own choice, and the client runs as the user: so it is resolved here, as
+ * the kernel resolves it ("link/.." included).  When that fails (no such
+ * file, a folder we may not search) the absolute path is sent and the
+ * daemon reports the error in its words.  malloc'd; NULL when out of
+ * memory. */
+static char *vt__user_path(const char *cwd, const char *path)
+{
+    size_t n = strlen(cwd) + strlen(path) + 2;
+    char *joined = malloc(n), *real;
+
+    if (!joined)
+        return NULL;
+    snprintf(joined, n, "%s%s%s", path[0] == '/' ? "" : cwd, path[0] == '/' ? "" : "/", path);
+    real = realpath(joined, NULL);
+    free(joined);
+    return real ? real : vt_cli_abspath(cwd, path);
+}
+
 /* Bytes s takes as a JSON string, quotes included (cJSON's escaping). */
 static size_t vt__json_strlen(const char *s)
 {
@@ -710,7 +732,7 @@ static int vt__cmd_predict(vt_cli *cli, int argc, char **argv, int first)
         goto done;
     }
     for (int i = 0; i < n; i++) {
-        if (!(images[i] = vt_cli_abspath(cli->cwd, p.pos[i + 1]))) {
+        if (!(images[i] = vt__user_path(cli->cwd, p.pos[i + 1]))) {
             vt__msg(cli, "out of memory");
             status = VT_CLI_FAILED;
             goto done;
@@ -789,7 +811,7 @@ static int vt__cmd_eval(vt_cli *cli, int argc, char **argv, int first)
     }
     if ((status = vt__job_arg(cli, "eval", p.pos[0], &job)) != 0)
         goto done;
-    if (!(abs = vt_cli_abspath(cli->cwd, p.pos[1])) || !(req = vt__job_req("eval", job))) {
+    if (!(abs = vt__user_path(cli->cwd, p.pos[1])) || !(req = vt__job_req("eval", job))) {
         vt__msg(cli, "out of memory");
         status = VT_CLI_FAILED;
         goto done;

@@ -1137,7 +1137,16 @@ static void test_commands(vt_backend *be)
     VT_CHECK_CONTAINS(r.err, "vggtune: lost the connection to vggtuned while watching job 44");
     VT_CHECK_CONTAINS(r.err, "'vggtune watch 44'");
 
-    RUN(&r, d, cwd, 0, "predict", "42", "a.jpg", "-k", "1");
+    /* A symbolic link named on the command line is the user's choice: it is
+     * sent resolved (the daemon does not follow links); a missing file as
+     * the absolute path, for the daemon to report. */
+    snprintf(want, sizeof want, "%s/real.jpg", cwd);
+    write_text(want, "x");
+    snprintf(want, sizeof want, "%s/link.jpg", cwd);
+    VT_CHECK(symlink("real.jpg", want) == 0);
+    snprintf(want, sizeof want, "%s/flowerlink", cwd);
+    VT_CHECK(symlink("flowers", want) == 0);
+    RUN(&r, d, cwd, 0, "predict", "42", "a.jpg", "link.jpg", "-k", "1");
     VT_CHECK_INT(r.status, 0);
     VT_CHECK_STR(r.out, "a.jpg:  daisy 0.9300\n");
     /* A slow prediction need not be behind a training step (1100 images on
@@ -1147,7 +1156,7 @@ static void test_commands(vt_backend *be)
     VT_CHECK_STR(r.err, "vggtune: waiting for vggtuned: its device classifies the images "
                         "between the training steps of any running job, and many images take "
                         "a while\n");
-    RUN(&r, d, cwd, 0, "eval", "42", "flowers");
+    RUN(&r, d, cwd, 0, "eval", "42", "flowerlink");
     VT_CHECK_INT(r.status, 0);
     VT_CHECK(strncmp(r.out, "images 2  accuracy 1.0000  loss 0.1000\n", 39) == 0);
 
@@ -1168,12 +1177,23 @@ static void test_commands(vt_backend *be)
             snprintf(want, sizeof want, "%s/a.jpg", cwd);
             VT_CHECK_STR(cJSON_GetArrayItem(cJSON_GetObjectItem(req, "images"), 0)->valuestring,
                          want);
+            if (predicts == 1) {
+                char *real;
+                snprintf(want, sizeof want, "%s/real.jpg", cwd);
+                real = realpath(want, NULL);
+                VT_CHECK_STR(cJSON_GetArrayItem(cJSON_GetObjectItem(req, "images"), 1)
+                                 ->valuestring, real ? real : "?");
+                free(real);
+            }
             VT_CHECK_INT(nval(req, "top"), 1);
             VT_CHECK_INT(nval(req, "job"), predicts == 1 ? 42 : 46);
         } else if (strcmp(op_of(req), "eval") == 0) {
+            char *real;
             evals++;
             snprintf(want, sizeof want, "%s/flowers", cwd);
-            VT_CHECK_STR(sval(req, "data"), want);
+            real = realpath(want, NULL);
+            VT_CHECK_STR(sval(req, "data"), real ? real : "?");
+            free(real);
         } else if (strcmp(op_of(req), "list") == 0) {
             VT_CHECK(cJSON_IsBool(cJSON_GetObjectItem(req, "all")));
         }
