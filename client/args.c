@@ -632,8 +632,19 @@ int vt_cli_submit_parse(vt_cli_submit *s, vt_cli *cli, int argc, char **argv, in
         if ((rc = vt__apply(s->doc, flags[k].id, flags[k].val)) < 0)
             goto done;
     if (!vt__get_str(s->doc, "data", "train")) {
-        rc = vt_error_set(VT_EINVAL, "--data DIR is required: the training images, one "
-                          "sub-folder per class");
+        const cJSON *data = cJSON_GetObjectItemCaseSensitive(s->doc, "data");
+        const cJSON *train = cJSON_GetObjectItemCaseSensitive(data, "train");
+        /* A --spec that has data in the wrong shape is told so, not asked
+         * for a flag it may not need. */
+        if (data && !cJSON_IsObject(data))
+            rc = vt_error_set(VT_EINVAL, "%s: data must be an object, {\"train\": DIR, ...}",
+                              spec_path ? spec_path : "the job document");
+        else if (train)
+            rc = vt_error_set(VT_EINVAL, "%s: data.train must be a string, the training "
+                              "images' folder", spec_path ? spec_path : "the job document");
+        else
+            rc = vt_error_set(VT_EINVAL, "--data DIR is required: the training images, one "
+                              "sub-folder per class");
         goto done;
     }
     if (!cJSON_GetObjectItemCaseSensitive(s->doc, "name")) {

@@ -427,6 +427,20 @@ static void test_submit_bad_values(vt_backend *be)
     write_text(path, "{\"data\": {\"train\": \"x\"}, \"epoch\": 3}");
     snprintf(msg, sizeof msg, "%s: unknown field epoch", path);
     VT_CHECK_ERR(submit_parse(&s, &cli, (const char *[]){"--spec", path, NULL}), VT_EINVAL, msg);
+    /* data in the wrong shape: said so, not "--data DIR is required" */
+    write_text(path, "{\"data\": \"d3/train\"}");
+    snprintf(msg, sizeof msg, "%s: data must be an object, {\"train\": DIR, ...}", path);
+    VT_CHECK_ERR(submit_parse(&s, &cli, (const char *[]){"--spec", path, NULL}), VT_EINVAL, msg);
+    write_text(path, "{\"data\": {\"train\": [\"d3\"]}}");
+    snprintf(msg, sizeof msg, "%s: data.train must be a string", path);
+    VT_CHECK_ERR(submit_parse(&s, &cli, (const char *[]){"--spec", path, NULL}), VT_EINVAL, msg);
+    /* ... and a --data flag replaces it, as flags replace spec fields */
+    write_text(path, "{\"data\": \"d3/train\"}");
+    VT_CHECK_OK(submit_parse(&s, &cli, (const char *[]){"--spec", path, "-d", "x", NULL}));
+    vt_cli_submit_free(&s);
+    write_text(path, "{\"epochs\": 2}");
+    VT_CHECK_ERR(submit_parse(&s, &cli, (const char *[]){"--spec", path, NULL}), VT_EINVAL,
+                 "--data DIR is required");
     write_text(path, "{\"data\": ");
     VT_CHECK_ERR(submit_parse(&s, &cli, (const char *[]){"--spec", path, NULL}), VT_EINVAL,
                  "is not valid JSON");
