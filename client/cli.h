@@ -23,7 +23,7 @@ enum {
     VT_CLI_FAILED = 1,      /* the operation failed; watched job failed/cancelled */
     VT_CLI_USAGE = 2,       /* bad command line or job document */
     VT_CLI_UNREACHABLE = 3, /* cannot reach the daemon (or lost it) */
-    VT_CLI_INTERRUPTED = 130,
+    VT_CLI_INTERRUPTED = 130, /* Ctrl-C stopped a watch (the job goes on) */
 };
 
 /* How one run of the client is wired to the world. */

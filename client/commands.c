@@ -5,7 +5,9 @@
  * Every failure ends in one "vggtune: ..." line on the error stream that
  * says the cause, and an exit status that tells scripts which kind of
  * failure it was: 1 the daemon said no (or the watched job did not
- * succeed), 2 the command line was wrong, 3 the daemon could not be reached.
+ * succeed), 2 the command line was wrong, 3 the daemon could not be reached;
+ * and 130 (128 + SIGINT, what a shell reports for Ctrl-C) when Ctrl-C ends a
+ * watch, which is not a failure: the job goes on.
  */
 #include "cli.h"
 
@@ -82,7 +84,8 @@ static const char vt__help_main[] =
     "  -V, --version   print the version\n"
     "\n"
     "exit status: 0 success; 1 the operation failed (for watch: the job failed or\n"
-    "was cancelled); 2 usage error; 3 vggtuned cannot be reached.\n";
+    "was cancelled); 2 usage error; 3 vggtuned cannot be reached; 130 Ctrl-C stopped\n"
+    "watch or submit --watch (the job goes on).\n";
 
 static const char vt__help_submit[] =
     "usage: vggtune submit --data DIR [options]\n"
@@ -144,7 +147,8 @@ static const char vt__help_submit[] =
     "                          then refuse: its model is gone)\n"
     "      --spec FILE         a whole job document (README.md, 'Job specification');\n"
     "                          the flags above override its fields\n"
-    "  -w, --watch             then follow the job as 'vggtune watch' does\n"
+    "  -w, --watch             then follow the job as 'vggtune watch' does (its exit\n"
+    "                          status; 130 when Ctrl-C stops watching)\n"
     "      --dry-run           print the job document instead of submitting it\n"
     "      --json, --socket PATH, -h/--help\n";
 
@@ -169,7 +173,7 @@ static const char vt__help_watch[] =
     "Follows a job until it ends.  On a terminal: a progress line updated in place\n"
     "and a line per finished epoch; otherwise one line per epoch and log message.\n"
     "Exits 0 when the job succeeded, 1 when it failed or was cancelled.  Ctrl-C\n"
-    "stops watching; the job goes on.\n";
+    "stops watching, with exit status 130; the job goes on.\n";
 
 static const char vt__help_cancel[] =
     "usage: vggtune cancel JOB\n"

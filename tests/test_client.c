@@ -2,6 +2,8 @@
  * submit builds, rendering of replies and events, exit statuses, and whole
  * commands run against the scripted fake daemon (tests/fake_vggtuned.c). */
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -1421,6 +1423,84 @@ static void test_commands_offline(vt_backend *be)
     VT_CHECK_STR(r.out, want);
 }
 
+/* A watch stream that never ends: the state, then silence until the client
+ * goes. */
+static void script_endless_watch(fake_daemon *d, int fd)
+{
+    const cJSON *req;
+    if (fake_hello(d, fd) < 0 || !(req = fake_recv(d, fd)))
+        return;
+    fake_event(fd, req, "state", fake_json("{\"job\":{\"id\":42,\"name\":\"flowers\","
+                                           "\"state\":\"running\"}}"));
+    while (fake_recv(d, fd))
+        ;
+}
+
+static vt_cli *intr_cli;
+
+/* As main.c's handler: Ctrl-C while watching sets the flag. */
+static void on_test_sigint(int sig)
+{
+    (void)sig;
+    if (intr_cli && intr_cli->watching)
+        intr_cli->interrupted = 1;
+}
+
+static void *interrupt_later(void *arg)
+{
+    usleep(300 * 1000);
+    pthread_kill(*(pthread_t *)arg, SIGINT);
+    return NULL;
+}
+
+/* Ctrl-C during a watch: exit status 130, as documented, and the job goes
+ * on. */
+static void test_watch_interrupted(vt_backend *be)
+{
+    const char *cwd = vt_test_tmpdir("intr");
+    static const char *const cmds[] = {"watch", "submit"};
+    char sock[256], *argv[] = {"vggtune", sock, "watch", "42", NULL};
+    struct sigaction sa, old;
+    fake_daemon *d = NULL;
+    pthread_t self = pthread_self(), t;
+    capture out, err;
+    vt_cli cli = {0};
+    run_result r;
+    (void)be;
+
+    VT_CHECK(fake_start(&d, cwd, script_endless_watch, NULL, 1) == 0);
+    snprintf(sock, sizeof sock, "--socket=%s", d->path);
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = on_test_sigint;
+    sigaction(SIGINT, &sa, &old);
+    intr_cli = &cli;
+    cap_open(&out);
+    cap_open(&err);
+    cli.out = out.f;
+    cli.err = err.f;
+    cli.cwd = cwd;
+    VT_CHECK(pthread_create(&t, NULL, interrupt_later, &self) == 0);
+    VT_CHECK_INT(vt_cli_main(&cli, 4, argv), 130);
+    pthread_join(t, NULL);
+    sigaction(SIGINT, &old, NULL);
+    intr_cli = NULL;
+    VT_CHECK_STR(cap_text(&out), "job 42 (flowers): running\n");
+    VT_CHECK_STR(cap_text(&err), "vggtune: stopped watching; job 42 goes on ('vggtune "
+                                 "cancel 42' stops it)\n");
+    VT_CHECK(!cli.watching);
+    cap_close(&out);
+    cap_close(&err);
+    fake_stop(d);
+    /* ... and the help says so */
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        RUN(&r, NULL, cwd, 0, cmds[i], "--help");
+        VT_CHECK_CONTAINS(r.out, "130");
+    }
+    RUN(&r, NULL, cwd, 0, "--help");
+    VT_CHECK_CONTAINS(r.out, "130 Ctrl-C stopped\nwatch or submit --watch");
+}
+
 /* The hint when the socket refuses us names its actual group, and asks to
  * be added to it only where that would help. */
 static void test_denied_msg(vt_backend *be)
@@ -1487,6 +1567,7 @@ int main(int argc, char **argv)
         {"commands", test_commands, 0},
         {"commands_offline", test_commands_offline, 0},
         {"denied_msg", test_denied_msg, 0},
+        {"watch_interrupted", test_watch_interrupted, 0},
         {"predict_batches", test_predict_batches, 0},
     };
     VT_TEST_MAIN(cases);
