@@ -154,6 +154,40 @@ static const cJSON *vt__last_metrics(const cJSON *job)
     return cJSON_IsArray(m) && n > 0 ? cJSON_GetArrayItem(m, n - 1) : NULL;
 }
 
+/* Whether the job has ended (succeeded, failed or cancelled). */
+static int vt__ended(const cJSON *job)
+{
+    const char *state = vt__str(job, "state");
+    return state && (!strcmp(state, "succeeded") || !strcmp(state, "failed") ||
+                     !strcmp(state, "cancelled"));
+}
+
+/* Whether a succeeded job stopped early.  The daemon does not say so in
+ * the job: a job succeeds with fewer epochs than it asked for only when
+ * early stopping ended it, so that is what is read (and, where the spec is
+ * there, only with early_stopping.patience set). */
+static int vt__stopped_early(const cJSON *job)
+{
+    const cJSON *spec = cJSON_GetObjectItemCaseSensitive(job, "spec");
+    const char *state = vt__str(job, "state");
+    long long done = vt__int(job, "epochs_done", -1), total = vt__int(job, "epochs", -1);
+    double patience;
+
+    if (!state || strcmp(state, "succeeded") != 0 || done < 1 || total <= done)
+        return 0;
+    if (vt__num(cJSON_GetObjectItemCaseSensitive(spec, "early_stopping"), "patience",
+                &patience) && patience <= 0)
+        return 0;
+    return 1;
+}
+
+/* Whether job is another user's as a non-admin sees it: id, user, state and
+ * queue position only. */
+static int vt__restricted(const cJSON *job)
+{
+    return !vt__str(job, "mode") && !cJSON_GetObjectItemCaseSensitive(job, "epochs");
+}
+
 /* ---- tables ------------------------------------------------------------ */
 
 /* A table of malloc'd cells printed with columns padded to their widest
@@ -248,6 +282,8 @@ static void vt__job_result(const cJSON *job, char *buf, size_t len)
                 vt_cli_fmt_duration(x, d, sizeof d);
                 vt_text_append(buf, len, " ETA %s", d);
             }
+        } else if (vt__restricted(job)) {
+            snprintf(buf, len, "-"); /* its progress is not ours to see */
         } else {
             snprintf(buf, len, "starting");
         }
@@ -290,6 +326,8 @@ static void vt__job_epoch(const cJSON *job, char *buf, size_t len)
         vt__int(p, "epoch", -1) >= 0)
         snprintf(buf, len, "%lld/%lld", vt__int(p, "epoch", 0),
                  vt__int(p, "epochs", total));
+    else if (done >= 0 && total >= 0 && vt__stopped_early(job))
+        snprintf(buf, len, "%lld/%lld (stopped early)", done, total);
     else if (done >= 0 && total >= 0)
         snprintf(buf, len, "%lld/%lld", done, total);
     else
@@ -392,7 +430,7 @@ void vt_cli_render_job(FILE *f, const cJSON *job)
     }
     vt__state_detail(job, buf, sizeof buf);
     fprintf(f, VT__KV, "state", buf);
-    if (!vt__str(job, "mode") && !cJSON_GetObjectItemCaseSensitive(job, "epochs"))
+    if (vt__restricted(job))
         return; /* another user's job: that is all we may see */
     if ((s = vt__str(job, "mode"))) {
         snprintf(buf, sizeof buf, "%s", s);
@@ -402,15 +440,26 @@ void vt_cli_render_job(FILE *f, const cJSON *job)
         fprintf(f, VT__KV, "mode", buf);
     }
     if (vt__int(job, "epochs", -1) >= 0) {
+        const cJSON *es = cJSON_GetObjectItemCaseSensitive(spec, "early_stopping");
+        double patience;
         snprintf(buf, sizeof buf, "%lld of %lld done", vt__int(job, "epochs_done", 0),
                  vt__int(job, "epochs", 0));
+        /* the engine stops once val_loss has gone patience epochs without
+         * improving */
+        if (vt__stopped_early(job) && vt__num(es, "patience", &patience))
+            vt_text_append(buf, sizeof buf, ": stopped early, val_loss did not improve for "
+                           "%.0f epoch%s (early_stopping.patience)", patience,
+                           patience == 1 ? "" : "s");
+        else if (vt__stopped_early(job))
+            vt_text_append(buf, sizeof buf, ": stopped early");
         fprintf(f, VT__KV, "epochs", buf);
     }
     {
         const cJSON *kept = cJSON_GetObjectItemCaseSensitive(job, "kept_epoch");
         double ke;
         if (cJSON_IsObject(kept) && vt__num(kept, "epoch", &ke)) {
-            snprintf(buf, sizeof buf, "epoch %.0f's (keep_best: lowest val_loss so far)", ke);
+            snprintf(buf, sizeof buf, "epoch %.0f's (keep_best: lowest val_loss%s)", ke,
+                     vt__ended(job) ? "" : " so far");
             fprintf(f, VT__KV, "model", buf);
         }
     }

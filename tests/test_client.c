@@ -712,6 +712,66 @@ static void test_render_job(vt_backend *be)
     cJSON_Delete(other);
 }
 
+/* What the job JSON says of early stopping, keep_best and other users'
+ * running jobs is shown as it is. */
+static void test_render_job_ends(vt_backend *be)
+{
+    /* stopped early after 3 of 30 epochs with patience 2 (the summary of
+     * list has no spec); another user's job as a non-admin sees it */
+    cJSON *jobs = fake_json(
+        "[{\"id\":41,\"name\":\"dogs\",\"user\":\"alice\",\"state\":\"succeeded\","
+        "\"mode\":\"finetune\",\"epochs\":30,\"epochs_done\":3,"
+        "\"submitted\":\"2026-11-27T22:00:00Z\",\"started\":\"2026-11-27T22:00:00Z\","
+        "\"finished\":\"2026-11-27T22:01:00Z\",\"last_epoch\":{\"epoch\":3,"
+        "\"val_accuracy\":0.5}},"
+        "{\"id\":44,\"user\":\"bob\",\"state\":\"running\"},"
+        "{\"id\":45,\"name\":\"mine\",\"user\":\"alice\",\"state\":\"running\","
+        "\"mode\":\"finetune\",\"epochs\":5,\"epochs_done\":0}]");
+    cJSON *job = fake_json(
+        "{\"id\":41,\"name\":\"dogs\",\"user\":\"alice\",\"state\":\"succeeded\","
+        "\"mode\":\"finetune\",\"trainable_blocks\":1,\"epochs\":30,\"epochs_done\":3,"
+        "\"kept_epoch\":{\"epoch\":1,\"val_loss\":0.5},"
+        "\"spec\":{\"keep_best\":true,\"early_stopping\":{\"patience\":2,\"min_delta\":0}}}");
+    capture c;
+    (void)be;
+    use_utc();
+    cap_open(&c);
+    vt_cli_render_list(c.f, jobs);
+    VT_CHECK_STR(cap_text(&c),
+        "ID  USER   NAME  STATE      EPOCH                 PROGRESS                      "
+        "SUBMITTED\n"
+        "41  alice  dogs  succeeded  3/30 (stopped early)  done in 1:00, val_acc 0.5000  "
+        "2026-11-27 22:00\n"
+        "44  bob    -     running    -                     -                             -\n"
+        "45  alice  mine  running    0/5                   starting                      -\n");
+    cap_close(&c);
+
+    cap_open(&c);
+    vt_cli_render_job(c.f, job);
+    VT_CHECK_CONTAINS(cap_text(&c),
+        "epochs     3 of 30 done: stopped early, val_loss did not improve for 2 epochs "
+        "(early_stopping.patience)\n"
+        "model      epoch 1's (keep_best: lowest val_loss)\n");
+    cap_close(&c);
+
+    /* while it runs, the kept model is the best so far; all epochs done is
+     * not early */
+    cJSON_ReplaceItemInObject(job, "state", cJSON_CreateString("running"));
+    cap_open(&c);
+    vt_cli_render_job(c.f, job);
+    VT_CHECK_CONTAINS(cap_text(&c), "epochs     3 of 30 done\n");
+    VT_CHECK_CONTAINS(cap_text(&c), "model      epoch 1's (keep_best: lowest val_loss so far)\n");
+    cap_close(&c);
+    cJSON_ReplaceItemInObject(job, "state", cJSON_CreateString("succeeded"));
+    cJSON_ReplaceItemInObject(job, "epochs_done", cJSON_CreateNumber(30));
+    cap_open(&c);
+    vt_cli_render_job(c.f, job);
+    VT_CHECK_CONTAINS(cap_text(&c), "epochs     30 of 30 done\n");
+    cap_close(&c);
+    cJSON_Delete(jobs);
+    cJSON_Delete(job);
+}
+
 static void test_render_lines(vt_backend *be)
 {
     cJSON *p = fake_json("{\"epoch\":4,\"epochs\":10,\"step\":10,\"steps\":63,\"loss\":0.41,"
@@ -1561,6 +1621,7 @@ int main(int argc, char **argv)
         {"render_list", test_render_list, 0},
         {"render_status", test_render_status, 0},
         {"render_job", test_render_job, 0},
+        {"render_job_ends", test_render_job_ends, 0},
         {"render_lines", test_render_lines, 0},
         {"render_predict_eval", test_render_predict_eval, 0},
         {"watcher", test_watcher, 0},
