@@ -3,7 +3,8 @@
  * Pure functions from JSON to text, so the tests compare exact strings.
  * Missing or null fields print as "-" rather than failing: the daemon may
  * send a restricted view (another user's job) or an older daemon fewer
- * fields.  Everything printed is ASCII, so bytes are columns.
+ * fields.  Names, paths and messages may be any UTF-8: tables are padded
+ * and cells cut by display columns (vt_cli_text_width), not bytes.
  */
 #include "cli.h"
 
@@ -15,6 +16,7 @@
 
 #include "../common/error.h"
 #include "../common/text.h"
+#include "../common/utf8.h"
 #include "../engine/base.h"
 
 /* ---- field access ------------------------------------------------------ */
@@ -45,19 +47,93 @@ static int vt__true(const cJSON *o, const char *key)
     return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, key));
 }
 
-/* Cuts s to at most max bytes, ending in "..." when cut. */
-static void vt__clip(char *s, size_t max)
+/* ---- display width ----------------------------------------------------- */
+
+/* Columns a code point takes on a terminal: 0 for combining marks and
+ * zero-width characters, 2 for East Asian wide and fullwidth ones and
+ * emoji, else 1.  A small table in the spirit of Markus Kuhn's wcwidth, so
+ * that the result does not depend on the locale (the client does not set
+ * one, and tests run in "C"). */
+static int vt__cp_width(uint32_t cp)
 {
-    if (strlen(s) <= max)
-        return;
-    if (max >= 3) {
-        size_t n = max - 3;
-        while (n > 0 && s[n - 1] == ' ')
-            n--;
-        strcpy(s + n, "...");
-    } else {
-        s[max] = '\0';
+    static const uint32_t zero[][2] = {
+        {0x0300, 0x036f}, {0x0483, 0x0489}, {0x0591, 0x05bd}, {0x0610, 0x061a},
+        {0x064b, 0x065f}, {0x0e31, 0x0e31}, {0x0e34, 0x0e3a}, {0x0e47, 0x0e4e},
+        {0x1ab0, 0x1aff}, {0x1dc0, 0x1dff}, {0x200b, 0x200f}, {0x20d0, 0x20ff},
+        {0x302a, 0x302d}, {0x3099, 0x309a}, {0xfe00, 0xfe0f}, {0xfe20, 0xfe2f},
+        {0xfeff, 0xfeff},
+    };
+    static const uint32_t wide[][2] = {
+        {0x1100, 0x115f}, {0x2329, 0x232a}, {0x2e80, 0x303e}, {0x3041, 0x33ff},
+        {0x3400, 0x4dbf}, {0x4e00, 0x9fff}, {0xa000, 0xa4cf}, {0xac00, 0xd7a3},
+        {0xf900, 0xfaff}, {0xfe10, 0xfe19}, {0xfe30, 0xfe6f}, {0xff00, 0xff60},
+        {0xffe0, 0xffe6}, {0x1f300, 0x1f64f}, {0x1f900, 0x1f9ff}, {0x20000, 0x2fffd},
+        {0x30000, 0x3fffd},
+    };
+    for (size_t k = 0; k < sizeof zero / sizeof zero[0]; k++)
+        if (cp >= zero[k][0] && cp <= zero[k][1])
+            return 0;
+    for (size_t k = 0; k < sizeof wide / sizeof wide[0]; k++)
+        if (cp >= wide[k][0] && cp <= wide[k][1])
+            return 2;
+    return 1;
+}
+
+/* The character at s (not at its end): returns its bytes and sets *cols.
+ * A byte that starts no valid UTF-8 sequence counts as one column (a
+ * terminal shows it as one replacement character). */
+static size_t vt__char(const char *s, int *cols)
+{
+    const uint8_t *u = (const uint8_t *)s;
+    int n = vt_utf8_seq(u, strnlen(s, 4));
+    uint32_t cp;
+
+    if (n <= 1) {
+        *cols = 1;
+        return 1;
     }
+    cp = u[0] & (n == 2 ? 0x1f : n == 3 ? 0x0f : 0x07);
+    for (int k = 1; k < n; k++)
+        cp = (cp << 6) | (u[k] & 0x3f);
+    *cols = vt__cp_width(cp);
+    return (size_t)n;
+}
+
+int vt_cli_text_width(const char *s)
+{
+    int w = 0, cols;
+    while (*s) {
+        s += vt__char(s, &cols);
+        w += cols;
+    }
+    return w;
+}
+
+/* Cuts s to at most max columns, at a character's boundary, ending in
+ * "..." when cut.  ("..." fits where the cut was: every character takes at
+ * least as many bytes as columns.) */
+static void vt__clip(char *s, int max)
+{
+    size_t i = 0, keep = 0;
+    int w = 0, cols, room = max >= 3 ? max - 3 : max;
+
+    if (vt_cli_text_width(s) <= max)
+        return;
+    while (s[i]) {
+        size_t n = vt__char(s + i, &cols);
+        if (w + cols > room)
+            break;
+        w += cols;
+        i += n;
+        keep = i;
+    }
+    if (max < 3) {
+        s[keep] = '\0';
+        return;
+    }
+    while (keep > 0 && s[keep - 1] == ' ')
+        keep--;
+    strcpy(s + keep, "...");
 }
 
 /* ---- small formats ----------------------------------------------------- */
@@ -190,8 +266,9 @@ static int vt__restricted(const cJSON *job)
 
 /* ---- tables ------------------------------------------------------------ */
 
-/* A table of malloc'd cells printed with columns padded to their widest
- * cell, two spaces apart, the last column unpadded. */
+/* A table of malloc'd cells (at most 16 columns) printed with columns
+ * padded to their widest cell, two spaces apart, the last column
+ * unpadded. */
 typedef struct {
     int ncols, nrows, cap;
     char **cells;
@@ -221,18 +298,20 @@ static void vt__table_print(FILE *f, vt__table *t)
 {
     int w[16] = {0};
     for (int r = 0; r < t->nrows; r++)
-        for (int c = 0; c < t->ncols && c < 16; c++) {
+        for (int c = 0; c < t->ncols; c++) {
             const char *s = t->cells[r * t->ncols + c];
-            int n = s ? (int)strlen(s) : 0;
+            int n = s ? vt_cli_text_width(s) : 0;
             w[c] = n > w[c] ? n : w[c];
         }
     for (int r = 0; r < t->nrows; r++) {
         for (int c = 0; c < t->ncols; c++) {
             const char *s = t->cells[r * t->ncols + c];
-            if (c == t->ncols - 1)
+            if (c == t->ncols - 1) {
                 fprintf(f, "%s\n", s ? s : "");
-            else
-                fprintf(f, "%-*s  ", w[c], s ? s : "");
+                continue;
+            }
+            /* padded by columns: printf's %-*s counts bytes */
+            fprintf(f, "%s%*s", s ? s : "", w[c] - (s ? vt_cli_text_width(s) : 0) + 2, "");
         }
     }
     for (int i = 0; i < t->nrows * t->ncols; i++)
@@ -341,7 +420,7 @@ void vt_cli_render_list(FILE *f, const cJSON *jobs)
 
     vt__row(&t, "ID", "USER", "NAME", "STATE", "EPOCH", "PROGRESS", "SUBMITTED");
     cJSON_ArrayForEach(job, jobs) {
-        char id[32], epoch[48], result[256], when[64], name[64];
+        char id[32], epoch[48], result[256], when[64], name[512]; /* whole, then clipped */
         snprintf(id, sizeof id, "%lld", vt__int(job, "id", 0));
         snprintf(name, sizeof name, "%s", vt__str(job, "name") ? vt__str(job, "name") : "-");
         vt__clip(name, 24);

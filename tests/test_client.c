@@ -609,6 +609,40 @@ static void test_render_list(vt_backend *be)
     cJSON_Delete(jobs);
 }
 
+/* Columns are padded by what a terminal shows, not by bytes. */
+static void test_render_width(vt_backend *be)
+{
+    cJSON *jobs = fake_json(
+        "[{\"id\":1,\"name\":\"donn\u00e9es\",\"user\":\"alice\",\"state\":\"queued\"},"
+        "{\"id\":2,\"name\":\"\u00e7ercles \u5186\",\"user\":\"al\u00efce\","
+        "\"state\":\"queued\"},"
+        "{\"id\":3,\"name\":\"\u043a\u0430\u0440e\u0301\",\"user\":\"bob\",\"state\":\"queued\"},"
+        "{\"id\":4,\"name\":\"\u5186\u5186\u5186\u5186\u5186\u5186\u5186\u5186\u5186\u5186"
+        "\u5186\u5186\u5186\",\"user\":\"bob\",\"state\":\"queued\"}]");
+    capture c;
+    (void)be;
+
+    VT_CHECK_INT(vt_cli_text_width(""), 0);
+    VT_CHECK_INT(vt_cli_text_width("abc"), 3);
+    VT_CHECK_INT(vt_cli_text_width("donn\xc3\xa9" "es"), 7);           /* é: 2 bytes, 1 column */
+    VT_CHECK_INT(vt_cli_text_width("\xc3\xa7" "ercles \xe5\x86\x86"), 10); /* 円: 2 columns */
+    VT_CHECK_INT(vt_cli_text_width("e\xcc\x81"), 1);                 /* e + combining acute */
+    VT_CHECK_INT(vt_cli_text_width("\xf0\x9f\x98\x80"), 2);         /* an emoji */
+    VT_CHECK_INT(vt_cli_text_width("a\xff" "b"), 3);                     /* not UTF-8: 1 each */
+    cap_open(&c);
+    vt_cli_render_list(c.f, jobs);
+    VT_CHECK_STR(cap_text(&c),
+        "ID  USER   NAME                     STATE   EPOCH  PROGRESS  SUBMITTED\n"
+        "1   alice  donn\u00e9es                  queued  -      waiting   -\n"
+        "2   al\u00efce  \u00e7ercles \u5186               queued  -      waiting   -\n"
+        "3   bob    \u043a\u0430\u0440e\u0301                     queued  -      waiting   -\n"
+        /* 13 wide characters cut at 24 columns, between two of them */
+        "4   bob    \u5186\u5186\u5186\u5186\u5186\u5186\u5186\u5186\u5186\u5186...  queued  -      "
+        "waiting   -\n");
+    cap_close(&c);
+    cJSON_Delete(jobs);
+}
+
 static const char *const status_json =
     "{\"version\":\"0.1.0\",\"backend\":\"cpu\",\"device\":\"CPU, 2 threads, OpenBLAS fp32\","
     "\"memory\":{\"total\":8589934592,\"in_use\":1288490189,\"peak\":3650722202,"
@@ -1619,6 +1653,7 @@ int main(int argc, char **argv)
         {"check_paths", test_check_paths, 0},
         {"exit_codes", test_exit_codes, 0},
         {"render_list", test_render_list, 0},
+        {"render_width", test_render_width, 0},
         {"render_status", test_render_status, 0},
         {"render_job", test_render_job, 0},
         {"render_job_ends", test_render_job_ends, 0},
