@@ -77,7 +77,7 @@ static const char vt__help_main[] =
     "options (also accepted after the command):\n"
     "  --socket PATH   the daemon's socket; default $VGGTUNE_SOCKET, else\n"
     "                  $XDG_RUNTIME_DIR/vggtune.sock if it exists, else\n"
-    "                  /tmp/vggtune-UID.sock if it exists and is yours, else\n"
+    "                  /tmp/vggtune-UID.sock if it is a socket of yours, else\n"
     "                  /run/vggtune/vggtune.sock\n"
     "  --json          print the daemon's replies as JSON, one object per line\n"
     "  -h, --help      this text; 'vggtune COMMAND --help' for a command\n"
