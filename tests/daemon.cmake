@@ -9,3 +9,4 @@ vt_add_py_test(daemon_faults py/test_faults.py LABELS "daemon;threads" TIMEOUT 1
 vt_add_py_test(daemon_users py/test_users.py LABELS "daemon;threads" TIMEOUT 1200)
 # Unit files, socket activation, sd_notify.
 vt_add_py_test(daemon_systemd py/test_systemd.py LABELS "daemon;threads" TIMEOUT 300)
+vt_add_py_test(daemon_ux py/test_client_ux.py LABELS "daemon;threads" TIMEOUT 600)
