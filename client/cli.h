@@ -139,11 +139,6 @@ int vt_cli_job_exit(const cJSON *job);
 
 /* ---- rendering (render.c) ---------------------------------------------- */
 
-/* The columns UTF-8 text s takes on a terminal: a column per code point,
- * two for East Asian wide characters, none for combining marks; a byte
- * that is not UTF-8 counts as one. */
-int vt_cli_text_width(const char *s);
-
 /* "1:02:03", "2:05", or "--:--" for an unknown duration. */
 void vt_cli_fmt_duration(double s, char *buf, size_t len);
 

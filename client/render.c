@@ -4,7 +4,7 @@
  * Missing or null fields print as "-" rather than failing: the daemon may
  * send a restricted view (another user's job) or an older daemon fewer
  * fields.  Names, paths and messages may be any UTF-8: tables are padded
- * and cells cut by display columns (vt_cli_text_width), not bytes.
+ * and cells cut by display columns (vt_utf8_width), not bytes.
  */
 #include "cli.h"
 
@@ -49,66 +49,6 @@ static int vt__true(const cJSON *o, const char *key)
 
 /* ---- display width ----------------------------------------------------- */
 
-/* Columns a code point takes on a terminal: 0 for combining marks and
- * zero-width characters, 2 for East Asian wide and fullwidth ones and
- * emoji, else 1.  A small table in the spirit of Markus Kuhn's wcwidth, so
- * that the result does not depend on the locale (the client does not set
- * one, and tests run in "C"). */
-static int vt__cp_width(uint32_t cp)
-{
-    static const uint32_t zero[][2] = {
-        {0x0300, 0x036f}, {0x0483, 0x0489}, {0x0591, 0x05bd}, {0x0610, 0x061a},
-        {0x064b, 0x065f}, {0x0e31, 0x0e31}, {0x0e34, 0x0e3a}, {0x0e47, 0x0e4e},
-        {0x1ab0, 0x1aff}, {0x1dc0, 0x1dff}, {0x200b, 0x200f}, {0x20d0, 0x20ff},
-        {0x302a, 0x302d}, {0x3099, 0x309a}, {0xfe00, 0xfe0f}, {0xfe20, 0xfe2f},
-        {0xfeff, 0xfeff},
-    };
-    static const uint32_t wide[][2] = {
-        {0x1100, 0x115f}, {0x2329, 0x232a}, {0x2e80, 0x303e}, {0x3041, 0x33ff},
-        {0x3400, 0x4dbf}, {0x4e00, 0x9fff}, {0xa000, 0xa4cf}, {0xac00, 0xd7a3},
-        {0xf900, 0xfaff}, {0xfe10, 0xfe19}, {0xfe30, 0xfe6f}, {0xff00, 0xff60},
-        {0xffe0, 0xffe6}, {0x1f300, 0x1f64f}, {0x1f900, 0x1f9ff}, {0x20000, 0x2fffd},
-        {0x30000, 0x3fffd},
-    };
-    for (size_t k = 0; k < sizeof zero / sizeof zero[0]; k++)
-        if (cp >= zero[k][0] && cp <= zero[k][1])
-            return 0;
-    for (size_t k = 0; k < sizeof wide / sizeof wide[0]; k++)
-        if (cp >= wide[k][0] && cp <= wide[k][1])
-            return 2;
-    return 1;
-}
-
-/* The character at s (not at its end): returns its bytes and sets *cols.
- * A byte that starts no valid UTF-8 sequence counts as one column (a
- * terminal shows it as one replacement character). */
-static size_t vt__char(const char *s, int *cols)
-{
-    const uint8_t *u = (const uint8_t *)s;
-    int n = vt_utf8_seq(u, strnlen(s, 4));
-    uint32_t cp;
-
-    if (n <= 1) {
-        *cols = 1;
-        return 1;
-    }
-    cp = u[0] & (n == 2 ? 0x1f : n == 3 ? 0x0f : 0x07);
-    for (int k = 1; k < n; k++)
-        cp = (cp << 6) | (u[k] & 0x3f);
-    *cols = vt__cp_width(cp);
-    return (size_t)n;
-}
-
-int vt_cli_text_width(const char *s)
-{
-    int w = 0, cols;
-    while (*s) {
-        s += vt__char(s, &cols);
-        w += cols;
-    }
-    return w;
-}
-
 /* Cuts s to at most max columns, at a character's boundary, ending in
  * "..." when cut.  ("..." fits where the cut was: every character takes at
  * least as many bytes as columns.) */
@@ -117,10 +57,10 @@ static void vt__clip(char *s, int max)
     size_t i = 0, keep = 0;
     int w = 0, cols, room = max >= 3 ? max - 3 : max;
 
-    if (vt_cli_text_width(s) <= max)
+    if (vt_utf8_width(s) <= max)
         return;
     while (s[i]) {
-        size_t n = vt__char(s + i, &cols);
+        size_t n = vt_utf8_char(s + i, &cols);
         if (w + cols > room)
             break;
         w += cols;
@@ -300,7 +240,7 @@ static void vt__table_print(FILE *f, vt__table *t)
     for (int r = 0; r < t->nrows; r++)
         for (int c = 0; c < t->ncols; c++) {
             const char *s = t->cells[r * t->ncols + c];
-            int n = s ? vt_cli_text_width(s) : 0;
+            int n = s ? vt_utf8_width(s) : 0;
             w[c] = n > w[c] ? n : w[c];
         }
     for (int r = 0; r < t->nrows; r++) {
@@ -311,7 +251,7 @@ static void vt__table_print(FILE *f, vt__table *t)
                 continue;
             }
             /* padded by columns: printf's %-*s counts bytes */
-            fprintf(f, "%s%*s", s ? s : "", w[c] - (s ? vt_cli_text_width(s) : 0) + 2, "");
+            fprintf(f, "%s%*s", s ? s : "", w[c] - (s ? vt_utf8_width(s) : 0) + 2, "");
         }
     }
     for (int i = 0; i < t->nrows * t->ncols; i++)

@@ -14,4 +14,13 @@ int vt_utf8_seq(const uint8_t *s, size_t n);
 /* Whether s[0..n) is valid UTF-8. */
 int vt_utf8_valid(const uint8_t *s, size_t n);
 
+/* The character at s (not at its end): returns its bytes and sets *cols to
+ * the terminal columns it takes (0 for combining marks, 2 for East Asian
+ * wide characters and emoji, else 1).  A byte that starts no valid UTF-8
+ * sequence counts as one column (shown as one replacement character). */
+size_t vt_utf8_char(const char *s, int *cols);
+
+/* Terminal columns the NUL-terminated string s takes (vt_utf8_char's). */
+int vt_utf8_width(const char *s);
+
 #endif

@@ -1,6 +1,10 @@
 /* report.c - see report.h. */
 #include "report.h"
 
+#include "../common/utf8.h"
+
+#define VT__NAME_COLS 20 /* the class column, in terminal columns */
+
 /* A count field of o, 0 when missing. */
 static long long vt__count(const cJSON *o, const char *key)
 {
@@ -30,7 +34,7 @@ void vt_report_eval(FILE *f, const cJSON *e)
     fprintf(f, "\n");
     if (nc <= 0)
         return;
-    fprintf(f, "%-20s %9s %9s\n", "class", "precision", "recall");
+    fprintf(f, "%-*s %9s %9s\n", VT__NAME_COLS, "class", "precision", "recall");
     for (int c = 0; c < nc; c++) {
         const cJSON *name = cJSON_GetArrayItem(classes, c);
         const cJSON *p = cJSON_GetArrayItem(prec, c), *r = cJSON_GetArrayItem(rec, c);
@@ -39,7 +43,9 @@ void vt_report_eval(FILE *f, const cJSON *e)
             snprintf(ps, sizeof ps, "%.4f", p->valuedouble);
         if (cJSON_IsNumber(r))
             snprintf(rs, sizeof rs, "%.4f", r->valuedouble);
-        fprintf(f, "%-20s %9s %9s\n", cJSON_IsString(name) ? name->valuestring : "?", ps, rs);
+        const char *s = cJSON_IsString(name) ? name->valuestring : "?";
+        int pad = VT__NAME_COLS - vt_utf8_width(s); /* (columns, not bytes: 'données') */
+        fprintf(f, "%s%*s %9s %9s\n", s, pad > 0 ? pad : 0, "", ps, rs);
     }
     if (cJSON_GetArraySize(conf) != nc)
         return;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "../client/cli.h"
+#include "../common/utf8.h"
 #include "../proto/report.h"
 #include "fake_vggtuned.h"
 #include "vt_test.h"
@@ -622,13 +623,13 @@ static void test_render_width(vt_backend *be)
     capture c;
     (void)be;
 
-    VT_CHECK_INT(vt_cli_text_width(""), 0);
-    VT_CHECK_INT(vt_cli_text_width("abc"), 3);
-    VT_CHECK_INT(vt_cli_text_width("donn\xc3\xa9" "es"), 7);           /* é: 2 bytes, 1 column */
-    VT_CHECK_INT(vt_cli_text_width("\xc3\xa7" "ercles \xe5\x86\x86"), 10); /* 円: 2 columns */
-    VT_CHECK_INT(vt_cli_text_width("e\xcc\x81"), 1);                 /* e + combining acute */
-    VT_CHECK_INT(vt_cli_text_width("\xf0\x9f\x98\x80"), 2);         /* an emoji */
-    VT_CHECK_INT(vt_cli_text_width("a\xff" "b"), 3);                     /* not UTF-8: 1 each */
+    VT_CHECK_INT(vt_utf8_width(""), 0);
+    VT_CHECK_INT(vt_utf8_width("abc"), 3);
+    VT_CHECK_INT(vt_utf8_width("donn\xc3\xa9" "es"), 7);           /* é: 2 bytes, 1 column */
+    VT_CHECK_INT(vt_utf8_width("\xc3\xa7" "ercles \xe5\x86\x86"), 10); /* 円: 2 columns */
+    VT_CHECK_INT(vt_utf8_width("e\xcc\x81"), 1);                 /* e + combining acute */
+    VT_CHECK_INT(vt_utf8_width("\xf0\x9f\x98\x80"), 2);         /* an emoji */
+    VT_CHECK_INT(vt_utf8_width("a\xff" "b"), 3);                     /* not UTF-8: 1 each */
     cap_open(&c);
     vt_cli_render_list(c.f, jobs);
     VT_CHECK_STR(cap_text(&c),
@@ -870,7 +871,7 @@ static void test_render_predict_eval(vt_backend *be)
         "\"probability\":0.93},{\"class\":\"tulip\",\"index\":2,\"probability\":0.05}]},"
         "{\"image\":\"/abs/b.png\",\"error\":\"not a JPEG or PNG file\"}]");
     cJSON *ev = fake_json(
-        "{\"n\":200,\"skipped\":1,\"accuracy\":0.9,\"loss\":0.3,\"classes\":[\"a\",\"b\"],"
+        "{\"n\":200,\"skipped\":1,\"accuracy\":0.9,\"loss\":0.3,\"classes\":[\"a\",\"b\xc3\xa9\"],"
         "\"precision\":[0.9,null],\"recall\":[0.8,0.95],\"confusion\":[[90,10],[5,95]]}");
     char *shown[] = {"a.jpg", "imgs/b.png"};
     capture c;
@@ -891,12 +892,12 @@ static void test_render_predict_eval(vt_backend *be)
                  "images 200  accuracy 0.9000  loss 0.3000  (1 unreadable image skipped)\n"
                  "class                precision    recall\n"
                  "a                       0.9000    0.8000\n"
-                 "b                            -    0.9500\n"
+                 "b\xc3\xa9                           -    0.9500\n"
                  "confusion matrix (rows: true class, columns: predicted class, numbered "
                  "as the rows)\n"
                  "     0     1\n"
                  "    90    10   0 a\n"
-                 "     5    95   1 b\n");
+                 "     5    95   1 b\xc3\xa9\n");
     cap_close(&c);
     cJSON_Delete(pred);
     cJSON_Delete(ev);
