@@ -113,19 +113,6 @@ void vt_cli_submit_free(vt_cli_submit *s);
  * with the groups the user database gives, may still be allowed). */
 int vt_cli_check_paths(const cJSON *doc);
 
-/* ---- connecting -------------------------------------------------------- */
-
-struct stat;
-
-/* What to say when the socket at path refused us (EACCES), from what the
- * client sees of it: st its stat (NULL: it cannot even be looked at, a
- * folder above it is closed), owner and group their names (NULL: unknown,
- * numbers are shown), in_group whether this process has the socket's group,
- * listed whether the user database puts the user in it (a new login would
- * have it).  Names the socket's actual group, and says "ask to be added"
- * only where being added would help. */
-void vt_cli_denied_msg(char *buf, size_t len, const char *path, const struct stat *st,
-                       const char *owner, const char *group, int in_group, int listed);
 
 /* ---- exit statuses ----------------------------------------------------- */
 

@@ -295,116 +295,16 @@ static void vt__slow_notice(void *ud, const cJSON *what)
         vt__msg(cli, "waiting for vggtuned to answer");
 }
 
-void vt_cli_denied_msg(char *buf, size_t len, const char *path, const struct stat *st,
-                       const char *owner, const char *group, int in_group, int listed)
-{
-    char g[64], o[64];
-
-    if (!st) {
-        snprintf(buf, len, "permission denied on %s: a folder on the way to it is closed to "
-                 "you (ask an administrator)", path);
-        return;
-    }
-    if (group)
-        snprintf(g, sizeof g, "%s", group);
-    else
-        snprintf(g, sizeof g, "%u", (unsigned)st->st_gid);
-    if (owner)
-        snprintf(o, sizeof o, "%s", owner);
-    else
-        snprintf(o, sizeof o, "uid %u", (unsigned)st->st_uid);
-    if (in_group && st->st_uid == 0)
-        snprintf(buf, len, "permission denied on %s: you are in its group '%s', but its mode "
-                 "(%04o) does not let the group connect; ask an administrator", path, g,
-                 (unsigned)(st->st_mode & 07777));
-    else if (in_group)
-        snprintf(buf, len, "permission denied on %s: you are in its group '%s', but its mode "
-                 "(%04o) does not let the group connect; it is %s's socket: ask them or an "
-                 "administrator", path, g, (unsigned)(st->st_mode & 07777), o);
-    else if (listed)
-        snprintf(buf, len, "permission denied on %s: you were added to its group '%s' "
-                 "after this session began: log in again (or run 'newgrp %s')", path, g, g);
-    else if (st->st_gid == 0)
-        snprintf(buf, len, "permission denied on %s: its group is root, not a group of "
-                 "vggtuned's users; ask an administrator to start vggtuned with --socket-group "
-                 "naming one, and to add you to it", path);
-    else
-        snprintf(buf, len, "permission denied on %s: ask an administrator to add you to the "
-                 "'%s' group", path, g);
-}
-
-/* Whether the user database puts the user (euid) in group gid, as a new
- * login would give it. */
-static int vt__listed_in(gid_t gid)
-{
-    struct passwd pw, *res = NULL;
-    char buf[4096];
-    gid_t groups[256];
-    int n = (int)(sizeof groups / sizeof groups[0]);
-
-    if (getpwuid_r(geteuid(), &pw, buf, sizeof buf, &res) != 0 || !res)
-        return 0;
-    if (pw.pw_gid == gid)
-        return 1;
-    if (getgrouplist(pw.pw_name, pw.pw_gid, groups, &n) < 0)
-        return 0; /* more than we look at: say nothing we cannot tell */
-    for (int i = 0; i < n; i++)
-        if (groups[i] == gid)
-            return 1;
-    return 0;
-}
-
-/* Whether this process has group gid. */
-static int vt__has_group(gid_t gid)
-{
-    gid_t groups[256];
-    int n = getgroups((int)(sizeof groups / sizeof groups[0]), groups);
-
-    if (getegid() == gid)
-        return 1;
-    for (int i = 0; i < n; i++)
-        if (groups[i] == gid)
-            return 1;
-    return 0;
-}
-
-/* Prints why the socket at path refused us (see vt_cli_denied_msg). */
-static void vt__denied(vt_cli *cli, const char *path)
-{
-    struct stat st;
-    struct group gr, *gres = NULL;
-    struct passwd pw, *pres = NULL;
-    char gbuf[4096], pbuf[4096], msg[1024];
-    int seen = stat(path, &st) == 0;
-
-    if (seen) {
-        (void)getgrgid_r(st.st_gid, &gr, gbuf, sizeof gbuf, &gres);
-        (void)getpwuid_r(st.st_uid, &pw, pbuf, sizeof pbuf, &pres);
-    }
-    vt_cli_denied_msg(msg, sizeof msg, path, seen ? &st : NULL, pres ? pres->pw_name : NULL,
-                      gres ? gres->gr_name : NULL, seen && vt__has_group(st.st_gid),
-                      seen && vt__listed_in(st.st_gid));
-    vt__msg(cli, "%s", msg);
-}
-
 /* Connects to the daemon.  Returns 0, VT_CLI_FAILED when the daemon
  * answered but refused (a connection limit), else VT_CLI_UNREACHABLE
  * (printed). */
 static int vt__open(vt_cli *cli, vt_client **c)
 {
-    static const char denied[] = "permission denied on ";
     char def[4096];
     const char *path = cli->socket ? cli->socket : vt_proto_default_socket(def, sizeof def);
     int rc = vt_client_connect(c, path, NULL);
     if (rc < 0) {
-        /* connect(2) refused (the handshake's refusals read otherwise).  The
-         * proto library's hint names a 'vggtune' group for a socket of group
-         * root and asks to join a group one may be in already: say what the
-         * socket shows instead. */
-        if (rc == VT_EPERM && !strncmp(vt_error_msg(), denied, sizeof denied - 1))
-            vt__denied(cli, path);
-        else
-            vt__msg(cli, "%s", vt_error_msg());
+        vt__msg(cli, "%s", vt_error_msg());
         return rc == VT_EBUSY ? VT_CLI_FAILED : VT_CLI_UNREACHABLE;
     }
     vt_client_on_slow(*c, VT__SLOW_NOTICE_MS, vt__slow_notice, cli);

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <pwd.h>
 #include <math.h>
 #include <poll.h>
 #include <stdio.h>
@@ -481,12 +482,104 @@ static int vt__connect(int fd, const struct sockaddr_un *sa)
     }
 }
 
+void vt_proto_denied_msg(char *buf, size_t len, const char *path, const struct stat *st,
+                       const char *owner, const char *group, int in_group, int listed)
+{
+    char g[64], o[64];
+
+    if (!st) {
+        snprintf(buf, len, "permission denied on %s: a folder on the way to it is closed to "
+                 "you (ask an administrator)", path);
+        return;
+    }
+    if (group)
+        snprintf(g, sizeof g, "%s", group);
+    else
+        snprintf(g, sizeof g, "%u", (unsigned)st->st_gid);
+    if (owner)
+        snprintf(o, sizeof o, "%s", owner);
+    else
+        snprintf(o, sizeof o, "uid %u", (unsigned)st->st_uid);
+    if (in_group && st->st_uid == 0)
+        snprintf(buf, len, "permission denied on %s: you are in its group '%s', but its mode "
+                 "(%04o) does not let the group connect; ask an administrator", path, g,
+                 (unsigned)(st->st_mode & 07777));
+    else if (in_group)
+        snprintf(buf, len, "permission denied on %s: you are in its group '%s', but its mode "
+                 "(%04o) does not let the group connect; it is %s's socket: ask them or an "
+                 "administrator", path, g, (unsigned)(st->st_mode & 07777), o);
+    else if (listed)
+        snprintf(buf, len, "permission denied on %s: you were added to its group '%s' "
+                 "after this session began: log in again (or run 'newgrp %s')", path, g, g);
+    else if (st->st_gid == 0)
+        snprintf(buf, len, "permission denied on %s: its group is root, not a group of "
+                 "vggtuned's users; ask an administrator to start vggtuned with --socket-group "
+                 "naming one, and to add you to it", path);
+    else
+        snprintf(buf, len, "permission denied on %s: ask an administrator to add you to the "
+                 "'%s' group", path, g);
+}
+
+/* Whether the user database puts the user (euid) in group gid, as a new
+ * login would give it. */
+static int vt__listed_in(gid_t gid)
+{
+    struct passwd pw, *res = NULL;
+    char buf[4096];
+    gid_t groups[256];
+    int n = (int)(sizeof groups / sizeof groups[0]);
+
+    if (getpwuid_r(geteuid(), &pw, buf, sizeof buf, &res) != 0 || !res)
+        return 0;
+    if (pw.pw_gid == gid)
+        return 1;
+    if (getgrouplist(pw.pw_name, pw.pw_gid, groups, &n) < 0)
+        return 0; /* more than we look at: say nothing we cannot tell */
+    for (int i = 0; i < n; i++)
+        if (groups[i] == gid)
+            return 1;
+    return 0;
+}
+
+/* Whether this process has group gid. */
+static int vt__has_group(gid_t gid)
+{
+    gid_t groups[256];
+    int n = getgroups((int)(sizeof groups / sizeof groups[0]), groups);
+
+    if (getegid() == gid)
+        return 1;
+    for (int i = 0; i < n; i++)
+        if (groups[i] == gid)
+            return 1;
+    return 0;
+}
+
+/* The EACCES message for the socket at path, from what this process sees
+ * of it (vt_proto_denied_msg). */
+static int vt__denied(const char *path)
+{
+    struct stat st;
+    struct group gr, *gres = NULL;
+    struct passwd pw, *pres = NULL;
+    char gbuf[4096], pbuf[4096], msg[1024];
+    int seen = stat(path, &st) == 0;
+
+    if (seen) {
+        (void)getgrgid_r(st.st_gid, &gr, gbuf, sizeof gbuf, &gres);
+        (void)getpwuid_r(st.st_uid, &pw, pbuf, sizeof pbuf, &pres);
+    }
+    vt_proto_denied_msg(msg, sizeof msg, path, seen ? &st : NULL, pres ? pres->pw_name : NULL,
+                        gres ? gres->gr_name : NULL, seen && vt__has_group(st.st_gid),
+                        seen && vt__listed_in(st.st_gid));
+    return vt_error_set(VT_EPERM, "%s", msg);
+}
+
 /* The message for a failed connect: what is wrong and what to do. */
 static int vt__connect_error(const char *path, int err)
 {
     static const char start[] = "start it with 'vggtuned' or 'systemctl start vggtuned'";
     struct stat st;
-    char name[256] = "vggtune";
 
     switch (err) {
     case ENOENT:
@@ -500,16 +593,7 @@ static int vt__connect_error(const char *path, int err)
                             "(a socket left by a stopped daemon; %s)", path, start);
     case EACCES:
     case EPERM:
-        /* Name the socket's group when we can see it (and it is not root's):
-         * membership in it is what grants access. */
-        if (stat(path, &st) == 0 && st.st_gid != 0) {
-            struct group gr, *res = NULL;
-            char buf[4096];
-            if (getgrgid_r(st.st_gid, &gr, buf, sizeof buf, &res) == 0 && res)
-                snprintf(name, sizeof name, "%s", res->gr_name);
-        }
-        return vt_error_set(VT_EPERM, "permission denied on %s: ask an administrator to add "
-                            "you to the '%s' group", path, name);
+        return vt__denied(path);
     case ENOTDIR:
     case ENOTSOCK:
         return vt_error_set(VT_EINVAL, "%s is not a socket path", path);

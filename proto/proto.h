@@ -28,6 +28,18 @@
 #define VT_PROTO_TOP_MAX 64 /* classes a predict reply lists per image at most */
 #define VT_PROTO_MAX_IMAGES 1024 /* images one predict request may name */
 
+struct stat;
+
+/* What to say when the socket at path refused us (EACCES), from what the
+ * process sees of it: st its stat (NULL: it cannot even be looked at, a
+ * folder above it is closed), owner and group their names (NULL: unknown,
+ * numbers are shown), in_group whether this process has the socket's group,
+ * listed whether the user database puts the user in it (a new login would
+ * have it).  Names the socket's actual group, and says "ask to be added"
+ * only where being added would help. */
+void vt_proto_denied_msg(char *buf, size_t len, const char *path, const struct stat *st,
+                       const char *owner, const char *group, int in_group, int listed);
+
 /* ---- framing ----------------------------------------------------------- */
 
 /* Splits a byte stream into lines.  A pending (incomplete) line never grows

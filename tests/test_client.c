@@ -1608,15 +1608,15 @@ static void test_denied_msg(vt_backend *be)
     st.st_mode = S_IFSOCK | 0660;
     st.st_uid = 0;
     st.st_gid = 1234;
-    vt_cli_denied_msg(buf, sizeof buf, "/run/v.sock", &st, "root", "trainers", 0, 0);
+    vt_proto_denied_msg(buf, sizeof buf, "/run/v.sock", &st, "root", "trainers", 0, 0);
     VT_CHECK_STR(buf, "permission denied on /run/v.sock: ask an administrator to add you to "
                       "the 'trainers' group");
-    vt_cli_denied_msg(buf, sizeof buf, "/run/v.sock", &st, "root", NULL, 0, 0);
+    vt_proto_denied_msg(buf, sizeof buf, "/run/v.sock", &st, "root", NULL, 0, 0);
     VT_CHECK_STR(buf, "permission denied on /run/v.sock: ask an administrator to add you to "
                       "the '1234' group");
     /* group root: being added to it is not the way in */
     st.st_gid = 0;
-    vt_cli_denied_msg(buf, sizeof buf, "/run/v.sock", &st, "root", "root", 0, 0);
+    vt_proto_denied_msg(buf, sizeof buf, "/run/v.sock", &st, "root", "root", 0, 0);
     VT_CHECK_STR(buf, "permission denied on /run/v.sock: its group is root, not a group of "
                       "vggtuned's users; ask an administrator to start vggtuned with "
                       "--socket-group naming one, and to add you to it");
@@ -1624,21 +1624,21 @@ static void test_denied_msg(vt_backend *be)
     st.st_mode = S_IFSOCK | 0600;
     st.st_uid = 1001;
     st.st_gid = 1000;
-    vt_cli_denied_msg(buf, sizeof buf, "/tmp/vggtune-1001.sock", &st, "bob", "alice", 1, 1);
+    vt_proto_denied_msg(buf, sizeof buf, "/tmp/vggtune-1001.sock", &st, "bob", "alice", 1, 1);
     VT_CHECK_STR(buf, "permission denied on /tmp/vggtune-1001.sock: you are in its group "
                       "'alice', but its mode (0600) does not let the group connect; it is "
                       "bob's socket: ask them or an administrator");
     st.st_uid = 0;
-    vt_cli_denied_msg(buf, sizeof buf, "/run/v.sock", &st, NULL, "alice", 1, 1);
+    vt_proto_denied_msg(buf, sizeof buf, "/run/v.sock", &st, NULL, "alice", 1, 1);
     VT_CHECK_STR(buf, "permission denied on /run/v.sock: you are in its group 'alice', but its "
                       "mode (0600) does not let the group connect; ask an administrator");
     /* added to the group after logging in */
     st.st_mode = S_IFSOCK | 0660;
-    vt_cli_denied_msg(buf, sizeof buf, "/run/v.sock", &st, "root", "trainers", 0, 1);
+    vt_proto_denied_msg(buf, sizeof buf, "/run/v.sock", &st, "root", "trainers", 0, 1);
     VT_CHECK_STR(buf, "permission denied on /run/v.sock: you were added to its group "
                       "'trainers' after this session began: log in again (or run 'newgrp "
                       "trainers')");
-    vt_cli_denied_msg(buf, sizeof buf, "/srv/x/v.sock", NULL, NULL, NULL, 0, 0);
+    vt_proto_denied_msg(buf, sizeof buf, "/srv/x/v.sock", NULL, NULL, NULL, 0, 0);
     VT_CHECK_STR(buf, "permission denied on /srv/x/v.sock: a folder on the way to it is closed "
                       "to you (ask an administrator)");
 }
