@@ -2,6 +2,7 @@
  * submit builds, rendering of replies and events, exit statuses, and whole
  * commands run against the scripted fake daemon (tests/fake_vggtuned.c). */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 
 #include "../client/cli.h"
 #include "../common/utf8.h"
+#include "../engine/safetensors.h"
 #include "../proto/report.h"
 #include "fake_vggtuned.h"
 #include "vt_test.h"
@@ -513,6 +515,35 @@ static void test_check_paths(vt_backend *be)
     snprintf(msg, sizeof msg, "--weights %s is neither Keras HDF5 nor safetensors", bogus);
     VT_CHECK_ERR(vt_cli_check_paths(doc), VT_EFORMAT, msg);
     cJSON_Delete(doc);
+    snprintf(text, sizeof text, "{\"data\":{\"train\":\"%s\"},\"init\":\"%s\"}", train, bogus);
+    doc = fake_json(text);
+    snprintf(msg, sizeof msg, "--init %s is not a model file of ours (model.safetensors)", bogus);
+    VT_CHECK_ERR(vt_cli_check_paths(doc), VT_EFORMAT, msg);
+    cJSON_Delete(doc);
+
+    /* An output holding a finished job's model: only with overwrite. */
+    {
+        char outdir[512], f[600];
+        snprintf(outdir, sizeof outdir, "%s/done", dir);
+        VT_CHECK(mkdir(outdir, 0700) == 0);
+        vt_tensorset *set = vt_tensorset_new();
+        vt_tensorset_set_meta(set, "format", "vggtune-model-1");
+        vt_tensorset_set_meta(set, "job_id", "7");
+        snprintf(f, sizeof f, "%s/model.safetensors", outdir);
+        VT_CHECK_OK(vt_safetensors_write(AT_FDCWD, f, set));
+        vt_tensorset_free(set);
+        snprintf(text, sizeof text, "{\"data\":{\"train\":\"%s\"},\"output\":\"%s\"}", train,
+                 outdir);
+        doc = fake_json(text);
+        VT_CHECK_OK(vt_cli_check_paths(doc)); /* unfinished: no classmap.json naming it */
+        snprintf(f, sizeof f, "%s/classmap.json", outdir);
+        write_text(f, "{\"classes\": [\"a\", \"b\"], \"job_id\": 7}");
+        snprintf(msg, sizeof msg, "--out %s holds the model of job 7, which finished", outdir);
+        VT_CHECK_ERR(vt_cli_check_paths(doc), VT_EBUSY, msg);
+        cJSON_AddTrueToObject(doc, "overwrite");
+        VT_CHECK_OK(vt_cli_check_paths(doc));
+        cJSON_Delete(doc);
+    }
 
     /* Not a file to read at all: a FIFO would block the check forever. */
     char fifo[512];
