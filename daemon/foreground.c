@@ -171,9 +171,11 @@ static void vt__run_usage(FILE *f)
             "  -t, --threads N     CPU threads for the CPU backend and decoding (default or\n"
             "                      0: all cores)\n"
             "  -c, --checkpoint F  checkpoint at every epoch end (and on SIGTERM/SIGINT) to F;\n"
-            "                      resume from F when it exists\n"
+            "                      resume from F when it exists.  F stays after the job\n"
+            "                      has finished: the same command then ends at once, and\n"
+            "                      with more epochs in the document it goes on from there\n"
             "      --cache-mb N    device memory for the feature caches in MiB (default:\n"
-            "                      40%% of the device's memory; 0: none on the device)\n"
+            "                      half of what is free; 0: none on the device)\n"
             "      --host-cache-mb N\n"
             "                      host memory for caches that do not fit the device\n"
             "                      (default: half of what is available with a GPU, 0 with\n"
@@ -186,6 +188,15 @@ static void vt__run_usage(FILE *f)
             "job document that is missing or wrong), 75 interrupted\n"
             "(SIGINT, SIGTERM, SIGHUP) with the checkpoint written: run the same command\n"
             "again to resume; 130 interrupted without one.\n");
+}
+
+/* Device memory not in use now (with the trunk loaded), as the daemon
+ * measures it for a job's caches. */
+static size_t vt__free_memory(const vt_backend *be)
+{
+    size_t used = 0, total = vt_backend_memory_total(be);
+    vt_backend_memory(be, &used, NULL);
+    return total > used ? total - used : 0;
 }
 
 int vt_fg_run(int argc, char **argv)
@@ -277,7 +288,7 @@ int vt_fg_run(int argc, char **argv)
                           .base_random = base->random, .checkpoint = checkpoint,
                           .final_checkpoint = 1,
                           .cache_limit = cache_mb >= 0 ? (size_t)cache_mb << 20
-                                                       : vt_backend_memory_total(be) / 5 * 2,
+                                                       : vt__free_memory(be) / 2,
                           .host_cache_limit = host_cache_mb >= 0
                                                   ? (size_t)host_cache_mb << 20
                                                   : vt_featcache_host_default(be),
