@@ -170,10 +170,12 @@ static const char vt__help_status[] =
 static const char vt__help_watch[] =
     "usage: vggtune watch JOB\n"
     "\n"
-    "Follows a job until it ends.  On a terminal: a progress line updated in place\n"
-    "and a line per finished epoch; otherwise one line per epoch and log message.\n"
-    "Exits 0 when the job succeeded, 1 when it failed or was cancelled.  Ctrl-C\n"
-    "stops watching, with exit status 130; the job goes on.\n";
+    "Follows a job until it ends.  It first shows what the job has logged so far\n"
+    "(its latest 100 messages: skipped images and other warnings), so watching a\n"
+    "job that has ended shows its log.  On a terminal: a progress line updated in\n"
+    "place and a line per finished epoch; otherwise one line per epoch and log\n"
+    "message.  Exits 0 when the job succeeded, 1 when it failed or was cancelled.\n"
+    "Ctrl-C stops watching, with exit status 130; the job goes on.\n";
 
 static const char vt__help_cancel[] =
     "usage: vggtune cancel JOB\n"
