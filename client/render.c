@@ -419,6 +419,71 @@ static void vt__state_detail(const cJSON *job, char *buf, size_t len)
 
 #define VT__KV "%-10s %s\n"
 
+/* The rest of a job document's settings, a line each: the head, the
+ * optimizer and its schedule, augmentation, early stopping (the last two
+ * only when set). */
+static void vt__render_settings(FILE *f, const cJSON *spec)
+{
+    const cJSON *head = cJSON_GetObjectItemCaseSensitive(spec, "head");
+    const cJSON *opt = cJSON_GetObjectItemCaseSensitive(spec, "optimizer");
+    const cJSON *sch = cJSON_GetObjectItemCaseSensitive(opt, "schedule");
+    const cJSON *aug = cJSON_GetObjectItemCaseSensitive(spec, "augment");
+    const cJSON *es = cJSON_GetObjectItemCaseSensitive(spec, "early_stopping");
+    const cJSON *v;
+    const char *type = cJSON_IsString(sch) ? sch->valuestring : vt__str(sch, "type");
+    char buf[512] = "";
+    double x, y;
+
+    if (cJSON_IsArray(v = cJSON_GetObjectItemCaseSensitive(head, "dense"))) {
+        const cJSON *w;
+        vt_text_append(buf, sizeof buf, "dense ");
+        cJSON_ArrayForEach(w, v)
+            vt_text_append(buf, sizeof buf, "%.0f, ", w->valuedouble);
+        vt_text_append(buf, sizeof buf, "%s", cJSON_GetArraySize(v) ? "" : "none, ");
+        if (vt__num(head, "dropout", &x))
+            vt_text_append(buf, sizeof buf, "dropout %g, ", x);
+        buf[strlen(buf) - 2] = '\0';
+        fprintf(f, VT__KV, "head", buf);
+    }
+    if (opt) {
+        buf[0] = '\0';
+        vt_text_append(buf, sizeof buf, "SGD");
+        if (vt__num(opt, "momentum", &x))
+            vt_text_append(buf, sizeof buf, " momentum %g%s", x,
+                           cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(opt, "nesterov"))
+                               ? " (Nesterov)" : "");
+        if (vt__num(opt, "decay", &x) && x > 0)
+            vt_text_append(buf, sizeof buf, ", decay %g", x);
+        if (vt__num(opt, "weight_decay", &x) && x > 0)
+            vt_text_append(buf, sizeof buf, ", weight decay %g", x);
+        if (type && !strcmp(type, "step") && vt__num(sch, "step_epochs", &x) &&
+            vt__num(sch, "gamma", &y))
+            vt_text_append(buf, sizeof buf, ", lr x%g every %.0f epochs", y, x);
+        else if (type && !strcmp(type, "step"))
+            vt_text_append(buf, sizeof buf, ", step schedule");
+        else if (type && !strcmp(type, "cosine"))
+            vt_text_append(buf, sizeof buf, ", cosine schedule to %g",
+                           vt__num(sch, "min_lr", &x) ? x : 0.0);
+        fprintf(f, VT__KV, "optimizer", buf);
+    }
+    buf[0] = '\0';
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(aug, "flip")))
+        vt_text_append(buf, sizeof buf, "flip");
+    if (vt__num(aug, "crop", &x) && x > 0)
+        vt_text_append(buf, sizeof buf, "%scrop %g", buf[0] ? ", " : "", x);
+    if (buf[0])
+        fprintf(f, VT__KV, "augment", buf);
+    buf[0] = '\0';
+    if (vt__num(es, "patience", &x) && x > 0)
+        vt_text_append(buf, sizeof buf, "after %.0f epoch%s without a val_loss improvement%s",
+                       x, x == 1 ? "" : "s",
+                       vt__num(es, "min_delta", &y) && y > 0 ? " (min_delta)" : "");
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(spec, "keep_best")))
+        vt_text_append(buf, sizeof buf, "%skeep the best epoch's model", buf[0] ? "; " : "");
+    if (buf[0])
+        fprintf(f, VT__KV, "stopping", buf);
+}
+
 static void vt__metric(char *buf, size_t len, const cJSON *m, const char *key,
                        const char *fmt)
 {
@@ -503,8 +568,11 @@ void vt_cli_render_job(FILE *f, const cJSON *job)
             double tb = 0, seed = 0;
             vt__num(spec, "trainable_blocks", &tb);
             vt__num(spec, "seed", &seed);
+            int head_init = vt__str(spec, "init") || (vt__num(spec, "init_job", &x) && x > 0);
             if (tb >= 5 && trunk && strncmp(trunk, "random", 6) == 0)
                 snprintf(buf, sizeof buf, "random (He, seed %.0f)", seed);
+            else if (trunk && head_init) /* (the head: the "head init" line) */
+                snprintf(buf, sizeof buf, "trunk %s", trunk);
             else if (trunk)
                 snprintf(buf, sizeof buf, "trunk %s, head from seed %.0f", trunk, seed);
             else
@@ -534,6 +602,7 @@ void vt_cli_render_job(FILE *f, const cJSON *job)
         }
         if (buf[0])
             fprintf(f, VT__KV, "training", buf);
+        vt__render_settings(f, spec);
     }
     if ((s = vt__str(job, "output")))
         fprintf(f, VT__KV, "output", s);
