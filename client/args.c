@@ -776,15 +776,87 @@ static int vt__check_classes(const char *path, const char *flag)
     return 0;
 }
 
-/* Refuses, unless the document sets overwrite, an output directory that
- * holds a finished job's model (the job would replace it when it starts:
- * the trainer checks the same, vt_output_finished_model). */
+#define VT__MAX_CLASS_CHECK 4096 /* class folders compared at most (else: the job does) */
+
+static int vt__cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The class folders of the directory path (visible sub-directories, links
+ * not followed, as the dataset scan counts them), sorted, in names[*n]
+ * (free each).  -1 when it cannot be read or has more than max. */
+static int vt__class_names(const char *path, char **names, int max, int *n)
+{
+    DIR *d = opendir(path);
+    struct dirent *e;
+    *n = 0;
+    if (!d)
+        return -1;
+    while ((e = readdir(d))) {
+        struct stat st;
+        if (e->d_name[0] == '.' || fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+            !S_ISDIR(st.st_mode))
+            continue;
+        if (*n == max || !(names[*n] = strdup(e->d_name))) {
+            closedir(d);
+            return -1;
+        }
+        (*n)++;
+    }
+    closedir(d);
+    qsort(names, (size_t)*n, sizeof *names, vt__cmp_str);
+    return 0;
+}
+
+/* Refuses --val folders whose class folders are not --data's (the job
+ * would fail on it when it starts). */
+static int vt__check_val_classes(const cJSON *doc)
+{
+    const char *train = vt__get_str(doc, "data", "train"), *val = vt__get_str(doc, "data", "val");
+    char **a = NULL, **b = NULL;
+    int na = 0, nb = 0, rc = 0;
+    if (!train || !val)
+        return 0;
+    if (!(a = calloc(VT__MAX_CLASS_CHECK, sizeof *a)) ||
+        !(b = calloc(VT__MAX_CLASS_CHECK, sizeof *b))) {
+        free(a);
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    }
+    if (vt__class_names(train, a, VT__MAX_CLASS_CHECK, &na) == 0 &&
+        vt__class_names(val, b, VT__MAX_CLASS_CHECK, &nb) == 0) {
+        int i = 0, j = 0;
+        while (i < na && j < nb && strcmp(a[i], b[j]) == 0)
+            i++, j++;
+        if (i < na && (j >= nb || strcmp(a[i], b[j]) < 0))
+            rc = vt_error_set(VT_EINVAL, "--val %s lacks the class folder '%s' of --data %s "
+                              "(they must have the same class folders)", val, a[i], train);
+        else if (j < nb)
+            rc = vt_error_set(VT_EINVAL, "--val %s has a class folder '%s' that --data %s "
+                              "lacks (they must have the same class folders)", val, b[j], train);
+    }
+    for (int k = 0; k < na; k++)
+        free(a[k]);
+    for (int k = 0; k < nb; k++)
+        free(b[k]);
+    free(a);
+    free(b);
+    return rc;
+}
+
+/* Refuses an output that is not a directory, and, unless the document sets
+ * overwrite, an output directory that holds a finished job's model (the
+ * job would replace it when it starts: the trainer checks the same,
+ * vt_output_finished_model). */
 static int vt__check_output(const cJSON *doc)
 {
     const char *out = vt__get_str(doc, NULL, "output");
+    struct stat st;
     vt_writer w;
     char by[80];
     int rc;
+    if (out && stat(out, &st) == 0 && !S_ISDIR(st.st_mode))
+        return vt_error_set(VT_EINVAL, "--out %s exists and is not a directory", out);
     if (!out || cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(doc, "overwrite")))
         return 0;
     if ((rc = vt_output_finished_model(out, &w)) <= 0)
@@ -802,7 +874,7 @@ int vt_cli_check_paths(const cJSON *doc)
         (rc = vt__check_path(vt__get_str(doc, "data", "val"), "--val", 1)) < 0 ||
         (rc = vt__check_weights(vt__get_str(doc, NULL, "weights"), "--weights", 0)) < 0 ||
         (rc = vt__check_weights(vt__get_str(doc, NULL, "init"), "--init", 1)) < 0 ||
-        (rc = vt__check_output(doc)) < 0)
+        (rc = vt__check_val_classes(doc)) < 0 || (rc = vt__check_output(doc)) < 0)
         return rc;
     return 0;
 }

@@ -469,7 +469,7 @@ static void test_submit_bad_values(vt_backend *be)
 static void test_check_paths(vt_backend *be)
 {
     const char *dir = vt_test_tmpdir("paths");
-    char train[512], file[512], text[2048], msg[1024];
+    char train[512], file[512], text[2048], msg[2048];
     cJSON *doc;
     (void)be;
 
@@ -499,6 +499,35 @@ static void test_check_paths(vt_backend *be)
     doc = fake_json(text);
     VT_CHECK_OK(vt_cli_check_paths(doc));
     cJSON_Delete(doc);
+
+    /* --val with other class folders than --data's; an output that is a file. */
+    {
+        char val[512], cls[600];
+        snprintf(val, sizeof val, "%s/val", dir);
+        mkdir(val, 0755);
+        snprintf(cls, sizeof cls, "%s/cats", val);
+        mkdir(cls, 0755);
+        snprintf(text, sizeof text, "{\"data\":{\"train\":\"%s\",\"val\":\"%s\"}}", train, val);
+        doc = fake_json(text);
+        snprintf(msg, sizeof msg, "--val %s lacks the class folder 'dogs' of --data %s", val,
+                 train);
+        VT_CHECK_ERR(vt_cli_check_paths(doc), VT_EINVAL, msg);
+        snprintf(cls, sizeof cls, "%s/dogs", val);
+        mkdir(cls, 0755);
+        VT_CHECK_OK(vt_cli_check_paths(doc));
+        snprintf(cls, sizeof cls, "%s/emus", val);
+        mkdir(cls, 0755);
+        snprintf(msg, sizeof msg, "--val %s has a class folder 'emus' that --data %s lacks",
+                 val, train);
+        VT_CHECK_ERR(vt_cli_check_paths(doc), VT_EINVAL, msg);
+        cJSON_Delete(doc);
+        snprintf(text, sizeof text, "{\"data\":{\"train\":\"%s\"},\"output\":\"%s\"}", train,
+                 file);
+        doc = fake_json(text);
+        snprintf(msg, sizeof msg, "--out %s exists and is not a directory", file);
+        VT_CHECK_ERR(vt_cli_check_paths(doc), VT_EINVAL, msg);
+        cJSON_Delete(doc);
+    }
 
     /* --init must be one of our models (safetensors), not Keras weights. */
     snprintf(text, sizeof text, "{\"data\":{\"train\":\"%s\"},\"init\":\"%s\"}", train, file);
