@@ -426,6 +426,20 @@ done:
     cJSON_Delete(a);
 }
 
+/* Warns when the init model trained more of the trunk than this job does:
+ * its head learned from the features of its own fine-tuned blocks, and
+ * starts here on the frozen trunk's. */
+static void vt__check_init_blocks(vt_trainer *t, const vt_tensorset *init)
+{
+    const char *v = vt_tensorset_meta(init, "trainable_blocks");
+    int tb = v ? atoi(v) : -1;
+    if (tb > t->spec.trainable_blocks && !vt_train__resuming(t))
+        vt_train__say(t, VT_LOG_WARN, "the init model %s trained %d convolution block%s with "
+                      "its head; this job trains %d, so its head starts on the features of "
+                      "the trunk's own block%s, not the ones it learned from", t->spec.init, tb,
+                      tb == 1 ? "" : "s", t->spec.trainable_blocks, tb == 1 ? "" : "s");
+}
+
 /* Head layout and initial values: from the init file when there is one. */
 static int vt__build_params(vt_trainer *t)
 {
@@ -471,6 +485,7 @@ static int vt__build_params(vt_trainer *t)
             goto done;
         }
         vt__check_init_classes(t, init);
+        vt__check_init_blocks(t, init);
         int side = vt_vgg_side(s->image_size, VT_VGG_NBLOCKS);
         if (in_features != side * side * 512) {
             rc = vt_error_set(VT_EINVAL, "the init model %s was trained on another image "

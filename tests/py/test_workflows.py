@@ -124,6 +124,13 @@ r = d.cli("submit", *COMMON, "--mode", "finetune", "--init-head", str(ft["id"]),
           "1024,128", "--epochs", "1", "--name", "ft3", "--out", out("ft3"), check=False)
 vtpy.check(r.returncode == 1 and "conflicts with the head of job" in r.stderr and
            "[256]" in r.stderr, f"--init-head of an --init-head job, other layout: {r.stderr!r}")
+# A bottleneck job from the finetune job's model takes its head alone, and
+# says that head learned from features this job's frozen block 5 does not give.
+bn2 = submit("--mode", "bottleneck", "--init-head", str(ft["id"]), "--epochs", "1",
+             "--name", "bn2", "--out", out("bn2"))
+w = d.cli("watch", str(bn2["id"])).stdout
+vtpy.check(bn2["state"] == "succeeded" and "trained 1 convolution block with its head; this "
+           "job trains 0" in w, f"bottleneck from a finetune model: {bn2} {w!r}")
 r = d.cli("submit", *COMMON, "--init-head", "999", "--out", out("x"), check=False)
 vtpy.check(r.returncode == 1 and "no job 999" in r.stderr, f"init-head of no job: {r.stderr!r}")
 
