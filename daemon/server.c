@@ -274,6 +274,7 @@ static void vt__job_epoch(vt_daemon *dm, vt_dev_event *e)
         cJSON_DeleteItemFromArray(j->metrics, cJSON_GetArraySize(j->metrics) - 1);
     cJSON_AddItemToArray(j->metrics, cJSON_Duplicate(m, 1));
     j->epochs_done = e->metrics.epoch;
+    j->has_progress = 0; /* the epoch's last progress is history: the next one says more */
     vt__persist(dm, j);
     b = cJSON_CreateObject();
     cJSON_AddItemToObject(b, "metrics", m);
