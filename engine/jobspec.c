@@ -405,12 +405,20 @@ static int vt__parse_root(vt_jobspec *s, const cJSON *root)
     return 0;
 }
 
+#define VT__MAX_FIELDS 64 /* fields of one object of a job document, at most */
+
 /* vt_jobspec_check_unique below o, whose path is prefix ("" at the top). */
 static int vt__unique(const cJSON *o, const char *prefix)
 {
     char path[256];
-    int rc;
-    for (const cJSON *a = o->child; a; a = a->next) {
+    int rc, i = 0;
+    /* (the pairwise check stays cheap: no object of a job document has
+     * more than a few dozen fields, and the daemon runs this on its loop) */
+    if (cJSON_IsObject(o) && cJSON_GetArraySize(o) > VT__MAX_FIELDS)
+        return vt_error_set(VT_EINVAL, "%s has %d fields; no object of a job document has "
+                            "more than %d", prefix[0] ? prefix : "the job document",
+                            cJSON_GetArraySize(o), VT__MAX_FIELDS);
+    for (const cJSON *a = o->child; a; a = a->next, i++) {
         if (cJSON_IsObject(o) && a->string) {
             for (const cJSON *b = a->next; b; b = b->next)
                 if (b->string && strcmp(a->string, b->string) == 0)
@@ -418,8 +426,10 @@ static int vt__unique(const cJSON *o, const char *prefix)
                                         prefix, prefix[0] ? "." : "", a->string);
         }
         if (cJSON_IsObject(a) || cJSON_IsArray(a)) {
-            snprintf(path, sizeof path, "%s%s%s", prefix, prefix[0] && a->string ? "." : "",
-                     a->string ? a->string : "");
+            if (cJSON_IsArray(o))
+                snprintf(path, sizeof path, "%s[%d]", prefix, i);
+            else
+                snprintf(path, sizeof path, "%s%s%s", prefix, prefix[0] ? "." : "", a->string);
             if ((rc = vt__unique(a, path)) < 0)
                 return rc;
         }

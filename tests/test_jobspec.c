@@ -94,6 +94,8 @@ static void test_refusals(vt_backend *be)
          "epochs appears twice"},
         {"{\"data\":{\"train\":\"/d\",\"image_size\":32,\"image_size\":64},\"output\":\"/o\"}",
          "data.image_size appears twice"},
+        {"{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"x\":[{\"a\":1,\"a\":2}]}",
+         "x[0].a appears twice"},
         {"{\"data\":{\"trian\":\"/d\"},\"output\":\"/o\"}", "unknown field data.trian"},
         {"{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"epoch\":3}", "unknown field epoch"},
         {"{\"data\":{\"train\":\"/d\",\"image_size\":100},\"output\":\"/o\"}", "multiple of 32"},
@@ -126,6 +128,26 @@ static void test_refusals(vt_backend *be)
         vt_jobspec s;
         VT_CHECK_ERR(parse(&s, bad[i].doc), VT_EINVAL, bad[i].msg);
     }
+}
+
+/* A document of 90,000 fields (under the daemon's 1 MiB frame) is refused
+ * at once for its size, before any pairwise check could take seconds on
+ * the daemon's loop thread. */
+static void test_many_fields(vt_backend *be)
+{
+    size_t cap = 90000 * 16 + 64, n = 0;
+    char *doc = malloc(cap);
+    vt_jobspec s;
+    (void)be;
+    VT_CHECK(doc != NULL);
+    n += (size_t)snprintf(doc + n, cap - n, "{");
+    for (int i = 0; i < 90000; i++)
+        n += (size_t)snprintf(doc + n, cap - n, "%s\"k%d\":0", i ? "," : "", i);
+    snprintf(doc + n, cap - n, "}");
+    VT_CHECK_ERR(vt_jobspec_parse(&s, doc, strlen(doc)), VT_EINVAL,
+                 "the job document has 90000 fields; no object of a job document has more "
+                 "than 64");
+    free(doc);
 }
 
 static void test_lr_schedule(vt_backend *be)
@@ -224,6 +246,7 @@ static const vt_test_case cases[] = {
     {"example", test_example, 0},
     {"defaults", test_defaults, 0},
     {"refusals", test_refusals, 0},
+    {"many_fields", test_many_fields, 0},
     {"lr_schedule", test_lr_schedule, 0},
     {"absolutize", test_absolutize, 0},
     {"output_in_data", test_output_in_data, 0},
