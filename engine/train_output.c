@@ -20,6 +20,7 @@
 #include "../common/fileio.h"
 #include "safetensors.h"
 #include "weights.h"
+#include "writer.h"
 
 #define VT__MODEL_FORMAT "vggtune-model-1"
 
@@ -373,7 +374,7 @@ static int vt__classmap_ours(const char *path)
     size_t len = 0;
     cJSON *o;
     int yes;
-    if (vt_read_file(path, 16u << 20, &text, &len) < 0)
+    if (vt_read_file(path, VT_CLASSMAP_MAX, &text, &len) < 0)
         return 0;
     o = cJSON_ParseWithLength((const char *)text, len);
     yes = cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(o, "classes")) &&

@@ -39,23 +39,26 @@ void vt_writer_name(const vt_writer *w, const char *store, char *buf, size_t len
         snprintf(buf, len, "job %lld", (long long)w->job);
 }
 
-/* Whether dir/classmap.json names w as its writer (or names none). */
+/* Whether dir/classmap.json names w as its writer (or names none): 0 when
+ * it is absent or names another.  One that is there but cannot be read or
+ * parsed counts as naming w: such a model is not taken for replaceable. */
 static int vt__classmap_names(const char *dir, const vt_writer *w)
 {
     char path[PATH_MAX];
     uint8_t *text = NULL;
     size_t len = 0;
     cJSON *o;
-    int yes;
-    if (vt_path(path, sizeof path, "%s/classmap.json", dir) < 0 ||
-        vt_read_file(path, 1 << 20, &text, &len) < 0)
-        return 0;
+    int yes, rc;
+    if (vt_path(path, sizeof path, "%s/classmap.json", dir) < 0)
+        return 1;
+    if ((rc = vt_read_file(path, VT_CLASSMAP_MAX, &text, &len)) < 0)
+        return rc != VT_ENOTFOUND;
     o = cJSON_ParseWithLength((const char *)text, len);
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "job_id");
     const char *store = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "job_store"));
-    yes = cJSON_IsObject(o) &&
-          (!id || (cJSON_IsNumber(id) && id->valuedouble == (double)w->job &&
-                   strcmp(store ? store : "", w->store) == 0));
+    yes = !cJSON_IsObject(o) || !id ||
+          (cJSON_IsNumber(id) && id->valuedouble == (double)w->job &&
+           strcmp(store ? store : "", w->store) == 0);
     cJSON_Delete(o);
     free(text);
     return yes;

@@ -18,6 +18,7 @@
 #include "tensorset.h"
 
 #define VT_WRITER_STORE_MAX 33 /* a job store's id, NUL included, at most */
+#define VT_CLASSMAP_MAX (16u << 20) /* bytes of a classmap.json that are read, at most */
 
 /* Who wrote a model file: the daemon's job number, 0 for `vggtuned run`,
  * -1 when the file does not say (an older version wrote it); and the id of

@@ -569,6 +569,22 @@ static void test_check_paths(vt_backend *be)
         write_text(f, "{\"classes\": [\"a\", \"b\"], \"job_id\": 7}");
         snprintf(msg, sizeof msg, "--out %s holds the model of job 7, which finished", outdir);
         VT_CHECK_ERR(vt_cli_check_paths(doc), VT_EBUSY, msg);
+        /* a class map of 10,000 long names (2 MiB) still counts; one that
+         * cannot be parsed is not taken for "unfinished" either */
+        {
+            size_t cap = 10000 * 220 + 64, n = 0;
+            char *big = malloc(cap);
+            VT_CHECK(big != NULL);
+            n += (size_t)snprintf(big, cap, "{\"job_id\": 7, \"classes\": [");
+            for (int k = 0; k < 10000; k++)
+                n += (size_t)snprintf(big + n, cap - n, "%s\"%0200d\"", k ? "," : "", k);
+            snprintf(big + n, cap - n, "]}");
+            write_text(f, big);
+            free(big);
+        }
+        VT_CHECK_ERR(vt_cli_check_paths(doc), VT_EBUSY, msg);
+        write_text(f, "{\"job_id\": 7, \"classes\": [");
+        VT_CHECK_ERR(vt_cli_check_paths(doc), VT_EBUSY, msg);
         cJSON_AddTrueToObject(doc, "overwrite");
         VT_CHECK_OK(vt_cli_check_paths(doc));
         cJSON_Delete(doc);
