@@ -243,9 +243,9 @@ static int vt__resolve_init_job(vt_conn *c, vt_jobspec *s)
                             "this job asks for %d", (long long)s->init_job,
                             src->spec.image_size, s->image_size);
     /* The head's layout comes from that job: a different one is a mistake,
-     * said now rather than when the job starts.  (A source that itself took
-     * its layout from a model, init or init_job, is checked by the trainer:
-     * its spec holds only the mode's default layout.) */
+     * said now rather than when the job starts.  (A source that took its
+     * layout from a model, init or init_job, knows it once it has started,
+     * VT_DEV_SPEC; before, the trainer checks.) */
     if (s->head_given && (src->spec.head_given || !src->spec.init) &&
         (s->nhidden != src->spec.nhidden ||
          memcmp(s->hidden, src->spec.hidden, sizeof(int) * (size_t)s->nhidden) != 0)) {

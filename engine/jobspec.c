@@ -498,12 +498,15 @@ char *vt_jobspec_to_json(const vt_jobspec *s)
     else
         cJSON_AddItemToObject(r, "init", vt__str_or_null(s->init));
     h = cJSON_AddObjectToObject(r, "head");
-    if (h) {
+    /* (a layout the init model is to give is left out: read back, the mode's
+     * default would conflict with it) */
+    if (h && (s->head_given || (!s->init && !s->init_job))) {
         cJSON *dense = cJSON_AddArrayToObject(h, "dense");
         for (int i = 0; dense && i < s->nhidden; i++)
             cJSON_AddItemToArray(dense, cJSON_CreateNumber(s->hidden[i]));
-        cJSON_AddNumberToObject(h, "dropout", s->dropout);
     }
+    if (h)
+        cJSON_AddNumberToObject(h, "dropout", s->dropout);
     o = cJSON_AddObjectToObject(r, "optimizer");
     if (o) {
         cJSON_AddNumberToObject(o, "lr", s->lr);

@@ -32,7 +32,8 @@ typedef struct {
     char *init;                /* NULL, or a safetensors file of ours */
     int64_t init_job;          /* > 0: the daemon resolves it to that job's model */
     /* head */
-    int head_given;            /* "head.dense" present in the document */
+    int head_given;            /* "head.dense" in the document (or taken from the init
+                                  model, once a trainer has read it) */
     int nhidden;
     int hidden[VT_MAX_DENSE - 1];
     float dropout;             /* [0, 1) after each hidden dense layer */
@@ -80,7 +81,9 @@ int vt_jobspec_copy(vt_jobspec *dst, const vt_jobspec *src);
 /* The complete document with every default filled in (malloc'd string, one
  * line, parseable by vt_jobspec_parse), or NULL when out of memory.  A spec
  * with init_job is written with init_job alone: init is what the daemon
- * resolved it to, and resolves again when it reads the job back. */
+ * resolved it to, and resolves again when it reads the job back.  With
+ * init or init_job and no head given, head.dense is left out (the init
+ * model gives it). */
 char *vt_jobspec_to_json(const vt_jobspec *spec);
 
 /* A head layout (hidden[0..n)) as "1024, 128" into buf, for messages. */

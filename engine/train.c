@@ -497,6 +497,7 @@ static int vt__build_params(vt_trainer *t)
         nhidden = inh;
         s->nhidden = inh;
         memcpy(s->hidden, ih, sizeof(int) * (size_t)inh);
+        s->head_given = 1; /* known now: the document as the job runs says it */
     }
     if ((rc = vt_params_new(&t->p, s->image_size, hidden, nhidden, nclasses)) < 0)
         goto done;

@@ -66,14 +66,24 @@ def sha(path):
 
 
 # ---- kill -9 with a running, a queued and a finished job ---------------------
-d = Daemon(a.build, TMP, extra=["--max-running", "1"])
+# (Writing a checkpoint estimated as instant: every epoch end writes one,
+# however short the run; the throttle has its own test in test_resume.py.)
+d = Daemon(a.build, TMP, extra=["--max-running", "1"],
+           env=dict(os.environ, VT_CHECKPOINT_EST_BPS="1e15"))
 done = d.cli_json("submit", "--spec", spec_file("finished", epochs=1))["job"]["id"]
 d.wait_state(done, ["succeeded"])
 done_hash = sha(os.path.join(TMP, "out", "finished", "model.safetensors"))
 run_id = d.cli_json("submit", "--spec", spec_file("killed", epochs=5))["job"]["id"]
 # The waiting job starts from the finished one (init_job, --init-head): the
-# store keeps init_job and the restarted daemon resolves it again.
-wait_id = d.cli_json("submit", "--spec", spec_file("waiting", epochs=1, init_job=done))["job"]["id"]
+# store keeps init_job and the restarted daemon resolves it again.  It gives
+# no head layout: the finished job's is taken (the store must not turn the
+# mode's default into one it gave, which would then conflict).
+wait_path = spec_file("waiting", epochs=1, init_job=done)
+wait_doc = json.load(open(wait_path))
+del wait_doc["head"]["dense"]
+with open(wait_path, "w") as f:
+    json.dump(wait_doc, f)
+wait_id = d.cli_json("submit", "--spec", wait_path)["job"]["id"]
 deadline = time.time() + 300
 while time.time() < deadline:
     j = d.cli_json("status", str(run_id))["job"]
