@@ -574,7 +574,10 @@ static int vt__check_model_owner(vt_trainer *t)
         return 0;
     if ((rc = vt_output_finished_model(t->spec.output, &owner)) < 0)
         return vt_error_wrap(rc, "output");
-    if (rc == 0 || vt_writer_is(&owner, t->env.job_id, t->env.job_store))
+    /* (a daemon job's own finished model: it ran to the end before the
+     * daemon could record that, and runs again; every vggtuned run is
+     * another writer) */
+    if (rc == 0 || (t->env.job_id > 0 && vt_writer_is(&owner, t->env.job_id, t->env.job_store)))
         return 0;
     vt_writer_name(&owner, t->env.job_store, by, sizeof by);
     return vt_error_set(VT_EBUSY, "output %s holds the model of %s, which finished; give this "

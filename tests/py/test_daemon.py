@@ -252,9 +252,18 @@ vtpy.run([VGGTUNED, "run", "--backend", "cpu", "--quiet", os.path.join(TMP, "fg-
 r = d.cli("predict", str(over["id"]), imgs[0], check=False)
 vtpy.check(r.returncode == 1 and "was replaced by vggtuned run's" in r.stderr,
            f"predict of a job whose model vggtuned run replaced: {r.stderr!r}")
-# Starting again from the model in the output directory itself: it is read
-# before the directory is taken over (which removes the earlier outputs).
+# Another vggtuned run is another writer too: it replaces that finished
+# model only with overwrite.  Starting again from the model in the output
+# directory itself: it is read before the directory is taken over (which
+# removes the earlier outputs).
 spec_again = job_spec(DATA, out, epochs=1, init=os.path.join(out, "model.safetensors"))
+with open(os.path.join(TMP, "fg-again.json"), "w") as f:
+    json.dump(spec_again, f)
+r = vtpy.run([VGGTUNED, "run", "--backend", "cpu", "--quiet", os.path.join(TMP, "fg-again.json")],
+             check=False)
+vtpy.check(r.returncode == 1 and "holds the model of vggtuned run, which finished" in r.stderr,
+           f"vggtuned run over vggtuned run's finished model: {r.returncode} {r.stderr[-300:]!r}")
+spec_again["overwrite"] = True
 with open(os.path.join(TMP, "fg-again.json"), "w") as f:
     json.dump(spec_again, f)
 r = vtpy.run([VGGTUNED, "run", "--backend", "cpu", "--quiet", os.path.join(TMP, "fg-again.json")],
