@@ -585,6 +585,28 @@ static int vt__check_model_owner(vt_trainer *t)
                         "replace it", t->spec.output, by);
 }
 
+/* Refuses, unless the job may overwrite, to take over an output directory
+ * holding another writer's finished model or a file by an output's name
+ * that vggtune did not write.  Asked when the job starts and again just
+ * before the outputs there are removed (the data may take minutes to load
+ * in between).  Runs as the job's owner. */
+static int vt__check_takeover(vt_trainer *t)
+{
+    char name[64];
+    int rc;
+    if (t->spec.overwrite)
+        return 0;
+    if ((rc = vt_train__enter(t)) < 0)
+        return rc;
+    rc = vt__check_model_owner(t);
+    vt_train__leave(t);
+    if (rc == 0 && (rc = vt_train__foreign_output(t, name, sizeof name)) == 1)
+        rc = vt_error_set(VT_EBUSY, "output %s holds a %s that vggtune did not write, which "
+                          "this job would replace; give it another output directory, or set "
+                          "overwrite (--overwrite)", t->spec.output, name);
+    return rc;
+}
+
 /* Makes sure the output directory is not inside the data, exists and may
  * be written, as the job's owner (here, on the device thread: these look
  * up paths the user chose).  A job that starts afresh (no checkpoint to
@@ -622,16 +644,9 @@ static int vt__check_output(vt_trainer *t)
         else
             rc = t->hooks.claim_output(t->hooks.ud, (uint64_t)st.st_dev, (uint64_t)st.st_ino);
     }
-    if (rc == 0 && fresh && !t->out_created)
-        rc = vt__check_model_owner(t);
     vt_train__leave(t);
-    if (rc == 0 && fresh && !t->out_created && !t->spec.overwrite) {
-        char name[64];
-        if ((rc = vt_train__foreign_output(t, name, sizeof name)) == 1)
-            rc = vt_error_set(VT_EBUSY, "output %s holds a %s that vggtune did not write, "
-                              "which this job would replace; give it another output "
-                              "directory, or set overwrite (--overwrite)", t->spec.output, name);
-    }
+    if (rc == 0 && fresh && !t->out_created)
+        rc = vt__check_takeover(t);
     t->take_over = rc == 0 && fresh && !t->out_created;
     return rc;
 }
@@ -673,7 +688,8 @@ static int vt__prepare(vt_trainer *t)
     at[0] = vt_clock_mono();
     if ((rc = vt__build_params(t)) < 0) /* before the takeover: init may be a model there */
         return rc;
-    if (t->take_over && (rc = vt_train__remove_outputs(t)) < 0)
+    if (t->take_over && ((rc = vt__check_takeover(t)) < 0 ||
+                         (rc = vt_train__remove_outputs(t)) < 0))
         return rc;
     at[1] = vt_clock_mono();
     t->prep = s->preprocess >= 0 ? (vt_preprocess)s->preprocess : t->env.base_prep;
