@@ -385,24 +385,15 @@ static int vt__classmap_ours(const char *path)
 }
 
 /* Whether the file at path (one of vt__outputs, present) looks written by
- * vggtune: safetensors files by their format, the others by their first
- * bytes; the events file by its name.  Run as the job's owner. */
+ * vggtune, from its first bytes: safetensors files by the format their
+ * header starts with (vggtune writes __metadata__ first, format its first
+ * field: a header of any size is judged), the others by their first line;
+ * the events file by its name.  Run as the job's owner. */
 static int vt__ours(const char *path, const char *name)
 {
+    static const char st_head[] = "{\"__metadata__\":{\"format\":\"vggtune-";
     char head[64] = "";
     size_t got = 0;
-    if (strstr(name, ".safetensors")) {
-        vt_tensorset *meta = NULL;
-        const char *fmt;
-        int yes;
-        if (vt_safetensors_read_meta(&meta, path) < 0)
-            return 0;
-        fmt = vt_tensorset_meta(meta, "format");
-        yes = fmt && (!strcmp(fmt, VT__MODEL_FORMAT) ||
-                      !strcmp(fmt, "vggtune-bottleneck-features-1"));
-        vt_tensorset_free(meta);
-        return yes;
-    }
     if (!strcmp(name, "events.out.tfevents.vggtune"))
         return 1;
     if (vt_read_head(path, head, sizeof head - 1, &got) < 0)
@@ -410,6 +401,8 @@ static int vt__ours(const char *path, const char *name)
     head[got] = '\0';
     if (got == 0) /* an empty file: nothing to lose */
         return 1;
+    if (strstr(name, ".safetensors")) /* 8 bytes of header length, then the header */
+        return got > 8 && !strncmp(head + 8, st_head, sizeof st_head - 1);
     if (!strcmp(name, "metrics.csv"))
         return !strncmp(head, VT__METRICS_CSV_HEADER, strlen(VT__METRICS_CSV_HEADER));
     if (!strcmp(name, "metrics.jsonl"))

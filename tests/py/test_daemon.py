@@ -320,6 +320,21 @@ j = d.cli_json("submit", "--spec", write_spec("mine", epochs=1), "--overwrite")[
 vtpy.check(d.wait_state(j, ["failed", "succeeded"], timeout=120)["state"] == "succeeded" and
            open(os.path.join(mine, "notes.txt")).read() == "keep",
            "with --overwrite the job replaces them and leaves the other files")
+# An earlier bottleneck job's features file is recognised whatever the size
+# of its header (its file lists grow with the dataset: 17 MB here, over
+# what a header is read for metadata), and replaced without --overwrite.
+bigbn = os.path.join(TMP, "out", "bigbn")
+os.makedirs(bigbn)
+hdr = json.dumps({"__metadata__": {"format": "vggtune-bottleneck-features-1",
+                                    "train_files": "x" * 17_000_000}},
+                 separators=(",", ":")).encode()
+hdr += b" " * (-len(hdr) % 8)
+with open(os.path.join(bigbn, "bottleneck_features.safetensors"), "wb") as f:
+    f.write(len(hdr).to_bytes(8, "little") + hdr)
+j = d.cli_json("submit", "--spec", write_spec("bigbn", epochs=1))["job"]["id"]
+vtpy.check(d.wait_state(j, ["failed", "succeeded"], timeout=120)["state"] == "succeeded" and
+           not os.path.exists(os.path.join(bigbn, "bottleneck_features.safetensors")),
+           "an earlier job's features file with a large header")
 # A FIFO where the model would be: vggtune submit refuses it, and the job
 # fails (opening it would wait for a writer forever, and with it every job
 # on the device).
