@@ -583,6 +583,18 @@ static int vt__step(vt_device *d)
         vt__job_end(d, j, VT_JOB_SUCCEEDED, NULL);
         return 1;
     }
+    if (rc == VT_EDEVICE) {
+        /* A library's failure may hide a sticky error behind it: a sync
+         * finds one (the job's own message is kept). */
+        char why[1024], lost[1024];
+        snprintf(why, sizeof why, "%s", vt_error_msg());
+        if (vt_backend_sync(d->be) == VT_EDEVLOST) {
+            snprintf(lost, sizeof lost, "%s", vt_error_msg());
+            rc = vt_error_set(VT_EDEVLOST, "%s; then: %s", why, lost);
+        } else {
+            vt_error_set(VT_EDEVICE, "%s", why);
+        }
+    }
     if (rc == VT_EDEVLOST) {
         /* The context is unusable (another error fails only this job):
          * report and let the service manager restart a clean process. */

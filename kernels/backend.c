@@ -33,14 +33,16 @@ const char *vt_backend_compiled(void)
 /* Reads VT_TEST_DEVICE_FAULT (see vt_backend_sync). */
 static void vt__test_fault(vt_backend *be)
 {
+    static const char *const kinds[] = {"error", "lost", "error-then-lost"};
     const char *env = getenv("VT_TEST_DEVICE_FAULT");
-    char kind[8] = "";
+    char kind[24] = "";
     long at = 0;
-    if (env && sscanf(env, "%ld:%7s", &at, kind) == 2 && at > 0 &&
-        (!strcmp(kind, "error") || !strcmp(kind, "lost"))) {
-        be->fault_at = at;
-        be->fault_lost = kind[0] == 'l';
-    }
+    if (env && sscanf(env, "%ld:%23s", &at, kind) == 2 && at > 0)
+        for (int k = 0; k < 3; k++)
+            if (!strcmp(kind, kinds[k])) {
+                be->fault_at = at;
+                be->fault_kind = k;
+            }
 }
 
 int vt_backend_create(vt_backend **out, const char *name, int threads)
@@ -107,13 +109,15 @@ int vt_backend_sync(vt_backend *be)
 {
     int rc = be->ops->sync(be);
     be->syncs++;
-    if (rc == 0 && be->fault_at && be->syncs >= be->fault_at &&
-        (be->fault_lost || be->syncs == be->fault_at))
-        rc = be->fault_lost ? vt_error_set(VT_EDEVLOST, "test fault (VT_TEST_DEVICE_FAULT): "
-                                           "the device context is lost")
-                            : vt_error_set(VT_EDEVICE, "test fault (VT_TEST_DEVICE_FAULT): a "
-                                           "device call failed");
-    return rc;
+    if (rc < 0 || !be->fault_at || be->syncs < be->fault_at)
+        return rc;
+    if (be->syncs == be->fault_at && be->fault_kind != 1)
+        return vt_error_set(VT_EDEVICE, "test fault (VT_TEST_DEVICE_FAULT): a device call "
+                            "failed");
+    if (be->fault_kind != 0)
+        return vt_error_set(VT_EDEVLOST, "test fault (VT_TEST_DEVICE_FAULT): the device "
+                            "context is lost");
+    return 0;
 }
 
 int vt_record_begin(vt_backend *be, vt_recording **rec)

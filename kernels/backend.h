@@ -84,7 +84,9 @@ vt_dtype vt_backend_act_dtype(const vt_backend *be, const char *precision);
  * For tests of how failures are handled, VT_TEST_DEVICE_FAULT="N:error"
  * (or "N:lost") in the environment when the backend is created makes the
  * N-th call fail as a failed device call does, VT_EDEVICE (or as a sticky
- * device error, VT_EDEVLOST, and every call after it too). */
+ * device error, VT_EDEVLOST, and every call after it too);
+ * "N:error-then-lost": VT_EDEVICE, then VT_EDEVLOST from the next call on
+ * (a sticky error that the failing call did not reveal). */
 int vt_backend_sync(vt_backend *be);
 
 /* Device memory now allocated through this backend and its high-water mark,

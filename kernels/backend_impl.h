@@ -93,7 +93,8 @@ struct vt_backend {
     int resize_images;           /* see vt_backend_resizes_images; set by init */
     long syncs;                  /* vt_backend_sync calls so far */
     long fault_at;               /* VT_TEST_DEVICE_FAULT: the sync that fails (0: none) */
-    int fault_lost;              /* ... as a sticky error, and every one after it */
+    int fault_kind;              /* ... 0 error, 1 lost (and every one after it), 2 error
+                                    and then lost */
     void *impl;                  /* implementation state */
 };
 

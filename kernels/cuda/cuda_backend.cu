@@ -2278,10 +2278,12 @@ static int vt__cuda_sync(vt_backend *be)
     vt_cuda *cu = vt__cu(be);
     int n = cu->nxent, rc = 0;
     VT__HOST_OP(cu, "sync");
+    /* delivered now or never: after a failed sync, whoever waited for them
+     * may free their targets, which a later sync must not write */
+    cu->nxent = 0;
     VT__TRY(vt__rec_collect(cu));
     VT_CUDA_TRY(cu, cudaStreamSynchronize(cu->stream));
     rc = vt__rec_deliver(cu);
-    cu->nxent = 0;
     for (int k = 0; k < n; k++) {
         const vt_cuk_xent *r = &cu->hres[k];
         if (r->bad && rc == 0)

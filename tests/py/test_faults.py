@@ -241,6 +241,19 @@ vtpy.check(states == ["failed", "succeeded"] and
            f"the two jobs after a sticky device error and a restart: {ends}")
 rc, _ = fl.stop()
 vtpy.check(rc == 0, f"final stop after the restart: {rc}")
+# A failed call that hid a sticky error ("error-then-lost"): the daemon
+# looks (a sync) before going on, and ends as for a sticky error.
+fh = Daemon(a.build, TMP, name="fault-hidden",
+            env=dict(os.environ, VT_TEST_DEVICE_FAULT="4:error-then-lost"))
+j = fh.cli_json("submit", "--spec", spec_file("fault-hidden", epochs=3, batch_size=8))["job"]["id"]
+try:
+    rc = fh.proc.wait(300)
+except subprocess.TimeoutExpired:
+    vtpy.fail("the daemon went on after a failed call that hid a sticky error")
+fh.ended_by_test = True
+fh.logf.close()
+vtpy.check(rc == 1 and "a device call failed; then: test fault" in fh.log_text(),
+           f"a hidden sticky error: {rc}: {fh.log_text()[-600:]}")
 
 # ---- kill -9 before a job's first checkpoint ------------------------------------
 # (writing one estimated as endlessly slow: none is written) The job starts
