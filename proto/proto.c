@@ -500,7 +500,11 @@ void vt_proto_denied_msg(char *buf, size_t len, const char *path, const struct s
         snprintf(o, sizeof o, "%s", owner);
     else
         snprintf(o, sizeof o, "uid %u", (unsigned)st->st_uid);
-    if (in_group && st->st_uid == 0)
+    if (in_group && (st->st_mode & S_IWGRP))
+        snprintf(buf, len, "permission denied on %s: you are in its group '%s' and its mode "
+                 "(%04o) lets the group connect; a folder on the way to it is closed to you "
+                 "(ask an administrator)", path, g, (unsigned)(st->st_mode & 07777));
+    else if (in_group && st->st_uid == 0)
         snprintf(buf, len, "permission denied on %s: you are in its group '%s', but its mode "
                  "(%04o) does not let the group connect; ask an administrator", path, g,
                  (unsigned)(st->st_mode & 07777));
@@ -544,15 +548,14 @@ static int vt__listed_in(gid_t gid)
 /* Whether this process has group gid. */
 static int vt__has_group(gid_t gid)
 {
-    gid_t groups[256];
-    int n = getgroups((int)(sizeof groups / sizeof groups[0]), groups);
+    int n = getgroups(0, NULL), yes = getegid() == gid;
+    gid_t *groups = n > 0 ? calloc((size_t)n, sizeof *groups) : NULL;
 
-    if (getegid() == gid)
-        return 1;
-    for (int i = 0; i < n; i++)
-        if (groups[i] == gid)
-            return 1;
-    return 0;
+    if (groups && (n = getgroups(n, groups)) > 0)
+        for (int i = 0; i < n && !yes; i++)
+            yes = groups[i] == gid;
+    free(groups);
+    return yes;
 }
 
 /* The EACCES message for the socket at path, from what this process sees

@@ -1717,8 +1717,13 @@ static void test_denied_msg(vt_backend *be)
     vt_proto_denied_msg(buf, sizeof buf, "/run/v.sock", &st, NULL, "alice", 1, 1);
     VT_CHECK_STR(buf, "permission denied on /run/v.sock: you are in its group 'alice', but its "
                       "mode (0600) does not let the group connect; ask an administrator");
-    /* added to the group after logging in */
+    /* in the group, and the mode lets it in: something above refuses */
     st.st_mode = S_IFSOCK | 0660;
+    vt_proto_denied_msg(buf, sizeof buf, "/run/v.sock", &st, "root", "alice", 1, 1);
+    VT_CHECK_STR(buf, "permission denied on /run/v.sock: you are in its group 'alice' and its "
+                      "mode (0660) lets the group connect; a folder on the way to it is closed "
+                      "to you (ask an administrator)");
+    /* added to the group after logging in */
     vt_proto_denied_msg(buf, sizeof buf, "/run/v.sock", &st, "root", "trainers", 0, 1);
     VT_CHECK_STR(buf, "permission denied on /run/v.sock: you were added to its group "
                       "'trainers' after this session began: log in again (or run 'newgrp "
