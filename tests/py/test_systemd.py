@@ -61,6 +61,15 @@ if shutil.which("systemd-analyze") and text:
     r = vtpy.run(["systemd-analyze", "verify", "vggtuned.service", "vggtuned.socket"],
                  check=False, cwd=os.path.dirname(unit))
     vtpy.check(r.returncode == 0, f"systemd-analyze verify of the installed units: {r.stderr}")
+# An install over an edited configuration keeps the edits (the new
+# example goes beside it).
+conf = os.path.join(prefix, "etc", "vggtune", "vggtuned.conf")
+with open(conf, "a") as f:
+    f.write("max-queued = 7\n")
+r = vtpy.run(["cmake", "--install", a.build, "--prefix", prefix], check=False)
+vtpy.check(r.returncode == 0 and open(conf).read().endswith("max-queued = 7\n") and
+           os.path.exists(conf + ".example") and "Keeping: " + conf in r.stdout,
+           f"a reinstall replaced the edited configuration: {r.stdout[-400:]}")
 
 # ---- the settings file ----------------------------------------------------------------
 # Mistakes name the file, the line and the setting; values may be quoted and
