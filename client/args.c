@@ -662,6 +662,12 @@ int vt_cli_submit_parse(vt_cli_submit *s, vt_cli *cli, int argc, char **argv, in
         vt__set(s->doc, NULL, "output", cJSON_CreateString(out));
         free(out);
     }
+    if (!cJSON_GetObjectItemCaseSensitive(s->doc, "umask")) {
+        /* the outputs get the permissions the user's own files would */
+        mode_t mask = umask(0);
+        umask(mask);
+        vt__set(s->doc, NULL, "umask", cJSON_CreateNumber((double)(mask & 0777)));
+    }
     if (!(text = cJSON_PrintUnformatted(s->doc))) {
         rc = vt_error_set(VT_ENOMEM, "out of memory");
         goto done;

@@ -21,6 +21,10 @@ struct vt_atomic_file {
     char path[PATH_MAX];   /* for messages */
 };
 
+static _Thread_local int vt__mask = -1; /* vt_fileio_set_mask */
+
+void vt_fileio_set_mask(int mask) { vt__mask = mask >= 0 ? (mask & 0777) : -1; }
+
 int vt_atomic_open(vt_atomic_file **out, int dirfd, const char *path)
 {
     vt_atomic_file *f;
@@ -62,8 +66,12 @@ int vt_atomic_open(vt_atomic_file **out, int dirfd, const char *path)
         return vt_error_set(VT_EIO, "cannot open directory of %s: %s", path, strerror(e));
     }
     f->fd = openat(f->dirfd, f->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (f->fd < 0) {
+    if (f->fd < 0 || (vt__mask >= 0 && fchmod(f->fd, (mode_t)(0666 & ~vt__mask)) < 0)) {
         int e = errno;
+        if (f->fd >= 0) {
+            close(f->fd);
+            unlinkat(f->dirfd, f->tmp, 0);
+        }
         close(f->dirfd);
         free(f);
         return vt_error_set(VT_EIO, "cannot create %s: %s", path, strerror(e));
@@ -248,9 +256,12 @@ int vt_mkdir_p(const char *path, int *created)
         if (*p == '/' || *p == '\0') {
             char c = *p;
             *p = '\0';
-            if (mkdir(tmp, 0755) == 0)
+            if (mkdir(tmp, 0755) == 0) {
                 made++;
-            else if (errno != EEXIST)
+                if (vt__mask >= 0 && chmod(tmp, (mode_t)(0777 & ~vt__mask)) < 0)
+                    return vt_error_set(VT_EIO, "cannot set the mode of %s: %s", tmp,
+                                        strerror(errno));
+            } else if (errno != EEXIST)
                 return vt_error_set(VT_EIO, "cannot create directory %s: %s", tmp,
                                     strerror(errno));
             *p = c;

@@ -14,8 +14,16 @@
 
 typedef struct vt_atomic_file vt_atomic_file;
 
-/* Starts replacing path: creates a temporary file beside it (mode 0644 less
- * the umask).  dirfd may be AT_FDCWD; a relative path is relative to it. */
+/* The permissions of what this thread creates from now on: files 0666 and
+ * directories 0777 less mask, exactly (set with fchmod, so a mask looser
+ * than the process's umask applies too); -1: 0644 and 0755 less the
+ * process's umask (the default).  A daemon thread writing a user's files
+ * sets the user's umask here while it acts as that user. */
+void vt_fileio_set_mask(int mask);
+
+/* Starts replacing path: creates a temporary file beside it (mode as
+ * vt_fileio_set_mask says).  dirfd may be AT_FDCWD; a relative path is
+ * relative to it. */
 int vt_atomic_open(vt_atomic_file **out, int dirfd, const char *path);
 
 /* Appends n bytes. */
@@ -51,7 +59,8 @@ int vt_read_file(const char *path, size_t max, uint8_t **out, size_t *len);
  * not fit. */
 int vt_path(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* Creates a directory and its missing parents with mode 0755 (less umask);
+/* Creates a directory and its missing parents (mode as vt_fileio_set_mask
+ * says);
  * an existing directory is fine.  created (may be NULL) receives how many
  * of path's trailing components this call made (0: path existed), so that
  * a caller can remove what it made and nothing else. */

@@ -54,6 +54,7 @@ void vt_jobspec_defaults(vt_jobspec *s)
     s->batch_size = 32;
     s->seed = 1;
     s->precision = VT_PREC_AUTO;
+    s->umask = -1;
 }
 
 void vt_jobspec_free(vt_jobspec *s)
@@ -307,7 +308,7 @@ static int vt__parse_root(vt_jobspec *s, const cJSON *root)
                                        "weights", "init", "init_job", "head", "optimizer",
                                        "augment", "epochs", "batch_size", "seed",
                                        "precision", "keep_best", "early_stopping",
-                                       "output", "overwrite", NULL};
+                                       "output", "overwrite", "umask", NULL};
     static const char *const modes[] = {"bottleneck", "finetune", "scratch", NULL};
     static const char *const precs[] = {"auto", "fp32", "bf16", NULL};
     static const char *const akeys[] = {"flip", "crop", NULL};
@@ -316,6 +317,7 @@ static int vt__parse_root(vt_jobspec *s, const cJSON *root)
     char *name = NULL;
     int mode = -1, prec = (int)s->precision, rc;
     long long tb = -1, epochs = s->epochs, batch = s->batch_size, seed = (long long)s->seed;
+    long long mask = s->umask;
     long long init_job = 0, patience = 0;
 
     if ((rc = vt__known(root, "", keys)) < 0)
@@ -386,8 +388,10 @@ static int vt__parse_root(vt_jobspec *s, const cJSON *root)
         (rc = vt__choice(root, "", "precision", precs, &prec)) < 0 ||
         (rc = vt__bool(root, "", "keep_best", &s->keep_best)) < 0 ||
         (rc = vt__str(root, "", "output", 0, &s->output)) < 0 ||
-        (rc = vt__bool(root, "", "overwrite", &s->overwrite)) < 0)
+        (rc = vt__bool(root, "", "overwrite", &s->overwrite)) < 0 ||
+        (rc = vt__int(root, "", "umask", 0, 0777, &mask)) < 0)
         return rc;
+    s->umask = (int)mask;
     if (!s->output)
         return vt_error_set(VT_EINVAL, "output is required (the directory for the model "
                             "and metrics)");
@@ -539,6 +543,8 @@ char *vt_jobspec_to_json(const vt_jobspec *s)
     }
     cJSON_AddItemToObject(r, "output", vt__str_or_null(s->output));
     cJSON_AddBoolToObject(r, "overwrite", s->overwrite);
+    if (s->umask >= 0)
+        cJSON_AddNumberToObject(r, "umask", s->umask);
     out = cJSON_PrintUnformatted(r);
     cJSON_Delete(r);
     return out;

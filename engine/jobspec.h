@@ -56,6 +56,8 @@ typedef struct {
     double min_delta;
     char *output;              /* required: output directory */
     int overwrite;             /* the daemon: may take over a succeeded job's output */
+    int umask;                 /* 0..0777: permission bits the outputs leave out (the
+                                  submitting user's umask); -1: the process's umask */
 } vt_jobspec;
 
 /* Fills spec with the defaults (strings NULL). */

@@ -66,11 +66,15 @@ void vt_train__say(vt_trainer *t, vt_log_level level, const char *fmt, ...)
 /* Runs fn with the job owner's file identity. */
 int vt_train__enter(vt_trainer *t)
 {
-    return t->env.creds ? vt_creds_enter(t->env.creds) : 0;
+    int rc = t->env.creds ? vt_creds_enter(t->env.creds) : 0;
+    if (rc == 0)
+        vt_fileio_set_mask(t->spec.umask);
+    return rc;
 }
 
 void vt_train__leave(vt_trainer *t)
 {
+    vt_fileio_set_mask(-1);
     if (t->env.creds)
         vt_creds_leave();
 }

@@ -82,8 +82,9 @@ struct vt_trainer {
 void vt_train__say(vt_trainer *t, vt_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Takes on the job owner's file identity (a no-op without one); 0 or < 0.
- * Every successful enter is paired with a leave. */
+/* Takes on the job owner's file identity (a no-op without one) and the
+ * permissions of what the job creates (spec.umask, vt_fileio_set_mask);
+ * 0 or < 0.  Every successful enter is paired with a leave. */
 int vt_train__enter(vt_trainer *t);
 void vt_train__leave(vt_trainer *t);
 

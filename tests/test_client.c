@@ -204,8 +204,14 @@ static void test_submit_defaults(vt_backend *be)
     VT_CHECK_STR(sval(s.doc, "name"), "flowers"); /* the parent of .../train */
     snprintf(want, sizeof want, "%s/runs/flowers", cwd);
     VT_CHECK_STR(sval(s.doc, "output"), want);
-    /* Only what was asked for: the daemon fills the defaults. */
-    VT_CHECK_INT(cJSON_GetArraySize(s.doc), 3);
+    /* Only what was asked for (and the user's umask, for the outputs'
+     * permissions): the daemon fills the defaults. */
+    {
+        mode_t mask = umask(0);
+        umask(mask);
+        VT_CHECK_INT(nval(s.doc, "umask"), (int)(mask & 0777));
+    }
+    VT_CHECK_INT(cJSON_GetArraySize(s.doc), 4);
     VT_CHECK(!s.watch && !s.dry_run && !s.help);
     vt_cli_submit_free(&s);
 
@@ -1598,8 +1604,12 @@ static void test_commands_offline(vt_backend *be)
     mkdir(want, 0755);
     RUN(&r, NULL, cwd, 0, "submit", "--data", "imgs", "--dry-run", "--json");
     VT_CHECK_INT(r.status, 0);
-    snprintf(want, sizeof want, "{\"data\":{\"train\":\"%s/imgs\"},\"name\":\"imgs\","
-             "\"output\":\"%s/runs/imgs\"}\n", cwd, cwd);
+    {
+        mode_t mask = umask(0);
+        umask(mask);
+        snprintf(want, sizeof want, "{\"data\":{\"train\":\"%s/imgs\"},\"name\":\"imgs\","
+                 "\"umask\":%d,\"output\":\"%s/runs/imgs\"}\n", cwd, (int)(mask & 0777), cwd);
+    }
     VT_CHECK_STR(r.out, want);
 }
 

@@ -320,6 +320,20 @@ j = d.cli_json("submit", "--spec", write_spec("mine", epochs=1), "--overwrite")[
 vtpy.check(d.wait_state(j, ["failed", "succeeded"], timeout=120)["state"] == "succeeded" and
            open(os.path.join(mine, "notes.txt")).read() == "keep",
            "with --overwrite the job replaces them and leaves the other files")
+# The outputs get the permissions the submitting user's umask gives (the
+# daemon's own is 022): with umask 077, a private folder and files.
+old_mask = os.umask(0o077)
+try:
+    j = d.cli_json("submit", "--spec", write_spec("private", epochs=1))["job"]["id"]
+finally:
+    os.umask(old_mask)
+vtpy.check(d.wait_state(j, ["failed", "succeeded"], timeout=120)["state"] == "succeeded",
+           "the job with umask 077")
+priv = os.path.join(TMP, "out", "private")
+modes = {n: os.stat(os.path.join(priv, n)).st_mode & 0o777 for n in os.listdir(priv)}
+vtpy.check(os.stat(priv).st_mode & 0o777 == 0o700 and modes and
+           all(m == 0o600 for m in modes.values()),
+           f"outputs of a user with umask 077: {oct(os.stat(priv).st_mode)} {modes}")
 # An earlier bottleneck job's features file is recognised whatever the size
 # of its header (its file lists grow with the dataset: 17 MB here, over
 # what a header is read for metadata), and replaced without --overwrite.
