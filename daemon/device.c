@@ -84,6 +84,7 @@ struct vt_device {
     pthread_mutex_t ev_mu;
     vt_dev_event *ev_head, *ev_tail;
     double alive;          /* monotonic time of the last sign of life (ev_mu) */
+    double longest_step;   /* seconds the longest training step took (ev_mu) */
 
     /* device-thread state */
     vt_backend *be;
@@ -161,11 +162,13 @@ void vt_dev_event_free(vt_dev_event *e)
 
 double vt_device_idle_seconds(vt_device *d)
 {
-    double a;
+    double a, longest;
     pthread_mutex_lock(&d->ev_mu);
     a = d->alive;
+    longest = d->longest_step;
     pthread_mutex_unlock(&d->ev_mu);
-    return vt_clock_mono() - a;
+    a = vt_clock_mono() - a - 2 * longest;
+    return a > 0 ? a : 0;
 }
 
 static void vt__alive(vt_device *d)
@@ -576,6 +579,10 @@ static int vt__step(vt_device *d)
     }
     dt = vt_clock_mono() - t0;
     vt_sched_charge(d->sched, sj, dt, t0 + dt);
+    pthread_mutex_lock(&d->ev_mu);
+    if (dt > d->longest_step)
+        d->longest_step = dt;
+    pthread_mutex_unlock(&d->ev_mu);
     vt__alive(d);
     if (rc > 0)
         return 1;

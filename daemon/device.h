@@ -117,7 +117,9 @@ void vt_device_stop(vt_device *d);
  * VT_DEV_FATAL); the uv handle is closed asynchronously.  NULL is a no-op. */
 void vt_device_free(vt_device *d);
 
-/* Seconds since the device thread last showed life (for the watchdog). */
+/* Seconds since the device thread last showed life, beyond twice the
+ * longest training step it has taken (for the watchdog: a CPU backend's
+ * step at a large batch can take minutes, and is not a hang). */
 double vt_device_idle_seconds(vt_device *d);
 
 /* Estimated device bytes of a job (model, activations, trunk scratch; not
