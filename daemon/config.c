@@ -30,7 +30,9 @@ void vt_config_usage(FILE *f)
         "  --weights FILE       VGG16 weights to keep resident (Keras .h5 or\n"
         "                       safetensors); default: a seeded random trunk\n"
         "  --config FILE        settings file, 'key = value' per line with these\n"
-        "                       option names (service default: %s)\n"
+        "                       option names; 'none': no file (default, as root or\n"
+        "                       a service: %s if it exists; the\n"
+        "                       installed unit names the one of its prefix)\n"
         "  --admin-group G      members see and manage every user's jobs (root always)\n"
         "  --socket-group G     group of the socket we create (mode 0660)\n"
         "  --max-queued N       jobs one user may have waiting (default 16)\n"
@@ -240,7 +242,9 @@ int vt_config_load(vt_config *c, int argc, char **argv)
         if (opt == 0 && !strcmp(opts[idx].name, "config"))
             config = optarg;
     }
-    if (config)
+    if (config && !strcmp(config, "none"))
+        rc = 0;
+    else if (config)
         rc = vt__read_file(c, config, 1);
     else
         rc = c->system ? vt__read_file(c, VT_SYSTEM_CONFIG, 0) : 0;

@@ -20,7 +20,7 @@ echo "== demo data: 4 classes of generated JPEGs in $demo/data"
   --val-per-class 25 --size 48x48 --seed 7
 
 echo "== starting vggtuned (log: $demo/vggtuned.log)"
-"$vggtuned" --socket "$sock" --state-dir "$demo/state" >"$demo/vggtuned.log" 2>&1 &
+"$vggtuned" --config none --socket "$sock" --state-dir "$demo/state" >"$demo/vggtuned.log" 2>&1 &
 daemon=$!
 trap 'kill -TERM $daemon 2>/dev/null; wait $daemon 2>/dev/null || true' EXIT
 # The socket answers before the device is up (status then says "starting");

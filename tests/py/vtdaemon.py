@@ -77,8 +77,9 @@ class Daemon:
         self.socket = os.path.join(self.dir, "vggtune.sock")
         self.state = os.path.join(self.dir, "state")
         self.log = os.path.join(self.dir, "daemon.log")
-        self.args = [self.bin, "--socket", self.socket, "--state-dir", self.state,
-                     "--backend", backend, "--threads", "2", *extra]
+        # (--config none: a machine's /etc/vggtune/vggtuned.conf is not the test's)
+        self.args = [self.bin, "--config", "none", "--socket", self.socket,
+                     "--state-dir", self.state, "--backend", backend, "--threads", "2", *extra]
         self.env = env
         self.proc = None
         self.ended_by_test = False
