@@ -594,6 +594,13 @@ void vt_cli_render_job(FILE *f, const cJSON *job)
             vt_text_append(buf, sizeof buf, "%slr %g", buf[0] ? ", " : "", x);
         if (vt__num(data, "image_size", &x))
             vt_text_append(buf, sizeof buf, "%simage size %.0f", buf[0] ? ", " : "", x);
+        if ((s = vt__str(job, "preprocess"))) /* resolved, once the job has started */
+            vt_text_append(buf, sizeof buf, "%spreprocess %s%s", buf[0] ? ", " : "", s,
+                           vt__str(data, "preprocess") &&
+                                   !strcmp(vt__str(data, "preprocess"), "auto")
+                               ? " (auto: what the weights expect)" : "");
+        else if ((s = vt__str(data, "preprocess")))
+            vt_text_append(buf, sizeof buf, "%spreprocess %s", buf[0] ? ", " : "", s);
         if ((s = vt__str(spec, "precision"))) {
             const char *used = vt__str(job, "compute");
             vt_text_append(buf, sizeof buf, "%sprecision %s", buf[0] ? ", " : "", s);

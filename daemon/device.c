@@ -26,6 +26,7 @@
 #include "../engine/base.h"
 #include "../engine/featcache.h"
 #include "../engine/predict.h"
+#include "../engine/weights.h"
 #include "sched.h"
 
 #define VT__PROGRESS_EVERY 0.25 /* seconds between progress events of a job */
@@ -568,8 +569,16 @@ static int vt__step(vt_device *d)
     rc = vt_trainer_step(j->tr);
     if (!j->spec_posted && vt_trainer_prepared(j->tr)) {
         char *doc = vt_jobspec_to_json(vt_trainer_spec(j->tr));
-        if (doc)
-            vt__post_text(d, VT_DEV_SPEC, j->id, 0, doc);
+        cJSON *o = cJSON_CreateObject();
+        char *text = NULL;
+        if (doc && o && cJSON_AddRawToObject(o, "spec", doc) &&
+            cJSON_AddStringToObject(o, "preprocess",
+                                    vt_preprocess_name(vt_trainer_preprocess(j->tr))))
+            text = cJSON_PrintUnformatted(o);
+        if (text)
+            vt__post_text(d, VT_DEV_SPEC, j->id, 0, text);
+        free(text);
+        cJSON_Delete(o);
         free(doc);
         j->spec_posted = 1;
     }

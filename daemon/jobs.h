@@ -32,6 +32,7 @@ typedef struct vt_job {
     int has_progress;
     vt_progress progress;   /* latest, while running (its phase in .phase) */
     char phase[16];
+    char preprocess[16];    /* what the job runs with, once started ("" before) */
     cJSON *metrics;         /* array of epoch objects, owned */
     struct vt_job *next;
 } vt_job;

@@ -210,6 +210,8 @@ static void vt__job(vt_conn *c, const cJSON *id, const cJSON *req)
             cJSON_AddStringToObject(job, "compute",
                                     j->spec.precision != VT_PREC_FP32 && c->dm->bf16 ? "bf16"
                                                                                      : "fp32");
+        if (job && j->preprocess[0]) /* data.preprocess "auto", resolved */
+            cJSON_AddStringToObject(job, "preprocess", j->preprocess);
         cJSON_AddItemToObject(b, "job", job);
         vt__reply(c, id, b);
     }

@@ -188,22 +188,29 @@ static int vt__load_job(void *ud, const vt_store_job *sj)
 
 /* A running job's document as its trainer runs it (VT_DEV_SPEC) replaces
  * the submitted one, in the table and the store: status then shows the
- * head taken from an init model. */
-static void vt__job_spec(vt_daemon *dm, vt_job *j, const char *doc)
+ * head taken from an init model.  Its preprocessing is kept beside it. */
+static void vt__job_spec(vt_daemon *dm, vt_job *j, const char *event)
 {
     vt_jobspec spec;
-    char *json = strdup(doc);
-    if (!json || vt_jobspec_parse(&spec, doc, strlen(doc)) < 0) {
+    cJSON *o = cJSON_Parse(event);
+    const char *p = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "preprocess"));
+    char *json = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(o, "spec"));
+    char prep[16] = "";
+    snprintf(prep, sizeof prep, "%s", p ? p : "");
+    cJSON_Delete(o);
+    if (!json || vt_jobspec_parse(&spec, json, strlen(json)) < 0) {
         vt_log_error("job %lld: its running document: %s", (long long)j->id,
-                     json ? vt_error_msg() : "out of memory");
+                     json ? vt_error_msg() : "malformed, or out of memory");
         free(json);
         return;
     }
+    if (prep[0])
+        snprintf(j->preprocess, sizeof j->preprocess, "%s", prep);
     vt_jobspec_free(&j->spec);
     j->spec = spec;
     free(j->spec_json);
     j->spec_json = json;
-    if (vt_store_set_spec(dm->store, j->id, doc) < 0)
+    if (vt_store_set_spec(dm->store, j->id, json) < 0)
         vt_log_error("job %lld: %s", (long long)j->id, vt_error_msg());
 }
 

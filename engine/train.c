@@ -131,6 +131,7 @@ void vt_trainer_free(vt_trainer *t)
 
 int vt_trainer_prepared(const vt_trainer *t) { return t->model != NULL; }
 const vt_jobspec *vt_trainer_spec(const vt_trainer *t) { return &t->spec; }
+vt_preprocess vt_trainer_preprocess(const vt_trainer *t) { return t->prep; }
 int vt_trainer_epochs_done(const vt_trainer *t) { return t->nhistory; }
 
 /* ---- preparation ------------------------------------------------------- */

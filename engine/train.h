@@ -126,6 +126,10 @@ int vt_trainer_prepared(const vt_trainer *t);
  * Valid while t is. */
 const vt_jobspec *vt_trainer_spec(const vt_trainer *t);
 
+/* The preprocessing the job runs with, once prepared ("auto" resolved:
+ * what its weights expect). */
+vt_preprocess vt_trainer_preprocess(const vt_trainer *t);
+
 /* Epochs completed so far. */
 int vt_trainer_epochs_done(const vt_trainer *t);
 

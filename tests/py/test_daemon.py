@@ -56,6 +56,12 @@ job = d.cli_json("status", "1")["job"]
 vtpy.check(job["state"] == "succeeded" and job["epochs_done"] == 3, f"job 1: {job}")
 vtpy.check(len(job["metrics"]) == 3, "job 1 should report 3 epochs of metrics")
 vtpy.check(job["compute"] == "fp32", f"job 1 computes in fp32 on the CPU: {job.get('compute')}")
+# data.preprocess "auto", resolved as the model file records it
+with open(os.path.join(out, "model.safetensors"), "rb") as f:
+    n = int.from_bytes(f.read(8), "little")
+    model_prep = json.loads(f.read(n))["__metadata__"]["preprocess"]
+vtpy.check(job["spec"]["data"]["preprocess"] == "auto" and job.get("preprocess") == model_prep,
+           f"job 1's preprocessing: {job.get('preprocess')} vs the model's {model_prep}")
 vtpy.check("job 1: prepared in " in d.log_text(),
            "VGGTUNE_LOG=debug: the daemon's log should have the job's debug line")
 vtpy.check("prepared in" not in r.stdout, f"a debug line reached the job's watch: {r.stdout!r}")
