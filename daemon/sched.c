@@ -217,7 +217,8 @@ int vt_sched_users(vt_sched *s, vt_sched_user *out, int max, double now)
     int n = 0;
     for (int i = 0; i < s->nusers; i++) {
         vt__decay(&s->users[i], now);
-        sum += s->users[i].recent;
+        if (s->users[i].running || s->users[i].waiting)
+            sum += s->users[i].recent;
     }
     for (int i = 0; i < s->nusers && n < max; i++) {
         const vt__user *u = &s->users[i];

@@ -29,7 +29,8 @@ typedef struct {
     uid_t uid;
     int running, waiting;
     double device_s; /* device seconds used in total */
-    double share;    /* fraction of recent device time (last ~30 s, decayed) */
+    double share;    /* fraction of the listed users' recent device time (decayed,
+                        30 s half-life) */
 } vt_sched_user;
 
 /* An empty scheduler that runs at most max_running_per_user jobs of one
@@ -70,8 +71,8 @@ void *vt_sched_job_ud(const vt_sched_job *j);
 void vt_sched_counts(const vt_sched *s, int *running, int *waiting);
 
 /* Per-user figures at time now of the users with running or waiting jobs,
- * up to max users; returns how many.  A share is of the device time all
- * users had lately, those without jobs now included. */
+ * up to max users; returns how many.  A share is of the device time these
+ * users had lately (a 30 s half-life): a user alone comes to 1. */
 int vt_sched_users(vt_sched *s, vt_sched_user *out, int max, double now);
 
 #endif

@@ -42,6 +42,32 @@ static void test_equal_share_per_user(vt_backend *be)
     vt_sched_free(s);
 }
 
+/* Shares are of the listed users' recent time: once one user's jobs have
+ * ended, the other's share is all of it, and two users' shares add up to 1. */
+static void test_share_of_listed_users(vt_backend *be)
+{
+    vt_sched *s = vt_sched_new(8);
+    vt_sched_job *a, *b;
+    vt_sched_user u[4];
+    int n;
+    (void)be;
+    VT_CHECK((a = vt_sched_add(s, 1, 1000, 10, NULL)) && (b = vt_sched_add(s, 2, 1001, 10, NULL)));
+    while (vt_sched_admit(s, 1000))
+        ;
+    vt_sched_charge(s, a, 3.0, 100.0);
+    vt_sched_charge(s, b, 1.0, 100.0);
+    n = vt_sched_users(s, u, 4, 100.0);
+    VT_CHECK_INT(n, 2);
+    VT_CHECK_NEAR(u[0].share + u[1].share, 1.0, 1e-9);
+    VT_CHECK_NEAR(u[0].uid == 1000 ? u[0].share : u[1].share, 0.75, 1e-9);
+    vt_sched_remove(s, a);
+    n = vt_sched_users(s, u, 4, 100.0);
+    VT_CHECK_INT(n, 1);
+    VT_CHECK_INT((int)u[0].uid, 1001);
+    VT_CHECK_NEAR(u[0].share, 1.0, 1e-9);
+    vt_sched_free(s);
+}
+
 static void test_round_robin_within_user(vt_backend *be)
 {
     vt_sched *s = vt_sched_new(8);
@@ -117,6 +143,7 @@ static void test_no_banking(vt_backend *be)
 
 static const vt_test_case cases[] = {
     {"equal_share_per_user", test_equal_share_per_user, 0},
+    {"share_of_listed_users", test_share_of_listed_users, 0},
     {"round_robin_within_user", test_round_robin_within_user, 0},
     {"admission", test_admission, 0},
     {"no_banking", test_no_banking, 0},
