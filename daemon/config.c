@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,10 +184,18 @@ static int vt__read_file(vt_config *c, const char *path, int must_exist)
         return vt_error_set(VT_EIO, "cannot read config file %s: %s", path, strerror(errno));
     }
     while (rc == 0 && fgets(line, sizeof line, f)) {
-        char *hash = strchr(line, '#'), *eq, *key, *val;
+        char *eq, *key, *val, quote = 0;
         lineno++;
-        if (hash)
-            *hash = '\0';
+        for (char *p = line; *p; p++) { /* a comment: '#' outside quotes, to the end */
+            if (quote && *p == quote)
+                quote = 0;
+            else if (!quote && (*p == '"' || *p == '\''))
+                quote = *p;
+            else if (!quote && *p == '#') {
+                *p = '\0';
+                break;
+            }
+        }
         key = vt__trim(line);
         if (!*key)
             continue;
@@ -262,5 +271,14 @@ int vt_config_load(vt_config *c, int argc, char **argv)
     }
     if (optind < argc)
         return vt_error_set(VT_EINVAL, "unexpected argument '%s' (see --help)", argv[optind]);
+    /* groups named that do not exist: said now, before the device starts */
+    for (int k = 0; k < 2; k++) {
+        const char *g = k ? c->socket_group : c->admin_group;
+        struct group gr, *res = NULL;
+        char buf[4096];
+        if (g[0] && (getgrnam_r(g, &gr, buf, sizeof buf, &res) != 0 || !res))
+            return vt_error_set(VT_EINVAL, "%s: no group '%s' (create it with groupadd, or "
+                                "leave the setting out)", k ? "socket-group" : "admin-group", g);
+    }
     return 0;
 }

@@ -84,6 +84,7 @@ for body, want in (("backend = cpu\nmax-queue = 3\n", "c.conf:2: unknown setting
     vtpy.check(r.returncode == 2 and want in r.stderr, f"config {body!r}: {r.stderr!r}")
 # Command-line mistakes are named as such.
 for args, want in ((["--socket"], "option --socket needs a value"),
+                   (["--admin-group", "no-such-group-x"], "admin-group: no group 'no-such-group-x'"),
                    (["--sockets", "x"], "unknown option --sockets"),
                    (["--max-running", "0"], "max-running must be")):
     r = vtpy.run([VGGTUNED, *args], check=False, timeout=30)
@@ -91,13 +92,14 @@ for args, want in ((["--socket"], "option --socket needs a value"),
 qsock = os.path.join(TMP, "q.sock")
 with open(conf, "w") as f:
     f.write(f'# quoted values\nsocket = "{qsock}"   # a comment\n'
-            f"state-dir = '{os.path.join(TMP, 'qstate')}'\nbackend = cpu\n")
+            f"state-dir = '{os.path.join(TMP, 'q#state')}'  # a '#' in quotes is the value's\n"
+            f"backend = cpu\n")
 p = subprocess.Popen([VGGTUNED, "--config", conf], stdout=subprocess.DEVNULL,
                      stderr=subprocess.DEVNULL)
 deadline = time.time() + 60
 while time.time() < deadline and not os.path.exists(qsock) and p.poll() is None:
     time.sleep(0.1)
-vtpy.check(os.path.exists(qsock) and os.path.isdir(os.path.join(TMP, "qstate")),
+vtpy.check(os.path.exists(qsock) and os.path.isdir(os.path.join(TMP, "q#state")),
            "quoted paths in the settings file should be used without their quotes")
 p.send_signal(signal.SIGTERM)
 p.wait(timeout=60)
