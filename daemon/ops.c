@@ -312,8 +312,9 @@ static void vt__submit(vt_conn *c, const cJSON *id, const cJSON *req)
      * may overwrite it, by what the directory holds: by vggtune submit,
      * and by the trainer when the job starts.) */
     if (vt_jobs_count(&dm->jobs, c->uid, VT_JOB_QUEUED) >= dm->cfg.max_queued) {
-        vt__fail(c, id, VT_EBUSY, "you have %d jobs waiting, the limit; submit more when some "
-                 "have started", dm->cfg.max_queued);
+        vt__fail(c, id, VT_EBUSY, "you have %d job%s waiting (queued, not yet started), the "
+                 "limit; submit more when some have started", dm->cfg.max_queued,
+                 dm->cfg.max_queued == 1 ? "" : "s");
         goto done;
     }
     size_t need;
