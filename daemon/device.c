@@ -660,6 +660,17 @@ static int vt__model_of_job(const vt_device *d, const vt__cmd *c, const vt_predi
                         (long long)c->job, c->path, by);
 }
 
+/* Loads job c->job's model, read as the requester: an admin who cannot
+ * read the owner's files is told so. */
+static int vt__load_model(vt_device *d, const vt__cmd *c, vt_predictor **p)
+{
+    int rc = vt_predictor_load(p, d->be, c->path, &c->creds);
+    if (rc == VT_EPERM)
+        rc = vt_error_wrap(rc, "job %lld's model, read with your own file permissions (uid %u)",
+                           (long long)c->job, (unsigned)c->creds.uid);
+    return rc;
+}
+
 static void vt__predict(vt_device *d, vt__cmd *c)
 {
     vt_predictor *p = NULL;
@@ -668,8 +679,7 @@ static void vt__predict(vt_device *d, vt__cmd *c)
     int C, rc;
     size_t rows = (size_t)(c->n ? c->n : 1);
 
-    if ((rc = vt_predictor_load(&p, d->be, c->path, &c->creds)) < 0 ||
-        (rc = vt__model_of_job(d, c, p)) < 0) {
+    if ((rc = vt__load_model(d, c, &p)) < 0 || (rc = vt__model_of_job(d, c, p)) < 0) {
         vt__reply_error(d, c->req, rc);
         vt_predictor_free(p);
         return;
@@ -705,8 +715,7 @@ static void vt__eval(vt_device *d, vt__cmd *c)
     vt_predictor *p = NULL;
     vt_eval_result r = {0};
     int rc;
-    if ((rc = vt_predictor_load(&p, d->be, c->path, &c->creds)) < 0 ||
-        (rc = vt__model_of_job(d, c, p)) < 0 ||
+    if ((rc = vt__load_model(d, c, &p)) < 0 || (rc = vt__model_of_job(d, c, p)) < 0 ||
         (rc = vt_predictor_eval(p, d->pool, c->dir, &c->creds, &r)) < 0) {
         vt__reply_error(d, c->req, rc);
         vt_predictor_free(p);

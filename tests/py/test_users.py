@@ -148,6 +148,12 @@ rj = d.cli_json("status", str(a1))["job"]
 vtpy.check(rj["name"] == "a1" and "spec" in rj, "root sees alice's job in full")
 ej = json.loads(d.cli("--json", "status", str(a1), user="vterin").stdout)["job"]
 vtpy.check(ej["name"] == "a1", "the admin group sees alice's job in full")
+# predict reads the model with the requester's own permissions: alice's home
+# is 0700, so the admin is refused by the file system, and told why
+r = d.cli("predict", str(a1), os.path.join(shared, "data", "val", "circles", "img00000.jpg"),
+          user="vterin", check=False)
+vtpy.check(r.returncode == 1 and "read with your own file permissions" in r.stderr,
+           f"an admin's predict of a model it cannot read: {r.stderr!r}")
 allj = d.cli_json("list", "--all")["jobs"]
 vtpy.check({x["user"] for x in allj} >= {"vtalice", "vtbob"}, "root's list --all")
 
