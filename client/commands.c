@@ -521,7 +521,10 @@ static int vt__cmd_list(vt_cli *cli, int argc, char **argv, int first)
         goto done;
     jobs = cJSON_GetObjectItemCaseSensitive(reply, "jobs");
     if (cJSON_GetArraySize(jobs) == 0)
-        fprintf(cli->out, "no jobs\n");
+        fprintf(cli->out, p.all ? "no jobs\n"
+                                : "no jobs of yours, and no queued or running ones of "
+                                  "others (administrators: 'vggtune list --all' shows "
+                                  "finished ones too)\n");
     else
         vt_cli_render_list(cli->out, jobs);
 done:
