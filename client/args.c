@@ -863,6 +863,14 @@ static int vt__check_output(const cJSON *doc)
     int rc;
     if (out && stat(out, &st) == 0 && !S_ISDIR(st.st_mode))
         return vt_error_set(VT_EINVAL, "--out %s exists and is not a directory", out);
+    if (out) { /* the folder, or the nearest one above it that exists, writable by us */
+        char dir[PATH_MAX], *slash;
+        snprintf(dir, sizeof dir, "%s", out);
+        while (stat(dir, &st) < 0 && (slash = strrchr(dir, '/')) && slash > dir)
+            *slash = '\0';
+        if (stat(dir, &st) == 0 && access(dir, W_OK | X_OK) < 0 && errno == EACCES)
+            return vt_error_set(VT_EPERM, "--out %s: %s is not writable by you", out, dir);
+    }
     if (!out || cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(doc, "overwrite")))
         return 0;
     if ((rc = vt_output_finished_model(out, &w)) <= 0)

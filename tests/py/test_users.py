@@ -131,7 +131,13 @@ vtpy.check(not os.path.exists(os.path.join(home["vtbob"], "stolen", "model.safet
            "nothing may be written for a refused job")
 bad_out = job_spec(os.path.join(shared, "data"), os.path.join(home["vtalice"], "out", "bob"),
                    name="plant", epochs=1)
-r = submit("vtbob", bad_out)["job"]
+with open(os.path.join(TMP, "plant.json"), "w") as f:
+    json.dump(bad_out, f)
+os.chmod(os.path.join(TMP, "plant.json"), 0o644)
+r = d.cli("--json", "submit", "--spec", os.path.join(TMP, "plant.json"), user="vtbob")
+vtpy.check(f"warning: --out {bad_out['output']}: {home['vtalice']} is not writable by you" in
+           r.stderr, f"vggtune submit into a folder bob cannot write: {r.stderr!r}")
+r = json.loads(r.stdout)["job"]
 j = d.wait_state(r["id"], ["failed", "succeeded"])
 vtpy.check(j["state"] == "failed" and ("ermission denied" in j.get("error", "") or
                                        "not writable" in j.get("error", "")),
