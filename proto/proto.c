@@ -581,7 +581,7 @@ static int vt__denied(const char *path)
 /* The message for a failed connect: what is wrong and what to do. */
 static int vt__connect_error(const char *path, int err)
 {
-    static const char start[] = "start it with 'vggtuned' or 'systemctl start vggtuned'";
+    static const char start[] = "start it with 'vggtuned', or the service with 'systemctl start vggtuned.socket'";
     struct stat st;
 
     switch (err) {

@@ -1522,7 +1522,7 @@ static void test_commands_offline(vt_backend *be)
     RUN(&r, NULL, cwd, 0, "list");
     VT_CHECK_INT(r.status, 3);
     snprintf(want, sizeof want, "vggtune: vggtuned is not running: no socket at "
-             "%s/none.sock (start it with 'vggtuned' or 'systemctl start vggtuned')\n", cwd);
+             "%s/none.sock (start it with 'vggtuned', or the service with 'systemctl start vggtuned.socket')\n", cwd);
     VT_CHECK_STR(r.err, want);
     VT_CHECK_STR(r.out, "");
     RUN(&r, NULL, cwd, 0, "watch", "42");

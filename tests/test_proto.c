@@ -677,7 +677,7 @@ static void test_client_not_running(vt_backend *be)
     VT_CHECK(strlen(dir) + 14 < sizeof path);
     snprintf(path, sizeof path, "%s/vggtune.sock", dir);
     snprintf(msg, sizeof msg, "vggtuned is not running: no socket at %s (start it with "
-             "'vggtuned' or 'systemctl start vggtuned')", path);
+             "'vggtuned', or the service with 'systemctl start vggtuned.socket')", path);
     VT_CHECK_ERR(vt_client_connect(&c, path, NULL), VT_ENOTFOUND, msg);
     VT_CHECK(!c);
 
