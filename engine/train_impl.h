@@ -124,7 +124,8 @@ int vt_train__remove_outputs(vt_trainer *t);
 /* Whether OUT holds a file by one of those names that vggtune did not
  * write (judged by its content: format metadata, first line), which taking
  * the directory over would delete: 1 with its name in name[len], 0 when
- * none, or an error.  Runs as the job's owner. */
+ * none, or an error (VT_EPERM for one the owner cannot read).  Runs as the
+ * job's owner. */
 int vt_train__foreign_output(vt_trainer *t, char *name, size_t len);
 
 /* ---- train_checkpoint.c ---- */

@@ -388,16 +388,18 @@ static int vt__classmap_ours(const char *path)
  * vggtune, from its first bytes: safetensors files by the format their
  * header starts with (vggtune writes __metadata__ first, format its first
  * field: a header of any size is judged), the others by their first line;
- * the events file by its name.  Run as the job's owner. */
+ * the events file by its name: 1 or 0, VT_EPERM when it cannot be read.
+ * Run as the job's owner. */
 static int vt__ours(const char *path, const char *name)
 {
     static const char st_head[] = "{\"__metadata__\":{\"format\":\"vggtune-";
     char head[64] = "";
     size_t got = 0;
+    int rc;
     if (!strcmp(name, "events.out.tfevents.vggtune"))
         return 1;
-    if (vt_read_head(path, head, sizeof head - 1, &got) < 0)
-        return 0;
+    if ((rc = vt_read_head(path, head, sizeof head - 1, &got)) < 0)
+        return rc == VT_EPERM ? rc : 0;
     head[got] = '\0';
     if (got == 0) /* an empty file: nothing to lose */
         return 1;
@@ -422,7 +424,15 @@ int vt_train__foreign_output(vt_trainer *t, char *name, size_t len)
             break;
         if (lstat(path, &st) < 0)
             continue; /* not there (or not ours to see: removing it would fail too) */
-        if (!S_ISREG(st.st_mode) || !vt__ours(path, vt__outputs[i])) {
+        int ours = S_ISREG(st.st_mode) ? vt__ours(path, vt__outputs[i]) : 0;
+        if (ours == VT_EPERM) {
+            rc = vt_error_set(VT_EPERM, "output %s holds a %s that the job's owner cannot "
+                              "read, so cannot tell whose it is; give the job another output "
+                              "directory, or set overwrite (--overwrite)", t->spec.output,
+                              vt__outputs[i]);
+            break;
+        }
+        if (!ours) {
             snprintf(name, len, "%s", vt__outputs[i]);
             rc = 1;
         }

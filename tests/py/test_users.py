@@ -145,6 +145,21 @@ vtpy.check(j["state"] == "failed" and ("ermission denied" in j.get("error", "") 
 vtpy.check(not os.path.exists(os.path.join(home["vtalice"], "out", "bob")),
            "bob's job created something in alice's directory")
 
+# A shared folder where alice left a private file by an output's name: bob's
+# job cannot tell whose it is, and says so rather than calling it foreign.
+mixed = os.path.join(TMP, "mixed")
+os.makedirs(mixed)
+os.chmod(mixed, 0o777)
+with open(os.path.join(mixed, "metrics.csv"), "w") as f:
+    f.write("alice's\n")
+os.chown(os.path.join(mixed, "metrics.csv"), alice.pw_uid, alice.pw_gid)
+os.chmod(os.path.join(mixed, "metrics.csv"), 0o600)
+r = submit("vtbob", job_spec(os.path.join(shared, "data"), mixed, name="mixed", epochs=1))["job"]
+j = d.wait_state(r["id"], ["failed", "succeeded"])
+vtpy.check(j["state"] == "failed" and "holds a metrics.csv that the job's owner cannot read" in
+           j.get("error", "") and os.path.exists(os.path.join(mixed, "metrics.csv")),
+           f"bob's job over alice's unreadable file: {j}")
+
 # ---- dave is not in the group ---------------------------------------------------
 r = d.cli("list", user="vtdave", check=False)
 vtpy.check(r.returncode == 3 and "ermission denied" in r.stderr, f"dave: {r.stderr!r}")
