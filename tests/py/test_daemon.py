@@ -187,6 +187,10 @@ la = d.wait_state(la, ["failed", "succeeded"], timeout=120)
 vtpy.check(la["state"] == "failed" and f"is where job {long_id} writes (under another name)"
            in la.get("error", "") and d.cli_json("status", str(long_id))["job"]["state"] ==
            "running", f"a second job on a running job's output under another name: {la}")
+# (cancelled after its first epoch, so that it has outputs to take over)
+deadline = time.time() + 300
+while d.cli_json("status", str(long_id))["job"]["epochs_done"] < 1 and time.time() < deadline:
+    time.sleep(0.05)
 r = d.cli("cancel", str(long_id))
 vtpy.check(r.returncode == 0, "cancel must exit 0")
 j = d.wait_state(long_id, ["cancelled"], timeout=30)
