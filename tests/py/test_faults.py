@@ -223,12 +223,7 @@ lost_env = dict(os.environ, VT_TEST_DEVICE_FAULT="12:lost")
 fl = Daemon(a.build, TMP, name="fault-lost", env=lost_env, extra=["--max-running", "2"])
 pair = [fl.cli_json("submit", "--spec", spec_file(f"lost{i}", epochs=4, batch_size=8))["job"]["id"]
         for i in range(2)]
-try:
-    rc = fl.proc.wait(300)
-except subprocess.TimeoutExpired:
-    vtpy.fail("the daemon did not exit after a sticky device error")
-fl.ended_by_test = True
-fl.logf.close()
+rc = fl.wait_exit("after a sticky device error")
 vtpy.check(rc == 1 and "device error in job" in fl.log_text() and
            "the device context is lost" in fl.log_text(),
            f"exit after a sticky device error: {rc}: {fl.log_text()[-600:]}")
@@ -246,12 +241,7 @@ vtpy.check(rc == 0, f"final stop after the restart: {rc}")
 fh = Daemon(a.build, TMP, name="fault-hidden",
             env=dict(os.environ, VT_TEST_DEVICE_FAULT="4:error-then-lost"))
 j = fh.cli_json("submit", "--spec", spec_file("fault-hidden", epochs=3, batch_size=8))["job"]["id"]
-try:
-    rc = fh.proc.wait(300)
-except subprocess.TimeoutExpired:
-    vtpy.fail("the daemon went on after a failed call that hid a sticky error")
-fh.ended_by_test = True
-fh.logf.close()
+rc = fh.wait_exit("it went on after a failed call that hid a sticky error")
 vtpy.check(rc == 1 and "a device call failed; then: test fault" in fh.log_text(),
            f"a hidden sticky error: {rc}: {fh.log_text()[-600:]}")
 

@@ -141,6 +141,17 @@ class Daemon:
         self.logf.close()
         return rc, time.time() - t
 
+    def wait_exit(self, why, timeout=300):
+        """Waits for the daemon to exit by itself; returns its exit status
+        (fails with why when it has not within timeout seconds)."""
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            vtpy.fail(f"the daemon did not exit: {why}")
+        self.ended_by_test = True
+        self.logf.close()
+        return rc
+
     def kill9(self):
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
