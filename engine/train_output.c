@@ -23,6 +23,7 @@
 #include "writer.h"
 
 #define VT__MODEL_FORMAT "vggtune-model-1"
+#define VT__FEATURES_FORMAT "vggtune-bottleneck-features-1"
 
 /* The files a job writes in its output directory. */
 static const char *const vt__outputs[] = {"model.safetensors", "classmap.json", "metrics.jsonl",
@@ -191,6 +192,8 @@ int vt_train__save_features(vt_trainer *t)
     char *classes = NULL;
     if (!set)
         return vt_error_set(VT_ENOMEM, "out of memory");
+    /* the format first: the header then starts with it (vt__ours reads that) */
+    vt_tensorset_set_meta(set, "format", VT__FEATURES_FORMAT);
     vt_model_cut(t->model, &side, &ch);
     for (int v = 0; v < 2 && rc == 0; v++) {
         const vt_dataset *ds = v ? t->val : t->train;
@@ -236,7 +239,6 @@ int vt_train__save_features(vt_trainer *t)
     }
     if (rc == 0 && (classes = vt_train__classes_json(t->train))) {
         char num[32];
-        vt_tensorset_set_meta(set, "format", "vggtune-bottleneck-features-1");
         vt_tensorset_set_meta(set, "classes", classes);
         snprintf(num, sizeof num, "%d", t->spec.image_size);
         vt_tensorset_set_meta(set, "image_size", num);
@@ -385,10 +387,11 @@ static int vt__classmap_ours(const char *path)
 }
 
 /* Whether the file at path (one of vt__outputs, present) looks written by
- * vggtune, from its first bytes: safetensors files by the format their
- * header starts with (vggtune writes __metadata__ first, format its first
- * field: a header of any size is judged), the others by their first line;
- * the events file by its name: 1 or 0, VT_EPERM when it cannot be read.
+ * vggtune: safetensors files by their format (vggtune writes __metadata__
+ * first and format as its first field, so the header's first bytes say,
+ * whatever its size; files written with the format later are read for
+ * it), the others by their first line, the events file by its name: 1 or
+ * 0, VT_EPERM when it cannot be read.
  * Run as the job's owner. */
 static int vt__ours(const char *path, const char *name)
 {
@@ -403,8 +406,20 @@ static int vt__ours(const char *path, const char *name)
     head[got] = '\0';
     if (got == 0) /* an empty file: nothing to lose */
         return 1;
-    if (strstr(name, ".safetensors")) /* 8 bytes of header length, then the header */
-        return got > 8 && !strncmp(head + 8, st_head, sizeof st_head - 1);
+    if (strstr(name, ".safetensors")) { /* 8 bytes of header length, then the header */
+        vt_tensorset *meta = NULL;
+        const char *fmt;
+        int yes;
+        if (got > 8 && !strncmp(head + 8, st_head, sizeof st_head - 1))
+            return 1;
+        /* written with the format later (features files before 2026-12-05) */
+        if (vt_safetensors_read_meta(&meta, path) < 0)
+            return 0;
+        fmt = vt_tensorset_meta(meta, "format");
+        yes = fmt && (!strcmp(fmt, VT__MODEL_FORMAT) || !strcmp(fmt, VT__FEATURES_FORMAT));
+        vt_tensorset_free(meta);
+        return yes;
+    }
     if (!strcmp(name, "metrics.csv"))
         return !strncmp(head, VT__METRICS_CSV_HEADER, strlen(VT__METRICS_CSV_HEADER));
     if (!strcmp(name, "metrics.jsonl"))

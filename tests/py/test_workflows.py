@@ -95,6 +95,24 @@ print(f"bottleneck CPU epoch cost: first {m[0]['seconds']:.2f}s, later "
       f"{np.mean([x['seconds'] for x in m[1:]]):.3f}s "
       f"({m[0]['seconds'] / max(np.mean([x['seconds'] for x in m[1:]]), 1e-9):.0f}x cheaper)")
 
+# A folder an unfinished bottleneck job left (its features file, no model)
+# is taken over without --overwrite: the file is recognised as vggtune's,
+# as one written with its format after the file lists (before 2026-12-05).
+first = open(os.path.join(out("bn"), "bottleneck_features.safetensors"), "rb").read(8 + 40)[8:]
+vtpy.check(first.startswith(b'{"__metadata__":{"format":"vggtune-'), f"features header: {first}")
+for name, body in (("left", None), ("old", {"train_files": "[]", "val_files": "[]",
+                                            "format": "vggtune-bottleneck-features-1"})):
+    os.makedirs(out(name))
+    dst = os.path.join(out(name), "bottleneck_features.safetensors")
+    if body is None:
+        shutil.copy(os.path.join(out("bn"), "bottleneck_features.safetensors"), dst)
+    else:
+        h = json.dumps({"__metadata__": body}, separators=(",", ":")).encode()
+        h += b" " * (-len(h) % 8)
+        open(dst, "wb").write(len(h).to_bytes(8, "little") + h)
+    again = submit("--mode", "bottleneck", "--epochs", "1", "--name", name, "--out", out(name))
+    vtpy.check(again["state"] == "succeeded", f"taking over a bottleneck job's folder ({name}): {again}")
+
 # ---- 2. finetune from the bottleneck head -----------------------------------------
 ft = submit("--mode", "finetune", "--init-head", str(bn["id"]), "--val", f"{DATA}/val",
             "--epochs", "1", "--lr", "1e-12", "--name", "ft", "--out", out("ft"))
