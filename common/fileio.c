@@ -258,7 +258,10 @@ int vt_mkdir_p(const char *path, int *created)
             *p = '\0';
             if (mkdir(tmp, 0755) == 0) {
                 made++;
-                if (vt__mask >= 0 && chmod(tmp, (mode_t)(0777 & ~vt__mask)) < 0)
+                struct stat ds; /* (a setgid bit inherited from the parent stays) */
+                if (vt__mask >= 0 &&
+                    (stat(tmp, &ds) < 0 ||
+                     chmod(tmp, (mode_t)((0777 & ~vt__mask) | (ds.st_mode & S_ISGID))) < 0))
                     return vt_error_set(VT_EIO, "cannot set the mode of %s: %s", tmp,
                                         strerror(errno));
             } else if (errno != EEXIST)

@@ -391,6 +391,10 @@ static int vt__parse_root(vt_jobspec *s, const cJSON *root)
         (rc = vt__bool(root, "", "overwrite", &s->overwrite)) < 0 ||
         (rc = vt__int(root, "", "umask", 0, 0777, &mask)) < 0)
         return rc;
+    if (mask > 0 && (mask & 0700))
+        return vt_error_set(VT_EINVAL, "umask %lld (octal %03llo) would take the owner's own "
+                            "permissions away; it is a decimal number: 18 for a shell's "
+                            "022, 63 for 077", mask, mask);
     s->umask = (int)mask;
     if (!s->output)
         return vt_error_set(VT_EINVAL, "output is required (the directory for the model "

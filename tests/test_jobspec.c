@@ -96,6 +96,8 @@ static void test_refusals(vt_backend *be)
          "data.image_size appears twice"},
         {"{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"x\":[{\"a\":1,\"a\":2}]}",
          "x[0].a appears twice"},
+        {"{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"umask\":77}",
+         "umask 77 (octal 115) would take the owner's own permissions away"},
         {"{\"data\":{\"trian\":\"/d\"},\"output\":\"/o\"}", "unknown field data.trian"},
         {"{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"epoch\":3}", "unknown field epoch"},
         {"{\"data\":{\"train\":\"/d\",\"image_size\":100},\"output\":\"/o\"}", "multiple of 32"},

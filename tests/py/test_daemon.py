@@ -344,6 +344,16 @@ modes = {n: os.stat(os.path.join(priv, n)).st_mode & 0o777 for n in os.listdir(p
 vtpy.check(os.stat(priv).st_mode & 0o777 == 0o700 and modes and
            all(m == 0o600 for m in modes.values()),
            f"outputs of a user with umask 077: {oct(os.stat(priv).st_mode)} {modes}")
+# ... and an output folder made in a setgid (project) folder stays setgid.
+sgid = os.path.join(TMP, "sgid")
+os.makedirs(sgid)
+os.chmod(sgid, 0o2775)
+with open(os.path.join(TMP, "sgid.json"), "w") as f:
+    json.dump(job_spec(DATA, os.path.join(sgid, "o"), epochs=1), f)
+j = d.cli_json("submit", "--spec", os.path.join(TMP, "sgid.json"))["job"]["id"]
+vtpy.check(d.wait_state(j, ["failed", "succeeded"], timeout=120)["state"] == "succeeded" and
+           os.stat(os.path.join(sgid, "o")).st_mode & 0o2000,
+           f"an output folder in a setgid folder: {oct(os.stat(os.path.join(sgid, 'o')).st_mode)}")
 # An earlier bottleneck job's features file is recognised whatever the size
 # of its header (its file lists grow with the dataset: 17 MB here, over
 # what a header is read for metadata), and replaced without --overwrite.
