@@ -184,18 +184,20 @@ static int vt__read_file(vt_config *c, const char *path, int must_exist)
         return vt_error_set(VT_EIO, "cannot read config file %s: %s", path, strerror(errno));
     }
     while (rc == 0 && fgets(line, sizeof line, f)) {
-        char *eq, *key, *val, quote = 0;
+        char *eq, *key, *val, *p = line;
         lineno++;
-        for (char *p = line; *p; p++) { /* a comment: '#' outside quotes, to the end */
-            if (quote && *p == quote)
-                quote = 0;
-            else if (!quote && (*p == '"' || *p == '\''))
-                quote = *p;
-            else if (!quote && *p == '#') {
-                *p = '\0';
-                break;
-            }
+        /* A comment: '#' to the end of the line, except inside a value that
+         * starts with a quote, up to its closing quote ("a#b" or 'bob''s' no:
+         * only a leading quote quotes; /models/bob's.h5 is plain). */
+        if ((eq = strchr(line, '='))) {
+            char *v = eq + 1;
+            while (*v == ' ' || *v == '\t')
+                v++;
+            if ((*v == '"' || *v == '\'') && strchr(v + 1, *v))
+                p = strchr(v + 1, *v) + 1;
         }
+        if ((p = strchr(p, '#')))
+            *p = '\0';
         key = vt__trim(line);
         if (!*key)
             continue;

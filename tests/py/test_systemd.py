@@ -89,11 +89,11 @@ for args, want in ((["--socket"], "option --socket needs a value"),
                    (["--max-running", "0"], "max-running must be")):
     r = vtpy.run([VGGTUNED, *args], check=False, timeout=30)
     vtpy.check(r.returncode == 2 and want in r.stderr, f"vggtuned {args}: {r.stderr!r}")
-qsock = os.path.join(TMP, "q.sock")
+qsock = os.path.join(TMP, "bob's.sock")  # an apostrophe in a plain value quotes nothing
 with open(conf, "w") as f:
-    f.write(f'# quoted values\nsocket = "{qsock}"   # a comment\n'
+    f.write(f'# quoted values\nsocket = {qsock}   # a comment\n'
             f"state-dir = '{os.path.join(TMP, 'q#state')}'  # a '#' in quotes is the value's\n"
-            f"backend = cpu\n")
+            f"backend = cpu\nlog-level = info  # Bob's comment, an apostrophe in it\n")
 p = subprocess.Popen([VGGTUNED, "--config", conf], stdout=subprocess.DEVNULL,
                      stderr=subprocess.DEVNULL)
 deadline = time.time() + 60
