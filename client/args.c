@@ -863,34 +863,53 @@ static int vt__check_output(const cJSON *doc)
     int rc;
     if (out && stat(out, &st) == 0 && !S_ISDIR(st.st_mode))
         return vt_error_set(VT_EINVAL, "--out %s exists and is not a directory", out);
+    if (out && !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(doc, "overwrite"))) {
+        if ((rc = vt_output_finished_model(out, &w)) < 0 && rc != VT_EPERM)
+            return rc; /* (one we cannot read: the job decides) */
+        if (rc == 1 && (vt_writer_name(&w, NULL, by, sizeof by), 1))
+            return vt_error_set(VT_EBUSY, "--out %s holds the model of %s, which finished; "
+                                "give this job another output directory, or --overwrite to "
+                                "replace it", out, by);
+    }
     if (out) { /* the folder, or the nearest one above it that exists, writable by us */
         char dir[PATH_MAX], *slash;
         snprintf(dir, sizeof dir, "%s", out);
-        while (stat(dir, &st) < 0 && (slash = strrchr(dir, '/')) && slash > dir)
+        while (stat(dir, &st) < 0 && (slash = strrchr(dir, '/'))) {
+            if (slash == dir) { /* up to the root */
+                dir[1] = '\0';
+                break;
+            }
             *slash = '\0';
+        }
         if (stat(dir, &st) == 0 && access(dir, W_OK | X_OK) < 0 && errno == EACCES)
             return vt_error_set(VT_EPERM, "--out %s: %s is not writable by you", out, dir);
     }
-    if (!out || cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(doc, "overwrite")))
-        return 0;
-    if ((rc = vt_output_finished_model(out, &w)) <= 0)
-        return rc == VT_EPERM ? 0 : rc; /* (not ours to read: the job decides) */
-    vt_writer_name(&w, NULL, by, sizeof by);
-    return vt_error_set(VT_EBUSY, "--out %s holds the model of %s, which finished; give this "
-                        "job another output directory, or --overwrite to replace it", out, by);
+    return 0;
 }
 
 int vt_cli_check_paths(const cJSON *doc)
 {
-    int rc;
-    if ((rc = vt__check_path(vt__get_str(doc, "data", "train"), "--data", 1)) < 0 ||
-        (rc = vt__check_classes(vt__get_str(doc, "data", "train"), "--data")) < 0 ||
-        (rc = vt__check_path(vt__get_str(doc, "data", "val"), "--val", 1)) < 0 ||
-        (rc = vt__check_weights(vt__get_str(doc, NULL, "weights"), "--weights", 0)) < 0 ||
-        (rc = vt__check_weights(vt__get_str(doc, NULL, "init"), "--init", 1)) < 0 ||
-        (rc = vt__check_val_classes(doc)) < 0 || (rc = vt__check_output(doc)) < 0)
-        return rc;
-    return 0;
+    const char *train = vt__get_str(doc, "data", "train");
+    char warn[1024] = "";
+    int rc = 0;
+    /* every check runs: a warning (VT_EPERM) found early must not hide a
+     * refusal found later; the first refusal, else the first warning */
+    for (int k = 0; k < 7; k++) {
+        switch (k) {
+        case 0: rc = vt__check_path(train, "--data", 1); break;
+        case 1: rc = vt__check_classes(train, "--data"); break;
+        case 2: rc = vt__check_path(vt__get_str(doc, "data", "val"), "--val", 1); break;
+        case 3: rc = vt__check_weights(vt__get_str(doc, NULL, "weights"), "--weights", 0); break;
+        case 4: rc = vt__check_weights(vt__get_str(doc, NULL, "init"), "--init", 1); break;
+        case 5: rc = vt__check_val_classes(doc); break;
+        default: rc = vt__check_output(doc); break;
+        }
+        if (rc == VT_EPERM && !warn[0])
+            snprintf(warn, sizeof warn, "%s", vt_error_msg());
+        else if (rc < 0 && rc != VT_EPERM)
+            return rc;
+    }
+    return warn[0] ? vt_error_set(VT_EPERM, "%s", warn) : 0;
 }
 
 /* ---- exit statuses ----------------------------------------------------- */
