@@ -866,10 +866,12 @@ static int vt__check_output(const cJSON *doc)
     if (out && !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(doc, "overwrite"))) {
         if ((rc = vt_output_finished_model(out, &w)) < 0 && rc != VT_EPERM)
             return rc; /* (one we cannot read: the job decides) */
-        if (rc == 1 && (vt_writer_name(&w, NULL, by, sizeof by), 1))
+        if (rc == 1) {
+            vt_writer_name(&w, NULL, by, sizeof by);
             return vt_error_set(VT_EBUSY, "--out %s holds the model of %s, which finished; "
                                 "give this job another output directory, or --overwrite to "
                                 "replace it", out, by);
+        }
     }
     if (out) { /* the folder, or the nearest one above it that exists, writable by us */
         char dir[PATH_MAX], *slash;
