@@ -641,9 +641,18 @@ static void vt__reply(vt_device *d, uint64_t req, int code, char *text)
     vt__post(d, e);
 }
 
+/* Replies with the error of a prediction or evaluation.  A device failure
+ * behind it is looked into as after a training step's: a lost context (a
+ * sync tells) ends the daemon for a restart, as it would the next job. */
 static void vt__reply_error(vt_device *d, uint64_t req, int code)
 {
+    char why[1100];
+    snprintf(why, sizeof why, "device error in a prediction or evaluation: %s", vt_error_msg());
     vt__reply(d, req, code, strdup(vt_error_msg()));
+    if (code == VT_EDEVLOST || (code == VT_EDEVICE && vt_backend_sync(d->be) == VT_EDEVLOST)) {
+        vt__post_text(d, VT_DEV_FATAL, 0, 0, why);
+        d->stopping = 2;
+    }
 }
 
 /* Refuses a model file that another job or `vggtuned run` wrote over job
