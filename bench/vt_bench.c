@@ -159,8 +159,12 @@ static int vt_bench_parse(int argc, char **argv, vt_bench_opts *o)
             bad = vt_bench_int(v, 0, &o->warmup);
         else if (strcmp(a, "--threads") == 0)
             bad = vt_bench_int(v, 0, &o->threads);
-        else
-            o->seed = strtoull(v, NULL, 10);
+        else {
+            char *end;
+            errno = 0;
+            o->seed = strtoull(v, &end, 10);
+            bad = errno || !*v || *end;
+        }
         if (bad) {
             fprintf(stderr, "vt-bench: bad value for %s: %s\n", a, v);
             return -1;
@@ -173,6 +177,10 @@ static int vt_bench_parse(int argc, char **argv, vt_bench_opts *o)
     }
     if (vt_vgg_check_size(o->size) < 0) {
         fprintf(stderr, "vt-bench: %s\n", vt_error_msg());
+        return -1;
+    }
+    if (!*o->modes) {
+        fprintf(stderr, "vt-bench: --modes is empty\n");
         return -1;
     }
     for (const char *m = o->modes; *m;) { /* every name in --modes is a mode */

@@ -206,6 +206,9 @@ static void vt__job_spec(vt_daemon *dm, vt_job *j, const char *event)
     }
     if (prep[0])
         snprintf(j->preprocess, sizeof j->preprocess, "%s", prep);
+    /* (init_job alone is in the document: the path it was resolved to, again) */
+    if (spec.init_job && vt_jobs_init_model(&dm->jobs, &spec) < 0)
+        vt_log_warn("job %lld: %s", (long long)j->id, vt_error_msg());
     vt_jobspec_free(&j->spec);
     j->spec = spec;
     free(j->spec_json);
