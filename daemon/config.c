@@ -220,6 +220,29 @@ static int vt__read_file(vt_config *c, const char *path, int must_exist)
     return rc;
 }
 
+/* 1 when group name exists, 0 when not, -errno when the lookup failed (a
+ * group of many members needs a larger buffer: it grows). */
+static int vt__group_exists(const char *name)
+{
+    size_t len = 4096;
+    for (;;) {
+        struct group gr, *res = NULL;
+        char *buf = malloc(len);
+        int e;
+        if (!buf)
+            return -ENOMEM;
+        e = getgrnam_r(name, &gr, buf, len, &res);
+        free(buf);
+        if (e == ERANGE && len < ((size_t)1 << 24)) {
+            len *= 4;
+            continue;
+        }
+        if (e == ENOENT || e == ESRCH) /* "not found", as some NSS modules say it */
+            return 0;
+        return e ? -e : res != NULL;
+    }
+}
+
 int vt_config_load(vt_config *c, int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -276,11 +299,13 @@ int vt_config_load(vt_config *c, int argc, char **argv)
     /* groups named that do not exist: said now, before the device starts */
     for (int k = 0; k < 2; k++) {
         const char *g = k ? c->socket_group : c->admin_group;
-        struct group gr, *res = NULL;
-        char buf[4096];
-        if (g[0] && (getgrnam_r(g, &gr, buf, sizeof buf, &res) != 0 || !res))
+        int e = g[0] ? vt__group_exists(g) : 1;
+        if (e == 0)
             return vt_error_set(VT_EINVAL, "%s: no group '%s' (create it with groupadd, or "
                                 "leave the setting out)", k ? "socket-group" : "admin-group", g);
+        if (e < 0)
+            return vt_error_set(VT_EIO, "%s: cannot look up group '%s': %s",
+                                k ? "socket-group" : "admin-group", g, strerror(-e));
     }
     return 0;
 }
