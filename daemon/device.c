@@ -161,6 +161,8 @@ void vt_dev_event_free(vt_dev_event *e)
     }
 }
 
+#define VT__WATCHDOG_ALLOWANCE_MAX 3600.0 /* seconds a long step may add, at most */
+
 double vt_device_idle_seconds(vt_device *d)
 {
     double a, longest;
@@ -168,7 +170,9 @@ double vt_device_idle_seconds(vt_device *d)
     a = d->alive;
     longest = d->longest_step;
     pthread_mutex_unlock(&d->ev_mu);
-    a = vt_clock_mono() - a - 2 * longest;
+    /* (capped: one slow step must not switch the watchdog off for good) */
+    a = vt_clock_mono() - a - (2 * longest < VT__WATCHDOG_ALLOWANCE_MAX ? 2 * longest
+                                                                         : VT__WATCHDOG_ALLOWANCE_MAX);
     return a > 0 ? a : 0;
 }
 

@@ -119,8 +119,9 @@ void vt_device_stop(vt_device *d);
 void vt_device_free(vt_device *d);
 
 /* Seconds since the device thread last showed life, beyond twice the
- * longest training step it has taken (for the watchdog: a CPU backend's
- * step at a large batch can take minutes, and is not a hang). */
+ * longest step it has taken (at most an hour's allowance; for the watchdog:
+ * a CPU backend's step at a large batch can take minutes, and is not a
+ * hang once one such step has been seen). */
 double vt_device_idle_seconds(vt_device *d);
 
 /* Estimated device bytes of a job (model, activations, trunk scratch; not
