@@ -590,6 +590,31 @@ static int vt__check_model_owner(vt_trainer *t)
                         "replace it", t->spec.output, by);
 }
 
+/* A job resuming from its checkpoint: another writer may have finished a
+ * model in its output directory while it was stopped, which it does not
+ * replace unless it may overwrite.  (Its own - vggtuned run's, when it goes
+ * on with more epochs - it does.)  Runs as the job's owner. */
+static int vt__check_resume_output(vt_trainer *t)
+{
+    vt_writer owner;
+    char by[80];
+    int rc;
+    if (t->spec.overwrite)
+        return 0;
+    if ((rc = vt_train__enter(t)) < 0)
+        return rc;
+    rc = vt_output_finished_model(t->spec.output, &owner);
+    vt_train__leave(t);
+    if (rc < 0)
+        return vt_error_wrap(rc, "output");
+    if (rc == 0 || vt_writer_is(&owner, t->env.job_id, t->env.job_store))
+        return 0;
+    vt_writer_name(&owner, t->env.job_store, by, sizeof by);
+    return vt_error_set(VT_EBUSY, "output %s holds the model of %s, which finished there while "
+                        "this job was stopped; give the job another output directory, or set "
+                        "overwrite (--overwrite) to replace it", t->spec.output, by);
+}
+
 /* Refuses, unless the job may overwrite, to take over an output directory
  * holding another writer's finished model or a file by an output's name
  * that vggtune did not write.  Asked when the job starts and again just
@@ -652,6 +677,8 @@ static int vt__check_output(vt_trainer *t)
     vt_train__leave(t);
     if (rc == 0 && fresh && !t->out_created)
         rc = vt__check_takeover(t);
+    else if (rc == 0 && !fresh)
+        rc = vt__check_resume_output(t);
     t->take_over = rc == 0 && fresh && !t->out_created;
     return rc;
 }

@@ -269,4 +269,31 @@ vtpy.check("before its first checkpoint; it starts again" in nc.log_text() and
            "it starts again from the beginning" in w, f"restart without a checkpoint: {w!r}")
 rc, _ = nc.stop()
 vtpy.check(rc == 0, f"stop: {rc}")
+
+# ---- another writer finishes in a stopped job's folder ---------------------------
+# A job killed after a checkpoint, whose output folder vggtuned run then
+# fills with a finished model (with overwrite): the resumed job does not
+# replace that model without overwrite, and says why.
+rs = Daemon(a.build, TMP, name="resume-over", env=dict(os.environ, VT_CHECKPOINT_EST_BPS="1e15"))
+j = rs.cli_json("submit", "--spec", spec_file("resume-over", epochs=20))["job"]["id"]
+deadline = time.time() + 300
+while time.time() < deadline:
+    st = rs.cli_json("status", str(j))["job"]
+    if st["epochs_done"] >= 1 or st["state"] in ("succeeded", "failed", "cancelled"):
+        break
+    time.sleep(0.05)
+vtpy.check(st["state"] == "running" and os.listdir(os.path.join(rs.state, "checkpoints")),
+           f"not killed mid-run after a checkpoint: {st}")
+rs.kill9()
+vtpy.run([VGGTUNED, "run", "--backend", "cpu", "--quiet",
+          spec_file("resume-over", epochs=1, overwrite=True)])
+fg_model = sha(os.path.join(TMP, "out", "resume-over", "model.safetensors"))
+rs.start()
+st = rs.wait_state(j, ["failed", "succeeded"])
+vtpy.check(st["state"] == "failed" and "holds the model of vggtuned run, which finished there "
+           "while this job was stopped" in st.get("error", "") and
+           sha(os.path.join(TMP, "out", "resume-over", "model.safetensors")) == fg_model,
+           f"a resumed job over another writer's finished model: {st}")
+rc, _ = rs.stop()
+vtpy.check(rc == 0, f"stop: {rc}")
 vtpy.done()
