@@ -568,33 +568,14 @@ static int vt__begin_pass(vt_trainer *t, int val);
 /* Refuses, unless the job may overwrite, an output directory holding the
  * finished model of another daemon job or of `vggtuned run` (model files
  * record who wrote them: what is in the directory decides, however its path
- * is spelled).  A model it cannot read is not taken for replaceable.  Runs
- * as the job's owner. */
-static int vt__check_model_owner(vt_trainer *t)
-{
-    vt_writer owner;
-    char by[80];
-    int rc;
-    if (t->spec.overwrite)
-        return 0;
-    if ((rc = vt_output_finished_model(t->spec.output, &owner)) < 0)
-        return vt_error_wrap(rc, "output");
-    /* (a daemon job's own finished model: it ran to the end before the
-     * daemon could record that, and runs again; every vggtuned run is
-     * another writer) */
-    if (rc == 0 || (t->env.job_id > 0 && vt_writer_is(&owner, t->env.job_id, t->env.job_store)))
-        return 0;
-    vt_writer_name(&owner, t->env.job_store, by, sizeof by);
-    return vt_error_set(VT_EBUSY, "output %s holds the model of %s, which finished; give this "
-                        "job another output directory, or set overwrite (--overwrite) to "
-                        "replace it", t->spec.output, by);
-}
-
-/* A job resuming from its checkpoint: another writer may have finished a
- * model in its output directory while it was stopped, which it does not
- * replace unless it may overwrite.  (Its own - vggtuned run's, when it goes
- * on with more epochs - it does.)  Runs as the job's owner. */
-static int vt__check_resume_output(vt_trainer *t)
+ * is spelled).  A model it cannot read is not taken for replaceable.  A job
+ * that starts afresh owns only a daemon job's own model (it ran to the end
+ * before the daemon could record that, and runs again; every vggtuned run
+ * is another writer); one resuming from its checkpoint also its own as
+ * vggtuned run (going on with more epochs), and refuses a model another
+ * writer finished there while it was stopped.  Runs as the job's owner
+ * (enters itself). */
+static int vt__check_model_owner(vt_trainer *t, int resuming)
 {
     vt_writer owner;
     char by[80];
@@ -607,12 +588,14 @@ static int vt__check_resume_output(vt_trainer *t)
     vt_train__leave(t);
     if (rc < 0)
         return vt_error_wrap(rc, "output");
-    if (rc == 0 || vt_writer_is(&owner, t->env.job_id, t->env.job_store))
+    if (rc == 0 || ((resuming || t->env.job_id > 0) &&
+                    vt_writer_is(&owner, t->env.job_id, t->env.job_store)))
         return 0;
     vt_writer_name(&owner, t->env.job_store, by, sizeof by);
-    return vt_error_set(VT_EBUSY, "output %s holds the model of %s, which finished there while "
-                        "this job was stopped; give the job another output directory, or set "
-                        "overwrite (--overwrite) to replace it", t->spec.output, by);
+    return vt_error_set(VT_EBUSY, "output %s holds the model of %s, which finished%s; give this "
+                        "job another output directory, or set overwrite (--overwrite) to "
+                        "replace it", t->spec.output, by,
+                        resuming ? " there while this job was stopped" : "");
 }
 
 /* Refuses, unless the job may overwrite, to take over an output directory
@@ -626,10 +609,7 @@ static int vt__check_takeover(vt_trainer *t)
     int rc;
     if (t->spec.overwrite)
         return 0;
-    if ((rc = vt_train__enter(t)) < 0)
-        return rc;
-    rc = vt__check_model_owner(t);
-    vt_train__leave(t);
+    rc = vt__check_model_owner(t, 0);
     if (rc == 0 && (rc = vt_train__foreign_output(t, name, sizeof name)) == 1)
         rc = vt_error_set(VT_EBUSY, "output %s holds a %s that vggtune did not write, which "
                           "this job would replace; give it another output directory, or set "
@@ -678,7 +658,7 @@ static int vt__check_output(vt_trainer *t)
     if (rc == 0 && fresh && !t->out_created)
         rc = vt__check_takeover(t);
     else if (rc == 0 && !fresh)
-        rc = vt__check_resume_output(t);
+        rc = vt__check_model_owner(t, 1);
     t->take_over = rc == 0 && fresh && !t->out_created;
     return rc;
 }
