@@ -61,6 +61,17 @@ def same_model(out, ref, what):
                f"{what}: metrics differ")
 
 
+def after_first_epoch(daemon, job):
+    """Waits until the job has finished an epoch (or has ended); its status."""
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        st = daemon.cli_json("status", str(job))["job"]
+        if st["epochs_done"] >= 1 or st["state"] in ("succeeded", "failed", "cancelled"):
+            break
+        time.sleep(0.05)
+    return st
+
+
 def sha(path):
     return hashlib.sha256(open(path, "rb").read()).hexdigest()
 
@@ -250,12 +261,7 @@ vtpy.check(rc == 1 and "a device call failed; then: test fault" in fh.log_text()
 # again from the beginning, and its log says so rather than claiming a resume.
 nc = Daemon(a.build, TMP, name="no-ckpt", env=dict(os.environ, VT_CHECKPOINT_EST_BPS="1"))
 j = nc.cli_json("submit", "--spec", spec_file("no-ckpt", epochs=20))["job"]["id"]
-deadline = time.time() + 300
-while time.time() < deadline:
-    st = nc.cli_json("status", str(j))["job"]
-    if st["epochs_done"] >= 1 or st["state"] in ("succeeded", "failed", "cancelled"):
-        break
-    time.sleep(0.05)
+st = after_first_epoch(nc, j)
 vtpy.check(st["state"] == "running" and st["epochs_done"] < 20, f"not killed mid-run: {st}")
 nc.kill9()
 vtpy.check(not os.listdir(os.path.join(nc.state, "checkpoints")), "a checkpoint was written")
@@ -276,12 +282,7 @@ vtpy.check(rc == 0, f"stop: {rc}")
 # replace that model without overwrite, and says why.
 rs = Daemon(a.build, TMP, name="resume-over", env=dict(os.environ, VT_CHECKPOINT_EST_BPS="1e15"))
 j = rs.cli_json("submit", "--spec", spec_file("resume-over", epochs=20))["job"]["id"]
-deadline = time.time() + 300
-while time.time() < deadline:
-    st = rs.cli_json("status", str(j))["job"]
-    if st["epochs_done"] >= 1 or st["state"] in ("succeeded", "failed", "cancelled"):
-        break
-    time.sleep(0.05)
+st = after_first_epoch(rs, j)
 vtpy.check(st["state"] == "running" and os.listdir(os.path.join(rs.state, "checkpoints")),
            f"not killed mid-run after a checkpoint: {st}")
 rs.kill9()
