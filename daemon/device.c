@@ -572,18 +572,14 @@ static int vt__step(vt_device *d)
     t0 = vt_clock_mono();
     rc = vt_trainer_step(j->tr);
     if (!j->spec_posted && vt_trainer_prepared(j->tr)) {
-        char *doc = vt_jobspec_to_json(vt_trainer_spec(j->tr));
-        cJSON *o = cJSON_CreateObject();
-        char *text = NULL;
-        if (doc && o && cJSON_AddRawToObject(o, "spec", doc) &&
-            cJSON_AddStringToObject(o, "preprocess",
-                                    vt_preprocess_name(vt_trainer_preprocess(j->tr))))
-            text = cJSON_PrintUnformatted(o);
-        if (text)
-            vt__post_text(d, VT_DEV_SPEC, j->id, 0, text);
-        free(text);
-        cJSON_Delete(o);
-        free(doc);
+        vt_dev_event *e = vt__event(VT_DEV_SPEC, j->id);
+        if (e && (e->text = vt_jobspec_to_json(vt_trainer_spec(j->tr)))) {
+            snprintf(e->phase, sizeof e->phase, "%s",
+                     vt_preprocess_name(vt_trainer_preprocess(j->tr)));
+            vt__post(d, e);
+        } else {
+            vt_dev_event_free(e);
+        }
         j->spec_posted = 1;
     }
     if (rc > 0 && running > 1) {

@@ -189,23 +189,16 @@ static int vt__load_job(void *ud, const vt_store_job *sj)
 /* A running job's document as its trainer runs it (VT_DEV_SPEC) replaces
  * the submitted one, in the table and the store: status then shows the
  * head taken from an init model.  Its preprocessing is kept beside it. */
-static void vt__job_spec(vt_daemon *dm, vt_job *j, const char *event)
+static void vt__job_spec(vt_daemon *dm, vt_job *j, vt_dev_event *e)
 {
     vt_jobspec spec;
-    cJSON *o = cJSON_Parse(event);
-    const char *p = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "preprocess"));
-    char *json = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(o, "spec"));
-    char prep[16] = "";
-    snprintf(prep, sizeof prep, "%s", p ? p : "");
-    cJSON_Delete(o);
-    if (!json || vt_jobspec_parse(&spec, json, strlen(json)) < 0) {
-        vt_log_error("job %lld: its running document: %s", (long long)j->id,
-                     json ? vt_error_msg() : "malformed, or out of memory");
-        free(json);
+    char *json = e->text;
+    if (vt_jobspec_parse(&spec, json, strlen(json)) < 0) {
+        vt_log_error("job %lld: its running document: %s", (long long)j->id, vt_error_msg());
         return;
     }
-    if (prep[0])
-        snprintf(j->preprocess, sizeof j->preprocess, "%s", prep);
+    e->text = NULL; /* taken */
+    snprintf(j->preprocess, sizeof j->preprocess, "%s", e->phase);
     /* (init_job alone is in the document: the path it was resolved to, again) */
     if (spec.init_job && vt_jobs_init_model(&dm->jobs, &spec) < 0)
         vt_log_warn("job %lld: %s", (long long)j->id, vt_error_msg());
@@ -357,7 +350,7 @@ static void vt__on_device(void *ud)
         }
         case VT_DEV_SPEC:
             if ((j = vt_jobs_find(&dm->jobs, e->job)) && e->text)
-                vt__job_spec(dm, j, e->text);
+                vt__job_spec(dm, j, e);
             break;
         case VT_DEV_REPLY:
             vt_ops_device_reply(dm, e->req, e->code, e->text);
