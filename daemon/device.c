@@ -555,6 +555,32 @@ static void vt__admit(vt_device *d)
         vt__job_begin(d, vt_sched_job_ud(sj));
 }
 
+/* rc of a failed operation, made VT_EDEVLOST when the device context is
+ * lost: a library's failure (VT_EDEVICE) may hide a sticky error, which a
+ * sync then finds (the message keeps both).  The message is kept. */
+static int vt__device_lost(vt_device *d, int rc)
+{
+    char why[1024], lost[1024];
+    if (rc != VT_EDEVICE)
+        return rc;
+    snprintf(why, sizeof why, "%s", vt_error_msg());
+    if (vt_backend_sync(d->be) == VT_EDEVLOST) {
+        snprintf(lost, sizeof lost, "%s", vt_error_msg());
+        return vt_error_set(VT_EDEVLOST, "%s; then: %s", why, lost);
+    }
+    return vt_error_set(VT_EDEVICE, "%s", why);
+}
+
+/* After a lost device context (msg says why) in `what`: the daemon ends,
+ * for the service manager to start a clean process. */
+static void vt__fatal(vt_device *d, const char *what, const char *msg)
+{
+    char why[1200];
+    snprintf(why, sizeof why, "device error in %s: %s", what, msg);
+    vt__post_text(d, VT_DEV_FATAL, 0, 0, why);
+    d->stopping = 2;
+}
+
 /* One step of the job the scheduler picks; returns 0 when nothing ran.
  * A step only queues its device work; when other jobs are running it waits
  * for it, so that the device time charged to each job is its own.  (Alone, a
@@ -599,27 +625,14 @@ static int vt__step(vt_device *d)
         vt__job_end(d, j, VT_JOB_SUCCEEDED, NULL);
         return 1;
     }
-    if (rc == VT_EDEVICE) {
-        /* A library's failure may hide a sticky error behind it: a sync
-         * finds one (the job's own message is kept). */
-        char why[1024], lost[1024];
-        snprintf(why, sizeof why, "%s", vt_error_msg());
-        if (vt_backend_sync(d->be) == VT_EDEVLOST) {
-            snprintf(lost, sizeof lost, "%s", vt_error_msg());
-            rc = vt_error_set(VT_EDEVLOST, "%s; then: %s", why, lost);
-        } else {
-            vt_error_set(VT_EDEVICE, "%s", why);
-        }
-    }
-    if (rc == VT_EDEVLOST) {
+    if ((rc = vt__device_lost(d, rc)) == VT_EDEVLOST) {
         /* The context is unusable (another error fails only this job):
          * report and let the service manager restart a clean process. */
-        char why[1100];
-        snprintf(why, sizeof why, "device error in job %lld: %s", (long long)j->id,
-                 vt_error_msg());
-        vt__job_end(d, j, VT_JOB_FAILED, vt_error_msg());
-        vt__post_text(d, VT_DEV_FATAL, 0, 0, why);
-        d->stopping = 2;
+        char what[64], msg[1024];
+        snprintf(what, sizeof what, "job %lld", (long long)j->id);
+        snprintf(msg, sizeof msg, "%s", vt_error_msg()); /* (ending the job may reuse it) */
+        vt__job_end(d, j, VT_JOB_FAILED, msg);
+        vt__fatal(d, what, msg);
         return 1;
     }
     vt__job_end(d, j, VT_JOB_FAILED, vt_error_msg());
@@ -646,13 +659,10 @@ static void vt__reply(vt_device *d, uint64_t req, int code, char *text)
  * sync tells) ends the daemon for a restart, as it would the next job. */
 static void vt__reply_error(vt_device *d, uint64_t req, int code)
 {
-    char why[1100];
-    snprintf(why, sizeof why, "device error in a prediction or evaluation: %s", vt_error_msg());
+    code = vt__device_lost(d, code);
     vt__reply(d, req, code, strdup(vt_error_msg()));
-    if (code == VT_EDEVLOST || (code == VT_EDEVICE && vt_backend_sync(d->be) == VT_EDEVLOST)) {
-        vt__post_text(d, VT_DEV_FATAL, 0, 0, why);
-        d->stopping = 2;
-    }
+    if (code == VT_EDEVLOST)
+        vt__fatal(d, "a prediction or evaluation", vt_error_msg());
 }
 
 /* Refuses a model file that another job or `vggtuned run` wrote over job
