@@ -226,6 +226,26 @@ vtpy.check(fe.wait_state(j, ["failed", "succeeded"])["state"] == "succeeded",
            "the job after a failed device call")
 rc, _ = fe.stop()
 vtpy.check(rc == 0, f"stop after a failed device call: {rc}")
+# The same in an evaluation through the daemon (its one sync is the first of
+# a fresh process): a failed call fails that request alone; one that hid a
+# sticky error ends the daemon as in training.
+fe.env = dict(os.environ, VT_TEST_DEVICE_FAULT="1:error")
+fe.start()
+val = os.path.join(DATA, "val")
+r = fe.cli("eval", str(j), val, check=False)
+vtpy.check(r.returncode != 0 and "a device call failed" in r.stderr,
+           f"an evaluation whose device call failed: {r.returncode} {r.stderr!r}")
+ev = fe.cli_json("eval", str(j), val)["eval"]
+vtpy.check(ev["n"] > 0, f"the evaluation after a failed device call: {ev}")
+rc, _ = fe.stop()
+vtpy.check(rc == 0, f"stop after an evaluation's failed device call: {rc}")
+fe.env = dict(os.environ, VT_TEST_DEVICE_FAULT="1:error-then-lost")
+fe.start()
+r = fe.cli("eval", str(j), val, check=False)
+rc = fe.wait_exit("it went on after an evaluation's failed call that hid a sticky error")
+vtpy.check(r.returncode != 0 and "the device context is lost" in r.stderr and rc == 1 and
+           "device error in a prediction or evaluation" in fe.log_text(),
+           f"a sticky error behind an evaluation: {rc} {r.stderr!r}: {fe.log_text()[-600:]}")
 # N:lost makes it a sticky error (the context is unusable): the job it hit
 # fails, and the daemon records that and exits with status 1 by itself, for
 # the service manager to restart it; the job that ran beside it is not
