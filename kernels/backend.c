@@ -147,6 +147,8 @@ void vt_backend_memory(const vt_backend *be, size_t *in_use, size_t *peak)
         *peak = be->mem_peak;
 }
 
+void vt_backend_memory_reset_peak(vt_backend *be) { be->mem_peak = be->mem_in_use; }
+
 size_t vt_backend_memory_total(const vt_backend *be) { return be->mem_total; }
 size_t vt_backend_host_memory(const vt_backend *be) { return be->host_in_use; }
 int vt_backend_resizes_images(const vt_backend *be) { return be->resize_images; }

@@ -93,6 +93,10 @@ int vt_backend_sync(vt_backend *be);
  * in bytes (host memory for the CPU backend). */
 void vt_backend_memory(const vt_backend *be, size_t *in_use, size_t *peak);
 
+/* Starts vt_backend_memory()'s high-water mark again from what is in use
+ * now (a benchmark's window, as torch.cuda.reset_peak_memory_stats). */
+void vt_backend_memory_reset_peak(vt_backend *be);
+
 /* Bytes held now by this backend's host tensors (vt_tensor_new_host). */
 size_t vt_backend_host_memory(const vt_backend *be);
 

@@ -915,6 +915,26 @@ static void test_view_rows(vt_backend *be)
     vt_tensor_free(h);
 }
 
+/* vt_backend_memory()'s high-water mark keeps a freed tensor's bytes, and
+ * restarts from what is in use at vt_backend_memory_reset_peak(). */
+static void test_memory_peak(vt_backend *be)
+{
+    size_t use0, peak0, use1, peak1, big = 128 * 64 * sizeof(float);
+    vt_tensor *a = mk(be, 2, 64, 64, 0, 0, NULL), *b = mk(be, 2, 128, 64, 0, 0, NULL);
+    VT_CHECK(a && b);
+    vt_tensor_free(b);
+    vt_backend_memory(be, &use0, &peak0);
+    VT_CHECK(peak0 >= use0 + big);
+    vt_backend_memory_reset_peak(be);
+    vt_backend_memory(be, &use1, &peak1);
+    VT_CHECK(use1 == use0 && peak1 == use0);
+    b = mk(be, 2, 32, 64, 0, 0, NULL);
+    vt_tensor_free(b);
+    vt_backend_memory(be, &use1, &peak1);
+    VT_CHECK(use1 == use0 && peak1 >= use0 + 32 * 64 * sizeof(float) && peak1 < use0 + big);
+    vt_tensor_free(a);
+}
+
 /* ---- argument checking ------------------------------------------------- */
 
 static void test_shape_errors(vt_backend *be)
@@ -954,6 +974,7 @@ static const vt_test_case cases[] = {
     {"rows", test_rows, VT_TEST_NUMERIC},
     {"host_tensors", test_host_tensors, VT_TEST_NUMERIC},
     {"view_rows", test_view_rows, VT_TEST_NUMERIC},
+    {"memory_peak", test_memory_peak, VT_TEST_NUMERIC},
 };
 
 int main(int argc, char **argv) { VT_TEST_MAIN(cases); }

@@ -63,8 +63,8 @@
  *
  * Device memory that the backend allocates for itself (shadows, workspace,
  * scratch) is counted in be->mem_in_use / mem_peak next to the tensors that
- * backend.c counts, so vt_backend_memory() reports what the device holds;
- * the transient buffer of an algorithm search is not counted.
+ * backend.c counts, so vt_backend_memory() reports what the device holds,
+ * the transient buffer of an algorithm search included.
  */
 #include <cublasLt.h>
 #include <cublas_v2.h>
@@ -933,6 +933,77 @@ static int vt__conv_plan_get(vt_cuda *cu, int kind, int n, int h, int w, int c, 
     return 0;
 }
 
+/* Workspace that algorithm algo of plan p needs with its descriptors as
+ * they stand (math type included), into *sz; cuDNN's status. */
+static cudnnStatus_t vt__ws_size(vt_cuda *cu, const vt__conv_plan *p, int algo, size_t *sz)
+{
+    *sz = 0;
+    if (p->kind == VT__FWD)
+        return cudnnGetConvolutionForwardWorkspaceSize(cu->dnn, p->xd, p->wd, p->cd, p->yd,
+                                                       (cudnnConvolutionFwdAlgo_t)algo, sz);
+    if (p->kind == VT__BWD_DATA)
+        return cudnnGetConvolutionBackwardDataWorkspaceSize(
+            cu->dnn, p->wd, p->yd, p->cd, p->xd, (cudnnConvolutionBwdDataAlgo_t)algo, sz);
+    return cudnnGetConvolutionBackwardFilterWorkspaceSize(
+        cu->dnn, p->xd, p->yd, p->cd, p->wd, (cudnnConvolutionBwdFilterAlgo_t)algo, sz);
+}
+
+/* Largest workspace, at most limit, among the usable entries of a cuDNN
+ * perf list. */
+template <typename P>
+static size_t vt__most_ws(const P *perf, int n, size_t limit)
+{
+    size_t most = 0;
+    for (int i = 0; i < n; i++)
+        if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= limit &&
+            perf[i].memory > most)
+            most = perf[i].memory;
+    return most;
+}
+
+/* Bytes of the buffer for plan p's timed search: the largest workspace, at
+ * most limit, that one of its algorithms needs, asked of cuDNN per
+ * algorithm and of its heuristics (which cover every math type), rounded up
+ * to a MiB.  (As PyTorch sizes its own: a search on a shared device takes
+ * what the candidates can use, not half of what is free.) */
+static size_t vt__search_bytes(vt_cuda *cu, const vt__conv_plan *p, size_t limit)
+{
+    enum { MAXA = 16 };
+    static const int count[] = {CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
+                                CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT,
+                                CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT};
+    cudnnConvolutionFwdAlgoPerf_t pf[MAXA];
+    cudnnConvolutionBwdDataAlgoPerf_t pd[MAXA];
+    cudnnConvolutionBwdFilterAlgoPerf_t pw[MAXA];
+    cudnnStatus_t st;
+    size_t most = 0, sz, h = 0, mib = (size_t)1 << 20;
+    int n = 0;
+    for (int a = 0; a < count[p->kind]; a++) {
+        if (vt__ws_size(cu, p, a, &sz) != CUDNN_STATUS_SUCCESS)
+            (void)cudaGetLastError(); /* (an algorithm this shape does not support) */
+        else if (sz <= limit && sz > most)
+            most = sz;
+    }
+    if (p->kind == VT__FWD) {
+        st = cudnnGetConvolutionForwardAlgorithm_v7(cu->dnn, p->xd, p->wd, p->cd, p->yd, MAXA, &n,
+                                                    pf);
+        h = st == CUDNN_STATUS_SUCCESS ? vt__most_ws(pf, n, limit) : 0;
+    } else if (p->kind == VT__BWD_DATA) {
+        st = cudnnGetConvolutionBackwardDataAlgorithm_v7(cu->dnn, p->wd, p->yd, p->cd, p->xd, MAXA,
+                                                         &n, pd);
+        h = st == CUDNN_STATUS_SUCCESS ? vt__most_ws(pd, n, limit) : 0;
+    } else {
+        st = cudnnGetConvolutionBackwardFilterAlgorithm_v7(cu->dnn, p->xd, p->yd, p->cd, p->wd,
+                                                           MAXA, &n, pw);
+        h = st == CUDNN_STATUS_SUCCESS ? vt__most_ws(pw, n, limit) : 0;
+    }
+    if (st != CUDNN_STATUS_SUCCESS)
+        (void)cudaGetLastError();
+    most = h > most ? h : most;
+    most = (most + mib - 1) & ~(mib - 1);
+    return most < limit ? most : limit & ~(mib - 1);
+}
+
 /* Best usable entry of a cuDNN perf list (sorted fastest first). */
 template <typename P>
 static int vt__pick(const vt_cuda *cu, const vt__conv_plan *p, const P *perf, int n, size_t limit,
@@ -979,16 +1050,17 @@ static int vt__conv_search(vt_cuda *cu, vt__conv_plan *p, const void *a, const v
     }
     if (cu->find) {
         VT_CUDA_TRY(cu, cudaStreamSynchronize(cu->stream));
-        bufsz = limit & ~(((size_t)1 << 20) - 1);
-        while (bufsz >= ((size_t)16 << 20)) {
+        /* (what cannot be had is halved: the search then skips the
+         * algorithms that need more) */
+        for (bufsz = vt__search_bytes(cu, p, limit); bufsz > 0; bufsz /= 2) {
             if (cudaMalloc(&buf, bufsz) == cudaSuccess)
                 break;
             (void)cudaGetLastError();
             buf = NULL;
-            bufsz /= 2;
+            if (bufsz < ((size_t)2 << 20))
+                bufsz = 0;
         }
-        if (!buf)
-            bufsz = 0;
+        vt__mem_add(cu, bufsz);
         if (p->kind == VT__FWD) {
             st = cudnnFindConvolutionForwardAlgorithmEx(cu->dnn, p->xd, a, p->wd, b, p->cd, p->yd, c,
                                                         MAXA, &n, pf, buf, bufsz);
@@ -1009,6 +1081,7 @@ static int vt__conv_search(vt_cuda *cu, vt__conv_plan *p, const void *a, const v
             (void)cudaGetLastError();
         if (buf && cudaFree(buf) != cudaSuccess)
             (void)cudaGetLastError();
+        vt__mem_sub(cu, bufsz);
         if (st != CUDNN_STATUS_SUCCESS) {
             char detail[256] = "";
             cudnnGetLastErrorString(detail, sizeof detail);
@@ -1057,16 +1130,7 @@ static int vt__conv_search(vt_cuda *cu, vt__conv_plan *p, const void *a, const v
         VT_CUDNN_TRY(cu, cudnnSetConvolutionMathType(p->cd, math));
     {
         size_t sz = 0;
-        cudnnStatus_t s2;
-        if (p->kind == VT__FWD)
-            s2 = cudnnGetConvolutionForwardWorkspaceSize(cu->dnn, p->xd, p->wd, p->cd, p->yd,
-                                                         (cudnnConvolutionFwdAlgo_t)algo, &sz);
-        else if (p->kind == VT__BWD_DATA)
-            s2 = cudnnGetConvolutionBackwardDataWorkspaceSize(
-                cu->dnn, p->wd, p->yd, p->cd, p->xd, (cudnnConvolutionBwdDataAlgo_t)algo, &sz);
-        else
-            s2 = cudnnGetConvolutionBackwardFilterWorkspaceSize(
-                cu->dnn, p->xd, p->yd, p->cd, p->wd, (cudnnConvolutionBwdFilterAlgo_t)algo, &sz);
+        cudnnStatus_t s2 = vt__ws_size(cu, p, algo, &sz);
         if (s2 == CUDNN_STATUS_SUCCESS && sz > need)
             need = sz;
         else if (s2 != CUDNN_STATUS_SUCCESS)
