@@ -2232,6 +2232,10 @@ static void vt__cuda_release(vt_backend *be, vt_tensor *t)
     t->data = NULL;
 }
 
+/* Elements of a bf16 tensor's transfer staged in fp32 at a time (16 MiB):
+ * the staging slot is kept, so a whole large tensor's would stay held. */
+static const size_t VT__STAGE_PIECE = (size_t)4 << 20;
+
 static int vt__cuda_upload(vt_backend *be, vt_tensor *t, const void *host)
 {
     vt_cuda *cu = vt__cu(be);
@@ -2240,11 +2244,16 @@ static int vt__cuda_upload(vt_backend *be, vt_tensor *t, const void *host)
     if (t->host)
         return vt__host_transfer(cu, t, (void *)host, 1);
     if (t->dtype == VT_BF16) {
+        size_t piece = t->numel < VT__STAGE_PIECE ? t->numel : VT__STAGE_PIECE;
         void *stage;
-        VT__TRY(vt__tmp(cu, VT__T_STAGE, t->numel * 4, &stage));
-        VT__TRY(vt__h2d(cu, stage, host, t->numel * 4));
-        VT_CUDA_TRY(cu, vt_cuk_convert(cu->stream, t->data, VT_CUK_BF16, stage, VT_CUK_F32,
-                                       t->numel));
+        VT__TRY(vt__tmp(cu, VT__T_STAGE, piece * 4, &stage));
+        /* (one stream: a piece's copy into stage waits for the last convert) */
+        for (size_t at = 0; at < t->numel; at += piece) {
+            size_t n = t->numel - at < piece ? t->numel - at : piece;
+            VT__TRY(vt__h2d(cu, stage, (const float *)host + at, n * 4));
+            VT_CUDA_TRY(cu, vt_cuk_convert(cu->stream, (uint16_t *)t->data + at, VT_CUK_BF16,
+                                           stage, VT_CUK_F32, n));
+        }
         return 0;
     }
     return vt__h2d(cu, t->data, host, t->numel * vt_dtype_size(t->dtype));
@@ -2253,20 +2262,25 @@ static int vt__cuda_upload(vt_backend *be, vt_tensor *t, const void *host)
 static int vt__cuda_download(vt_backend *be, const vt_tensor *t, void *host)
 {
     vt_cuda *cu = vt__cu(be);
-    const void *src = t->data;
-    size_t bytes = t->numel * vt_dtype_size(t->dtype);
     VT__HOST_OP(cu, "download");
     if (t->host)
         return vt__host_transfer(cu, (vt_tensor *)t, host, 0);
     if (t->dtype == VT_BF16) {
+        size_t piece = t->numel < VT__STAGE_PIECE ? t->numel : VT__STAGE_PIECE;
         void *stage;
-        VT__TRY(vt__tmp(cu, VT__T_STAGE, t->numel * 4, &stage));
-        VT_CUDA_TRY(cu, vt_cuk_convert(cu->stream, stage, VT_CUK_F32, t->data, VT_CUK_BF16,
-                                       t->numel));
-        src = stage;
-        bytes = t->numel * 4;
+        VT__TRY(vt__tmp(cu, VT__T_STAGE, piece * 4, &stage));
+        for (size_t at = 0; at < t->numel; at += piece) {
+            size_t n = t->numel - at < piece ? t->numel - at : piece;
+            VT_CUDA_TRY(cu, vt_cuk_convert(cu->stream, stage, VT_CUK_F32,
+                                           (const uint16_t *)t->data + at, VT_CUK_BF16, n));
+            VT_CUDA_TRY(cu, cudaMemcpyAsync((float *)host + at, stage, n * 4,
+                                            cudaMemcpyDeviceToHost, cu->stream));
+        }
+        VT_CUDA_TRY(cu, cudaStreamSynchronize(cu->stream));
+        return 0;
     }
-    VT_CUDA_TRY(cu, cudaMemcpyAsync(host, src, bytes, cudaMemcpyDeviceToHost, cu->stream));
+    VT_CUDA_TRY(cu, cudaMemcpyAsync(host, t->data, t->numel * vt_dtype_size(t->dtype),
+                                    cudaMemcpyDeviceToHost, cu->stream));
     VT_CUDA_TRY(cu, cudaStreamSynchronize(cu->stream));
     return 0;
 }
