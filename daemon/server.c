@@ -164,6 +164,7 @@ static int vt__load_job(void *ud, const vt_store_job *sj)
     j->epochs_done = sj->epochs_done;
     vt_job_set_text(&j->error, sj->error);
     vt_job_set_text(&j->reason, sj->reason);
+    snprintf(j->preprocess, sizeof j->preprocess, "%s", sj->preprocess ? sj->preprocess : "");
     vt_store_each_metrics(dm->store, j->id, vt__load_metric, j);
     vt_jobs_add(&dm->jobs, j);
     if (j->state == VT_JOB_RUNNING || j->state == VT_JOB_QUEUED) {
@@ -206,7 +207,7 @@ static void vt__job_spec(vt_daemon *dm, vt_job *j, vt_dev_event *e)
     j->spec = spec;
     free(j->spec_json);
     j->spec_json = json;
-    if (vt_store_set_spec(dm->store, j->id, json) < 0)
+    if (vt_store_set_spec(dm->store, j->id, json, j->preprocess) < 0)
         vt_log_error("job %lld: %s", (long long)j->id, vt_error_msg());
 }
 

@@ -23,7 +23,7 @@ static const char *const vt__schema =
     "  uid INTEGER NOT NULL, gid INTEGER NOT NULL, user TEXT NOT NULL,"
     "  name TEXT NOT NULL, spec TEXT NOT NULL, state TEXT NOT NULL,"
     "  submitted REAL NOT NULL, started REAL, finished REAL,"
-    "  epochs_done INTEGER NOT NULL DEFAULT 0, error TEXT, reason TEXT);"
+    "  epochs_done INTEGER NOT NULL DEFAULT 0, error TEXT, reason TEXT, preprocess TEXT);"
     "CREATE TABLE IF NOT EXISTS metrics("
     "  job INTEGER NOT NULL REFERENCES jobs(id), epoch INTEGER NOT NULL,"
     "  body TEXT NOT NULL, PRIMARY KEY(job, epoch));"
@@ -77,6 +77,25 @@ static int vt__finish(vt_store *s, sqlite3_stmt *st, const char *what)
     return rc;
 }
 
+/* A store made before jobs had a preprocess column gets it (empty). */
+static int vt__migrate(vt_store *s)
+{
+    sqlite3_stmt *st = NULL;
+    char *err = NULL;
+    int rc = 0;
+    if (sqlite3_prepare_v2(s->db, "SELECT preprocess FROM jobs LIMIT 0", -1, &st, NULL) ==
+        SQLITE_OK) {
+        sqlite3_finalize(st);
+        return 0;
+    }
+    if (sqlite3_exec(s->db, "ALTER TABLE jobs ADD COLUMN preprocess TEXT", NULL, NULL, &err) !=
+        SQLITE_OK)
+        rc = vt_error_set(VT_EIO, "job store: adding the preprocess column: %s",
+                          err ? err : sqlite3_errmsg(s->db));
+    sqlite3_free(err);
+    return rc;
+}
+
 /* Reads the store's id into s->id, making one first in a new store. */
 static int vt__load_id(vt_store *s)
 {
@@ -127,7 +146,7 @@ int vt_store_open(vt_store **out, const char *path)
         vt_store_close(s);
         return rc;
     }
-    if ((rc = vt__load_id(s)) < 0) {
+    if ((rc = vt__migrate(s)) < 0 || (rc = vt__load_id(s)) < 0) {
         vt_store_close(s);
         return rc;
     }
@@ -170,13 +189,14 @@ int vt_store_insert(vt_store *s, const vt_store_job *j, int64_t *id)
     return rc;
 }
 
-int vt_store_set_spec(vt_store *s, int64_t job, const char *spec)
+int vt_store_set_spec(vt_store *s, int64_t job, const char *spec, const char *preprocess)
 {
-    sqlite3_stmt *st = vt__prepare(s, "UPDATE jobs SET spec=? WHERE id=?");
+    sqlite3_stmt *st = vt__prepare(s, "UPDATE jobs SET spec=?, preprocess=? WHERE id=?");
     if (!st)
         return VT_EIO;
     vt__bind_text(st, 1, spec);
-    sqlite3_bind_int64(st, 2, job);
+    vt__bind_text(st, 2, preprocess);
+    sqlite3_bind_int64(st, 3, job);
     return vt__finish(s, st, "record the job document");
 }
 
@@ -253,7 +273,7 @@ int vt_store_each_job(vt_store *s, int (*cb)(void *ud, const vt_store_job *j), v
 {
     sqlite3_stmt *st = vt__prepare(s,
         "SELECT id,uid,gid,user,name,spec,state,submitted,started,finished,epochs_done,"
-        "error,reason FROM jobs ORDER BY id");
+        "error,reason,preprocess FROM jobs ORDER BY id");
     int step, rc = 0;
     if (!st)
         return VT_EIO;
@@ -272,6 +292,7 @@ int vt_store_each_job(vt_store *s, int (*cb)(void *ud, const vt_store_job *j), v
             .epochs_done = sqlite3_column_int(st, 10),
             .error = vt__col(st, 11),
             .reason = vt__col(st, 12),
+            .preprocess = vt__col(st, 13),
         };
         if ((rc = cb(ud, &j)) != 0)
             break;

@@ -27,6 +27,7 @@ typedef struct {
     int epochs_done;
     const char *error;  /* failed: why (or NULL) */
     const char *reason; /* cancelled: by whom (or NULL) */
+    const char *preprocess; /* data.preprocess as resolved once started (or NULL) */
 } vt_store_job;
 
 #define VT_STORE_ID_LEN 16 /* hex digits */
@@ -49,8 +50,9 @@ int vt_store_insert(vt_store *s, const vt_store_job *j, int64_t *id);
 /* Rewrites a job's state, times, epochs_done, error and reason. */
 int vt_store_update(vt_store *s, const vt_store_job *j);
 
-/* Rewrites a job's document (spec, JSON). */
-int vt_store_set_spec(vt_store *s, int64_t job, const char *spec);
+/* Rewrites a job's document (spec, JSON) and records the preprocessing it
+ * resolved to (a name, or NULL). */
+int vt_store_set_spec(vt_store *s, int64_t job, const char *spec, const char *preprocess);
 
 /* Records (or replaces) the metrics of one epoch, a JSON object, and drops
  * any later epoch's (a job resumed from an earlier checkpoint reports those

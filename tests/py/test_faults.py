@@ -104,8 +104,10 @@ while time.time() < deadline:
 vtpy.check(d.cli_json("status", str(wait_id))["job"]["state"] == "queued",
            "the second job should be waiting (max-running 1)")
 d.kill9()
-# As an older vggtuned stored it: init (the resolved model) beside init_job.
+# As an older vggtuned stored it: init (the resolved model) beside init_job,
+# and no preprocess column (the daemon adds it).
 db = sqlite3.connect(os.path.join(d.state, "jobs.db"))
+db.execute("ALTER TABLE jobs DROP COLUMN preprocess")
 (doc,) = db.execute("SELECT spec FROM jobs WHERE id = ?", (wait_id,)).fetchone()
 doc = json.loads(doc)
 doc["init"] = os.path.join(TMP, "out", "finished", "model.safetensors")
@@ -190,6 +192,8 @@ else:
 # (submission refuses those once the device is up; one that got in anyway,
 # e.g. queued for another device, fails when it reaches the device rather
 # than holding up every job behind it)
+ran_prep = d.cli_json("status", str(run_id))["job"].get("preprocess")
+vtpy.check(ran_prep, f"job {run_id} shows no resolved preprocessing")
 rc, _ = d.stop()
 db = sqlite3.connect(os.path.join(d.state, "jobs.db"))
 uid, gid, user, spec = db.execute("SELECT uid, gid, user, spec FROM jobs LIMIT 1").fetchone()
@@ -203,6 +207,8 @@ with db:
                       (uid, gid, user, json.dumps(spec))).lastrowid
 db.close()
 d.start()
+got = d.cli_json("status", str(run_id))["job"].get("preprocess")
+vtpy.check(got == ran_prep, f"resolved preprocessing after a restart: {got} (was {ran_prep})")
 after = d.cli_json("submit", "--spec", spec_file("after-huge", epochs=1))["job"]["id"]
 jh = d.wait_state(huge, ["failed", "succeeded", "running"], timeout=60)
 ja = d.wait_state(after, ["failed", "succeeded"])
