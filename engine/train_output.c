@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,10 @@ cJSON *vt_epoch_metrics_json(const vt_epoch_metrics *m)
     return o;
 }
 
+/* Whether d is an epoch number (from 1): (int) takes it as it is, where a
+ * value outside int's range would be undefined behaviour. */
+static int vt__epoch_number(double d) { return d >= 1 && d <= INT_MAX && d == floor(d); }
+
 int vt_train__metrics_parse(const cJSON *o, vt_epoch_metrics *m)
 {
     const cJSON *f;
@@ -68,6 +73,9 @@ int vt_train__metrics_parse(const cJSON *o, vt_epoch_metrics *m)
     dst = f->valuedouble;
     double ep;
     VT__GET("epoch", ep);
+    if (!vt__epoch_number(ep))
+        return vt_error_set(VT_EFORMAT, "checkpoint history: epoch %g is not an epoch number",
+                            ep);
     m->epoch = (int)ep;
     VT__GET("loss", m->loss);
     VT__GET("accuracy", m->accuracy);
@@ -88,6 +96,9 @@ int vt_train__metrics_parse(const cJSON *o, vt_epoch_metrics *m)
     f = cJSON_GetObjectItemCaseSensitive(o, "time");
     m->time = cJSON_IsNumber(f) ? f->valuedouble : 0;
     f = cJSON_GetObjectItemCaseSensitive(o, "kept_epoch");
+    if (cJSON_IsNumber(f) && !vt__epoch_number(f->valuedouble))
+        return vt_error_set(VT_EFORMAT, "checkpoint history: kept_epoch %g is not an epoch "
+                            "number", f->valuedouble);
     m->kept_epoch = cJSON_IsNumber(f) ? (int)f->valuedouble : 0;
     return 0;
 }

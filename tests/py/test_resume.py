@@ -7,7 +7,8 @@ per-epoch metrics:
   A  straight through, feature cache on
   B  feature cache off
   C  killed with SIGKILL after two epochs, then run again from its last
-     checkpoint; the finished run's checkpoint then continues to 5 epochs
+     checkpoint; the finished run's checkpoint then continues to 5 epochs;
+     damaged copies of it are refused, saying what is wrong
   T  checkpoints throttled: none when writing one would cost more than a
      tenth of the run
   D  stopped with SIGTERM in the middle of an epoch (mid-epoch checkpoint;
@@ -31,6 +32,7 @@ import json
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -108,6 +110,27 @@ def same(ref_name, other_name):
     print(f"{other_name}: identical to {ref_name}")
 
 
+def checkpoint_meta(path):
+    """The metadata of the checkpoint at path."""
+    raw = open(path, "rb").read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    return json.loads(raw[8:8 + n])["__metadata__"]
+
+
+def tampered(path, key, value):
+    """A copy of the checkpoint at path with metadata key set to value."""
+    raw = open(path, "rb").read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    header["__metadata__"][key] = value
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    out = os.path.join(TMP, "tampered.ckpt")
+    with open(out, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + raw[8 + n:])
+    return out
+
+
 # Bad foreground options are usage errors (exit 2) before any work; so is
 # a job document that is missing or wrong (each named once).
 for opts, msg in ((["-t", "-5"], "--threads must be an integer from 0 to 1024"),
@@ -159,6 +182,19 @@ r = run(job("C", epochs=6), "--checkpoint", ck)
 os.unlink(extra_img)
 vtpy.check("the data changed since the checkpoint (72 training and 18 validation images" in
            r.stderr and "73 training" in r.stderr, f"C, changed data: {r.stderr[-400:]!r}")
+# A damaged checkpoint is refused with what is wrong in it, not half read.
+# Epoch numbers in its history outside int's range (converting them was
+# undefined behaviour, and the job went on).
+hist = json.loads(checkpoint_meta(ck)["history"])
+for key, value, msg in (
+        ("history", json.dumps([dict(hist[0], epoch=1e10)] + hist[1:]),
+         "checkpoint history: epoch 1e+10 is not an epoch number"),
+        ("history", json.dumps(hist[:-1] + [dict(hist[-1], kept_epoch=-3e9)]),
+         "checkpoint history: kept_epoch -3e+09 is not an epoch number")):
+    r = vtpy.run([VGGTUNED, "run", "--backend", "cpu", "--quiet", "--checkpoint",
+                  tampered(ck, key, value), job("C-bad", epochs=7)], check=False)
+    vtpy.check(r.returncode == 1 and msg in r.stderr,
+               f"damaged {key}, expected {msg!r}: {r.returncode} {r.stderr[-300:]!r}")
 # Epoch-end checkpoints cost at most a tenth of a run: with writing one
 # estimated as endlessly slow, a run killed after two epochs wrote none.
 ck = os.path.join(TMP, "T.ckpt")
