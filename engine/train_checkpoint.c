@@ -366,6 +366,10 @@ static int vt__restore_step_log(vt_trainer *t, const vt_tensorset *set)
         double x[4];
         for (int k = 0; k < 4; k++)
             x[k] = cJSON_GetArrayItem(row, k)->valuedouble;
+        /* (a step out of int64_t's range, NaN included, would be undefined
+         * behaviour to convert: such a row is skipped like a short one) */
+        if (!(x[0] >= 0 && x[0] < 9223372036854775808.0))
+            continue;
         t->steplog[t->nsteplog++] = (vt_scalar){"step/loss", (int64_t)x[0], x[1], (float)x[2]};
         t->steplog[t->nsteplog++] = (vt_scalar){"step/accuracy", (int64_t)x[0], x[1],
                                                 (float)x[3]};
