@@ -806,6 +806,12 @@ static int vt__begin_pass(vt_trainer *t, int val)
                       .crop = t->spec.crop};
 
     vt__make_order(t, ds, bad, !val && t->spec.shuffle);
+    /* A resumed pass starts where its checkpoint says, which must be in
+     * the pass: order + pos indexes it. */
+    if (t->pos < 0 || t->pos > t->order_n)
+        return vt_error_set(VT_EFORMAT, "checkpoint %s: position %d in the epoch is outside "
+                            "its %d images", t->env.checkpoint ? t->env.checkpoint : "",
+                            t->pos, t->order_n);
     for (int i = 0; i < ds->n && cached; i++)
         cached = bad[i] || (have[i] && (val || !t->flip_copies || have[ds->n + i]));
     t->from_loader = !cached;

@@ -204,6 +204,14 @@ run(job("C-steps", epochs=7), "--checkpoint", bad)
 kept = [row[0] for row in json.loads(checkpoint_meta(bad)["step_log"])]
 vtpy.check(steps and kept[:len(steps)] == steps and all(0 <= s < 2 ** 53 for s in kept),
            f"a step log with step 1e300, resumed: steps {steps} became {kept}")
+# A position in the epoch outside it: it indexes the epoch's order of
+# images (a negative one crashed the run, a large one said "out of memory").
+for pos in (-100000, 100000):
+    r = vtpy.run([VGGTUNED, "run", "--backend", "cpu", "--quiet", "--checkpoint",
+                  tampered(ck, "position", f"train {pos} 0 0 0 0 0"), job("C-bad", epochs=7)],
+                 check=False)
+    vtpy.check(r.returncode == 1 and f"position {pos} in the epoch is outside its 72 images"
+               in r.stderr, f"position {pos}: {r.returncode} {r.stderr[-300:]!r}")
 # Epoch-end checkpoints cost at most a tenth of a run: with writing one
 # estimated as endlessly slow, a run killed after two epochs wrote none.
 ck = os.path.join(TMP, "T.ckpt")
