@@ -188,8 +188,10 @@ static int vt__read_file(vt_config *c, const char *path, int must_exist)
         lineno++;
         /* A comment: '#' to the end of the line, except inside a value that
          * starts with a quote, up to its closing quote ("a#b" or 'bob''s' no:
-         * only a leading quote quotes; /models/bob's.h5 is plain). */
-        if ((eq = strchr(line, '='))) {
+         * only a leading quote quotes; /models/bob's.h5 is plain).  A '#'
+         * before the '=' is no value's: the line is commented out, quoted
+         * value and all (# weights = "/models/vgg16.h5"). */
+        if ((eq = strchr(line, '=')) && !memchr(line, '#', (size_t)(eq - line))) {
             char *v = eq + 1;
             while (*v == ' ' || *v == '\t')
                 v++;

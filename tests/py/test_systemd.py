@@ -92,6 +92,7 @@ for args, want in ((["--socket"], "option --socket needs a value"),
 qsock = os.path.join(TMP, "bob's.sock")  # an apostrophe in a plain value quotes nothing
 with open(conf, "w") as f:
     f.write(f'# quoted values\nsocket = {qsock}   # a comment\n'
+            f'# weights = "/models/vgg16.h5"  (commented out, quotes and all)\n'
             f"state-dir = '{os.path.join(TMP, 'q#state')}'  # a '#' in quotes is the value's\n"
             f"backend = cpu\nlog-level = info  # Bob's comment, an apostrophe in it\n")
 p = subprocess.Popen([VGGTUNED, "--config", conf], stdout=subprocess.DEVNULL,
@@ -100,7 +101,8 @@ deadline = time.time() + 60
 while time.time() < deadline and not os.path.exists(qsock) and p.poll() is None:
     time.sleep(0.1)
 vtpy.check(os.path.exists(qsock) and os.path.isdir(os.path.join(TMP, "q#state")),
-           "quoted paths in the settings file should be used without their quotes")
+           "a settings file with quoted values and commented-out lines should start the "
+           "daemon, its quoted paths used without their quotes")
 p.send_signal(signal.SIGTERM)
 p.wait(timeout=60)
 
