@@ -35,6 +35,12 @@
 
 #define VT_ST_MAX_FILE ((size_t)1 << 32)   /* what vt_safetensors_read loads */
 #define VT_ST_MAX_INT 9007199254740992.0   /* 2^53: exact in a JSON double */
+/* Tensors, and metadata pairs, one file may hold: VGG16 has 32 tensors and
+ * our checkpoints fewer than a hundred.  A set finds a duplicate name by a
+ * linear search per entry, so the 1.7 million empty tensors that fit the
+ * header limit would take most of an hour (100 000 took 11 s); 4096 take
+ * milliseconds. */
+#define VT_ST_MAX_ENTRIES 4096
 
 enum { VT_ST_F32, VT_ST_F16, VT_ST_BF16, VT_ST_F64, VT_ST_OTHER };
 
@@ -235,6 +241,9 @@ static int vt__parse_metadata(vt_tensorset *set, const cJSON *meta, const char *
     if (!cJSON_IsObject(meta))
         return vt_error_set(VT_EFORMAT, "%s: \"__metadata__\" is %s, not an object", label,
                             vt__json_kind(meta));
+    if (cJSON_GetArraySize(meta) > VT_ST_MAX_ENTRIES)
+        return vt_error_set(VT_EFORMAT, "%s: __metadata__ has %d entries, more than the %d "
+                            "supported", label, cJSON_GetArraySize(meta), VT_ST_MAX_ENTRIES);
     cJSON_ArrayForEach(v, meta) {
         if (!cJSON_IsString(v))
             return vt_error_set(VT_EFORMAT,
@@ -361,6 +370,11 @@ int vt_safetensors_parse(vt_tensorset **out, const uint8_t *buf, size_t len,
             }
             meta = item;
             continue;
+        }
+        if (nent == VT_ST_MAX_ENTRIES) {
+            rc = vt_error_set(VT_EFORMAT, "%s: header has more than the %d tensors supported",
+                              label, VT_ST_MAX_ENTRIES);
+            goto cleanup;
         }
         if ((rc = vt__parse_entry(&ents[nent], item, label)) < 0)
             goto cleanup;

@@ -10,8 +10,10 @@
  * N > 100 000 000, a header that is not a JSON object, entries with missing or
  * ill-typed fields, unknown dtypes, negative or overflowing shapes, byte ranges
  * that do not equal elements x dtype size, tensors that are not contiguous
- * from offset 0 once sorted by offset (gaps or overlaps), and a data buffer
- * that does not end exactly at the end of the file.  Every refusal is
+ * from offset 0 once sorted by offset (gaps or overlaps), a data buffer
+ * that does not end exactly at the end of the file, and more than 4096
+ * tensors or metadata pairs (no weights file of VGG16 comes near; the
+ * reader's duplicate check is quadratic in them).  Every refusal is
  * VT_EFORMAT with a message naming the file and, where there is one, the
  * tensor.  It never reads outside the file.
  */
