@@ -36,10 +36,13 @@ static int vt__num(const cJSON *o, const char *key, double *out)
     return 1;
 }
 
+/* An integer field, def when missing or not below 2^53 in magnitude (as
+ * PROTOCOL.md has integers): converting a larger double to long long could
+ * be undefined, and counting from there could overflow. */
 static long long vt__int(const cJSON *o, const char *key, long long def)
 {
     double d;
-    return vt__num(o, key, &d) ? (long long)d : def;
+    return vt__num(o, key, &d) && fabs(d) < 9007199254740992.0 ? (long long)d : def;
 }
 
 static int vt__true(const cJSON *o, const char *key)

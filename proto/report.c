@@ -1,15 +1,21 @@
 /* report.c - see report.h. */
 #include "report.h"
 
+#include <math.h>
+
 #include "../common/utf8.h"
 
 #define VT__NAME_COLS 20 /* the class column, in terminal columns */
 
-/* A count field of o, 0 when missing. */
+/* A count field of o, 0 when missing or not below 2^53 in magnitude (as
+ * PROTOCOL.md has integers; converting a larger double to long long could
+ * be undefined). */
 static long long vt__count(const cJSON *o, const char *key)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsNumber(v) ? (long long)v->valuedouble : 0;
+    return cJSON_IsNumber(v) && fabs(v->valuedouble) < 9007199254740992.0
+               ? (long long)v->valuedouble
+               : 0;
 }
 
 void vt_report_eval(FILE *f, const cJSON *e)

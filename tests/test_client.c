@@ -936,6 +936,13 @@ static void test_render_lines(vt_backend *be)
     vt_cli_fmt_epoch(buf, sizeof buf, m2, 0);
     VT_CHECK_STR(buf, "epoch 1  loss 1.5000  acc 0.2500  99 img/s  60.0 s");
 
+    /* Integers not below 2^53 (no daemon sends them) count as missing:
+     * converting them to long long was undefined behaviour. */
+    cJSON *huge = fake_json("{\"epoch\":1e97,\"epochs\":10,\"step\":-1e300,\"steps\":4}");
+    vt_cli_fmt_progress(buf, sizeof buf, huge, 0);
+    VT_CHECK_STR(buf, "epoch 0/10 [....................] 0/4");
+    cJSON_Delete(huge);
+
     vt_cli_fmt_duration(59.9, buf, sizeof buf);
     VT_CHECK_STR(buf, "0:59");
     vt_cli_fmt_duration(-1, buf, sizeof buf);
@@ -990,6 +997,13 @@ static void test_render_predict_eval(vt_backend *be)
                  "     0     1\n"
                  "    90    10   0 a\n"
                  "     5    95   1 b\xc3\xa9\n");
+    cap_close(&c);
+    cJSON_Delete(ev);
+    /* Counts not below 2^53 count as missing (see test_render_lines). */
+    ev = fake_json("{\"n\":1e300,\"skipped\":-1e300,\"accuracy\":0.5}");
+    cap_open(&c);
+    vt_report_eval(c.f, ev);
+    VT_CHECK_CONTAINS(cap_text(&c), "images 0  accuracy 0.5000\n");
     cap_close(&c);
     cJSON_Delete(pred);
     cJSON_Delete(ev);
