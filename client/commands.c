@@ -12,6 +12,7 @@
 #include "cli.h"
 
 #include <grp.h>
+#include <math.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -423,7 +424,7 @@ static int vt__cmd_submit(vt_cli *cli, int argc, char **argv, int first)
     vt_cli_submit s;
     vt_client *c = NULL;
     cJSON *req = NULL, *reply = NULL;
-    const cJSON *job;
+    const cJSON *job, *idv;
     int64_t id;
     int rc, status;
 
@@ -470,12 +471,15 @@ static int vt__cmd_submit(vt_cli *cli, int argc, char **argv, int first)
     if ((status = vt__call(cli, c, req, &reply)) != 0)
         goto done;
     job = cJSON_GetObjectItemCaseSensitive(reply, "job");
-    if (!cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(job, "id"))) {
+    idv = cJSON_GetObjectItemCaseSensitive(job, "id");
+    /* (a number not below 2^53 is no job number: converting it to int64_t
+     * could be undefined) */
+    if (!cJSON_IsNumber(idv) || !(fabs(idv->valuedouble) < 9007199254740992.0)) {
         vt__msg(cli, "vggtuned accepted the job but did not say its number");
         status = VT_CLI_FAILED;
         goto done;
     }
-    id = (int64_t)cJSON_GetObjectItemCaseSensitive(job, "id")->valuedouble;
+    id = (int64_t)idv->valuedouble;
     if (!cli->json) {
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(job, "name");
         if (cJSON_IsString(name))

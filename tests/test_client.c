@@ -1139,6 +1139,8 @@ static void script_daemon(fake_daemon *d, int fd)
         const char *op = op_of(req);
         double job = cJSON_GetObjectItem(req, "job") && cJSON_IsNumber(cJSON_GetObjectItem(req, "job"))
                          ? cJSON_GetObjectItem(req, "job")->valuedouble : 0;
+        const char *name = cJSON_GetStringValue(
+            cJSON_GetObjectItem(cJSON_GetObjectItem(req, "job"), "name"));
         if (strcmp(op, "list") == 0) {
             cJSON *body = cJSON_CreateObject();
             cJSON_AddItemToObject(body, "jobs", fake_json(jobs_json));
@@ -1154,6 +1156,9 @@ static void script_daemon(fake_daemon *d, int fd)
             usleep(3300 * 1000);
             fake_ok(fd, req, fake_json("{\"job\":{\"id\":46,\"name\":\"big\","
                                        "\"state\":\"running\",\"cancel_requested\":true}}"));
+        } else if (strcmp(op, "submit") == 0 && name && strcmp(name, "huge-id") == 0) {
+            fake_ok(fd, req, fake_json("{\"job\":{\"id\":1e300,\"name\":\"huge-id\","
+                                       "\"state\":\"queued\"}}"));
         } else if (strcmp(op, "submit") == 0) {
             fake_ok(fd, req, fake_json("{\"job\":{\"id\":45,\"name\":\"flowers\","
                                        "\"state\":\"queued\",\"queue_position\":1}}"));
@@ -1304,6 +1309,11 @@ static void test_commands(vt_backend *be)
     RUN(&r, d, cwd, 0, "submit", "--data", "flowers/train", "--epochs", "3");
     VT_CHECK_INT(r.status, 0);
     VT_CHECK_STR(r.out, "submitted job 45 (flowers)\n");
+    /* A job number not below 2^53 is none (converting it was undefined
+     * behaviour: "submitted job -9223372036854775808"). */
+    RUN(&r, d, cwd, 0, "submit", "--data", "flowers/train", "--name", "huge-id");
+    VT_CHECK_INT(r.status, 1);
+    VT_CHECK_CONTAINS(r.err, "vggtuned accepted the job but did not say its number");
     RUN(&r, d, cwd, 0, "submit", "--data", "flowers/train", "--watch");
     VT_CHECK_INT(r.status, 0);
     VT_CHECK_STR(r.out, "submitted job 45 (flowers)\n"
@@ -1415,7 +1425,7 @@ static void test_commands(vt_backend *be)
             VT_CHECK(cJSON_IsBool(cJSON_GetObjectItem(req, "all")));
         }
     }
-    VT_CHECK_INT(submits, 2);
+    VT_CHECK_INT(submits, 3); /* flowers, huge-id, and the watched one */
     VT_CHECK_INT(predicts, 2);
     VT_CHECK_INT(evals, 1);
     fake_stop(d);
