@@ -80,14 +80,18 @@ static int vt__finish(vt_store *s, sqlite3_stmt *st, const char *what)
 /* A store made before jobs had a preprocess column gets it (empty). */
 static int vt__migrate(vt_store *s)
 {
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *st = vt__prepare(s, "SELECT 1 FROM pragma_table_info('jobs') "
+                                      "WHERE name = 'preprocess'");
     char *err = NULL;
-    int rc = 0;
-    if (sqlite3_prepare_v2(s->db, "SELECT preprocess FROM jobs LIMIT 0", -1, &st, NULL) ==
-        SQLITE_OK) {
-        sqlite3_finalize(st);
+    int rc = 0, step;
+    if (!st)
+        return VT_EIO;
+    step = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (step == SQLITE_ROW)
         return 0;
-    }
+    if (step != SQLITE_DONE)
+        return vt__db_error(s, "read the jobs table's columns");
     if (sqlite3_exec(s->db, "ALTER TABLE jobs ADD COLUMN preprocess TEXT", NULL, NULL, &err) !=
         SQLITE_OK)
         rc = vt_error_set(VT_EIO, "job store: adding the preprocess column: %s",

@@ -948,24 +948,63 @@ static cudnnStatus_t vt__ws_size(vt_cuda *cu, const vt__conv_plan *p, int algo, 
         cu->dnn, p->xd, p->yd, p->cd, p->wd, (cudnnConvolutionBwdFilterAlgo_t)algo, sz);
 }
 
+/* Whether entry e of a cuDNN perf list may be used for plan p (its
+ * workspace aside). */
+template <typename P>
+static int vt__usable(const vt_cuda *cu, const vt__conv_plan *p, const P *e)
+{
+    if (e->status != CUDNN_STATUS_SUCCESS)
+        return 0;
+    if (e->mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION)
+        return 0; /* would down-convert our operands to fp16 */
+    if (p->dt == VT_F32 && !cu->tf32 && e->mathType == CUDNN_TENSOR_OP_MATH)
+        return 0;
+    return !cu->deterministic || e->determinism == CUDNN_DETERMINISTIC;
+}
+
+/* Best usable entry of a cuDNN perf list (sorted fastest first). */
+template <typename P>
+static int vt__pick(const vt_cuda *cu, const vt__conv_plan *p, const P *perf, int n, size_t limit,
+                    P *best)
+{
+    for (int i = 0; i < n; i++)
+        if (perf[i].memory <= limit && vt__usable(cu, p, &perf[i])) {
+            *best = perf[i];
+            return 1;
+        }
+    return 0;
+}
+
 /* Largest workspace, at most limit, among the usable entries of a cuDNN
  * perf list. */
 template <typename P>
-static size_t vt__most_ws(const P *perf, int n, size_t limit)
+static size_t vt__most_ws(const vt_cuda *cu, const vt__conv_plan *p, const P *perf, int n,
+                          size_t limit)
 {
     size_t most = 0;
     for (int i = 0; i < n; i++)
-        if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= limit &&
-            perf[i].memory > most)
+        if (perf[i].memory <= limit && perf[i].memory > most && vt__usable(cu, p, &perf[i]))
             most = perf[i].memory;
     return most;
 }
 
+/* Entries of a timed search's perf list left untimed for want of workspace. */
+template <typename P>
+static int vt__untimed(const P *perf, int n)
+{
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        k += perf[i].status == CUDNN_STATUS_ALLOC_FAILED;
+    return k;
+}
+
 /* Bytes of the buffer for plan p's timed search: the largest workspace, at
- * most limit, that one of its algorithms needs, asked of cuDNN per
- * algorithm and of its heuristics (which cover every math type), rounded up
- * to a MiB.  (As PyTorch sizes its own: a search on a shared device takes
- * what the candidates can use, not half of what is free.) */
+ * most limit, that one of its usable algorithms needs, rounded up to a
+ * MiB.  (As PyTorch sizes its own: a search on a shared device takes what
+ * the candidates can use, not half of what is free.)  cuDNN is asked per
+ * algorithm under each math type the search may time (a tensor-op plan
+ * also times the default math, and the other way round), and its
+ * heuristics are asked too. */
 static size_t vt__search_bytes(vt_cuda *cu, const vt__conv_plan *p, size_t limit)
 {
     enum { MAXA = 16 };
@@ -975,27 +1014,42 @@ static size_t vt__search_bytes(vt_cuda *cu, const vt__conv_plan *p, size_t limit
     cudnnConvolutionFwdAlgoPerf_t pf[MAXA];
     cudnnConvolutionBwdDataAlgoPerf_t pd[MAXA];
     cudnnConvolutionBwdFilterAlgoPerf_t pw[MAXA];
+    cudnnMathType_t own = CUDNN_DEFAULT_MATH, maths[2];
     cudnnStatus_t st;
     size_t most = 0, sz, h = 0, mib = (size_t)1 << 20;
-    int n = 0;
-    for (int a = 0; a < count[p->kind]; a++) {
-        if (vt__ws_size(cu, p, a, &sz) != CUDNN_STATUS_SUCCESS)
-            (void)cudaGetLastError(); /* (an algorithm this shape does not support) */
-        else if (sz <= limit && sz > most)
-            most = sz;
+    int n = 0, nmath = 1;
+
+    if (cudnnGetConvolutionMathType(p->cd, &own) != CUDNN_STATUS_SUCCESS)
+        return limit & ~(mib - 1); /* (cannot happen with a made plan: size as before) */
+    maths[0] = own;
+    if (own == CUDNN_TENSOR_OP_MATH || own == CUDNN_DEFAULT_MATH)
+        maths[nmath++] = own == CUDNN_TENSOR_OP_MATH ? CUDNN_DEFAULT_MATH : CUDNN_TENSOR_OP_MATH;
+    if (p->dt == VT_F32 && !cu->tf32)
+        nmath = 1; /* (FMA: tensor ops are not ours to time) */
+    for (int m = 0; m < nmath; m++) {
+        if (cudnnSetConvolutionMathType(p->cd, maths[m]) != CUDNN_STATUS_SUCCESS)
+            continue;
+        for (int a = 0; a < count[p->kind]; a++) {
+            if (vt__ws_size(cu, p, a, &sz) != CUDNN_STATUS_SUCCESS)
+                (void)cudaGetLastError(); /* (an algorithm this shape does not support) */
+            else if (sz <= limit && sz > most)
+                most = sz;
+        }
     }
+    if (cudnnSetConvolutionMathType(p->cd, own) != CUDNN_STATUS_SUCCESS)
+        return limit & ~(mib - 1);
     if (p->kind == VT__FWD) {
         st = cudnnGetConvolutionForwardAlgorithm_v7(cu->dnn, p->xd, p->wd, p->cd, p->yd, MAXA, &n,
                                                     pf);
-        h = st == CUDNN_STATUS_SUCCESS ? vt__most_ws(pf, n, limit) : 0;
+        h = st == CUDNN_STATUS_SUCCESS ? vt__most_ws(cu, p, pf, n, limit) : 0;
     } else if (p->kind == VT__BWD_DATA) {
         st = cudnnGetConvolutionBackwardDataAlgorithm_v7(cu->dnn, p->wd, p->yd, p->cd, p->xd, MAXA,
                                                          &n, pd);
-        h = st == CUDNN_STATUS_SUCCESS ? vt__most_ws(pd, n, limit) : 0;
+        h = st == CUDNN_STATUS_SUCCESS ? vt__most_ws(cu, p, pd, n, limit) : 0;
     } else {
         st = cudnnGetConvolutionBackwardFilterAlgorithm_v7(cu->dnn, p->xd, p->yd, p->cd, p->wd,
                                                            MAXA, &n, pw);
-        h = st == CUDNN_STATUS_SUCCESS ? vt__most_ws(pw, n, limit) : 0;
+        h = st == CUDNN_STATUS_SUCCESS ? vt__most_ws(cu, p, pw, n, limit) : 0;
     }
     if (st != CUDNN_STATUS_SUCCESS)
         (void)cudaGetLastError();
@@ -1004,35 +1058,15 @@ static size_t vt__search_bytes(vt_cuda *cu, const vt__conv_plan *p, size_t limit
     return most < limit ? most : limit & ~(mib - 1);
 }
 
-/* Best usable entry of a cuDNN perf list (sorted fastest first). */
-template <typename P>
-static int vt__pick(const vt_cuda *cu, const vt__conv_plan *p, const P *perf, int n, size_t limit,
-                    P *best)
-{
-    for (int i = 0; i < n; i++) {
-        if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].memory > limit)
-            continue;
-        if (perf[i].mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION)
-            continue; /* would down-convert our operands to fp16 */
-        if (p->dt == VT_F32 && !cu->tf32 && perf[i].mathType == CUDNN_TENSOR_OP_MATH)
-            continue;
-        if (cu->deterministic && perf[i].determinism != CUDNN_DETERMINISTIC)
-            continue;
-        *best = perf[i];
-        return 1;
-    }
-    return 0;
-}
-
 /* Runs cuDNN's timed search (or its heuristics) for plan p on the real
  * operand buffers a, b and output c (fwd: x, w, y; bwd_data: dy, w, dx;
  * bwd_filter: x, dy, dw) and records the algorithm and its workspace. */
 static int vt__conv_search(vt_cuda *cu, vt__conv_plan *p, const void *a, const void *b, void *c)
 {
     enum { MAXA = 16 };
-    size_t limit = cu->ws_limit, fr = 0, tot = 0, bufsz = 0, need = 0;
+    size_t limit = cu->ws_limit, fr = 0, tot = 0, bufsz = 0, want = 0, need = 0;
     void *buf = NULL;
-    int found = 0, n = 0, algo = -1;
+    int found = 0, n = 0, algo = -1, untimed = 0;
     cudnnMathType_t math = CUDNN_DEFAULT_MATH;
     float ms = -1.0f;
     cudnnStatus_t st = CUDNN_STATUS_SUCCESS;
@@ -1052,7 +1086,8 @@ static int vt__conv_search(vt_cuda *cu, vt__conv_plan *p, const void *a, const v
         VT_CUDA_TRY(cu, cudaStreamSynchronize(cu->stream));
         /* (what cannot be had is halved: the search then skips the
          * algorithms that need more) */
-        for (bufsz = vt__search_bytes(cu, p, limit); bufsz > 0; bufsz /= 2) {
+        want = vt__search_bytes(cu, p, limit);
+        for (bufsz = want; bufsz > 0; bufsz /= 2) {
             if (cudaMalloc(&buf, bufsz) == cudaSuccess)
                 break;
             (void)cudaGetLastError();
@@ -1066,17 +1101,28 @@ static int vt__conv_search(vt_cuda *cu, vt__conv_plan *p, const void *a, const v
                                                         MAXA, &n, pf, buf, bufsz);
             if (st == CUDNN_STATUS_SUCCESS && (found = vt__pick(cu, p, pf, n, bufsz, &bf)))
                 algo = bf.algo, need = bf.memory, math = bf.mathType, ms = bf.time;
+            untimed = st == CUDNN_STATUS_SUCCESS ? vt__untimed(pf, n) : 0;
         } else if (p->kind == VT__BWD_DATA) {
             st = cudnnFindConvolutionBackwardDataAlgorithmEx(cu->dnn, p->wd, b, p->yd, a, p->cd,
                                                              p->xd, c, MAXA, &n, pd, buf, bufsz);
             if (st == CUDNN_STATUS_SUCCESS && (found = vt__pick(cu, p, pd, n, bufsz, &bd)))
                 algo = bd.algo, need = bd.memory, math = bd.mathType, ms = bd.time;
+            untimed = st == CUDNN_STATUS_SUCCESS ? vt__untimed(pd, n) : 0;
         } else {
             st = cudnnFindConvolutionBackwardFilterAlgorithmEx(cu->dnn, p->xd, a, p->yd, b, p->cd,
                                                                p->wd, c, MAXA, &n, pw, buf, bufsz);
             if (st == CUDNN_STATUS_SUCCESS && (found = vt__pick(cu, p, pw, n, bufsz, &bw)))
                 algo = bw.algo, need = bw.memory, math = bw.mathType, ms = bw.time;
+            untimed = st == CUDNN_STATUS_SUCCESS ? vt__untimed(pw, n) : 0;
         }
+        /* A buffer cut short (the device is full) leaves algorithms out
+         * of the timing: said, as is any that wanted more than was sized. */
+        if (bufsz < want || untimed)
+            vt_log(bufsz < want ? VT_LOG_WARN : cu->verbose ? VT_LOG_INFO : VT_LOG_DEBUG,
+                   "cuda: conv %s n%d %dx%d c%d k%d %s timed with a %.0f MiB buffer of the %.0f "
+                   "MiB wanted; %d algorithm%s left untimed for want of workspace",
+                   vt__kind_name[p->kind], p->n, p->h, p->w, p->c, p->k, vt__dt_name(p->dt),
+                   bufsz / VT__MIB, want / VT__MIB, untimed, untimed == 1 ? "" : "s");
         if (cudaStreamSynchronize(cu->stream) != cudaSuccess)
             (void)cudaGetLastError();
         if (buf && cudaFree(buf) != cudaSuccess)
