@@ -34,6 +34,7 @@ typedef struct vt_job {
     char phase[16];
     char preprocess[16];    /* what the job runs with, once started ("" before) */
     cJSON *metrics;         /* array of epoch objects, owned */
+    int unsaved;            /* a store write failed: its record is behind (retried) */
     struct vt_job *next;
 } vt_job;
 

@@ -72,13 +72,60 @@ void vt_daemon_unsubscribe_conn(vt_daemon *dm, uint64_t conn)
 
 /* ---- store <-> job table ----------------------------------------------- */
 
-static void vt__persist(vt_daemon *dm, const vt_job *j)
+/* A store write of job j failed (a full or failing disk under the state
+ * directory): the job goes on, and its record is written again, whole, by
+ * vt__resave once the store takes writes.  Said once, not at every epoch. */
+static void vt__unsaved(vt_job *j)
+{
+    if (!j->unsaved)
+        vt_log_error("job %lld: %s; its record in the store is behind until a write "
+                     "succeeds (retried every second)", (long long)j->id, vt_error_msg());
+    j->unsaved = 1;
+}
+
+static int vt__update_row(vt_daemon *dm, const vt_job *j)
 {
     vt_store_job sj = {.id = j->id, .state = vt_job_state_name(j->state),
                        .started = j->started, .finished = j->finished,
                        .epochs_done = j->epochs_done, .error = j->error, .reason = j->reason};
-    if (vt_store_update(dm->store, &sj) < 0)
-        vt_log_error("job %lld: %s", (long long)j->id, vt_error_msg());
+    return vt_store_update(dm->store, &sj);
+}
+
+static void vt__persist(vt_daemon *dm, vt_job *j)
+{
+    if (vt__update_row(dm, j) < 0)
+        vt__unsaved(j);
+}
+
+/* Writes the whole record of a job whose earlier write failed: its
+ * document, every epoch's metrics, then its row (state last, so that a
+ * "succeeded" read back after a restart comes with its history).  Without
+ * this, a job that finished while the state directory was full stays
+ * "running" in the store, and after a restart runs again from the start,
+ * removing the model it had finished. */
+static void vt__resave(vt_daemon *dm, vt_job *j)
+{
+    int n = cJSON_GetArraySize(j->metrics), rc = 0;
+    char *text;
+    if (j->spec_json)
+        rc = vt_store_set_spec(dm->store, j->id, j->spec_json, j->preprocess);
+    for (int i = 0; rc == 0 && i < n; i++) {
+        if (!(text = cJSON_PrintUnformatted(cJSON_GetArrayItem(j->metrics, i))))
+            return; /* out of memory: the next tick tries again */
+        rc = vt_store_put_metrics(dm->store, j->id, i + 1, text);
+        free(text);
+    }
+    if (rc == 0 && (rc = vt__update_row(dm, j)) == 0) {
+        j->unsaved = 0;
+        vt_log_info("job %lld: its record in the store is up to date again", (long long)j->id);
+    }
+}
+
+static void vt__resave_all(vt_daemon *dm)
+{
+    for (vt_job *j = dm->jobs.head; j; j = j->next)
+        if (j->unsaved)
+            vt__resave(dm, j);
 }
 
 static int vt__checkpoint_path(vt_daemon *dm, int64_t id, char *buf, size_t len)
@@ -208,7 +255,7 @@ static void vt__job_spec(vt_daemon *dm, vt_job *j, vt_dev_event *e)
     free(j->spec_json);
     j->spec_json = json;
     if (vt_store_set_spec(dm->store, j->id, json, j->preprocess) < 0)
-        vt_log_error("job %lld: %s", (long long)j->id, vt_error_msg());
+        vt__unsaved(j);
 }
 
 static void vt__begin_stop(vt_daemon *dm);
@@ -271,7 +318,7 @@ static void vt__job_epoch(vt_daemon *dm, vt_dev_event *e)
         return;
     }
     if (vt_store_put_metrics(dm->store, j->id, e->metrics.epoch, text) < 0)
-        vt_log_error("job %lld: %s", (long long)j->id, vt_error_msg());
+        vt__unsaved(j);
     free(text);
     /* A resumed job may report an epoch again: keep one entry per epoch. */
     while (cJSON_GetArraySize(j->metrics) >= e->metrics.epoch)
@@ -508,6 +555,7 @@ static void vt__on_timer(uv_timer_t *t)
 {
     vt_daemon *dm = t->data;
     vt_conn_sweep(dm);
+    vt__resave_all(dm);
     /* Only vouch for the daemon while the device thread shows life. */
     if (dm->watchdog_usec && dm->dev &&
         vt_device_idle_seconds(dm->dev) < dm->watchdog_usec / 1e6)
@@ -621,6 +669,13 @@ int vt_server_main(int argc, char **argv)
         uv_run(&loop, UV_RUN_DEFAULT);
     }
     uv_loop_close(&loop);
+    if (dm.store) { /* a last try for records still behind; else the log says which */
+        vt__resave_all(&dm);
+        for (vt_job *j = dm.jobs.head; j; j = j->next)
+            if (j->unsaved)
+                vt_log_error("job %lld: its last state (%s) could not be written to the "
+                             "store", (long long)j->id, vt_job_state_name(j->state));
+    }
     vt_store_close(dm.store);
     if (dm.lock_fd >= 0)
         close(dm.lock_fd);

@@ -323,4 +323,55 @@ vtpy.check(st["state"] == "failed" and "holds the model of vggtuned run, which f
            f"a resumed job over another writer's finished model: {st}")
 rc, _ = rs.stop()
 vtpy.check(rc == 0, f"stop: {rc}")
+# ---- the state directory fills while a job runs -------------------------------
+# The job finishes, but the store cannot record its epochs nor that it
+# succeeded; once space returns the daemon writes the record after all, so
+# a restart finds the job finished (before, it stayed "running" in the
+# store and the restarted daemon ran it again from the start, removing the
+# model it had finished).  (No checkpoint: they are estimated endlessly
+# slow, which keeps the state directory's writes to the store's.)
+if os.geteuid() == 0:
+    sf = Daemon(a.build, TMP, name="state-full", start=False,
+                env=dict(os.environ, VT_CHECKPOINT_EST_BPS="1"))
+    os.makedirs(sf.state)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", sf.state], check=True)
+    filler = os.path.join(sf.state, "filler")
+    try:
+        sf.start()
+        j = sf.cli_json("submit", "--spec", spec_file("state-full", epochs=4))["job"]["id"]
+        sf.wait_state(j, ["running"])
+        subprocess.run(["dd", "if=/dev/zero", "of=" + filler, "bs=512"], capture_output=True)
+        st = sf.wait_state(j, ["failed", "succeeded"])
+        vtpy.check(st["state"] == "succeeded", f"a job while the state directory is full: {st}")
+        vtpy.check("database or disk is full" in sf.log_text(),
+                   "the store never failed: the state directory did not fill in time")
+        model = sha(os.path.join(TMP, "out", "state-full", "model.safetensors"))
+        os.unlink(filler)
+        deadline = time.time() + 30
+        while True:
+            db = sqlite3.connect(f"file:{sf.state}/jobs.db?mode=ro", uri=True)
+            (stored,) = db.execute("SELECT state FROM jobs WHERE id = ?", (j,)).fetchone()
+            db.close()
+            if stored == "succeeded":
+                break
+            if time.time() > deadline:
+                vtpy.fail(f"the store still says {stored!r} 30 s after space returned: "
+                          f"{sf.log_text()[-600:]}")
+            time.sleep(0.2)
+        sf.kill9()
+        sf.env = None
+        sf.start()
+        st = sf.cli_json("status", str(j))["job"]
+        vtpy.check(st["state"] == "succeeded" and len(st["metrics"]) == 4 and
+                   sha(os.path.join(TMP, "out", "state-full", "model.safetensors")) == model,
+                   f"after a restart, a job that finished while the store was full: {st}")
+        rc, _ = sf.stop()
+        vtpy.check(rc == 0, f"stop: {rc}")
+    finally:
+        if sf.proc and sf.proc.poll() is None:
+            sf.kill9()
+        subprocess.run(["umount", sf.state])
+else:
+    print("SKIP part: a full state directory needs root (tmpfs mounts)")
+
 vtpy.done()
