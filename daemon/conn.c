@@ -179,6 +179,23 @@ static int vt__user_conns(const vt_daemon *dm, uid_t uid)
     return n;
 }
 
+/* Refuses a connection just accepted: the error is written now, if the
+ * socket takes it at once (a new one does), and the descriptor is closed
+ * before returning.  A burst of connections over the limit then never holds
+ * more descriptors than the limit allows, which keeps the ones the server
+ * keeps for jobs (server.c, vt__fit_fd_limit) free; an orderly shutdown
+ * would hold each until a later turn of the loop. */
+static void vt__refuse(vt_conn *c, const char *msg)
+{
+    char *line = vt_proto_error(NULL, VT_EBUSY, msg);
+    if (line) {
+        uv_buf_t buf = uv_buf_init(line, (unsigned)strlen(line));
+        uv_try_write((uv_stream_t *)&c->pipe, &buf, 1);
+        free(line);
+    }
+    vt_conn_close(c);
+}
+
 void vt_conn_accept(vt_daemon *dm)
 {
     vt_conn *c = calloc(1, sizeof *c);
@@ -208,8 +225,7 @@ void vt_conn_accept(vt_daemon *dm)
     vt_user_name(c->uid, c->user, sizeof c->user);
     c->admin = vt__is_admin(dm, c->uid, c->gid);
     if (dm->nconns > dm->cfg.max_clients) {
-        vt_conn_send_and_close(c, vt_proto_error(NULL, VT_EBUSY,
-                                                 "too many connections; try again later"));
+        vt__refuse(c, "too many connections; try again later");
         return;
     }
     if (c->uid != 0 && vt__user_conns(dm, c->uid) > dm->cfg.max_clients_user) {
@@ -218,7 +234,7 @@ void vt_conn_accept(vt_daemon *dm)
                  "close some and try again", c->user, dm->cfg.max_clients_user);
         vt_log_debug("refused a connection of %s: %d already open (the limit)", c->user,
                      dm->cfg.max_clients_user);
-        vt_conn_send_and_close(c, vt_proto_error(NULL, VT_EBUSY, msg));
+        vt__refuse(c, msg);
         return;
     }
     uv_read_start((uv_stream_t *)&c->pipe, vt__alloc, vt__on_read);

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -588,6 +589,52 @@ static int vt__lock_state(vt_daemon *dm)
     return 0;
 }
 
+/* Descriptors kept from client connections: the store (database, WAL,
+ * shared memory), the lock, the loop's and the backend's own, and what jobs
+ * open while they run (an output or checkpoint being written, predict and
+ * eval images), plus VT__FD_PER_THREAD per decode thread (its image).
+ * Without a reserve, clients holding the last descriptor make a running
+ * job skip every image it decodes as unreadable and then fail on its next
+ * output file. */
+#define VT__FD_RESERVE 32
+#define VT__FD_PER_THREAD 2
+
+/* Fits max-clients under RLIMIT_NOFILE with the reserve above: raises the
+ * soft limit as far as the hard one allows, else lowers max-clients (and
+ * says so); VT_EINVAL when the limit leaves no room for a single client. */
+static int vt__fit_fd_limit(vt_daemon *dm)
+{
+    struct rlimit rl;
+    long threads = dm->cfg.threads > 0 ? dm->cfg.threads : sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned long long reserve = VT__FD_RESERVE + VT__FD_PER_THREAD *
+                                 (unsigned long long)(threads > 0 ? threads : 1);
+    unsigned long long want = reserve + (unsigned long long)dm->cfg.max_clients, have;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY ||
+        rl.rlim_cur >= want)
+        return 0;
+    if (rl.rlim_max == RLIM_INFINITY || rl.rlim_max > rl.rlim_cur) {
+        struct rlimit up = rl;
+        up.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+            rl = up;
+    }
+    have = rl.rlim_cur;
+    if (have >= want)
+        return 0;
+    if (have <= reserve)
+        return vt_error_set(VT_EINVAL, "the open-file limit (%llu) is too low: vggtuned keeps "
+                            "%llu descriptors for its store and jobs, and needs one more per "
+                            "client; raise it (LimitNOFILE=, ulimit -n) to at least %llu for "
+                            "max-clients %d", have, reserve, want, dm->cfg.max_clients);
+    vt_log_warn("the open-file limit (%llu) leaves room for %llu clients at once, not "
+                "max-clients %d (vggtuned keeps %llu descriptors for its store and jobs); "
+                "raise it (LimitNOFILE=, ulimit -n) to %llu", have, have - reserve,
+                dm->cfg.max_clients, reserve, want);
+    dm->cfg.max_clients = (int)(have - reserve);
+    return 0;
+}
+
 static int vt__setup(vt_daemon *dm)
 {
     char path[PATH_MAX];
@@ -606,6 +653,8 @@ static int vt__setup(vt_daemon *dm)
     uv_signal_start(&dm->sigint, vt__on_signal, SIGINT);
     uv_signal_start(&dm->sighup, vt__on_signal, SIGHUP);
 
+    if ((rc = vt__fit_fd_limit(dm)) < 0)
+        return rc;
     if ((rc = vt_mkdir_p(dm->cfg.state_dir, NULL)) < 0)
         return vt_error_wrap(rc, "state directory");
     chmod(dm->cfg.state_dir, 0700);

@@ -15,6 +15,7 @@
 import hashlib
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -373,5 +374,69 @@ if os.geteuid() == 0:
         subprocess.run(["umount", sf.state])
 else:
     print("SKIP part: a full state directory needs root (tmpfs mounts)")
+
+# ---- clients take every descriptor the daemon may open -------------------------
+# Under a low RLIMIT_NOFILE, max-clients is lowered so that a descriptor
+# reserve stays for the store and the jobs (before, a flood of connections
+# took the last ones: the running job skipped its images as unreadable and
+# failed on its next output file); connections over it are refused at once.
+# A limit that leaves no room for a client stops the daemon at the start,
+# saying so.
+low = Daemon(a.build, TMP, name="few-fds", start=False)
+low.args = ["prlimit", "--nofile=64:64", "--", *low.args]
+low.start()
+vtpy.check("leaves room for 28 clients at once" in low.log_text(),
+           f"no word on the lowered max-clients: {low.log_text()[-600:]}")
+j = low.cli_json("submit", "--spec", spec_file("few-fds", epochs=3))["job"]["id"]
+low.wait_state(j, ["running"])
+flood = []
+for _ in range(80):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    try:
+        s.connect(low.socket)
+    except OSError:
+        s.close()
+        break
+    flood.append(s)
+try:
+    refused = flood[-1].recv(4096).decode()
+except OSError as e:
+    refused = repr(e)
+deadline = time.time() + 300
+while True:
+    db = sqlite3.connect(f"file:{low.state}/jobs.db?mode=ro", uri=True)
+    (stored,) = db.execute("SELECT state FROM jobs WHERE id = ?", (j,)).fetchone()
+    db.close()
+    if stored in ("failed", "succeeded") or time.time() > deadline:
+        break
+    time.sleep(0.2)
+for s in flood:
+    s.close()
+deadline = time.time() + 30  # (until the daemon has seen them close)
+while True:
+    try:
+        low.raw().close()
+        break
+    except (OSError, AssertionError):
+        if time.time() > deadline:
+            raise
+        time.sleep(0.1)
+st = low.wait_state(j, ["failed", "succeeded"])
+vtpy.check(len(flood) == 80 and "too many connections" in refused,
+           f"{len(flood)} connections; the last one got {refused!r}")
+vtpy.check(st["state"] == "succeeded" and "Too many open files" not in low.log_text() and
+           "skipping unreadable" not in low.log_text(),
+           f"a job while clients hold every connection allowed: {st}: {low.log_text()[-600:]}")
+rc, _ = low.stop()
+vtpy.check(rc == 0, f"stop: {rc}")
+try:
+    r = subprocess.run(["prlimit", "--nofile=32:32", "--", *low.args[3:]], capture_output=True,
+                       text=True, timeout=20)
+    rc, said = r.returncode, r.stdout + r.stderr
+except subprocess.TimeoutExpired:
+    rc, said = None, "(it started and kept running)"
+vtpy.check(rc not in (0, None) and "the open-file limit (32) is too low" in said,
+           f"a limit too low for one client: exit {rc}: {said}")
 
 vtpy.done()
