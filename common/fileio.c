@@ -1,9 +1,11 @@
 /* fileio.c - whole-file reads and crash-safe replacement (see fileio.h). */
 #include "fileio.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,6 +130,61 @@ int vt_atomic_commit(vt_atomic_file *f)
     close(f->dirfd);
     free(f);
     return rc;
+}
+
+/* The writer's pid of a temporary file name ".NAME.tmp.PID.N" (NAME's
+ * length in *nlen), or 0 when e is not one. */
+static long vt__tmp_pid(const char *e, size_t *nlen)
+{
+    const char *t = NULL, *p;
+    char *end;
+    long pid;
+    if (e[0] != '.')
+        return 0;
+    for (p = strstr(e + 1, ".tmp."); p; p = strstr(p + 1, ".tmp."))
+        t = p; /* the last: NAME may hold ".tmp." itself */
+    if (!t || t == e + 1 || !(t[5] >= '0' && t[5] <= '9'))
+        return 0;
+    pid = strtol(t + 5, &end, 10);
+    if (*end != '.' || !(end[1] >= '0' && end[1] <= '9'))
+        return 0;
+    strtoul(end + 1, &end, 10);
+    if (*end != '\0' || pid <= 0)
+        return 0;
+    *nlen = (size_t)(t - e - 1);
+    return pid;
+}
+
+int vt_atomic_sweep(const char *dir, const char *name, int all, char *removed, size_t len)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    size_t nlen;
+    long pid;
+    int n = 0;
+    if (removed && len)
+        removed[0] = '\0';
+    if (!d)
+        return vt_error_set(errno == ENOENT ? VT_ENOTFOUND : VT_EIO, "cannot read %s: %s", dir,
+                            strerror(errno));
+    while ((e = readdir(d))) {
+        if (!(pid = vt__tmp_pid(e->d_name, &nlen)) ||
+            (name && (strlen(name) != nlen || strncmp(e->d_name + 1, name, nlen) != 0)))
+            continue;
+        /* a live writer (EPERM: another user's process, alive too) keeps its file */
+        if (!all && pid != (long)getpid() && !(kill((pid_t)pid, 0) < 0 && errno == ESRCH))
+            continue;
+        if (unlinkat(dirfd(d), e->d_name, 0) < 0)
+            continue;
+        if (removed && len) {
+            size_t at = strlen(removed);
+            snprintf(removed + at, len - at, "%s%.*s", at ? ", " : "", (int)nlen,
+                     e->d_name + 1);
+        }
+        n++;
+    }
+    closedir(d);
+    return n;
 }
 
 int vt_write_file_atomic(int dirfd, const char *path, const void *buf, size_t n)

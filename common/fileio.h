@@ -36,6 +36,16 @@ int vt_atomic_commit(vt_atomic_file *f);
 /* Gives up: closes and removes the temporary file, frees f.  NULL is a no-op. */
 void vt_atomic_abort(vt_atomic_file *f);
 
+/* Removes the temporary files in dir that replacing a file there left
+ * behind when its process was killed mid-write (vt_atomic_open's
+ * ".NAME.tmp.PID.N"), of every NAME or only of name (NULL: any): with all,
+ * every one (the caller knows that no other process writes there); else
+ * those of processes that have ended and of this one, which the caller
+ * knows writes none there now.  removed (may be NULL) gets the NAMEs,
+ * comma-separated, cut to len.  Returns how many it removed, or VT_EIO
+ * when dir cannot be read (VT_ENOTFOUND when it does not exist). */
+int vt_atomic_sweep(const char *dir, const char *name, int all, char *removed, size_t len);
+
 /* Writes a whole buffer durably to path (open + write + commit). */
 int vt_write_file_atomic(int dirfd, const char *path, const void *buf, size_t n);
 

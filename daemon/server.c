@@ -638,7 +638,7 @@ static int vt__fit_fd_limit(vt_daemon *dm)
 static int vt__setup(vt_daemon *dm)
 {
     char path[PATH_MAX];
-    int rc;
+    int rc, n;
 
     /* The loop's handles first: whatever fails below, stopping closes them
      * (vt__close_handles), and a signal already stops a slow start. */
@@ -661,8 +661,15 @@ static int vt__setup(vt_daemon *dm)
     if ((rc = vt__lock_state(dm)) < 0)
         return rc;
     if ((rc = vt_path(path, sizeof path, "%s/checkpoints", dm->cfg.state_dir)) < 0 ||
-        (rc = vt_mkdir_p(path, NULL)) < 0 ||
-        (rc = vt_path(path, sizeof path, "%s/jobs.db", dm->cfg.state_dir)) < 0 ||
+        (rc = vt_mkdir_p(path, NULL)) < 0)
+        return rc;
+    /* Under the lock no other process writes there: a temporary file is a
+     * checkpoint that a daemon killed while writing it left, as large as the
+     * checkpoint, and nothing else would ever remove it. */
+    if ((n = vt_atomic_sweep(path, NULL, 1, NULL, 0)) > 0)
+        vt_log_warn("removed %d unfinished checkpoint file%s from %s, left by a daemon stopped "
+                    "while writing %s", n, n == 1 ? "" : "s", path, n == 1 ? "it" : "them");
+    if ((rc = vt_path(path, sizeof path, "%s/jobs.db", dm->cfg.state_dir)) < 0 ||
         (rc = vt_store_open(&dm->store, path)) < 0)
         return rc;
     if (dm->cfg.admin_group[0]) {

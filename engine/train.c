@@ -655,6 +655,8 @@ static int vt__check_output(vt_trainer *t)
             rc = t->hooks.claim_output(t->hooks.ud, (uint64_t)st.st_dev, (uint64_t)st.st_ino);
     }
     vt_train__leave(t);
+    if (rc == 0 && !t->out_created)
+        vt_train__sweep_outputs(t);
     if (rc == 0 && fresh && !t->out_created)
         rc = vt__check_takeover(t);
     else if (rc == 0 && !fresh)

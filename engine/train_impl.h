@@ -121,6 +121,12 @@ int vt_train__write_classmap(vt_trainer *t);
  * 0, or VT_EIO when one cannot be removed. */
 int vt_train__remove_outputs(vt_trainer *t);
 
+/* Fresh or resuming: removes the temporary files of those outputs that a
+ * run killed while writing one left in OUT (as large as the file each was
+ * to become; see vt_atomic_sweep), as the job's owner, and says so in the
+ * job log.  Best effort: what it cannot remove stays. */
+void vt_train__sweep_outputs(vt_trainer *t);
+
 /* Whether OUT holds a file by one of those names that vggtune did not
  * write (judged by its content: format metadata, first line), which taking
  * the directory over would delete: 1 with its name in name[len], 0 when

@@ -467,6 +467,27 @@ int vt_train__foreign_output(vt_trainer *t, char *name, size_t len)
     return rc;
 }
 
+void vt_train__sweep_outputs(vt_trainer *t)
+{
+    char removed[512] = "", one[256];
+    int n = 0, k;
+    if (vt_train__enter(t) < 0)
+        return;
+    /* (this process writes no output of this job now, and no other job's
+     * here: the output directory is the job's own) */
+    for (size_t i = 0; i < sizeof vt__outputs / sizeof vt__outputs[0]; i++)
+        if ((k = vt_atomic_sweep(t->spec.output, vt__outputs[i], 0, one, sizeof one)) > 0) {
+            snprintf(removed + strlen(removed), sizeof removed - strlen(removed), "%s%s",
+                     removed[0] ? ", " : "", one);
+            n += k;
+        }
+    vt_train__leave(t);
+    if (n > 0)
+        vt_train__say(t, VT_LOG_INFO, "removed %d unfinished temporary file%s from %s, left by "
+                      "a run stopped while writing %s (of %s)", n, n == 1 ? "" : "s",
+                      t->spec.output, n == 1 ? "it" : "them", removed);
+}
+
 int vt_train__remove_outputs(vt_trainer *t)
 {
     const char *const *names = vt__outputs;

@@ -439,4 +439,35 @@ except subprocess.TimeoutExpired:
 vtpy.check(rc not in (0, None) and "the open-file limit (32) is too low" in said,
            f"a limit too low for one client: exit {rc}: {said}")
 
+# ---- temporary files of writes that a kill -9 cut short -------------------------
+# Outputs and checkpoints are written to ".NAME.tmp.PID.N" and renamed; a
+# daemon killed mid-write leaves that file, as large as the model or the
+# checkpoint, and each kill one more.  The next start removes those in the
+# checkpoints folder, and a job starting or resuming those of its outputs
+# whose writer has ended; a live writer's and other files stay.
+gone = subprocess.Popen(["true"])
+gone.wait()  # (a process that has ended: its temporary files are stale)
+lo = Daemon(a.build, TMP, name="leftovers", start=False)
+os.makedirs(os.path.join(lo.state, "checkpoints"))
+stale_ck = os.path.join(lo.state, "checkpoints", f".7.safetensors.tmp.{gone.pid}.3")
+lo_out = os.path.join(TMP, "out", "leftovers")
+os.makedirs(lo_out)
+stale = os.path.join(lo_out, f".model.safetensors.tmp.{gone.pid}.5")
+live = os.path.join(lo_out, f".metrics.jsonl.tmp.{os.getpid()}.1")
+mine = os.path.join(lo_out, ".model.safetensors.tmp.notes")
+for path in (stale_ck, stale, live, mine):
+    with open(path, "wb") as f:
+        f.write(b"\0" * 65536)
+lo.start()
+vtpy.check(not os.path.exists(stale_ck) and "removed 1 unfinished checkpoint file" in
+           lo.log_text(), f"a killed daemon's unfinished checkpoint: {lo.log_text()[-600:]}")
+j = lo.cli_json("submit", "--spec", spec_file("leftovers", epochs=1))["job"]["id"]
+vtpy.check(lo.wait_state(j, ["failed", "succeeded"])["state"] == "succeeded", "leftovers job")
+vtpy.check(not os.path.exists(stale) and os.path.exists(live) and os.path.exists(mine),
+           f"temporary files in the output after the job: {sorted(os.listdir(lo_out))}")
+vtpy.check("removed 1 unfinished temporary file" in lo.cli("watch", str(j)).stdout,
+           "the job's log does not say what it removed")
+rc, _ = lo.stop()
+vtpy.check(rc == 0, f"stop: {rc}")
+
 vtpy.done()
