@@ -50,6 +50,9 @@ struct vt_loader {
     size_t cell;      /* bytes per image in a slot */
     char **failure;   /* (ds->n) reasons, under mu */
     int nfailed;
+    char *fatal;      /* why a decode failed for want of memory, descriptors or
+                         the owner's identity (not the image's fault), under mu */
+    int fatal_rc;
     int *order, count, nbatches, next_submit, next_return;
     vt_augment aug;
     int has_aug;
@@ -150,7 +153,7 @@ static void vt__decode(void *arg)
     int S = l->o.image_size, ok = 0;
     uint8_t *dst = t->slot->pixels + l->cell * (size_t)t->pos;
     char path[PATH_MAX], *reason = NULL;
-    int rc = 0;
+    int rc = 0, not_entered = 0;
     /* What the augmentation asks of this image (pure functions of the
      * seed, epoch and sample, so a resumed job sees the same). */
     int crop = t->has_aug && t->aug.crop > 0, side = vt__side(S, crop ? t->aug.crop : 0);
@@ -166,7 +169,7 @@ static void vt__decode(void *arg)
 
     snprintf(path, sizeof path, "%s/%s", l->ds->root, l->ds->samples[t->sample].path);
     if (l->has_creds)
-        rc = vt_creds_enter(&l->creds);
+        not_entered = (rc = vt_creds_enter(&l->creds)) < 0;
     if (rc == 0 && l->o.device_resize && vt__keep((size_t)side) * 3 > l->cell)
         rc = vt_error_set(VT_EINVAL, "crop %g is over the loader's max_crop %g", t->aug.crop,
                           l->o.max_crop); /* the buffers are sized by max_crop */
@@ -186,7 +189,13 @@ static void vt__decode(void *arg)
     }
     pthread_mutex_lock(&l->mu);
     t->slot->ok[t->pos] = (uint8_t)ok;
-    if (!ok) {
+    if (!ok && (rc == VT_ENOMEM || not_entered)) {
+        if (!l->fatal_rc) {
+            l->fatal = reason;
+            l->fatal_rc = rc;
+            reason = NULL;
+        }
+    } else if (!ok) {
         if (!l->failure[t->sample]) {
             l->failure[t->sample] = reason;
             reason = NULL;
@@ -288,7 +297,12 @@ int vt_loader_next(vt_loader *l, vt_batch **out)
         pthread_mutex_lock(&l->mu);
         while (s->pending > 0)
             pthread_cond_wait(&l->cv, &l->mu);
+        rc = l->fatal_rc;
         pthread_mutex_unlock(&l->mu);
+        /* Skipping images that failed for the process's want (descriptors,
+         * memory) would train on whatever happened to decode: fail instead. */
+        if (rc < 0)
+            return vt_error_set(rc, "reading images: %s", l->fatal ? l->fatal : "out of memory");
         l->next_return++;
         consumed += s->n;
         /* Close the gaps left by images that could not be read (boxes
@@ -363,6 +377,7 @@ void vt_loader_free(vt_loader *l)
         for (int i = 0; i < l->ds->n; i++)
             free(l->failure[i]);
     free(l->failure);
+    free(l->fatal);
     free(l->order);
     pthread_mutex_destroy(&l->mu);
     pthread_cond_destroy(&l->cv);

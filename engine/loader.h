@@ -70,7 +70,10 @@ int vt_loader_begin(vt_loader *l, const int *order, int count, const vt_augment 
 
 /* Waits for the next batch of the pass.  Returns 1 and *out (valid until the
  * next call), or 0 at the end of the pass.  Batches in which no image could
- * be read are skipped. */
+ * be read are skipped.  An image that could not be decoded for the
+ * process's want rather than its own fault (out of memory or file
+ * descriptors, the owner's identity not taken) is not skipped: that
+ * returns its error (VT_ENOMEM, VT_EPERM). */
 int vt_loader_next(vt_loader *l, vt_batch **out);
 
 /* Why sample i could not be read, or NULL when it could (or has not been

@@ -145,19 +145,34 @@ typedef struct {
     pthread_mutex_t *mu;
     pthread_cond_t *cv;
     int *pending;
+    int fatal;      /* a failure that is not the images' (VT_ENOMEM, VT_EPERM), or 0 */
+    char why[320];  /* its message (this thread's own would be lost) */
 } vt__probe_task;
 
+/* Probes images [begin, end).  An image that cannot be read for the
+ * process's want (out of memory or descriptors) or because the owner's
+ * identity could not be taken is not marked unreadable: the job would
+ * leave out images that are fine.  That ends the chunk with pt->fatal. */
 static void vt__probe(void *arg)
 {
     vt__probe_task *pt = arg;
     char path[PATH_MAX];
-    int entered = pt->creds ? vt_creds_enter(pt->creds) == 0 : 1;
-    for (int i = pt->begin; i < pt->end; i++) {
+    int entered = pt->creds ? vt_creds_enter(pt->creds) == 0 : 1, rc;
+    if (!entered) {
+        pt->fatal = VT_EPERM;
+        snprintf(pt->why, sizeof pt->why, "%s", vt_error_msg());
+    }
+    for (int i = pt->begin; entered && i < pt->end; i++) {
         vt_image_format fmt;
         struct stat st;
         int w, h;
         snprintf(path, sizeof path, "%s/%s", pt->ds->root, pt->ds->samples[i].path);
-        pt->bad[i] = !entered || vt_image_probe(AT_FDCWD, path, &fmt, &w, &h) < 0;
+        if ((rc = vt_image_probe(AT_FDCWD, path, &fmt, &w, &h)) == VT_ENOMEM) {
+            pt->fatal = rc;
+            snprintf(pt->why, sizeof pt->why, "%s", vt_error_msg());
+            break;
+        }
+        pt->bad[i] = rc < 0;
         if (!pt->bad[i] && fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) == 0) {
             pt->stat[2 * i] = (int64_t)st.st_size;
             pt->stat[2 * i + 1] = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
@@ -186,9 +201,10 @@ static int vt__probe_all(vt_trainer *t, const vt_dataset *ds, uint8_t *bad, int6
     if (!(tasks = calloc((size_t)chunks, sizeof *tasks)))
         return vt_error_set(VT_ENOMEM, "out of memory");
     for (int c = 0; c < chunks && c * per < ds->n; c++) {
-        tasks[c] = (vt__probe_task){ds, bad, stat, t->env.creds, c * per,
-                                    (c + 1) * per < ds->n ? (c + 1) * per : ds->n, &mu, &cv,
-                                    &pending};
+        tasks[c] = (vt__probe_task){.ds = ds, .bad = bad, .stat = stat, .creds = t->env.creds,
+                                    .begin = c * per,
+                                    .end = (c + 1) * per < ds->n ? (c + 1) * per : ds->n,
+                                    .mu = &mu, .cv = &cv, .pending = &pending};
         pthread_mutex_lock(&mu);
         pending++;
         pthread_mutex_unlock(&mu);
@@ -203,6 +219,9 @@ static int vt__probe_all(vt_trainer *t, const vt_dataset *ds, uint8_t *bad, int6
     while (pending > 0)
         pthread_cond_wait(&cv, &mu);
     pthread_mutex_unlock(&mu);
+    for (int c = 0; rc == 0 && c < chunks; c++)
+        if (tasks[c].fatal)
+            rc = vt_error_set(tasks[c].fatal, "reading image headers: %s", tasks[c].why);
     free(tasks);
     return rc;
 }

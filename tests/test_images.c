@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <turbojpeg.h>
@@ -22,6 +23,7 @@
 #include "common/rng.h"
 #include "engine/dataset.h"
 #include "engine/image.h"
+#include "engine/loader.h"
 #include "vt_test.h"
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -1212,6 +1214,58 @@ static void test_gendata(vt_backend *be)
     VT_CHECK_INT(run_gendata(bad4), 2);
 }
 
+/* An image that cannot be opened for want of file descriptors (or memory)
+ * is not the image's fault: the loader fails the pass with that error
+ * instead of skipping the image as unreadable, which let a job train on
+ * whatever happened to load. */
+static void test_loader_out_of_fds(vt_backend *be)
+{
+    char base[PATH_MAX], data[PATH_MAX + 8];
+    const char *args[] = {"--out", data, "--classes", "2", "--per-class", "4", "--size",
+                          "40x40", "--seed", "3", NULL};
+    vt_dataset *ds = NULL;
+    vt_pool *pool = NULL;
+    vt_loader *l = NULL;
+    vt_batch *b;
+    vt_loader_opts o = {.image_size = 32, .max_batch = 4};
+    int order[8], rc, lowest;
+    struct rlimit was, none;
+    (void)be;
+
+    snprintf(base, sizeof base, "%s", vt_test_tmpdir("loader_fds"));
+    snprintf(data, sizeof data, "%s/data", base);
+    VT_CHECK_INT(run_gendata(args), 0);
+    VT_CHECK_OK(vt_dataset_scan(&ds, AT_FDCWD, data));
+    VT_CHECK_INT(ds->n, 8);
+    for (int i = 0; i < 8; i++)
+        order[i] = i;
+    rc = vt_pool_create(&pool, 2);
+    if (rc == 0)
+        rc = vt_loader_create(&l, pool, ds, &o);
+    /* A limit at the lowest free descriptor: no file can be opened. */
+    lowest = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (rc == 0 && lowest >= 0 && getrlimit(RLIMIT_NOFILE, &was) == 0) {
+        close(lowest);
+        none = was;
+        none.rlim_cur = (rlim_t)lowest;
+        if (setrlimit(RLIMIT_NOFILE, &none) == 0) {
+            rc = vt_loader_begin(l, order, 8, NULL);
+            if (rc == 0)
+                rc = vt_loader_next(l, &b);
+            setrlimit(RLIMIT_NOFILE, &was);
+        } else {
+            rc = 1;
+        }
+    } else if (rc == 0) {
+        rc = 1;
+    }
+    vt_loader_free(l);
+    vt_pool_free(pool);
+    vt_dataset_free(ds);
+    VT_CHECK_INT(rc, VT_ENOMEM);
+    VT_CHECK_CONTAINS(vt_error_msg(), "Too many open files");
+}
+
 static const vt_test_case cases[] = {
     {"png_roundtrip", test_png_roundtrip, 0},
     {"jpeg_decode", test_jpeg_decode, 0},
@@ -1230,6 +1284,7 @@ static const vt_test_case cases[] = {
     {"dataset_split", test_dataset_split, 0},
     {"dataset_subset", test_dataset_subset, 0},
     {"gendata", test_gendata, 0},
+    {"loader_out_of_fds", test_loader_out_of_fds, 0},
 };
 
 int main(int argc, char **argv)
