@@ -1167,7 +1167,14 @@ static int vt__epoch_end(vt_trainer *t)
         }
     }
     t->epoch++;
-    if ((rc = vt__epoch_checkpoint(t, improved && t->spec.keep_best)) < 0)
+    /* A checkpoint that cannot be written (a full or failing disk under the
+     * state directory) is a safety net lost, not the job: it goes on, and
+     * the next epoch tries again. */
+    if ((rc = vt__epoch_checkpoint(t, improved && t->spec.keep_best)) == VT_EIO)
+        vt_train__say(t, VT_LOG_WARN, "%s; the job goes on, and if it is stopped before a "
+                      "checkpoint is written it will resume from %s", vt_error_msg(),
+                      vt_train__resuming(t) ? "an earlier one" : "the beginning");
+    else if (rc < 0)
         return rc;
     if (t->hooks.epoch_end)
         t->hooks.epoch_end(t->hooks.ud, &m);
