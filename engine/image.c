@@ -404,7 +404,7 @@ static int vt_image__read(int dirfd, const char *path, size_t max, uint8_t **out
         if (e == ELOOP)
             return vt_error_set(VT_EPERM, "%s: is a symbolic link (not followed)", path);
         if (e == EMFILE || e == ENFILE || e == ENOMEM) /* the process's lack, not the file's */
-            return vt_error_set(VT_ENOMEM, "cannot open %s: %s", path, strerror(e));
+            return vt_error_set(VT_EBUSY, "cannot open %s: %s", path, strerror(e));
         return vt_error_set(VT_EIO, "cannot open %s: %s", path, strerror(e));
     }
     if (fstat(fd, &st) < 0) {

@@ -16,7 +16,9 @@
  *
  * A corrupt or truncated file (libjpeg-turbo warnings included) is an error:
  * VT_EFORMAT with the reason.  Images larger than VT_IMAGE_MAX_PIXELS are
- * refused before any large allocation (decompression bombs).
+ * refused before any large allocation (decompression bombs).  A file that
+ * cannot be opened for the process's want, not its own fault (no file
+ * descriptor left), is VT_EBUSY.
  * All functions are thread-safe (decode pools call them concurrently).
  */
 #ifndef VT_IMAGE_H

@@ -50,8 +50,8 @@ struct vt_loader {
     size_t cell;      /* bytes per image in a slot */
     char **failure;   /* (ds->n) reasons, under mu */
     int nfailed;
-    char *fatal;      /* why a decode failed for want of memory, descriptors or
-                         the owner's identity (not the image's fault), under mu */
+    char *fatal;      /* why a decode failed for want of descriptors or the
+                         owner's identity (not the image's fault), under mu */
     int fatal_rc;
     int *order, count, nbatches, next_submit, next_return;
     vt_augment aug;
@@ -189,7 +189,7 @@ static void vt__decode(void *arg)
     }
     pthread_mutex_lock(&l->mu);
     t->slot->ok[t->pos] = (uint8_t)ok;
-    if (!ok && (rc == VT_ENOMEM || not_entered)) {
+    if (!ok && (rc == VT_EBUSY || not_entered)) {
         if (!l->fatal_rc) {
             l->fatal = reason;
             l->fatal_rc = rc;
@@ -264,6 +264,9 @@ int vt_loader_begin(vt_loader *l, const int *order, int count, const vt_augment 
         return rc;
     }
     memcpy(copy, order, sizeof *copy * (size_t)count);
+    free(l->fatal); /* (a pass's failure is its own) */
+    l->fatal = NULL;
+    l->fatal_rc = 0;
     free(l->order);
     l->order = copy;
     l->count = count;
@@ -302,7 +305,7 @@ int vt_loader_next(vt_loader *l, vt_batch **out)
         /* Skipping images that failed for the process's want (descriptors,
          * memory) would train on whatever happened to decode: fail instead. */
         if (rc < 0)
-            return vt_error_set(rc, "reading images: %s", l->fatal ? l->fatal : "out of memory");
+            return vt_error_set(rc, "reading images: %s", l->fatal ? l->fatal : "no descriptor");
         l->next_return++;
         consumed += s->n;
         /* Close the gaps left by images that could not be read (boxes

@@ -70,10 +70,11 @@ int vt_loader_begin(vt_loader *l, const int *order, int count, const vt_augment 
 
 /* Waits for the next batch of the pass.  Returns 1 and *out (valid until the
  * next call), or 0 at the end of the pass.  Batches in which no image could
- * be read are skipped.  An image that could not be decoded for the
- * process's want rather than its own fault (out of memory or file
- * descriptors, the owner's identity not taken) is not skipped: that
- * returns its error (VT_ENOMEM, VT_EPERM). */
+ * be read are skipped.  An image that could not be opened for the
+ * process's want rather than its own fault (no file descriptor left, the
+ * owner's identity not taken) is not skipped: that returns its error
+ * (VT_EBUSY, VT_EPERM).  (Memory an image's own size asks for, which
+ * may fail for that image alone, is its fault: skipped.) */
 int vt_loader_next(vt_loader *l, vt_batch **out);
 
 /* Why sample i could not be read, or NULL when it could (or has not been

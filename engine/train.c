@@ -145,12 +145,12 @@ typedef struct {
     pthread_mutex_t *mu;
     pthread_cond_t *cv;
     int *pending;
-    int fatal;      /* a failure that is not the images' (VT_ENOMEM, VT_EPERM), or 0 */
+    int fatal;      /* a failure that is not the images' (VT_EBUSY, VT_EPERM), or 0 */
     char why[320];  /* its message (this thread's own would be lost) */
 } vt__probe_task;
 
 /* Probes images [begin, end).  An image that cannot be read for the
- * process's want (out of memory or descriptors) or because the owner's
+ * process's want (no descriptor left) or because the owner's
  * identity could not be taken is not marked unreadable: the job would
  * leave out images that are fine.  That ends the chunk with pt->fatal. */
 static void vt__probe(void *arg)
@@ -167,7 +167,7 @@ static void vt__probe(void *arg)
         struct stat st;
         int w, h;
         snprintf(path, sizeof path, "%s/%s", pt->ds->root, pt->ds->samples[i].path);
-        if ((rc = vt_image_probe(AT_FDCWD, path, &fmt, &w, &h)) == VT_ENOMEM) {
+        if ((rc = vt_image_probe(AT_FDCWD, path, &fmt, &w, &h)) == VT_EBUSY) {
             pt->fatal = rc;
             snprintf(pt->why, sizeof pt->why, "%s", vt_error_msg());
             break;
