@@ -73,6 +73,24 @@ void vt_daemon_unsubscribe_conn(vt_daemon *dm, uint64_t conn)
 
 /* ---- store <-> job table ----------------------------------------------- */
 
+static int vt__checkpoint_path(vt_daemon *dm, int64_t id, char *buf, size_t len)
+{
+    return vt_path(buf, len, "%s/checkpoints/%lld.safetensors", dm->cfg.state_dir,
+                   (long long)id);
+}
+
+/* A job that ended, not failed, needs its checkpoint no more, once the
+ * store records the end: until then a restart would take it for running,
+ * and without its checkpoint run it again from the start. */
+static void vt__drop_checkpoint(vt_daemon *dm, const vt_job *j)
+{
+    char ckpt[PATH_MAX];
+    if (!j->unsaved && (j->state == VT_JOB_SUCCEEDED || j->state == VT_JOB_CANCELLED) &&
+        vt__checkpoint_path(dm, j->id, ckpt, sizeof ckpt) == 0)
+        unlink(ckpt);
+}
+
+
 /* A store write of job j failed (a full or failing disk under the state
  * directory): the job goes on, and its record is written again, whole, by
  * vt__resave once the store takes writes.  Said once, not at every epoch. */
@@ -111,14 +129,23 @@ static void vt__resave(vt_daemon *dm, vt_job *j)
     if (j->spec_json)
         rc = vt_store_set_spec(dm->store, j->id, j->spec_json, j->preprocess);
     for (int i = 0; rc == 0 && i < n; i++) {
-        if (!(text = cJSON_PrintUnformatted(cJSON_GetArrayItem(j->metrics, i))))
+        cJSON *m = cJSON_GetArrayItem(j->metrics, i), *ep = cJSON_GetObjectItem(m, "epoch");
+        if (!(text = cJSON_PrintUnformatted(m)))
             return; /* out of memory: the next tick tries again */
-        rc = vt_store_put_metrics(dm->store, j->id, i + 1, text);
+        rc = vt_store_put_metrics(dm->store, j->id, cJSON_IsNumber(ep) ? ep->valueint : i + 1,
+                                  text);
         free(text);
     }
-    if (rc == 0 && (rc = vt__update_row(dm, j)) == 0) {
+    if (rc == 0)
+        rc = vt__update_row(dm, j);
+    if (rc == VT_ENOTFOUND) { /* its row was deleted (by hand): nothing to bring up to date */
+        vt_log_error("job %lld: %s; its record is not retried", (long long)j->id,
+                     vt_error_msg());
+        j->unsaved = 0;
+    } else if (rc == 0) {
         j->unsaved = 0;
         vt_log_info("job %lld: its record in the store is up to date again", (long long)j->id);
+        vt__drop_checkpoint(dm, j);
     }
 }
 
@@ -127,12 +154,6 @@ static void vt__resave_all(vt_daemon *dm)
     for (vt_job *j = dm->jobs.head; j; j = j->next)
         if (j->unsaved)
             vt__resave(dm, j);
-}
-
-static int vt__checkpoint_path(vt_daemon *dm, int64_t id, char *buf, size_t len)
-{
-    return vt_path(buf, len, "%s/checkpoints/%lld.safetensors", dm->cfg.state_dir,
-                   (long long)id);
 }
 
 void vt_daemon_drop_stale_checkpoint(vt_daemon *dm, int64_t id)
@@ -276,7 +297,6 @@ static void vt__status_line(vt_daemon *dm)
 static void vt__job_state(vt_daemon *dm, vt_dev_event *e)
 {
     vt_job *j = vt_jobs_find(&dm->jobs, e->job);
-    char ckpt[PATH_MAX];
     if (!j)
         return;
     j->state = (vt_job_state)e->state;
@@ -297,8 +317,7 @@ static void vt__job_state(vt_daemon *dm, vt_dev_event *e)
     if (j->state == VT_JOB_CANCELLED && !j->reason)
         vt_job_set_text(&j->reason, "cancelled");
     vt__persist(dm, j);
-    if (j->state != VT_JOB_FAILED && vt__checkpoint_path(dm, j->id, ckpt, sizeof ckpt) == 0)
-        unlink(ckpt);
+    vt__drop_checkpoint(dm, j);
     if (j->state == VT_JOB_FAILED)
         vt_log_warn("job %lld (%s of %s) failed: %s", (long long)j->id, j->spec.name, j->user,
                     j->error);

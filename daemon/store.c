@@ -69,10 +69,15 @@ static sqlite3_stmt *vt__prepare(vt_store *s, const char *sql)
     return st;
 }
 
-/* Steps a write statement to completion and finalises it. */
+/* Steps a write statement to completion and finalises it.  A row about a
+ * job that is not in the store (a foreign key) is VT_ENOTFOUND. */
 static int vt__finish(vt_store *s, sqlite3_stmt *st, const char *what)
 {
-    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : vt__db_error(s, what);
+    int rc = 0;
+    if (sqlite3_step(st) != SQLITE_DONE)
+        rc = sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_FOREIGNKEY
+                 ? vt_error_set(VT_ENOTFOUND, "job store: %s: the job is not in the store", what)
+                 : vt__db_error(s, what);
     sqlite3_finalize(st);
     return rc;
 }
@@ -206,6 +211,7 @@ int vt_store_set_spec(vt_store *s, int64_t job, const char *spec, const char *pr
 
 int vt_store_update(vt_store *s, const vt_store_job *j)
 {
+    int rc;
     sqlite3_stmt *st = vt__prepare(s,
         "UPDATE jobs SET state=?,started=?,finished=?,epochs_done=?,error=?,reason=? "
         "WHERE id=?");
@@ -218,7 +224,10 @@ int vt_store_update(vt_store *s, const vt_store_job *j)
     vt__bind_text(st, 5, j->error);
     vt__bind_text(st, 6, j->reason);
     sqlite3_bind_int64(st, 7, j->id);
-    return vt__finish(s, st, "update job");
+    if ((rc = vt__finish(s, st, "update job")) == 0 && sqlite3_changes(s->db) == 0)
+        rc = vt_error_set(VT_ENOTFOUND, "job store: job %lld is not in the store",
+                          (long long)j->id);
+    return rc;
 }
 
 /* Both statements of vt_store_put_metrics (inside its transaction). */

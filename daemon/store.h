@@ -47,7 +47,8 @@ void vt_store_close(vt_store *s);
 /* Inserts a new job (j->id ignored) and returns its id in *id. */
 int vt_store_insert(vt_store *s, const vt_store_job *j, int64_t *id);
 
-/* Rewrites a job's state, times, epochs_done, error and reason. */
+/* Rewrites a job's state, times, epochs_done, error and reason; VT_ENOTFOUND
+ * when the job is not in the store. */
 int vt_store_update(vt_store *s, const vt_store_job *j);
 
 /* Rewrites a job's document (spec, JSON) and records the preprocessing it
@@ -56,7 +57,8 @@ int vt_store_set_spec(vt_store *s, int64_t job, const char *spec, const char *pr
 
 /* Records (or replaces) the metrics of one epoch, a JSON object, and drops
  * any later epoch's (a job resumed from an earlier checkpoint reports those
- * again, and may stop sooner). */
+ * again, and may stop sooner); VT_ENOTFOUND when the job is not in the
+ * store. */
 int vt_store_put_metrics(vt_store *s, int64_t job, int epoch, const char *json);
 
 /* Appends a log event ("warn", "info", ...) to a job. */
