@@ -582,6 +582,7 @@ static int vt__make_cache(vt_trainer *t, const vt_dataset *ds, const uint8_t *ba
 }
 
 static int vt__epoch_checkpoint(vt_trainer *t, int saved_best);
+static void vt__checkpoint_failed(vt_trainer *t, int saved_best);
 static int vt__begin_pass(vt_trainer *t, int val);
 
 /* Refuses, unless the job may overwrite, an output directory holding the
@@ -1167,13 +1168,8 @@ static int vt__epoch_end(vt_trainer *t)
         }
     }
     t->epoch++;
-    /* A checkpoint that cannot be written (a full or failing disk under the
-     * state directory) is a safety net lost, not the job: it goes on, and
-     * the next epoch tries again. */
     if ((rc = vt__epoch_checkpoint(t, improved && t->spec.keep_best)) == VT_EIO)
-        vt_train__say(t, VT_LOG_WARN, "%s; the job goes on, and if it is stopped before a "
-                      "checkpoint is written it will resume from %s", vt_error_msg(),
-                      vt_train__resuming(t) ? "an earlier one" : "the beginning");
+        vt__checkpoint_failed(t, improved && t->spec.keep_best);
     else if (rc < 0)
         return rc;
     if (t->hooks.epoch_end)
@@ -1199,9 +1195,20 @@ static int vt__epoch_end(vt_trainer *t)
  * keep_best wrote (the resume must not redo it differently).  After the
  * last epoch only with env.final_checkpoint: the model is written next.  A
  * stop or shutdown writes its own (vt_trainer_checkpoint). */
+/* Seconds a checkpoint of t is estimated to take to write, from its size
+ * (VT_CHECKPOINT_EST_BPS replaces the rate). */
+static double vt__checkpoint_estimate(const vt_trainer *t)
+{
+    const char *bps = getenv("VT_CHECKPOINT_EST_BPS");
+    double rate = bps && atof(bps) > 0 ? atof(bps) : VT__CKPT_EST_BPS, bytes = 0;
+    for (int i = 0; i < vt_model_nparams(t->model); i++) /* weights and momenta, f32 */
+        bytes += 8.0 * (double)vt_tensor_numel(vt_model_param(t->model, i));
+    return bytes / rate;
+}
+
 static int vt__epoch_checkpoint(vt_trainer *t, int saved_best)
 {
-    double since, cost = 0;
+    double since, cost;
     if (t->epoch >= t->spec.epochs || t->stop_early)
         return t->env.final_checkpoint ? vt_trainer_checkpoint(t) : 0;
     /* model.safetensors now holds this epoch: a resume must start from it */
@@ -1211,16 +1218,35 @@ static int vt__epoch_checkpoint(vt_trainer *t, int saved_best)
         since = vt_clock_mono() - t->t_ckpt;
         cost = t->ckpt_cost_s;
     } else { /* none yet: the run's time against the checkpoint's size */
-        const char *bps = getenv("VT_CHECKPOINT_EST_BPS");
-        double rate = bps && atof(bps) > 0 ? atof(bps) : VT__CKPT_EST_BPS;
         since = vt_clock_mono() - t->t_run0;
-        for (int i = 0; i < vt_model_nparams(t->model); i++) /* weights and momenta, f32 */
-            cost += 8.0 * (double)vt_tensor_numel(vt_model_param(t->model, i));
-        cost /= rate;
+        cost = vt__checkpoint_estimate(t);
     }
     if (since < VT__CKPT_RATIO * cost)
         return 0;
     return vt_trainer_checkpoint(t);
+}
+
+/* After an epoch-end checkpoint that could not be written (a full or
+ * failing disk under the state directory: the message is set).  That is a
+ * safety net lost, not the job: it goes on, and a later epoch end tries
+ * again, each failure doubling the wait (a failed write is quick, and
+ * would otherwise be retried, with its downloads, at every epoch end).
+ * After keep_best wrote this epoch's model, the last checkpoint is
+ * removed: a resume from it could keep this model on a run that differs
+ * (not bit-identical, as on a GPU) without ever reaching this epoch again,
+ * while a job started over rewrites the model from its first epoch on. */
+static void vt__checkpoint_failed(vt_trainer *t, int saved_best)
+{
+    char why[1024];
+    snprintf(why, sizeof why, "%s", vt_error_msg());
+    if (saved_best && vt_train__resuming(t) && unlink(t->env.checkpoint) < 0)
+        vt_train__say(t, VT_LOG_WARN, "cannot remove the outdated checkpoint %s: %s",
+                      t->env.checkpoint, strerror(errno));
+    vt_train__say(t, VT_LOG_WARN, "%s; the job goes on, and if it is stopped before a "
+                  "checkpoint is written it will %s", why,
+                  vt_train__resuming(t) ? "resume from an earlier one" : "start again");
+    t->t_ckpt = vt_clock_mono();
+    t->ckpt_cost_s = fmax(2.0 * t->ckpt_cost_s, vt__checkpoint_estimate(t));
 }
 
 static int vt__finish(vt_trainer *t)

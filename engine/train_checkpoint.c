@@ -178,9 +178,10 @@ int vt_trainer_checkpoint(vt_trainer *t)
     if ((rc = vt__save_tensors(t, set)) == 0) {
         double t0 = vt_clock_mono();
         vt__save_meta(t, set);
-        rc = vt_safetensors_write(AT_FDCWD, t->env.checkpoint, set);
-        t->t_ckpt = vt_clock_mono();
-        t->ckpt_cost_s = t->t_ckpt - t0;
+        if ((rc = vt_safetensors_write(AT_FDCWD, t->env.checkpoint, set)) == 0) {
+            t->t_ckpt = vt_clock_mono(); /* (a failure's pace is vt__checkpoint_failed's) */
+            t->ckpt_cost_s = t->t_ckpt - t0;
+        }
     }
     vt_tensorset_free(set);
     return rc < 0 ? vt_error_wrap(rc, "checkpoint") : 0;

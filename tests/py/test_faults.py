@@ -349,7 +349,7 @@ if os.geteuid() == 0:
                    "the store never failed: the state directory did not fill in time")
         log = sf.log_text()
         vtpy.check("No space left on device; the job goes on" in log and
-                   "resume from the beginning" in log,
+                   "it will start again" in log,
                    f"a checkpoint that cannot be written: {log[-800:]}")
         model = sha(os.path.join(TMP, "out", "state-full", "model.safetensors"))
         os.unlink(filler)
