@@ -380,6 +380,45 @@ if os.geteuid() == 0:
 else:
     print("SKIP part: a full state directory needs root (tmpfs mounts)")
 
+# ---- a job ends while the store cannot record it ---------------------------------
+# Its checkpoint stays until the store says it ended (before, it was removed
+# at once, and a restart meanwhile found the job "running" with no
+# checkpoint and trained it again from the start); once the record is
+# written, the checkpoint goes.
+if os.geteuid() == 0:
+    se = Daemon(a.build, TMP, name="end-unsaved", start=False,
+                env=dict(os.environ, VT_CHECKPOINT_EST_BPS="1e15"))
+    os.makedirs(se.state)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160m", "tmpfs", se.state], check=True)
+    filler = os.path.join(se.state, "filler")
+    try:
+        se.start()
+        j = se.cli_json("submit", "--spec", spec_file("end-unsaved", epochs=12))["job"]["id"]
+        ckpt = os.path.join(se.state, "checkpoints", f"{j}.safetensors")
+        deadline = time.time() + 300
+        while not os.path.exists(ckpt) and time.time() < deadline:
+            time.sleep(0.05)
+        subprocess.run(["dd", "if=/dev/zero", "of=" + filler, "bs=64k"], capture_output=True)
+        st = se.wait_state(j, ["failed", "succeeded"])
+        vtpy.check(st["state"] == "succeeded" and "database or disk is full" in se.log_text(),
+                   f"a job ending while the store is full: {st}: {se.log_text()[-600:]}")
+        vtpy.check(os.path.exists(ckpt), "the checkpoint of a job whose end is not recorded "
+                   "was removed")
+        os.unlink(filler)
+        deadline = time.time() + 30
+        while os.path.exists(ckpt) and time.time() < deadline:
+            time.sleep(0.2)
+        vtpy.check(not os.path.exists(ckpt) and "up to date again" in se.log_text(),
+                   f"the checkpoint stayed after the end was recorded: {se.log_text()[-600:]}")
+        rc, _ = se.stop()
+        vtpy.check(rc == 0, f"stop: {rc}")
+    finally:
+        if se.proc and se.proc.poll() is None:
+            se.kill9()
+        subprocess.run(["umount", se.state])
+else:
+    print("SKIP part: a store that cannot record a job's end needs root (tmpfs mounts)")
+
 # ---- clients take every descriptor the daemon may open -------------------------
 # Under a low RLIMIT_NOFILE, max-clients is lowered so that a descriptor
 # reserve stays for the store and the jobs (before, a flood of connections
