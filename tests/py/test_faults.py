@@ -12,6 +12,7 @@
   the job it hit and ends the daemon (status 1), and after the restart the
   job beside it runs to the end.
 """
+import contextlib
 import hashlib
 import json
 import os
@@ -71,6 +72,24 @@ def after_first_epoch(daemon, job):
             break
         time.sleep(0.05)
     return st
+
+
+@contextlib.contextmanager
+def tmpfs_state_daemon(name, size):
+    """A started daemon writing a checkpoint after every epoch, its state
+    directory a tmpfs of size (mount's "256k"); afterwards the daemon is
+    killed if still up and the tmpfs unmounted."""
+    d = Daemon(a.build, TMP, name=name, start=False,
+               env=dict(os.environ, VT_CHECKPOINT_EST_BPS="1e15"))
+    os.makedirs(d.state)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", d.state], check=True)
+    try:
+        d.start()
+        yield d
+    finally:
+        if d.proc and d.proc.poll() is None:
+            d.kill9()
+        subprocess.run(["umount", d.state])
 
 
 def sha(path):
@@ -333,13 +352,8 @@ vtpy.check(rc == 0, f"stop: {rc}")
 # larger than the state directory) cannot be written either: the job goes
 # on, saying so (before, the first one failed the job).
 if os.geteuid() == 0:
-    sf = Daemon(a.build, TMP, name="state-full", start=False,
-                env=dict(os.environ, VT_CHECKPOINT_EST_BPS="1e15"))
-    os.makedirs(sf.state)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", sf.state], check=True)
-    filler = os.path.join(sf.state, "filler")
-    try:
-        sf.start()
+    with tmpfs_state_daemon("state-full", "256k") as sf:
+        filler = os.path.join(sf.state, "filler")
         j = sf.cli_json("submit", "--spec", spec_file("state-full", epochs=4))["job"]["id"]
         sf.wait_state(j, ["running"])
         subprocess.run(["dd", "if=/dev/zero", "of=" + filler, "bs=512"], capture_output=True)
@@ -373,10 +387,6 @@ if os.geteuid() == 0:
                    f"after a restart, a job that finished while the store was full: {st}")
         rc, _ = sf.stop()
         vtpy.check(rc == 0, f"stop: {rc}")
-    finally:
-        if sf.proc and sf.proc.poll() is None:
-            sf.kill9()
-        subprocess.run(["umount", sf.state])
 else:
     print("SKIP part: a full state directory needs root (tmpfs mounts)")
 
@@ -386,13 +396,8 @@ else:
 # checkpoint and trained it again from the start); once the record is
 # written, the checkpoint goes.
 if os.geteuid() == 0:
-    se = Daemon(a.build, TMP, name="end-unsaved", start=False,
-                env=dict(os.environ, VT_CHECKPOINT_EST_BPS="1e15"))
-    os.makedirs(se.state)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160m", "tmpfs", se.state], check=True)
-    filler = os.path.join(se.state, "filler")
-    try:
-        se.start()
+    with tmpfs_state_daemon("end-unsaved", "160m") as se:
+        filler = os.path.join(se.state, "filler")
         j = se.cli_json("submit", "--spec", spec_file("end-unsaved", epochs=12))["job"]["id"]
         ckpt = os.path.join(se.state, "checkpoints", f"{j}.safetensors")
         deadline = time.time() + 300
@@ -412,10 +417,6 @@ if os.geteuid() == 0:
                    f"the checkpoint stayed after the end was recorded: {se.log_text()[-600:]}")
         rc, _ = se.stop()
         vtpy.check(rc == 0, f"stop: {rc}")
-    finally:
-        if se.proc and se.proc.poll() is None:
-            se.kill9()
-        subprocess.run(["umount", se.state])
 else:
     print("SKIP part: a store that cannot record a job's end needs root (tmpfs mounts)")
 
