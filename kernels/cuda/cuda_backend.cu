@@ -948,6 +948,24 @@ static cudnnStatus_t vt__ws_size(vt_cuda *cu, const vt__conv_plan *p, int algo, 
         cu->dnn, p->xd, p->yd, p->cd, p->wd, (cudnnConvolutionBwdFilterAlgo_t)algo, sz);
 }
 
+/* cuDNN's heuristic ranking of plan p's algorithms, at most max, into the
+ * list of its kind (pf, pd or pw); *n entries.  cuDNN's status. */
+static cudnnStatus_t vt__heuristics(vt_cuda *cu, const vt__conv_plan *p, int max, int *n,
+                                    cudnnConvolutionFwdAlgoPerf_t *pf,
+                                    cudnnConvolutionBwdDataAlgoPerf_t *pd,
+                                    cudnnConvolutionBwdFilterAlgoPerf_t *pw)
+{
+    *n = 0;
+    if (p->kind == VT__FWD)
+        return cudnnGetConvolutionForwardAlgorithm_v7(cu->dnn, p->xd, p->wd, p->cd, p->yd, max,
+                                                      n, pf);
+    if (p->kind == VT__BWD_DATA)
+        return cudnnGetConvolutionBackwardDataAlgorithm_v7(cu->dnn, p->wd, p->yd, p->cd, p->xd,
+                                                           max, n, pd);
+    return cudnnGetConvolutionBackwardFilterAlgorithm_v7(cu->dnn, p->xd, p->yd, p->cd, p->wd, max,
+                                                         n, pw);
+}
+
 /* Whether entry e of a cuDNN perf list may be used for plan p (its
  * workspace aside). */
 template <typename P>
@@ -1015,7 +1033,6 @@ static size_t vt__search_bytes(vt_cuda *cu, const vt__conv_plan *p, size_t limit
     cudnnConvolutionBwdDataAlgoPerf_t pd[MAXA];
     cudnnConvolutionBwdFilterAlgoPerf_t pw[MAXA];
     cudnnMathType_t own = CUDNN_DEFAULT_MATH, maths[2];
-    cudnnStatus_t st;
     size_t most = 0, sz, h = 0, mib = (size_t)1 << 20;
     int n = 0, nmath = 1;
 
@@ -1038,21 +1055,12 @@ static size_t vt__search_bytes(vt_cuda *cu, const vt__conv_plan *p, size_t limit
     }
     if (cudnnSetConvolutionMathType(p->cd, own) != CUDNN_STATUS_SUCCESS)
         return limit & ~(mib - 1);
-    if (p->kind == VT__FWD) {
-        st = cudnnGetConvolutionForwardAlgorithm_v7(cu->dnn, p->xd, p->wd, p->cd, p->yd, MAXA, &n,
-                                                    pf);
-        h = st == CUDNN_STATUS_SUCCESS ? vt__most_ws(cu, p, pf, n, limit) : 0;
-    } else if (p->kind == VT__BWD_DATA) {
-        st = cudnnGetConvolutionBackwardDataAlgorithm_v7(cu->dnn, p->wd, p->yd, p->cd, p->xd, MAXA,
-                                                         &n, pd);
-        h = st == CUDNN_STATUS_SUCCESS ? vt__most_ws(cu, p, pd, n, limit) : 0;
-    } else {
-        st = cudnnGetConvolutionBackwardFilterAlgorithm_v7(cu->dnn, p->xd, p->yd, p->cd, p->wd,
-                                                           MAXA, &n, pw);
-        h = st == CUDNN_STATUS_SUCCESS ? vt__most_ws(cu, p, pw, n, limit) : 0;
-    }
-    if (st != CUDNN_STATUS_SUCCESS)
+    if (vt__heuristics(cu, p, MAXA, &n, pf, pd, pw) != CUDNN_STATUS_SUCCESS)
         (void)cudaGetLastError();
+    else
+        h = p->kind == VT__FWD        ? vt__most_ws(cu, p, pf, n, limit)
+            : p->kind == VT__BWD_DATA ? vt__most_ws(cu, p, pd, n, limit)
+                                      : vt__most_ws(cu, p, pw, n, limit);
     most = h > most ? h : most;
     most = (most + mib - 1) & ~(mib - 1);
     return most < limit ? most : limit & ~(mib - 1);
@@ -1144,25 +1152,14 @@ static int vt__conv_search(vt_cuda *cu, vt__conv_plan *p, const void *a, const v
     }
     if (!found) {
         how = "heuristic";
-        n = 0;
-        if (p->kind == VT__FWD) {
-            st = cudnnGetConvolutionForwardAlgorithm_v7(cu->dnn, p->xd, p->wd, p->cd, p->yd, MAXA,
-                                                        &n, pf);
-            if (st == CUDNN_STATUS_SUCCESS && (found = vt__pick(cu, p, pf, n, limit, &bf)))
-                algo = bf.algo, need = bf.memory, math = bf.mathType;
-        } else if (p->kind == VT__BWD_DATA) {
-            st = cudnnGetConvolutionBackwardDataAlgorithm_v7(cu->dnn, p->wd, p->yd, p->cd, p->xd,
-                                                             MAXA, &n, pd);
-            if (st == CUDNN_STATUS_SUCCESS && (found = vt__pick(cu, p, pd, n, limit, &bd)))
-                algo = bd.algo, need = bd.memory, math = bd.mathType;
-        } else {
-            st = cudnnGetConvolutionBackwardFilterAlgorithm_v7(cu->dnn, p->xd, p->yd, p->cd, p->wd,
-                                                               MAXA, &n, pw);
-            if (st == CUDNN_STATUS_SUCCESS && (found = vt__pick(cu, p, pw, n, limit, &bw)))
-                algo = bw.algo, need = bw.memory, math = bw.mathType;
-        }
-        if (st != CUDNN_STATUS_SUCCESS)
+        if (vt__heuristics(cu, p, MAXA, &n, pf, pd, pw) != CUDNN_STATUS_SUCCESS)
             (void)cudaGetLastError();
+        else if (p->kind == VT__FWD && (found = vt__pick(cu, p, pf, n, limit, &bf)))
+            algo = bf.algo, need = bf.memory, math = bf.mathType;
+        else if (p->kind == VT__BWD_DATA && (found = vt__pick(cu, p, pd, n, limit, &bd)))
+            algo = bd.algo, need = bd.memory, math = bd.mathType;
+        else if (p->kind == VT__BWD_FILTER && (found = vt__pick(cu, p, pw, n, limit, &bw)))
+            algo = bw.algo, need = bw.memory, math = bw.mathType;
     }
     p->searched = 1;
     if (!found) {
