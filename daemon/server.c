@@ -90,7 +90,6 @@ static void vt__drop_checkpoint(vt_daemon *dm, const vt_job *j)
         unlink(ckpt);
 }
 
-
 /* A store write of job j failed (a full or failing disk under the state
  * directory): the job goes on, and its record is written again, whole, by
  * vt__resave once the store takes writes.  Said once, not at every epoch. */
