@@ -314,6 +314,8 @@ int vt_fg_run(int argc, char **argv)
         } else {
             fprintf(stderr, "vggtuned: interrupted%s%s\n", checkpoint ? ": " : "",
                     checkpoint ? vt_error_msg() : "");
+            if (!checkpoint) /* nothing to resume: as a cancelled job */
+                vt_trainer_discard_output(tr);
             status = 130;
         }
         goto done;

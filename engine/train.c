@@ -689,6 +689,8 @@ void vt_trainer_discard_output(vt_trainer *t)
 {
     char dir[PATH_MAX], *slash;
     size_t n;
+    if (t && t->owns_output)
+        vt_train__restore_replaced(t);
     /* the folders made are the path's last components as written: not so
      * with a "..", where nothing is removed */
     if (!t || !t->out_created || strstr(t->spec.output, "/..") || vt_train__enter(t) < 0)
@@ -725,6 +727,7 @@ static int vt__prepare(vt_trainer *t)
     if (t->take_over && ((rc = vt__check_takeover(t)) < 0 ||
                          (rc = vt_train__remove_outputs(t)) < 0))
         return rc;
+    t->owns_output = 1;
     at[1] = vt_clock_mono();
     t->prep = s->preprocess >= 0 ? (vt_preprocess)s->preprocess : t->env.base_prep;
     mo = (vt_model_opts){.trainable_blocks = s->trainable_blocks,
@@ -1257,6 +1260,7 @@ static int vt__finish(vt_trainer *t)
         return rc;
     if ((rc = vt_train__write_classmap(t)) < 0)
         return rc;
+    vt_train__drop_replaced(t);
     if (t->spec.keep_best && t->best_saved)
         vt_train__say(t, VT_LOG_INFO, "kept the model of epoch %d (val_loss %.4f)", t->best_epoch,
                 t->best_val_loss);

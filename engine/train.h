@@ -141,10 +141,13 @@ int vt_trainer_checkpoint(vt_trainer *t);
  * owns it (cJSON_Delete). */
 struct cJSON *vt_epoch_metrics_json(const vt_epoch_metrics *m);
 
-/* For a job that ends without success (failed or cancelled): removes the
- * output directory, and the parents of it, that this trainer created, as
- * long as they are empty (rmdir as the job's owner), so that a job that
- * wrote nothing leaves nothing behind.  NULL is a no-op. */
+/* For a job that ends without success (failed or cancelled), as the job's
+ * owner: puts back the finished model (and the other outputs) of the
+ * earlier job that this one replaced, removing this job's own outputs;
+ * then removes the output directory, and the parents of it, that this
+ * trainer created, as long as they are empty, so that a job that wrote
+ * nothing leaves nothing behind.  Not for a job stopped to resume later.
+ * NULL is a no-op. */
 void vt_trainer_discard_output(vt_trainer *t);
 
 /* Frees the trainer; NULL is a no-op. */

@@ -71,6 +71,9 @@ struct vt_trainer {
     int out_created;            /* trailing components of spec.output this run created */
     int take_over;              /* starting afresh in an existing output directory:
                                    an earlier job's outputs there are removed */
+    int owns_output;            /* the output directory is this job's (taken over,
+                                   or resumed in): a replaced model waiting there is
+                                   put back if the job does not succeed */
     int32_t *labels;            /* (batch_size) */
     int *rows;                  /* (batch_size) cache rows of a batch */
 };
@@ -116,10 +119,21 @@ int vt_train__save_features(vt_trainer *t);
 int vt_train__save_model(vt_trainer *t, int epochs_done);
 int vt_train__write_classmap(vt_trainer *t);
 
-/* At a fresh start: removes every file of the list above that an earlier
- * job left in OUT, as the job's owner, and says which in the job log.
- * 0, or VT_EIO when one cannot be removed. */
+/* At a fresh start, as the job's owner, saying what it did in the job log:
+ * when OUT holds a finished model (vt_output_finished_model), moves every
+ * file of the list above there into OUT/.vggtune-replaced (emptied first),
+ * where they wait for this job's end; otherwise removes them (an
+ * unfinished job's, with nothing worth keeping; a replaced model already
+ * waiting stays).  0, or VT_EIO when one cannot be moved or removed. */
 int vt_train__remove_outputs(vt_trainer *t);
+
+/* When the job has succeeded: removes the outputs it replaced (see
+ * vt_train__remove_outputs).  When it has failed or was cancelled: removes
+ * its own outputs from OUT and puts those back.  Either is a no-op when
+ * none wait; as the job's owner, best effort (a warning in the job log
+ * says what stays where). */
+void vt_train__drop_replaced(vt_trainer *t);
+void vt_train__restore_replaced(vt_trainer *t);
 
 /* Fresh or resuming: removes the temporary files of those outputs that a
  * run killed while writing one left in OUT (as large as the file each was

@@ -25,6 +25,9 @@
 
 #define VT__MODEL_FORMAT "vggtune-model-1"
 #define VT__FEATURES_FORMAT "vggtune-bottleneck-features-1"
+/* The folder of OUT where a finished model that a job replaces waits until
+ * that job ends. */
+#define VT__ASIDE ".vggtune-replaced"
 
 /* The files a job writes in its output directory. */
 static const char *const vt__outputs[] = {"model.safetensors", "classmap.json", "metrics.jsonl",
@@ -488,26 +491,122 @@ void vt_train__sweep_outputs(vt_trainer *t)
                       t->spec.output, n == 1 ? "it" : "them", removed);
 }
 
-int vt_train__remove_outputs(vt_trainer *t)
+/* Appends name to the list in buf[len] (", " between names). */
+static void vt__list_add(char *buf, size_t len, const char *name)
 {
-    const char *const *names = vt__outputs;
-    char path[PATH_MAX], removed[512] = "";
-    int rc = vt_train__enter(t);
+    size_t n = strlen(buf);
+    snprintf(buf + n, len - n, "%s%s", n ? ", " : "", name);
+}
+
+/* Moves (rename, or unlink with to NULL) every file of vt__outputs from
+ * the directory from into the directory to, naming those moved in
+ * moved[len]; a file that is not there is skipped.  0, or VT_EIO naming
+ * the file it stopped at.  Runs as the job's owner. */
+static int vt__move_outputs(const char *from, const char *to, char *moved, size_t len)
+{
+    char src[PATH_MAX], dst[PATH_MAX];
+    int rc;
+    for (size_t i = 0; i < sizeof vt__outputs / sizeof vt__outputs[0]; i++) {
+        if ((rc = vt_path(src, sizeof src, "%s/%s", from, vt__outputs[i])) < 0 ||
+            (to && (rc = vt_path(dst, sizeof dst, "%s/%s", to, vt__outputs[i])) < 0))
+            return rc;
+        if ((to ? rename(src, dst) : unlink(src)) == 0)
+            vt__list_add(moved, len, vt__outputs[i]);
+        else if (errno != ENOENT)
+            return vt_error_set(VT_EIO, "cannot %s %s%s%s: %s", to ? "move" : "remove", src,
+                                to ? " to " : "", to ? to : "", strerror(errno));
+    }
+    return 0;
+}
+
+/* The folder of OUT where a replaced finished model waits, in path[len]:
+ * 1 when it is there (a directory), 0 when not, or an error (VT_EBUSY for
+ * something else by its name).  Runs as the job's owner. */
+static int vt__aside_dir(const vt_trainer *t, char *path, size_t len)
+{
+    struct stat st;
+    int rc = vt_path(path, len, "%s/" VT__ASIDE, t->spec.output);
     if (rc < 0)
         return rc;
-    for (size_t i = 0; rc == 0 && i < sizeof vt__outputs / sizeof vt__outputs[0]; i++) {
-        if ((rc = vt_path(path, sizeof path, "%s/%s", t->spec.output, names[i])) < 0)
-            break;
-        if (unlink(path) == 0)
-            snprintf(removed + strlen(removed), sizeof removed - strlen(removed), "%s%s",
-                     removed[0] ? ", " : "", names[i]);
-        else if (errno != ENOENT)
-            rc = vt_error_set(VT_EIO, "cannot remove %s, an earlier job's output: %s", path,
-                              strerror(errno));
+    if (lstat(path, &st) < 0)
+        return errno == ENOENT ? 0
+                               : vt_error_set(VT_EIO, "%s: %s", path, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return vt_error_set(VT_EBUSY, "output %s holds a " VT__ASIDE " that is not a folder "
+                            "of vggtune's; move it away", t->spec.output);
+    return 1;
+}
+
+int vt_train__remove_outputs(vt_trainer *t)
+{
+    char aside[PATH_MAX], moved[512] = "", dropped[512] = "";
+    vt_writer w;
+    int rc = vt_train__enter(t), finished, have;
+    if (rc < 0)
+        return rc;
+    if ((finished = vt_output_finished_model(t->spec.output, &w)) < 0 ||
+        (have = vt__aside_dir(t, aside, sizeof aside)) < 0) {
+        vt_train__leave(t);
+        return finished < 0 ? finished : have;
     }
+    if (!finished) /* an unfinished job's outputs: nothing to keep */
+        rc = vt__move_outputs(t->spec.output, NULL, dropped, sizeof dropped);
+    else if ((rc = vt_mkdir_p(aside, NULL)) == 0 &&
+             (rc = vt__move_outputs(aside, NULL, dropped, sizeof dropped)) == 0)
+        rc = vt__move_outputs(t->spec.output, aside, moved, sizeof moved);
     vt_train__leave(t);
-    if (removed[0])
-        vt_train__say(t, VT_LOG_INFO, "removed an earlier job's outputs from %s: %s",
-                      t->spec.output, removed);
+    if (dropped[0])
+        vt_train__say(t, VT_LOG_INFO, "removed %s outputs from %s: %s",
+                      finished ? "an older replaced job's" : "an unfinished earlier job's",
+                      finished ? aside : t->spec.output, dropped);
+    if (moved[0])
+        vt_train__say(t, VT_LOG_INFO, "moved the finished earlier job's outputs (%s) to %s; "
+                      "they are removed when this job succeeds, and put back if it fails or "
+                      "is cancelled", moved, aside);
     return rc;
+}
+
+void vt_train__drop_replaced(vt_trainer *t)
+{
+    char aside[PATH_MAX], dropped[512] = "";
+    int rc;
+    if (vt_train__enter(t) < 0)
+        return;
+    if ((rc = vt__aside_dir(t, aside, sizeof aside)) <= 0) { /* none (or not ours) */
+        vt_train__leave(t);
+        return;
+    }
+    if ((rc = vt__move_outputs(aside, NULL, dropped, sizeof dropped)) == 0 && rmdir(aside) < 0)
+        rc = vt_error_set(VT_EIO, "cannot remove %s: %s", aside, strerror(errno));
+    vt_train__leave(t);
+    if (rc < 0)
+        vt_train__say(t, VT_LOG_WARN, "the outputs this job replaced stay in %s: %s", aside,
+                      vt_error_msg());
+    else if (dropped[0])
+        vt_train__say(t, VT_LOG_INFO, "removed the outputs this job replaced (%s) from %s",
+                      dropped, aside);
+}
+
+void vt_train__restore_replaced(vt_trainer *t)
+{
+    char aside[PATH_MAX], dropped[512] = "", back[512] = "";
+    int rc;
+    if (vt_train__enter(t) < 0)
+        return;
+    if ((rc = vt__aside_dir(t, aside, sizeof aside)) <= 0) { /* none (or not ours) */
+        vt_train__leave(t);
+        return;
+    }
+    if ((rc = vt__move_outputs(t->spec.output, NULL, dropped, sizeof dropped)) == 0 &&
+        (rc = vt__move_outputs(aside, t->spec.output, back, sizeof back)) == 0 &&
+        rmdir(aside) < 0)
+        rc = vt_error_set(VT_EIO, "cannot remove %s: %s", aside, strerror(errno));
+    vt_train__leave(t);
+    if (rc < 0)
+        vt_train__say(t, VT_LOG_WARN, "could not put back the outputs this job replaced, "
+                      "which stay in %s: %s", aside, vt_error_msg());
+    else if (back[0])
+        vt_train__say(t, VT_LOG_INFO, "this job did not finish: removed its outputs (%s) and "
+                      "put back the earlier job's (%s) in %s", dropped[0] ? dropped : "none",
+                      back, t->spec.output);
 }

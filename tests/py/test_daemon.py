@@ -203,7 +203,7 @@ vtpy.check(r.returncode == 1 and "already" in r.stderr, f"second cancel: {r.stde
 r = d.cli_json("submit", "--spec", write_spec("long", epochs=1))
 d.wait_state(r["job"]["id"], ["succeeded"], timeout=120)
 w = d.cli("watch", str(r["job"]["id"])).stdout
-vtpy.check("removed an earlier job's outputs from" in w and "metrics.jsonl" in w,
+vtpy.check("removed an unfinished earlier job's outputs from" in w and "metrics.jsonl" in w,
            f"taking over an output directory: {w!r}")
 
 # A succeeded job's directory holds the model its predict and eval use:
@@ -226,6 +226,30 @@ for args in (("predict", "1", imgs[0]), ("eval", "1", os.path.join(DATA, "val"))
     vtpy.check(r.returncode == 1 and "job 1 has no model any more: " in r.stderr and
                f"was replaced by job {over['id']}'s" in r.stderr,
                f"{args[0]} of a replaced job: {r.returncode} {r.stderr!r}")
+# The finished outputs a job replaces wait in .vggtune-replaced until it
+# ends: removed when it succeeds; put back when it is cancelled (or fails),
+# in place of its own, so that the earlier job's predict answers again.
+aside = os.path.join(out, ".vggtune-replaced")
+vtpy.check(not os.path.exists(aside), "the replaced outputs stayed after the job succeeded")
+kept = ("model.safetensors", "classmap.json", "metrics.jsonl", "metrics.csv")
+before = {n: open(os.path.join(out, n), "rb").read() for n in kept}
+cj = d.cli_json("submit", "--spec", write_spec("first", epochs=200), "--overwrite")["job"]["id"]
+deadline = time.time() + 300
+while d.cli_json("status", str(cj))["job"]["epochs_done"] < 1 and time.time() < deadline:
+    time.sleep(0.05)
+vtpy.check(set(kept) <= set(os.listdir(aside)) and
+           not os.path.exists(os.path.join(out, "model.safetensors")) and
+           len(open(os.path.join(out, "metrics.jsonl")).read().splitlines()) >= 1,
+           f"while the overwriting job runs: {sorted(os.listdir(out))} {os.listdir(aside)}")
+d.cli("cancel", str(cj))
+d.wait_state(cj, ["cancelled"], timeout=30)
+vtpy.check(not os.path.exists(aside) and
+           all(open(os.path.join(out, n), "rb").read() == before[n] for n in kept),
+           f"a cancelled overwrite should put back the earlier outputs: {sorted(os.listdir(out))}")
+r = d.cli("predict", str(over["id"]), imgs[0], check=False)
+w = d.cli("watch", str(cj), check=False).stdout
+vtpy.check(r.returncode == 0 and "put back the earlier job's" in w,
+           f"predict after a cancelled overwrite: {r.returncode} {r.stderr!r} {w[-400:]!r}")
 # What the directory holds decides, however its path is spelled: through a
 # symbolic link, vggtune submit refuses it, and a document that reaches the
 # daemon anyway fails when the job starts.

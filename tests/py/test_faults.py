@@ -322,6 +322,55 @@ vtpy.check("before its first checkpoint; it starts again" in nc.log_text() and
 rc, _ = nc.stop()
 vtpy.check(rc == 0, f"stop: {rc}")
 
+# ---- kill -9 while a job replaces a finished model ------------------------------
+# The finished outputs it replaced wait in .vggtune-replaced through the
+# kill and the restart (where the job, with no checkpoint, starts again and
+# removes only its own unfinished outputs); cancelled then, it puts them
+# back, so the finished job's model is there and answers again.
+kr = Daemon(a.build, TMP, name="kill-replace")
+j0 = kr.cli_json("submit", "--spec", spec_file("kill-replace", epochs=1))["job"]["id"]
+vtpy.check(kr.wait_state(j0, ["failed", "succeeded"])["state"] == "succeeded", "the first job")
+kr_out = os.path.join(TMP, "out", "kill-replace")
+kr_files = ("model.safetensors", "classmap.json", "metrics.jsonl")
+kr_sums = {n: sha(os.path.join(kr_out, n)) for n in kr_files}
+kr.stop()
+kr.env = dict(os.environ, VT_CHECKPOINT_EST_BPS="1")  # no checkpoint: it starts again
+kr.start()
+j = kr.cli_json("submit", "--spec", spec_file("kill-replace", epochs=50, overwrite=True))
+j = j["job"]["id"]
+vtpy.check(after_first_epoch(kr, j)["state"] == "running", "the overwriting job")
+kr.kill9()
+kr.env = None
+kr.start()
+vtpy.check(after_first_epoch(kr, j)["state"] == "running", "the overwriting job, restarted")
+aside = os.path.join(kr_out, ".vggtune-replaced")
+vtpy.check(all(sha(os.path.join(aside, n)) == kr_sums[n] for n in kr_files),
+           f"the replaced outputs after kill -9 and restart: {os.listdir(kr_out)}")
+kr.cli("cancel", str(j))
+kr.wait_state(j, ["cancelled"])
+image = next(os.path.join(r, f) for r, _, fs in os.walk(os.path.join(DATA, "val")) for f in fs)
+vtpy.check(not os.path.exists(aside) and
+           all(sha(os.path.join(kr_out, n)) == kr_sums[n] for n in kr_files) and
+           kr.cli("predict", str(j0), image, check=False).returncode == 0,
+           f"a cancelled overwrite after kill -9: {sorted(os.listdir(kr_out))}")
+rc, _ = kr.stop()
+vtpy.check(rc == 0, f"stop: {rc}")
+# vggtuned run interrupted with no checkpoint to resume from is as cancelled.
+fg = subprocess.Popen([VGGTUNED, "run", "--backend", "cpu", "--quiet",
+                       spec_file("kill-replace", epochs=50, overwrite=True)],
+                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+deadline = time.time() + 300
+while not (os.path.isdir(aside) and os.path.exists(os.path.join(kr_out, "metrics.jsonl"))) and \
+        time.time() < deadline:
+    time.sleep(0.05)
+vtpy.check(os.path.isdir(aside), f"vggtuned run over a finished model: {os.listdir(kr_out)}")
+fg.send_signal(2)
+_, err = fg.communicate(timeout=120)
+vtpy.check(fg.returncode == 130 and not os.path.exists(aside) and
+           all(sha(os.path.join(kr_out, n)) == kr_sums[n] for n in kr_files),
+           f"vggtuned run interrupted over a finished model: {fg.returncode} {err[-300:]!r} "
+           f"{sorted(os.listdir(kr_out))}")
+
 # ---- another writer finishes in a stopped job's folder ---------------------------
 # A job killed after a checkpoint, whose output folder vggtuned run then
 # fills with a finished model (with overwrite): the resumed job does not
