@@ -5,7 +5,8 @@
  *
  * One backend = one device, one stream, one cuDNN handle, one cuBLAS and one
  * cuBLASLt handle; all work is queued on the stream and the host waits only
- * where the interface hands back host values (download, softmax_xent, sync).
+ * where the interface hands back host values (download, sync: softmax_xent's
+ * sums are delivered by the next sync, see VT__XENT_SLOTS).
  *
  * Precision.  Activation tensors are VT_BF16 (bf16 storage, fp32
  * accumulation on tensor cores) or VT_F32.  Weights, biases, gradients and
@@ -2103,7 +2104,7 @@ static int vt__cuda_record_begin(vt_backend *be, vt_recording **rec)
 
 /* Ends a capture: the graph instantiated and launched (1), or, when the
  * capture failed, the shadows it marked fresh made stale again and nothing
- * run (0). */
+ * run (0); VT_EDEVLOST when ending or launching it hit a sticky error. */
 static int vt__capture_end(vt_cuda *cu, vt_recording *r, int ok)
 {
     cudaGraph_t g = NULL;
