@@ -2,8 +2,10 @@
  *
  * Commands (loop -> device) and events (device -> loop) are singly linked
  * lists under their own mutexes.  The device thread's loop:
- *   drain commands -> admit waiting jobs that fit -> step the job the
- *   scheduler picks (or sleep until a command arrives) -> repeat.
+ *   drain commands (predictions and evaluations run here) -> admit waiting
+ *   jobs that fit -> step the job the scheduler picks -> post statistics
+ *   once a second -> repeat; with no job running it waits up to a second
+ *   for a command instead of stepping.
  * Resident trunks ("bases") are shared by weight content: a job naming a
  * weights file whose convolutions hash like a resident base's uses it.
  */
@@ -889,8 +891,10 @@ static vt__cmd *vt__take(vt_device *d, int block)
     return c;
 }
 
-/* Ends every job; with checkpoint set (SIGTERM), prepared running jobs are
- * checkpointed first so they resume on the next start. */
+/* Drops every job without reporting an end (the store still has them
+ * queued or running, so the next start runs them again); with checkpoint
+ * set (SIGTERM), prepared running jobs are checkpointed first so they
+ * resume where they were. */
 static void vt__shutdown_jobs(vt_device *d, int checkpoint)
 {
     vt_sched_job *sj;

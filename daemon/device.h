@@ -40,7 +40,12 @@ typedef enum {
     VT_DEV_READY,    /* text: device description; bytes: device memory jobs may
                         ever have (total less the resident trunk and the reserve);
                         state: 1 when the backend computes in bf16 */
-    VT_DEV_FATAL,    /* text: why; running jobs are lost, exit non-zero */
+    VT_DEV_FATAL,    /* text: why; the daemon exits non-zero.  Posted when the
+                        backend or resident trunk cannot be set up, and after a
+                        lost device context: a job whose step hit it has failed
+                        (its VT_DEV_STATE came first); the other running jobs
+                        are not checkpointed (a checkpoint would fail too) and
+                        resume from their last one at the next start */
     VT_DEV_STATE,    /* job, state; text: the error for failed jobs */
     VT_DEV_PROGRESS, /* job, progress, phase */
     VT_DEV_EPOCH,    /* job, metrics */
