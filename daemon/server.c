@@ -6,12 +6,13 @@
  * arrive through vt_device_events() and are applied here: job table, store,
  * watchers, in that order, so what a client is told is already durable.
  *
- * Startup: config -> state directory -> store -> jobs from the store (queued
- * and interrupted ones go back to the device, interrupted ones resume from
- * their checkpoint) -> device thread (backend, resident trunk) -> socket
- * (created, or passed by systemd) -> READY=1 once the trunk is resident.
+ * Startup: config -> state directory (locked) -> store -> device thread
+ * (it makes the backend and loads the resident trunk on its own) -> jobs
+ * from the store (queued and interrupted ones go to the device thread,
+ * interrupted ones resume from their checkpoint) -> socket (created, or
+ * passed by systemd) -> READY=1 once the trunk is resident.
  * SIGTERM/SIGINT: stop accepting, the device thread checkpoints running jobs
- * mid-epoch, exit 0.
+ * mid-epoch, exit 0.  SIGHUP is logged and otherwise ignored.
  */
 #include "server.h"
 
