@@ -63,7 +63,6 @@ void vt_train__say(vt_trainer *t, vt_log_level level, const char *fmt, ...)
         vt_log(level, "%s", buf);
 }
 
-/* Runs fn with the job owner's file identity. */
 int vt_train__enter(vt_trainer *t)
 {
     int rc = t->env.creds ? vt_creds_enter(t->env.creds) : 0;
@@ -1185,6 +1184,17 @@ static int vt__epoch_end(vt_trainer *t)
     return 0;
 }
 
+/* Seconds a checkpoint of t is estimated to take to write, from its size
+ * (VT_CHECKPOINT_EST_BPS replaces the rate). */
+static double vt__checkpoint_estimate(const vt_trainer *t)
+{
+    const char *bps = getenv("VT_CHECKPOINT_EST_BPS");
+    double rate = bps && atof(bps) > 0 ? atof(bps) : VT__CKPT_EST_BPS, bytes = 0;
+    for (int i = 0; i < vt_model_nparams(t->model); i++) /* weights and momenta, f32 */
+        bytes += 8.0 * (double)vt_tensor_numel(vt_model_param(t->model, i));
+    return bytes / rate;
+}
+
 /* The checkpoint at the end of an epoch (t->epoch already counts it);
  * saved_best: this epoch wrote keep_best's model.  A
  * checkpoint is a durable write of the trainable weights and their momenta,
@@ -1198,17 +1208,6 @@ static int vt__epoch_end(vt_trainer *t)
  * keep_best wrote (the resume must not redo it differently).  After the
  * last epoch only with env.final_checkpoint: the model is written next.  A
  * stop or shutdown writes its own (vt_trainer_checkpoint). */
-/* Seconds a checkpoint of t is estimated to take to write, from its size
- * (VT_CHECKPOINT_EST_BPS replaces the rate). */
-static double vt__checkpoint_estimate(const vt_trainer *t)
-{
-    const char *bps = getenv("VT_CHECKPOINT_EST_BPS");
-    double rate = bps && atof(bps) > 0 ? atof(bps) : VT__CKPT_EST_BPS, bytes = 0;
-    for (int i = 0; i < vt_model_nparams(t->model); i++) /* weights and momenta, f32 */
-        bytes += 8.0 * (double)vt_tensor_numel(vt_model_param(t->model, i));
-    return bytes / rate;
-}
-
 static int vt__epoch_checkpoint(vt_trainer *t, int saved_best)
 {
     double since, cost;

@@ -49,7 +49,9 @@ typedef struct {
     double loss, accuracy;  /* running means over this epoch so far */
     double images_per_s;    /* this epoch so far */
     double eta_s;           /* whole job, estimated */
-    const char *phase;      /* "preparing", "training", "validating", "saving" */
+    const char *phase;      /* "training", the only phase the trainer reports
+                               (PROTOCOL.md also names "preparing",
+                               "validating" and "saving") */
 } vt_progress;
 
 enum { VT_CACHED_FEATURES = 1, VT_CACHED_IMAGES = 2 };
@@ -133,8 +135,12 @@ vt_preprocess vt_trainer_preprocess(const vt_trainer *t);
 /* Epochs completed so far. */
 int vt_trainer_epochs_done(const vt_trainer *t);
 
-/* Writes a checkpoint now (at an epoch boundary it is exact; mid-epoch it
- * records the last completed epoch).  No-op without env->checkpoint. */
+/* Writes a checkpoint now, durably, to env->checkpoint.  Exact at any step:
+ * mid-epoch it records the position in the training pass and the epoch's
+ * running sums, so a resume goes on from that batch (during validation:
+ * that the training pass is done, and validation runs again).  0 without
+ * env->checkpoint or before preparation (nothing written); else 0 or a
+ * negative code ("checkpoint: ..."). */
 int vt_trainer_checkpoint(vt_trainer *t);
 
 /* The metrics of an epoch as a JSON object (as in metrics.jsonl); the caller
