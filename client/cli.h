@@ -100,6 +100,9 @@ typedef struct {
  * each other, a --spec file that cannot be read or is invalid; the message
  * names the flag, field or file), or VT_ENOMEM. */
 int vt_cli_submit_parse(vt_cli_submit *s, vt_cli *cli, int argc, char **argv, int first);
+
+/* Frees what vt_cli_submit_parse put in s (the document; s itself is the
+ * caller's) and leaves s->doc NULL, so a second call does nothing. */
 void vt_cli_submit_free(vt_cli_submit *s);
 
 /* Checks what it can see cheaply of the document's input paths, as the user

@@ -28,13 +28,15 @@ typedef struct {
 /* The user name of uid, or "uid1234" when the user database has none. */
 void vt_user_name(uid_t uid, char *buf, size_t len);
 
-/* Records the process's own supplementary groups; call once at start-up,
- * before any thread switches identity. */
+/* Records the process's own supplementary groups, which vt_creds_leave
+ * restores; call once at start-up, before any thread switches identity.
+ * VT_ENOMEM, or VT_EIO when the groups cannot be read. */
 int vt_creds_init(void);
 
 /* Fills c for a user: uid, primary gid, and the supplementary groups the
  * user database gives that user (getgrouplist; at most
- * VT_CREDS_MAX_GROUPS).  A uid unknown to the user database gets gid alone. */
+ * VT_CREDS_MAX_GROUPS).  A uid unknown to the user database gets gid alone.
+ * Always 0. */
 int vt_creds_for_user(vt_creds *c, uid_t uid, gid_t gid);
 
 /* Switches the calling thread's file-system identity to c.  VT_EPERM when

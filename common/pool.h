@@ -10,10 +10,12 @@
 typedef struct vt_pool vt_pool;
 typedef void (*vt_pool_fn)(void *arg);
 
-/* Starts nthreads workers (0 = one per core). */
+/* Starts nthreads workers (0 = one per core) into *out (free with
+ * vt_pool_free).  VT_ENOMEM when memory or a thread cannot be had. */
 int vt_pool_create(vt_pool **out, int nthreads);
 
-/* Queues fn(arg).  Never blocks on the work itself. */
+/* Queues fn(arg); arg stays the caller's and must live until fn has run.
+ * Never blocks on the work itself.  VT_ENOMEM (nothing queued). */
 int vt_pool_submit(vt_pool *p, vt_pool_fn fn, void *arg);
 
 /* Number of worker threads. */

@@ -90,7 +90,9 @@ typedef struct vt_device vt_device;
 int vt_device_start(vt_device **out, const vt_config *cfg, const char *store_id,
                     uv_loop_t *loop, void (*on_events)(void *ud), void *ud);
 
-/* Queues a job; it starts when admitted. */
+/* Queues a job (job is copied); it starts when admitted.  Cannot fail: when
+ * the command cannot be made, a VT_DEV_STATE event fails the job ("out of
+ * memory"). */
 void vt_device_add_job(vt_device *d, const vt_dev_job *job);
 
 /* Cancels a waiting or running job (between steps); a VT_DEV_STATE event
@@ -113,6 +115,8 @@ int vt_device_eval(vt_device *d, uint64_t req, int64_t job, const char *model,
 /* Takes every waiting event, oldest first (a list to free with
  * vt_dev_event_free on each). */
 vt_dev_event *vt_device_events(vt_device *d);
+
+/* Frees one event and its text (not the events after it); NULL is a no-op. */
 void vt_dev_event_free(vt_dev_event *e);
 
 /* Asks the thread to stop: it checkpoints the running jobs (mid-epoch) and

@@ -6,6 +6,15 @@
  * reply that says "submitted" or a state shown as "succeeded" survives a
  * power cut.  Writes happen at submissions, state changes and epoch ends,
  * never per training step.  Used from the loop thread only.
+ *
+ * Errors: the int functions return 0, or a negative code with the message
+ * set: VT_EIO when SQLite fails ("job store: what: SQLite's reason"),
+ * VT_ENOMEM, and VT_ENOTFOUND for a job that is not in the store (from
+ * vt_store_update and the writes of metrics and events; rewriting a
+ * missing job's document changes nothing and returns 0).  The each_*
+ * functions stop at the first non-zero return of cb and pass it on when it
+ * is negative (0 otherwise); the strings cb is given live only during the
+ * call.
  */
 #ifndef VT_STORE_H
 #define VT_STORE_H
@@ -67,7 +76,7 @@ int vt_store_add_event(vt_store *s, int64_t job, const char *level, const char *
 /* Calls cb for every job in id order; cb returning non-zero stops. */
 int vt_store_each_job(vt_store *s, int (*cb)(void *ud, const vt_store_job *j), void *ud);
 
-/* Calls cb for a job's epochs in order. */
+/* Calls cb for a job's epochs in order; cb returning non-zero stops. */
 int vt_store_each_metrics(vt_store *s, int64_t job,
                           int (*cb)(void *ud, int epoch, const char *json), void *ud);
 

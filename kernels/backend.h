@@ -18,6 +18,15 @@
  * Threading: a backend object and its tensors belong to one thread at a time
  * (the daemon's device thread).  Tensors of one backend must not be passed to
  * another.
+ *
+ * Errors: unless its contract says otherwise, a function below that returns
+ * int returns 0, or a negative VT_E* code with the message set: VT_EINVAL for
+ * shapes, dtypes or indices an operation does not take (checked before
+ * anything is queued), VT_EUNSUPPORTED for what this backend does not do,
+ * VT_ENOMEM / VT_EDEVOOM for host / device memory, VT_EDEVICE for a failed
+ * device call (the context is still usable), VT_EDEVLOST for a sticky
+ * device error (every later call fails the same way; the process must
+ * restart).  Errors of queued work may surface only at vt_backend_sync().
  */
 #ifndef VT_BACKEND_H
 #define VT_BACKEND_H
@@ -111,7 +120,8 @@ int vt_backend_resizes_images(const vt_backend *be);
 /* Host memory that the device reads directly and asynchronously (page-locked
  * on CUDA, plain malloc on the CPU), for the buffers images are decoded
  * into; NULL when there is none to be had (use malloc then).  Free it with
- * vt_backend_host_free.  An image operation given such memory may still be
+ * vt_backend_host_free (NULL is a no-op there), which waits for an upload
+ * still reading it.  An image operation given such memory may still be
  * reading it when it returns: see vt_backend_host_fence. */
 void *vt_backend_host_alloc(vt_backend *be, size_t bytes);
 void vt_backend_host_free(vt_backend *be, void *p);
