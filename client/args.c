@@ -32,13 +32,12 @@
 
 /* ---- option parser ----------------------------------------------------- */
 
-void vt_cli_args_init(vt_cli_args *a, int argc, char **argv, int first, const char *cmd)
+void vt_cli_args_init(vt_cli_args *a, int argc, char **argv, int first)
 {
     a->argc = argc;
     a->argv = argv;
     a->i = first;
     a->only_pos = 0;
-    a->cmd = cmd;
 }
 
 int vt_cli_next(vt_cli_args *a, const vt_cli_opt *opts, const char **val)
@@ -595,7 +594,7 @@ int vt_cli_submit_parse(vt_cli_submit *s, vt_cli *cli, int argc, char **argv, in
     memset(s, 0, sizeof *s);
     if (!(flags = calloc((size_t)argc + 1, sizeof *flags)))
         return vt_error_set(VT_ENOMEM, "out of memory");
-    vt_cli_args_init(&a, argc, argv, first, "vggtune submit");
+    vt_cli_args_init(&a, argc, argv, first);
     while ((id = vt_cli_next(&a, vt__submit_opts, &val)) != VT_CLI_END) {
         switch (id) {
         case 0:

@@ -57,11 +57,10 @@ typedef struct {
     char **argv;
     int i;             /* next argument */
     int only_pos;      /* after "--" */
-    const char *cmd;   /* "vggtune submit", for messages */
 } vt_cli_args;
 
 /* Starts reading argv[first..argc). */
-void vt_cli_args_init(vt_cli_args *a, int argc, char **argv, int first, const char *cmd);
+void vt_cli_args_init(vt_cli_args *a, int argc, char **argv, int first);
 
 #define VT_CLI_END (-1000) /* vt_cli_next: no arguments left */
 

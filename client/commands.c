@@ -231,7 +231,7 @@ static int vt__parse(vt_cli *cli, const char *cmd, const vt_cli_opt *opts, int a
         vt__msg(cli, "out of memory");
         return VT_CLI_FAILED;
     }
-    vt_cli_args_init(&a, argc, argv, first, cmd);
+    vt_cli_args_init(&a, argc, argv, first);
     while ((id = vt_cli_next(&a, opts, &val)) != VT_CLI_END) {
         switch (id) {
         case 0: p->pos[p->npos++] = (char *)val; break;
@@ -880,7 +880,7 @@ int vt_cli_main(vt_cli *cli, int argc, char **argv)
     const char *val = NULL;
     int id;
 
-    vt_cli_args_init(&a, argc, argv, 1, "vggtune");
+    vt_cli_args_init(&a, argc, argv, 1);
     while ((id = vt_cli_next(&a, opts, &val)) != VT_CLI_END) {
         switch (id) {
         case 0: break;

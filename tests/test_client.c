@@ -119,7 +119,7 @@ static void test_options(vt_backend *be)
     vt_cli_args a;
     (void)be;
 
-    vt_cli_args_init(&a, 12, argv, 1, "test");
+    vt_cli_args_init(&a, 12, argv, 1);
     VT_CHECK_INT(vt_cli_next(&a, opts, &val), 0);
     VT_CHECK_STR(val, "x");
     VT_CHECK_INT(vt_cli_next(&a, opts, &val), 2);
@@ -139,15 +139,15 @@ static void test_options(vt_backend *be)
 
     char *bad1[] = {"v", "--nope"}, *bad2[] = {"v", "--top"}, *bad3[] = {"v", "--all=1"},
          *bad4[] = {"v", "-ax"}, *bad5[] = {"v", "-z"};
-    vt_cli_args_init(&a, 2, bad1, 1, "t");
+    vt_cli_args_init(&a, 2, bad1, 1);
     VT_CHECK_ERR(vt_cli_next(&a, opts, &val), VT_EINVAL, "unknown option '--nope'");
-    vt_cli_args_init(&a, 2, bad2, 1, "t");
+    vt_cli_args_init(&a, 2, bad2, 1);
     VT_CHECK_ERR(vt_cli_next(&a, opts, &val), VT_EINVAL, "--top needs a value");
-    vt_cli_args_init(&a, 2, bad3, 1, "t");
+    vt_cli_args_init(&a, 2, bad3, 1);
     VT_CHECK_ERR(vt_cli_next(&a, opts, &val), VT_EINVAL, "--all takes no value");
-    vt_cli_args_init(&a, 2, bad4, 1, "t");
+    vt_cli_args_init(&a, 2, bad4, 1);
     VT_CHECK_ERR(vt_cli_next(&a, opts, &val), VT_EINVAL, "unknown option '-ax'");
-    vt_cli_args_init(&a, 2, bad5, 1, "t");
+    vt_cli_args_init(&a, 2, bad5, 1);
     VT_CHECK_ERR(vt_cli_next(&a, opts, &val), VT_EINVAL, "unknown option '-z'");
 
     long long i;
