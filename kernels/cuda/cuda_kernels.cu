@@ -4,11 +4,13 @@
  * Convolutions and matrix products go to cuDNN and cuBLASLt (cuda_backend.cu);
  * what is here is the memory-bound rest: preprocessing, ReLU backward,
  * max-pooling, bias reductions, dropout, softmax cross-entropy, SGD and
- * dtype conversions, plus direct convolutions used only when cuDNN offers
- * no algorithm for a shape.  Hot kernels (pooling, ReLU backward, bias+ReLU,
- * conversions, SGD) move 16 bytes per thread and access where the pointers
- * and channel counts allow it and fall back to one element per thread
- * otherwise; all use grid-stride loops.
+ * dtype conversions, plus direct convolutions: reference ones used only
+ * when cuDNN offers no algorithm for a shape, and the first layer's
+ * (conv_small.cuh), which runs where it beats cuDNN (see cuda_backend.cu).
+ * Hot kernels (pooling, ReLU backward, bias+ReLU, conversions, SGD) move 16
+ * bytes per thread and access where the pointers and channel counts allow
+ * it and fall back to one element per thread otherwise; all use
+ * grid-stride loops.
  *
  * Bit-exactness with the CPU reference where it is cheap: the SGD update,
  * preprocessing and dropout use explicitly rounded operations (no FMA
