@@ -27,6 +27,13 @@ static const char *vt__str(const cJSON *o, const char *key)
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+/* What a progress report's loss and accuracy are called in its phase: the
+ * validation pass reports the validation means. */
+static const char *vt__val_prefix(const char *phase)
+{
+    return phase && !strcmp(phase, "validating") ? "val_" : "";
+}
+
 static int vt__num(const cJSON *o, const char *key, double *out)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
@@ -292,14 +299,17 @@ static void vt__job_result(const cJSON *job, char *buf, size_t len)
             double e = vt__int(p, "epoch", 1), E = vt__int(p, "epochs", 0);
             double s = vt__int(p, "step", 0), S = vt__int(p, "steps", 0);
             const char *phase = vt__str(p, "phase");
+            /* (validating and saving come after the epoch's training) */
+            int trained = phase && (!strcmp(phase, "validating") || !strcmp(phase, "saving"));
             if (E > 0)
-                vt_text_append(buf, len, "%.0f%%", floor(100 * ((e - 1) + (S > 0 ? s / S : 0)) / E));
+                vt_text_append(buf, len, "%.0f%%", floor(100 * ((e - 1) + (trained ? 1
+                                                              : S > 0 ? s / S : 0)) / E));
             if (phase && strcmp(phase, "training") != 0)
                 vt_text_append(buf, len, "%s%s", buf[0] ? " " : "", phase);
             if (vt__num(p, "loss", &x))
-                vt_text_append(buf, len, " loss %.4f", x);
+                vt_text_append(buf, len, " %sloss %.4f", vt__val_prefix(phase), x);
             if (vt__num(p, "accuracy", &x))
-                vt_text_append(buf, len, " acc %.4f", x);
+                vt_text_append(buf, len, " %sacc %.4f", vt__val_prefix(phase), x);
             if (vt__num(p, "eta_s", &x)) {
                 vt_cli_fmt_duration(x, d, sizeof d);
                 vt_text_append(buf, len, " ETA %s", d);
@@ -400,9 +410,9 @@ static void vt__state_detail(const cJSON *job, char *buf, size_t len)
             if (phase)
                 vt_text_append(buf, len, " (%s)", phase);
             if (vt__num(p, "loss", &x))
-                vt_text_append(buf, len, ", loss %.4f", x);
+                vt_text_append(buf, len, ", %sloss %.4f", vt__val_prefix(phase), x);
             if (vt__num(p, "accuracy", &x))
-                vt_text_append(buf, len, ", acc %.4f", x);
+                vt_text_append(buf, len, ", %sacc %.4f", vt__val_prefix(phase), x);
             if (vt__num(p, "images_per_s", &x))
                 vt_text_append(buf, len, ", %.0f img/s", x);
             if (vt__num(p, "eta_s", &x)) {
@@ -761,9 +771,9 @@ void vt_cli_fmt_progress(char *buf, size_t len, const cJSON *p, int width)
         vt_text_append(buf, len, " [%s] %lld/%lld", bar, step, steps);
     }
     if (vt__num(p, "loss", &x))
-        vt_text_append(buf, len, "  loss %.4f", x);
+        vt_text_append(buf, len, "  %sloss %.4f", vt__val_prefix(phase), x);
     if (vt__num(p, "accuracy", &x))
-        vt_text_append(buf, len, "  acc %.4f", x);
+        vt_text_append(buf, len, "  %sacc %.4f", vt__val_prefix(phase), x);
     /* A wrapped line cannot be rewritten in place: on a narrow terminal
      * img/s goes first (the ETA matters more), then the line is cut. */
     for (int with_speed = 1; with_speed >= 0; with_speed--) {

@@ -125,9 +125,13 @@ static void vt__fg_progress(void *ud, const vt_progress *p)
         bar[i] = i < fill ? '#' : '.';
     bar[width] = '\0';
     vt__fmt_time(p->eta_s, eta, sizeof eta);
-    fprintf(stderr, "\r\033[Kepoch %d/%d [%s] %d/%d  loss %.4f  acc %.4f  %.0f img/s  ETA %s",
-            p->epoch, p->epochs, bar, p->step, p->steps, p->loss, p->accuracy,
-            p->images_per_s, eta);
+    /* (as vggtune watch shows it: the phase unless training, and the
+     * validation pass's means named as such) */
+    const char *phase = p->phase && strcmp(p->phase, "training") ? p->phase : "";
+    const char *pre = strcmp(phase, "validating") ? "" : "val_";
+    fprintf(stderr, "\r\033[Kepoch %d/%d%s%s [%s] %d/%d  %sloss %.4f  %sacc %.4f  %.0f img/s  "
+            "ETA %s", p->epoch, p->epochs, phase[0] ? " " : "", phase, bar, p->step, p->steps,
+            pre, p->loss, pre, p->accuracy, p->images_per_s, eta);
 }
 
 static const char *vt__fg_cached(const vt_epoch_metrics *m)

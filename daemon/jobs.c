@@ -158,10 +158,12 @@ cJSON *vt_progress_json(const vt_progress *p, const char *phase)
     cJSON_AddNumberToObject(o, "epochs", p->epochs);
     cJSON_AddNumberToObject(o, "step", p->step);
     cJSON_AddNumberToObject(o, "steps", p->steps);
-    cJSON_AddNumberToObject(o, "loss", p->loss);
-    cJSON_AddNumberToObject(o, "accuracy", p->accuracy);
-    cJSON_AddNumberToObject(o, "images_per_s", p->images_per_s);
-    cJSON_AddNumberToObject(o, "eta_s", p->eta_s);
+    if (strcmp(phase, "preparing") != 0) { /* (nothing measured yet) */
+        cJSON_AddNumberToObject(o, "loss", p->loss);
+        cJSON_AddNumberToObject(o, "accuracy", p->accuracy);
+        cJSON_AddNumberToObject(o, "images_per_s", p->images_per_s);
+        cJSON_AddNumberToObject(o, "eta_s", p->eta_s);
+    }
     cJSON_AddStringToObject(o, "phase", phase);
     return o;
 }

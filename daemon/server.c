@@ -305,9 +305,19 @@ static void vt__job_state(vt_daemon *dm, vt_dev_event *e)
             j->started = vt_clock_wall();
         vt__persist(dm, j);
         vt_log_info("job %lld (%s of %s) is running", (long long)j->id, j->spec.name, j->user);
+        /* "preparing" until the trainer's first report (the data scan and
+         * the caches can take minutes) */
+        j->progress = (vt_progress){
+            .epoch = j->epochs_done < j->spec.epochs ? j->epochs_done + 1 : j->spec.epochs,
+            .epochs = j->spec.epochs};
+        snprintf(j->phase, sizeof j->phase, "preparing");
+        j->has_progress = 1;
         cJSON *b = cJSON_CreateObject();
         cJSON_AddItemToObject(b, "job", vt_job_json(&dm->jobs, j, VT_JOB_VIEW_SUMMARY));
         vt_ops_notify(dm, j->id, "state", b);
+        b = cJSON_CreateObject();
+        cJSON_AddItemToObject(b, "progress", vt_progress_json(&j->progress, j->phase));
+        vt_ops_notify(dm, j->id, "progress", b);
         return;
     }
     j->finished = vt_clock_wall();

@@ -973,35 +973,39 @@ int vt_train__resuming(const vt_trainer *t)
 }
 
 /* Reports progress, at most every VT__PROGRESS_S seconds (each report waits
- * for the device) and at the end of a pass (force). */
+ * for the device) and at the end of a pass or a phase change (force).
+ * phase is "training" (the training pass's steps and running means),
+ * "validating" (the validation pass's) or "saving" (the final model). */
 #define VT__PROGRESS_S 0.25
 static int vt__progress(vt_trainer *t, const char *phase, int force)
 {
     vt_progress p = {0};
-    double el, rate, now = vt_clock_mono();
+    int val = !strcmp(phase, "validating"), training = !strcmp(phase, "training");
+    int seen = val ? t->val_seen : t->seen;
+    const vt_xent_sums *sums = val ? &t->val_sums : &t->sums;
+    double el, rate, now = vt_clock_mono(), later, later_rate;
     int rc;
     if (!t->hooks.progress || (!force && now - t->t_progress < VT__PROGRESS_S))
         return 0;
     if ((rc = vt_train__settle(t)) < 0)
         return rc;
     t->t_progress = now = vt_clock_mono();
-    el = now - t->t_epoch0;
+    el = training ? now - t->t_epoch0 : t->t_train_s; /* this epoch's training */
     rate = el > 0 ? t->seen / el : 0;
-    p.epoch = t->epoch + 1;
+    p.epoch = strcmp(phase, "saving") ? t->epoch + 1 : t->nhistory; /* the last, when saving */
     p.epochs = t->spec.epochs;
-    p.step = t->step;
-    p.steps = t->steps;
-    p.loss = t->seen ? t->sums.loss / t->seen : 0;
-    p.accuracy = t->seen ? (double)t->sums.correct / t->seen : 0;
+    p.step = val ? t->val_step : t->step;
+    p.steps = val ? t->val_steps : t->steps;
+    p.loss = seen ? sums->loss / seen : 0;
+    p.accuracy = seen ? (double)sums->correct / seen : 0;
     p.images_per_s = rate;
-    {
-        double left_now = (double)(t->order_n - t->seen);
-        double later = (double)(t->spec.epochs - t->epoch - 1) * t->order_n;
-        double later_rate = t->last_rate > 0 ? t->last_rate : rate;
-        p.eta_s = (rate > 0 ? left_now / rate : 0) + (later_rate > 0 ? later / later_rate : 0);
-        if (left_now < 0)
-            p.eta_s = later_rate > 0 ? later / later_rate : 0;
-    }
+    /* training images left, at this epoch's rate for this one and the
+     * last whole epoch's for the later ones */
+    later = (double)(t->spec.epochs - t->epoch - 1) * t->train_n;
+    later_rate = t->last_rate > 0 ? t->last_rate : rate;
+    p.eta_s = later_rate > 0 ? later / later_rate : 0;
+    if (training && rate > 0 && t->train_n > t->seen)
+        p.eta_s += (t->train_n - t->seen) / rate;
     p.phase = phase;
     t->hooks.progress(t->hooks.ud, &p);
     return 0;
@@ -1041,7 +1045,11 @@ static int vt__train_step(vt_trainer *t)
         if (t->val) {
             t->phase = PH_VAL;
             t->pos = 0;
-            return vt__begin_pass(t, 1);
+            if ((rc = vt__begin_pass(t, 1)) < 0)
+                return rc;
+            t->val_step = 0;
+            t->val_steps = (t->order_n + t->spec.batch_size - 1) / t->spec.batch_size;
+            return 0;
         }
         t->phase = PH_EPOCH_END;
         return 0;
@@ -1072,12 +1080,13 @@ static int vt__val_step(vt_trainer *t)
         if (t->from_loader)
             vt__collect_failures(t, 1);
         t->phase = PH_EPOCH_END;
-        return 0;
+        return vt__progress(t, "validating", 1);
     }
     if ((rc = vt_model_evaluate(t->model, t->labels, NULL, NULL, &t->val_sums)) < 0)
         return rc;
     t->val_seen += n;
-    return 0;
+    t->val_step++;
+    return vt__progress(t, "validating", 0);
 }
 
 /* Starts the epoch's training pass; a job resumed mid-epoch keeps the
@@ -1094,6 +1103,7 @@ static int vt__begin_epoch(vt_trainer *t)
     t->val_sums = (vt_xent_sums){0};
     int rc = vt__begin_pass(t, 0);
     t->epoch_cached = !t->from_loader;
+    t->train_n = t->order_n;
     t->steps = (t->order_n + t->spec.batch_size - 1) / t->spec.batch_size;
     return rc;
 }
@@ -1254,6 +1264,8 @@ static void vt__checkpoint_failed(vt_trainer *t, int saved_best)
 static int vt__finish(vt_trainer *t)
 {
     int rc;
+    if ((rc = vt__progress(t, "saving", 1)) < 0)
+        return rc;
     if (!(t->spec.keep_best && t->best_saved) &&
         (rc = vt_train__save_model(t, t->nhistory)) < 0)
         return rc;

@@ -45,13 +45,13 @@ typedef struct vt_trainer vt_trainer;
 
 typedef struct {
     int epoch, epochs;      /* 1-based epoch in progress */
-    int step, steps;        /* training batches done / in this epoch */
-    double loss, accuracy;  /* running means over this epoch so far */
-    double images_per_s;    /* this epoch so far */
+    int step, steps;        /* batches done / in this phase's pass */
+    double loss, accuracy;  /* running means over this pass so far */
+    double images_per_s;    /* this epoch's training so far */
     double eta_s;           /* whole job, estimated */
-    const char *phase;      /* "training", the only phase the trainer reports
-                               (PROTOCOL.md also names "preparing",
-                               "validating" and "saving") */
+    const char *phase;      /* "training", "validating" (the validation pass)
+                               or "saving" (the final model); the daemon
+                               reports "preparing" itself until the first */
 } vt_progress;
 
 enum { VT_CACHED_FEATURES = 1, VT_CACHED_IMAGES = 2 };

@@ -51,6 +51,8 @@ struct vt_trainer {
     int epoch;                  /* 0-based, in progress */
     uint64_t iteration;         /* SGD steps done over the whole job */
     int step, steps;            /* batches done / expected this epoch */
+    int val_step, val_steps;    /* the same, of this epoch's validation pass */
+    int train_n;                /* images of this epoch's training pass */
     vt_xent_sums sums, val_sums; /* this pass's loss and correct counts, complete
                                     only after a vt_backend_sync() (see vt_train__settle) */
     int seen, val_seen;

@@ -689,6 +689,13 @@ static void test_render_list(vt_backend *be)
         "39  alice  old      cancelled  1/10   cancelled by alice                                 2026-11-26 08:00\n"
         "44  bob    -        queued     -      position 1                                         -\n");
     cap_close(&c);
+    /* Validating comes after the epoch's training: 4 of 10 epochs trained. */
+    cJSON *p = cJSON_GetObjectItem(cJSON_GetArrayItem(jobs, 0), "progress");
+    cJSON_ReplaceItemInObject(p, "phase", cJSON_CreateString("validating"));
+    cap_open(&c);
+    vt_cli_render_list(c.f, jobs);
+    VT_CHECK_CONTAINS(cap_text(&c), "running    4/10   40% validating val_loss 0.4100 val_acc 0.8800 E...");
+    cap_close(&c);
     cJSON_Delete(jobs);
 }
 
@@ -926,6 +933,17 @@ static void test_render_lines(vt_backend *be)
     VT_CHECK_STR(buf, "epoch 4/10 [###..............");
     vt_cli_fmt_progress(buf, sizeof buf, v, 0);
     VT_CHECK_STR(buf, "epoch 4/10 validating [###############.....] 3/4  ETA 1:06:40");
+    /* The validation pass's means are named as such; "preparing" has none. */
+    cJSON_AddNumberToObject(v, "loss", 0.25);
+    cJSON_AddNumberToObject(v, "accuracy", 0.5);
+    vt_cli_fmt_progress(buf, sizeof buf, v, 120);
+    VT_CHECK_STR(buf, "epoch 4/10 validating [###############.....] 3/4  val_loss 0.2500  "
+                      "val_acc 0.5000  ETA 1:06:40");
+    cJSON *prep = fake_json("{\"epoch\":1,\"epochs\":10,\"step\":0,\"steps\":0,"
+                            "\"phase\":\"preparing\"}");
+    vt_cli_fmt_progress(buf, sizeof buf, prep, 0);
+    VT_CHECK_STR(buf, "epoch 1/10 preparing");
+    cJSON_Delete(prep);
     vt_cli_fmt_epoch(buf, sizeof buf, m, 10);
     VT_CHECK_STR(buf, "epoch 3/10  loss 0.4100  acc 0.8800  val_loss 0.3000  val_acc 0.9000  "
                       "1234 img/s  12.3 s  (cached features)");

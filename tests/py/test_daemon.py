@@ -12,6 +12,7 @@ vggtune client (and raw socket writes for malformed input):
 import json
 import math
 import os
+import pty
 import shutil
 import signal
 import socket
@@ -552,6 +553,52 @@ st = Raw(d.socket).request({"op": "status"})
 vtpy.check(st["ok"], "the daemon must still serve after all the bad input")
 idle.close()
 slow.close()
+
+# ---- the phases a watcher sees ---------------------------------------------------
+# A job watched from the queue on: "preparing" as soon as it runs (before
+# the trainer's first report), then training, validating (with the
+# validation pass's steps) and saving, in that order.
+ph = Daemon(a.build, TMP, name="phases", extra=["--max-running", "1"])
+blocker = ph.cli_json("submit", "--spec", write_spec("blocker", epochs=500))["job"]["id"]
+ph.wait_state(blocker, ["running"])
+watched = ph.cli_json("submit", "--spec", write_spec("phased", epochs=2))["job"]["id"]
+wr = Raw(ph.socket)
+wr.send({"op": "watch", "job": watched})
+ph.cli("cancel", str(blocker))
+phases, progress = [], []
+while (m := wr.read()) is not None and m.get("event") != "end":
+    if m.get("event") == "progress":
+        progress.append(m["progress"])
+        if not phases or phases[-1] != m["progress"]["phase"]:
+            phases.append(m["progress"]["phase"])
+wr.close()
+vtpy.check(m and m["job"]["state"] == "succeeded" and
+           phases == ["preparing", "training", "validating", "training", "validating", "saving"],
+           f"the phases of a watched job: {phases}")
+val = [p for p in progress if p["phase"] == "validating"]
+vtpy.check("loss" not in progress[0] and val[-1]["step"] == val[-1]["steps"] == 2 and
+           0 < val[-1]["loss"] and all(p["epoch"] in (1, 2) for p in progress),
+           f"progress reports: {progress[0]} {val[-1]}")
+ph.stop()
+# vggtuned run on a terminal shows the same phases on its progress line.
+master, slave = pty.openpty()
+fgp = subprocess.Popen([VGGTUNED, "run", "--backend", "cpu", write_spec("fg-phases", epochs=1)],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave)
+os.close(slave)
+tty = b""
+while True:
+    try:
+        chunk = os.read(master, 65536)
+    except OSError:  # (EIO once the run has closed its side)
+        break
+    if not chunk:
+        break
+    tty += chunk
+os.close(master)
+tty = tty.decode(errors="replace")
+vtpy.check(fgp.wait() == 0 and "epoch 1/1 [" in tty and "epoch 1/1 validating [" in tty and
+           "val_loss" in tty and "epoch 1/1 saving [" in tty,
+           f"vggtuned run's progress line on a terminal: {tty[-600:]!r}")
 
 # ---- a daemon whose device cannot start exits at once, saying why -------------
 # (It used to wait forever for a device thread that had already given up.)
