@@ -185,6 +185,9 @@ static void vt__alive(vt_device *d)
     pthread_mutex_unlock(&d->ev_mu);
 }
 
+/* vt_backend_set_heartbeat's call, on the device thread. */
+static void vt__heartbeat(void *d) { vt__alive(d); }
+
 /* ---- commands ---------------------------------------------------------- */
 
 static void vt__cmd_free(vt__cmd *c)
@@ -922,6 +925,9 @@ static int vt__init(vt_device *d)
         rc = vt_backend_create(&d->be, d->cfg->backend, d->cfg->threads);
     if (rc < 0)
         return rc;
+    /* a step of many layers (the CPU backend at a large batch) shows life
+     * after each, not only at its end */
+    vt_backend_set_heartbeat(d->be, vt__heartbeat, d);
     if ((rc = vt_pool_create(&d->pool, d->cfg->threads)) < 0)
         return rc;
     if (!(d->sched = vt_sched_new(d->cfg->max_running)) ||

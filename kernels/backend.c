@@ -494,6 +494,20 @@ int vt_op_images_resize_to_input(vt_backend *be, const uint8_t *images, size_t b
     return be->ops->images_resize(be, images, bytes, boxes, n, prep, x);
 }
 
+/* rc, once the heartbeat (vt_backend_set_heartbeat) has been called. */
+static int vt__beat(vt_backend *be, int rc)
+{
+    if (be->beat)
+        be->beat(be->beat_ud);
+    return rc;
+}
+
+void vt_backend_set_heartbeat(vt_backend *be, void (*beat)(void *ud), void *ud)
+{
+    be->beat = beat;
+    be->beat_ud = ud;
+}
+
 int vt_op_conv_fwd(vt_backend *be, const vt_tensor *x, const vt_tensor *w,
                    const vt_tensor *b, vt_tensor *y, int relu)
 {
@@ -502,7 +516,7 @@ int vt_op_conv_fwd(vt_backend *be, const vt_tensor *x, const vt_tensor *w,
     VT__CHECK("conv_fwd", "b", b, 1, w->dims[0], -1, -1, -1);
     VT__CHECK("conv_fwd", "y", y, 4, x->dims[0], x->dims[1], x->dims[2], w->dims[0]);
     vt__wrote(y);
-    return be->ops->conv_fwd(be, x, w, b, y, relu);
+    return vt__beat(be, be->ops->conv_fwd(be, x, w, b, y, relu));
 }
 
 int vt_op_conv_bwd_data(vt_backend *be, const vt_tensor *dy, const vt_tensor *w,
@@ -513,7 +527,7 @@ int vt_op_conv_bwd_data(vt_backend *be, const vt_tensor *dy, const vt_tensor *w,
     VT__CHECK("conv_bwd_data", "dx", dx, 4, dy->dims[0], dy->dims[1], dy->dims[2],
               w->dims[3]);
     vt__wrote(dx);
-    return be->ops->conv_bwd_data(be, dy, w, dx);
+    return vt__beat(be, be->ops->conv_bwd_data(be, dy, w, dx));
 }
 
 int vt_op_conv_bwd_filter(vt_backend *be, const vt_tensor *x, const vt_tensor *dy,
@@ -525,7 +539,7 @@ int vt_op_conv_bwd_filter(vt_backend *be, const vt_tensor *x, const vt_tensor *d
     VT__CHECK("conv_bwd_filter", "db", db, 1, dy->dims[3], -1, -1, -1);
     vt__wrote(dw);
     vt__wrote(db);
-    return be->ops->conv_bwd_filter(be, x, dy, dw, db);
+    return vt__beat(be, be->ops->conv_bwd_filter(be, x, dy, dw, db));
 }
 
 int vt_op_relu_bwd(vt_backend *be, const vt_tensor *y, vt_tensor *dy)
@@ -580,7 +594,7 @@ int vt_op_dense_fwd(vt_backend *be, const vt_tensor *x, const vt_tensor *w,
     VT__CHECK("dense_fwd", "b", b, 1, w->dims[0], -1, -1, -1);
     VT__CHECK("dense_fwd", "y", y, 2, x->dims[0], w->dims[0], -1, -1);
     vt__wrote(y);
-    return be->ops->dense_fwd(be, x, w, b, y, relu);
+    return vt__beat(be, be->ops->dense_fwd(be, x, w, b, y, relu));
 }
 
 int vt_op_dense_bwd(vt_backend *be, const vt_tensor *x, const vt_tensor *w,
@@ -599,7 +613,7 @@ int vt_op_dense_bwd(vt_backend *be, const vt_tensor *x, const vt_tensor *w,
     vt__wrote(db);
     if (dx)
         vt__wrote(dx);
-    return be->ops->dense_bwd(be, x, w, dy, dx, dw, db);
+    return vt__beat(be, be->ops->dense_bwd(be, x, w, dy, dx, dw, db));
 }
 
 int vt_op_dropout_fwd(vt_backend *be, vt_tensor *x, vt_tensor *mask, float rate,

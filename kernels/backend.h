@@ -102,6 +102,13 @@ int vt_backend_sync(vt_backend *be);
  * in bytes (host memory for the CPU backend). */
 void vt_backend_memory(const vt_backend *be, size_t *in_use, size_t *peak);
 
+/* Has every convolution and dense operation call beat(ud) on the calling
+ * thread once it returns (NULL: none), so that whoever watches that thread
+ * for a hang sees a long step make progress: the CPU backend has done the
+ * operation's work by then; a GPU backend has queued it, and a hung device
+ * stops the calls once its queue is full or the thread waits on it. */
+void vt_backend_set_heartbeat(vt_backend *be, void (*beat)(void *ud), void *ud);
+
 /* Starts vt_backend_memory()'s high-water mark again from what is in use
  * now (a benchmark's window, as torch.cuda.reset_peak_memory_stats). */
 void vt_backend_memory_reset_peak(vt_backend *be);

@@ -95,6 +95,8 @@ struct vt_backend {
     long fault_at;               /* VT_TEST_DEVICE_FAULT: the sync that fails (0: none) */
     int fault_kind;              /* ... 0 error, 1 lost (and every one after it), 2 error
                                     and then lost */
+    void (*beat)(void *);        /* vt_backend_set_heartbeat's, or NULL */
+    void *beat_ud;
     void *impl;                  /* implementation state */
 };
 

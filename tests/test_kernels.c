@@ -962,6 +962,44 @@ static void test_memory_peak(vt_backend *be)
     vt_tensor_free(a);
 }
 
+/* ---- heartbeat ---------------------------------------------------------- */
+
+static void count_beat(void *ud) { ++*(int *)ud; }
+
+/* Each convolution and dense operation calls the heartbeat once, after its
+ * work (the daemon's watchdog sees a long CPU step progress); a failed
+ * argument check and the other operations do not. */
+static void test_heartbeat(vt_backend *be)
+{
+    vt_tensor *x = mk(be, 4, 2, 4, 4, 3, NULL), *w = mk(be, 4, 8, 3, 3, 3, NULL);
+    vt_tensor *b = mk(be, 1, 8, 0, 0, 0, NULL), *y = mk(be, 4, 2, 4, 4, 8, NULL);
+    vt_tensor *dx = mk(be, 4, 2, 4, 4, 3, NULL), *dw = mk(be, 4, 8, 3, 3, 3, NULL);
+    vt_tensor *db = mk(be, 1, 8, 0, 0, 0, NULL), *p = mk(be, 4, 2, 2, 2, 8, NULL);
+    vt_tensor *fw = mk(be, 2, 5, 32, 0, 0, NULL), *fb = mk(be, 1, 5, 0, 0, 0, NULL);
+    vt_tensor *fy = mk(be, 2, 2, 5, 0, 0, NULL), *fdw = mk(be, 2, 5, 32, 0, 0, NULL);
+    vt_tensor *fdb = mk(be, 1, 5, 0, 0, 0, NULL);
+    int beats = 0;
+    VT_CHECK(x && w && b && y && dx && dw && db && p && fw && fb && fy && fdw && fdb);
+    vt_backend_set_heartbeat(be, count_beat, &beats);
+    VT_CHECK_OK(vt_op_conv_fwd(be, x, w, b, y, 1));
+    VT_CHECK_OK(vt_op_conv_bwd_data(be, y, w, dx));
+    VT_CHECK_OK(vt_op_conv_bwd_filter(be, x, y, dw, db));
+    VT_CHECK_OK(vt_op_maxpool_fwd(be, y, p));
+    VT_CHECK(beats == 3);
+    VT_CHECK_OK(vt_op_dense_fwd(be, p, fw, fb, fy, 0));
+    VT_CHECK_OK(vt_op_dense_bwd(be, p, fw, fy, NULL, fdw, fdb));
+    VT_CHECK(beats == 5);
+    VT_CHECK_ERR(vt_op_conv_fwd(be, x, dw, b, dx, 1), VT_EINVAL, "conv_fwd");
+    VT_CHECK(beats == 5);
+    vt_backend_set_heartbeat(be, NULL, NULL);
+    VT_CHECK_OK(vt_op_conv_fwd(be, x, w, b, y, 1));
+    VT_CHECK(beats == 5);
+    VT_CHECK_OK(vt_backend_sync(be));
+    vt_tensor *all[] = {x, w, b, y, dx, dw, db, p, fw, fb, fy, fdw, fdb};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        vt_tensor_free(all[i]);
+}
+
 /* ---- argument checking ------------------------------------------------- */
 
 static void test_shape_errors(vt_backend *be)
@@ -1003,6 +1041,7 @@ static const vt_test_case cases[] = {
     {"view_rows", test_view_rows, VT_TEST_NUMERIC},
     {"memory_peak", test_memory_peak, VT_TEST_NUMERIC},
     {"bf16_transfer", test_bf16_transfer, VT_TEST_NUMERIC},
+    {"heartbeat", test_heartbeat, VT_TEST_NUMERIC},
 };
 
 int main(int argc, char **argv) { VT_TEST_MAIN(cases); }

@@ -7,6 +7,7 @@
   Notify: with a test NOTIFY_SOCKET the daemon sends READY=1 once ready,
   STATUS= lines, WATCHDOG=1 when WATCHDOG_USEC is set, STOPPING=1 on SIGTERM.
 """
+import json
 import os
 import shutil
 import signal
@@ -17,7 +18,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vtpy  # noqa: E402
-from vtdaemon import Raw  # noqa: E402
+from vtdaemon import Raw, job_spec, make_data  # noqa: E402
 
 a = vtpy.args()
 TMP = vtpy.tmpdir(a.keep)
@@ -168,5 +169,48 @@ while not stopping:
     except socket.timeout:
         break
 vtpy.check(stopping, "no STOPPING=1 on SIGTERM")
+vtpy.check(p.wait(30) == 0, "SIGTERM exit status")
+ns.close()
+
+# ---- the watchdog through a long step ------------------------------------------------
+# A CPU step of several seconds (scratch, batch 96) is longer than the
+# watchdog's 2 s: the device thread shows life after every layer, so the
+# pings go on through it (they stopped for the step's length, and a first
+# step longer than WatchdogSec had systemd restart the daemon for good).
+wsock = os.path.join(TMP, "watchdog.sock")
+ws = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+ws.bind(wsock)
+ws.settimeout(2)
+data = make_data(a.build, os.path.join(TMP, "wd-data"), classes=2, per_class=48, val=0,
+                 size="64x64")
+spec = job_spec(data, os.path.join(TMP, "wd-out"), mode="scratch", epochs=1, batch_size=96,
+                data={"val": None, "image_size": 64}, head={"dense": [16]})
+with open(os.path.join(TMP, "wd.json"), "w") as f:
+    json.dump(spec, f)
+dsock = os.path.join(TMP, "w.sock")
+p = subprocess.Popen([VGGTUNED, "--socket", dsock, "--state-dir", os.path.join(TMP, "w-state"),
+                      "--backend", "cpu", "--threads", "2", "--config", "none"],
+                     env=dict(os.environ, NOTIFY_SOCKET=wsock, WATCHDOG_USEC="2000000"),
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+deadline = time.time() + 60
+while not os.path.exists(dsock) and time.time() < deadline:
+    time.sleep(0.1)
+vtpy.run([CLIENT, "--socket", dsock, "submit", "--spec", os.path.join(TMP, "wd.json")])
+pings, t0, done, end = [], time.time(), False, None
+while (end is None or time.time() < end) and time.time() - t0 < 300:
+    try:
+        if "WATCHDOG=1" in ws.recv(4096).decode():
+            pings.append(time.time())
+    except socket.timeout:
+        pass
+    if not done:
+        st = vtpy.run([CLIENT, "--socket", dsock, "status", "--json", "1"], check=False).stdout
+        done = '"succeeded"' in st or '"failed"' in st
+        secs = time.time() - t0
+        end = time.time() + 2.5 if done else None  # (the ping after the last step)
+gaps = [b - a for a, b in zip(pings, pings[1:])]
+vtpy.check(done and '"succeeded"' in st and secs > 8 and gaps and max(gaps) < 4,
+           f"watchdog pings through a {secs:.1f} s job of long steps: gaps {gaps}")
+p.send_signal(signal.SIGTERM)
 vtpy.check(p.wait(30) == 0, "SIGTERM exit status")
 vtpy.done()
