@@ -940,26 +940,46 @@ static int vt__next_batch(vt_trainer *t, int val)
     return n;
 }
 
-/* Marks the samples the loader could not read, so later passes skip them. */
-static void vt__collect_failures(vt_trainer *t, int val)
+/* Unreadable images of one pass named one by one in the job log; the rest
+ * are counted. */
+#define VT__SAY_FAILURES 10
+
+/* Marks the samples the loader could not read in this pass, so later
+ * passes skip them, and says so.  0, or VT_EIO when more than half of the
+ * images the pass set out to read could not be: the data has gone or
+ * changed under the job (a folder moved, a disk unmounted), and training
+ * on what is left would give a model of a different dataset. */
+static int vt__collect_failures(vt_trainer *t, int val)
 {
     const vt_dataset *ds = val ? t->val : t->train;
     uint8_t *bad = val ? t->bad_val : t->bad_train;
     vt_loader *l = val ? t->lval : t->ltrain;
-    int left = 0, found = 0;
+    const char *kind = val ? "validation" : "training";
+    char first[512] = "";
+    int left = 0, found = 0, tried = 0;
     for (int i = 0; i < ds->n; i++) {
         const char *why = vt_loader_failure(l, i);
+        tried += !bad[i];
         if (why && !bad[i]) {
             bad[i] = 1;
-            found++;
-            vt_train__say(t, VT_LOG_WARN, "skipping unreadable %s image (found decoding it): %s",
-                          val ? "validation" : "training", why);
+            if (!found++)
+                snprintf(first, sizeof first, "%s", why);
+            if (found <= VT__SAY_FAILURES)
+                vt_train__say(t, VT_LOG_WARN, "skipping unreadable %s image (found decoding "
+                              "it): %s", kind, why);
         }
         left += !bad[i];
     }
+    if (found > VT__SAY_FAILURES)
+        vt_train__say(t, VT_LOG_WARN, "... and %d more unreadable %s images",
+                      found - VT__SAY_FAILURES, kind);
     if (found)
-        vt_train__say(t, VT_LOG_WARN, "%d %s image%s left", left, val ? "validation" : "training",
-                      left == 1 ? "" : "s");
+        vt_train__say(t, VT_LOG_WARN, "%d %s image%s left", left, kind, left == 1 ? "" : "s");
+    if (found > 0 && 2 * found > tried)
+        return vt_error_set(VT_EIO, "%d of the %d %s images could not be read in epoch %d "
+                            "(the first: %s): has the data gone or changed since the job "
+                            "started?", found, tried, kind, t->epoch + 1, first);
+    return 0;
 }
 
 /* Lets the device catch up, so that t->sums and t->val_sums are complete and
@@ -1035,8 +1055,8 @@ static int vt__train_step(vt_trainer *t)
     if ((n = vt__next_batch(t, 0)) < 0)
         return n;
     if (n == 0) {
-        if (t->from_loader)
-            vt__collect_failures(t, 0);
+        if (t->from_loader && (rc = vt__collect_failures(t, 0)) < 0)
+            return rc;
         if ((rc = vt__progress(t, "training", 1)) < 0 || (rc = vt_train__settle(t)) < 0)
             return rc;
         t->t_train_s = vt_clock_mono() - t->t_epoch0;
@@ -1077,8 +1097,8 @@ static int vt__val_step(vt_trainer *t)
     if ((n = vt__next_batch(t, 1)) < 0)
         return n;
     if (n == 0) {
-        if (t->from_loader)
-            vt__collect_failures(t, 1);
+        if (t->from_loader && (rc = vt__collect_failures(t, 1)) < 0)
+            return rc;
         t->phase = PH_EPOCH_END;
         return vt__progress(t, "validating", 1);
     }

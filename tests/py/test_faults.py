@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import socket
 import sqlite3
 import subprocess
@@ -370,6 +371,35 @@ vtpy.check(fg.returncode == 130 and not os.path.exists(aside) and
            all(sha(os.path.join(kr_out, n)) == kr_sums[n] for n in kr_files),
            f"vggtuned run interrupted over a finished model: {fg.returncode} {err[-300:]!r} "
            f"{sorted(os.listdir(kr_out))}")
+
+# ---- the data goes away under a running job --------------------------------------
+# (random crops: no cache, every epoch reads the images) Moved away after the
+# first epoch: the job fails, saying the data has gone, rather than training
+# on what is left; the per-image warnings are capped at 10 a pass.  (The
+# pass under way when it moves may have read some first: with fewer than
+# half lost it goes on, and the next pass, which reads none, fails.)
+gone_data = os.path.join(TMP, "gone-data")
+make_data(a.build, gone_data, per_class=12)
+gd = Daemon(a.build, TMP, name="data-gone")
+gone_spec = spec_file("data-gone", epochs=50, augment={"crop": 0.2})
+with open(gone_spec) as f:
+    doc = json.load(f)
+doc["data"]["train"] = os.path.join(gone_data, "train")
+with open(gone_spec, "w") as f:
+    json.dump(doc, f)
+j = gd.cli_json("submit", "--spec", gone_spec)["job"]["id"]
+vtpy.check(after_first_epoch(gd, j)["state"] == "running", "the job reading its images")
+os.rename(os.path.join(gone_data, "train"), os.path.join(gone_data, "moved"))
+st = gd.wait_state(j, ["failed", "succeeded"])
+w = gd.cli("watch", str(j), check=False).stdout
+named = w.count("skipping unreadable training image")
+vtpy.check(st["state"] == "failed" and re.search(r"(\d+) of the \1 training images could not "
+                                                 r"be read in epoch", st.get("error", "")) and
+           "has the data gone or changed" in st["error"] and named in (10, 20) and
+           "more unreadable training images" in w,
+           f"a job whose data went away: {st.get('error')} ({named} named) {w[-600:]!r}")
+rc, _ = gd.stop()
+vtpy.check(rc == 0, f"stop: {rc}")
 
 # ---- another writer finishes in a stopped job's folder ---------------------------
 # A job killed after a checkpoint, whose output folder vggtuned run then
