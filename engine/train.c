@@ -689,7 +689,7 @@ void vt_trainer_discard_output(vt_trainer *t)
     char dir[PATH_MAX], *slash;
     size_t n;
     if (t && t->owns_output)
-        vt_train__restore_replaced(t);
+        vt_train__end_replaced(t, 0);
     /* the folders made are the path's last components as written: not so
      * with a "..", where nothing is removed */
     if (!t || !t->out_created || strstr(t->spec.output, "/..") || vt_train__enter(t) < 0)
@@ -1291,7 +1291,7 @@ static int vt__finish(vt_trainer *t)
         return rc;
     if ((rc = vt_train__write_classmap(t)) < 0)
         return rc;
-    vt_train__drop_replaced(t);
+    vt_train__end_replaced(t, 1);
     if (t->spec.keep_best && t->best_saved)
         vt_train__say(t, VT_LOG_INFO, "kept the model of epoch %d (val_loss %.4f)", t->best_epoch,
                 t->best_val_loss);

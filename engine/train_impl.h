@@ -131,11 +131,10 @@ int vt_train__remove_outputs(vt_trainer *t);
 
 /* When the job has succeeded: removes the outputs it replaced (see
  * vt_train__remove_outputs).  When it has failed or was cancelled: removes
- * its own outputs from OUT and puts those back.  Either is a no-op when
- * none wait; as the job's owner, best effort (a warning in the job log
- * says what stays where). */
-void vt_train__drop_replaced(vt_trainer *t);
-void vt_train__restore_replaced(vt_trainer *t);
+ * its own outputs from OUT and puts those back.  A no-op when none wait;
+ * as the job's owner, best effort (a warning in the job log says what
+ * stays where). */
+void vt_train__end_replaced(vt_trainer *t, int succeeded);
 
 /* Fresh or resuming: removes the temporary files of those outputs that a
  * run killed while writing one left in OUT (as large as the file each was

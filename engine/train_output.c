@@ -566,9 +566,9 @@ int vt_train__remove_outputs(vt_trainer *t)
     return rc;
 }
 
-void vt_train__drop_replaced(vt_trainer *t)
+void vt_train__end_replaced(vt_trainer *t, int succeeded)
 {
-    char aside[PATH_MAX], dropped[512] = "";
+    char aside[PATH_MAX], mine[512] = "", theirs[512] = "";
     int rc;
     if (vt_train__enter(t) < 0)
         return;
@@ -576,37 +576,21 @@ void vt_train__drop_replaced(vt_trainer *t)
         vt_train__leave(t);
         return;
     }
-    if ((rc = vt__move_outputs(aside, NULL, dropped, sizeof dropped)) == 0 && rmdir(aside) < 0)
+    if (succeeded)
+        rc = vt__move_outputs(aside, NULL, theirs, sizeof theirs);
+    else if ((rc = vt__move_outputs(t->spec.output, NULL, mine, sizeof mine)) == 0)
+        rc = vt__move_outputs(aside, t->spec.output, theirs, sizeof theirs);
+    if (rc == 0 && rmdir(aside) < 0)
         rc = vt_error_set(VT_EIO, "cannot remove %s: %s", aside, strerror(errno));
     vt_train__leave(t);
     if (rc < 0)
         vt_train__say(t, VT_LOG_WARN, "the outputs this job replaced stay in %s: %s", aside,
                       vt_error_msg());
-    else if (dropped[0])
+    else if (theirs[0] && succeeded)
         vt_train__say(t, VT_LOG_INFO, "removed the outputs this job replaced (%s) from %s",
-                      dropped, aside);
-}
-
-void vt_train__restore_replaced(vt_trainer *t)
-{
-    char aside[PATH_MAX], dropped[512] = "", back[512] = "";
-    int rc;
-    if (vt_train__enter(t) < 0)
-        return;
-    if ((rc = vt__aside_dir(t, aside, sizeof aside)) <= 0) { /* none (or not ours) */
-        vt_train__leave(t);
-        return;
-    }
-    if ((rc = vt__move_outputs(t->spec.output, NULL, dropped, sizeof dropped)) == 0 &&
-        (rc = vt__move_outputs(aside, t->spec.output, back, sizeof back)) == 0 &&
-        rmdir(aside) < 0)
-        rc = vt_error_set(VT_EIO, "cannot remove %s: %s", aside, strerror(errno));
-    vt_train__leave(t);
-    if (rc < 0)
-        vt_train__say(t, VT_LOG_WARN, "could not put back the outputs this job replaced, "
-                      "which stay in %s: %s", aside, vt_error_msg());
-    else if (back[0])
+                      theirs, aside);
+    else if (theirs[0])
         vt_train__say(t, VT_LOG_INFO, "this job did not finish: removed its outputs (%s) and "
-                      "put back the earlier job's (%s) in %s", dropped[0] ? dropped : "none",
-                      back, t->spec.output);
+                      "put back the earlier job's (%s) in %s", mine[0] ? mine : "none",
+                      theirs, t->spec.output);
 }
