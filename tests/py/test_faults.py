@@ -12,13 +12,15 @@
   the job it hit and ends the daemon (status 1), and after the restart the
   job beside it runs to the end.
   Checkpoints that cannot be written: the job goes on, each failure
-  doubling the wait before the next try.
+  doubling the wait before the next try; after keep_best's model, the older
+  checkpoint goes, and a stop starts the job over.
 """
 import contextlib
 import hashlib
 import json
 import os
 import re
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -101,6 +103,25 @@ def tmpfs_state_daemon(name, size, folder="", est_bps="1e15"):
 
 def sha(path):
     return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def pause(proc):
+    """SIGSTOP, and waits until every thread of proc has stopped."""
+    os.kill(proc.pid, signal.SIGSTOP)
+    deadline = time.time() + 10
+    tasks = f"/proc/{proc.pid}/task"
+    while time.time() < deadline:
+        states = []
+        for t in os.listdir(tasks):
+            try:
+                with open(f"{tasks}/{t}/stat") as f:
+                    states.append(f.read().rsplit(")", 1)[1].split()[0])
+            except OSError:
+                pass
+        if all(s in "tTZX" for s in states):
+            return
+        time.sleep(0.001)
+    vtpy.fail(f"vggtuned {proc.pid} did not stop")
 
 
 # ---- kill -9 with a running, a queued and a finished job ---------------------
@@ -533,6 +554,73 @@ if os.geteuid() == 0:
         vtpy.check(rc == 0, f"stop: {rc}")
 else:
     print("SKIP part: checkpoints that cannot be written need root (tmpfs mounts)")
+
+# ---- keep_best wrote an epoch's model, then its checkpoint failed --------------
+# The older checkpoint is removed: a resume from it could keep that model
+# without reaching its epoch again (a GPU run is not bit-identical), and a
+# stop now starts the job over, which rewrites the model from the first
+# epoch.  Full-batch gradient descent with a small step, validated on the
+# training images: val_loss falls every epoch, so every epoch writes
+# keep_best's model and then a checkpoint.  Once one is there, the daemon is
+# paused between two writes, the test keeps that file under a second name
+# (its space stays taken when the daemon removes it) and fills the folder.
+if os.geteuid() == 0:
+    with tmpfs_state_daemon("best-unckpt", "4m", folder="checkpoints") as kb:
+        path = spec_file("best-unckpt", mode="bottleneck", epochs=1000, keep_best=True,
+                         batch_size=72)
+        doc = json.load(open(path))
+        doc["data"]["val"] = doc["data"]["train"]
+        doc["head"]["dropout"] = 0.0
+        doc["optimizer"] = {"lr": 0.001, "momentum": 0.0}
+        with open(path, "w") as f:
+            json.dump(doc, f)
+        j = kb.cli_json("submit", "--spec", path)["job"]["id"]
+        folder = os.path.join(kb.state, "checkpoints")
+        ckpt = os.path.join(folder, f"{j}.safetensors")
+        held = os.path.join(folder, "held")
+        deadline = time.time() + 300
+        while not os.path.exists(ckpt):
+            if time.time() > deadline:
+                vtpy.fail(f"no checkpoint written: {kb.log_text()[-600:]}")
+            time.sleep(0.01)
+        while True:  # (paused where no checkpoint is half-written)
+            pause(kb.proc)
+            if not [f for f in os.listdir(folder) if ".tmp." in f]:
+                break
+            os.kill(kb.proc.pid, signal.SIGCONT)
+            time.sleep(0.005)
+        os.link(ckpt, held)
+        subprocess.run(["dd", "if=/dev/zero", "of=" + os.path.join(folder, "filler"), "bs=4k"],
+                       capture_output=True)
+        os.kill(kb.proc.pid, signal.SIGCONT)
+        deadline = time.time() + 60
+        while True:
+            failed = [line for line in kb.log_text().splitlines()
+                      if f"job {j}: " in line and "; the job goes on" in line]
+            if failed or time.time() > deadline:
+                break
+            time.sleep(0.02)
+        vtpy.check(failed and "it will start again" in failed[0] and not os.path.exists(ckpt),
+                   f"after keep_best's model, a checkpoint that failed: the older one "
+                   f"{'stays' if os.path.exists(ckpt) else 'went'}: {failed[:1]}")
+        rc, _ = kb.stop()
+        vtpy.check(rc == 0 and f"job {j}: checkpoint failed" in kb.log_text(),
+                   f"a stop whose checkpoint cannot be written: {rc}")
+        os.unlink(held)
+        os.unlink(os.path.join(folder, "filler"))
+        kb.start()
+        st = kb.cli_json("status", str(j))["job"]
+        vtpy.check(f"job {j} was running when the daemon stopped, before its first checkpoint; "
+                   "it starts again" in kb.log_text() and
+                   "resumes from its last checkpoint" not in kb.log_text(),
+                   f"restarted after a checkpoint removed: {kb.log_text()[-600:]}")
+        kb.cli("cancel", str(j))
+        kb.wait_state(j, ["cancelled"])
+        rc, _ = kb.stop()
+        vtpy.check(rc == 0, f"stop: {rc}")
+else:
+    print("SKIP part: a checkpoint that cannot be written after keep_best's model needs root "
+          "(tmpfs mounts)")
 
 # ---- clients take every descriptor the daemon may open -------------------------
 # Under a low RLIMIT_NOFILE, max-clients is lowered so that a descriptor
