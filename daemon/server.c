@@ -118,7 +118,9 @@ static void vt__persist(vt_daemon *dm, vt_job *j)
 
 /* Writes the whole record of a job whose earlier write failed: its
  * document, every epoch's metrics, then its row (state last, so that a
- * "succeeded" read back after a restart comes with its history).  Without
+ * "succeeded" read back after a restart comes with its history).  Only the
+ * last epoch's drops the rows after it: a try that fails part way (each
+ * epoch is its own write) leaves the later ones that the store had.  Without
  * this, a job that finished while the state directory was full stays
  * "running" in the store, and after a restart runs again from the start,
  * removing the model it had finished. */
@@ -133,7 +135,7 @@ static void vt__resave(vt_daemon *dm, vt_job *j)
         if (!(text = cJSON_PrintUnformatted(m)))
             return; /* out of memory: the next tick tries again */
         rc = vt_store_put_metrics(dm->store, j->id, cJSON_IsNumber(ep) ? ep->valueint : i + 1,
-                                  text);
+                                  text, i == n - 1);
         free(text);
     }
     if (rc == 0)
@@ -347,7 +349,7 @@ static void vt__job_epoch(vt_daemon *dm, vt_dev_event *e)
         free(text);
         return;
     }
-    if (vt_store_put_metrics(dm->store, j->id, e->metrics.epoch, text) < 0)
+    if (vt_store_put_metrics(dm->store, j->id, e->metrics.epoch, text, 1) < 0)
         vt__unsaved(j);
     free(text);
     /* A resumed job may report an epoch again: keep one entry per epoch. */

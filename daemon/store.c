@@ -230,8 +230,9 @@ int vt_store_update(vt_store *s, const vt_store_job *j)
     return rc;
 }
 
-/* Both statements of vt_store_put_metrics (inside its transaction). */
-static int vt__put_metrics(vt_store *s, int64_t job, int epoch, const char *json)
+/* The statements of vt_store_put_metrics (inside its transaction). */
+static int vt__put_metrics(vt_store *s, int64_t job, int epoch, const char *json,
+                           int drop_later)
 {
     sqlite3_stmt *st = vt__prepare(s,
         "INSERT OR REPLACE INTO metrics(job,epoch,body) VALUES(?,?,?)");
@@ -241,7 +242,7 @@ static int vt__put_metrics(vt_store *s, int64_t job, int epoch, const char *json
     sqlite3_bind_int64(st, 1, job);
     sqlite3_bind_int(st, 2, epoch);
     vt__bind_text(st, 3, json);
-    if ((rc = vt__finish(s, st, "record metrics")) < 0)
+    if ((rc = vt__finish(s, st, "record metrics")) < 0 || !drop_later)
         return rc;
     /* a job resumed from an earlier checkpoint reports its epochs again */
     if (!(st = vt__prepare(s, "DELETE FROM metrics WHERE job=? AND epoch>?")))
@@ -251,12 +252,12 @@ static int vt__put_metrics(vt_store *s, int64_t job, int epoch, const char *json
     return vt__finish(s, st, "drop later metrics");
 }
 
-int vt_store_put_metrics(vt_store *s, int64_t job, int epoch, const char *json)
+int vt_store_put_metrics(vt_store *s, int64_t job, int epoch, const char *json, int drop_later)
 {
     int rc;
     if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return vt__db_error(s, "begin");
-    rc = vt__put_metrics(s, job, epoch, json);
+    rc = vt__put_metrics(s, job, epoch, json, drop_later);
     if (sqlite3_exec(s->db, rc == 0 ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL) != SQLITE_OK &&
         rc == 0) {
         rc = vt__db_error(s, "commit");

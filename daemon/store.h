@@ -64,11 +64,11 @@ int vt_store_update(vt_store *s, const vt_store_job *j);
  * resolved to (a name, or NULL). */
 int vt_store_set_spec(vt_store *s, int64_t job, const char *spec, const char *preprocess);
 
-/* Records (or replaces) the metrics of one epoch, a JSON object, and drops
- * any later epoch's (a job resumed from an earlier checkpoint reports those
- * again, and may stop sooner); VT_ENOTFOUND when the job is not in the
- * store. */
-int vt_store_put_metrics(vt_store *s, int64_t job, int epoch, const char *json);
+/* Records (or replaces) the metrics of one epoch, a JSON object, and with
+ * drop_later drops any later epoch's (a job resumed from an earlier
+ * checkpoint reports those again, and may stop sooner); VT_ENOTFOUND when
+ * the job is not in the store. */
+int vt_store_put_metrics(vt_store *s, int64_t job, int epoch, const char *json, int drop_later);
 
 /* Appends a log event ("warn", "info", ...) to a job. */
 int vt_store_add_event(vt_store *s, int64_t job, const char *level, const char *message);

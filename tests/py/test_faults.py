@@ -14,6 +14,8 @@
   Checkpoints that cannot be written: the job goes on, each failure
   doubling the wait before the next try; after keep_best's model, the older
   checkpoint goes, and a stop starts the job over.
+  Records the job store refused are written again once it takes writes,
+  each epoch's under its own number.
 """
 import contextlib
 import hashlib
@@ -122,6 +124,29 @@ def pause(proc):
             return
         time.sleep(0.001)
     vtpy.fail(f"vggtuned {proc.pid} did not stop")
+
+
+def store_rows(state, sql, *args):
+    db = sqlite3.connect(f"file:{state}/jobs.db?mode=ro", uri=True)
+    rows = db.execute(sql, args).fetchall()
+    db.close()
+    return rows
+
+
+def store_edit(state, sql):
+    """Runs sql on the store, as a hand edit does (the daemon may be up)."""
+    db = sqlite3.connect(os.path.join(state, "jobs.db"), timeout=30)
+    db.executescript(sql)
+    db.close()
+
+
+def epochs_done(daemon, job, n):
+    """Waits until the job has done n epochs, or more."""
+    deadline = time.time() + 300
+    while daemon.cli_json("status", str(job))["job"]["epochs_done"] < n:
+        if time.time() > deadline:
+            vtpy.fail(f"job {job} did not reach epoch {n}")
+        time.sleep(0.05)
 
 
 # ---- kill -9 with a running, a queued and a finished job ---------------------
@@ -621,6 +646,45 @@ if os.geteuid() == 0:
 else:
     print("SKIP part: a checkpoint that cannot be written after keep_best's model needs root "
           "(tmpfs mounts)")
+
+# ---- a job's record written again, by epoch -------------------------------------
+# A trigger in the store refuses writes, as a full disk does (the same path
+# in the daemon).  First epoch 2's alone: the daemon retries every second
+# while later epochs are written, and its retries keep those (each one
+# rewrote epoch 1 and dropped every row after it).  That leaves a gap; after
+# a stop and start, every write of the resumed job is refused until the
+# trigger goes, and the metrics are then written again under the epoch they
+# are of (they were written by their place in the job's list: with a gap,
+# under the wrong epochs).
+refuse = ("CREATE TRIGGER refuse BEFORE INSERT ON metrics {} BEGIN "
+          "SELECT RAISE(ABORT, 'refused by the test'); END;")
+rs = Daemon(a.build, TMP, name="resave")
+store_edit(rs.state, refuse.format("WHEN NEW.epoch = 2"))
+j = rs.cli_json("submit", "--spec", spec_file("resave", mode="bottleneck", epochs=100000,
+                                              batch_size=1))["job"]["id"]
+epochs_done(rs, j, 4)
+rc, _ = rs.stop()  # (with a last try as it stops)
+stored = [e for (e,) in store_rows(rs.state, "SELECT epoch FROM metrics WHERE job = ?", j)]
+vtpy.check(rc == 0 and 2 not in stored and {1, 3, 4} <= set(stored),
+           f"stored epochs while epoch 2 is refused: {stored[:8]}")
+store_edit(rs.state, "DROP TRIGGER refuse;" + refuse.format(""))
+((done,),) = store_rows(rs.state, "SELECT epochs_done FROM jobs WHERE id = ?", j)
+rs.start()
+epochs_done(rs, j, done + 2)
+store_edit(rs.state, "DROP TRIGGER refuse;")
+deadline = time.time() + 30
+while f"job {j}: its record in the store is up to date again" not in rs.log_text():
+    if time.time() > deadline:
+        vtpy.fail(f"the record was not written again: {rs.log_text()[-600:]}")
+    time.sleep(0.1)
+rs.cli("cancel", str(j))
+rs.wait_state(j, ["cancelled"])
+rows = store_rows(rs.state, "SELECT epoch, body FROM metrics WHERE job = ? ORDER BY epoch", j)
+wrong = [(e, json.loads(b)["epoch"]) for e, b in rows if json.loads(b)["epoch"] != e]
+vtpy.check(rows and not wrong and [e for e, _ in rows][:2] == [1, 3] and
+           rows[-1][0] >= done + 2,
+           f"metrics written again under the wrong epochs (row, its own): {wrong[:4]}; rows "
+           f"{[e for e, _ in rows][:8]}")
 
 # ---- clients take every descriptor the daemon may open -------------------------
 # Under a low RLIMIT_NOFILE, max-clients is lowered so that a descriptor
