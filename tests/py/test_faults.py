@@ -15,7 +15,8 @@
   doubling the wait before the next try; after keep_best's model, the older
   checkpoint goes, and a stop starts the job over.
   Records the job store refused are written again once it takes writes,
-  each epoch's under its own number.
+  each epoch's under its own number; one whose job row was deleted by hand
+  is given up, once.
 """
 import contextlib
 import hashlib
@@ -685,6 +686,35 @@ vtpy.check(rows and not wrong and [e for e, _ in rows][:2] == [1, 3] and
            rows[-1][0] >= done + 2,
            f"metrics written again under the wrong epochs (row, its own): {wrong[:4]}; rows "
            f"{[e for e, _ in rows][:8]}")
+
+# ---- a job's row deleted by hand while its record is behind -----------------------
+# Writing the record again finds no job (VT_ENOTFOUND): said once, and not
+# tried again (before: every second, silently, for the daemon's life); the
+# daemon and its next job go on.
+store_edit(rs.state, refuse.format(""))
+gone = rs.cli_json("submit", "--spec", spec_file("gone", mode="bottleneck",
+                                                 epochs=2))["job"]["id"]
+rs.wait_state(gone, ["succeeded"])
+store_edit(rs.state, f"BEGIN; DELETE FROM events WHERE job = {gone}; "
+           f"DELETE FROM metrics WHERE job = {gone}; DELETE FROM jobs WHERE id = {gone}; "
+           "DROP TRIGGER refuse; COMMIT;")
+said = (f"job {gone}: job store: record metrics: the job is not in the store; "
+        "its record is not retried")
+deadline = time.time() + 10
+while said not in rs.log_text():
+    if time.time() > deadline:
+        vtpy.fail(f"a record whose row is gone: nothing said: {rs.log_text()[-600:]}")
+    time.sleep(0.1)
+after = rs.cli_json("submit", "--spec", spec_file("after-gone", mode="bottleneck",
+                                                  epochs=1))["job"]["id"]
+rs.wait_state(after, ["succeeded"])
+rc, _ = rs.stop()
+log = [line for line in rs.log_text().splitlines() if f"job {gone}: " in line]
+vtpy.check(rc == 0 and rs.log_text().count(said) == 1 and
+           f"job {gone}: its last state" not in rs.log_text(),
+           f"a record whose row is gone: {log}")
+vtpy.check(store_rows(rs.state, "SELECT state FROM jobs WHERE id = ?", after) ==
+           [("succeeded",)], "the job after a deleted row")
 
 # ---- clients take every descriptor the daemon may open -------------------------
 # Under a low RLIMIT_NOFILE, max-clients is lowered so that a descriptor
