@@ -35,6 +35,7 @@ typedef struct vt_job {
     char preprocess[16];    /* what the job runs with, once started ("" before) */
     cJSON *metrics;         /* array of epoch objects, owned */
     int unsaved;            /* a store write failed: its record is behind (retried) */
+    int unrecorded;         /* its row is gone from the store (by hand): not written again */
     struct vt_job *next;
 } vt_job;
 

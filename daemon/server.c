@@ -93,9 +93,13 @@ static void vt__drop_checkpoint(vt_daemon *dm, const vt_job *j)
 
 /* A store write of job j failed (a full or failing disk under the state
  * directory): the job goes on, and its record is written again, whole, by
- * vt__resave once the store takes writes.  Said once, not at every epoch. */
+ * vt__resave once the store takes writes.  Said once, not at every epoch;
+ * not at all for a job whose row vt__resave found gone (its writes fail
+ * for good, and it may run on for hours). */
 static void vt__unsaved(vt_job *j)
 {
+    if (j->unrecorded)
+        return;
     if (!j->unsaved)
         vt_log_error("job %lld: %s; its record in the store is behind until a write "
                      "succeeds (retried every second)", (long long)j->id, vt_error_msg());
@@ -144,6 +148,7 @@ static void vt__resave(vt_daemon *dm, vt_job *j)
         vt_log_error("job %lld: %s; its record is not retried", (long long)j->id,
                      vt_error_msg());
         j->unsaved = 0;
+        j->unrecorded = 1;
     } else if (rc == 0) {
         j->unsaved = 0;
         vt_log_info("job %lld: its record in the store is up to date again", (long long)j->id);
