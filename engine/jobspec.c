@@ -645,8 +645,10 @@ int vt_jobspec_check_output(const vt_jobspec *s)
     const char *dirs[] = {s->train_dir, s->val_dir};
     char out[PATH_MAX], data[PATH_MAX];
     int rc;
-    if (!s->output || (rc = vt__resolve(s->output, out, sizeof out)) < 0)
-        return s->output ? rc : 0;
+    if (!s->output)
+        return 0;
+    if ((rc = vt__resolve(s->output, out, sizeof out)) < 0)
+        return rc;
     for (int i = 0; i < 2; i++) {
         if (!dirs[i])
             continue;
