@@ -992,6 +992,32 @@ int vt_train__resuming(const vt_trainer *t)
     return t->env.checkpoint && access(t->env.checkpoint, F_OK) == 0;
 }
 
+/* Seconds the job still needs, estimated (rate: this epoch's training
+ * images/s): what is left of this epoch's training at that rate, of its
+ * validation at the validation pass's own pace so far (before it, the last
+ * epoch's validation time), and the later epochs at the last whole epoch's
+ * time, validation included (before one has finished, this epoch's rate).
+ * Early stopping is not foreseen. */
+static double vt__eta(const vt_trainer *t, const char *phase, double now, double rate)
+{
+    const vt_epoch_metrics *last = t->nhistory ? &t->history[t->nhistory - 1] : NULL;
+    int later = t->spec.epochs - t->epoch - 1;
+    double val_s = 0, epoch_s, left = 0, val_el;
+    if (last && last->images_per_s > 0 && t->val)
+        val_s = fmax(0, last->seconds - t->train_n / last->images_per_s);
+    epoch_s = last ? last->seconds : rate > 0 ? t->train_n / rate : 0;
+    if (!strcmp(phase, "training")) {
+        if (rate > 0 && t->train_n > t->seen)
+            left = (t->train_n - t->seen) / rate;
+        left += val_s;
+    } else if (!strcmp(phase, "validating")) {
+        val_el = now - t->t_epoch0 - t->t_train_s;
+        left = t->val_step > 0 ? val_el / t->val_step * (t->val_steps - t->val_step)
+                               : fmax(0, val_s - val_el);
+    }
+    return left + (later > 0 ? later * epoch_s : 0);
+}
+
 /* Reports progress, at most every VT__PROGRESS_S seconds (each report waits
  * for the device) and at the end of a pass or a phase change (force).
  * phase is "training" (the training pass's steps and running means),
@@ -1003,7 +1029,7 @@ static int vt__progress(vt_trainer *t, const char *phase, int force)
     int val = !strcmp(phase, "validating"), training = !strcmp(phase, "training");
     int seen = val ? t->val_seen : t->seen;
     const vt_xent_sums *sums = val ? &t->val_sums : &t->sums;
-    double el, rate, now = vt_clock_mono(), later, later_rate;
+    double el, rate, now = vt_clock_mono();
     int rc;
     if (!t->hooks.progress || (!force && now - t->t_progress < VT__PROGRESS_S))
         return 0;
@@ -1019,13 +1045,7 @@ static int vt__progress(vt_trainer *t, const char *phase, int force)
     p.loss = seen ? sums->loss / seen : 0;
     p.accuracy = seen ? (double)sums->correct / seen : 0;
     p.images_per_s = rate;
-    /* training images left, at this epoch's rate for this one and the
-     * last whole epoch's for the later ones */
-    later = (double)(t->spec.epochs - t->epoch - 1) * t->train_n;
-    later_rate = t->last_rate > 0 ? t->last_rate : rate;
-    p.eta_s = later_rate > 0 ? later / later_rate : 0;
-    if (training && rate > 0 && t->train_n > t->seen)
-        p.eta_s += (t->train_n - t->seen) / rate;
+    p.eta_s = vt__eta(t, phase, now, rate);
     p.phase = phase;
     t->hooks.progress(t->hooks.ud, &p);
     return 0;
@@ -1167,7 +1187,6 @@ static int vt__epoch_end(vt_trainer *t)
         return vt_error_set(VT_ENOMEM, "out of memory");
     t->history = h;
     t->history[t->nhistory++] = m;
-    t->last_rate = m.images_per_s;
     if ((rc = vt_train__write_metrics(t)) < 0)
         return rc;
     /* After an epoch every readable image's features are in the caches. */

@@ -323,8 +323,6 @@ static int vt__restore_history(vt_trainer *t, const vt_tensorset *set)
         return vt_error_set(VT_EINVAL, "checkpoint %s holds %d epochs, more than this job's "
                             "%d; give epochs >= %d to go on from it", t->env.checkpoint,
                             t->epoch, t->spec.epochs, t->epoch);
-    if (t->nhistory)
-        t->last_rate = t->history[t->nhistory - 1].images_per_s;
     return 0;
 }
 

@@ -61,7 +61,6 @@ struct vt_trainer {
     int nhistory;
     double best_val_loss;
     int best_epoch, stale, stop_early, best_saved;
-    double last_rate;           /* images/s of the last finished epoch */
     vt_scalar *steplog;         /* running training loss/accuracy every 10 steps */
     int nsteplog;
     double start_wall;          /* Unix seconds when this trainer started */

@@ -579,6 +579,12 @@ val = [p for p in progress if p["phase"] == "validating"]
 vtpy.check("loss" not in progress[0] and val[-1]["step"] == val[-1]["steps"] == 2 and
            0 < val[-1]["loss"] and all(p["epoch"] in (1, 2) for p in progress),
            f"progress reports: {progress[0]} {val[-1]}")
+# The ETA counts what is left: positive while epoch 1 trains, nothing once
+# the last validation pass is through and while saving.
+eta1 = [p["eta_s"] for p in progress if p["phase"] == "training" and p["epoch"] == 1]
+vtpy.check(eta1 and all(e > 0 for e in eta1) and val[-1]["eta_s"] == 0 and
+           progress[-1]["phase"] == "saving" and progress[-1]["eta_s"] == 0 and
+           all(p.get("eta_s", 0) >= 0 for p in progress), f"ETAs: {progress}")
 ph.stop()
 # vggtuned run on a terminal shows the same phases on its progress line.
 master, slave = pty.openpty()
