@@ -250,10 +250,12 @@ static int vt__load_job(void *ud, const vt_store_job *sj)
             vt_log_info("job %lld was running when the daemon stopped; it resumes from its "
                         "last checkpoint", (long long)j->id);
         } else if (j->state == VT_JOB_RUNNING) {
-            vt_log_info("job %lld was running when the daemon stopped, before its first "
-                        "checkpoint; it starts again", (long long)j->id);
-            vt_store_add_event(dm->store, j->id, "warn", "the daemon stopped before this "
-                               "job's first checkpoint: it starts again from the beginning");
+            /* (none written yet, or the last one removed as outdated) */
+            vt_log_info("job %lld was running when the daemon stopped, with no checkpoint "
+                        "to resume from; it starts again", (long long)j->id);
+            vt_store_add_event(dm->store, j->id, "warn", "the daemon stopped with no "
+                               "checkpoint of this job to resume from: it starts again from "
+                               "the beginning");
         }
         j->state = VT_JOB_QUEUED;
         vt_daemon_start_job(dm, j);

@@ -376,7 +376,7 @@ nc.start()
 vtpy.check(nc.wait_state(j, ["failed", "succeeded"])["state"] == "succeeded",
            "the job killed before its first checkpoint")
 w = nc.cli("watch", str(j)).stdout
-vtpy.check("before its first checkpoint; it starts again" in nc.log_text() and
+vtpy.check("with no checkpoint to resume from; it starts again" in nc.log_text() and
            "resumes from its last checkpoint" not in nc.log_text() and
            "it starts again from the beginning" in w, f"restart without a checkpoint: {w!r}")
 rc, _ = nc.stop()
@@ -642,8 +642,8 @@ if os.geteuid() == 0:
         os.unlink(os.path.join(folder, "filler"))
         kb.start()
         st = kb.cli_json("status", str(j))["job"]
-        vtpy.check(f"job {j} was running when the daemon stopped, before its first checkpoint; "
-                   "it starts again" in kb.log_text() and
+        vtpy.check(f"job {j} was running when the daemon stopped, with no checkpoint to "
+                   "resume from; it starts again" in kb.log_text() and
                    "resumes from its last checkpoint" not in kb.log_text(),
                    f"restarted after a checkpoint removed: {kb.log_text()[-600:]}")
         kb.cli("cancel", str(j))
