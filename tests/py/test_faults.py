@@ -430,6 +430,26 @@ vtpy.check(fg.returncode == 130 and not os.path.exists(aside) and
            all(sha(os.path.join(kr_out, n)) == kr_sums[n] for n in kr_files),
            f"vggtuned run interrupted over a finished model: {fg.returncode} {err[-300:]!r} "
            f"{sorted(os.listdir(kr_out))}")
+# Killed outright, it leaves the finished model aside and its own unfinished
+# outputs in place: a job without overwrite still may not replace that model.
+fg = subprocess.Popen([VGGTUNED, "run", "--backend", "cpu", "--quiet",
+                       spec_file("kill-replace", epochs=50, overwrite=True)],
+                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+deadline = time.time() + 300
+while not (os.path.isdir(aside) and os.path.exists(os.path.join(kr_out, "metrics.jsonl"))) and \
+        time.time() < deadline:
+    time.sleep(0.05)
+fg.kill()
+fg.wait()
+kr.start()
+j = kr.cli_json("submit", "--spec", spec_file("kill-replace", epochs=1))["job"]["id"]
+st = kr.wait_state(j, ["failed", "succeeded"])
+vtpy.check(st["state"] == "failed" and f"holds the model of job {j0}, which finished (kept in "
+           ".vggtune-replaced" in st.get("error", "") and
+           all(sha(os.path.join(aside, n)) == kr_sums[n] for n in kr_files),
+           f"a job without overwrite over a finished model set aside: {st}")
+rc, _ = kr.stop()
+vtpy.check(rc == 0, f"stop: {rc}")
 
 # ---- the data goes away under a running job --------------------------------------
 # (random crops: no cache, every epoch reads the images) Moved away after the
