@@ -50,6 +50,10 @@
 # 240): the most seconds one GPU test may take; TESTS_NEED_S (default 300):
 # a GPU test starts only with this much of the budget left; SANITIZE=0: no
 # compute-sanitizer run of a failing test.
+# REHEARSAL=1 (off by default; for tests/gpucheck/rehearse.sh, on a machine
+# without a GPU): vt-bench and the whole job on the CPU backend, vt-bench at
+# image size 32 with 2 timed iterations, the job on 100 images of size 32 for
+# 2 epochs - so that every stage runs and every parser reads real output.
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here" || exit 2
@@ -64,6 +68,10 @@ elapsed() { echo $(( $(date +%s) - t0 )); }
 left() { echo $(( budget - $(elapsed) )); }
 say() { printf '\n== [%3ss] %s\n' "$(elapsed)" "$*"; }
 export PYTHONUNBUFFERED=1
+backend=cuda images=2000 small=() job_small=()
+if [ "${REHEARSAL:-0}" = 1 ]; then
+  backend=cpu images=100 small=(--size 32 --iters 2 --warmup 1) job_small=(--size 32 --epochs 2)
+fi
 
 # ---- 1. device and libraries ---------------------------------------------------
 say "device"
@@ -191,8 +199,8 @@ bench() { # LABEL TIMEOUT ENV... -- ARGS...
   if [ "$(left)" -lt 60 ]; then echo "  $label: not started (time budget)"; return; fi
   [ "$(left)" -lt "$lim" ] && lim=$(left)
   echo "  vt-bench $label: $*" | tee -a "$out/bench.log"
-  env "${envs[@]}" timeout -k 5 "$lim" "$run/bin/vt-bench" --backend cuda --json "$out/bench.jsonl" \
-      --label "$label" "$@" >>"$out/bench.log" 2>&1
+  env "${envs[@]}" timeout -k 5 "$lim" "$run/bin/vt-bench" --backend "$backend" --json "$out/bench.jsonl" \
+      --label "$label" "$@" "${small[@]}" >>"$out/bench.log" 2>&1
   local rc=$?
   [ $rc = 0 ] || echo "    rc $rc: $(tail -2 "$out/bench.log" | tr '\n' ' ' | cut -c1-300)"
   grep -E "^(trunk_fwd|step_full|step_cached) " "$out/bench.log" | tail -3 | sed 's/^/    /'
@@ -254,18 +262,18 @@ step() { # NAME NEED CAP COMMAND...: runs COMMAND if NEED s are left, for CAP s 
 }
 if [ "${SKIP_E2E:-0}" != 1 ]; then
   e2e_data=${E2E_DATA:-${TMPDIR:-/tmp}/vt-gpucheck-data}
-  say "decode and whole job (2000 JPEGs in $e2e_data)"
-  if step data 60 90 bash scripts/bench-data.sh "$run/bin/vt-gendata" "$e2e_data" 2000; then
+  say "decode and whole job ($images JPEGs in $e2e_data)"
+  if step data 60 90 bash scripts/bench-data.sh "$run/bin/vt-gendata" "$e2e_data" "$images"; then
     # --resize device: the host's share in a CUDA job (decode only)
     [ "${SKIP_DECODE:-0}" = 1 ] ||
-    step decode 60 120 bash scripts/bench-decode.sh --images 2000 --data "$e2e_data" \
+    step decode 60 120 bash scripts/bench-decode.sh --images "$images" --data "$e2e_data" \
          --build "$run" --resize device --json "$out/decode.jsonl"
     grep -E '^\| [0-9]' "$out/decode.log" | sed 's/^/    /'
     # twice on one daemon: the second run shows a daemon that has chosen its
     # algorithms already (the summary's job figure is the first run's)
-    step job 90 150 bash scripts/bench-job.sh --backend cuda --images 2000 --epochs 10 \
+    step job 90 150 bash scripts/bench-job.sh --backend "$backend" --images "$images" --epochs 10 \
          --data "$e2e_data" --build "$run" --json "$out/job.jsonl" --repeat 2 \
-         --log "$out/job-daemon.log"
+         --log "$out/job-daemon.log" "${job_small[@]}"
     grep -h '"mode": "job' "$out/job.jsonl" | cut -c1-300 | sed 's/^/    /'
     if [ "${SKIP_TORCH:-0}" != 1 ] && [ -f "$anchors/torch_e2e_jpeg.py" ]; then
       step e2e 60 120 python3 "$anchors/torch_e2e_jpeg.py" --data "$e2e_data" --epochs 2
@@ -304,9 +312,9 @@ fi
 # gains (a file of its own: the summary's job figure stays the default one).
 if [ "${SKIP_E2E:-0}" != 1 ] && [ -s "$out/job.jsonl" ] && [ "$(left)" -gt 150 ]; then
   say "whole job, resize on the host (VT_RESIZE_ON_DEVICE=0)"
-  step job_hostresize 90 150 env VT_RESIZE_ON_DEVICE=0 bash scripts/bench-job.sh --backend cuda \
-       --images 2000 --epochs 10 --data "$e2e_data" --build "$run" \
-       --json "$out/job_hostresize.jsonl"
+  step job_hostresize 90 150 env VT_RESIZE_ON_DEVICE=0 bash scripts/bench-job.sh --backend "$backend" \
+       --images "$images" --epochs 10 --data "$e2e_data" --build "$run" \
+       --json "$out/job_hostresize.jsonl" "${job_small[@]}"
   tail -n 1 "$out/job_hostresize.jsonl" 2>/dev/null | cut -c1-300 | sed 's/^/    /'
 fi
 
