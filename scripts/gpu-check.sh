@@ -31,8 +31,9 @@
 #      chunks) and at 64 (steps replayed as CUDA graphs), vt-bench fp32 at batch 64 and 256, more variants at batch 64
 #      (no fused bias+ReLU, TF32), then the whole job with the resize on
 #      the host;
-#   7. the table: ours against PyTorch's best per figure, with ratios, and
-#      the decode and job rows against their references.
+#   7. the table (scripts/gpu-summary.py): ours against PyTorch's best per
+#      figure, with ratios, and the decode and job rows against their
+#      references.
 # Environment: ANCHORS_DIR (default RUN_DIR/anchors); OUT (results, default
 # RUN_DIR/../check-out), which ends up holding three files (the device tool
 # brings back eight at most): summary.md, summary.json and logs.tar.gz with
@@ -309,7 +310,8 @@ if [ "${SKIP_BENCH:-0}" != 1 ] && [ "$(left)" -gt 100 ]; then
 fi
 
 # The same whole job with the resize on the host, for what the device resize
-# gains (a file of its own: the summary's job figure stays the default one).
+# gains (a file of its own and a row of its own in the summary: the job
+# figure stays the default one).
 if [ "${SKIP_E2E:-0}" != 1 ] && [ -s "$out/job.jsonl" ] && [ "$(left)" -gt 150 ]; then
   say "whole job, resize on the host (VT_RESIZE_ON_DEVICE=0)"
   step job_hostresize 90 150 env VT_RESIZE_ON_DEVICE=0 bash scripts/bench-job.sh --backend "$backend" \
@@ -321,147 +323,7 @@ fi
 # ---- 7. summary -------------------------------------------------------------------------
 say "summary"
 TESTS="$tests_pass passed, $tests_fail failed, $tests_skip skipped${failed_names:+ (failed:$failed_names)}${guards:+; benchmarks ran with$guards}" \
-OUTDIR="$out" python3 - <<'EOF'
-import json, os
-out = os.environ["OUTDIR"]
-def load(name):
-    rows = []
-    try:
-        with open(os.path.join(out, name)) as f:
-            for line in f:
-                line = line.strip()
-                if line.startswith("{"):
-                    try:
-                        rows.append(json.loads(line))
-                    except ValueError:
-                        pass
-    except OSError:
-        pass
-    return rows
-ours = [r for r in load("bench.jsonl") if "mode" in r]
-torch = [r for r in load("torch.jsonl") if "mode" in r]
-device = next((r.get("device") for r in ours), "?")
-figs = ["trunk_fwd", "step_full", "step_cached"]
-batches = sorted({r["batch"] for r in ours + torch})
-def get(rows, mode, batch, prec, label=None):
-    for r in rows:
-        if r["mode"] == mode and r["batch"] == batch and r["precision"] == prec and \
-           (label is None or r.get("label") == label):
-            return r
-    return None
-lines = [f"# GPU check: {device}", "", f"tests: {os.environ.get('TESTS', '?')}", "",
-         "images/s (median of 30 iterations; ratio = ours best / PyTorch best)", "",
-         "| figure | batch | ours bf16 | ours fp32 | torch fp32 | torch bf16 | torch bf16+compile | torch bf16+compile reduce-overhead | torch best | ratio |",
-         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-summary = []
-for b in batches:
-    for m in figs:
-        ob, of = get(ours, m, b, "bf16", "bf16"), get(ours, m, b, "fp32", "fp32")
-        tf, tb, tc = get(torch, m, b, "fp32"), get(torch, m, b, "bf16"), get(torch, m, b, "bf16+compile")
-        tr = get(torch, m, b, "bf16+compile-ro")
-        def v(r): return r["images_per_s"] if r else None
-        def f(x): return f"{x:,.0f}" if x else "-"
-        best_t = max([x for x in (v(tf), v(tb), v(tc), v(tr)) if x] or [0])
-        best_o = max([x for x in (v(ob), v(of)) if x] or [0])
-        ratio = best_o / best_t if best_t and best_o else None
-        lines.append(f"| {m} | {b} | {f(v(ob))} | {f(v(of))} | {f(v(tf))} | {f(v(tb))} | {f(v(tc))} | {f(v(tr))} | {f(best_t)} | "
-                     + (f"{ratio:.2f}" if ratio else "-") + " |")
-        summary.append(dict(figure=m, batch=b, ours_bf16=v(ob), ours_fp32=v(of), torch_fp32=v(tf),
-                            torch_bf16=v(tb), torch_bf16_compile=v(tc), torch_bf16_compile_ro=v(tr),
-                            torch_best=best_t or None,
-                            ratio=ratio,
-                            ours_peak_mib=(ob or of or {}).get("peak_mem_mib"),
-                            torch_peak_mib=(tc or tb or tf or {}).get("peak_mem_mib")))
-lines += ["", "peak device memory, MiB, both counted from after a first trunk pass (torch: max_memory_allocated;",
-          "ours: every allocation, cuDNN search buffers included); ours over the whole process in brackets", "",
-          "| figure | batch | ours bf16 | ours fp32 | torch bf16 | torch bf16+compile | torch fp32 |",
-          "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-for b in batches:
-    for m in figs:
-        g = lambda r: str(r["peak_mem_mib"]) if r else "-"
-        go = lambda r: f"{r['peak_mem_mib']} ({r.get('process_peak_mib', '?')})" if r else "-"
-        lines.append(f"| {m} | {b} | {go(get(ours, m, b, 'bf16', 'bf16'))} | {go(get(ours, m, b, 'fp32', 'fp32'))} | "
-                     f"{g(get(torch, m, b, 'bf16'))} | {g(get(torch, m, b, 'bf16+compile'))} | {g(get(torch, m, b, 'fp32'))} |")
-variants = [r for r in ours if r.get("label") not in ("bf16", "fp32")]
-if variants:
-    lines += ["", "variants (ours, images/s; peak MiB; timed steps replayed as CUDA graphs)", "",
-              "| label | figure | batch | images/s | same figure, default | peak MiB | default | replayed |",
-              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for r in variants:
-        base = get(ours, r["mode"], r["batch"], r["precision"], r["precision"])
-        lines.append(f"| {r.get('label')} | {r['mode']} | {r['batch']} | {r['images_per_s']:,.0f} | "
-                     + (f"{base['images_per_s']:,.0f}" if base else "-")
-                     + f" | {r['peak_mem_mib']} | " + (f"{base['peak_mem_mib']}" if base else "-")
-                     + f" | {r.get('replayed', 0)} |")
-decode = load("decode.jsonl")
-job = next((r for r in reversed(load("job.jsonl")) if r.get("mode") == "job"), None)
-e2e = {r["mode"]: r for r in load("e2e.jsonl") if "mode" in r}
-e2e_figures = []
-ours_dec = [r for r in decode if r.get("mode") == "decode"]
-torch_dec = {r["threads"]: r for r in decode if r.get("mode") == "decode_torch"}
-if ours_dec:
-    d0 = ours_dec[0]
-    lines += ["", f"decode: {d0['images']} JPEGs ({d0['bytes'] / 1024 / d0['images']:.0f} KiB mean) to "
-              f"{d0['size']}x{d0['size']}, {d0['cpus']} cpus, median of {d0['reps']} passes, page cache warm; "
-              "ratio = ours / PyTorch DataLoader (PIL, Resize, ToTensor, Normalize)", "",
-              "| threads | ours img/s | ours img/s/core | torch img/s | torch img/s/core | ratio |",
-              "| ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for r in ours_dec:
-        t = torch_dec.get(r["threads"])
-        e2e_figures.append(dict(figure="decode", threads=r["threads"], ours=r["images_per_s"],
-                                torch=t["images_per_s"] if t else None,
-                                ratio=r["images_per_s"] / t["images_per_s"] if t else None))
-        lines.append(f"| {r['threads']} | {r['images_per_s']:,.0f} | {r['per_core']:,.0f} | "
-                     + (f"{t['images_per_s']:,.0f} | {t['per_core']:,.0f} | {r['images_per_s'] / t['images_per_s']:.2f} |"
-                        if t else "- | - | - |"))
-naive = e2e.get("job_naive")
-if job or naive:
-    lines += ["", "whole job: seconds (ratio = PyTorch / ours; PyTorch's naive job measured over "
-              "its epochs and scaled linearly to ours, as every epoch decodes and runs the trunk)", "",
-              "| figure | epochs x images | ours s | first epoch s | later epoch s | PyTorch s | ratio |",
-              "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
-    implied = None
-    if naive and job:
-        implied = naive["seconds"] * job["epochs"] / naive["epochs"] * job["images"] / naive["images"]
-    rep = next((r for r in reversed(load("job.jsonl")) if r.get("mode") == "job_repeat"), None)
-    for r, label, fig in ((job, "job", "job"), (rep, "job again, same daemon", "job_repeat")):
-        if not r:
-            continue
-        g = lambda k: f"{r[k]:.2f}" if r.get(k) is not None else "-"
-        lines.append(f"| {label} ({r['backend']}) | {r['epochs']} x {r['images']} | {g('seconds')} | "
-                     f"{g('first_epoch_s')} | {g('later_epoch_mean_s')} | "
-                     + (f"{implied:.2f} | {implied / r['seconds']:.2f} |" if implied else "- | - |"))
-        e2e_figures.append(dict(figure=fig, ours=r["seconds"], torch=implied,
-                                ratio=implied / r["seconds"] if implied else None))
-    if naive:
-        lines.append(f"| job_naive (PyTorch, measured) | {naive['epochs']} x {naive['images']} | - | - | - | "
-                     f"{naive['seconds']:.2f} | - |")
-    # PyTorch's best case: the trunk once and cached steps (the anchor's
-    # implied job, fastest bf16 variant) plus GPU decode of the files once
-    jobs = [r for r in load("torch_job.jsonl") if r.get("precision") == "bf16" and r.get("cached_s")]
-    gd = e2e.get("gpu_decode")
-    if jobs and job:
-        bestj = min(jobs, key=lambda r: r["cached_s"])
-        dec = job["images"] / gd["images_per_s"] if gd else None
-        best = bestj["cached_s"] * job["images"] / 2000 * job["epochs"] / 10 + (dec or 0)
-        lines.append(f"| best case (PyTorch: trunk once, {bestj['variant']}, "
-                     + (f"+ GPU decode {dec:.2f} s" if dec else "decode not measured") + ") | "
-                     f"{job['epochs']} x {job['images']} | - | - | - | {best:.2f} | {best / job['seconds']:.2f} |")
-        e2e_figures.append(dict(figure="job_best_case", ours=job["seconds"], torch=best,
-                                ratio=best / job["seconds"], variant=bestj["variant"], decode_s=dec))
-    refs = [e2e[k] for k in ("loader", "gpu_decode") if k in e2e]
-    if refs:
-        lines += ["", "PyTorch input pipelines on the GPU machine (torch_e2e_jpeg.py, same files): "
-                  + "; ".join(f"{r['mode']}{' (' + str(r['workers']) + ' workers)' if 'workers' in r else ''} "
-                              f"{r['images_per_s']:,.0f} img/s" for r in refs)]
-md = "\n".join(lines) + "\n"
-with open(os.path.join(out, "summary.md"), "w") as f:
-    f.write(md)
-with open(os.path.join(out, "summary.json"), "w") as f:
-    json.dump(dict(device=device, tests=os.environ.get("TESTS"), figures=summary, ours=ours, torch=torch,
-                   e2e_figures=e2e_figures, decode=decode, job=job, e2e=list(e2e.values())), f, indent=1)
-print(md)
-EOF
+python3 scripts/gpu-summary.py "$out"
 # Three files in OUT: the summaries and one archive of the rest.
 packed=$(mktemp)
 (cd "$out" && find . -maxdepth 1 -type f ! -name summary.md ! -name summary.json \

@@ -63,6 +63,7 @@ if [ "${SKIP_E2E:-0}" != 1 ]; then
   tables+=("| job (cpu) | " "| job again, same daemon (cpu) | " "| job_naive (PyTorch, measured) |"
            "| best case (PyTorch" "PyTorch input pipelines")
   [ "${SKIP_DECODE:-0}" = 1 ] || tables+=("^decode: " "| threads | ours img/s")
+  [ "${SKIP_BENCH:-0}" = 1 ] || tables+=("| job, resize on the host (cpu) | ")
 fi
 for t in "${tables[@]}"; do
   grep -qF -- "${t#^}" "$out/summary.md" 2>/dev/null || miss "'$t' in summary.md"
