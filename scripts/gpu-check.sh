@@ -67,6 +67,9 @@ budget=${BUDGET_S:-540}
 t0=$(date +%s)
 elapsed() { echo $(( $(date +%s) - t0 )); }
 left() { echo $(( budget - $(elapsed) )); }
+# LIMIT, or what is left of the budget if that is less (1 s at least:
+# `timeout 0` would not time out at all)
+bound() { local l; l=$(left); if [ "$l" -lt "$1" ]; then echo $(( l > 1 ? l : 1 )); else echo "$1"; fi; }
 say() { printf '\n== [%3ss] %s\n' "$(elapsed)" "$*"; }
 export PYTHONUNBUFFERED=1
 backend=cuda images=2000 small=() job_small=()
@@ -76,7 +79,7 @@ fi
 
 # ---- 1. device and libraries ---------------------------------------------------
 say "device"
-nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm,temperature.gpu,utilization.gpu \
+timeout -k 5 30 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm,temperature.gpu,utilization.gpu \
            --format=csv 2>&1 | head -3
 cat "$run/BUILDINFO" 2>/dev/null
 devlibs=$run/devlibs
@@ -86,7 +89,7 @@ if [ -f "$run/devlibs.tar.gz" ]; then
 fi
 export LD_LIBRARY_PATH="$devlibs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 # PyTorch's NVIDIA wheels (cuDNN, cuBLAS) and the toolkit's own libraries
-pylibs=$(python3 - <<'EOF' 2>/dev/null
+pylibs=$(timeout -k 5 60 python3 - <<'EOF' 2>/dev/null
 import glob, os
 dirs = []
 try:
@@ -113,7 +116,7 @@ if ldd "$run/bin/vt-bench" | grep -q "not found"; then
 fi
 echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
 ldd "$run/bin/vt-bench" | grep -E "cudnn|cublas|not found" | sed 's/^/  /'
-python3 -c 'import torch; print("torch", torch.__version__, "cuDNN", torch.backends.cudnn.version(), torch.cuda.get_device_name())' 2>&1 | tail -1
+timeout -k 5 60 python3 -c 'import torch; print("torch", torch.__version__, "cuDNN", torch.backends.cudnn.version(), torch.cuda.get_device_name())' 2>&1 | tail -1
 
 # ---- 2. tests --------------------------------------------------------------------
 tests_pass=0; tests_fail=0; tests_skip=0; failed_names=""
@@ -128,20 +131,21 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
     [ -x "$exe" ] || exe="$run/bin/$bin"
     if [ ! -x "$exe" ]; then echo "  $name: $bin is not in the bundle"; tests_skip=$((tests_skip + 1)); continue; fi
     cap=${TEST_CAP_S:-240}
-    lim=$(( tmo < cap ? tmo : cap ))
+    lim=$(bound $(( tmo < cap ? tmo : cap )))
     s=$(date +%s)
     # shellcheck disable=SC2086
     # heuristic algorithm choice: correctness here, timed searches in the benchmarks
     (cd "$run/tests" && VT_CUDA_CONV_SEARCH=${TEST_CONV_SEARCH:-heuristic} \
-       timeout -k 5 "$lim" "$exe" $args) >>"$out/tests.log" 2>&1
+       timeout -k 5 "$lim" "$exe" $args) >"$out/test.cur" 2>&1
     rc=$?
+    cat "$out/test.cur" >>"$out/tests.log"
     d=$(( $(date +%s) - s ))
     case $rc in
       0) tests_pass=$((tests_pass + 1)); echo "  PASS $name (${d}s)" ;;
-      77) tests_skip=$((tests_skip + 1)); echo "  SKIP $name (${d}s): $(grep -m1 '^SKIP backend' "$out/tests.log" | cut -c1-160)" ;;
+      77) tests_skip=$((tests_skip + 1)); echo "  SKIP $name (${d}s): $(grep -m1 '^SKIP backend' "$out/test.cur" | cut -c1-160)" ;;
       *) tests_fail=$((tests_fail + 1)); failed_names="$failed_names $name"
          echo "  FAIL $name (rc $rc, ${d}s)"
-         grep -E "FAIL|differ|error|Error" "$out/tests.log" | tail -8 | sed 's/^/      /'
+         grep -E "FAIL|differ|error|Error" "$out/test.cur" | tail -8 | sed 's/^/      /'
          if [ $sanitized = 0 ] && [ "${SANITIZE:-1}" = 1 ] && command -v compute-sanitizer >/dev/null && [ "$(left)" -gt 360 ]; then
            sanitized=1
            echo "  re-running $name under compute-sanitizer (memcheck), 150 s at most"
@@ -152,6 +156,7 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
          fi ;;
     esac
   done <"$run/gpu-tests.txt"
+  rm -f "$out/test.cur"
   echo "  tests: $tests_pass passed, $tests_fail failed, $tests_skip skipped"
   # Fallbacks are correct but slow: each one is worth a look.
   grep -hoE "cuDNN refused [^(]*|cuBLASLt refused gemm [^(]*|reference kernel" "$out/tests.log" |
@@ -198,13 +203,15 @@ bench() { # LABEL TIMEOUT ENV... -- ARGS...
   while [ $# -gt 0 ] && [ "$1" != -- ]; do envs+=("$1"); shift; done
   shift
   if [ "$(left)" -lt 60 ]; then echo "  $label: not started (time budget)"; return; fi
-  [ "$(left)" -lt "$lim" ] && lim=$(left)
+  lim=$(bound "$lim")
+  local n0; n0=$(wc -l <"$out/bench.log")
   echo "  vt-bench $label: $*" | tee -a "$out/bench.log"
   env "${envs[@]}" timeout -k 5 "$lim" "$run/bin/vt-bench" --backend "$backend" --json "$out/bench.jsonl" \
       --label "$label" "$@" "${small[@]}" >>"$out/bench.log" 2>&1
   local rc=$?
   [ $rc = 0 ] || echo "    rc $rc: $(tail -2 "$out/bench.log" | tr '\n' ' ' | cut -c1-300)"
-  grep -E "^(trunk_fwd|step_full|step_cached) " "$out/bench.log" | tail -3 | sed 's/^/    /'
+  # this run's table lines only (--modes may ask for fewer than three)
+  tail -n +$((n0 + 1)) "$out/bench.log" | grep -E "^(trunk_fwd|step_full|step_cached) " | sed 's/^/    /'
 }
 batches="64 256"; [ "${QUICK:-0}" = 1 ] && batches=64
 if [ "${SKIP_BENCH:-0}" != 1 ]; then
@@ -221,7 +228,7 @@ fi
 anchor() { # TIMEOUT TAG ARGS...: TAG ("" or "-ro") is appended to the precision label
   local lim=$1 tag=$2; shift 2
   if [ "$(left)" -lt 45 ]; then echo "  torch $*: not started (time budget)"; return; fi
-  [ "$(left)" -lt "$lim" ] && lim=$(left)
+  lim=$(bound "$lim")
   echo "  torch_vgg16_finetune.py $*" | tee -a "$out/torch.log"
   local b=${2:-0}
   timeout -k 5 "$lim" python3 "$anchors/torch_vgg16_finetune.py" "$@" >"$out/torch.cur" 2>&1
@@ -254,7 +261,7 @@ fi
 step() { # NAME NEED CAP COMMAND...: runs COMMAND if NEED s are left, for CAP s at most, into NAME.log
   local name=$1 need=$2 lim=$3; shift 3
   if [ "$(left)" -lt "$need" ]; then echo "  $name: not started (time budget)"; return 1; fi
-  [ "$(left)" -lt "$lim" ] && lim=$(left)
+  lim=$(bound "$lim")
   echo "  $name: $*" | tee "$out/$name.log"
   timeout -k 5 "$lim" "$@" >>"$out/$name.log" 2>&1
   local rc=$?
@@ -269,17 +276,17 @@ if [ "${SKIP_E2E:-0}" != 1 ]; then
     [ "${SKIP_DECODE:-0}" = 1 ] ||
     step decode 60 120 bash scripts/bench-decode.sh --images "$images" --data "$e2e_data" \
          --build "$run" --resize device --json "$out/decode.jsonl"
-    grep -E '^\| [0-9]' "$out/decode.log" | sed 's/^/    /'
+    grep -E '^\| [0-9]' "$out/decode.log" 2>/dev/null | sed 's/^/    /'
     # twice on one daemon: the second run shows a daemon that has chosen its
     # algorithms already (the summary's job figure is the first run's)
     step job 90 150 bash scripts/bench-job.sh --backend "$backend" --images "$images" --epochs 10 \
          --data "$e2e_data" --build "$run" --json "$out/job.jsonl" --repeat 2 \
          --log "$out/job-daemon.log" "${job_small[@]}"
-    grep -h '"mode": "job' "$out/job.jsonl" | cut -c1-300 | sed 's/^/    /'
+    grep -h '"mode": "job' "$out/job.jsonl" 2>/dev/null | cut -c1-300 | sed 's/^/    /'
     if [ "${SKIP_TORCH:-0}" != 1 ] && [ -f "$anchors/torch_e2e_jpeg.py" ]; then
       step e2e 60 120 python3 "$anchors/torch_e2e_jpeg.py" --data "$e2e_data" --epochs 2
-      grep '^{"mode"' "$out/e2e.log" >>"$out/e2e.jsonl"
-      grep -E '^(loader|gpu_decode|job_naive) ' "$out/e2e.log" | sed 's/^/    /'
+      grep '^{"mode"' "$out/e2e.log" 2>/dev/null >>"$out/e2e.jsonl"
+      grep -E '^(loader|gpu_decode|job_naive) ' "$out/e2e.log" 2>/dev/null | sed 's/^/    /'
     fi
   fi
 fi
@@ -323,7 +330,7 @@ fi
 # ---- 7. summary -------------------------------------------------------------------------
 say "summary"
 TESTS="$tests_pass passed, $tests_fail failed, $tests_skip skipped${failed_names:+ (failed:$failed_names)}${guards:+; benchmarks ran with$guards}" \
-python3 scripts/gpu-summary.py "$out"
+timeout -k 5 60 python3 scripts/gpu-summary.py "$out"
 # Three files in OUT: the summaries and one archive of the rest.
 packed=$(mktemp)
 (cd "$out" && find . -maxdepth 1 -type f ! -name summary.md ! -name summary.json \
