@@ -87,9 +87,22 @@ if [ -f "$run/devlibs.tar.gz" ]; then
   devlibs=${TMPDIR:-/tmp}/vt-devlibs/devlibs
   mkdir -p "${devlibs%/devlibs}" && tar -xzf "$run/devlibs.tar.gz" -C "${devlibs%/devlibs}"
 fi
+# Python (PyTorch, the scripts' reports) runs on the machine's own library
+# path: devlibs holds builds of libz, libssl, libffi, sqlite... older than the
+# GPU machine's, for our binaries only.  PYTHON is what the bench scripts run.
+pyw=$(mktemp -d "${TMPDIR:-/tmp}/vt-gpucheck-py.XXXXXX")/python3
+{ echo '#!/usr/bin/env bash'
+  if [ -n "${LD_LIBRARY_PATH+set}" ]; then
+    printf 'export LD_LIBRARY_PATH=%q\n' "$LD_LIBRARY_PATH"
+  else
+    echo 'unset LD_LIBRARY_PATH'
+  fi
+  printf 'exec %q "$@"\n' "$(command -v python3)"
+} >"$pyw" && chmod +x "$pyw"
+export PYTHON=$pyw
 export LD_LIBRARY_PATH="$devlibs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 # PyTorch's NVIDIA wheels (cuDNN, cuBLAS) and the toolkit's own libraries
-pylibs=$(timeout -k 5 60 python3 - <<'EOF' 2>/dev/null
+pylibs=$(timeout -k 5 60 "$pyw" - <<'EOF' 2>/dev/null
 import glob, os
 dirs = []
 try:
@@ -116,7 +129,7 @@ if ldd "$run/bin/vt-bench" | grep -q "not found"; then
 fi
 echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
 ldd "$run/bin/vt-bench" | grep -E "cudnn|cublas|not found" | sed 's/^/  /'
-timeout -k 5 60 python3 -c 'import torch; print("torch", torch.__version__, "cuDNN", torch.backends.cudnn.version(), torch.cuda.get_device_name())' 2>&1 | tail -1
+timeout -k 5 60 "$pyw" -c 'import torch; print("torch", torch.__version__, "cuDNN", torch.backends.cudnn.version(), torch.cuda.get_device_name())' 2>&1 | tail -1
 
 # ---- 2. tests --------------------------------------------------------------------
 tests_pass=0; tests_fail=0; tests_skip=0; failed_names=""
@@ -231,7 +244,7 @@ anchor() { # TIMEOUT TAG ARGS...: TAG ("" or "-ro") is appended to the precision
   lim=$(bound "$lim")
   echo "  torch_vgg16_finetune.py $*" | tee -a "$out/torch.log"
   local b=${2:-0}
-  timeout -k 5 "$lim" python3 "$anchors/torch_vgg16_finetune.py" "$@" >"$out/torch.cur" 2>&1
+  timeout -k 5 "$lim" "$pyw" "$anchors/torch_vgg16_finetune.py" "$@" >"$out/torch.cur" 2>&1
   cat "$out/torch.cur" >>"$out/torch.log"
   grep '^{"mode"' "$out/torch.cur" | sed "s/\"precision\": \"\([^\"]*\)\"/\"precision\": \"\1$tag\"/" >>"$out/torch.jsonl"
   # the implied job lines, with the run they came from
@@ -284,7 +297,7 @@ if [ "${SKIP_E2E:-0}" != 1 ]; then
          --log "$out/job-daemon.log" "${job_small[@]}"
     grep -h '"mode": "job' "$out/job.jsonl" 2>/dev/null | cut -c1-300 | sed 's/^/    /'
     if [ "${SKIP_TORCH:-0}" != 1 ] && [ -f "$anchors/torch_e2e_jpeg.py" ]; then
-      step e2e 60 120 python3 "$anchors/torch_e2e_jpeg.py" --data "$e2e_data" --epochs 2
+      step e2e 60 120 "$pyw" "$anchors/torch_e2e_jpeg.py" --data "$e2e_data" --epochs 2
       grep '^{"mode"' "$out/e2e.log" 2>/dev/null >>"$out/e2e.jsonl"
       grep -E '^(loader|gpu_decode|job_naive) ' "$out/e2e.log" 2>/dev/null | sed 's/^/    /'
     fi
@@ -330,12 +343,13 @@ fi
 # ---- 7. summary -------------------------------------------------------------------------
 say "summary"
 TESTS="$tests_pass passed, $tests_fail failed, $tests_skip skipped${failed_names:+ (failed:$failed_names)}${guards:+; benchmarks ran with$guards}" \
-timeout -k 5 60 python3 scripts/gpu-summary.py "$out"
+timeout -k 5 60 "$pyw" scripts/gpu-summary.py "$out"
 # Three files in OUT: the summaries and one archive of the rest.
 packed=$(mktemp)
 (cd "$out" && find . -maxdepth 1 -type f ! -name summary.md ! -name summary.json \
    ! -name logs.tar.gz -printf '%P\n' | sort >"$packed" &&
  tar -czf logs.tar.gz -T "$packed" && xargs rm -f <"$packed")
 rm -f "$packed"
+rm -rf "${pyw%/python3}"
 echo "(results in $out: summary.md, summary.json, logs.tar.gz; $(elapsed) s)"
 [ "$tests_fail" = 0 ]
