@@ -36,20 +36,8 @@ echo "== configure $build (CUDA on, Release, sm_90)"
 cmake -S "$here" -B "$build" -DVT_WITH_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
       -DCMAKE_BUILD_TYPE=Release -DVT_SANITIZE= >/dev/null
 
-echo "== build"
-# Everything if it builds; at least what the check needs otherwise.
-if ! cmake --build "$build" -j "$(nproc)" >"$build/build.log" 2>&1; then
-  echo "gpu-prepare: a full build failed (see $build/build.log); building the check's targets"
-  cmake --build "$build" -j "$(nproc)" --target vt-bench test_kernels test_parity \
-        vt-decodebench vggtuned vggtune vt-gendata
-fi
-
-echo "== collect $run"
-rm -rf "$run"
-mkdir -p "$run/bin" "$run/tests" "$run/anchors"
-cp "$build/bench/vt-bench" "$build/bench/vt-decodebench" "$build/daemon/vggtuned" \
-   "$build/client/vggtune" "$build/tools/vt-gendata" "$run/bin/"
 # The gpu-labelled tests, as ctest would run them, rewritten to the bundle.
+tests_txt=$build/gpu-tests.txt
 (cd "$build" && ctest -L gpu --show-only=json-v1) | python3 -c '
 import json, os, sys
 doc = json.load(sys.stdin)
@@ -60,10 +48,28 @@ for t in doc.get("tests", []):
     props = {p["name"]: p["value"] for p in t.get("properties", [])}
     print("|".join([t["name"], os.path.basename(cmd[0]), " ".join(cmd[1:]),
                      str(int(float(props.get("TIMEOUT", 600))))]))
-' >"$run/gpu-tests.txt"
+' >"$tests_txt"
+test_bins=$(cut -d'|' -f2 "$tests_txt" | sort -u)
+
+echo "== build"
+# Everything if it builds; at least what the check needs otherwise (every
+# binary that travels, so that none is a stale one from an earlier build).
+if ! cmake --build "$build" -j "$(nproc)" >"$build/build.log" 2>&1; then
+  echo "gpu-prepare: a full build failed (see $build/build.log); building the check's targets"
+  # shellcheck disable=SC2086
+  cmake --build "$build" -j "$(nproc)" --target vt-bench vt-decodebench vggtuned vggtune \
+        vt-gendata $test_bins
+fi
+
+echo "== collect $run"
+rm -rf "$run"
+mkdir -p "$run/bin" "$run/tests" "$run/anchors"
+cp "$build/bench/vt-bench" "$build/bench/vt-decodebench" "$build/daemon/vggtuned" \
+   "$build/client/vggtune" "$build/tools/vt-gendata" "$run/bin/"
+cp "$tests_txt" "$run/gpu-tests.txt"
 # Only those tests' binaries travel (each links the whole engine: all of
 # them together would not fit the device tool's 64 MiB).
-cut -d'|' -f2 "$run/gpu-tests.txt" | sort -u | while read -r bin; do
+for bin in $test_bins; do
   cp "$build/tests/$bin" "$run/tests/"
 done
 strip -g "$run"/bin/* "$run"/tests/* 2>/dev/null || true
@@ -81,18 +87,23 @@ rm -rf "$run/devlibs"
 } >"$run/BUILDINFO"
 
 size=$(du -sm "$run" | cut -f1)
+# What travels with it: the working tree's tracked and untracked, not ignored files.
+tree=$(( ($(cd "$here" && git ls-files -z -co --exclude-standard | xargs -0 cat 2>/dev/null | wc -c) + 1048575) / 1048576 ))
 echo "gpu-tests.txt:"; sed 's/^/  /' "$run/gpu-tests.txt"
-echo "bundle: $size MiB in $run"
-if [ "$size" -gt 60 ]; then
-  echo "gpu-prepare: the bundle is over 60 MiB; the device tool carries 64 MiB at most" >&2
+echo "bundle: $size MiB in $run, plus $tree MiB of working tree"
+if [ $(( size + tree )) -gt 60 ]; then
+  echo "gpu-prepare: bundle and working tree are over 60 MiB; the device tool carries 64 MiB at most" >&2
   exit 1
 fi
 rel=${run#"$here"/}
 cat <<EOF
 
-== device tool call (one run; the script keeps itself under ~9 minutes):
-run(command="bash scripts/gpu-check.sh $rel", carry=["$rel"], timeout_s=600)
+== device tool call (one run): each stage of the check starts only while
+   BUDGET_S lasts and is cut at its end, so the check ends by about
+   BUDGET_S + 10 s (the last stage's kill grace, the summary):
+run(command="BUDGET_S=480 bash scripts/gpu-check.sh $rel", carry=["$rel"], timeout_s=540)
    (kind: leave it out, or nvidia-h100-x1 / nvidia-h200; the table names the card)
-Results come back under the reply's files_at: summary.md, summary.json,
-bench.jsonl, torch.jsonl, decode.jsonl, job.jsonl, e2e.jsonl, and the logs.
+Three files come back under the reply's files_at: summary.md, summary.json
+and logs.tar.gz (bench.jsonl, torch.jsonl, decode.jsonl, job.jsonl,
+e2e.jsonl, every log).  Rehearse it here first: tests/gpucheck/rehearse.sh.
 EOF
