@@ -48,7 +48,9 @@
 # SKIP_E2E=1 (stage 5), SKIP_DECODE=1 (its decode benchmark), QUICK=1 (batch 64 only); E2E_DATA (the dataset of
 # stage 5, default ${TMPDIR:-/tmp}/vt-gpucheck-data, outside OUT so that it
 # does not travel back);
-# BUDGET_S (default 540): no stage starts after it; TEST_CAP_S (default
+# BUDGET_S (default 540): no stage starts after it and every stage is cut at
+# it, so the check ends by BUDGET_S + 5 s (the kill grace of the stage cut)
+# + the summary (a second, 35 s at most); TEST_CAP_S (default
 # 240): the most seconds one GPU test may take; TESTS_NEED_S (default 300):
 # a GPU test starts only with this much of the budget left; SANITIZE=0: no
 # compute-sanitizer run of a failing test.
@@ -353,7 +355,7 @@ fi
 # ---- 7. summary -------------------------------------------------------------------------
 say "summary"
 TESTS="$tests_pass passed, $tests_fail failed, $tests_skip skipped${failed_names:+ (failed:$failed_names)}${guards:+; benchmarks ran with$guards}" \
-timeout -k 5 60 "$pyw" scripts/gpu-summary.py "$out"
+timeout -k 5 30 "$pyw" scripts/gpu-summary.py "$out"
 # Three files in OUT: the summaries and one archive of the rest.
 packed=$(mktemp)
 (cd "$out" && find . -maxdepth 1 -type f ! -name summary.md ! -name summary.json \
