@@ -82,8 +82,12 @@ fi
 
 # ---- 1. device and libraries ---------------------------------------------------
 say "device"
-timeout -k 5 30 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm,temperature.gpu,utilization.gpu \
-           --format=csv 2>&1 | head -3
+smi=$(timeout -k 5 30 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm,temperature.gpu,utilization.gpu \
+           --format=csv 2>&1 | head -3)
+echo "$smi"
+# the card's name for the summary when neither vt-bench nor the job ran
+GPU_NAME=$(echo "$smi" | sed -n 2p | cut -d, -f1)
+export GPU_NAME
 cat "$run/BUILDINFO" 2>/dev/null
 devlibs=$run/devlibs
 if [ -f "$run/devlibs.tar.gz" ]; then
@@ -248,7 +252,9 @@ anchor() { # TIMEOUT TAG ARGS...: TAG ("" or "-ro") is appended to the precision
   echo "  torch_vgg16_finetune.py $*" | tee -a "$out/torch.log"
   local b=${2:-0}
   timeout -k 5 "$lim" "$pyw" "$anchors/torch_vgg16_finetune.py" "$@" >"$out/torch.cur" 2>&1
+  local rc=$?
   cat "$out/torch.cur" >>"$out/torch.log"
+  [ $rc = 0 ] || echo "    rc $rc$([ $rc = 124 ] && echo " (cut at ${lim}s)"): $(tail -2 "$out/torch.cur" | tr '\n' ' ' | cut -c1-300)"
   grep '^{"mode"' "$out/torch.cur" | sed "s/\"precision\": \"\([^\"]*\)\"/\"precision\": \"\1$tag\"/" >>"$out/torch.jsonl"
   # the implied job lines, with the run they came from
   grep '^{"job"' "$out/torch.cur" | sed "s/^{/{\"batch\": $b, \"variant\": \"$*\", /" >>"$out/torch_job.jsonl"

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """The table of scripts/gpu-check.sh, from the JSON lines its stages wrote.
 
-  gpu-summary.py OUT        (environment: TESTS, the tests' one-line verdict)
+  gpu-summary.py OUT
+
+Environment: TESTS, the tests' one-line verdict; GPU_NAME, the card's name
+for the title when no vt-bench or job line names the device.
 
 Reads OUT/bench.jsonl (vt-bench), torch.jsonl and torch_job.jsonl (the
 PyTorch anchor), decode.jsonl (scripts/bench-decode.sh), job.jsonl and
@@ -73,7 +76,8 @@ class Summary:
                                     if r.get("mode") == "job"), None)
         self.e2e = {r["mode"]: r for r in load(out, "e2e.jsonl") if "mode" in r}
         self.torch_job = load(out, "torch_job.jsonl")
-        self.device = next((r["device"] for r in self.ours + [self.job or {}] if r.get("device")), "?")
+        self.device = next((r["device"] for r in self.ours + [self.job or {}] if r.get("device")),
+                           os.environ.get("GPU_NAME") or "?")
         self.batches = sorted({r["batch"] for r in self.ours + self.torch if isinstance(r["batch"], int)})
 
     def speed(self):

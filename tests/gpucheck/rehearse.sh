@@ -22,6 +22,10 @@
 #     that print exactly their lines, with an H200's figures of 2026-12-04.
 # The environment passes through (QUICK=1, SKIP_*=1, BUDGET_S...): each
 # variant of the check can be rehearsed.  Takes about 4 minutes on 2 cores.
+# With a BUDGET_S too short for every stage (BUDGET_S=75 cuts vt-bench at
+# batch 256 mid-run), the stages it leaves out are reported missing below:
+# what to look at then is that the check ended in time and its summary
+# came out from what there was.
 #
 # Then checks what comes back: exactly summary.md, summary.json and
 # logs.tar.gz in OUT (the device tool returns 8 files at most), every
@@ -42,10 +46,13 @@ s=$(date +%s)
 PATH=$stubs/bin:$PATH ANCHORS_DIR=$stubs/anchors OUT=$work/out E2E_DATA=$work/data \
 TMPDIR=$work/tmp REHEARSAL=1 bash "$here/scripts/gpu-check.sh" "$run" >"$work/console.log" 2>&1
 rc=$?
-echo "rehearse: gpu-check.sh exited $rc after $(( $(date +%s) - s )) s"
+took=$(( $(date +%s) - s ))
+echo "rehearse: gpu-check.sh exited $rc after $took s"
 
 bad=0
 miss() { echo "rehearse: MISSING $*"; bad=1; }
+# the promise of gpu-check.sh's header: BUDGET_S + 5 s of kill grace + the summary
+[ "$took" -le $(( ${BUDGET_S:-540} + 40 )) ] || miss "an end by BUDGET_S + 40 s: took $took s"
 out=$work/out
 got=$(cd "$out" 2>/dev/null && ls | sort | tr '\n' ' ')
 [ "$got" = "logs.tar.gz summary.json summary.md " ] || miss "OUT should hold exactly logs.tar.gz summary.json summary.md; holds: $got"

@@ -35,9 +35,12 @@ TMP = vtpy.tmpdir(a.keep)
 TESTS = "2 passed, 2 failed, 0 skipped (failed: model_cuda parity_cuda)"
 
 
-def summarize(out, tests=TESTS):
-    r = subprocess.run([sys.executable, SUMMARY, out], capture_output=True, text=True,
-                       env=dict(os.environ, TESTS=tests), timeout=60)
+def summarize(out, tests=TESTS, gpu_name=None):
+    env = {k: v for k, v in os.environ.items() if k != "GPU_NAME"}
+    env["TESTS"] = tests
+    if gpu_name:
+        env["GPU_NAME"] = gpu_name
+    r = subprocess.run([sys.executable, SUMMARY, out], capture_output=True, text=True, env=env, timeout=60)
     vtpy.check(r.returncode == 0, f"gpu-summary.py {out} exited {r.returncode}: {r.stderr[-2000:]}")
     with open(os.path.join(out, "summary.md")) as f:
         md = f.read()
@@ -84,6 +87,8 @@ md, js, err = summarize(empty, "0 passed, 0 failed, 0 skipped")
 vtpy.check(md.startswith("# GPU check: ?\n\ntests: 0 passed") and "| figure | batch |" in md,
            f"summary of nothing:\n{md}")
 vtpy.check(js["figures"] == [] and js["job"] is None, f"summary.json of nothing: {js}")
+md, js, err = summarize(empty, "0 passed, 0 failed, 0 skipped", gpu_name="NVIDIA H200")
+vtpy.check(md.startswith("# GPU check: NVIDIA H200\n"), f"GPU_NAME, where nothing names the device:\n{md}")
 
 cut = fixture("cut")
 for name in os.listdir(cut):  # noise, and a last line cut in half by a time bound

@@ -7,7 +7,7 @@ with the figures the real anchor printed on an H200 on 2026-12-04
 (bench/runs/2026-12-04-h200/run1-torch.log) where that run measured the
 combination, and made-up but plausible ones otherwise.
 """
-import argparse, json, os
+import argparse, json, os, time
 
 p = argparse.ArgumentParser()
 p.add_argument("--batch", type=int, default=64)
@@ -18,8 +18,6 @@ p.add_argument("--warmup", type=int, default=5)
 p.add_argument("--precisions", default="fp32,bf16")
 p.add_argument("--compile", default="")
 a = p.parse_args()
-if os.environ.get("VT_STUB_ANCHOR_FAIL"):
-    raise SystemExit("torch_vgg16_finetune (stub): failing as VT_STUB_ANCHOR_FAIL asks")
 
 # (precision, compile mode, batch) -> (trunk_fwd, step_full, step_cached) img/s, peak MiB x3
 H200 = {
@@ -40,6 +38,10 @@ for prec in a.precisions.split(","):
                  peak_mem_mib=round(mem * a.batch / 64 if (prec, a.compile, a.batch) not in H200 else mem))
         rows.append(r)
         print(json.dumps(r), flush=True)
+        # VT_STUB_ANCHOR_SLEEP=S: hang S seconds after the first line, as a
+        # run cut by gpu-check's time bound would (rehearses the cut)
+        if len(rows) == 1 and os.environ.get("VT_STUB_ANCHOR_SLEEP"):
+            time.sleep(float(os.environ["VT_STUB_ANCHOR_SLEEP"]))
 
 N, E = 2000, 10
 for prec in a.precisions.split(","):
