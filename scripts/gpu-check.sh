@@ -156,7 +156,7 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
     # shellcheck disable=SC2086
     # heuristic algorithm choice: correctness here, timed searches in the benchmarks
     (cd "$run/tests" && VT_CUDA_CONV_SEARCH=${TEST_CONV_SEARCH:-heuristic} \
-       timeout -k 5 "$lim" "$exe" $args) >"$out/test.cur" 2>&1
+       timeout -k 5 "$lim" "$exe" $args) </dev/null >"$out/test.cur" 2>&1
     rc=$?
     cat "$out/test.cur" >>"$out/tests.log"
     d=$(( $(date +%s) - s ))
@@ -171,7 +171,7 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
            echo "  re-running $name under compute-sanitizer (memcheck), 150 s at most"
            # shellcheck disable=SC2086
            (cd "$run/tests" && timeout -k 5 150 compute-sanitizer --tool memcheck --print-limit 20 \
-              "$exe" $args) >"$out/sanitizer.log" 2>&1
+              "$exe" $args) </dev/null >"$out/sanitizer.log" 2>&1
            grep -E "Invalid|ERROR|error|at 0x|by thread" "$out/sanitizer.log" | head -20 | sed 's/^/      /'
          fi ;;
     esac
