@@ -852,24 +852,26 @@ static int vt__check_val_classes(const cJSON *doc)
 /* Refuses an output that is not a directory, and, unless the document sets
  * overwrite, an output directory that holds a finished job's model (the
  * job would replace it when it starts: the trainer checks the same,
- * vt_output_finished_model). */
+ * vt_output_protected_model). */
 static int vt__check_output(const cJSON *doc)
 {
     const char *out = vt__get_str(doc, NULL, "output");
     struct stat st;
     vt_writer w;
     char by[80];
-    int rc;
+    int rc, aside;
     if (out && stat(out, &st) == 0 && !S_ISDIR(st.st_mode))
         return vt_error_set(VT_EINVAL, "--out %s exists and is not a directory", out);
     if (out && !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(doc, "overwrite"))) {
-        if ((rc = vt_output_finished_model(out, &w)) < 0 && rc != VT_EPERM)
+        if ((rc = vt_output_protected_model(out, &w, &aside)) < 0 && rc != VT_EPERM)
             return rc; /* (one we cannot read: the job decides) */
         if (rc == 1) {
             vt_writer_name(&w, NULL, by, sizeof by);
-            return vt_error_set(VT_EBUSY, "--out %s holds the model of %s, which finished; "
+            return vt_error_set(VT_EBUSY, "--out %s holds the model of %s, which finished%s; "
                                 "give this job another output directory, or --overwrite to "
-                                "replace it", out, by);
+                                "replace it", out, by,
+                                aside ? " (kept in " VT_OUTPUT_ASIDE " while a job that "
+                                        "replaces it has not finished)" : "");
         }
     }
     if (out) { /* the folder, or the nearest one above it that exists, writable by us */

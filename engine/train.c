@@ -597,16 +597,14 @@ static int vt__begin_pass(vt_trainer *t, int val);
 static int vt__check_model_owner(vt_trainer *t, int resuming)
 {
     vt_writer owner;
-    char by[80], aside[PATH_MAX];
-    int rc, waiting = 0;
+    char by[80];
+    int rc, waiting;
     if (t->spec.overwrite)
         return 0;
     if ((rc = vt_train__enter(t)) < 0)
         return rc;
-    rc = vt_output_finished_model(t->spec.output, &owner);
-    /* one set aside for a replacement that has not finished is kept too */
-    if (rc == 0 && vt_path(aside, sizeof aside, "%s/" VT_TRAIN_ASIDE, t->spec.output) == 0)
-        waiting = (rc = vt_output_finished_model(aside, &owner)) == 1;
+    /* (one set aside for a replacement that has not finished counts too) */
+    rc = vt_output_protected_model(t->spec.output, &owner, &waiting);
     vt_train__leave(t);
     if (rc < 0)
         return vt_error_wrap(rc, "output");
@@ -617,7 +615,7 @@ static int vt__check_model_owner(vt_trainer *t, int resuming)
     return vt_error_set(VT_EBUSY, "output %s holds the model of %s, which finished%s; give this "
                         "job another output directory, or set overwrite (--overwrite) to "
                         "replace it", t->spec.output, by,
-                        waiting ? " (kept in " VT_TRAIN_ASIDE " while a job that replaces it "
+                        waiting ? " (kept in " VT_OUTPUT_ASIDE " while a job that replaces it "
                                   "has not finished)"
                         : resuming ? " there while this job was stopped" : "");
 }

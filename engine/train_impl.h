@@ -101,10 +101,6 @@ int vt_train__settle(vt_trainer *t);
 
 /* ---- train_output.c ---- */
 
-/* The folder of OUT where a finished model that a job replaces waits until
- * that job ends (vt_train__remove_outputs). */
-#define VT_TRAIN_ASIDE ".vggtune-replaced"
-
 /* Fills m from one entry of metrics JSON as vt_epoch_metrics_json writes
  * it; 0, or VT_EFORMAT naming the missing field. */
 int vt_train__metrics_parse(const cJSON *o, vt_epoch_metrics *m);

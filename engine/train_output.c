@@ -522,14 +522,14 @@ static int vt__move_outputs(const char *from, const char *to, char *moved, size_
 static int vt__aside_dir(const vt_trainer *t, char *path, size_t len)
 {
     struct stat st;
-    int rc = vt_path(path, len, "%s/" VT_TRAIN_ASIDE, t->spec.output);
+    int rc = vt_path(path, len, "%s/" VT_OUTPUT_ASIDE, t->spec.output);
     if (rc < 0)
         return rc;
     if (lstat(path, &st) < 0)
         return errno == ENOENT ? 0
                                : vt_error_set(VT_EIO, "%s: %s", path, strerror(errno));
     if (!S_ISDIR(st.st_mode))
-        return vt_error_set(VT_EBUSY, "output %s holds a " VT_TRAIN_ASIDE " that is not a folder "
+        return vt_error_set(VT_EBUSY, "output %s holds a " VT_OUTPUT_ASIDE " that is not a folder "
                             "of vggtune's; move it away", t->spec.output);
     return 1;
 }

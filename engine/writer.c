@@ -80,3 +80,16 @@ int vt_output_finished_model(const char *dir, vt_writer *w)
     vt_tensorset_free(meta);
     return w->job >= 0 && vt__classmap_names(dir, w);
 }
+
+int vt_output_protected_model(const char *dir, vt_writer *w, int *aside)
+{
+    char path[PATH_MAX];
+    int rc = vt_output_finished_model(dir, w);
+    if (aside)
+        *aside = 0;
+    if (rc != 0 || vt_path(path, sizeof path, "%s/" VT_OUTPUT_ASIDE, dir) < 0)
+        return rc;
+    if ((rc = vt_output_finished_model(path, w)) == 1 && aside)
+        *aside = 1;
+    return rc;
+}

@@ -49,4 +49,14 @@ void vt_writer_name(const vt_writer *w, const char *store, char *buf, size_t len
  * read.  Reads as the calling thread's identity. */
 int vt_output_finished_model(const char *dir, vt_writer *w);
 
+/* The folder of an output directory where a finished model that a new job
+ * replaces waits until that job ends (put back if it does not succeed). */
+#define VT_OUTPUT_ASIDE ".vggtune-replaced"
+
+/* The finished model a new job in dir would replace: as
+ * vt_output_finished_model of dir, and when dir holds none, of
+ * dir/VT_OUTPUT_ASIDE; *aside (may be NULL) says it was the one waiting
+ * there. */
+int vt_output_protected_model(const char *dir, vt_writer *w, int *aside);
+
 #endif

@@ -442,10 +442,14 @@ while not (os.path.isdir(aside) and os.path.exists(os.path.join(kr_out, "metrics
 fg.kill()
 fg.wait()
 kr.start()
-j = kr.cli_json("submit", "--spec", spec_file("kill-replace", epochs=1))["job"]["id"]
-st = kr.wait_state(j, ["failed", "succeeded"])
-vtpy.check(st["state"] == "failed" and f"holds the model of job {j0}, which finished (kept in "
-           ".vggtune-replaced" in st.get("error", "") and
+why = f"holds the model of job {j0}, which finished (kept in .vggtune-replaced"
+r = kr.cli("submit", "--spec", spec_file("kill-replace", epochs=1), check=False)
+vtpy.check(r.returncode == 2 and why in r.stderr, f"vggtune submit: {r.returncode} {r.stderr!r}")
+raw = kr.raw()  # (the daemon checks the same when the job starts)
+j = raw.request({"op": "submit", "job": json.load(open(spec_file("kill-replace", epochs=1)))})
+raw.close()
+st = kr.wait_state(j["job"]["id"], ["failed", "succeeded"])
+vtpy.check(st["state"] == "failed" and why in st.get("error", "") and
            all(sha(os.path.join(aside, n)) == kr_sums[n] for n in kr_files),
            f"a job without overwrite over a finished model set aside: {st}")
 rc, _ = kr.stop()
