@@ -474,8 +474,16 @@ static int vt__build_params(vt_trainer *t)
     memcpy(hidden, s->hidden, sizeof s->hidden);
     if (s->init) {
         int ih[VT_MAX_DENSE], inh, inc;
+        char copy[PATH_MAX];
         if ((rc = vt_train__enter(t)) == 0) {
             rc = vt_safetensors_read(&init, s->init);
+            vt_train__leave(t);
+        }
+        /* A job started from the model it replaces, restarted (resuming or
+         * afresh), finds it where it waits for the job's end. */
+        if (rc == VT_ENOTFOUND && vt_train__replaced_copy(t, s->init, copy, sizeof copy) == 1 &&
+            (rc = vt_train__enter(t)) == 0) {
+            rc = vt_safetensors_read(&init, copy);
             vt_train__leave(t);
         }
         if (rc < 0)
@@ -684,6 +692,19 @@ static int vt__check_output(vt_trainer *t)
     else if (rc == 0 && !fresh)
         rc = vt__check_model_owner(t, 1);
     t->take_over = rc == 0 && fresh && !t->out_created;
+    /* The directory is this job's from here, when it resumes there (and
+     * passed the checks above) or holds no finished model that a put back
+     * replaced model would remove: a job failing before its first epoch
+     * (data gone, init unreadable) puts back what an earlier run of it
+     * moved aside.  A finished model to take over waits for
+     * vt_train__remove_outputs. */
+    if (rc == 0 && !fresh)
+        t->owns_output = 1;
+    else if (rc == 0 && vt_train__enter(t) == 0) {
+        vt_writer w;
+        t->owns_output = vt_output_finished_model(t->spec.output, &w) == 0;
+        vt_train__leave(t);
+    }
     return rc;
 }
 
@@ -726,8 +747,11 @@ static int vt__prepare(vt_trainer *t)
     at[0] = vt_clock_mono();
     if ((rc = vt__build_params(t)) < 0) /* before the takeover: init may be a model there */
         return rc;
-    if (t->take_over && ((rc = vt__check_takeover(t)) < 0 ||
-                         (rc = vt_train__remove_outputs(t)) < 0))
+    if (t->take_over && (rc = vt__check_takeover(t)) < 0) {
+        t->owns_output = 0; /* another writer's since: not to be removed */
+        return rc;
+    }
+    if (t->take_over && (rc = vt_train__remove_outputs(t)) < 0)
         return rc;
     t->owns_output = 1;
     at[1] = vt_clock_mono();

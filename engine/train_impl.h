@@ -125,7 +125,9 @@ int vt_train__write_classmap(vt_trainer *t);
  * file of the list above there into OUT/.vggtune-replaced (emptied first),
  * where they wait for this job's end; otherwise removes them (an
  * unfinished job's, with nothing worth keeping; a replaced model already
- * waiting stays).  0, or VT_EIO when one cannot be moved or removed. */
+ * waiting stays).  0, or VT_EIO when one cannot be moved or removed (a
+ * move that fails part way puts back what it had moved, so the finished
+ * model is never left split between the two). */
 int vt_train__remove_outputs(vt_trainer *t);
 
 /* When the job has succeeded: removes the outputs it replaced (see
@@ -134,6 +136,12 @@ int vt_train__remove_outputs(vt_trainer *t);
  * as the job's owner, best effort (a warning in the job log says what
  * stays where). */
 void vt_train__end_replaced(vt_trainer *t, int succeeded);
+
+/* When path names one of the outputs of OUT (however it is spelled) that
+ * waits in OUT/.vggtune-replaced, as a job started from the model it
+ * replaces finds it once restarted: 1 with that copy's path in copy[len],
+ * else 0 (or an error entering the job's identity).  As the job's owner. */
+int vt_train__replaced_copy(vt_trainer *t, const char *path, char *copy, size_t len);
 
 /* Fresh or resuming: removes the temporary files of those outputs that a
  * run killed while writing one left in OUT (as large as the file each was

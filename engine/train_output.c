@@ -549,8 +549,15 @@ int vt_train__remove_outputs(vt_trainer *t)
     if (!finished) /* an unfinished job's outputs: nothing to keep */
         rc = vt__move_outputs(t->spec.output, NULL, dropped, sizeof dropped);
     else if ((rc = vt_mkdir_p(aside, NULL)) == 0 &&
-             (rc = vt__move_outputs(aside, NULL, dropped, sizeof dropped)) == 0)
-        rc = vt__move_outputs(t->spec.output, aside, moved, sizeof moved);
+             (rc = vt__move_outputs(aside, NULL, dropped, sizeof dropped)) == 0 &&
+             (rc = vt__move_outputs(t->spec.output, aside, moved, sizeof moved)) < 0) {
+        /* Not half moved: the finished model stays whole where it was
+         * (aside holds only what was just moved there). */
+        char back[512] = "";
+        if (vt__move_outputs(aside, t->spec.output, back, sizeof back) == 0)
+            moved[0] = '\0';
+        rmdir(aside);
+    }
     vt_train__leave(t);
     if (dropped[0])
         vt_train__say(t, VT_LOG_INFO, "removed %s outputs from %s: %s",
@@ -560,6 +567,33 @@ int vt_train__remove_outputs(vt_trainer *t)
         vt_train__say(t, VT_LOG_INFO, "moved the finished earlier job's outputs (%s) to %s; "
                       "they are removed when this job succeeds, and put back if it fails or "
                       "is cancelled", moved, aside);
+    return rc;
+}
+
+int vt_train__replaced_copy(vt_trainer *t, const char *path, char *copy, size_t len)
+{
+    struct stat dir, out, st;
+    char parent[PATH_MAX];
+    const char *slash = strrchr(path, '/'), *name = slash ? slash + 1 : path;
+    size_t i, n = slash ? (size_t)(slash - path) : 0;
+    int rc;
+    for (i = 0; i < sizeof vt__outputs / sizeof vt__outputs[0]; i++)
+        if (strcmp(name, vt__outputs[i]) == 0)
+            break;
+    if (i == sizeof vt__outputs / sizeof vt__outputs[0] || n >= sizeof parent)
+        return 0;
+    if (!slash || slash == path)
+        snprintf(parent, sizeof parent, "%s", slash ? "/" : ".");
+    else
+        snprintf(parent, sizeof parent, "%.*s", (int)n, path);
+    if ((rc = vt_train__enter(t)) < 0)
+        return rc;
+    rc = stat(parent, &dir) == 0 && stat(t->spec.output, &out) == 0 &&
+         dir.st_dev == out.st_dev && dir.st_ino == out.st_ino &&
+         vt__aside_dir(t, copy, len) == 1 &&
+         vt_path(copy + strlen(copy), len - strlen(copy), "/%s", name) == 0 &&
+         stat(copy, &st) == 0;
+    vt_train__leave(t);
     return rc;
 }
 

@@ -430,6 +430,39 @@ vtpy.check(fg.returncode == 130 and not os.path.exists(aside) and
            all(sha(os.path.join(kr_out, n)) == kr_sums[n] for n in kr_files),
            f"vggtuned run interrupted over a finished model: {fg.returncode} {err[-300:]!r} "
            f"{sorted(os.listdir(kr_out))}")
+# A job started from the very model it replaces (init in the same folder)
+# finds it aside once restarted, and resumes; one that fails as it starts
+# again (its data gone) puts the replaced outputs back, as any failed job
+# does.  (Before, the first failed with "init: no such file" and neither
+# put anything back: the earlier model stayed in .vggtune-replaced.)
+ri = Daemon(a.build, TMP, name="restart-replace")
+ri_data = os.path.join(TMP, "restart-replace-data")
+subprocess.run(["cp", "-a", DATA, ri_data], check=True)
+ri_spec = job_spec(ri_data, kr_out, head={"dense": [64, 32], "dropout": 0.2}, overwrite=True)
+for case in ("init", "data gone"):
+    extra = {"init": os.path.join(kr_out, "model.safetensors")} if case == "init" else {}
+    path = os.path.join(TMP, "restart-replace.json")
+    with open(path, "w") as f:
+        json.dump(dict(ri_spec, epochs=50, **extra), f)
+    j = ri.cli_json("submit", "--spec", path)["job"]["id"]
+    st = after_first_epoch(ri, j)
+    vtpy.check(st["state"] == "running" and os.path.isdir(aside), f"{case}: {st['state']}")
+    ri.kill9()
+    if case == "data gone":
+        os.rename(ri_data, ri_data + ".gone")
+    ri.start()
+    if case == "init":
+        st = after_first_epoch(ri, j)
+        vtpy.check(st["state"] == "running", f"{case}: restarted: {st.get('error')}")
+        ri.cli("cancel", str(j))
+    st = ri.wait_state(j, ["cancelled", "failed", "succeeded"])
+    vtpy.check(st["state"] == ("cancelled" if case == "init" else "failed") and
+               not os.path.exists(aside) and
+               all(sha(os.path.join(kr_out, n)) == kr_sums[n] for n in kr_files),
+               f"{case}: the replaced outputs after the restarted job ended {st['state']} "
+               f"({st.get('error')}): {sorted(os.listdir(kr_out))}")
+rc, _ = ri.stop()
+vtpy.check(rc == 0, f"stop: {rc}")
 # Killed outright, it leaves the finished model aside and its own unfinished
 # outputs in place: a job without overwrite still may not replace that model.
 fg = subprocess.Popen([VGGTUNED, "run", "--backend", "cpu", "--quiet",
