@@ -817,8 +817,10 @@ static int vt__prepare(vt_trainer *t)
                 : (t->flip_copies ? "on (with mirror images)" : "on"));
     t->phase = t->epoch >= s->epochs || t->stop_early ? PH_FINISH : PH_TRAIN;
     if (t->resume_val && t->phase == PH_TRAIN) {
-        /* The training pass of this epoch had finished: validate again. */
+        /* The training pass of this epoch had finished: validate again.
+         * (The later epochs' estimate counts the images that pass read.) */
         t->in_epoch = 1;
+        t->train_n = t->seen;
         t->phase = t->val ? PH_VAL : PH_EPOCH_END;
         t->pos = 0;
         if (t->val && (rc = vt__begin_pass(t, 1)) < 0)
@@ -867,6 +869,10 @@ static int vt__begin_pass(vt_trainer *t, int val)
         cached = bad[i] || (have[i] && (val || !t->flip_copies || have[ds->n + i]));
     t->from_loader = !cached;
     t->aug = aug;
+    if (val) { /* (here, so that a job resumed into the validation pass counts it too) */
+        t->val_step = 0;
+        t->val_steps = (t->order_n + t->spec.batch_size - 1) / t->spec.batch_size;
+    }
     if (!cached) /* with flip copies the loader decodes unmirrored images */
         return vt_loader_begin(val ? t->lval : t->ltrain, t->order + t->pos,
                                t->order_n - t->pos,
@@ -1112,11 +1118,7 @@ static int vt__train_step(vt_trainer *t)
         if (t->val) {
             t->phase = PH_VAL;
             t->pos = 0;
-            if ((rc = vt__begin_pass(t, 1)) < 0)
-                return rc;
-            t->val_step = 0;
-            t->val_steps = (t->order_n + t->spec.batch_size - 1) / t->spec.batch_size;
-            return 0;
+            return vt__begin_pass(t, 1);
         }
         t->phase = PH_EPOCH_END;
         return 0;

@@ -585,6 +585,31 @@ eta1 = [p["eta_s"] for p in progress if p["phase"] == "training" and p["epoch"] 
 vtpy.check(eta1 and all(e > 0 for e in eta1) and val[-1]["eta_s"] == 0 and
            progress[-1]["phase"] == "saving" and progress[-1]["eta_s"] == 0 and
            all(p.get("eta_s", 0) >= 0 for p in progress), f"ETAs: {progress}")
+# A job stopped in its validation pass resumes into it: that pass's steps
+# and the estimate of the epochs after it are known there too (they were
+# 0: no bar, "ETA 0:00", until the next epoch's training).
+vdata = make_data(a.build, os.path.join(TMP, "val-data"), per_class=4, val=80)
+vspec = os.path.join(TMP, "val-resume.json")
+with open(vspec, "w") as f:
+    json.dump(job_spec(vdata, os.path.join(TMP, "out", "val-resume"), epochs=3), f)
+vj = ph.cli_json("submit", "--spec", vspec)["job"]["id"]
+wr = Raw(ph.socket)
+wr.send({"op": "watch", "job": vj})
+while (m := wr.read()) is not None and not (
+        m.get("event") == "progress" and m["progress"]["phase"] == "validating" and
+        m["progress"]["epoch"] == 2 and m["progress"]["step"] >= 2):
+    pass
+wr.close()
+ph.stop()
+ph.start()
+wr = Raw(ph.socket)
+wr.send({"op": "watch", "job": vj})
+while (m := wr.read()) is not None and not (
+        m.get("event") == "progress" and m["progress"]["phase"] == "validating"):
+    pass
+wr.close()
+vtpy.check(m and m["progress"]["epoch"] == 2 and m["progress"]["steps"] == 30 and
+           m["progress"]["eta_s"] > 0, f"progress resumed into validation: {m}")
 ph.stop()
 # vggtuned run on a terminal shows the same phases on its progress line.
 master, slave = pty.openpty()
