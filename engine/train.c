@@ -869,6 +869,7 @@ static int vt__begin_pass(vt_trainer *t, int val)
         cached = bad[i] || (have[i] && (val || !t->flip_copies || have[ds->n + i]));
     t->from_loader = !cached;
     t->aug = aug;
+    t->pass_start = t->pos;
     if (val) { /* (here, so that a job resumed into the validation pass counts it too) */
         t->val_step = 0;
         t->val_steps = (t->order_n + t->spec.batch_size - 1) / t->spec.batch_size;
@@ -989,10 +990,11 @@ static int vt__collect_failures(vt_trainer *t, int val)
     vt_loader *l = val ? t->lval : t->ltrain;
     const char *kind = val ? "validation" : "training";
     char first[512] = "";
-    int left = 0, found = 0, tried = 0;
+    /* (the pass's order holds the samples not yet known bad; one resumed
+     * mid-pass set out to read those from its position on) */
+    int left = 0, found = 0, tried = t->order_n - t->pass_start;
     for (int i = 0; i < ds->n; i++) {
         const char *why = vt_loader_failure(l, i);
-        tried += !bad[i];
         if (why && !bad[i]) {
             bad[i] = 1;
             if (!found++)

@@ -52,6 +52,8 @@ struct vt_trainer {
     uint64_t iteration;         /* SGD steps done over the whole job */
     int step, steps;            /* batches done / expected this epoch */
     int val_step, val_steps;    /* the same, of this epoch's validation pass */
+    int pass_start;             /* the position the pass under way began at (a
+                                   resumed pass reads only from there on) */
     int train_n;                /* images of this epoch's training pass */
     vt_xent_sums sums, val_sums; /* this pass's loss and correct counts, complete
                                     only after a vt_backend_sync() (see vt_train__settle) */
