@@ -173,7 +173,7 @@ vtpy.check(p.wait(30) == 0, "SIGTERM exit status")
 ns.close()
 
 # ---- the watchdog through a long step ------------------------------------------------
-# A CPU step of several seconds (scratch, batch 96) is longer than the
+# A CPU step of several seconds (scratch, batch 128) is longer than the
 # watchdog's 2 s: the device thread shows life after every layer, so the
 # pings go on through it (they stopped for the step's length, and a first
 # step longer than WatchdogSec had systemd restart the daemon for good).
@@ -181,9 +181,9 @@ wsock = os.path.join(TMP, "watchdog.sock")
 ws = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 ws.bind(wsock)
 ws.settimeout(2)
-data = make_data(a.build, os.path.join(TMP, "wd-data"), classes=2, per_class=48, val=0,
+data = make_data(a.build, os.path.join(TMP, "wd-data"), classes=2, per_class=64, val=0,
                  size="64x64")
-spec = job_spec(data, os.path.join(TMP, "wd-out"), mode="scratch", epochs=1, batch_size=96,
+spec = job_spec(data, os.path.join(TMP, "wd-out"), mode="scratch", epochs=1, batch_size=128,
                 data={"val": None, "image_size": 64}, head={"dense": [16]})
 with open(os.path.join(TMP, "wd.json"), "w") as f:
     json.dump(spec, f)
@@ -209,7 +209,7 @@ while (end is None or time.time() < end) and time.time() - t0 < 300:
         secs = time.time() - t0
         end = time.time() + 2.5 if done else None  # (the ping after the last step)
 gaps = [b - a for a, b in zip(pings, pings[1:])]
-vtpy.check(done and '"succeeded"' in st and secs > 8 and gaps and max(gaps) < 4,
+vtpy.check(done and '"succeeded"' in st and secs > 6 and gaps and max(gaps) < 4,
            f"watchdog pings through a {secs:.1f} s job of long steps: gaps {gaps}")
 p.send_signal(signal.SIGTERM)
 vtpy.check(p.wait(30) == 0, "SIGTERM exit status")
