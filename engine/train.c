@@ -215,8 +215,13 @@ static int vt__probe_all(vt_trainer *t, const vt_dataset *ds, uint8_t *bad, int6
         }
     }
     pthread_mutex_lock(&mu);
-    while (pending > 0)
-        pthread_cond_wait(&cv, &mu);
+    while (pending > 0) { /* (a large tree takes minutes: the watchdog sees the wait) */
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 1;
+        pthread_cond_timedwait(&cv, &mu, &until);
+        vt_backend_heartbeat(t->env.be);
+    }
     pthread_mutex_unlock(&mu);
     for (int c = 0; rc == 0 && c < chunks; c++)
         if (tasks[c].fatal)
