@@ -467,6 +467,13 @@ int vt_train__foreign_output(vt_trainer *t, char *name, size_t len)
     return rc;
 }
 
+/* Appends name to the list in buf[len] (", " between names). */
+static void vt__list_add(char *buf, size_t len, const char *name)
+{
+    size_t n = strlen(buf);
+    snprintf(buf + n, len - n, "%s%s", n ? ", " : "", name);
+}
+
 void vt_train__sweep_outputs(vt_trainer *t)
 {
     char removed[512] = "", one[256];
@@ -477,8 +484,7 @@ void vt_train__sweep_outputs(vt_trainer *t)
      * here: the output directory is the job's own) */
     for (size_t i = 0; i < sizeof vt__outputs / sizeof vt__outputs[0]; i++)
         if ((k = vt_atomic_sweep(t->spec.output, vt__outputs[i], 0, one, sizeof one)) > 0) {
-            snprintf(removed + strlen(removed), sizeof removed - strlen(removed), "%s%s",
-                     removed[0] ? ", " : "", one);
+            vt__list_add(removed, sizeof removed, one);
             n += k;
         }
     vt_train__leave(t);
@@ -486,13 +492,6 @@ void vt_train__sweep_outputs(vt_trainer *t)
         vt_train__say(t, VT_LOG_INFO, "removed %d unfinished temporary file%s from %s, left by "
                       "a run stopped while writing %s (of %s)", n, n == 1 ? "" : "s",
                       t->spec.output, n == 1 ? "it" : "them", removed);
-}
-
-/* Appends name to the list in buf[len] (", " between names). */
-static void vt__list_add(char *buf, size_t len, const char *name)
-{
-    size_t n = strlen(buf);
-    snprintf(buf + n, len - n, "%s%s", n ? ", " : "", name);
 }
 
 /* Moves (rename, or unlink with to NULL) every file of vt__outputs from
