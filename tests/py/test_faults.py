@@ -104,6 +104,13 @@ def tmpfs_state_daemon(name, size, folder="", est_bps="1e15"):
         subprocess.run(["umount", where])
 
 
+def checkpoint_failures(daemon, job):
+    """The daemon's log lines of the job's checkpoints that failed (each a
+    warning: the job goes on)."""
+    return [line for line in daemon.log_text().splitlines()
+            if f"job {job}: " in line and "; the job goes on" in line]
+
+
 def sha(path):
     return hashlib.sha256(open(path, "rb").read()).hexdigest()
 
@@ -631,8 +638,7 @@ if os.geteuid() == 0:
         j = cb.cli_json("submit", "--spec", spec_file("ckpt-backoff", mode="bottleneck",
                                                       epochs=n))["job"]["id"]
         st = cb.wait_state(j, ["failed", "succeeded"])
-        tries = [line for line in cb.log_text().splitlines()
-                 if f"job {j}: " in line and "; the job goes on" in line]
+        tries = checkpoint_failures(cb, j)
         print(f"{len(tries)} checkpoint tries in {n} epochs")
         vtpy.check(st["state"] == "succeeded" and st["epochs_done"] == n,
                    f"a job whose checkpoints cannot be written: {st}")
@@ -684,8 +690,7 @@ if os.geteuid() == 0:
         os.kill(kb.proc.pid, signal.SIGCONT)
         deadline = time.time() + 60
         while True:
-            failed = [line for line in kb.log_text().splitlines()
-                      if f"job {j}: " in line and "; the job goes on" in line]
+            failed = checkpoint_failures(kb, j)
             if failed or time.time() > deadline:
                 break
             time.sleep(0.02)
