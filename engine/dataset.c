@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,11 +93,13 @@ static int vt_dataset__open_dir(int dirfd, const char *name)
 }
 
 /* Calls back for each visible (non-hidden) entry of the directory fd (which
- * it takes over): `what` names the directory for messages. */
+ * it takes over): `what` names the directory for messages.  Stops with
+ * VT_ECANCELLED once *stop (may be NULL) is set. */
 typedef int (*vt_dataset__entry_fn)(int dirfd, const char *name, const struct stat *st,
                                     void *arg);
 
-static int vt_dataset__each(int fd, const char *what, vt_dataset__entry_fn fn, void *arg)
+static int vt_dataset__each(int fd, const char *what, const atomic_int *stop,
+                            vt_dataset__entry_fn fn, void *arg)
 {
     DIR *d = fdopendir(fd);
     struct dirent *e;
@@ -109,6 +112,10 @@ static int vt_dataset__each(int fd, const char *what, vt_dataset__entry_fn fn, v
     }
     for (;;) {
         struct stat st;
+        if (stop && atomic_load(stop)) {
+            rc = vt_error_set(VT_ECANCELLED, "reading %s stopped", what);
+            break;
+        }
         errno = 0;
         if (!(e = readdir(d))) {
             if (errno)
@@ -161,6 +168,7 @@ typedef struct {
     const char *where; /* "<root>/<class>" for messages */
     int depth;
     int *links;        /* symbolic links skipped, counted */
+    const atomic_int *stop; /* set: the walk ends (may be NULL) */
 } vt_dataset__walk;
 
 static int vt_dataset__walk_dir(int fd, vt_dataset__walk *w);
@@ -197,7 +205,7 @@ static int vt_dataset__add_file(int dirfd, const char *name, const struct stat *
         free(rel);
         return rc;
     }
-    vt_dataset__walk sub = {w->files, rel, w->where, w->depth + 1, w->links};
+    vt_dataset__walk sub = {w->files, rel, w->where, w->depth + 1, w->links, w->stop};
     rc = vt_dataset__walk_dir(fd, &sub);
     free(rel);
     return rc;
@@ -205,7 +213,7 @@ static int vt_dataset__add_file(int dirfd, const char *name, const struct stat *
 
 static int vt_dataset__walk_dir(int fd, vt_dataset__walk *w)
 {
-    return vt_dataset__each(fd, w->where, vt_dataset__add_file, w);
+    return vt_dataset__each(fd, w->where, w->stop, vt_dataset__add_file, w);
 }
 
 /* ---- building datasets ------------------------------------------------- */
@@ -257,7 +265,8 @@ static int vt_dataset__append(vt_dataset *ds, const vt_sample *s)
 }
 
 /* Scans one class directory into ds (whose samples array is grown here). */
-static int vt_dataset__scan_class(vt_dataset *ds, int rootfd, int label, int *cap)
+static int vt_dataset__scan_class(vt_dataset *ds, int rootfd, int label, int *cap,
+                                  const atomic_int *stop)
 {
     const char *cls = ds->classes[label];
     vt_dataset__strs files = {0};
@@ -273,7 +282,7 @@ static int vt_dataset__scan_class(vt_dataset *ds, int rootfd, int label, int *ca
                           where, strerror(err));
         goto cleanup;
     }
-    vt_dataset__walk w = {&files, "", where, 0, &ds->links};
+    vt_dataset__walk w = {&files, "", where, 0, &ds->links, stop};
     if ((rc = vt_dataset__walk_dir(fd, &w)) < 0)
         goto cleanup;
     if (files.n > 1)
@@ -305,6 +314,11 @@ cleanup:
 
 int vt_dataset_scan(vt_dataset **out, int dirfd, const char *root)
 {
+    return vt_dataset_scan_until(out, dirfd, root, NULL);
+}
+
+int vt_dataset_scan_until(vt_dataset **out, int dirfd, const char *root, const atomic_int *stop)
+{
     vt_dataset__classes classes = {0};
     vt_dataset *ds = NULL;
     int rootfd = -1, cap = 0, rc;
@@ -326,7 +340,7 @@ int vt_dataset_scan(vt_dataset **out, int dirfd, const char *root)
         rc = vt_error_set(VT_EIO, "cannot read directory %s: %s", root, strerror(errno));
         goto cleanup;
     }
-    if ((rc = vt_dataset__each(fd, root, vt_dataset__add_class, &classes)) < 0)
+    if ((rc = vt_dataset__each(fd, root, stop, vt_dataset__add_class, &classes)) < 0)
         goto cleanup;
     if (classes.names.n == 0) {
         rc = vt_error_set(VT_EINVAL,
@@ -340,7 +354,7 @@ int vt_dataset_scan(vt_dataset **out, int dirfd, const char *root)
         goto cleanup;
     ds->links = classes.links;
     for (int c = 0; c < ds->nclasses; c++)
-        if ((rc = vt_dataset__scan_class(ds, rootfd, c, &cap)) < 0)
+        if ((rc = vt_dataset__scan_class(ds, rootfd, c, &cap, stop)) < 0)
             goto cleanup;
     *out = ds;
     ds = NULL;

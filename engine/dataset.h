@@ -15,6 +15,7 @@
 #ifndef VT_DATASET_H
 #define VT_DATASET_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 typedef struct {
@@ -38,6 +39,11 @@ typedef struct {
  * without images, or a single class, is acceptable (training needs two,
  * evaluating a model on one class is fine). */
 int vt_dataset_scan(vt_dataset **out, int dirfd, const char *root);
+
+/* vt_dataset_scan that another thread can end early: once *stop (may be
+ * NULL) is set, it returns VT_ECANCELLED ("reading DIR stopped") before the
+ * next directory entry. */
+int vt_dataset_scan_until(vt_dataset **out, int dirfd, const char *root, const atomic_int *stop);
 
 /* Splits a dataset into training and validation parts: within each class,
  * round(frac * count) samples chosen by a seeded shuffle go to validation

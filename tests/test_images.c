@@ -901,6 +901,18 @@ static void test_dataset_errors(vt_backend *be)
 
     snprintf(path, sizeof path, "%s/flat/a.jpg", root);
     VT_CHECK_ERR(vt_dataset_scan(&ds, AT_FDCWD, path), VT_EINVAL, "not a directory");
+
+    /* Stopped from outside (a job cancelled while its data is read): ends
+     * with VT_ECANCELLED, nothing returned; unset, the same scan works. */
+    atomic_int stop = 1;
+    snprintf(path, sizeof path, "%s/one", root);
+    ds = &sentinel;
+    VT_CHECK_ERR(vt_dataset_scan_until(&ds, AT_FDCWD, path, &stop), VT_ECANCELLED, "stopped");
+    VT_CHECK(ds == NULL);
+    atomic_store(&stop, 0);
+    VT_CHECK_OK(vt_dataset_scan_until(&ds, AT_FDCWD, path, &stop));
+    VT_CHECK(ds->n == 1);
+    vt_dataset_free(ds);
 }
 
 /* A dataset of empty files with the given class sizes. */
