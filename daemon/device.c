@@ -68,6 +68,9 @@ typedef struct vt__djob {
     char desc[PATH_MAX + 32]; /* came from (a shared base may come from another file) */
     double last_progress;
     int spec_posted;   /* VT_DEV_SPEC sent */
+    size_t need;       /* device bytes the job is estimated to need */
+    size_t promised;   /* of those, what it has not allocated yet: need from
+                          admission until it is prepared, then 0 */
 } vt__djob;
 
 struct vt_device {
@@ -83,6 +86,7 @@ struct vt_device {
     pthread_cond_t cmd_cv;   /* on CLOCK_MONOTONIC */
     vt__cmd *cmd_head, *cmd_tail;
     int stop_asked;          /* vt_device_stop was called (cmd_mu) */
+    int woken;               /* a job's data reading ended (cmd_mu) */
 
     pthread_mutex_t ev_mu;
     vt_dev_event *ev_head, *ev_tail;
@@ -104,6 +108,7 @@ struct vt_device {
     } *claims;
     int nclaims, cap_claims;
     size_t baseline; /* device memory in use with no job: the resident trunk */
+    size_t promised; /* the sum of the running jobs' promised bytes */
     double last_stats;
     int stopping;
 };
@@ -489,6 +494,7 @@ static void vt__hook_message(void *ud, vt_log_level level, const char *text)
 
 static void vt__job_free(vt_device *d, vt__djob *j)
 {
+    d->promised -= j->promised;
     vt__unclaim(d, j->id);
     vt_trainer_free(j->tr);
     vt__base_release(d, j->base);
@@ -511,12 +517,33 @@ static void vt__job_end(vt_device *d, vt__djob *j, vt_job_state state, const cha
     vt__job_free(d, j);
 }
 
+/* Device memory free for a job to start with: what is not in use, less
+ * the reserve and what the running jobs that are still preparing (reading
+ * their data, for minutes maybe) will take. */
 static size_t vt__free_bytes(vt_device *d)
 {
     size_t used, total = vt_backend_memory_total(d->be);
-    size_t reserve = d->cfg->reserve_mb << 20;
+    size_t reserve = (d->cfg->reserve_mb << 20) + d->promised;
     vt_backend_memory(d->be, &used, NULL);
     return total > used + reserve ? total - used - reserve : 0;
+}
+
+/* vt_trainer_hooks.data_read: on the job's reading thread, wakes the device
+ * thread, which may be waiting for work. */
+static void vt__hook_read(void *ud)
+{
+    vt_device *d = ((vt__djob *)ud)->d;
+    pthread_mutex_lock(&d->cmd_mu);
+    d->woken = 1;
+    pthread_cond_signal(&d->cmd_cv);
+    pthread_mutex_unlock(&d->cmd_mu);
+}
+
+/* vt_sched_pick's question: whether the job has work now. */
+static int vt__job_ready(void *ud)
+{
+    vt__djob *j = ud;
+    return !j->tr || vt_trainer_ready(j->tr);
 }
 
 /* Starts the trainer of an admitted job. */
@@ -545,11 +572,13 @@ static void vt__job_begin(vt_device *d, vt__djob *j)
                           .base_hash = d->bases[bi].base->hash};
     vt_trainer_hooks hooks = {.progress = vt__hook_progress, .epoch_end = vt__hook_epoch,
                               .message = vt__hook_message, .claim_output = vt__hook_claim,
-                              .ud = j};
+                              .data_read = vt__hook_read, .ud = j};
     if ((rc = vt_trainer_create(&j->tr, &j->spec, &env, &hooks)) < 0) {
         vt__job_end(d, j, VT_JOB_FAILED, vt_error_msg());
         return;
     }
+    j->promised = j->need;
+    d->promised += j->promised;
     vt__post_text(d, VT_DEV_STATE, j->id, VT_JOB_RUNNING, NULL);
 }
 
@@ -586,13 +615,13 @@ static void vt__fatal(vt_device *d, const char *what, const char *msg)
     d->stopping = 2;
 }
 
-/* One step of the job the scheduler picks; returns 0 when nothing ran.
+/* One step of the job the scheduler picks; returns 0 when none has work.
  * A step only queues its device work; when other jobs are running it waits
  * for it, so that the device time charged to each job is its own.  (Alone, a
  * job runs ahead and waits only where its trainer needs results.) */
 static int vt__step(vt_device *d)
 {
-    vt_sched_job *sj = vt_sched_pick(d->sched);
+    vt_sched_job *sj = vt_sched_pick(d->sched, vt__job_ready);
     vt__djob *j;
     double t0, dt;
     int rc, running, waiting;
@@ -603,6 +632,8 @@ static int vt__step(vt_device *d)
     t0 = vt_clock_mono();
     rc = vt_trainer_step(j->tr);
     if (!j->spec_posted && vt_trainer_prepared(j->tr)) {
+        d->promised -= j->promised; /* allocated now: in use */
+        j->promised = 0;
         vt_dev_event *e = vt__event(VT_DEV_SPEC, j->id);
         if (e && (e->text = vt_jobspec_to_json(vt_trainer_spec(j->tr)))) {
             snprintf(e->phase, sizeof e->phase, "%s",
@@ -613,7 +644,7 @@ static int vt__step(vt_device *d)
         }
         j->spec_posted = 1;
     }
-    if (rc > 0 && running > 1) {
+    if (rc == 1 && running > 1) {
         int src = vt_backend_sync(d->be);
         rc = src < 0 ? src : rc;
     }
@@ -854,6 +885,7 @@ static void vt__handle(vt_device *d, vt__cmd *c)
             vt__job_free(d, j);
             break;
         }
+        j->need = need;
         j->sj = vt_sched_add(d->sched, j->id, j->creds.uid, need, j);
         if (!j->sj) {
             vt__post_text(d, VT_DEV_STATE, j->id, VT_JOB_FAILED, "out of memory");
@@ -875,12 +907,13 @@ static void vt__handle(vt_device *d, vt__cmd *c)
 }
 
 /* Takes the whole command queue, and a stop asked for (d->stopping); waits
- * up to a second for either when block is set. */
+ * up to a second for either, or for a job's reading to end, when block is
+ * set. */
 static vt__cmd *vt__take(vt_device *d, int block)
 {
     vt__cmd *c;
     pthread_mutex_lock(&d->cmd_mu);
-    if (block && !d->cmd_head && !d->stop_asked) {
+    if (block && !d->cmd_head && !d->stop_asked && !d->woken) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts); /* the condition's clock */
         ts.tv_sec += 1;
@@ -888,6 +921,7 @@ static vt__cmd *vt__take(vt_device *d, int block)
     }
     c = d->cmd_head;
     d->cmd_head = d->cmd_tail = NULL;
+    d->woken = 0;
     if (d->stop_asked && !d->stopping)
         d->stopping = 1;
     pthread_mutex_unlock(&d->cmd_mu);
@@ -967,10 +1001,8 @@ static void *vt__thread(void *arg)
         vt__post(d, e);
     }
     vt__stats(d);
-    while (!d->stopping) {
-        int running, waiting;
-        vt_sched_counts(d->sched, &running, &waiting);
-        vt__cmd *c = vt__take(d, running == 0);
+    for (int worked = 0; !d->stopping;) {
+        vt__cmd *c = vt__take(d, !worked); /* (no job had work: wait for some) */
         while (c) {
             vt__cmd *next = c->next;
             vt__handle(d, c);
@@ -981,7 +1013,7 @@ static void *vt__thread(void *arg)
         if (d->stopping)
             break;
         vt__admit(d);
-        vt__step(d);
+        worked = vt__step(d);
         if (vt_clock_mono() - d->last_stats > VT__STATS_EVERY)
             vt__stats(d);
     }

@@ -307,18 +307,26 @@ int vt_fg_run(int argc, char **argv)
     signal(SIGINT, vt__on_signal);
     signal(SIGHUP, vt__on_signal); /* a closed terminal: checkpoint, then exit */
     while (!vt__stop && (rc = vt_trainer_step(tr)) > 0)
-        ;
+        if (rc == VT_TRAINER_WAITING)
+            vt_trainer_wait(tr, 0.2); /* (short: a signal is seen in time) */
     if (ui.tty && !ui.quiet)
         fprintf(stderr, "\r\033[K");
     if (vt__stop) {
-        if (checkpoint && vt_trainer_checkpoint(tr) == 0) {
+        /* Still preparing (reading the data): nothing new to save, and an
+         * earlier run's checkpoint, when there is one, still holds. */
+        int resumable = checkpoint && vt_trainer_prepared(tr);
+        if (resumable && vt_trainer_checkpoint(tr) == 0) {
             fprintf(stderr, "vggtuned: interrupted; checkpoint written to %s, run the same "
                     "command again to resume\n", checkpoint);
             status = 75;
+        } else if (checkpoint && !resumable && access(checkpoint, F_OK) == 0) {
+            fprintf(stderr, "vggtuned: interrupted while preparing; run the same command "
+                    "again to resume from %s\n", checkpoint);
+            status = 75;
         } else {
-            fprintf(stderr, "vggtuned: interrupted%s%s\n", checkpoint ? ": " : "",
-                    checkpoint ? vt_error_msg() : "");
-            if (!checkpoint) /* nothing to resume: as a cancelled job */
+            fprintf(stderr, "vggtuned: interrupted%s%s\n", resumable ? ": " : "",
+                    resumable ? vt_error_msg() : "");
+            if (!resumable) /* nothing to resume: as a cancelled job */
                 vt_trainer_discard_output(tr);
             status = 130;
         }

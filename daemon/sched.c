@@ -13,6 +13,8 @@ struct vt_sched_job {
     size_t bytes;
     void *ud;
     int running;
+    int held, was_held; /* running without work (ready() said no) at the last
+                           pick, and at the one before */
     uint64_t seq;      /* submission order */
     uint64_t last_run; /* turn counter value when last stepped */
 };
@@ -132,19 +134,61 @@ vt_sched_job *vt_sched_admit(vt_sched *s, size_t free_bytes)
     return NULL;
 }
 
-vt_sched_job *vt_sched_pick(vt_sched *s)
+/* Whether the user uid has a running job with work now (after: with work
+ * at the pick before too). */
+static int vt__has_work(const vt_sched *s, uid_t uid, int before)
+{
+    for (int i = 0; i < s->n; i++) {
+        const vt_sched_job *j = s->jobs[i];
+        if (j->running && j->uid == uid && !j->held && (!before || !j->was_held))
+            return 1;
+    }
+    return 0;
+}
+
+/* Smallest virtual time of the users other than uid with a job that had
+ * work at the pick before and has now (or +inf). */
+static double vt__min_busy_vtime(vt_sched *s, uid_t uid)
+{
+    double m = INFINITY;
+    for (int i = 0; i < s->nusers; i++)
+        if (s->users[i].uid != uid && s->users[i].vtime < m &&
+            vt__has_work(s, s->users[i].uid, 1))
+            m = s->users[i].vtime;
+    return m;
+}
+
+vt_sched_job *vt_sched_pick(vt_sched *s, int (*ready)(void *ud))
 {
     vt__user *best = NULL;
     vt_sched_job *pick = NULL;
+    for (int i = 0; i < s->n; i++) {
+        vt_sched_job *j = s->jobs[i];
+        j->was_held = j->held;
+        j->held = j->running && ready && !ready(j->ud);
+    }
+    /* A user all of whose jobs waited comes back, once one has work, as a
+     * user who becomes active: the time spent waiting is not banked. */
+    for (int i = 0; i < s->n; i++) {
+        vt_sched_job *j = s->jobs[i];
+        if (j->running && j->was_held && !j->held && !vt__has_work(s, j->uid, 1)) {
+            vt__user *u = vt__user_get(s, j->uid);
+            double m = vt__min_busy_vtime(s, j->uid);
+            if (isfinite(m) && u->vtime < m)
+                u->vtime = m;
+        }
+    }
     for (int i = 0; i < s->nusers; i++)
-        if (s->users[i].running > 0 && (!best || s->users[i].vtime < best->vtime))
+        if (s->users[i].running > 0 && (!best || s->users[i].vtime < best->vtime) &&
+            vt__has_work(s, s->users[i].uid, 0))
             best = &s->users[i];
     if (!best)
         return NULL;
-    /* Within the user: the running job stepped longest ago. */
+    /* Within the user: the running job with work stepped longest ago. */
     for (int i = 0; i < s->n; i++) {
         vt_sched_job *j = s->jobs[i];
-        if (j->running && j->uid == best->uid && (!pick || j->last_run < pick->last_run))
+        if (j->running && !j->held && j->uid == best->uid &&
+            (!pick || j->last_run < pick->last_run))
             pick = j;
     }
     pick->last_run = ++s->turn;

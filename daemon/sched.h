@@ -48,8 +48,11 @@ vt_sched_job *vt_sched_add(vt_sched *s, int64_t id, uid_t uid, size_t est_bytes,
  * becomes running), or NULL. */
 vt_sched_job *vt_sched_admit(vt_sched *s, size_t free_bytes);
 
-/* The running job to step next, or NULL when none runs. */
-vt_sched_job *vt_sched_pick(vt_sched *s);
+/* The running job to step next, or NULL when none runs.  ready (may be
+ * NULL: all are) is asked of a running job's ud whether it has work now;
+ * the jobs it turns down are passed over (a job reading its data), and
+ * their users' turns go to those with work. */
+vt_sched_job *vt_sched_pick(vt_sched *s, int (*ready)(void *ud));
 
 /* Charges a step's device seconds to the job's user at time now (seconds,
  * any monotonic origin). */

@@ -1,7 +1,9 @@
 /* train.c - the training state machine (see train.h).
  *
  * Phases, each step doing one bounded piece of work:
- *   PREPARE   scan and probe the data, build parameters, model, loaders and
+ *   PREPARE   check the output directory and start reading the data (scan
+ *             and probe, train_read.c: the steps answer VT_TRAINER_WAITING
+ *             until it ends); then build parameters, model, loaders and
  *             caches, resume from a checkpoint if one exists
  *   TRAIN     one batch: from the decode loader (first epoch, or always when
  *             augmentation changes pixels) or from the feature cache
@@ -93,6 +95,8 @@ int vt_trainer_create(vt_trainer **out, const vt_jobspec *spec, const vt_trainer
     t->env = *env;
     if (hooks)
         t->hooks = *hooks;
+    pthread_mutex_init(&t->read_mu, NULL);
+    pthread_cond_init(&t->read_cv, NULL);
     t->best_val_loss = INFINITY;
     t->start_wall = vt_clock_wall();
     t->t_ckpt = -1;
@@ -104,6 +108,7 @@ void vt_trainer_free(vt_trainer *t)
 {
     if (!t)
         return;
+    vt_train__read_stop(t);
     vt_backend_sync(t->env.be); /* no result may still be on its way into t */
     vt_loader_free(t->ltrain);
     vt_loader_free(t->lval);
@@ -125,6 +130,8 @@ void vt_trainer_free(vt_trainer *t)
     free(t->rows);
     free(t->steplog);
     vt_jobspec_free(&t->spec);
+    pthread_mutex_destroy(&t->read_mu);
+    pthread_cond_destroy(&t->read_cv);
     free(t);
 }
 
@@ -134,101 +141,6 @@ vt_preprocess vt_trainer_preprocess(const vt_trainer *t) { return t->prep; }
 int vt_trainer_epochs_done(const vt_trainer *t) { return t->nhistory; }
 
 /* ---- preparation ------------------------------------------------------- */
-
-typedef struct {
-    const vt_dataset *ds;
-    uint8_t *bad;
-    int64_t *stat; /* (n, 2): size, mtime in ns */
-    const vt_creds *creds;
-    int begin, end;
-    pthread_mutex_t *mu;
-    pthread_cond_t *cv;
-    int *pending;
-    int fatal;      /* a failure that is not the images' (VT_EBUSY, VT_EPERM), or 0 */
-    char why[320];  /* its message (this thread's own would be lost) */
-} vt__probe_task;
-
-/* Probes images [begin, end).  An image that cannot be read for the
- * process's want (no descriptor left) or because the owner's
- * identity could not be taken is not marked unreadable: the job would
- * leave out images that are fine.  That ends the chunk with pt->fatal. */
-static void vt__probe(void *arg)
-{
-    vt__probe_task *pt = arg;
-    char path[PATH_MAX];
-    int entered = pt->creds ? vt_creds_enter(pt->creds) == 0 : 1, rc;
-    if (!entered) {
-        pt->fatal = VT_EPERM;
-        snprintf(pt->why, sizeof pt->why, "%s", vt_error_msg());
-    }
-    for (int i = pt->begin; entered && i < pt->end; i++) {
-        vt_image_format fmt;
-        struct stat st;
-        int w, h;
-        snprintf(path, sizeof path, "%s/%s", pt->ds->root, pt->ds->samples[i].path);
-        if ((rc = vt_image_probe(AT_FDCWD, path, &fmt, &w, &h)) == VT_EBUSY) {
-            pt->fatal = rc;
-            snprintf(pt->why, sizeof pt->why, "%s", vt_error_msg());
-            break;
-        }
-        pt->bad[i] = rc < 0;
-        if (!pt->bad[i] && fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-            pt->stat[2 * i] = (int64_t)st.st_size;
-            pt->stat[2 * i + 1] = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
-        }
-    }
-    if (pt->creds)
-        vt_creds_leave();
-    pthread_mutex_lock(pt->mu);
-    if (--*pt->pending == 0)
-        pthread_cond_signal(pt->cv);
-    pthread_mutex_unlock(pt->mu);
-}
-
-/* Reads every image header of ds on the pool; bad[i] = 1 where unreadable,
- * stat[2i], stat[2i+1] = the file's size and modification time. */
-static int vt__probe_all(vt_trainer *t, const vt_dataset *ds, uint8_t *bad, int64_t *stat)
-{
-    int chunks = 4 * vt_pool_threads(t->env.pool), pending = 0, rc = 0;
-    int per = (ds->n + chunks - 1) / chunks;
-    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-    pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
-    vt__probe_task *tasks;
-
-    if (ds->n == 0)
-        return 0;
-    if (!(tasks = calloc((size_t)chunks, sizeof *tasks)))
-        return vt_error_set(VT_ENOMEM, "out of memory");
-    for (int c = 0; c < chunks && c * per < ds->n; c++) {
-        tasks[c] = (vt__probe_task){.ds = ds, .bad = bad, .stat = stat, .creds = t->env.creds,
-                                    .begin = c * per,
-                                    .end = (c + 1) * per < ds->n ? (c + 1) * per : ds->n,
-                                    .mu = &mu, .cv = &cv, .pending = &pending};
-        pthread_mutex_lock(&mu);
-        pending++;
-        pthread_mutex_unlock(&mu);
-        if ((rc = vt_pool_submit(t->env.pool, vt__probe, &tasks[c])) < 0) {
-            pthread_mutex_lock(&mu);
-            pending--;
-            pthread_mutex_unlock(&mu);
-            break;
-        }
-    }
-    pthread_mutex_lock(&mu);
-    while (pending > 0) { /* (a large tree takes minutes: the watchdog sees the wait) */
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += 1;
-        pthread_cond_timedwait(&cv, &mu, &until);
-        vt_backend_heartbeat(t->env.be);
-    }
-    pthread_mutex_unlock(&mu);
-    for (int c = 0; rc == 0 && c < chunks; c++)
-        if (tasks[c].fatal)
-            rc = vt_error_set(tasks[c].fatal, "reading image headers: %s", tasks[c].why);
-    free(tasks);
-    return rc;
-}
 
 /* "N training images", with the unreadable ones that are left out named,
  * into buf; ds may be NULL (no validation). */
@@ -243,73 +155,6 @@ static void vt__count_text(char *buf, size_t len, const vt_dataset *ds, const ui
         snprintf(buf, len, "%d %s images (%d unreadable left out)", n, what, skipped);
     else
         snprintf(buf, len, "%d %s images", n, what);
-}
-
-/* Says that sample i of ds is skipped and why (its header read again, as
- * the job's owner: the probe's message stayed on a pool thread). */
-static void vt__say_unreadable(vt_trainer *t, const vt_dataset *ds, int i, const char *what)
-{
-    char path[PATH_MAX];
-    vt_image_format fmt;
-    int w, h;
-    snprintf(path, sizeof path, "%s/%s", ds->root, ds->samples[i].path);
-    if (vt_train__enter(t) == 0) {
-        int rc = vt_image_probe(AT_FDCWD, path, &fmt, &w, &h);
-        vt_train__leave(t);
-        if (rc < 0) { /* (its message starts with the path) */
-            vt_train__say(t, VT_LOG_WARN, "skipping unreadable %s image %s", what,
-                          vt_error_msg());
-            return;
-        }
-    }
-    vt_train__say(t, VT_LOG_WARN, "skipping unreadable %s image %s: cannot be read", what, path);
-}
-
-/* Reports unreadable samples and refuses a dataset with nothing to learn. */
-static int vt__check_readable(vt_trainer *t, const vt_dataset *ds, const uint8_t *bad,
-                              const char *what)
-{
-    int *good = calloc((size_t)ds->nclasses, sizeof *good), nbad = 0, classes = 0, ngood = 0;
-    if (!good)
-        return vt_error_set(VT_ENOMEM, "out of memory");
-    for (int i = 0; i < ds->n; i++) {
-        if (bad[i]) {
-            if (nbad < 5) /* the first few with the reason: their headers read again */
-                vt__say_unreadable(t, ds, i, what);
-            nbad++;
-        } else {
-            good[ds->samples[i].label]++;
-            ngood++;
-        }
-    }
-    for (int c = 0; c < ds->nclasses; c++) {
-        classes += good[c] > 0;
-        if (good[c] == 0)
-            vt_train__say(t, VT_LOG_WARN, "%s class '%s' has no readable image", what,
-                    ds->classes[c]);
-    }
-    free(good);
-    if (nbad)
-        vt_train__say(t, VT_LOG_WARN, "%d unreadable %s image%s skipped", nbad, what,
-                nbad == 1 ? "" : "s");
-    if (ngood == 0)
-        return vt_error_set(VT_EINVAL, "%s data %s has no readable image (JPEG or PNG)",
-                            what, ds->root);
-    if (classes < 2 && strcmp(what, "training") == 0)
-        return vt_error_set(VT_EINVAL,
-                            "training data %s has readable images in only %d class; at "
-                            "least 2 classes are needed", ds->root, classes);
-    return 0;
-}
-
-static int vt__same_classes(const vt_dataset *a, const vt_dataset *b)
-{
-    if (a->nclasses != b->nclasses)
-        return 0;
-    for (int c = 0; c < a->nclasses; c++)
-        if (strcmp(a->classes[c], b->classes[c]) != 0)
-            return 0;
-    return 1;
 }
 
 /* The first convolution to take from the init model: every one this job
@@ -328,74 +173,6 @@ static int vt__init_first_conv(const vt_jobspec *s, const vt_tensorset *init)
         first = src_first > first ? src_first : first;
     }
     return first;
-}
-
-static int vt__load_data(vt_trainer *t)
-{
-    vt_dataset *all = NULL;
-    int rc;
-
-    /* Listed as the job's owner: the class and file names of a folder the
-     * user cannot read must not come back in warnings. */
-    if ((rc = vt_train__enter(t)) < 0)
-        return rc;
-    rc = vt_dataset_scan(&all, AT_FDCWD, t->spec.train_dir);
-    if (rc == 0 && t->spec.val_dir &&
-        (rc = vt_dataset_scan(&t->val, AT_FDCWD, t->spec.val_dir)) < 0)
-        rc = vt_error_wrap(rc, "validation data");
-    vt_train__leave(t);
-    if (rc == 0 && all->nclasses < 2)
-        rc = vt_error_set(VT_EINVAL, "%s has only 1 class (%s); training needs at least 2",
-                          t->spec.train_dir, all->classes[0]);
-    if (rc < 0) {
-        vt_dataset_free(all);
-        return rc;
-    }
-    for (int k = 0; k < 2; k++) {
-        const vt_dataset *d = k ? t->val : all;
-        if (d && d->links > 0)
-            vt_train__say(t, VT_LOG_WARN, "%s: %d symbolic link%s skipped (vggtune does not follow "
-                    "links; copy or bind-mount the files instead)", d->root, d->links,
-                    d->links == 1 ? "" : "s");
-    }
-    if (t->spec.val_dir) {
-        t->train = all;
-        if (!vt__same_classes(t->train, t->val))
-            return vt_error_set(VT_EINVAL, "the validation classes in %s differ from the "
-                                "training classes in %s (they must be the same folders)",
-                                t->spec.val_dir, t->spec.train_dir);
-    } else if (t->spec.val_split > 0) {
-        rc = vt_dataset_split(all, t->spec.val_split, t->spec.seed, &t->train, &t->val);
-        vt_dataset_free(all);
-        if (rc < 0)
-            return rc;
-        if (t->val->n == 0)
-            return vt_error_set(VT_EINVAL, "val_split %g leaves no validation images: a class "
-                                "gives one to validation only when it has at least 2 images; "
-                                "give more images, a validation folder (data.val), or "
-                                "val_split 0", t->spec.val_split);
-        int total = t->train->n + t->val->n;
-        if (t->val->n != (int)lround(t->spec.val_split * total))
-            vt_train__say(t, VT_LOG_WARN, "val_split %g: %d of %d images go to validation "
-                          "(%.0f%%): each class gives at least one image to validation and "
-                          "keeps at least one for training", t->spec.val_split, t->val->n,
-                          total, 100.0 * t->val->n / total);
-    } else {
-        t->train = all;
-    }
-    t->bad_train = calloc((size_t)t->train->n + 1, 1);
-    t->bad_val = calloc(t->val ? (size_t)t->val->n + 1 : 1, 1);
-    t->stat_train = calloc(2 * ((size_t)t->train->n + 1), sizeof *t->stat_train);
-    t->stat_val = calloc(2 * (t->val ? (size_t)t->val->n + 1 : 1), sizeof *t->stat_val);
-    if (!t->bad_train || !t->bad_val || !t->stat_train || !t->stat_val)
-        return vt_error_set(VT_ENOMEM, "out of memory");
-    if ((rc = vt__probe_all(t, t->train, t->bad_train, t->stat_train)) < 0 ||
-        (rc = vt__check_readable(t, t->train, t->bad_train, "training")) < 0)
-        return rc;
-    if (t->val && ((rc = vt__probe_all(t, t->val, t->bad_val, t->stat_val)) < 0 ||
-                   (rc = vt__check_readable(t, t->val, t->bad_val, "validation")) < 0))
-        return rc;
-    return 0;
 }
 
 #define VT__NAMES_SHOWN 8 /* class names listed in a message */
@@ -717,6 +494,8 @@ void vt_trainer_discard_output(vt_trainer *t)
 {
     char dir[PATH_MAX], *slash;
     size_t n;
+    if (t)
+        vt_train__read_stop(t); /* (it writes nothing there, but reads on) */
     if (t && t->owns_output)
         vt_train__end_replaced(t, 0);
     /* the folders made are the path's last components as written: not so
@@ -746,8 +525,15 @@ static int vt__prepare(vt_trainer *t)
     int rc, first_epoch_cache;
     double at[5]; /* when the data, the weights, the model and the loaders were ready */
 
-    t->t_run0 = vt_clock_mono();
-    if ((rc = vt__check_output(t)) < 0 || (rc = vt__load_data(t)) < 0)
+    if (!t->reading && !t->train) { /* the first step: the data is read meanwhile */
+        t->t_run0 = vt_clock_mono();
+        if ((rc = vt__check_output(t)) < 0 || (rc = vt_train__read_start(t)) < 0)
+            return rc;
+        return VT_TRAINER_WAITING;
+    }
+    if (!vt_train__read_done(t))
+        return VT_TRAINER_WAITING;
+    if ((rc = vt_train__read_end(t)) < 0)
         return rc;
     at[0] = vt_clock_mono();
     if ((rc = vt__build_params(t)) < 0) /* before the takeover: init may be a model there */
@@ -1382,7 +1168,11 @@ int vt_trainer_step(vt_trainer *t)
     case PH_DONE:
         return 0;
     }
-    if (rc < 0)
+    if (rc < 0 || rc == VT_TRAINER_WAITING)
         return rc;
     return t->phase == PH_DONE ? 0 : 1;
 }
+
+int vt_trainer_ready(vt_trainer *t) { return !t->reading || vt_train__read_done(t); }
+
+void vt_trainer_wait(vt_trainer *t, double seconds) { vt_train__read_wait(t, seconds); }

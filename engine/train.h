@@ -81,6 +81,10 @@ typedef struct {
      * device and inode: < 0 with the message set refuses it (another
      * running job writes there, whatever path it named). */
     int (*claim_output)(void *ud, uint64_t dev, uint64_t ino);
+    /* Called (may be NULL) on the thread that read the job's data, as it
+     * ends, well or not: vt_trainer_step has work again.  The daemon wakes
+     * its device thread with it. */
+    void (*data_read)(void *ud);
     void *ud;
 } vt_trainer_hooks;
 
@@ -115,10 +119,24 @@ typedef struct {
 int vt_trainer_create(vt_trainer **out, const vt_jobspec *spec, const vt_trainer_env *env,
                       const vt_trainer_hooks *hooks);
 
-/* Does one piece of work.  Returns 1 when there is more to do, 0 when the job
- * has finished and its outputs are written, or a negative code with the
- * reason in vt_error_msg(). */
+/* vt_trainer_step's answer while the job's data is read on a thread of
+ * its own (the folder walk and the probe of every image header, which take
+ * time in proportion to the data and need no device): nothing else to do
+ * until it ends; vt_trainer_ready says when, vt_trainer_wait waits. */
+#define VT_TRAINER_WAITING 2
+
+/* Does one piece of work.  Returns 1 when there is more to do,
+ * VT_TRAINER_WAITING (see above), 0 when the job has finished and its
+ * outputs are written, or a negative code with the reason in
+ * vt_error_msg(). */
 int vt_trainer_step(vt_trainer *t);
+
+/* 0 while vt_trainer_step would only answer VT_TRAINER_WAITING, else 1.
+ * Cheap; for the thread that steps t. */
+int vt_trainer_ready(vt_trainer *t);
+
+/* Waits up to `seconds` until vt_trainer_ready; at once when it is. */
+void vt_trainer_wait(vt_trainer *t, double seconds);
 
 /* Whether the trainer is past preparation (its model exists). */
 int vt_trainer_prepared(const vt_trainer *t);

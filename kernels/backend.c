@@ -508,12 +508,6 @@ void vt_backend_set_heartbeat(vt_backend *be, void (*beat)(void *ud), void *ud)
     be->beat_ud = ud;
 }
 
-void vt_backend_heartbeat(vt_backend *be)
-{
-    if (be)
-        (void)vt__beat(be, 0);
-}
-
 int vt_op_conv_fwd(vt_backend *be, const vt_tensor *x, const vt_tensor *w,
                    const vt_tensor *b, vt_tensor *y, int relu)
 {

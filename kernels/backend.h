@@ -109,11 +109,6 @@ void vt_backend_memory(const vt_backend *be, size_t *in_use, size_t *peak);
  * stops the calls once its queue is full or the thread waits on it. */
 void vt_backend_set_heartbeat(vt_backend *be, void (*beat)(void *ud), void *ud);
 
-/* Calls that heartbeat now (NULL be, or none set: a no-op): for a caller
- * of the watched thread that waits on other work between operations (a
- * job's image headers read on the thread pool). */
-void vt_backend_heartbeat(vt_backend *be);
-
 /* Starts vt_backend_memory()'s high-water mark again from what is in use
  * now (a benchmark's window, as torch.cuda.reset_peak_memory_stats). */
 void vt_backend_memory_reset_peak(vt_backend *be);

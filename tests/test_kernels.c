@@ -991,13 +991,9 @@ static void test_heartbeat(vt_backend *be)
     VT_CHECK(beats == 5);
     VT_CHECK_ERR(vt_op_conv_fwd(be, x, dw, b, dx, 1), VT_EINVAL, "conv_fwd");
     VT_CHECK(beats == 5);
-    vt_backend_heartbeat(be); /* a caller waiting on other work */
-    VT_CHECK(beats == 6);
     vt_backend_set_heartbeat(be, NULL, NULL);
     VT_CHECK_OK(vt_op_conv_fwd(be, x, w, b, y, 1));
-    vt_backend_heartbeat(be);
-    vt_backend_heartbeat(NULL);
-    VT_CHECK(beats == 6);
+    VT_CHECK(beats == 5);
     VT_CHECK_OK(vt_backend_sync(be));
     vt_tensor *all[] = {x, w, b, y, dx, dw, db, p, fw, fb, fy, fdw, fdb};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)

@@ -8,7 +8,7 @@ static void simulate(vt_sched *s, int steps, const double *cost, double *used)
 {
     double now = 0;
     for (int i = 0; i < steps; i++) {
-        vt_sched_job *j = vt_sched_pick(s);
+        vt_sched_job *j = vt_sched_pick(s, NULL);
         if (!j)
             return;
         int u = (int)(intptr_t)vt_sched_job_ud(j);
@@ -78,7 +78,7 @@ static void test_round_robin_within_user(vt_backend *be)
     while (vt_sched_admit(s, 100))
         ;
     for (int i = 0; i < 300; i++) {
-        vt_sched_job *j = vt_sched_pick(s);
+        vt_sched_job *j = vt_sched_pick(s, NULL);
         count[(intptr_t)vt_sched_job_ud(j)]++;
         vt_sched_charge(s, j, 1, i);
     }
@@ -124,7 +124,7 @@ static void test_no_banking(vt_backend *be)
     VT_CHECK(vt_sched_add(s, 1, 1000, 1, (void *)0));
     vt_sched_admit(s, 10);
     for (int i = 0; i < 100; i++) {
-        vt_sched_job *j = vt_sched_pick(s);
+        vt_sched_job *j = vt_sched_pick(s, NULL);
         now += 1;
         vt_sched_charge(s, j, 1, now);
     }
@@ -132,8 +132,72 @@ static void test_no_banking(vt_backend *be)
     vt_sched_admit(s, 10);
     int late = 0;
     for (int i = 0; i < 20; i++) {
-        vt_sched_job *j = vt_sched_pick(s);
+        vt_sched_job *j = vt_sched_pick(s, NULL);
         late += (intptr_t)vt_sched_job_ud(j) == 1;
+        now += 1;
+        vt_sched_charge(s, j, 1, now);
+    }
+    VT_CHECK(late >= 9 && late <= 11);
+    vt_sched_free(s);
+}
+
+/* ready() of the tests below: the job's ud points at its "has work" flag. */
+static int flag_ready(void *ud) { return *(const int *)ud; }
+
+/* A job without work (reading its data) is passed over, its user's turn
+ * going to the others; with work again, it is picked; with none having
+ * work, there is no pick. */
+static void test_jobs_without_work_passed_over(vt_backend *be)
+{
+    vt_sched *s = vt_sched_new(8);
+    int work[3] = {0, 1, 1}; /* job 0 (user 1000) reads; jobs 1, 2 (user 1001) train */
+    int count[3] = {0, 0, 0};
+    (void)be;
+    VT_CHECK(vt_sched_add(s, 0, 1000, 1, &work[0]) && vt_sched_add(s, 1, 1001, 1, &work[1]) &&
+             vt_sched_add(s, 2, 1001, 1, &work[2]));
+    while (vt_sched_admit(s, 100))
+        ;
+    for (int i = 0; i < 10; i++) {
+        vt_sched_job *j = vt_sched_pick(s, flag_ready);
+        VT_CHECK(j && (int *)vt_sched_job_ud(j) != &work[0]);
+        count[(int *)vt_sched_job_ud(j) - work]++;
+        vt_sched_charge(s, j, 1, i);
+    }
+    VT_CHECK_INT(count[1], 5); /* within the user, still turn about */
+    work[0] = 1;
+    vt_sched_job *j = vt_sched_pick(s, flag_ready);
+    VT_CHECK(j && vt_sched_job_ud(j) == &work[0]);
+    work[0] = work[1] = work[2] = 0;
+    VT_CHECK(vt_sched_pick(s, flag_ready) == NULL);
+    int running, waiting;
+    vt_sched_counts(s, &running, &waiting); /* still running: they hold their place */
+    VT_CHECK_INT(running, 3);
+    vt_sched_free(s);
+}
+
+/* A user whose only job waited (for its data) while another user's job
+ * had the device for 100 s does not then get 100 s in a row: it comes back
+ * as a user who becomes active, and the two share evenly from there. */
+static void test_waiting_not_banked(vt_backend *be)
+{
+    vt_sched *s = vt_sched_new(8);
+    int work[2] = {1, 0};
+    double now = 0;
+    int late = 0;
+    (void)be;
+    VT_CHECK(vt_sched_add(s, 1, 1000, 1, &work[0]) && vt_sched_add(s, 2, 1001, 1, &work[1]));
+    while (vt_sched_admit(s, 100))
+        ;
+    for (int i = 0; i < 100; i++) {
+        vt_sched_job *j = vt_sched_pick(s, flag_ready);
+        VT_CHECK(j && vt_sched_job_ud(j) == &work[0]);
+        now += 1;
+        vt_sched_charge(s, j, 1, now);
+    }
+    work[1] = 1;
+    for (int i = 0; i < 20; i++) {
+        vt_sched_job *j = vt_sched_pick(s, flag_ready);
+        late += vt_sched_job_ud(j) == &work[1];
         now += 1;
         vt_sched_charge(s, j, 1, now);
     }
@@ -147,6 +211,8 @@ static const vt_test_case cases[] = {
     {"round_robin_within_user", test_round_robin_within_user, 0},
     {"admission", test_admission, 0},
     {"no_banking", test_no_banking, 0},
+    {"jobs_without_work_passed_over", test_jobs_without_work_passed_over, 0},
+    {"waiting_not_banked", test_waiting_not_banked, 0},
 };
 
 int main(int argc, char **argv) { VT_TEST_MAIN(cases); }

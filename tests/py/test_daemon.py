@@ -432,6 +432,79 @@ end = [j["metrics"][-1]["time"] for j in pair]
 vtpy.check(end[1] < end[0], f"the short job (ended {end[1]:.2f}) should end before the long one "
            f"(ended {end[0]:.2f}): the two jobs did not run at the same time")
 
+# ---- a job reading its data holds up no other -------------------------------------
+# The walk of the data folders and the probe of every image header (minutes
+# for a large tree on a network file system) run on a thread of the job's
+# own, while the device goes on with the other jobs.  VT_TEST_READ_HOLD=DIR
+# holds the reading of a job named N for as long as DIR/N exists.
+holds = os.path.join(TMP, "read-holds")
+os.makedirs(holds)
+
+
+def hold(name):
+    open(os.path.join(holds, name), "w").close()
+
+
+def release(name):
+    os.unlink(os.path.join(holds, name))
+
+
+rd = Daemon(a.build, TMP, name="reading", env=dict(os.environ, VT_TEST_READ_HOLD=holds))
+hold("held")
+held = rd.cli_json("submit", "--spec", write_spec("held", epochs=1))["job"]["id"]
+rd.wait_state(held, ["running"])
+free = rd.cli_json("submit", "--spec", write_spec("free", epochs=2))["job"]["id"]
+freed = rd.wait_state(free, ["succeeded", "failed", "cancelled"], timeout=120)
+h = rd.cli_json("status", str(held))["job"]
+vtpy.check(freed["state"] == "succeeded" and h["state"] == "running" and h["epochs_done"] == 0,
+           f"a job reading its data held up another: {freed['state']}, {h}")
+# Cancelled while it reads: at once, leaving no output folder behind.
+hold("held2")
+held2 = rd.cli_json("submit", "--spec", write_spec("held2", epochs=1))["job"]["id"]
+rd.wait_state(held2, ["running"])
+t0 = time.time()
+rd.cli("cancel", str(held2))
+rd.wait_state(held2, ["cancelled"], timeout=30)
+vtpy.check(time.time() - t0 < 10 and not os.path.exists(os.path.join(TMP, "out", "held2")),
+           f"cancel while reading: {time.time() - t0:.1f}s, output left: "
+           f"{os.path.exists(os.path.join(TMP, 'out', 'held2'))}")
+# Once read, it trains.
+release("held")
+vtpy.check(rd.wait_state(held, ["succeeded", "failed", "cancelled"], timeout=120)["state"] ==
+           "succeeded", "the held job should succeed once its data is read")
+# SIGTERM while a job reads: a prompt stop, and the job runs after the restart.
+hold("held3")
+held3 = rd.cli_json("submit", "--spec", write_spec("held3", epochs=1))["job"]["id"]
+rd.wait_state(held3, ["running"])
+rc, secs = rd.stop()
+vtpy.check(rc == 0 and secs < 30, f"SIGTERM while a job reads: exit {rc} after {secs:.1f}s")
+release("held3")
+rd.start()
+vtpy.check(rd.wait_state(held3, ["succeeded", "failed", "cancelled"], timeout=120)["state"] ==
+           "succeeded", "a job stopped while reading should run after the restart")
+rd.stop()
+# vggtuned run: SIGINT while the data is read ends it at once, as a
+# cancelled job (nothing to resume: nothing was trained).
+hold("fg-held")
+fgp = subprocess.Popen([VGGTUNED, "run", "--backend", "cpu", write_spec("fg-held", epochs=1)],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True,
+                       env=dict(os.environ, VT_TEST_READ_HOLD=holds))
+deadline = time.time() + 60
+while not os.path.isdir(os.path.join(TMP, "out", "fg-held")) and time.time() < deadline:
+    time.sleep(0.1)
+time.sleep(0.5)
+fgp.send_signal(signal.SIGINT)
+try:
+    _, err = fgp.communicate(timeout=10)
+except subprocess.TimeoutExpired:
+    fgp.kill()
+    vtpy.fail("vggtuned run did not stop within 10 s of SIGINT while reading its data")
+vtpy.check(fgp.returncode == 130 and "interrupted" in err and
+           not os.path.exists(os.path.join(TMP, "out", "fg-held")),
+           f"vggtuned run, SIGINT while reading: exit {fgp.returncode}: {err!r}")
+release("fg-held")
+
 # ---- bad input ------------------------------------------------------------------
 def expect_error(msg, code, contains=""):
     vtpy.check(msg is not None and msg.get("ok") is False and msg["error"]["code"] == code
