@@ -301,6 +301,8 @@ static void vt__job_result(const cJSON *job, char *buf, size_t len)
             const char *phase = vt__str(p, "phase");
             /* (validating and saving come after the epoch's training) */
             int trained = phase && (!strcmp(phase, "validating") || !strcmp(phase, "saving"));
+            if (phase && !strcmp(phase, "preparing"))
+                S = 0; /* (its steps are image headers read, not the epoch's) */
             if (E > 0)
                 vt_text_append(buf, len, "%.0f%%", floor(100 * ((e - 1) + (trained ? 1
                                                               : S > 0 ? s / S : 0)) / E));
@@ -405,10 +407,15 @@ static void vt__state_detail(const cJSON *job, char *buf, size_t len)
             vt_text_append(buf, len, ", cancel requested");
         if (cJSON_IsObject(p)) {
             const char *phase = vt__str(p, "phase");
-            vt_text_append(buf, len, ": epoch %lld/%lld, step %lld/%lld", vt__int(p, "epoch", 0),
-                    vt__int(p, "epochs", 0), vt__int(p, "step", 0), vt__int(p, "steps", 0));
-            if (phase)
-                vt_text_append(buf, len, " (%s)", phase);
+            vt_text_append(buf, len, ": epoch %lld/%lld", vt__int(p, "epoch", 0),
+                           vt__int(p, "epochs", 0));
+            if (phase && !strcmp(phase, "preparing") && vt__int(p, "steps", 0) > 0)
+                vt_text_append(buf, len, " (preparing: %lld/%lld image headers read)",
+                               vt__int(p, "step", 0), vt__int(p, "steps", 0));
+            else
+                vt_text_append(buf, len, ", step %lld/%lld%s%s%s", vt__int(p, "step", 0),
+                               vt__int(p, "steps", 0), phase ? " (" : "", phase ? phase : "",
+                               phase ? ")" : "");
             if (vt__num(p, "loss", &x))
                 vt_text_append(buf, len, ", %sloss %.4f", vt__val_prefix(phase), x);
             if (vt__num(p, "accuracy", &x))
@@ -768,7 +775,8 @@ void vt_cli_fmt_progress(char *buf, size_t len, const cJSON *p, int width)
         for (int i = 0; i < 20; i++)
             bar[i] = i < fill ? '#' : '.';
         bar[20] = '\0';
-        vt_text_append(buf, len, " [%s] %lld/%lld", bar, step, steps);
+        vt_text_append(buf, len, " [%s] %lld/%lld%s", bar, step, steps,
+                       phase && !strcmp(phase, "preparing") ? " image headers read" : "");
     }
     if (vt__num(p, "loss", &x))
         vt_text_append(buf, len, "  %sloss %.4f", vt__val_prefix(phase), x);

@@ -120,10 +120,15 @@ static void vt__fg_progress(void *ud, const vt_progress *p)
     int width = 20, fill;
     if (!ui->tty || ui->quiet)
         return;
-    fill = p->steps ? p->step * width / p->steps : 0;
+    fill = p->steps ? (int)((long long)p->step * width / p->steps) : 0;
     for (int i = 0; i < width; i++)
         bar[i] = i < fill ? '#' : '.';
     bar[width] = '\0';
+    if (p->epoch == 0) { /* reading the data */
+        fprintf(stderr, "\r\033[Kpreparing [%s] %d/%d image headers read", bar, p->step,
+                p->steps);
+        return;
+    }
     vt__fmt_time(p->eta_s, eta, sizeof eta);
     /* (as vggtune watch shows it: the phase unless training, and the
      * validation pass's means named as such) */

@@ -414,6 +414,10 @@ static void vt__on_device(void *ud)
             break;
         case VT_DEV_PROGRESS:
             if ((j = vt_jobs_find(&dm->jobs, e->job))) {
+                if (e->progress.epoch == 0) { /* (reading the data: the epoch the job began at) */
+                    e->progress.epoch = j->progress.epoch;
+                    e->progress.epochs = j->progress.epochs;
+                }
                 j->progress = e->progress;
                 snprintf(j->phase, sizeof j->phase, "%s", e->phase);
                 j->has_progress = 1;

@@ -44,14 +44,17 @@
 typedef struct vt_trainer vt_trainer;
 
 typedef struct {
-    int epoch, epochs;      /* 1-based epoch in progress */
+    int epoch, epochs;      /* 1-based epoch in progress; 0 while the data is
+                               read (a resumed job's is not known before) */
     int step, steps;        /* batches done / in this phase's pass */
     double loss, accuracy;  /* running means over this pass so far */
     double images_per_s;    /* this epoch's training so far */
     double eta_s;           /* whole job, estimated */
-    const char *phase;      /* "training", "validating" (the validation pass)
-                               or "saving" (the final model); the daemon
-                               reports "preparing" itself until the first */
+    const char *phase;      /* "preparing" (the image headers being read:
+                               step of steps), "training", "validating" (the
+                               validation pass) or "saving" (the final
+                               model); the daemon reports "preparing" itself
+                               from the start */
 } vt_progress;
 
 enum { VT_CACHED_FEATURES = 1, VT_CACHED_IMAGES = 2 };
@@ -74,6 +77,8 @@ typedef struct {
 } vt_epoch_metrics;
 
 typedef struct {
+    /* Called by the steps, and while preparing by the thread that reads
+     * the job's data (never both at once). */
     void (*progress)(void *ud, const vt_progress *p);
     void (*epoch_end)(void *ud, const vt_epoch_metrics *m);
     void (*message)(void *ud, vt_log_level level, const char *text);

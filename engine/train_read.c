@@ -14,7 +14,8 @@
  *
  * The probe runs on the decode pool, at most one chunk per pool thread at a
  * time, so that the decoding of other jobs' batches, queued behind, waits
- * for one chunk at most.
+ * for one chunk at most.  The reader calls the progress hook as it goes
+ * (phase "preparing", step/steps: image headers read of all).
  */
 #include "train_impl.h"
 
@@ -44,7 +45,8 @@ typedef struct {
     int begin, end;
     pthread_mutex_t *mu;
     pthread_cond_t *cv;
-    int *pending;
+    int *pending;   /* chunks queued or running (mu) */
+    int *done;      /* images of the chunks ended (mu) */
     int fatal;      /* a failure that is not the images' (VT_EBUSY, VT_EPERM), or 0 */
     char why[320];  /* its message (this thread's own would be lost) */
 } vt__probe_task;
@@ -82,17 +84,30 @@ static void vt__probe(void *arg)
         vt_creds_leave();
     pthread_mutex_lock(pt->mu);
     --*pt->pending;
+    *pt->done += pt->end - pt->begin;
     pthread_cond_signal(pt->cv);
     pthread_mutex_unlock(pt->mu);
 }
 
+/* The progress hook, on the reader thread: `step` of `steps` image headers
+ * read (epoch 0: a resumed job's epoch is not known before preparation). */
+static void vt__read_progress(vt_trainer *t, int step, int steps)
+{
+    vt_progress p = {.epochs = t->spec.epochs, .step = step, .steps = steps,
+                     .phase = "preparing"};
+    if (t->hooks.progress)
+        t->hooks.progress(t->hooks.ud, &p);
+}
+
 /* Reads every image header of ds on the pool, one chunk in flight per pool
  * thread; bad[i] = 1 where unreadable, stat[2i], stat[2i+1] = the file's
- * size and modification time.  VT_ECANCELLED once t->read_stop is set. */
-static int vt__probe_all(vt_trainer *t, const vt_dataset *ds, uint8_t *bad, int64_t *stat)
+ * size and modification time.  Reports progress as headers base.. of
+ * total.  VT_ECANCELLED once t->read_stop is set. */
+static int vt__probe_all(vt_trainer *t, const vt_dataset *ds, uint8_t *bad, int64_t *stat,
+                         int base, int total)
 {
     int slots = vt_pool_threads(t->env.pool), chunks = (ds->n + VT__PROBE_CHUNK - 1) / VT__PROBE_CHUNK;
-    int pending = 0, rc = 0;
+    int pending = 0, done = 0, rc = 0;
     pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
     pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
     vt__probe_task *tasks;
@@ -105,11 +120,15 @@ static int vt__probe_all(vt_trainer *t, const vt_dataset *ds, uint8_t *bad, int6
     for (int c = 0; c < chunks && !atomic_load(&t->read_stop); c++) {
         while (pending >= slots)
             pthread_cond_wait(&cv, &mu);
+        int so_far = done;
+        pthread_mutex_unlock(&mu);
+        vt__read_progress(t, base + so_far, total);
+        pthread_mutex_lock(&mu);
         tasks[c] = (vt__probe_task){.ds = ds, .bad = bad, .stat = stat, .creds = t->env.creds,
                                     .stop = &t->read_stop, .begin = c * VT__PROBE_CHUNK,
                                     .end = (c + 1) * VT__PROBE_CHUNK < ds->n
                                                ? (c + 1) * VT__PROBE_CHUNK : ds->n,
-                                    .mu = &mu, .cv = &cv, .pending = &pending};
+                                    .mu = &mu, .cv = &cv, .pending = &pending, .done = &done};
         pending++;
         if ((rc = vt_pool_submit(t->env.pool, vt__probe, &tasks[c])) < 0) {
             pending--;
@@ -119,6 +138,7 @@ static int vt__probe_all(vt_trainer *t, const vt_dataset *ds, uint8_t *bad, int6
     while (pending > 0)
         pthread_cond_wait(&cv, &mu);
     pthread_mutex_unlock(&mu);
+    vt__read_progress(t, base + ds->n, total);
     for (int c = 0; rc == 0 && c < chunks; c++)
         if (tasks[c].fatal)
             rc = vt_error_set(tasks[c].fatal, "reading image headers: %s", tasks[c].why);
@@ -200,9 +220,10 @@ static int vt__read_data(vt_trainer *t)
     t->stat_val = calloc(2 * (t->val ? (size_t)t->val->n + 1 : 1), sizeof *t->stat_val);
     if (!t->bad_train || !t->bad_val || !t->stat_train || !t->stat_val)
         return vt_error_set(VT_ENOMEM, "out of memory");
-    if ((rc = vt__probe_all(t, t->train, t->bad_train, t->stat_train)) < 0)
+    int total = t->train->n + (t->val ? t->val->n : 0);
+    if ((rc = vt__probe_all(t, t->train, t->bad_train, t->stat_train, 0, total)) < 0)
         return rc;
-    if (t->val && (rc = vt__probe_all(t, t->val, t->bad_val, t->stat_val)) < 0)
+    if (t->val && (rc = vt__probe_all(t, t->val, t->bad_val, t->stat_val, t->train->n, total)) < 0)
         return rc;
     return 0;
 }

@@ -696,6 +696,24 @@ static void test_render_list(vt_backend *be)
     vt_cli_render_list(c.f, jobs);
     VT_CHECK_CONTAINS(cap_text(&c), "running    4/10   40% validating val_loss 0.4100 val_acc 0.8800 E...");
     cap_close(&c);
+    /* Preparing, its steps are image headers read, no part of the epoch;
+     * vggtune status says what they count. */
+    cJSON *prep = fake_json("{\"epoch\":5,\"epochs\":10,\"step\":9,\"steps\":10,"
+                            "\"phase\":\"preparing\"}");
+    cJSON_ReplaceItemInObject(cJSON_GetArrayItem(jobs, 0), "progress", prep);
+    cap_open(&c);
+    vt_cli_render_list(c.f, jobs);
+    VT_CHECK_CONTAINS(cap_text(&c), "running    5/10   40% preparing ");
+    cap_close(&c);
+    cap_open(&c);
+    vt_cli_render_job(c.f, cJSON_GetArrayItem(jobs, 0));
+    VT_CHECK_CONTAINS(cap_text(&c), "running: epoch 5/10 (preparing: 9/10 image headers read)\n");
+    cap_close(&c);
+    cJSON_ReplaceItemInObject(prep, "phase", cJSON_CreateString("training"));
+    cap_open(&c);
+    vt_cli_render_job(c.f, cJSON_GetArrayItem(jobs, 0));
+    VT_CHECK_CONTAINS(cap_text(&c), "running: epoch 5/10, step 9/10 (training)\n");
+    cap_close(&c);
     cJSON_Delete(jobs);
 }
 
@@ -943,6 +961,11 @@ static void test_render_lines(vt_backend *be)
                             "\"phase\":\"preparing\"}");
     vt_cli_fmt_progress(buf, sizeof buf, prep, 0);
     VT_CHECK_STR(buf, "epoch 1/10 preparing");
+    /* While the job's image headers are read, its steps count them. */
+    cJSON_ReplaceItemInObject(prep, "step", cJSON_CreateNumber(2500));
+    cJSON_ReplaceItemInObject(prep, "steps", cJSON_CreateNumber(10000));
+    vt_cli_fmt_progress(buf, sizeof buf, prep, 0);
+    VT_CHECK_STR(buf, "epoch 1/10 preparing [#####...............] 2500/10000 image headers read");
     cJSON_Delete(prep);
     vt_cli_fmt_epoch(buf, sizeof buf, m, 10);
     VT_CHECK_STR(buf, "epoch 3/10  loss 0.4100  acc 0.8800  val_loss 0.3000  val_acc 0.9000  "
