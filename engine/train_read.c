@@ -162,10 +162,18 @@ static int vt__same_classes(const vt_dataset *a, const vt_dataset *b)
 
 /* VT_TEST_READ_HOLD=DIR (tests): the reader of a job named N starts only
  * once DIR/N is gone (or the reading is stopped), so that a test can hold
- * a job in its reading for as long as it needs. */
+ * a job in its reading for as long as it needs; it creates DIR/N.held as
+ * it begins to wait, for the test to know. */
 static void vt__test_hold(vt_trainer *t)
 {
-    while (t->read_hold[0] && access(t->read_hold, F_OK) == 0 && !atomic_load(&t->read_stop))
+    char held[PATH_MAX + 8];
+    int fd;
+    if (!t->read_hold[0] || access(t->read_hold, F_OK) < 0)
+        return;
+    snprintf(held, sizeof held, "%s.held", t->read_hold);
+    if ((fd = open(held, O_WRONLY | O_CREAT | O_CLOEXEC, 0644)) >= 0)
+        close(fd);
+    while (access(t->read_hold, F_OK) == 0 && !atomic_load(&t->read_stop))
         nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
 }
 

@@ -449,10 +449,19 @@ def release(name):
     os.unlink(os.path.join(holds, name))
 
 
+def wait_held(name):
+    """Waits until the job named name waits in its reading."""
+    deadline = time.time() + 120
+    while not os.path.exists(os.path.join(holds, name + ".held")):
+        vtpy.check(time.time() < deadline, f"job {name} did not begin reading")
+        time.sleep(0.05)
+
+
 rd = Daemon(a.build, TMP, name="reading", env=dict(os.environ, VT_TEST_READ_HOLD=holds))
 hold("held")
 held = rd.cli_json("submit", "--spec", write_spec("held", epochs=1))["job"]["id"]
 rd.wait_state(held, ["running"])
+wait_held("held")
 free = rd.cli_json("submit", "--spec", write_spec("free", epochs=2))["job"]["id"]
 freed = rd.wait_state(free, ["succeeded", "failed", "cancelled"], timeout=120)
 h = rd.cli_json("status", str(held))["job"]
@@ -462,6 +471,7 @@ vtpy.check(freed["state"] == "succeeded" and h["state"] == "running" and h["epoc
 hold("held2")
 held2 = rd.cli_json("submit", "--spec", write_spec("held2", epochs=1))["job"]["id"]
 rd.wait_state(held2, ["running"])
+wait_held("held2")
 t0 = time.time()
 rd.cli("cancel", str(held2))
 rd.wait_state(held2, ["cancelled"], timeout=30)
@@ -487,6 +497,7 @@ vtpy.check(reading and reading[-1]["steps"] == 60 and reading[-1]["step"] == 60 
 hold("held3")
 held3 = rd.cli_json("submit", "--spec", write_spec("held3", epochs=1))["job"]["id"]
 rd.wait_state(held3, ["running"])
+wait_held("held3")
 rc, secs = rd.stop()
 vtpy.check(rc == 0 and secs < 30, f"SIGTERM while a job reads: exit {rc} after {secs:.1f}s")
 release("held3")
@@ -501,10 +512,7 @@ fgp = subprocess.Popen([VGGTUNED, "run", "--backend", "cpu", write_spec("fg-held
                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                        stderr=subprocess.PIPE, text=True,
                        env=dict(os.environ, VT_TEST_READ_HOLD=holds))
-deadline = time.time() + 60
-while not os.path.isdir(os.path.join(TMP, "out", "fg-held")) and time.time() < deadline:
-    time.sleep(0.1)
-time.sleep(0.5)
+wait_held("fg-held")
 fgp.send_signal(signal.SIGINT)
 try:
     _, err = fgp.communicate(timeout=10)

@@ -162,6 +162,29 @@ rc, _ = interrupt(job("C"), signal.SIGKILL, 2, 0.0, "--checkpoint", ck)
 del os.environ["VT_CHECKPOINT_EST_BPS"]
 vtpy.check(rc == -signal.SIGKILL, f"C: expected SIGKILL, got {rc}")
 vtpy.check(os.path.exists(ck), "C: no checkpoint after two epochs")
+# Interrupted again while it reads its data (held there by
+# VT_TEST_READ_HOLD): nothing new to save, so the checkpoint and the outputs
+# stay as they were, and it says to run again (exit 75).
+holds = os.path.join(TMP, "holds")
+os.makedirs(holds)
+open(os.path.join(holds, "C"), "w").close()
+with open(ck, "rb") as f:
+    ck_bytes = f.read()
+metrics_c = open(os.path.join(TMP, "C", "metrics.jsonl")).read()
+cmd = [VGGTUNED, "run", "--backend", "cpu", "--quiet", "--checkpoint", ck, job("C")]
+print("+", " ".join(cmd), "(SIGINT while reading)", flush=True)
+p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                     env=dict(os.environ, VT_TEST_READ_HOLD=holds))
+deadline = time.time() + 60
+while not os.path.exists(os.path.join(holds, "C.held")) and time.time() < deadline:
+    time.sleep(0.05)
+p.send_signal(signal.SIGINT)
+_, err = p.communicate(timeout=30)
+with open(ck, "rb") as f:
+    vtpy.check(p.returncode == 75 and "interrupted while preparing; run the same command "
+               f"again to resume from {ck}" in err and f.read() == ck_bytes and
+               open(os.path.join(TMP, "C", "metrics.jsonl")).read() == metrics_c,
+               f"C, SIGINT while reading: exit {p.returncode}: {err!r}")
 r = run(job("C"), "--checkpoint", ck)
 same("A", "C")
 # The finished run left its last epoch in the checkpoint: more epochs go on
