@@ -363,8 +363,8 @@ int vt_train__read_end(vt_trainer *t)
 {
     int rc;
     vt_train__read_stop(t); /* (it has ended: this joins it) */
-    if (t->read_rc < 0)
-        return vt_error_set(t->read_rc, "%s", t->read_msg);
+    /* Before the reader's error: a link skipped is often its cause (a
+     * class folder that is a link makes the validation classes differ). */
     for (int k = 0; k < 2; k++) {
         const char *root = k ? t->spec.val_dir : t->spec.train_dir;
         if (t->read_links[k] > 0)
@@ -372,6 +372,8 @@ int vt_train__read_end(vt_trainer *t)
                           "follow links; copy or bind-mount the files instead)", root,
                           t->read_links[k], t->read_links[k] == 1 ? "" : "s");
     }
+    if (t->read_rc < 0)
+        return vt_error_set(t->read_rc, "%s", t->read_msg);
     if (!t->spec.val_dir && t->spec.val_split > 0) {
         int total = t->train->n + t->val->n;
         if (t->val->n != (int)lround(t->spec.val_split * total))

@@ -86,6 +86,20 @@ e = vtpy.run([VGGTUNED, "eval", "--backend", "cpu",
               os.path.join(TMP, "out", "linked", "model.safetensors"),
               os.path.join(linked, "train")]).stdout
 vtpy.check("(1 symbolic link not followed)" in e, f"vggtuned eval of a folder with a link: {e!r}")
+# A validation class folder that is a link is skipped, so the classes
+# differ: the warning about the link, which says why, comes before the error.
+linked_val = os.path.join(TMP, "linked-val")
+subprocess.run(["cp", "-r", DATA, linked_val], check=True)
+os.rename(os.path.join(linked_val, "val", first_class), os.path.join(linked_val, first_class))
+os.symlink(os.path.join(linked_val, first_class), os.path.join(linked_val, "val", first_class))
+r = subprocess.run([VGGTUNED, "run", "--backend", "cpu",
+                    write_spec("linked-val", epochs=1,
+                               data={"train": os.path.join(linked_val, "train"),
+                                     "val": os.path.join(linked_val, "val")})],
+                   stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+link_at = r.stderr.find("1 symbolic link skipped")
+vtpy.check(r.returncode == 1 and 0 <= link_at < r.stderr.find("validation classes in"),
+           f"a validation class folder that is a link: {r.returncode}: {r.stderr!r}")
 # bf16 asked for on the CPU backend: status says what it computes in.
 r = d.cli_json("submit", "--spec", write_spec("bf16", epochs=1, precision="bf16"))
 j = d.wait_state(r["job"]["id"], ["succeeded"], timeout=120)
