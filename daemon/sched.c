@@ -35,6 +35,8 @@ struct vt_sched {
     vt__user *users;
     int nusers, ucap;
     uint64_t seq, turn;
+    double vnow; /* the virtual time of the user picked last (the largest so
+                    far): where the device's time has got to */
 };
 
 vt_sched *vt_sched_new(int max_running_per_user)
@@ -99,6 +101,17 @@ vt_sched_job *vt_sched_add(vt_sched *s, int64_t id, uid_t uid, size_t est_bytes,
     return j;
 }
 
+/* Where a user who becomes active, or has work again, starts at least:
+ * m, the smallest virtual time of the others (+inf when none counts), and
+ * never behind the user picked last.  Without that floor, a user who
+ * waited while another had the device alone would, when the other had
+ * gone by the time it came back, be owed all that time when the other
+ * returns. */
+static double vt__start_vtime(const vt_sched *s, double m)
+{
+    return isfinite(m) && m > s->vnow ? m : s->vnow;
+}
+
 /* Smallest virtual time among users with running jobs (or +inf). */
 static double vt__min_active_vtime(const vt_sched *s)
 {
@@ -122,8 +135,8 @@ vt_sched_job *vt_sched_admit(vt_sched *s, size_t free_bytes)
         if (j->bytes > free_bytes)
             return NULL; /* no overtaking */
         if (u->running == 0) {
-            double m = vt__min_active_vtime(s);
-            if (isfinite(m) && u->vtime < m)
+            double m = vt__start_vtime(s, vt__min_active_vtime(s));
+            if (u->vtime < m)
                 u->vtime = m;
         }
         j->running = 1;
@@ -173,8 +186,8 @@ vt_sched_job *vt_sched_pick(vt_sched *s, int (*ready)(void *ud))
         vt_sched_job *j = s->jobs[i];
         if (j->running && j->was_held && !j->held && !vt__has_work(s, j->uid, 1)) {
             vt__user *u = vt__user_get(s, j->uid);
-            double m = vt__min_busy_vtime(s, j->uid);
-            if (isfinite(m) && u->vtime < m)
+            double m = vt__start_vtime(s, vt__min_busy_vtime(s, j->uid));
+            if (u->vtime < m)
                 u->vtime = m;
         }
     }
@@ -184,6 +197,8 @@ vt_sched_job *vt_sched_pick(vt_sched *s, int (*ready)(void *ud))
             best = &s->users[i];
     if (!best)
         return NULL;
+    if (best->vtime > s->vnow)
+        s->vnow = best->vtime;
     /* Within the user: the running job with work stepped longest ago. */
     for (int i = 0; i < s->n; i++) {
         vt_sched_job *j = s->jobs[i];

@@ -12,8 +12,9 @@
  * used.  The next step goes to the running job of the user with the least
  * virtual time (so a user with one job and a user with five get the same
  * device time); within a user, jobs take turns.  A user who becomes active
- * starts at the smallest virtual time of those already active, so time spent
- * idle is not banked.
+ * starts at the smallest virtual time of those already active, and never
+ * behind the user picked last (when none is active), so time spent idle is
+ * not banked.
  */
 #ifndef VT_SCHED_H
 #define VT_SCHED_H

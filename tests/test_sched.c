@@ -205,6 +205,45 @@ static void test_waiting_not_banked(vt_backend *be)
     vt_sched_free(s);
 }
 
+/* The same when nobody else has work at the moment it comes back: user
+ * 1000's job waits while user 1001's first job has the device for 100 s
+ * and ends; 1000's job then runs alone for 10 s; 1001's next job does not
+ * wait 90 s for 1000 to use up the time it waited. */
+static void test_waiting_not_banked_alone(vt_backend *be)
+{
+    vt_sched *s = vt_sched_new(8);
+    int work[3] = {0, 1, 1};
+    double now = 0;
+    int late = 0;
+    (void)be;
+    VT_CHECK(vt_sched_add(s, 1, 1000, 1, &work[0]) && vt_sched_add(s, 2, 1001, 1, &work[1]));
+    while (vt_sched_admit(s, 100))
+        ;
+    for (int i = 0; i < 100; i++) {
+        vt_sched_job *j = vt_sched_pick(s, flag_ready);
+        VT_CHECK(j && vt_sched_job_ud(j) == &work[1]);
+        now += 1;
+        vt_sched_charge(s, j, 1, now);
+    }
+    vt_sched_remove(s, vt_sched_find(s, 2));
+    work[0] = 1;
+    for (int i = 0; i < 10; i++) {
+        vt_sched_job *j = vt_sched_pick(s, flag_ready);
+        VT_CHECK(j && vt_sched_job_ud(j) == &work[0]);
+        now += 1;
+        vt_sched_charge(s, j, 1, now);
+    }
+    VT_CHECK(vt_sched_add(s, 3, 1001, 1, &work[2]) && vt_sched_admit(s, 100));
+    for (int i = 0; i < 20; i++) {
+        vt_sched_job *j = vt_sched_pick(s, flag_ready);
+        late += vt_sched_job_ud(j) == &work[2];
+        now += 1;
+        vt_sched_charge(s, j, 1, now);
+    }
+    VT_CHECK_NEAR(late, 10, 1);
+    vt_sched_free(s);
+}
+
 static const vt_test_case cases[] = {
     {"equal_share_per_user", test_equal_share_per_user, 0},
     {"share_of_listed_users", test_share_of_listed_users, 0},
@@ -213,6 +252,7 @@ static const vt_test_case cases[] = {
     {"no_banking", test_no_banking, 0},
     {"jobs_without_work_passed_over", test_jobs_without_work_passed_over, 0},
     {"waiting_not_banked", test_waiting_not_banked, 0},
+    {"waiting_not_banked_alone", test_waiting_not_banked_alone, 0},
 };
 
 int main(int argc, char **argv) { VT_TEST_MAIN(cases); }
