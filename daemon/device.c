@@ -616,19 +616,20 @@ static void vt__fatal(vt_device *d, const char *what, const char *msg)
 }
 
 /* One step of the job the scheduler picks; returns 0 when none has work.
- * A step only queues its device work; when other jobs are running it waits
- * for it, so that the device time charged to each job is its own.  (Alone, a
- * job runs ahead and waits only where its trainer needs results.) */
+ * A step only queues its device work; when other jobs have work too it
+ * waits for it, so that the device time charged to each job is its own.
+ * (Alone, or beside jobs that read their data, a job runs ahead and waits
+ * only where its trainer needs results.) */
 static int vt__step(vt_device *d)
 {
     vt_sched_job *sj = vt_sched_pick(d->sched, vt__job_ready);
     vt__djob *j;
     double t0, dt;
-    int rc, running, waiting;
+    int rc, busy;
     if (!sj)
         return 0;
     j = vt_sched_job_ud(sj);
-    vt_sched_counts(d->sched, &running, &waiting);
+    busy = vt_sched_busy(d->sched);
     t0 = vt_clock_mono();
     rc = vt_trainer_step(j->tr);
     if (!j->spec_posted && vt_trainer_prepared(j->tr)) {
@@ -644,7 +645,7 @@ static int vt__step(vt_device *d)
         }
         j->spec_posted = 1;
     }
-    if (rc == 1 && running > 1) {
+    if (rc == 1 && busy > 1) {
         int src = vt_backend_sync(d->be);
         rc = src < 0 ? src : rc;
     }

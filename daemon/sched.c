@@ -270,6 +270,14 @@ void vt_sched_counts(const vt_sched *s, int *running, int *waiting)
     }
 }
 
+int vt_sched_busy(const vt_sched *s)
+{
+    int n = 0;
+    for (int i = 0; i < s->n; i++)
+        n += s->jobs[i]->running && !s->jobs[i]->held;
+    return n;
+}
+
 int vt_sched_users(vt_sched *s, vt_sched_user *out, int max, double now)
 {
     double sum = 0;

@@ -74,6 +74,10 @@ void *vt_sched_job_ud(const vt_sched_job *j);
 /* Number of running and waiting jobs. */
 void vt_sched_counts(const vt_sched *s, int *running, int *waiting);
 
+/* Number of running jobs that had work at the last vt_sched_pick (those
+ * its ready() passed over not counted). */
+int vt_sched_busy(const vt_sched *s);
+
 /* Per-user figures at time now of the users with running or waiting jobs,
  * up to max users; returns how many.  A share is of the device time these
  * users had lately (a 30 s half-life): a user alone comes to 1. */

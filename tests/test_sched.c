@@ -165,8 +165,10 @@ static void test_jobs_without_work_passed_over(vt_backend *be)
     }
     VT_CHECK_INT(count[1], 5); /* within the user, still turn about */
     work[0] = 1;
+    VT_CHECK_INT(vt_sched_busy(s), 2); /* (job 0 was passed over) */
     vt_sched_job *j = vt_sched_pick(s, flag_ready);
     VT_CHECK(j && vt_sched_job_ud(j) == &work[0]);
+    VT_CHECK_INT(vt_sched_busy(s), 3);
     work[0] = work[1] = work[2] = 0;
     VT_CHECK(vt_sched_pick(s, flag_ready) == NULL);
     int running, waiting;
