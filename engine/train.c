@@ -26,7 +26,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,8 +94,6 @@ int vt_trainer_create(vt_trainer **out, const vt_jobspec *spec, const vt_trainer
     t->env = *env;
     if (hooks)
         t->hooks = *hooks;
-    pthread_mutex_init(&t->read_mu, NULL);
-    pthread_cond_init(&t->read_cv, NULL);
     t->best_val_loss = INFINITY;
     t->start_wall = vt_clock_wall();
     t->t_ckpt = -1;
@@ -130,8 +127,6 @@ void vt_trainer_free(vt_trainer *t)
     free(t->rows);
     free(t->steplog);
     vt_jobspec_free(&t->spec);
-    pthread_mutex_destroy(&t->read_mu);
-    pthread_cond_destroy(&t->read_cv);
     free(t);
 }
 
@@ -495,7 +490,7 @@ void vt_trainer_discard_output(vt_trainer *t)
     char dir[PATH_MAX], *slash;
     size_t n;
     if (t)
-        vt_train__read_stop(t); /* (it writes nothing there, but reads on) */
+        vt_train__read_stop(t); /* (it writes nothing there) */
     if (t && t->owns_output)
         vt_train__end_replaced(t, 0);
     /* the folders made are the path's last components as written: not so

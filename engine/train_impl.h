@@ -8,9 +8,6 @@
 #define VT_TRAIN_IMPL_H
 
 #include <cjson/cJSON.h>
-#include <limits.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdint.h>
 
 #include "../common/clock.h"
@@ -83,19 +80,9 @@ struct vt_trainer {
     int32_t *labels;            /* (batch_size) */
     int *rows;                  /* (batch_size) cache rows of a batch */
 
-    /* The reading of the data (train_read.c).  The reader thread fills
-     * train, val, bad_*, stat_* and the read_* results below; the device
-     * thread looks at them only once read_done is set. */
-    pthread_t reader;
-    int reading;                /* the reader was started and not yet joined */
-    atomic_int read_stop;       /* set: the reader ends early (VT_ECANCELLED) */
-    pthread_mutex_t read_mu;    /* guards read_done */
-    pthread_cond_t read_cv;     /* broadcast when read_done is set */
-    int read_done;
-    int read_rc;                /* the reader's result, its message in read_msg */
-    char read_msg[1024];
-    int read_links[2];          /* symbolic links skipped: training, validation folder */
-    char read_hold[PATH_MAX];   /* VT_TEST_READ_HOLD's file (train_read.c), or "" */
+    struct vt__reading *reading; /* the reading of the data under way (train_read.c):
+                                    started in the first step, NULL before
+                                    and once it has ended or been stopped */
 };
 
 /* ---- train.c ---- */
@@ -120,25 +107,33 @@ int vt_train__settle(vt_trainer *t);
 
 /* ---- train_read.c ---- */
 
-/* Starts the reader thread: it scans spec's folders, splits off
- * validation and probes every image header into train, val, bad_* and
- * stat_*.  0, or < 0 when no thread can be started. */
+typedef struct vt__reading vt__reading;
+
+/* Starts the reading (t->reading): a thread of its own scans spec's
+ * folders, splits off validation and probes every image header, for
+ * vt_train__read_end to put into train, val, bad_* and stat_*.  0, or < 0
+ * when no thread can be started. */
 int vt_train__read_start(vt_trainer *t);
 
-/* Whether the reader has ended (then vt_train__read_end goes on). */
+/* With a reading under way: whether it has ended (then vt_train__read_end
+ * goes on). */
 int vt_train__read_done(vt_trainer *t);
 
-/* Waits up to `seconds` for the reader to end; at once when none runs. */
+/* Waits up to `seconds` for the reading to end; at once when none is under
+ * way. */
 void vt_train__read_wait(vt_trainer *t, double seconds);
 
-/* Once the reader has ended: joins it, says in the job's log what it
- * skipped (links, unreadable images, a val_split that could not be met)
- * and refuses data with nothing to learn.  0, or the reader's error or
- * the refusal, with its message. */
+/* Once the reading has ended: takes its results into t, says in the job's
+ * log what it skipped (links, unreadable images, a val_split that could
+ * not be met) and refuses data with nothing to learn.  0, or the reader's
+ * error or the refusal, with its message. */
 int vt_train__read_end(vt_trainer *t);
 
-/* Stops a reader under way and waits for it (VT_ECANCELLED is then its
- * result); a no-op when none runs.  For ending a job in its reading. */
+/* Lets go of a reading under way, for ending a job in it: tells the
+ * reader to stop and returns without waiting for it (a read stuck on a
+ * dead mount must not hold up the caller); the reader frees what it has
+ * as it ends, and calls no hook from here on.  A no-op when none is under
+ * way. */
 void vt_train__read_stop(vt_trainer *t);
 
 /* ---- train_output.c ---- */

@@ -6,11 +6,20 @@
  * tree on a network file system) and needs no device, so it runs on a
  * thread started for it while the device thread goes on with the other
  * jobs' steps; vt_trainer_step answers VT_TRAINER_WAITING until it ends.
- * The reader writes only the fields it owns (train, val, bad_*, stat_*,
- * read_links, read_rc, read_msg) and the device thread reads them only
- * once read_done is set under read_mu, so the two never share a field at
- * the same time.  Messages for the job's log are left to the device thread
- * (vt_train__read_end), which also makes the checks that end in warnings.
+ *
+ * The reader works on a vt__reading of its own: copies of what it needs
+ * from the job (folders, split, identity), its results, and a mutex that
+ * orders it with the trainer.  The trainer takes the results once `done`
+ * is set, and joins the thread.  A trainer that lets go before then (the
+ * job cancelled, the daemon stopping) does not wait for it: a read stuck in
+ * one call on a dead mount would hold up every job.  It sets `stop` and
+ * `orphaned` and detaches the thread, which ends as soon as it can (the scan
+ * and the probe look at `stop` before each entry and each header), submits
+ * nothing more to the pool, calls no hook, and frees the vt__reading
+ * itself.  Hooks are called with the mutex held, so none runs once the
+ * trainer has let go.  Messages for the job's log are left to the device
+ * thread (vt_train__read_end), which also makes the checks that end in
+ * warnings.
  *
  * The probe runs on the decode pool, at most one chunk per pool thread at a
  * time, so that the decoding of other jobs' batches, queued behind, waits
@@ -23,6 +32,8 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,8 +42,54 @@
 #include <unistd.h>
 
 #include "../common/error.h"
+#include "../common/fileio.h"
 
 #define VT__PROBE_CHUNK 256 /* image headers per pool task */
+
+struct vt__reading {
+    /* what the reader reads, copied from the job */
+    char *train_dir, *val_dir;  /* val_dir NULL: none */
+    double val_split;
+    uint64_t seed;
+    int umask;
+    vt_creds creds;
+    int as_owner;               /* creds is the job owner's (else the process's own) */
+    vt_pool *pool;
+    int epochs;                 /* for progress reports */
+    vt_trainer_hooks hooks;     /* progress and data_read, called under mu */
+    char hold[PATH_MAX];        /* VT_TEST_READ_HOLD's file, or "" */
+
+    pthread_t thread;
+    atomic_int stop;            /* set: end early (VT_ECANCELLED) */
+    pthread_mutex_t mu;         /* guards done and orphaned; held around each
+                                   hook call and each submit to the pool */
+    pthread_cond_t cv;          /* broadcast when done is set */
+    int done;                   /* the reader has ended: its results are final */
+    int orphaned;               /* the trainer let go: the reader frees this */
+
+    /* results, the reader's until done */
+    int rc;                     /* 0 or the error, its message in msg */
+    char msg[1024];
+    vt_dataset *train, *val;    /* val NULL when there is no validation */
+    uint8_t *bad_train, *bad_val;   /* (n) 1 = unreadable */
+    int64_t *stat_train, *stat_val; /* (n, 2) file size and mtime (ns) */
+    int links[2];               /* symbolic links skipped: training, validation folder */
+};
+
+static void vt__reading_free(vt__reading *r)
+{
+    free(r->train_dir);
+    free(r->val_dir);
+    vt_dataset_free(r->train);
+    vt_dataset_free(r->val);
+    free(r->bad_train);
+    free(r->bad_val);
+    free(r->stat_train);
+    free(r->stat_val);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    free(r);
+}
 
 /* ---- the probe of image headers ---------------------------------------- */
 
@@ -89,24 +146,38 @@ static void vt__probe(void *arg)
     pthread_mutex_unlock(pt->mu);
 }
 
-/* The progress hook, on the reader thread: `step` of `steps` image headers
- * read (epoch 0: a resumed job's epoch is not known before preparation). */
-static void vt__read_progress(vt_trainer *t, int step, int steps)
+/* The progress hook, unless the trainer has let go: `step` of `steps`
+ * image headers read (epoch 0: a resumed job's epoch is not known before
+ * preparation). */
+static void vt__read_progress(vt__reading *r, int step, int steps)
 {
-    vt_progress p = {.epochs = t->spec.epochs, .step = step, .steps = steps,
-                     .phase = "preparing"};
-    if (t->hooks.progress)
-        t->hooks.progress(t->hooks.ud, &p);
+    vt_progress p = {.epochs = r->epochs, .step = step, .steps = steps, .phase = "preparing"};
+    pthread_mutex_lock(&r->mu);
+    if (!r->orphaned && r->hooks.progress)
+        r->hooks.progress(r->hooks.ud, &p);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Queues a probe chunk on the pool, unless the reading has been stopped
+ * (then 1): once the trainer has let go, the pool may be gone. */
+static int vt__submit(vt__reading *r, vt__probe_task *task)
+{
+    int rc = 1;
+    pthread_mutex_lock(&r->mu);
+    if (!atomic_load(&r->stop))
+        rc = vt_pool_submit(r->pool, vt__probe, task);
+    pthread_mutex_unlock(&r->mu);
+    return rc;
 }
 
 /* Reads every image header of ds on the pool, one chunk in flight per pool
  * thread; bad[i] = 1 where unreadable, stat[2i], stat[2i+1] = the file's
  * size and modification time.  Reports progress as headers base.. of
- * total.  VT_ECANCELLED once t->read_stop is set. */
-static int vt__probe_all(vt_trainer *t, const vt_dataset *ds, uint8_t *bad, int64_t *stat,
+ * total.  VT_ECANCELLED once r->stop is set. */
+static int vt__probe_all(vt__reading *r, const vt_dataset *ds, uint8_t *bad, int64_t *stat,
                          int base, int total)
 {
-    int slots = vt_pool_threads(t->env.pool), chunks = (ds->n + VT__PROBE_CHUNK - 1) / VT__PROBE_CHUNK;
+    int slots = vt_pool_threads(r->pool), chunks = (ds->n + VT__PROBE_CHUNK - 1) / VT__PROBE_CHUNK;
     int pending = 0, done = 0, rc = 0;
     pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
     pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
@@ -117,33 +188,35 @@ static int vt__probe_all(vt_trainer *t, const vt_dataset *ds, uint8_t *bad, int6
     if (!(tasks = calloc((size_t)chunks, sizeof *tasks)))
         return vt_error_set(VT_ENOMEM, "out of memory");
     pthread_mutex_lock(&mu);
-    for (int c = 0; c < chunks && !atomic_load(&t->read_stop); c++) {
+    for (int c = 0; c < chunks; c++) {
         while (pending >= slots)
             pthread_cond_wait(&cv, &mu);
         int so_far = done;
         pthread_mutex_unlock(&mu);
-        vt__read_progress(t, base + so_far, total);
+        vt__read_progress(r, base + so_far, total);
         pthread_mutex_lock(&mu);
-        tasks[c] = (vt__probe_task){.ds = ds, .bad = bad, .stat = stat, .creds = t->env.creds,
-                                    .stop = &t->read_stop, .begin = c * VT__PROBE_CHUNK,
+        tasks[c] = (vt__probe_task){.ds = ds, .bad = bad, .stat = stat,
+                                    .creds = r->as_owner ? &r->creds : NULL,
+                                    .stop = &r->stop, .begin = c * VT__PROBE_CHUNK,
                                     .end = (c + 1) * VT__PROBE_CHUNK < ds->n
                                                ? (c + 1) * VT__PROBE_CHUNK : ds->n,
                                     .mu = &mu, .cv = &cv, .pending = &pending, .done = &done};
         pending++;
-        if ((rc = vt_pool_submit(t->env.pool, vt__probe, &tasks[c])) < 0) {
+        if ((rc = vt__submit(r, &tasks[c])) != 0) {
             pending--;
+            rc = rc > 0 ? 0 : rc; /* (stopped: said below) */
             break;
         }
     }
     while (pending > 0)
         pthread_cond_wait(&cv, &mu);
     pthread_mutex_unlock(&mu);
-    vt__read_progress(t, base + ds->n, total);
+    vt__read_progress(r, base + ds->n, total);
     for (int c = 0; rc == 0 && c < chunks; c++)
         if (tasks[c].fatal)
             rc = vt_error_set(tasks[c].fatal, "reading image headers: %s", tasks[c].why);
     free(tasks);
-    if (rc == 0 && atomic_load(&t->read_stop))
+    if (rc == 0 && atomic_load(&r->stop))
         rc = vt_error_set(VT_ECANCELLED, "reading image headers stopped");
     return rc;
 }
@@ -161,124 +234,157 @@ static int vt__same_classes(const vt_dataset *a, const vt_dataset *b)
 }
 
 /* VT_TEST_READ_HOLD=DIR (tests): the reader of a job named N starts only
- * once DIR/N is gone (or the reading is stopped), so that a test can hold
- * a job in its reading for as long as it needs; it creates DIR/N.held as
- * it begins to wait, for the test to know. */
-static void vt__test_hold(vt_trainer *t)
+ * once DIR/N is gone, so that a test can hold a job in its reading for as
+ * long as it needs; it creates DIR/N.held as it begins to wait, for the
+ * test to know.  Like a call stuck on a dead mount, the wait does not see
+ * a stop. */
+static void vt__test_hold(const vt__reading *r)
 {
     char held[PATH_MAX + 8];
     int fd;
-    if (!t->read_hold[0] || access(t->read_hold, F_OK) < 0)
+    if (!r->hold[0] || access(r->hold, F_OK) < 0)
         return;
-    snprintf(held, sizeof held, "%s.held", t->read_hold);
+    snprintf(held, sizeof held, "%s.held", r->hold);
     if ((fd = open(held, O_WRONLY | O_CREAT | O_CLOEXEC, 0644)) >= 0)
         close(fd);
-    while (access(t->read_hold, F_OK) == 0 && !atomic_load(&t->read_stop))
+    while (access(r->hold, F_OK) == 0)
         nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
 }
 
 /* Scans the folders, splits off validation, probes the headers: the
  * reader's whole work, with no message for the job's log. */
-static int vt__read_data(vt_trainer *t)
+static int vt__read_data(vt__reading *r)
 {
     vt_dataset *all = NULL;
     int rc;
 
-    vt__test_hold(t);
+    vt__test_hold(r);
     /* Listed as the job's owner: the class and file names of a folder the
      * user cannot read must not come back in warnings. */
-    if ((rc = vt_train__enter(t)) < 0)
+    if (r->as_owner && (rc = vt_creds_enter(&r->creds)) < 0)
         return rc;
-    rc = vt_dataset_scan_until(&all, AT_FDCWD, t->spec.train_dir, &t->read_stop);
-    if (rc == 0 && t->spec.val_dir &&
-        (rc = vt_dataset_scan_until(&t->val, AT_FDCWD, t->spec.val_dir, &t->read_stop)) < 0)
+    vt_fileio_set_mask(r->umask);
+    rc = vt_dataset_scan_until(&all, AT_FDCWD, r->train_dir, &r->stop);
+    if (rc == 0 && r->val_dir &&
+        (rc = vt_dataset_scan_until(&r->val, AT_FDCWD, r->val_dir, &r->stop)) < 0)
         rc = vt_error_wrap(rc, "validation data");
-    vt_train__leave(t);
+    vt_fileio_set_mask(-1);
+    if (r->as_owner)
+        vt_creds_leave();
     if (rc == 0 && all->nclasses < 2)
         rc = vt_error_set(VT_EINVAL, "%s has only 1 class (%s); training needs at least 2",
-                          t->spec.train_dir, all->classes[0]);
+                          r->train_dir, all->classes[0]);
     if (rc < 0) {
         vt_dataset_free(all);
         return rc;
     }
-    t->read_links[0] = all->links;
-    t->read_links[1] = t->val ? t->val->links : 0;
-    if (t->spec.val_dir) {
-        t->train = all;
-        if (!vt__same_classes(t->train, t->val))
+    r->links[0] = all->links;
+    r->links[1] = r->val ? r->val->links : 0;
+    if (r->val_dir) {
+        r->train = all;
+        if (!vt__same_classes(r->train, r->val))
             return vt_error_set(VT_EINVAL, "the validation classes in %s differ from the "
                                 "training classes in %s (they must be the same folders)",
-                                t->spec.val_dir, t->spec.train_dir);
-    } else if (t->spec.val_split > 0) {
-        rc = vt_dataset_split(all, t->spec.val_split, t->spec.seed, &t->train, &t->val);
+                                r->val_dir, r->train_dir);
+    } else if (r->val_split > 0) {
+        rc = vt_dataset_split(all, r->val_split, r->seed, &r->train, &r->val);
         vt_dataset_free(all);
         if (rc < 0)
             return rc;
-        if (t->val->n == 0)
+        if (r->val->n == 0)
             return vt_error_set(VT_EINVAL, "val_split %g leaves no validation images: a class "
                                 "gives one to validation only when it has at least 2 images; "
                                 "give more images, a validation folder (data.val), or "
-                                "val_split 0", t->spec.val_split);
+                                "val_split 0", r->val_split);
     } else {
-        t->train = all;
+        r->train = all;
     }
-    t->bad_train = calloc((size_t)t->train->n + 1, 1);
-    t->bad_val = calloc(t->val ? (size_t)t->val->n + 1 : 1, 1);
-    t->stat_train = calloc(2 * ((size_t)t->train->n + 1), sizeof *t->stat_train);
-    t->stat_val = calloc(2 * (t->val ? (size_t)t->val->n + 1 : 1), sizeof *t->stat_val);
-    if (!t->bad_train || !t->bad_val || !t->stat_train || !t->stat_val)
+    r->bad_train = calloc((size_t)r->train->n + 1, 1);
+    r->bad_val = calloc(r->val ? (size_t)r->val->n + 1 : 1, 1);
+    r->stat_train = calloc(2 * ((size_t)r->train->n + 1), sizeof *r->stat_train);
+    r->stat_val = calloc(2 * (r->val ? (size_t)r->val->n + 1 : 1), sizeof *r->stat_val);
+    if (!r->bad_train || !r->bad_val || !r->stat_train || !r->stat_val)
         return vt_error_set(VT_ENOMEM, "out of memory");
-    int total = t->train->n + (t->val ? t->val->n : 0);
-    if ((rc = vt__probe_all(t, t->train, t->bad_train, t->stat_train, 0, total)) < 0)
+    int total = r->train->n + (r->val ? r->val->n : 0);
+    if ((rc = vt__probe_all(r, r->train, r->bad_train, r->stat_train, 0, total)) < 0)
         return rc;
-    if (t->val && (rc = vt__probe_all(t, t->val, t->bad_val, t->stat_val, t->train->n, total)) < 0)
+    if (r->val && (rc = vt__probe_all(r, r->val, r->bad_val, r->stat_val, r->train->n, total)) < 0)
         return rc;
     return 0;
 }
 
 static void *vt__reader(void *arg)
 {
-    vt_trainer *t = arg;
-    int rc = vt__read_data(t);
-    pthread_mutex_lock(&t->read_mu);
-    t->read_rc = rc;
+    vt__reading *r = arg;
+    int rc = vt__read_data(r), orphaned;
+    pthread_mutex_lock(&r->mu);
+    r->rc = rc;
     if (rc < 0)
-        snprintf(t->read_msg, sizeof t->read_msg, "%s", vt_error_msg());
-    t->read_done = 1;
-    pthread_cond_broadcast(&t->read_cv);
-    pthread_mutex_unlock(&t->read_mu);
-    if (t->hooks.data_read)
-        t->hooks.data_read(t->hooks.ud);
+        snprintf(r->msg, sizeof r->msg, "%s", vt_error_msg());
+    r->done = 1;
+    orphaned = r->orphaned;
+    if (!orphaned) {
+        pthread_cond_broadcast(&r->cv);
+        if (r->hooks.data_read)
+            r->hooks.data_read(r->hooks.ud);
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (orphaned)
+        vt__reading_free(r);
     return NULL;
 }
 
-/* ---- on the device thread ---------------------------------------------- */
+/* ---- on the thread that steps the trainer ------------------------------ */
 
 int vt_train__read_start(vt_trainer *t)
 {
     const char *hold = getenv("VT_TEST_READ_HOLD");
+    vt__reading *r = calloc(1, sizeof *r);
     int err;
+    if (!r || !(r->train_dir = strdup(t->spec.train_dir)) ||
+        (t->spec.val_dir && !(r->val_dir = strdup(t->spec.val_dir)))) {
+        if (r) {
+            free(r->train_dir);
+            free(r);
+        }
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    }
+    r->val_split = t->spec.val_split;
+    r->seed = t->spec.seed;
+    r->umask = t->spec.umask;
+    if ((r->as_owner = t->env.creds != NULL))
+        r->creds = *t->env.creds;
+    r->pool = t->env.pool;
+    r->epochs = t->spec.epochs;
+    r->hooks = t->hooks;
     if (hold && *hold)
-        snprintf(t->read_hold, sizeof t->read_hold, "%s/%s", hold, t->spec.name);
-    if ((err = pthread_create(&t->reader, NULL, vt__reader, t)) != 0)
+        snprintf(r->hold, sizeof r->hold, "%s/%s", hold, t->spec.name);
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    if ((err = pthread_create(&r->thread, NULL, vt__reader, r)) != 0) {
+        vt__reading_free(r);
         return vt_error_set(VT_ENOMEM, "cannot start a thread to read the data: %s",
                             strerror(err));
-    t->reading = 1;
+    }
+    t->reading = r;
     return 0;
 }
 
 int vt_train__read_done(vt_trainer *t)
 {
     int done;
-    pthread_mutex_lock(&t->read_mu);
-    done = t->read_done;
-    pthread_mutex_unlock(&t->read_mu);
+    pthread_mutex_lock(&t->reading->mu);
+    done = t->reading->done;
+    pthread_mutex_unlock(&t->reading->mu);
     return done;
 }
 
 void vt_train__read_wait(vt_trainer *t, double seconds)
 {
+    vt__reading *r = t->reading;
     struct timespec until;
+    if (!r)
+        return;
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += (time_t)seconds;
     until.tv_nsec += (long)((seconds - floor(seconds)) * 1e9);
@@ -286,20 +392,30 @@ void vt_train__read_wait(vt_trainer *t, double seconds)
         until.tv_sec++;
         until.tv_nsec -= 1000000000;
     }
-    pthread_mutex_lock(&t->read_mu);
-    while (t->reading && !t->read_done &&
-           pthread_cond_timedwait(&t->read_cv, &t->read_mu, &until) != ETIMEDOUT)
+    pthread_mutex_lock(&r->mu);
+    while (!r->done && pthread_cond_timedwait(&r->cv, &r->mu, &until) != ETIMEDOUT)
         ;
-    pthread_mutex_unlock(&t->read_mu);
+    pthread_mutex_unlock(&r->mu);
 }
 
 void vt_train__read_stop(vt_trainer *t)
 {
-    if (!t->reading)
+    vt__reading *r = t->reading;
+    int done;
+    if (!r)
         return;
-    atomic_store(&t->read_stop, 1);
-    pthread_join(t->reader, NULL);
-    t->reading = 0;
+    t->reading = NULL;
+    pthread_mutex_lock(&r->mu);
+    atomic_store(&r->stop, 1);
+    done = r->done;
+    r->orphaned = !done;
+    pthread_mutex_unlock(&r->mu);
+    if (done) {
+        pthread_join(r->thread, NULL);
+        vt__reading_free(r);
+    } else {
+        pthread_detach(r->thread); /* (it frees r as it ends) */
+    }
 }
 
 /* Says that sample i of ds is skipped and why (its header read again, as
@@ -361,19 +477,34 @@ static int vt__check_readable(vt_trainer *t, const vt_dataset *ds, const uint8_t
 
 int vt_train__read_end(vt_trainer *t)
 {
-    int rc;
-    vt_train__read_stop(t); /* (it has ended: this joins it) */
+    vt__reading *r = t->reading;
+    int rc, links[2] = {r->links[0], r->links[1]};
+    char msg[sizeof r->msg];
+    pthread_join(r->thread, NULL);
+    t->reading = NULL;
+    rc = r->rc;
+    snprintf(msg, sizeof msg, "%s", r->msg);
+    t->train = r->train;
+    t->val = r->val;
+    t->bad_train = r->bad_train;
+    t->bad_val = r->bad_val;
+    t->stat_train = r->stat_train;
+    t->stat_val = r->stat_val;
+    r->train = r->val = NULL;
+    r->bad_train = r->bad_val = NULL;
+    r->stat_train = r->stat_val = NULL;
+    vt__reading_free(r);
     /* Before the reader's error: a link skipped is often its cause (a
      * class folder that is a link makes the validation classes differ). */
     for (int k = 0; k < 2; k++) {
         const char *root = k ? t->spec.val_dir : t->spec.train_dir;
-        if (t->read_links[k] > 0)
+        if (links[k] > 0)
             vt_train__say(t, VT_LOG_WARN, "%s: %d symbolic link%s skipped (vggtune does not "
                           "follow links; copy or bind-mount the files instead)", root,
-                          t->read_links[k], t->read_links[k] == 1 ? "" : "s");
+                          links[k], links[k] == 1 ? "" : "s");
     }
-    if (t->read_rc < 0)
-        return vt_error_set(t->read_rc, "%s", t->read_msg);
+    if (rc < 0)
+        return vt_error_set(rc, "%s", msg);
     if (!t->spec.val_dir && t->spec.val_split > 0) {
         int total = t->train->n + t->val->n;
         if (t->val->n != (int)lround(t->spec.val_split * total))

@@ -481,7 +481,10 @@ freed = rd.wait_state(free, ["succeeded", "failed", "cancelled"], timeout=120)
 h = rd.cli_json("status", str(held))["job"]
 vtpy.check(freed["state"] == "succeeded" and h["state"] == "running" and h["epochs_done"] == 0,
            f"a job reading its data held up another: {freed['state']}, {h}")
-# Cancelled while it reads: at once, leaving no output folder behind.
+# Cancelled while it reads: at once, leaving no output folder behind, even
+# with its reader stuck (the hold, like a call on a dead mount, does not
+# see the stop); released later, the reader ends by itself, and another
+# job with the same output folder runs.
 hold("held2")
 held2 = rd.cli_json("submit", "--spec", write_spec("held2", epochs=1))["job"]["id"]
 rd.wait_state(held2, ["running"])
@@ -492,6 +495,11 @@ rd.wait_state(held2, ["cancelled"], timeout=30)
 vtpy.check(time.time() - t0 < 10 and not os.path.exists(os.path.join(TMP, "out", "held2")),
            f"cancel while reading: {time.time() - t0:.1f}s, output left: "
            f"{os.path.exists(os.path.join(TMP, 'out', 'held2'))}")
+vtpy.check(rd.cli("status").returncode == 0, "the daemon should answer beside a stuck reader")
+release("held2")
+again = rd.cli_json("submit", "--spec", write_spec("held2", epochs=1))["job"]["id"]
+vtpy.check(rd.wait_state(again, ["succeeded", "failed", "cancelled"], timeout=120)["state"] ==
+           "succeeded", "a job in the output folder of one cancelled while reading")
 # Once read, it trains.  A watcher sees the image headers counted while
 # they are read (48 training and 12 validation images), in epoch 1.
 wr = Raw(rd.socket)
@@ -507,7 +515,8 @@ vtpy.check(m and m["job"]["state"] == "succeeded",
 vtpy.check(reading and reading[-1]["steps"] == 60 and reading[-1]["step"] == 60 and
            all(p["epoch"] == 1 and p["epochs"] == 1 for p in reading),
            f"progress while the headers are read: {reading}")
-# SIGTERM while a job reads: a prompt stop, and the job runs after the restart.
+# SIGTERM while a job reads (its reader stuck): a prompt stop, and the job
+# runs after the restart.
 hold("held3")
 held3 = rd.cli_json("submit", "--spec", write_spec("held3", epochs=1))["job"]["id"]
 rd.wait_state(held3, ["running"])
