@@ -54,7 +54,9 @@ struct vt__reading {
     int umask;
     vt_creds creds;
     int as_owner;               /* creds is the job owner's (else the process's own) */
-    vt_pool *pool;
+    vt_pool *pool;              /* touched only by vt__submit (the trainer's
+                                   pool may be gone once it has let go) */
+    int slots;                  /* its threads */
     int epochs;                 /* for progress reports */
     vt_trainer_hooks hooks;     /* progress and data_read, called under mu */
     char hold[PATH_MAX];        /* VT_TEST_READ_HOLD's file, or "" */
@@ -177,7 +179,7 @@ static int vt__submit(vt__reading *r, vt__probe_task *task)
 static int vt__probe_all(vt__reading *r, const vt_dataset *ds, uint8_t *bad, int64_t *stat,
                          int base, int total)
 {
-    int slots = vt_pool_threads(r->pool), chunks = (ds->n + VT__PROBE_CHUNK - 1) / VT__PROBE_CHUNK;
+    int slots = r->slots, chunks = (ds->n + VT__PROBE_CHUNK - 1) / VT__PROBE_CHUNK;
     int pending = 0, done = 0, rc = 0;
     pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
     pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
@@ -355,6 +357,7 @@ int vt_train__read_start(vt_trainer *t)
     if ((r->as_owner = t->env.creds != NULL))
         r->creds = *t->env.creds;
     r->pool = t->env.pool;
+    r->slots = vt_pool_threads(t->env.pool);
     r->epochs = t->spec.epochs;
     r->hooks = t->hooks;
     if (hold && *hold)
