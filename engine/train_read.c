@@ -411,13 +411,16 @@ void vt_train__read_stop(vt_trainer *t)
     pthread_mutex_lock(&r->mu);
     atomic_store(&r->stop, 1);
     done = r->done;
-    r->orphaned = !done;
+    if (!done) {
+        /* Under the mutex: once it is released the reader may free r, and
+         * r->thread with it. */
+        r->orphaned = 1;
+        pthread_detach(r->thread);
+    }
     pthread_mutex_unlock(&r->mu);
     if (done) {
         pthread_join(r->thread, NULL);
         vt__reading_free(r);
-    } else {
-        pthread_detach(r->thread); /* (it frees r as it ends) */
     }
 }
 
