@@ -177,6 +177,23 @@ static void test_jobs_without_work_passed_over(vt_backend *be)
     vt_sched_free(s);
 }
 
+/* n picks with flag_ready, each charged 1 s from *now on; returns how
+ * many went to the job whose ud is `count`, or -1 when one went nowhere
+ * or (with `only` set) to another job than the one whose ud it is. */
+static int one_second_picks(vt_sched *s, int n, double *now, const void *only, const void *count)
+{
+    int got = 0;
+    for (int i = 0; i < n; i++) {
+        vt_sched_job *j = vt_sched_pick(s, flag_ready);
+        if (!j || (only && vt_sched_job_ud(j) != only))
+            return -1;
+        got += vt_sched_job_ud(j) == count;
+        *now += 1;
+        vt_sched_charge(s, j, 1, *now);
+    }
+    return got;
+}
+
 /* A user whose only job waited (for its data) while another user's job
  * had the device for 100 s does not then get 100 s in a row: it comes back
  * as a user who becomes active, and the two share evenly from there. */
@@ -185,25 +202,13 @@ static void test_waiting_not_banked(vt_backend *be)
     vt_sched *s = vt_sched_new(8);
     int work[2] = {1, 0};
     double now = 0;
-    int late = 0;
     (void)be;
     VT_CHECK(vt_sched_add(s, 1, 1000, 1, &work[0]) && vt_sched_add(s, 2, 1001, 1, &work[1]));
     while (vt_sched_admit(s, 100))
         ;
-    for (int i = 0; i < 100; i++) {
-        vt_sched_job *j = vt_sched_pick(s, flag_ready);
-        VT_CHECK(j && vt_sched_job_ud(j) == &work[0]);
-        now += 1;
-        vt_sched_charge(s, j, 1, now);
-    }
+    VT_CHECK(one_second_picks(s, 100, &now, &work[0], NULL) == 0);
     work[1] = 1;
-    for (int i = 0; i < 20; i++) {
-        vt_sched_job *j = vt_sched_pick(s, flag_ready);
-        late += vt_sched_job_ud(j) == &work[1];
-        now += 1;
-        vt_sched_charge(s, j, 1, now);
-    }
-    VT_CHECK(late >= 9 && late <= 11);
+    VT_CHECK_NEAR(one_second_picks(s, 20, &now, NULL, &work[1]), 10, 1);
     vt_sched_free(s);
 }
 
@@ -216,33 +221,16 @@ static void test_waiting_not_banked_alone(vt_backend *be)
     vt_sched *s = vt_sched_new(8);
     int work[3] = {0, 1, 1};
     double now = 0;
-    int late = 0;
     (void)be;
     VT_CHECK(vt_sched_add(s, 1, 1000, 1, &work[0]) && vt_sched_add(s, 2, 1001, 1, &work[1]));
     while (vt_sched_admit(s, 100))
         ;
-    for (int i = 0; i < 100; i++) {
-        vt_sched_job *j = vt_sched_pick(s, flag_ready);
-        VT_CHECK(j && vt_sched_job_ud(j) == &work[1]);
-        now += 1;
-        vt_sched_charge(s, j, 1, now);
-    }
+    VT_CHECK(one_second_picks(s, 100, &now, &work[1], NULL) == 0);
     vt_sched_remove(s, vt_sched_find(s, 2));
     work[0] = 1;
-    for (int i = 0; i < 10; i++) {
-        vt_sched_job *j = vt_sched_pick(s, flag_ready);
-        VT_CHECK(j && vt_sched_job_ud(j) == &work[0]);
-        now += 1;
-        vt_sched_charge(s, j, 1, now);
-    }
+    VT_CHECK(one_second_picks(s, 10, &now, &work[0], NULL) == 0);
     VT_CHECK(vt_sched_add(s, 3, 1001, 1, &work[2]) && vt_sched_admit(s, 100));
-    for (int i = 0; i < 20; i++) {
-        vt_sched_job *j = vt_sched_pick(s, flag_ready);
-        late += vt_sched_job_ud(j) == &work[2];
-        now += 1;
-        vt_sched_charge(s, j, 1, now);
-    }
-    VT_CHECK_NEAR(late, 10, 1);
+    VT_CHECK_NEAR(one_second_picks(s, 20, &now, NULL, &work[2]), 10, 1);
     vt_sched_free(s);
 }
 
