@@ -87,8 +87,9 @@ def tmpfs_state_daemon(name, size, folder="", est_bps="1e15"):
     """A started daemon whose state directory (or its folder, such as
     "checkpoints") is a tmpfs of size (mount's "256k"; or its options, as
     "nr_inodes=1"); it estimates writing a checkpoint at est_bps bytes/s
-    (the default: one after every epoch).  Afterwards the daemon is killed
-    if still up and the tmpfs unmounted."""
+    (the default: one after every epoch).  A body that ends with the daemon
+    up ends with a stop that must exit 0; the daemon is killed if still up
+    (a body that failed) and the tmpfs unmounted."""
     d = Daemon(a.build, TMP, name=name, start=False,
                env=dict(os.environ, VT_CHECKPOINT_EST_BPS=est_bps))
     where = os.path.join(d.state, folder)
@@ -98,6 +99,9 @@ def tmpfs_state_daemon(name, size, folder="", est_bps="1e15"):
     try:
         d.start()
         yield d
+        if d.proc and d.proc.poll() is None:
+            rc, _ = d.stop()
+            vtpy.check(rc == 0, f"{name}: stop: {rc}")
     finally:
         if d.proc and d.proc.poll() is None:
             d.kill9()
@@ -587,8 +591,6 @@ if os.geteuid() == 0:
         vtpy.check(st["state"] == "succeeded" and len(st["metrics"]) == 4 and
                    sha(os.path.join(TMP, "out", "state-full", "model.safetensors")) == model,
                    f"after a restart, a job that finished while the store was full: {st}")
-        rc, _ = sf.stop()
-        vtpy.check(rc == 0, f"stop: {rc}")
 else:
     print("SKIP part: a full state directory needs root (tmpfs mounts)")
 
@@ -617,8 +619,6 @@ if os.geteuid() == 0:
             time.sleep(0.2)
         vtpy.check(not os.path.exists(ckpt) and "up to date again" in se.log_text(),
                    f"the checkpoint stayed after the end was recorded: {se.log_text()[-600:]}")
-        rc, _ = se.stop()
-        vtpy.check(rc == 0, f"stop: {rc}")
 else:
     print("SKIP part: a store that cannot record a job's end needs root (tmpfs mounts)")
 
@@ -645,8 +645,6 @@ if os.geteuid() == 0:
         vtpy.check(2 <= len(tries) <= n // 10 and "No space left on device" in tries[0],
                    f"{len(tries)} failed checkpoint writes in {n} epochs: "
                    f"{cb.log_text()[-600:]}")
-        rc, _ = cb.stop()
-        vtpy.check(rc == 0, f"stop: {rc}")
 else:
     print("SKIP part: checkpoints that cannot be written need root (tmpfs mounts)")
 
@@ -710,8 +708,6 @@ if os.geteuid() == 0:
                    f"restarted after a checkpoint removed: {kb.log_text()[-600:]}")
         kb.cli("cancel", str(j))
         kb.wait_state(j, ["cancelled"])
-        rc, _ = kb.stop()
-        vtpy.check(rc == 0, f"stop: {rc}")
 else:
     print("SKIP part: a checkpoint that cannot be written after keep_best's model needs root "
           "(tmpfs mounts)")
