@@ -101,15 +101,16 @@ vt_sched_job *vt_sched_add(vt_sched *s, int64_t id, uid_t uid, size_t est_bytes,
     return j;
 }
 
-/* Where a user who becomes active, or has work again, starts at least:
- * m, the smallest virtual time of the others (+inf when none counts), and
- * never behind the user picked last.  Without that floor, a user who
- * waited while another had the device alone would, when the other had
- * gone by the time it came back, be owed all that time when the other
- * returns. */
-static double vt__start_vtime(const vt_sched *s, double m)
+/* Brings a user who becomes active, or has work again, up to m, the
+ * smallest virtual time of the others (+inf when none counts), and never
+ * behind the user picked last.  Without that floor, a user who waited
+ * while another had the device alone would, when the other had gone by
+ * the time it came back, be owed all that time when the other returns. */
+static void vt__catch_up(const vt_sched *s, vt__user *u, double m)
 {
-    return isfinite(m) && m > s->vnow ? m : s->vnow;
+    double start = isfinite(m) && m > s->vnow ? m : s->vnow;
+    if (u->vtime < start)
+        u->vtime = start;
 }
 
 /* Smallest virtual time among users with running jobs (or +inf). */
@@ -134,11 +135,8 @@ vt_sched_job *vt_sched_admit(vt_sched *s, size_t free_bytes)
             continue;
         if (j->bytes > free_bytes)
             return NULL; /* no overtaking */
-        if (u->running == 0) {
-            double m = vt__start_vtime(s, vt__min_active_vtime(s));
-            if (u->vtime < m)
-                u->vtime = m;
-        }
+        if (u->running == 0)
+            vt__catch_up(s, u, vt__min_active_vtime(s));
         j->running = 1;
         u->running++;
         u->waiting--;
@@ -184,12 +182,8 @@ vt_sched_job *vt_sched_pick(vt_sched *s, int (*ready)(void *ud))
      * user who becomes active: the time spent waiting is not banked. */
     for (int i = 0; i < s->n; i++) {
         vt_sched_job *j = s->jobs[i];
-        if (j->running && j->was_held && !j->held && !vt__has_work(s, j->uid, 1)) {
-            vt__user *u = vt__user_get(s, j->uid);
-            double m = vt__start_vtime(s, vt__min_busy_vtime(s, j->uid));
-            if (u->vtime < m)
-                u->vtime = m;
-        }
+        if (j->running && j->was_held && !j->held && !vt__has_work(s, j->uid, 1))
+            vt__catch_up(s, vt__user_get(s, j->uid), vt__min_busy_vtime(s, j->uid));
     }
     for (int i = 0; i < s->nusers; i++)
         if (s->users[i].running > 0 && (!best || s->users[i].vtime < best->vtime) &&
