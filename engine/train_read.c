@@ -8,8 +8,9 @@
  * jobs' steps; vt_trainer_step answers VT_TRAINER_WAITING until it ends.
  *
  * The reader works on a vt__reading of its own: copies of what it needs
- * from the job (folders, split, identity), its results, and a mutex that
- * orders it with the trainer.  The trainer takes the results once `done`
+ * from the job (folders, split, identity; it creates nothing, so no
+ * umask), its results, and a mutex that orders it with the trainer.  The
+ * trainer takes the results once `done`
  * is set, and joins the thread.  A trainer that lets go before then (the
  * job cancelled, the daemon stopping) does not wait for it: a read stuck in
  * one call on a dead mount would hold up every job.  It sets `stop` and
@@ -42,7 +43,6 @@
 #include <unistd.h>
 
 #include "../common/error.h"
-#include "../common/fileio.h"
 
 #define VT__PROBE_CHUNK 256 /* image headers per pool task */
 
@@ -51,7 +51,6 @@ struct vt__reading {
     char *train_dir, *val_dir;  /* val_dir NULL: none */
     double val_split;
     uint64_t seed;
-    int umask;
     vt_creds creds;
     int as_owner;               /* creds is the job owner's (else the process's own) */
     vt_pool *pool;              /* touched only by vt__submit (the trainer's
@@ -265,12 +264,10 @@ static int vt__read_data(vt__reading *r)
      * user cannot read must not come back in warnings. */
     if (r->as_owner && (rc = vt_creds_enter(&r->creds)) < 0)
         return rc;
-    vt_fileio_set_mask(r->umask);
     rc = vt_dataset_scan_until(&all, AT_FDCWD, r->train_dir, &r->stop);
     if (rc == 0 && r->val_dir &&
         (rc = vt_dataset_scan_until(&r->val, AT_FDCWD, r->val_dir, &r->stop)) < 0)
         rc = vt_error_wrap(rc, "validation data");
-    vt_fileio_set_mask(-1);
     if (r->as_owner)
         vt_creds_leave();
     if (rc == 0 && all->nclasses < 2)
@@ -353,7 +350,6 @@ int vt_train__read_start(vt_trainer *t)
     }
     r->val_split = t->spec.val_split;
     r->seed = t->spec.seed;
-    r->umask = t->spec.umask;
     if ((r->as_owner = t->env.creds != NULL))
         r->creds = *t->env.creds;
     r->pool = t->env.pool;
