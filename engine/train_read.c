@@ -10,10 +10,10 @@
  * The reader works on a vt__reading of its own: copies of what it needs
  * from the job (folders, split, identity; it creates nothing, so no
  * umask), its results, and a mutex that orders it with the trainer.  The
- * trainer takes the results once `done`
- * is set, and joins the thread.  A trainer that lets go before then (the
- * job cancelled, the daemon stopping) does not wait for it: a read stuck in
- * one call on a dead mount would hold up every job.  It sets `stop` and
+ * trainer takes the results once `done` is set, and joins the thread.  A
+ * trainer that lets go before then (the job cancelled, the daemon
+ * stopping) does not wait for it: a read stuck in one call on a dead mount
+ * would hold up every job.  It sets `stop` and
  * `orphaned` and detaches the thread, which ends as soon as it can (the scan
  * and the probe look at `stop` before each entry and each header), submits
  * nothing more to the pool, calls no hook, and frees the vt__reading
