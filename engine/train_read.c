@@ -42,6 +42,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/bg.h"
 #include "../common/error.h"
 
 #define VT__PROBE_CHUNK 256 /* image headers per pool task */
@@ -58,7 +59,7 @@ struct vt__reading {
     int slots;                  /* its threads */
     int epochs;                 /* for progress reports */
     vt_trainer_hooks hooks;     /* progress and data_read, called under mu */
-    char hold[PATH_MAX];        /* VT_TEST_READ_HOLD's file, or "" */
+    char *name;                 /* the job's, for vt_bg_test_hold */
 
     pthread_t thread;
     atomic_int stop;            /* set: end early (VT_ECANCELLED) */
@@ -81,6 +82,7 @@ static void vt__reading_free(vt__reading *r)
 {
     free(r->train_dir);
     free(r->val_dir);
+    free(r->name);
     vt_dataset_free(r->train);
     vt_dataset_free(r->val);
     free(r->bad_train);
@@ -234,24 +236,6 @@ static int vt__same_classes(const vt_dataset *a, const vt_dataset *b)
     return 1;
 }
 
-/* VT_TEST_READ_HOLD=DIR (tests): the reader of a job named N starts only
- * once DIR/N is gone, so that a test can hold a job in its reading for as
- * long as it needs; it creates DIR/N.held as it begins to wait, for the
- * test to know.  Like a call stuck on a dead mount, the wait does not see
- * a stop. */
-static void vt__test_hold(const vt__reading *r)
-{
-    char held[PATH_MAX + 8];
-    int fd;
-    if (!r->hold[0] || access(r->hold, F_OK) < 0)
-        return;
-    snprintf(held, sizeof held, "%s.held", r->hold);
-    if ((fd = open(held, O_WRONLY | O_CREAT | O_CLOEXEC, 0644)) >= 0)
-        close(fd);
-    while (access(r->hold, F_OK) == 0)
-        nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
-}
-
 /* Scans the folders, splits off validation, probes the headers: the
  * reader's whole work, with no message for the job's log. */
 static int vt__read_data(vt__reading *r)
@@ -259,7 +243,7 @@ static int vt__read_data(vt__reading *r)
     vt_dataset *all = NULL;
     int rc;
 
-    vt__test_hold(r);
+    vt_bg_test_hold(r->name);
     /* Listed as the job's owner: the class and file names of a folder the
      * user cannot read must not come back in warnings. */
     if (r->as_owner && (rc = vt_creds_enter(&r->creds)) < 0)
@@ -337,13 +321,14 @@ static void *vt__reader(void *arg)
 
 int vt_train__read_start(vt_trainer *t)
 {
-    const char *hold = getenv("VT_TEST_READ_HOLD");
     vt__reading *r = calloc(1, sizeof *r);
     int err;
     if (!r || !(r->train_dir = strdup(t->spec.train_dir)) ||
-        (t->spec.val_dir && !(r->val_dir = strdup(t->spec.val_dir)))) {
+        (t->spec.val_dir && !(r->val_dir = strdup(t->spec.val_dir))) ||
+        !(r->name = strdup(t->spec.name))) {
         if (r) {
             free(r->train_dir);
+            free(r->val_dir);
             free(r);
         }
         return vt_error_set(VT_ENOMEM, "out of memory");
@@ -356,8 +341,6 @@ int vt_train__read_start(vt_trainer *t)
     r->slots = vt_pool_threads(t->env.pool);
     r->epochs = t->spec.epochs;
     r->hooks = t->hooks;
-    if (hold && *hold)
-        snprintf(r->hold, sizeof r->hold, "%s/%s", hold, t->spec.name);
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
     if ((err = pthread_create(&r->thread, NULL, vt__reader, r)) != 0) {

@@ -1,0 +1,2 @@
+# The common library's thread helpers (TSan runs them too).
+vt_add_test(bg SOURCES test_bg.c LABELS "unit;threads")
