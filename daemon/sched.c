@@ -13,6 +13,7 @@ struct vt_sched_job {
     size_t bytes;
     void *ud;
     int running;
+    int request;        /* a prediction or evaluation: running, not a job */
     int held, was_held; /* running without work (ready() said no) at the last
                            pick, and at the one before */
     uint64_t seq;      /* submission order */
@@ -25,7 +26,8 @@ typedef struct {
     double total;      /* device seconds, for reporting */
     double recent;     /* decayed device seconds */
     double recent_at;  /* time of the last decay */
-    int running, waiting;
+    int running, waiting; /* jobs */
+    int requests;
 } vt__user;
 
 struct vt_sched {
@@ -77,11 +79,11 @@ static vt__user *vt__user_get(vt_sched *s, uid_t uid)
     return u;
 }
 
-vt_sched_job *vt_sched_add(vt_sched *s, int64_t id, uid_t uid, size_t est_bytes, void *ud)
+/* Appends a new entry for user uid (counted by neither figure yet). */
+static vt_sched_job *vt__append(vt_sched *s, int64_t id, uid_t uid, size_t bytes, void *ud)
 {
     vt_sched_job *j = calloc(1, sizeof *j);
-    vt__user *u = vt__user_get(s, uid);
-    if (!j || !u) {
+    if (!j || !vt__user_get(s, uid)) {
         free(j);
         return NULL;
     }
@@ -95,9 +97,16 @@ vt_sched_job *vt_sched_add(vt_sched *s, int64_t id, uid_t uid, size_t est_bytes,
         s->jobs = nj;
         s->cap = cap;
     }
-    *j = (vt_sched_job){.id = id, .uid = uid, .bytes = est_bytes, .ud = ud, .seq = s->seq++};
+    *j = (vt_sched_job){.id = id, .uid = uid, .bytes = bytes, .ud = ud, .seq = s->seq++};
     s->jobs[s->n++] = j;
-    u->waiting++;
+    return j;
+}
+
+vt_sched_job *vt_sched_add(vt_sched *s, int64_t id, uid_t uid, size_t est_bytes, void *ud)
+{
+    vt_sched_job *j = vt__append(s, id, uid, est_bytes, ud);
+    if (j)
+        vt__user_get(s, uid)->waiting++;
     return j;
 }
 
@@ -113,15 +122,35 @@ static void vt__catch_up(const vt_sched *s, vt__user *u, double m)
         u->vtime = start;
 }
 
-/* Smallest virtual time among users with running jobs (or +inf). */
+/* Whether the user has something that runs: jobs or requests. */
+static int vt__active(const vt__user *u) { return u->running > 0 || u->requests > 0; }
+
+/* Smallest virtual time among users with running jobs or requests (or
+ * +inf). */
 static double vt__min_active_vtime(const vt_sched *s)
 {
     double m = INFINITY;
     for (int i = 0; i < s->nusers; i++)
-        if (s->users[i].running > 0 && s->users[i].vtime < m)
+        if (vt__active(&s->users[i]) && s->users[i].vtime < m)
             m = s->users[i].vtime;
     return m;
 }
+
+vt_sched_job *vt_sched_add_request(vt_sched *s, uid_t uid, void *ud)
+{
+    vt_sched_job *j = vt__append(s, 0, uid, 0, ud);
+    vt__user *u;
+    if (!j)
+        return NULL;
+    u = vt__user_get(s, uid);
+    if (!vt__active(u))
+        vt__catch_up(s, u, vt__min_active_vtime(s));
+    j->running = j->request = 1;
+    u->requests++;
+    return j;
+}
+
+int vt_sched_is_request(const vt_sched_job *j) { return j->request; }
 
 vt_sched_job *vt_sched_admit(vt_sched *s, size_t free_bytes)
 {
@@ -135,7 +164,7 @@ vt_sched_job *vt_sched_admit(vt_sched *s, size_t free_bytes)
             continue;
         if (j->bytes > free_bytes)
             return NULL; /* no overtaking */
-        if (u->running == 0)
+        if (!vt__active(u))
             vt__catch_up(s, u, vt__min_active_vtime(s));
         j->running = 1;
         u->running++;
@@ -186,7 +215,7 @@ vt_sched_job *vt_sched_pick(vt_sched *s, int (*ready)(void *ud))
             vt__catch_up(s, vt__user_get(s, j->uid), vt__min_busy_vtime(s, j->uid));
     }
     for (int i = 0; i < s->nusers; i++)
-        if (s->users[i].running > 0 && (!best || s->users[i].vtime < best->vtime) &&
+        if (vt__active(&s->users[i]) && (!best || s->users[i].vtime < best->vtime) &&
             vt__has_work(s, s->users[i].uid, 0))
             best = &s->users[i];
     if (!best)
@@ -233,7 +262,9 @@ void vt_sched_remove(vt_sched *s, vt_sched_job *j)
             break;
         }
     if (u) {
-        if (j->running)
+        if (j->request)
+            u->requests--;
+        else if (j->running)
             u->running--;
         else
             u->waiting--;
@@ -246,7 +277,7 @@ vt_sched_job *vt_sched_first(vt_sched *s) { return s->n ? s->jobs[0] : NULL; }
 vt_sched_job *vt_sched_find(vt_sched *s, int64_t id)
 {
     for (int i = 0; i < s->n; i++)
-        if (s->jobs[i]->id == id)
+        if (s->jobs[i]->id == id && !s->jobs[i]->request)
             return s->jobs[i];
     return NULL;
 }
@@ -257,6 +288,8 @@ void vt_sched_counts(const vt_sched *s, int *running, int *waiting)
 {
     *running = *waiting = 0;
     for (int i = 0; i < s->n; i++) {
+        if (s->jobs[i]->request)
+            continue;
         if (s->jobs[i]->running)
             (*running)++;
         else
@@ -278,15 +311,16 @@ int vt_sched_users(vt_sched *s, vt_sched_user *out, int max, double now)
     int n = 0;
     for (int i = 0; i < s->nusers; i++) {
         vt__decay(&s->users[i], now);
-        if (s->users[i].running || s->users[i].waiting)
+        if (vt__active(&s->users[i]) || s->users[i].waiting)
             sum += s->users[i].recent;
     }
     for (int i = 0; i < s->nusers && n < max; i++) {
         const vt__user *u = &s->users[i];
-        if (!u->running && !u->waiting) /* as PROTOCOL.md says: users with jobs */
+        if (!vt__active(u) && !u->waiting) /* as PROTOCOL.md says: users with work */
             continue;
         out[n++] = (vt_sched_user){.uid = u->uid, .running = u->running,
-                                   .waiting = u->waiting, .device_s = u->total,
+                                   .waiting = u->waiting, .requests = u->requests,
+                                   .device_s = u->total,
                                    .share = sum > 0 ? u->recent / sum : 0};
     }
     return n;

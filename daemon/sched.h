@@ -15,6 +15,10 @@
  * starts at the smallest virtual time of those already active, and never
  * behind the user picked last (when none is active), so time spent idle is
  * not banked.
+ *
+ * Requests (predictions, evaluations) take their turns with their user's
+ * jobs the same way, one batch per turn, charged to that user; they start
+ * at once (no admission, no per-user limit) and are not counted as jobs.
  */
 #ifndef VT_SCHED_H
 #define VT_SCHED_H
@@ -29,6 +33,7 @@ typedef struct vt_sched_job vt_sched_job;
 typedef struct {
     uid_t uid;
     int running, waiting;
+    int requests;    /* predictions and evaluations in progress */
     double device_s; /* device seconds used in total */
     double share;    /* fraction of the listed users' recent device time (decayed,
                         30 s half-life) */
@@ -45,6 +50,13 @@ void vt_sched_free(vt_sched *s);
  * NULL when out of memory. */
 vt_sched_job *vt_sched_add(vt_sched *s, int64_t id, uid_t uid, size_t est_bytes, void *ud);
 
+/* Adds a request of user uid, running from now on; ud is the caller's.
+ * Its id is 0 (vt_sched_find never finds it).  NULL when out of memory. */
+vt_sched_job *vt_sched_add_request(vt_sched *s, uid_t uid, void *ud);
+
+/* Whether j is a request (vt_sched_add_request). */
+int vt_sched_is_request(const vt_sched_job *j);
+
 /* The next waiting job that may start with free_bytes of device memory (it
  * becomes running), or NULL. */
 vt_sched_job *vt_sched_admit(vt_sched *s, size_t free_bytes);
@@ -59,10 +71,11 @@ vt_sched_job *vt_sched_pick(vt_sched *s, int (*ready)(void *ud));
  * any monotonic origin). */
 void vt_sched_charge(vt_sched *s, vt_sched_job *j, double seconds, double now);
 
-/* Forgets a job (waiting or running). */
+/* Forgets a job (waiting or running) or a request. */
 void vt_sched_remove(vt_sched *s, vt_sched_job *j);
 
-/* The oldest job (waiting or running), or NULL when there is none. */
+/* The oldest job (waiting or running) or request, or NULL when there is
+ * none. */
 vt_sched_job *vt_sched_first(vt_sched *s);
 
 /* A job by id, or NULL. */
@@ -71,15 +84,15 @@ vt_sched_job *vt_sched_find(vt_sched *s, int64_t id);
 /* The ud given to vt_sched_add. */
 void *vt_sched_job_ud(const vt_sched_job *j);
 
-/* Number of running and waiting jobs. */
+/* Number of running and waiting jobs (requests not counted). */
 void vt_sched_counts(const vt_sched *s, int *running, int *waiting);
 
-/* Number of running jobs that had work at the last vt_sched_pick (those
- * its ready() passed over not counted). */
+/* Number of running jobs and requests that had work at the last
+ * vt_sched_pick (those its ready() passed over not counted). */
 int vt_sched_busy(const vt_sched *s);
 
-/* Per-user figures at time now of the users with running or waiting jobs,
- * up to max users; returns how many.  A share is of the device time these
+/* Per-user figures at time now of the users with running or waiting jobs
+ * or requests, up to max users; returns how many.  A share is of the device time these
  * users had lately (a 30 s half-life): a user alone comes to 1. */
 int vt_sched_users(vt_sched *s, vt_sched_user *out, int max, double now);
 

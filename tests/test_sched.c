@@ -234,6 +234,77 @@ static void test_waiting_not_banked_alone(vt_backend *be)
     vt_sched_free(s);
 }
 
+/* A request takes its turns with its user's jobs: user 1000 with two jobs
+ * and user 1001 with only a request share the device equally, and a
+ * request of user 1000 beside its jobs does not add to that user's share.
+ * Requests start without admission (even with a large job waiting and no
+ * memory free), are not counted as jobs, cannot be found by id, and a
+ * user who has only a request is listed. */
+static void test_requests_share_with_jobs(vt_backend *be)
+{
+    vt_sched *s = vt_sched_new(1);
+    vt_sched_job *r, *big;
+    vt_sched_user u[4];
+    double used[3] = {0, 0, 0}, cost[3] = {0.1, 0.1, 0.1};
+    int running, waiting, n;
+    (void)be;
+    VT_CHECK(vt_sched_add(s, 1, 1000, 1, (void *)0));
+    VT_CHECK(vt_sched_add(s, 2, 1000, 1, (void *)0)); /* over max_running 1: waits */
+    VT_CHECK(vt_sched_admit(s, 10));
+    VT_CHECK(!vt_sched_admit(s, 10));
+    VT_CHECK((big = vt_sched_add(s, 3, 1002, 1000, (void *)2)));
+    VT_CHECK(!vt_sched_admit(s, 10)); /* too big: it waits, and nothing overtakes it */
+    VT_CHECK((r = vt_sched_add_request(s, 1001, (void *)1)));
+    VT_CHECK(vt_sched_is_request(r));
+    vt_sched_counts(s, &running, &waiting);
+    VT_CHECK_INT(running, 1);
+    VT_CHECK_INT(waiting, 2);
+    VT_CHECK(vt_sched_find(s, 0) == NULL);
+    n = vt_sched_users(s, u, 4, 0);
+    VT_CHECK_INT(n, 3);
+    for (int i = 0; i < n; i++)
+        if (u[i].uid == 1001)
+            VT_CHECK(u[i].running == 0 && u[i].waiting == 0 && u[i].requests == 1);
+    simulate(s, 1000, cost, used);
+    VT_CHECK_NEAR(used[1] / (used[0] + used[1]), 0.5, 0.01);
+    VT_CHECK_NEAR(used[2], 0, 0);
+    /* A request of 1000's own: its two entries share that user's half. */
+    VT_CHECK(vt_sched_add_request(s, 1000, (void *)0));
+    double used2[3] = {0, 0, 0};
+    simulate(s, 1000, cost, used2);
+    VT_CHECK_NEAR(used2[1] / (used2[0] + used2[1]), 0.5, 0.01);
+    vt_sched_remove(s, r);
+    n = vt_sched_users(s, u, 4, 0);
+    VT_CHECK_INT(n, 2); /* 1001 had only the request */
+    vt_sched_free(s);
+}
+
+/* A user whose first request comes after another user had the device alone
+ * is not owed that time: the two share from then on. */
+static void test_request_not_banked(vt_backend *be)
+{
+    vt_sched *s = vt_sched_new(8);
+    double now = 0;
+    int late = 0;
+    (void)be;
+    VT_CHECK(vt_sched_add(s, 1, 1000, 1, (void *)0));
+    vt_sched_admit(s, 10);
+    for (int i = 0; i < 100; i++) {
+        vt_sched_job *j = vt_sched_pick(s, NULL);
+        now += 1;
+        vt_sched_charge(s, j, 1, now);
+    }
+    VT_CHECK(vt_sched_add_request(s, 1001, (void *)1));
+    for (int i = 0; i < 20; i++) {
+        vt_sched_job *j = vt_sched_pick(s, NULL);
+        late += (intptr_t)vt_sched_job_ud(j) == 1;
+        now += 1;
+        vt_sched_charge(s, j, 1, now);
+    }
+    VT_CHECK(late >= 9 && late <= 11);
+    vt_sched_free(s);
+}
+
 static const vt_test_case cases[] = {
     {"equal_share_per_user", test_equal_share_per_user, 0},
     {"share_of_listed_users", test_share_of_listed_users, 0},
@@ -243,6 +314,8 @@ static const vt_test_case cases[] = {
     {"jobs_without_work_passed_over", test_jobs_without_work_passed_over, 0},
     {"waiting_not_banked", test_waiting_not_banked, 0},
     {"waiting_not_banked_alone", test_waiting_not_banked_alone, 0},
+    {"requests_share_with_jobs", test_requests_share_with_jobs, 0},
+    {"request_not_banked", test_request_not_banked, 0},
 };
 
 int main(int argc, char **argv) { VT_TEST_MAIN(cases); }
