@@ -741,7 +741,9 @@ void vt_cli_render_status(FILE *f, const cJSON *d)
         cJSON_ArrayForEach(it, users) {
             char uid[32], run[32], q[32], dev[32] = "-", share[32] = "-";
             snprintf(uid, sizeof uid, "%lld", vt__int(it, "uid", 0));
-            snprintf(run, sizeof run, "%lld", vt__int(it, "running", 0));
+            long long reqs = vt__int(it, "requests", 0);
+            snprintf(run, sizeof run, reqs ? "%lld + %lld request%s" : "%lld",
+                     vt__int(it, "running", 0), reqs, reqs == 1 ? "" : "s");
             snprintf(q, sizeof q, "%lld", vt__int(it, "queued", 0));
             if (vt__num(it, "device_s", &x))
                 vt_cli_fmt_duration(x, dev, sizeof dev);

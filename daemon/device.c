@@ -13,6 +13,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <pwd.h>
 #include <stdarg.h>
@@ -21,11 +22,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "../common/bg.h"
 #include "../common/clock.h"
 #include "../common/error.h"
 #include "../common/log.h"
 #include "../common/pool.h"
 #include "../engine/base.h"
+#include "../engine/dataset.h"
 #include "../engine/featcache.h"
 #include "../engine/predict.h"
 #include "../engine/weights.h"
@@ -33,6 +36,11 @@
 
 #define VT__PROGRESS_EVERY 0.25 /* seconds between progress events of a job */
 #define VT__STATS_EVERY 1.0
+/* Predictions and evaluations in progress at once, at most, and of one
+ * user (the others wait their turn in order): each holds its model in
+ * host memory and, once read, on the device. */
+#define VT__REQS_MAX 3
+#define VT__REQS_PER_USER 2
 
 typedef enum { CMD_JOB, CMD_CANCEL, CMD_PREDICT, CMD_EVAL } vt__cmd_kind;
 
@@ -55,7 +63,14 @@ typedef struct {
     int resident;
 } vt__base_slot;
 
+/* What a scheduler entry's ud points at: a job (vt__djob) or a request
+ * (vt__dreq); both begin with this. */
+typedef enum { VT__TASK_JOB, VT__TASK_REQUEST } vt__task;
+
+typedef struct vt__dreq vt__dreq;
+
 typedef struct vt__djob {
+    vt__task task; /* VT__TASK_JOB */
     vt_device *d;
     int64_t id;
     vt_creds creds;
@@ -111,6 +126,10 @@ struct vt_device {
     size_t promised; /* the sum of the running jobs' promised bytes */
     double last_stats;
     int stopping;
+    /* Requests: those in progress and those waiting to start. */
+    vt__dreq *reqs[VT__REQS_MAX];
+    int nreqs;
+    vt__cmd *req_head, *req_tail;
 };
 
 /* ---- events ------------------------------------------------------------ */
@@ -528,23 +547,10 @@ static size_t vt__free_bytes(vt_device *d)
     return total > used + reserve ? total - used - reserve : 0;
 }
 
-/* vt_trainer_hooks.data_read: on the job's reading thread, wakes the device
- * thread, which may be waiting for work. */
-static void vt__hook_read(void *ud)
-{
-    vt_device *d = ((vt__djob *)ud)->d;
-    pthread_mutex_lock(&d->cmd_mu);
-    d->woken = 1;
-    pthread_cond_signal(&d->cmd_cv);
-    pthread_mutex_unlock(&d->cmd_mu);
-}
+static void vt__wake(vt_device *d);
 
-/* vt_sched_pick's question: whether the job has work now. */
-static int vt__job_ready(void *ud)
-{
-    vt__djob *j = ud;
-    return !j->tr || vt_trainer_ready(j->tr);
-}
+/* vt_trainer_hooks.data_read: on the job's reading thread. */
+static void vt__hook_read(void *ud) { vt__wake(((vt__djob *)ud)->d); }
 
 /* Starts the trainer of an admitted job. */
 static void vt__job_begin(vt_device *d, vt__djob *j)
@@ -615,23 +621,10 @@ static void vt__fatal(vt_device *d, const char *what, const char *msg)
     d->stopping = 2;
 }
 
-/* One step of the job the scheduler picks; returns 0 when none has work.
- * A step only queues its device work; when other jobs have work too it
- * waits for it, so that the device time charged to each job is its own.
- * (Alone, or beside jobs that read their data, a job runs ahead and waits
- * only where its trainer needs results.) */
-static int vt__step(vt_device *d)
+/* A training step of job j (queued on the device). */
+static int vt__job_turn(vt_device *d, vt__djob *j)
 {
-    vt_sched_job *sj = vt_sched_pick(d->sched, vt__job_ready);
-    vt__djob *j;
-    double t0, dt;
-    int rc, busy;
-    if (!sj)
-        return 0;
-    j = vt_sched_job_ud(sj);
-    busy = vt_sched_busy(d->sched);
-    t0 = vt_clock_mono();
-    rc = vt_trainer_step(j->tr);
+    int rc = vt_trainer_step(j->tr);
     if (!j->spec_posted && vt_trainer_prepared(j->tr)) {
         d->promised -= j->promised; /* allocated now: in use */
         j->promised = 0;
@@ -645,22 +638,17 @@ static int vt__step(vt_device *d)
         }
         j->spec_posted = 1;
     }
-    if (rc == 1 && busy > 1) {
-        int src = vt_backend_sync(d->be);
-        rc = src < 0 ? src : rc;
-    }
-    dt = vt_clock_mono() - t0;
-    vt_sched_charge(d->sched, sj, dt, t0 + dt);
-    pthread_mutex_lock(&d->ev_mu);
-    if (dt > d->longest_step)
-        d->longest_step = dt;
-    pthread_mutex_unlock(&d->ev_mu);
-    vt__alive(d);
+    return rc;
+}
+
+/* After job j's step returned rc: its end when it is over. */
+static void vt__job_after(vt_device *d, vt__djob *j, int rc)
+{
     if (rc > 0)
-        return 1;
+        return;
     if (rc == 0) {
         vt__job_end(d, j, VT_JOB_SUCCEEDED, NULL);
-        return 1;
+        return;
     }
     if ((rc = vt__device_lost(d, rc)) == VT_EDEVLOST) {
         /* The context is unusable (another error fails only this job):
@@ -670,13 +658,12 @@ static int vt__step(vt_device *d)
         snprintf(msg, sizeof msg, "%s", vt_error_msg()); /* (ending the job may reuse it) */
         vt__job_end(d, j, VT_JOB_FAILED, msg);
         vt__fatal(d, what, msg);
-        return 1;
+        return;
     }
     vt__job_end(d, j, VT_JOB_FAILED, vt_error_msg());
-    return 1;
 }
 
-/* ---- predictions and evaluations --------------------------------------- */
+/* ---- replies ------------------------------------------------------------ */
 
 static void vt__reply(vt_device *d, uint64_t req, int code, char *text)
 {
@@ -691,6 +678,12 @@ static void vt__reply(vt_device *d, uint64_t req, int code, char *text)
     vt__post(d, e);
 }
 
+/* Replies to a prediction or evaluation that the daemon's stop cut short. */
+static void vt__reply_stopping(vt_device *d, uint64_t req)
+{
+    vt__reply(d, req, VT_EBUSY, strdup("the daemon is stopping; ask again once it is back"));
+}
+
 /* Replies with the error of a prediction or evaluation.  A device failure
  * behind it is looked into as after a training step's: a lost context (a
  * sync tells) ends the daemon for a restart, as it would the next job. */
@@ -701,6 +694,160 @@ static void vt__reply_error(vt_device *d, uint64_t req, int code)
     if (code == VT_EDEVLOST)
         vt__fatal(d, "a prediction or evaluation", vt_error_msg());
 }
+
+/* ---- requests ---------------------------------------------------------
+ * A prediction or evaluation reads its model file (and an evaluation its
+ * folder) on a thread of its own, then runs one batch at each turn the
+ * scheduler gives its user, between the jobs' steps, and is charged for
+ * it like a job. */
+
+/* What a request's reading thread works on, and its results. */
+typedef struct {
+    vt__cmd *cmd;      /* kind, model, folder or images, requester */
+    vt_predictor *p;   /* read (host only) */
+    vt_dataset *ds;    /* the folder (eval) or the images (predict) */
+    int rc;            /* 0 or the error, its message in msg */
+    char msg[1024];
+} vt__rread;
+
+struct vt__dreq {
+    vt__task task;     /* VT__TASK_REQUEST */
+    vt_sched_job *sj;
+    vt_bg *bg;         /* the reading thread; NULL once joined */
+    vt__rread *rd;     /* its work: ours once joined */
+    vt_pass *pass;     /* from the first turn after the reading */
+};
+
+static void vt__rread_free(void *arg)
+{
+    vt__rread *rd = arg;
+    vt_predictor_free(rd->p);
+    vt_dataset_free(rd->ds);
+    vt__cmd_free(rd->cmd);
+    free(rd);
+}
+
+/* The reading thread's work: the model as the requester (an admin who
+ * cannot read the owner's files is told so), then the data. */
+static void vt__req_read(void *arg, const atomic_int *stop)
+{
+    vt__rread *rd = arg;
+    const vt__cmd *c = rd->cmd;
+    const char *name = c->kind == CMD_EVAL ? c->dir : c->images[0], *slash = strrchr(name, '/');
+    int rc;
+    vt_bg_test_hold(slash ? slash + 1 : name);
+    rc = vt_predictor_read(&rd->p, c->path, &c->creds);
+    if (rc == VT_EPERM)
+        rc = vt_error_wrap(rc, "job %lld's model, read with your own file permissions (uid %u)",
+                           (long long)c->job, (unsigned)c->creds.uid);
+    if (rc == 0 && c->kind == CMD_EVAL && (rc = vt_creds_enter(&c->creds)) == 0) {
+        rc = vt_dataset_scan_until(&rd->ds, AT_FDCWD, c->dir, stop);
+        vt_creds_leave();
+    } else if (rc == 0 && c->kind == CMD_PREDICT) {
+        rc = vt_dataset_of_files(&rd->ds, (const char *const *)c->images, c->n);
+    }
+    if ((rd->rc = rc) < 0)
+        snprintf(rd->msg, sizeof rd->msg, "%s", vt_error_msg()); /* (this thread's own) */
+}
+
+/* vt_bg_calls.done and vt_trainer_hooks.data_read: wakes the device
+ * thread, which may be waiting for work. */
+static void vt__wake(vt_device *d)
+{
+    pthread_mutex_lock(&d->cmd_mu);
+    d->woken = 1;
+    pthread_cond_signal(&d->cmd_cv);
+    pthread_mutex_unlock(&d->cmd_mu);
+}
+
+static void vt__req_woken(void *d) { vt__wake(d); }
+
+static void vt__req_free(vt__dreq *r)
+{
+    vt_pass_free(r->pass);
+    if (r->bg)
+        vt_bg_abandon(r->bg); /* (it frees r->rd) */
+    else
+        vt__rread_free(r->rd);
+    free(r);
+}
+
+/* Ends a request: out of the scheduler and the requests in progress,
+ * freed. */
+static void vt__req_end(vt_device *d, vt__dreq *r)
+{
+    for (int i = 0; i < d->nreqs; i++)
+        if (d->reqs[i] == r)
+            d->reqs[i] = d->reqs[--d->nreqs];
+    vt_sched_remove(d->sched, r->sj);
+    vt__req_free(r);
+}
+
+/* Queues command c (predict or eval, which is taken over) to start once
+ * vt__req_admit lets it. */
+static void vt__req_queue(vt_device *d, vt__cmd *c)
+{
+    c->next = NULL;
+    if (d->req_tail)
+        d->req_tail->next = c;
+    else
+        d->req_head = c;
+    d->req_tail = c;
+}
+
+/* Starts command c's request (c is taken over). */
+static void vt__req_start(vt_device *d, vt__cmd *c)
+{
+    vt__dreq *r = calloc(1, sizeof *r);
+    vt__rread *rd = calloc(1, sizeof *rd);
+    vt_bg_calls calls = {.run = vt__req_read, .drop = vt__rread_free, .done = vt__req_woken,
+                         .ud = d};
+    uint64_t req = c->req;
+    if (!r || !rd) {
+        free(r);
+        free(rd);
+        vt__cmd_free(c);
+        vt__reply(d, req, VT_ENOMEM, strdup("out of memory"));
+        return;
+    }
+    *r = (vt__dreq){.task = VT__TASK_REQUEST, .rd = rd};
+    rd->cmd = c;
+    if (!(r->sj = vt_sched_add_request(d->sched, c->creds.uid, r))) {
+        vt__req_free(r);
+        vt__reply(d, req, VT_ENOMEM, strdup("out of memory"));
+        return;
+    }
+    d->reqs[d->nreqs++] = r;
+    if (vt_bg_start(&r->bg, &calls, rd) < 0) {
+        vt__reply(d, req, VT_ENOMEM, strdup(vt_error_msg()));
+        vt__req_end(d, r);
+    }
+}
+
+/* Starts the queued requests that may start: in order, while fewer than
+ * VT__REQS_MAX are in progress, each whose user has fewer than
+ * VT__REQS_PER_USER in progress. */
+static void vt__req_admit(vt_device *d)
+{
+    vt__cmd **at = &d->req_head, *c;
+    while ((c = *at) && d->nreqs < VT__REQS_MAX) {
+        int mine = 0;
+        for (int i = 0; i < d->nreqs; i++)
+            mine += d->reqs[i]->rd->cmd->creds.uid == c->creds.uid;
+        if (mine >= VT__REQS_PER_USER) {
+            at = &c->next;
+        } else {
+            *at = c->next;
+            vt__req_start(d, c);
+        }
+    }
+    d->req_tail = NULL;
+    for (c = d->req_head; c; c = c->next)
+        d->req_tail = c;
+}
+
+/* Whether request r has work now: its reading is over. */
+static int vt__req_ready(vt__dreq *r) { return !r->bg || vt_bg_finished(r->bg); }
 
 /* Refuses a model file that another job or `vggtuned run` wrote over job
  * c->job's (its metadata says who wrote it; files without the record
@@ -716,73 +863,117 @@ static int vt__model_of_job(const vt_device *d, const vt__cmd *c, const vt_predi
                         (long long)c->job, c->path, by);
 }
 
-/* Loads job c->job's model, read as the requester: an admin who cannot
- * read the owner's files is told so. */
-static int vt__load_model(vt_device *d, const vt__cmd *c, vt_predictor **p)
+/* Request r's turn: after the reading, the network is built and the pass
+ * begun; then each turn runs a batch.  1: more to do, 0: done, or an
+ * error. */
+static int vt__req_turn(vt_device *d, vt__dreq *r)
 {
-    int rc = vt_predictor_load(p, d->be, c->path, &c->creds);
-    if (rc == VT_EPERM)
-        rc = vt_error_wrap(rc, "job %lld's model, read with your own file permissions (uid %u)",
-                           (long long)c->job, (unsigned)c->creds.uid);
-    return rc;
-}
-
-static void vt__predict(vt_device *d, vt__cmd *c)
-{
-    vt_predictor *p = NULL;
-    float *probs = NULL, *logits = NULL; /* (n, C) each */
-    char **errors = NULL; /* (n): why image i could not be read, or NULL */
-    int C, rc;
-    size_t rows = (size_t)(c->n ? c->n : 1);
-
-    if ((rc = vt__load_model(d, c, &p)) < 0 || (rc = vt__model_of_job(d, c, p)) < 0) {
-        vt__reply_error(d, c->req, rc);
-        vt_predictor_free(p);
-        return;
-    }
-    C = vt_predictor_nclasses(p);
-    probs = malloc(sizeof *probs * (size_t)C * rows);
-    logits = malloc(sizeof *logits * (size_t)C * rows);
-    errors = calloc(rows, sizeof *errors);
-    if (!probs || !logits || !errors) {
-        vt__reply(d, c->req, VT_ENOMEM, strdup("out of memory"));
-    } else if ((rc = vt_predictor_run(p, (const char *const *)c->images, c->n, probs, logits,
-                                      &c->creds, errors)) < 0) {
-        vt__reply_error(d, c->req, rc);
-    } else {
-        cJSON *body = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(body, "predictions");
-        for (int i = 0; i < c->n; i++)
-            cJSON_AddItemToArray(arr, vt_predict_json(p, c->images[i], probs + (size_t)i * C,
-                                                      logits + (size_t)i * C, c->top,
-                                                      errors[i]));
-        vt__reply(d, c->req, 0, cJSON_PrintUnformatted(body));
-        cJSON_Delete(body);
-    }
-    for (int i = 0; errors && i < c->n; i++)
-        free(errors[i]);
-    free(errors);
-    free(logits);
-    free(probs);
-    vt_predictor_free(p);
-}
-
-static void vt__eval(vt_device *d, vt__cmd *c)
-{
-    vt_predictor *p = NULL;
-    vt_eval_result r = {0};
+    vt__rread *rd = r->rd;
     int rc;
-    if ((rc = vt__load_model(d, c, &p)) < 0 || (rc = vt__model_of_job(d, c, p)) < 0 ||
-        (rc = vt_predictor_eval(p, d->pool, c->dir, &c->creds, &r)) < 0) {
-        vt__reply_error(d, c->req, rc);
-        vt_predictor_free(p);
-        return;
+    if (r->pass)
+        return vt_pass_step(r->pass);
+    vt_bg_join(r->bg);
+    r->bg = NULL;
+    if (rd->rc < 0)
+        return vt_error_set(rd->rc, "%s", rd->msg);
+    if ((rc = vt__model_of_job(d, rd->cmd, rd->p)) < 0 ||
+        (rc = vt_predictor_upload(rd->p, d->be)) < 0 ||
+        (rc = vt_pass_begin(&r->pass, rd->p, d->pool, rd->ds,
+                            rd->cmd->kind == CMD_EVAL ? VT_PASS_EVAL : VT_PASS_PREDICT,
+                            &rd->cmd->creds)) < 0)
+        return rc;
+    return 1;
+}
+
+/* The reply to a finished request: its predictions or its evaluation. */
+static char *vt__req_result(vt__dreq *r)
+{
+    const vt__cmd *c = r->rd->cmd;
+    cJSON *body = cJSON_CreateObject(), *arr;
+    char *text = NULL;
+    vt_eval_result er;
+    if (!body)
+        return NULL;
+    if (c->kind == CMD_EVAL) {
+        vt_pass_eval(r->pass, &er);
+        cJSON_AddItemToObject(body, "eval", vt_eval_json(r->rd->p, &er));
+        vt_eval_result_free(&er);
+    } else if ((arr = cJSON_AddArrayToObject(body, "predictions"))) {
+        for (int i = 0; i < c->n; i++) {
+            const float *logits, *probs;
+            const char *why;
+            probs = vt_pass_row(r->pass, i, &logits, &why);
+            cJSON_AddItemToArray(arr, vt_predict_json(r->rd->p, c->images[i], probs, logits,
+                                                      c->top, why));
+        }
     }
-    cJSON *body = cJSON_CreateObject();
-    cJSON_AddItemToObject(body, "eval", vt_eval_json(p, &r));
-    vt__reply(d, c->req, 0, cJSON_PrintUnformatted(body));
+    text = cJSON_PrintUnformatted(body);
     cJSON_Delete(body);
-    vt_eval_result_free(&r);
-    vt_predictor_free(p);
+    return text;
+}
+
+/* After request r's turn returned rc: the reply once it is over. */
+static void vt__req_after(vt_device *d, vt__dreq *r, int rc)
+{
+    uint64_t req = r->rd->cmd->req;
+    char *text;
+    if (rc > 0)
+        return;
+    if (rc < 0) {
+        vt__reply_error(d, req, rc);
+    } else if (!(text = vt__req_result(r))) {
+        vt__reply(d, req, VT_ENOMEM, strdup("out of memory"));
+    } else {
+        vt__reply(d, req, 0, text);
+    }
+    vt__req_end(d, r);
+}
+
+/* ---- turns ------------------------------------------------------------ */
+
+/* vt_sched_pick's question: whether a job or request has work now. */
+static int vt__ready(void *ud)
+{
+    if (*(vt__task *)ud == VT__TASK_REQUEST)
+        return vt__req_ready(ud);
+    vt__djob *j = ud;
+    return !j->tr || vt_trainer_ready(j->tr);
+}
+
+/* One turn of the job or request the scheduler picks: a training step or
+ * a batch of a request.  Returns 0 when none has work.  A turn only queues
+ * its device work; when others have work too it waits for it, so that the
+ * device time charged to each user is their own.  (Alone, or beside jobs
+ * that read their data, a job runs ahead and waits only where its trainer
+ * needs results.) */
+static int vt__step(vt_device *d)
+{
+    vt_sched_job *sj = vt_sched_pick(d->sched, vt__ready);
+    void *ud;
+    double t0, dt;
+    int rc, busy;
+    if (!sj)
+        return 0;
+    ud = vt_sched_job_ud(sj);
+    busy = vt_sched_busy(d->sched);
+    t0 = vt_clock_mono();
+    rc = vt_sched_is_request(sj) ? vt__req_turn(d, ud) : vt__job_turn(d, ud);
+    if (rc == 1 && busy > 1) {
+        int src = vt_backend_sync(d->be);
+        rc = src < 0 ? src : rc;
+    }
+    dt = vt_clock_mono() - t0;
+    vt_sched_charge(d->sched, sj, dt, t0 + dt);
+    pthread_mutex_lock(&d->ev_mu);
+    if (dt > d->longest_step)
+        d->longest_step = dt;
+    pthread_mutex_unlock(&d->ev_mu);
+    vt__alive(d);
+    if (vt_sched_is_request(sj))
+        vt__req_after(d, ud, rc);
+    else
+        vt__job_after(d, ud, rc);
+    return 1;
 }
 
 /* ---- statistics -------------------------------------------------------- */
@@ -839,6 +1030,7 @@ static void vt__stats(vt_device *d)
         cJSON_AddNumberToObject(x, "uid", u[i].uid);
         cJSON_AddNumberToObject(x, "running", u[i].running);
         cJSON_AddNumberToObject(x, "queued", u[i].waiting);
+        cJSON_AddNumberToObject(x, "requests", u[i].requests);
         cJSON_AddNumberToObject(x, "device_s", u[i].device_s);
         cJSON_AddNumberToObject(x, "share", u[i].share);
         cJSON_AddItemToArray(users, x);
@@ -862,7 +1054,9 @@ static size_t vt__job_memory(const vt_device *d)
 
 /* ---- the thread -------------------------------------------------------- */
 
-static void vt__handle(vt_device *d, vt__cmd *c)
+/* Carries out command c; returns 1 when c was taken over (not to be freed
+ * by the caller). */
+static int vt__handle(vt_device *d, vt__cmd *c)
 {
     vt_sched_job *sj;
     switch (c->kind) {
@@ -872,7 +1066,7 @@ static void vt__handle(vt_device *d, vt__cmd *c)
             vt__post_text(d, VT_DEV_STATE, c->job, VT_JOB_FAILED, "out of memory");
             break;
         }
-        *j = (vt__djob){.d = d, .id = c->job, .creds = c->creds, .spec = c->spec, .base = -1};
+        *j = (vt__djob){.task = VT__TASK_JOB, .d = d, .id = c->job, .creds = c->creds, .spec = c->spec, .base = -1};
         memset(&c->spec, 0, sizeof c->spec); /* moved into j */
         snprintf(j->checkpoint, sizeof j->checkpoint, "%s", c->path);
         /* One that can never fit would hold up the queue behind it for good
@@ -899,12 +1093,11 @@ static void vt__handle(vt_device *d, vt__cmd *c)
             vt__job_end(d, vt_sched_job_ud(sj), VT_JOB_CANCELLED, NULL);
         break;
     case CMD_PREDICT:
-        vt__predict(d, c);
-        break;
     case CMD_EVAL:
-        vt__eval(d, c);
-        break;
+        vt__req_queue(d, c);
+        return 1;
     }
+    return 0;
 }
 
 /* Takes the whole command queue, and a stop asked for (d->stopping); waits
@@ -932,11 +1125,25 @@ static vt__cmd *vt__take(vt_device *d, int block)
 /* Drops every job without reporting an end (the store still has them
  * queued or running, so the next start runs them again); with checkpoint
  * set (SIGTERM), prepared running jobs are checkpointed first so they
- * resume where they were. */
+ * resume where they were.  Requests in progress are answered with an
+ * error. */
 static void vt__shutdown_jobs(vt_device *d, int checkpoint)
 {
     vt_sched_job *sj;
+    vt__cmd *c;
+    while ((c = d->req_head)) {
+        d->req_head = c->next;
+        vt__reply_stopping(d, c->req);
+        vt__cmd_free(c);
+    }
+    d->req_tail = NULL;
     while ((sj = vt_sched_first(d->sched))) {
+        if (vt_sched_is_request(sj)) {
+            vt__dreq *r = vt_sched_job_ud(sj);
+            vt__reply_stopping(d, r->rd->cmd->req);
+            vt__req_end(d, r);
+            continue;
+        }
         vt__djob *j = vt_sched_job_ud(sj);
         if (checkpoint && j->tr && vt_trainer_prepared(j->tr)) {
             if (vt_trainer_checkpoint(j->tr) < 0)
@@ -1006,14 +1213,15 @@ static void *vt__thread(void *arg)
         vt__cmd *c = vt__take(d, !worked); /* (no job had work: wait for some) */
         while (c) {
             vt__cmd *next = c->next;
-            vt__handle(d, c);
-            vt__cmd_free(c);
+            if (!vt__handle(d, c))
+                vt__cmd_free(c);
             c = next;
         }
         vt__alive(d);
         if (d->stopping)
             break;
         vt__admit(d);
+        vt__req_admit(d);
         worked = vt__step(d);
         if (vt_clock_mono() - d->last_stats > VT__STATS_EVERY)
             vt__stats(d);

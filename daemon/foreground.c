@@ -378,6 +378,7 @@ int vt_fg_predict(int argc, char **argv)
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     vt__common common = {"auto", 0};
     vt_backend *be = NULL;
+    vt_pool *pool = NULL;
     vt_predictor *p = NULL;
     float *probs = NULL, *logits = NULL;
     char **errors = NULL; /* (n): why image i could not be read, or NULL */
@@ -410,7 +411,8 @@ int vt_fg_predict(int argc, char **argv)
     n = argc - optind - 1;
     if (vt__make_backend(&be, &common) < 0)
         goto done;
-    if (vt_predictor_load(&p, be, argv[optind], NULL) < 0) {
+    if (vt_pool_create(&pool, common.threads) < 0 ||
+        vt_predictor_load(&p, be, argv[optind], NULL) < 0) {
         fprintf(stderr, "vggtuned: %s\n", vt_error_msg());
         goto done;
     }
@@ -420,8 +422,8 @@ int vt_fg_predict(int argc, char **argv)
     logits = malloc(sizeof *logits * (size_t)n * C);
     errors = calloc((size_t)n, sizeof *errors);
     if (!probs || !logits || !errors ||
-        vt_predictor_run(p, (const char *const *)argv + optind + 1, n, probs, logits, NULL,
-                         errors) < 0) {
+        vt_predictor_run(p, pool, (const char *const *)argv + optind + 1, n, probs, logits,
+                         NULL, errors) < 0) {
         fprintf(stderr, "vggtuned: %s\n", probs && logits && errors ? vt_error_msg()
                                                                     : "out of memory");
         goto done;
@@ -462,6 +464,7 @@ done:
     free(probs);
     free(logits);
     vt_predictor_free(p);
+    vt_pool_free(pool);
     vt_backend_free(be);
     return status;
 }

@@ -106,8 +106,9 @@ static void vt__set_num(cJSON *o, const char *field, double v)
  * queue totals and each user's running and queued jobs, so that status
  * agrees with list.  The snapshot is refreshed between steps, up to a
  * second late (and during a long step, later); it keeps the device time
- * and shares.  Users without queued or running jobs are dropped; users
- * whose jobs the device has not seen yet are added. */
+ * and shares.  Users without queued or running jobs or requests in
+ * progress are dropped; users whose jobs the device has not seen yet are
+ * added. */
 static void vt__status_counts(const vt_jobs *js, cJSON *d)
 {
     cJSON *users = cJSON_GetObjectItemCaseSensitive(d, "users"), *q, *u, *next;
@@ -118,10 +119,11 @@ static void vt__status_counts(const vt_jobs *js, cJSON *d)
     }
     for (u = users ? users->child : NULL; u; u = next) {
         const cJSON *uid = cJSON_GetObjectItemCaseSensitive(u, "uid");
+        const cJSON *reqs = cJSON_GetObjectItemCaseSensitive(u, "requests");
         next = u->next;
         int r = cJSON_IsNumber(uid) ? vt_jobs_count(js, (uid_t)uid->valuedouble, VT_JOB_RUNNING) : 0;
         int w = cJSON_IsNumber(uid) ? vt_jobs_count(js, (uid_t)uid->valuedouble, VT_JOB_QUEUED) : 0;
-        if (r + w == 0) {
+        if (r + w == 0 && !(cJSON_IsNumber(reqs) && reqs->valuedouble > 0)) {
             cJSON_Delete(cJSON_DetachItemViaPointer(users, u));
             continue;
         }
@@ -144,6 +146,7 @@ static void vt__status_counts(const vt_jobs *js, cJSON *d)
         cJSON_AddNumberToObject(u, "uid", j->uid);
         cJSON_AddNumberToObject(u, "running", vt_jobs_count(js, j->uid, VT_JOB_RUNNING));
         cJSON_AddNumberToObject(u, "queued", vt_jobs_count(js, j->uid, VT_JOB_QUEUED));
+        cJSON_AddNumberToObject(u, "requests", 0);
         cJSON_AddNumberToObject(u, "device_s", 0);
         cJSON_AddNumberToObject(u, "share", 0);
         cJSON_AddItemToArray(users, u);

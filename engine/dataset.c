@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -254,6 +255,33 @@ static int vt_dataset__new_like(vt_dataset **out, const char *root, char *const 
 oom:
     vt_dataset_free(ds);
     return vt_error_set(VT_ENOMEM, "out of memory building a dataset");
+}
+
+int vt_dataset_of_files(vt_dataset **out, const char *const *paths, int n)
+{
+    char *const none[] = {""};
+    char cwd[PATH_MAX] = "";
+    vt_dataset *ds = NULL;
+    int rc = vt_dataset__new_like(&ds, "", none, 1, n);
+    for (int i = 0; rc == 0 && i < n; i++) {
+        char *path = NULL;
+        if (paths[i][0] == '/')
+            path = strdup(paths[i] + 1);
+        else if (!cwd[0] && !getcwd(cwd, sizeof cwd))
+            rc = vt_error_set(VT_EINVAL, "%s: the working directory has no name: %s",
+                              paths[i], strerror(errno));
+        else
+            path = vt_dataset__join(cwd + 1, paths[i]); /* (cwd less its '/') */
+        if (rc == 0 && !path)
+            rc = vt_error_set(VT_ENOMEM, "out of memory building a dataset");
+        if (rc == 0)
+            ds->samples[ds->n++] = (vt_sample){.path = path, .label = 0};
+    }
+    if (rc < 0)
+        vt_dataset_free(ds);
+    else
+        *out = ds;
+    return rc;
 }
 
 static int vt_dataset__append(vt_dataset *ds, const vt_sample *s)

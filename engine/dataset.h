@@ -55,6 +55,13 @@ int vt_dataset_split(const vt_dataset *all, double frac, uint64_t seed,
 /* Makes a dataset of the given samples of ds (deep copy, same classes). */
 int vt_dataset_subset(const vt_dataset *ds, const int *idx, int n, vt_dataset **out);
 
+/* A dataset of the n image files named by paths (absolute, or relative to
+ * the working directory), in that order, all of one class named "": for a
+ * prediction, which runs them through the loader like any dataset.  root
+ * is "" and each sample's path is the file's absolute path less its first
+ * '/'.  Nothing is read from disk but the working directory's name. */
+int vt_dataset_of_files(vt_dataset **out, const char *const *paths, int n);
+
 /* Frees a dataset; NULL is a no-op. */
 void vt_dataset_free(vt_dataset *ds);
 

@@ -10,7 +10,6 @@
 
 #include "../common/error.h"
 #include "dataset.h"
-#include "image.h"
 #include "loader.h"
 #include "model.h"
 #include "safetensors.h"
@@ -27,7 +26,6 @@ struct vt_predictor {
     int nclasses;
     vt_writer writer; /* who wrote the model */
     char **classes;  /* nclasses names */
-    uint8_t *pixels; /* (VT__PRED_BATCH, S, S, 3) */
 };
 
 void vt_predictor_free(vt_predictor *p)
@@ -40,7 +38,6 @@ void vt_predictor_free(vt_predictor *p)
     for (int c = 0; p->classes && c < p->nclasses; c++)
         free(p->classes[c]);
     free(p->classes);
-    free(p->pixels);
     free(p);
 }
 
@@ -69,8 +66,7 @@ static int vt__meta_classes(vt_predictor *p, const vt_tensorset *set, const char
     return rc;
 }
 
-int vt_predictor_load(vt_predictor **out, vt_backend *be, const char *path,
-                      const vt_creds *creds)
+int vt_predictor_read(vt_predictor **out, const char *path, const vt_creds *creds)
 {
     vt_predictor *p = calloc(1, sizeof *p);
     vt_tensorset *set = NULL;
@@ -80,7 +76,6 @@ int vt_predictor_load(vt_predictor **out, vt_backend *be, const char *path,
     *out = NULL;
     if (!p)
         return vt_error_set(VT_ENOMEM, "out of memory");
-    p->be = be;
     if (creds && (rc = vt_creds_enter(creds)) < 0)
         goto fail;
     rc = vt_safetensors_read(&set, path);
@@ -127,21 +122,35 @@ int vt_predictor_load(vt_predictor **out, vt_backend *be, const char *path,
         (rc = vt_weights_load_trunk(p->params, set, VT_WFILE_SAFETENSORS, path, NULL)) < 0 ||
         (rc = vt_weights_load_model(p->params, set, VT_VGG_NCONV, path, NULL)) < 0)
         goto fail;
-    vt_model_opts mo = {.trainable_blocks = 0, .max_batch = VT__PRED_BATCH, .dropout = 0,
-                        .act = vt_backend_act_dtype(be, "fp32")};
-    if ((rc = vt_trunk_create(&p->trunk, be, p->params)) < 0 ||
-        (rc = vt_model_create(&p->model, p->trunk, p->params, &mo)) < 0)
-        goto fail;
-    if (!(p->pixels = malloc((size_t)VT__PRED_BATCH * size * size * 3))) {
-        rc = vt_error_set(VT_ENOMEM, "out of memory");
-        goto fail;
-    }
     vt_tensorset_free(set);
     *out = p;
     return 0;
 fail:
     vt_tensorset_free(set);
     vt_predictor_free(p);
+    return rc;
+}
+
+int vt_predictor_upload(vt_predictor *p, vt_backend *be)
+{
+    vt_model_opts mo = {.trainable_blocks = 0, .max_batch = VT__PRED_BATCH, .dropout = 0,
+                        .act = vt_backend_act_dtype(be, "fp32")};
+    int rc;
+    p->be = be;
+    if ((rc = vt_trunk_create(&p->trunk, be, p->params)) < 0 ||
+        (rc = vt_model_create(&p->model, p->trunk, p->params, &mo)) < 0)
+        return rc;
+    return 0;
+}
+
+int vt_predictor_load(vt_predictor **out, vt_backend *be, const char *path,
+                      const vt_creds *creds)
+{
+    int rc = vt_predictor_read(out, path, creds);
+    if (rc == 0 && (rc = vt_predictor_upload(*out, be)) < 0) {
+        vt_predictor_free(*out);
+        *out = NULL;
+    }
     return rc;
 }
 
@@ -163,52 +172,255 @@ static int vt__forward(vt_predictor *p, const vt_batch *b, const int32_t *labels
     return vt_model_evaluate(p->model, labels, probs, logits, sums);
 }
 
-int vt_predictor_run(vt_predictor *p, const char *const *paths, int n, float *probs,
-                     float *logits, const vt_creds *creds, char **errors)
+/* ---- passes ------------------------------------------------------------ */
+
+struct vt_pass {
+    vt_predictor *p;
+    const vt_dataset *ds;
+    vt_pass_kind kind;
+    vt_loader *l;
+    int *map;          /* (ds->nclasses) eval: dataset class -> model class */
+    int32_t *labels;   /* (VT__PRED_BATCH) eval: the batch's model classes */
+    float *bp, *bl;    /* (VT__PRED_BATCH, C) the batch's softmax and logits */
+    float *probs, *logits; /* (ds->n, C) predict: every image's, NaN unread */
+    int done;          /* entries of the order gone through */
+    int queued;        /* the device may still add to sums (no sync since) */
+    int over;          /* the pass has ended: results final */
+    vt_xent_sums sums; /* eval; complete after a vt_backend_sync() */
+    vt_eval_result res;
+};
+
+void vt_pass_free(vt_pass *ps)
 {
-    int S = p->params->image_size, C = p->nclasses, rc = 0;
-    int idx[VT__PRED_BATCH]; /* batch row -> image */
-    float *bp = malloc(sizeof *bp * VT__PRED_BATCH * (size_t)C);     /* (batch, C) */
-    float *bl = logits ? malloc(sizeof *bl * VT__PRED_BATCH * (size_t)C) : NULL;
-    if (!bp || (logits && !bl)) {
-        rc = vt_error_set(VT_ENOMEM, "out of memory");
-        goto done;
+    if (!ps)
+        return;
+    if (ps->queued)
+        vt_backend_sync(ps->p->be); /* nothing may still be on its way into sums */
+    vt_loader_free(ps->l);
+    vt_eval_result_free(&ps->res);
+    free(ps->map);
+    free(ps->labels);
+    free(ps->bp);
+    free(ps->bl);
+    free(ps->probs);
+    free(ps->logits);
+    free(ps);
+}
+
+/* ps->map: the model's class of each of the dataset's class folders. */
+static int vt__map_classes(vt_pass *ps)
+{
+    const vt_dataset *ds = ps->ds;
+    for (int c = 0; c < ds->nclasses; c++) {
+        ps->map[c] = -1;
+        for (int k = 0; k < ps->p->nclasses; k++)
+            if (strcmp(ds->classes[c], ps->p->classes[k]) == 0)
+                ps->map[c] = k;
+        if (ps->map[c] < 0)
+            return vt_error_set(VT_EINVAL, "%s has a class folder '%s' that the model does "
+                                "not know", ds->root, ds->classes[c]);
     }
-    for (int start = 0; start < n && rc == 0; start += VT__PRED_BATCH) {
-        int m = n - start < VT__PRED_BATCH ? n - start : VT__PRED_BATCH, rows = 0;
-        if (creds && (rc = vt_creds_enter(creds)) < 0)
-            break;
-        for (int i = start; i < start + m && rc == 0; i++) {
-            rc = vt_image_load(AT_FDCWD, paths[i], S, S, p->pixels + (size_t)rows * S * S * 3);
-            if (rc == 0) {
-                idx[rows++] = i;
-            } else if (errors) { /* this image only: NaN rows and the reason */
-                if (!(errors[i] = strdup(vt_error_msg())))
-                    break;
-                for (int c = 0; c < C; c++) {
-                    probs[(size_t)i * C + c] = NAN;
-                    if (logits)
-                        logits[(size_t)i * C + c] = NAN;
-                }
-                rc = 0;
-            }
+    return 0;
+}
+
+int vt_pass_begin(vt_pass **out, vt_predictor *p, vt_pool *pool, const vt_dataset *ds,
+                  vt_pass_kind kind, const vt_creds *creds)
+{
+    vt_pass *ps = calloc(1, sizeof *ps);
+    size_t C = (size_t)p->nclasses, rows = (size_t)(ds->n ? ds->n : 1);
+    int *order = NULL, rc;
+    *out = NULL;
+    if (!ps)
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    *ps = (vt_pass){.p = p, .ds = ds, .kind = kind};
+    ps->bp = malloc(sizeof *ps->bp * VT__PRED_BATCH * C);
+    ps->bl = malloc(sizeof *ps->bl * VT__PRED_BATCH * C);
+    order = malloc(sizeof *order * rows);
+    if (kind == VT_PASS_EVAL) {
+        ps->map = calloc((size_t)(ds->nclasses ? ds->nclasses : 1), sizeof *ps->map);
+        ps->labels = malloc(sizeof *ps->labels * VT__PRED_BATCH);
+        ps->res.nclasses = (int)C;
+        ps->res.confusion = calloc(C * C, sizeof *ps->res.confusion);
+        ps->res.precision = calloc(C, sizeof *ps->res.precision);
+        ps->res.recall = calloc(C, sizeof *ps->res.recall);
+    } else {
+        ps->probs = malloc(sizeof *ps->probs * rows * C);
+        ps->logits = malloc(sizeof *ps->logits * rows * C);
+    }
+    if (!ps->bp || !ps->bl || !order ||
+        (kind == VT_PASS_EVAL ? !ps->map || !ps->labels || !ps->res.confusion ||
+                                    !ps->res.precision || !ps->res.recall
+                              : !ps->probs || !ps->logits)) {
+        rc = vt_error_set(VT_ENOMEM, "out of memory");
+        goto fail;
+    }
+    if (kind == VT_PASS_EVAL && (rc = vt__map_classes(ps)) < 0)
+        goto fail;
+    for (size_t i = 0; kind == VT_PASS_PREDICT && i < rows * C; i++)
+        ps->probs[i] = ps->logits[i] = NAN;
+    for (int i = 0; i < ds->n; i++)
+        order[i] = i;
+    vt_loader_opts lo = {.image_size = p->params->image_size, .max_batch = VT__PRED_BATCH,
+                         .creds = creds, .device_resize = vt_backend_resizes_images(p->be),
+                         .pinned = p->be};
+    if ((rc = vt_loader_create(&ps->l, pool, ds, &lo)) < 0 ||
+        (rc = vt_loader_begin(ps->l, order, ds->n, NULL)) < 0)
+        goto fail;
+    free(order);
+    *out = ps;
+    return 0;
+fail:
+    free(order);
+    vt_pass_free(ps);
+    return rc;
+}
+
+/* The evaluation's figures once every batch has run. */
+static int vt__eval_end(vt_pass *ps)
+{
+    vt_eval_result *res = &ps->res;
+    int C = res->nclasses, rc;
+    res->skipped = vt_loader_failed_count(ps->l);
+    res->links = ps->ds->links;
+    if (res->n == 0)
+        return vt_error_set(VT_EINVAL, "%s has no readable image", ps->ds->root);
+    if ((rc = vt_backend_sync(ps->p->be)) < 0)
+        return rc;
+    ps->queued = 0;
+    res->loss = ps->sums.loss / res->n;
+    res->accuracy = (double)ps->sums.correct / res->n;
+    for (int k = 0; k < C; k++) {
+        int tp = res->confusion[k * C + k], pred = 0, actual = 0;
+        for (int j = 0; j < C; j++) {
+            pred += res->confusion[j * C + k];
+            actual += res->confusion[k * C + j];
         }
-        if (creds)
-            vt_creds_leave();
-        if (rc < 0 || rows == 0)
+        res->precision[k] = pred ? (double)tp / pred : NAN;
+        res->recall[k] = actual ? (double)tp / actual : NAN;
+    }
+    return 0;
+}
+
+int vt_pass_step(vt_pass *ps)
+{
+    vt_batch *b;
+    int C = ps->p->nclasses, got, rc;
+    if (ps->over)
+        return 0;
+    if ((got = vt_loader_next(ps->l, &b)) < 0)
+        return got;
+    if (got == 0) {
+        ps->done = ps->ds->n;
+        if (ps->kind == VT_PASS_EVAL && (rc = vt__eval_end(ps)) < 0)
+            return rc;
+        ps->over = 1;
+        return 0;
+    }
+    if (ps->kind == VT_PASS_EVAL)
+        for (int i = 0; i < b->n; i++)
+            ps->labels[i] = ps->map[b->labels[i]];
+    ps->queued = ps->kind == VT_PASS_EVAL;
+    if ((rc = vt__forward(ps->p, b, ps->labels, ps->bp, ps->bl, &ps->sums)) < 0)
+        return rc;
+    for (int i = 0; i < b->n; i++) {
+        const float *row = ps->bp + (size_t)i * C;
+        if (ps->kind == VT_PASS_PREDICT) {
+            memcpy(ps->probs + (size_t)b->sample[i] * C, row, sizeof *row * C);
+            memcpy(ps->logits + (size_t)b->sample[i] * C, ps->bl + (size_t)i * C,
+                   sizeof *row * C);
             continue;
-        vt_batch b = {.pixels = p->pixels, .n = rows};
-        if ((rc = vt__forward(p, &b, NULL, bp, bl, NULL)) < 0)
-            break;
-        for (int r = 0; r < rows; r++) {
-            memcpy(probs + (size_t)idx[r] * C, bp + (size_t)r * C, sizeof *bp * C);
+        }
+        int best = 0;
+        for (int k = 1; k < C; k++)
+            if (row[k] > row[best])
+                best = k;
+        ps->res.confusion[ps->labels[i] * C + best]++;
+    }
+    if (ps->kind == VT_PASS_EVAL)
+        ps->res.n += b->n;
+    ps->done += b->consumed;
+    return 1;
+}
+
+int vt_pass_done(const vt_pass *ps, int *total)
+{
+    *total = ps->ds->n;
+    return ps->done;
+}
+
+const float *vt_pass_row(const vt_pass *ps, int i, const float **logits, const char **why)
+{
+    size_t C = (size_t)ps->p->nclasses;
+    if ((*why = vt_loader_failure(ps->l, i))) {
+        *logits = NULL;
+        return NULL;
+    }
+    *logits = ps->logits + (size_t)i * C;
+    return ps->probs + (size_t)i * C;
+}
+
+void vt_pass_eval(vt_pass *ps, vt_eval_result *res)
+{
+    *res = ps->res;
+    memset(&ps->res, 0, sizeof ps->res);
+}
+
+/* ---- whole passes ------------------------------------------------------ */
+
+/* Runs a pass to its end. */
+static int vt__pass_all(vt_pass *ps)
+{
+    int rc;
+    while ((rc = vt_pass_step(ps)) > 0)
+        ;
+    return rc;
+}
+
+int vt_predictor_run(vt_predictor *p, vt_pool *pool, const char *const *paths, int n,
+                     float *probs, float *logits, const vt_creds *creds, char **errors)
+{
+    vt_dataset *ds = NULL;
+    vt_pass *ps = NULL;
+    size_t C = (size_t)p->nclasses;
+    int rc;
+    if ((rc = vt_dataset_of_files(&ds, paths, n)) < 0 ||
+        (rc = vt_pass_begin(&ps, p, pool, ds, VT_PASS_PREDICT, creds)) < 0 ||
+        (rc = vt__pass_all(ps)) < 0)
+        goto done;
+    for (int i = 0; i < n && rc == 0; i++) {
+        const char *why;
+        const float *l, *row = vt_pass_row(ps, i, &l, &why);
+        if (why && !(errors[i] = strdup(why)))
+            rc = vt_error_set(VT_ENOMEM, "out of memory");
+        for (size_t c = 0; c < C; c++) {
+            probs[i * C + c] = row ? row[c] : NAN;
             if (logits)
-                memcpy(logits + (size_t)idx[r] * C, bl + (size_t)r * C, sizeof *bl * C);
+                logits[i * C + c] = row ? l[c] : NAN;
         }
     }
 done:
-    free(bp);
-    free(bl);
+    vt_pass_free(ps);
+    vt_dataset_free(ds);
+    return rc;
+}
+
+int vt_predictor_eval(vt_predictor *p, vt_pool *pool, const char *dir,
+                      const vt_creds *creds, vt_eval_result *res)
+{
+    vt_dataset *ds = NULL;
+    vt_pass *ps = NULL;
+    int rc;
+    memset(res, 0, sizeof *res);
+    if (creds && (rc = vt_creds_enter(creds)) < 0)
+        return rc;
+    rc = vt_dataset_scan(&ds, AT_FDCWD, dir);
+    if (creds)
+        vt_creds_leave();
+    if (rc == 0 && (rc = vt_pass_begin(&ps, p, pool, ds, VT_PASS_EVAL, creds)) == 0 &&
+        (rc = vt__pass_all(ps)) == 0)
+        vt_pass_eval(ps, res);
+    vt_pass_free(ps);
+    vt_dataset_free(ds);
     return rc;
 }
 
@@ -263,110 +475,6 @@ void vt_eval_result_free(vt_eval_result *res)
     free(res->precision);
     free(res->recall);
     memset(res, 0, sizeof *res);
-}
-
-int vt_predictor_eval(vt_predictor *p, vt_pool *pool, const char *dir,
-                      const vt_creds *creds, vt_eval_result *res)
-{
-    vt_dataset *ds = NULL;
-    vt_loader *l = NULL;
-    vt_batch *b;
-    int C = p->nclasses, rc, *map = NULL, *order = NULL, got;
-    float *probs = NULL;
-    int32_t *labels = NULL;
-    vt_xent_sums sums = {0}; /* complete after a vt_backend_sync() */
-
-    memset(res, 0, sizeof *res);
-    if (creds && (rc = vt_creds_enter(creds)) < 0)
-        return rc;
-    rc = vt_dataset_scan(&ds, AT_FDCWD, dir);
-    if (creds)
-        vt_creds_leave();
-    if (rc < 0)
-        return rc;
-    res->nclasses = C;
-    res->confusion = calloc((size_t)C * C, sizeof *res->confusion);
-    res->precision = calloc((size_t)C, sizeof *res->precision);
-    res->recall = calloc((size_t)C, sizeof *res->recall);
-    map = calloc((size_t)ds->nclasses, sizeof *map);
-    order = malloc(sizeof *order * (size_t)(ds->n + 1));
-    probs = malloc(sizeof *probs * (size_t)VT__PRED_BATCH * C);
-    labels = malloc(sizeof *labels * VT__PRED_BATCH);
-    if (!res->confusion || !res->precision || !res->recall || !map || !order || !probs ||
-        !labels) {
-        rc = vt_error_set(VT_ENOMEM, "out of memory");
-        goto done;
-    }
-    /* Folder names map onto the model's classes by name. */
-    for (int c = 0; c < ds->nclasses; c++) {
-        map[c] = -1;
-        for (int k = 0; k < C; k++)
-            if (strcmp(ds->classes[c], p->classes[k]) == 0)
-                map[c] = k;
-        if (map[c] < 0) {
-            rc = vt_error_set(VT_EINVAL, "%s has a class folder '%s' that the model does "
-                              "not know", dir, ds->classes[c]);
-            goto done;
-        }
-    }
-    for (int i = 0; i < ds->n; i++)
-        order[i] = i;
-    vt_loader_opts lo = {.image_size = p->params->image_size, .max_batch = VT__PRED_BATCH,
-                         .creds = creds, .device_resize = vt_backend_resizes_images(p->be),
-                         .pinned = p->be};
-    if ((rc = vt_loader_create(&l, pool, ds, &lo)) < 0 ||
-        (rc = vt_loader_begin(l, order, ds->n, NULL)) < 0)
-        goto done;
-    while ((got = vt_loader_next(l, &b)) > 0) {
-        for (int i = 0; i < b->n; i++)
-            labels[i] = map[b->labels[i]];
-        if ((rc = vt__forward(p, b, labels, probs, NULL, &sums)) < 0)
-            goto done;
-        for (int i = 0; i < b->n; i++) {
-            int best = 0;
-            for (int k = 1; k < C; k++)
-                if (probs[i * C + k] > probs[i * C + best])
-                    best = k;
-            res->confusion[labels[i] * C + best]++;
-        }
-        res->n += b->n;
-    }
-    if (got < 0) {
-        rc = got;
-        goto done;
-    }
-    res->skipped = vt_loader_failed_count(l);
-    res->links = ds->links;
-    if (res->n == 0) {
-        rc = vt_error_set(VT_EINVAL, "%s has no readable image", dir);
-        goto done;
-    }
-    if ((rc = vt_backend_sync(p->be)) < 0)
-        goto done;
-    res->loss = sums.loss / res->n;
-    res->accuracy = (double)sums.correct / res->n;
-    for (int k = 0; k < C; k++) {
-        int tp = res->confusion[k * C + k], pred = 0, actual = 0;
-        for (int j = 0; j < C; j++) {
-            pred += res->confusion[j * C + k];
-            actual += res->confusion[k * C + j];
-        }
-        res->precision[k] = pred ? (double)tp / pred : NAN;
-        res->recall[k] = actual ? (double)tp / actual : NAN;
-    }
-    rc = 0;
-done:
-    if (rc < 0) {
-        vt_backend_sync(p->be); /* nothing may still be on its way into sums */
-        vt_eval_result_free(res);
-    }
-    vt_loader_free(l);
-    vt_dataset_free(ds);
-    free(map);
-    free(order);
-    free(probs);
-    free(labels);
-    return rc;
 }
 
 static cJSON *vt__num_or_null(double v)

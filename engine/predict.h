@@ -11,14 +11,24 @@
 #include "../common/creds.h"
 #include "../common/pool.h"
 #include "../kernels/backend.h"
+#include "dataset.h"
 #include "writer.h"
 
 typedef struct vt_predictor vt_predictor;
 
 #define VT_PREDICT_TOP_MAX 64 /* classes a prediction lists at most */
 
-/* Loads a model file written by a job onto be, reading it as creds (NULL:
- * as the process).  VT_EFORMAT for files that are not vggtune models. */
+/* Reads a model file written by a job, as creds (NULL: as the process):
+ * the weights and what rebuilds the network, on the host only, so that
+ * it can run on a thread other than the device's.  VT_EFORMAT for files
+ * that are not vggtune models. */
+int vt_predictor_read(vt_predictor **out, const char *model_path, const vt_creds *creds);
+
+/* Builds the network of a predictor vt_predictor_read made on be (its
+ * own frozen trunk of all 13 convolutions, and the head). */
+int vt_predictor_upload(vt_predictor *p, vt_backend *be);
+
+/* vt_predictor_read, then vt_predictor_upload. */
 int vt_predictor_load(vt_predictor **out, vt_backend *be, const char *model_path,
                       const vt_creds *creds);
 
@@ -29,13 +39,13 @@ const vt_writer *vt_predictor_writer(const vt_predictor *p);
 int vt_predictor_nclasses(const vt_predictor *p);
 const char *vt_predictor_class(const vt_predictor *p, int c);
 
-/* Classifies n image files: probs (n x C, host) receives the softmax and
- * logits (n x C, optional) the logits.  An unreadable image is an error that
- * names it; with errors (n pointers, NULL on entry) it is not: errors[i]
- * receives the reason (malloc'd; the caller frees) and image i's rows are
- * NaN, and the other images are classified. */
-int vt_predictor_run(vt_predictor *p, const char *const *paths, int n, float *probs,
-                     float *logits, const vt_creds *creds, char **errors);
+/* Classifies n image files, decoding on pool as creds (NULL: as the
+ * process): probs (n x C, host) receives the softmax and logits (n x C,
+ * optional) the logits.  An image that cannot be read is no error:
+ * errors[i] (n pointers, NULL on entry) receives the reason (malloc'd; the
+ * caller frees) and image i's rows are NaN. */
+int vt_predictor_run(vt_predictor *p, vt_pool *pool, const char *const *paths, int n,
+                     float *probs, float *logits, const vt_creds *creds, char **errors);
 
 typedef struct {
     int nclasses;
@@ -54,6 +64,44 @@ typedef struct {
  * Decoding runs on pool. */
 int vt_predictor_eval(vt_predictor *p, vt_pool *pool, const char *dir,
                       const vt_creds *creds, vt_eval_result *res);
+
+/* ---- a pass, one batch at a time ----------------------------------------
+ * What vt_predictor_run and vt_predictor_eval do, in steps of one batch,
+ * for a caller that shares the device and interleaves other work. */
+
+typedef struct vt_pass vt_pass;
+
+typedef enum {
+    VT_PASS_PREDICT, /* keep every image's rows */
+    VT_PASS_EVAL     /* count them: an evaluation (labels = class folders) */
+} vt_pass_kind;
+
+/* Begins a pass of p (uploaded) over ds, decoding on pool as creds (NULL:
+ * as the process); p, ds and pool must outlive the pass.  VT_PASS_EVAL
+ * maps ds's classes onto the model's by name: a folder the model does
+ * not know is VT_EINVAL. */
+int vt_pass_begin(vt_pass **out, vt_predictor *p, vt_pool *pool, const vt_dataset *ds,
+                  vt_pass_kind kind, const vt_creds *creds);
+
+/* Runs the next batch: 1 when more remain, 0 when the pass is over (its
+ * results are then final), or an error (the pass can only be freed). */
+int vt_pass_step(vt_pass *ps);
+
+/* Images gone through so far (read or not), of *total. */
+int vt_pass_done(const vt_pass *ps, int *total);
+
+/* VT_PASS_PREDICT, once over: image i's softmax and logits (C floats
+ * each), or NULL with *why (valid while ps is) saying why it could not be
+ * read. */
+const float *vt_pass_row(const vt_pass *ps, int i, const float **logits, const char **why);
+
+/* VT_PASS_EVAL, once over: moves the evaluation into *res.  (A pass in
+ * which no image could be read ends in an error instead: VT_EINVAL.) */
+void vt_pass_eval(vt_pass *ps, vt_eval_result *res);
+
+/* Frees a pass (waiting for what the device may still write into it);
+ * NULL is a no-op. */
+void vt_pass_free(vt_pass *ps);
 
 /* An evaluation as JSON: {"n", "skipped", "links_skipped", "accuracy",
  * "loss", "classes": [...], "precision": [...], "recall": [...] (null where

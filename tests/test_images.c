@@ -1278,6 +1278,61 @@ static void test_loader_out_of_fds(vt_backend *be)
     VT_CHECK_CONTAINS(vt_error_msg(), "Too many open files");
 }
 
+/* A dataset of named files (a prediction's): absolute paths and paths
+ * relative to the working directory, in the given order, decoded by the
+ * loader as vt_image_load decodes them; an unreadable one is named in its
+ * failure. */
+static void test_dataset_of_files(vt_backend *be)
+{
+    char base[PATH_MAX], data[PATH_MAX + 8], abs0[PATH_MAX + 32], cwd[PATH_MAX];
+    char here[PATH_MAX], rel1[2 * PATH_MAX];
+    const char *args[] = {"--out", data, "--classes", "2", "--per-class", "2", "--size",
+                          "40x40", "--seed", "5", NULL};
+    vt_dataset *ds = NULL, *scan = NULL;
+    vt_pool *pool = NULL;
+    vt_loader *l = NULL;
+    vt_batch *b;
+    vt_loader_opts o = {.image_size = 32, .max_batch = 4};
+    int order[] = {0, 1, 2};
+    uint8_t want[2][32 * 32 * 3];
+    (void)be;
+
+    snprintf(base, sizeof base, "%s", vt_test_tmpdir("of_files"));
+    snprintf(data, sizeof data, "%s/data", base);
+    VT_CHECK_INT(run_gendata(args), 0);
+    VT_CHECK_OK(vt_dataset_scan(&scan, AT_FDCWD, data));
+    snprintf(abs0, sizeof abs0, "%s/%s", data, scan->samples[0].path);
+    VT_CHECK(getcwd(cwd, sizeof cwd) != NULL);
+    VT_CHECK(chdir(data) == 0 && getcwd(here, sizeof here) != NULL);
+    snprintf(rel1, sizeof rel1, "%s/%s", here + 1, scan->samples[3].path);
+    const char *paths[] = {abs0, scan->samples[3].path, "/nonexistent/x.jpg"};
+    VT_CHECK_OK(vt_dataset_of_files(&ds, paths, 3));
+    VT_CHECK(chdir(cwd) == 0); /* the relative path was resolved when made */
+    VT_CHECK_INT(ds->n, 3);
+    VT_CHECK_INT(ds->nclasses, 1);
+    VT_CHECK_STR(ds->root, "");
+    VT_CHECK_STR(ds->samples[0].path, abs0 + 1);
+    VT_CHECK_STR(ds->samples[1].path, rel1);
+    VT_CHECK_STR(ds->samples[2].path, "nonexistent/x.jpg");
+    VT_CHECK_OK(vt_image_load(AT_FDCWD, abs0, 32, 32, want[0]));
+    snprintf(abs0, sizeof abs0, "%s/%s", data, scan->samples[3].path);
+    VT_CHECK_OK(vt_image_load(AT_FDCWD, abs0, 32, 32, want[1]));
+    VT_CHECK_OK(vt_pool_create(&pool, 2));
+    VT_CHECK_OK(vt_loader_create(&l, pool, ds, &o));
+    VT_CHECK_OK(vt_loader_begin(l, order, 3, NULL));
+    VT_CHECK_INT(vt_loader_next(l, &b), 1);
+    VT_CHECK_INT(b->n, 2);
+    VT_CHECK(b->sample[0] == 0 && b->sample[1] == 1);
+    VT_CHECK(memcmp(b->pixels, want, sizeof want) == 0);
+    VT_CHECK_INT(vt_loader_next(l, &b), 0);
+    VT_CHECK(vt_loader_failure(l, 2) != NULL);
+    VT_CHECK_CONTAINS(vt_loader_failure(l, 2), "/nonexistent/x.jpg");
+    vt_loader_free(l);
+    vt_pool_free(pool);
+    vt_dataset_free(ds);
+    vt_dataset_free(scan);
+}
+
 static const vt_test_case cases[] = {
     {"png_roundtrip", test_png_roundtrip, 0},
     {"jpeg_decode", test_jpeg_decode, 0},
@@ -1297,6 +1352,7 @@ static const vt_test_case cases[] = {
     {"dataset_subset", test_dataset_subset, 0},
     {"gendata", test_gendata, 0},
     {"loader_out_of_fds", test_loader_out_of_fds, 0},
+    {"dataset_of_files", test_dataset_of_files, 0},
 };
 
 int main(int argc, char **argv)

@@ -43,6 +43,12 @@ def write_spec(name, **extra):
     return path
 
 
+def expect_error(msg, code, contains=""):
+    vtpy.check(msg is not None and msg.get("ok") is False and msg["error"]["code"] == code
+               and contains in msg["error"]["message"],
+               f"expected {code} ({contains!r}), got {msg}")
+
+
 # ---- submit -> watch -> success -------------------------------------------
 r = d.cli("submit", "--spec", write_spec("first", epochs=3), "--watch")
 vtpy.check("submitted job 1" in r.stdout, f"submit output: {r.stdout!r}")
@@ -461,6 +467,8 @@ def hold(name):
 
 def release(name):
     os.unlink(os.path.join(holds, name))
+    if os.path.exists(os.path.join(holds, name + ".held")):  # (for a later hold)
+        os.unlink(os.path.join(holds, name + ".held"))
 
 
 def wait_held(name):
@@ -547,12 +555,70 @@ vtpy.check(fgp.returncode == 130 and "interrupted" in err and
            f"vggtuned run, SIGINT while reading: exit {fgp.returncode}: {err!r}")
 release("fg-held")
 
-# ---- bad input ------------------------------------------------------------------
-def expect_error(msg, code, contains=""):
-    vtpy.check(msg is not None and msg.get("ok") is False and msg["error"]["code"] == code
-               and contains in msg["error"]["message"],
-               f"expected {code} ({contains!r}), got {msg}")
+# ---- predictions and evaluations take turns with the jobs -----------------------
+# A request reads its model file and its folder on a thread of its own
+# (VT_TEST_READ_HOLD holds it by the folder's name, or the first image's),
+# then runs a batch at each turn its user gets, between the jobs' steps.
+rd.start()
+evdir = os.path.join(TMP, "ev-held")
+shutil.copytree(os.path.join(DATA, "val"), evdir)
+want = rd.cli_json("eval", str(held), evdir)["eval"]
+hold("ev-held")
+er = Raw(rd.socket)
+er.send({"op": "eval", "job": held, "data": evdir})
+wait_held("ev-held")
+# Meanwhile another job trains to its end and a prediction is answered.
+beside = rd.cli_json("submit", "--spec", write_spec("beside-eval", epochs=1))["job"]["id"]
+vtpy.check(rd.wait_state(beside, ["succeeded", "failed", "cancelled"], timeout=120)["state"] ==
+           "succeeded", "a job beside an evaluation held in its reading should succeed")
+pred = rd.cli_json("predict", str(held), imgs[0])["predictions"]
+vtpy.check(len(pred) == 1 and pred[0]["image"] == imgs[0] and len(pred[0]["top"]) == 3,
+           f"a prediction beside an evaluation held in its reading: {pred}")
+# status lists the user with the request in progress (the device's figures
+# come about once a second)
+deadline = time.time() + 20
+while not any(u.get("requests") == 1 for u in rd.cli_json("status")["daemon"]["users"]):
+    vtpy.check(time.time() < deadline, "status should list a user with an eval in progress: "
+               f"{rd.cli_json('status')['daemon']['users']}")
+    time.sleep(0.2)
+text = rd.cli("status").stdout
+vtpy.check("0 + 1 request" in text, f"status text with a request in progress: {text!r}")
+release("ev-held")
+m = er.read()
+vtpy.check(m is not None and m.get("ok") and m["eval"] == want,
+           f"the held evaluation, once released, should equal one run alone: {m} vs {want}")
+er.close()
+# Two requests of one user are in progress at a time (each holds its
+# model); a third starts when one ends.
+evs = []
+for k in range(3):
+    shutil.copytree(os.path.join(DATA, "val"), os.path.join(TMP, f"ev-{k}"))
+    hold(f"ev-{k}")
+    evs.append(Raw(rd.socket))
+    evs[-1].send({"op": "eval", "job": held, "data": os.path.join(TMP, f"ev-{k}")})
+    if k < 2:
+        wait_held(f"ev-{k}")
+time.sleep(1)
+vtpy.check(not os.path.exists(os.path.join(holds, "ev-2.held")),
+           "a third request of one user should wait for one of the two in progress")
+release("ev-0")
+wait_held("ev-2")
+m = evs[0].read()
+vtpy.check(m is not None and m.get("ok") and m["eval"] == want, f"the first of three: {m}")
+# SIGTERM while requests read (their readers stuck) and one waits to
+# start: a prompt stop, and each answered EBUSY.
+evs.append(Raw(rd.socket))
+evs[-1].send({"op": "eval", "job": held, "data": evdir})
+vtpy.check(evs[-1].request({"op": "status"})["ok"], "status")  # (the eval is on its way)
+rc, secs = rd.stop()
+vtpy.check(rc == 0 and secs < 30, f"SIGTERM while evals read: exit {rc} after {secs:.1f}s")
+for r in evs[1:]:
+    expect_error(r.read(), "EBUSY", "stopping")
+    r.close()
+release("ev-1")
+release("ev-2")
 
+# ---- bad input ------------------------------------------------------------------
 r = Raw(d.socket, hello=False)
 expect_error(r.request({"op": "list"}), "EPROTO", "hello first")
 expect_error(r.request({"op": "hello", "version": 99}), "EPROTO", "version")
