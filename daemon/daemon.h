@@ -66,7 +66,8 @@ typedef struct vt_daemon {
 int vt_daemon_subscribe(vt_daemon *dm, vt_sub_kind kind, uint64_t conn, const cJSON *req_id,
                         int64_t job, uint64_t req);
 
-/* Drops every subscription of a connection. */
+/* Drops every subscription of a connection (and on the device the
+ * requests it waited for: nobody is left to answer). */
 void vt_daemon_unsubscribe_conn(vt_daemon *dm, uint64_t conn);
 
 /* Hands a queued job to the device thread (it resumes from its checkpoint

@@ -42,7 +42,7 @@
 #define VT__REQS_MAX 3
 #define VT__REQS_PER_USER 2
 
-typedef enum { CMD_JOB, CMD_CANCEL, CMD_PREDICT, CMD_EVAL } vt__cmd_kind;
+typedef enum { CMD_JOB, CMD_CANCEL, CMD_PREDICT, CMD_EVAL, CMD_DROP } vt__cmd_kind;
 
 typedef struct vt__cmd {
     vt__cmd_kind kind;
@@ -301,6 +301,16 @@ int vt_device_eval(vt_device *d, uint64_t req, int64_t job, const char *model,
     snprintf(c->dir, sizeof c->dir, "%s", dir);
     vt__send(d, c);
     return 0;
+}
+
+void vt_device_drop(vt_device *d, uint64_t req)
+{
+    vt__cmd *c = calloc(1, sizeof *c);
+    if (!c)
+        return;
+    c->kind = CMD_DROP;
+    c->req = req;
+    vt__send(d, c);
 }
 
 void vt_device_stop(vt_device *d)
@@ -846,6 +856,27 @@ static void vt__req_admit(vt_device *d)
         d->req_tail = c;
 }
 
+/* Drops request req, waiting or in progress, without a reply. */
+static void vt__req_drop(vt_device *d, uint64_t req)
+{
+    for (vt__cmd **at = &d->req_head; *at; at = &(*at)->next)
+        if ((*at)->req == req) {
+            vt__cmd *c = *at;
+            *at = c->next;
+            vt__cmd_free(c);
+            break;
+        }
+    d->req_tail = NULL;
+    for (vt__cmd *c = d->req_head; c; c = c->next)
+        d->req_tail = c;
+    for (int i = 0; i < d->nreqs; i++)
+        if (d->reqs[i]->rd->cmd->req == req) {
+            vt_log_debug("request %llu dropped: its asker has gone", (unsigned long long)req);
+            vt__req_end(d, d->reqs[i]);
+            return;
+        }
+}
+
 /* Whether request r has work now: its reading is over. */
 static int vt__req_ready(vt__dreq *r) { return !r->bg || vt_bg_finished(r->bg); }
 
@@ -1096,6 +1127,9 @@ static int vt__handle(vt_device *d, vt__cmd *c)
     case CMD_EVAL:
         vt__req_queue(d, c);
         return 1;
+    case CMD_DROP:
+        vt__req_drop(d, c->req);
+        break;
     }
     return 0;
 }

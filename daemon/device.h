@@ -112,6 +112,11 @@ int vt_device_predict(vt_device *d, uint64_t req, int64_t job, const char *model
 int vt_device_eval(vt_device *d, uint64_t req, int64_t job, const char *model,
                     const vt_creds *creds, const char *dir);
 
+/* Drops prediction or evaluation req (its asker has gone): it stops at its
+ * next turn, without a reply; one already answered is left alone.  No
+ * error: when the command cannot be made, the request runs to its end. */
+void vt_device_drop(vt_device *d, uint64_t req);
+
 /* Takes every waiting event, oldest first (a list to free with
  * vt_dev_event_free on each). */
 vt_dev_event *vt_device_events(vt_device *d);

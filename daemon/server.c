@@ -63,6 +63,8 @@ void vt_daemon_unsubscribe_conn(vt_daemon *dm, uint64_t conn)
     while (*p) {
         vt_sub *s = *p;
         if (s->conn == conn) {
+            if (s->kind == VT_SUB_REPLY && dm->dev) /* nobody to answer: stop it */
+                vt_device_drop(dm->dev, s->req);
             *p = s->next;
             cJSON_Delete(s->req_id);
             free(s);

@@ -574,13 +574,20 @@ vtpy.check(rd.wait_state(beside, ["succeeded", "failed", "cancelled"], timeout=1
 pred = rd.cli_json("predict", str(held), imgs[0])["predictions"]
 vtpy.check(len(pred) == 1 and pred[0]["image"] == imgs[0] and len(pred[0]["top"]) == 3,
            f"a prediction beside an evaluation held in its reading: {pred}")
-# status lists the user with the request in progress (the device's figures
-# come about once a second)
-deadline = time.time() + 20
-while not any(u.get("requests") == 1 for u in rd.cli_json("status")["daemon"]["users"]):
-    vtpy.check(time.time() < deadline, "status should list a user with an eval in progress: "
-               f"{rd.cli_json('status')['daemon']['users']}")
-    time.sleep(0.2)
+
+
+def wait_requests(n):
+    """Waits until status counts n requests in progress (the device's
+    figures come about once a second)."""
+    deadline = time.time() + 20
+    while sum(u.get("requests", 0) for u in rd.cli_json("status")["daemon"]["users"]) != n:
+        vtpy.check(time.time() < deadline, f"status should count {n} requests in progress: "
+                   f"{rd.cli_json('status')['daemon']['users']}")
+        time.sleep(0.2)
+
+
+# status lists the user with the request in progress
+wait_requests(1)
 text = rd.cli("status").stdout
 vtpy.check("0 + 1 request" in text, f"status text with a request in progress: {text!r}")
 release("ev-held")
@@ -588,6 +595,17 @@ m = er.read()
 vtpy.check(m is not None and m.get("ok") and m["eval"] == want,
            f"the held evaluation, once released, should equal one run alone: {m} vs {want}")
 er.close()
+# A request whose asker has gone (Ctrl-C on vggtune eval) is dropped,
+# even while its reader is stuck.
+hold("ev-gone")
+shutil.copytree(os.path.join(DATA, "val"), os.path.join(TMP, "ev-gone"))
+gone = Raw(rd.socket)
+gone.send({"op": "eval", "job": held, "data": os.path.join(TMP, "ev-gone")})
+wait_held("ev-gone")
+wait_requests(1)
+gone.close()
+wait_requests(0)
+release("ev-gone")
 # Two requests of one user are in progress at a time (each holds its
 # model); a third starts when one ends.
 evs = []
