@@ -159,12 +159,12 @@ int vt_train__write_classmap(vt_trainer *t);
 
 /* At a fresh start, as the job's owner, saying what it did in the job log:
  * when OUT holds a finished model (vt_output_finished_model), moves every
- * file of the list above there into OUT/.vggtune-replaced (emptied first),
- * where they wait for this job's end; otherwise removes them (an
- * unfinished job's, with nothing worth keeping; a replaced model already
- * waiting stays).  0, or VT_EIO when one cannot be moved or removed (a
- * move that fails part way puts back what it had moved, so the finished
- * model is never left split between the two). */
+ * file of the list above there into OUT/.vggtune-replaced (replacing an
+ * older one), where they wait for this job's end; otherwise removes them
+ * (an unfinished job's, with nothing worth keeping; a replaced model
+ * already waiting stays).  0, or VT_EIO when one cannot be moved or
+ * removed.  The move is all or nothing, even under kill -9: it fills a
+ * folder of its own, renamed whole (see vt_train__sweep_outputs). */
 int vt_train__remove_outputs(vt_trainer *t);
 
 /* When the job has succeeded: removes the outputs it replaced (see
@@ -180,10 +180,12 @@ void vt_train__end_replaced(vt_trainer *t, int succeeded);
  * else 0 (or an error entering the job's identity).  As the job's owner. */
 int vt_train__replaced_copy(vt_trainer *t, const char *path, char *copy, size_t len);
 
-/* Fresh or resuming: removes the temporary files of those outputs that a
- * run killed while writing one left in OUT (as large as the file each was
- * to become; see vt_atomic_sweep), as the job's owner, and says so in the
- * job log.  Best effort: what it cannot remove stays. */
+/* Fresh or resuming, as the job's owner, saying what it did in the job
+ * log: puts back into OUT a replaced model that a run killed while moving
+ * it (aside, or back) left in a folder of its own; removes the temporary
+ * files of those outputs that a run killed while writing one left in OUT
+ * (as large as the file each was to become; see vt_atomic_sweep).  Best
+ * effort: what it cannot move or remove stays. */
 void vt_train__sweep_outputs(vt_trainer *t);
 
 /* Whether OUT holds a file by one of those names that vggtune did not

@@ -467,6 +467,20 @@ int vt_train__foreign_output(vt_trainer *t, char *name, size_t len)
     return rc;
 }
 
+/* Folders of OUT that hold a replaced finished model only while it moves
+ * aside (VT__MOVING) or back (VT__RESTORING).  The move renames file by
+ * file, so it runs inside a folder of its own that is renamed whole: at
+ * the end when moving aside, at the start when putting back.  A run
+ * stopped by kill -9 in between leaves that folder, and the next run
+ * empties it back into OUT (vt_train__sweep_outputs): the set is never
+ * split between OUT and VT_OUTPUT_ASIDE, where a later run would take the
+ * part in OUT for an unfinished job's and remove it. */
+#define VT__MOVING ".vggtune-replacing"
+#define VT__RESTORING ".vggtune-restoring"
+
+static int vt__move_outputs(const char *from, const char *to, char *moved, size_t len);
+static int vt__move_folder(const vt_trainer *t, const char *name, char *moved, size_t len);
+
 /* Appends name to the list in buf[len] (", " between names). */
 static void vt__list_add(char *buf, size_t len, const char *name)
 {
@@ -476,10 +490,12 @@ static void vt__list_add(char *buf, size_t len, const char *name)
 
 void vt_train__sweep_outputs(vt_trainer *t)
 {
-    char removed[512] = "", one[256];
-    int n = 0, k;
+    char removed[512] = "", one[256], back[512] = "";
+    int n = 0, k, rc = 0;
     if (vt_train__enter(t) < 0)
         return;
+    for (int i = 0; i < 2 && rc == 0; i++)
+        rc = vt__move_folder(t, i ? VT__RESTORING : VT__MOVING, back, sizeof back);
     /* (this process writes no output of this job now, and no other job's
      * here: the output directory is the job's own) */
     for (size_t i = 0; i < sizeof vt__outputs / sizeof vt__outputs[0]; i++)
@@ -488,6 +504,12 @@ void vt_train__sweep_outputs(vt_trainer *t)
             n += k;
         }
     vt_train__leave(t);
+    if (rc < 0)
+        vt_train__say(t, VT_LOG_WARN, "a replaced model that a stopped run was moving stays "
+                      "part in %s: %s", t->spec.output, vt_error_msg());
+    if (back[0])
+        vt_train__say(t, VT_LOG_INFO, "put back in %s the outputs (%s) a run stopped while "
+                      "moving them had left in a folder of its own", t->spec.output, back);
     if (n > 0)
         vt_train__say(t, VT_LOG_INFO, "removed %d unfinished temporary file%s from %s, left by "
                       "a run stopped while writing %s (of %s)", n, n == 1 ? "" : "s",
@@ -533,9 +555,33 @@ static int vt__aside_dir(const vt_trainer *t, char *path, size_t len)
     return 1;
 }
 
+/* rmdir, as an error that says why. */
+static int vt__remove_dir(const char *path)
+{
+    if (rmdir(path) == 0)
+        return 0;
+    return vt_error_set(VT_EIO, "cannot remove %s%s: %s", path,
+                        errno == ENOTEMPTY ? " (it holds files that are not vggtune's: move "
+                                             "them away)" : "", strerror(errno));
+}
+
+/* Empties OUT/name, when it is there, into OUT and removes it, naming
+ * the files in moved[len]; 0 or an error.  Runs as the job's owner. */
+static int vt__move_folder(const vt_trainer *t, const char *name, char *moved, size_t len)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    int rc = vt_path(path, sizeof path, "%s/%s", t->spec.output, name);
+    if (rc < 0 || lstat(path, &st) < 0 || !S_ISDIR(st.st_mode))
+        return rc;
+    if ((rc = vt__move_outputs(path, t->spec.output, moved, len)) == 0)
+        rc = vt__remove_dir(path);
+    return rc;
+}
+
 int vt_train__remove_outputs(vt_trainer *t)
 {
-    char aside[PATH_MAX], moved[512] = "", dropped[512] = "";
+    char aside[PATH_MAX], moving[PATH_MAX], moved[512] = "", dropped[512] = "";
     vt_writer w;
     int rc = vt_train__enter(t), finished, have;
     if (rc < 0)
@@ -547,15 +593,22 @@ int vt_train__remove_outputs(vt_trainer *t)
     }
     if (!finished) /* an unfinished job's outputs: nothing to keep */
         rc = vt__move_outputs(t->spec.output, NULL, dropped, sizeof dropped);
-    else if ((rc = vt_mkdir_p(aside, NULL)) == 0 &&
-             (rc = vt__move_outputs(aside, NULL, dropped, sizeof dropped)) == 0 &&
-             (rc = vt__move_outputs(t->spec.output, aside, moved, sizeof moved)) < 0) {
-        /* Not half moved: the finished model stays whole where it was
-         * (aside holds only what was just moved there). */
-        char back[512] = "";
-        if (vt__move_outputs(aside, t->spec.output, back, sizeof back) == 0)
-            moved[0] = '\0';
-        rmdir(aside);
+    else if ((rc = vt_path(moving, sizeof moving, "%s/" VT__MOVING, t->spec.output)) == 0 &&
+             (!have || (rc = vt__move_outputs(aside, NULL, dropped, sizeof dropped)) == 0) &&
+             (!have || (rc = vt__remove_dir(aside)) == 0) &&
+             (rc = vt_mkdir_p(moving, NULL)) == 0) {
+        /* All or nothing: a move that fails part way puts back what it had
+         * moved, and the folder becomes VT_OUTPUT_ASIDE only once whole. */
+        if ((rc = vt__move_outputs(t->spec.output, moving, moved, sizeof moved)) == 0 &&
+            rename(moving, aside) < 0)
+            rc = vt_error_set(VT_EIO, "cannot rename %s to %s: %s", moving, aside,
+                              strerror(errno));
+        if (rc < 0) {
+            char back[512] = "";
+            if (vt__move_outputs(moving, t->spec.output, back, sizeof back) == 0)
+                moved[0] = '\0';
+            rmdir(moving);
+        }
     }
     vt_train__leave(t);
     if (dropped[0])
@@ -598,7 +651,7 @@ int vt_train__replaced_copy(vt_trainer *t, const char *path, char *copy, size_t 
 
 void vt_train__end_replaced(vt_trainer *t, int succeeded)
 {
-    char aside[PATH_MAX], mine[512] = "", theirs[512] = "";
+    char aside[PATH_MAX], restoring[PATH_MAX], mine[512] = "", theirs[512] = "";
     int rc;
     if (vt_train__enter(t) < 0)
         return;
@@ -606,16 +659,26 @@ void vt_train__end_replaced(vt_trainer *t, int succeeded)
         vt_train__leave(t);
         return;
     }
-    if (succeeded)
-        rc = vt__move_outputs(aside, NULL, theirs, sizeof theirs);
-    else if ((rc = vt__move_outputs(t->spec.output, NULL, mine, sizeof mine)) == 0)
-        rc = vt__move_outputs(aside, t->spec.output, theirs, sizeof theirs);
-    if (rc == 0 && rmdir(aside) < 0)
-        rc = vt_error_set(VT_EIO, "cannot remove %s: %s", aside, strerror(errno));
+    if (succeeded) {
+        if ((rc = vt__move_outputs(aside, NULL, theirs, sizeof theirs)) == 0)
+            rc = vt__remove_dir(aside);
+    } else if ((rc = vt__move_outputs(t->spec.output, NULL, mine, sizeof mine)) == 0 &&
+               (rc = vt_path(restoring, sizeof restoring, "%s/" VT__RESTORING,
+                             t->spec.output)) == 0) {
+        /* (renamed whole first: see VT__RESTORING) */
+        if (rename(aside, restoring) < 0)
+            rc = vt_error_set(VT_EIO, "cannot rename %s to %s: %s", aside, restoring,
+                              strerror(errno));
+        else
+            rc = vt__move_folder(t, VT__RESTORING, theirs, sizeof theirs);
+    }
     vt_train__leave(t);
-    if (rc < 0)
+    if (rc < 0 && succeeded)
         vt_train__say(t, VT_LOG_WARN, "the outputs this job replaced stay in %s: %s", aside,
                       vt_error_msg());
+    else if (rc < 0)
+        vt_train__say(t, VT_LOG_WARN, "the outputs this job replaced were not all put back in "
+                      "%s: %s", t->spec.output, vt_error_msg());
     else if (theirs[0] && succeeded)
         vt_train__say(t, VT_LOG_INFO, "removed the outputs this job replaced (%s) from %s",
                       theirs, aside);

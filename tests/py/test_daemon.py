@@ -271,6 +271,29 @@ r = d.cli("predict", str(over["id"]), imgs[0], check=False)
 w = d.cli("watch", str(cj), check=False).stdout
 vtpy.check(r.returncode == 0 and "put back the earlier job's" in w,
            f"predict after a cancelled overwrite: {r.returncode} {r.stderr!r} {w[-400:]!r}")
+# kill -9 while the outputs move aside, or back, one file at a time: the
+# move fills a folder of its own, and the next run puts its files back in
+# place, so that the set is never split (the part left in the output
+# directory would be taken for an unfinished job's and removed).  Here the
+# folder is made as such a kill leaves it, two of the four files moved.
+for folder in (".vggtune-replacing", ".vggtune-restoring"):
+    os.mkdir(os.path.join(out, folder))
+    for n in ("model.safetensors", "metrics.jsonl"):
+        os.rename(os.path.join(out, n), os.path.join(out, folder, n))
+    cj = d.cli_json("submit", "--spec", write_spec("first", epochs=200), "--overwrite")["job"]["id"]
+    deadline = time.time() + 300
+    while d.cli_json("status", str(cj))["job"]["epochs_done"] < 1 and time.time() < deadline:
+        time.sleep(0.05)
+    vtpy.check(set(kept) <= set(os.listdir(aside)) and
+               not os.path.exists(os.path.join(out, folder)),
+               f"after a kill in {folder}: {sorted(os.listdir(out))} {os.listdir(aside)}")
+    d.cli("cancel", str(cj))
+    d.wait_state(cj, ["cancelled"], timeout=30)
+    w = d.cli("watch", str(cj), check=False).stdout
+    vtpy.check(not os.path.exists(aside) and
+               all(open(os.path.join(out, n), "rb").read() == before[n] for n in kept) and
+               "a run stopped while moving them" in w,
+               f"after a kill in {folder}, cancelled: {sorted(os.listdir(out))} {w[-600:]!r}")
 # What the directory holds decides, however its path is spelled: through a
 # symbolic link, vggtune submit refuses it, and a document that reaches the
 # daemon anyway fails when the job starts.
