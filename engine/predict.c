@@ -25,6 +25,7 @@ struct vt_predictor {
     vt_preprocess prep;
     int nclasses;
     vt_writer writer; /* who wrote the model */
+    int fp32;         /* the job trained in fp32 (else the backend's bf16 where it has it) */
     char **classes;  /* nclasses names */
 };
 
@@ -39,6 +40,18 @@ void vt_predictor_free(vt_predictor *p)
         free(p->classes[c]);
     free(p->classes);
     free(p);
+}
+
+/* Whether the job that wrote a model (its "job" metadata) trained with
+ * precision fp32; without the record, as a job's default (no). */
+static int vt__meta_fp32(const vt_tensorset *set)
+{
+    const char *text = vt_tensorset_meta(set, "job");
+    cJSON *job = text ? cJSON_Parse(text) : NULL;
+    const cJSON *prec = cJSON_GetObjectItemCaseSensitive(job, "precision");
+    int fp32 = cJSON_IsString(prec) && strcmp(prec->valuestring, "fp32") == 0;
+    cJSON_Delete(job);
+    return fp32;
 }
 
 static int vt__meta_classes(vt_predictor *p, const vt_tensorset *set, const char *path)
@@ -109,6 +122,7 @@ int vt_predictor_read(vt_predictor **out, const char *path, const vt_creds *cred
         goto fail;
     }
     p->prep = (vt_preprocess)prep;
+    p->fp32 = vt__meta_fp32(set);
     if ((rc = vt__meta_classes(p, set, path)) < 0 ||
         (rc = vt_weights_head_layout(set, path, hidden, &nhidden, &nclasses,
                                      &in_features)) < 0)
@@ -134,7 +148,7 @@ fail:
 int vt_predictor_upload(vt_predictor *p, vt_backend *be)
 {
     vt_model_opts mo = {.trainable_blocks = 0, .max_batch = VT__PRED_BATCH, .dropout = 0,
-                        .act = vt_backend_act_dtype(be, "fp32")};
+                        .act = vt_backend_act_dtype(be, p->fp32 ? "fp32" : "bf16")};
     int rc;
     p->be = be;
     if ((rc = vt_trunk_create(&p->trunk, be, p->params)) < 0 ||

@@ -25,7 +25,9 @@ typedef struct vt_predictor vt_predictor;
 int vt_predictor_read(vt_predictor **out, const char *model_path, const vt_creds *creds);
 
 /* Builds the network of a predictor vt_predictor_read made on be (its
- * own frozen trunk of all 13 convolutions, and the head). */
+ * own frozen trunk of all 13 convolutions, and the head), computing in
+ * the precision the job trained in (its "job" metadata; bf16 where the
+ * backend has it unless the job chose fp32), as its validation did. */
 int vt_predictor_upload(vt_predictor *p, vt_backend *be);
 
 /* vt_predictor_read, then vt_predictor_upload. */

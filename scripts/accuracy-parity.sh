@@ -18,8 +18,11 @@
 # validation images) of the CPU run of the same job for finetune, which must
 # also reach 0.90 (the demo's bar), and within 0.10 for bottleneck (a weak
 # classifier on random features, about 0.6, whose borderline images flip
-# with the features' rounding).  Prints one line per run and exits 1 on a
-# miss; exits 77 when the CUDA backend cannot start.
+# with the features' rounding).  Each run's model is then evaluated on the
+# validation folder (`vggtuned eval`, on the same backend, in the precision
+# the job trained in): its accuracy must be the last epoch's val_accuracy
+# within 0.02.  Prints one line per run and exits 1 on a miss; exits 77
+# when the CUDA backend cannot start.
 set -uo pipefail
 bin=${1:?usage: accuracy-parity.sh BIN_DIR WORK_DIR}
 work=${2:?usage: accuracy-parity.sh BIN_DIR WORK_DIR}
@@ -66,15 +69,19 @@ EOF
     fi
     acc=$(final_acc "$out")
     [ -n "$ref" ] || ref=$acc
+    ev=$("$vggtuned" eval --backend "$backend" --json "$out/model.safetensors" "$work/data/val" \
+         2>>"$out.log" | python3 -c "import json, sys; print(json.load(sys.stdin)['accuracy'])")
     verdict=$(python3 -c "
-acc, ref, mode = float('$acc'), float('$ref'), '$mode'
+acc, ref, mode, ev = float('$acc'), float('$ref'), '$mode', '$ev'
 tol = 0.05 if mode == 'finetune' else 0.10
 bad = []
 if abs(acc - ref) > tol: bad.append(f'differs from the CPU run ({ref:.2f}) by more than {tol}')
 if mode == 'finetune' and acc < 0.90: bad.append('below 0.90')
+if not ev: bad.append('vggtuned eval failed (see the log)')
+elif abs(float(ev) - acc) > 0.02: bad.append(f'vggtuned eval says {float(ev):.2f}')
 print('ok' if not bad else '; '.join(bad))")
     if [ "$verdict" = ok ]; then
-      echo "ok   $mode $backend/$precision: val_accuracy $acc (${secs}s)"
+      echo "ok   $mode $backend/$precision: val_accuracy $acc, eval $ev (${secs}s)"
     else
       echo "FAIL $mode $backend/$precision: val_accuracy $acc: $verdict (${secs}s)"
       fail=1
