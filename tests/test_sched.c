@@ -115,12 +115,15 @@ static void test_admission(vt_backend *be)
     vt_sched_free(s);
 }
 
-/* A user who was idle does not get a burst to "catch up". */
-static void test_no_banking(vt_backend *be)
+/* A user who was idle does not get a burst to "catch up": user 1000 has
+ * the device alone for 100 s, then user 1001 comes with a job (or with
+ * request set, a request), and of the next 20 one-second picks about half
+ * are 1001's. */
+static void check_no_banking(int request)
 {
     vt_sched *s = vt_sched_new(8);
     double now = 0;
-    (void)be;
+    int late = 0;
     VT_CHECK(vt_sched_add(s, 1, 1000, 1, (void *)0));
     vt_sched_admit(s, 10);
     for (int i = 0; i < 100; i++) {
@@ -128,9 +131,12 @@ static void test_no_banking(vt_backend *be)
         now += 1;
         vt_sched_charge(s, j, 1, now);
     }
-    VT_CHECK(vt_sched_add(s, 2, 1001, 1, (void *)1));
-    vt_sched_admit(s, 10);
-    int late = 0;
+    if (request) {
+        VT_CHECK(vt_sched_add_request(s, 1001, (void *)1));
+    } else {
+        VT_CHECK(vt_sched_add(s, 2, 1001, 1, (void *)1));
+        vt_sched_admit(s, 10);
+    }
     for (int i = 0; i < 20; i++) {
         vt_sched_job *j = vt_sched_pick(s, NULL);
         late += (intptr_t)vt_sched_job_ud(j) == 1;
@@ -139,6 +145,12 @@ static void test_no_banking(vt_backend *be)
     }
     VT_CHECK(late >= 9 && late <= 11);
     vt_sched_free(s);
+}
+
+static void test_no_banking(vt_backend *be)
+{
+    (void)be;
+    check_no_banking(0);
 }
 
 /* ready() of the tests below: the job's ud points at its "has work" flag. */
@@ -279,30 +291,10 @@ static void test_requests_share_with_jobs(vt_backend *be)
     vt_sched_free(s);
 }
 
-/* A user whose first request comes after another user had the device alone
- * is not owed that time: the two share from then on. */
 static void test_request_not_banked(vt_backend *be)
 {
-    vt_sched *s = vt_sched_new(8);
-    double now = 0;
-    int late = 0;
     (void)be;
-    VT_CHECK(vt_sched_add(s, 1, 1000, 1, (void *)0));
-    vt_sched_admit(s, 10);
-    for (int i = 0; i < 100; i++) {
-        vt_sched_job *j = vt_sched_pick(s, NULL);
-        now += 1;
-        vt_sched_charge(s, j, 1, now);
-    }
-    VT_CHECK(vt_sched_add_request(s, 1001, (void *)1));
-    for (int i = 0; i < 20; i++) {
-        vt_sched_job *j = vt_sched_pick(s, NULL);
-        late += (intptr_t)vt_sched_job_ud(j) == 1;
-        now += 1;
-        vt_sched_charge(s, j, 1, now);
-    }
-    VT_CHECK(late >= 9 && late <= 11);
-    vt_sched_free(s);
+    check_no_banking(1);
 }
 
 static const vt_test_case cases[] = {
