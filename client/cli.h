@@ -128,9 +128,6 @@ int vt_cli_job_exit(const cJSON *job);
 
 /* ---- rendering (render.c) ---------------------------------------------- */
 
-/* "1:02:03", "2:05", or "--:--" for an unknown duration. */
-void vt_cli_fmt_duration(double s, char *buf, size_t len);
-
 /* "56.2 MiB" */
 void vt_cli_fmt_bytes(double bytes, char *buf, size_t len);
 
@@ -146,13 +143,6 @@ void vt_cli_render_job(FILE *f, const cJSON *job);
 
 /* The daemon's status (`status`). */
 void vt_cli_render_status(FILE *f, const cJSON *daemon);
-
-/* The live progress line (no newline), at most width - 1 columns. */
-void vt_cli_fmt_progress(char *buf, size_t len, const cJSON *progress, int width);
-
-/* One permanent line per finished epoch (no newline); epochs (0: unknown)
- * is the job's total. */
-void vt_cli_fmt_epoch(char *buf, size_t len, const cJSON *metrics, int epochs);
 
 /* predict's reply; shown[i] (may be NULL) replaces the i-th image's path
  * with what the user typed. */

@@ -18,44 +18,7 @@
 #include "../common/text.h"
 #include "../common/utf8.h"
 #include "../engine/base.h"
-
-/* ---- field access ------------------------------------------------------ */
-
-static const char *vt__str(const cJSON *o, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-/* What a progress report's loss and accuracy are called in its phase: the
- * validation pass reports the validation means. */
-static const char *vt__val_prefix(const char *phase)
-{
-    return phase && !strcmp(phase, "validating") ? "val_" : "";
-}
-
-static int vt__num(const cJSON *o, const char *key, double *out)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsNumber(v))
-        return 0;
-    *out = v->valuedouble;
-    return 1;
-}
-
-/* An integer field, def when missing or not below 2^53 in magnitude (as
- * PROTOCOL.md has integers): converting a larger double to long long could
- * be undefined, and counting from there could overflow. */
-static long long vt__int(const cJSON *o, const char *key, long long def)
-{
-    double d;
-    return vt__num(o, key, &d) && fabs(d) < 9007199254740992.0 ? (long long)d : def;
-}
-
-static int vt__true(const cJSON *o, const char *key)
-{
-    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, key));
-}
+#include "../proto/report.h"
 
 /* ---- display width ----------------------------------------------------- */
 
@@ -88,15 +51,6 @@ static void vt__clip(char *s, int max)
 
 /* ---- small formats ----------------------------------------------------- */
 
-void vt_cli_fmt_duration(double s, char *buf, size_t len)
-{
-    if (!(s >= 0) || s > 1e8)
-        snprintf(buf, len, "--:--");
-    else if (s >= 3600)
-        snprintf(buf, len, "%d:%02d:%02d", (int)s / 3600, (int)s / 60 % 60, (int)s % 60);
-    else
-        snprintf(buf, len, "%d:%02d", (int)s / 60, (int)s % 60);
-}
 
 void vt_cli_fmt_bytes(double b, char *buf, size_t len)
 {
@@ -159,8 +113,8 @@ static double vt__job_seconds(const cJSON *job)
 /* "42 (flowers)" or "42". */
 static void vt__job_label(const cJSON *job, char *buf, size_t len)
 {
-    const char *name = vt__str(job, "name");
-    long long id = vt__int(job, "id", 0);
+    const char *name = vt_json_str(job, "name");
+    long long id = vt_json_int(job, "id", 0);
     if (name)
         snprintf(buf, len, "%lld (%s)", id, name);
     else
@@ -183,7 +137,7 @@ static const cJSON *vt__last_metrics(const cJSON *job)
 /* Whether the job has ended (succeeded, failed or cancelled). */
 static int vt__ended(const cJSON *job)
 {
-    const char *state = vt__str(job, "state");
+    const char *state = vt_json_str(job, "state");
     return state && (!strcmp(state, "succeeded") || !strcmp(state, "failed") ||
                      !strcmp(state, "cancelled"));
 }
@@ -195,13 +149,13 @@ static int vt__ended(const cJSON *job)
 static int vt__stopped_early(const cJSON *job)
 {
     const cJSON *spec = cJSON_GetObjectItemCaseSensitive(job, "spec");
-    const char *state = vt__str(job, "state");
-    long long done = vt__int(job, "epochs_done", -1), total = vt__int(job, "epochs", -1);
+    const char *state = vt_json_str(job, "state");
+    long long done = vt_json_int(job, "epochs_done", -1), total = vt_json_int(job, "epochs", -1);
     double patience;
 
     if (!state || strcmp(state, "succeeded") != 0 || done < 1 || total <= done)
         return 0;
-    if (vt__num(cJSON_GetObjectItemCaseSensitive(spec, "early_stopping"), "patience",
+    if (vt_json_num(cJSON_GetObjectItemCaseSensitive(spec, "early_stopping"), "patience",
                 &patience) && patience <= 0)
         return 0;
     return 1;
@@ -211,7 +165,7 @@ static int vt__stopped_early(const cJSON *job)
  * queue position only. */
 static int vt__restricted(const cJSON *job)
 {
-    return !vt__str(job, "mode") && !cJSON_GetObjectItemCaseSensitive(job, "epochs");
+    return !vt_json_str(job, "mode") && !cJSON_GetObjectItemCaseSensitive(job, "epochs");
 }
 
 /* ---- tables ------------------------------------------------------------ */
@@ -278,7 +232,7 @@ static void vt__table_print(FILE *f, vt__table *t)
 /* The PROGRESS-or-result column of a job. */
 static void vt__job_result(const cJSON *job, char *buf, size_t len)
 {
-    const char *state = vt__str(job, "state");
+    const char *state = vt_json_str(job, "state");
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(job, "progress");
     char d[32];
     double x, y;
@@ -287,18 +241,18 @@ static void vt__job_result(const cJSON *job, char *buf, size_t len)
     if (!state) {
         snprintf(buf, len, "-");
     } else if (strcmp(state, "queued") == 0) {
-        long long pos = vt__int(job, "queue_position", 0);
+        long long pos = vt_json_int(job, "queue_position", 0);
         if (pos > 0)
             snprintf(buf, len, "position %lld", pos);
         else
             snprintf(buf, len, "waiting");
     } else if (strcmp(state, "running") == 0) {
-        if (vt__true(job, "cancel_requested")) {
+        if (vt_json_true(job, "cancel_requested")) {
             snprintf(buf, len, "cancelling");
         } else if (cJSON_IsObject(p)) {
-            double e = vt__int(p, "epoch", 1), E = vt__int(p, "epochs", 0);
-            double s = vt__int(p, "step", 0), S = vt__int(p, "steps", 0);
-            const char *phase = vt__str(p, "phase");
+            double e = vt_json_int(p, "epoch", 1), E = vt_json_int(p, "epochs", 0);
+            double s = vt_json_int(p, "step", 0), S = vt_json_int(p, "steps", 0);
+            const char *phase = vt_json_str(p, "phase");
             /* (validating and saving come after the epoch's training) */
             int trained = phase && (!strcmp(phase, "validating") || !strcmp(phase, "saving"));
             if (phase && !strcmp(phase, "preparing"))
@@ -308,12 +262,12 @@ static void vt__job_result(const cJSON *job, char *buf, size_t len)
                                                               : S > 0 ? s / S : 0)) / E));
             if (phase && strcmp(phase, "training") != 0)
                 vt_text_append(buf, len, "%s%s", buf[0] ? " " : "", phase);
-            if (vt__num(p, "loss", &x))
-                vt_text_append(buf, len, " %sloss %.4f", vt__val_prefix(phase), x);
-            if (vt__num(p, "accuracy", &x))
-                vt_text_append(buf, len, " %sacc %.4f", vt__val_prefix(phase), x);
-            if (vt__num(p, "eta_s", &x)) {
-                vt_cli_fmt_duration(x, d, sizeof d);
+            if (vt_json_num(p, "loss", &x))
+                vt_text_append(buf, len, " %sloss %.4f", vt_report_val_prefix(phase), x);
+            if (vt_json_num(p, "accuracy", &x))
+                vt_text_append(buf, len, " %sacc %.4f", vt_report_val_prefix(phase), x);
+            if (vt_json_num(p, "eta_s", &x)) {
+                vt_report_duration(x, d, sizeof d);
                 vt_text_append(buf, len, " ETA %s", d);
             }
         } else if (vt__restricted(job)) {
@@ -327,19 +281,19 @@ static void vt__job_result(const cJSON *job, char *buf, size_t len)
         const cJSON *m = cJSON_IsObject(kept) ? kept : vt__last_metrics(job);
         snprintf(buf, len, "done");
         if ((x = vt__job_seconds(job)) >= 0) {
-            vt_cli_fmt_duration(x, d, sizeof d);
+            vt_report_duration(x, d, sizeof d);
             vt_text_append(buf, len, " in %s", d);
         }
-        if (m && vt__num(m, "val_accuracy", &y))
+        if (m && vt_json_num(m, "val_accuracy", &y))
             vt_text_append(buf, len, ", val_acc %.4f", y);
-        else if (m && vt__num(m, "accuracy", &y))
+        else if (m && vt_json_num(m, "accuracy", &y))
             vt_text_append(buf, len, ", acc %.4f", y);
-        if (cJSON_IsObject(kept) && vt__num(kept, "epoch", &y))
+        if (cJSON_IsObject(kept) && vt_json_num(kept, "epoch", &y))
             vt_text_append(buf, len, " (kept epoch %.0f)", y);
     } else if (strcmp(state, "failed") == 0) {
-        snprintf(buf, len, "%s", vt__str(job, "error") ? vt__str(job, "error") : "failed");
+        snprintf(buf, len, "%s", vt_json_str(job, "error") ? vt_json_str(job, "error") : "failed");
     } else if (strcmp(state, "cancelled") == 0) {
-        snprintf(buf, len, "%s", vt__str(job, "reason") ? vt__str(job, "reason") : "cancelled");
+        snprintf(buf, len, "%s", vt_json_str(job, "reason") ? vt_json_str(job, "reason") : "cancelled");
     } else {
         snprintf(buf, len, "-");
     }
@@ -353,13 +307,13 @@ static void vt__job_result(const cJSON *job, char *buf, size_t len)
 static void vt__job_epoch(const cJSON *job, char *buf, size_t len)
 {
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(job, "progress");
-    const char *state = vt__str(job, "state");
-    long long done = vt__int(job, "epochs_done", -1), total = vt__int(job, "epochs", -1);
+    const char *state = vt_json_str(job, "state");
+    long long done = vt_json_int(job, "epochs_done", -1), total = vt_json_int(job, "epochs", -1);
 
     if (state && strcmp(state, "running") == 0 && cJSON_IsObject(p) &&
-        vt__int(p, "epoch", -1) >= 0)
-        snprintf(buf, len, "%lld/%lld", vt__int(p, "epoch", 0),
-                 vt__int(p, "epochs", total));
+        vt_json_int(p, "epoch", -1) >= 0)
+        snprintf(buf, len, "%lld/%lld", vt_json_int(p, "epoch", 0),
+                 vt_json_int(p, "epochs", total));
     else if (done >= 0 && total >= 0 && vt__stopped_early(job))
         snprintf(buf, len, "%lld/%lld (stopped early)", done, total);
     else if (done >= 0 && total >= 0)
@@ -376,13 +330,13 @@ void vt_cli_render_list(FILE *f, const cJSON *jobs)
     vt__row(&t, "ID", "USER", "NAME", "STATE", "EPOCH", "PROGRESS", "SUBMITTED");
     cJSON_ArrayForEach(job, jobs) {
         char id[32], epoch[48], result[256], when[64], name[512]; /* whole, then clipped */
-        snprintf(id, sizeof id, "%lld", vt__int(job, "id", 0));
-        snprintf(name, sizeof name, "%s", vt__str(job, "name") ? vt__str(job, "name") : "-");
+        snprintf(id, sizeof id, "%lld", vt_json_int(job, "id", 0));
+        snprintf(name, sizeof name, "%s", vt_json_str(job, "name") ? vt_json_str(job, "name") : "-");
         vt__clip(name, 24);
         vt__job_epoch(job, epoch, sizeof epoch);
         vt__job_result(job, result, sizeof result);
         vt_cli_fmt_time(cJSON_GetObjectItemCaseSensitive(job, "submitted"), when, sizeof when);
-        vt__row(&t, id, vt__str(job, "user"), name, vt__str(job, "state"), epoch, result, when);
+        vt__row(&t, id, vt_json_str(job, "user"), name, vt_json_str(job, "state"), epoch, result, when);
     }
     vt__table_print(f, &t);
 }
@@ -392,7 +346,7 @@ void vt_cli_render_list(FILE *f, const cJSON *jobs)
 /* The job's state with its detail: "queued, position 2", "failed: ...". */
 static void vt__state_detail(const cJSON *job, char *buf, size_t len)
 {
-    const char *state = vt__str(job, "state");
+    const char *state = vt_json_str(job, "state");
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(job, "progress");
     char d[32];
     double x;
@@ -400,40 +354,40 @@ static void vt__state_detail(const cJSON *job, char *buf, size_t len)
     snprintf(buf, len, "%s", state ? state : "-");
     if (!state)
         return;
-    if (strcmp(state, "queued") == 0 && vt__int(job, "queue_position", 0) > 0) {
-        vt_text_append(buf, len, ", position %lld", vt__int(job, "queue_position", 0));
+    if (strcmp(state, "queued") == 0 && vt_json_int(job, "queue_position", 0) > 0) {
+        vt_text_append(buf, len, ", position %lld", vt_json_int(job, "queue_position", 0));
     } else if (strcmp(state, "running") == 0) {
-        if (vt__true(job, "cancel_requested"))
+        if (vt_json_true(job, "cancel_requested"))
             vt_text_append(buf, len, ", cancel requested");
         if (cJSON_IsObject(p)) {
-            const char *phase = vt__str(p, "phase");
-            vt_text_append(buf, len, ": epoch %lld/%lld", vt__int(p, "epoch", 0),
-                           vt__int(p, "epochs", 0));
-            if (phase && !strcmp(phase, "preparing") && vt__int(p, "steps", 0) > 0)
+            const char *phase = vt_json_str(p, "phase");
+            vt_text_append(buf, len, ": epoch %lld/%lld", vt_json_int(p, "epoch", 0),
+                           vt_json_int(p, "epochs", 0));
+            if (phase && !strcmp(phase, "preparing") && vt_json_int(p, "steps", 0) > 0)
                 vt_text_append(buf, len, " (preparing: %lld/%lld image headers read)",
-                               vt__int(p, "step", 0), vt__int(p, "steps", 0));
+                               vt_json_int(p, "step", 0), vt_json_int(p, "steps", 0));
             else
-                vt_text_append(buf, len, ", step %lld/%lld%s%s%s", vt__int(p, "step", 0),
-                               vt__int(p, "steps", 0), phase ? " (" : "", phase ? phase : "",
+                vt_text_append(buf, len, ", step %lld/%lld%s%s%s", vt_json_int(p, "step", 0),
+                               vt_json_int(p, "steps", 0), phase ? " (" : "", phase ? phase : "",
                                phase ? ")" : "");
-            if (vt__num(p, "loss", &x))
-                vt_text_append(buf, len, ", %sloss %.4f", vt__val_prefix(phase), x);
-            if (vt__num(p, "accuracy", &x))
-                vt_text_append(buf, len, ", %sacc %.4f", vt__val_prefix(phase), x);
-            if (vt__num(p, "images_per_s", &x))
+            if (vt_json_num(p, "loss", &x))
+                vt_text_append(buf, len, ", %sloss %.4f", vt_report_val_prefix(phase), x);
+            if (vt_json_num(p, "accuracy", &x))
+                vt_text_append(buf, len, ", %sacc %.4f", vt_report_val_prefix(phase), x);
+            if (vt_json_num(p, "images_per_s", &x))
                 vt_text_append(buf, len, ", %.0f img/s", x);
-            if (vt__num(p, "eta_s", &x)) {
-                vt_cli_fmt_duration(x, d, sizeof d);
+            if (vt_json_num(p, "eta_s", &x)) {
+                vt_report_duration(x, d, sizeof d);
                 vt_text_append(buf, len, ", ETA %s", d);
             }
         }
     } else if (strcmp(state, "succeeded") == 0 && (x = vt__job_seconds(job)) >= 0) {
-        vt_cli_fmt_duration(x, d, sizeof d);
+        vt_report_duration(x, d, sizeof d);
         vt_text_append(buf, len, " in %s", d);
-    } else if (strcmp(state, "failed") == 0 && vt__str(job, "error")) {
-        vt_text_append(buf, len, ": %s", vt__str(job, "error"));
-    } else if (strcmp(state, "cancelled") == 0 && vt__str(job, "reason")) {
-        vt_text_append(buf, len, ": %s", vt__str(job, "reason"));
+    } else if (strcmp(state, "failed") == 0 && vt_json_str(job, "error")) {
+        vt_text_append(buf, len, ": %s", vt_json_str(job, "error"));
+    } else if (strcmp(state, "cancelled") == 0 && vt_json_str(job, "reason")) {
+        vt_text_append(buf, len, ": %s", vt_json_str(job, "reason"));
     }
 }
 
@@ -450,7 +404,7 @@ static void vt__render_settings(FILE *f, const cJSON *spec)
     const cJSON *aug = cJSON_GetObjectItemCaseSensitive(spec, "augment");
     const cJSON *es = cJSON_GetObjectItemCaseSensitive(spec, "early_stopping");
     const cJSON *v;
-    const char *type = cJSON_IsString(sch) ? sch->valuestring : vt__str(sch, "type");
+    const char *type = cJSON_IsString(sch) ? sch->valuestring : vt_json_str(sch, "type");
     char buf[512] = "";
     double x, y;
 
@@ -460,7 +414,7 @@ static void vt__render_settings(FILE *f, const cJSON *spec)
         cJSON_ArrayForEach(w, v)
             vt_text_append(buf, sizeof buf, "%.0f, ", w->valuedouble);
         vt_text_append(buf, sizeof buf, "%s", cJSON_GetArraySize(v) ? "" : "none, ");
-        if (vt__num(head, "dropout", &x))
+        if (vt_json_num(head, "dropout", &x))
             vt_text_append(buf, sizeof buf, "dropout %g, ", x);
         buf[strlen(buf) - 2] = '\0';
         fprintf(f, VT__KV, "head", buf);
@@ -468,36 +422,36 @@ static void vt__render_settings(FILE *f, const cJSON *spec)
     if (opt) {
         buf[0] = '\0';
         vt_text_append(buf, sizeof buf, "SGD");
-        if (vt__num(opt, "momentum", &x))
+        if (vt_json_num(opt, "momentum", &x))
             vt_text_append(buf, sizeof buf, " momentum %g%s", x,
                            cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(opt, "nesterov"))
                                ? " (Nesterov)" : "");
-        if (vt__num(opt, "decay", &x) && x > 0)
+        if (vt_json_num(opt, "decay", &x) && x > 0)
             vt_text_append(buf, sizeof buf, ", decay %g", x);
-        if (vt__num(opt, "weight_decay", &x) && x > 0)
+        if (vt_json_num(opt, "weight_decay", &x) && x > 0)
             vt_text_append(buf, sizeof buf, ", weight decay %g", x);
-        if (type && !strcmp(type, "step") && vt__num(sch, "step_epochs", &x) &&
-            vt__num(sch, "gamma", &y))
+        if (type && !strcmp(type, "step") && vt_json_num(sch, "step_epochs", &x) &&
+            vt_json_num(sch, "gamma", &y))
             vt_text_append(buf, sizeof buf, ", lr x%g every %.0f epochs", y, x);
         else if (type && !strcmp(type, "step"))
             vt_text_append(buf, sizeof buf, ", step schedule");
         else if (type && !strcmp(type, "cosine"))
             vt_text_append(buf, sizeof buf, ", cosine schedule to %g",
-                           vt__num(sch, "min_lr", &x) ? x : 0.0);
+                           vt_json_num(sch, "min_lr", &x) ? x : 0.0);
         fprintf(f, VT__KV, "optimizer", buf);
     }
     buf[0] = '\0';
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(aug, "flip")))
         vt_text_append(buf, sizeof buf, "flip");
-    if (vt__num(aug, "crop", &x) && x > 0)
+    if (vt_json_num(aug, "crop", &x) && x > 0)
         vt_text_append(buf, sizeof buf, "%scrop %g", buf[0] ? ", " : "", x);
     if (buf[0])
         fprintf(f, VT__KV, "augment", buf);
     buf[0] = '\0';
-    if (vt__num(es, "patience", &x) && x > 0)
+    if (vt_json_num(es, "patience", &x) && x > 0)
         vt_text_append(buf, sizeof buf, "after %.0f epoch%s without a val_loss improvement%s",
                        x, x == 1 ? "" : "s",
-                       vt__num(es, "min_delta", &y) && y > 0 ? " (min_delta)" : "");
+                       vt_json_num(es, "min_delta", &y) && y > 0 ? " (min_delta)" : "");
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(spec, "keep_best")))
         vt_text_append(buf, sizeof buf, "%skeep the best epoch's model", buf[0] ? "; " : "");
     if (buf[0])
@@ -508,7 +462,7 @@ static void vt__metric(char *buf, size_t len, const cJSON *m, const char *key,
                        const char *fmt)
 {
     double x;
-    if (vt__num(m, key, &x))
+    if (vt_json_num(m, key, &x))
         snprintf(buf, len, fmt, x);
     else
         snprintf(buf, len, "-");
@@ -526,31 +480,31 @@ void vt_cli_render_job(FILE *f, const cJSON *job)
 
     vt__job_label(job, buf, sizeof buf);
     fprintf(f, VT__KV, "job", buf);
-    if ((s = vt__str(job, "user"))) {
+    if ((s = vt_json_str(job, "user"))) {
         snprintf(buf, sizeof buf, "%s", s);
-        if (vt__int(job, "uid", -1) >= 0)
-            vt_text_append(buf, sizeof buf, " (uid %lld)", vt__int(job, "uid", 0));
+        if (vt_json_int(job, "uid", -1) >= 0)
+            vt_text_append(buf, sizeof buf, " (uid %lld)", vt_json_int(job, "uid", 0));
         fprintf(f, VT__KV, "user", buf);
     }
     vt__state_detail(job, buf, sizeof buf);
     fprintf(f, VT__KV, "state", buf);
     if (vt__restricted(job))
         return; /* another user's job: that is all we may see */
-    if ((s = vt__str(job, "mode"))) {
+    if ((s = vt_json_str(job, "mode"))) {
         snprintf(buf, sizeof buf, "%s", s);
-        if (vt__int(job, "trainable_blocks", -1) >= 0)
+        if (vt_json_int(job, "trainable_blocks", -1) >= 0)
             vt_text_append(buf, sizeof buf, " (trainable blocks %lld)",
-                    vt__int(job, "trainable_blocks", 0));
+                    vt_json_int(job, "trainable_blocks", 0));
         fprintf(f, VT__KV, "mode", buf);
     }
-    if (vt__int(job, "epochs", -1) >= 0) {
+    if (vt_json_int(job, "epochs", -1) >= 0) {
         const cJSON *es = cJSON_GetObjectItemCaseSensitive(spec, "early_stopping");
         double patience;
-        snprintf(buf, sizeof buf, "%lld of %lld done", vt__int(job, "epochs_done", 0),
-                 vt__int(job, "epochs", 0));
+        snprintf(buf, sizeof buf, "%lld of %lld done", vt_json_int(job, "epochs_done", 0),
+                 vt_json_int(job, "epochs", 0));
         /* the engine stops once val_loss has gone patience epochs without
          * improving */
-        if (vt__stopped_early(job) && vt__num(es, "patience", &patience))
+        if (vt__stopped_early(job) && vt_json_num(es, "patience", &patience))
             vt_text_append(buf, sizeof buf, ": stopped early, val_loss did not improve for "
                            "%.0f epoch%s (early_stopping.patience)", patience,
                            patience == 1 ? "" : "s");
@@ -561,34 +515,34 @@ void vt_cli_render_job(FILE *f, const cJSON *job)
     {
         const cJSON *kept = cJSON_GetObjectItemCaseSensitive(job, "kept_epoch");
         double ke;
-        if (cJSON_IsObject(kept) && vt__num(kept, "epoch", &ke)) {
+        if (cJSON_IsObject(kept) && vt_json_num(kept, "epoch", &ke)) {
             snprintf(buf, sizeof buf, "epoch %.0f's (keep_best: lowest val_loss%s)", ke,
                      vt__ended(job) ? "" : " so far");
             fprintf(f, VT__KV, "model", buf);
         }
     }
-    if ((s = vt__str(data, "train")))
+    if ((s = vt_json_str(data, "train")))
         fprintf(f, VT__KV, "data", s);
-    if ((s = vt__str(data, "val")))
+    if ((s = vt_json_str(data, "val")))
         fprintf(f, VT__KV, "validation", s);
-    else if (vt__num(data, "val_split", &x) && x > 0) {
+    else if (vt_json_num(data, "val_split", &x) && x > 0) {
         snprintf(buf, sizeof buf, "%g%% of the training images", x * 100);
         fprintf(f, VT__KV, "validation", buf);
     } else if (data)
         fprintf(f, VT__KV, "validation", "none");
     if (spec) {
-        if ((s = vt__str(spec, "weights")))
+        if ((s = vt_json_str(spec, "weights")))
             fprintf(f, VT__KV, "weights", s);
         else {
             /* The daemon's resident trunk ("trunk"; a random one unless it
              * was started with --weights).  Scratch on the random trunk
              * draws every layer from the job's seed; otherwise the job draws
              * only the head from it. */
-            const char *trunk = vt__str(job, "trunk");
+            const char *trunk = vt_json_str(job, "trunk");
             double tb = 0, seed = 0;
-            vt__num(spec, "trainable_blocks", &tb);
-            vt__num(spec, "seed", &seed);
-            int head_init = vt__str(spec, "init") || (vt__num(spec, "init_job", &x) && x > 0);
+            vt_json_num(spec, "trainable_blocks", &tb);
+            vt_json_num(spec, "seed", &seed);
+            int head_init = vt_json_str(spec, "init") || (vt_json_num(spec, "init_job", &x) && x > 0);
             if (tb >= 5 && trunk && strncmp(trunk, "random", 6) == 0)
                 snprintf(buf, sizeof buf, "random (He, seed %.0f)", seed);
             else if (trunk && head_init) /* (the head: the "head init" line) */
@@ -601,28 +555,28 @@ void vt_cli_render_job(FILE *f, const cJSON *job)
                          seed);
             fprintf(f, VT__KV, "weights", buf);
         }
-        if ((s = vt__str(spec, "init")))
+        if ((s = vt_json_str(spec, "init")))
             fprintf(f, VT__KV, "head init", s);
-        else if (vt__num(spec, "init_job", &x) && x > 0) {
+        else if (vt_json_num(spec, "init_job", &x) && x > 0) {
             snprintf(buf, sizeof buf, "from job %.0f", x);
             fprintf(f, VT__KV, "head init", buf);
         }
         buf[0] = '\0';
-        if (vt__num(spec, "batch_size", &x))
+        if (vt_json_num(spec, "batch_size", &x))
             vt_text_append(buf, sizeof buf, "batch %.0f", x);
-        if (vt__num(opt, "lr", &x))
+        if (vt_json_num(opt, "lr", &x))
             vt_text_append(buf, sizeof buf, "%slr %g", buf[0] ? ", " : "", x);
-        if (vt__num(data, "image_size", &x))
+        if (vt_json_num(data, "image_size", &x))
             vt_text_append(buf, sizeof buf, "%simage size %.0f", buf[0] ? ", " : "", x);
-        if ((s = vt__str(job, "preprocess"))) /* resolved, once the job has started */
+        if ((s = vt_json_str(job, "preprocess"))) /* resolved, once the job has started */
             vt_text_append(buf, sizeof buf, "%spreprocess %s%s", buf[0] ? ", " : "", s,
-                           vt__str(data, "preprocess") &&
-                                   !strcmp(vt__str(data, "preprocess"), "auto")
+                           vt_json_str(data, "preprocess") &&
+                                   !strcmp(vt_json_str(data, "preprocess"), "auto")
                                ? " (auto: what the weights expect)" : "");
-        else if ((s = vt__str(data, "preprocess")))
+        else if ((s = vt_json_str(data, "preprocess")))
             vt_text_append(buf, sizeof buf, "%spreprocess %s", buf[0] ? ", " : "", s);
-        if ((s = vt__str(spec, "precision"))) {
-            const char *used = vt__str(job, "compute");
+        if ((s = vt_json_str(spec, "precision"))) {
+            const char *used = vt_json_str(job, "compute");
             vt_text_append(buf, sizeof buf, "%sprecision %s", buf[0] ? ", " : "", s);
             if (used && strcmp(used, s) != 0)
                 vt_text_append(buf, sizeof buf, " (computes in %s on this daemon's backend)", used);
@@ -631,7 +585,7 @@ void vt_cli_render_job(FILE *f, const cJSON *job)
             fprintf(f, VT__KV, "training", buf);
         vt__render_settings(f, spec);
     }
-    if ((s = vt__str(job, "output")))
+    if ((s = vt_json_str(job, "output")))
         fprintf(f, VT__KV, "output", s);
     vt_cli_fmt_time(cJSON_GetObjectItemCaseSensitive(job, "submitted"), t, sizeof t);
     fprintf(f, VT__KV, "submitted", t);
@@ -672,28 +626,28 @@ void vt_cli_render_status(FILE *f, const cJSON *d)
     double x;
     int first = 1;
 
-    snprintf(buf, sizeof buf, "vggtuned %s", vt__str(d, "version") ? vt__str(d, "version") : "?");
-    if (vt__num(d, "uptime_s", &x)) {
-        vt_cli_fmt_duration(x, a, sizeof a);
+    snprintf(buf, sizeof buf, "vggtuned %s", vt_json_str(d, "version") ? vt_json_str(d, "version") : "?");
+    if (vt_json_num(d, "uptime_s", &x)) {
+        vt_report_duration(x, a, sizeof a);
         vt_text_append(buf, sizeof buf, ", up %s", a);
     }
     if (cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(d, "ready")))
         vt_text_append(buf, sizeof buf, " (starting: the device is not ready yet)");
     fprintf(f, "%s\n", buf);
-    snprintf(buf, sizeof buf, "%s", vt__str(d, "backend") ? vt__str(d, "backend") : "-");
-    if (vt__str(d, "device"))
-        vt_text_append(buf, sizeof buf, ": %s", vt__str(d, "device"));
+    snprintf(buf, sizeof buf, "%s", vt_json_str(d, "backend") ? vt_json_str(d, "backend") : "-");
+    if (vt_json_str(d, "device"))
+        vt_text_append(buf, sizeof buf, ": %s", vt_json_str(d, "device"));
     fprintf(f, VT__KV, "backend", buf);
     if (cJSON_IsObject(mem)) {
         double total = 0, used = 0, peak = 0;
-        vt__num(mem, "total", &total);
-        vt__num(mem, "in_use", &used);
-        vt__num(mem, "peak", &peak);
+        vt_json_num(mem, "total", &total);
+        vt_json_num(mem, "in_use", &used);
+        vt_json_num(mem, "peak", &peak);
         vt_cli_fmt_bytes(used, a, sizeof a);
         vt_cli_fmt_bytes(peak, b, sizeof b);
         vt_cli_fmt_bytes(total, c, sizeof c);
         snprintf(buf, sizeof buf, "%s in use (peak %s) of %s", a, b, c);
-        if (vt__num(mem, "host", &x) && x > 0) {
+        if (vt_json_num(mem, "host", &x) && x > 0) {
             vt_cli_fmt_bytes(x, a, sizeof a);
             vt_text_append(buf, sizeof buf, "; %s of pinned host memory", a);
         }
@@ -701,12 +655,12 @@ void vt_cli_render_status(FILE *f, const cJSON *d)
     }
     if (cJSON_IsObject(caches)) {
         double dev = 0, host = 0;
-        long long n = vt__int(caches, "count", 0);
-        vt__num(caches, "device_bytes", &dev);
-        vt__num(caches, "host_bytes", &host);
+        long long n = vt_json_int(caches, "count", 0);
+        vt_json_num(caches, "device_bytes", &dev);
+        vt_json_num(caches, "host_bytes", &host);
         vt_cli_fmt_bytes(dev, a, sizeof a);
         vt_cli_fmt_bytes(host, b, sizeof b);
-        if (n && vt__str(d, "backend") && strcmp(vt__str(d, "backend"), "cpu") == 0) {
+        if (n && vt_json_str(d, "backend") && strcmp(vt_json_str(d, "backend"), "cpu") == 0) {
             /* the CPU backend's "device" memory is host memory too */
             vt_cli_fmt_bytes(dev + host, a, sizeof a);
             snprintf(buf, sizeof buf, "%lld (%s in memory)", n, a);
@@ -717,10 +671,10 @@ void vt_cli_render_status(FILE *f, const cJSON *d)
         fprintf(f, VT__KV, "caches", buf);
     }
     cJSON_ArrayForEach(it, trunks) {
-        long long jobs = vt__int(it, "jobs", 0);
-        vt_cli_fmt_bytes(vt__num(it, "bytes", &x) ? x : 0, a, sizeof a);
+        long long jobs = vt_json_int(it, "jobs", 0);
+        vt_cli_fmt_bytes(vt_json_num(it, "bytes", &x) ? x : 0, a, sizeof a);
         snprintf(buf, sizeof buf, "%s: %s, %lld job%s%s",
-                 vt__str(it, "weights") ? vt__str(it, "weights") : "-", a, jobs,
+                 vt_json_str(it, "weights") ? vt_json_str(it, "weights") : "-", a, jobs,
                  jobs == 1 ? "" : "s",
                  cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(it, "resident"))
                      ? " (not resident)" : "");
@@ -730,8 +684,8 @@ void vt_cli_render_status(FILE *f, const cJSON *d)
     if (first && cJSON_IsArray(trunks))
         fprintf(f, VT__KV, "trunks", "none loaded");
     if (cJSON_IsObject(queue)) {
-        snprintf(buf, sizeof buf, "%lld running, %lld queued", vt__int(queue, "running", 0),
-                 vt__int(queue, "queued", 0));
+        snprintf(buf, sizeof buf, "%lld running, %lld queued", vt_json_int(queue, "running", 0),
+                 vt_json_int(queue, "queued", 0));
         fprintf(f, VT__KV, "jobs", buf);
     }
     if (cJSON_GetArraySize(users) > 0) {
@@ -740,16 +694,16 @@ void vt_cli_render_status(FILE *f, const cJSON *d)
         vt__row(&t, "USER", "UID", "RUNNING", "QUEUED", "DEVICE TIME", "SHARE");
         cJSON_ArrayForEach(it, users) {
             char uid[32], run[32], q[32], dev[32] = "-", share[32] = "-";
-            snprintf(uid, sizeof uid, "%lld", vt__int(it, "uid", 0));
-            long long reqs = vt__int(it, "requests", 0);
+            snprintf(uid, sizeof uid, "%lld", vt_json_int(it, "uid", 0));
+            long long reqs = vt_json_int(it, "requests", 0);
             snprintf(run, sizeof run, reqs ? "%lld + %lld request%s" : "%lld",
-                     vt__int(it, "running", 0), reqs, reqs == 1 ? "" : "s");
-            snprintf(q, sizeof q, "%lld", vt__int(it, "queued", 0));
-            if (vt__num(it, "device_s", &x))
-                vt_cli_fmt_duration(x, dev, sizeof dev);
-            if (vt__num(it, "share", &x))
+                     vt_json_int(it, "running", 0), reqs, reqs == 1 ? "" : "s");
+            snprintf(q, sizeof q, "%lld", vt_json_int(it, "queued", 0));
+            if (vt_json_num(it, "device_s", &x))
+                vt_report_duration(x, dev, sizeof dev);
+            if (vt_json_num(it, "share", &x))
                 snprintf(share, sizeof share, "%.0f%%", 100 * x);
-            vt__row(&t, vt__str(it, "user"), uid, run, q, dev, share);
+            vt__row(&t, vt_json_str(it, "user"), uid, run, q, dev, share);
         }
         vt__table_print(f, &t);
     }
@@ -757,75 +711,7 @@ void vt_cli_render_status(FILE *f, const cJSON *d)
 
 /* ---- progress, epochs -------------------------------------------------- */
 
-void vt_cli_fmt_progress(char *buf, size_t len, const cJSON *p, int width)
-{
-    const char *phase = vt__str(p, "phase");
-    long long step = vt__int(p, "step", 0), steps = vt__int(p, "steps", 0);
-    char bar[32], d[32];
-    int fill, cols = width > 1 ? width - 1 : 79;
-    double x;
 
-    buf[0] = '\0';
-    vt_text_append(buf, len, "epoch %lld", vt__int(p, "epoch", 0));
-    if (vt__int(p, "epochs", 0) > 0)
-        vt_text_append(buf, len, "/%lld", vt__int(p, "epochs", 0));
-    if (phase && strcmp(phase, "training") != 0)
-        vt_text_append(buf, len, " %s", phase);
-    if (steps > 0) {
-        fill = (int)(step * 20 / steps);
-        fill = fill < 0 ? 0 : fill > 20 ? 20 : fill;
-        for (int i = 0; i < 20; i++)
-            bar[i] = i < fill ? '#' : '.';
-        bar[20] = '\0';
-        vt_text_append(buf, len, " [%s] %lld/%lld%s", bar, step, steps,
-                       phase && !strcmp(phase, "preparing") ? " image headers read" : "");
-    }
-    if (vt__num(p, "loss", &x))
-        vt_text_append(buf, len, "  %sloss %.4f", vt__val_prefix(phase), x);
-    if (vt__num(p, "accuracy", &x))
-        vt_text_append(buf, len, "  %sacc %.4f", vt__val_prefix(phase), x);
-    /* A wrapped line cannot be rewritten in place: on a narrow terminal
-     * img/s goes first (the ETA matters more), then the line is cut. */
-    for (int with_speed = 1; with_speed >= 0; with_speed--) {
-        size_t n = strlen(buf);
-        if (with_speed && vt__num(p, "images_per_s", &x))
-            vt_text_append(buf, len, "  %.0f img/s", x);
-        if (vt__num(p, "eta_s", &x)) {
-            vt_cli_fmt_duration(x, d, sizeof d);
-            vt_text_append(buf, len, "  ETA %s", d);
-        }
-        if (strlen(buf) <= (size_t)cols)
-            return;
-        if (with_speed)
-            buf[n] = '\0';
-    }
-    buf[cols] = '\0';
-}
-
-void vt_cli_fmt_epoch(char *buf, size_t len, const cJSON *m, int epochs)
-{
-    double x;
-    buf[0] = '\0';
-    vt_text_append(buf, len, "epoch %lld", vt__int(m, "epoch", 0));
-    if (epochs > 0)
-        vt_text_append(buf, len, "/%d", epochs);
-    if (vt__num(m, "loss", &x))
-        vt_text_append(buf, len, "  loss %.4f", x);
-    if (vt__num(m, "accuracy", &x))
-        vt_text_append(buf, len, "  acc %.4f", x);
-    if (vt__num(m, "val_loss", &x))
-        vt_text_append(buf, len, "  val_loss %.4f", x);
-    if (vt__num(m, "val_accuracy", &x))
-        vt_text_append(buf, len, "  val_acc %.4f", x);
-    if (vt__num(m, "images_per_s", &x))
-        vt_text_append(buf, len, "  %.0f img/s", x);
-    if (vt__num(m, "seconds", &x))
-        vt_text_append(buf, len, "  %.1f s", x);
-    if (vt__true(m, "cached"))
-        vt_text_append(buf, len, "  (cached %s)",
-                vt__str(m, "cache") && strcmp(vt__str(m, "cache"), "images") == 0 ? "images"
-                                                                                 : "features");
-}
 
 /* ---- predict, eval ----------------------------------------------------- */
 
@@ -836,18 +722,18 @@ void vt_cli_render_predictions(FILE *f, const cJSON *predictions, char *const *s
     int i = 0;
 
     cJSON_ArrayForEach(p, predictions) {
-        const char *name = i < nshown && shown && shown[i] ? shown[i] : vt__str(p, "image");
+        const char *name = i < nshown && shown && shown[i] ? shown[i] : vt_json_str(p, "image");
         double prob;
         fprintf(f, "%s:", name ? name : "-");
-        if (vt__str(p, "error")) {
-            fprintf(f, "  error: %s\n", vt__str(p, "error"));
+        if (vt_json_str(p, "error")) {
+            fprintf(f, "  error: %s\n", vt_json_str(p, "error"));
             i++;
             continue;
         }
         top = cJSON_GetObjectItemCaseSensitive(p, "top");
         cJSON_ArrayForEach(c, top) {
-            fprintf(f, "  %s", vt__str(c, "class") ? vt__str(c, "class") : "?");
-            if (vt__num(c, "probability", &prob))
+            fprintf(f, "  %s", vt_json_str(c, "class") ? vt_json_str(c, "class") : "?");
+            if (vt_json_num(c, "probability", &prob))
                 fprintf(f, " %.4f", prob);
         }
         fprintf(f, "\n");
@@ -886,10 +772,10 @@ void vt_cli_watcher_clear(vt_cli_watcher *w)
 /* Learns the job's name and total epochs from a JOB object. */
 static void vt__watcher_job(vt_cli_watcher *w, const cJSON *job)
 {
-    if (vt__str(job, "name"))
+    if (vt_json_str(job, "name"))
         vt__job_label(job, w->name, sizeof w->name);
-    if (vt__int(job, "epochs", 0) > 0)
-        w->epochs = (int)vt__int(job, "epochs", 0);
+    if (vt_json_int(job, "epochs", 0) > 0)
+        w->epochs = (int)vt_json_int(job, "epochs", 0);
 }
 
 static void vt__watcher_progress(vt_cli_watcher *w, const cJSON *p)
@@ -897,7 +783,7 @@ static void vt__watcher_progress(vt_cli_watcher *w, const cJSON *p)
     char line[512];
     if (!w->tty || !cJSON_IsObject(p))
         return;
-    vt_cli_fmt_progress(line, sizeof line, p, w->width);
+    vt_report_progress(line, sizeof line, p, w->width);
     fprintf(w->out, "\r\033[K%s", line);
     fflush(w->out);
     w->live = 1;
@@ -906,12 +792,12 @@ static void vt__watcher_progress(vt_cli_watcher *w, const cJSON *p)
 int vt_cli_watcher_feed(vt_cli_watcher *w, const cJSON *msg)
 {
     const cJSON *ok = cJSON_GetObjectItemCaseSensitive(msg, "ok");
-    const char *ev = vt__str(msg, "event");
+    const char *ev = vt_json_str(msg, "event");
     char line[1024];
 
     if (cJSON_IsFalse(ok)) {
         const cJSON *e = cJSON_GetObjectItemCaseSensitive(msg, "error");
-        const char *code = vt__str(e, "code"), *text = vt__str(e, "message");
+        const char *code = vt_json_str(e, "code"), *text = vt_json_str(e, "message");
         int rc = code ? vt_error_from_name(code) : 0;
         vt_cli_watcher_clear(w);
         return vt_error_set(rc ? rc : VT_EPROTO, "%s", text ? text : "the watch failed");
@@ -928,7 +814,7 @@ int vt_cli_watcher_feed(vt_cli_watcher *w, const cJSON *msg)
         return 0;
     if (strcmp(ev, "state") == 0) {
         const cJSON *job = cJSON_GetObjectItemCaseSensitive(msg, "job");
-        const char *state = vt__str(job, "state");
+        const char *state = vt_json_str(job, "state");
         vt__watcher_job(w, job);
         /* A finished job's end follows at once and says it better. */
         if (state && strcmp(state, w->state) != 0 && strcmp(state, "succeeded") != 0 &&
@@ -937,13 +823,13 @@ int vt_cli_watcher_feed(vt_cli_watcher *w, const cJSON *msg)
             const cJSON *p = cJSON_GetObjectItemCaseSensitive(job, "progress");
             snprintf(w->state, sizeof w->state, "%s", state);
             snprintf(detail, sizeof detail, "%s", state);
-            if (strcmp(state, "queued") == 0 && vt__int(job, "queue_position", 0) > 0)
+            if (strcmp(state, "queued") == 0 && vt_json_int(job, "queue_position", 0) > 0)
                 vt_text_append(detail, sizeof detail, ", position %lld",
-                        vt__int(job, "queue_position", 0));
+                        vt_json_int(job, "queue_position", 0));
             if (strcmp(state, "running") == 0 && cJSON_IsObject(p))
-                vt_text_append(detail, sizeof detail, ", epoch %lld/%lld", vt__int(p, "epoch", 0),
-                        vt__int(p, "epochs", w->epochs));
-            if (vt__true(job, "cancel_requested"))
+                vt_text_append(detail, sizeof detail, ", epoch %lld/%lld", vt_json_int(p, "epoch", 0),
+                        vt_json_int(p, "epochs", w->epochs));
+            if (vt_json_true(job, "cancel_requested"))
                 vt_text_append(detail, sizeof detail, ", cancel requested");
             vt_cli_watcher_clear(w);
             fprintf(w->out, "job %s: %s\n", w->name, detail);
@@ -952,17 +838,17 @@ int vt_cli_watcher_feed(vt_cli_watcher *w, const cJSON *msg)
         }
     } else if (strcmp(ev, "progress") == 0) {
         const cJSON *p = cJSON_GetObjectItemCaseSensitive(msg, "progress");
-        if (vt__int(p, "epochs", 0) > 0)
-            w->epochs = (int)vt__int(p, "epochs", 0);
+        if (vt_json_int(p, "epochs", 0) > 0)
+            w->epochs = (int)vt_json_int(p, "epochs", 0);
         vt__watcher_progress(w, p);
     } else if (strcmp(ev, "epoch") == 0) {
-        vt_cli_fmt_epoch(line, sizeof line, cJSON_GetObjectItemCaseSensitive(msg, "metrics"),
+        vt_report_epoch(line, sizeof line, cJSON_GetObjectItemCaseSensitive(msg, "metrics"),
                          w->epochs);
         vt_cli_watcher_clear(w);
         fprintf(w->out, "%s\n", line);
         fflush(w->out);
     } else if (strcmp(ev, "log") == 0) {
-        const char *level = vt__str(msg, "level"), *text = vt__str(msg, "message");
+        const char *level = vt_json_str(msg, "level"), *text = vt_json_str(msg, "message");
         vt_cli_watcher_clear(w);
         fprintf(w->out, "%s: %s\n", level ? level : "info", text ? text : "");
         fflush(w->out);
@@ -973,7 +859,7 @@ int vt_cli_watcher_feed(vt_cli_watcher *w, const cJSON *msg)
 int vt_cli_watcher_finish(vt_cli_watcher *w)
 {
     const cJSON *job = w->final;
-    const char *state = vt__str(job, "state"), *s;
+    const char *state = vt_json_str(job, "state"), *s;
     char d[32];
     double x;
 
@@ -984,24 +870,24 @@ int vt_cli_watcher_finish(vt_cli_watcher *w)
         return VT_CLI_FAILED;
     }
     if (strcmp(state, "succeeded") == 0 && !w->quiet) {
-        long long n = vt__int(job, "epochs_done", -1);
+        long long n = vt_json_int(job, "epochs_done", -1);
         fprintf(w->out, "job %s succeeded", w->name);
         if (n >= 0)
             fprintf(w->out, ": %lld epoch%s", n, n == 1 ? "" : "s");
         if ((x = vt__job_seconds(job)) >= 0) {
-            vt_cli_fmt_duration(x, d, sizeof d);
+            vt_report_duration(x, d, sizeof d);
             fprintf(w->out, " in %s", d);
         }
-        if ((s = vt__str(job, "output")))
+        if ((s = vt_json_str(job, "output")))
             fprintf(w->out, ", output in %s", s);
         fprintf(w->out, "\n");
     } else if (strcmp(state, "succeeded") == 0) {
         /* --json: the end event said it */
     } else if (strcmp(state, "failed") == 0) {
         fprintf(w->err, "vggtune: job %s failed: %s\n", w->name,
-                vt__str(job, "error") ? vt__str(job, "error") : "no reason given");
+                vt_json_str(job, "error") ? vt_json_str(job, "error") : "no reason given");
     } else if (strcmp(state, "cancelled") == 0) {
-        if ((s = vt__str(job, "reason")))
+        if ((s = vt_json_str(job, "reason")))
             fprintf(w->err, "vggtune: job %s was cancelled: %s\n", w->name, s);
         else
             fprintf(w->err, "vggtune: job %s was cancelled\n", w->name);

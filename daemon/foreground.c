@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -27,6 +28,7 @@
 #include "../engine/train.h"
 #include "../proto/report.h"
 #include "config.h"
+#include "jobs.h"
 
 #define VT_SPEC_MAX (1 << 20)
 
@@ -103,62 +105,42 @@ typedef struct {
     int epochs; /* the job's, for "epoch 3/10" */
 } vt__fg_ui;
 
-static void vt__fmt_time(double s, char *buf, size_t len)
+/* Columns of the terminal on stderr (0: unknown). */
+static int vt__fg_width(void)
 {
-    if (!(s >= 0) || s > 1e7)
-        snprintf(buf, len, "--:--");
-    else if (s >= 3600)
-        snprintf(buf, len, "%d:%02d:%02d", (int)s / 3600, (int)s / 60 % 60, (int)s % 60);
-    else
-        snprintf(buf, len, "%d:%02d", (int)s / 60, (int)s % 60);
+    struct winsize ws;
+    return ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 ? ws.ws_col : 0;
 }
 
+/* The live line, as vggtune watch shows it (while the data is read, epoch
+ * 0: "preparing [...] 5/10 image headers read"). */
 static void vt__fg_progress(void *ud, const vt_progress *p)
 {
     vt__fg_ui *ui = ud;
-    char eta[32], bar[32];
-    int width = 20, fill;
+    char line[512];
+    cJSON *o;
     if (!ui->tty || ui->quiet)
         return;
-    fill = p->steps ? (int)((long long)p->step * width / p->steps) : 0;
-    for (int i = 0; i < width; i++)
-        bar[i] = i < fill ? '#' : '.';
-    bar[width] = '\0';
-    if (p->epoch == 0) { /* reading the data */
-        fprintf(stderr, "\r\033[Kpreparing [%s] %d/%d image headers read", bar, p->step,
-                p->steps);
+    o = vt_progress_json(p, p->epoch == 0 ? "preparing" : p->phase ? p->phase : "training");
+    if (!o)
         return;
-    }
-    vt__fmt_time(p->eta_s, eta, sizeof eta);
-    /* (as vggtune watch shows it: the phase unless training, and the
-     * validation pass's means named as such) */
-    const char *phase = p->phase && strcmp(p->phase, "training") ? p->phase : "";
-    const char *pre = strcmp(phase, "validating") ? "" : "val_";
-    fprintf(stderr, "\r\033[Kepoch %d/%d%s%s [%s] %d/%d  %sloss %.4f  %sacc %.4f  %.0f img/s  "
-            "ETA %s", p->epoch, p->epochs, phase[0] ? " " : "", phase, bar, p->step, p->steps,
-            pre, p->loss, pre, p->accuracy, p->images_per_s, eta);
-}
-
-static const char *vt__fg_cached(const vt_epoch_metrics *m)
-{
-    return m->cached == VT_CACHED_IMAGES     ? "  (cached images)"
-           : m->cached == VT_CACHED_FEATURES ? "  (cached features)"
-                                             : "";
+    vt_report_progress(line, sizeof line, o, vt__fg_width());
+    cJSON_Delete(o);
+    fprintf(stderr, "\r\033[K%s", line);
 }
 
 static void vt__fg_epoch(void *ud, const vt_epoch_metrics *m)
 {
     vt__fg_ui *ui = ud;
+    char line[512];
+    cJSON *o = vt_epoch_metrics_json(m);
     if (ui->tty && !ui->quiet)
         fprintf(stderr, "\r\033[K");
-    if (m->has_val)
-        printf("epoch %d/%d  loss %.4f  acc %.4f  val_loss %.4f  val_acc %.4f  %.0f img/s  "
-               "%.1f s%s\n", m->epoch, ui->epochs, m->loss, m->accuracy, m->val_loss,
-               m->val_accuracy, m->images_per_s, m->seconds, vt__fg_cached(m));
-    else
-        printf("epoch %d/%d  loss %.4f  acc %.4f  %.0f img/s  %.1f s%s\n", m->epoch,
-               ui->epochs, m->loss, m->accuracy, m->images_per_s, m->seconds,
-               vt__fg_cached(m));
+    if (!o)
+        return;
+    vt_report_epoch(line, sizeof line, o, ui->epochs);
+    cJSON_Delete(o);
+    printf("%s\n", line);
     fflush(stdout);
 }
 

@@ -2,21 +2,47 @@
 #include "report.h"
 
 #include <math.h>
+#include <string.h>
 
+#include "../common/text.h"
 #include "../common/utf8.h"
 
 #define VT__NAME_COLS 20 /* the class column, in terminal columns */
 
-/* A count field of o, 0 when missing or not below 2^53 in magnitude (as
- * PROTOCOL.md has integers; converting a larger double to long long could
- * be undefined). */
-static long long vt__count(const cJSON *o, const char *key)
+/* ---- fields ------------------------------------------------------------ */
+
+const char *vt_json_str(const cJSON *o, const char *key)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsNumber(v) && fabs(v->valuedouble) < 9007199254740992.0
-               ? (long long)v->valuedouble
-               : 0;
+    return cJSON_IsString(v) ? v->valuestring : NULL;
 }
+
+const char *vt_report_val_prefix(const char *phase)
+{
+    return phase && !strcmp(phase, "validating") ? "val_" : "";
+}
+
+int vt_json_num(const cJSON *o, const char *key, double *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsNumber(v))
+        return 0;
+    *out = v->valuedouble;
+    return 1;
+}
+
+long long vt_json_int(const cJSON *o, const char *key, long long def)
+{
+    double d;
+    return vt_json_num(o, key, &d) && fabs(d) < 9007199254740992.0 ? (long long)d : def;
+}
+
+int vt_json_true(const cJSON *o, const char *key)
+{
+    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, key));
+}
+
+/* ---- eval ---------------------------------------------------------------- */
 
 void vt_report_eval(FILE *f, const cJSON *e)
 {
@@ -25,17 +51,17 @@ void vt_report_eval(FILE *f, const cJSON *e)
     const cJSON *rec = cJSON_GetObjectItemCaseSensitive(e, "recall");
     const cJSON *conf = cJSON_GetObjectItemCaseSensitive(e, "confusion");
     int nc = cJSON_GetArraySize(classes);
-    long long skipped = vt__count(e, "skipped");
+    long long skipped = vt_json_int(e, "skipped", 0);
     const cJSON *x;
 
-    fprintf(f, "images %lld", vt__count(e, "n"));
+    fprintf(f, "images %lld", vt_json_int(e, "n", 0));
     if (cJSON_IsNumber(x = cJSON_GetObjectItemCaseSensitive(e, "accuracy")))
         fprintf(f, "  accuracy %.4f", x->valuedouble);
     if (cJSON_IsNumber(x = cJSON_GetObjectItemCaseSensitive(e, "loss")))
         fprintf(f, "  loss %.4f", x->valuedouble);
     if (skipped > 0)
         fprintf(f, "  (%lld unreadable image%s skipped)", skipped, skipped == 1 ? "" : "s");
-    if ((skipped = vt__count(e, "links_skipped")) > 0)
+    if ((skipped = vt_json_int(e, "links_skipped", 0)) > 0)
         fprintf(f, "  (%lld symbolic link%s not followed)", skipped, skipped == 1 ? "" : "s");
     fprintf(f, "\n");
     if (nc <= 0)
@@ -67,4 +93,88 @@ void vt_report_eval(FILE *f, const cJSON *e)
             fprintf(f, "%6.0f", cJSON_IsNumber(v) ? v->valuedouble : 0.0);
         fprintf(f, "   %d %s\n", c, cJSON_IsString(name) ? name->valuestring : "?");
     }
+}
+
+/* ---- progress ------------------------------------------------------------ */
+
+void vt_report_duration(double s, char *buf, size_t len)
+{
+    if (!(s >= 0) || s > 1e8)
+        snprintf(buf, len, "--:--");
+    else if (s >= 3600)
+        snprintf(buf, len, "%d:%02d:%02d", (int)s / 3600, (int)s / 60 % 60, (int)s % 60);
+    else
+        snprintf(buf, len, "%d:%02d", (int)s / 60, (int)s % 60);
+}
+
+void vt_report_progress(char *buf, size_t len, const cJSON *p, int width)
+{
+    const char *phase = vt_json_str(p, "phase");
+    long long step = vt_json_int(p, "step", 0), steps = vt_json_int(p, "steps", 0);
+    char bar[32], d[32];
+    int fill, cols = width > 1 ? width - 1 : 79;
+    double x;
+
+    buf[0] = '\0';
+    if (vt_json_int(p, "epoch", 0) > 0) {
+        vt_text_append(buf, len, "epoch %lld", vt_json_int(p, "epoch", 0));
+        if (vt_json_int(p, "epochs", 0) > 0)
+            vt_text_append(buf, len, "/%lld", vt_json_int(p, "epochs", 0));
+    }
+    if (phase && strcmp(phase, "training") != 0)
+        vt_text_append(buf, len, "%s%s", buf[0] ? " " : "", phase);
+    if (steps > 0) {
+        fill = (int)(step * 20 / steps);
+        fill = fill < 0 ? 0 : fill > 20 ? 20 : fill;
+        for (int i = 0; i < 20; i++)
+            bar[i] = i < fill ? '#' : '.';
+        bar[20] = '\0';
+        vt_text_append(buf, len, "%s[%s] %lld/%lld%s", buf[0] ? " " : "", bar, step, steps,
+                       phase && !strcmp(phase, "preparing") ? " image headers read" : "");
+    }
+    if (vt_json_num(p, "loss", &x))
+        vt_text_append(buf, len, "  %sloss %.4f", vt_report_val_prefix(phase), x);
+    if (vt_json_num(p, "accuracy", &x))
+        vt_text_append(buf, len, "  %sacc %.4f", vt_report_val_prefix(phase), x);
+    /* A wrapped line cannot be rewritten in place: on a narrow terminal
+     * img/s goes first (the ETA matters more), then the line is cut. */
+    for (int with_speed = 1; with_speed >= 0; with_speed--) {
+        size_t n = strlen(buf);
+        if (with_speed && vt_json_num(p, "images_per_s", &x))
+            vt_text_append(buf, len, "  %.0f img/s", x);
+        if (vt_json_num(p, "eta_s", &x)) {
+            vt_report_duration(x, d, sizeof d);
+            vt_text_append(buf, len, "  ETA %s", d);
+        }
+        if (strlen(buf) <= (size_t)cols)
+            return;
+        if (with_speed)
+            buf[n] = '\0';
+    }
+    buf[cols] = '\0';
+}
+
+void vt_report_epoch(char *buf, size_t len, const cJSON *m, int epochs)
+{
+    double x;
+    buf[0] = '\0';
+    vt_text_append(buf, len, "epoch %lld", vt_json_int(m, "epoch", 0));
+    if (epochs > 0)
+        vt_text_append(buf, len, "/%d", epochs);
+    if (vt_json_num(m, "loss", &x))
+        vt_text_append(buf, len, "  loss %.4f", x);
+    if (vt_json_num(m, "accuracy", &x))
+        vt_text_append(buf, len, "  acc %.4f", x);
+    if (vt_json_num(m, "val_loss", &x))
+        vt_text_append(buf, len, "  val_loss %.4f", x);
+    if (vt_json_num(m, "val_accuracy", &x))
+        vt_text_append(buf, len, "  val_acc %.4f", x);
+    if (vt_json_num(m, "images_per_s", &x))
+        vt_text_append(buf, len, "  %.0f img/s", x);
+    if (vt_json_num(m, "seconds", &x))
+        vt_text_append(buf, len, "  %.1f s", x);
+    if (vt_json_true(m, "cached"))
+        vt_text_append(buf, len, "  (cached %s)",
+                vt_json_str(m, "cache") && strcmp(vt_json_str(m, "cache"), "images") == 0 ? "images"
+                                                                                 : "features");
 }

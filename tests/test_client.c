@@ -940,53 +940,59 @@ static void test_render_lines(vt_backend *be)
     char buf[512];
     (void)be;
 
-    vt_cli_fmt_progress(buf, sizeof buf, p, 120);
+    vt_report_progress(buf, sizeof buf, p, 120);
     VT_CHECK_STR(buf, "epoch 4/10 [###.................] 10/63  loss 0.4100  acc 0.8800  "
                       "1234 img/s  ETA 1:23");
     /* Never wider than the terminal: img/s goes first, then the end. */
-    vt_cli_fmt_progress(buf, sizeof buf, p, 80);
+    vt_report_progress(buf, sizeof buf, p, 80);
     VT_CHECK_STR(buf, "epoch 4/10 [###.................] 10/63  loss 0.4100  acc 0.8800  "
                       "ETA 1:23");
-    vt_cli_fmt_progress(buf, sizeof buf, p, 30);
+    vt_report_progress(buf, sizeof buf, p, 30);
     VT_CHECK_STR(buf, "epoch 4/10 [###..............");
-    vt_cli_fmt_progress(buf, sizeof buf, v, 0);
+    vt_report_progress(buf, sizeof buf, v, 0);
     VT_CHECK_STR(buf, "epoch 4/10 validating [###############.....] 3/4  ETA 1:06:40");
     /* The validation pass's means are named as such; "preparing" has none. */
     cJSON_AddNumberToObject(v, "loss", 0.25);
     cJSON_AddNumberToObject(v, "accuracy", 0.5);
-    vt_cli_fmt_progress(buf, sizeof buf, v, 120);
+    vt_report_progress(buf, sizeof buf, v, 120);
     VT_CHECK_STR(buf, "epoch 4/10 validating [###############.....] 3/4  val_loss 0.2500  "
                       "val_acc 0.5000  ETA 1:06:40");
     cJSON *prep = fake_json("{\"epoch\":1,\"epochs\":10,\"step\":0,\"steps\":0,"
                             "\"phase\":\"preparing\"}");
-    vt_cli_fmt_progress(buf, sizeof buf, prep, 0);
+    vt_report_progress(buf, sizeof buf, prep, 0);
     VT_CHECK_STR(buf, "epoch 1/10 preparing");
     /* While the job's image headers are read, its steps count them. */
     cJSON_ReplaceItemInObject(prep, "step", cJSON_CreateNumber(2500));
     cJSON_ReplaceItemInObject(prep, "steps", cJSON_CreateNumber(10000));
-    vt_cli_fmt_progress(buf, sizeof buf, prep, 0);
+    vt_report_progress(buf, sizeof buf, prep, 0);
     VT_CHECK_STR(buf, "epoch 1/10 preparing [#####...............] 2500/10000 image headers read");
     cJSON_Delete(prep);
-    vt_cli_fmt_epoch(buf, sizeof buf, m, 10);
+    vt_report_epoch(buf, sizeof buf, m, 10);
     VT_CHECK_STR(buf, "epoch 3/10  loss 0.4100  acc 0.8800  val_loss 0.3000  val_acc 0.9000  "
                       "1234 img/s  12.3 s  (cached features)");
     /* A scratch job's cache holds images, not features. */
     cJSON_AddStringToObject(m, "cache", "images");
-    vt_cli_fmt_epoch(buf, sizeof buf, m, 10);
+    vt_report_epoch(buf, sizeof buf, m, 10);
     VT_CHECK_CONTAINS(buf, "12.3 s  (cached images)");
-    vt_cli_fmt_epoch(buf, sizeof buf, m2, 0);
+    vt_report_epoch(buf, sizeof buf, m2, 0);
     VT_CHECK_STR(buf, "epoch 1  loss 1.5000  acc 0.2500  99 img/s  60.0 s");
 
     /* Integers not below 2^53 (no daemon sends them) count as missing:
      * converting them to long long was undefined behaviour. */
     cJSON *huge = fake_json("{\"epoch\":1e97,\"epochs\":10,\"step\":-1e300,\"steps\":4}");
-    vt_cli_fmt_progress(buf, sizeof buf, huge, 0);
-    VT_CHECK_STR(buf, "epoch 0/10 [....................] 0/4");
+    vt_report_progress(buf, sizeof buf, huge, 0);
+    VT_CHECK_STR(buf, "[....................] 0/4");
     cJSON_Delete(huge);
+    /* vggtuned run's line while the data is read: no epoch yet */
+    cJSON *fgprep = fake_json("{\"epoch\":0,\"epochs\":3,\"step\":5,\"steps\":10,"
+                              "\"phase\":\"preparing\"}");
+    vt_report_progress(buf, sizeof buf, fgprep, 0);
+    VT_CHECK_STR(buf, "preparing [##########..........] 5/10 image headers read");
+    cJSON_Delete(fgprep);
 
-    vt_cli_fmt_duration(59.9, buf, sizeof buf);
+    vt_report_duration(59.9, buf, sizeof buf);
     VT_CHECK_STR(buf, "0:59");
-    vt_cli_fmt_duration(-1, buf, sizeof buf);
+    vt_report_duration(-1, buf, sizeof buf);
     VT_CHECK_STR(buf, "--:--");
     vt_cli_fmt_bytes(512, buf, sizeof buf);
     VT_CHECK_STR(buf, "512 B");

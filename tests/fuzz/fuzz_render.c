@@ -24,8 +24,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 0: vt_cli_render_list(null, msg); break;
     case 1: vt_cli_render_job(null, msg); break;
     case 2: vt_cli_render_status(null, msg); break;
-    case 3: vt_cli_fmt_progress(buf, sizeof buf, msg, data[0] / 9 + 1); break;
-    case 4: vt_cli_fmt_epoch(buf, sizeof buf, msg, data[0] / 9); break;
+    case 3: vt_report_progress(buf, sizeof buf, msg, data[0] / 9 + 1); break;
+    case 4: vt_report_epoch(buf, sizeof buf, msg, data[0] / 9); break;
     case 5: vt_cli_render_predictions(null, msg, shown, data[0] / 9 % 3); break;
     case 6: vt_report_eval(null, msg); break;
     case 7: vt_cli_fmt_time(msg, buf, sizeof buf); break;
