@@ -275,24 +275,24 @@ static int vt__job_arg(vt_cli *cli, const char *cmd, const char *text, int64_t *
 /* How long a request may go unanswered before the client says why. */
 #define VT__SLOW_NOTICE_MS 3000
 
-/* Said once when a reply is slow.  The device thread takes predictions and
- * evaluations between the training steps of the jobs it runs (seconds each
- * on a CPU at large image sizes), and a big request takes its own time even
- * on an idle daemon: the notice says both, since the client cannot tell
- * which it is.  A cancellation is answered once the job has stopped, after
- * the step in progress (a queued job's is immediate).  Nothing else should
- * wait. */
+/* Said once when a reply is slow.  The daemon takes predictions and
+ * evaluations a batch at a time, in turns with the running jobs of every
+ * user (a CPU step can take seconds at large image sizes), and a big
+ * request takes its own time even on an idle daemon: the notice says both,
+ * since the client cannot tell which it is.  A cancellation is answered
+ * once the job has stopped, after the step in progress (a queued job's is
+ * immediate).  Nothing else should wait. */
 static void vt__slow_notice(void *ud, const cJSON *what)
 {
     vt_cli *cli = ud;
     const char *op = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(what, "op"));
 
     if (op && !strcmp(op, "predict"))
-        vt__msg(cli, "waiting for vggtuned: its device classifies the images between the "
-                "training steps of any running job, and many images take a while");
+        vt__msg(cli, "waiting for vggtuned: it classifies the images a batch at a time, in "
+                "turns with the running jobs, and many images take a while");
     else if (op && !strcmp(op, "eval"))
-        vt__msg(cli, "waiting for vggtuned: its device evaluates the folder between the "
-                "training steps of any running job, and a large folder takes a while");
+        vt__msg(cli, "waiting for vggtuned: it evaluates the folder a batch at a time, in "
+                "turns with the running jobs, and a large folder takes a while");
     else if (op && !strcmp(op, "cancel"))
         vt__msg(cli, "waiting for vggtuned: a running job stops when its device ends the "
                 "step (or other work) in progress, and the cancellation is answered then");

@@ -1427,9 +1427,9 @@ static void test_commands(vt_backend *be)
      * an idle CPU daemon): the notice says what is true either way. */
     RUN(&r, d, cwd, 0, "predict", "46", "a.jpg", "-k", "1");
     VT_CHECK_INT(r.status, 0);
-    VT_CHECK_STR(r.err, "vggtune: waiting for vggtuned: its device classifies the images "
-                        "between the training steps of any running job, and many images take "
-                        "a while\n");
+    VT_CHECK_STR(r.err, "vggtune: waiting for vggtuned: it classifies the images a batch at "
+                        "a time, in turns with the running jobs, and many images take a "
+                        "while\n");
     RUN(&r, d, cwd, 0, "eval", "42", "flowerlink");
     VT_CHECK_INT(r.status, 0);
     VT_CHECK(strncmp(r.out, "images 2  accuracy 1.0000  loss 0.1000\n", 39) == 0);
