@@ -546,6 +546,14 @@ static void vt__job_end(vt_device *d, vt__djob *j, vt_job_state state, const cha
     vt__job_free(d, j);
 }
 
+/* Device memory jobs may ever have: the total, less what is in use
+ * without any (measured once the resident trunk is up), less the reserve. */
+static size_t vt__job_memory(const vt_device *d)
+{
+    size_t total = vt_backend_memory_total(d->be), keep = d->baseline + (d->cfg->reserve_mb << 20);
+    return total > keep ? total - keep : 0;
+}
+
 /* Device memory free for a job to start with: what is not in use, less
  * the reserve and what the running jobs that are still preparing (reading
  * their data, for minutes maybe) will take. */
@@ -722,10 +730,12 @@ typedef struct {
 
 struct vt__dreq {
     vt__task task;     /* VT__TASK_REQUEST */
+    vt_device *d;
     vt_sched_job *sj;
     vt_bg *bg;         /* the reading thread; NULL once joined */
     vt__rread *rd;     /* its work: ours once joined */
-    vt_pass *pass;     /* from the first turn after the reading */
+    size_t need;       /* device bytes its network is estimated to take */
+    vt_pass *pass;     /* once the network is on the device */
 };
 
 static void vt__rread_free(void *arg)
@@ -820,7 +830,7 @@ static void vt__req_start(vt_device *d, vt__cmd *c)
         vt__reply(d, req, VT_ENOMEM, strdup("out of memory"));
         return;
     }
-    *r = (vt__dreq){.task = VT__TASK_REQUEST, .rd = rd};
+    *r = (vt__dreq){.task = VT__TASK_REQUEST, .d = d, .rd = rd};
     rd->cmd = c;
     if (!(r->sj = vt_sched_add_request(d->sched, c->creds.uid, r))) {
         vt__req_free(r);
@@ -877,8 +887,15 @@ static void vt__req_drop(vt_device *d, uint64_t req)
         }
 }
 
-/* Whether request r has work now: its reading is over. */
-static int vt__req_ready(vt__dreq *r) { return !r->bg || vt_bg_finished(r->bg); }
+/* Whether request r has work now: its reading is over, and its network
+ * is on the device or fits the memory free for it (as a job is admitted:
+ * it never takes what running or preparing jobs are estimated to need). */
+static int vt__req_ready(vt__dreq *r)
+{
+    if (r->bg)
+        return vt_bg_finished(r->bg);
+    return r->pass || r->need <= vt__free_bytes(r->d);
+}
 
 /* Refuses a model file that another job or `vggtuned run` wrote over job
  * c->job's (its metadata says who wrote it; files without the record
@@ -894,21 +911,33 @@ static int vt__model_of_job(const vt_device *d, const vt__cmd *c, const vt_predi
                         (long long)c->job, c->path, by);
 }
 
-/* Request r's turn: after the reading, the network is built and the pass
- * begun; then each turn runs a batch.  1: more to do, 0: done, or an
- * error. */
+/* Request r's turn.  The first after the reading checks the model and
+ * estimates its memory; once that is free (vt__req_ready), the next builds
+ * the network and begins the pass; then each turn runs a batch.  1: more
+ * to do, 0: done, or an error. */
 static int vt__req_turn(vt_device *d, vt__dreq *r)
 {
     vt__rread *rd = r->rd;
     int rc;
     if (r->pass)
         return vt_pass_step(r->pass);
-    vt_bg_join(r->bg);
-    r->bg = NULL;
-    if (rd->rc < 0)
-        return vt_error_set(rd->rc, "%s", rd->msg);
-    if ((rc = vt__model_of_job(d, rd->cmd, rd->p)) < 0 ||
-        (rc = vt_predictor_upload(rd->p, d->be)) < 0 ||
+    if (r->bg) {
+        vt_bg_join(r->bg);
+        r->bg = NULL;
+        if (rd->rc < 0)
+            return vt_error_set(rd->rc, "%s", rd->msg);
+        if ((rc = vt__model_of_job(d, rd->cmd, rd->p)) < 0)
+            return rc;
+        r->need = vt_predictor_estimate(rd->p, d->be);
+        if (r->need > vt__job_memory(d))
+            return vt_error_set(VT_ETOOBIG, "job %lld's model needs about %.1f MiB of device "
+                                "memory for a prediction or evaluation, but jobs and requests "
+                                "can have %.1f MiB of this device at most (less the resident "
+                                "trunk and reserve-mb)", (long long)rd->cmd->job,
+                                r->need / 1048576.0, vt__job_memory(d) / 1048576.0);
+        return 1;
+    }
+    if ((rc = vt_predictor_upload(rd->p, d->be)) < 0 ||
         (rc = vt_pass_begin(&r->pass, rd->p, d->pool, rd->ds,
                             rd->cmd->kind == CMD_EVAL ? VT_PASS_EVAL : VT_PASS_PREDICT,
                             &rd->cmd->creds)) < 0)
@@ -1073,14 +1102,6 @@ static void vt__stats(vt_device *d)
     }
     cJSON_Delete(o);
     d->last_stats = vt_clock_mono();
-}
-
-/* Device memory jobs may ever have: the total, less what is in use
- * without any (measured once the resident trunk is up), less the reserve. */
-static size_t vt__job_memory(const vt_device *d)
-{
-    size_t total = vt_backend_memory_total(d->be), keep = d->baseline + (d->cfg->reserve_mb << 20);
-    return total > keep ? total - keep : 0;
 }
 
 /* ---- the thread -------------------------------------------------------- */

@@ -145,10 +145,31 @@ fail:
     return rc;
 }
 
+/* The network's options on be. */
+static vt_model_opts vt__model_opts(const vt_predictor *p, vt_backend *be)
+{
+    return (vt_model_opts){.trainable_blocks = 0, .max_batch = VT__PRED_BATCH, .dropout = 0,
+                           .act = vt_backend_act_dtype(be, p->fp32 ? "fp32" : "bf16")};
+}
+
+size_t vt_predictor_estimate(const vt_predictor *p, vt_backend *be)
+{
+    vt_model_opts mo = vt__model_opts(p, be);
+    size_t act = mo.act == VT_BF16 ? 2 : 4, scratch = 0, convs = 0;
+    size_t S = (size_t)p->params->image_size;
+    for (int i = 0; i < VT_VGG_NCONV; i++)
+        convs += (size_t)vt_vgg_conv_numel(i) + (size_t)vt_vgg16[i].cout;
+    /* the model and its scratch, the trunk's f32 weights (with a bf16
+     * copy to compute in bf16), and a batch of decoded images with its
+     * input */
+    return vt_model_estimate(p->params, &mo, act, &scratch) + scratch +
+           convs * (act == 2 ? 6 : 4) +
+           (size_t)VT__PRED_BATCH * S * S * 3 * (1 + act);
+}
+
 int vt_predictor_upload(vt_predictor *p, vt_backend *be)
 {
-    vt_model_opts mo = {.trainable_blocks = 0, .max_batch = VT__PRED_BATCH, .dropout = 0,
-                        .act = vt_backend_act_dtype(be, p->fp32 ? "fp32" : "bf16")};
+    vt_model_opts mo = vt__model_opts(p, be);
     int rc;
     p->be = be;
     if ((rc = vt_trunk_create(&p->trunk, be, p->params)) < 0 ||

@@ -30,6 +30,10 @@ int vt_predictor_read(vt_predictor **out, const char *model_path, const vt_creds
  * backend has it unless the job chose fp32), as its validation did. */
 int vt_predictor_upload(vt_predictor *p, vt_backend *be);
 
+/* Device bytes vt_predictor_upload and a pass of p on be are estimated to
+ * take, for admission (as a job's estimate is). */
+size_t vt_predictor_estimate(const vt_predictor *p, vt_backend *be);
+
 /* vt_predictor_read, then vt_predictor_upload. */
 int vt_predictor_load(vt_predictor **out, vt_backend *be, const char *model_path,
                       const vt_creds *creds);

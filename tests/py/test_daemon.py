@@ -658,6 +658,46 @@ for r in evs[1:]:
     r.close()
 release("ev-1")
 release("ev-2")
+# A request's network takes device memory, admitted as a job's is: one
+# that can never fit is refused with the figure, and one that does not fit
+# beside another request waits for it.  (The CPU backend counts its
+# tensors as the device's memory.)
+base_args = list(rd.args)
+rd.start()
+mem = rd.cli_json("status")["daemon"]["memory"]
+room = (mem["total"] - mem["in_use"]) // 2**20  # MiB jobs could have without a reserve
+rd.stop()
+rd.args = base_args + ["--reserve-mb", str(room)]
+rd.start()
+r = Raw(rd.socket)
+m = r.request({"op": "eval", "job": held, "data": evdir})
+expect_error(m, "ETOOBIG", "needs about")
+need = float(m["error"]["message"].split("needs about ")[1].split(" MiB")[0])
+r.close()
+rd.stop()
+rd.args = base_args + ["--reserve-mb", str(int(room - 1.5 * need))]
+rd.start()
+big = make_data(a.build, os.path.join(TMP, "big"), per_class=400, val=1)
+ea, eb = Raw(rd.socket, timeout=300), Raw(rd.socket, timeout=300)
+hold("ev-held")
+ea.send({"op": "eval", "job": held, "data": os.path.join(big, "train")})
+eb.send({"op": "eval", "job": held, "data": evdir})
+wait_held("ev-held")
+time.sleep(1)  # (the first one's network is on the device meanwhile)
+release("ev-held")
+mb = eb.read()
+ea.s.settimeout(0.5)
+try:
+    ma = ea.read()
+except socket.timeout:
+    ma = None
+vtpy.check(ma is not None and ma.get("ok") and ma["eval"]["n"] == 1200,
+           f"the request that fits only once the other has ended answered first: {mb}")
+vtpy.check(mb is not None and mb.get("ok") and mb["eval"] == want, f"the one that waited: {mb}")
+ea.close()
+eb.close()
+rd.stop()
+rd.args = base_args
 
 # ---- bad input ------------------------------------------------------------------
 r = Raw(d.socket, hello=False)
