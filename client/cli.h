@@ -31,6 +31,7 @@ typedef struct {
     FILE *out;                 /* results */
     FILE *err;                 /* "vggtune: ..." messages */
     int tty;                   /* out is a terminal: live progress line */
+    int line_open;             /* a progress line of predict or eval is on out */
     volatile sig_atomic_t width;       /* its columns; 0: unknown (80) */
     const char *cwd;           /* relative paths are made absolute against it */
     const char *socket;        /* --socket, or NULL for the default */

@@ -28,10 +28,21 @@
 /* How often a watch looks at the interrupt flag while the stream is quiet. */
 #define VT__WATCH_TICK_MS 250
 
+/* Takes a progress line of predict or eval off the terminal. */
+static void vt__clear_line(vt_cli *cli)
+{
+    if (cli->line_open) {
+        fputs("\r\033[K", cli->out);
+        fflush(cli->out);
+        cli->line_open = 0;
+    }
+}
+
 static void vt__msg(vt_cli *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void vt__msg(vt_cli *cli, const char *fmt, ...)
 {
     va_list ap;
+    vt__clear_line(cli);
     fputs("vggtune: ", cli->err);
     va_start(ap, fmt);
     vfprintf(cli->err, fmt, ap);
@@ -300,6 +311,22 @@ static void vt__slow_notice(void *ud, const cJSON *what)
         vt__msg(cli, "waiting for vggtuned to answer");
 }
 
+/* vt_client_on_event's call: a predict's or eval's progress, as a live
+ * line on a terminal (not with --json). */
+static void vt__req_event(void *ud, const cJSON *msg)
+{
+    vt_cli *cli = ud;
+    char line[512];
+    const cJSON *event = cJSON_GetObjectItemCaseSensitive(msg, "event");
+    if (!cli->tty || cli->json || !cJSON_IsString(event) || strcmp(event->valuestring, "progress"))
+        return;
+    vt_report_progress(line, sizeof line, cJSON_GetObjectItemCaseSensitive(msg, "progress"),
+                       cli->width);
+    fprintf(cli->out, "\r\033[K%s", line);
+    fflush(cli->out);
+    cli->line_open = 1;
+}
+
 /* Connects to the daemon.  Returns 0, VT_CLI_FAILED when the daemon
  * answered but refused (a connection limit), else VT_CLI_UNREACHABLE
  * (printed). */
@@ -313,6 +340,7 @@ static int vt__open(vt_cli *cli, vt_client **c)
         return rc == VT_EBUSY ? VT_CLI_FAILED : VT_CLI_UNREACHABLE;
     }
     vt_client_on_slow(*c, VT__SLOW_NOTICE_MS, vt__slow_notice, cli);
+    vt_client_on_event(*c, vt__req_event, cli);
     return 0;
 }
 
@@ -321,6 +349,7 @@ static int vt__open(vt_cli *cli, vt_client **c)
 static int vt__request(vt_cli *cli, vt_client *c, cJSON *req, cJSON **reply)
 {
     int rc = vt_client_request(c, req, reply), status;
+    vt__clear_line(cli);
     if (rc >= 0)
         return 0;
     if (cli->json && *reply)

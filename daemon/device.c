@@ -736,6 +736,7 @@ struct vt__dreq {
     vt__rread *rd;     /* its work: ours once joined */
     size_t need;       /* device bytes its network is estimated to take */
     vt_pass *pass;     /* once the network is on the device */
+    double last_progress; /* when its last progress event went */
 };
 
 static void vt__rread_free(void *arg)
@@ -972,13 +973,33 @@ static char *vt__req_result(vt__dreq *r)
     return text;
 }
 
-/* After request r's turn returned rc: the reply once it is over. */
+/* Request r's progress, for its client: images gone through of all, at
+ * most every VT__PROGRESS_EVERY seconds. */
+static void vt__req_progress(vt_device *d, vt__dreq *r)
+{
+    double now = vt_clock_mono();
+    vt_dev_event *e;
+    if (!r->pass || now - r->last_progress < VT__PROGRESS_EVERY ||
+        !(e = vt__event(VT_DEV_REQ_PROGRESS, 0)))
+        return;
+    r->last_progress = now;
+    e->req = r->rd->cmd->req;
+    e->progress.step = vt_pass_done(r->pass, &e->progress.steps);
+    snprintf(e->phase, sizeof e->phase, "%s",
+             r->rd->cmd->kind == CMD_EVAL ? "evaluating" : "predicting");
+    vt__post(d, e);
+}
+
+/* After request r's turn returned rc: its progress, and the reply once it
+ * is over. */
 static void vt__req_after(vt_device *d, vt__dreq *r, int rc)
 {
     uint64_t req = r->rd->cmd->req;
     char *text;
-    if (rc > 0)
+    if (rc > 0) {
+        vt__req_progress(d, r);
         return;
+    }
     if (rc < 0) {
         vt__reply_error(d, req, rc);
     } else if (!(text = vt__req_result(r))) {

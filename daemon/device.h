@@ -53,6 +53,8 @@ typedef enum {
     VT_DEV_SPEC,     /* job; text: its job document as it runs, once prepared (the
                         head from the init model when the document left it out);
                         phase: the preprocessing it resolved to */
+    VT_DEV_REQ_PROGRESS, /* req, progress (step of steps images gone through),
+                        phase ("predicting", "evaluating") */
     VT_DEV_REPLY,    /* req; code 0 and text = JSON body, or code < 0 and text */
     VT_DEV_STATS,    /* text: JSON object for the status reply */
     VT_DEV_STOPPED,  /* the thread has checkpointed its jobs and ended */

@@ -593,6 +593,26 @@ void vt_ops_job_ended(vt_daemon *dm, const vt_job *j)
     }
 }
 
+void vt_ops_device_progress(vt_daemon *dm, uint64_t req, const char *phase, int step,
+                            int steps)
+{
+    for (vt_sub *s = dm->subs; s; s = s->next) {
+        vt_conn *c;
+        cJSON *b, *p;
+        if (s->kind != VT_SUB_REPLY || s->req != req || !(c = vt_conn_find(dm, s->conn)))
+            continue;
+        if (!(b = cJSON_CreateObject()) || !(p = cJSON_AddObjectToObject(b, "progress"))) {
+            cJSON_Delete(b);
+            return;
+        }
+        cJSON_AddStringToObject(p, "phase", phase);
+        cJSON_AddNumberToObject(p, "step", step);
+        cJSON_AddNumberToObject(p, "steps", steps);
+        vt_conn_send(c, vt_proto_event(s->req_id, "progress", b), 1);
+        return;
+    }
+}
+
 void vt_ops_device_reply(vt_daemon *dm, uint64_t req, int code, const char *text)
 {
     for (vt_sub **p = &dm->subs; *p; p = &(*p)->next) {

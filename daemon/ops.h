@@ -19,6 +19,11 @@ void vt_ops_notify(vt_daemon *dm, int64_t job, const char *kind, cJSON *body);
  * cancel replies) and removes them. */
 void vt_ops_job_ended(vt_daemon *dm, const vt_job *j);
 
+/* Tells the client waiting for device request req (predict, eval) how far
+ * it has got: a droppable progress event (PROTOCOL.md). */
+void vt_ops_device_progress(vt_daemon *dm, uint64_t req, const char *phase, int step,
+                            int steps);
+
 /* Answers a device request (predict, eval) with the device's reply. */
 void vt_ops_device_reply(vt_daemon *dm, uint64_t req, int code, const char *text);
 

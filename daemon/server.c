@@ -445,6 +445,9 @@ static void vt__on_device(void *ud)
             if ((j = vt_jobs_find(&dm->jobs, e->job)) && e->text)
                 vt__job_spec(dm, j, e);
             break;
+        case VT_DEV_REQ_PROGRESS:
+            vt_ops_device_progress(dm, e->req, e->phase, e->progress.step, e->progress.steps);
+            break;
         case VT_DEV_REPLY:
             vt_ops_device_reply(dm, e->req, e->code, e->text);
             break;

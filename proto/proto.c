@@ -425,6 +425,8 @@ struct vt_client {
     int slow_ms;         /* vt_client_on_slow: after this long without a reply, */
     void (*on_slow)(void *ud, const cJSON *what); /* ... this is called once */
     void *slow_ud;
+    void (*on_event)(void *ud, const cJSON *msg); /* vt_client_on_event */
+    void *event_ud;
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 };
 
@@ -729,8 +731,18 @@ static int vt__is_reply_to(const cJSON *msg, int64_t id)
     return (!mid || cJSON_IsNull(mid)) && cJSON_IsFalse(ok);
 }
 
-/* Waits for the reply to id, queueing everything else.  Returns 1 and
- * *reply, 0 on timeout, or an error. */
+/* Whether msg is an event of request id before its reply. */
+static int vt__is_event_of(const cJSON *msg, int64_t id)
+{
+    const cJSON *mid = cJSON_GetObjectItemCaseSensitive(msg, "id");
+    return cJSON_IsNumber(mid) && mid->valuedouble == (double)id &&
+           cJSON_IsString(cJSON_GetObjectItemCaseSensitive(msg, "event")) &&
+           !cJSON_GetObjectItemCaseSensitive(msg, "ok");
+}
+
+/* Waits for the reply to id, handing its events to on_event (when set)
+ * and queueing everything else.  Returns 1 and *reply, 0 on timeout, or
+ * an error. */
 static int vt__wait_reply(vt_client *c, int64_t id, int timeout_ms, cJSON **reply)
 {
     int64_t deadline = timeout_ms < 0 ? -1 : vt__now_ms() + timeout_ms;
@@ -742,6 +754,11 @@ static int vt__wait_reply(vt_client *c, int64_t id, int timeout_ms, cJSON **repl
         if (vt__is_reply_to(m, id)) {
             *reply = m;
             return 1;
+        }
+        if (c->on_event && vt__is_event_of(m, id)) {
+            c->on_event(c->event_ud, m);
+            cJSON_Delete(m);
+            continue;
         }
         if (!c->queue && !(c->queue = cJSON_CreateArray())) {
             cJSON_Delete(m);
@@ -853,6 +870,12 @@ void vt_client_on_slow(vt_client *c, int ms, void (*fn)(void *ud, const cJSON *r
     c->slow_ms = ms;
     c->on_slow = fn;
     c->slow_ud = ud;
+}
+
+void vt_client_on_event(vt_client *c, void (*fn)(void *ud, const cJSON *msg), void *ud)
+{
+    c->on_event = fn;
+    c->event_ud = ud;
 }
 
 int vt_client_read(vt_client *c, int timeout_ms, cJSON **msg)

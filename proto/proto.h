@@ -142,6 +142,11 @@ int vt_client_request(vt_client *c, cJSON *req, cJSON **reply);
  * waiting; fn NULL: never. */
 void vt_client_on_slow(vt_client *c, int ms, void (*fn)(void *ud, const cJSON *what), void *ud);
 
+/* Makes vt_client_request hand the events of the request it waits for
+ * (predict's and eval's progress: {"id", "event", ...} before the reply)
+ * to fn(ud, msg) instead of keeping them; fn NULL: keep them. */
+void vt_client_on_event(vt_client *c, void (*fn)(void *ud, const cJSON *msg), void *ud);
+
 /* Sends req (consumed) and returns its id (id may be NULL); the caller then
  * reads the stream with vt_client_read.  Errors as vt_client_request's. */
 int vt_client_send(vt_client *c, cJSON *req, int64_t *id);

@@ -130,7 +130,11 @@ void vt_report_progress(char *buf, size_t len, const cJSON *p, int width)
             bar[i] = i < fill ? '#' : '.';
         bar[20] = '\0';
         vt_text_append(buf, len, "%s[%s] %lld/%lld%s", buf[0] ? " " : "", bar, step, steps,
-                       phase && !strcmp(phase, "preparing") ? " image headers read" : "");
+                       !phase                         ? ""
+                       : !strcmp(phase, "preparing")  ? " image headers read"
+                       : !strcmp(phase, "evaluating") ? " images"
+                       : !strcmp(phase, "predicting") ? " images"
+                                                      : "");
     }
     if (vt_json_num(p, "loss", &x))
         vt_text_append(buf, len, "  %sloss %.4f", vt_report_val_prefix(phase), x);

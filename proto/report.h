@@ -41,7 +41,8 @@ void vt_report_duration(double s, char *buf, size_t len);
 /* The live progress line of a progress object (PROTOCOL.md, no newline),
  * at most width - 1 columns (0: 80): "epoch 3/10 [###...] 40/120  loss
  * 0.4821  acc 0.8125  812 img/s  ETA 1:05", the phase named unless it is
- * training, without the epoch when it is unknown (0). */
+ * training, without the epoch when it is unknown (0) - as for the
+ * progress of predict and eval ("evaluating [###...] 320/1200 images"). */
 void vt_report_progress(char *buf, size_t len, const cJSON *progress, int width);
 
 /* One permanent line per finished epoch (no newline) from its metrics

@@ -1246,6 +1246,13 @@ static void script_daemon(fake_daemon *d, int fd)
                                        "[{\"class\":\"daisy\",\"index\":0,"
                                        "\"probability\":0.93}]}]}"));
         } else if (strcmp(op, "eval") == 0) {
+            if (job == 47) /* a large folder: progress before the reply */
+                for (int k = 1; k <= 2; k++) {
+                    char text[128];
+                    snprintf(text, sizeof text, "{\"progress\":{\"phase\":\"evaluating\","
+                             "\"step\":%d,\"steps\":2}}", k);
+                    fake_event(fd, req, "progress", fake_json(text));
+                }
             fake_ok(fd, req, fake_json("{\"eval\":{\"n\":2,\"skipped\":0,\"accuracy\":1,"
                                        "\"loss\":0.1,\"classes\":[\"a\"],\"precision\":[1],"
                                        "\"recall\":[1],\"confusion\":[[2]]}}"));
@@ -1433,6 +1440,16 @@ static void test_commands(vt_backend *be)
     RUN(&r, d, cwd, 0, "eval", "42", "flowerlink");
     VT_CHECK_INT(r.status, 0);
     VT_CHECK(strncmp(r.out, "images 2  accuracy 1.0000  loss 0.1000\n", 39) == 0);
+    /* Its progress, on a terminal: a live line, taken off before the
+     * report; with --json (or no terminal) nothing but the reply. */
+    RUN(&r, d, cwd, 1, "eval", "47", "flowerlink");
+    VT_CHECK_INT(r.status, 0);
+    VT_CHECK(strncmp(r.out, "\r\033[Kevaluating [##########..........] 1/2 images"
+                            "\r\033[Kevaluating [####################] 2/2 images"
+                            "\r\033[Kimages 2  accuracy 1.0000", 125) == 0);
+    RUN(&r, d, cwd, 1, "--json", "eval", "47", "flowerlink");
+    VT_CHECK_INT(r.status, 0);
+    VT_CHECK(strncmp(r.out, "{\"id\":", 6) == 0 && !strstr(r.out, "progress"));
 
     fake_join(d);
     /* What the daemon received. */
@@ -1474,7 +1491,7 @@ static void test_commands(vt_backend *be)
     }
     VT_CHECK_INT(submits, 3); /* flowers, huge-id, and the watched one */
     VT_CHECK_INT(predicts, 2);
-    VT_CHECK_INT(evals, 1);
+    VT_CHECK_INT(evals, 3);
     fake_stop(d);
 }
 
