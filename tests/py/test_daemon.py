@@ -688,41 +688,37 @@ rd.start()
 big = make_data(a.build, os.path.join(TMP, "big"), per_class=150, val=1)
 ea, eb = Raw(rd.socket, timeout=300), Raw(rd.socket, timeout=300)
 hold("ev-held")
-ea.send({"op": "eval", "job": held, "data": os.path.join(big, "train")})
+aid = ea.send({"op": "eval", "job": held, "data": os.path.join(big, "train")})
 eb.send({"op": "eval", "job": held, "data": evdir})
 wait_held("ev-held")
 time.sleep(0.5)  # (the first one's network is on the device meanwhile)
 release("ev-held")
 mb = reply(eb)
-ea.s.settimeout(0.05)  # (only what has come already: the first one's reply, or not yet)
-ma = None
+# What the first has sent by then: its progress events, and its reply
+# (or not yet, without the wait).
+ea.s.settimeout(0.05)
+ma, seen = None, []
 try:
-    while (m := ea.read()) is not None and not ma:
-        ma = m if "ok" in m else None
+    while not ma and (m := ea.read()) is not None:
+        if "ok" in m:
+            ma = m
+        else:
+            vtpy.check(m.get("id") == aid and m.get("event") == "progress",
+                       f"before the reply: {m}")
+            seen.append(m["progress"])
 except socket.timeout:
     pass
-ea.s.settimeout(300)
 vtpy.check(ma is not None and ma.get("ok") and ma["eval"]["n"] == 450,
            f"the request that fits only once the other has ended answered first: {mb}")
 vtpy.check(mb is not None and mb.get("ok") and mb["eval"] == want, f"the one that waited: {mb}")
+# A large request tells its client how far it has got, before the reply.
+vtpy.check(seen and all(p["phase"] == "evaluating" and p["steps"] == 450 for p in seen) and
+           [p["step"] for p in seen] == sorted(p["step"] for p in seen) and
+           seen[-1]["step"] > 0, f"progress of an eval: {seen}")
 ea.close()
 eb.close()
 rd.stop()
 rd.args = base_args
-# A large request tells its client how far it has got, before the reply.
-rd.start()
-er = Raw(rd.socket, timeout=300)
-rid = er.send({"op": "eval", "job": held, "data": os.path.join(big, "train")})
-seen = []
-while (m := er.read()) is not None and "ok" not in m:
-    vtpy.check(m.get("id") == rid and m.get("event") == "progress", f"before the reply: {m}")
-    seen.append(m["progress"])
-er.close()
-vtpy.check(m is not None and m.get("ok") and m["eval"]["n"] == 450, f"the reply: {m}")
-vtpy.check(seen and all(p["phase"] == "evaluating" and p["steps"] == 450 for p in seen) and
-           [p["step"] for p in seen] == sorted(p["step"] for p in seen) and
-           seen[-1]["step"] > 0, f"progress of an eval: {seen}")
-rd.stop()
 
 # ---- bad input ------------------------------------------------------------------
 r = Raw(d.socket, hello=False)
