@@ -102,6 +102,8 @@ struct vt_device {
     vt__cmd *cmd_head, *cmd_tail;
     int stop_asked;          /* vt_device_stop was called (cmd_mu) */
     int woken;               /* a job's data reading ended (cmd_mu) */
+    int closed;              /* the thread takes no more commands: a prediction or
+                                evaluation is refused EBUSY (cmd_mu) */
 
     pthread_mutex_t ev_mu;
     vt_dev_event *ev_head, *ev_tail;
@@ -238,6 +240,28 @@ static void vt__send(vt_device *d, vt__cmd *c)
     pthread_mutex_unlock(&d->cmd_mu);
 }
 
+/* vt__send for a prediction or evaluation (c is taken over): VT_EBUSY
+ * once the thread has ended its loop (vt__close), which would leave the
+ * request without a reply. */
+static int vt__send_request(vt_device *d, vt__cmd *c)
+{
+    c->next = NULL;
+    pthread_mutex_lock(&d->cmd_mu);
+    if (d->closed) {
+        pthread_mutex_unlock(&d->cmd_mu);
+        vt__cmd_free(c);
+        return vt_error_set(VT_EBUSY, "the daemon is stopping; ask again once it is back");
+    }
+    if (d->cmd_tail)
+        d->cmd_tail->next = c;
+    else
+        d->cmd_head = c;
+    d->cmd_tail = c;
+    pthread_cond_signal(&d->cmd_cv);
+    pthread_mutex_unlock(&d->cmd_mu);
+    return 0;
+}
+
 void vt_device_add_job(vt_device *d, const vt_dev_job *job)
 {
     vt__cmd *c = calloc(1, sizeof *c);
@@ -283,8 +307,7 @@ int vt_device_predict(vt_device *d, uint64_t req, int64_t job, const char *model
     c->creds = *creds;
     c->top = top;
     snprintf(c->path, sizeof c->path, "%s", model);
-    vt__send(d, c);
-    return 0;
+    return vt__send_request(d, c);
 }
 
 int vt_device_eval(vt_device *d, uint64_t req, int64_t job, const char *model,
@@ -299,8 +322,7 @@ int vt_device_eval(vt_device *d, uint64_t req, int64_t job, const char *model,
     c->creds = *creds;
     snprintf(c->path, sizeof c->path, "%s", model);
     snprintf(c->dir, sizeof c->dir, "%s", dir);
-    vt__send(d, c);
-    return 0;
+    return vt__send_request(d, c);
 }
 
 void vt_device_drop(vt_device *d, uint64_t req)
@@ -1233,6 +1255,26 @@ static void vt__shutdown_jobs(vt_device *d, int checkpoint)
     }
 }
 
+/* Ends the taking of commands, once the loop is over: the predictions and
+ * evaluations still waiting in the queue are answered EBUSY (those sent
+ * later are refused by vt__send_request), the rest dropped as
+ * vt_device_free would. */
+static void vt__close(vt_device *d)
+{
+    vt__cmd *c, *next;
+    pthread_mutex_lock(&d->cmd_mu);
+    d->closed = 1;
+    c = d->cmd_head;
+    d->cmd_head = d->cmd_tail = NULL;
+    pthread_mutex_unlock(&d->cmd_mu);
+    for (; c; c = next) {
+        next = c->next;
+        if (c->kind == CMD_PREDICT || c->kind == CMD_EVAL)
+            vt__reply_stopping(d, c->req);
+        vt__cmd_free(c);
+    }
+}
+
 static int vt__init(vt_device *d)
 {
     char why[512] = "";
@@ -1272,6 +1314,7 @@ static void *vt__thread(void *arg)
     if (vt__init(d) < 0) {
         /* The loop tears down on STOPPED, whatever came before it. */
         vt__post_text(d, VT_DEV_FATAL, 0, 0, vt_error_msg());
+        vt__close(d);
         vt__post_text(d, VT_DEV_STOPPED, 0, 0, NULL);
         return NULL;
     }
@@ -1304,6 +1347,8 @@ static void *vt__thread(void *arg)
     }
     /* stopping 1: SIGTERM; 2: the device failed (a checkpoint would too) */
     vt__shutdown_jobs(d, d->stopping == 1);
+    vt_bg_test_hold(".vggtuned-stopped"); /* (tests: the loop goes on meanwhile) */
+    vt__close(d);
     vt__post_text(d, VT_DEV_STOPPED, 0, 0, NULL);
     return NULL;
 }

@@ -105,12 +105,14 @@ int vt_device_cancel(vt_device *d, int64_t job);
 /* Classifies images (absolute paths) with job's model file as creds; the
  * reply (VT_DEV_REPLY with req) carries {"predictions": [...]}, or ESTATE
  * when the file is another job's (it replaced job's outputs).  VT_ENOMEM
- * (nothing sent, no reply) when the command cannot be made. */
+ * (nothing sent, no reply) when the command cannot be made; VT_EBUSY
+ * (likewise) once the device thread has ended its loop, the daemon
+ * stopping: a request it had taken before is answered EBUSY. */
 int vt_device_predict(vt_device *d, uint64_t req, int64_t job, const char *model,
                        const vt_creds *creds, const char *const *images, int n, int top);
 
 /* Evaluates job's model on a labelled folder; the reply carries {"eval":
- * {...}} (ESTATE as for predict).  VT_ENOMEM as for predict. */
+ * {...}} (ESTATE as for predict).  VT_ENOMEM and VT_EBUSY as for predict. */
 int vt_device_eval(vt_device *d, uint64_t req, int64_t job, const char *model,
                     const vt_creds *creds, const char *dir);
 

@@ -490,8 +490,10 @@ static void vt__predict(vt_conn *c, const cJSON *id, const cJSON *req)
     /* (the reply cannot come before the subscription: replies are taken on
      * this thread) */
     uint64_t r = ++c->dm->next_req;
-    if (vt_device_predict(c->dm->dev, r, j->id, model, &cr, paths, n, (int)top) < 0 ||
-        vt_daemon_subscribe(c->dm, VT_SUB_REPLY, c->id, id, 0, r) < 0)
+    int rc = vt_device_predict(c->dm->dev, r, j->id, model, &cr, paths, n, (int)top);
+    if (rc < 0) /* (VT_EBUSY once the device has stopped taking requests) */
+        vt__fail(c, id, rc, "%s", vt_error_msg());
+    else if (vt_daemon_subscribe(c->dm, VT_SUB_REPLY, c->id, id, 0, r) < 0)
         vt__fail(c, id, VT_ENOMEM, "out of memory");
 }
 
@@ -510,8 +512,10 @@ static void vt__eval(vt_conn *c, const cJSON *id, const cJSON *req)
     }
     vt_creds_for_user(&cr, c->uid, c->gid);
     uint64_t r = ++c->dm->next_req;
-    if (vt_device_eval(c->dm->dev, r, j->id, model, &cr, dir) < 0 ||
-        vt_daemon_subscribe(c->dm, VT_SUB_REPLY, c->id, id, 0, r) < 0)
+    int rc = vt_device_eval(c->dm->dev, r, j->id, model, &cr, dir);
+    if (rc < 0)
+        vt__fail(c, id, rc, "%s", vt_error_msg());
+    else if (vt_daemon_subscribe(c->dm, VT_SUB_REPLY, c->id, id, 0, r) < 0)
         vt__fail(c, id, VT_ENOMEM, "out of memory");
 }
 

@@ -719,6 +719,21 @@ ea.close()
 eb.close()
 rd.stop()
 rd.args = base_args
+# A request that reaches the device after its loop has ended (the daemon
+# stopping: jobs checkpointing, held here after that) is answered EBUSY
+# too, not left without a reply until the connection closes.
+rd.start()
+late = Raw(rd.socket)
+hold(".vggtuned-stopped")
+rd.proc.send_signal(signal.SIGTERM)
+wait_held(".vggtuned-stopped")
+late.send({"op": "predict", "job": held, "images": [imgs[0]]})
+vtpy.check(late.request({"op": "status"})["ok"], "status")  # (the predict is on its way)
+release(".vggtuned-stopped")
+expect_error(reply(late), "EBUSY", "stopping")
+late.close()
+vtpy.check(rd.wait_exit("SIGTERM with a request after the device's loop", timeout=60) == 0,
+           "exit status after SIGTERM")
 
 # ---- bad input ------------------------------------------------------------------
 r = Raw(d.socket, hello=False)
