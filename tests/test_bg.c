@@ -22,6 +22,16 @@ static void run(void *arg, const atomic_int *stop)
     atomic_fetch_add(&w->ran, 1);
 }
 
+/* Like a call stuck on a dead mount: sees no stop, only the gate. */
+static void run_stuck(void *arg, const atomic_int *stop)
+{
+    work *w = arg;
+    (void)stop;
+    while (!atomic_load(&w->gate))
+        nanosleep(&(struct timespec){.tv_nsec = 1000 * 1000}, NULL);
+    atomic_fetch_add(&w->ran, 1);
+}
+
 static void drop(void *arg) { atomic_fetch_add(&((work *)arg)->dropped, 1); }
 static void done(void *ud) { atomic_fetch_add(&((work *)ud)->done, 1); }
 
@@ -62,6 +72,25 @@ static void test_abandon_running(vt_backend *be)
     VT_CHECK_INT(atomic_load(&w.done), 0); /* nobody is called back once let go */
 }
 
+/* Let go of while run is stuck (it does not look at its stop): abandon
+ * returns at once, and when run ends later the thread drops the work and
+ * calls nobody back. */
+static void test_abandon_stuck(vt_backend *be)
+{
+    static work w;
+    vt_bg_calls c = {.run = run_stuck, .drop = drop, .done = done, .ud = &w};
+    vt_bg *b = NULL;
+    (void)be;
+    VT_CHECK_OK(vt_bg_start(&b, &c, &w));
+    vt_bg_abandon(b); /* (were it to wait for run, this would hang) */
+    VT_CHECK_INT(atomic_load(&w.ran), 0);
+    VT_CHECK_INT(atomic_load(&w.dropped), 0);
+    atomic_store(&w.gate, 1);
+    VT_CHECK(wait_for(&w.dropped, 1));
+    VT_CHECK_INT(atomic_load(&w.ran), 1);
+    VT_CHECK_INT(atomic_load(&w.done), 0);
+}
+
 static void test_abandon_finished(vt_backend *be)
 {
     static work w;
@@ -80,6 +109,7 @@ static void test_abandon_finished(vt_backend *be)
 static const vt_test_case cases[] = {
     {"join", test_join, 0},
     {"abandon_running", test_abandon_running, 0},
+    {"abandon_stuck", test_abandon_stuck, 0},
     {"abandon_finished", test_abandon_finished, 0},
 };
 
