@@ -744,6 +744,7 @@ static void vt__reply_error(vt_device *d, uint64_t req, int code)
 /* What a request's reading thread works on, and its results. */
 typedef struct {
     vt__cmd *cmd;      /* kind, model, folder or images, requester */
+    char store_id[VT_WRITER_STORE_MAX]; /* the job store's (vt_store_id) */
     vt_predictor *p;   /* read (host only) */
     vt_dataset *ds;    /* the folder (eval) or the images (predict) */
     int rc;            /* 0 or the error, its message in msg */
@@ -770,8 +771,23 @@ static void vt__rread_free(void *arg)
     free(rd);
 }
 
+/* Refuses a model file that another job or `vggtuned run` wrote over job
+ * c->job's (its metadata says who wrote it; files without the record
+ * pass); store_id is the job store's. */
+static int vt__model_of_job(const char *store_id, const vt__cmd *c, const vt_predictor *p)
+{
+    const vt_writer *owner = vt_predictor_writer(p);
+    char by[80];
+    if (owner->job < 0 || vt_writer_is(owner, c->job, store_id))
+        return 0;
+    vt_writer_name(owner, store_id, by, sizeof by);
+    return vt_error_set(VT_ESTATE, "job %lld has no model any more: %s was replaced by %s's",
+                        (long long)c->job, c->path, by);
+}
+
 /* The reading thread's work: the model as the requester (an admin who
- * cannot read the owner's files is told so), then the data. */
+ * cannot read the owner's files is told so) and whose it is, then the
+ * data. */
 static void vt__req_read(void *arg, const atomic_int *stop)
 {
     vt__rread *rd = arg;
@@ -783,6 +799,8 @@ static void vt__req_read(void *arg, const atomic_int *stop)
     if (rc == VT_EPERM)
         rc = vt_error_wrap(rc, "job %lld's model, read with your own file permissions (uid %u)",
                            (long long)c->job, (unsigned)c->creds.uid);
+    if (rc == 0)
+        rc = vt__model_of_job(rd->store_id, c, rd->p);
     if (rc == 0 && c->kind == CMD_EVAL && (rc = vt_creds_enter(&c->creds)) == 0) {
         rc = vt_dataset_scan_until(&rd->ds, AT_FDCWD, c->dir, stop);
         vt_creds_leave();
@@ -793,8 +811,8 @@ static void vt__req_read(void *arg, const atomic_int *stop)
         snprintf(rd->msg, sizeof rd->msg, "%s", vt_error_msg()); /* (this thread's own) */
 }
 
-/* vt_bg_calls.done and vt_trainer_hooks.data_read: wakes the device
- * thread, which may be waiting for work. */
+/* Wakes the device thread, which may be waiting for work: a reading has
+ * ended (a job's or a request's), or a request's batch is decoded. */
 static void vt__wake(vt_device *d)
 {
     pthread_mutex_lock(&d->cmd_mu);
@@ -803,6 +821,7 @@ static void vt__wake(vt_device *d)
     pthread_mutex_unlock(&d->cmd_mu);
 }
 
+/* vt_bg_calls.done and the pass's decoded call: the request may have work. */
 static void vt__req_woken(void *d) { vt__wake(d); }
 
 static void vt__req_free(vt__dreq *r)
@@ -855,6 +874,7 @@ static void vt__req_start(vt_device *d, vt__cmd *c)
     }
     *r = (vt__dreq){.task = VT__TASK_REQUEST, .d = d, .rd = rd};
     rd->cmd = c;
+    snprintf(rd->store_id, sizeof rd->store_id, "%s", d->store_id);
     if (!(r->sj = vt_sched_add_request(d->sched, c->creds.uid, r))) {
         vt__req_free(r);
         vt__reply(d, req, VT_ENOMEM, strdup("out of memory"));
@@ -910,28 +930,18 @@ static void vt__req_drop(vt_device *d, uint64_t req)
         }
 }
 
-/* Whether request r has work now: its reading is over, and its network
- * is on the device or fits the memory free for it (as a job is admitted:
- * it never takes what running or preparing jobs are estimated to need). */
+/* Whether request r has work now: its reading is over; its network is on
+ * the device or fits the memory free for it (as a job is admitted: it
+ * never takes what running or preparing jobs are estimated to need); and
+ * its next batch is decoded (a read stuck on a dead mount holds up no one
+ * else; the decode's end wakes the device thread). */
 static int vt__req_ready(vt__dreq *r)
 {
     if (r->bg)
         return vt_bg_finished(r->bg);
-    return r->pass || r->need <= vt__free_bytes(r->d);
-}
-
-/* Refuses a model file that another job or `vggtuned run` wrote over job
- * c->job's (its metadata says who wrote it; files without the record
- * pass). */
-static int vt__model_of_job(const vt_device *d, const vt__cmd *c, const vt_predictor *p)
-{
-    const vt_writer *owner = vt_predictor_writer(p);
-    char by[80];
-    if (owner->job < 0 || vt_writer_is(owner, c->job, d->store_id))
-        return 0;
-    vt_writer_name(owner, d->store_id, by, sizeof by);
-    return vt_error_set(VT_ESTATE, "job %lld has no model any more: %s was replaced by %s's",
-                        (long long)c->job, c->path, by);
+    if (r->pass)
+        return vt_pass_ready(r->pass);
+    return r->need <= vt__free_bytes(r->d);
 }
 
 /* Request r's turn.  The first after the reading checks the model and
@@ -949,8 +959,6 @@ static int vt__req_turn(vt_device *d, vt__dreq *r)
         r->bg = NULL;
         if (rd->rc < 0)
             return vt_error_set(rd->rc, "%s", rd->msg);
-        if ((rc = vt__model_of_job(d, rd->cmd, rd->p)) < 0)
-            return rc;
         r->need = vt_predictor_estimate(rd->p, d->be);
         if (r->need > vt__job_memory(d))
             return vt_error_set(VT_ETOOBIG, "job %lld's model needs about %.1f MiB of device "
@@ -963,7 +971,7 @@ static int vt__req_turn(vt_device *d, vt__dreq *r)
     if ((rc = vt_predictor_upload(rd->p, d->be)) < 0 ||
         (rc = vt_pass_begin(&r->pass, rd->p, d->pool, rd->ds,
                             rd->cmd->kind == CMD_EVAL ? VT_PASS_EVAL : VT_PASS_PREDICT,
-                            &rd->cmd->creds)) < 0)
+                            &rd->cmd->creds, vt__req_woken, d)) < 0)
         return rc;
     return 1;
 }

@@ -458,6 +458,19 @@ static vt_job *vt__model_job(vt_conn *c, const cJSON *id, const cJSON *req, char
     return j;
 }
 
+/* After device request r was sent (rc: how that went): the connection
+ * waits for its reply, or is told why there will be none.  (The reply
+ * cannot come before the subscription: replies are taken on this thread.) */
+static void vt__awaited(vt_conn *c, const cJSON *id, uint64_t r, int rc)
+{
+    if (rc < 0) { /* (VT_EBUSY once the device has stopped taking requests) */
+        vt__fail(c, id, rc, "%s", vt_error_msg());
+    } else if (vt_daemon_subscribe(c->dm, VT_SUB_REPLY, c->id, id, 0, r) < 0) {
+        vt_device_drop(c->dm->dev, r); /* (nobody would get its reply) */
+        vt__fail(c, id, VT_ENOMEM, "out of memory");
+    }
+}
+
 static void vt__predict(vt_conn *c, const cJSON *id, const cJSON *req)
 {
     const cJSON *imgs = cJSON_GetObjectItemCaseSensitive(req, "images"), *it;
@@ -487,14 +500,9 @@ static void vt__predict(vt_conn *c, const cJSON *id, const cJSON *req)
         paths[n++] = it->valuestring;
     }
     vt_creds_for_user(&cr, c->uid, c->gid);
-    /* (the reply cannot come before the subscription: replies are taken on
-     * this thread) */
     uint64_t r = ++c->dm->next_req;
-    int rc = vt_device_predict(c->dm->dev, r, j->id, model, &cr, paths, n, (int)top);
-    if (rc < 0) /* (VT_EBUSY once the device has stopped taking requests) */
-        vt__fail(c, id, rc, "%s", vt_error_msg());
-    else if (vt_daemon_subscribe(c->dm, VT_SUB_REPLY, c->id, id, 0, r) < 0)
-        vt__fail(c, id, VT_ENOMEM, "out of memory");
+    vt__awaited(c, id, r, vt_device_predict(c->dm->dev, r, j->id, model, &cr, paths, n,
+                                            (int)top));
 }
 
 static void vt__eval(vt_conn *c, const cJSON *id, const cJSON *req)
@@ -512,11 +520,7 @@ static void vt__eval(vt_conn *c, const cJSON *id, const cJSON *req)
     }
     vt_creds_for_user(&cr, c->uid, c->gid);
     uint64_t r = ++c->dm->next_req;
-    int rc = vt_device_eval(c->dm->dev, r, j->id, model, &cr, dir);
-    if (rc < 0)
-        vt__fail(c, id, rc, "%s", vt_error_msg());
-    else if (vt_daemon_subscribe(c->dm, VT_SUB_REPLY, c->id, id, 0, r) < 0)
-        vt__fail(c, id, VT_ENOMEM, "out of memory");
+    vt__awaited(c, id, r, vt_device_eval(c->dm->dev, r, j->id, model, &cr, dir));
 }
 
 /* ---- dispatch ---------------------------------------------------------- */

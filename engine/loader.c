@@ -14,6 +14,7 @@
 #include <string.h>
 #include <fcntl.h>
 
+#include "../common/bg.h"
 #include "../common/error.h"
 #include "../common/rng.h"
 #include "image.h"
@@ -168,6 +169,7 @@ static void vt__decode(void *arg)
     box.flip = t->has_aug && t->aug.flip && vt_augment_flipped(&t->aug, t->sample);
 
     snprintf(path, sizeof path, "%s/%s", l->ds->root, l->ds->samples[t->sample].path);
+    vt_bg_test_hold(strrchr(path, '/') + 1); /* (tests: a read stuck on a dead mount) */
     if (l->has_creds)
         not_entered = (rc = vt_creds_enter(&l->creds)) < 0;
     if (rc == 0 && l->o.device_resize && vt__keep((size_t)side) * 3 > l->cell)
@@ -202,11 +204,17 @@ static void vt__decode(void *arg)
             l->nfailed++;
         }
     }
-    if (--t->slot->pending == 0)
+    void (*decoded)(void *) = NULL; /* (read under mu: l may be gone once unlocked) */
+    void *ud = l->o.decoded_ud;
+    if (--t->slot->pending == 0) {
         pthread_cond_broadcast(&l->cv);
+        decoded = l->o.decoded;
+    }
     pthread_mutex_unlock(&l->mu);
     free(reason);
     free(t);
+    if (decoded)
+        decoded(ud);
 }
 
 static int vt__submit(vt_loader *l, int b)
@@ -278,6 +286,31 @@ int vt_loader_begin(vt_loader *l, const int *order, int count, const vt_augment 
     return 0;
 }
 
+/* Queues the batches due: up to VT_LOADER_AHEAD from the next one. */
+static int vt__fill(vt_loader *l)
+{
+    int rc;
+    while (l->next_submit < l->nbatches && l->next_submit < l->next_return + VT_LOADER_AHEAD) {
+        if ((rc = vt__submit(l, l->next_submit)) < 0)
+            return rc;
+        l->next_submit++;
+    }
+    return 0;
+}
+
+int vt_loader_prefetch(vt_loader *l) { return l->next_return == 0 ? vt__fill(l) : 0; }
+
+int vt_loader_ready(vt_loader *l)
+{
+    int ready;
+    if (l->next_return >= l->nbatches || l->next_submit <= l->next_return)
+        return 1;
+    pthread_mutex_lock(&l->mu);
+    ready = l->slots[l->next_return % VT_LOADER_AHEAD].pending == 0;
+    pthread_mutex_unlock(&l->mu);
+    return ready;
+}
+
 int vt_loader_next(vt_loader *l, vt_batch **out)
 {
     int rc, consumed = 0;
@@ -288,12 +321,8 @@ int vt_loader_next(vt_loader *l, vt_batch **out)
     for (;;) {
         if (l->next_return >= l->nbatches)
             return 0;
-        while (l->next_submit < l->nbatches &&
-               l->next_submit < l->next_return + VT_LOADER_AHEAD) {
-            if ((rc = vt__submit(l, l->next_submit)) < 0)
-                return rc;
-            l->next_submit++;
-        }
+        if ((rc = vt__fill(l)) < 0)
+            return rc;
         vt__slot *s = &l->slots[l->next_return % VT_LOADER_AHEAD];
         int n = 0;
         size_t bytes = 0;

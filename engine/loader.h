@@ -36,6 +36,11 @@ typedef struct {
      * memory (uploads run while the next batch decodes), and the loader
      * calls vt_backend_host_fence before decoding into a buffer again. */
     vt_backend *pinned;
+    /* Optional: called on a pool thread each time a batch's images are all
+     * done (decoded or failed), for a caller that polls vt_loader_ready
+     * instead of waiting in vt_loader_next; until vt_loader_free returns. */
+    void (*decoded)(void *ud);
+    void *decoded_ud;
 } vt_loader_opts;
 
 typedef struct {
@@ -76,6 +81,17 @@ int vt_loader_begin(vt_loader *l, const int *order, int count, const vt_augment 
  * (VT_EBUSY, VT_EPERM).  (Memory an image's own size asks for, which
  * may fail for that image alone, is its fault: skipped.) */
 int vt_loader_next(vt_loader *l, vt_batch **out);
+
+/* Queues the decoding of the pass's first batches now, without waiting
+ * (vt_loader_next otherwise queues them at its first call). */
+int vt_loader_prefetch(vt_loader *l);
+
+/* Whether vt_loader_next would return without waiting for a decode: the
+ * next batch's images are all done, or the pass is over (or the next batch
+ * is not queued yet, which vt_loader_next then does, and waits; so it does
+ * when none of the next batch's images could be read and it goes on to
+ * the one after). */
+int vt_loader_ready(vt_loader *l);
 
 /* Why sample i could not be read, or NULL when it could (or has not been
  * tried yet).  Valid until the loader is freed. */

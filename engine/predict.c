@@ -216,7 +216,7 @@ struct vt_pass {
     vt_loader *l;
     int *map;          /* (ds->nclasses) eval: dataset class -> model class */
     int32_t *labels;   /* (VT__PRED_BATCH) eval: the batch's model classes */
-    float *bp, *bl;    /* (VT__PRED_BATCH, C) the batch's softmax and logits */
+    float *bp, *bl;    /* (VT__PRED_BATCH, C) the batch's softmax and (predict) logits */
     float *probs, *logits; /* (ds->n, C) predict: every image's, NaN unread */
     int done;          /* entries of the order gone through */
     int queued;        /* the device may still add to sums (no sync since) */
@@ -259,7 +259,8 @@ static int vt__map_classes(vt_pass *ps)
 }
 
 int vt_pass_begin(vt_pass **out, vt_predictor *p, vt_pool *pool, const vt_dataset *ds,
-                  vt_pass_kind kind, const vt_creds *creds)
+                  vt_pass_kind kind, const vt_creds *creds, void (*decoded)(void *ud),
+                  void *ud)
 {
     vt_pass *ps = calloc(1, sizeof *ps);
     size_t C = (size_t)p->nclasses, rows = (size_t)(ds->n ? ds->n : 1);
@@ -269,7 +270,7 @@ int vt_pass_begin(vt_pass **out, vt_predictor *p, vt_pool *pool, const vt_datase
         return vt_error_set(VT_ENOMEM, "out of memory");
     *ps = (vt_pass){.p = p, .ds = ds, .kind = kind};
     ps->bp = malloc(sizeof *ps->bp * VT__PRED_BATCH * C);
-    ps->bl = malloc(sizeof *ps->bl * VT__PRED_BATCH * C);
+    ps->bl = kind == VT_PASS_PREDICT ? malloc(sizeof *ps->bl * VT__PRED_BATCH * C) : NULL;
     order = malloc(sizeof *order * rows);
     if (kind == VT_PASS_EVAL) {
         ps->map = calloc((size_t)(ds->nclasses ? ds->nclasses : 1), sizeof *ps->map);
@@ -282,7 +283,7 @@ int vt_pass_begin(vt_pass **out, vt_predictor *p, vt_pool *pool, const vt_datase
         ps->probs = malloc(sizeof *ps->probs * rows * C);
         ps->logits = malloc(sizeof *ps->logits * rows * C);
     }
-    if (!ps->bp || !ps->bl || !order ||
+    if (!ps->bp || (kind == VT_PASS_PREDICT && !ps->bl) || !order ||
         (kind == VT_PASS_EVAL ? !ps->map || !ps->labels || !ps->res.confusion ||
                                     !ps->res.precision || !ps->res.recall
                               : !ps->probs || !ps->logits)) {
@@ -297,9 +298,10 @@ int vt_pass_begin(vt_pass **out, vt_predictor *p, vt_pool *pool, const vt_datase
         order[i] = i;
     vt_loader_opts lo = {.image_size = p->params->image_size, .max_batch = VT__PRED_BATCH,
                          .creds = creds, .device_resize = vt_backend_resizes_images(p->be),
-                         .pinned = p->be};
+                         .pinned = p->be, .decoded = decoded, .decoded_ud = ud};
     if ((rc = vt_loader_create(&ps->l, pool, ds, &lo)) < 0 ||
-        (rc = vt_loader_begin(ps->l, order, ds->n, NULL)) < 0)
+        (rc = vt_loader_begin(ps->l, order, ds->n, NULL)) < 0 ||
+        (rc = vt_loader_prefetch(ps->l)) < 0)
         goto fail;
     free(order);
     *out = ps;
@@ -336,6 +338,8 @@ static int vt__eval_end(vt_pass *ps)
     return 0;
 }
 
+int vt_pass_ready(vt_pass *ps) { return ps->over || vt_loader_ready(ps->l); }
+
 int vt_pass_step(vt_pass *ps)
 {
     vt_batch *b;
@@ -355,7 +359,8 @@ int vt_pass_step(vt_pass *ps)
         for (int i = 0; i < b->n; i++)
             ps->labels[i] = ps->map[b->labels[i]];
     ps->queued = ps->kind == VT_PASS_EVAL;
-    if ((rc = vt__forward(ps->p, b, ps->labels, ps->bp, ps->bl, &ps->sums)) < 0)
+    if ((rc = vt__forward(ps->p, b, ps->labels, ps->bp,
+                          ps->kind == VT_PASS_PREDICT ? ps->bl : NULL, &ps->sums)) < 0)
         return rc;
     for (int i = 0; i < b->n; i++) {
         const float *row = ps->bp + (size_t)i * C;
@@ -419,7 +424,7 @@ int vt_predictor_run(vt_predictor *p, vt_pool *pool, const char *const *paths, i
     size_t C = (size_t)p->nclasses;
     int rc;
     if ((rc = vt_dataset_of_files(&ds, paths, n)) < 0 ||
-        (rc = vt_pass_begin(&ps, p, pool, ds, VT_PASS_PREDICT, creds)) < 0 ||
+        (rc = vt_pass_begin(&ps, p, pool, ds, VT_PASS_PREDICT, creds, NULL, NULL)) < 0 ||
         (rc = vt__pass_all(ps)) < 0)
         goto done;
     for (int i = 0; i < n && rc == 0; i++) {
@@ -451,7 +456,7 @@ int vt_predictor_eval(vt_predictor *p, vt_pool *pool, const char *dir,
     rc = vt_dataset_scan(&ds, AT_FDCWD, dir);
     if (creds)
         vt_creds_leave();
-    if (rc == 0 && (rc = vt_pass_begin(&ps, p, pool, ds, VT_PASS_EVAL, creds)) == 0 &&
+    if (rc == 0 && (rc = vt_pass_begin(&ps, p, pool, ds, VT_PASS_EVAL, creds, NULL, NULL)) == 0 &&
         (rc = vt__pass_all(ps)) == 0)
         vt_pass_eval(ps, res);
     vt_pass_free(ps);

@@ -83,11 +83,18 @@ typedef enum {
 } vt_pass_kind;
 
 /* Begins a pass of p (uploaded) over ds, decoding on pool as creds (NULL:
- * as the process); p, ds and pool must outlive the pass.  VT_PASS_EVAL
- * maps ds's classes onto the model's by name: a folder the model does
- * not know is VT_EINVAL. */
+ * as the process), the first batches at once; p, ds and pool must outlive
+ * the pass.  VT_PASS_EVAL maps ds's classes onto the model's by name: a
+ * folder the model does not know is VT_EINVAL.  decoded (may be NULL) is
+ * called with ud on a pool thread whenever a batch's images are done, for
+ * a caller that polls vt_pass_ready. */
 int vt_pass_begin(vt_pass **out, vt_predictor *p, vt_pool *pool, const vt_dataset *ds,
-                  vt_pass_kind kind, const vt_creds *creds);
+                  vt_pass_kind kind, const vt_creds *creds, void (*decoded)(void *ud),
+                  void *ud);
+
+/* Whether vt_pass_step would run without waiting for images to decode (a
+ * read stuck on a dead mount need not hold up the caller's other work). */
+int vt_pass_ready(vt_pass *ps);
 
 /* Runs the next batch: 1 when more remain, 0 when the pass is over (its
  * results are then final), or an error (the pass can only be freed). */

@@ -637,6 +637,24 @@ wait_requests(1)
 gone.close()
 wait_requests(0)
 release("ev-gone")
+# A request whose image read is stuck (held here by the image's name, as
+# a dead mount would hold it) holds up no one: its turns pass while its
+# batch is not decoded, and another job trains to its end meanwhile.
+stuck = os.path.join(TMP, "stuck.jpg")
+shutil.copy(imgs[0], stuck)
+hold("stuck.jpg")
+ps = Raw(rd.socket)
+ps.send({"op": "predict", "job": held, "images": [imgs[1], stuck]})
+wait_held("stuck.jpg")
+beside = rd.cli_json("submit", "--spec", write_spec("beside-stuck", epochs=1))["job"]["id"]
+vtpy.check(rd.wait_state(beside, ["succeeded", "failed", "cancelled"], timeout=120)["state"] ==
+           "succeeded", "a job beside a prediction stuck reading an image should succeed")
+release("stuck.jpg")
+m = reply(ps)
+vtpy.check(m is not None and m.get("ok") and [p["image"] for p in m["predictions"]] ==
+           [imgs[1], stuck] and all("top" in p for p in m["predictions"]),
+           f"the stuck prediction, once its read returned: {m}")
+ps.close()
 # Two requests of one user are in progress at a time (each holds its
 # model); a third starts when one ends.
 evs = []
