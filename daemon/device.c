@@ -41,6 +41,8 @@
  * host memory and, once read, on the device. */
 #define VT__REQS_MAX 3
 #define VT__REQS_PER_USER 2
+/* What a request the daemon's stop cuts short is answered (VT_EBUSY). */
+#define VT__STOPPING "the daemon is stopping; ask again once it is back"
 
 typedef enum { CMD_JOB, CMD_CANCEL, CMD_PREDICT, CMD_EVAL, CMD_DROP } vt__cmd_kind;
 
@@ -227,15 +229,21 @@ static void vt__cmd_free(vt__cmd *c)
     free(c);
 }
 
-static void vt__send(vt_device *d, vt__cmd *c)
+/* Appends c to the list *head .. *tail. */
+static void vt__cmd_append(vt__cmd **head, vt__cmd **tail, vt__cmd *c)
 {
     c->next = NULL;
-    pthread_mutex_lock(&d->cmd_mu);
-    if (d->cmd_tail)
-        d->cmd_tail->next = c;
+    if (*tail)
+        (*tail)->next = c;
     else
-        d->cmd_head = c;
-    d->cmd_tail = c;
+        *head = c;
+    *tail = c;
+}
+
+static void vt__send(vt_device *d, vt__cmd *c)
+{
+    pthread_mutex_lock(&d->cmd_mu);
+    vt__cmd_append(&d->cmd_head, &d->cmd_tail, c);
     pthread_cond_signal(&d->cmd_cv);
     pthread_mutex_unlock(&d->cmd_mu);
 }
@@ -245,21 +253,17 @@ static void vt__send(vt_device *d, vt__cmd *c)
  * request without a reply. */
 static int vt__send_request(vt_device *d, vt__cmd *c)
 {
-    c->next = NULL;
+    int closed;
     pthread_mutex_lock(&d->cmd_mu);
-    if (d->closed) {
-        pthread_mutex_unlock(&d->cmd_mu);
-        vt__cmd_free(c);
-        return vt_error_set(VT_EBUSY, "the daemon is stopping; ask again once it is back");
+    if (!(closed = d->closed)) {
+        vt__cmd_append(&d->cmd_head, &d->cmd_tail, c);
+        pthread_cond_signal(&d->cmd_cv);
     }
-    if (d->cmd_tail)
-        d->cmd_tail->next = c;
-    else
-        d->cmd_head = c;
-    d->cmd_tail = c;
-    pthread_cond_signal(&d->cmd_cv);
     pthread_mutex_unlock(&d->cmd_mu);
-    return 0;
+    if (!closed)
+        return 0;
+    vt__cmd_free(c);
+    return vt_error_set(VT_EBUSY, VT__STOPPING);
 }
 
 void vt_device_add_job(vt_device *d, const vt_dev_job *job)
@@ -721,7 +725,7 @@ static void vt__reply(vt_device *d, uint64_t req, int code, char *text)
 /* Replies to a prediction or evaluation that the daemon's stop cut short. */
 static void vt__reply_stopping(vt_device *d, uint64_t req)
 {
-    vt__reply(d, req, VT_EBUSY, strdup("the daemon is stopping; ask again once it is back"));
+    vt__reply(d, req, VT_EBUSY, strdup(VT__STOPPING));
 }
 
 /* Replies with the error of a prediction or evaluation.  A device failure
@@ -849,12 +853,7 @@ static void vt__req_end(vt_device *d, vt__dreq *r)
  * vt__req_admit lets it. */
 static void vt__req_queue(vt_device *d, vt__cmd *c)
 {
-    c->next = NULL;
-    if (d->req_tail)
-        d->req_tail->next = c;
-    else
-        d->req_head = c;
-    d->req_tail = c;
+    vt__cmd_append(&d->req_head, &d->req_tail, c);
 }
 
 /* Starts command c's request (c is taken over). */
