@@ -593,7 +593,8 @@ static size_t vt__free_bytes(vt_device *d)
 
 static void vt__wake(vt_device *d);
 
-/* vt_trainer_hooks.data_read: on the job's reading thread. */
+/* vt_trainer_hooks.data_ready: on the job's reading thread, or a decode
+ * thread. */
 static void vt__hook_read(void *ud) { vt__wake(((vt__djob *)ud)->d); }
 
 /* Starts the trainer of an admitted job. */
@@ -622,7 +623,7 @@ static void vt__job_begin(vt_device *d, vt__djob *j)
                           .base_hash = d->bases[bi].base->hash};
     vt_trainer_hooks hooks = {.progress = vt__hook_progress, .epoch_end = vt__hook_epoch,
                               .message = vt__hook_message, .claim_output = vt__hook_claim,
-                              .data_read = vt__hook_read, .ud = j};
+                              .data_ready = vt__hook_read, .ud = j};
     if ((rc = vt_trainer_create(&j->tr, &j->spec, &env, &hooks)) < 0) {
         vt__job_end(d, j, VT_JOB_FAILED, vt_error_msg());
         return;

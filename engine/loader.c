@@ -204,17 +204,14 @@ static void vt__decode(void *arg)
             l->nfailed++;
         }
     }
-    void (*decoded)(void *) = NULL; /* (read under mu: l may be gone once unlocked) */
-    void *ud = l->o.decoded_ud;
     if (--t->slot->pending == 0) {
         pthread_cond_broadcast(&l->cv);
-        decoded = l->o.decoded;
+        if (l->o.decoded) /* (under mu: once the loader is drained, none is in flight) */
+            l->o.decoded(l->o.decoded_ud);
     }
     pthread_mutex_unlock(&l->mu);
     free(reason);
     free(t);
-    if (decoded)
-        decoded(ud);
 }
 
 static int vt__submit(vt_loader *l, int b)

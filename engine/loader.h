@@ -38,7 +38,9 @@ typedef struct {
     vt_backend *pinned;
     /* Optional: called on a pool thread each time a batch's images are all
      * done (decoded or failed), for a caller that polls vt_loader_ready
-     * instead of waiting in vt_loader_next; until vt_loader_free returns. */
+     * instead of waiting in vt_loader_next.  It runs with the loader's
+     * lock held (it must not call the loader), so none runs once
+     * vt_loader_free (or vt_loader_begin) has drained the decodes. */
     void (*decoded)(void *ud);
     void *decoded_ud;
 } vt_loader_opts;

@@ -554,7 +554,8 @@ static int vt__prepare(vt_trainer *t)
                           .creds = t->env.creds,
                           .device_resize = vt_backend_resizes_images(t->env.be),
                           .pinned = t->env.be,
-                          .max_crop = s->crop};
+                          .max_crop = s->crop,
+                          .decoded = t->hooks.data_ready, .decoded_ud = t->hooks.ud};
     if ((rc = vt_loader_create(&t->ltrain, t->env.pool, t->train, &lo)) < 0)
         return rc;
     lo.max_crop = 0; /* validation images are never cropped */
@@ -660,12 +661,14 @@ static int vt__begin_pass(vt_trainer *t, int val)
         t->val_step = 0;
         t->val_steps = (t->order_n + t->spec.batch_size - 1) / t->spec.batch_size;
     }
-    if (!cached) /* with flip copies the loader decodes unmirrored images */
-        return vt_loader_begin(val ? t->lval : t->ltrain, t->order + t->pos,
-                               t->order_n - t->pos,
-                               val || t->flip_copies || (!t->spec.flip && t->spec.crop <= 0)
-                                   ? NULL
-                                   : &aug);
+    if (!cached) { /* with flip copies the loader decodes unmirrored images */
+        vt_loader *l = val ? t->lval : t->ltrain;
+        int rc = vt_loader_begin(l, t->order + t->pos, t->order_n - t->pos,
+                                 val || t->flip_copies || (!t->spec.flip && t->spec.crop <= 0)
+                                     ? NULL
+                                     : &aug);
+        return rc < 0 ? rc : vt_loader_prefetch(l);
+    }
     return 0;
 }
 
@@ -1147,6 +1150,8 @@ int vt_trainer_step(vt_trainer *t)
             if ((rc = vt__begin_epoch(t)) < 0)
                 break;
             t->in_epoch = 1;
+            if (!vt_trainer_ready(t)) /* (its first images still decode) */
+                break;
         }
         rc = vt__train_step(t);
         break;
@@ -1168,6 +1173,16 @@ int vt_trainer_step(vt_trainer *t)
     return t->phase == PH_DONE ? 0 : 1;
 }
 
-int vt_trainer_ready(vt_trainer *t) { return !t->reading || vt_train__read_done(t); }
+int vt_trainer_ready(vt_trainer *t)
+{
+    if (t->reading && !vt_train__read_done(t))
+        return 0;
+    /* the passes that decode: their next batch */
+    if (t->phase == PH_TRAIN && t->in_epoch && t->from_loader)
+        return vt_loader_ready(t->ltrain);
+    if (t->phase == PH_VAL && t->from_loader)
+        return vt_loader_ready(t->lval);
+    return 1;
+}
 
 void vt_trainer_wait(vt_trainer *t, double seconds) { vt_train__read_wait(t, seconds); }

@@ -86,10 +86,12 @@ typedef struct {
      * device and inode: < 0 with the message set refuses it (another
      * running job writes there, whatever path it named). */
     int (*claim_output)(void *ud, uint64_t dev, uint64_t ino);
-    /* Called (may be NULL) on the thread that read the job's data, as it
-     * ends, well or not: vt_trainer_step has work again.  The daemon wakes
+    /* Called (may be NULL) when vt_trainer_step may have work again: on the
+     * thread that read the job's data, as it ends, well or not; and on a
+     * decode-pool thread whenever a batch's images are decoded (with the
+     * loader's lock held: it must not call the trainer).  The daemon wakes
      * its device thread with it. */
-    void (*data_read)(void *ud);
+    void (*data_ready)(void *ud);
     void *ud;
 } vt_trainer_hooks;
 
@@ -136,8 +138,10 @@ int vt_trainer_create(vt_trainer **out, const vt_jobspec *spec, const vt_trainer
  * vt_error_msg(). */
 int vt_trainer_step(vt_trainer *t);
 
-/* 0 while vt_trainer_step would only answer VT_TRAINER_WAITING, else 1.
- * Cheap; for the thread that steps t. */
+/* 0 while vt_trainer_step would only answer VT_TRAINER_WAITING, or would
+ * wait for the images of its next batch to decode (a read stuck on a dead
+ * mount need not hold up other work), else 1.  Cheap; for the thread that
+ * steps t. */
 int vt_trainer_ready(vt_trainer *t);
 
 /* Waits up to `seconds` until vt_trainer_ready; at once when it is. */

@@ -58,7 +58,7 @@ struct vt__reading {
                                    pool may be gone once it has let go) */
     int slots;                  /* its threads */
     int epochs;                 /* for progress reports */
-    vt_trainer_hooks hooks;     /* progress and data_read, called under mu */
+    vt_trainer_hooks hooks;     /* progress and data_ready, called under mu */
     char *name;                 /* the job's, for vt_bg_test_hold */
 
     pthread_t thread;
@@ -308,8 +308,8 @@ static void *vt__reader(void *arg)
     orphaned = r->orphaned;
     if (!orphaned) {
         pthread_cond_broadcast(&r->cv);
-        if (r->hooks.data_read)
-            r->hooks.data_read(r->hooks.ud);
+        if (r->hooks.data_ready)
+            r->hooks.data_ready(r->hooks.ud);
     }
     pthread_mutex_unlock(&r->mu);
     if (orphaned)

@@ -655,6 +655,24 @@ vtpy.check(m is not None and m.get("ok") and [p["image"] for p in m["predictions
            [imgs[1], stuck] and all("top" in p for p in m["predictions"]),
            f"the stuck prediction, once its read returned: {m}")
 ps.close()
+# The same for a job: one whose image read is stuck (in its first epoch,
+# which decodes) is passed over while another job trains to its end.
+sdata = os.path.join(TMP, "stuck-data")
+shutil.copytree(DATA, sdata)
+cls = sorted(os.listdir(os.path.join(sdata, "train")))[0]
+shutil.copy(imgs[0], os.path.join(sdata, "train", cls, "zz-stuck.jpg"))
+with open(os.path.join(TMP, "stuck-job.json"), "w") as f:
+    json.dump(job_spec(sdata, os.path.join(TMP, "out", "stuck-job"), epochs=1), f)
+hold("zz-stuck.jpg")
+sj = rd.cli_json("submit", "--spec", os.path.join(TMP, "stuck-job.json"))["job"]["id"]
+wait_held("zz-stuck.jpg")
+beside = rd.cli_json("submit", "--spec", write_spec("beside-stuck-job", epochs=1))["job"]["id"]
+vtpy.check(rd.wait_state(beside, ["succeeded", "failed", "cancelled"], timeout=120)["state"] ==
+           "succeeded", "a job beside a job stuck reading an image should succeed")
+vtpy.check(rd.cli_json("status", str(sj))["job"]["state"] == "running", "the stuck job runs on")
+release("zz-stuck.jpg")
+vtpy.check(rd.wait_state(sj, ["succeeded", "failed", "cancelled"], timeout=120)["state"] ==
+           "succeeded", "the stuck job, once its read returned")
 # Two requests of one user are in progress at a time (each holds its
 # model); a third starts when one ends.
 evs = []
