@@ -3,7 +3,7 @@
  * Threads: the caller (the device thread, or the foreground runner) owns the
  * pass state; decode tasks on the pool write only into their own slot
  * position and report under the mutex.  A slot handed out by next() belongs
- * to the caller until the following next() or begin().
+ * to the caller until the following next(), ready() or begin().
  */
 #include "loader.h"
 
@@ -55,6 +55,10 @@ struct vt_loader {
                          owner's identity (not the image's fault), under mu */
     int fatal_rc;
     int *order, count, nbatches, next_submit, next_return;
+    int carried;      /* order entries of the batches vt_loader_ready skipped
+                         (none of their images read), for next's consumed */
+    int handed;       /* a batch was handed out since the last host fence */
+    int fill_rc;      /* a batch could be queued only in part: not again */
     vt_augment aug;
     int has_aug;
 };
@@ -277,6 +281,7 @@ int vt_loader_begin(vt_loader *l, const int *order, int count, const vt_augment 
     l->count = count;
     l->nbatches = (count + l->o.max_batch - 1) / l->o.max_batch;
     l->next_submit = l->next_return = 0;
+    l->carried = l->handed = l->fill_rc = 0;
     l->has_aug = aug != NULL;
     if (aug)
         l->aug = *aug;
@@ -287,9 +292,13 @@ int vt_loader_begin(vt_loader *l, const int *order, int count, const vt_augment 
 static int vt__fill(vt_loader *l)
 {
     int rc;
+    /* (a batch queued in part has decodes in flight: queueing it again
+     * would count them twice) */
+    if (l->fill_rc < 0)
+        return vt_error_set(l->fill_rc, "out of memory queueing decodes");
     while (l->next_submit < l->nbatches && l->next_submit < l->next_return + VT_LOADER_AHEAD) {
         if ((rc = vt__submit(l, l->next_submit)) < 0)
-            return rc;
+            return l->fill_rc = rc;
         l->next_submit++;
     }
     return 0;
@@ -299,18 +308,40 @@ int vt_loader_prefetch(vt_loader *l) { return l->next_return == 0 ? vt__fill(l) 
 
 int vt_loader_ready(vt_loader *l)
 {
-    int ready;
-    if (l->next_return >= l->nbatches || l->next_submit <= l->next_return)
-        return 1;
-    pthread_mutex_lock(&l->mu);
-    ready = l->slots[l->next_return % VT_LOADER_AHEAD].pending == 0;
-    pthread_mutex_unlock(&l->mu);
-    return ready;
+    for (;;) {
+        vt__slot *s = &l->slots[l->next_return % VT_LOADER_AHEAD];
+        int done, fatal, any = 0;
+        if (l->next_return >= l->nbatches || l->next_submit <= l->next_return)
+            return 1;
+        pthread_mutex_lock(&l->mu);
+        done = s->pending == 0;
+        fatal = l->fatal_rc;
+        pthread_mutex_unlock(&l->mu);
+        if (!done)
+            return 0;
+        for (int i = 0; i < s->n && !fatal; i++)
+            any |= s->ok[i];
+        if (fatal || any)
+            return 1;
+        /* None of its images could be read: vt_loader_next would skip it
+         * and wait for the batch after, which may be stuck (on a dead
+         * mount every read fails or hangs).  Skip it here, as next would
+         * (queueing the next batch may reuse the buffer of the one handed
+         * out last: fenced as in next; an error is next's to report). */
+        if (l->o.pinned && l->handed && vt_backend_host_fence(l->o.pinned) < 0)
+            return 1;
+        l->handed = 0;
+        l->carried += s->n;
+        l->next_return++;
+        if (vt__fill(l) < 0)
+            return 1;
+    }
 }
 
 int vt_loader_next(vt_loader *l, vt_batch **out)
 {
-    int rc, consumed = 0;
+    int rc, consumed = l->carried;
+    l->carried = 0;
     /* The batch handed out last may still be uploading from its buffer,
      * which the submissions below decode into again. */
     if (l->o.pinned && l->next_return > 0 && (rc = vt_backend_host_fence(l->o.pinned)) < 0)
@@ -357,6 +388,7 @@ int vt_loader_next(vt_loader *l, vt_batch **out)
                               .labels = s->labels, .sample = s->sample, .n = n,
                               .consumed = consumed};
         *out = &s->batch;
+        l->handed = 1;
         return 1;
     }
 }

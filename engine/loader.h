@@ -76,7 +76,7 @@ int vt_loader_create(vt_loader **out, vt_pool *pool, const vt_dataset *ds,
 int vt_loader_begin(vt_loader *l, const int *order, int count, const vt_augment *aug);
 
 /* Waits for the next batch of the pass.  Returns 1 and *out (valid until the
- * next call), or 0 at the end of the pass.  Batches in which no image could
+ * next call of next, vt_loader_ready or begin), or 0 at the end of the pass.  Batches in which no image could
  * be read are skipped.  An image that could not be opened for the
  * process's want rather than its own fault (no file descriptor left, the
  * owner's identity not taken) is not skipped: that returns its error
@@ -90,9 +90,12 @@ int vt_loader_prefetch(vt_loader *l);
 
 /* Whether vt_loader_next would return without waiting for a decode: the
  * next batch's images are all done, or the pass is over (or the next batch
- * is not queued yet, which vt_loader_next then does, and waits; so it does
- * when none of the next batch's images could be read and it goes on to
- * the one after). */
+ * is not queued yet, which vt_loader_next then does, and waits).  A batch
+ * none of whose images could be read is skipped here as next would skip
+ * it (the batches after it queued), so that the answer is about the batch
+ * next would return: this may reuse the buffers of the batch next handed
+ * out last, which must no longer be in use.  For the thread that calls
+ * next. */
 int vt_loader_ready(vt_loader *l);
 
 /* Why sample i could not be read, or NULL when it could (or has not been

@@ -12,10 +12,13 @@
 #include <png.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <turbojpeg.h>
 #include <unistd.h>
 
@@ -1333,6 +1336,105 @@ static void test_dataset_of_files(vt_backend *be)
     vt_dataset_free(scan);
 }
 
+/* Copies file from to to (a test's fixture). */
+static int copy_file(const char *from, const char *to)
+{
+    char buf[65536];
+    size_t n;
+    int ok = 1;
+    FILE *in = fopen(from, "rb"), *out = in ? fopen(to, "wb") : NULL;
+    while (in && out && (n = fread(buf, 1, sizeof buf, in)) > 0)
+        ok &= fwrite(buf, 1, n, out) == n;
+    ok &= in && out;
+    if (out && fclose(out) != 0)
+        ok = 0;
+    if (in)
+        fclose(in);
+    return ok ? 0 : -1;
+}
+
+static int wait_for_file(const char *path, double seconds)
+{
+    for (int i = 0; i < (int)(seconds * 100) && access(path, F_OK) < 0; i++)
+        nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
+    return access(path, F_OK) == 0;
+}
+
+static atomic_int decoded_calls;
+static void count_decoded(void *ud)
+{
+    (void)ud;
+    atomic_fetch_add(&decoded_calls, 1);
+}
+
+/* vt_loader_ready is about the batch vt_loader_next would return: a batch
+ * none of whose images could be read is skipped, so that a batch behind it
+ * whose read is stuck (on a dead mount every read fails or hangs) answers
+ * 0 instead of 1, which had the caller wait in next for the stuck read.
+ * The skipped images still count in the batch's consumed. */
+static void test_loader_ready_skips(vt_backend *be)
+{
+    char base[PATH_MAX], data[PATH_MAX + 8], holds[PATH_MAX + 8], good[PATH_MAX + 64];
+    char held[PATH_MAX + 64], hold[2 * PATH_MAX], mark[2 * PATH_MAX + 8];
+    const char *args[] = {"--out", data, "--classes", "1", "--per-class", "1", "--size",
+                          "40x40", "--seed", "7", NULL};
+    vt_dataset *scan = NULL, *ds = NULL;
+    vt_pool *pool = NULL;
+    vt_loader *l = NULL;
+    vt_batch *b;
+    vt_loader_opts o = {.image_size = 32, .max_batch = 2, .decoded = count_decoded};
+    int order[] = {0, 1, 2, 3};
+    const char *ext;
+    (void)be;
+
+    snprintf(base, sizeof base, "%s", vt_test_tmpdir("loader_ready"));
+    snprintf(data, sizeof data, "%s/data", base);
+    snprintf(holds, sizeof holds, "%s/holds", base);
+    VT_CHECK_INT(run_gendata(args), 0);
+    VT_CHECK_OK(vt_dataset_scan(&scan, AT_FDCWD, data));
+    VT_CHECK(mkdir(holds, 0755) == 0);
+    snprintf(good, sizeof good, "%s/%s", data, scan->samples[0].path);
+    ext = strrchr(good, '.');
+    snprintf(held, sizeof held, "%s/stuck-read%s", base, ext ? ext : "");
+    VT_CHECK(copy_file(good, held) == 0);
+    snprintf(hold, sizeof hold, "%s/stuck-read%s", holds, ext ? ext : "");
+    snprintf(mark, sizeof mark, "%s.held", hold);
+    const char *paths[] = {"/nonexistent/a.jpg", "/nonexistent/b.jpg", held, good};
+    VT_CHECK_OK(vt_dataset_of_files(&ds, paths, 4));
+    setenv("VT_TEST_READ_HOLD", holds, 1);
+    VT_CHECK(copy_file("/dev/null", hold) == 0);
+
+    VT_CHECK_OK(vt_pool_create(&pool, 2));
+    VT_CHECK_OK(vt_loader_create(&l, pool, ds, &o));
+    VT_CHECK_OK(vt_loader_begin(l, order, 4, NULL));
+    VT_CHECK_OK(vt_loader_prefetch(l));
+    VT_CHECK(wait_for_file(mark, 30));
+    for (int i = 0; i < 3000 && (!vt_loader_failure(l, 0) || !vt_loader_failure(l, 1)); i++)
+        nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
+    VT_CHECK(vt_loader_failure(l, 0) && vt_loader_failure(l, 1));
+    VT_CHECK(atomic_load(&decoded_calls) >= 1); /* the first batch is done */
+    /* the first batch is over (nothing read), the second held */
+    VT_CHECK_INT(vt_loader_ready(l), 0);
+    VT_CHECK_INT(vt_loader_ready(l), 0);
+    unlink(hold);
+    for (int i = 0; i < 3000 && !vt_loader_ready(l); i++)
+        nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
+    VT_CHECK_INT(vt_loader_ready(l), 1);
+    VT_CHECK_INT(atomic_load(&decoded_calls), 2);
+    VT_CHECK_INT(vt_loader_next(l, &b), 1);
+    VT_CHECK_INT(b->n, 2);
+    VT_CHECK_INT(b->consumed, 4);
+    VT_CHECK(b->sample[0] == 2 && b->sample[1] == 3);
+    VT_CHECK_INT(vt_loader_ready(l), 1);
+    VT_CHECK_INT(vt_loader_next(l, &b), 0);
+    vt_loader_free(l);
+    vt_pool_free(pool);
+    unsetenv("VT_TEST_READ_HOLD");
+    unlink(mark);
+    vt_dataset_free(ds);
+    vt_dataset_free(scan);
+}
+
 static const vt_test_case cases[] = {
     {"png_roundtrip", test_png_roundtrip, 0},
     {"jpeg_decode", test_jpeg_decode, 0},
@@ -1353,6 +1455,7 @@ static const vt_test_case cases[] = {
     {"gendata", test_gendata, 0},
     {"loader_out_of_fds", test_loader_out_of_fds, 0},
     {"dataset_of_files", test_dataset_of_files, 0},
+    {"loader_ready_skips", test_loader_ready_skips, 0},
 };
 
 int main(int argc, char **argv)
