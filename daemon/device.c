@@ -30,6 +30,7 @@
 #include "../engine/base.h"
 #include "../engine/dataset.h"
 #include "../engine/featcache.h"
+#include "../engine/loader.h"
 #include "../engine/predict.h"
 #include "../engine/weights.h"
 #include "sched.h"
@@ -1430,6 +1431,7 @@ void vt_device_free(vt_device *d)
     free(d->claims);
     vt_sched_free(d->sched);
     vt_pool_free(d->pool);
+    vt_loader_reap(d->be, 1); /* (loaders let go of with a read stuck) */
     vt_backend_free(d->be);
     uv_close((uv_handle_t *)&d->async, vt__free_after_close);
 }

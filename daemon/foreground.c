@@ -24,6 +24,7 @@
 #include "../common/pool.h"
 #include "../engine/base.h"
 #include "../engine/featcache.h"
+#include "../engine/loader.h"
 #include "../engine/predict.h"
 #include "../engine/train.h"
 #include "../proto/report.h"
@@ -332,6 +333,7 @@ done:
     vt_featcache_set_free(caches);
     vt_base_free(base);
     vt_pool_free(pool);
+    vt_loader_reap(be, 1); /* (loaders let go of with a read stuck) */
     vt_backend_free(be);
     vt_jobspec_free(&spec);
     free(text);
@@ -447,6 +449,7 @@ done:
     free(logits);
     vt_predictor_free(p);
     vt_pool_free(pool);
+    vt_loader_reap(be, 1); /* (loaders let go of with a read stuck) */
     vt_backend_free(be);
     return status;
 }
@@ -513,6 +516,7 @@ done:
     vt_eval_result_free(&r);
     vt_predictor_free(p);
     vt_pool_free(pool);
+    vt_loader_reap(be, 1); /* (loaders let go of with a read stuck) */
     vt_backend_free(be);
     return status;
 }

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <fcntl.h>
 
 #include "../common/bg.h"
@@ -41,7 +42,8 @@ typedef struct {
 
 struct vt_loader {
     vt_pool *pool;
-    const vt_dataset *ds;
+    const vt_dataset *ds; /* (read by decodes under mu: gone once orphaned) */
+    int nsamples;     /* ds->n */
     vt_loader_opts o;
     vt_creds creds;
     int has_creds;
@@ -61,7 +63,19 @@ struct vt_loader {
     int fill_rc;      /* a batch could be queued only in part: not again */
     vt_augment aug;
     int has_aug;
+    int orphaned;     /* freed by its owner with decodes in flight (under
+                         mu): see vt_loader_free */
+    vt_loader *next_orphan;
 };
+
+/* Loaders let go of with decodes in flight (a read stuck on a dead mount),
+ * freed by vt_loader_reap once those are done. */
+static pthread_mutex_t vt__orphans_mu = PTHREAD_MUTEX_INITIALIZER;
+static vt_loader *vt__orphans;
+
+/* How long vt_loader_free waits for the decodes in flight before it lets
+ * them go on without it. */
+#define VT__FREE_WAIT_S 1
 
 int vt_augment_flipped(const vt_augment *aug, int sample)
 {
@@ -89,13 +103,18 @@ int vt_loader_create(vt_loader **out, vt_pool *pool, const vt_dataset *ds,
         return vt_error_set(VT_ENOMEM, "out of memory");
     l->pool = pool;
     l->ds = ds;
+    l->nsamples = ds->n;
     l->o = *opts;
     if (opts->creds) {
         l->creds = *opts->creds;
         l->has_creds = 1;
     }
     pthread_mutex_init(&l->mu, NULL);
-    pthread_cond_init(&l->cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* (vt_loader_free's wait) */
+    pthread_cond_init(&l->cv, &ca);
+    pthread_condattr_destroy(&ca);
     l->failure = calloc((size_t)(ds->n ? ds->n : 1), sizeof *l->failure);
     l->cell = (size_t)opts->image_size * opts->image_size * 3;
     if (opts->device_resize) {
@@ -158,7 +177,7 @@ static void vt__decode(void *arg)
     int S = l->o.image_size, ok = 0;
     uint8_t *dst = t->slot->pixels + l->cell * (size_t)t->pos;
     char path[PATH_MAX], *reason = NULL;
-    int rc = 0, not_entered = 0;
+    int rc = 0, not_entered = 0, gone;
     /* What the augmentation asks of this image (pure functions of the
      * seed, epoch and sample, so a resumed job sees the same). */
     int crop = t->has_aug && t->aug.crop > 0, side = vt__side(S, crop ? t->aug.crop : 0);
@@ -172,7 +191,12 @@ static void vt__decode(void *arg)
     }
     box.flip = t->has_aug && t->aug.flip && vt_augment_flipped(&t->aug, t->sample);
 
-    snprintf(path, sizeof path, "%s/%s", l->ds->root, l->ds->samples[t->sample].path);
+    pthread_mutex_lock(&l->mu); /* (the dataset may be gone once orphaned) */
+    if (!(gone = l->orphaned))
+        snprintf(path, sizeof path, "%s/%s", l->ds->root, l->ds->samples[t->sample].path);
+    pthread_mutex_unlock(&l->mu);
+    if (gone) /* nobody waits for it */
+        goto done;
     vt_bg_test_hold(strrchr(path, '/') + 1); /* (tests: a read stuck on a dead mount) */
     if (l->has_creds)
         not_entered = (rc = vt_creds_enter(&l->creds)) < 0;
@@ -193,6 +217,7 @@ static void vt__decode(void *arg)
     } else {
         reason = strdup(vt_error_msg());
     }
+done:
     pthread_mutex_lock(&l->mu);
     t->slot->ok[t->pos] = (uint8_t)ok;
     if (!ok && (rc == VT_EBUSY || not_entered)) {
@@ -201,7 +226,7 @@ static void vt__decode(void *arg)
             l->fatal_rc = rc;
             reason = NULL;
         }
-    } else if (!ok) {
+    } else if (!ok && !gone) {
         if (!l->failure[t->sample]) {
             l->failure[t->sample] = reason;
             reason = NULL;
@@ -210,7 +235,9 @@ static void vt__decode(void *arg)
     }
     if (--t->slot->pending == 0) {
         pthread_cond_broadcast(&l->cv);
-        if (l->o.decoded) /* (under mu: once the loader is drained, none is in flight) */
+        /* (under mu: once the loader is drained or orphaned, none is in
+         * flight, and none comes) */
+        if (l->o.decoded)
             l->o.decoded(l->o.decoded_ud);
     }
     pthread_mutex_unlock(&l->mu);
@@ -258,6 +285,40 @@ static void vt__drain(vt_loader *l)
         while (l->slots[k].pending > 0)
             pthread_cond_wait(&l->cv, &l->mu);
     pthread_mutex_unlock(&l->mu);
+}
+
+/* vt__drain for up to `seconds`; with decodes still in flight then (one
+ * stuck on a dead mount), marks l orphaned: its callback is not called any
+ * more, the dataset not read, and the decodes not begun yet are not made.
+ * 1 when drained. */
+static int vt__drain_or_orphan(vt_loader *l, int seconds)
+{
+    struct timespec until;
+    int drained = 1;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += seconds;
+    pthread_mutex_lock(&l->mu);
+    for (int k = 0; k < VT_LOADER_AHEAD && drained; k++)
+        while (l->slots[k].pending > 0 && drained)
+            drained = pthread_cond_timedwait(&l->cv, &l->mu, &until) == 0 ||
+                      l->slots[k].pending == 0;
+    if (!drained) {
+        l->orphaned = 1;
+        l->o.decoded = NULL;
+    }
+    pthread_mutex_unlock(&l->mu);
+    return drained;
+}
+
+/* Whether no decode of l is in flight (never blocks). */
+static int vt__idle(vt_loader *l)
+{
+    int idle = 1;
+    pthread_mutex_lock(&l->mu);
+    for (int k = 0; k < VT_LOADER_AHEAD; k++)
+        idle &= l->slots[k].pending == 0;
+    pthread_mutex_unlock(&l->mu);
+    return idle;
 }
 
 int vt_loader_begin(vt_loader *l, const int *order, int count, const vt_augment *aug)
@@ -419,11 +480,9 @@ int vt_loader_failed_count(vt_loader *l)
     return n;
 }
 
-void vt_loader_free(vt_loader *l)
+/* Frees l, whose decodes are over. */
+static void vt__destroy(vt_loader *l)
 {
-    if (!l)
-        return;
-    vt__drain(l);
     for (int k = 0; k < VT_LOADER_AHEAD; k++) {
         if (l->slots[k].pinned)
             vt_backend_host_free(l->o.pinned, l->slots[k].pixels);
@@ -435,7 +494,7 @@ void vt_loader_free(vt_loader *l)
         free(l->slots[k].ok);
     }
     if (l->failure)
-        for (int i = 0; i < l->ds->n; i++)
+        for (int i = 0; i < l->nsamples; i++)
             free(l->failure[i]);
     free(l->failure);
     free(l->fatal);
@@ -443,4 +502,43 @@ void vt_loader_free(vt_loader *l)
     pthread_mutex_destroy(&l->mu);
     pthread_cond_destroy(&l->cv);
     free(l);
+}
+
+void vt_loader_reap(vt_backend *pinned, int wait)
+{
+    vt_loader *done = NULL, **p;
+    pthread_mutex_lock(&vt__orphans_mu);
+    for (p = &vt__orphans; *p;) {
+        vt_loader *l = *p;
+        if ((l->o.pinned == pinned || !l->o.pinned) && (wait || vt__idle(l))) {
+            *p = l->next_orphan;
+            l->next_orphan = done;
+            done = l;
+        } else {
+            p = &l->next_orphan;
+        }
+    }
+    pthread_mutex_unlock(&vt__orphans_mu);
+    while (done) {
+        vt_loader *l = done;
+        done = l->next_orphan;
+        vt__drain(l);
+        vt__destroy(l);
+    }
+}
+
+void vt_loader_free(vt_loader *l)
+{
+    if (!l)
+        return;
+    vt_backend *pinned = l->o.pinned;
+    if (vt__drain_or_orphan(l, VT__FREE_WAIT_S)) {
+        vt__destroy(l);
+    } else {
+        pthread_mutex_lock(&vt__orphans_mu);
+        l->next_orphan = vt__orphans;
+        vt__orphans = l;
+        pthread_mutex_unlock(&vt__orphans_mu);
+    }
+    vt_loader_reap(pinned, 0); /* (those let go of before, done since) */
 }

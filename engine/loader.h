@@ -40,7 +40,7 @@ typedef struct {
      * done (decoded or failed), for a caller that polls vt_loader_ready
      * instead of waiting in vt_loader_next.  It runs with the loader's
      * lock held (it must not call the loader), so none runs once
-     * vt_loader_free (or vt_loader_begin) has drained the decodes. */
+     * vt_loader_free (or vt_loader_begin) has returned. */
     void (*decoded)(void *ud);
     void *decoded_ud;
 } vt_loader_opts;
@@ -67,7 +67,8 @@ typedef struct {
 /* Whether augmentation mirrors sample in aug's epoch (a pure function). */
 int vt_augment_flipped(const vt_augment *aug, int sample);
 
-/* Makes a loader for ds (which must outlive it) on pool. */
+/* Makes a loader for ds (which must outlive it, until vt_loader_free
+ * returns) on pool. */
 int vt_loader_create(vt_loader **out, vt_pool *pool, const vt_dataset *ds,
                      const vt_loader_opts *opts);
 
@@ -110,7 +111,18 @@ int vt_loader_failed_count(vt_loader *l);
 int vt_batch_to_input(vt_backend *be, const vt_batch *b, int S, vt_preprocess prep,
                       vt_tensor *x);
 
-/* Waits for in-flight decodes and frees the loader; NULL is a no-op. */
+/* Waits for in-flight decodes and frees the loader; NULL is a no-op.  A
+ * decode that has not ended within a second (a read stuck on a dead
+ * mount) is not waited for: the loader is let go of (no callback is
+ * called and ds is not read after this returns; the decodes not begun are
+ * dropped) and freed, with its pinned buffers, by a later vt_loader_free
+ * or vt_loader_reap on the thread that uses the backend, once its decodes
+ * are over. */
 void vt_loader_free(vt_loader *l);
+
+/* Frees the loaders let go of by vt_loader_free (those whose pinned
+ * backend is `pinned`, or none) whose decodes are over; with wait set,
+ * waits for those (after vt_pool_free, before the backend is freed). */
+void vt_loader_reap(vt_backend *pinned, int wait);
 
 #endif

@@ -1435,6 +1435,79 @@ static void test_loader_ready_skips(vt_backend *be)
     vt_dataset_free(scan);
 }
 
+static atomic_int release_now;
+static void *release_later(void *arg)
+{
+    for (int i = 0; i < 800 && !atomic_load(&release_now); i++) /* 8 s at most */
+        nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
+    unlink(arg);
+    return NULL;
+}
+
+/* vt_loader_free does not wait for a read stuck on a dead mount (the
+ * daemon's device thread frees the loader of a job or request cancelled
+ * for that reason): it lets the loader go, and neither the callback nor the
+ * dataset is used after it returns; vt_loader_reap frees it once the
+ * decodes are over. */
+static void test_loader_free_stuck(vt_backend *be)
+{
+    char base[PATH_MAX], data[PATH_MAX + 8], holds[PATH_MAX + 8], good[PATH_MAX + 64];
+    char held[PATH_MAX + 64], hold[2 * PATH_MAX], mark[2 * PATH_MAX + 8];
+    const char *args[] = {"--out", data, "--classes", "1", "--per-class", "1", "--size",
+                          "40x40", "--seed", "7", NULL};
+    vt_dataset *scan = NULL, *ds = NULL;
+    vt_pool *pool = NULL;
+    vt_loader *l = NULL;
+    vt_loader_opts o = {.image_size = 32, .max_batch = 1, .decoded = count_decoded};
+    int order[] = {0, 1, 2};
+    const char *ext;
+    struct timespec t0, t1;
+    pthread_t releaser;
+    (void)be;
+
+    snprintf(base, sizeof base, "%s", vt_test_tmpdir("loader_free_stuck"));
+    snprintf(data, sizeof data, "%s/data", base);
+    snprintf(holds, sizeof holds, "%s/holds", base);
+    VT_CHECK_INT(run_gendata(args), 0);
+    VT_CHECK_OK(vt_dataset_scan(&scan, AT_FDCWD, data));
+    VT_CHECK(mkdir(holds, 0755) == 0);
+    snprintf(good, sizeof good, "%s/%s", data, scan->samples[0].path);
+    ext = strrchr(good, '.');
+    snprintf(held, sizeof held, "%s/stuck-free%s", base, ext ? ext : "");
+    VT_CHECK(copy_file(good, held) == 0);
+    snprintf(hold, sizeof hold, "%s/stuck-free%s", holds, ext ? ext : "");
+    snprintf(mark, sizeof mark, "%s.held", hold);
+    const char *paths[] = {held, good, good};
+    VT_CHECK_OK(vt_dataset_of_files(&ds, paths, 3));
+    setenv("VT_TEST_READ_HOLD", holds, 1);
+    VT_CHECK(copy_file("/dev/null", hold) == 0);
+    atomic_store(&decoded_calls, 0);
+    atomic_store(&release_now, 0);
+
+    VT_CHECK_OK(vt_pool_create(&pool, 1)); /* the held read holds its one thread */
+    VT_CHECK_OK(vt_loader_create(&l, pool, ds, &o));
+    VT_CHECK_OK(vt_loader_begin(l, order, 3, NULL));
+    VT_CHECK_OK(vt_loader_prefetch(l));
+    VT_CHECK(wait_for_file(mark, 30));
+    VT_CHECK(pthread_create(&releaser, NULL, release_later, hold) == 0);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    vt_loader_free(l);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double waited = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+    VT_CHECK(waited < 4); /* (it waited for the read to be let go: 8 s) */
+    int calls = atomic_load(&decoded_calls);
+    vt_dataset_free(ds); /* (not read after the free: ASan tells) */
+    atomic_store(&release_now, 1);
+    pthread_join(releaser, NULL);
+    vt_pool_free(pool); /* the held read ends, the two queued decodes are dropped */
+    VT_CHECK_INT(atomic_load(&decoded_calls), calls);
+    VT_CHECK_INT(calls, 0);
+    vt_loader_reap(NULL, 1);
+    unsetenv("VT_TEST_READ_HOLD");
+    unlink(mark);
+    vt_dataset_free(scan);
+}
+
 static const vt_test_case cases[] = {
     {"png_roundtrip", test_png_roundtrip, 0},
     {"jpeg_decode", test_jpeg_decode, 0},
@@ -1456,6 +1529,7 @@ static const vt_test_case cases[] = {
     {"loader_out_of_fds", test_loader_out_of_fds, 0},
     {"dataset_of_files", test_dataset_of_files, 0},
     {"loader_ready_skips", test_loader_ready_skips, 0},
+    {"loader_free_stuck", test_loader_free_stuck, 0},
 };
 
 int main(int argc, char **argv)
