@@ -1367,6 +1367,36 @@ static void count_decoded(void *ud)
     atomic_fetch_add(&decoded_calls, 1);
 }
 
+/* The files of the two loader tests below, under vt_test_tmpdir(tag): a
+ * generated one-image dataset (scan), a copy of that image named name plus
+ * its extension (held), and a folder for VT_TEST_READ_HOLD (set to it)
+ * where hold would hold the copy's reads and mark says one waits. */
+typedef struct {
+    char base[PATH_MAX], data[PATH_MAX + 8], holds[PATH_MAX + 8], good[PATH_MAX + 64];
+    char held[PATH_MAX + 64], hold[2 * PATH_MAX], mark[2 * PATH_MAX + 8];
+    vt_dataset *scan;
+} held_files;
+
+static void make_held_files(held_files *f, const char *tag, const char *name)
+{
+    const char *args[] = {"--out", f->data, "--classes", "1", "--per-class", "1", "--size",
+                          "40x40", "--seed", "7", NULL};
+    const char *ext;
+    snprintf(f->base, sizeof f->base, "%s", vt_test_tmpdir(tag));
+    snprintf(f->data, sizeof f->data, "%s/data", f->base);
+    snprintf(f->holds, sizeof f->holds, "%s/holds", f->base);
+    VT_CHECK_INT(run_gendata(args), 0);
+    VT_CHECK_OK(vt_dataset_scan(&f->scan, AT_FDCWD, f->data));
+    VT_CHECK(mkdir(f->holds, 0755) == 0);
+    snprintf(f->good, sizeof f->good, "%s/%s", f->data, f->scan->samples[0].path);
+    ext = strrchr(f->good, '.');
+    snprintf(f->held, sizeof f->held, "%s/%s%s", f->base, name, ext ? ext : "");
+    VT_CHECK(copy_file(f->good, f->held) == 0);
+    snprintf(f->hold, sizeof f->hold, "%s/%s%s", f->holds, name, ext ? ext : "");
+    snprintf(f->mark, sizeof f->mark, "%s.held", f->hold);
+    setenv("VT_TEST_READ_HOLD", f->holds, 1);
+}
+
 /* vt_loader_ready is about the batch vt_loader_next would return: a batch
  * none of whose images could be read is skipped, so that a batch behind it
  * whose read is stuck (on a dead mount every read fails or hangs) answers
@@ -1374,41 +1404,25 @@ static void count_decoded(void *ud)
  * The skipped images still count in the batch's consumed. */
 static void test_loader_ready_skips(vt_backend *be)
 {
-    char base[PATH_MAX], data[PATH_MAX + 8], holds[PATH_MAX + 8], good[PATH_MAX + 64];
-    char held[PATH_MAX + 64], hold[2 * PATH_MAX], mark[2 * PATH_MAX + 8];
-    const char *args[] = {"--out", data, "--classes", "1", "--per-class", "1", "--size",
-                          "40x40", "--seed", "7", NULL};
-    vt_dataset *scan = NULL, *ds = NULL;
+    held_files f;
+    vt_dataset *ds = NULL;
     vt_pool *pool = NULL;
     vt_loader *l = NULL;
     vt_batch *b;
     vt_loader_opts o = {.image_size = 32, .max_batch = 2, .decoded = count_decoded};
     int order[] = {0, 1, 2, 3};
-    const char *ext;
     (void)be;
 
-    snprintf(base, sizeof base, "%s", vt_test_tmpdir("loader_ready"));
-    snprintf(data, sizeof data, "%s/data", base);
-    snprintf(holds, sizeof holds, "%s/holds", base);
-    VT_CHECK_INT(run_gendata(args), 0);
-    VT_CHECK_OK(vt_dataset_scan(&scan, AT_FDCWD, data));
-    VT_CHECK(mkdir(holds, 0755) == 0);
-    snprintf(good, sizeof good, "%s/%s", data, scan->samples[0].path);
-    ext = strrchr(good, '.');
-    snprintf(held, sizeof held, "%s/stuck-read%s", base, ext ? ext : "");
-    VT_CHECK(copy_file(good, held) == 0);
-    snprintf(hold, sizeof hold, "%s/stuck-read%s", holds, ext ? ext : "");
-    snprintf(mark, sizeof mark, "%s.held", hold);
-    const char *paths[] = {"/nonexistent/a.jpg", "/nonexistent/b.jpg", held, good};
+    make_held_files(&f, "loader_ready", "stuck-read");
+    const char *paths[] = {"/nonexistent/a.jpg", "/nonexistent/b.jpg", f.held, f.good};
     VT_CHECK_OK(vt_dataset_of_files(&ds, paths, 4));
-    setenv("VT_TEST_READ_HOLD", holds, 1);
-    VT_CHECK(copy_file("/dev/null", hold) == 0);
+    VT_CHECK(copy_file("/dev/null", f.hold) == 0);
 
     VT_CHECK_OK(vt_pool_create(&pool, 2));
     VT_CHECK_OK(vt_loader_create(&l, pool, ds, &o));
     VT_CHECK_OK(vt_loader_begin(l, order, 4, NULL));
     VT_CHECK_OK(vt_loader_prefetch(l));
-    VT_CHECK(wait_for_file(mark, 30));
+    VT_CHECK(wait_for_file(f.mark, 30));
     for (int i = 0; i < 3000 && (!vt_loader_failure(l, 0) || !vt_loader_failure(l, 1)); i++)
         nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
     VT_CHECK(vt_loader_failure(l, 0) && vt_loader_failure(l, 1));
@@ -1416,7 +1430,7 @@ static void test_loader_ready_skips(vt_backend *be)
     /* the first batch is over (nothing read), the second held */
     VT_CHECK_INT(vt_loader_ready(l), 0);
     VT_CHECK_INT(vt_loader_ready(l), 0);
-    unlink(hold);
+    unlink(f.hold);
     for (int i = 0; i < 3000 && !vt_loader_ready(l); i++)
         nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
     VT_CHECK_INT(vt_loader_ready(l), 1);
@@ -1430,9 +1444,9 @@ static void test_loader_ready_skips(vt_backend *be)
     vt_loader_free(l);
     vt_pool_free(pool);
     unsetenv("VT_TEST_READ_HOLD");
-    unlink(mark);
+    unlink(f.mark);
     vt_dataset_free(ds);
-    vt_dataset_free(scan);
+    vt_dataset_free(f.scan);
 }
 
 static atomic_int release_now;
@@ -1451,36 +1465,20 @@ static void *release_later(void *arg)
  * decodes are over. */
 static void test_loader_free_stuck(vt_backend *be)
 {
-    char base[PATH_MAX], data[PATH_MAX + 8], holds[PATH_MAX + 8], good[PATH_MAX + 64];
-    char held[PATH_MAX + 64], hold[2 * PATH_MAX], mark[2 * PATH_MAX + 8];
-    const char *args[] = {"--out", data, "--classes", "1", "--per-class", "1", "--size",
-                          "40x40", "--seed", "7", NULL};
-    vt_dataset *scan = NULL, *ds = NULL;
+    held_files f;
+    vt_dataset *ds = NULL;
     vt_pool *pool = NULL;
     vt_loader *l = NULL;
     vt_loader_opts o = {.image_size = 32, .max_batch = 1, .decoded = count_decoded};
     int order[] = {0, 1, 2};
-    const char *ext;
     struct timespec t0, t1;
     pthread_t releaser;
     (void)be;
 
-    snprintf(base, sizeof base, "%s", vt_test_tmpdir("loader_free_stuck"));
-    snprintf(data, sizeof data, "%s/data", base);
-    snprintf(holds, sizeof holds, "%s/holds", base);
-    VT_CHECK_INT(run_gendata(args), 0);
-    VT_CHECK_OK(vt_dataset_scan(&scan, AT_FDCWD, data));
-    VT_CHECK(mkdir(holds, 0755) == 0);
-    snprintf(good, sizeof good, "%s/%s", data, scan->samples[0].path);
-    ext = strrchr(good, '.');
-    snprintf(held, sizeof held, "%s/stuck-free%s", base, ext ? ext : "");
-    VT_CHECK(copy_file(good, held) == 0);
-    snprintf(hold, sizeof hold, "%s/stuck-free%s", holds, ext ? ext : "");
-    snprintf(mark, sizeof mark, "%s.held", hold);
-    const char *paths[] = {held, good, good};
+    make_held_files(&f, "loader_free_stuck", "stuck-free");
+    const char *paths[] = {f.held, f.good, f.good};
     VT_CHECK_OK(vt_dataset_of_files(&ds, paths, 3));
-    setenv("VT_TEST_READ_HOLD", holds, 1);
-    VT_CHECK(copy_file("/dev/null", hold) == 0);
+    VT_CHECK(copy_file("/dev/null", f.hold) == 0);
     atomic_store(&decoded_calls, 0);
     atomic_store(&release_now, 0);
 
@@ -1488,8 +1486,8 @@ static void test_loader_free_stuck(vt_backend *be)
     VT_CHECK_OK(vt_loader_create(&l, pool, ds, &o));
     VT_CHECK_OK(vt_loader_begin(l, order, 3, NULL));
     VT_CHECK_OK(vt_loader_prefetch(l));
-    VT_CHECK(wait_for_file(mark, 30));
-    VT_CHECK(pthread_create(&releaser, NULL, release_later, hold) == 0);
+    VT_CHECK(wait_for_file(f.mark, 30));
+    VT_CHECK(pthread_create(&releaser, NULL, release_later, f.hold) == 0);
     clock_gettime(CLOCK_MONOTONIC, &t0);
     vt_loader_free(l);
     clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -1504,8 +1502,8 @@ static void test_loader_free_stuck(vt_backend *be)
     VT_CHECK_INT(calls, 0);
     vt_loader_reap(NULL, 1);
     unsetenv("VT_TEST_READ_HOLD");
-    unlink(mark);
-    vt_dataset_free(scan);
+    unlink(f.mark);
+    vt_dataset_free(f.scan);
 }
 
 static const vt_test_case cases[] = {
