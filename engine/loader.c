@@ -7,6 +7,7 @@
  */
 #include "loader.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -277,13 +278,21 @@ static int vt__submit(vt_loader *l, int b)
     return 0;
 }
 
+/* Whether a decode of l is in flight (mu held). */
+static int vt__in_flight(const vt_loader *l)
+{
+    for (int k = 0; k < VT_LOADER_AHEAD; k++)
+        if (l->slots[k].pending > 0)
+            return 1;
+    return 0;
+}
+
 /* Waits until no decode of this loader is in flight. */
 static void vt__drain(vt_loader *l)
 {
     pthread_mutex_lock(&l->mu);
-    for (int k = 0; k < VT_LOADER_AHEAD; k++)
-        while (l->slots[k].pending > 0)
-            pthread_cond_wait(&l->cv, &l->mu);
+    while (vt__in_flight(l))
+        pthread_cond_wait(&l->cv, &l->mu);
     pthread_mutex_unlock(&l->mu);
 }
 
@@ -294,15 +303,13 @@ static void vt__drain(vt_loader *l)
 static int vt__drain_or_orphan(vt_loader *l, int seconds)
 {
     struct timespec until;
-    int drained = 1;
+    int drained;
     clock_gettime(CLOCK_MONOTONIC, &until);
     until.tv_sec += seconds;
     pthread_mutex_lock(&l->mu);
-    for (int k = 0; k < VT_LOADER_AHEAD && drained; k++)
-        while (l->slots[k].pending > 0 && drained)
-            drained = pthread_cond_timedwait(&l->cv, &l->mu, &until) == 0 ||
-                      l->slots[k].pending == 0;
-    if (!drained) {
+    while (vt__in_flight(l) && pthread_cond_timedwait(&l->cv, &l->mu, &until) != ETIMEDOUT)
+        ;
+    if (!(drained = !vt__in_flight(l))) {
         l->orphaned = 1;
         l->o.decoded = NULL;
     }
@@ -313,10 +320,9 @@ static int vt__drain_or_orphan(vt_loader *l, int seconds)
 /* Whether no decode of l is in flight (never blocks). */
 static int vt__idle(vt_loader *l)
 {
-    int idle = 1;
+    int idle;
     pthread_mutex_lock(&l->mu);
-    for (int k = 0; k < VT_LOADER_AHEAD; k++)
-        idle &= l->slots[k].pending == 0;
+    idle = !vt__in_flight(l);
     pthread_mutex_unlock(&l->mu);
     return idle;
 }
