@@ -117,6 +117,8 @@ void vt_trainer_free(vt_trainer *t)
     vt_params_free(t->p);
     vt_dataset_free(t->train);
     vt_dataset_free(t->val);
+    vt_tensorset_free(t->init_file.set);
+    vt_tensorset_free(t->ckpt_file.set);
     free(t->bad_train);
     free(t->bad_val);
     free(t->stat_train);
@@ -249,22 +251,10 @@ static int vt__build_params(vt_trainer *t)
     int in_features = 0, rc = 0;
 
     memcpy(hidden, s->hidden, sizeof s->hidden);
-    if (s->init) {
+    if (s->init) { /* (read with the data) */
         int ih[VT_MAX_DENSE], inh, inc;
-        char copy[PATH_MAX];
-        if ((rc = vt_train__enter(t)) == 0) {
-            rc = vt_safetensors_read(&init, s->init);
-            vt_train__leave(t);
-        }
-        /* A job started from the model it replaces, restarted (resuming or
-         * afresh), finds it where it waits for the job's end. */
-        if (rc == VT_ENOTFOUND && vt_train__replaced_copy(t, s->init, copy, sizeof copy) == 1 &&
-            (rc = vt_train__enter(t)) == 0) {
-            rc = vt_safetensors_read(&init, copy);
-            vt_train__leave(t);
-        }
-        if (rc < 0)
-            return vt_error_wrap(rc, "init");
+        if ((rc = vt_train__preread_take(&t->init_file, &init)) < 0)
+            return rc;
         /* (a job resuming from its checkpoint has already started from it) */
         vt_writer owner = vt_writer_of(init);
         if (s->init_job && !vt_train__resuming(t) && owner.job >= 0 &&

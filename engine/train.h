@@ -128,7 +128,8 @@ int vt_trainer_create(vt_trainer **out, const vt_jobspec *spec, const vt_trainer
 
 /* vt_trainer_step's answer while the job's data is read on a thread of
  * its own (the folder walk and the probe of every image header, which take
- * time in proportion to the data and need no device): nothing else to do
+ * time in proportion to the data and need no device, then the init model
+ * and the checkpoint files): nothing else to do
  * until it ends; vt_trainer_ready says when, vt_trainer_wait waits. */
 #define VT_TRAINER_WAITING 2
 

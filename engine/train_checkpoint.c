@@ -385,8 +385,11 @@ int vt_train__load_checkpoint(vt_trainer *t)
 
     if (!vt_train__resuming(t))
         return 0;
-    if ((rc = vt_safetensors_read(&set, t->env.checkpoint)) < 0)
-        return vt_error_wrap(rc, "reading checkpoint");
+    if (!t->ckpt_file.read) /* (the reader read it when it was there) */
+        return vt_error_set(VT_ESTATE, "checkpoint %s appeared while the job was prepared",
+                            t->env.checkpoint);
+    if ((rc = vt_train__preread_take(&t->ckpt_file, &set)) < 0)
+        return rc;
     if (!(fmt = vt_tensorset_meta(set, "format")) || strcmp(fmt, VT__CKPT_FORMAT) != 0)
         rc = vt_error_set(VT_EFORMAT, "%s is not a vggtune checkpoint", t->env.checkpoint);
     if (rc == 0 && (rc = vt__checkpoint_is_ours(t, set)) == 0 &&

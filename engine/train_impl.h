@@ -17,9 +17,19 @@
 #include "image.h"
 #include "loader.h"
 #include "tbevents.h"
+#include "tensorset.h"
 #include "train.h"
 
 typedef enum { PH_PREPARE, PH_TRAIN, PH_VAL, PH_EPOCH_END, PH_FINISH, PH_DONE } vt__phase;
+
+/* A weights file the reading thread read for the preparation (the init
+ * model, the checkpoint): its tensors, or the error reading it gave. */
+typedef struct {
+    int read;                   /* 1 once read (or tried): set and rc are final */
+    int rc;                     /* 0 with set, or < 0 with the message in msg */
+    vt_tensorset *set;
+    char msg[1024];
+} vt__preread;
 
 struct vt_trainer {
     vt_jobspec spec;
@@ -83,6 +93,8 @@ struct vt_trainer {
     struct vt__reading *reading; /* the reading of the data under way (train_read.c):
                                     started in the first step, NULL before
                                     and once it has ended or been stopped */
+    vt__preread init_file;      /* spec.init, read by the reader after the data */
+    vt__preread ckpt_file;      /* env.checkpoint, read by the reader when it exists */
 };
 
 /* ---- train.c ---- */
@@ -110,9 +122,12 @@ int vt_train__settle(vt_trainer *t);
 typedef struct vt__reading vt__reading;
 
 /* Starts the reading (t->reading): a thread of its own scans spec's
- * folders, splits off validation and probes every image header, for
- * vt_train__read_end to put into train, val, bad_* and stat_*.  0, or < 0
- * when no thread can be started. */
+ * folders, splits off validation and probes every image header, then
+ * reads the init model (spec.init, as the job's owner, or the copy of it
+ * waiting in OUT/.vggtune-replaced) and the checkpoint (when it exists),
+ * for vt_train__read_end to put into train, val, bad_*, stat_*, init_file
+ * and ckpt_file.  A file on a slow or dead mount holds up no other job.
+ * 0, or < 0 when no thread can be started. */
 int vt_train__read_start(vt_trainer *t);
 
 /* With a reading under way: whether it has ended (then vt_train__read_end
@@ -122,6 +137,10 @@ int vt_train__read_done(vt_trainer *t);
 /* Waits up to `seconds` for the reading to end; at once when none is under
  * way. */
 void vt_train__read_wait(vt_trainer *t, double seconds);
+
+/* Takes f's tensors into *set (NULL when f holds none); 0, or f's error
+ * with its message. */
+int vt_train__preread_take(vt__preread *f, vt_tensorset **set);
 
 /* Once the reading has ended: takes its results into t, says in the job's
  * log what it skipped (links, unreadable images, a val_split that could
@@ -174,11 +193,12 @@ int vt_train__remove_outputs(vt_trainer *t);
  * stays where). */
 void vt_train__end_replaced(vt_trainer *t, int succeeded);
 
-/* When path names one of the outputs of OUT (however it is spelled) that
- * waits in OUT/.vggtune-replaced, as a job started from the model it
- * replaces finds it once restarted: 1 with that copy's path in copy[len],
- * else 0 (or an error entering the job's identity).  As the job's owner. */
-int vt_train__replaced_copy(vt_trainer *t, const char *path, char *copy, size_t len);
+/* When path names one of the outputs of output (OUT, however it is
+ * spelled) that waits in OUT/.vggtune-replaced, as a job started from the
+ * model it replaces finds it once restarted: 1 with that copy's path in
+ * copy[len], else 0.  Runs as the caller is (the reader: the job's owner);
+ * touches no trainer, so that the reading thread can call it. */
+int vt_train__replaced_copy(const char *output, const char *path, char *copy, size_t len);
 
 /* Fresh or resuming, as the job's owner, saying what it did in the job
  * log: puts back into OUT a replaced model that a run killed while moving

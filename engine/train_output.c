@@ -540,10 +540,10 @@ static int vt__move_outputs(const char *from, const char *to, char *moved, size_
 /* The folder of OUT where a replaced finished model waits, in path[len]:
  * 1 when it is there (a directory), 0 when not, or an error (VT_EBUSY for
  * something else by its name).  Runs as the job's owner. */
-static int vt__aside_dir(const vt_trainer *t, char *path, size_t len)
+static int vt__aside_dir(const char *output, char *path, size_t len)
 {
     struct stat st;
-    int rc = vt_path(path, len, "%s/" VT_OUTPUT_ASIDE, t->spec.output);
+    int rc = vt_path(path, len, "%s/" VT_OUTPUT_ASIDE, output);
     if (rc < 0)
         return rc;
     if (lstat(path, &st) < 0)
@@ -551,7 +551,7 @@ static int vt__aside_dir(const vt_trainer *t, char *path, size_t len)
                                : vt_error_set(VT_EIO, "%s: %s", path, strerror(errno));
     if (!S_ISDIR(st.st_mode))
         return vt_error_set(VT_EBUSY, "output %s holds a " VT_OUTPUT_ASIDE " that is not a folder "
-                            "of vggtune's; move it away", t->spec.output);
+                            "of vggtune's; move it away", output);
     return 1;
 }
 
@@ -587,7 +587,7 @@ int vt_train__remove_outputs(vt_trainer *t)
     if (rc < 0)
         return rc;
     if ((finished = vt_output_finished_model(t->spec.output, &w)) < 0 ||
-        (have = vt__aside_dir(t, aside, sizeof aside)) < 0) {
+        (have = vt__aside_dir(t->spec.output, aside, sizeof aside)) < 0) {
         vt_train__leave(t);
         return finished < 0 ? finished : have;
     }
@@ -622,13 +622,12 @@ int vt_train__remove_outputs(vt_trainer *t)
     return rc;
 }
 
-int vt_train__replaced_copy(vt_trainer *t, const char *path, char *copy, size_t len)
+int vt_train__replaced_copy(const char *output, const char *path, char *copy, size_t len)
 {
     struct stat dir, out, st;
     char parent[PATH_MAX];
     const char *slash = strrchr(path, '/'), *name = slash ? slash + 1 : path;
     size_t i, n = slash ? (size_t)(slash - path) : 0;
-    int rc;
     for (i = 0; i < sizeof vt__outputs / sizeof vt__outputs[0]; i++)
         if (strcmp(name, vt__outputs[i]) == 0)
             break;
@@ -638,15 +637,11 @@ int vt_train__replaced_copy(vt_trainer *t, const char *path, char *copy, size_t 
         snprintf(parent, sizeof parent, "%s", slash ? "/" : ".");
     else
         snprintf(parent, sizeof parent, "%.*s", (int)n, path);
-    if ((rc = vt_train__enter(t)) < 0)
-        return rc;
-    rc = stat(parent, &dir) == 0 && stat(t->spec.output, &out) == 0 &&
-         dir.st_dev == out.st_dev && dir.st_ino == out.st_ino &&
-         vt__aside_dir(t, copy, len) == 1 &&
-         vt_path(copy + strlen(copy), len - strlen(copy), "/%s", name) == 0 &&
-         stat(copy, &st) == 0;
-    vt_train__leave(t);
-    return rc;
+    return stat(parent, &dir) == 0 && stat(output, &out) == 0 &&
+           dir.st_dev == out.st_dev && dir.st_ino == out.st_ino &&
+           vt__aside_dir(output, copy, len) == 1 &&
+           vt_path(copy + strlen(copy), len - strlen(copy), "/%s", name) == 0 &&
+           stat(copy, &st) == 0;
 }
 
 void vt_train__end_replaced(vt_trainer *t, int succeeded)
@@ -655,7 +650,7 @@ void vt_train__end_replaced(vt_trainer *t, int succeeded)
     int rc;
     if (vt_train__enter(t) < 0)
         return;
-    if ((rc = vt__aside_dir(t, aside, sizeof aside)) <= 0) { /* none (or not ours) */
+    if ((rc = vt__aside_dir(t->spec.output, aside, sizeof aside)) <= 0) { /* none (or not ours) */
         vt_train__leave(t);
         return;
     }

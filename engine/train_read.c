@@ -22,6 +22,12 @@
  * thread (vt_train__read_end), which also makes the checks that end in
  * warnings.
  *
+ * After the data, the reader reads the weights files the preparation
+ * needs: the init model and the checkpoint (vt__preread).  Their errors
+ * are kept for the device thread to report where it uses them, so that a
+ * job fails for the same reason, in the same order, as if it read them
+ * itself.
+ *
  * The probe runs on the decode pool, at most one chunk per pool thread at a
  * time, so that the decoding of other jobs' batches, queued behind, waits
  * for one chunk at most.  The reader calls the progress hook as it goes
@@ -44,6 +50,7 @@
 
 #include "../common/bg.h"
 #include "../common/error.h"
+#include "safetensors.h"
 
 #define VT__PROBE_CHUNK 256 /* image headers per pool task */
 
@@ -60,6 +67,9 @@ struct vt__reading {
     int epochs;                 /* for progress reports */
     vt_trainer_hooks hooks;     /* progress and data_ready, called under mu */
     char *name;                 /* the job's, for vt_bg_test_hold */
+    char *init;                 /* spec.init, or NULL */
+    char *output;               /* spec.output: where a replaced init model waits */
+    char *checkpoint;           /* env.checkpoint, or NULL */
 
     pthread_t thread;
     atomic_int stop;            /* set: end early (VT_ECANCELLED) */
@@ -76,6 +86,7 @@ struct vt__reading {
     uint8_t *bad_train, *bad_val;   /* (n) 1 = unreadable */
     int64_t *stat_train, *stat_val; /* (n, 2) file size and mtime (ns) */
     int links[2];               /* symbolic links skipped: training, validation folder */
+    vt__preread init_file, ckpt_file; /* read when the data was (else .read 0) */
 };
 
 static void vt__reading_free(vt__reading *r)
@@ -83,6 +94,11 @@ static void vt__reading_free(vt__reading *r)
     free(r->train_dir);
     free(r->val_dir);
     free(r->name);
+    free(r->init);
+    free(r->output);
+    free(r->checkpoint);
+    vt_tensorset_free(r->init_file.set);
+    vt_tensorset_free(r->ckpt_file.set);
     vt_dataset_free(r->train);
     vt_dataset_free(r->val);
     free(r->bad_train);
@@ -296,10 +312,49 @@ static int vt__read_data(vt__reading *r)
     return 0;
 }
 
+/* Reads the safetensors file at path into f (its error wrapped in what),
+ * as the job's owner when as_owner. */
+static void vt__preread_file(vt__reading *r, vt__preread *f, const char *path, int as_owner,
+                             const char *what)
+{
+    const char *slash = strrchr(path, '/');
+    char copy[PATH_MAX];
+    vt_bg_test_hold(slash ? slash + 1 : path);
+    if (as_owner && (f->rc = vt_creds_enter(&r->creds)) < 0)
+        goto done;
+    f->rc = vt_safetensors_read(&f->set, path);
+    /* A job started from the model it replaces, restarted (resuming or
+     * afresh), finds it where it waits for the job's end. */
+    if (f->rc == VT_ENOTFOUND && path == r->init &&
+        vt_train__replaced_copy(r->output, path, copy, sizeof copy) == 1)
+        f->rc = vt_safetensors_read(&f->set, copy);
+    if (as_owner)
+        vt_creds_leave();
+done:
+    if (f->rc < 0) {
+        f->rc = vt_error_wrap(f->rc, "%s", what);
+        snprintf(f->msg, sizeof f->msg, "%s", vt_error_msg());
+    }
+    f->read = 1;
+}
+
+/* The reader's whole work: the data, then the weights files. */
+static int vt__read_all(vt__reading *r)
+{
+    int rc = vt__read_data(r);
+    if (rc == 0 && r->init && !atomic_load(&r->stop))
+        vt__preread_file(r, &r->init_file, r->init, r->as_owner, "init");
+    /* (the checkpoint is the daemon's, in its state folder) */
+    if (rc == 0 && r->checkpoint && r->init_file.rc == 0 && !atomic_load(&r->stop) &&
+        access(r->checkpoint, F_OK) == 0)
+        vt__preread_file(r, &r->ckpt_file, r->checkpoint, 0, "reading checkpoint");
+    return rc;
+}
+
 static void *vt__reader(void *arg)
 {
     vt__reading *r = arg;
-    int rc = vt__read_data(r), orphaned;
+    int rc = vt__read_all(r), orphaned;
     pthread_mutex_lock(&r->mu);
     r->rc = rc;
     if (rc < 0)
@@ -325,10 +380,16 @@ int vt_train__read_start(vt_trainer *t)
     int err;
     if (!r || !(r->train_dir = strdup(t->spec.train_dir)) ||
         (t->spec.val_dir && !(r->val_dir = strdup(t->spec.val_dir))) ||
-        !(r->name = strdup(t->spec.name))) {
+        !(r->name = strdup(t->spec.name)) ||
+        (t->spec.init && !(r->init = strdup(t->spec.init))) ||
+        !(r->output = strdup(t->spec.output)) ||
+        (t->env.checkpoint && !(r->checkpoint = strdup(t->env.checkpoint)))) {
         if (r) {
             free(r->train_dir);
             free(r->val_dir);
+            free(r->name);
+            free(r->init);
+            free(r->output);
             free(r);
         }
         return vt_error_set(VT_ENOMEM, "out of memory");
@@ -478,6 +539,9 @@ int vt_train__read_end(vt_trainer *t)
     r->train = r->val = NULL;
     r->bad_train = r->bad_val = NULL;
     r->stat_train = r->stat_val = NULL;
+    t->init_file = r->init_file;
+    t->ckpt_file = r->ckpt_file;
+    r->init_file.set = r->ckpt_file.set = NULL;
     vt__reading_free(r);
     /* Before the reader's error: a link skipped is often its cause (a
      * class folder that is a link makes the validation classes differ). */
@@ -502,5 +566,14 @@ int vt_train__read_end(vt_trainer *t)
         return rc;
     if (t->val && (rc = vt__check_readable(t, t->val, t->bad_val, "validation")) < 0)
         return rc;
+    return 0;
+}
+
+int vt_train__preread_take(vt__preread *f, vt_tensorset **set)
+{
+    *set = f->set;
+    f->set = NULL;
+    if (f->rc < 0)
+        return vt_error_set(f->rc, "%s", f->msg);
     return 0;
 }

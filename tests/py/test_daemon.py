@@ -13,6 +13,7 @@ import json
 import math
 import os
 import pty
+import re
 import shutil
 import signal
 import socket
@@ -577,6 +578,58 @@ vtpy.check(fgp.returncode == 130 and "interrupted" in err and
            not os.path.exists(os.path.join(TMP, "out", "fg-held")),
            f"vggtuned run, SIGINT while reading: exit {fgp.returncode}: {err!r}")
 release("fg-held")
+
+# ---- a job reading its init model or its checkpoint holds up no other ------------
+# The reader reads them too, after the data (held here by the file's name):
+# a model on a slow or dead mount must not stop the device thread.
+rd.start()
+init = os.path.join(TMP, "init-held.safetensors")
+shutil.copy(os.path.join(TMP, "out", "held", "model.safetensors"), init)
+hold("init-held.safetensors")
+ih = rd.cli_json("submit", "--spec", write_spec("init-held", epochs=1, init=init))["job"]["id"]
+wait_held("init-held.safetensors")
+beside = rd.cli_json("submit", "--spec", write_spec("beside-init", epochs=1))["job"]["id"]
+vtpy.check(rd.wait_state(beside, ["succeeded", "failed", "cancelled"], timeout=120)["state"] ==
+           "succeeded", "a job beside one reading its init model should succeed")
+h = rd.cli_json("status", str(ih))["job"]
+vtpy.check(h["state"] == "running" and h["epochs_done"] == 0,
+           f"the job held reading its init model: {h}")
+release("init-held.safetensors")
+vtpy.check(rd.wait_state(ih, ["succeeded", "failed", "cancelled"], timeout=120)["state"] ==
+           "succeeded", "the job held reading its init model should succeed once released")
+w = rd.cli("watch", str(ih)).stdout
+vtpy.check(re.search(r"initialised \d+ tensors from " + re.escape(init), w),
+           f"the init model's log: {w[-600:]!r}")
+# Stopped after an epoch (SIGTERM checkpoints it) and held in reading its
+# checkpoint after the restart: another job trains to its end meanwhile.
+ck = rd.cli_json("submit", "--spec", write_spec("ckpt-held", epochs=300))["job"]["id"]
+deadline = time.time() + 120
+while rd.cli_json("status", str(ck))["job"]["epochs_done"] < 1:
+    vtpy.check(time.time() < deadline, "the long job did not finish an epoch")
+    time.sleep(0.05)
+rc, _ = rd.stop()
+vtpy.check(rc == 0 and os.path.exists(os.path.join(rd.state, "checkpoints", f"{ck}.safetensors")),
+           f"SIGTERM should checkpoint the long job (exit {rc})")
+hold(f"{ck}.safetensors")
+rd.start()
+wait_held(f"{ck}.safetensors")
+beside = rd.cli_json("submit", "--spec", write_spec("beside-ckpt", epochs=1))["job"]["id"]
+vtpy.check(rd.wait_state(beside, ["succeeded", "failed", "cancelled"], timeout=120)["state"] ==
+           "succeeded", "a job beside one reading its checkpoint should succeed")
+h = rd.cli_json("status", str(ck))["job"]
+vtpy.check(h["state"] == "running" and h["epochs_done"] >= 1 and
+           h["progress"]["phase"] == "preparing",
+           f"the job held reading its checkpoint: {h}")
+release(f"{ck}.safetensors")
+deadline = time.time() + 120
+while (h := rd.cli_json("status", str(ck))["job"])["progress"]["phase"] == "preparing":
+    vtpy.check(time.time() < deadline, f"the released job did not resume: {h}")
+    time.sleep(0.05)
+rd.cli("cancel", str(ck))
+rd.wait_state(ck, ["cancelled"])
+w = rd.cli("watch", str(ck), check=False).stdout
+vtpy.check("resumed from checkpoint" in w, f"the released job's log: {w[-600:]!r}")
+rd.stop()
 
 # ---- predictions and evaluations take turns with the jobs -----------------------
 # A request reads its model file and its folder on a thread of its own
