@@ -726,6 +726,25 @@ vtpy.check(rd.cli_json("status", str(sj))["job"]["state"] == "running", "the stu
 release("zz-stuck.jpg")
 vtpy.check(rd.wait_state(sj, ["succeeded", "failed", "cancelled"], timeout=120)["state"] ==
            "succeeded", "the stuck job, once its read returned")
+# With one decode thread the stuck read holds it, but not the other jobs:
+# the pool takes it for stuck and starts a thread beside it.
+one = Daemon(a.build, TMP, name="one-thread", extra=["--threads", "1"],
+             env=dict(os.environ, VT_TEST_READ_HOLD=holds))
+with open(os.path.join(TMP, "stuck-1t.json"), "w") as f:
+    json.dump(job_spec(sdata, os.path.join(TMP, "out", "stuck-1t"), epochs=1), f)
+hold("zz-stuck.jpg")
+sj = one.cli_json("submit", "--spec", os.path.join(TMP, "stuck-1t.json"))["job"]["id"]
+wait_held("zz-stuck.jpg")
+beside = one.cli_json("submit", "--spec", write_spec("beside-1t", epochs=1))["job"]["id"]
+vtpy.check(one.wait_state(beside, ["succeeded", "failed", "cancelled"], timeout=120)["state"] ==
+           "succeeded", "with one decode thread, a job beside one stuck reading an image "
+           "should succeed")
+vtpy.check("1 more thread started beside them" in one.log_text(),
+           f"the stand-in thread is logged: {one.log_text()[-600:]!r}")
+release("zz-stuck.jpg")
+vtpy.check(one.wait_state(sj, ["succeeded", "failed", "cancelled"], timeout=120)["state"] ==
+           "succeeded", "the stuck job (one decode thread), once its read returned")
+one.stop()
 # Two requests of one user are in progress at a time (each holds its
 # model); a third starts when one ends.
 evs = []
