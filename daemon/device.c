@@ -89,6 +89,8 @@ typedef struct vt__djob {
     size_t need;       /* device bytes the job is estimated to need */
     size_t promised;   /* of those, what it has not allocated yet: need from
                           admission until it is prepared, then 0 */
+    int cancelled;     /* cancelled while its files were written: it ends as
+                          cancelled at its next turn, once they are */
 } vt__djob;
 
 struct vt_device {
@@ -670,6 +672,8 @@ static void vt__fatal(vt_device *d, const char *what, const char *msg)
 /* A training step of job j (queued on the device). */
 static int vt__job_turn(vt_device *d, vt__djob *j)
 {
+    if (j->cancelled) /* (ready: its files are written) */
+        return VT_ECANCELLED;
     int rc = vt_trainer_step(j->tr);
     if (!j->spec_posted && vt_trainer_prepared(j->tr)) {
         d->promised -= j->promised; /* allocated now: in use */
@@ -692,6 +696,10 @@ static void vt__job_after(vt_device *d, vt__djob *j, int rc)
 {
     if (rc > 0)
         return;
+    if (j->cancelled) {
+        vt__job_end(d, j, VT_JOB_CANCELLED, NULL);
+        return;
+    }
     if (rc == 0) {
         vt__job_end(d, j, VT_JOB_SUCCEEDED, NULL);
         return;
@@ -1193,8 +1201,16 @@ static int vt__handle(vt_device *d, vt__cmd *c)
         break;
     }
     case CMD_CANCEL:
-        if ((sj = vt_sched_find(d->sched, c->job)))
-            vt__job_end(d, vt_sched_job_ud(sj), VT_JOB_CANCELLED, NULL);
+        if ((sj = vt_sched_find(d->sched, c->job))) {
+            vt__djob *j = vt_sched_job_ud(sj);
+            /* (freeing the trainer would wait for a write stuck on a dead
+             * mount: the job ends once the write has) */
+            if (j->tr && vt_trainer_writing(j->tr)) {
+                j->cancelled = 1;
+                vt__post_text(d, VT_DEV_CANCEL_WAITS, j->id, 0, NULL);
+            } else
+                vt__job_end(d, j, VT_JOB_CANCELLED, NULL);
+        }
         break;
     case CMD_PREDICT:
     case CMD_EVAL:
@@ -1252,6 +1268,10 @@ static void vt__shutdown_jobs(vt_device *d, int checkpoint)
             continue;
         }
         vt__djob *j = vt_sched_job_ud(sj);
+        if (j->cancelled) { /* (the end of its files' writing is waited for) */
+            vt__job_end(d, j, VT_JOB_CANCELLED, NULL);
+            continue;
+        }
         if (checkpoint && j->tr && vt_trainer_prepared(j->tr)) {
             if (vt_trainer_checkpoint(j->tr) < 0)
                 vt_log_error("job %lld: checkpoint failed: %s", (long long)j->id,

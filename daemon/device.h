@@ -47,6 +47,8 @@ typedef enum {
                         are not checkpointed (a checkpoint would fail too) and
                         resume from their last one at the next start */
     VT_DEV_STATE,    /* job, state; text: the error for failed jobs */
+    VT_DEV_CANCEL_WAITS, /* job: its cancel waits for the files of its epoch end
+                        to be written (a VT_DEV_STATE follows once they are) */
     VT_DEV_PROGRESS, /* job, progress, phase */
     VT_DEV_EPOCH,    /* job, metrics */
     VT_DEV_LOG,      /* job, level, text */

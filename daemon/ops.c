@@ -579,13 +579,16 @@ void vt_ops_notify(vt_daemon *dm, int64_t job, const char *kind, cJSON *body)
     cJSON_Delete(body);
 }
 
-void vt_ops_job_ended(vt_daemon *dm, const vt_job *j)
+/* Answers and removes j's subscriptions of kind `kind`, or of both kinds
+ * (watch, cancel) with -1. */
+static void vt__answer_subs(vt_daemon *dm, const vt_job *j, int kind)
 {
     vt_sub **p = &dm->subs;
     while (*p) {
         vt_sub *s = *p;
         vt_conn *c;
-        if ((s->kind != VT_SUB_WATCH && s->kind != VT_SUB_CANCEL) || s->job != j->id) {
+        if ((s->kind != VT_SUB_WATCH && s->kind != VT_SUB_CANCEL) ||
+            (kind >= 0 && (int)s->kind != kind) || s->job != j->id) {
             p = &s->next;
             continue;
         }
@@ -599,6 +602,13 @@ void vt_ops_job_ended(vt_daemon *dm, const vt_job *j)
         cJSON_Delete(s->req_id);
         free(s);
     }
+}
+
+void vt_ops_job_ended(vt_daemon *dm, const vt_job *j) { vt__answer_subs(dm, j, -1); }
+
+void vt_ops_cancel_waits(vt_daemon *dm, const vt_job *j)
+{
+    vt__answer_subs(dm, j, VT_SUB_CANCEL);
 }
 
 void vt_ops_device_progress(vt_daemon *dm, uint64_t req, const char *phase, int step,

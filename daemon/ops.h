@@ -19,6 +19,11 @@ void vt_ops_notify(vt_daemon *dm, int64_t job, const char *kind, cJSON *body);
  * cancel replies) and removes them. */
 void vt_ops_job_ended(vt_daemon *dm, const vt_job *j);
 
+/* Answers the cancel requests of a job whose end waits (for a file write
+ * that may take long) with the job as it is: running, cancel_requested
+ * (PROTOCOL.md); its watchers see it end. */
+void vt_ops_cancel_waits(vt_daemon *dm, const vt_job *j);
+
 /* Tells the client waiting for device request req (predict, eval) how far
  * it has got: a droppable progress event (PROTOCOL.md). */
 void vt_ops_device_progress(vt_daemon *dm, uint64_t req, const char *phase, int step,

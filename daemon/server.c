@@ -415,6 +415,10 @@ static void vt__on_device(void *ud)
             vt__job_state(dm, e);
             vt__status_line(dm);
             break;
+        case VT_DEV_CANCEL_WAITS:
+            if ((j = vt_jobs_find(&dm->jobs, e->job)))
+                vt_ops_cancel_waits(dm, j);
+            break;
         case VT_DEV_PROGRESS:
             if ((j = vt_jobs_find(&dm->jobs, e->job))) {
                 if (e->progress.epoch == 0) { /* (reading the data: the epoch the job began at) */

@@ -106,6 +106,7 @@ void vt_trainer_free(vt_trainer *t)
     if (!t)
         return;
     vt_train__read_stop(t);
+    vt_train__write_drop(t);
     vt_backend_sync(t->env.be); /* no result may still be on its way into t */
     vt_loader_free(t->ltrain);
     vt_loader_free(t->lval);
@@ -997,13 +998,17 @@ static int vt__epoch_end(vt_trainer *t)
         return vt_error_set(VT_ENOMEM, "out of memory");
     t->history = h;
     t->history[t->nhistory++] = m;
+    /* The files are gathered here and written on a thread of their own
+     * (train_write.c); vt_train__epoch_written goes on once they are. */
     if ((rc = vt_train__write_metrics(t)) < 0)
         return rc;
+    t->wrote_features = t->wrote_best = 0;
     /* After an epoch every readable image's features are in the caches. */
     if (t->spec.trainable_blocks == 0 && !t->features_saved) {
         if (t->cache_train && (!t->val || t->cache_val)) {
             if ((rc = vt_train__save_features(t)) < 0)
                 return rc;
+            t->features_saved = t->wrote_features = 1;
         } else {
             vt_train__say(t, VT_LOG_WARN, "bottleneck_features.safetensors not written: the feature "
                     "cache is off (%s), so every epoch runs the frozen trunk",
@@ -1021,7 +1026,7 @@ static int vt__epoch_end(vt_trainer *t)
             if (t->spec.keep_best) {
                 if ((rc = vt_train__save_model(t, m.epoch)) < 0)
                     return rc;
-                t->best_saved = 1;
+                t->best_saved = t->wrote_best = 1;
             }
         } else if (++t->stale >= t->spec.patience && t->spec.patience > 0 &&
                    t->epoch + 1 < t->spec.epochs) { /* the last epoch ends anyway */
@@ -1029,15 +1034,40 @@ static int vt__epoch_end(vt_trainer *t)
         }
     }
     t->epoch++;
-    if ((rc = vt__epoch_checkpoint(t, improved && t->spec.keep_best)) == VT_EIO)
-        vt__checkpoint_failed(t, improved && t->spec.keep_best);
-    else if (rc < 0)
+    if ((rc = vt__epoch_checkpoint(t, t->wrote_best)) < 0 || (rc = vt_train__write_start(t)) < 0)
         return rc;
+    return VT_TRAINER_WAITING;
+}
+
+int vt_train__epoch_written(vt_trainer *t, int wait)
+{
+    const vt_epoch_metrics *m;
+    vt__wresult res;
+    int rc;
+
+    if (!t->writing)
+        return 0;
+    if (!wait && !vt_train__write_done(t))
+        return VT_TRAINER_WAITING;
+    if ((rc = vt_train__write_end(t, &res)) < 0)
+        return rc;
+    if (t->wrote_features)
+        vt_train__say(t, VT_LOG_INFO, "bottleneck features saved to "
+                      "%s/bottleneck_features.safetensors", t->spec.output);
+    if (res.ckpt_written && res.ckpt_rc == 0) {
+        vt_train__checkpoint_written(t, &res);
+    } else if (res.ckpt_written) {
+        rc = vt_error_set(res.ckpt_rc, "%s", res.ckpt_msg);
+        if (rc != VT_EIO)
+            return rc;
+        vt__checkpoint_failed(t, t->wrote_best);
+    }
+    m = &t->history[t->nhistory - 1];
     if (t->hooks.epoch_end)
-        t->hooks.epoch_end(t->hooks.ud, &m);
+        t->hooks.epoch_end(t->hooks.ud, m);
     if (t->stop_early) /* after the epoch's own line, which it refers to */
         vt_train__say(t, VT_LOG_INFO, "early stopping after epoch %d: val_loss has not "
-                "improved for %d epoch%s (best %.4f at epoch %d)", m.epoch, t->stale,
+                "improved for %d epoch%s (best %.4f at epoch %d)", m->epoch, t->stale,
                 t->stale == 1 ? "" : "s", t->best_val_loss, t->best_epoch);
     t->phase = t->epoch >= t->spec.epochs || t->stop_early ? PH_FINISH : PH_TRAIN;
     return 0;
@@ -1070,11 +1100,13 @@ static double vt__checkpoint_estimate(const vt_trainer *t)
 static int vt__epoch_checkpoint(vt_trainer *t, int saved_best)
 {
     double since, cost;
+    if (!t->env.checkpoint)
+        return 0;
     if (t->epoch >= t->spec.epochs || t->stop_early)
-        return t->env.final_checkpoint ? vt_trainer_checkpoint(t) : 0;
+        return t->env.final_checkpoint ? vt_train__queue_checkpoint(t) : 0;
     /* model.safetensors now holds this epoch: a resume must start from it */
     if (saved_best)
-        return vt_trainer_checkpoint(t);
+        return vt_train__queue_checkpoint(t);
     if (t->t_ckpt >= 0) {
         since = vt_clock_mono() - t->t_ckpt;
         cost = t->ckpt_cost_s;
@@ -1084,7 +1116,7 @@ static int vt__epoch_checkpoint(vt_trainer *t, int saved_best)
     }
     if (since < VT__CKPT_RATIO * cost)
         return 0;
-    return vt_trainer_checkpoint(t);
+    return vt_train__queue_checkpoint(t);
 }
 
 /* After an epoch-end checkpoint that could not be written (a full or
@@ -1110,15 +1142,19 @@ static void vt__checkpoint_failed(vt_trainer *t, int saved_best)
     t->ckpt_cost_s = fmax(2.0 * t->ckpt_cost_s, vt__checkpoint_estimate(t));
 }
 
+/* The final model and the class map, written before the job may count as
+ * done: on the device thread, once per job. */
 static int vt__finish(vt_trainer *t)
 {
+    vt__wresult res;
     int rc;
     if ((rc = vt__progress(t, "saving", 1)) < 0)
         return rc;
     if (!(t->spec.keep_best && t->best_saved) &&
         (rc = vt_train__save_model(t, t->nhistory)) < 0)
         return rc;
-    if ((rc = vt_train__write_classmap(t)) < 0)
+    if ((rc = vt_train__write_classmap(t)) < 0 || (rc = vt_train__write_start(t)) < 0 ||
+        (rc = vt_train__write_end(t, &res)) < 0)
         return rc;
     vt_train__end_replaced(t, 1);
     if (t->spec.keep_best && t->best_saved)
@@ -1131,6 +1167,8 @@ static int vt__finish(vt_trainer *t)
 int vt_trainer_step(vt_trainer *t)
 {
     int rc = 0;
+    if (t->writing && ((rc = vt_train__epoch_written(t, 0)) < 0 || rc == VT_TRAINER_WAITING))
+        return rc;
     switch (t->phase) {
     case PH_PREPARE:
         rc = vt__prepare(t);
@@ -1167,6 +1205,8 @@ int vt_trainer_ready(vt_trainer *t)
 {
     if (t->reading && !vt_train__read_done(t))
         return 0;
+    if (t->writing)
+        return vt_train__write_done(t);
     /* the passes that decode: their next batch */
     if (t->phase == PH_TRAIN && t->in_epoch && t->from_loader)
         return vt_loader_ready(t->ltrain);
@@ -1175,4 +1215,12 @@ int vt_trainer_ready(vt_trainer *t)
     return 1;
 }
 
-void vt_trainer_wait(vt_trainer *t, double seconds) { vt_train__read_wait(t, seconds); }
+void vt_trainer_wait(vt_trainer *t, double seconds)
+{
+    if (t->writing)
+        vt_train__write_wait(t, seconds);
+    else
+        vt_train__read_wait(t, seconds);
+}
+
+int vt_trainer_writing(const vt_trainer *t) { return t->writing != NULL; }

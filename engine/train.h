@@ -129,7 +129,9 @@ int vt_trainer_create(vt_trainer **out, const vt_jobspec *spec, const vt_trainer
 /* vt_trainer_step's answer while the job's data is read on a thread of
  * its own (the folder walk and the probe of every image header, which take
  * time in proportion to the data and need no device, then the init model
- * and the checkpoint files): nothing else to do
+ * and the checkpoint files), and while an epoch end's files are written
+ * on one (metrics, keep_best's model, bottleneck features, checkpoint):
+ * nothing else to do
  * until it ends; vt_trainer_ready says when, vt_trainer_wait waits. */
 #define VT_TRAINER_WAITING 2
 
@@ -148,6 +150,12 @@ int vt_trainer_ready(vt_trainer *t);
 /* Waits up to `seconds` until vt_trainer_ready; at once when it is. */
 void vt_trainer_wait(vt_trainer *t, double seconds);
 
+/* Whether the files of an epoch end are being written on their own thread
+ * (vt_trainer_step answers VT_TRAINER_WAITING meanwhile).  Freeing the
+ * trainer then waits for them: a caller that must not wait (a cancel)
+ * lets it go once vt_trainer_ready says the writes have ended. */
+int vt_trainer_writing(const vt_trainer *t);
+
 /* Whether the trainer is past preparation (its model exists). */
 int vt_trainer_prepared(const vt_trainer *t);
 
@@ -163,7 +171,9 @@ vt_preprocess vt_trainer_preprocess(const vt_trainer *t);
 /* Epochs completed so far. */
 int vt_trainer_epochs_done(const vt_trainer *t);
 
-/* Writes a checkpoint now, durably, to env->checkpoint.  Exact at any step:
+/* Writes a checkpoint now, durably, to env->checkpoint, after waiting for
+ * the files of an epoch end under way (and going on past it, as
+ * vt_trainer_step would).  Exact at any step:
  * mid-epoch it records the position in the training pass and the epoch's
  * running sums, so a resume goes on from that batch (during validation:
  * that the training pass is done, and validation runs again).  0 without

@@ -164,27 +164,46 @@ static void vt__save_meta(vt_trainer *t, vt_tensorset *set)
     vt__meta_take(set, "job", vt_jobspec_to_json(&t->spec));
 }
 
-int vt_trainer_checkpoint(vt_trainer *t)
+int vt_train__queue_checkpoint(vt_trainer *t)
 {
     vt_tensorset *set;
     int rc;
 
-    if (!t->env.checkpoint || !t->model)
-        return 0;
     if ((rc = vt_train__settle(t)) < 0)
         return rc;
     if (!(set = vt_tensorset_new()))
         return vt_error_set(VT_ENOMEM, "out of memory");
-    if ((rc = vt__save_tensors(t, set)) == 0) {
-        double t0 = vt_clock_mono();
-        vt__save_meta(t, set);
-        if ((rc = vt_safetensors_write(AT_FDCWD, t->env.checkpoint, set)) == 0) {
-            t->t_ckpt = vt_clock_mono(); /* (a failure's pace is vt__checkpoint_failed's) */
-            t->ckpt_cost_s = t->t_ckpt - t0;
-        }
+    if ((rc = vt__save_tensors(t, set)) < 0) {
+        vt_tensorset_free(set);
+        return vt_error_wrap(rc, "checkpoint");
     }
-    vt_tensorset_free(set);
-    return rc < 0 ? vt_error_wrap(rc, "checkpoint") : 0;
+    vt__save_meta(t, set);
+    return vt_train__write_set(t, t->env.checkpoint, set, 1);
+}
+
+void vt_train__checkpoint_written(vt_trainer *t, const vt__wresult *res)
+{
+    t->t_ckpt = vt_clock_mono(); /* (a failure's pace is vt__checkpoint_failed's) */
+    t->ckpt_cost_s = res->ckpt_s;
+}
+
+int vt_trainer_checkpoint(vt_trainer *t)
+{
+    vt__wresult res;
+    int rc;
+
+    if (!t->env.checkpoint || !t->model)
+        return 0;
+    /* An epoch end's files first: the checkpoint records what follows them. */
+    if ((rc = vt_train__epoch_written(t, 1)) < 0)
+        return rc;
+    if ((rc = vt_train__queue_checkpoint(t)) < 0 || (rc = vt_train__write_start(t)) < 0)
+        return rc;
+    vt_train__write_end(t, &res); /* (the batch holds nothing else) */
+    if (res.ckpt_rc < 0)
+        return vt_error_set(res.ckpt_rc, "%s", res.ckpt_msg);
+    vt_train__checkpoint_written(t, &res);
+    return 0;
 }
 
 /* Finds where job documents a and b differ, ignoring the fields a resumed

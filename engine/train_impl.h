@@ -22,6 +22,18 @@
 
 typedef enum { PH_PREPARE, PH_TRAIN, PH_VAL, PH_EPOCH_END, PH_FINISH, PH_DONE } vt__phase;
 
+/* What a batch of writes (train_write.c) came to. */
+typedef struct {
+    int rc;                     /* 0, or the error of the output that ended the batch */
+    char msg[1024];
+    int ckpt_written;           /* the batch held a checkpoint: */
+    int ckpt_rc;                /* 0, or its error ("checkpoint: ...") */
+    char ckpt_msg[1024];
+    double ckpt_s;              /* seconds its write took */
+} vt__wresult;
+
+typedef struct vt__writes vt__writes;
+
 /* A weights file the reading thread read for the preparation (the init
  * model, the checkpoint): its tensors, or the error reading it gave. */
 typedef struct {
@@ -93,6 +105,10 @@ struct vt_trainer {
     struct vt__reading *reading; /* the reading of the data under way (train_read.c):
                                     started in the first step, NULL before
                                     and once it has ended or been stopped */
+    vt__writes *wbatch;         /* the writes being gathered (train_write.c), or NULL */
+    vt__writes *writing;        /* a batch of writes under way, or NULL */
+    int wrote_features;         /* the batch under way holds the bottleneck features */
+    int wrote_best;             /* ... keep_best's model of the epoch that ended */
     vt__preread init_file;      /* spec.init, read by the reader after the data */
     vt__preread ckpt_file;      /* env.checkpoint, read by the reader when it exists */
 };
@@ -116,6 +132,14 @@ int vt_train__resuming(const vt_trainer *t);
 
 /* Waits for the backend, so that t's loss sums and outputs are complete. */
 int vt_train__settle(vt_trainer *t);
+
+/* Once the files of an epoch end (train_write.c) are written: reports
+ * what they came to (an output that could not be written is the job's
+ * error; a checkpoint, a warning), calls the epoch_end hook and goes on to
+ * the next epoch or the finish.  Without wait, VT_TRAINER_WAITING while
+ * they are still written; with it, waits for them.  0 at once when none
+ * are under way. */
+int vt_train__epoch_written(vt_trainer *t, int wait);
 
 /* ---- train_read.c ---- */
 
@@ -155,6 +179,39 @@ int vt_train__read_end(vt_trainer *t);
  * way. */
 void vt_train__read_stop(vt_trainer *t);
 
+/* ---- train_write.c ---- */
+
+/* Add a write to the batch being gathered, taking what is written (freed
+ * on failure too): bytes[len] to OUT/name; set to OUT/name, or to the
+ * path `name` itself when checkpoint (then as the daemon, not the job's
+ * owner); the TensorBoard events file OUT/name from scalars[n].  0 or
+ * VT_ENOMEM (nothing added). */
+int vt_train__write_bytes(vt_trainer *t, const char *name, char *bytes, size_t len);
+int vt_train__write_set(vt_trainer *t, const char *name, vt_tensorset *set, int checkpoint);
+int vt_train__write_events(vt_trainer *t, const char *name, vt_scalar *scalars, size_t n,
+                           double start_wall);
+
+/* Starts writing the batch gathered (an empty one too) on a thread of its
+ * own (t->writing), in the order the writes were added.  It calls the
+ * data_ready hook as it ends.  0, or < 0 when no thread can be started
+ * (the batch is dropped). */
+int vt_train__write_start(vt_trainer *t);
+
+/* With a batch under way: whether it has been written (then
+ * vt_train__write_end returns at once). */
+int vt_train__write_done(vt_trainer *t);
+
+/* Waits up to `seconds` for the batch under way; at once when none is. */
+void vt_train__write_wait(vt_trainer *t, double seconds);
+
+/* Waits for the batch under way to end and fills res: 0, or the error of
+ * the output that ended it (with its message; the outputs after it were
+ * not written).  A checkpoint's result is in res alone. */
+int vt_train__write_end(vt_trainer *t, vt__wresult *res);
+
+/* Drops a batch being gathered and waits for one under way (freeing). */
+void vt_train__write_drop(vt_trainer *t);
+
 /* ---- train_output.c ---- */
 
 /* Fills m from one entry of metrics JSON as vt_epoch_metrics_json writes
@@ -165,12 +222,12 @@ int vt_train__metrics_parse(const cJSON *o, vt_epoch_metrics *m);
  * memory. */
 char *vt_train__classes_json(const vt_dataset *ds);
 
-/* Rewrite metrics.jsonl, metrics.csv and the TensorBoard events file from
- * t's history; write bottleneck_features.safetensors from the training
- * and validation caches (once; says in the job log why not when it
- * cannot); write model.safetensors with epochs_done in its metadata; write
- * classmap.json.  Each writes durably as the job's owner and returns 0 or
- * a negative VT_E* code. */
+/* Add to the batch of writes (train_write.c) the rewrite of
+ * metrics.jsonl, metrics.csv and the TensorBoard events file from t's
+ * history; bottleneck_features.safetensors from the training and
+ * validation caches; model.safetensors from the model's weights now, with
+ * epochs_done in its metadata; classmap.json.  Each file is written
+ * durably as the job's owner.  0 or a negative VT_E* code. */
 int vt_train__write_metrics(vt_trainer *t);
 int vt_train__save_features(vt_trainer *t);
 int vt_train__save_model(vt_trainer *t, int epochs_done);
@@ -216,6 +273,13 @@ void vt_train__sweep_outputs(vt_trainer *t);
 int vt_train__foreign_output(vt_trainer *t, char *name, size_t len);
 
 /* ---- train_checkpoint.c ---- */
+
+/* Adds a checkpoint of t's state now to the batch of writes
+ * (vt_trainer_checkpoint's gathering half); 0 or < 0. */
+int vt_train__queue_checkpoint(vt_trainer *t);
+
+/* Notes a checkpoint written (its time paces the next, vt__epoch_checkpoint). */
+void vt_train__checkpoint_written(vt_trainer *t, const vt__wresult *res);
 
 /* Restores t from the checkpoint at t->env.checkpoint if that file exists
  * (0 and nothing changed when it does not); refuses one that belongs to

@@ -116,20 +116,8 @@ static int vt__cat(char **buf, size_t *len, const char *text)
     return 0;
 }
 
-/* Writes one output file of the job durably, as the job's owner. */
-static int vt__write_output(vt_trainer *t, const char *name, const void *data, size_t len)
-{
-    char path[PATH_MAX];
-    int rc = vt_path(path, sizeof path, "%s/%s", t->spec.output, name);
-    if (rc == 0 && (rc = vt_train__enter(t)) == 0) {
-        rc = vt_write_file_atomic(AT_FDCWD, path, data, len);
-        vt_train__leave(t);
-    }
-    return rc;
-}
-
 /* Rewrites OUT/metrics.jsonl and OUT/metrics.csv (one line per finished
- * epoch) and the TensorBoard event file. */
+ * epoch) and the TensorBoard event file (queued). */
 int vt_train__write_metrics(vt_trainer *t)
 {
     char *jsonl = NULL, *csv = NULL, row[512];
@@ -175,19 +163,25 @@ int vt_train__write_metrics(vt_trainer *t)
         memcpy(sc + ns, t->steplog, sizeof *sc * (size_t)t->nsteplog);
         ns += (size_t)t->nsteplog;
     }
-    if (rc == 0 && (rc = vt__write_output(t, "metrics.jsonl", jsonl ? jsonl : "", jl)) == 0 &&
-        (rc = vt__write_output(t, "metrics.csv", csv, cl)) == 0) {
-        char path[PATH_MAX];
-        if ((rc = vt_path(path, sizeof path, "%s/events.out.tfevents.vggtune",
-                          t->spec.output)) == 0 && (rc = vt_train__enter(t)) == 0) {
-            rc = vt_tb_write(path, sc, ns, t->start_wall);
-            vt_train__leave(t);
-        }
+    if (rc == 0 && !jsonl && !(jsonl = strdup("")))
+        rc = vt_error_set(VT_ENOMEM, "out of memory");
+    if (rc < 0) {
+        free(jsonl);
+        free(csv);
+        free(sc);
+        return rc;
     }
-    free(jsonl);
-    free(csv);
-    free(sc);
-    return rc;
+    /* (each takes its buffer, on failure too) */
+    if ((rc = vt_train__write_bytes(t, "metrics.jsonl", jsonl, jl)) < 0) {
+        free(csv);
+        free(sc);
+        return rc;
+    }
+    if ((rc = vt_train__write_bytes(t, "metrics.csv", csv, cl)) < 0) {
+        free(sc);
+        return rc;
+    }
+    return vt_train__write_events(t, "events.out.tfevents.vggtune", sc, ns, t->start_wall);
 }
 
 /* Bottleneck jobs: the frozen features of every readable image, once all are
@@ -256,21 +250,15 @@ int vt_train__save_features(vt_trainer *t)
         vt_tensorset_set_meta(set, "preprocess", vt_preprocess_name(t->prep));
         vt_tensorset_set_meta(set, "layout", "NCHW float32: VGG16 block5_pool output");
         vt_tensorset_set_meta(set, "weights", t->env.base_desc ? t->env.base_desc : "random");
-        char path[PATH_MAX];
-        if ((rc = vt_path(path, sizeof path, "%s/bottleneck_features.safetensors",
-                          t->spec.output)) == 0 && (rc = vt_train__enter(t)) == 0) {
-            rc = vt_safetensors_write(AT_FDCWD, path, set);
-            vt_train__leave(t);
-        }
+    } else if (rc == 0) {
+        rc = vt_error_set(VT_ENOMEM, "out of memory");
     }
     free(classes);
-    vt_tensorset_free(set);
-    if (rc == 0) {
-        t->features_saved = 1;
-        vt_train__say(t, VT_LOG_INFO, "bottleneck features saved to %s/bottleneck_features.safetensors",
-                t->spec.output);
+    if (rc < 0) {
+        vt_tensorset_free(set);
+        return rc;
     }
-    return rc;
+    return vt_train__write_set(t, "bottleneck_features.safetensors", set, 0);
 }
 
 char *vt_train__classes_json(const vt_dataset *ds)
@@ -300,7 +288,7 @@ static const char *vt__weights_desc(const vt_trainer *t, char *buf, size_t len)
 int vt_train__save_model(vt_trainer *t, int epochs_done)
 {
     vt_tensorset *set = NULL;
-    char path[PATH_MAX], num[64], head[256] = "", wdesc[64];
+    char num[64], head[256] = "", wdesc[64];
     char *classes = NULL, *spec = NULL;
     int rc;
 
@@ -339,23 +327,20 @@ int vt_train__save_model(vt_trainer *t, int epochs_done)
     vt_tensorset_set_meta(set, "weights", vt__weights_desc(t, wdesc, sizeof wdesc));
     snprintf(num, sizeof num, "%d", epochs_done);
     rc = vt_tensorset_set_meta(set, "epochs", num);
-    snprintf(path, sizeof path, "%s/model.safetensors", t->spec.output);
-    if (rc == 0 && (rc = vt_train__enter(t)) == 0) {
-        rc = vt_safetensors_write(AT_FDCWD, path, set);
-        vt_train__leave(t);
-    }
 done:
     free(classes);
     free(spec);
-    vt_tensorset_free(set);
-    return rc;
+    if (rc < 0) {
+        vt_tensorset_free(set);
+        return rc;
+    }
+    return vt_train__write_set(t, "model.safetensors", set, 0);
 }
 
 int vt_train__write_classmap(vt_trainer *t)
 {
     cJSON *o = cJSON_CreateObject(), *idx;
     char *text = NULL;
-    int rc;
     if (!o)
         return vt_error_set(VT_ENOMEM, "out of memory");
     cJSON *arr = cJSON_AddArrayToObject(o, "classes");
@@ -373,9 +358,7 @@ int vt_train__write_classmap(vt_trainer *t)
     cJSON_Delete(o);
     if (!text)
         return vt_error_set(VT_ENOMEM, "out of memory");
-    rc = vt__write_output(t, "classmap.json", text, strlen(text));
-    free(text);
-    return rc;
+    return vt_train__write_bytes(t, "classmap.json", text, strlen(text));
 }
 
 

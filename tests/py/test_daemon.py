@@ -631,6 +631,53 @@ w = rd.cli("watch", str(ck), check=False).stdout
 vtpy.check("resumed from checkpoint" in w, f"the released job's log: {w[-600:]!r}")
 rd.stop()
 
+# ---- a job writing its epoch's files holds up no other ---------------------------
+# The metrics, keep_best's model, the bottleneck features and the
+# checkpoint of an epoch end are written on a thread of their own (held
+# here by the checkpoint's name; VT_CHECKPOINT_EST_BPS: one every epoch).
+wd = Daemon(a.build, TMP, name="writes",
+            env=dict(os.environ, VT_TEST_READ_HOLD=holds, VT_CHECKPOINT_EST_BPS="1e15"))
+hold("1.safetensors")  # (the first job's checkpoint)
+wj = wd.cli_json("submit", "--spec", write_spec("write-held", epochs=2))["job"]["id"]
+vtpy.check(wj == 1, f"the first job of a new daemon: {wj}")
+wait_held("1.safetensors")
+beside = wd.cli_json("submit", "--spec", write_spec("beside-write", epochs=1))["job"]["id"]
+vtpy.check(wd.wait_state(beside, ["succeeded", "failed", "cancelled"], timeout=120)["state"] ==
+           "succeeded", "a job beside one writing its epoch's files should succeed")
+h = wd.cli_json("status", str(wj))["job"]
+vtpy.check(h["state"] == "running" and h["epochs_done"] == 0,
+           f"the job held writing its first epoch's files: {h}")
+release("1.safetensors")
+vtpy.check(wd.wait_state(wj, ["succeeded", "failed", "cancelled"], timeout=120)["state"] ==
+           "succeeded", "the job held writing its files should succeed once released")
+rows = [json.loads(x) for x in open(os.path.join(TMP, "out", "write-held", "metrics.jsonl"))]
+vtpy.check([r["epoch"] for r in rows] == [1, 2], f"its metrics: {rows}")
+# Cancelled while its files are written: the daemon answers meanwhile, and
+# the job ends once the write has returned (freeing it sooner would wait
+# for the write on the device thread).
+hold("3.safetensors")
+wj = wd.cli_json("submit", "--spec", write_spec("write-cancel", epochs=3))["job"]["id"]
+vtpy.check(wj == 3, f"the third job: {wj}")
+wait_held("3.safetensors")
+said = wd.cli("cancel", str(wj), timeout=30).stdout
+vtpy.check("cancelling job 3" in said, f"cancel while the files are written: {said!r}")
+h = wd.cli_json("status", str(wj))["job"]
+vtpy.check(h["state"] == "running" and h.get("cancel_requested"),
+           f"cancelled while writing: it ends once the write has: {h}")
+release("3.safetensors")
+vtpy.check(wd.wait_state(wj, ["succeeded", "failed", "cancelled"], timeout=60)["state"] ==
+           "cancelled", "the job cancelled while writing its files")
+# (what it wrote before the checkpoint stays, as for any job cancelled
+# after an epoch; its checkpoint goes)
+wc = os.path.join(TMP, "out", "write-cancel")
+rows = [json.loads(x) for x in open(os.path.join(wc, "metrics.jsonl"))]
+vtpy.check([r["epoch"] for r in rows] == [1] and
+           not os.path.exists(os.path.join(wc, "model.safetensors")) and
+           not os.listdir(os.path.join(wd.state, "checkpoints")),
+           f"a job cancelled while writing: {rows}, {os.listdir(wc)}, "
+           f"{os.listdir(os.path.join(wd.state, 'checkpoints'))}")
+wd.stop()
+
 # ---- predictions and evaluations take turns with the jobs -----------------------
 # A request reads its model file and its folder on a thread of its own
 # (VT_TEST_READ_HOLD holds it by the folder's name, or the first image's),
