@@ -23,4 +23,17 @@ static inline double vt_clock_wall(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* The CLOCK_REALTIME time `seconds` from now: the deadline of a
+ * pthread_cond_timedwait on a condition variable of the default clock. */
+static inline struct timespec vt_clock_deadline(double seconds)
+{
+    struct timespec ts;
+    double at = vt_clock_wall() + seconds;
+    ts.tv_sec = (time_t)at;
+    ts.tv_nsec = (long)((at - (double)ts.tv_sec) * 1e9);
+    if (ts.tv_nsec > 999999999)
+        ts.tv_nsec = 999999999;
+    return ts;
+}
+
 #endif

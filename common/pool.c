@@ -189,10 +189,7 @@ static void *vt__watch(void *arg)
             }
             continue;
         }
-        struct timespec until;
-        double now = vt_clock_wall() + VT__WATCH_S;
-        until.tv_sec = (time_t)now;
-        until.tv_nsec = (long)((now - (double)until.tv_sec) * 1e9);
+        struct timespec until = vt_clock_deadline(VT__WATCH_S);
         pthread_cond_timedwait(&p->watch_cv, &p->mu, &until);
     }
     pthread_mutex_unlock(&p->mu);

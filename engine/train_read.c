@@ -425,16 +425,9 @@ int vt_train__read_done(vt_trainer *t)
 void vt_train__read_wait(vt_trainer *t, double seconds)
 {
     vt__reading *r = t->reading;
-    struct timespec until;
+    struct timespec until = vt_clock_deadline(seconds);
     if (!r)
         return;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += (time_t)seconds;
-    until.tv_nsec += (long)((seconds - floor(seconds)) * 1e9);
-    if (until.tv_nsec >= 1000000000) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000;
-    }
     pthread_mutex_lock(&r->mu);
     while (!r->done && pthread_cond_timedwait(&r->cv, &r->mu, &until) != ETIMEDOUT)
         ;

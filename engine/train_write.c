@@ -22,7 +22,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -264,12 +263,9 @@ int vt_train__write_done(vt_trainer *t)
 void vt_train__write_wait(vt_trainer *t, double seconds)
 {
     vt__writes *b = t->writing;
-    struct timespec until;
-    double end = vt_clock_wall() + seconds;
+    struct timespec until = vt_clock_deadline(seconds);
     if (!b)
         return;
-    until.tv_sec = (time_t)end;
-    until.tv_nsec = (long)((end - floor(end)) * 1e9);
     pthread_mutex_lock(&b->mu);
     while (!b->done && pthread_cond_timedwait(&b->cv, &b->mu, &until) != ETIMEDOUT)
         ;

@@ -582,18 +582,25 @@ release("fg-held")
 # ---- a job reading its init model or its checkpoint holds up no other ------------
 # The reader reads them too, after the data (held here by the file's name):
 # a model on a slow or dead mount must not stop the device thread.
+def beside_held(dm, held_job, name, what, epochs_done=0):
+    """While job held_job is held (`what`), job `name` trains to its end;
+    the held one still runs, with epochs_done epochs (None: any)."""
+    j = dm.cli_json("submit", "--spec", write_spec(name, epochs=1))["job"]["id"]
+    vtpy.check(dm.wait_state(j, ["succeeded", "failed", "cancelled"], timeout=120)["state"] ==
+               "succeeded", f"a job beside one {what} should succeed")
+    h = dm.cli_json("status", str(held_job))["job"]
+    vtpy.check(h["state"] == "running" and epochs_done in (None, h["epochs_done"]),
+               f"the job {what}: {h}")
+    return h
+
+
 rd.start()
 init = os.path.join(TMP, "init-held.safetensors")
 shutil.copy(os.path.join(TMP, "out", "held", "model.safetensors"), init)
 hold("init-held.safetensors")
 ih = rd.cli_json("submit", "--spec", write_spec("init-held", epochs=1, init=init))["job"]["id"]
 wait_held("init-held.safetensors")
-beside = rd.cli_json("submit", "--spec", write_spec("beside-init", epochs=1))["job"]["id"]
-vtpy.check(rd.wait_state(beside, ["succeeded", "failed", "cancelled"], timeout=120)["state"] ==
-           "succeeded", "a job beside one reading its init model should succeed")
-h = rd.cli_json("status", str(ih))["job"]
-vtpy.check(h["state"] == "running" and h["epochs_done"] == 0,
-           f"the job held reading its init model: {h}")
+beside_held(rd, ih, "beside-init", "reading its init model")
 release("init-held.safetensors")
 vtpy.check(rd.wait_state(ih, ["succeeded", "failed", "cancelled"], timeout=120)["state"] ==
            "succeeded", "the job held reading its init model should succeed once released")
@@ -613,12 +620,8 @@ vtpy.check(rc == 0 and os.path.exists(os.path.join(rd.state, "checkpoints", f"{c
 hold(f"{ck}.safetensors")
 rd.start()
 wait_held(f"{ck}.safetensors")
-beside = rd.cli_json("submit", "--spec", write_spec("beside-ckpt", epochs=1))["job"]["id"]
-vtpy.check(rd.wait_state(beside, ["succeeded", "failed", "cancelled"], timeout=120)["state"] ==
-           "succeeded", "a job beside one reading its checkpoint should succeed")
-h = rd.cli_json("status", str(ck))["job"]
-vtpy.check(h["state"] == "running" and h["epochs_done"] >= 1 and
-           h["progress"]["phase"] == "preparing",
+h = beside_held(rd, ck, "beside-ckpt", "reading its checkpoint", epochs_done=None)
+vtpy.check(h["epochs_done"] >= 1 and h["progress"]["phase"] == "preparing",
            f"the job held reading its checkpoint: {h}")
 release(f"{ck}.safetensors")
 deadline = time.time() + 120
@@ -641,12 +644,7 @@ hold("1.safetensors")  # (the first job's checkpoint)
 wj = wd.cli_json("submit", "--spec", write_spec("write-held", epochs=2))["job"]["id"]
 vtpy.check(wj == 1, f"the first job of a new daemon: {wj}")
 wait_held("1.safetensors")
-beside = wd.cli_json("submit", "--spec", write_spec("beside-write", epochs=1))["job"]["id"]
-vtpy.check(wd.wait_state(beside, ["succeeded", "failed", "cancelled"], timeout=120)["state"] ==
-           "succeeded", "a job beside one writing its epoch's files should succeed")
-h = wd.cli_json("status", str(wj))["job"]
-vtpy.check(h["state"] == "running" and h["epochs_done"] == 0,
-           f"the job held writing its first epoch's files: {h}")
+beside_held(wd, wj, "beside-write", "writing its first epoch's files")
 release("1.safetensors")
 vtpy.check(wd.wait_state(wj, ["succeeded", "failed", "cancelled"], timeout=120)["state"] ==
            "succeeded", "the job held writing its files should succeed once released")
