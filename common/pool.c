@@ -80,12 +80,15 @@ static double vt__cpu_seconds(pthread_t thread)
 }
 
 /* Marks the workers whose task has run longer than stuck_s, using less
- * than VT__BUSY of a CPU since the last look (p->mu held). */
+ * than VT__BUSY of a CPU since the last look (p->mu held).  The share is
+ * judged over VT__WATCH_S at least: every submit wakes the watcher, and
+ * over a few milliseconds a busy thread that was not scheduled, or paused
+ * between two reads, uses no CPU either. */
 static void vt__find_stuck(vt_pool *p)
 {
     double now = vt_clock_mono();
     for (vt__worker *w = p->workers; w; w = w->next) {
-        if (w->ended || w->since < 0 || w->stuck)
+        if (w->ended || w->since < 0 || w->stuck || now - w->mark_at < VT__WATCH_S)
             continue;
         double cpu = vt__cpu_seconds(w->thread);
         if (now - w->since > p->stuck_s && cpu - w->cpu_mark < VT__BUSY * (now - w->mark_at))

@@ -110,9 +110,50 @@ static void test_busy_is_not_stuck(vt_backend *be)
     vt_pool_free(p);
 }
 
+/* A long read on a slow (not dead) mount: its CPU in bursts, with pauses
+ * that are short beside the watcher's look (over half of a CPU in all). */
+static void bursty(void *arg)
+{
+    work *w = arg;
+    volatile double x = 0;
+    double end = vt_clock_mono() + w->spin_s;
+    while (vt_clock_mono() < end) {
+        double burst = vt_clock_mono() + 0.06;
+        while (vt_clock_mono() < burst)
+            for (int i = 0; i < 10000; i++)
+                x += i;
+        sleep_ms(40);
+    }
+    w->busy_end = vt_clock_mono();
+    atomic_fetch_add(&w->ran, 1);
+}
+
+/* Tasks submitted often wake the watcher often: a pause of the long task
+ * between two looks close together is not taken for a stuck task (the
+ * share of a CPU is judged over the watcher's own interval). */
+static void test_pauses_are_not_stuck(vt_backend *be)
+{
+    static work w = {.spin_s = 1.5};
+    vt_pool *p = NULL;
+    int standins = 0;
+    (void)be;
+    VT_CHECK_OK(vt_pool_create(&p, 1));
+    vt_pool_set_stuck_after(p, 0.2);
+    VT_CHECK_OK(vt_pool_submit(p, bursty, &w));
+    while (atomic_load(&w.ran) == 0) {
+        VT_CHECK_OK(vt_pool_submit(p, quick, &w));
+        if (vt_pool_standins(p) > standins)
+            standins = vt_pool_standins(p);
+        sleep_ms(3);
+    }
+    VT_CHECK_INT(standins, 0);
+    vt_pool_free(p);
+}
+
 static const vt_test_case cases[] = {
     {"standins", test_standins, 0},
     {"busy_is_not_stuck", test_busy_is_not_stuck, 0},
+    {"pauses_are_not_stuck", test_pauses_are_not_stuck, 0},
 };
 
 int main(int argc, char **argv) { VT_TEST_MAIN(cases); }
