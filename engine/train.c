@@ -480,8 +480,12 @@ void vt_trainer_discard_output(vt_trainer *t)
 {
     char dir[PATH_MAX], *slash;
     size_t n;
-    if (t)
+    if (t) {
         vt_train__read_stop(t); /* (it writes nothing there) */
+        /* An epoch end's files still being written would land in OUT after
+         * the replaced outputs are put back, over them. */
+        vt_train__write_drop(t);
+    }
     if (t && t->owns_output)
         vt_train__end_replaced(t, 0);
     /* the folders made are the path's last components as written: not so

@@ -191,7 +191,8 @@ struct cJSON *vt_epoch_metrics_json(const vt_epoch_metrics *m);
  * then removes the output directory, and the parents of it, that this
  * trainer created, as long as they are empty, so that a job that wrote
  * nothing leaves nothing behind.  Not for a job stopped to resume later.
- * NULL is a no-op. */
+ * First waits for the files of an epoch end still being written (they
+ * are not reported).  NULL is a no-op. */
 void vt_trainer_discard_output(vt_trainer *t);
 
 /* Frees the trainer; NULL is a no-op. */

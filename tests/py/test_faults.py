@@ -441,6 +441,31 @@ vtpy.check(fg.returncode == 130 and not os.path.exists(aside) and
            all(sha(os.path.join(kr_out, n)) == kr_sums[n] for n in kr_files),
            f"vggtuned run interrupted over a finished model: {fg.returncode} {err[-300:]!r} "
            f"{sorted(os.listdir(kr_out))}")
+# ... and interrupted while its first epoch's files are written (held by
+# the first one's name): they are written before the earlier job's outputs
+# are put back, not over them.  (They landed after: the earlier job's
+# metrics.jsonl became this one's.)
+fg_holds = os.path.join(TMP, "fg-write-holds")
+os.makedirs(fg_holds)
+open(os.path.join(fg_holds, "metrics.jsonl"), "w").close()
+fg = subprocess.Popen([VGGTUNED, "run", "--backend", "cpu", "--quiet",
+                       spec_file("kill-replace", epochs=50, overwrite=True)],
+                      env=dict(os.environ, VT_TEST_READ_HOLD=fg_holds),
+                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+deadline = time.time() + 300
+while not os.path.exists(os.path.join(fg_holds, "metrics.jsonl.held")) and \
+        fg.poll() is None and time.time() < deadline:
+    time.sleep(0.05)
+vtpy.check(fg.poll() is None and os.path.isdir(aside),
+           f"vggtuned run held writing its first epoch's files: {os.listdir(kr_out)}")
+fg.send_signal(2)
+time.sleep(2)  # (the time it had to put the earlier outputs back before the write)
+os.unlink(os.path.join(fg_holds, "metrics.jsonl"))
+_, err = fg.communicate(timeout=120)
+vtpy.check(fg.returncode == 130 and not os.path.exists(aside) and
+           all(sha(os.path.join(kr_out, n)) == kr_sums[n] for n in kr_files),
+           f"vggtuned run interrupted writing over a finished model: {fg.returncode} "
+           f"{err[-300:]!r} {sorted(os.listdir(kr_out))}")
 # A job started from the very model it replaces (init in the same folder)
 # finds it aside once restarted, and resumes; one that fails as it starts
 # again (its data gone) puts the replaced outputs back, as any failed job
