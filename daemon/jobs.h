@@ -29,6 +29,8 @@ typedef struct vt_job {
     char *error;            /* failed: why */
     char *reason;           /* cancelled: by whom */
     int cancel_requested;
+    int cancel_waits;       /* its end waits for its files to be written
+                               (VT_DEV_CANCEL_WAITS): a cancel is answered at once */
     int has_progress;
     vt_progress progress;   /* latest, while running (its phase in .phase) */
     char phase[16];

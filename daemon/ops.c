@@ -430,6 +430,10 @@ static void vt__cancel(vt_conn *c, const cJSON *id, const cJSON *req)
         }
         j->cancel_requested = 1;
     }
+    if (j->cancel_waits) { /* (as vt_ops_cancel_waits answered the first) */
+        vt__reply(c, id, vt__job_body(c->dm, j));
+        return;
+    }
     if (vt_daemon_subscribe(c->dm, VT_SUB_CANCEL, c->id, id, j->id, 0) < 0)
         vt__fail(c, id, VT_ENOMEM, "out of memory");
 }

@@ -416,8 +416,10 @@ static void vt__on_device(void *ud)
             vt__status_line(dm);
             break;
         case VT_DEV_CANCEL_WAITS:
-            if ((j = vt_jobs_find(&dm->jobs, e->job)))
+            if ((j = vt_jobs_find(&dm->jobs, e->job))) {
+                j->cancel_waits = 1;
                 vt_ops_cancel_waits(dm, j);
+            }
             break;
         case VT_DEV_PROGRESS:
             if ((j = vt_jobs_find(&dm->jobs, e->job))) {

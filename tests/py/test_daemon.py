@@ -662,6 +662,9 @@ vtpy.check("cancelling job 3" in said, f"cancel while the files are written: {sa
 h = wd.cli_json("status", str(wj))["job"]
 vtpy.check(h["state"] == "running" and h.get("cancel_requested"),
            f"cancelled while writing: it ends once the write has: {h}")
+# (a cancel asked again is answered at once too, not once the write returns)
+said = wd.cli("cancel", str(wj), timeout=30).stdout
+vtpy.check("cancelling job 3" in said, f"cancel again while the files are written: {said!r}")
 release("3.safetensors")
 vtpy.check(wd.wait_state(wj, ["succeeded", "failed", "cancelled"], timeout=60)["state"] ==
            "cancelled", "the job cancelled while writing its files")
