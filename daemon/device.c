@@ -672,8 +672,11 @@ static void vt__fatal(vt_device *d, const char *what, const char *msg)
 /* A training step of job j (queued on the device). */
 static int vt__job_turn(vt_device *d, vt__djob *j)
 {
-    if (j->cancelled) /* (ready: its files are written) */
+    if (j->cancelled) { /* (ready: its files are written; their epoch is reported first) */
+        if (vt_trainer_files_written(j->tr) < 0)
+            vt_log_warn("job %lld, cancelled: %s", (long long)j->id, vt_error_msg());
         return VT_ECANCELLED;
+    }
     int rc = vt_trainer_step(j->tr);
     if (!j->spec_posted && vt_trainer_prepared(j->tr)) {
         d->promised -= j->promised; /* allocated now: in use */
@@ -1268,7 +1271,12 @@ static void vt__shutdown_jobs(vt_device *d, int checkpoint)
             continue;
         }
         vt__djob *j = vt_sched_job_ud(sj);
-        if (j->cancelled) { /* (the end of its files' writing is waited for) */
+        /* An epoch end's files under way are waited for (freeing the trainer
+         * would) and reported, so that the store records the epoch they
+         * hold, a checkpoint among them; vt_trainer_checkpoint does so itself. */
+        if (j->tr && (j->cancelled || !checkpoint) && vt_trainer_files_written(j->tr) < 0)
+            vt_log_error("job %lld: %s", (long long)j->id, vt_error_msg());
+        if (j->cancelled) {
             vt__job_end(d, j, VT_JOB_CANCELLED, NULL);
             continue;
         }

@@ -1228,3 +1228,5 @@ void vt_trainer_wait(vt_trainer *t, double seconds)
 }
 
 int vt_trainer_writing(const vt_trainer *t) { return t->writing != NULL; }
+
+int vt_trainer_files_written(vt_trainer *t) { return vt_train__epoch_written(t, 1); }

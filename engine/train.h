@@ -156,6 +156,13 @@ void vt_trainer_wait(vt_trainer *t, double seconds);
  * lets it go once vt_trainer_ready says the writes have ended. */
 int vt_trainer_writing(const vt_trainer *t);
 
+/* For a job that ends (cancelled) or stops without another step: waits
+ * for the files of an epoch end under way, then reports them as
+ * vt_trainer_step would (the job's log, the epoch_end hook), so that the
+ * epoch they record is the job's too.  0 at once when none are being
+ * written; else 0, or the error of an output that could not be. */
+int vt_trainer_files_written(vt_trainer *t);
+
 /* Whether the trainer is past preparation (its model exists). */
 int vt_trainer_prepared(const vt_trainer *t);
 

@@ -668,6 +668,11 @@ vtpy.check("cancelling job 3" in said, f"cancel again while the files are writte
 release("3.safetensors")
 vtpy.check(wd.wait_state(wj, ["succeeded", "failed", "cancelled"], timeout=60)["state"] ==
            "cancelled", "the job cancelled while writing its files")
+# The epoch its files recorded is the job's too, as when the cancel came
+# after the epoch's end.
+h = wd.cli_json("status", str(wj))["job"]
+vtpy.check(h["epochs_done"] == 1 and [m["epoch"] for m in h["metrics"]] == [1],
+           f"a job cancelled while writing its first epoch's files: {h}")
 # (what it wrote before the checkpoint stays, as for any job cancelled
 # after an epoch; its checkpoint goes)
 wc = os.path.join(TMP, "out", "write-cancel")
