@@ -126,7 +126,7 @@ static void *vt__work(void *arg)
     }
 end:
     w->ended = 1;
-    if (--p->live <= p->nthreads && p->standins_said > 0) {
+    if (--p->live <= p->nthreads && p->standins_said > 0 && !p->stopping) {
         vt_log_info("decoding: the blocked tasks have returned; back to %d threads",
                     p->nthreads);
         p->standins_said = 0;
@@ -214,7 +214,7 @@ int vt_pool_create(vt_pool **out, int nthreads)
     p->stuck_s = VT__STUCK_S;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
-    pthread_cond_init(&p->watch_cv, NULL);
+    vt_clock_cond_init(&p->watch_cv);
     pthread_mutex_lock(&p->mu); /* (each worker reads the list as it starts) */
     for (int i = 0; rc == 0 && i < nthreads; i++)
         rc = vt__start_worker(p);

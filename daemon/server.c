@@ -646,8 +646,8 @@ static int vt__lock_state(vt_daemon *dm)
 /* Descriptors kept from client connections: the store (database, WAL,
  * shared memory), the lock, the loop's and the backend's own, and what jobs
  * open while they run (an output or checkpoint being written, predict and
- * eval images), plus VT__FD_PER_THREAD per decode thread (its image)
- * and one per stand-in the pool may start beside stuck ones (pool.h).
+ * eval images), plus VT__FD_PER_THREAD per decode thread (its image),
+ * stand-ins the pool may start beside stuck ones included (pool.h).
  * Without a reserve, clients holding the last descriptor make a running
  * job skip every image it decodes as unreadable and then fail on its next
  * output file. */
@@ -661,8 +661,9 @@ static int vt__fit_fd_limit(vt_daemon *dm)
 {
     struct rlimit rl;
     long threads = dm->cfg.threads > 0 ? dm->cfg.threads : sysconf(_SC_NPROCESSORS_ONLN);
-    unsigned long long reserve = VT__FD_RESERVE + VT_POOL_STANDINS_MAX + VT__FD_PER_THREAD *
-                                 (unsigned long long)(threads > 0 ? threads : 1);
+    unsigned long long reserve = VT__FD_RESERVE + VT__FD_PER_THREAD *
+                                 ((unsigned long long)(threads > 0 ? threads : 1) +
+                                  VT_POOL_STANDINS_MAX);
     unsigned long long want = reserve + (unsigned long long)dm->cfg.max_clients, have;
 
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY ||

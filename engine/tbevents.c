@@ -2,29 +2,34 @@
 #include "tbevents.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../common/error.h"
 #include "../common/fileio.h"
 
+static uint32_t vt__crc_table[256]; /* CRC-32C (Castagnoli), reflected */
+static pthread_once_t vt__crc_once = PTHREAD_ONCE_INIT;
+
+static void vt__crc_init(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+        vt__crc_table[i] = c;
+    }
+}
+
 uint32_t vt_crc32c(const void *data, size_t n)
 {
-    static uint32_t table[256];
-    static int ready;
     const uint8_t *p = data;
     uint32_t crc = 0xffffffffu;
-    if (!ready) { /* benign race: every thread computes the same table */
-        for (uint32_t i = 0; i < 256; i++) {
-            uint32_t c = i;
-            for (int k = 0; k < 8; k++)
-                c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
-            table[i] = c;
-        }
-        ready = 1;
-    }
+    /* (once: the jobs' writing threads may be the first at the same time) */
+    pthread_once(&vt__crc_once, vt__crc_init);
     for (size_t i = 0; i < n; i++)
-        crc = table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
+        crc = vt__crc_table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
     return crc ^ 0xffffffffu;
 }
 

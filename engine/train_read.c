@@ -403,7 +403,7 @@ int vt_train__read_start(vt_trainer *t)
     r->epochs = t->spec.epochs;
     r->hooks = t->hooks;
     pthread_mutex_init(&r->mu, NULL);
-    pthread_cond_init(&r->cv, NULL);
+    vt_clock_cond_init(&r->cv);
     if ((err = pthread_create(&r->thread, NULL, vt__reader, r)) != 0) {
         vt__reading_free(r);
         return vt_error_set(VT_ENOMEM, "cannot start a thread to read the data: %s",

@@ -95,7 +95,7 @@ static vt__writes *vt__batch(vt_trainer *t)
     b->umask = t->spec.umask;
     b->hooks = t->hooks;
     pthread_mutex_init(&b->mu, NULL);
-    pthread_cond_init(&b->cv, NULL);
+    vt_clock_cond_init(&b->cv);
     return t->wbatch = b;
 }
 

@@ -816,7 +816,7 @@ vtpy.check(store_rows(rs.state, "SELECT state FROM jobs WHERE id = ?", after) ==
 # A limit that leaves no room for a client stops the daemon at the start,
 # saying so.
 low = Daemon(a.build, TMP, name="few-fds", start=False)
-low.args = ["prlimit", "--nofile=320:320", "--", *low.args]  # (256 kept for stand-ins)
+low.args = ["prlimit", "--nofile=576:576", "--", *low.args]  # (512 kept for stand-ins)
 low.start()
 vtpy.check("leaves room for 28 clients at once" in low.log_text(),
            f"no word on the lowered max-clients: {low.log_text()[-600:]}")
