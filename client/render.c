@@ -621,6 +621,7 @@ void vt_cli_render_status(FILE *f, const cJSON *d)
     const cJSON *trunks = cJSON_GetObjectItemCaseSensitive(d, "trunks");
     const cJSON *caches = cJSON_GetObjectItemCaseSensitive(d, "feature_caches");
     const cJSON *queue = cJSON_GetObjectItemCaseSensitive(d, "queue");
+    const cJSON *rq = cJSON_GetObjectItemCaseSensitive(d, "requests");
     const cJSON *users = cJSON_GetObjectItemCaseSensitive(d, "users"), *it;
     char buf[1024], a[32], b[32], c[32];
     double x;
@@ -687,6 +688,11 @@ void vt_cli_render_status(FILE *f, const cJSON *d)
         snprintf(buf, sizeof buf, "%lld running, %lld queued", vt_json_int(queue, "running", 0),
                  vt_json_int(queue, "queued", 0));
         fprintf(f, VT__KV, "jobs", buf);
+    }
+    if (cJSON_IsObject(rq) && (vt_json_int(rq, "running", 0) || vt_json_int(rq, "waiting", 0))) {
+        snprintf(buf, sizeof buf, "%lld in progress, %lld waiting (predict, eval)",
+                 vt_json_int(rq, "running", 0), vt_json_int(rq, "waiting", 0));
+        fprintf(f, VT__KV, "requests", buf);
     }
     if (cJSON_GetArraySize(users) > 0) {
         vt__table t = {.ncols = 6};

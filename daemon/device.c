@@ -1140,6 +1140,14 @@ static void vt__stats(vt_device *d)
         cJSON_AddBoolToObject(t, "resident", d->bases[i].resident);
         cJSON_AddItemToArray(trunks, t);
     }
+    {
+        cJSON *rq = cJSON_AddObjectToObject(o, "requests");
+        int queued = 0;
+        for (vt__cmd *c = d->req_head; c; c = c->next)
+            queued++;
+        cJSON_AddNumberToObject(rq, "running", d->nreqs);
+        cJSON_AddNumberToObject(rq, "waiting", queued);
+    }
     vt_sched_counts(d->sched, &running, &waiting);
     queue = cJSON_AddObjectToObject(o, "queue");
     cJSON_AddNumberToObject(queue, "queued", waiting);

@@ -811,6 +811,14 @@ for k in range(3):
 time.sleep(1)
 vtpy.check(not os.path.exists(os.path.join(holds, "ev-2.held")),
            "a third request of one user should wait for one of the two in progress")
+# status counts it as waiting (the device's figures come about once a second)
+deadline = time.time() + 20
+while (rq := rd.cli_json("status")["daemon"].get("requests")) != {"running": 2, "waiting": 1}:
+    vtpy.check(time.time() < deadline, f"status should count 2 requests and 1 waiting: {rq}")
+    time.sleep(0.2)
+text = rd.cli("status").stdout
+vtpy.check("requests   2 in progress, 1 waiting (predict, eval)" in text,
+           f"status text with a request waiting: {text!r}")
 release("ev-0")
 wait_held("ev-2")
 m = reply(evs[0])
