@@ -53,6 +53,15 @@
 #include "safetensors.h"
 
 #define VT__PROBE_CHUNK 256 /* image headers per pool task */
+#define VT__SAY_BAD 5        /* unreadable images of a set named in the job's log */
+
+/* The first unreadable images of a set (or of a chunk), with the probe's
+ * reason: the message to name them with (it starts with the path). */
+typedef struct {
+    int n;
+    int idx[VT__SAY_BAD];
+    char why[VT__SAY_BAD][320];
+} vt__bad_named;
 
 struct vt__reading {
     /* what the reader reads, copied from the job */
@@ -86,6 +95,7 @@ struct vt__reading {
     uint8_t *bad_train, *bad_val;   /* (n) 1 = unreadable */
     int64_t *stat_train, *stat_val; /* (n, 2) file size and mtime (ns) */
     int links[2];               /* symbolic links skipped: training, validation folder */
+    vt__bad_named named[2];     /* the first unreadable images: training, validation */
     vt__preread init_file, ckpt_file; /* read when the data was (else .read 0) */
 };
 
@@ -125,6 +135,7 @@ typedef struct {
     int *done;      /* images of the chunks ended (mu) */
     int fatal;      /* a failure that is not the images' (VT_EBUSY, VT_EPERM), or 0 */
     char why[320];  /* its message (this thread's own would be lost) */
+    vt__bad_named named; /* the chunk's first unreadable images */
 } vt__probe_task;
 
 /* Probes images [begin, end).  An image that cannot be read for the
@@ -151,6 +162,11 @@ static void vt__probe(void *arg)
             break;
         }
         pt->bad[i] = rc < 0;
+        if (rc < 0 && pt->named.n < VT__SAY_BAD) {
+            pt->named.idx[pt->named.n] = i;
+            snprintf(pt->named.why[pt->named.n++], sizeof pt->named.why[0], "%s",
+                     vt_error_msg());
+        }
         if (!pt->bad[i] && fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) == 0) {
             pt->stat[2 * i] = (int64_t)st.st_size;
             pt->stat[2 * i + 1] = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
@@ -191,10 +207,11 @@ static int vt__submit(vt__reading *r, vt__probe_task *task)
 
 /* Reads every image header of ds on the pool, one chunk in flight per pool
  * thread; bad[i] = 1 where unreadable, stat[2i], stat[2i+1] = the file's
- * size and modification time.  Reports progress as headers base.. of
- * total.  VT_ECANCELLED once r->stop is set. */
+ * size and modification time; the first unreadable ones with their reason
+ * in named.  Reports progress as headers base.. of total.  VT_ECANCELLED
+ * once r->stop is set. */
 static int vt__probe_all(vt__reading *r, const vt_dataset *ds, uint8_t *bad, int64_t *stat,
-                         int base, int total)
+                         vt__bad_named *named, int base, int total)
 {
     int slots = r->slots, chunks = (ds->n + VT__PROBE_CHUNK - 1) / VT__PROBE_CHUNK;
     int pending = 0, done = 0, rc = 0;
@@ -234,6 +251,11 @@ static int vt__probe_all(vt__reading *r, const vt_dataset *ds, uint8_t *bad, int
     for (int c = 0; rc == 0 && c < chunks; c++)
         if (tasks[c].fatal)
             rc = vt_error_set(tasks[c].fatal, "reading image headers: %s", tasks[c].why);
+    for (int c = 0; c < chunks; c++) /* (the chunks in the order of the images) */
+        for (int k = 0; k < tasks[c].named.n && named->n < VT__SAY_BAD; k++) {
+            named->idx[named->n] = tasks[c].named.idx[k];
+            memcpy(named->why[named->n++], tasks[c].named.why[k], sizeof named->why[0]);
+        }
     free(tasks);
     if (rc == 0 && atomic_load(&r->stop))
         rc = vt_error_set(VT_ECANCELLED, "reading image headers stopped");
@@ -305,9 +327,11 @@ static int vt__read_data(vt__reading *r)
     if (!r->bad_train || !r->bad_val || !r->stat_train || !r->stat_val)
         return vt_error_set(VT_ENOMEM, "out of memory");
     int total = r->train->n + (r->val ? r->val->n : 0);
-    if ((rc = vt__probe_all(r, r->train, r->bad_train, r->stat_train, 0, total)) < 0)
+    if ((rc = vt__probe_all(r, r->train, r->bad_train, r->stat_train, &r->named[0], 0,
+                            total)) < 0)
         return rc;
-    if (r->val && (rc = vt__probe_all(r, r->val, r->bad_val, r->stat_val, r->train->n, total)) < 0)
+    if (r->val && (rc = vt__probe_all(r, r->val, r->bad_val, r->stat_val, &r->named[1],
+                                      r->train->n, total)) < 0)
         return rc;
     return 0;
 }
@@ -457,37 +481,32 @@ void vt_train__read_stop(vt_trainer *t)
     }
 }
 
-/* Says that sample i of ds is skipped and why (its header read again, as
- * the job's owner: the probe's message stayed on a pool thread). */
-static void vt__say_unreadable(vt_trainer *t, const vt_dataset *ds, int i, const char *what)
+/* Says that sample i of ds is skipped and why: the probe's reason, kept
+ * in named (not read again here: the device thread reads no user file). */
+static void vt__say_unreadable(vt_trainer *t, const vt_dataset *ds, int i,
+                               const vt__bad_named *named, const char *what)
 {
-    char path[PATH_MAX];
-    vt_image_format fmt;
-    int w, h;
-    snprintf(path, sizeof path, "%s/%s", ds->root, ds->samples[i].path);
-    if (vt_train__enter(t) == 0) {
-        int rc = vt_image_probe(AT_FDCWD, path, &fmt, &w, &h);
-        vt_train__leave(t);
-        if (rc < 0) { /* (its message starts with the path) */
+    for (int k = 0; k < named->n; k++)
+        if (named->idx[k] == i) { /* (its message starts with the path) */
             vt_train__say(t, VT_LOG_WARN, "skipping unreadable %s image %s", what,
-                          vt_error_msg());
+                          named->why[k]);
             return;
         }
-    }
-    vt_train__say(t, VT_LOG_WARN, "skipping unreadable %s image %s: cannot be read", what, path);
+    vt_train__say(t, VT_LOG_WARN, "skipping unreadable %s image %s/%s: cannot be read", what,
+                  ds->root, ds->samples[i].path);
 }
 
 /* Reports unreadable samples and refuses a dataset with nothing to learn. */
 static int vt__check_readable(vt_trainer *t, const vt_dataset *ds, const uint8_t *bad,
-                              const char *what)
+                              const vt__bad_named *named, const char *what)
 {
     int *good = calloc((size_t)ds->nclasses, sizeof *good), nbad = 0, classes = 0, ngood = 0;
     if (!good)
         return vt_error_set(VT_ENOMEM, "out of memory");
     for (int i = 0; i < ds->n; i++) {
         if (bad[i]) {
-            if (nbad < 5) /* the first few with the reason: their headers read again */
-                vt__say_unreadable(t, ds, i, what);
+            if (nbad < VT__SAY_BAD) /* the first few with the reason */
+                vt__say_unreadable(t, ds, i, named, what);
             nbad++;
         } else {
             good[ds->samples[i].label]++;
@@ -518,6 +537,7 @@ int vt_train__read_end(vt_trainer *t)
 {
     vt__reading *r = t->reading;
     int rc, links[2] = {r->links[0], r->links[1]};
+    vt__bad_named named[2] = {r->named[0], r->named[1]};
     char msg[sizeof r->msg];
     pthread_join(r->thread, NULL);
     t->reading = NULL;
@@ -555,9 +575,9 @@ int vt_train__read_end(vt_trainer *t)
                           "keeps at least one for training", t->spec.val_split, t->val->n,
                           total, 100.0 * t->val->n / total);
     }
-    if ((rc = vt__check_readable(t, t->train, t->bad_train, "training")) < 0)
+    if ((rc = vt__check_readable(t, t->train, t->bad_train, &named[0], "training")) < 0)
         return rc;
-    if (t->val && (rc = vt__check_readable(t, t->val, t->bad_val, "validation")) < 0)
+    if (t->val && (rc = vt__check_readable(t, t->val, t->bad_val, &named[1], "validation")) < 0)
         return rc;
     return 0;
 }

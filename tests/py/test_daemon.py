@@ -607,6 +607,29 @@ vtpy.check(rd.wait_state(ih, ["succeeded", "failed", "cancelled"], timeout=120)[
 w = rd.cli("watch", str(ih)).stdout
 vtpy.check(re.search(r"initialised \d+ tensors from " + re.escape(init), w),
            f"the init model's log: {w[-600:]!r}")
+# An image found unreadable is named with the reason its header's read
+# gave, not read again on the device thread: fixed while the job was held
+# (after the probe, in its init model's read), it is still named with it.
+ndata = os.path.join(TMP, "named-data")
+shutil.copytree(DATA, ndata)
+bad = os.path.join(ndata, "train", sorted(os.listdir(os.path.join(ndata, "train")))[0],
+                   "zz-bad.jpg")
+with open(bad, "w") as f:
+    f.write("not an image")
+shutil.copy(init, os.path.join(TMP, "init-named.safetensors"))
+with open(os.path.join(TMP, "named.json"), "w") as f:
+    json.dump(job_spec(ndata, os.path.join(TMP, "out", "named"), epochs=1,
+                       init=os.path.join(TMP, "init-named.safetensors")), f)
+hold("init-named.safetensors")
+nj = rd.cli_json("submit", "--spec", os.path.join(TMP, "named.json"))["job"]["id"]
+wait_held("init-named.safetensors")
+shutil.copy(imgs[0], bad)
+release("init-named.safetensors")
+vtpy.check(rd.wait_state(nj, ["succeeded", "failed", "cancelled"], timeout=120)["state"] ==
+           "succeeded", "the job with an unreadable image")
+w = rd.cli("watch", str(nj)).stdout
+vtpy.check(f"skipping unreadable training image {bad}: " in w and "cannot be read" not in w,
+           f"the unreadable image, named with its reason: {w[-600:]!r}")
 # Stopped after an epoch (SIGTERM checkpoints it) and held in reading its
 # checkpoint after the restart: another job trains to its end meanwhile.
 ck = rd.cli_json("submit", "--spec", write_spec("ckpt-held", epochs=300))["job"]["id"]
