@@ -87,7 +87,8 @@ typedef struct {
      * running job writes there, whatever path it named). */
     int (*claim_output)(void *ud, uint64_t dev, uint64_t ino);
     /* Called (may be NULL) when vt_trainer_step may have work again: on the
-     * thread that read the job's data, as it ends, well or not; and on a
+     * thread that read the job's data, as it ends, well or not; on the
+     * thread that wrote an epoch end's files, as it ends; and on a
      * decode-pool thread whenever a batch's images are decoded (with the
      * loader's lock held: it must not call the trainer).  The daemon wakes
      * its device thread with it. */
