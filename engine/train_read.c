@@ -56,12 +56,23 @@
 #define VT__SAY_BAD 5        /* unreadable images of a set named in the job's log */
 
 /* The first unreadable images of a set (or of a chunk), with the probe's
- * reason: the message to name them with (it starts with the path). */
+ * reason: the message to name them with (it starts with the path), whole
+ * (a path may be long), or NULL when it could not be kept (out of
+ * memory).  Its own: vt__bad_named_free.  (Pointers, not arrays: there is
+ * one in each vt__probe_task, one per VT__PROBE_CHUNK images of the set,
+ * and images are rarely unreadable.) */
 typedef struct {
     int n;
     int idx[VT__SAY_BAD];
-    char why[VT__SAY_BAD][320];
+    char *why[VT__SAY_BAD];
 } vt__bad_named;
+
+static void vt__bad_named_free(vt__bad_named *b)
+{
+    for (int k = 0; k < b->n; k++)
+        free(b->why[k]);
+    b->n = 0;
+}
 
 struct vt__reading {
     /* what the reader reads, copied from the job */
@@ -115,6 +126,8 @@ static void vt__reading_free(vt__reading *r)
     free(r->bad_val);
     free(r->stat_train);
     free(r->stat_val);
+    vt__bad_named_free(&r->named[0]);
+    vt__bad_named_free(&r->named[1]);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
     free(r);
@@ -164,8 +177,7 @@ static void vt__probe(void *arg)
         pt->bad[i] = rc < 0;
         if (rc < 0 && pt->named.n < VT__SAY_BAD) {
             pt->named.idx[pt->named.n] = i;
-            snprintf(pt->named.why[pt->named.n++], sizeof pt->named.why[0], "%s",
-                     vt_error_msg());
+            pt->named.why[pt->named.n++] = strdup(vt_error_msg()); /* (this thread's) */
         }
         if (!pt->bad[i] && fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) == 0) {
             pt->stat[2 * i] = (int64_t)st.st_size;
@@ -251,11 +263,14 @@ static int vt__probe_all(vt__reading *r, const vt_dataset *ds, uint8_t *bad, int
     for (int c = 0; rc == 0 && c < chunks; c++)
         if (tasks[c].fatal)
             rc = vt_error_set(tasks[c].fatal, "reading image headers: %s", tasks[c].why);
-    for (int c = 0; c < chunks; c++) /* (the chunks in the order of the images) */
+    for (int c = 0; c < chunks; c++) { /* (the chunks in the order of the images) */
         for (int k = 0; k < tasks[c].named.n && named->n < VT__SAY_BAD; k++) {
             named->idx[named->n] = tasks[c].named.idx[k];
-            memcpy(named->why[named->n++], tasks[c].named.why[k], sizeof named->why[0]);
+            named->why[named->n++] = tasks[c].named.why[k];
+            tasks[c].named.why[k] = NULL;
         }
+        vt__bad_named_free(&tasks[c].named); /* (the rest) */
+    }
     free(tasks);
     if (rc == 0 && atomic_load(&r->stop))
         rc = vt_error_set(VT_ECANCELLED, "reading image headers stopped");
@@ -487,7 +502,7 @@ static void vt__say_unreadable(vt_trainer *t, const vt_dataset *ds, int i,
                                const vt__bad_named *named, const char *what)
 {
     for (int k = 0; k < named->n; k++)
-        if (named->idx[k] == i) { /* (its message starts with the path) */
+        if (named->idx[k] == i && named->why[k]) { /* (its message starts with the path) */
             vt_train__say(t, VT_LOG_WARN, "skipping unreadable %s image %s", what,
                           named->why[k]);
             return;
@@ -537,9 +552,10 @@ int vt_train__read_end(vt_trainer *t)
 {
     vt__reading *r = t->reading;
     int rc, links[2] = {r->links[0], r->links[1]};
-    vt__bad_named named[2] = {r->named[0], r->named[1]};
+    vt__bad_named named[2] = {r->named[0], r->named[1]}; /* (taken over) */
     char msg[sizeof r->msg];
     pthread_join(r->thread, NULL);
+    r->named[0].n = r->named[1].n = 0;
     t->reading = NULL;
     rc = r->rc;
     snprintf(msg, sizeof msg, "%s", r->msg);
@@ -565,8 +581,10 @@ int vt_train__read_end(vt_trainer *t)
                           "follow links; copy or bind-mount the files instead)", root,
                           links[k], links[k] == 1 ? "" : "s");
     }
-    if (rc < 0)
-        return vt_error_set(rc, "%s", msg);
+    if (rc < 0) {
+        rc = vt_error_set(rc, "%s", msg);
+        goto out;
+    }
     if (!t->spec.val_dir && t->spec.val_split > 0) {
         int total = t->train->n + t->val->n;
         if (t->val->n != (int)lround(t->spec.val_split * total))
@@ -575,11 +593,13 @@ int vt_train__read_end(vt_trainer *t)
                           "keeps at least one for training", t->spec.val_split, t->val->n,
                           total, 100.0 * t->val->n / total);
     }
-    if ((rc = vt__check_readable(t, t->train, t->bad_train, &named[0], "training")) < 0)
-        return rc;
-    if (t->val && (rc = vt__check_readable(t, t->val, t->bad_val, &named[1], "validation")) < 0)
-        return rc;
-    return 0;
+    if ((rc = vt__check_readable(t, t->train, t->bad_train, &named[0], "training")) == 0 &&
+        t->val)
+        rc = vt__check_readable(t, t->val, t->bad_val, &named[1], "validation");
+out:
+    vt__bad_named_free(&named[0]);
+    vt__bad_named_free(&named[1]);
+    return rc;
 }
 
 int vt_train__preread_take(vt__preread *f, vt_tensorset **set)
