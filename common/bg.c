@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "error.h"
 
 struct vt_bg {
@@ -17,6 +18,7 @@ struct vt_bg {
     pthread_t thread;
     atomic_int stop;     /* the caller let go: run may return early */
     pthread_mutex_t mu;  /* guards finished and orphaned; held around done() */
+    pthread_cond_t cv;   /* broadcast when finished is set (vt_clock_cond_init) */
     int finished;        /* run has returned */
     int orphaned;        /* the caller let go: the thread frees b */
 };
@@ -24,6 +26,7 @@ struct vt_bg {
 static void vt__free(vt_bg *b)
 {
     pthread_mutex_destroy(&b->mu);
+    pthread_cond_destroy(&b->cv);
     free(b);
 }
 
@@ -34,6 +37,7 @@ static void *vt__main(void *p)
     b->calls.run(b->arg, &b->stop);
     pthread_mutex_lock(&b->mu);
     b->finished = 1;
+    pthread_cond_broadcast(&b->cv);
     orphaned = b->orphaned;
     if (!orphaned && b->calls.done)
         b->calls.done(b->calls.ud);
@@ -56,6 +60,7 @@ int vt_bg_start(vt_bg **out, const vt_bg_calls *calls, void *arg)
     b->arg = arg;
     atomic_init(&b->stop, 0);
     pthread_mutex_init(&b->mu, NULL);
+    vt_clock_cond_init(&b->cv);
     if (pthread_create(&b->thread, NULL, vt__main, b) != 0) {
         vt__free(b);
         return vt_error_set(VT_ENOMEM, "cannot start a thread");
@@ -71,6 +76,15 @@ int vt_bg_finished(vt_bg *b)
     f = b->finished;
     pthread_mutex_unlock(&b->mu);
     return f;
+}
+
+void vt_bg_wait(vt_bg *b, double seconds)
+{
+    struct timespec until = vt_clock_deadline(seconds);
+    pthread_mutex_lock(&b->mu);
+    while (!b->finished && pthread_cond_timedwait(&b->cv, &b->mu, &until) == 0)
+        ;
+    pthread_mutex_unlock(&b->mu);
 }
 
 void vt_bg_join(vt_bg *b)

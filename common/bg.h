@@ -34,6 +34,9 @@ int vt_bg_start(vt_bg **out, const vt_bg_calls *calls, void *arg);
 /* Whether run has returned (never blocks). */
 int vt_bg_finished(vt_bg *b);
 
+/* Waits up to `seconds` for run to return (at once when it has). */
+void vt_bg_wait(vt_bg *b, double seconds);
+
 /* Waits for run to return, joins the thread and frees b; arg is the
  * caller's again.  NULL is a no-op. */
 void vt_bg_join(vt_bg *b);

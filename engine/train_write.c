@@ -5,8 +5,8 @@
  * (keep_best), its bottleneck features and a checkpoint: up to a GB, each
  * file synced to disk, on a network file system maybe.  The device thread
  * only gathers what is to be written (downloads from the device, file
- * contents) into a batch of writes; a thread started for the batch writes
- * them in order while the device thread steps the other jobs, and
+ * contents) into a batch of writes; a thread started for the batch
+ * (vt_bg) writes them in order while the device thread steps the other jobs, and
  * vt_trainer_step answers VT_TRAINER_WAITING until it ends.  The batch's
  * thread touches nothing of the trainer: it owns the batch, and the
  * trainer joins it (vt_train__write_end) before it goes on.
@@ -19,14 +19,11 @@
  */
 #include "train_impl.h"
 
-#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "../common/bg.h"
 #include "../common/error.h"
@@ -52,15 +49,8 @@ struct vt__writes {
     vt_creds creds;             /* the job owner's, when as_owner */
     int as_owner;
     int umask;                  /* the outputs' (spec.umask) */
-    vt_trainer_hooks hooks;     /* data_ready, called as the batch ends */
-
-    pthread_t thread;
-    pthread_mutex_t mu;         /* guards done */
-    pthread_cond_t cv;          /* broadcast when done is set */
-    int done;
-
-    /* results, the thread's until done */
-    vt__wresult res;
+    vt_bg *bg;                  /* the thread writing it (calls data_ready as it ends) */
+    vt__wresult res;            /* results, the thread's until it has ended */
 };
 
 static void vt__witem_free(vt__witem *w)
@@ -77,8 +67,6 @@ static void vt__writes_free(vt__writes *b)
         next = w->next;
         vt__witem_free(w);
     }
-    pthread_mutex_destroy(&b->mu);
-    pthread_cond_destroy(&b->cv);
     free(b);
 }
 
@@ -93,9 +81,6 @@ static vt__writes *vt__batch(vt_trainer *t)
     if ((b->as_owner = t->env.creds != NULL))
         b->creds = *t->env.creds;
     b->umask = t->spec.umask;
-    b->hooks = t->hooks;
-    pthread_mutex_init(&b->mu, NULL);
-    vt_clock_cond_init(&b->cv);
     return t->wbatch = b;
 }
 
@@ -204,10 +189,12 @@ static int vt__write_item(vt__writes *b, const vt__witem *w)
     return rc;
 }
 
-/* Writes the batch in order: an output that fails ends it. */
-static void *vt__writer(void *arg)
+/* Writes the batch in order: an output that fails ends it.  (Never let
+ * go of: no stop to look at.) */
+static void vt__writer(void *arg, const atomic_int *stop)
 {
     vt__writes *b = arg;
+    (void)stop;
     vt__wresult *res = &b->res;
     for (const vt__witem *w = b->head; w; w = w->next) {
         double t0 = vt_clock_mono();
@@ -224,13 +211,6 @@ static void *vt__writer(void *arg)
             break;
         }
     }
-    pthread_mutex_lock(&b->mu);
-    b->done = 1;
-    pthread_cond_broadcast(&b->cv);
-    if (b->hooks.data_ready)
-        b->hooks.data_ready(b->hooks.ud);
-    pthread_mutex_unlock(&b->mu);
-    return NULL;
 }
 
 /* ---- on the thread that steps the trainer ------------------------------ */
@@ -238,44 +218,31 @@ static void *vt__writer(void *arg)
 int vt_train__write_start(vt_trainer *t)
 {
     vt__writes *b = vt__batch(t);
-    int err;
+    vt_bg_calls calls = {.run = vt__writer, .done = t->hooks.data_ready, .ud = t->hooks.ud};
+    int rc;
     if (!b)
         return vt_error_set(VT_ENOMEM, "out of memory");
     t->wbatch = NULL;
-    if ((err = pthread_create(&b->thread, NULL, vt__writer, b)) != 0) {
+    if ((rc = vt_bg_start(&b->bg, &calls, b)) < 0) {
         vt__writes_free(b);
-        return vt_error_set(VT_ENOMEM, "cannot start a thread to write the job's files: %s",
-                            strerror(err));
+        return vt_error_wrap(rc, "writing the job's files");
     }
     t->writing = b;
     return 0;
 }
 
-int vt_train__write_done(vt_trainer *t)
-{
-    int done;
-    pthread_mutex_lock(&t->writing->mu);
-    done = t->writing->done;
-    pthread_mutex_unlock(&t->writing->mu);
-    return done;
-}
+int vt_train__write_done(vt_trainer *t) { return vt_bg_finished(t->writing->bg); }
 
 void vt_train__write_wait(vt_trainer *t, double seconds)
 {
-    vt__writes *b = t->writing;
-    struct timespec until = vt_clock_deadline(seconds);
-    if (!b)
-        return;
-    pthread_mutex_lock(&b->mu);
-    while (!b->done && pthread_cond_timedwait(&b->cv, &b->mu, &until) != ETIMEDOUT)
-        ;
-    pthread_mutex_unlock(&b->mu);
+    if (t->writing)
+        vt_bg_wait(t->writing->bg, seconds);
 }
 
 int vt_train__write_end(vt_trainer *t, vt__wresult *res)
 {
     vt__writes *b = t->writing;
-    pthread_join(b->thread, NULL);
+    vt_bg_join(b->bg);
     t->writing = NULL;
     *res = b->res;
     vt__writes_free(b);

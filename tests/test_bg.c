@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "common/bg.h"
+#include "common/clock.h"
 #include "vt_test.h"
 
 typedef struct {
@@ -106,8 +107,28 @@ static void test_abandon_finished(vt_backend *be)
     VT_CHECK_INT(atomic_load(&w.dropped), 1); /* dropped before abandon returned */
 }
 
+/* vt_bg_wait returns after its time while run goes on, and once run has
+ * returned. */
+static void test_wait(vt_backend *be)
+{
+    static work w;
+    vt_bg_calls c = {.run = run, .drop = drop, .done = done, .ud = &w};
+    vt_bg *b = NULL;
+    (void)be;
+    VT_CHECK_OK(vt_bg_start(&b, &c, &w));
+    double t0 = vt_clock_mono();
+    vt_bg_wait(b, 0.2);
+    VT_CHECK(vt_clock_mono() - t0 >= 0.19 && !vt_bg_finished(b));
+    atomic_store(&w.gate, 1);
+    vt_bg_wait(b, 30);
+    VT_CHECK(vt_bg_finished(b));
+    vt_bg_join(b);
+    VT_CHECK_INT(atomic_load(&w.ran), 1);
+}
+
 static const vt_test_case cases[] = {
     {"join", test_join, 0},
+    {"wait", test_wait, 0},
     {"abandon_running", test_abandon_running, 0},
     {"abandon_stuck", test_abandon_stuck, 0},
     {"abandon_finished", test_abandon_finished, 0},
