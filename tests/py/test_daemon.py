@@ -499,7 +499,7 @@ def wait_held(name):
     """Waits until the job named name waits in its reading."""
     deadline = time.time() + 120
     while not os.path.exists(os.path.join(holds, name + ".held")):
-        vtpy.check(time.time() < deadline, f"job {name} did not begin reading")
+        vtpy.before(deadline, f"job {name} did not begin reading")
         time.sleep(0.05)
 
 
@@ -635,7 +635,7 @@ vtpy.check(f"skipping unreadable training image {bad}: " in w and "cannot be rea
 ck = rd.cli_json("submit", "--spec", write_spec("ckpt-held", epochs=300))["job"]["id"]
 deadline = time.time() + 120
 while rd.cli_json("status", str(ck))["job"]["epochs_done"] < 1:
-    vtpy.check(time.time() < deadline, "the long job did not finish an epoch")
+    vtpy.before(deadline, "the long job did not finish an epoch")
     time.sleep(0.05)
 rc, _ = rd.stop()
 vtpy.check(rc == 0 and os.path.exists(os.path.join(rd.state, "checkpoints", f"{ck}.safetensors")),
@@ -649,7 +649,7 @@ vtpy.check(h["epochs_done"] >= 1 and h["progress"]["phase"] == "preparing",
 release(f"{ck}.safetensors")
 deadline = time.time() + 120
 while (h := rd.cli_json("status", str(ck))["job"])["progress"]["phase"] == "preparing":
-    vtpy.check(time.time() < deadline, f"the released job did not resume: {h}")
+    vtpy.before(deadline, f"the released job did not resume: {h}")
     time.sleep(0.05)
 rd.cli("cancel", str(ck))
 rd.wait_state(ck, ["cancelled"])
@@ -741,7 +741,7 @@ def wait_requests(n):
     figures come about once a second)."""
     deadline = time.time() + 20
     while sum(u.get("requests", 0) for u in rd.cli_json("status")["daemon"]["users"]) != n:
-        vtpy.check(time.time() < deadline, f"status should count {n} requests in progress: "
+        vtpy.before(deadline, f"status should count {n} requests in progress: "
                    f"{rd.cli_json('status')['daemon']['users']}")
         time.sleep(0.2)
 
@@ -837,7 +837,7 @@ vtpy.check(not os.path.exists(os.path.join(holds, "ev-2.held")),
 # status counts it as waiting (the device's figures come about once a second)
 deadline = time.time() + 20
 while (rq := rd.cli_json("status")["daemon"].get("requests")) != {"running": 2, "waiting": 1}:
-    vtpy.check(time.time() < deadline, f"status should count 2 requests and 1 waiting: {rq}")
+    vtpy.before(deadline, f"status should count 2 requests and 1 waiting: {rq}")
     time.sleep(0.2)
 text = rd.cli("status").stdout
 vtpy.check("requests   2 in progress, 1 waiting (predict, eval)" in text,

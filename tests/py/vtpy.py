@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 
 SKIP = 77
 
@@ -89,6 +90,13 @@ def check(cond, msg):
 def fail(msg):
     print("FAIL:", msg, flush=True)
     sys.exit(1)
+
+
+def before(deadline, msg):
+    """In a polling loop: fails the test at once (check would let the loop
+    poll forever) once time.time() is past deadline."""
+    if time.time() > deadline:
+        fail(msg)
 
 
 def done():
