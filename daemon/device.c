@@ -675,7 +675,14 @@ static int vt__job_turn(vt_device *d, vt__djob *j)
     if (j->cancelled) { /* (ready: its files are written; their epoch is reported first) */
         if (vt_trainer_files_written(j->tr) < 0)
             vt_log_warn("job %lld, cancelled: %s", (long long)j->id, vt_error_msg());
-        return VT_ECANCELLED;
+        if (!vt_trainer_done(j->tr))
+            return VT_ECANCELLED;
+        /* they were its final model and class map: the job is complete,
+         * and discarding it now would throw away a finished model */
+        j->cancelled = 0;
+        vt__hook_message(j, VT_LOG_INFO, "the model was written before the cancel took "
+                         "effect: the job has finished");
+        return 0;
     }
     int rc = vt_trainer_step(j->tr);
     if (!j->spec_posted && vt_trainer_prepared(j->tr)) {
@@ -1279,16 +1286,23 @@ static void vt__shutdown_jobs(vt_device *d, int checkpoint)
             continue;
         }
         vt__djob *j = vt_sched_job_ud(sj);
-        /* An epoch end's files under way are waited for (freeing the trainer
-         * would) and reported, so that the store records the epoch they
-         * hold, a checkpoint among them; vt_trainer_checkpoint does so itself. */
-        if (j->tr && (j->cancelled || !checkpoint) && vt_trainer_files_written(j->tr) < 0)
+        /* The files under way are waited for (freeing the trainer would)
+         * and reported, so that the store records the epoch they hold, a
+         * checkpoint among them, or the job's end when they were its final
+         * model.  After an output that could not be written no checkpoint
+         * is taken: the job resumes from its last one. */
+        int wrote = j->tr ? vt_trainer_files_written(j->tr) : 0;
+        if (wrote < 0)
             vt_log_error("job %lld: %s", (long long)j->id, vt_error_msg());
+        if (j->tr && vt_trainer_done(j->tr)) {
+            vt__job_end(d, j, VT_JOB_SUCCEEDED, NULL);
+            continue;
+        }
         if (j->cancelled) {
             vt__job_end(d, j, VT_JOB_CANCELLED, NULL);
             continue;
         }
-        if (checkpoint && j->tr && vt_trainer_prepared(j->tr)) {
+        if (checkpoint && wrote == 0 && j->tr && vt_trainer_prepared(j->tr)) {
             if (vt_trainer_checkpoint(j->tr) < 0)
                 vt_log_error("job %lld: checkpoint failed: %s", (long long)j->id,
                              vt_error_msg());

@@ -1003,7 +1003,7 @@ static int vt__epoch_end(vt_trainer *t)
     t->history = h;
     t->history[t->nhistory++] = m;
     /* The files are gathered here and written on a thread of their own
-     * (train_write.c); vt_train__epoch_written goes on once they are. */
+     * (train_write.c); vt_train__written goes on once they are. */
     if ((rc = vt_train__write_metrics(t)) < 0)
         return rc;
     t->wrote_features = t->wrote_best = 0;
@@ -1043,16 +1043,13 @@ static int vt__epoch_end(vt_trainer *t)
     return VT_TRAINER_WAITING;
 }
 
-int vt_train__epoch_written(vt_trainer *t, int wait)
+/* vt_train__written after an epoch end's files. */
+static int vt__epoch_written(vt_trainer *t)
 {
     const vt_epoch_metrics *m;
     vt__wresult res;
     int rc;
 
-    if (!t->writing)
-        return 0;
-    if (!wait && !vt_train__write_done(t))
-        return VT_TRAINER_WAITING;
     if ((rc = vt_train__write_end(t, &res)) < 0)
         return rc;
     if (t->wrote_features)
@@ -1146,20 +1143,35 @@ static void vt__checkpoint_failed(vt_trainer *t, int saved_best)
     t->ckpt_cost_s = fmax(2.0 * t->ckpt_cost_s, vt__checkpoint_estimate(t));
 }
 
-/* The final model and the class map, written before the job may count as
- * done: on the device thread, once per job. */
+/* The final model and the class map, which the job must have written
+ * before it counts as done: gathered here, written on a thread of their
+ * own (up to 550 MB for scratch training, seconds on a network file
+ * system, while the other jobs step); vt__finish_written goes on. */
 static int vt__finish(vt_trainer *t)
 {
-    vt__wresult res;
     int rc;
     if ((rc = vt__progress(t, "saving", 1)) < 0)
         return rc;
     if (!(t->spec.keep_best && t->best_saved) &&
         (rc = vt_train__save_model(t, t->nhistory)) < 0)
         return rc;
-    if ((rc = vt_train__write_classmap(t)) < 0 || (rc = vt_train__write_start(t)) < 0 ||
-        (rc = vt_train__write_end(t, &res)) < 0)
+    if ((rc = vt_train__write_classmap(t)) < 0 || (rc = vt_train__write_start(t)) < 0)
         return rc;
+    t->phase = PH_SAVING;
+    return VT_TRAINER_WAITING;
+}
+
+/* vt_train__written after the finish's files: the job is done, and the
+ * outputs it replaced go.  (One that could not be written leaves it to
+ * be finished again.) */
+static int vt__finish_written(vt_trainer *t)
+{
+    vt__wresult res;
+    int rc;
+    if ((rc = vt_train__write_end(t, &res)) < 0) {
+        t->phase = PH_FINISH;
+        return rc;
+    }
     vt_train__end_replaced(t, 1);
     if (t->spec.keep_best && t->best_saved)
         vt_train__say(t, VT_LOG_INFO, "kept the model of epoch %d (val_loss %.4f)", t->best_epoch,
@@ -1168,10 +1180,19 @@ static int vt__finish(vt_trainer *t)
     return 0;
 }
 
+int vt_train__written(vt_trainer *t, int wait)
+{
+    if (!t->writing)
+        return 0;
+    if (!wait && !vt_train__write_done(t))
+        return VT_TRAINER_WAITING;
+    return t->phase == PH_SAVING ? vt__finish_written(t) : vt__epoch_written(t);
+}
+
 int vt_trainer_step(vt_trainer *t)
 {
     int rc = 0;
-    if (t->writing && ((rc = vt_train__epoch_written(t, 0)) < 0 || rc == VT_TRAINER_WAITING))
+    if (t->writing && ((rc = vt_train__written(t, 0)) < 0 || rc == VT_TRAINER_WAITING))
         return rc;
     switch (t->phase) {
     case PH_PREPARE:
@@ -1197,6 +1218,7 @@ int vt_trainer_step(vt_trainer *t)
     case PH_FINISH:
         rc = vt__finish(t);
         break;
+    case PH_SAVING: /* (t->writing: answered above) */
     case PH_DONE:
         return 0;
     }
@@ -1229,4 +1251,6 @@ void vt_trainer_wait(vt_trainer *t, double seconds)
 
 int vt_trainer_writing(const vt_trainer *t) { return t->writing != NULL; }
 
-int vt_trainer_files_written(vt_trainer *t) { return vt_train__epoch_written(t, 1); }
+int vt_trainer_files_written(vt_trainer *t) { return vt_train__written(t, 1); }
+
+int vt_trainer_done(const vt_trainer *t) { return t->phase == PH_DONE; }

@@ -151,18 +151,25 @@ int vt_trainer_ready(vt_trainer *t);
 /* Waits up to `seconds` until vt_trainer_ready; at once when it is. */
 void vt_trainer_wait(vt_trainer *t, double seconds);
 
-/* Whether the files of an epoch end are being written on their own thread
- * (vt_trainer_step answers VT_TRAINER_WAITING meanwhile).  Freeing the
- * trainer then waits for them: a caller that must not wait (a cancel)
- * lets it go once vt_trainer_ready says the writes have ended. */
+/* Whether the files of an epoch end, or the final model and class map,
+ * are being written on their own thread (vt_trainer_step answers
+ * VT_TRAINER_WAITING meanwhile).  Freeing the trainer then waits for
+ * them: a caller that must not wait (a cancel) lets it go once
+ * vt_trainer_ready says the writes have ended. */
 int vt_trainer_writing(const vt_trainer *t);
 
 /* For a job that ends (cancelled) or stops without another step: waits
- * for the files of an epoch end under way, then reports them as
- * vt_trainer_step would (the job's log, the epoch_end hook), so that the
- * epoch they record is the job's too.  0 at once when none are being
+ * for the files under way, then reports them as vt_trainer_step would
+ * (the job's log, the epoch_end hook), so that the epoch they record is
+ * the job's too; when they were the final model and class map, the job
+ * is then done (vt_trainer_done).  0 at once when none are being
  * written; else 0, or the error of an output that could not be. */
 int vt_trainer_files_written(vt_trainer *t);
+
+/* Whether the job has finished: its final model and class map are
+ * written (vt_trainer_step has returned 0, or vt_trainer_files_written
+ * saw those writes end). */
+int vt_trainer_done(const vt_trainer *t);
 
 /* Whether the trainer is past preparation (its model exists). */
 int vt_trainer_prepared(const vt_trainer *t);
@@ -185,8 +192,9 @@ int vt_trainer_epochs_done(const vt_trainer *t);
  * mid-epoch it records the position in the training pass and the epoch's
  * running sums, so a resume goes on from that batch (during validation:
  * that the training pass is done, and validation runs again).  0 without
- * env->checkpoint or before preparation (nothing written); else 0 or a
- * negative code ("checkpoint: ..."). */
+ * env->checkpoint, before preparation, or once the job is done (the files
+ * under way were its final ones): nothing written.  Else 0 or a negative
+ * code ("checkpoint: ..."). */
 int vt_trainer_checkpoint(vt_trainer *t);
 
 /* The metrics of an epoch as a JSON object (as in metrics.jsonl); the caller

@@ -194,8 +194,9 @@ int vt_trainer_checkpoint(vt_trainer *t)
 
     if (!t->env.checkpoint || !t->model)
         return 0;
-    /* An epoch end's files first: the checkpoint records what follows them. */
-    if ((rc = vt_train__epoch_written(t, 1)) < 0)
+    /* An epoch end's files first: the checkpoint records what follows them.
+     * (The finish's: the job is done, with nothing to resume.) */
+    if ((rc = vt_train__written(t, 1)) < 0 || t->phase == PH_DONE)
         return rc;
     if ((rc = vt_train__queue_checkpoint(t)) < 0 || (rc = vt_train__write_start(t)) < 0)
         return rc;

@@ -20,7 +20,9 @@
 #include "tensorset.h"
 #include "train.h"
 
-typedef enum { PH_PREPARE, PH_TRAIN, PH_VAL, PH_EPOCH_END, PH_FINISH, PH_DONE } vt__phase;
+/* (PH_SAVING: the final model and class map are being written, on their
+ * own thread) */
+typedef enum { PH_PREPARE, PH_TRAIN, PH_VAL, PH_EPOCH_END, PH_FINISH, PH_SAVING, PH_DONE } vt__phase;
 
 /* What a batch of writes (train_write.c) came to. */
 typedef struct {
@@ -133,13 +135,14 @@ int vt_train__resuming(const vt_trainer *t);
 /* Waits for the backend, so that t's loss sums and outputs are complete. */
 int vt_train__settle(vt_trainer *t);
 
-/* Once the files of an epoch end (train_write.c) are written: reports
- * what they came to (an output that could not be written is the job's
- * error; a checkpoint, a warning), calls the epoch_end hook and goes on to
- * the next epoch or the finish.  Without wait, VT_TRAINER_WAITING while
- * they are still written; with it, waits for them.  0 at once when none
- * are under way. */
-int vt_train__epoch_written(vt_trainer *t, int wait);
+/* Once the files being written (train_write.c) are: reports what they
+ * came to (an output that could not be written is the job's error; a
+ * checkpoint, a warning) and goes on.  After an epoch end's, that is the
+ * epoch_end hook and the next epoch or the finish; after the finish's
+ * (PH_SAVING), the job is done (PH_DONE).  Without wait,
+ * VT_TRAINER_WAITING while they are still written; with it, waits for
+ * them.  0 at once when none are under way. */
+int vt_train__written(vt_trainer *t, int wait);
 
 /* ---- train_read.c ---- */
 

@@ -705,7 +705,90 @@ vtpy.check([r["epoch"] for r in rows] == [1] and
            not os.listdir(os.path.join(wd.state, "checkpoints")),
            f"a job cancelled while writing: {rows}, {os.listdir(wc)}, "
            f"{os.listdir(os.path.join(wd.state, 'checkpoints'))}")
+
+
+# ---- a job writing its final model holds up no other ------------------------------
+# The final model and class map are written on the job's writing thread
+# too (held by the model's name, which every job's finish writes: the job
+# beside is a long one, cancelled after its first epoch).
+def final_held(name):
+    """Submits a one-epoch job `name` and waits until its final model's
+    write is held; returns its id."""
+    hold("model.safetensors")
+    j = wd.cli_json("submit", "--spec", write_spec(name, epochs=1))["job"]["id"]
+    wait_held("model.safetensors")
+    return j
+
+
+def final_outputs(name):
+    out = os.path.join(TMP, "out", name)
+    return all(os.path.exists(os.path.join(out, f)) for f in ("model.safetensors", "classmap.json"))
+
+
+fj = final_held("final-held")
+h = wd.cli_json("status", str(fj))["job"]
+vtpy.check(h["state"] == "running" and h["progress"]["phase"] == "saving",
+           f"a job writing its final model: {h}")
+bj = wd.cli_json("submit", "--spec", write_spec("beside-final", epochs=300))["job"]["id"]
+deadline = time.time() + 120
+while wd.cli_json("status", str(bj))["job"]["epochs_done"] < 1:
+    vtpy.before(deadline, "a job beside one writing its final model did not "
+               "finish an epoch: the write holds up the device")
+    time.sleep(0.05)
+wd.cli("cancel", str(bj))
+vtpy.check(wd.wait_state(bj, ["cancelled"], timeout=60)["state"] == "cancelled", "beside-final")
+vtpy.check(wd.cli_json("status", str(fj))["job"]["state"] == "running",
+           "the job held writing its final model should still run")
+release("model.safetensors")
+vtpy.check(wd.wait_state(fj, ["succeeded", "failed", "cancelled"], timeout=60)["state"] ==
+           "succeeded" and final_outputs("final-held"),
+           "the job held writing its final model should succeed once released")
+# Cancelled while its final model is written: answered at once; once the
+# write has returned the model is complete, and the job succeeds with it
+# rather than throw it away.
+fj = final_held("final-cancel")
+said = wd.cli("cancel", str(fj), timeout=30).stdout
+vtpy.check(f"cancelling job {fj}" in said, f"cancel while the final model is written: {said!r}")
+release("model.safetensors")
+vtpy.check(wd.wait_state(fj, ["succeeded", "failed", "cancelled"], timeout=60)["state"] ==
+           "succeeded" and final_outputs("final-cancel"),
+           "a job cancelled while its final model was written should keep it")
+w = wd.cli("watch", str(fj)).stdout
+vtpy.check("the model was written before the cancel took effect" in w,
+           f"the job's log should say why it succeeded: {w[-600:]!r}")
+# SIGTERM while the final model is written: the stop waits for the write
+# and records the job as succeeded; it does not run again after the restart.
+fj = final_held("final-stop")
+wd.proc.send_signal(signal.SIGTERM)
+time.sleep(1)
+vtpy.check(wd.proc.poll() is None, "the daemon should wait for the final model's write")
+release("model.safetensors")
+rc = wd.wait_exit("SIGTERM while the final model was written", timeout=60)
+vtpy.check(rc == 0, f"SIGTERM while the final model was written: exit {rc}")
+wd.start()
+h = wd.cli_json("status", str(fj))["job"]
+vtpy.check(h["state"] == "succeeded" and h["epochs_done"] == 1 and final_outputs("final-stop"),
+           f"a job whose final model was written during the stop: {h}")
 wd.stop()
+# vggtuned run: SIGINT while the final model is written waits for it and
+# reports the job done (exit 0), not interrupted.
+hold("model.safetensors")
+fgp = subprocess.Popen([VGGTUNED, "run", "--backend", "cpu", write_spec("fg-final", epochs=1)],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True,
+                       env=dict(os.environ, VT_TEST_READ_HOLD=holds))
+wait_held("model.safetensors")
+fgp.send_signal(signal.SIGINT)
+time.sleep(1)
+release("model.safetensors")
+try:
+    out, err = fgp.communicate(timeout=60)
+except subprocess.TimeoutExpired:
+    fgp.kill()
+    vtpy.fail("vggtuned run did not end once its final model was written")
+vtpy.check(fgp.returncode == 0 and "done:" in out and final_outputs("fg-final"),
+           f"vggtuned run, SIGINT while its final model is written: exit {fgp.returncode}: "
+           f"{out!r} {err!r}")
 
 # ---- predictions and evaluations take turns with the jobs -----------------------
 # A request reads its model file and its folder on a thread of its own
