@@ -474,15 +474,24 @@ static void vt__base_release(vt_device *d, int i)
 
 /* ---- jobs -------------------------------------------------------------- */
 
+/* Whether a progress event is due: none since *last for
+ * VT__PROGRESS_EVERY seconds, or force; then *last is now. */
+static int vt__progress_due(double *last, int force)
+{
+    double now = vt_clock_mono();
+    if (!force && now - *last < VT__PROGRESS_EVERY)
+        return 0;
+    *last = now;
+    return 1;
+}
+
 static void vt__hook_progress(void *ud, const vt_progress *p)
 {
     vt__djob *j = ud;
-    double now = vt_clock_mono();
     vt_dev_event *e;
-    if (now - j->last_progress < VT__PROGRESS_EVERY && p->step != p->steps)
-        return;
-    j->last_progress = now;
-    if (!(e = vt__event(VT_DEV_PROGRESS, j->id)))
+    /* (a pass's last step always: its end is seen) */
+    if (!vt__progress_due(&j->last_progress, p->step == p->steps) ||
+        !(e = vt__event(VT_DEV_PROGRESS, j->id)))
         return;
     e->progress = *p;
     snprintf(e->phase, sizeof e->phase, "%s", p->phase ? p->phase : "training");
@@ -1026,12 +1035,10 @@ static char *vt__req_result(vt__dreq *r)
  * most every VT__PROGRESS_EVERY seconds. */
 static void vt__req_progress(vt_device *d, vt__dreq *r)
 {
-    double now = vt_clock_mono();
     vt_dev_event *e;
-    if (!r->pass || now - r->last_progress < VT__PROGRESS_EVERY ||
+    if (!r->pass || !vt__progress_due(&r->last_progress, 0) ||
         !(e = vt__event(VT_DEV_REQ_PROGRESS, 0)))
         return;
-    r->last_progress = now;
     e->req = r->rd->cmd->req;
     e->progress.step = vt_pass_done(r->pass, &e->progress.steps);
     snprintf(e->phase, sizeof e->phase, "%s",
