@@ -816,11 +816,11 @@ int vt_train__resuming(const vt_trainer *t)
  * validation at the validation pass's own pace so far (before it, the last
  * epoch's validation time), and the later epochs at the last whole epoch's
  * time, validation included (before one has finished, this epoch's rate).
- * Early stopping is not foreseen. */
+ * Early stopping is not foreseen, until it is decided. */
 static double vt__eta(const vt_trainer *t, const char *phase, double now, double rate)
 {
     const vt_epoch_metrics *last = t->nhistory ? &t->history[t->nhistory - 1] : NULL;
-    int later = t->spec.epochs - t->epoch - 1;
+    int later = t->stop_early ? -1 : t->spec.epochs - t->epoch - 1; /* (-1: none ahead) */
     double val_s = 0, epoch_s, left = 0, val_el;
     if (last && last->images_per_s > 0 && t->val)
         val_s = fmax(0, last->seconds - t->train_n / last->images_per_s);
@@ -833,6 +833,8 @@ static double vt__eta(const vt_trainer *t, const char *phase, double now, double
         val_el = now - t->t_epoch0 - t->t_train_s;
         left = t->val_step > 0 ? val_el / t->val_step * (t->val_steps - t->val_step)
                                : fmax(0, val_s - val_el);
+    } else if (!strcmp(phase, "saving") && later >= 0) {
+        left = epoch_s; /* (an epoch end's: t->epoch counts it, the next is all ahead) */
     }
     return left + (later > 0 ? later * epoch_s : 0);
 }
@@ -840,7 +842,8 @@ static double vt__eta(const vt_trainer *t, const char *phase, double now, double
 /* Reports progress, at most every VT__PROGRESS_S seconds (each report waits
  * for the device) and at the end of a pass or a phase change (force).
  * phase is "training" (the training pass's steps and running means),
- * "validating" (the validation pass's) or "saving" (the final model). */
+ * "validating" (the validation pass's) or "saving" (an epoch end's files,
+ * or the final model). */
 #define VT__PROGRESS_S 0.25
 static int vt__progress(vt_trainer *t, const char *phase, int force)
 {
@@ -857,7 +860,7 @@ static int vt__progress(vt_trainer *t, const char *phase, int force)
     t->t_progress = now = vt_clock_mono();
     el = training ? now - t->t_epoch0 : t->t_train_s; /* this epoch's training */
     rate = el > 0 ? t->seen / el : 0;
-    p.epoch = strcmp(phase, "saving") ? t->epoch + 1 : t->nhistory; /* the last, when saving */
+    p.epoch = strcmp(phase, "saving") ? t->epoch + 1 : t->nhistory; /* the ended one, when saving */
     p.epochs = t->spec.epochs;
     p.step = val ? t->val_step : t->step;
     p.steps = val ? t->val_steps : t->steps;
@@ -1038,7 +1041,8 @@ static int vt__epoch_end(vt_trainer *t)
         }
     }
     t->epoch++;
-    if ((rc = vt__epoch_checkpoint(t, t->wrote_best)) < 0 || (rc = vt_train__write_start(t)) < 0)
+    if ((rc = vt__epoch_checkpoint(t, t->wrote_best)) < 0 ||
+        (rc = vt__progress(t, "saving", 1)) < 0 || (rc = vt_train__write_start(t)) < 0)
         return rc;
     return VT_TRAINER_WAITING;
 }

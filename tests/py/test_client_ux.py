@@ -6,10 +6,11 @@ vggtune client, for the things a user test found wrong:
   a symbolic link named on the command line (predict IMAGE, eval DIR) is
   followed; submit --dry-run shows plain paths ('..' resolved); a --spec
   whose data is not an object is told so; an early-stopped job says so in
-  list and status, and a keep_best job that has ended keeps its model
-  without 'so far'; list pads non-ASCII names by display width; Ctrl-C
-  during watch and submit --watch exits 130, as documented; PROTOCOL.md and
-  vggtune --help give the socket search order the code follows.  As root
+  list and status (its ETA drops to the save once the stop is decided),
+  and a keep_best job that has ended keeps its model without 'so far';
+  list pads non-ASCII names by display width; Ctrl-C during watch and
+  submit --watch exits 130, as documented; PROTOCOL.md and vggtune --help
+  give the socket search order the code follows.  As root
   (with setpriv) also: another user's running job as a non-admin sees it,
   and the 'permission denied' hint for the socket's real group and mode.
 """
@@ -27,7 +28,7 @@ import unicodedata
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vtpy  # noqa: E402
-from vtdaemon import Daemon, job_spec, make_data  # noqa: E402
+from vtdaemon import Daemon, Raw, job_spec, make_data  # noqa: E402
 
 a = vtpy.args()
 TMP = vtpy.tmpdir(a.keep)
@@ -76,8 +77,22 @@ def columns(text):
 # ---- a finished job: keep_best, stopped early ------------------------------------
 # min_delta so large that no epoch after the first improves: with patience 1
 # the job stops after epoch 2 of 30, keeping epoch 1.
-early = submit("early", epochs=30, keep_best=True,
-               early_stopping={"patience": 1, "min_delta": 1e6})
+# Watched from its submission: once the stop is decided the ETA is only the
+# save (no more of the 30 epochs), while epoch 1's files are saved it is
+# the epochs after it.
+wr = Raw(d.socket)
+early = wr.request({"op": "submit", "job": json.load(open(write_spec(
+    "early", epochs=30, keep_best=True,
+    early_stopping={"patience": 1, "min_delta": 1e6})))})["job"]["id"]
+wr.send({"op": "watch", "job": early})
+saving = []
+while (m := wr.read()) is not None and m.get("event") != "end":
+    if m.get("event") == "progress" and m["progress"]["phase"] == "saving":
+        saving.append(m["progress"])
+wr.close()
+vtpy.check([p["epoch"] for p in saving] == [1, 2, 2] and saving[0]["eta_s"] > 0 and
+           saving[1]["eta_s"] == saving[2]["eta_s"] == 0,
+           f"saving an early-stopped job's epochs (its ETA): {saving}")
 job = d.wait_state(early, ["succeeded", "failed"], timeout=300)
 vtpy.check(job["state"] == "succeeded" and job["epochs_done"] == 2,
            f"the early-stopping job should succeed after 2 epochs: {job}")

@@ -1130,7 +1130,8 @@ slow.close()
 # ---- the phases a watcher sees ---------------------------------------------------
 # A job watched from the queue on: "preparing" as soon as it runs (before
 # the trainer's first report), then training, validating (with the
-# validation pass's steps) and saving, in that order.
+# validation pass's steps) and saving (each epoch's files, then the final
+# model), in that order.
 ph = Daemon(a.build, TMP, name="phases", extra=["--max-running", "1"])
 blocker = ph.cli_json("submit", "--spec", write_spec("blocker", epochs=500))["job"]["id"]
 ph.wait_state(blocker, ["running"])
@@ -1146,16 +1147,19 @@ while (m := wr.read()) is not None and m.get("event") != "end":
             phases.append(m["progress"]["phase"])
 wr.close()
 vtpy.check(m and m["job"]["state"] == "succeeded" and
-           phases == ["preparing", "training", "validating", "training", "validating", "saving"],
+           phases == ["preparing", "training", "validating", "saving", "training", "validating",
+                      "saving"],
            f"the phases of a watched job: {phases}")
 val = [p for p in progress if p["phase"] == "validating"]
 vtpy.check("loss" not in progress[0] and val[-1]["step"] == val[-1]["steps"] == 2 and
            0 < val[-1]["loss"] and all(p["epoch"] in (1, 2) for p in progress),
            f"progress reports: {progress[0]} {val[-1]}")
-# The ETA counts what is left: positive while epoch 1 trains, nothing once
-# the last validation pass is through and while saving.
-eta1 = [p["eta_s"] for p in progress if p["phase"] == "training" and p["epoch"] == 1]
+# The ETA counts what is left: positive while epoch 1 trains and while
+# its files are saved (epoch 2 is ahead), nothing once the last
+# validation pass is through and while saving.
+eta1 = [p["eta_s"] for p in progress if p["phase"] in ("training", "saving") and p["epoch"] == 1]
 vtpy.check(eta1 and all(e > 0 for e in eta1) and val[-1]["eta_s"] == 0 and
+           [p["epoch"] for p in progress if p["phase"] == "saving"][0] == 1 and
            progress[-1]["phase"] == "saving" and progress[-1]["eta_s"] == 0 and
            all(p.get("eta_s", 0) >= 0 for p in progress), f"ETAs: {progress}")
 # A job stopped in its validation pass resumes into it: that pass's steps
