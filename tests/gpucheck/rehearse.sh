@@ -37,6 +37,7 @@ stubs=$here/tests/gpucheck
 run=${1:-$here/build-gpu/run}
 work=${2:-${TMPDIR:-/tmp}/vt-rehearsal}
 [ -f "$run/gpu-tests.txt" ] || { echo "rehearse: $run is not a gpu-prepare bundle (scripts/gpu-prepare.sh)"; exit 2; }
+[ -s "$run/gpu-tests.txt" ] || { echo "rehearse: $run/gpu-tests.txt lists no GPU test (run scripts/gpu-prepare.sh again)"; exit 2; }
 rm -rf "$work"
 mkdir -p "$work/tmp"
 VT_REAL_PYTHON=${VT_REAL_PYTHON:-$(command -v python3)}
