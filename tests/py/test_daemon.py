@@ -560,23 +560,36 @@ rd.start()
 vtpy.check(rd.wait_state(held3, ["succeeded", "failed", "cancelled"], timeout=120)["state"] ==
            "succeeded", "a job stopped while reading should run after the restart")
 rd.stop()
+
+
+def fg_sigint(name, held, release_after=None, timeout=10):
+    """vggtuned run of a one-epoch job `name`, interrupted with SIGINT
+    while held at `held` (released release_after seconds later, when
+    given); returns its exit status, stdout and stderr."""
+    hold(held)
+    p = subprocess.Popen([VGGTUNED, "run", "--backend", "cpu", write_spec(name, epochs=1)],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True,
+                         env=dict(os.environ, VT_TEST_READ_HOLD=holds))
+    wait_held(held)
+    p.send_signal(signal.SIGINT)
+    if release_after is not None:
+        time.sleep(release_after)
+        release(held)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        vtpy.fail(f"vggtuned run ({name}) did not end within {timeout} s of SIGINT")
+    return p.returncode, out, err
+
+
 # vggtuned run: SIGINT while the data is read ends it at once, as a
 # cancelled job (nothing to resume: nothing was trained).
-hold("fg-held")
-fgp = subprocess.Popen([VGGTUNED, "run", "--backend", "cpu", write_spec("fg-held", epochs=1)],
-                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE, text=True,
-                       env=dict(os.environ, VT_TEST_READ_HOLD=holds))
-wait_held("fg-held")
-fgp.send_signal(signal.SIGINT)
-try:
-    _, err = fgp.communicate(timeout=10)
-except subprocess.TimeoutExpired:
-    fgp.kill()
-    vtpy.fail("vggtuned run did not stop within 10 s of SIGINT while reading its data")
-vtpy.check(fgp.returncode == 130 and "interrupted" in err and
+rc, _, err = fg_sigint("fg-held", "fg-held")
+vtpy.check(rc == 130 and "interrupted" in err and
            not os.path.exists(os.path.join(TMP, "out", "fg-held")),
-           f"vggtuned run, SIGINT while reading: exit {fgp.returncode}: {err!r}")
+           f"vggtuned run, SIGINT while reading: exit {rc}: {err!r}")
 release("fg-held")
 
 # ---- a job reading its init model or its checkpoint holds up no other ------------
@@ -772,23 +785,9 @@ vtpy.check(h["state"] == "succeeded" and h["epochs_done"] == 1 and final_outputs
 wd.stop()
 # vggtuned run: SIGINT while the final model is written waits for it and
 # reports the job done (exit 0), not interrupted.
-hold("model.safetensors")
-fgp = subprocess.Popen([VGGTUNED, "run", "--backend", "cpu", write_spec("fg-final", epochs=1)],
-                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, text=True,
-                       env=dict(os.environ, VT_TEST_READ_HOLD=holds))
-wait_held("model.safetensors")
-fgp.send_signal(signal.SIGINT)
-time.sleep(1)
-release("model.safetensors")
-try:
-    out, err = fgp.communicate(timeout=60)
-except subprocess.TimeoutExpired:
-    fgp.kill()
-    vtpy.fail("vggtuned run did not end once its final model was written")
-vtpy.check(fgp.returncode == 0 and "done:" in out and final_outputs("fg-final"),
-           f"vggtuned run, SIGINT while its final model is written: exit {fgp.returncode}: "
-           f"{out!r} {err!r}")
+rc, out, err = fg_sigint("fg-final", "model.safetensors", release_after=1, timeout=60)
+vtpy.check(rc == 0 and "done:" in out and final_outputs("fg-final"),
+           f"vggtuned run, SIGINT while its final model is written: exit {rc}: {out!r} {err!r}")
 
 # ---- predictions and evaluations take turns with the jobs -----------------------
 # A request reads its model file and its folder on a thread of its own
