@@ -965,13 +965,17 @@ hold("ev-held")
 aid = ea.send({"op": "eval", "job": held, "data": os.path.join(big, "train")})
 eb.send({"op": "eval", "job": held, "data": evdir})
 wait_held("ev-held")
-time.sleep(0.5)  # (the first one's network is on the device meanwhile)
+# (the first one's network is on the device once it has run a batch: its
+# first progress event, due at once)
+first = ea.read()
+if not first or first.get("event") != "progress":
+    vtpy.fail(f"the first request's first batch: {first}")
 release("ev-held")
 mb = reply(eb)
 # What the first has sent by then: its progress events, and its reply
 # (or not yet, without the wait).
 ea.s.settimeout(0.05)
-ma, seen = None, []
+ma, seen = None, [first["progress"]]
 try:
     while not ma and (m := ea.read()) is not None:
         if "ok" in m:
