@@ -678,20 +678,28 @@ static void vt__fatal(vt_device *d, const char *what, const char *msg)
     d->stopping = 2;
 }
 
+/* Whether job j has finished: its files written were its final model and
+ * class map.  Then a cancel that came meanwhile is over (the model is
+ * complete, and discarding it would throw away a finished model), with a
+ * line in the job's log saying so. */
+static int vt__job_done(vt__djob *j)
+{
+    if (!j->tr || !vt_trainer_done(j->tr))
+        return 0;
+    if (j->cancelled)
+        vt__hook_message(j, VT_LOG_INFO, "the model was written before the cancel took "
+                         "effect: the job has finished");
+    j->cancelled = 0;
+    return 1;
+}
+
 /* A training step of job j (queued on the device). */
 static int vt__job_turn(vt_device *d, vt__djob *j)
 {
     if (j->cancelled) { /* (ready: its files are written; their epoch is reported first) */
         if (vt_trainer_files_written(j->tr) < 0)
             vt_log_warn("job %lld, cancelled: %s", (long long)j->id, vt_error_msg());
-        if (!vt_trainer_done(j->tr))
-            return VT_ECANCELLED;
-        /* they were its final model and class map: the job is complete,
-         * and discarding it now would throw away a finished model */
-        j->cancelled = 0;
-        vt__hook_message(j, VT_LOG_INFO, "the model was written before the cancel took "
-                         "effect: the job has finished");
-        return 0;
+        return vt__job_done(j) ? 0 : VT_ECANCELLED;
     }
     int rc = vt_trainer_step(j->tr);
     if (!j->spec_posted && vt_trainer_prepared(j->tr)) {
@@ -1301,7 +1309,7 @@ static void vt__shutdown_jobs(vt_device *d, int checkpoint)
         int wrote = j->tr ? vt_trainer_files_written(j->tr) : 0;
         if (wrote < 0)
             vt_log_error("job %lld: %s", (long long)j->id, vt_error_msg());
-        if (j->tr && vt_trainer_done(j->tr)) {
+        if (vt__job_done(j)) {
             vt__job_end(d, j, VT_JOB_SUCCEEDED, NULL);
             continue;
         }

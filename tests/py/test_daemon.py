@@ -782,6 +782,21 @@ wd.start()
 h = wd.cli_json("status", str(fj))["job"]
 vtpy.check(h["state"] == "succeeded" and h["epochs_done"] == 1 and final_outputs("final-stop"),
            f"a job whose final model was written during the stop: {h}")
+# Cancelled, then SIGTERM, while its final model is written: it succeeds
+# as above, and its log says why, as when the cancel alone ends it.
+fj = final_held("final-cancel-stop")
+wd.cli("cancel", str(fj), timeout=30)
+wd.proc.send_signal(signal.SIGTERM)
+time.sleep(1)
+release("model.safetensors")
+rc = wd.wait_exit("SIGTERM after a cancel while the final model was written", timeout=60)
+wd.start()
+h = wd.cli_json("status", str(fj))["job"]
+w = wd.cli("watch", str(fj)).stdout
+vtpy.check(rc == 0 and h["state"] == "succeeded" and final_outputs("final-cancel-stop") and
+           "the model was written before the cancel took effect" in w,
+           f"cancelled, then stopped, while its final model was written: exit {rc}, {h}, "
+           f"its log: {w[-600:]!r}")
 wd.stop()
 # vggtuned run: SIGINT while the final model is written waits for it and
 # reports the job done (exit 0), not interrupted.
