@@ -85,6 +85,7 @@ typedef struct vt__djob {
     vt_preprocess prep; /* what the job's own weights expect, and where they */
     char desc[PATH_MAX + 32]; /* came from (a shared base may come from another file) */
     double last_progress;
+    char phase[16];    /* of the last progress event */
     int spec_posted;   /* VT_DEV_SPEC sent */
     size_t need;       /* device bytes the job is estimated to need */
     size_t promised;   /* of those, what it has not allocated yet: need from
@@ -488,13 +489,16 @@ static int vt__progress_due(double *last, int force)
 static void vt__hook_progress(void *ud, const vt_progress *p)
 {
     vt__djob *j = ud;
+    const char *phase = p->phase ? p->phase : "training";
     vt_dev_event *e;
-    /* (a pass's last step always: its end is seen) */
-    if (!vt__progress_due(&j->last_progress, p->step == p->steps) ||
+    /* (a pass's last step and a new phase always: the end of a pass is seen,
+     * and "saving" after it however soon it comes) */
+    if (!vt__progress_due(&j->last_progress, p->step == p->steps || strcmp(phase, j->phase)) ||
         !(e = vt__event(VT_DEV_PROGRESS, j->id)))
         return;
+    snprintf(j->phase, sizeof j->phase, "%s", phase);
     e->progress = *p;
-    snprintf(e->phase, sizeof e->phase, "%s", p->phase ? p->phase : "training");
+    snprintf(e->phase, sizeof e->phase, "%s", phase);
     e->progress.phase = NULL;
     vt__post(j->d, e);
 }
