@@ -1285,8 +1285,10 @@ static vt__cmd *vt__take(vt_device *d, int block)
 /* Drops every job without reporting an end (the store still has them
  * queued or running, so the next start runs them again); with checkpoint
  * set (SIGTERM), prepared running jobs are checkpointed first so they
- * resume where they were.  Requests in progress are answered with an
- * error. */
+ * resume where they were.  A job whose files under way settle its end -
+ * its final model written, an output that could not be, or a cancel
+ * waiting for them - ends as it would have without the stop.  Requests in
+ * progress are answered with an error. */
 static void vt__shutdown_jobs(vt_device *d, int checkpoint)
 {
     vt_sched_job *sj;
@@ -1307,21 +1309,23 @@ static void vt__shutdown_jobs(vt_device *d, int checkpoint)
         vt__djob *j = vt_sched_job_ud(sj);
         /* The files under way are waited for (freeing the trainer would)
          * and reported, so that the store records the epoch they hold, a
-         * checkpoint among them, or the job's end when they were its final
-         * model.  After an output that could not be written no checkpoint
-         * is taken: the job resumes from its last one. */
+         * checkpoint among them, or the job's end. */
         int wrote = j->tr ? vt_trainer_files_written(j->tr) : 0;
-        if (wrote < 0)
-            vt_log_error("job %lld: %s", (long long)j->id, vt_error_msg());
         if (vt__job_done(j)) {
             vt__job_end(d, j, VT_JOB_SUCCEEDED, NULL);
             continue;
         }
         if (j->cancelled) {
+            if (wrote < 0)
+                vt_log_warn("job %lld, cancelled: %s", (long long)j->id, vt_error_msg());
             vt__job_end(d, j, VT_JOB_CANCELLED, NULL);
             continue;
         }
-        if (checkpoint && wrote == 0 && j->tr && vt_trainer_prepared(j->tr)) {
+        if (wrote < 0) { /* (what vt_trainer_step would have answered) */
+            vt__job_end(d, j, VT_JOB_FAILED, vt_error_msg());
+            continue;
+        }
+        if (checkpoint && j->tr && vt_trainer_prepared(j->tr)) {
             if (vt_trainer_checkpoint(j->tr) < 0)
                 vt_log_error("job %lld: checkpoint failed: %s", (long long)j->id,
                              vt_error_msg());

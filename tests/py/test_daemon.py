@@ -797,6 +797,34 @@ vtpy.check(rc == 0 and h["state"] == "succeeded" and final_outputs("final-cancel
            "the model was written before the cancel took effect" in w,
            f"cancelled, then stopped, while its final model was written: exit {rc}, {h}, "
            f"its log: {w[-600:]!r}")
+# SIGTERM while a final model's write fails (its output file system made
+# read-only meanwhile): the job fails, as it would have without the stop,
+# rather than run again after the restart (writable again by then).  (As
+# root: a tmpfs.)
+if os.geteuid() == 0:
+    rofs = os.path.join(TMP, "final-ro")
+    os.makedirs(rofs)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512m", "tmpfs", rofs], check=True)
+    try:
+        hold("model.safetensors")
+        fj = wd.cli_json("submit", "--spec", write_spec(
+            "final-ro", epochs=1, output=os.path.join(rofs, "o")))["job"]["id"]
+        wait_held("model.safetensors")
+        subprocess.run(["mount", "-o", "remount,ro", rofs], check=True)
+        wd.proc.send_signal(signal.SIGTERM)
+        time.sleep(1)
+        release("model.safetensors")
+        rc = wd.wait_exit("SIGTERM while a final model's write failed", timeout=60)
+        subprocess.run(["mount", "-o", "remount,rw", rofs], check=True)  # (a rerun would pass)
+        wd.start()
+        h = wd.cli_json("status", str(fj))["job"]
+        vtpy.check(rc == 0 and h["state"] == "failed" and "Read-only" in h.get("error", ""),
+                   f"a job whose final model could not be written during the stop: exit {rc}, "
+                   f"{h}")
+    finally:
+        subprocess.run(["umount", rofs])
+else:
+    print("SKIP part: a final write failing during a stop needs root (a tmpfs)")
 wd.stop()
 # vggtuned run: SIGINT while the final model is written waits for it and
 # reports the job done (exit 0), not interrupted.
