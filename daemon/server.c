@@ -338,6 +338,11 @@ static void vt__job_state(vt_daemon *dm, vt_dev_event *e)
         vt_job_set_text(&j->error, e->text ? e->text : "unknown error");
     if (j->state == VT_JOB_CANCELLED && !j->reason)
         vt_job_set_text(&j->reason, "cancelled");
+    if (j->state == VT_JOB_SUCCEEDED && j->cancel_requested) {
+        /* (its final model was written before the cancel took effect) */
+        j->cancel_requested = 0;
+        vt_job_set_text(&j->reason, NULL);
+    }
     vt__persist(dm, j);
     vt__drop_checkpoint(dm, j);
     if (j->state == VT_JOB_FAILED)

@@ -52,9 +52,10 @@ typedef struct {
     double eta_s;           /* whole job, estimated */
     const char *phase;      /* "preparing" (the image headers being read:
                                step of steps), "training", "validating" (the
-                               validation pass) or "saving" (the final
-                               model); the daemon reports "preparing" itself
-                               from the start */
+                               validation pass) or "saving" (an epoch
+                               end's files, then the final model: epoch is
+                               the one that ended); the daemon reports
+                               "preparing" itself from the start */
 } vt_progress;
 
 enum { VT_CACHED_FEATURES = 1, VT_CACHED_IMAGES = 2 };
@@ -130,10 +131,10 @@ int vt_trainer_create(vt_trainer **out, const vt_jobspec *spec, const vt_trainer
 /* vt_trainer_step's answer while the job's data is read on a thread of
  * its own (the folder walk and the probe of every image header, which take
  * time in proportion to the data and need no device, then the init model
- * and the checkpoint files), and while an epoch end's files are written
- * on one (metrics, keep_best's model, bottleneck features, checkpoint):
- * nothing else to do
- * until it ends; vt_trainer_ready says when, vt_trainer_wait waits. */
+ * and the checkpoint files), and while an epoch end's files (metrics,
+ * keep_best's model, bottleneck features, checkpoint) or the final model
+ * and class map are written on one: nothing else to do until it ends;
+ * vt_trainer_ready says when, vt_trainer_wait waits. */
 #define VT_TRAINER_WAITING 2
 
 /* Does one piece of work.  Returns 1 when there is more to do,

@@ -769,6 +769,9 @@ vtpy.check(wd.wait_state(fj, ["succeeded", "failed", "cancelled"], timeout=60)["
 w = wd.cli("watch", str(fj)).stdout
 vtpy.check("the model was written before the cancel took effect" in w,
            f"the job's log should say why it succeeded: {w[-600:]!r}")
+h = wd.cli_json("status", str(fj))["job"]
+vtpy.check(not h["cancel_requested"] and "reason" not in h,
+           f"a job that succeeded after a cancel has no cancel under way: {h}")
 # SIGTERM while the final model is written: the stop waits for the write
 # and records the job as succeeded; it does not run again after the restart.
 fj = final_held("final-stop")
