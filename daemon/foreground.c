@@ -299,15 +299,16 @@ int vt_fg_run(int argc, char **argv)
             vt_trainer_wait(tr, 0.2); /* (short: a signal is seen in time) */
     if (ui.tty && !ui.quiet)
         fprintf(stderr, "\r\033[K");
-    /* (files under way are waited for: when they were the final model and
-     * class map, the job has finished) */
-    if (vt__stop && (rc = vt_trainer_files_written(tr)) == 0 && vt_trainer_done(tr))
+    /* (files under way are waited for: when they settle the job's end - its
+     * final model written, or an output that could not be - it ends as it
+     * would have without the signal) */
+    if (vt__stop && ((rc = vt_trainer_files_written(tr)) < 0 || vt_trainer_done(tr)))
         vt__stop = 0;
     if (vt__stop) {
         /* Still preparing (reading the data): nothing new to save, and an
          * earlier run's checkpoint, when there is one, still holds. */
         int resumable = checkpoint && vt_trainer_prepared(tr);
-        if (resumable && rc == 0 && vt_trainer_checkpoint(tr) == 0) {
+        if (resumable && vt_trainer_checkpoint(tr) == 0) {
             fprintf(stderr, "vggtuned: interrupted; checkpoint written to %s, run the same "
                     "command again to resume\n", checkpoint);
             status = 75;

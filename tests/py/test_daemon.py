@@ -562,16 +562,20 @@ vtpy.check(rd.wait_state(held3, ["succeeded", "failed", "cancelled"], timeout=12
 rd.stop()
 
 
-def fg_sigint(name, held, release_after=None, timeout=10):
-    """vggtuned run of a one-epoch job `name`, interrupted with SIGINT
-    while held at `held` (released release_after seconds later, when
+def fg_sigint(name, held, release_after=None, timeout=10, when_held=None, **extra):
+    """vggtuned run of a one-epoch job `name` (extra: its document's other
+    fields), interrupted with SIGINT while held at `held` (when_held is
+    called first; the hold is released release_after seconds later, when
     given); returns its exit status, stdout and stderr."""
     hold(held)
-    p = subprocess.Popen([VGGTUNED, "run", "--backend", "cpu", write_spec(name, epochs=1)],
+    p = subprocess.Popen([VGGTUNED, "run", "--backend", "cpu",
+                          write_spec(name, epochs=1, **extra)],
                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True,
                          env=dict(os.environ, VT_TEST_READ_HOLD=holds))
     wait_held(held)
+    if when_held:
+        when_held()
     p.send_signal(signal.SIGINT)
     if release_after is not None:
         time.sleep(release_after)
@@ -824,6 +828,14 @@ if os.geteuid() == 0:
         vtpy.check(rc == 0 and h["state"] == "failed" and "Read-only" in h.get("error", ""),
                    f"a job whose final model could not be written during the stop: exit {rc}, "
                    f"{h}")
+        # vggtuned run likewise: the job failed (exit 1, with the error),
+        # it was not interrupted.
+        rc, _, err = fg_sigint("fg-final-ro", "model.safetensors", release_after=1,
+                               output=os.path.join(rofs, "fg"), when_held=lambda: subprocess.run(
+                                   ["mount", "-o", "remount,ro", rofs], check=True))
+        vtpy.check(rc == 1 and "failed" in err and "Read-only" in err,
+                   f"vggtuned run, SIGINT while its final model's write failed: exit {rc}: "
+                   f"{err!r}")
     finally:
         subprocess.run(["umount", rofs])
 else:
