@@ -930,36 +930,38 @@ sdata = os.path.join(TMP, "stuck-data")
 shutil.copytree(DATA, sdata)
 cls = sorted(os.listdir(os.path.join(sdata, "train")))[0]
 shutil.copy(imgs[0], os.path.join(sdata, "train", cls, "zz-stuck.jpg"))
-with open(os.path.join(TMP, "stuck-job.json"), "w") as f:
-    json.dump(job_spec(sdata, os.path.join(TMP, "out", "stuck-job"), epochs=1), f)
-hold("zz-stuck.jpg")
-sj = rd.cli_json("submit", "--spec", os.path.join(TMP, "stuck-job.json"))["job"]["id"]
-wait_held("zz-stuck.jpg")
-beside = rd.cli_json("submit", "--spec", write_spec("beside-stuck-job", epochs=1))["job"]["id"]
-vtpy.check(rd.wait_state(beside, ["succeeded", "failed", "cancelled"], timeout=120)["state"] ==
-           "succeeded", "a job beside a job stuck reading an image should succeed")
-vtpy.check(rd.cli_json("status", str(sj))["job"]["state"] == "running", "the stuck job runs on")
-release("zz-stuck.jpg")
-vtpy.check(rd.wait_state(sj, ["succeeded", "failed", "cancelled"], timeout=120)["state"] ==
-           "succeeded", "the stuck job, once its read returned")
+
+
+def stuck_beside(dm, tag, what, while_stuck=None):
+    """Job `tag` on sdata, held reading its image zz-stuck.jpg: another job
+    trains to its end meanwhile (then while_stuck() is checked), and the
+    held one succeeds once released."""
+    spec = os.path.join(TMP, tag + ".json")
+    with open(spec, "w") as f:
+        json.dump(job_spec(sdata, os.path.join(TMP, "out", tag), epochs=1), f)
+    hold("zz-stuck.jpg")
+    sj = dm.cli_json("submit", "--spec", spec)["job"]["id"]
+    wait_held("zz-stuck.jpg")
+    beside = dm.cli_json("submit", "--spec", write_spec("beside-" + tag, epochs=1))["job"]["id"]
+    vtpy.check(dm.wait_state(beside, ["succeeded", "failed", "cancelled"], timeout=120)["state"] ==
+               "succeeded", f"{what}, a job beside one stuck reading an image should succeed")
+    vtpy.check(dm.cli_json("status", str(sj))["job"]["state"] == "running",
+               f"{what}, the stuck job runs on")
+    if while_stuck:
+        while_stuck()
+    release("zz-stuck.jpg")
+    vtpy.check(dm.wait_state(sj, ["succeeded", "failed", "cancelled"], timeout=120)["state"] ==
+               "succeeded", f"{what}, the stuck job, once its read returned")
+
+
+stuck_beside(rd, "stuck-job", "with two decode threads")
 # With one decode thread the stuck read holds it, but not the other jobs:
 # the pool takes it for stuck and starts a thread beside it.
 one = Daemon(a.build, TMP, name="one-thread", extra=["--threads", "1"],
              env=dict(os.environ, VT_TEST_READ_HOLD=holds))
-with open(os.path.join(TMP, "stuck-1t.json"), "w") as f:
-    json.dump(job_spec(sdata, os.path.join(TMP, "out", "stuck-1t"), epochs=1), f)
-hold("zz-stuck.jpg")
-sj = one.cli_json("submit", "--spec", os.path.join(TMP, "stuck-1t.json"))["job"]["id"]
-wait_held("zz-stuck.jpg")
-beside = one.cli_json("submit", "--spec", write_spec("beside-1t", epochs=1))["job"]["id"]
-vtpy.check(one.wait_state(beside, ["succeeded", "failed", "cancelled"], timeout=120)["state"] ==
-           "succeeded", "with one decode thread, a job beside one stuck reading an image "
-           "should succeed")
-vtpy.check("1 more thread started beside them" in one.log_text(),
-           f"the stand-in thread is logged: {one.log_text()[-600:]!r}")
-release("zz-stuck.jpg")
-vtpy.check(one.wait_state(sj, ["succeeded", "failed", "cancelled"], timeout=120)["state"] ==
-           "succeeded", "the stuck job (one decode thread), once its read returned")
+stuck_beside(one, "stuck-1t", "with one decode thread", lambda: vtpy.check(
+    "1 more thread started beside them" in one.log_text(),
+    f"the stand-in thread is logged: {one.log_text()[-600:]!r}"))
 one.stop()
 # Two requests of one user are in progress at a time (each holds its
 # model); a third starts when one ends.
