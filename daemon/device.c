@@ -682,29 +682,35 @@ static void vt__fatal(vt_device *d, const char *what, const char *msg)
     d->stopping = 2;
 }
 
-/* Whether job j has finished: its files written were its final model and
- * class map.  Then a cancel that came meanwhile is over (the model is
- * complete, and discarding it would throw away a finished model), with a
- * line in the job's log saying so. */
-static int vt__job_done(vt__djob *j)
+/* Waits for job j's files under way, reports them, and says how they end
+ * it: VT_JOB_SUCCEEDED when they were its final model and class map (a
+ * cancel that came meanwhile is over, said in its log: discarding would
+ * throw away a finished model), VT_JOB_CANCELLED when it was cancelled,
+ * VT_JOB_FAILED (the message set) when an output could not be written;
+ * else -1: it goes on. */
+static int vt__files_settle(vt__djob *j)
 {
-    if (!j->tr || !vt_trainer_done(j->tr))
-        return 0;
-    if (j->cancelled)
-        vt__hook_message(j, VT_LOG_INFO, "the model was written before the cancel took "
-                         "effect: the job has finished");
-    j->cancelled = 0;
-    return 1;
+    int rc = j->tr ? vt_trainer_files_written(j->tr) : 0;
+    if (j->tr && vt_trainer_done(j->tr)) {
+        if (j->cancelled)
+            vt__hook_message(j, VT_LOG_INFO, "the model was written before the cancel took "
+                             "effect: the job has finished");
+        j->cancelled = 0;
+        return VT_JOB_SUCCEEDED;
+    }
+    if (j->cancelled) {
+        if (rc < 0)
+            vt_log_warn("job %lld, cancelled: %s", (long long)j->id, vt_error_msg());
+        return VT_JOB_CANCELLED;
+    }
+    return rc < 0 ? VT_JOB_FAILED : -1;
 }
 
 /* A training step of job j (queued on the device). */
 static int vt__job_turn(vt_device *d, vt__djob *j)
 {
-    if (j->cancelled) { /* (ready: its files are written; their epoch is reported first) */
-        if (vt_trainer_files_written(j->tr) < 0)
-            vt_log_warn("job %lld, cancelled: %s", (long long)j->id, vt_error_msg());
-        return vt__job_done(j) ? 0 : VT_ECANCELLED;
-    }
+    if (j->cancelled) /* (ready: its files are written; their epoch is reported first) */
+        return vt__files_settle(j) == VT_JOB_SUCCEEDED ? 0 : VT_ECANCELLED;
     int rc = vt_trainer_step(j->tr);
     if (!j->spec_posted && vt_trainer_prepared(j->tr)) {
         d->promised -= j->promised; /* allocated now: in use */
@@ -1310,19 +1316,9 @@ static void vt__shutdown_jobs(vt_device *d, int checkpoint)
         /* The files under way are waited for (freeing the trainer would)
          * and reported, so that the store records the epoch they hold, a
          * checkpoint among them, or the job's end. */
-        int wrote = j->tr ? vt_trainer_files_written(j->tr) : 0;
-        if (vt__job_done(j)) {
-            vt__job_end(d, j, VT_JOB_SUCCEEDED, NULL);
-            continue;
-        }
-        if (j->cancelled) {
-            if (wrote < 0)
-                vt_log_warn("job %lld, cancelled: %s", (long long)j->id, vt_error_msg());
-            vt__job_end(d, j, VT_JOB_CANCELLED, NULL);
-            continue;
-        }
-        if (wrote < 0) { /* (what vt_trainer_step would have answered) */
-            vt__job_end(d, j, VT_JOB_FAILED, vt_error_msg());
+        int end = vt__files_settle(j);
+        if (end >= 0) {
+            vt__job_end(d, j, (vt_job_state)end, end == VT_JOB_FAILED ? vt_error_msg() : NULL);
             continue;
         }
         if (checkpoint && j->tr && vt_trainer_prepared(j->tr)) {
