@@ -36,13 +36,17 @@ echo "== configure $build (CUDA on, Release, sm_90)"
 cmake -S "$here" -B "$build" -DVT_WITH_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
       -DCMAKE_BUILD_TYPE=Release -DVT_SANITIZE= >/dev/null
 
-# The binaries of the gpu-labelled tests ctest knows (it names a test's
-# binary only once one has been built).
-gpu_test_bins() {
+# The gpu-labelled tests, as ctest would run them, rewritten to the bundle:
+# name|binary|args|timeout, the binary empty while none has been built
+# (ctest names a test's binary only once it exists).
+list_gpu_tests() {
   (cd "$build" && ctest -L gpu --show-only=json-v1) | python3 -c '
 import json, os, sys
-tests = json.load(sys.stdin).get("tests", [])
-print(" ".join(sorted({os.path.basename(t["command"][0]) for t in tests if t.get("command")})))
+for t in json.load(sys.stdin).get("tests", []):
+    cmd = t.get("command") or [""]
+    props = {p["name"]: p["value"] for p in t.get("properties", [])}
+    print("|".join([t["name"], os.path.basename(cmd[0]), " ".join(cmd[1:]),
+                     str(int(float(props.get("TIMEOUT", 600))))]))
 '
 }
 
@@ -54,24 +58,14 @@ if ! cmake --build "$build" -j "$(nproc)" >"$build/build.log" 2>&1; then
   echo "gpu-prepare: a full build failed (see $build/build.log); building the check's targets"
   # shellcheck disable=SC2046
   cmake --build "$build" -j "$(nproc)" --target vt-bench vt-decodebench vggtuned vggtune \
-        vt-gendata $(gpu_test_bins)
+        vt-gendata $(list_gpu_tests | cut -d'|' -f2 | sort -u)
 fi
 
-# The gpu-labelled tests, as ctest would run them, rewritten to the bundle.
-# (Listed after the build: ctest names a test's binary only once it exists.)
 tests_txt=$build/gpu-tests.txt
-(cd "$build" && ctest -L gpu --show-only=json-v1) | python3 -c '
-import json, os, sys
-doc = json.load(sys.stdin)
-for t in doc.get("tests", []):
-    cmd = t.get("command") or []
-    if not cmd:
-        sys.exit("gpu-prepare: the binary of test %s was not built" % t["name"])
-    props = {p["name"]: p["value"] for p in t.get("properties", [])}
-    print("|".join([t["name"], os.path.basename(cmd[0]), " ".join(cmd[1:]),
-                     str(int(float(props.get("TIMEOUT", 600))))]))
-' >"$tests_txt"
+list_gpu_tests >"$tests_txt"
 [ -s "$tests_txt" ] || { echo "gpu-prepare: ctest lists no gpu-labelled test" >&2; exit 1; }
+unbuilt=$(awk -F'|' '$2 == "" { printf " %s", $1 }' "$tests_txt")
+[ -z "$unbuilt" ] || { echo "gpu-prepare: these tests' binaries were not built:$unbuilt" >&2; exit 1; }
 test_bins=$(cut -d'|' -f2 "$tests_txt" | sort -u)
 
 echo "== collect $run"
