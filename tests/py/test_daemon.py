@@ -728,13 +728,23 @@ vtpy.check([r["epoch"] for r in rows] == [1] and
 # The final model and class map are written on the job's writing thread
 # too (held by the model's name, which every job's finish writes: the job
 # beside is a long one, cancelled after its first epoch).
-def final_held(name):
-    """Submits a one-epoch job `name` and waits until its final model's
-    write is held; returns its id."""
+def final_held(name, **extra):
+    """Submits a one-epoch job `name` (extra: its document's other fields)
+    and waits until its final model's write is held; returns its id."""
     hold("model.safetensors")
-    j = wd.cli_json("submit", "--spec", write_spec(name, epochs=1))["job"]["id"]
+    j = wd.cli_json("submit", "--spec", write_spec(name, epochs=1, **extra))["job"]["id"]
     wait_held("model.safetensors")
     return j
+
+
+def stop_while_held(why):
+    """SIGTERM to wd while a write is held, released a second later;
+    returns wd's exit status."""
+    wd.proc.send_signal(signal.SIGTERM)
+    time.sleep(1)
+    vtpy.check(wd.proc.poll() is None, f"the daemon should wait for the held write ({why})")
+    release("model.safetensors")
+    return wd.wait_exit(why, timeout=60)
 
 
 def final_outputs(name):
@@ -779,11 +789,7 @@ vtpy.check(not h["cancel_requested"] and "reason" not in h,
 # SIGTERM while the final model is written: the stop waits for the write
 # and records the job as succeeded; it does not run again after the restart.
 fj = final_held("final-stop")
-wd.proc.send_signal(signal.SIGTERM)
-time.sleep(1)
-vtpy.check(wd.proc.poll() is None, "the daemon should wait for the final model's write")
-release("model.safetensors")
-rc = wd.wait_exit("SIGTERM while the final model was written", timeout=60)
+rc = stop_while_held("SIGTERM while the final model was written")
 vtpy.check(rc == 0, f"SIGTERM while the final model was written: exit {rc}")
 wd.start()
 h = wd.cli_json("status", str(fj))["job"]
@@ -793,10 +799,7 @@ vtpy.check(h["state"] == "succeeded" and h["epochs_done"] == 1 and final_outputs
 # as above, and its log says why, as when the cancel alone ends it.
 fj = final_held("final-cancel-stop")
 wd.cli("cancel", str(fj), timeout=30)
-wd.proc.send_signal(signal.SIGTERM)
-time.sleep(1)
-release("model.safetensors")
-rc = wd.wait_exit("SIGTERM after a cancel while the final model was written", timeout=60)
+rc = stop_while_held("SIGTERM after a cancel while the final model was written")
 wd.start()
 h = wd.cli_json("status", str(fj))["job"]
 w = wd.cli("watch", str(fj)).stdout
@@ -813,15 +816,9 @@ if os.geteuid() == 0:
     os.makedirs(rofs)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512m", "tmpfs", rofs], check=True)
     try:
-        hold("model.safetensors")
-        fj = wd.cli_json("submit", "--spec", write_spec(
-            "final-ro", epochs=1, output=os.path.join(rofs, "o")))["job"]["id"]
-        wait_held("model.safetensors")
+        fj = final_held("final-ro", output=os.path.join(rofs, "o"))
         subprocess.run(["mount", "-o", "remount,ro", rofs], check=True)
-        wd.proc.send_signal(signal.SIGTERM)
-        time.sleep(1)
-        release("model.safetensors")
-        rc = wd.wait_exit("SIGTERM while a final model's write failed", timeout=60)
+        rc = stop_while_held("SIGTERM while a final model's write failed")
         subprocess.run(["mount", "-o", "remount,rw", rofs], check=True)  # (a rerun would pass)
         wd.start()
         h = wd.cli_json("status", str(fj))["job"]
