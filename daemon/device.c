@@ -124,7 +124,10 @@ struct vt_device {
     vt__base_slot *bases;
     int nbases;
     /* Output directories of running jobs (by device and inode, so that two
-     * spellings of one directory are one): a second job is refused one. */
+     * spellings of one directory are one): a second job is refused one.
+     * Claimed on the jobs' writing threads (the output folder's check),
+     * dropped on the device thread: under claim_mu. */
+    pthread_mutex_t claim_mu;
     struct vt__claim {
         int64_t job;
         uint64_t dev, ino;
@@ -514,36 +517,47 @@ static void vt__hook_epoch(void *ud, const vt_epoch_metrics *m)
 }
 
 /* Claims the output directory (dev, ino) for job ud, refusing one another
- * running job holds. */
+ * running job holds.  (On the job's writing thread.) */
 static int vt__hook_claim(void *ud, uint64_t dev, uint64_t ino)
 {
     vt__djob *j = ud;
     vt_device *d = j->d;
-    for (int i = 0; i < d->nclaims; i++)
+    int64_t other = 0;
+    int rc = 0;
+    pthread_mutex_lock(&d->claim_mu);
+    for (int i = 0; i < d->nclaims && !other; i++)
         if (d->claims[i].dev == dev && d->claims[i].ino == ino && d->claims[i].job != j->id)
-            return vt_error_set(VT_EBUSY, "output %s is where job %lld writes (under another "
-                                "name); give this job another output directory",
-                                j->spec.output, (long long)d->claims[i].job);
-    if (d->nclaims == d->cap_claims) {
+            other = d->claims[i].job;
+    if (!other && d->nclaims == d->cap_claims) {
         int cap = d->cap_claims ? 2 * d->cap_claims : 8;
         struct vt__claim *c = realloc(d->claims, (size_t)cap * sizeof *c);
-        if (!c)
-            return vt_error_set(VT_ENOMEM, "out of memory");
-        d->claims = c;
-        d->cap_claims = cap;
+        if (c) {
+            d->claims = c;
+            d->cap_claims = cap;
+        } else {
+            rc = VT_ENOMEM;
+        }
     }
-    d->claims[d->nclaims++] = (struct vt__claim){j->id, dev, ino};
-    return 0;
+    if (!other && rc == 0)
+        d->claims[d->nclaims++] = (struct vt__claim){j->id, dev, ino};
+    pthread_mutex_unlock(&d->claim_mu);
+    if (other)
+        return vt_error_set(VT_EBUSY, "output %s is where job %lld writes (under another "
+                            "name); give this job another output directory",
+                            j->spec.output, (long long)other);
+    return rc < 0 ? vt_error_set(rc, "out of memory") : 0;
 }
 
 /* Drops job's claims (it ended). */
 static void vt__unclaim(vt_device *d, int64_t job)
 {
+    pthread_mutex_lock(&d->claim_mu);
     for (int i = 0; i < d->nclaims;)
         if (d->claims[i].job == job)
             d->claims[i] = d->claims[--d->nclaims];
         else
             i++;
+    pthread_mutex_unlock(&d->claim_mu);
 }
 
 /* A job's message: in the daemon's log, and unless it is a debugging detail
@@ -1449,6 +1463,7 @@ static void vt__free_after_close(uv_handle_t *h)
     pthread_mutex_destroy(&d->cmd_mu);
     pthread_cond_destroy(&d->cmd_cv);
     pthread_mutex_destroy(&d->ev_mu);
+    pthread_mutex_destroy(&d->claim_mu);
     free(d);
 }
 
@@ -1471,6 +1486,7 @@ int vt_device_start(vt_device **out, const vt_config *cfg, const char *store_id,
     pthread_cond_init(&d->cmd_cv, &ca);
     pthread_condattr_destroy(&ca);
     pthread_mutex_init(&d->ev_mu, NULL);
+    pthread_mutex_init(&d->claim_mu, NULL);
     uv_async_init(loop, &d->async, vt__on_async);
     d->async.data = d;
     if (pthread_create(&d->thread, NULL, vt__thread, d) != 0) {

@@ -1,9 +1,10 @@
 /* train.c - the training state machine (see train.h).
  *
  * Phases, each step doing one bounded piece of work:
- *   PREPARE   check the output directory and start reading the data (scan
- *             and probe, train_read.c: the steps answer VT_TRAINER_WAITING
- *             until it ends); then build parameters, model, loaders and
+ *   PREPARE   check the output directory (on the job's writing thread, the
+ *             first touch of a folder that may be on a dead mount), then
+ *             read the data (scan and probe, train_read.c; the steps answer
+ *             VT_TRAINER_WAITING until each ends); then build parameters, model, loaders and
  *             caches, resume from a checkpoint if one exists
  *   TRAIN     one batch: from the decode loader (first epoch, or always when
  *             augmentation changes pixels) or from the feature cache
@@ -34,6 +35,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../common/bg.h"
 #include "../common/error.h"
 #include "../common/fileio.h"
 #include "../common/hash.h"
@@ -416,8 +418,10 @@ static int vt__check_takeover(vt_trainer *t)
 }
 
 /* Makes sure the output directory is not inside the data, exists and may
- * be written, as the job's owner (here, on the device thread: these look
- * up paths the user chose).  A job that starts afresh (no checkpoint to
+ * be written, as the job's owner.  Runs on the job's writing thread
+ * (vt_train__write_call), while the device thread goes on with the other
+ * jobs: a folder on a dead mount holds up this job alone, and its cancel
+ * or a stop waits for it as for a write.  A job that starts afresh (no checkpoint to
  * resume) then takes the directory over: another writer's finished model
  * there, or a file by an output's name that vggtune did not write, only
  * with overwrite; t->take_over says that the output files an
@@ -425,17 +429,22 @@ static int vt__check_takeover(vt_trainer *t)
  * there is read), so that every one of them is this job's or absent. */
 static int vt__check_output(vt_trainer *t)
 {
-    char probe[PATH_MAX];
+    char probe[PATH_MAX], hold[NAME_MAX + 1];
+    const char *last = strrchr(t->spec.output, '/');
     int fresh = !vt_train__resuming(t);
-    int rc = vt_train__enter(t), fd;
-    if (rc < 0)
+    int rc, fd;
+    snprintf(hold, sizeof hold, "%s.output", last ? last + 1 : t->spec.output);
+    vt_bg_test_hold(hold);
+    if ((rc = vt_train__enter(t)) < 0)
         return rc;
     rc = vt_jobspec_check_output(&t->spec);
     if (rc == 0 && (rc = vt_mkdir_p(t->spec.output, &t->out_created)) < 0)
         rc = vt_error_wrap(rc, "output directory");
     if (rc == 0) {
-        snprintf(probe, sizeof probe, "%s/.vggtune-write-test.%ld", t->spec.output,
-                 (long)getpid());
+        /* (two jobs of one process may probe one folder before either has
+         * claimed it) */
+        snprintf(probe, sizeof probe, "%s/.vggtune-write-test.%ld.%lld", t->spec.output,
+                 (long)getpid(), (long long)t->env.job_id);
         fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd < 0)
             rc = vt_error_set(VT_EPERM, "output directory %s is not writable: %s",
@@ -515,9 +524,15 @@ static int vt__prepare(vt_trainer *t)
     int rc, first_epoch_cache;
     double at[5]; /* when the data, the weights, the model and the loaders were ready */
 
-    if (!t->reading && !t->train) { /* the first step: the data is read meanwhile */
+    if (!t->out_checked) { /* the first step: the output folder is checked meanwhile */
         t->t_run0 = vt_clock_mono();
-        if ((rc = vt__check_output(t)) < 0 || (rc = vt_train__read_start(t)) < 0)
+        if ((rc = vt_train__write_call(t, vt__check_output)) < 0 ||
+            (rc = vt_train__write_start(t)) < 0)
+            return rc;
+        return VT_TRAINER_WAITING;
+    }
+    if (!t->reading && !t->train) { /* then the data is read meanwhile */
+        if ((rc = vt_train__read_start(t)) < 0)
             return rc;
         return VT_TRAINER_WAITING;
     }
@@ -1184,12 +1199,24 @@ static int vt__finish_written(vt_trainer *t)
     return 0;
 }
 
+/* The output folder's check on the writing thread has ended: 0 when it
+ * passed, else its error. */
+static int vt__output_checked(vt_trainer *t)
+{
+    vt__wresult res;
+    int rc = vt_train__write_end(t, &res);
+    t->out_checked = rc == 0;
+    return rc;
+}
+
 int vt_train__written(vt_trainer *t, int wait)
 {
     if (!t->writing)
         return 0;
     if (!wait && !vt_train__write_done(t))
         return VT_TRAINER_WAITING;
+    if (t->phase == PH_PREPARE) /* (the output folder's check) */
+        return vt__output_checked(t);
     return t->phase == PH_SAVING ? vt__finish_written(t) : vt__epoch_written(t);
 }
 

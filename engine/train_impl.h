@@ -98,6 +98,7 @@ struct vt_trainer {
     int out_created;            /* trailing components of spec.output this run created */
     int take_over;              /* starting afresh in an existing output directory:
                                    an earlier job's outputs there are removed */
+    int out_checked;            /* vt__check_output has passed (on the writing thread) */
     int owns_output;            /* the output directory is this job's (taken over,
                                    or resumed in): a replaced model waiting there is
                                    put back if the job does not succeed */
@@ -193,6 +194,12 @@ int vt_train__write_bytes(vt_trainer *t, const char *name, char *bytes, size_t l
 int vt_train__write_set(vt_trainer *t, const char *name, vt_tensorset *set, int checkpoint);
 int vt_train__write_events(vt_trainer *t, const char *name, vt_scalar *scalars, size_t n,
                            double start_wall);
+
+/* Adds to the batch a call of call(t) on its thread, which may work on t:
+ * the trainer touches nothing of it until the batch has ended.  call
+ * takes the identity it needs itself; its error (< 0, with its message)
+ * ends the batch like an output's.  0 or VT_ENOMEM. */
+int vt_train__write_call(vt_trainer *t, int (*call)(vt_trainer *));
 
 /* Starts writing the batch gathered (an empty one too) on a thread of its
  * own (t->writing), in the order the writes were added.  It calls the

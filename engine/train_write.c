@@ -9,7 +9,10 @@
  * (vt_bg) writes them in order while the device thread steps the other jobs, and
  * vt_trainer_step answers VT_TRAINER_WAITING until it ends.  The batch's
  * thread touches nothing of the trainer: it owns the batch, and the
- * trainer joins it (vt_train__write_end) before it goes on.
+ * trainer joins it (vt_train__write_end) before it goes on.  The one
+ * exception is a call (vt_train__write_call): the preparation of the
+ * output folder as a job starts, which works on the trainer itself while
+ * the trainer waits for it (VT_TRAINER_WAITING touches nothing else).
  *
  * The job's outputs are written as its owner, with its umask; the
  * checkpoint as the daemon, in its state folder.  The first output that
@@ -30,7 +33,7 @@
 #include "../common/fileio.h"
 #include "safetensors.h"
 
-typedef enum { VT__W_BYTES, VT__W_SET, VT__W_EVENTS } vt__wkind;
+typedef enum { VT__W_BYTES, VT__W_SET, VT__W_EVENTS, VT__W_CALL } vt__wkind;
 
 typedef struct vt__witem {
     vt__wkind kind;
@@ -41,6 +44,8 @@ typedef struct vt__witem {
     vt_tensorset *set;          /* SET */
     vt_scalar *scalars;         /* EVENTS: len of them */
     double start_wall;
+    int (*call)(vt_trainer *);  /* CALL: call(trainer) */
+    vt_trainer *trainer;
     struct vt__witem *next;
 } vt__witem;
 
@@ -161,12 +166,25 @@ int vt_train__write_events(vt_trainer *t, const char *name, vt_scalar *scalars, 
     return vt__add(t, w);
 }
 
+int vt_train__write_call(vt_trainer *t, int (*call)(vt_trainer *))
+{
+    vt__witem *w = calloc(1, sizeof *w);
+    if (!w)
+        return vt_error_set(VT_ENOMEM, "out of memory");
+    w->kind = VT__W_CALL;
+    w->call = call;
+    w->trainer = t;
+    return vt__add(t, w);
+}
+
 /* ---- on the batch's thread --------------------------------------------- */
 
 /* Writes one item; 0 or the error, with its message. */
 static int vt__write_item(vt__writes *b, const vt__witem *w)
 {
     int owner = b->as_owner && !w->checkpoint, rc;
+    if (w->kind == VT__W_CALL) /* (it takes the identity itself) */
+        return w->call(w->trainer);
     if (owner && (rc = vt_creds_enter(&b->creds)) < 0)
         return rc;
     vt_bg_test_hold(strrchr(w->path, '/') ? strrchr(w->path, '/') + 1 : w->path);

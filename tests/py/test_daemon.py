@@ -532,6 +532,26 @@ release("held2")
 again = rd.cli_json("submit", "--spec", write_spec("held2", epochs=1))["job"]["id"]
 vtpy.check(rd.wait_state(again, ["succeeded", "failed", "cancelled"], timeout=120)["state"] ==
            "succeeded", "a job in the output folder of one cancelled while reading")
+# Before the data, the output folder is made, probed for writing and its
+# files' writers read, on the job's writing thread too: a folder on a dead
+# mount (held by its name + ".output") holds up no other job.  A cancel
+# meanwhile is under way until the check returns (it may be making the
+# folder), then the job ends and removes the folder it made.
+hold("held5.output")
+held5 = rd.cli_json("submit", "--spec", write_spec("held5", epochs=1))["job"]["id"]
+rd.wait_state(held5, ["running"])
+wait_held("held5.output")
+free2 = rd.cli_json("submit", "--spec", write_spec("free2", epochs=1))["job"]["id"]
+vtpy.check(rd.wait_state(free2, ["succeeded", "failed", "cancelled"], timeout=120)["state"] ==
+           "succeeded", "a job beside one checking its output folder should succeed")
+c = rd.cli_json("cancel", str(held5))["job"]
+vtpy.check(c["state"] == "running" and c["cancel_requested"],
+           f"cancel while the output folder is checked: {c}")
+release("held5.output")
+vtpy.check(rd.wait_state(held5, ["cancelled"], timeout=30)["state"] == "cancelled" and
+           not os.path.exists(os.path.join(TMP, "out", "held5")),
+           "a job cancelled while its output folder was checked should end cancelled, "
+           f"leaving no folder: {os.path.exists(os.path.join(TMP, 'out', 'held5'))}")
 # Once read, it trains.  A watcher sees the image headers counted while
 # they are read (48 training and 12 validation images), in epoch 1.
 wr = Raw(rd.socket)
@@ -559,6 +579,21 @@ release("held3")
 rd.start()
 vtpy.check(rd.wait_state(held3, ["succeeded", "failed", "cancelled"], timeout=120)["state"] ==
            "succeeded", "a job stopped while reading should run after the restart")
+# SIGTERM while a job's output folder is checked: the stop waits for the
+# check (as for a write), and the job runs after the restart.
+hold("held6.output")
+held6 = rd.cli_json("submit", "--spec", write_spec("held6", epochs=1))["job"]["id"]
+wait_held("held6.output")
+rd.proc.send_signal(signal.SIGTERM)
+time.sleep(1)
+vtpy.check(rd.proc.poll() is None, "the daemon should wait for an output folder's check")
+release("held6.output")
+vtpy.check(rd.wait_exit("SIGTERM while an output folder is checked", timeout=60) == 0,
+           "the stop after an output folder's check should exit 0")
+rd.start()
+vtpy.check(rd.wait_state(held6, ["succeeded", "failed", "cancelled"], timeout=120)["state"] ==
+           "succeeded", "a job stopped while its output folder was checked should run after "
+           "the restart")
 rd.stop()
 
 
