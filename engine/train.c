@@ -417,24 +417,32 @@ static int vt__check_takeover(vt_trainer *t)
     return rc;
 }
 
+/* vt_bg_test_hold by the output folder's last name and ".what". */
+static void vt__test_hold_output(const vt_trainer *t, const char *what)
+{
+    char hold[NAME_MAX + 1];
+    const char *last = strrchr(t->spec.output, '/');
+    snprintf(hold, sizeof hold, "%s.%s", last ? last + 1 : t->spec.output, what);
+    vt_bg_test_hold(hold);
+}
+
 /* Makes sure the output directory is not inside the data, exists and may
  * be written, as the job's owner.  Runs on the job's writing thread
  * (vt_train__write_call), while the device thread goes on with the other
  * jobs: a folder on a dead mount holds up this job alone, and its cancel
- * or a stop waits for it as for a write.  A job that starts afresh (no checkpoint to
- * resume) then takes the directory over: another writer's finished model
- * there, or a file by an output's name that vggtune did not write, only
- * with overwrite; t->take_over says that the output files an
- * earlier job left are to be removed (vt__prepare does, once any init model
- * there is read), so that every one of them is this job's or absent. */
+ * or a stop waits for it as for a write.  A job that starts afresh (no
+ * checkpoint to resume) then takes the directory over: another writer's
+ * finished model there, or a file by an output's name that vggtune did
+ * not write, only with overwrite; t->take_over says that the output files
+ * an earlier job left are to be removed (vt__take_over, once any init
+ * model there is read), so that every one of them is this job's or
+ * absent. */
 static int vt__check_output(vt_trainer *t)
 {
-    char probe[PATH_MAX], hold[NAME_MAX + 1];
-    const char *last = strrchr(t->spec.output, '/');
+    char probe[PATH_MAX];
     int fresh = !vt_train__resuming(t);
     int rc, fd;
-    snprintf(hold, sizeof hold, "%s.output", last ? last + 1 : t->spec.output);
-    vt_bg_test_hold(hold);
+    vt__test_hold_output(t, "output");
     if ((rc = vt_train__enter(t)) < 0)
         return rc;
     rc = vt_jobspec_check_output(&t->spec);
@@ -481,6 +489,26 @@ static int vt__check_output(vt_trainer *t)
         vt_writer w;
         t->owns_output = vt_output_finished_model(t->spec.output, &w) == 0;
         vt_train__leave(t);
+    }
+    return rc;
+}
+
+/* Asks again, on the job's writing thread, what vt__check_output asked of
+ * an output folder to take over (the data may have taken minutes to read
+ * in between), then removes the outputs an earlier job left there (moves
+ * a finished model's aside).  0 (the folder is the job's: t->take_over
+ * cleared, t->owns_output set) or the error. */
+static int vt__take_over(vt_trainer *t)
+{
+    int rc;
+    vt__test_hold_output(t, "takeover");
+    if ((rc = vt__check_takeover(t)) < 0) {
+        t->owns_output = 0; /* another writer's since: not to be removed */
+        return rc;
+    }
+    if ((rc = vt_train__remove_outputs(t)) == 0) {
+        t->take_over = 0;
+        t->owns_output = 1; /* (what it moved aside is put back if it does not succeed) */
     }
     return rc;
 }
@@ -536,20 +564,23 @@ static int vt__prepare(vt_trainer *t)
             return rc;
         return VT_TRAINER_WAITING;
     }
-    if (!vt_train__read_done(t))
-        return VT_TRAINER_WAITING;
-    if ((rc = vt_train__read_end(t)) < 0)
-        return rc;
-    at[0] = vt_clock_mono();
-    if ((rc = vt__build_params(t)) < 0) /* before the takeover: init may be a model there */
-        return rc;
-    if (t->take_over && (rc = vt__check_takeover(t)) < 0) {
-        t->owns_output = 0; /* another writer's since: not to be removed */
-        return rc;
+    if (!t->p) {
+        if (!vt_train__read_done(t))
+            return VT_TRAINER_WAITING;
+        if ((rc = vt_train__read_end(t)) < 0)
+            return rc;
+        t->t_data = vt_clock_mono();
+        if ((rc = vt__build_params(t)) < 0) /* before the takeover: init may be a model there */
+            return rc;
+        if (t->take_over) { /* on the writing thread, as the output folder's check */
+            if ((rc = vt_train__write_call(t, vt__take_over)) < 0 ||
+                (rc = vt_train__write_start(t)) < 0)
+                return rc;
+            return VT_TRAINER_WAITING;
+        }
     }
-    if (t->take_over && (rc = vt_train__remove_outputs(t)) < 0)
-        return rc;
     t->owns_output = 1;
+    at[0] = t->t_data;
     at[1] = vt_clock_mono();
     t->prep = s->preprocess >= 0 ? (vt_preprocess)s->preprocess : t->env.base_prep;
     mo = (vt_model_opts){.trainable_blocks = s->trainable_blocks,
@@ -1162,10 +1193,19 @@ static void vt__checkpoint_failed(vt_trainer *t, int saved_best)
     t->ckpt_cost_s = fmax(2.0 * t->ckpt_cost_s, vt__checkpoint_estimate(t));
 }
 
+/* Once the final model and class map are written (the call after them in
+ * their batch): the outputs the job replaced go. */
+static int vt__replaced_go(vt_trainer *t)
+{
+    vt_train__end_replaced(t, 1);
+    return 0;
+}
+
 /* The final model and the class map, which the job must have written
  * before it counts as done: gathered here, written on a thread of their
  * own (up to 550 MB for scratch training, seconds on a network file
- * system, while the other jobs step); vt__finish_written goes on. */
+ * system, while the other jobs step), and the outputs it replaced then
+ * removed there; vt__finish_written goes on. */
 static int vt__finish(vt_trainer *t)
 {
     int rc;
@@ -1174,15 +1214,15 @@ static int vt__finish(vt_trainer *t)
     if (!(t->spec.keep_best && t->best_saved) &&
         (rc = vt_train__save_model(t, t->nhistory)) < 0)
         return rc;
-    if ((rc = vt_train__write_classmap(t)) < 0 || (rc = vt_train__write_start(t)) < 0)
+    if ((rc = vt_train__write_classmap(t)) < 0 ||
+        (rc = vt_train__write_call(t, vt__replaced_go)) < 0 || (rc = vt_train__write_start(t)) < 0)
         return rc;
     t->phase = PH_SAVING;
     return VT_TRAINER_WAITING;
 }
 
-/* vt_train__written after the finish's files: the job is done, and the
- * outputs it replaced go.  (One that could not be written leaves it to
- * be finished again.) */
+/* vt_train__written after the finish's files: the job is done.  (One that
+ * could not be written leaves it to be finished again.) */
 static int vt__finish_written(vt_trainer *t)
 {
     vt__wresult res;
@@ -1191,7 +1231,6 @@ static int vt__finish_written(vt_trainer *t)
         t->phase = PH_FINISH;
         return rc;
     }
-    vt_train__end_replaced(t, 1);
     if (t->spec.keep_best && t->best_saved)
         vt_train__say(t, VT_LOG_INFO, "kept the model of epoch %d (val_loss %.4f)", t->best_epoch,
                 t->best_val_loss);
@@ -1199,8 +1238,8 @@ static int vt__finish_written(vt_trainer *t)
     return 0;
 }
 
-/* The output folder's check on the writing thread has ended: 0 when it
- * passed, else its error. */
+/* A check of the output folder on the writing thread has ended (the first,
+ * or the takeover's): 0 when it passed, else its error. */
 static int vt__output_checked(vt_trainer *t)
 {
     vt__wresult res;

@@ -91,6 +91,7 @@ struct vt_trainer {
     int nsteplog;
     double start_wall;          /* Unix seconds when this trainer started */
     double t_run0;              /* when this run's preparation began (vt_clock_mono) */
+    double t_data;              /* ... when its data had been read */
     double t_ckpt;              /* when the last checkpoint was written (vt_clock_mono),
                                    or < 0: none yet in this run */
     double ckpt_cost_s;         /* seconds the last checkpoint took to write */

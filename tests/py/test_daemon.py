@@ -552,6 +552,26 @@ vtpy.check(rd.wait_state(held5, ["cancelled"], timeout=30)["state"] == "cancelle
            not os.path.exists(os.path.join(TMP, "out", "held5")),
            "a job cancelled while its output folder was checked should end cancelled, "
            f"leaving no folder: {os.path.exists(os.path.join(TMP, 'out', 'held5'))}")
+# After the data, the takeover of the folder (an earlier job's outputs
+# moved aside) runs on the writing thread too (held by the folder's name +
+# ".takeover"); cancelled there, the job puts the earlier model back.
+with open(os.path.join(TMP, "out", "free", "model.safetensors"), "rb") as f:
+    free_model = f.read()
+hold("free.takeover")
+takeover = rd.cli_json("submit", "--spec", write_spec("free", epochs=1),
+                       "--overwrite")["job"]["id"]
+wait_held("free.takeover")
+free3 = rd.cli_json("submit", "--spec", write_spec("free3", epochs=1))["job"]["id"]
+vtpy.check(rd.wait_state(free3, ["succeeded", "failed", "cancelled"], timeout=120)["state"] ==
+           "succeeded", "a job beside one taking over its output folder should succeed")
+c = rd.cli_json("cancel", str(takeover))["job"]
+vtpy.check(c["state"] == "running" and c["cancel_requested"],
+           f"cancel while the output folder is taken over: {c}")
+release("free.takeover")
+vtpy.check(rd.wait_state(takeover, ["cancelled"], timeout=30)["state"] == "cancelled",
+           "a job cancelled while taking over its output folder should end cancelled")
+with open(os.path.join(TMP, "out", "free", "model.safetensors"), "rb") as f:
+    vtpy.check(f.read() == free_model, "the model a cancelled takeover moved aside is put back")
 # Once read, it trains.  A watcher sees the image headers counted while
 # they are read (48 training and 12 validation images), in epoch 1.
 wr = Raw(rd.socket)
