@@ -649,6 +649,7 @@ static int vt__prepare(vt_trainer *t)
          * (The later epochs' estimate counts the images that pass read.) */
         t->in_epoch = 1;
         t->train_n = t->seen;
+        t->steps = t->step; /* (its steps, for "saving" at the epoch's end) */
         t->phase = t->val ? PH_VAL : PH_EPOCH_END;
         t->pos = 0;
         if (t->val && (rc = vt__begin_pass(t, 1)) < 0)

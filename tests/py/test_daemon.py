@@ -1309,6 +1309,10 @@ vtpy.check(val and val["epoch"] == 2 and val["steps"] == 30 and val["eta_s"] > 0
 # "saving" fell to the daemon's throttle).
 vtpy.check([p["phase"] for p in resumed if p["epoch"] == 2][-1:] == ["saving"],
            f"the phases of the epoch resumed into validation: {resumed}")
+# ... with its training pass's steps, all done (it was step 2 of 0: no bar).
+sv = [p for p in resumed if p["epoch"] == 2 and p["phase"] == "saving"]
+vtpy.check(sv and sv[-1]["steps"] == 2 and sv[-1]["step"] == 2,
+           f"saving, in the epoch resumed into validation: {sv}")
 ph.stop()
 # vggtuned run on a terminal shows the same phases on its progress line.
 master, slave = pty.openpty()
