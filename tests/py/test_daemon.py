@@ -532,44 +532,39 @@ release("held2")
 again = rd.cli_json("submit", "--spec", write_spec("held2", epochs=1))["job"]["id"]
 vtpy.check(rd.wait_state(again, ["succeeded", "failed", "cancelled"], timeout=120)["state"] ==
            "succeeded", "a job in the output folder of one cancelled while reading")
+
+
+def cancel_while_held(name, at, what, *submit_args):
+    """Job `name` (one epoch; submit_args: the client's other options)
+    held at `at` on its writing thread: another job succeeds meanwhile,
+    and a cancel is under way until the hold is released, then done."""
+    hold(at)
+    j = rd.cli_json("submit", "--spec", write_spec(name, epochs=1), *submit_args)["job"]["id"]
+    wait_held(at)
+    beside = rd.cli_json("submit", "--spec", write_spec("beside-" + name, epochs=1))["job"]["id"]
+    vtpy.check(rd.wait_state(beside, ["succeeded", "failed", "cancelled"], timeout=120)["state"]
+               == "succeeded", f"a job beside one {what} should succeed")
+    c = rd.cli_json("cancel", str(j))["job"]
+    vtpy.check(c["state"] == "running" and c["cancel_requested"], f"cancel {what}: {c}")
+    release(at)
+    vtpy.check(rd.wait_state(j, ["cancelled"], timeout=30)["state"] == "cancelled",
+               f"a job cancelled {what} should end cancelled")
+
+
 # Before the data, the output folder is made, probed for writing and its
 # files' writers read, on the job's writing thread too: a folder on a dead
 # mount (held by its name + ".output") holds up no other job.  A cancel
 # meanwhile is under way until the check returns (it may be making the
 # folder), then the job ends and removes the folder it made.
-hold("held5.output")
-held5 = rd.cli_json("submit", "--spec", write_spec("held5", epochs=1))["job"]["id"]
-rd.wait_state(held5, ["running"])
-wait_held("held5.output")
-free2 = rd.cli_json("submit", "--spec", write_spec("free2", epochs=1))["job"]["id"]
-vtpy.check(rd.wait_state(free2, ["succeeded", "failed", "cancelled"], timeout=120)["state"] ==
-           "succeeded", "a job beside one checking its output folder should succeed")
-c = rd.cli_json("cancel", str(held5))["job"]
-vtpy.check(c["state"] == "running" and c["cancel_requested"],
-           f"cancel while the output folder is checked: {c}")
-release("held5.output")
-vtpy.check(rd.wait_state(held5, ["cancelled"], timeout=30)["state"] == "cancelled" and
-           not os.path.exists(os.path.join(TMP, "out", "held5")),
-           "a job cancelled while its output folder was checked should end cancelled, "
-           f"leaving no folder: {os.path.exists(os.path.join(TMP, 'out', 'held5'))}")
+cancel_while_held("held5", "held5.output", "while its output folder is checked")
+vtpy.check(not os.path.exists(os.path.join(TMP, "out", "held5")),
+           "a job cancelled while its output folder was checked left the folder")
 # After the data, the takeover of the folder (an earlier job's outputs
 # moved aside) runs on the writing thread too (held by the folder's name +
 # ".takeover"); cancelled there, the job puts the earlier model back.
 with open(os.path.join(TMP, "out", "free", "model.safetensors"), "rb") as f:
     free_model = f.read()
-hold("free.takeover")
-takeover = rd.cli_json("submit", "--spec", write_spec("free", epochs=1),
-                       "--overwrite")["job"]["id"]
-wait_held("free.takeover")
-free3 = rd.cli_json("submit", "--spec", write_spec("free3", epochs=1))["job"]["id"]
-vtpy.check(rd.wait_state(free3, ["succeeded", "failed", "cancelled"], timeout=120)["state"] ==
-           "succeeded", "a job beside one taking over its output folder should succeed")
-c = rd.cli_json("cancel", str(takeover))["job"]
-vtpy.check(c["state"] == "running" and c["cancel_requested"],
-           f"cancel while the output folder is taken over: {c}")
-release("free.takeover")
-vtpy.check(rd.wait_state(takeover, ["cancelled"], timeout=30)["state"] == "cancelled",
-           "a job cancelled while taking over its output folder should end cancelled")
+cancel_while_held("free", "free.takeover", "while taking over its output folder", "--overwrite")
 with open(os.path.join(TMP, "out", "free", "model.safetensors"), "rb") as f:
     vtpy.check(f.read() == free_model, "the model a cancelled takeover moved aside is put back")
 # Once read, it trains.  A watcher sees the image headers counted while
