@@ -50,8 +50,10 @@ void vt_bg_abandon(vt_bg *b);
  * creating DIR/name.held, for the test to know), so that a test can hold
  * a reading thread (by the job's name, an eval's folder's or a predict's
  * first image's; a job's init model or checkpoint by its file name), a
- * writing thread (by the written file's name; the check of a job's output
- * folder by the folder's name and ".output"), the decoding of an image
+ * writing thread (by the written file's name; the work on a job's output
+ * folder by the job's name and ".output" between making the folder and
+ * claiming it, ".takeover" before taking it over, ".discard" before
+ * putting it back in order), the decoding of an image
  * (by its file name) or the device thread as it stops
  * (".vggtuned-stopped") for as long as it needs.  Like a call stuck on a dead
  * mount, the wait does not see a stop.  Returns at once without the

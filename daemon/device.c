@@ -92,6 +92,12 @@ typedef struct vt__djob {
                           admission until it is prepared, then 0 */
     int cancelled;     /* cancelled while its files were written: it ends as
                           cancelled at its next turn, once they are */
+    int ending;        /* ended (end_state, end_why), while its output folder is
+                          put back in order on its writing thread: it goes at
+                          its next turn, once that is done */
+    vt_job_state end_state;
+    char end_why[1024];
+    int end_has_why;
 } vt__djob;
 
 struct vt_device {
@@ -588,16 +594,27 @@ static void vt__job_free(vt_device *d, vt__djob *j)
 }
 
 /* Ends a job: removes it from the scheduler and reports its final state.
- * A job that did not succeed takes back an output directory it made and
- * left empty. */
+ * A job that did not succeed first puts back what it replaced in its output
+ * directory and takes back one it made and left empty, on its writing
+ * thread (unless the device is stopping): meanwhile it stays, ending
+ * (answering a cancel as under way), and vt__job_after ends it at the turn
+ * after. */
 static void vt__job_end(vt_device *d, vt__djob *j, vt_job_state state, const char *text)
 {
-    /* text is often vt_error_msg(), which discarding may overwrite */
-    char why[1024];
-    snprintf(why, sizeof why, "%s", text ? text : "");
-    if (state != VT_JOB_SUCCEEDED)
-        vt_trainer_discard_output(j->tr);
-    vt__post_text(d, VT_DEV_STATE, j->id, (int)state, text ? why : NULL);
+    if (!j->ending) { /* (text is often vt_error_msg(), which discarding may overwrite) */
+        j->end_state = state;
+        j->end_has_why = text != NULL;
+        snprintf(j->end_why, sizeof j->end_why, "%s", text ? text : "");
+    }
+    if (j->end_state != VT_JOB_SUCCEEDED &&
+        vt_trainer_discard_output(j->tr, d->stopping != 0) == 1) {
+        if (!j->ending && j->end_state == VT_JOB_CANCELLED)
+            vt__post_text(d, VT_DEV_CANCEL_WAITS, j->id, 0, NULL);
+        j->ending = 1;
+        return;
+    }
+    vt__post_text(d, VT_DEV_STATE, j->id, (int)j->end_state,
+                  j->end_has_why ? j->end_why : NULL);
     vt_sched_remove(d->sched, j->sj);
     vt__job_free(d, j);
 }
@@ -723,6 +740,8 @@ static int vt__files_settle(vt__djob *j)
 /* A training step of job j (queued on the device). */
 static int vt__job_turn(vt_device *d, vt__djob *j)
 {
+    if (j->ending) /* (ready: its output folder is in order) */
+        return 0;
     if (j->cancelled) /* (ready: its files are written; their epoch is reported first) */
         return vt__files_settle(j) == VT_JOB_SUCCEEDED ? 0 : VT_ECANCELLED;
     int rc = vt_trainer_step(j->tr);
@@ -747,6 +766,10 @@ static void vt__job_after(vt_device *d, vt__djob *j, int rc)
 {
     if (rc > 0)
         return;
+    if (j->ending) {
+        vt__job_end(d, j, j->end_state, NULL);
+        return;
+    }
     if (j->cancelled) {
         vt__job_end(d, j, VT_JOB_CANCELLED, NULL);
         return;
@@ -761,6 +784,7 @@ static void vt__job_after(vt_device *d, vt__djob *j, int rc)
         char what[64], msg[1024];
         snprintf(what, sizeof what, "job %lld", (long long)j->id);
         snprintf(msg, sizeof msg, "%s", vt_error_msg()); /* (ending the job may reuse it) */
+        d->stopping = 2; /* (its output folder is put in order before the stop) */
         vt__job_end(d, j, VT_JOB_FAILED, msg);
         vt__fatal(d, what, msg);
         return;
@@ -1327,6 +1351,10 @@ static void vt__shutdown_jobs(vt_device *d, int checkpoint)
             continue;
         }
         vt__djob *j = vt_sched_job_ud(sj);
+        if (j->ending) { /* (its output folder's put-back is waited for) */
+            vt__job_end(d, j, j->end_state, NULL);
+            continue;
+        }
         /* The files under way are waited for (freeing the trainer would)
          * and reported, so that the store records the epoch they hold, a
          * checkpoint among them, or the job's end. */

@@ -320,14 +320,14 @@ int vt_fg_run(int argc, char **argv)
             fprintf(stderr, "vggtuned: interrupted%s%s\n", resumable ? ": " : "",
                     resumable ? vt_error_msg() : "");
             if (!resumable) /* nothing to resume: as a cancelled job */
-                vt_trainer_discard_output(tr);
+                vt_trainer_discard_output(tr, 1);
             status = 130;
         }
         goto done;
     }
     if (rc < 0) {
         fprintf(stderr, "vggtuned: job '%s' failed: %s\n", spec.name, vt_error_msg());
-        vt_trainer_discard_output(tr);
+        vt_trainer_discard_output(tr, 1);
         goto done;
     }
     printf("done: %s/model.safetensors (%d epoch%s)\n", spec.output,

@@ -417,12 +417,11 @@ static int vt__check_takeover(vt_trainer *t)
     return rc;
 }
 
-/* vt_bg_test_hold by the output folder's last name and ".what". */
+/* vt_bg_test_hold by the job's name and ".what". */
 static void vt__test_hold_output(const vt_trainer *t, const char *what)
 {
-    char hold[NAME_MAX + 1];
-    const char *last = strrchr(t->spec.output, '/');
-    snprintf(hold, sizeof hold, "%s.%s", last ? last + 1 : t->spec.output, what);
+    char hold[sizeof t->spec.name + 16];
+    snprintf(hold, sizeof hold, "%s.%s", t->spec.name, what);
     vt_bg_test_hold(hold);
 }
 
@@ -442,17 +441,27 @@ static int vt__check_output(vt_trainer *t)
     char probe[PATH_MAX];
     int fresh = !vt_train__resuming(t);
     int rc, fd;
-    vt__test_hold_output(t, "output");
     if ((rc = vt_train__enter(t)) < 0)
         return rc;
     rc = vt_jobspec_check_output(&t->spec);
     if (rc == 0 && (rc = vt_mkdir_p(t->spec.output, &t->out_created)) < 0)
         rc = vt_error_wrap(rc, "output directory");
+    vt__test_hold_output(t, "output");
+    /* Claimed before anything else is done there: another job of the
+     * process may have made the folder under another name meanwhile, and
+     * the one refused removes nothing (the folder is the other's). */
+    if (rc == 0 && t->hooks.claim_output) {
+        struct stat st;
+        if (stat(t->spec.output, &st) < 0)
+            rc = vt_error_set(VT_EIO, "output directory %s: %s", t->spec.output, strerror(errno));
+        else
+            rc = t->hooks.claim_output(t->hooks.ud, (uint64_t)st.st_dev, (uint64_t)st.st_ino);
+        if (rc < 0)
+            t->out_created = 0;
+    }
     if (rc == 0) {
-        /* (two jobs of one process may probe one folder before either has
-         * claimed it) */
-        snprintf(probe, sizeof probe, "%s/.vggtune-write-test.%ld.%lld", t->spec.output,
-                 (long)getpid(), (long long)t->env.job_id);
+        snprintf(probe, sizeof probe, "%s/.vggtune-write-test.%ld", t->spec.output,
+                 (long)getpid());
         fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd < 0)
             rc = vt_error_set(VT_EPERM, "output directory %s is not writable: %s",
@@ -461,13 +470,6 @@ static int vt__check_output(vt_trainer *t)
             close(fd);
             unlink(probe);
         }
-    }
-    if (rc == 0 && t->hooks.claim_output) {
-        struct stat st;
-        if (stat(t->spec.output, &st) < 0)
-            rc = vt_error_set(VT_EIO, "output directory %s: %s", t->spec.output, strerror(errno));
-        else
-            rc = t->hooks.claim_output(t->hooks.ud, (uint64_t)st.st_dev, (uint64_t)st.st_ino);
     }
     vt_train__leave(t);
     if (rc == 0 && !t->out_created)
@@ -513,22 +515,19 @@ static int vt__take_over(vt_trainer *t)
     return rc;
 }
 
-void vt_trainer_discard_output(vt_trainer *t)
+/* vt_trainer_discard_output's file work, as a call on the writing thread
+ * or on the caller's. */
+static int vt__discard_files(vt_trainer *t)
 {
     char dir[PATH_MAX], *slash;
     size_t n;
-    if (t) {
-        vt_train__read_stop(t); /* (it writes nothing there) */
-        /* An epoch end's files still being written would land in OUT after
-         * the replaced outputs are put back, over them. */
-        vt_train__write_drop(t);
-    }
-    if (t && t->owns_output)
+    vt__test_hold_output(t, "discard");
+    if (t->owns_output)
         vt_train__end_replaced(t, 0);
     /* the folders made are the path's last components as written: not so
      * with a "..", where nothing is removed */
-    if (!t || !t->out_created || strstr(t->spec.output, "/..") || vt_train__enter(t) < 0)
-        return;
+    if (!t->out_created || strstr(t->spec.output, "/..") || vt_train__enter(t) < 0)
+        return 0;
     snprintf(dir, sizeof dir, "%s", t->spec.output);
     for (int i = 0; i < t->out_created; i++) {
         for (n = strlen(dir); n > 1 && dir[n - 1] == '/'; n--)
@@ -541,6 +540,34 @@ void vt_trainer_discard_output(vt_trainer *t)
     }
     t->out_created = 0;
     vt_train__leave(t);
+    return 0;
+}
+
+int vt_trainer_discard_output(vt_trainer *t, int wait)
+{
+    if (!t)
+        return 0;
+    if (t->discarding) { /* under way on the writing thread */
+        if (!wait && !vt_train__write_done(t))
+            return 1;
+        vt_train__write_drop(t);
+        t->discarding = 0;
+        return 0;
+    }
+    vt_train__read_stop(t); /* (it writes nothing there) */
+    /* An epoch end's files still being written would land in OUT after
+     * the replaced outputs are put back, over them. */
+    vt_train__write_drop(t);
+    if (!t->owns_output && !t->out_created)
+        return 0;
+    if (!wait && vt_train__write_call(t, vt__discard_files) == 0 &&
+        vt_train__write_start(t) == 0) {
+        t->discarding = 1;
+        return 1;
+    }
+    vt_train__write_drop(t); /* (a call gathered, with no thread to run it) */
+    vt__discard_files(t);
+    return 0;
 }
 
 static int vt__prepare(vt_trainer *t)

@@ -209,8 +209,12 @@ struct cJSON *vt_epoch_metrics_json(const vt_epoch_metrics *m);
  * trainer created, as long as they are empty, so that a job that wrote
  * nothing leaves nothing behind.  Not for a job stopped to resume later.
  * First waits for the files of an epoch end still being written (they
- * are not reported).  NULL is a no-op. */
-void vt_trainer_discard_output(vt_trainer *t);
+ * are not reported).  With wait 0 the work runs on the job's writing
+ * thread (a dead mount holds up no other job) and 1 is returned while it
+ * does: vt_trainer_ready says when it has ended, and a call then returns
+ * 0.  With wait 1, or with nothing to do, it is done before returning 0.
+ * NULL is a no-op. */
+int vt_trainer_discard_output(vt_trainer *t, int wait);
 
 /* Frees the trainer; NULL is a no-op. */
 void vt_trainer_free(vt_trainer *t);

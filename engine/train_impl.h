@@ -100,6 +100,7 @@ struct vt_trainer {
     int take_over;              /* starting afresh in an existing output directory:
                                    an earlier job's outputs there are removed */
     int out_checked;            /* vt__check_output has passed (on the writing thread) */
+    int discarding;             /* vt_trainer_discard_output's call is under way */
     int owns_output;            /* the output directory is this job's (taken over,
                                    or resumed in): a replaced model waiting there is
                                    put back if the job does not succeed */

@@ -567,6 +567,60 @@ with open(os.path.join(TMP, "out", "free", "model.safetensors"), "rb") as f:
 cancel_while_held("free", "free.takeover", "while taking over its output folder", "--overwrite")
 with open(os.path.join(TMP, "out", "free", "model.safetensors"), "rb") as f:
     vtpy.check(f.read() == free_model, "the model a cancelled takeover moved aside is put back")
+# A job that ends without success puts its output folder in order (what it
+# replaced put back, a folder it made removed) on its writing thread too
+# (held by its name + ".discard"): a cancel is under way meanwhile.
+hold("free.discard")
+takeover = rd.cli_json("submit", "--spec", write_spec("free", epochs=300),
+                       "--overwrite")["job"]["id"]
+deadline = time.time() + 120
+while (rd.cli_json("status", str(takeover))["job"].get("progress") or {}).get("phase") != \
+        "training":  # (the takeover done: the earlier model is aside)
+    vtpy.before(deadline, "the job taking over did not begin training")
+    time.sleep(0.05)
+c = rd.cli_json("cancel", str(takeover))["job"]
+wait_held("free.discard")
+vtpy.check(c["state"] == "running" and c["cancel_requested"],
+           f"cancel while what a job replaced is put back: {c}")
+beside = rd.cli_json("submit", "--spec", write_spec("beside-discard", epochs=1))["job"]["id"]
+vtpy.check(rd.wait_state(beside, ["succeeded", "failed", "cancelled"], timeout=120)["state"] ==
+           "succeeded", "a job beside one putting back what it replaced should succeed")
+release("free.discard")
+vtpy.check(rd.wait_state(takeover, ["cancelled"], timeout=30)["state"] == "cancelled",
+           "a job cancelled while putting back what it replaced should end cancelled")
+with open(os.path.join(TMP, "out", "free", "model.safetensors"), "rb") as f:
+    vtpy.check(f.read() == free_model, "the model a cancelled job replaced is put back")
+# Two spellings of one new output folder (a symbolic link): the job that
+# made it (held before its claim) is refused once the other has claimed
+# it, and removes nothing of the other's.
+os.makedirs(os.path.join(TMP, "race-base"))
+os.symlink(os.path.join(TMP, "race-base"), os.path.join(TMP, "race-link"))
+race_out = os.path.join(TMP, "race-base", "out")
+
+
+def race_spec(name, out):
+    path = os.path.join(TMP, name + ".json")
+    with open(path, "w") as f:
+        json.dump(job_spec(DATA, out, name=name, epochs=1), f)
+    return path
+
+
+hold("race-a.output")
+race_a = rd.cli_json("submit", "--spec",
+                     race_spec("race-a", os.path.join(TMP, "race-link", "out")))["job"]["id"]
+wait_held("race-a.output")
+hold("race-b")
+race_b = rd.cli_json("submit", "--spec", race_spec("race-b", race_out))["job"]["id"]
+wait_held("race-b")
+release("race-a.output")
+ra = rd.wait_state(race_a, ["succeeded", "failed", "cancelled"], timeout=30)
+vtpy.check(ra["state"] == "failed" and f"where job {race_b} writes" in ra.get("error", "") and
+           os.path.isdir(race_out),
+           f"the job refused another's output folder: {ra}; folder there: "
+           f"{os.path.isdir(race_out)}")
+release("race-b")
+vtpy.check(rd.wait_state(race_b, ["succeeded", "failed", "cancelled"], timeout=120)["state"] ==
+           "succeeded", "the job that claimed the folder first should succeed")
 # Once read, it trains.  A watcher sees the image headers counted while
 # they are read (48 training and 12 validation images), in epoch 1.
 wr = Raw(rd.socket)
