@@ -577,7 +577,8 @@ static int vt__prepare(vt_trainer *t)
     vt_loader_opts lo;
     size_t budget[2] = {t->env.cache_limit, t->env.host_cache_limit}; /* device, host */
     int rc, first_epoch_cache;
-    double at[5]; /* when the data, the weights, the model and the loaders were ready */
+    double at[5]; /* when the data, the weights (and the folder taken over), the model and
+                     the loaders were ready */
 
     if (!t->out_checked) { /* the first step: the output folder is checked meanwhile */
         t->t_run0 = vt_clock_mono();
@@ -652,7 +653,8 @@ static int vt__prepare(vt_trainer *t)
         return rc;
     at[4] = vt_clock_mono();
     vt_train__say(t, VT_LOG_DEBUG,
-            "prepared in %.3f s: data %.3f, weights %.3f, model on the device %.3f, loaders "
+            "prepared in %.3f s: output folder and data %.3f, weights and takeover %.3f, "
+            "model on the device %.3f, loaders "
             "%.3f, feature caches and checkpoint %.3f",
             at[4] - t->t_run0, at[0] - t->t_run0, at[1] - at[0], at[2] - at[1], at[3] - at[2],
             at[4] - at[3]);
