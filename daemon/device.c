@@ -593,12 +593,19 @@ static void vt__job_free(vt_device *d, vt__djob *j)
     free(j);
 }
 
+/* Seconds vt__job_end waits for a job's output folder to be put back in
+ * order before it leaves that to go on: long enough for the usual few
+ * renames (the job ends at once, and its cancel is answered with its end,
+ * so that its folder is free for the next job), short beside a step. */
+#define VT__DISCARD_WAIT_S 1.0
+
 /* Ends a job: removes it from the scheduler and reports its final state.
  * A job that did not succeed first puts back what it replaced in its output
  * directory and takes back one it made and left empty, on its writing
- * thread (unless the device is stopping): meanwhile it stays, ending
- * (answering a cancel as under way), and vt__job_after ends it at the turn
- * after. */
+ * thread (unless the device is stopping).  When that takes longer than
+ * VT__DISCARD_WAIT_S (a slow or dead mount) the job stays, ending (a
+ * cancel is answered as under way), and vt__job_after ends it at its turn
+ * once that is done. */
 static void vt__job_end(vt_device *d, vt__djob *j, vt_job_state state, const char *text)
 {
     if (!j->ending) { /* (text is often vt_error_msg(), which discarding may overwrite) */
@@ -606,12 +613,18 @@ static void vt__job_end(vt_device *d, vt__djob *j, vt_job_state state, const cha
         j->end_has_why = text != NULL;
         snprintf(j->end_why, sizeof j->end_why, "%s", text ? text : "");
     }
-    if (j->end_state != VT_JOB_SUCCEEDED &&
-        vt_trainer_discard_output(j->tr, d->stopping != 0) == 1) {
-        if (!j->ending && j->end_state == VT_JOB_CANCELLED)
-            vt__post_text(d, VT_DEV_CANCEL_WAITS, j->id, 0, NULL);
-        j->ending = 1;
-        return;
+    int pending = j->ending; /* the put-back is under way */
+    if (!pending && j->end_state != VT_JOB_SUCCEEDED)
+        pending = vt_trainer_discard_output(j->tr, d->stopping != 0) == 1;
+    if (pending) {
+        if (!j->ending)
+            vt_trainer_wait(j->tr, VT__DISCARD_WAIT_S);
+        if (vt_trainer_discard_output(j->tr, d->stopping != 0) == 1) {
+            if (!j->ending && j->end_state == VT_JOB_CANCELLED)
+                vt__post_text(d, VT_DEV_CANCEL_WAITS, j->id, 0, NULL);
+            j->ending = 1;
+            return;
+        }
     }
     vt__post_text(d, VT_DEV_STATE, j->id, (int)j->end_state,
                   j->end_has_why ? j->end_why : NULL);

@@ -338,8 +338,9 @@ static void vt__job_state(vt_daemon *dm, vt_dev_event *e)
         vt_job_set_text(&j->error, e->text ? e->text : "unknown error");
     if (j->state == VT_JOB_CANCELLED && !j->reason)
         vt_job_set_text(&j->reason, "cancelled");
-    if (j->state == VT_JOB_SUCCEEDED && j->cancel_requested) {
-        /* (its final model was written before the cancel took effect) */
+    if (j->state != VT_JOB_CANCELLED && j->cancel_requested) {
+        /* (it ended otherwise before the cancel took effect: its final
+         * model written, or a failure that was being put in order) */
         j->cancel_requested = 0;
         vt_job_set_text(&j->reason, NULL);
     }

@@ -567,17 +567,21 @@ with open(os.path.join(TMP, "out", "free", "model.safetensors"), "rb") as f:
 cancel_while_held("free", "free.takeover", "while taking over its output folder", "--overwrite")
 with open(os.path.join(TMP, "out", "free", "model.safetensors"), "rb") as f:
     vtpy.check(f.read() == free_model, "the model a cancelled takeover moved aside is put back")
+def wait_training(job):
+    deadline = time.time() + 120
+    while (rd.cli_json("status", str(job))["job"].get("progress") or {}).get("phase") != \
+            "training":
+        vtpy.before(deadline, f"job {job} did not begin training")
+        time.sleep(0.05)
+
+
 # A job that ends without success puts its output folder in order (what it
 # replaced put back, a folder it made removed) on its writing thread too
 # (held by its name + ".discard"): a cancel is under way meanwhile.
 hold("free.discard")
 takeover = rd.cli_json("submit", "--spec", write_spec("free", epochs=300),
                        "--overwrite")["job"]["id"]
-deadline = time.time() + 120
-while (rd.cli_json("status", str(takeover))["job"].get("progress") or {}).get("phase") != \
-        "training":  # (the takeover done: the earlier model is aside)
-    vtpy.before(deadline, "the job taking over did not begin training")
-    time.sleep(0.05)
+wait_training(takeover)  # (the takeover done: the earlier model is aside)
 c = rd.cli_json("cancel", str(takeover))["job"]
 wait_held("free.discard")
 vtpy.check(c["state"] == "running" and c["cancel_requested"],
@@ -590,6 +594,19 @@ vtpy.check(rd.wait_state(takeover, ["cancelled"], timeout=30)["state"] == "cance
            "a job cancelled while putting back what it replaced should end cancelled")
 with open(os.path.join(TMP, "out", "free", "model.safetensors"), "rb") as f:
     vtpy.check(f.read() == free_model, "the model a cancelled job replaced is put back")
+# That takes a moment as a rule: the cancel is answered with the job's end,
+# and its folder is free for the next job at once.
+for k in range(3):
+    quick = rd.cli_json("submit", "--spec", write_spec(f"quick{k}", epochs=300))["job"]["id"]
+    wait_training(quick)
+    c = rd.cli_json("cancel", str(quick))["job"]
+    r = rd.cli("submit", "--spec", write_spec(f"quick{k}", epochs=1), check=False)
+    vtpy.check(c["state"] == "cancelled" and r.returncode == 0,
+               f"a cancel, then a job in the same folder: {c['state']}, {r.stderr!r}")
+    if r.returncode == 0:
+        again = int(re.search(r"submitted job (\d+)", r.stdout).group(1))
+        vtpy.check(rd.wait_state(again, ["succeeded", "failed", "cancelled"], timeout=120)
+                   ["state"] == "succeeded", "a job in the folder of one just cancelled")
 # Two spellings of one new output folder (a symbolic link): the job that
 # made it (held before its claim) is refused once the other has claimed
 # it, and removes nothing of the other's.
