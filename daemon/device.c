@@ -137,6 +137,9 @@ struct vt_device {
     struct vt__claim {
         int64_t job;
         uint64_t dev, ino;
+        int ending;    /* the job has ended: the claim goes once its folder is
+                          put back in order (which may remove it, and free
+                          its inode number for a new folder) */
     } *claims;
     int nclaims, cap_claims;
     size_t baseline; /* device memory in use with no job: the resident trunk */
@@ -523,17 +526,21 @@ static void vt__hook_epoch(void *ud, const vt_epoch_metrics *m)
 }
 
 /* Claims the output directory (dev, ino) for job ud, refusing one another
- * running job holds.  (On the job's writing thread.) */
+ * running job holds; 1 (with the refusal's message) when that job has
+ * ended and lets go once its folder is put back in order.  (On the job's
+ * writing thread.) */
 static int vt__hook_claim(void *ud, uint64_t dev, uint64_t ino)
 {
     vt__djob *j = ud;
     vt_device *d = j->d;
     int64_t other = 0;
-    int rc = 0;
+    int rc = 0, ending = 0;
     pthread_mutex_lock(&d->claim_mu);
     for (int i = 0; i < d->nclaims && !other; i++)
-        if (d->claims[i].dev == dev && d->claims[i].ino == ino && d->claims[i].job != j->id)
+        if (d->claims[i].dev == dev && d->claims[i].ino == ino && d->claims[i].job != j->id) {
             other = d->claims[i].job;
+            ending = d->claims[i].ending;
+        }
     if (!other && d->nclaims == d->cap_claims) {
         int cap = d->cap_claims ? 2 * d->cap_claims : 8;
         struct vt__claim *c = realloc(d->claims, (size_t)cap * sizeof *c);
@@ -545,13 +552,25 @@ static int vt__hook_claim(void *ud, uint64_t dev, uint64_t ino)
         }
     }
     if (!other && rc == 0)
-        d->claims[d->nclaims++] = (struct vt__claim){j->id, dev, ino};
+        d->claims[d->nclaims++] = (struct vt__claim){j->id, dev, ino, 0};
     pthread_mutex_unlock(&d->claim_mu);
-    if (other)
-        return vt_error_set(VT_EBUSY, "output %s is where job %lld writes (under another "
-                            "name); give this job another output directory",
-                            j->spec.output, (long long)other);
+    if (other) {
+        vt_error_set(VT_EBUSY, "output %s is where job %lld writes (under another name); "
+                     "give this job another output directory", j->spec.output,
+                     (long long)other);
+        return ending ? 1 : VT_EBUSY;
+    }
     return rc < 0 ? vt_error_set(rc, "out of memory") : 0;
+}
+
+/* Marks job's claims as going: it has ended. */
+static void vt__claims_ending(vt_device *d, int64_t job)
+{
+    pthread_mutex_lock(&d->claim_mu);
+    for (int i = 0; i < d->nclaims; i++)
+        if (d->claims[i].job == job)
+            d->claims[i].ending = 1;
+    pthread_mutex_unlock(&d->claim_mu);
 }
 
 /* Drops job's claims (it ended). */
@@ -609,6 +628,7 @@ static void vt__job_free(vt_device *d, vt__djob *j)
 static void vt__job_end(vt_device *d, vt__djob *j, vt_job_state state, const char *text)
 {
     if (!j->ending) { /* (text is often vt_error_msg(), which discarding may overwrite) */
+        vt__claims_ending(d, j->id);
         j->end_state = state;
         j->end_has_why = text != NULL;
         snprintf(j->end_why, sizeof j->end_why, "%s", text ? text : "");

@@ -425,6 +425,41 @@ static void vt__test_hold_output(const vt_trainer *t, const char *what)
     vt_bg_test_hold(hold);
 }
 
+/* Seconds a job waits for a job that has ended to let go of its output
+ * directory (see vt__make_claim). */
+#define VT__CLAIM_WAIT_S 60.0
+
+/* Makes the output directory and claims it (claim_output), before
+ * anything else is done there: another job of the process may have made
+ * it under another name meanwhile, and the one refused removes nothing
+ * (the folder is the other's).  Held by a job that has ended, it is made
+ * and asked for again (every 20 ms, up to VT__CLAIM_WAIT_S).  As the job's
+ * owner (entered). */
+static int vt__make_claim(vt_trainer *t)
+{
+    double until = vt_clock_mono() + VT__CLAIM_WAIT_S;
+    struct stat st;
+    int rc;
+    for (;;) {
+        if ((rc = vt_mkdir_p(t->spec.output, &t->out_created)) < 0)
+            return vt_error_wrap(rc, "output directory");
+        vt__test_hold_output(t, "output");
+        if (!t->hooks.claim_output)
+            return 0;
+        if (stat(t->spec.output, &st) < 0)
+            rc = vt_error_set(VT_EIO, "output directory %s: %s", t->spec.output, strerror(errno));
+        else
+            rc = t->hooks.claim_output(t->hooks.ud, (uint64_t)st.st_dev, (uint64_t)st.st_ino);
+        if (rc != 1 || vt_clock_mono() > until)
+            break;
+        nanosleep(&(struct timespec){.tv_nsec = 20 * 1000 * 1000}, NULL);
+    }
+    if (rc == 0)
+        return 0;
+    t->out_created = 0;
+    return rc < 0 ? rc : VT_EBUSY; /* (the message: the claim's) */
+}
+
 /* Makes sure the output directory is not inside the data, exists and may
  * be written, as the job's owner.  Runs on the job's writing thread
  * (vt_train__write_call), while the device thread goes on with the other
@@ -444,21 +479,8 @@ static int vt__check_output(vt_trainer *t)
     if ((rc = vt_train__enter(t)) < 0)
         return rc;
     rc = vt_jobspec_check_output(&t->spec);
-    if (rc == 0 && (rc = vt_mkdir_p(t->spec.output, &t->out_created)) < 0)
-        rc = vt_error_wrap(rc, "output directory");
-    vt__test_hold_output(t, "output");
-    /* Claimed before anything else is done there: another job of the
-     * process may have made the folder under another name meanwhile, and
-     * the one refused removes nothing (the folder is the other's). */
-    if (rc == 0 && t->hooks.claim_output) {
-        struct stat st;
-        if (stat(t->spec.output, &st) < 0)
-            rc = vt_error_set(VT_EIO, "output directory %s: %s", t->spec.output, strerror(errno));
-        else
-            rc = t->hooks.claim_output(t->hooks.ud, (uint64_t)st.st_dev, (uint64_t)st.st_ino);
-        if (rc < 0)
-            t->out_created = 0;
-    }
+    if (rc == 0)
+        rc = vt__make_claim(t);
     if (rc == 0) {
         snprintf(probe, sizeof probe, "%s/.vggtune-write-test.%ld", t->spec.output,
                  (long)getpid());

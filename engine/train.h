@@ -85,7 +85,11 @@ typedef struct {
     void (*message)(void *ud, vt_log_level level, const char *text);
     /* Called (may be NULL) once the output directory exists, with its
      * device and inode: < 0 with the message set refuses it (another
-     * running job writes there, whatever path it named). */
+     * running job writes there, whatever path it named); 1 (the message
+     * set) says that job has ended and lets go in a moment, once its
+     * folder is put back in order (which may remove it): the directory is
+     * made and asked for again, for up to a minute.  On the job's writing
+     * thread. */
     int (*claim_output)(void *ud, uint64_t dev, uint64_t ino);
     /* Called (may be NULL) when vt_trainer_step may have work again: on the
      * thread that read the job's data, as it ends, well or not; on the

@@ -615,10 +615,10 @@ os.symlink(os.path.join(TMP, "race-base"), os.path.join(TMP, "race-link"))
 race_out = os.path.join(TMP, "race-base", "out")
 
 
-def race_spec(name, out):
+def race_spec(name, out, epochs=1):
     path = os.path.join(TMP, name + ".json")
     with open(path, "w") as f:
-        json.dump(job_spec(DATA, out, name=name, epochs=1), f)
+        json.dump(job_spec(DATA, out, name=name, epochs=epochs), f)
     return path
 
 
@@ -638,6 +638,27 @@ vtpy.check(ra["state"] == "failed" and f"where job {race_b} writes" in ra.get("e
 release("race-b")
 vtpy.check(rd.wait_state(race_b, ["succeeded", "failed", "cancelled"], timeout=120)["state"] ==
            "succeeded", "the job that claimed the folder first should succeed")
+# A job that has ended holds its folder until it is put back in order (a
+# removed folder's inode number may be a new folder's): a job claiming it
+# meanwhile, under another name, waits for that end and runs.
+os.makedirs(os.path.join(TMP, "wait-base"))
+os.symlink(os.path.join(TMP, "wait-base"), os.path.join(TMP, "wait-link"))
+hold("wait-a.discard")
+wait_a = rd.cli_json("submit", "--spec", race_spec("wait-a", os.path.join(TMP, "wait-base", "out"),
+                                                   epochs=300))["job"]["id"]
+wait_training(wait_a)
+rd.cli("cancel", str(wait_a))
+wait_held("wait-a.discard")
+wait_b = rd.cli_json("submit", "--spec",
+                     race_spec("wait-b", os.path.join(TMP, "wait-link", "out")))["job"]["id"]
+time.sleep(1)
+vtpy.check(rd.cli_json("status", str(wait_b))["job"]["state"] == "running",
+           "a job claiming the folder of one that has ended should wait for it")
+release("wait-a.discard")
+wa = rd.wait_state(wait_a, ["cancelled"], timeout=30)
+wb = rd.wait_state(wait_b, ["succeeded", "failed", "cancelled"], timeout=120)
+vtpy.check(wa["state"] == "cancelled" and wb["state"] == "succeeded",
+           f"the job that waited for a folder's put-back should succeed: {wa['state']}, {wb}")
 # Once read, it trains.  A watcher sees the image headers counted while
 # they are read (48 training and 12 validation images), in epoch 1.
 wr = Raw(rd.socket)

@@ -528,8 +528,9 @@ vtpy.check(rc == 0, f"stop: {rc}")
 # (random crops: no cache, every epoch reads the images) Moved away after the
 # first epoch: the job fails, saying the data has gone, rather than training
 # on what is left; the per-image warnings are capped at 10 a pass.  (The
-# pass under way when it moves may have read some first: with fewer than
-# half lost it goes on, and the next pass, which reads none, fails.)
+# pass under way when it moves may have read some first: with more than
+# half lost it fails there, with fewer it goes on, and the next pass, which
+# reads none, fails.)
 gone_data = os.path.join(TMP, "gone-data")
 make_data(a.build, gone_data, per_class=12)
 gd = Daemon(a.build, TMP, name="data-gone")
@@ -545,8 +546,9 @@ os.rename(os.path.join(gone_data, "train"), os.path.join(gone_data, "moved"))
 st = gd.wait_state(j, ["failed", "succeeded"])
 w = gd.cli("watch", str(j), check=False).stdout
 named = w.count("skipping unreadable training image")
-vtpy.check(st["state"] == "failed" and re.search(r"(\d+) of the \1 training images could not "
-                                                 r"be read in epoch", st.get("error", "")) and
+lost = re.search(r"(\d+) of the (\d+) training images could not be read in epoch",
+                 st.get("error", ""))
+vtpy.check(st["state"] == "failed" and lost and 2 * int(lost[1]) > int(lost[2]) and
            "has the data gone or changed" in st["error"] and named in (10, 20) and
            "more unreadable training images" in w,
            f"a job whose data went away: {st.get('error')} ({named} named) {w[-600:]!r}")
