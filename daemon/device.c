@@ -633,18 +633,18 @@ static void vt__job_end(vt_device *d, vt__djob *j, vt_job_state state, const cha
         j->end_has_why = text != NULL;
         snprintf(j->end_why, sizeof j->end_why, "%s", text ? text : "");
     }
-    int pending = j->ending; /* the put-back is under way */
-    if (!pending && j->end_state != VT_JOB_SUCCEEDED)
-        pending = vt_trainer_discard_output(j->tr, d->stopping != 0) == 1;
+    /* (started, or the one under way asked after: 1 while it goes on) */
+    int pending = j->end_state != VT_JOB_SUCCEEDED &&
+                  vt_trainer_discard_output(j->tr, d->stopping != 0) == 1;
+    if (pending && !j->ending) { /* (just started: as a rule a moment's work) */
+        vt_trainer_wait(j->tr, VT__DISCARD_WAIT_S);
+        pending = vt_trainer_discard_output(j->tr, 0) == 1;
+    }
     if (pending) {
-        if (!j->ending)
-            vt_trainer_wait(j->tr, VT__DISCARD_WAIT_S);
-        if (vt_trainer_discard_output(j->tr, d->stopping != 0) == 1) {
-            if (!j->ending && j->end_state == VT_JOB_CANCELLED)
-                vt__post_text(d, VT_DEV_CANCEL_WAITS, j->id, 0, NULL);
-            j->ending = 1;
-            return;
-        }
+        if (!j->ending && j->end_state == VT_JOB_CANCELLED)
+            vt__post_text(d, VT_DEV_CANCEL_WAITS, j->id, 0, NULL);
+        j->ending = 1;
+        return;
     }
     vt__post_text(d, VT_DEV_STATE, j->id, (int)j->end_state,
                   j->end_has_why ? j->end_why : NULL);

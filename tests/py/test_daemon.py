@@ -613,21 +613,13 @@ for k in range(3):
 os.makedirs(os.path.join(TMP, "race-base"))
 os.symlink(os.path.join(TMP, "race-base"), os.path.join(TMP, "race-link"))
 race_out = os.path.join(TMP, "race-base", "out")
-
-
-def race_spec(name, out, epochs=1):
-    path = os.path.join(TMP, name + ".json")
-    with open(path, "w") as f:
-        json.dump(job_spec(DATA, out, name=name, epochs=epochs), f)
-    return path
-
-
 hold("race-a.output")
-race_a = rd.cli_json("submit", "--spec",
-                     race_spec("race-a", os.path.join(TMP, "race-link", "out")))["job"]["id"]
+race_a = rd.cli_json("submit", "--spec", write_spec(
+    "race-a", epochs=1, output=os.path.join(TMP, "race-link", "out")))["job"]["id"]
 wait_held("race-a.output")
 hold("race-b")
-race_b = rd.cli_json("submit", "--spec", race_spec("race-b", race_out))["job"]["id"]
+race_b = rd.cli_json("submit", "--spec",
+                     write_spec("race-b", epochs=1, output=race_out))["job"]["id"]
 wait_held("race-b")
 release("race-a.output")
 ra = rd.wait_state(race_a, ["succeeded", "failed", "cancelled"], timeout=30)
@@ -644,13 +636,13 @@ vtpy.check(rd.wait_state(race_b, ["succeeded", "failed", "cancelled"], timeout=1
 os.makedirs(os.path.join(TMP, "wait-base"))
 os.symlink(os.path.join(TMP, "wait-base"), os.path.join(TMP, "wait-link"))
 hold("wait-a.discard")
-wait_a = rd.cli_json("submit", "--spec", race_spec("wait-a", os.path.join(TMP, "wait-base", "out"),
-                                                   epochs=300))["job"]["id"]
+wait_a = rd.cli_json("submit", "--spec", write_spec(
+    "wait-a", epochs=300, output=os.path.join(TMP, "wait-base", "out")))["job"]["id"]
 wait_training(wait_a)
 rd.cli("cancel", str(wait_a))
 wait_held("wait-a.discard")
-wait_b = rd.cli_json("submit", "--spec",
-                     race_spec("wait-b", os.path.join(TMP, "wait-link", "out")))["job"]["id"]
+wait_b = rd.cli_json("submit", "--spec", write_spec(
+    "wait-b", epochs=1, output=os.path.join(TMP, "wait-link", "out")))["job"]["id"]
 time.sleep(1)
 vtpy.check(rd.cli_json("status", str(wait_b))["job"]["state"] == "running",
            "a job claiming the folder of one that has ended should wait for it")
