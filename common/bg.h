@@ -52,9 +52,9 @@ void vt_bg_abandon(vt_bg *b);
  * first image's; a job's init model or checkpoint by its file name), a
  * writing thread (by the written file's name; the work on a job's output
  * folder by the job's name and ".output" between making the folder and
- * claiming it, ".takeover" before taking it over, ".discard" before
- * putting it back in order), the decoding of an image
- * (by its file name) or the device thread as it stops
+ * claiming it, ".params" before making the job's parameters, ".takeover"
+ * before taking the folder over, ".discard" before putting it back in
+ * order), the decoding of an image (by its file name) or the device thread as it stops
  * (".vggtuned-stopped") for as long as it needs.  Like a call stuck on a dead
  * mount, the wait does not see a stop.  Returns at once without the
  * variable. */

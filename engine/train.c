@@ -538,6 +538,20 @@ static int vt__take_over(vt_trainer *t)
     return rc;
 }
 
+/* The parameters, then the takeover of the output folder when it is due
+ * (after them: the init model may be in that folder).  Runs on the job's
+ * writing thread (vt_train__write_call) once the data is read: a scratch
+ * job's He initialisation of a large head takes seconds, which the device
+ * thread spends on the other jobs' steps. */
+static int vt__make_params(vt_trainer *t)
+{
+    int rc;
+    vt__test_hold_output(t, "params");
+    if ((rc = vt__build_params(t)) < 0 || !t->take_over)
+        return rc;
+    return vt__take_over(t);
+}
+
 /* vt_trainer_discard_output's file work, as a call on the writing thread
  * or on the caller's. */
 static int vt__discard_files(vt_trainer *t)
@@ -621,14 +635,10 @@ static int vt__prepare(vt_trainer *t)
         if ((rc = vt_train__read_end(t)) < 0)
             return rc;
         t->t_data = vt_clock_mono();
-        if ((rc = vt__build_params(t)) < 0) /* before the takeover: init may be a model there */
+        if ((rc = vt_train__write_call(t, vt__make_params)) < 0 ||
+            (rc = vt_train__write_start(t)) < 0)
             return rc;
-        if (t->take_over) { /* on the writing thread, as the output folder's check */
-            if ((rc = vt_train__write_call(t, vt__take_over)) < 0 ||
-                (rc = vt_train__write_start(t)) < 0)
-                return rc;
-            return VT_TRAINER_WAITING;
-        }
+        return VT_TRAINER_WAITING;
     }
     t->owns_output = 1;
     at[0] = t->t_data;
@@ -1307,7 +1317,7 @@ int vt_train__written(vt_trainer *t, int wait)
         return 0;
     if (!wait && !vt_train__write_done(t))
         return VT_TRAINER_WAITING;
-    if (t->phase == PH_PREPARE) /* (the output folder's check) */
+    if (t->phase == PH_PREPARE) /* (a call: the output folder's check, the parameters) */
         return vt__output_checked(t);
     return t->phase == PH_SAVING ? vt__finish_written(t) : vt__epoch_written(t);
 }

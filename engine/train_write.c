@@ -11,8 +11,9 @@
  * thread touches nothing of the trainer: it owns the batch, and the
  * trainer joins it (vt_train__write_end) before it goes on.  The one
  * exception is a call (vt_train__write_call): the preparation of the
- * output folder as a job starts, which works on the trainer itself while
- * the trainer waits for it (VT_TRAINER_WAITING touches nothing else).
+ * output folder and of the parameters as a job starts, which works on the
+ * trainer itself while the trainer waits for it (VT_TRAINER_WAITING
+ * touches nothing else).
  *
  * The job's outputs are written as its owner, with its umask; the
  * checkpoint as the daemon, in its state folder.  The first output that

@@ -562,6 +562,12 @@ vtpy.check(not os.path.exists(os.path.join(TMP, "out", "held5")),
 # After the data, the takeover of the folder (an earlier job's outputs
 # moved aside) runs on the writing thread too (held by the folder's name +
 # ".takeover"); cancelled there, the job puts the earlier model back.
+# The parameters (seconds of He initialisation for a scratch job with a
+# large head) are made on the writing thread too, by the job's name +
+# ".params".
+cancel_while_held("held6", "held6.params", "while its parameters are made")
+vtpy.check(not os.path.exists(os.path.join(TMP, "out", "held6")),
+           "a job cancelled while its parameters were made left its output folder")
 with open(os.path.join(TMP, "out", "free", "model.safetensors"), "rb") as f:
     free_model = f.read()
 cancel_while_held("free", "free.takeover", "while taking over its output folder", "--overwrite")
