@@ -1234,7 +1234,10 @@ static int vt__conv_fused(vt_cuda *cu, vt__conv_plan *p, const void *xp, const v
          * no fusion here (cuDNN 9's runtime-compiled engines can fail with
          * 4000-range statuses where the plain convolution works). */
         int rc;
-        if (p->fused > 0 || st == CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED)
+        /* (inside a recording a failure is the capture's doing, not the
+         * plan's: it fails the recording, see vt__dnn_unsupported) */
+        if (p->fused > 0 || st == CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED ||
+            cu->rec_mode == VT__REC_CAPTURE)
             return vt__cudnn_fail(cu, st, "cudnnConvolutionBiasActivationForward", __FILE__,
                                   __LINE__);
         if (st >= 5000 && st < 6000 &&
