@@ -21,8 +21,12 @@
 # with the features' rounding).  Each run's model is then evaluated on the
 # validation folder (`vggtuned eval`, on the same backend, in the precision
 # the job trained in): its accuracy must be the last epoch's val_accuracy
-# within 0.02.  Prints one line per run and exits 1 on a miss; exits 77
-# when the CUDA backend cannot start.
+# within 0.02.  A CUDA run's model also classifies 8 validation images
+# (`vggtuned predict`) on the CUDA backend and on the CPU backend: the
+# probabilities must agree within 0.002 (fp32) or 0.05 (bf16: the CUDA
+# backend predicts in bf16, the CPU in fp32; a wrong layout or offset moves
+# them by far more).  Prints one line per run and exits 1 on a miss; exits
+# 77 when the CUDA backend cannot start.
 set -uo pipefail
 bin=${1:?usage: accuracy-parity.sh BIN_DIR WORK_DIR}
 work=${2:?usage: accuracy-parity.sh BIN_DIR WORK_DIR}
@@ -38,6 +42,22 @@ final_acc() {
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 print(rows[-1]["val_accuracy"])
+EOF
+}
+
+# The largest difference between the probabilities the CUDA and the CPU
+# backend give for images $2... with model $1, or "failed: WHY".
+predict_diff() {
+  local model=$1; shift
+  "$vggtuned" predict --backend cuda --json "$model" "$@" >"$model.cuda.json" 2>>"$model.predict.log" &&
+    "$vggtuned" predict --backend cpu --json "$model" "$@" >"$model.cpu.json" 2>>"$model.predict.log" ||
+    { echo "failed: vggtuned predict: $(tail -1 "$model.predict.log")"; return; }
+  python3 - "$model.cuda.json" "$model.cpu.json" <<'EOF'
+import json, sys
+gpu, cpu = (json.load(open(f)) for f in sys.argv[1:3])
+print(max(abs(a - b) for g, c in zip(gpu, cpu)
+          for a, b in zip(g["probabilities"], c["probabilities"])) if len(gpu) == len(cpu)
+      else "failed: %d and %d predictions" % (len(gpu), len(cpu)))
 EOF
 }
 
@@ -71,17 +91,23 @@ EOF
     [ -n "$ref" ] || ref=$acc
     ev=$("$vggtuned" eval --backend "$backend" --json "$out/model.safetensors" "$work/data/val" \
          2>>"$out.log" | python3 -c "import json, sys; print(json.load(sys.stdin)['accuracy'])")
+    pd=""
+    [ "$backend" != cuda ] ||
+      pd=$(predict_diff "$out/model.safetensors" "$work"/data/val/*/img0000[01].jpg)
     verdict=$(python3 -c "
-acc, ref, mode, ev = float('$acc'), float('$ref'), '$mode', '$ev'
+acc, ref, mode, ev, pd = float('$acc'), float('$ref'), '$mode', '$ev', '$pd'
+if pd.startswith('failed'): bad = [pd]
+elif pd and float(pd) > (0.002 if '$precision' == 'fp32' else 0.05):
+    bad = [f'predict: CUDA and CPU probabilities differ by {float(pd):.4f}']
+else: bad = []
 tol = 0.05 if mode == 'finetune' else 0.10
-bad = []
 if abs(acc - ref) > tol: bad.append(f'differs from the CPU run ({ref:.2f}) by more than {tol}')
 if mode == 'finetune' and acc < 0.90: bad.append('below 0.90')
 if not ev: bad.append('vggtuned eval failed (see the log)')
 elif abs(float(ev) - acc) > 0.02: bad.append(f'vggtuned eval says {float(ev):.2f}')
 print('ok' if not bad else '; '.join(bad))")
     if [ "$verdict" = ok ]; then
-      echo "ok   $mode $backend/$precision: val_accuracy $acc, eval $ev (${secs}s)"
+      echo "ok   $mode $backend/$precision: val_accuracy $acc, eval $ev${pd:+, predict vs CPU $pd} (${secs}s)"
     else
       echo "FAIL $mode $backend/$precision: val_accuracy $acc: $verdict (${secs}s)"
       fail=1
