@@ -23,6 +23,8 @@ struct vt_tensor {
     void *shadow;    /* backend-private derived copy, or NULL */
     vt_tensor *parent; /* a view's tensor (vt_tensor_view_rows): data is
                           inside the parent's, not owned; else NULL */
+    unsigned long long seq; /* backend-private: the CUDA backend's count of
+                               allocations when data was allocated */
 };
 
 typedef struct vt_backend_ops {

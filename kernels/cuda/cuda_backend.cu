@@ -236,6 +236,10 @@ typedef struct {
     int late_bad, late_label, late_c; /* a bad label found freeing a recording,
                                          reported by the next sync */
     unsigned gen;
+    /* Tensor allocations made so far, and their count when the latest
+     * capture began: a tensor allocated since is in no recording
+     * (vt__maybe_recorded). */
+    unsigned long long seq, captured_seq;
     /* Memory freed while a sequence is open (recorded or replayed): freeing
      * would wait for the stream, which a capture forbids, so it is freed
      * when the sequence ends (vt__late_free_drain); host: pinned memory. */
@@ -714,6 +718,16 @@ static void vt__cuda_host_free(vt_backend *be, void *p)
 
 /* ---- bf16 shadows and dtype plumbing --------------------------------------- */
 
+/* Whether a recording may hold t's memory or its bf16 copy's: t (a view:
+ * its parent) was allocated before the latest capture began.  Memory
+ * allocated since is in no graph, allocations being refused during a
+ * capture, so freeing it or writing it from the host (a prediction's
+ * network between a job's steps) leaves the recordings as they are. */
+static int vt__maybe_recorded(const vt_cuda *cu, const vt_tensor *t)
+{
+    return (t->parent ? t->parent : t)->seq <= cu->captured_seq;
+}
+
 static void vt__shadow_free(vt_cuda *cu, vt_tensor *t)
 {
     vt__shadow *s = (vt__shadow *)t->shadow;
@@ -722,7 +736,8 @@ static void vt__shadow_free(vt_cuda *cu, vt_tensor *t)
     if (s->ptr) {
         vt__dfree(cu, s->ptr);
         vt__mem_sub(cu, s->bytes);
-        cu->gen++;
+        if (vt__maybe_recorded(cu, t))
+            cu->gen++;
     }
     free(s);
     t->shadow = NULL;
@@ -743,7 +758,7 @@ static int vt__touch(vt_cuda *cu, vt__shadow *s)
  * read that copy would replay with a stale one, so they all become stale. */
 static void vt__host_wrote(vt_cuda *cu, const vt_tensor *t)
 {
-    if (t->shadow || (t->parent && t->parent->shadow))
+    if ((t->shadow || (t->parent && t->parent->shadow)) && vt__maybe_recorded(cu, t))
         cu->gen++;
 }
 
@@ -2099,6 +2114,7 @@ static int vt__cuda_record_begin(vt_backend *be, vt_recording **rec)
         return vt__cuda_fail(cu, e, "cudaStreamBeginCapture", __FILE__, __LINE__);
     }
     cu->ntouched = 0;
+    cu->captured_seq = cu->seq;
     cu->rec = r;
     cu->rec_mode = VT__REC_CAPTURE;
     *rec = r;
@@ -2251,6 +2267,7 @@ static int vt__cuda_alloc(vt_backend *be, vt_tensor *t)
     size_t bytes = t->capacity * vt_dtype_size(t->dtype);
     VT__HOST_OP(cu, "allocation");
     t->shadow = NULL;
+    t->seq = ++cu->seq;
     if (t->host)
         return vt__halloc(cu, t, bytes);
     VT__TRY(vt__dmalloc(cu, &t->data, bytes, "a tensor"));
@@ -2271,7 +2288,8 @@ static void vt__cuda_release(vt_backend *be, vt_tensor *t)
         vt__shadow_free(cu, t);
         return;
     }
-    cu->gen++; /* a graph may hold its memory */
+    if (vt__maybe_recorded(cu, t))
+        cu->gen++; /* a graph may hold its memory */
     if (cu->rec)
         cu->rec->bad = 1;
     vt__shadow_free(cu, t);
