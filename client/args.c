@@ -24,6 +24,7 @@
 
 #include "../common/error.h"
 #include "../common/fileio.h"
+#include "../common/text.h"
 #include "../engine/jobspec.h"
 #include "../engine/wfile.h"
 #include "../engine/writer.h"
@@ -40,10 +41,28 @@ void vt_cli_args_init(vt_cli_args *a, int argc, char **argv, int first)
     a->only_pos = 0;
 }
 
+/* The value of option `opt` (as written) from the next argument: one that
+ * is itself a long option ("--epochs --lr 0.1") means the value was left
+ * out.  0, or VT_EINVAL saying so. */
+static int vt__value(vt_cli_args *a, const char *opt, const char **val)
+{
+    const char *next = a->i < a->argc ? a->argv[a->i] : NULL;
+    if (!next)
+        return vt_error_set(VT_EINVAL, "%s needs a value", opt);
+    if (next[0] == '-' && next[1] == '-' && next[2])
+        return vt_error_set(VT_EINVAL, "%s needs a value (the next argument is the option "
+                            "'%s'; write %s=VALUE for a value that starts with --)", opt, next,
+                            opt);
+    *val = next;
+    a->i++;
+    return 0;
+}
+
 int vt_cli_next(vt_cli_args *a, const vt_cli_opt *opts, const char **val)
 {
     const vt_cli_opt *o;
     const char *s, *name, *eq;
+    char opt[80];
     size_t n;
 
     for (;;) {
@@ -69,14 +88,11 @@ int vt_cli_next(vt_cli_args *a, const vt_cli_opt *opts, const char **val)
             return vt_error_set(VT_EINVAL, "unknown option '--%.*s'", (int)n, name);
         if (!o->has_arg && eq)
             return vt_error_set(VT_EINVAL, "--%s takes no value", o->name);
-        if (o->has_arg) {
-            if (eq)
-                *val = eq + 1;
-            else if (a->i < a->argc)
-                *val = a->argv[a->i++];
-            else
-                return vt_error_set(VT_EINVAL, "--%s needs a value", o->name);
-        }
+        snprintf(opt, sizeof opt, "--%s", o->name);
+        if (o->has_arg && eq)
+            *val = eq + 1;
+        else if (o->has_arg && vt__value(a, opt, val) < 0)
+            return VT_EINVAL;
         return o->id;
     }
     for (o = opts; o->name; o++)
@@ -90,12 +106,11 @@ int vt_cli_next(vt_cli_args *a, const vt_cli_opt *opts, const char **val)
                                 "separately)", s);
         return o->id;
     }
+    snprintf(opt, sizeof opt, "-%c", o->short_name);
     if (s[2])
         *val = s + 2;
-    else if (a->i < a->argc)
-        *val = a->argv[a->i++];
-    else
-        return vt_error_set(VT_EINVAL, "-%c needs a value", o->short_name);
+    else if (vt__value(a, opt, val) < 0)
+        return VT_EINVAL;
     return o->id;
 }
 
@@ -740,21 +755,34 @@ static int vt__check_weights(const char *path, const char *flag, int want_st)
     return 0;
 }
 
+/* Whether a folder's name is that of a dataset's split (train, val, ...). */
+static int vt__split_name(const char *name)
+{
+    static const char *const splits[] = {"train", "training", "val", "valid", "validation",
+                                         "test", "testing"};
+    for (size_t i = 0; i < sizeof splits / sizeof splits[0]; i++)
+        if (strcmp(name, splits[i]) == 0)
+            return 1;
+    return 0;
+}
+
 /* Checks that the directory path (from flag) has at least two class folders:
- * visible sub-directories, as the dataset scan counts them.  Reads only the
- * top level, and stops at the second. */
+ * visible sub-directories, as the dataset scan counts them, and that they
+ * are not a dataset's splits (train/ and val/: its root given for its
+ * training folder would train a train-or-val classifier).  Reads only the
+ * top level, and stops at the fifth. */
 static int vt__check_classes(const char *path, const char *flag)
 {
-    char first[256] = "";
+    char first[256] = "", names[128] = "";
     struct dirent *e;
-    int n = 0;
+    int n = 0, splits = 0;
     DIR *d;
     if (!path)
         return 0;
     if (!(d = opendir(path)))
         return vt_error_set(errno == EACCES ? VT_EPERM : VT_EIO, "%s %s: %s", flag, path,
                             strerror(errno));
-    while (n < 2 && (e = readdir(d))) {
+    while (n < 5 && (e = readdir(d))) {
         struct stat st;
         if (e->d_name[0] == '.')
             continue;
@@ -769,8 +797,14 @@ static int vt__check_classes(const char *path, const char *flag)
             continue;
         if (n++ == 0)
             snprintf(first, sizeof first, "%s", e->d_name);
+        splits += vt__split_name(e->d_name);
+        vt_text_append(names, sizeof names, "%s%s/", n > 1 ? ", " : "", e->d_name);
     }
     closedir(d);
+    if (n >= 2 && splits == n)
+        return vt_error_set(VT_EINVAL, "%s %s holds %s: a dataset's splits, not one folder per "
+                            "class; give each split's own folder (as --data %s/train --val "
+                            "%s/val)", flag, path, names, path, path);
     if (n == 0)
         return vt_error_set(VT_EINVAL, "%s %s has no class folders: it needs one sub-folder "
                             "of images per class, at least two", flag, path);

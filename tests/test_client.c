@@ -395,6 +395,11 @@ static void test_submit_bad_values(vt_backend *be)
         {{"--data", "x", "--bogus"}, "unknown option '--bogus'"},
         {{"--data", "x", "extra"}, "unexpected argument 'extra'"},
         {{"--data"}, "--data needs a value"},
+        /* a value left out: the next option is not taken for it */
+        {{"--data", "x", "--epochs", "--lr", "0.1"}, "--epochs needs a value (the next "
+                                                      "argument is the option '--lr'; write "
+                                                      "--epochs=VALUE"},
+        {{"--data", "x", "-e", "--lr", "0.1"}, "-e needs a value (the next argument"},
         {{"--data", "x", "--flip=yes"}, "--flip takes no value"},
         /* Two flags that say different things: refused, in either order. */
         {{"--data", "x", "--val", "v", "--val-split", "0.2"},
@@ -532,6 +537,15 @@ static void test_check_paths(vt_backend *be)
         doc = fake_json(text);
         snprintf(msg, sizeof msg, "--out %s exists and is not a directory", file);
         VT_CHECK_ERR(vt_cli_check_paths(doc), VT_EINVAL, msg);
+        cJSON_Delete(doc);
+        /* The dataset's root (train/ and val/) given for its training
+         * folder would train a classifier of the two splits. */
+        snprintf(text, sizeof text, "{\"data\":{\"train\":\"%s\"}}", dir);
+        doc = fake_json(text);
+        snprintf(msg, sizeof msg, "--data %s holds ", dir);
+        VT_CHECK_ERR(vt_cli_check_paths(doc), VT_EINVAL, msg);
+        VT_CHECK_ERR(vt_cli_check_paths(doc), VT_EINVAL, "a dataset's splits, not one folder per "
+                                                        "class; give each split's own folder");
         cJSON_Delete(doc);
     }
 
