@@ -203,6 +203,7 @@ void vt_dev_event_free(vt_dev_event *e)
 {
     if (e) {
         free(e->text);
+        free(e->trunk);
         free(e);
     }
 }
@@ -782,7 +783,8 @@ static int vt__job_turn(vt_device *d, vt__djob *j)
         d->promised -= j->promised; /* allocated now: in use */
         j->promised = 0;
         vt_dev_event *e = vt__event(VT_DEV_SPEC, j->id);
-        if (e && (e->text = vt_jobspec_to_json(vt_trainer_spec(j->tr)))) {
+        if (e && (e->text = vt_jobspec_to_json(vt_trainer_spec(j->tr))) &&
+            (e->trunk = strdup(j->desc))) {
             snprintf(e->phase, sizeof e->phase, "%s",
                      vt_preprocess_name(vt_trainer_preprocess(j->tr)));
             vt__post(d, e);

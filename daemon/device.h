@@ -54,7 +54,8 @@ typedef enum {
     VT_DEV_LOG,      /* job, level, text */
     VT_DEV_SPEC,     /* job; text: its job document as it runs, once prepared (the
                         head from the init model when the document left it out);
-                        phase: the preprocessing it resolved to */
+                        phase: the preprocessing it resolved to; trunk: where its
+                        frozen trunk came from */
     VT_DEV_REQ_PROGRESS, /* req, progress (step of steps images gone through),
                         phase ("predicting", "evaluating") */
     VT_DEV_REPLY,    /* req; code 0 and text = JSON body, or code < 0 and text */
@@ -69,6 +70,7 @@ typedef struct vt_dev_event {
     int state, level, code;
     size_t bytes;
     char *text;
+    char *trunk;         /* VT_DEV_SPEC */
     vt_progress progress;
     char phase[16];
     vt_epoch_metrics metrics;

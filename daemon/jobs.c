@@ -42,6 +42,7 @@ void vt_job_free(vt_job *j)
     free(j->spec_json);
     free(j->error);
     free(j->reason);
+    free(j->trunk);
     cJSON_Delete(j->metrics);
     free(j);
 }

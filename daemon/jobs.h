@@ -35,6 +35,8 @@ typedef struct vt_job {
     vt_progress progress;   /* latest, while running (its phase in .phase) */
     char phase[16];
     char preprocess[16];    /* what the job runs with, once started ("" before) */
+    char *trunk;            /* where its frozen trunk came from, once started (NULL
+                               before), as the trunks the daemon holds are named */
     cJSON *metrics;         /* array of epoch objects, owned */
     int unsaved;            /* a store write failed: its record is behind (retried) */
     int unrecorded;         /* its row is gone from the store (by hand): not written again */

@@ -19,6 +19,7 @@
 #include "../common/log.h"
 #include "../engine/base.h"
 #include "../engine/jobspec.h"
+#include "../engine/writer.h"
 
 #define VT__WATCH_REPLAY 100 /* log events a new watcher is sent first, at most */
 
@@ -204,9 +205,12 @@ static void vt__job(vt_conn *c, const cJSON *id, const cJSON *req)
     if (j) {
         cJSON *b = cJSON_CreateObject();
         cJSON *job = vt_job_json(&c->dm->jobs, j, VT_JOB_VIEW_FULL);
-        if (job && !j->spec.weights) /* the daemon's resident trunk: say which */
-            cJSON_AddStringToObject(job, "trunk", c->dm->cfg.weights[0] ? c->dm->cfg.weights
-                                                                        : VT_BASE_RANDOM_DESC);
+        /* the daemon's resident trunk: the one the job started on, or (not
+         * yet started) the one it would */
+        if (job && !j->spec.weights)
+            cJSON_AddStringToObject(job, "trunk", j->trunk ? j->trunk
+                                                  : c->dm->cfg.weights[0] ? c->dm->cfg.weights
+                                                                          : VT_BASE_RANDOM_DESC);
         /* what the job computes in: bf16 only where the backend has it
          * (known once the device is up) */
         if (job && c->dm->ready)
@@ -230,6 +234,28 @@ static int vt__absolute(const char *field, const char *path)
     return 0;
 }
 
+/* Refuses (VT_ESTATE, `what` starting the message) the model of job src,
+ * which succeeded, when the jobs say it is not there to use: a job running
+ * in its folder (with overwrite) replaces it, or a later job that
+ * succeeded there has.  The jobs alone, not the files: this thread looks up
+ * no path (the trainer and the request's reading thread check the files). */
+static int vt__model_there(const vt_daemon *dm, const vt_job *src, const char *what)
+{
+    const vt_job *x = vt_jobs_output_job(&dm->jobs, src->spec.output, VT_JOB_RUNNING);
+    if (x)
+        return vt_error_set(VT_ESTATE, "%sjob %lld's model in %s is being replaced by job %lld "
+                            "(running, with overwrite): it is kept in %s/" VT_OUTPUT_ASIDE
+                            " until that job succeeds, and put back if it fails or is "
+                            "cancelled", what, (long long)src->id, src->spec.output,
+                            (long long)x->id, src->spec.output);
+    x = vt_jobs_output_job(&dm->jobs, src->spec.output, VT_JOB_SUCCEEDED);
+    if (x && x->id > src->id)
+        return vt_error_set(VT_ESTATE, "%sjob %lld has no model any more: "
+                            "%s/model.safetensors was replaced by job %lld's", what,
+                            (long long)src->id, src->spec.output, (long long)x->id);
+    return 0;
+}
+
 /* Resolves init_job: a finished job of the same user whose model starts the
  * head. */
 static int vt__resolve_init_job(vt_conn *c, vt_jobspec *s)
@@ -243,6 +269,9 @@ static int vt__resolve_init_job(vt_conn *c, vt_jobspec *s)
     if (src->state != VT_JOB_SUCCEEDED)
         return vt_error_set(VT_ESTATE, "init_job: job %lld has not succeeded (it is %s)",
                             (long long)s->init_job, vt_job_state_name(src->state));
+    int rc = vt__model_there(c->dm, src, "init_job: ");
+    if (rc < 0)
+        return rc;
     if (src->spec.image_size != s->image_size)
         return vt_error_set(VT_EINVAL, "init_job: job %lld was trained at image_size %d, "
                             "this job asks for %d", (long long)s->init_job,
@@ -453,6 +482,10 @@ static vt_job *vt__model_job(vt_conn *c, const cJSON *id, const cJSON *req, char
                  : j->state == VT_JOB_RUNNING ? "is still running, so it has no model yet"
                  : j->state == VT_JOB_FAILED  ? "failed, so it has no model"
                                               : "was cancelled, so it has no model");
+        return NULL;
+    }
+    if (vt__model_there(c->dm, j, "") < 0) {
+        vt__fail(c, id, VT_ESTATE, "%s", vt_error_msg());
         return NULL;
     }
     if (vt_path(model, len, "%s/model.safetensors", j->spec.output) < 0) {

@@ -83,13 +83,14 @@ static int vt__checkpoint_path(vt_daemon *dm, int64_t id, char *buf, size_t len)
                    (long long)id);
 }
 
-/* A job that ended, not failed, needs its checkpoint no more, once the
- * store records the end: until then a restart would take it for running,
- * and without its checkpoint run it again from the start. */
+/* A job that ended needs its checkpoint no more (nothing resumes a failed
+ * job), once the store records the end: until then a restart would take
+ * it for running, and without its checkpoint run it again from the
+ * start. */
 static void vt__drop_checkpoint(vt_daemon *dm, const vt_job *j)
 {
     char ckpt[PATH_MAX];
-    if (!j->unsaved && (j->state == VT_JOB_SUCCEEDED || j->state == VT_JOB_CANCELLED) &&
+    if (!j->unsaved && j->state != VT_JOB_RUNNING && j->state != VT_JOB_QUEUED &&
         vt__checkpoint_path(dm, j->id, ckpt, sizeof ckpt) == 0)
         unlink(ckpt);
 }
@@ -136,7 +137,7 @@ static void vt__resave(vt_daemon *dm, vt_job *j)
     int n = cJSON_GetArraySize(j->metrics), rc = 0;
     char *text;
     if (j->spec_json)
-        rc = vt_store_set_spec(dm->store, j->id, j->spec_json, j->preprocess);
+        rc = vt_store_set_spec(dm->store, j->id, j->spec_json, j->preprocess, j->trunk);
     for (int i = 0; rc == 0 && i < n; i++) {
         cJSON *m = cJSON_GetArrayItem(j->metrics, i), *ep = cJSON_GetObjectItem(m, "epoch");
         if (!(text = cJSON_PrintUnformatted(m)))
@@ -244,6 +245,7 @@ static int vt__load_job(void *ud, const vt_store_job *sj)
     vt_job_set_text(&j->error, sj->error);
     vt_job_set_text(&j->reason, sj->reason);
     snprintf(j->preprocess, sizeof j->preprocess, "%s", sj->preprocess ? sj->preprocess : "");
+    vt_job_set_text(&j->trunk, sj->trunk);
     vt_store_each_metrics(dm->store, j->id, vt__load_metric, j);
     vt_jobs_add(&dm->jobs, j);
     if (j->state == VT_JOB_RUNNING || j->state == VT_JOB_QUEUED) {
@@ -262,6 +264,8 @@ static int vt__load_job(void *ud, const vt_store_job *sj)
         }
         j->state = VT_JOB_QUEUED;
         vt_daemon_start_job(dm, j);
+    } else { /* (a failed job's, kept by versions before 2026-12-06) */
+        vt__drop_checkpoint(dm, j);
     }
     return 0;
 }
@@ -281,6 +285,7 @@ static void vt__job_spec(vt_daemon *dm, vt_job *j, vt_dev_event *e)
     }
     e->text = NULL; /* taken */
     snprintf(j->preprocess, sizeof j->preprocess, "%s", e->phase);
+    vt_job_set_text(&j->trunk, e->trunk);
     /* (init_job alone is in the document: the path it was resolved to, again) */
     if (spec.init_job && vt_jobs_init_model(&dm->jobs, &spec) < 0)
         vt_log_warn("job %lld: %s", (long long)j->id, vt_error_msg());
@@ -288,7 +293,7 @@ static void vt__job_spec(vt_daemon *dm, vt_job *j, vt_dev_event *e)
     j->spec = spec;
     free(j->spec_json);
     j->spec_json = json;
-    if (vt_store_set_spec(dm->store, j->id, json, j->preprocess) < 0)
+    if (vt_store_set_spec(dm->store, j->id, json, j->preprocess, j->trunk) < 0)
         vt__unsaved(j);
 }
 

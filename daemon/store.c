@@ -23,7 +23,8 @@ static const char *const vt__schema =
     "  uid INTEGER NOT NULL, gid INTEGER NOT NULL, user TEXT NOT NULL,"
     "  name TEXT NOT NULL, spec TEXT NOT NULL, state TEXT NOT NULL,"
     "  submitted REAL NOT NULL, started REAL, finished REAL,"
-    "  epochs_done INTEGER NOT NULL DEFAULT 0, error TEXT, reason TEXT, preprocess TEXT);"
+    "  epochs_done INTEGER NOT NULL DEFAULT 0, error TEXT, reason TEXT, preprocess TEXT,"
+    "  trunk TEXT);"
     "CREATE TABLE IF NOT EXISTS metrics("
     "  job INTEGER NOT NULL REFERENCES jobs(id), epoch INTEGER NOT NULL,"
     "  body TEXT NOT NULL, PRIMARY KEY(job, epoch));"
@@ -82,27 +83,35 @@ static int vt__finish(vt_store *s, sqlite3_stmt *st, const char *what)
     return rc;
 }
 
-/* A store made before jobs had a preprocess column gets it (empty). */
-static int vt__migrate(vt_store *s)
+/* A store made before the jobs table had column `name` (a TEXT) gets it,
+ * empty in every row. */
+static int vt__add_column(vt_store *s, const char *name)
 {
-    sqlite3_stmt *st = vt__prepare(s, "SELECT 1 FROM pragma_table_info('jobs') "
-                                      "WHERE name = 'preprocess'");
-    char *err = NULL;
+    sqlite3_stmt *st = vt__prepare(s, "SELECT 1 FROM pragma_table_info('jobs') WHERE name = ?");
+    char sql[96], *err = NULL;
     int rc = 0, step;
     if (!st)
         return VT_EIO;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     step = sqlite3_step(st);
     sqlite3_finalize(st);
     if (step == SQLITE_ROW)
         return 0;
     if (step != SQLITE_DONE)
         return vt__db_error(s, "read the jobs table's columns");
-    if (sqlite3_exec(s->db, "ALTER TABLE jobs ADD COLUMN preprocess TEXT", NULL, NULL, &err) !=
-        SQLITE_OK)
-        rc = vt_error_set(VT_EIO, "job store: adding the preprocess column: %s",
+    snprintf(sql, sizeof sql, "ALTER TABLE jobs ADD COLUMN %s TEXT", name);
+    if (sqlite3_exec(s->db, sql, NULL, NULL, &err) != SQLITE_OK)
+        rc = vt_error_set(VT_EIO, "job store: adding the %s column: %s", name,
                           err ? err : sqlite3_errmsg(s->db));
     sqlite3_free(err);
     return rc;
+}
+
+/* Columns added since the first stores: preprocess, then trunk. */
+static int vt__migrate(vt_store *s)
+{
+    int rc = vt__add_column(s, "preprocess");
+    return rc < 0 ? rc : vt__add_column(s, "trunk");
 }
 
 /* Reads the store's id into s->id, making one first in a new store. */
@@ -198,14 +207,16 @@ int vt_store_insert(vt_store *s, const vt_store_job *j, int64_t *id)
     return rc;
 }
 
-int vt_store_set_spec(vt_store *s, int64_t job, const char *spec, const char *preprocess)
+int vt_store_set_spec(vt_store *s, int64_t job, const char *spec, const char *preprocess,
+                      const char *trunk)
 {
-    sqlite3_stmt *st = vt__prepare(s, "UPDATE jobs SET spec=?, preprocess=? WHERE id=?");
+    sqlite3_stmt *st = vt__prepare(s, "UPDATE jobs SET spec=?, preprocess=?, trunk=? WHERE id=?");
     if (!st)
         return VT_EIO;
     vt__bind_text(st, 1, spec);
     vt__bind_text(st, 2, preprocess);
-    sqlite3_bind_int64(st, 3, job);
+    vt__bind_text(st, 3, trunk);
+    sqlite3_bind_int64(st, 4, job);
     return vt__finish(s, st, "record the job document");
 }
 
@@ -287,7 +298,7 @@ int vt_store_each_job(vt_store *s, int (*cb)(void *ud, const vt_store_job *j), v
 {
     sqlite3_stmt *st = vt__prepare(s,
         "SELECT id,uid,gid,user,name,spec,state,submitted,started,finished,epochs_done,"
-        "error,reason,preprocess FROM jobs ORDER BY id");
+        "error,reason,preprocess,trunk FROM jobs ORDER BY id");
     int step, rc = 0;
     if (!st)
         return VT_EIO;
@@ -307,6 +318,7 @@ int vt_store_each_job(vt_store *s, int (*cb)(void *ud, const vt_store_job *j), v
             .error = vt__col(st, 11),
             .reason = vt__col(st, 12),
             .preprocess = vt__col(st, 13),
+            .trunk = vt__col(st, 14),
         };
         if ((rc = cb(ud, &j)) != 0)
             break;

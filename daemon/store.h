@@ -37,6 +37,7 @@ typedef struct {
     const char *error;  /* failed: why (or NULL) */
     const char *reason; /* cancelled: by whom (or NULL) */
     const char *preprocess; /* data.preprocess as resolved once started (or NULL) */
+    const char *trunk;      /* the frozen trunk it started on (or NULL) */
 } vt_store_job;
 
 #define VT_STORE_ID_LEN 16 /* hex digits */
@@ -61,8 +62,9 @@ int vt_store_insert(vt_store *s, const vt_store_job *j, int64_t *id);
 int vt_store_update(vt_store *s, const vt_store_job *j);
 
 /* Rewrites a job's document (spec, JSON) and records the preprocessing it
- * resolved to (a name, or NULL). */
-int vt_store_set_spec(vt_store *s, int64_t job, const char *spec, const char *preprocess);
+ * resolved to and the trunk it runs on (a name, a description, or NULL). */
+int vt_store_set_spec(vt_store *s, int64_t job, const char *spec, const char *preprocess,
+                      const char *trunk);
 
 /* Records (or replaces) the metrics of one epoch, a JSON object, and with
  * drop_later drops any later epoch's (a job resumed from an earlier

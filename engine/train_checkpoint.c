@@ -2,11 +2,14 @@
  * momenta, the iteration, the RNG position, the epoch history, the position
  * inside a partial epoch and the unreadable samples, in one safetensors file
  * written durably, and restoring all of it (refusing a checkpoint that
- * another job or a different job document wrote).
+ * another job or a different job document wrote, and starting again when
+ * the frozen trunk changed under it).
  */
 #include "train_impl.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,15 +129,28 @@ static char *vt__step_log_json(const vt_trainer *t)
     return text;
 }
 
+/* The frozen trunk a job trains on, as recorded in its checkpoint: its
+ * content hash (32 hex digits), a space, and where it came from. */
+static void vt__trunk_id(const vt_trainer *t, char *buf, size_t len)
+{
+    const uint64_t *h = t->env.base_hash;
+    snprintf(buf, len, "%016llx%016llx %s", (unsigned long long)h[0], (unsigned long long)h[1],
+             t->env.base_desc ? t->env.base_desc : "random");
+}
+
 /* Everything of the trainer's state but the tensors, as the restore
  * functions above read it.  A value that cannot be recorded spoils the
  * set (its write then fails). */
 static void vt__save_meta(vt_trainer *t, vt_tensorset *set)
 {
-    char num[64], sig[128];
+    char num[64], sig[128], trunk[PATH_MAX + 80];
     char pos[160]; /* 6 numbers: 4 ints of up to 11 characters, 2 doubles of up to 24 */
 
     vt_tensorset_set_meta(set, "format", VT__CKPT_FORMAT);
+    if (t->env.base_hash) {
+        vt__trunk_id(t, trunk, sizeof trunk);
+        vt_tensorset_set_meta(set, "trunk", trunk);
+    }
     snprintf(num, sizeof num, "%d", t->nhistory);
     vt_tensorset_set_meta(set, "epochs_done", num);
     snprintf(num, sizeof num, "%llu", (unsigned long long)t->iteration);
@@ -262,6 +278,33 @@ static int vt__checkpoint_is_ours(vt_trainer *t, const vt_tensorset *set)
                             path[0] ? "its job document differs in " : "unreadable job document",
                             path);
     return 0;
+}
+
+/* Whether the checkpoint's weights were trained on another frozen trunk
+ * than the job has now (the daemon restarted with other weights, or the
+ * weights file rewritten): its trained layers learned from that trunk's
+ * features, and resumed on these they would make a model of neither.  Then
+ * the checkpoint is removed and the job starts again from its first epoch,
+ * saying so (1).  0: it may be resumed (the same trunk; nothing frozen, as
+ * scratch; no record, an older checkpoint). */
+static int vt__trunk_changed(vt_trainer *t, const vt_tensorset *set)
+{
+    const char *was = vt_tensorset_meta(set, "trunk"), *done = vt_tensorset_meta(set, "epochs_done");
+    char now[PATH_MAX + 80];
+    int n = done ? atoi(done) : 0;
+    if (!was || !t->env.base_hash || t->spec.trainable_blocks >= VT_VGG_NBLOCKS)
+        return 0;
+    vt__trunk_id(t, now, sizeof now);
+    if (strlen(was) > 33 && strncmp(was, now, 33) == 0)
+        return 0;
+    vt_train__say(t, VT_LOG_WARN, "the frozen trunk changed since this job's checkpoint: it "
+                  "trained %d epoch%s on %s, and the trunk is now %s; those epochs are "
+                  "discarded, and the job starts again from its first epoch on this trunk", n,
+                  n == 1 ? "" : "s", strlen(was) > 33 ? was + 33 : "another trunk", now + 33);
+    if (unlink(t->env.checkpoint) < 0 && errno != ENOENT)
+        vt_train__say(t, VT_LOG_WARN, "cannot remove the checkpoint %s: %s", t->env.checkpoint,
+                      strerror(errno));
+    return 1;
 }
 
 /* The trainable weights and their velocities from set into the model. */
@@ -412,7 +455,7 @@ int vt_train__load_checkpoint(vt_trainer *t)
         return rc;
     if (!(fmt = vt_tensorset_meta(set, "format")) || strcmp(fmt, VT__CKPT_FORMAT) != 0)
         rc = vt_error_set(VT_EFORMAT, "%s is not a vggtune checkpoint", t->env.checkpoint);
-    if (rc == 0 && (rc = vt__checkpoint_is_ours(t, set)) == 0 &&
+    if (rc == 0 && (rc = vt__checkpoint_is_ours(t, set)) == 0 && !vt__trunk_changed(t, set) &&
         (rc = vt__restore_tensors(t, set)) == 0 && (rc = vt__restore_state(t, set)) == 0 &&
         (rc = vt__restore_history(t, set)) == 0 && (rc = vt__restore_position(t, set)) == 0 &&
         (rc = vt__restore_step_log(t, set)) == 0)

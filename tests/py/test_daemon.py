@@ -65,9 +65,7 @@ vtpy.check(job["state"] == "succeeded" and job["epochs_done"] == 3, f"job 1: {jo
 vtpy.check(len(job["metrics"]) == 3, "job 1 should report 3 epochs of metrics")
 vtpy.check(job["compute"] == "fp32", f"job 1 computes in fp32 on the CPU: {job.get('compute')}")
 # data.preprocess "auto", resolved as the model file records it
-with open(os.path.join(out, "model.safetensors"), "rb") as f:
-    n = int.from_bytes(f.read(8), "little")
-    model_prep = json.loads(f.read(n))["__metadata__"]["preprocess"]
+model_prep = vtpy.safetensors_meta(os.path.join(out, "model.safetensors"))["preprocess"]
 vtpy.check(job["spec"]["data"]["preprocess"] == "auto" and job.get("preprocess") == model_prep,
            f"job 1's preprocessing: {job.get('preprocess')} vs the model's {model_prep}")
 vtpy.check("job 1: prepared in " in d.log_text(),
@@ -263,6 +261,18 @@ vtpy.check(set(kept) <= set(os.listdir(aside)) and
            not os.path.exists(os.path.join(out, "model.safetensors")) and
            len(open(os.path.join(out, "metrics.jsonl")).read().splitlines()) >= 1,
            f"while the overwriting job runs: {sorted(os.listdir(out))} {os.listdir(aside)}")
+# Meanwhile the earlier job's predict, and a job starting its head from it,
+# are told where its model is (before: "no such file", and the init_job's
+# job was accepted, then failed)
+r = d.cli("predict", str(over["id"]), imgs[0], check=False)
+vtpy.check(r.returncode == 1 and f"is being replaced by job {cj} (running" in r.stderr and
+           ".vggtune-replaced until that job succeeds" in r.stderr,
+           f"predict of a job whose model is being replaced: {r.returncode} {r.stderr!r}")
+r = d.cli("submit", "--data", os.path.join(DATA, "train"), "--init-head", str(over["id"]),
+          "--out", os.path.join(TMP, "out", "from-replaced"), check=False)
+vtpy.check(r.returncode != 0 and "init_job: " in r.stderr and
+           f"is being replaced by job {cj}" in r.stderr,
+           f"--init-head of a job whose model is being replaced: {r.returncode} {r.stderr!r}")
 d.cli("cancel", str(cj))
 d.wait_state(cj, ["cancelled"], timeout=30)
 vtpy.check(not os.path.exists(aside) and

@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import sqlite3
@@ -574,7 +575,57 @@ vtpy.check(st["state"] == "failed" and "holds the model of vggtuned run, which f
            "while this job was stopped" in st.get("error", "") and
            sha(os.path.join(TMP, "out", "resume-over", "model.safetensors")) == fg_model,
            f"a resumed job over another writer's finished model: {st}")
+# A failed job's checkpoint goes (nothing resumes it; before, each stayed in
+# the state folder for good), and so does one that an older version left.
+ckpt = os.path.join(rs.state, "checkpoints", f"{j}.safetensors")
+vtpy.check(not os.path.exists(ckpt), "a failed job's checkpoint was kept")
 rc, _ = rs.stop()
+vtpy.check(rc == 0, f"stop: {rc}")
+shutil.copy(os.path.join(TMP, "out", "resume-over", "model.safetensors"), ckpt)
+rs.start()
+vtpy.check(not os.path.exists(ckpt), "a failed job's checkpoint left by an older version stays")
+rc, _ = rs.stop()
+vtpy.check(rc == 0, f"stop: {rc}")
+
+# ---- the frozen trunk changes under a stopped job --------------------------------
+# A finetune job stopped after an epoch, the daemon restarted with other
+# weights (the model vggtuned run wrote above: its block 5 is not the random
+# trunk's): block 5 and the head learned from the first trunk's features,
+# so the job starts again on the new trunk, saying so (before, it resumed,
+# and its model mixed the two trunks).  The same daemon restarted with the
+# same weights resumes as ever.  Each job's status names the trunk it ran
+# on (before, the daemon's trunk of the day).
+other = os.path.join(TMP, "trunk-other.safetensors")
+shutil.copy(os.path.join(TMP, "out", "resume-over", "model.safetensors"), other)
+tc = Daemon(a.build, TMP, name="trunk-change", env=dict(os.environ, VT_CHECKPOINT_EST_BPS="1e15"))
+early = tc.cli_json("submit", "--spec", spec_file("trunk-early", epochs=1))["job"]["id"]
+vtpy.check(tc.wait_state(early, ["failed", "succeeded", "cancelled"])["state"] == "succeeded",
+           "a one-epoch job before the trunk changes")
+j = tc.cli_json("submit", "--spec", spec_file("trunk-change", epochs=30))["job"]["id"]
+st = after_first_epoch(tc, j)
+vtpy.check(st["state"] == "running", f"not stopped mid-run: {st}")
+tc.stop()
+tc.args += ["--weights", other]
+tc.start()
+st = tc.wait_state(j, ["failed", "succeeded", "cancelled"])
+log = tc.log_text()
+vtpy.check(st["state"] == "succeeded" and len(st["metrics"]) == 30 and
+           "the frozen trunk changed since this job's checkpoint" in log and
+           "resumed from checkpoint" not in log, f"a job whose trunk changed: {st}")
+meta = vtpy.safetensors_meta(os.path.join(TMP, "out", "trunk-change", "model.safetensors"))
+vtpy.check(meta.get("weights") == "safetensors:" + other,
+           f"the model of a job started again on another trunk names {meta.get('weights')}")
+trunks = [tc.cli_json("status", str(k))["job"].get("trunk") for k in (early, j)]
+vtpy.check(trunks == ["random (He, seed 0)", "safetensors:" + other],
+           f"the trunks jobs ran on, after the daemon's changed: {trunks}")
+j = tc.cli_json("submit", "--spec", spec_file("trunk-same", epochs=30))["job"]["id"]
+after_first_epoch(tc, j)
+tc.stop()
+tc.start()
+st = tc.wait_state(j, ["failed", "succeeded", "cancelled"])
+vtpy.check(st["state"] == "succeeded" and "resumed from checkpoint" in tc.log_text(),
+           f"a job restarted on the same trunk should resume: {st}")
+rc, _ = tc.stop()
 vtpy.check(rc == 0, f"stop: {rc}")
 # ---- the state directory fills while a job runs -------------------------------
 # The job finishes, but the store cannot record its epochs nor that it

@@ -110,13 +110,6 @@ def same(ref_name, other_name):
     print(f"{other_name}: identical to {ref_name}")
 
 
-def checkpoint_meta(path):
-    """The metadata of the checkpoint at path."""
-    raw = open(path, "rb").read()
-    n = struct.unpack("<Q", raw[:8])[0]
-    return json.loads(raw[8:8 + n])["__metadata__"]
-
-
 def tampered(path, key, value):
     """A copy of the checkpoint at path with metadata key set to value."""
     raw = open(path, "rb").read()
@@ -208,7 +201,7 @@ vtpy.check("the data changed since the checkpoint (72 training and 18 validation
 # A damaged checkpoint is refused with what is wrong in it, not half read.
 # Epoch numbers in its history outside int's range (converting them was
 # undefined behaviour, and the job went on).
-hist = json.loads(checkpoint_meta(ck)["history"])
+hist = json.loads(vtpy.safetensors_meta(ck)["history"])
 for key, value, msg in (
         ("history", json.dumps([dict(hist[0], epoch=1e10)] + hist[1:]),
          "checkpoint history: epoch 1e+10 is not an epoch number"),
@@ -220,11 +213,11 @@ for key, value, msg in (
                f"damaged {key}, expected {msg!r}: {r.returncode} {r.stderr[-300:]!r}")
 # A step log row whose step is no int64 is skipped like a short row
 # (converting it was undefined behaviour: it came back as step -2^63).
-steps = [row[0] for row in json.loads(checkpoint_meta(ck)["step_log"])]
+steps = [row[0] for row in json.loads(vtpy.safetensors_meta(ck)["step_log"])]
 bad = tampered(ck, "step_log", json.dumps([[s, 0.0, 1.0, 0.5] for s in steps] +
                                           [[1e300, 0.0, 1.0, 0.5]]))
 run(job("C-steps", epochs=7), "--checkpoint", bad)
-kept = [row[0] for row in json.loads(checkpoint_meta(bad)["step_log"])]
+kept = [row[0] for row in json.loads(vtpy.safetensors_meta(bad)["step_log"])]
 vtpy.check(steps and kept[:len(steps)] == steps and all(0 <= s < 2 ** 53 for s in kept),
            f"a step log with step 1e300, resumed: steps {steps} became {kept}")
 # A position in the epoch outside it: it indexes the epoch's order of
