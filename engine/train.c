@@ -924,8 +924,9 @@ int vt_train__resuming(const vt_trainer *t)
  * images/s): what is left of this epoch's training at that rate, of its
  * validation at the validation pass's own pace so far (before it, the last
  * epoch's validation time), and the later epochs at the last whole epoch's
- * time, validation included (before one has finished, this epoch's rate).
- * Early stopping is not foreseen, until it is decided. */
+ * time, validation included, or the time between the last two epochs'
+ * starts when longer (before one has finished, this epoch's rate).  Early
+ * stopping is not foreseen, until it is decided. */
 static double vt__eta(const vt_trainer *t, const char *phase, double now, double rate)
 {
     const vt_epoch_metrics *last = t->nhistory ? &t->history[t->nhistory - 1] : NULL;
@@ -933,7 +934,9 @@ static double vt__eta(const vt_trainer *t, const char *phase, double now, double
     double val_s = 0, epoch_s, left = 0, val_el;
     if (last && last->images_per_s > 0 && t->val)
         val_s = fmax(0, last->seconds - t->train_n / last->images_per_s);
-    epoch_s = last ? last->seconds : rate > 0 ? t->train_n / rate : 0;
+    /* (an epoch's metrics time its passes; its files, written after, and
+     * the other jobs' turns can take longer than those for a small one) */
+    epoch_s = last ? fmax(last->seconds, t->epoch_period) : rate > 0 ? t->train_n / rate : 0;
     if (!strcmp(phase, "training")) {
         if (rate > 0 && t->train_n > t->seen)
             left = (t->train_n - t->seen) / rate;
@@ -1061,9 +1064,12 @@ static int vt__val_step(vt_trainer *t)
 static int vt__begin_epoch(vt_trainer *t)
 {
     if (!t->resume_mid_epoch) {
+        double now = vt_clock_mono();
         t->step = t->seen = t->pos = 0;
         t->sums = (vt_xent_sums){0};
-        t->t_epoch0 = vt_clock_mono();
+        if (t->t_epoch0 > 0)
+            t->epoch_period = now - t->t_epoch0;
+        t->t_epoch0 = now;
     }
     t->resume_mid_epoch = 0;
     t->val_seen = 0;

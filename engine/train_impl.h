@@ -83,6 +83,9 @@ struct vt_trainer {
                                     only after a vt_backend_sync() (see vt_train__settle) */
     int seen, val_seen;
     double t_epoch0, t_train_s, t_progress;
+    double epoch_period;        /* seconds from the last epoch's start to this one's:
+                                   its files and the turns of other jobs included
+                                   (0 until two epochs have started in this run) */
     vt_epoch_metrics *history;
     int nhistory;
     double best_val_loss;

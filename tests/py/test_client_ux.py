@@ -96,6 +96,25 @@ vtpy.check([p["epoch"] for p in saving] == [1, 2, 2] and saving[0]["eta_s"] > 0 
 job = d.wait_state(early, ["succeeded", "failed"], timeout=300)
 vtpy.check(job["state"] == "succeeded" and job["epochs_done"] == 2,
            f"the early-stopping job should succeed after 2 epochs: {job}")
+
+# ---- the ETA of many short epochs ------------------------------------------------
+# An epoch from cached features takes about a millisecond here; writing its
+# files, longer.  The ETA counts the time from one epoch's start to the
+# next (before, only the passes: 1/25 of the time that was left).  The
+# bounds are wide: one epoch's time stands for all, and a checkpoint now
+# and then, and the final model's write, are not foreseen.
+wr = Raw(d.socket)
+many = wr.request({"op": "submit", "job": json.load(open(write_spec(
+    "many", mode="bottleneck", epochs=300)))})["job"]["id"]
+wr.send({"op": "watch", "job": many})
+at10 = None
+while (m := wr.read()) is not None and m.get("event") != "end":
+    if m.get("event") == "progress" and m["progress"]["epoch"] >= 10 and at10 is None:
+        at10 = (time.time(), m["progress"]["eta_s"])
+wr.close()
+left = time.time() - at10[0]
+vtpy.check(0.25 * left <= at10[1] <= 4 * left,
+           f"the ETA at epoch 10 of 300 short ones: {at10[1]:.2f} s, {left:.2f} s were left")
 r = d.cli("list")
 row = [ln for ln in r.stdout.splitlines() if ln.startswith(f"{early} ")]
 vtpy.check(row and "2/30 (stopped early)" in row[0], f"list of an early-stopped job: {row}")
