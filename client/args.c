@@ -955,8 +955,9 @@ int vt_cli_exit_code(int rc, int replied)
 {
     if (rc >= 0)
         return VT_CLI_OK;
-    if (replied)
-        return VT_CLI_FAILED;
+    if (replied) /* (refused as invalid: what the daemon alone can judge, such as a
+                    head layout that contradicts --init-head's job) */
+        return rc == VT_EINVAL ? VT_CLI_USAGE : VT_CLI_FAILED;
     /* Refused before it left us (too large, out of memory): the daemon is
      * fine, the operation failed. */
     if (rc == VT_ETOOBIG || rc == VT_ENOMEM)

@@ -119,8 +119,9 @@ int vt_cli_check_paths(const cJSON *doc);
 
 /* ---- exit statuses ----------------------------------------------------- */
 
-/* The exit status for a result rc: 0 when rc is 0, VT_CLI_FAILED when the
- * daemon answered (replied), VT_CLI_UNREACHABLE when it could not be
+/* The exit status for a result rc: 0 when rc is 0; when the daemon answered
+ * (replied), VT_CLI_USAGE for VT_EINVAL (the request refused as invalid)
+ * and VT_CLI_FAILED for the rest; VT_CLI_UNREACHABLE when it could not be
  * reached or the connection broke. */
 int vt_cli_exit_code(int rc, int replied);
 

@@ -645,6 +645,7 @@ static void test_exit_codes(vt_backend *be)
     VT_CHECK_INT(vt_cli_exit_code(0, 1), 0);
     VT_CHECK_INT(vt_cli_exit_code(VT_ENOTFOUND, 1), 1); /* "no job 42" */
     VT_CHECK_INT(vt_cli_exit_code(VT_EIO, 1), 1);       /* the daemon's own I/O error */
+    VT_CHECK_INT(vt_cli_exit_code(VT_EINVAL, 1), 2);    /* refused as invalid */
     VT_CHECK_INT(vt_cli_exit_code(VT_ENOTFOUND, 0), 3); /* no socket */
     VT_CHECK_INT(vt_cli_exit_code(VT_EPERM, 0), 3);
     VT_CHECK_INT(vt_cli_exit_code(VT_EIO, 0), 3);       /* connection lost */

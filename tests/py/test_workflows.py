@@ -128,8 +128,9 @@ vtpy.check(f"job {ft['id']}: initialised 4 tensors from" in d.log_text(),
            "finetune --init-head from a bottleneck job should take the head alone")
 r = d.cli("submit", *COMMON, "--mode", "finetune", "--init-head", str(bn["id"]), "--dense",
           "64,32", "--epochs", "1", "--name", "ftbad", "--out", out("ftbad"), check=False)
-vtpy.check(r.returncode == 1 and "conflicts with the head of job" in r.stderr and
-           "[256]" in r.stderr, f"a conflicting head is refused at submit: {r.stderr!r}")
+vtpy.check(r.returncode == 2 and "conflicts with the head of job" in r.stderr and
+           "[256]" in r.stderr, f"a conflicting head is refused at submit: {r.returncode} "
+           f"{r.stderr!r}")
 # A job that took its head from another job reports the layout it has
 # ([256], not the finetune default its document left out), and a job
 # starting from it is checked against that at submit.
@@ -140,7 +141,7 @@ ok2 = submit("--mode", "finetune", "--init-head", str(ft["id"]), "--dense", "256
 vtpy.check(ok2["state"] == "succeeded", f"--init-head of an --init-head job, same layout: {ok2}")
 r = d.cli("submit", *COMMON, "--mode", "finetune", "--init-head", str(ft["id"]), "--dense",
           "1024,128", "--epochs", "1", "--name", "ft3", "--out", out("ft3"), check=False)
-vtpy.check(r.returncode == 1 and "conflicts with the head of job" in r.stderr and
+vtpy.check(r.returncode == 2 and "conflicts with the head of job" in r.stderr and
            "[256]" in r.stderr, f"--init-head of an --init-head job, other layout: {r.stderr!r}")
 # A bottleneck job from the finetune job's model takes its head alone, and
 # says that head learned from features this job's frozen block 5 does not give.
