@@ -26,6 +26,7 @@
 #include "../common/fileio.h"
 #include "../common/text.h"
 #include "../engine/jobspec.h"
+#include "../engine/safetensors.h"
 #include "../engine/wfile.h"
 #include "../engine/writer.h"
 
@@ -924,6 +925,75 @@ static int vt__check_output(const cJSON *doc)
     return 0;
 }
 
+/* The widths of a JSON array of integers (at most VT_MAX_DENSE) into w[*n];
+ * 0, or -1 when it is not one. */
+static int vt__widths(const cJSON *arr, int *w, int *n)
+{
+    const cJSON *it;
+    *n = 0;
+    if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) > VT_MAX_DENSE)
+        return -1;
+    cJSON_ArrayForEach(it, arr) {
+        if (!cJSON_IsNumber(it))
+            return -1;
+        w[(*n)++] = it->valueint;
+    }
+    return 0;
+}
+
+/* Refuses an --init model that does not fit the job, as the job would when
+ * it starts: trained at another image size, with another head layout than
+ * --dense gives, or for another number of classes than --data has class
+ * folders.  From the model's metadata (its header) alone; what it does not
+ * record is left to the job. */
+static int vt__check_init_fits(const cJSON *doc)
+{
+    const char *init = vt__get_str(doc, NULL, "init"), *train = vt__get_str(doc, "data", "train");
+    const cJSON *size = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(doc, "data"), "image_size");
+    const cJSON *dense = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(doc, "head"), "dense");
+    vt_tensorset *meta = NULL;
+    cJSON *head = NULL;
+    char **names = NULL, a[128], b[128];
+    int rc = 0, want, got, mine[VT_MAX_DENSE], theirs[VT_MAX_DENSE], nm, nt, nclasses = 0;
+    vt_jobspec defaults;
+    if (!init || vt_safetensors_read_meta(&meta, init) < 0)
+        return 0; /* (vt__check_weights said what is wrong with it) */
+    vt_jobspec_defaults(&defaults);
+    want = cJSON_IsNumber(size) ? size->valueint : defaults.image_size;
+    got = vt_tensorset_meta(meta, "image_size") ? atoi(vt_tensorset_meta(meta, "image_size")) : 0;
+    if (got > 0 && got != want) {
+        rc = vt_error_set(VT_EINVAL, "--init %s was trained at image size %d, this job's is %d "
+                          "(--image-size %d to match)", init, got, want, got);
+        goto done;
+    }
+    head = vt_tensorset_meta(meta, "head") ? cJSON_Parse(vt_tensorset_meta(meta, "head")) : NULL;
+    if (dense && vt__widths(dense, mine, &nm) == 0 &&
+        vt__widths(cJSON_GetObjectItemCaseSensitive(head, "dense"), theirs, &nt) == 0 &&
+        (nm != nt || memcmp(mine, theirs, sizeof(int) * (size_t)nm) != 0)) {
+        vt_jobspec_layout(mine, nm, a, sizeof a);
+        vt_jobspec_layout(theirs, nt, b, sizeof b);
+        rc = vt_error_set(VT_EINVAL, "--dense [%s] conflicts with the head of the init model "
+                          "%s, which is [%s]; leave --dense out to use it", a, init, b);
+        goto done;
+    }
+    if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(head, "classes")) && train &&
+        (names = calloc(VT__MAX_CLASS_CHECK, sizeof *names)) &&
+        vt__class_names(train, names, VT__MAX_CLASS_CHECK, &nclasses) == 0 &&
+        nclasses != cJSON_GetObjectItemCaseSensitive(head, "classes")->valueint)
+        rc = vt_error_set(VT_EINVAL, "--init %s has %d classes, but --data %s has %d class "
+                          "folders", init, cJSON_GetObjectItemCaseSensitive(head, "classes")->valueint,
+                          train, nclasses);
+done:
+    for (int k = 0; names && k < nclasses; k++)
+        free(names[k]);
+    free(names);
+    cJSON_Delete(head);
+    vt_tensorset_free(meta);
+    return rc;
+}
+
 int vt_cli_check_paths(const cJSON *doc)
 {
     const char *train = vt__get_str(doc, "data", "train");
@@ -931,7 +1001,7 @@ int vt_cli_check_paths(const cJSON *doc)
     int rc = 0;
     /* every check runs: a warning (VT_EPERM) found early must not hide a
      * refusal found later; the first refusal, else the first warning */
-    for (int k = 0; k < 7; k++) {
+    for (int k = 0; k < 8; k++) {
         switch (k) {
         case 0: rc = vt__check_path(train, "--data", 1); break;
         case 1: rc = vt__check_classes(train, "--data"); break;
@@ -939,6 +1009,7 @@ int vt_cli_check_paths(const cJSON *doc)
         case 3: rc = vt__check_weights(vt__get_str(doc, NULL, "weights"), "--weights", 0); break;
         case 4: rc = vt__check_weights(vt__get_str(doc, NULL, "init"), "--init", 1); break;
         case 5: rc = vt__check_val_classes(doc); break;
+        case 6: rc = vt__check_init_fits(doc); break;
         default: rc = vt__check_output(doc); break;
         }
         if (rc == VT_EPERM && !warn[0])

@@ -570,6 +570,43 @@ static void test_check_paths(vt_backend *be)
     VT_CHECK_ERR(vt_cli_check_paths(doc), VT_EFORMAT, msg);
     cJSON_Delete(doc);
 
+    /* An --init model that does not fit the job, from its metadata: the
+     * image size, the head layout, the classes (--data has 2 folders). */
+    {
+        static const struct {
+            int classes;
+            const char *size, *dense, *msg; /* msg NULL: accepted */
+        } cases[] = {
+            {2, NULL, NULL, "was trained at image size 32, this job's is 224 (--image-size 32"},
+            {2, "32", NULL, NULL},
+            {2, "32", "[64,32]", NULL},
+            {2, "32", "[512]", "--dense [512] conflicts with the head of the init model"},
+            {3, "32", NULL, "has 3 classes, but --data"},
+        };
+        char model[600], head[128];
+        snprintf(model, sizeof model, "%s/init.safetensors", dir);
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            vt_tensorset *set = vt_tensorset_new();
+            vt_tensorset_set_meta(set, "format", "vggtune-model-1");
+            vt_tensorset_set_meta(set, "image_size", "32");
+            snprintf(head, sizeof head, "{\"dense\":[64,32],\"classes\":%d}", cases[i].classes);
+            vt_tensorset_set_meta(set, "head", head);
+            VT_CHECK_OK(vt_safetensors_write(AT_FDCWD, model, set));
+            vt_tensorset_free(set);
+            snprintf(text, sizeof text, "{\"data\":{\"train\":\"%s\"%s%s},\"init\":\"%s\"%s%s%s}",
+                     train, cases[i].size ? ",\"image_size\":" : "",
+                     cases[i].size ? cases[i].size : "", model,
+                     cases[i].dense ? ",\"head\":{\"dense\":" : "",
+                     cases[i].dense ? cases[i].dense : "", cases[i].dense ? "}" : "");
+            doc = fake_json(text);
+            if (cases[i].msg)
+                VT_CHECK_ERR(vt_cli_check_paths(doc), VT_EINVAL, cases[i].msg);
+            else
+                VT_CHECK_OK(vt_cli_check_paths(doc));
+            cJSON_Delete(doc);
+        }
+    }
+
     /* An output holding a finished job's model: only with overwrite. */
     {
         char outdir[512], f[600];
