@@ -160,6 +160,8 @@ static void vt__save_meta(vt_trainer *t, vt_tensorset *set)
     snprintf(num, sizeof num, "%d %d %d %d", t->best_epoch, t->stale, t->stop_early,
              t->best_saved);
     vt_tensorset_set_meta(set, "early_stopping", num);
+    snprintf(num, sizeof num, "%d", t->out_created);
+    vt_tensorset_set_meta(set, "output_made", num);
     vt__meta_take(set, "history", vt__history_json(t));
     vt__data_sig(t, sig, sizeof sig);
     vt_tensorset_set_meta(set, "data", sig);

@@ -99,7 +99,8 @@ struct vt_trainer {
                                    or < 0: none yet in this run */
     double ckpt_cost_s;         /* seconds the last checkpoint took to write */
     int features_saved;         /* bottleneck features written (or why not said) */
-    int out_created;            /* trailing components of spec.output this run created */
+    int out_created;            /* trailing components of spec.output this job created
+                                   (in this run, or the run its checkpoint is of) */
     int take_over;              /* starting afresh in an existing output directory:
                                    an earlier job's outputs there are removed */
     int out_checked;            /* vt__check_output has passed (on the writing thread) */

@@ -625,6 +625,32 @@ tc.start()
 st = tc.wait_state(j, ["failed", "succeeded", "cancelled"])
 vtpy.check(st["state"] == "succeeded" and "resumed from checkpoint" in tc.log_text(),
            f"a job restarted on the same trunk should resume: {st}")
+# A resumed job cancelled removes the output folders its first run made,
+# when empty, as that run would have (before, they stayed).  The epoch's
+# files are removed before the restart, as a stop in the first epoch would
+# have left the folders (a cancelled job's files stay).
+made = os.path.join(TMP, "out", "made-new")
+spec = spec_file("made", epochs=30)
+with open(spec) as f:
+    doc = json.load(f)
+doc["output"] = os.path.join(made, "deeper")
+with open(spec, "w") as f:
+    json.dump(doc, f)
+j = tc.cli_json("submit", "--spec", spec)["job"]["id"]
+after_first_epoch(tc, j)
+tc.stop()
+for name in os.listdir(doc["output"]):
+    os.unlink(os.path.join(doc["output"], name))
+tc.start()
+deadline = time.time() + 120
+while (tc.cli_json("status", str(j))["job"].get("progress") or {}).get("phase") != "training":
+    vtpy.before(deadline, "the resumed job did not train")
+    time.sleep(0.05)
+tc.cli("cancel", str(j))
+st = tc.wait_state(j, ["failed", "succeeded", "cancelled"])
+vtpy.check(st["state"] == "cancelled" and not os.path.exists(made),
+           f"a resumed job, cancelled, left its output folders: {st['state']} "
+           f"{os.path.exists(made)}")
 rc, _ = tc.stop()
 vtpy.check(rc == 0, f"stop: {rc}")
 # ---- the state directory fills while a job runs -------------------------------
