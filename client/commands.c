@@ -419,7 +419,8 @@ static int vt__watch(vt_cli *cli, vt_client *c, int64_t job)
             vt_cli_watcher_clear(&w);
             fflush(cli->out);
             vt__msg(cli, "lost the connection to vggtuned while watching job %lld: %s (the "
-                    "job goes on; 'vggtune watch %lld' to follow it again)", (long long)job,
+                    "job is not cancelled: it goes on, or resumes once vggtuned is back; "
+                    "'vggtune watch %lld' to follow it again)", (long long)job,
                     vt_error_msg(), (long long)job);
             status = VT_CLI_UNREACHABLE;
             break;

@@ -73,6 +73,24 @@ static int vt__common_opt(int opt, vt__common *c)
     return 1;
 }
 
+/* A usage error of `vggtuned cmd`: what getopt found (opt '?' or ':', from
+ * a loop with opterr 0 and an option string starting with ':'), or with
+ * opt 0 the message `what`; and where the usage is.  Returns 2. */
+static int vt__usage_error(const char *cmd, int opt, char *const *argv, const char *what)
+{
+    char shortopt[3] = {'-', (char)optopt, '\0'};
+    const char *last = argv[optind - 1];
+    const char *name = opt && optopt && strncmp(last, "--", 2) != 0 ? shortopt : last;
+    if (opt == ':')
+        fprintf(stderr, "vggtuned %s: option %s needs a value", cmd, name);
+    else if (opt)
+        fprintf(stderr, "vggtuned %s: unknown option %s", cmd, name);
+    else
+        fprintf(stderr, "vggtuned %s: %s", cmd, what);
+    fprintf(stderr, " (vggtuned %s --help for its usage)\n", cmd);
+    return 2;
+}
+
 /* ---- run --------------------------------------------------------------- */
 
 /* The checkpoint's folder must exist and be writable: checked before
@@ -215,7 +233,8 @@ int vt_fg_run(int argc, char **argv)
     int opt, rc, status = 1;
 
     vt_jobspec_defaults(&spec);
-    while ((opt = getopt_long(argc, argv, "b:t:c:qh", opts, NULL)) != -1) {
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":b:t:c:qh", opts, NULL)) != -1) {
         if ((rc = vt__common_opt(opt, &common)) != 0) {
             if (rc < 0)
                 return 2;
@@ -233,13 +252,12 @@ int vt_fg_run(int argc, char **argv)
             }
             break;
         case 'h': vt__run_usage(stdout); return 0;
-        default: vt__run_usage(stderr); return 2;
+        default: return vt__usage_error("run", opt, argv, NULL);
         }
     }
-    if (optind != argc - 1) {
-        vt__run_usage(stderr);
-        return 2;
-    }
+    if (optind != argc - 1)
+        return vt__usage_error("run", 0, argv, optind == argc ? "no job document (JOB.json) given"
+                                                              : "one job document at a time");
     if (checkpoint && vt__checkpoint_dir_ok(checkpoint) < 0) {
         fprintf(stderr, "vggtuned: %s\n", vt_error_msg());
         return 2;
@@ -374,7 +392,8 @@ int vt_fg_predict(int argc, char **argv)
     int opt, rc, top = 3, json = 0, status = 1, n = 0, C, unread = 0;
     long v;
 
-    while ((opt = getopt_long(argc, argv, "k:jb:t:h", opts, NULL)) != -1) {
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":k:jb:t:h", opts, NULL)) != -1) {
         if ((rc = vt__common_opt(opt, &common)) != 0) {
             if (rc < 0)
                 return 2;
@@ -390,13 +409,12 @@ int vt_fg_predict(int argc, char **argv)
             break;
         case 'j': json = 1; break;
         case 'h': vt__predict_usage(stdout); return 0;
-        default: vt__predict_usage(stderr); return 2;
+        default: return vt__usage_error("predict", opt, argv, NULL);
         }
     }
-    if (argc - optind < 2 || top < 1 || top > VT_PREDICT_TOP_MAX) {
-        vt__predict_usage(stderr);
-        return 2;
-    }
+    if (argc - optind < 2)
+        return vt__usage_error("predict", 0, argv, optind == argc ? "no model and images given"
+                                                                  : "no image given");
     n = argc - optind - 1;
     if (vt__make_backend(&be, &common) < 0)
         goto done;
@@ -474,7 +492,8 @@ int vt_fg_eval(int argc, char **argv)
     vt_eval_result r = {0};
     int opt, rc, status = 1, json = 0;
 
-    while ((opt = getopt_long(argc, argv, "b:t:jh", opts, NULL)) != -1) {
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":b:t:jh", opts, NULL)) != -1) {
         if ((rc = vt__common_opt(opt, &common)) != 0) {
             if (rc < 0)
                 return 2;
@@ -491,12 +510,11 @@ int vt_fg_eval(int argc, char **argv)
                    "daemon's eval reply, PROTOCOL.md).\n");
             return 0;
         }
-        return 2;
+        return vt__usage_error("eval", opt, argv, NULL);
     }
-    if (argc - optind != 2) {
-        fprintf(stderr, "usage: vggtuned eval [--backend B] [--threads N] [--json] MODEL DIR\n");
-        return 2;
-    }
+    if (argc - optind != 2)
+        return vt__usage_error("eval", 0, argv, argc - optind < 2 ? "a model and a folder are needed"
+                                                                 : "one model and one folder");
     if (vt__make_backend(&be, &common) < 0)
         goto done;
     if (vt_pool_create(&pool, common.threads) < 0 ||

@@ -168,7 +168,7 @@ typedef struct {
     const char *rel;   /* directory relative to the class directory ("" at top) */
     const char *where; /* "<root>/<class>" for messages */
     int depth;
-    int *links;        /* symbolic links skipped, counted */
+    vt_dataset *ds;    /* counts the links and other files skipped */
     const atomic_int *stop; /* set: the walk ends (may be NULL) */
 } vt_dataset__walk;
 
@@ -181,11 +181,15 @@ static int vt_dataset__add_file(int dirfd, const char *name, const struct stat *
     char *rel;
     int rc;
 
-    *w->links += S_ISLNK(st->st_mode) != 0;
+    w->ds->links += S_ISLNK(st->st_mode) != 0;
     if (!S_ISREG(st->st_mode) && !S_ISDIR(st->st_mode))
         return 0; /* links, FIFOs, sockets, devices */
-    if (S_ISREG(st->st_mode) && !vt_dataset__is_image(name))
+    if (S_ISREG(st->st_mode) && !vt_dataset__is_image(name)) {
+        if (!w->ds->others++)
+            snprintf(w->ds->other, sizeof w->ds->other, "%s/%s%s%s", w->where, w->rel,
+                     w->rel[0] ? "/" : "", name);
         return 0;
+    }
     if (!(rel = vt_dataset__join(w->rel, name)))
         return vt_error_set(VT_ENOMEM, "out of memory scanning the dataset");
     if (S_ISREG(st->st_mode))
@@ -206,7 +210,7 @@ static int vt_dataset__add_file(int dirfd, const char *name, const struct stat *
         free(rel);
         return rc;
     }
-    vt_dataset__walk sub = {w->files, rel, w->where, w->depth + 1, w->links, w->stop};
+    vt_dataset__walk sub = {w->files, rel, w->where, w->depth + 1, w->ds, w->stop};
     rc = vt_dataset__walk_dir(fd, &sub);
     free(rel);
     return rc;
@@ -310,7 +314,7 @@ static int vt_dataset__scan_class(vt_dataset *ds, int rootfd, int label, int *ca
                           where, strerror(err));
         goto cleanup;
     }
-    vt_dataset__walk w = {&files, "", where, 0, &ds->links, stop};
+    vt_dataset__walk w = {&files, "", where, 0, ds, stop};
     if ((rc = vt_dataset__walk_dir(fd, &w)) < 0)
         goto cleanup;
     if (files.n > 1)

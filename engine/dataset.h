@@ -30,6 +30,9 @@ typedef struct {
     int n;
     vt_sample *samples; /* n samples in class order, then file order */
     int links;       /* symbolic links the scan met and skipped (0 after split/subset) */
+    int others;      /* files skipped as not images by their names (not .jpg, .jpeg or
+                        .png; 0 after split/subset) */
+    char other[256]; /* the first of them, "<root>/<class>/<file>" (maybe cut short) */
 } vt_dataset;
 
 /* Scans root (relative to dirfd, which may be AT_FDCWD).  Errors:

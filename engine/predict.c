@@ -319,6 +319,7 @@ static int vt__eval_end(vt_pass *ps)
     int C = res->nclasses, rc;
     res->skipped = vt_loader_failed_count(ps->l);
     res->links = ps->ds->links;
+    res->others = ps->ds->others;
     if (res->n == 0)
         return vt_error_set(VT_EINVAL, "%s has no readable image", ps->ds->root);
     if ((rc = vt_backend_sync(ps->p->be)) < 0)
@@ -536,6 +537,7 @@ cJSON *vt_eval_json(const vt_predictor *p, const vt_eval_result *r)
     cJSON_AddNumberToObject(e, "n", r->n);
     cJSON_AddNumberToObject(e, "skipped", r->skipped);
     cJSON_AddNumberToObject(e, "links_skipped", r->links);
+    cJSON_AddNumberToObject(e, "others_skipped", r->others);
     cJSON_AddNumberToObject(e, "accuracy", r->accuracy);
     cJSON_AddNumberToObject(e, "loss", r->loss);
     for (int k = 0; k < r->nclasses; k++) {

@@ -58,6 +58,7 @@ typedef struct {
     int n;             /* images evaluated */
     int skipped;       /* unreadable images */
     int links;         /* symbolic links in the folder, not followed */
+    int others;        /* files in it skipped as not images by their names */
     double loss;       /* mean cross-entropy */
     double accuracy;
     int *confusion;    /* (nclasses, nclasses): [true][predicted], owned */
@@ -116,7 +117,7 @@ void vt_pass_eval(vt_pass *ps, vt_eval_result *res);
  * NULL is a no-op. */
 void vt_pass_free(vt_pass *ps);
 
-/* An evaluation as JSON: {"n", "skipped", "links_skipped", "accuracy",
+/* An evaluation as JSON: {"n", "skipped", "links_skipped", "others_skipped", "accuracy",
  * "loss", "classes": [...], "precision": [...], "recall": [...] (null where
  * undefined), "confusion": [[...], ...]}; NULL when out of memory. */
 struct cJSON *vt_eval_json(const vt_predictor *p, const vt_eval_result *r);

@@ -106,6 +106,8 @@ struct vt__reading {
     uint8_t *bad_train, *bad_val;   /* (n) 1 = unreadable */
     int64_t *stat_train, *stat_val; /* (n, 2) file size and mtime (ns) */
     int links[2];               /* symbolic links skipped: training, validation folder */
+    int others[2];              /* other files skipped (not images by name), likewise */
+    char other[2][256];         /* the first of them */
     vt__bad_named named[2];     /* the first unreadable images: training, validation */
     vt__preread init_file, ckpt_file; /* read when the data was (else .read 0) */
 };
@@ -316,6 +318,11 @@ static int vt__read_data(vt__reading *r)
     }
     r->links[0] = all->links;
     r->links[1] = r->val ? r->val->links : 0;
+    for (int k = 0; k < 2; k++) {
+        const vt_dataset *ds = k ? r->val : all;
+        r->others[k] = ds ? ds->others : 0;
+        snprintf(r->other[k], sizeof r->other[k], "%s", ds ? ds->other : "");
+    }
     if (r->val_dir) {
         r->train = all;
         if (!vt__same_classes(r->train, r->val))
@@ -515,10 +522,12 @@ static void vt__say_unreadable(vt_trainer *t, const vt_dataset *ds, int i,
 static int vt__check_readable(vt_trainer *t, const vt_dataset *ds, const uint8_t *bad,
                               const vt__bad_named *named, const char *what)
 {
-    int *good = calloc((size_t)ds->nclasses, sizeof *good), nbad = 0, classes = 0, ngood = 0;
+    int *good = calloc(2 * (size_t)ds->nclasses, sizeof *good), *any = good + ds->nclasses;
+    int nbad = 0, classes = 0, ngood = 0;
     if (!good)
         return vt_error_set(VT_ENOMEM, "out of memory");
     for (int i = 0; i < ds->n; i++) {
+        any[ds->samples[i].label]++;
         if (bad[i]) {
             if (nbad < VT__SAY_BAD) /* the first few with the reason */
                 vt__say_unreadable(t, ds, i, named, what);
@@ -530,9 +539,16 @@ static int vt__check_readable(vt_trainer *t, const vt_dataset *ds, const uint8_t
     }
     for (int c = 0; c < ds->nclasses; c++) {
         classes += good[c] > 0;
-        if (good[c] == 0)
+        if (good[c] == 0 && any[c] > 0)
             vt_train__say(t, VT_LOG_WARN, "%s class '%s' has no readable image", what,
                     ds->classes[c]);
+        else if (good[c] == 0 && ds == t->val && !t->spec.val_dir) /* (val_split) */
+            vt_train__say(t, VT_LOG_WARN, "validation class '%s' has no image: val_split "
+                          "gives validation none of a class of fewer than two",
+                          ds->classes[c]);
+        else if (good[c] == 0)
+            vt_train__say(t, VT_LOG_WARN, "%s class '%s' has no image (JPEG or PNG)", what,
+                          ds->classes[c]);
     }
     free(good);
     if (nbad)
@@ -551,7 +567,8 @@ static int vt__check_readable(vt_trainer *t, const vt_dataset *ds, const uint8_t
 int vt_train__read_end(vt_trainer *t)
 {
     vt__reading *r = t->reading;
-    int rc, links[2] = {r->links[0], r->links[1]};
+    int rc, links[2] = {r->links[0], r->links[1]}, others[2] = {r->others[0], r->others[1]};
+    char other[2][256];
     vt__bad_named named[2] = {r->named[0], r->named[1]}; /* (taken over) */
     char msg[sizeof r->msg];
     pthread_join(r->thread, NULL);
@@ -559,6 +576,7 @@ int vt_train__read_end(vt_trainer *t)
     t->reading = NULL;
     rc = r->rc;
     snprintf(msg, sizeof msg, "%s", r->msg);
+    memcpy(other, r->other, sizeof other);
     t->train = r->train;
     t->val = r->val;
     t->bad_train = r->bad_train;
@@ -580,6 +598,11 @@ int vt_train__read_end(vt_trainer *t)
             vt_train__say(t, VT_LOG_WARN, "%s: %d symbolic link%s skipped (vggtune does not "
                           "follow links; copy or bind-mount the files instead)", root,
                           links[k], links[k] == 1 ? "" : "s");
+        if (others[k] > 0)
+            vt_train__say(t, VT_LOG_WARN, "%s: %d file%s skipped, not JPEG or PNG by %s name "
+                          "(.jpg, .jpeg or .png; the first: %s)", root, others[k],
+                          others[k] == 1 ? "" : "s", others[k] == 1 ? "its" : "their",
+                          other[k]);
     }
     if (rc < 0) {
         rc = vt_error_set(rc, "%s", msg);

@@ -34,7 +34,7 @@ void vt_writer_name(const vt_writer *w, const char *store, char *buf, size_t len
     if (w->job == 0)
         snprintf(buf, len, "vggtuned run");
     else if (w->store[0] && store && strcmp(w->store, store) != 0)
-        snprintf(buf, len, "job %lld of an earlier job store", (long long)w->job);
+        snprintf(buf, len, "job %lld of another job store", (long long)w->job);
     else
         snprintf(buf, len, "job %lld", (long long)w->job);
 }

@@ -37,7 +37,8 @@ vt_writer vt_writer_of(const vt_tensorset *set);
 int vt_writer_is(const vt_writer *w, int64_t job, const char *store);
 
 /* w for a message, relative to the store `store` (NULL: not known):
- * "vggtuned run", "job 12", or "job 12 of an earlier job store". */
+ * "vggtuned run", "job 12", or "job 12 of another job store" (another
+ * vggtuned's, or an earlier state folder's). */
 void vt_writer_name(const vt_writer *w, const char *store, char *buf, size_t len);
 
 /* Whether the directory dir holds the model of a job that finished:

@@ -63,6 +63,9 @@ void vt_report_eval(FILE *f, const cJSON *e)
         fprintf(f, "  (%lld unreadable image%s skipped)", skipped, skipped == 1 ? "" : "s");
     if ((skipped = vt_json_int(e, "links_skipped", 0)) > 0)
         fprintf(f, "  (%lld symbolic link%s not followed)", skipped, skipped == 1 ? "" : "s");
+    if ((skipped = vt_json_int(e, "others_skipped", 0)) > 0)
+        fprintf(f, "  (%lld file%s skipped, not JPEG or PNG by name)", skipped,
+                skipped == 1 ? "" : "s");
     fprintf(f, "\n");
     if (nc <= 0)
         return;

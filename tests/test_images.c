@@ -860,6 +860,8 @@ static void test_dataset_scan(vt_backend *be)
     vt_dataset_class_counts(ds, counts);
     VT_CHECK(counts[0] == 1 && counts[1] == 7 && counts[2] == 0 && counts[3] == 1);
     VT_CHECK_INT(ds->links, 3); /* linkclass, a/l.jpg, a/out.png: counted, for the warning */
+    VT_CHECK_INT(ds->others, 2); /* a/x.txt, a/jpg (not README.jpg, beside the classes) */
+    VT_CHECK(strstr(ds->other, "/a/x.txt") || strstr(ds->other, "/a/jpg"));
     vt_dataset_free(ds);
     ds = NULL;
 

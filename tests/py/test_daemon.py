@@ -77,16 +77,22 @@ linked = os.path.join(TMP, "linked")
 subprocess.run(["cp", "-r", DATA, linked], check=True)
 first_class = sorted(os.listdir(os.path.join(linked, "train")))[0]
 os.symlink("/etc/passwd", os.path.join(linked, "train", first_class, "passwd.jpg"))
+shutil.copy(os.path.join(linked, "train", first_class, sorted(os.listdir(
+    os.path.join(linked, "train", first_class)))[0]), os.path.join(linked, "train", first_class,
+                                                                    "scan.bmp"))
 r = d.cli_json("submit", "--spec", write_spec("linked", epochs=1,
                                               data={"train": os.path.join(linked, "train"),
                                                     "val": os.path.join(linked, "val")}))
 d.wait_state(r["job"]["id"], ["succeeded"], timeout=120)
 w = d.cli("watch", str(r["job"]["id"]))
-vtpy.check("warn: " in w.stdout and "1 symbolic link skipped" in w.stdout,
+vtpy.check("warn: " in w.stdout and "1 symbolic link skipped" in w.stdout and
+           "1 file skipped, not JPEG or PNG by its name (.jpg, .jpeg or .png; the first: "
+           f"{linked}/train/{first_class}/scan.bmp)" in w.stdout,
            f"a late watch should replay the job's warnings: {w.stdout!r}")
 # eval says so too (through the daemon and in the foreground)
 e = d.cli("eval", str(r["job"]["id"]), os.path.join(linked, "train")).stdout
-vtpy.check("(1 symbolic link not followed)" in e, f"eval of a folder with a link: {e!r}")
+vtpy.check("(1 symbolic link not followed)" in e and
+           "(1 file skipped, not JPEG or PNG by name)" in e, f"eval of a folder with a link: {e!r}")
 e = vtpy.run([VGGTUNED, "eval", "--backend", "cpu",
               os.path.join(TMP, "out", "linked", "model.safetensors"),
               os.path.join(linked, "train")]).stdout
@@ -105,6 +111,27 @@ r = subprocess.run([VGGTUNED, "run", "--backend", "cpu",
 link_at = r.stderr.find("1 symbolic link skipped")
 vtpy.check(r.returncode == 1 and 0 <= link_at < r.stderr.find("validation classes in"),
            f"a validation class folder that is a link: {r.returncode}: {r.stderr!r}")
+# A class folder with no image at all is said to be one (not "no readable
+# image"), and so is a validation class that val_split gives none (a class
+# of one image keeps it for training).
+odd = os.path.join(TMP, "odd-classes")
+subprocess.run(["cp", "-r", os.path.join(DATA, "train"), odd], check=True)
+one = sorted(os.listdir(odd))[0]
+for name in sorted(os.listdir(os.path.join(odd, one)))[1:]:
+    os.unlink(os.path.join(odd, one, name))
+os.mkdir(os.path.join(odd, "bmps"))
+shutil.copy(os.path.join(linked, "train", first_class, "scan.bmp"), os.path.join(odd, "bmps"))
+odd_spec = job_spec(DATA, os.path.join(TMP, "out", "odd"), epochs=1,
+                    data={"train": odd, "val_split": 0.3})
+del odd_spec["data"]["val"]
+with open(os.path.join(TMP, "odd.json"), "w") as f:
+    json.dump(odd_spec, f)
+r = subprocess.run([VGGTUNED, "run", "--backend", "cpu", os.path.join(TMP, "odd.json")],
+                   stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+vtpy.check(r.returncode == 0 and "training class 'bmps' has no image (JPEG or PNG)" in r.stderr and
+           f"validation class '{one}' has no image: val_split gives validation none of a "
+           "class of fewer than two" in r.stderr and "no readable image" not in r.stderr,
+           f"classes without images: {r.returncode}: {r.stderr!r}")
 # bf16 asked for on the CPU backend: status says what it computes in.
 r = d.cli_json("submit", "--spec", write_spec("bf16", epochs=1, precision="bf16"))
 j = d.wait_state(r["job"]["id"], ["succeeded"], timeout=120)
@@ -168,6 +195,19 @@ vtpy.check(len(info) == 1 and info[0].startswith("vggtuned: info: backend "),
 r = vtpy.run([VGGTUNED, "predict", "--backend", "cpu", imgs[1], imgs[0]], check=False)
 vtpy.check(r.returncode != 0 and f"{imgs[1]} is not a vggtune model file: " in r.stderr,
            f"vggtuned predict IMAGE IMAGE: {r.stderr!r}")
+# Usage errors of the foreground commands say what is wrong, in one line.
+for args, want in ((["run"], "vggtuned run: no job document (JOB.json) given"),
+                   (["run", "a.json", "b.json"], "vggtuned run: one job document at a time"),
+                   (["eval", "--top", "2", "m", "d"], "vggtuned eval: unknown option --top"),
+                   (["eval", "m"], "vggtuned eval: a model and a folder are needed"),
+                   (["predict", "m"], "vggtuned predict: no image given"),
+                   (["predict", "m", "i", "-k"], "vggtuned predict: option -k needs a value"),
+                   (["predict", "--top"], "vggtuned predict: option --top needs a value"),
+                   (["predict", "-z", "m", "i"], "vggtuned predict: unknown option -z")):
+    r = vtpy.run([VGGTUNED, *args], check=False)
+    vtpy.check(r.returncode == 2 and r.stderr.startswith(want) and
+               f"(vggtuned {args[0]} --help for its usage)" in r.stderr and
+               len(r.stderr.splitlines()) == 1, f"vggtuned {' '.join(args)}: {r.stderr!r}")
 r = vtpy.run([VGGTUNED, "run", "--backend", "cpu", "--quiet",
               write_spec("job", data={"train": os.path.join(TMP, "nothere"), "val": None})],
              check=False)
@@ -385,7 +425,7 @@ raw.close()
 vtpy.check(j1b["id"] == j1 == 1, f"job numbers after a new store: {j1} then {j1b['id']}")
 j1b = reset.wait_state(j1b["id"], ["succeeded", "failed"], timeout=120)
 vtpy.check(j1b["state"] == "failed" and
-           "holds the model of job 1 of an earlier job store" in j1b.get("error", ""),
+           "holds the model of job 1 of another job store" in j1b.get("error", ""),
            f"a new store's job 1 over the old store's job 1 model: {j1b}")
 reset.stop()
 # Files of the user's own that carry an output's name are not an earlier
