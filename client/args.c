@@ -756,6 +756,25 @@ static int vt__check_weights(const char *path, const char *flag, int want_st)
     return 0;
 }
 
+/* Whether the folder dir/name has a visible sub-folder (as a split's
+ * class folders; a class folder holds images). */
+static int vt__has_subfolder(const char *dir, const char *name)
+{
+    char path[PATH_MAX];
+    struct dirent *e;
+    struct stat st;
+    int found = 0;
+    DIR *d;
+    if (vt_path(path, sizeof path, "%s/%s", dir, name) < 0 || !(d = opendir(path)))
+        return 0;
+    while (!found && (e = readdir(d)))
+        found = e->d_name[0] != '.' &&
+                fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                S_ISDIR(st.st_mode);
+    closedir(d);
+    return found;
+}
+
 /* Whether a folder's name is that of a dataset's split (train, val, ...). */
 static int vt__split_name(const char *name)
 {
@@ -769,9 +788,9 @@ static int vt__split_name(const char *name)
 
 /* Checks that the directory path (from flag) has at least two class folders:
  * visible sub-directories, as the dataset scan counts them, and that they
- * are not a dataset's splits (train/ and val/: its root given for its
- * training folder would train a train-or-val classifier).  Reads only the
- * top level, and stops at the fifth. */
+ * are not a dataset's splits (train/ and val/ holding class folders: its
+ * root given for its training folder would train a train-or-val
+ * classifier).  Reads the top level, up to its fifth folder. */
 static int vt__check_classes(const char *path, const char *flag)
 {
     char first[256] = "", names[128] = "";
@@ -802,7 +821,7 @@ static int vt__check_classes(const char *path, const char *flag)
         vt_text_append(names, sizeof names, "%s%s/", n > 1 ? ", " : "", e->d_name);
     }
     closedir(d);
-    if (n >= 2 && splits == n)
+    if (n >= 2 && splits == n && vt__has_subfolder(path, first))
         return vt_error_set(VT_EINVAL, "%s %s holds %s: a dataset's splits, not one folder per "
                             "class; give each split's own folder (as --data %s/train --val "
                             "%s/val)", flag, path, names, path, path);

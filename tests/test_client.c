@@ -547,6 +547,21 @@ static void test_check_paths(vt_backend *be)
         VT_CHECK_ERR(vt_cli_check_paths(doc), VT_EINVAL, "a dataset's splits, not one folder per "
                                                         "class; give each split's own folder");
         cJSON_Delete(doc);
+        /* Classes that happen to be named so (images in them, no folders)
+         * are classes. */
+        char named[600], cls2[700];
+        snprintf(named, sizeof named, "%s/named", dir);
+        mkdir(named, 0755);
+        for (int k = 0; k < 2; k++) {
+            snprintf(cls2, sizeof cls2, "%s/%s", named, k ? "test" : "train");
+            mkdir(cls2, 0755);
+            snprintf(cls2, sizeof cls2, "%s/%s/a.jpg", named, k ? "test" : "train");
+            write_text(cls2, "x");
+        }
+        snprintf(text, sizeof text, "{\"data\":{\"train\":\"%s\"}}", named);
+        doc = fake_json(text);
+        VT_CHECK_OK(vt_cli_check_paths(doc));
+        cJSON_Delete(doc);
     }
 
     /* --init must be one of our models (safetensors), not Keras weights. */
