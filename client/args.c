@@ -756,33 +756,42 @@ static int vt__check_weights(const char *path, const char *flag, int want_st)
     return 0;
 }
 
-/* Whether the folder dir/name has a visible sub-folder (as a split's
- * class folders; a class folder holds images). */
-static int vt__has_subfolder(const char *dir, const char *name)
+static int vt__class_names(const char *path, char **names, int max, int *n);
+
+#define VT__SPLIT_CLASSES 64 /* class folders two splits are compared by, at most */
+
+/* Whether dir/a and dir/b hold the same class folders, at least two of
+ * them (a dataset's splits; folders that are classes hold images, or a
+ * class's sub-folders, which no two classes share as a rule). */
+static int vt__splits_alike(const char *dir, const char *a, const char *b)
 {
-    char path[PATH_MAX];
-    struct dirent *e;
-    struct stat st;
-    int found = 0;
-    DIR *d;
-    if (vt_path(path, sizeof path, "%s/%s", dir, name) < 0 || !(d = opendir(path)))
-        return 0;
-    while (!found && (e = readdir(d)))
-        found = e->d_name[0] != '.' &&
-                fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-                S_ISDIR(st.st_mode);
-    closedir(d);
-    return found;
+    char pa[PATH_MAX], pb[PATH_MAX], *na[VT__SPLIT_CLASSES] = {0}, *nb[VT__SPLIT_CLASSES] = {0};
+    int ka = 0, kb = 0, alike;
+    alike = vt_path(pa, sizeof pa, "%s/%s", dir, a) == 0 &&
+            vt_path(pb, sizeof pb, "%s/%s", dir, b) == 0 &&
+            vt__class_names(pa, na, VT__SPLIT_CLASSES, &ka) == 0 &&
+            vt__class_names(pb, nb, VT__SPLIT_CLASSES, &kb) == 0 && ka >= 2 && ka == kb;
+    for (int i = 0; alike && i < ka; i++)
+        alike = strcmp(na[i], nb[i]) == 0;
+    for (int i = 0; i < VT__SPLIT_CLASSES; i++) {
+        free(na[i]);
+        free(nb[i]);
+    }
+    return alike;
 }
 
-/* Whether a folder's name is that of a dataset's split (train, val, ...). */
-static int vt__split_name(const char *name)
+/* Whether a folder's name is that of a dataset's split: 1 training, 2
+ * validation, 3 test, 0 none. */
+static int vt__split_kind(const char *name)
 {
-    static const char *const splits[] = {"train", "training", "val", "valid", "validation",
-                                         "test", "testing"};
+    static const struct {
+        const char *name;
+        int kind;
+    } splits[] = {{"train", 1}, {"training", 1}, {"val", 2}, {"valid", 2}, {"validation", 2},
+                  {"test", 3}, {"testing", 3}};
     for (size_t i = 0; i < sizeof splits / sizeof splits[0]; i++)
-        if (strcmp(name, splits[i]) == 0)
-            return 1;
+        if (strcmp(name, splits[i].name) == 0)
+            return splits[i].kind;
     return 0;
 }
 
@@ -793,9 +802,10 @@ static int vt__split_name(const char *name)
  * classifier).  Reads the top level, up to its fifth folder. */
 static int vt__check_classes(const char *path, const char *flag)
 {
-    char first[256] = "", names[128] = "";
+    char first[256] = "", second[256] = "", names[128] = "", hint[600] = "";
+    char kind_name[4][256] = {""}; /* a split folder of each kind */
     struct dirent *e;
-    int n = 0, splits = 0;
+    int n = 0, splits = 0, kind;
     DIR *d;
     if (!path)
         return 0;
@@ -815,16 +825,23 @@ static int vt__check_classes(const char *path, const char *flag)
         }
         if (!S_ISDIR(st.st_mode))
             continue;
-        if (n++ == 0)
-            snprintf(first, sizeof first, "%s", e->d_name);
-        splits += vt__split_name(e->d_name);
+        snprintf(n++ == 0 ? first : second, sizeof first, "%s", e->d_name);
+        if ((kind = vt__split_kind(e->d_name)) > 0) {
+            splits++;
+            snprintf(kind_name[kind], sizeof kind_name[kind], "%s", e->d_name);
+        }
         vt_text_append(names, sizeof names, "%s%s/", n > 1 ? ", " : "", e->d_name);
     }
     closedir(d);
-    if (n >= 2 && splits == n && vt__has_subfolder(path, first))
-        return vt_error_set(VT_EINVAL, "%s %s holds %s: a dataset's splits, not one folder per "
-                            "class; give each split's own folder (as --data %s/train --val "
-                            "%s/val)", flag, path, names, path, path);
+    if (n >= 2 && splits == n && vt__splits_alike(path, first, second)) {
+        if (kind_name[1][0])
+            snprintf(hint, sizeof hint, " (as --data %s/%s%s%s%s%s)", path, kind_name[1],
+                     kind_name[2][0] ? " --val " : "", kind_name[2][0] ? path : "",
+                     kind_name[2][0] ? "/" : "", kind_name[2]);
+        return vt_error_set(VT_EINVAL, "%s %s holds %s: a dataset's splits, each with the same "
+                            "class folders, not one folder per class; give a split's own "
+                            "folder%s", flag, path, names, hint);
+    }
     if (n == 0)
         return vt_error_set(VT_EINVAL, "%s %s has no class folders: it needs one sub-folder "
                             "of images per class, at least two", flag, path);
@@ -1045,9 +1062,8 @@ int vt_cli_exit_code(int rc, int replied)
 {
     if (rc >= 0)
         return VT_CLI_OK;
-    if (replied) /* (refused as invalid: what the daemon alone can judge, such as a
-                    head layout that contradicts --init-head's job) */
-        return rc == VT_EINVAL ? VT_CLI_USAGE : VT_CLI_FAILED;
+    if (replied)
+        return VT_CLI_FAILED;
     /* Refused before it left us (too large, out of memory): the daemon is
      * fine, the operation failed. */
     if (rc == VT_ETOOBIG || rc == VT_ENOMEM)

@@ -38,6 +38,8 @@ typedef struct {
     int json;                  /* --json */
     volatile sig_atomic_t watching;    /* set while a watch runs (main's SIGINT) */
     volatile sig_atomic_t interrupted; /* set by main's SIGINT handler */
+    int refused;               /* the daemon's error code for the last request it
+                                  refused (0: the last one succeeded) */
 } vt_cli;
 
 /* Runs "vggtune ARGS..." (argv[0] is the program) and returns the exit
@@ -119,9 +121,8 @@ int vt_cli_check_paths(const cJSON *doc);
 
 /* ---- exit statuses ----------------------------------------------------- */
 
-/* The exit status for a result rc: 0 when rc is 0; when the daemon answered
- * (replied), VT_CLI_USAGE for VT_EINVAL (the request refused as invalid)
- * and VT_CLI_FAILED for the rest; VT_CLI_UNREACHABLE when it could not be
+/* The exit status for a result rc: 0 when rc is 0, VT_CLI_FAILED when the
+ * daemon answered (replied), VT_CLI_UNREACHABLE when it could not be
  * reached or the connection broke. */
 int vt_cli_exit_code(int rc, int replied);
 

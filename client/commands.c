@@ -352,6 +352,7 @@ static int vt__request(vt_cli *cli, vt_client *c, cJSON *req, cJSON **reply)
 {
     int rc = vt_client_request(c, req, reply), status;
     vt__clear_line(cli);
+    cli->refused = rc < 0 && *reply ? rc : 0;
     if (rc >= 0)
         return 0;
     if (cli->json && *reply)
@@ -501,8 +502,13 @@ static int vt__cmd_submit(vt_cli *cli, int argc, char **argv, int first)
         s.doc = NULL;
     }
     vt_cli_submit_free(&s);
-    if ((status = vt__call(cli, c, req, &reply)) != 0)
+    if ((status = vt__call(cli, c, req, &reply)) != 0) {
+        /* (a document the daemon alone can judge invalid, such as a head
+         * layout that contradicts --init-head's job: a usage error) */
+        if (cli->refused == VT_EINVAL)
+            status = VT_CLI_USAGE;
         goto done;
+    }
     job = cJSON_GetObjectItemCaseSensitive(reply, "job");
     idv = cJSON_GetObjectItemCaseSensitive(job, "id");
     /* (a number not below 2^53 is no job number: converting it to int64_t

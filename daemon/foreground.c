@@ -78,13 +78,18 @@ static int vt__common_opt(int opt, vt__common *c)
  * opt 0 the message `what`; and where the usage is.  Returns 2. */
 static int vt__usage_error(const char *cmd, int opt, char *const *argv, const char *what)
 {
+    /* (getopt names the short option in optopt, and for a long one only
+     * where it had it wrong; argv[optind - 1] may be an earlier argument
+     * while it is inside a cluster of short options) */
     char shortopt[3] = {'-', (char)optopt, '\0'};
-    const char *last = argv[optind - 1];
-    const char *name = opt && optopt && strncmp(last, "--", 2) != 0 ? shortopt : last;
+    const char *last = optind > 0 ? argv[optind - 1] : "", *eq = strchr(last, '=');
+    int is_long = strncmp(last, "--", 2) == 0;
     if (opt == ':')
-        fprintf(stderr, "vggtuned %s: option %s needs a value", cmd, name);
+        fprintf(stderr, "vggtuned %s: option %s needs a value", cmd, is_long ? last : shortopt);
+    else if (opt && optopt && is_long && eq)
+        fprintf(stderr, "vggtuned %s: option %.*s takes no value", cmd, (int)(eq - last), last);
     else if (opt)
-        fprintf(stderr, "vggtuned %s: unknown option %s", cmd, name);
+        fprintf(stderr, "vggtuned %s: unknown option %s", cmd, optopt ? shortopt : last);
     else
         fprintf(stderr, "vggtuned %s: %s", cmd, what);
     fprintf(stderr, " (vggtuned %s --help for its usage)\n", cmd);

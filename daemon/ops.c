@@ -236,13 +236,13 @@ static int vt__absolute(const char *field, const char *path)
 
 /* Refuses (VT_ESTATE, `what` starting the message) the model of job src,
  * which succeeded, when the jobs say it is not there to use: a job running
- * in its folder (with overwrite) replaces it, or a later job that
- * succeeded there has.  The jobs alone, not the files: this thread looks up
+ * in its folder with overwrite replaces it (without, it is refused the
+ * folder), or a later job that succeeded there has.  The jobs alone, not the files: this thread looks up
  * no path (the trainer and the request's reading thread check the files). */
 static int vt__model_there(const vt_daemon *dm, const vt_job *src, const char *what)
 {
     const vt_job *x = vt_jobs_output_job(&dm->jobs, src->spec.output, VT_JOB_RUNNING);
-    if (x)
+    if (x && x->spec.overwrite)
         return vt_error_set(VT_ESTATE, "%sjob %lld's model in %s is being replaced by job %lld "
                             "(running, with overwrite): it is kept in %s/" VT_OUTPUT_ASIDE
                             " until that job succeeds, and put back if it fails or is "

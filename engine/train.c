@@ -461,19 +461,6 @@ static int vt__make_claim(vt_trainer *t)
     return rc < 0 ? rc : VT_EBUSY; /* (the message: the claim's) */
 }
 
-/* A resumed job's output folders that its first run made, as its checkpoint
- * records them (its header alone, read as the daemon): if the job fails or
- * is cancelled they are removed, when empty, as that run would have. */
-static void vt__made_before(vt_trainer *t)
-{
-    vt_tensorset *meta = NULL;
-    const char *v;
-    if (vt_safetensors_read_meta(&meta, t->env.checkpoint) == 0 &&
-        (v = vt_tensorset_meta(meta, "output_made")) && atoi(v) > t->out_created)
-        t->out_created = atoi(v);
-    vt_tensorset_free(meta);
-}
-
 /* Makes sure the output directory is not inside the data, exists and may
  * be written, as the job's owner.  Runs on the job's writing thread
  * (vt_train__write_call), while the device thread goes on with the other
@@ -529,7 +516,7 @@ static int vt__check_output(vt_trainer *t)
         vt_train__leave(t);
     }
     if (rc == 0 && !fresh) /* (after the sweep, which a folder made now skips) */
-        vt__made_before(t);
+        vt_train__made_before(t);
     return rc;
 }
 

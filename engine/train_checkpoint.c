@@ -160,7 +160,7 @@ static void vt__save_meta(vt_trainer *t, vt_tensorset *set)
     snprintf(num, sizeof num, "%d %d %d %d", t->best_epoch, t->stale, t->stop_early,
              t->best_saved);
     vt_tensorset_set_meta(set, "early_stopping", num);
-    snprintf(num, sizeof num, "%d", t->out_created);
+    snprintf(num, sizeof num, "%d", t->out_created); /* (with the output, in "job") */
     vt_tensorset_set_meta(set, "output_made", num);
     vt__meta_take(set, "history", vt__history_json(t));
     vt__data_sig(t, sig, sizeof sig);
@@ -307,6 +307,22 @@ static int vt__trunk_changed(vt_trainer *t, const vt_tensorset *set)
         vt_train__say(t, VT_LOG_WARN, "cannot remove the checkpoint %s: %s", t->env.checkpoint,
                       strerror(errno));
     return 1;
+}
+
+void vt_train__made_before(vt_trainer *t)
+{
+    vt_tensorset *meta = NULL;
+    const char *v = NULL;
+    cJSON *job = NULL;
+    if (vt_safetensors_read_meta(&meta, t->env.checkpoint) == 0 &&
+        (v = vt_tensorset_meta(meta, "output_made")) && vt__checkpoint_is_ours(t, meta) == 0 &&
+        (job = cJSON_Parse(vt_tensorset_meta(meta, "job"))) &&
+        cJSON_IsString(cJSON_GetObjectItemCaseSensitive(job, "output")) &&
+        strcmp(cJSON_GetObjectItemCaseSensitive(job, "output")->valuestring,
+               t->spec.output) == 0 && atoi(v) > t->out_created)
+        t->out_created = atoi(v);
+    cJSON_Delete(job);
+    vt_tensorset_free(meta);
 }
 
 /* The trainable weights and their velocities from set into the model. */

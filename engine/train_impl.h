@@ -297,6 +297,14 @@ int vt_train__queue_checkpoint(vt_trainer *t);
 /* Notes a checkpoint written (its time paces the next, vt__epoch_checkpoint). */
 void vt_train__checkpoint_written(vt_trainer *t, const vt__wresult *res);
 
+/* A resumed job's output folders that its first run made, as its
+ * checkpoint records them (its header alone, read as the daemon), into
+ * t->out_created, so that if the job fails or is cancelled they are
+ * removed, when empty, as that run would have; only from a checkpoint of
+ * this job (its document, vt_train__load_checkpoint's test) whose output
+ * is this one. */
+void vt_train__made_before(vt_trainer *t);
+
 /* Restores t from the checkpoint at t->env.checkpoint if that file exists
  * (0 and nothing changed when it does not); refuses one that belongs to
  * another job or a different job document. */

@@ -538,22 +538,32 @@ static void test_check_paths(vt_backend *be)
         snprintf(msg, sizeof msg, "--out %s exists and is not a directory", file);
         VT_CHECK_ERR(vt_cli_check_paths(doc), VT_EINVAL, msg);
         cJSON_Delete(doc);
-        /* The dataset's root (train/ and val/) given for its training
-         * folder would train a classifier of the two splits. */
+        /* The dataset's root (train/ and val/, with the same class folders)
+         * given for its training folder would train a classifier of the
+         * splits.  Here val/ has a class folder that train/ lacks (emus):
+         * its folders are taken for classes, until it has not. */
+        char cls2[700], named[600];
         snprintf(text, sizeof text, "{\"data\":{\"train\":\"%s\"}}", dir);
         doc = fake_json(text);
+        VT_CHECK_OK(vt_cli_check_paths(doc));
+        snprintf(cls2, sizeof cls2, "%s/val/emus", dir);
+        VT_CHECK(rmdir(cls2) == 0);
         snprintf(msg, sizeof msg, "--data %s holds ", dir);
         VT_CHECK_ERR(vt_cli_check_paths(doc), VT_EINVAL, msg);
-        VT_CHECK_ERR(vt_cli_check_paths(doc), VT_EINVAL, "a dataset's splits, not one folder per "
-                                                        "class; give each split's own folder");
+        VT_CHECK_ERR(vt_cli_check_paths(doc), VT_EINVAL, "a dataset's splits, each with the same "
+                                                        "class folders, not one folder per class");
+        snprintf(msg, sizeof msg, "give a split's own folder (as --data %s/train --val %s/val)",
+                 dir, dir);
+        VT_CHECK_ERR(vt_cli_check_paths(doc), VT_EINVAL, msg);
         cJSON_Delete(doc);
-        /* Classes that happen to be named so (images in them, no folders)
-         * are classes. */
-        char named[600], cls2[700];
+        /* Classes that happen to be named so (images in them, or one
+         * sub-folder of images each) are classes. */
         snprintf(named, sizeof named, "%s/named", dir);
         mkdir(named, 0755);
         for (int k = 0; k < 2; k++) {
             snprintf(cls2, sizeof cls2, "%s/%s", named, k ? "test" : "train");
+            mkdir(cls2, 0755);
+            snprintf(cls2, sizeof cls2, "%s/%s/side", named, k ? "test" : "train");
             mkdir(cls2, 0755);
             snprintf(cls2, sizeof cls2, "%s/%s/a.jpg", named, k ? "test" : "train");
             write_text(cls2, "x");
@@ -697,7 +707,6 @@ static void test_exit_codes(vt_backend *be)
     VT_CHECK_INT(vt_cli_exit_code(0, 1), 0);
     VT_CHECK_INT(vt_cli_exit_code(VT_ENOTFOUND, 1), 1); /* "no job 42" */
     VT_CHECK_INT(vt_cli_exit_code(VT_EIO, 1), 1);       /* the daemon's own I/O error */
-    VT_CHECK_INT(vt_cli_exit_code(VT_EINVAL, 1), 2);    /* refused as invalid */
     VT_CHECK_INT(vt_cli_exit_code(VT_ENOTFOUND, 0), 3); /* no socket */
     VT_CHECK_INT(vt_cli_exit_code(VT_EPERM, 0), 3);
     VT_CHECK_INT(vt_cli_exit_code(VT_EIO, 0), 3);       /* connection lost */

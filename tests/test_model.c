@@ -464,7 +464,7 @@ static void test_recorded_steps_scratch(vt_backend *be) { check_recorded_steps(b
 static void test_recorded_steps_scratch_cudnn(vt_backend *be)
 {
     if (strcmp(vt_backend_name(be), "cuda") != 0) {
-        printf("  (no cuDNN here: the CPU backend ran this as recorded_steps_scratch)\n");
+        printf("  skipped: no cuDNN on the CPU backend (recorded_steps_scratch covers it)\n");
         return;
     }
     check_recorded_steps(be, 5, 0, "cudnn");

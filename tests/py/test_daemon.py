@@ -203,7 +203,10 @@ for args, want in ((["run"], "vggtuned run: no job document (JOB.json) given"),
                    (["predict", "m"], "vggtuned predict: no image given"),
                    (["predict", "m", "i", "-k"], "vggtuned predict: option -k needs a value"),
                    (["predict", "--top"], "vggtuned predict: option --top needs a value"),
-                   (["predict", "-z", "m", "i"], "vggtuned predict: unknown option -z")):
+                   (["predict", "-z", "m", "i"], "vggtuned predict: unknown option -z"),
+                   (["predict", "--json", "-zj", "m", "i"], "vggtuned predict: unknown option -z"),
+                   (["eval", "--json=1", "m", "d"], "vggtuned eval: option --json takes no value"),
+                   (["eval", "--bogus", "m", "d"], "vggtuned eval: unknown option --bogus")):
     r = vtpy.run([VGGTUNED, *args], check=False)
     vtpy.check(r.returncode == 2 and r.stderr.startswith(want) and
                f"(vggtuned {args[0]} --help for its usage)" in r.stderr and

@@ -311,4 +311,17 @@ dev_ev = vtpy.run(ev, env=device).stdout
 vtpy.check(host_ev == dev_ev and "accuracy" in host_ev,
            f"eval differs with the resize on the device:\n{host_ev}\n{dev_ev}")
 vtpy.check("nan" not in host_ev, f"eval prints '-' for an undefined precision:\n{host_ev}")
+# The folders a checkpoint says its job made are another job's to remove
+# only when it is that job, writing there: a different job refused the
+# checkpoint (another lr) leaves the user's empty folders of its own output
+# alone.
+ck = os.path.join(TMP, "made.vtckpt")
+run(job("made", output=os.path.join(TMP, "made1", "a", "b"), epochs=1), "--checkpoint", ck)
+mine = os.path.join(TMP, "made2", "p", "q")
+os.makedirs(mine)
+r = vtpy.run([VGGTUNED, "run", "--backend", "cpu", "--quiet", "--checkpoint", ck,
+              job("made", output=mine, epochs=2, optimizer={"lr": 0.02})], check=False)
+vtpy.check(r.returncode == 1 and "written by a different job" in r.stderr and
+           os.path.isdir(mine), f"a refused checkpoint: {r.returncode}, {os.path.isdir(mine)}: "
+           f"{r.stderr[-300:]!r}")
 vtpy.done()
