@@ -989,6 +989,7 @@ static int vt__check_init_fits(const cJSON *doc)
         cJSON_GetObjectItemCaseSensitive(doc, "data"), "image_size");
     const cJSON *dense = cJSON_GetObjectItemCaseSensitive(
         cJSON_GetObjectItemCaseSensitive(doc, "head"), "dense");
+    const cJSON *classes;
     vt_tensorset *meta = NULL;
     cJSON *head = NULL;
     char **names = NULL, a[128], b[128];
@@ -1014,13 +1015,12 @@ static int vt__check_init_fits(const cJSON *doc)
                           "%s, which is [%s]; leave --dense out to use it", a, init, b);
         goto done;
     }
-    if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(head, "classes")) && train &&
-        (names = calloc(VT__MAX_CLASS_CHECK, sizeof *names)) &&
+    classes = cJSON_GetObjectItemCaseSensitive(head, "classes");
+    if (cJSON_IsNumber(classes) && train && (names = calloc(VT__MAX_CLASS_CHECK, sizeof *names)) &&
         vt__class_names(train, names, VT__MAX_CLASS_CHECK, &nclasses) == 0 &&
-        nclasses != cJSON_GetObjectItemCaseSensitive(head, "classes")->valueint)
+        nclasses != classes->valueint)
         rc = vt_error_set(VT_EINVAL, "--init %s has %d classes, but --data %s has %d class "
-                          "folders", init, cJSON_GetObjectItemCaseSensitive(head, "classes")->valueint,
-                          train, nclasses);
+                          "folders", init, classes->valueint, train, nclasses);
 done:
     for (int k = 0; names && k < nclasses; k++)
         free(names[k]);

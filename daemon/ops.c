@@ -237,8 +237,9 @@ static int vt__absolute(const char *field, const char *path)
 /* Refuses (VT_ESTATE, `what` starting the message) the model of job src,
  * which succeeded, when the jobs say it is not there to use: a job running
  * in its folder with overwrite replaces it (without, it is refused the
- * folder), or a later job that succeeded there has.  The jobs alone, not the files: this thread looks up
- * no path (the trainer and the request's reading thread check the files). */
+ * folder), or a later job that succeeded there has.  The jobs alone, not
+ * the files: this thread looks up no path (the trainer and the request's
+ * reading thread check the files). */
 static int vt__model_there(const vt_daemon *dm, const vt_job *src, const char *what)
 {
     const vt_job *x = vt_jobs_output_job(&dm->jobs, src->spec.output, VT_JOB_RUNNING);

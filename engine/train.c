@@ -4,7 +4,7 @@
  *   PREPARE   check the output directory (on the job's writing thread, the
  *             first touch of a folder that may be on a dead mount), then
  *             read the data (scan and probe, train_read.c; the steps answer
- *             VT_TRAINER_WAITING until each ends); then build parameters,
+ *             VT_TRAINER_WAITING until each ends); then build parameters and
  *             take the output directory over (writing thread), build model,
  *             loaders and caches, resume from a checkpoint if one exists
  *   TRAIN     one batch: from the decode loader (first epoch, or always when
