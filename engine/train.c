@@ -925,10 +925,10 @@ int vt_train__resuming(const vt_trainer *t)
 /* Seconds the job still needs, estimated (rate: this epoch's training
  * images/s): what is left of this epoch's training at that rate, of its
  * validation at the validation pass's own pace so far (before it, the last
- * epoch's validation time), and the later epochs at the last whole epoch's
- * time, validation included, or the time between the last two epochs'
- * starts when longer (before one has finished, this epoch's rate).  Early
- * stopping is not foreseen, until it is decided. */
+ * epoch's validation time), and the later epochs at the mean time from one
+ * epoch's start to the next (epoch_period), else the last whole epoch's
+ * time, validation included (before one has finished, this epoch's rate).
+ * Early stopping is not foreseen, until it is decided. */
 static double vt__eta(const vt_trainer *t, const char *phase, double now, double rate)
 {
     const vt_epoch_metrics *last = t->nhistory ? &t->history[t->nhistory - 1] : NULL;
@@ -938,7 +938,8 @@ static double vt__eta(const vt_trainer *t, const char *phase, double now, double
         val_s = fmax(0, last->seconds - t->train_n / last->images_per_s);
     /* (an epoch's metrics time its passes; its files, written after, and
      * the other jobs' turns can take longer than those for a small one) */
-    epoch_s = last ? fmax(last->seconds, t->epoch_period) : rate > 0 ? t->train_n / rate : 0;
+    epoch_s = t->epoch_period > 0 ? t->epoch_period
+            : last ? last->seconds : rate > 0 ? t->train_n / rate : 0;
     if (!strcmp(phase, "training")) {
         if (rate > 0 && t->train_n > t->seen)
             left = (t->train_n - t->seen) / rate;
@@ -1069,8 +1070,12 @@ static int vt__begin_epoch(vt_trainer *t)
         double now = vt_clock_mono();
         t->step = t->seen = t->pos = 0;
         t->sums = (vt_xent_sums){0};
-        if (t->t_epoch0 > 0)
+        if (t->t_period0 > 0) {
+            t->epoch_period = (now - t->t_period0) / ++t->nperiods;
+        } else if (t->t_epoch0 > 0) {
             t->epoch_period = now - t->t_epoch0;
+            t->t_period0 = now;
+        }
         t->t_epoch0 = now;
     }
     t->resume_mid_epoch = 0;

@@ -83,9 +83,13 @@ struct vt_trainer {
                                     only after a vt_backend_sync() (see vt_train__settle) */
     int seen, val_seen;
     double t_epoch0, t_train_s, t_progress;
-    double epoch_period;        /* seconds from the last epoch's start to this one's:
-                                   its files and the turns of other jobs included
-                                   (0 until two epochs have started in this run) */
+    double epoch_period;        /* seconds from one epoch's start to the next's, its
+                                   files and the turns of other jobs included: the
+                                   mean since this run's second epoch began (its first
+                                   may fill a feature cache), until then the first's;
+                                   0 until two epochs have started in this run */
+    double t_period0;           /* when this run's second epoch began (0: not yet) */
+    int nperiods;               /* epochs begun since then */
     vt_epoch_metrics *history;
     int nhistory;
     double best_val_loss;

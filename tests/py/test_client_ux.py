@@ -99,22 +99,25 @@ vtpy.check(job["state"] == "succeeded" and job["epochs_done"] == 2,
 
 # ---- the ETA of many short epochs ------------------------------------------------
 # An epoch from cached features takes about a millisecond here; writing its
-# files, longer.  The ETA counts the time from one epoch's start to the
-# next (before, only the passes: 1/25 of the time that was left).  The
-# bounds are wide: one epoch's time stands for all, and a checkpoint now
-# and then, and the final model's write, are not foreseen.
+# files, longer.  The ETA counts the mean time from one epoch's start to the
+# next (before, only the passes: 1/25 of the time that was left).  It is
+# checked against the pace this watch saw over the same epochs, 2 to 30, so
+# that a machine busier after them (CI runs tests side by side) does not
+# count; the bounds are wide for the watch's own delays.
 wr = Raw(d.socket)
 many = wr.request({"op": "submit", "job": json.load(open(write_spec(
     "many", mode="bottleneck", epochs=300)))})["job"]["id"]
 wr.send({"op": "watch", "job": many})
-at10 = None
+began = {}  # epoch -> (when this watch saw it begin, its first ETA)
 while (m := wr.read()) is not None and m.get("event") != "end":
-    if m.get("event") == "progress" and m["progress"]["epoch"] >= 10 and at10 is None:
-        at10 = (time.time(), m["progress"]["eta_s"])
+    if m.get("event") == "progress" and m["progress"]["epoch"] not in began:
+        began[m["progress"]["epoch"]] = (time.time(), m["progress"].get("eta_s"))
 wr.close()
-left = time.time() - at10[0]
-vtpy.check(0.25 * left <= at10[1] <= 4 * left,
-           f"the ETA at epoch 10 of 300 short ones: {at10[1]:.2f} s, {left:.2f} s were left")
+vtpy.check(2 in began and 30 in began, f"a watch sees epochs 2 and 30 begin: {sorted(began)}")
+pace = (began[30][0] - began[2][0]) / 28
+vtpy.check(pace * 271 / 3 <= began[30][1] <= pace * 271 * 3,
+           f"the ETA at epoch 30 of 300 short ones: {began[30][1]:.2f} s, at the pace "
+           f"of epochs 2 to 30 {pace * 271:.2f} s")
 r = d.cli("list")
 row = [ln for ln in r.stdout.splitlines() if ln.startswith(f"{early} ")]
 vtpy.check(row and "2/30 (stopped early)" in row[0], f"list of an early-stopped job: {row}")
