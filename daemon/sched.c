@@ -110,14 +110,21 @@ vt_sched_job *vt_sched_add(vt_sched *s, int64_t id, uid_t uid, size_t est_bytes,
     return j;
 }
 
-/* Brings a user who becomes active, or has work again, up to m, the
- * smallest virtual time of the others (+inf when none counts), and never
- * behind the user picked last.  Without that floor, a user who waited
- * while another had the device alone would, when the other had gone by
- * the time it came back, be owed all that time when the other returns. */
-static void vt__catch_up(const vt_sched *s, vt__user *u, double m)
+/* Device seconds a user whose jobs all waited (for their data, or their
+ * files) keeps of what the others used meanwhile: short waits, an epoch
+ * end's writes, are made up (a job that waits now and then still gets its
+ * user's share), a long one costs the others at most this much. */
+#define VT__BANK_S 1.0
+
+/* Brings a user who becomes active (kept 0), or has work again (kept
+ * VT__BANK_S), up to `kept` seconds short of m, the smallest virtual time
+ * of the others (+inf when none counts), and never further behind the user
+ * picked last.  Without that floor, a user who waited while another had
+ * the device alone would, when the other had gone by the time it came
+ * back, be owed all that time when the other returns. */
+static void vt__catch_up(const vt_sched *s, vt__user *u, double m, double kept)
 {
-    double start = isfinite(m) && m > s->vnow ? m : s->vnow;
+    double start = (isfinite(m) && m > s->vnow ? m : s->vnow) - kept;
     if (u->vtime < start)
         u->vtime = start;
 }
@@ -144,7 +151,7 @@ vt_sched_job *vt_sched_add_request(vt_sched *s, uid_t uid, void *ud)
         return NULL;
     u = vt__user_get(s, uid);
     if (!vt__active(u))
-        vt__catch_up(s, u, vt__min_active_vtime(s));
+        vt__catch_up(s, u, vt__min_active_vtime(s), 0);
     j->running = j->request = 1;
     u->requests++;
     return j;
@@ -165,7 +172,7 @@ vt_sched_job *vt_sched_admit(vt_sched *s, size_t free_bytes)
         if (j->bytes > free_bytes)
             return NULL; /* no overtaking */
         if (!vt__active(u))
-            vt__catch_up(s, u, vt__min_active_vtime(s));
+            vt__catch_up(s, u, vt__min_active_vtime(s), 0);
         j->running = 1;
         u->running++;
         u->waiting--;
@@ -208,11 +215,12 @@ vt_sched_job *vt_sched_pick(vt_sched *s, int (*ready)(void *ud))
         j->held = j->running && ready && !ready(j->ud);
     }
     /* A user all of whose jobs waited comes back, once one has work, as a
-     * user who becomes active: the time spent waiting is not banked. */
+     * user who becomes active, with up to VT__BANK_S of the time spent
+     * waiting made up. */
     for (int i = 0; i < s->n; i++) {
         vt_sched_job *j = s->jobs[i];
         if (j->running && j->was_held && !j->held && !vt__has_work(s, j->uid, 1))
-            vt__catch_up(s, vt__user_get(s, j->uid), vt__min_busy_vtime(s, j->uid));
+            vt__catch_up(s, vt__user_get(s, j->uid), vt__min_busy_vtime(s, j->uid), VT__BANK_S);
     }
     for (int i = 0; i < s->nusers; i++)
         if (vt__active(&s->users[i]) && (!best || s->users[i].vtime < best->vtime) &&

@@ -14,7 +14,9 @@
  * device time); within a user, jobs take turns.  A user who becomes active
  * starts at the smallest virtual time of those already active, and never
  * behind the user picked last (when none is active), so time spent idle is
- * not banked.
+ * not banked.  A user all of whose running jobs waited (for their data or
+ * their files) comes back the same way, but keeps up to a second of
+ * what the others used meanwhile: short waits do not cost it its share.
  *
  * Requests (predictions, evaluations) take their turns with their user's
  * jobs the same way, one batch per turn, charged to that user; they start

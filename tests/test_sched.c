@@ -208,7 +208,8 @@ static int one_second_picks(vt_sched *s, int n, double *now, const void *only, c
 
 /* A user whose only job waited (for its data) while another user's job
  * had the device for 100 s does not then get 100 s in a row: it comes back
- * as a user who becomes active, and the two share evenly from there. */
+ * as a user who becomes active, 1 s (VT__BANK_S) made up, and the two
+ * share evenly from there. */
 static void test_waiting_not_banked(vt_backend *be)
 {
     vt_sched *s = vt_sched_new(8);
@@ -221,6 +222,32 @@ static void test_waiting_not_banked(vt_backend *be)
     VT_CHECK(one_second_picks(s, 100, &now, &work[0], NULL) == 0);
     work[1] = 1;
     VT_CHECK_NEAR(one_second_picks(s, 20, &now, NULL, &work[1]), 10, 1);
+    vt_sched_free(s);
+}
+
+/* Short waits are made up: user 1000's one job waits (its epoch end's
+ * files) 5 picks in 15, while user 1001's two jobs always have work; of
+ * 0.1 s picks, 1000 still gets half the device.  (Caught up to 1001's time
+ * at each return, as after a long wait, it got a third.) */
+static void test_short_waits_made_up(vt_backend *be)
+{
+    vt_sched *s = vt_sched_new(8);
+    int work[3] = {1, 1, 1};
+    double now = 0, used[2] = {0, 0};
+    (void)be;
+    VT_CHECK(vt_sched_add(s, 1, 1000, 1, &work[0]) && vt_sched_add(s, 2, 1001, 1, &work[1]) &&
+             vt_sched_add(s, 3, 1001, 1, &work[2]));
+    while (vt_sched_admit(s, 100))
+        ;
+    for (int i = 0; i < 4000; i++) {
+        work[0] = i % 15 < 10;
+        vt_sched_job *j = vt_sched_pick(s, flag_ready);
+        VT_CHECK(j != NULL);
+        used[vt_sched_job_ud(j) != &work[0]] += 0.1;
+        now += 0.1;
+        vt_sched_charge(s, j, 0.1, now);
+    }
+    VT_CHECK_NEAR(used[0] / (used[0] + used[1]), 0.5, 0.02);
     vt_sched_free(s);
 }
 
@@ -306,6 +333,7 @@ static const vt_test_case cases[] = {
     {"jobs_without_work_passed_over", test_jobs_without_work_passed_over, 0},
     {"waiting_not_banked", test_waiting_not_banked, 0},
     {"waiting_not_banked_alone", test_waiting_not_banked_alone, 0},
+    {"short_waits_made_up", test_short_waits_made_up, 0},
     {"requests_share_with_jobs", test_requests_share_with_jobs, 0},
     {"request_not_banked", test_request_not_banked, 0},
 };

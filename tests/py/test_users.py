@@ -209,9 +209,23 @@ while time.time() < deadline:
 if vtpy.sanitizer(a.build) == "thread":
     print("SKIP part: shares are not timed under ThreadSanitizer (steps take seconds)")
 else:
-    time.sleep(3)  # past every job's first, decoding epoch start-up
+    # Sampled once the three running jobs are past their first epoch: from
+    # the second on they train from their feature caches, with no image to
+    # decode.  (A job waiting for its images longer than the scheduler makes
+    # up leaves its turns to the jobs that are ready: on a loaded machine,
+    # alice's decoding lagged and her share fell to 37%.)  Each epoch end's
+    # files are short waits, made up.
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        fair = [d.cli_json("status", str(jid))["job"] for jid in fa + fb[:2]]
+        if not vtpy.check(all(j["state"] == "running" for j in fair), "the fair-share jobs "
+                          f"run: {[(j['id'], j['state'], j.get('error')) for j in fair]}"):
+            vtpy.fail("no share to measure")
+        if all(j["epochs_done"] >= 1 for j in fair):
+            break
+        time.sleep(0.5)
     t0 = device_seconds()
-    time.sleep(15)
+    time.sleep(20)  # (a user may be up to 1 s ahead or behind at either end)
     t1 = device_seconds()
     da = t1["vtalice"] - t0["vtalice"]
     db = t1["vtbob"] - t0["vtbob"]
