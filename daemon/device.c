@@ -1319,13 +1319,25 @@ static int vt__handle(vt_device *d, vt__cmd *c)
     case CMD_CANCEL:
         if ((sj = vt_sched_find(d->sched, c->job))) {
             vt__djob *j = vt_sched_job_ud(sj);
-            /* (freeing the trainer would wait for a write stuck on a dead
-             * mount: the job ends once the write has) */
+            /* An epoch end's files take a moment as a rule: waited for, so
+             * that the cancel is answered with the job's end (or, when they
+             * were its final model, its success).  Freeing the trainer would
+             * wait for a write stuck on a dead mount: that job ends once the
+             * write has. */
+            if (j->tr && vt_trainer_writing(j->tr))
+                vt_trainer_wait(j->tr, VT__DISCARD_WAIT_S);
             if (j->tr && vt_trainer_writing(j->tr)) {
                 j->cancelled = 1;
-                vt__post_text(d, VT_DEV_CANCEL_WAITS, j->id, 0, NULL);
-            } else
+                if (vt_trainer_ready(j->tr)) {
+                    int end = vt__files_settle(j);
+                    vt__job_end(d, j, end == VT_JOB_SUCCEEDED ? VT_JOB_SUCCEEDED
+                                                              : VT_JOB_CANCELLED, NULL);
+                } else {
+                    vt__post_text(d, VT_DEV_CANCEL_WAITS, j->id, 0, NULL);
+                }
+            } else {
                 vt__job_end(d, j, VT_JOB_CANCELLED, NULL);
+            }
         }
         break;
     case CMD_PREDICT:

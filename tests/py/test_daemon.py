@@ -666,6 +666,16 @@ for k in range(3):
         again = int(re.search(r"submitted job (\d+)", r.stdout).group(1))
         vtpy.check(rd.wait_state(again, ["succeeded", "failed", "cancelled"], timeout=120)
                    ["state"] == "succeeded", "a job in the folder of one just cancelled")
+# A cancel while an epoch end's files are written waits for them (as a
+# rule a moment; here held 0.4 s): it is answered with the job's end, not
+# "cancelling".
+hold("metrics.jsonl")
+ew = rd.cli_json("submit", "--spec", write_spec("endwrite", epochs=3))["job"]["id"]
+wait_held("metrics.jsonl")
+threading.Timer(0.4, release, ["metrics.jsonl"]).start()
+c = rd.cli_json("cancel", str(ew))["job"]
+vtpy.check(c["state"] == "cancelled" and not os.path.exists(os.path.join(holds, "metrics.jsonl")),
+           f"a cancel while an epoch end's files are written: {c}")
 # Two spellings of one new output folder (a symbolic link): the job that
 # made it (held before its claim) is refused once the other has claimed
 # it, and removes nothing of the other's.
@@ -1558,12 +1568,14 @@ vtpy.check(not errors, f"concurrent clients failed: {errors[:3]}")
 def queue_counts():
     """(running, queued) as list shows them and as status shows them, from
     calls between which no job changed state (None if jobs kept moving)."""
-    for _ in range(5):
-        before = d.cli_json("list")["jobs"]
+    def states():  # (not their progress, which moves several times a second)
+        return [(j["id"], j["state"]) for j in d.cli_json("list")["jobs"]]
+    for _ in range(20):
+        before = states()
         st = d.cli_json("status")["daemon"]
-        after = d.cli_json("list")["jobs"]
+        after = states()
         if before == after:
-            lst = tuple(sum(j["state"] == s for j in after) for s in ("running", "queued"))
+            lst = tuple(sum(state == s for _, state in after) for s in ("running", "queued"))
             return lst, (st["queue"]["running"], st["queue"]["queued"]), st["users"]
     return None
 
