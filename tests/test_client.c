@@ -1277,7 +1277,7 @@ static void script_daemon(fake_daemon *d, int fd)
             fake_ok(fd, req, fake_json("{\"job\":{\"id\":42,\"name\":\"flowers\","
                                        "\"state\":\"running\",\"cancel_requested\":true}}"));
         } else if (strcmp(op, "cancel") == 0 && job == 46) { /* behind a long step */
-            usleep(3300 * 1000);
+            usleep(4000 * 1000); /* (a second past the notice's 3) */
             fake_ok(fd, req, fake_json("{\"job\":{\"id\":46,\"name\":\"big\","
                                        "\"state\":\"running\",\"cancel_requested\":true}}"));
         } else if (strcmp(op, "submit") == 0 && name && strcmp(name, "huge-id") == 0) {
@@ -1314,7 +1314,7 @@ static void script_daemon(fake_daemon *d, int fd)
                                                    "\"state\":\"running\"}}"));
             return; /* the daemon dies */
         } else if (strcmp(op, "predict") == 0 && job == 46) { /* many images, no job */
-            usleep(3300 * 1000);
+            usleep(4000 * 1000); /* (a second past the notice's 3) */
             fake_ok(fd, req, fake_json("{\"predictions\":[{\"image\":\"/x/a.jpg\",\"top\":"
                                        "[{\"class\":\"daisy\",\"index\":0,"
                                        "\"probability\":0.93}]}]}"));
@@ -1802,9 +1802,11 @@ static void on_test_sigint(int sig)
         intr_cli->interrupted = 1;
 }
 
+/* Sends SIGINT to the thread *arg once it is watching (up to 10 s). */
 static void *interrupt_later(void *arg)
 {
-    usleep(300 * 1000);
+    for (int i = 0; i < 1000 && !intr_cli->watching; i++)
+        usleep(10 * 1000);
     pthread_kill(*(pthread_t *)arg, SIGINT);
     return NULL;
 }
