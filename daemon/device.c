@@ -95,6 +95,8 @@ typedef struct vt__djob {
     int ending;        /* ended (end_state, end_why), while its output folder is
                           put back in order on its writing thread: it goes at
                           its next turn, once that is done */
+    int tidying;       /* tr was made for the put-back alone (vt__tidy_trainer) */
+    struct vt__djob *next_tidy; /* in d->tidy, while that put-back goes on */
     vt_job_state end_state;
     char end_why[1024];
     int end_has_why;
@@ -146,6 +148,9 @@ struct vt_device {
     size_t promised; /* the sum of the running jobs' promised bytes */
     double last_stats;
     int stopping;
+    /* Jobs cancelled while queued whose output folder's put-back goes on
+     * (vt__tidy_trainer): out of the scheduler, ended once it is done. */
+    struct vt__djob *tidy;
     /* Requests: those in progress and those waiting to start. */
     vt__dreq *reqs[VT__REQS_MAX];
     int nreqs;
@@ -528,8 +533,9 @@ static void vt__hook_epoch(void *ud, const vt_epoch_metrics *m)
 
 /* Claims the output directory (dev, ino) for job ud, refusing one another
  * running job holds; 1 (with the refusal's message) when that job has
- * ended and lets go once its folder is put back in order.  (On the job's
- * writing thread.) */
+ * ended and lets go once its folder is put back in order (as a job
+ * cancelled while queued does from its claim on: vt__tidy_trainer).  (On
+ * the job's writing thread.) */
 static int vt__hook_claim(void *ud, uint64_t dev, uint64_t ino)
 {
     vt__djob *j = ud;
@@ -553,7 +559,7 @@ static int vt__hook_claim(void *ud, uint64_t dev, uint64_t ino)
         }
     }
     if (!other && rc == 0)
-        d->claims[d->nclaims++] = (struct vt__claim){j->id, dev, ino, 0};
+        d->claims[d->nclaims++] = (struct vt__claim){j->id, dev, ino, j->tidying};
     pthread_mutex_unlock(&d->claim_mu);
     if (other) {
         vt_error_set(VT_EBUSY, "output %s is where job %lld writes (under another name); "
@@ -645,11 +651,18 @@ static void vt__job_end(vt_device *d, vt__djob *j, vt_job_state state, const cha
         if (!j->ending && j->end_state == VT_JOB_CANCELLED)
             vt__post_text(d, VT_DEV_CANCEL_WAITS, j->id, 0, NULL);
         j->ending = 1;
+        if (j->tidying && j->sj) { /* (never admitted: it has no turns, and must get none) */
+            vt_sched_remove(d->sched, j->sj);
+            j->sj = NULL;
+            j->next_tidy = d->tidy;
+            d->tidy = j;
+        }
         return;
     }
     vt__post_text(d, VT_DEV_STATE, j->id, (int)j->end_state,
                   j->end_has_why ? j->end_why : NULL);
-    vt_sched_remove(d->sched, j->sj);
+    if (j->sj)
+        vt_sched_remove(d->sched, j->sj);
     vt__job_free(d, j);
 }
 
@@ -719,6 +732,40 @@ static void vt__admit(vt_device *d)
     vt_sched_job *sj;
     while ((sj = vt_sched_admit(d->sched, vt__free_bytes(d))))
         vt__job_begin(d, vt_sched_job_ud(sj));
+}
+
+/* Gives a queued job j that is cancelled, and has the checkpoint of a run
+ * before a stop, a trainer for its put-back alone: its output folder is
+ * then left as a cancelled run's (what it replaced put back, a folder it
+ * made and left empty removed).  A job without a checkpoint has written
+ * nothing there; out of memory, the folder stays as it is. */
+static void vt__tidy_trainer(vt_device *d, vt__djob *j)
+{
+    vt_trainer_env env = {.be = d->be, .creds = &j->creds, .job_id = j->id,
+                          .job_store = d->store_id, .checkpoint = j->checkpoint};
+    vt_trainer_hooks hooks = {.message = vt__hook_message, .claim_output = vt__hook_claim,
+                              .data_ready = vt__hook_read, .ud = j};
+    if (j->tr || !j->checkpoint[0] || access(j->checkpoint, F_OK) < 0)
+        return;
+    if (vt_trainer_create(&j->tr, &j->spec, &env, &hooks) == 0) {
+        vt_trainer_adopt_output(j->tr);
+        j->tidying = 1;
+    }
+}
+
+/* Ends the jobs of d->tidy whose put-back is done (all of them, waiting
+ * for each, when the device is stopping). */
+static void vt__tidy_ends(vt_device *d)
+{
+    for (vt__djob **p = &d->tidy; *p;) {
+        vt__djob *j = *p;
+        if (d->stopping || vt_trainer_ready(j->tr)) {
+            *p = j->next_tidy;
+            vt__job_end(d, j, j->end_state, NULL);
+        } else {
+            p = &j->next_tidy;
+        }
+    }
 }
 
 /* rc of a failed operation, made VT_EDEVLOST when the device context is
@@ -1319,6 +1366,8 @@ static int vt__handle(vt_device *d, vt__cmd *c)
     case CMD_CANCEL:
         if ((sj = vt_sched_find(d->sched, c->job))) {
             vt__djob *j = vt_sched_job_ud(sj);
+            if (!j->tr) /* (queued) */
+                vt__tidy_trainer(d, j);
             /* An epoch end's files take a moment as a rule: waited for, so
              * that the cancel is answered with the job's end (or, when they
              * were its final model, its success).  Freeing the trainer would
@@ -1384,6 +1433,7 @@ static void vt__shutdown_jobs(vt_device *d, int checkpoint)
 {
     vt_sched_job *sj;
     vt__cmd *c;
+    vt__tidy_ends(d);
     while ((c = d->req_head)) {
         d->req_head = c->next;
         vt__reply_stopping(d, c->req);
@@ -1508,6 +1558,7 @@ static void *vt__thread(void *arg)
             break;
         vt__admit(d);
         vt__req_admit(d);
+        vt__tidy_ends(d);
         worked = vt__step(d);
         if (vt_clock_mono() - d->last_stats > VT__STATS_EVERY)
             vt__stats(d);

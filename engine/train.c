@@ -554,6 +554,33 @@ static int vt__make_params(vt_trainer *t)
     return vt__take_over(t);
 }
 
+/* vt_trainer_adopt_output's taking of the output folder, as the job's
+ * owner: 0 when it is the job's (t->owns_output set, t->out_created read
+ * from the checkpoint), -1 when the discard is to leave it alone. */
+static int vt__adopt(vt_trainer *t)
+{
+    struct stat st;
+    int rc;
+    if (!vt_train__resuming(t) || vt_train__enter(t) < 0)
+        return -1;
+    rc = stat(t->spec.output, &st) == 0 && S_ISDIR(st.st_mode) ? 0 : -1;
+    vt_train__leave(t);
+    /* (a claim held by a job that is ending is not waited for: that job
+     * has the folder now) */
+    if (rc < 0 || (t->hooks.claim_output &&
+                   t->hooks.claim_output(t->hooks.ud, (uint64_t)st.st_dev,
+                                         (uint64_t)st.st_ino) != 0))
+        return -1;
+    vt_train__sweep_outputs(t);
+    if (vt__check_model_owner(t, 1) < 0)
+        return -1;
+    t->owns_output = 1;
+    vt_train__made_before(t);
+    return 0;
+}
+
+void vt_trainer_adopt_output(vt_trainer *t) { t->adopt = 1; }
+
 /* vt_trainer_discard_output's file work, as a call on the writing thread
  * or on the caller's. */
 static int vt__discard_files(vt_trainer *t)
@@ -561,6 +588,11 @@ static int vt__discard_files(vt_trainer *t)
     char dir[PATH_MAX], *slash;
     size_t n;
     vt__test_hold_output(t, "discard");
+    if (t->adopt) {
+        t->adopt = 0;
+        if (vt__adopt(t) < 0)
+            return 0;
+    }
     if (t->owns_output)
         vt_train__end_replaced(t, 0);
     /* the folders made are the path's last components as written: not so
@@ -597,7 +629,7 @@ int vt_trainer_discard_output(vt_trainer *t, int wait)
     /* An epoch end's files still being written would land in OUT after
      * the replaced outputs are put back, over them. */
     vt_train__write_drop(t);
-    if (!t->owns_output && !t->out_created)
+    if (!t->owns_output && !t->out_created && !t->adopt)
         return 0;
     if (!wait && vt_train__write_call(t, vt__discard_files) == 0 &&
         vt_train__write_start(t) == 0) {

@@ -220,6 +220,16 @@ struct cJSON *vt_epoch_metrics_json(const vt_epoch_metrics *m);
  * NULL is a no-op. */
 int vt_trainer_discard_output(vt_trainer *t, int wait);
 
+/* For a job that ends before it started again after a stop (cancelled
+ * while queued), its checkpoint still there, on a trainer made for that
+ * alone (never stepped): vt_trainer_discard_output then first takes the
+ * output folder as the resumed run would (it must be there and claimed,
+ * with no other writer's model), and reads from the checkpoint the folders
+ * the first run made, so that the folder is put in order as a cancelled
+ * run's.  Without the checkpoint, or with the folder gone or another
+ * job's, the discard does nothing. */
+void vt_trainer_adopt_output(vt_trainer *t);
+
 /* Frees the trainer; NULL is a no-op. */
 void vt_trainer_free(vt_trainer *t);
 

@@ -109,6 +109,8 @@ struct vt_trainer {
                                    an earlier job's outputs there are removed */
     int out_checked;            /* vt__check_output has passed (on the writing thread) */
     int discarding;             /* vt_trainer_discard_output's call is under way */
+    int adopt;                  /* the discard takes the output folder first, as a
+                                   resumed run would (vt_trainer_adopt_output) */
     int owns_output;            /* the output directory is this job's (taken over,
                                    or resumed in): a replaced model waiting there is
                                    put back if the job does not succeed */

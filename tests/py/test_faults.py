@@ -525,6 +525,61 @@ vtpy.check(st["state"] == "failed" and why in st.get("error", "") and
 rc, _ = kr.stop()
 vtpy.check(rc == 0, f"stop: {rc}")
 
+# ---- cancelled while queued after a restart --------------------------------------
+# Jobs stopped (SIGTERM: checkpointed) and cancelled after the restart
+# before they ran again (a job of their user runs first) leave their output
+# folders as a cancelled run does: the finished model one replaced put
+# back, a folder one made and left empty removed.  (Before, the model
+# stayed in .vggtune-replaced beside the job's own unfinished outputs, and
+# the empty folder stayed.)
+qc = Daemon(a.build, TMP, name="queued-cancel", extra=["--max-running", "3"],
+            env=dict(os.environ, VT_CHECKPOINT_EST_BPS="1e15"))
+q0 = qc.cli_json("submit", "--spec", spec_file("qc", epochs=1))["job"]["id"]
+vtpy.check(qc.wait_state(q0, ["failed", "succeeded"])["state"] == "succeeded", "qc's first job")
+qc_out = os.path.join(TMP, "out", "qc")
+qc_sums = {n: sha(os.path.join(qc_out, n)) for n in kr_files}
+first = qc.cli_json("submit", "--spec", spec_file("qc-first", epochs=50))["job"]["id"]
+over = qc.cli_json("submit", "--spec", spec_file("qc", epochs=50, overwrite=True))["job"]["id"]
+qc_aside = os.path.join(qc_out, ".vggtune-replaced")
+vtpy.check(after_first_epoch(qc, over)["state"] == "running" and os.path.isdir(qc_aside),
+           f"the overwriting job: {os.listdir(qc_out)}")
+made_out = os.path.join(TMP, "qc-new", "sub")
+with open(os.path.join(TMP, "qc-made.json"), "w") as f:  # (a long first epoch)
+    json.dump(job_spec(make_data(a.build, os.path.join(TMP, "qc-data"), per_class=150),
+                       made_out, epochs=50), f)
+made = qc.cli_json("submit", "--spec", os.path.join(TMP, "qc-made.json"))["job"]["id"]
+deadline = time.time() + 300
+while (p := qc.cli_json("status", str(made))["job"].get("progress") or {}).get("phase") != \
+        "training":
+    vtpy.before(deadline, f"job {made} did not begin training")
+    time.sleep(0.05)
+rc, _ = qc.stop()
+vtpy.check(rc == 0 and os.listdir(made_out) == [] and
+           os.path.exists(os.path.join(qc.state, "checkpoints", f"{made}.safetensors")),
+           f"stopped in its first epoch, a checkpoint and an empty folder: {rc} "
+           f"{os.listdir(made_out)}")
+qc.args[qc.args.index("--max-running") + 1] = "1"
+qc.start()
+for jid in (over, made):
+    vtpy.check(qc.cli_json("status", str(jid))["job"]["state"] == "queued",
+               f"job {jid} queued after the restart")
+    qc.cli("cancel", str(jid))
+    vtpy.check(qc.wait_state(jid, ["cancelled", "failed", "succeeded"])["state"] == "cancelled" and
+               not os.path.exists(os.path.join(qc.state, "checkpoints", f"{jid}.safetensors")),
+               f"job {jid} cancelled while queued, its checkpoint removed")
+vtpy.check(not os.path.exists(qc_aside) and
+           all(sha(os.path.join(qc_out, n)) == qc_sums[n] for n in kr_files),
+           f"a job cancelled while queued after a restart puts back what it replaced: "
+           f"{sorted(os.listdir(qc_out))}")
+vtpy.check("put back the earlier job's" in qc.cli("watch", str(over), check=False).stdout,
+           "the put-back is in the job's log")
+vtpy.check(not os.path.exists(os.path.join(TMP, "qc-new")),
+           f"a job cancelled while queued after a restart leaves no empty folder it made: "
+           f"{os.listdir(os.path.join(TMP, 'qc-new')) if os.path.exists(os.path.join(TMP, 'qc-new')) else ''}")
+qc.cli("cancel", str(first))
+rc, _ = qc.stop()
+vtpy.check(rc == 0, f"stop: {rc}")
+
 # ---- the data goes away under a running job --------------------------------------
 # (random crops: no cache, every epoch reads the images) Moved away after the
 # first epoch: the job fails, saying the data has gone, rather than training
