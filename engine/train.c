@@ -919,11 +919,15 @@ static int vt__collect_failures(vt_trainer *t, int val)
     char first[512] = "";
     /* (the pass's order holds the samples not yet known bad; one resumed
      * mid-pass set out to read those from its position on) */
-    int left = 0, found = 0, tried = t->order_n - t->pass_start;
+    int left = 0, found = 0, tried = t->order_n - t->pass_start, classes = 0;
+    int *now = calloc(2 * (size_t)ds->nclasses, sizeof *now), *lost = now + ds->nclasses;
+    if (!now)
+        return vt_error_set(VT_ENOMEM, "out of memory");
     for (int i = 0; i < ds->n; i++) {
         const char *why = vt_loader_failure(l, i);
         if (why && !bad[i]) {
             bad[i] = 1;
+            lost[ds->samples[i].label]++;
             if (!found++)
                 snprintf(first, sizeof first, "%s", why);
             if (found <= VT__SAY_FAILURES)
@@ -931,16 +935,32 @@ static int vt__collect_failures(vt_trainer *t, int val)
                               "it): %s", kind, why);
         }
         left += !bad[i];
+        now[ds->samples[i].label] += !bad[i];
     }
     if (found > VT__SAY_FAILURES)
         vt_train__say(t, VT_LOG_WARN, "... and %d more unreadable %s images",
                       found - VT__SAY_FAILURES, kind);
     if (found)
         vt_train__say(t, VT_LOG_WARN, "%d %s image%s left", left, kind, left == 1 ? "" : "s");
+    /* (the scan read every header: a class whose images all fail to decode
+     * is found here, as the one with none readable was there) */
+    for (int c = 0; c < ds->nclasses; c++) {
+        if (lost[c] && !now[c])
+            vt_train__say(t, VT_LOG_WARN, "%s class '%s' has no image left that decodes "
+                          "(%d failed in epoch %d)", kind, ds->classes[c], lost[c],
+                          t->epoch + 1);
+        classes += now[c] > 0;
+    }
+    free(now);
     if (found > 0 && 2 * found > tried)
         return vt_error_set(VT_EIO, "%d of the %d %s images could not be read in epoch %d "
                             "(the first: %s): has the data gone or changed since the job "
                             "started?", found, tried, kind, t->epoch + 1, first);
+    if (found > 0 && !val && classes < 2)
+        return vt_error_set(VT_EINVAL, "training data %s has readable images in only %d "
+                            "class once those that failed to decode in epoch %d are left "
+                            "out; at least 2 classes are needed", ds->root, classes,
+                            t->epoch + 1);
     return 0;
 }
 

@@ -503,6 +503,31 @@ while time.time() < deadline and any(not t["resident"] for t in trunks()):
     time.sleep(0.2)
 vtpy.check(all(t["resident"] for t in trunks()), f"unused trunk not dropped: {trunks()}")
 
+# ---- a class whose images all fail to decode --------------------------------------
+# Headers whole, the image data cut short: the scan takes them, the first
+# epoch's decoding finds them out.  Of two classes, one then has none: the
+# job fails, as one with a single readable class is refused at its start
+# (it succeeded, a classifier of one class); of three, two are left: it
+# trains on, naming the class it lost.
+for ncls, want in ((2, "failed"), (3, "succeeded")):
+    root = make_data(a.build, os.path.join(TMP, f"cut{ncls}"), classes=ncls, per_class=6, val=2)
+    lost = sorted(os.listdir(os.path.join(root, "train")))[-1]
+    for name in os.listdir(os.path.join(root, "train", lost)):
+        path = os.path.join(root, "train", lost, name)
+        data = open(path, "rb").read()
+        with open(path, "wb") as f:
+            f.write(data[:data.find(b"\xff\xda") + 100])  # (start of scan, and a little)
+    j = d.cli_json("submit", "--spec", spec_file(f"cut{ncls}", epochs=2, data={
+        "train": f"{root}/train", "val": f"{root}/val", "image_size": 32}))["job"]["id"]
+    st = d.wait_state(j, ["succeeded", "failed", "cancelled"], timeout=300)
+    w = d.cli("watch", str(j), check=False).stdout
+    vtpy.check(st["state"] == want and f"training class '{lost}' has no image left that "
+               "decodes (6 failed in epoch 1)" in w and
+               (want == "succeeded" or "readable images in only 1 class once those that "
+                "failed to decode in epoch 1 are left out" in st.get("error", "")),
+               f"{ncls} classes, one of them undecodable: {st['state']} {st.get('error')} "
+               f"{w[-500:]!r}")
+
 rc, _ = d.stop()
 vtpy.check(rc == 0, "stop")
 vtpy.done()
