@@ -246,6 +246,36 @@ static void vt__check_init_blocks(vt_trainer *t, const vt_tensorset *init)
                       tb == 1 ? "" : "s", t->spec.trainable_blocks, tb == 1 ? "" : "s");
 }
 
+/* The preprocessing this job feeds its images with. */
+static vt_preprocess vt__job_prep(const vt_trainer *t)
+{
+    return t->spec.preprocess >= 0 ? (vt_preprocess)t->spec.preprocess : t->env.base_prep;
+}
+
+/* Warns when the init model was trained on other input than this job's:
+ * another preprocessing, or (its trainable blocks no more than this job's,
+ * else vt__check_init_blocks has said it) the features of another frozen
+ * trunk, by the descriptions the model and this job record. */
+static void vt__check_init_input(vt_trainer *t, const vt_tensorset *init)
+{
+    const char *prep = vt_tensorset_meta(init, "preprocess"), *w = vt_tensorset_meta(init, "weights");
+    const char *tb = vt_tensorset_meta(init, "trainable_blocks");
+    const char *mine = vt_preprocess_name(vt__job_prep(t));
+    const char *trunk = t->env.base_desc ? t->env.base_desc : "random";
+    if (vt_train__resuming(t))
+        return;
+    if (prep && strcmp(prep, mine) != 0)
+        vt_train__say(t, VT_LOG_WARN, "the init model %s was trained on images with %s "
+                      "preprocessing; this job gives its images %s preprocessing "
+                      "(data.preprocess, --preprocess %s, to match)", t->spec.init, prep,
+                      mine, prep);
+    if (w && t->spec.trainable_blocks < 5 && (!tb || atoi(tb) <= t->spec.trainable_blocks) &&
+        strcmp(w, trunk) != 0)
+        vt_train__say(t, VT_LOG_WARN, "the init model %s learned on the features of the trunk "
+                      "%s; this job's frozen trunk is %s (weights, --weights, to match)",
+                      t->spec.init, w, trunk);
+}
+
 /* Head layout and initial values: from the init file when there is one. */
 static int vt__build_params(vt_trainer *t)
 {
@@ -288,6 +318,7 @@ static int vt__build_params(vt_trainer *t)
         }
         vt__check_init_classes(t, init);
         vt__check_init_blocks(t, init);
+        vt__check_init_input(t, init);
         int side = vt_vgg_side(s->image_size, VT_VGG_NBLOCKS);
         if (in_features != side * side * 512) {
             rc = vt_error_set(VT_EINVAL, "the init model %s was trained on another image "
@@ -677,7 +708,7 @@ static int vt__prepare(vt_trainer *t)
     t->owns_output = 1;
     at[0] = t->t_data;
     at[1] = vt_clock_mono();
-    t->prep = s->preprocess >= 0 ? (vt_preprocess)s->preprocess : t->env.base_prep;
+    t->prep = vt__job_prep(t);
     mo = (vt_model_opts){.trainable_blocks = s->trainable_blocks,
                          .max_batch = s->batch_size,
                          .dropout = s->dropout,

@@ -15,6 +15,7 @@
 import csv
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -126,6 +127,9 @@ vtpy.check("head.2.weight" not in fsd, "the head layout should come from the bot
 # comes from it; block 5 starts from this job's own weights.
 vtpy.check(f"job {ft['id']}: initialised 4 tensors from" in d.log_text(),
            "finetune --init-head from a bottleneck job should take the head alone")
+vtpy.check(not re.search(f"job {ft['id']}: the init model .* (was trained on images|learned on)",
+                         d.log_text()),
+           "a head from a job of the same trunk and preprocessing: no warning")
 r = d.cli("submit", *COMMON, "--mode", "finetune", "--init-head", str(bn["id"]), "--dense",
           "64,32", "--epochs", "1", "--name", "ftbad", "--out", out("ftbad"), check=False)
 vtpy.check(r.returncode == 2 and "conflicts with the head of job" in r.stderr and
@@ -496,6 +500,16 @@ vtpy.check(len([t for t in trunks() if not t["resident"]]) == 1,
 km = meta(os.path.join(out("tk"), "model.safetensors"))
 vtpy.check(km["preprocess"] == "caffe" and km["weights"] == f"keras:{kfile}",
            f"a job on a shared trunk keeps its own file's preprocessing and name: {km}")
+# A head started from that job on the daemon's own trunk: trained on other
+# input (caffe preprocessing, the Keras file's features), which the job's
+# log says.
+fk = d.cli_json("submit", "--spec", spec_file("from-tk", epochs=1, init_job=kjob))["job"]["id"]
+d.wait_state(fk, ["succeeded"])
+w = d.cli("watch", str(fk)).stdout
+vtpy.check("was trained on images with caffe preprocessing; this job gives its images torch "
+           "preprocessing" in w and
+           f"learned on the features of the trunk keras:{kfile}; this job's frozen trunk is "
+           "random" in w, f"a head from another trunk and preprocessing: {w[-800:]!r}")
 for jid in held:
     d.cli("cancel", str(jid))
 deadline = time.time() + 60
