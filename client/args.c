@@ -977,14 +977,16 @@ static int vt__widths(const cJSON *arr, int *w, int *n)
     return 0;
 }
 
-/* Refuses an --init model that does not fit the job, as the job would when
- * it starts: trained at another image size, with another head layout than
- * --dense gives, or for another number of classes than --data has class
- * folders.  From the model's metadata (its header) alone; what it does not
- * record is left to the job. */
-static int vt__check_init_fits(const cJSON *doc)
+/* Refuses an init model (what: how the command line names it) that does
+ * not fit the job, as the job would when it starts: trained at another
+ * image size, with another head layout than --dense gives (those two with
+ * `all` set: the daemon checks an --init-head job's itself), or for
+ * another number of classes than --data has class folders.  From the
+ * model's metadata (its header) alone; what it does not record is left to
+ * the job. */
+static int vt__check_model_fits(const cJSON *doc, const char *init, const char *what, int all)
 {
-    const char *init = vt__get_str(doc, NULL, "init"), *train = vt__get_str(doc, "data", "train");
+    const char *train = vt__get_str(doc, "data", "train");
     const cJSON *size = cJSON_GetObjectItemCaseSensitive(
         cJSON_GetObjectItemCaseSensitive(doc, "data"), "image_size");
     const cJSON *dense = cJSON_GetObjectItemCaseSensitive(
@@ -1000,13 +1002,13 @@ static int vt__check_init_fits(const cJSON *doc)
     vt_jobspec_defaults(&defaults);
     want = cJSON_IsNumber(size) ? size->valueint : defaults.image_size;
     got = vt_tensorset_meta(meta, "image_size") ? atoi(vt_tensorset_meta(meta, "image_size")) : 0;
-    if (got > 0 && got != want) {
-        rc = vt_error_set(VT_EINVAL, "--init %s was trained at image size %d, this job's is %d "
-                          "(--image-size %d to match)", init, got, want, got);
+    if (all && got > 0 && got != want) {
+        rc = vt_error_set(VT_EINVAL, "%s was trained at image size %d, this job's is %d "
+                          "(--image-size %d to match)", what, got, want, got);
         goto done;
     }
     head = vt_tensorset_meta(meta, "head") ? cJSON_Parse(vt_tensorset_meta(meta, "head")) : NULL;
-    if (dense && vt__widths(dense, mine, &nm) == 0 &&
+    if (all && dense && vt__widths(dense, mine, &nm) == 0 &&
         vt__widths(cJSON_GetObjectItemCaseSensitive(head, "dense"), theirs, &nt) == 0 &&
         (nm != nt || memcmp(mine, theirs, sizeof(int) * (size_t)nm) != 0)) {
         vt_jobspec_layout(mine, nm, a, sizeof a);
@@ -1019,8 +1021,8 @@ static int vt__check_init_fits(const cJSON *doc)
     if (cJSON_IsNumber(classes) && train && (names = calloc(VT__MAX_CLASS_CHECK, sizeof *names)) &&
         vt__class_names(train, names, VT__MAX_CLASS_CHECK, &nclasses) == 0 &&
         nclasses != classes->valueint)
-        rc = vt_error_set(VT_EINVAL, "--init %s has %d classes, but --data %s has %d class "
-                          "folders", init, classes->valueint, train, nclasses);
+        rc = vt_error_set(VT_EINVAL, "%s has %d classes, but --data %s has %d class "
+                          "folders", what, classes->valueint, train, nclasses);
 done:
     for (int k = 0; names && k < nclasses; k++)
         free(names[k]);
@@ -1028,6 +1030,23 @@ done:
     cJSON_Delete(head);
     vt_tensorset_free(meta);
     return rc;
+}
+
+static int vt__check_init_fits(const cJSON *doc)
+{
+    const char *init = vt__get_str(doc, NULL, "init");
+    char what[PATH_MAX + 16];
+    snprintf(what, sizeof what, "--init %s", init ? init : "");
+    return init ? vt__check_model_fits(doc, init, what, 1) : 0;
+}
+
+int vt_cli_check_init_head(const cJSON *doc, long long job, const char *output)
+{
+    char model[PATH_MAX], what[PATH_MAX + 64];
+    if (vt_path(model, sizeof model, "%s/model.safetensors", output) < 0)
+        return 0;
+    snprintf(what, sizeof what, "--init-head %lld's model %s", job, model);
+    return vt__check_model_fits(doc, model, what, 0);
 }
 
 int vt_cli_check_paths(const cJSON *doc)

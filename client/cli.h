@@ -118,6 +118,13 @@ void vt_cli_submit_free(vt_cli_submit *s);
  * with the groups the user database gives, may still be allowed). */
 int vt_cli_check_paths(const cJSON *doc);
 
+/* Refuses (VT_EINVAL, with a message) an --init-head source, job `job`
+ * whose output folder is `output`, whose model has another number of
+ * classes than --data's class folders, as vt_cli_check_paths refuses an
+ * --init model (the daemon checks the image size and head layout).  0
+ * when it fits or cannot be read (the job says why). */
+int vt_cli_check_init_head(const cJSON *doc, long long job, const char *output);
+
 
 /* ---- exit statuses ----------------------------------------------------- */
 

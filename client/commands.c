@@ -453,6 +453,25 @@ static int vt__watch(vt_cli *cli, vt_client *c, int64_t job)
 
 /* ---- the commands ------------------------------------------------------ */
 
+/* Refuses (VT_EINVAL) a document whose --init-head job's model does not
+ * fit it (vt_cli_check_init_head), found from the job's output folder as
+ * the daemon tells it; 0 when it fits, or when the daemon does not say
+ * (no such job, another user's: the submit's reply says why). */
+static int vt__init_head_fits(vt_client *c, const cJSON *doc)
+{
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(doc, "init_job"), *out;
+    cJSON *reply = NULL;
+    int rc = 0;
+    if (!cJSON_IsNumber(id) || !(fabs(id->valuedouble) < 9007199254740992.0))
+        return 0;
+    if (vt_client_request(c, vt__job_req("job", (int64_t)id->valuedouble), &reply) == 0 &&
+        cJSON_IsString(out = cJSON_GetObjectItemCaseSensitive(
+                           cJSON_GetObjectItemCaseSensitive(reply, "job"), "output")))
+        rc = vt_cli_check_init_head(doc, (long long)id->valuedouble, out->valuestring);
+    cJSON_Delete(reply);
+    return rc;
+}
+
 static int vt__cmd_submit(vt_cli *cli, int argc, char **argv, int first)
 {
     vt_cli_submit s;
@@ -495,6 +514,11 @@ static int vt__cmd_submit(vt_cli *cli, int argc, char **argv, int first)
     if ((status = vt__open(cli, &c)) != 0) {
         vt_cli_submit_free(&s);
         return status;
+    }
+    if ((rc = vt__init_head_fits(c, s.doc)) < 0) {
+        vt_cli_submit_free(&s);
+        vt_client_close(c);
+        return vt__usage(cli, "submit", vt_error_msg());
     }
     if ((req = cJSON_CreateObject())) {
         cJSON_AddStringToObject(req, "op", "submit");

@@ -147,6 +147,14 @@ r = d.cli("submit", *COMMON, "--mode", "finetune", "--init-head", str(ft["id"]),
           "1024,128", "--epochs", "1", "--name", "ft3", "--out", out("ft3"), check=False)
 vtpy.check(r.returncode == 2 and "conflicts with the head of job" in r.stderr and
            "[256]" in r.stderr, f"--init-head of an --init-head job, other layout: {r.stderr!r}")
+# Another number of classes is refused at submission too, from the model's
+# metadata (read as the user), as with --init: it failed once started.
+two = make_data(a.build, os.path.join(TMP, "two-classes"), classes=2, per_class=4)
+r = d.cli("submit", "--data", f"{two}/train", "--image-size", "32", "--mode", "finetune",
+          "--init-head", str(bn["id"]), "--epochs", "1", "--out", out("two"), check=False)
+vtpy.check(r.returncode == 2 and f"--init-head {bn['id']}'s model " in r.stderr and
+           f"has 3 classes, but --data {two}/train has 2 class folders" in r.stderr and
+           not os.path.exists(out("two")), f"--init-head with other classes: {r.stderr!r}")
 # A bottleneck job from the finetune job's model takes its head alone, and
 # says that head learned from features this job's frozen block 5 does not give.
 bn2 = submit("--mode", "bottleneck", "--init-head", str(ft["id"]), "--epochs", "1",
