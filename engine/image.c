@@ -1,7 +1,7 @@
 /* image.c - JPEG/PNG decoding and bilinear resizing (see image.h).
  *
  * The decode pool calls these functions from several threads at once, so
- * nothing here is shared: each call creates its own TurboJPEG handle or
+ * nothing here is shared: each call creates its own libjpeg decompressor or
  * libpng structures and frees them before returning.  Both decoders learn
  * the image size from the header first and refuse anything over
  * VT_IMAGE_MAX_PIXELS before allocating pixel memory, so a small file that
@@ -9,7 +9,10 @@
  *
  * JPEG: libjpeg-turbo warnings (a truncated stream, a corrupt Huffman code)
  * would still produce an image, partly grey; we treat them as errors so a
- * damaged file is skipped and counted rather than trained on.
+ * damaged file is skipped and counted rather than trained on.  The one
+ * exception is "extraneous bytes before marker", which is harmless.  Hence
+ * libjpeg's own API rather than TurboJPEG's, whose stop-on-warning is all or
+ * nothing (and which, decoding on past a warning, reports only the first).
  */
 #include "image.h"
 
@@ -17,11 +20,14 @@
 #include <fcntl.h>
 #include <png.h>
 #include <setjmp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <turbojpeg.h>
 #include <unistd.h>
+/* (jpeglib.h needs stdio.h first; jerror.h needs jpeglib.h) */
+#include <jpeglib.h>
+#include <jerror.h>
 
 #include "common/bilinear.h"
 #include "common/error.h"
@@ -164,23 +170,51 @@ static int vt_image__in_place(const vt_image__dst *d, int sw, int sh)
 
 /* ---- JPEG -------------------------------------------------------------- */
 
-/* The smallest DCT scaling factor (at most 1: scaling up would only be
- * slower and add nothing the bilinear resize does not) whose output is at
- * least out_w x out_h; 1/1 when the image is smaller than the target. */
-static tjscalingfactor vt_image__jpeg_scale(int w, int h, int out_w, int out_h)
+/* libjpeg's error manager, one per decode: an error or a warning that
+ * matters longjmps to jump with its text in msg. */
+typedef struct {
+    struct jpeg_error_mgr pub;
+    jmp_buf jump;
+    int warning; /* what stopped the decode was a warning: damaged data */
+    char msg[JMSG_LENGTH_MAX];
+} vt_image__jpeg_err;
+
+static void vt_image__jpeg_error_exit(j_common_ptr cinfo)
 {
-    tjscalingfactor best = {1, 1};
-    int n = 0;
-    tjscalingfactor *sf = tjGetScalingFactors(&n);
-    for (int i = 0; sf && i < n; i++) {
-        if (sf[i].num > sf[i].denom)
-            continue;
-        if (TJSCALED(w, sf[i]) < out_w || TJSCALED(h, sf[i]) < out_h)
-            continue;
-        if ((long)sf[i].num * best.denom < (long)best.num * sf[i].denom)
-            best = sf[i];
+    vt_image__jpeg_err *err = (vt_image__jpeg_err *)cinfo->err;
+    cinfo->err->format_message(cinfo, err->msg);
+    longjmp(err->jump, 1);
+}
+
+/* A warning (msg_level < 0) means damaged data that libjpeg would decode on,
+ * partly grey: stop there.  Except "extraneous bytes before marker": stray
+ * bytes after a complete segment, which many cameras and editors write
+ * (before EOI mostly) and which are skipped without losing any image data;
+ * PIL decodes such files too.
+ * Trace messages (msg_level >= 0) are ignored. */
+static void vt_image__jpeg_emit(j_common_ptr cinfo, int msg_level)
+{
+    vt_image__jpeg_err *err = (vt_image__jpeg_err *)cinfo->err;
+    if (msg_level >= 0 || cinfo->err->msg_code == JWRN_EXTRANEOUS_DATA)
+        return;
+    err->warning = 1;
+    cinfo->err->format_message(cinfo, err->msg);
+    longjmp(err->jump, 1);
+}
+
+/* Sets the smallest DCT scaling factor n/8 (at most 1: scaling up would only
+ * be slower and add nothing the bilinear resize does not) whose output is at
+ * least out_w x out_h, 1/1 when the image is smaller than the target, and
+ * computes cinfo's output size for it.  After jpeg_read_header(). */
+static void vt_image__jpeg_scale(j_decompress_ptr cinfo, int out_w, int out_h)
+{
+    cinfo->scale_denom = 8;
+    for (cinfo->scale_num = 1;; cinfo->scale_num++) {
+        jpeg_calc_output_dimensions(cinfo);
+        if (cinfo->scale_num == 8 ||
+            ((int)cinfo->output_width >= out_w && (int)cinfo->output_height >= out_h))
+            return;
     }
-    return best;
 }
 
 /* Adobe CMYK as libjpeg hands it over (inverted) to RGB, the same formula
@@ -194,57 +228,72 @@ static void vt_image__cmyk_to_rgb(const uint8_t *cmyk, uint8_t *rgb, size_t npix
     }
 }
 
-static int vt_image__jpeg_header(tjhandle tj, const uint8_t *buf, size_t len, int *w,
-                                 int *h, int *cs)
-{
-    int subsamp = 0;
-    if (tjDecompressHeader3(tj, buf, (unsigned long)len, w, h, &subsamp, cs) < 0)
-        return vt_error_set(VT_EFORMAT, "bad JPEG header: %s", tjGetErrorStr2(tj));
-    return vt_image__check_size(*w, *h);
-}
-
+/* Decodes into d->out when the DCT-scaled size matches (or the image is
+ * kept), else into a buffer then resizes.  With d == NULL only the header is
+ * read (for vt_image_probe()), under the same rules for warnings. */
 static int vt_image__jpeg_decode(const uint8_t *buf, size_t len, vt_image__dst *d,
                                  int *src_w, int *src_h)
 {
-    tjhandle tj = NULL;
-    uint8_t *pix = NULL, *cmyk = NULL;
-    int w = 0, h = 0, cs = 0, rc;
+    struct jpeg_decompress_struct cinfo;
+    vt_image__jpeg_err err = {.warning = 0};
+    /* Assigned after setjmp and needed after a longjmp: volatile. */
+    uint8_t *volatile pix = NULL, *volatile cmyk = NULL;
+    JSAMPROW *volatile rows = NULL;
+    volatile int rc = 0, in_header = 1;
 
-    if (!(tj = tjInitDecompress()))
-        return vt_error_set(VT_ENOMEM, "cannot start the JPEG decoder: %s",
-                            tjGetErrorStr2(NULL));
-    if ((rc = vt_image__jpeg_header(tj, buf, len, &w, &h, &cs)) < 0)
+    cinfo.err = jpeg_std_error(&err.pub);
+    err.pub.error_exit = vt_image__jpeg_error_exit;
+    err.pub.emit_message = vt_image__jpeg_emit;
+    if (setjmp(err.jump)) {
+        if (in_header)
+            rc = vt_error_set(VT_EFORMAT, "bad JPEG header: %s", err.msg);
+        else
+            rc = vt_error_set(VT_EFORMAT, "corrupt JPEG%s: %s",
+                              err.warning ? " (damaged data)" : "", err.msg);
+        goto cleanup;
+    }
+    jpeg_create_decompress(&cinfo);
+    jpeg_mem_src(&cinfo, buf, (unsigned long)len);
+    jpeg_read_header(&cinfo, TRUE);
+    int w = (int)cinfo.image_width, h = (int)cinfo.image_height;
+    if ((rc = vt_image__check_size(w, h)) < 0)
         goto cleanup;
     if (src_w)
         *src_w = w;
     if (src_h)
         *src_h = h;
+    if (!d)
+        goto cleanup;
+    in_header = 0;
 
-    tjscalingfactor sf = vt_image__jpeg_scale(w, h, d->w, d->h);
-    int sw = TJSCALED(w, sf), sh = TJSCALED(h, sf);
+    int cmyk_in = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
+    cinfo.out_color_space = cmyk_in ? JCS_CMYK : JCS_EXT_RGB;
+    vt_image__jpeg_scale(&cinfo, d->w, d->h);
+    int sw = (int)cinfo.output_width, sh = (int)cinfo.output_height;
     size_t npix = (size_t)sw * (size_t)sh;
-    int cmyk_in = cs == TJCS_CMYK || cs == TJCS_YCCK;
     pix = vt_image__in_place(d, sw, sh) ? d->out : malloc(npix * 3);
-    if (!pix || (cmyk_in && !(cmyk = malloc(npix * 4)))) {
+    rows = malloc((size_t)sh * sizeof *rows);
+    if (!pix || !rows || (cmyk_in && !(cmyk = malloc(npix * 4)))) {
         rc = vt_error_set(VT_ENOMEM, "out of memory decoding a %dx%d JPEG", w, h);
         goto cleanup;
     }
-    /* STOPONWARNING: a warning means damaged data; no point decoding on. */
-    if (tjDecompress2(tj, buf, (unsigned long)len, cmyk_in ? cmyk : pix, sw, 0, sh,
-                      cmyk_in ? TJPF_CMYK : TJPF_RGB, TJFLAG_STOPONWARNING) < 0) {
-        rc = vt_error_set(VT_EFORMAT, "corrupt JPEG%s: %s",
-                          tjGetErrorCode(tj) == TJERR_WARNING ? " (damaged data)" : "",
-                          tjGetErrorStr2(tj));
-        goto cleanup;
-    }
+    for (int y = 0; y < sh; y++)
+        rows[y] = (cmyk_in ? cmyk : pix) + (size_t)y * (size_t)sw * (cmyk_in ? 4 : 3);
+    jpeg_start_decompress(&cinfo);
+    while (cinfo.output_scanline < cinfo.output_height)
+        jpeg_read_scanlines(&cinfo, rows + cinfo.output_scanline,
+                            cinfo.output_height - cinfo.output_scanline);
+    /* Reading on to EOI also catches damage after the last pixel row. */
+    jpeg_finish_decompress(&cinfo);
     if (cmyk_in)
         vt_image__cmyk_to_rgb(cmyk, pix, npix);
     rc = vt_image__finish(d, pix, sw, sh);
 cleanup:
-    if (pix != d->out)
+    jpeg_destroy_decompress(&cinfo);
+    if (d && pix != d->out)
         free(pix);
     free(cmyk);
-    tjDestroy(tj);
+    free(rows);
     return rc;
 }
 
@@ -480,17 +529,10 @@ int vt_image_load(int dirfd, const char *path, int out_w, int out_h, uint8_t *ou
 static int vt_image__probe_buf(const uint8_t *buf, size_t len, vt_image_format *fmt,
                                int *w, int *h)
 {
-    int cs = 0, rc;
-    tjhandle tj;
-
     *fmt = vt_image_sniff(buf, len);
     switch (*fmt) {
     case VT_IMG_JPEG:
-        if (!(tj = tjInitDecompress()))
-            return vt_error_set(VT_ENOMEM, "cannot start the JPEG decoder");
-        rc = vt_image__jpeg_header(tj, buf, len, w, h, &cs);
-        tjDestroy(tj);
-        return rc;
+        return vt_image__jpeg_decode(buf, len, NULL, w, h);
     case VT_IMG_PNG:
         return vt_image__png_decode(buf, len, NULL, w, h);
     default:

@@ -1,6 +1,6 @@
 /* image.h - decoding JPEG and PNG files to fixed-size RGB arrays.
  *
- * JPEG through libjpeg-turbo's TurboJPEG API, PNG through libpng; the format
+ * JPEG through libjpeg-turbo (its libjpeg API), PNG through libpng; the format
  * is detected from the content, not the file name.  Every image becomes RGB
  * uint8: grayscale is replicated, palette and 16-bit PNGs are expanded and
  * reduced to 8 bits, alpha is dropped (as PIL's convert("RGB") does),
@@ -15,10 +15,12 @@
  * would keep.
  *
  * A corrupt or truncated file (libjpeg-turbo warnings included) is an error:
- * VT_EFORMAT with the reason.  Images larger than VT_IMAGE_MAX_PIXELS are
- * refused before any large allocation (decompression bombs).  A file that
- * cannot be opened for the process's want, not its own fault (no file
- * descriptor left), is VT_EBUSY.
+ * VT_EFORMAT with the reason.  Only the warning about extraneous bytes
+ * before a marker is let through: stray bytes after intact data, common in
+ * camera and editor output, which PIL decodes as well.  Images larger than
+ * VT_IMAGE_MAX_PIXELS are refused before any large allocation
+ * (decompression bombs).  A file that cannot be opened for the process's
+ * want, not its own fault (no file descriptor left), is VT_EBUSY.
  * All functions are thread-safe (decode pools call them concurrently).
  */
 #ifndef VT_IMAGE_H

@@ -10,7 +10,7 @@ set -euo pipefail
 profile=${1:-build}
 
 build_pkgs=(build-essential cmake pkg-config libuv1-dev libcjson-dev
-  libturbojpeg0-dev libpng-dev libopenblas-dev libhdf5-dev libsqlite3-dev
+  libjpeg-dev libturbojpeg0-dev libpng-dev libopenblas-dev libhdf5-dev libsqlite3-dev
   libsystemd-dev)
 test_pkgs=(python3 python3-numpy python3-torch python3-torchvision python3-h5py python3-pil
   python3-pip systemd util-linux passwd procps)

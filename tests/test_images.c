@@ -95,14 +95,15 @@ cleanup:
     return rc;
 }
 
-/* A JPEG of rgb (w, h) through TurboJPEG; free with tjFree(). */
-static uint8_t *jpeg_encode(const uint8_t *px, int w, int h, int pf, int samp, int quality,
-                            size_t *len)
+/* A JPEG of rgb (w, h) through TurboJPEG with its flags (TJFLAG_PROGRESSIVE,
+ * say); free with tjFree(). */
+static uint8_t *jpeg_encode_flags(const uint8_t *px, int w, int h, int pf, int samp,
+                                  int quality, int flags, size_t *len)
 {
     tjhandle tj = tjInitCompress();
     unsigned char *jpeg = NULL;
     unsigned long n = 0;
-    if (tjCompress2(tj, px, w, 0, h, pf, &jpeg, &n, samp, quality, 0) < 0) {
+    if (tjCompress2(tj, px, w, 0, h, pf, &jpeg, &n, samp, quality, flags) < 0) {
         fprintf(stderr, "  tjCompress2: %s\n", tjGetErrorStr2(tj));
         tjFree(jpeg);
         jpeg = NULL;
@@ -110,6 +111,13 @@ static uint8_t *jpeg_encode(const uint8_t *px, int w, int h, int pf, int samp, i
     tjDestroy(tj);
     *len = n;
     return jpeg;
+}
+
+/* A baseline JPEG of rgb (w, h); free with tjFree(). */
+static uint8_t *jpeg_encode(const uint8_t *px, int w, int h, int pf, int samp, int quality,
+                            size_t *len)
+{
+    return jpeg_encode_flags(px, w, h, pf, samp, quality, 0, len);
 }
 
 /* A smooth image with some detail, so JPEG keeps it well but different
@@ -428,6 +436,136 @@ static void test_jpeg_dct_scale(vt_backend *be)
     }
     tjFree(jpeg);
     free(src);
+}
+
+/* Offset of the marker that ends a JPEG's first scan: past the header
+ * segments and the first scan's entropy-coded data (where a 0xff is
+ * followed by 0 or an RSTn marker).  0 when there is none. */
+static size_t jpeg_after_first_scan(const uint8_t *p, size_t len)
+{
+    size_t i = 2;
+    while (i + 4 <= len && p[i] == 0xff && p[i + 1] != 0xda)
+        i += 2 + ((size_t)p[i + 2] << 8 | p[i + 3]);
+    if (i + 4 > len)
+        return 0;
+    for (i += 2 + ((size_t)p[i + 2] << 8 | p[i + 3]); i + 1 < len; i++)
+        if (p[i] == 0xff && p[i + 1] != 0 && (p[i + 1] < 0xd0 || p[i + 1] > 0xd7))
+            return i;
+    return 0;
+}
+
+/* The len bytes at p with k zero bytes inserted at offset at, in a new
+ * buffer (free()) of len + k bytes. */
+static uint8_t *with_zeros(const uint8_t *p, size_t len, size_t at, size_t k)
+{
+    uint8_t *out = malloc(len + k);
+    memcpy(out, p, at);
+    memset(out + at, 0, k);
+    memcpy(out + at + k, p + at, len - at);
+    return out;
+}
+
+/* Whether TurboJPEG's decode of a JPEG stops on a warning containing
+ * substr: the first warning, as stop-on-warning reports it. */
+static int jpeg_warns_first(const uint8_t *jpeg, size_t len, const char *substr)
+{
+    int w = 0, h = 0, subsamp = 0, cs = 0, rc = -1;
+    tjhandle tj = tjInitDecompress();
+    if (tjDecompressHeader3(tj, jpeg, (unsigned long)len, &w, &h, &subsamp, &cs) == 0 ||
+        tjGetErrorCode(tj) == TJERR_WARNING) {
+        uint8_t *pix = malloc((size_t)w * h * 3);
+        rc = tjDecompress2(tj, jpeg, (unsigned long)len, pix, w, 0, h, TJPF_RGB,
+                           TJFLAG_STOPONWARNING);
+        free(pix);
+    }
+    int warns = rc < 0 && tjGetErrorCode(tj) == TJERR_WARNING &&
+                strstr(tjGetErrorStr2(tj), substr) != NULL;
+    tjDestroy(tj);
+    return warns;
+}
+
+/* Whether JPEGs a and b both decode, to the same pixels, at w x h. */
+static int decode_same(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen, int w,
+                       int h)
+{
+    size_t n = (size_t)w * h * 3;
+    uint8_t *pa = malloc(n), *pb = malloc(n);
+    int same = vt_image_decode(a, alen, w, h, pa, NULL, NULL) == 0 &&
+               vt_image_decode(b, blen, w, h, pb, NULL, NULL) == 0 && memcmp(pa, pb, n) == 0;
+    free(pa);
+    free(pb);
+    return same;
+}
+
+/* "Corrupt JPEG data: N extraneous bytes before marker 0xXX": stray bytes
+ * after an intact segment, common in camera and editor output.  Such a file
+ * decodes and probes as the intact one does, pixel for pixel, wherever the
+ * bytes are (before EOI, between header segments, between progressive
+ * scans); one with real damage after them (truncated) is still refused. */
+static void test_jpeg_extraneous_bytes(vt_backend *be)
+{
+    int w = 48, h = 40, pw = 0, ph = 0;
+    size_t n = (size_t)w * h * 3, len, plen;
+    uint8_t *src = test_image(w, h, 12), *want = malloc(n), *got = malloc(n);
+    uint8_t *seq = jpeg_encode(src, w, h, TJPF_RGB, TJSAMP_420, 90, &len);
+    uint8_t *prog = jpeg_encode_flags(src, w, h, TJPF_RGB, TJSAMP_420, 90, TJFLAG_PROGRESSIVE,
+                                      &plen);
+    VT_CHECK(seq != NULL && prog != NULL);
+    size_t app0_end = 4 + ((size_t)seq[4] << 8 | seq[5]); /* TurboJPEG starts with APP0 */
+    size_t scan_end = jpeg_after_first_scan(prog, plen);
+    VT_CHECK(seq[app0_end] == 0xff && scan_end > 0 && scan_end + 2 < plen);
+    /* (The entropy decoder reads a few bytes ahead, and what it read past
+     * the end of a scan it may drop without a word: 8 or 16 bytes make sure
+     * of the warning after a scan; each file is checked to give it.) */
+    uint8_t *eoi = with_zeros(seq, len, len - 2, 8), *hdr = with_zeros(seq, len, app0_end, 1);
+    uint8_t *mid = with_zeros(prog, plen, scan_end, 16);
+    VT_CHECK(jpeg_warns_first(eoi, len + 8, "extraneous bytes before marker 0xd9"));
+    VT_CHECK(jpeg_warns_first(hdr, len + 1, "1 extraneous bytes before marker 0xdb"));
+    VT_CHECK(jpeg_warns_first(mid, plen + 16, "extraneous bytes before marker"));
+    VT_CHECK(jpeg_warns_first(hdr, len * 6 / 10, "extraneous bytes"));
+    VT_CHECK(jpeg_warns_first(mid, plen * 8 / 10, "extraneous bytes"));
+
+    VT_CHECK_OK(vt_image_decode(seq, len, w, h, want, NULL, NULL));
+    VT_CHECK_OK(vt_image_decode(eoi, len + 8, w, h, got, &pw, &ph));
+    VT_CHECK(memcmp(got, want, n) == 0 && pw == w && ph == h);
+    VT_CHECK(decode_same(eoi, len + 8, seq, len, w / 2, h / 2)); /* at a DCT scale */
+    VT_CHECK(decode_same(hdr, len + 1, seq, len, w, h));
+    VT_CHECK(decode_same(mid, plen + 16, prog, plen, w, h));
+
+    /* Stray bytes first, then a truncation: refused.  (TurboJPEG's
+     * stop-on-warning stops at the stray bytes, checked above; decoding on
+     * past them it reports only that first warning, not the truncation.) */
+    VT_CHECK_ERR(vt_image_decode(hdr, len * 6 / 10, w, h, got, NULL, NULL), VT_EFORMAT,
+                 "Premature end of JPEG file");
+    VT_CHECK_ERR(vt_image_decode(mid, plen * 8 / 10, w, h, got, NULL, NULL), VT_EFORMAT,
+                 "Premature end of JPEG file");
+
+    /* The same from files: the header probe at dataset scan agrees. */
+    char dir[PATH_MAX];
+    vt_image_format fmt;
+    snprintf(dir, sizeof dir, "%s", vt_test_tmpdir("extraneous"));
+    VT_CHECK(write_in(dir, "eoi.jpg", eoi, len + 8) == 0);
+    VT_CHECK(write_in(dir, "hdr.jpg", hdr, len + 1) == 0);
+    VT_CHECK(write_in(dir, "cut.jpg", hdr, len * 6 / 10) == 0);
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+    VT_CHECK(dfd >= 0);
+    VT_CHECK_OK(vt_image_probe(dfd, "eoi.jpg", &fmt, &pw, &ph));
+    VT_CHECK(fmt == VT_IMG_JPEG && pw == w && ph == h);
+    VT_CHECK_OK(vt_image_probe(dfd, "hdr.jpg", &fmt, &pw, &ph));
+    VT_CHECK(fmt == VT_IMG_JPEG && pw == w && ph == h);
+    VT_CHECK_OK(vt_image_load(dfd, "hdr.jpg", w, h, got));
+    VT_CHECK(memcmp(got, want, n) == 0);
+    VT_CHECK_ERR(vt_image_load(dfd, "cut.jpg", w, h, got), VT_EFORMAT, "cut.jpg");
+    close(dfd);
+
+    free(eoi);
+    free(hdr);
+    free(mid);
+    tjFree(seq);
+    tjFree(prog);
+    free(src);
+    free(want);
+    free(got);
 }
 
 /* ---- resize ------------------------------------------------------------ */
@@ -1513,6 +1651,7 @@ static const vt_test_case cases[] = {
     {"jpeg_decode", test_jpeg_decode, 0},
     {"jpeg_cmyk", test_jpeg_cmyk, 0},
     {"jpeg_dct_scale", test_jpeg_dct_scale, 0},
+    {"jpeg_extraneous_bytes", test_jpeg_extraneous_bytes, 0},
     {"resize_identity", test_resize_identity, 0},
     {"resize_known", test_resize_known, 0},
     {"resize_matches_formula", test_resize_matches_formula, 0},

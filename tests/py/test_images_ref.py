@@ -7,6 +7,8 @@ written here with PIL, and on vt-gendata output, and checks:
     (both use libjpeg-turbo with the accurate integer IDCT and fancy
     upsampling, so exact is expected; at most 1 level is tolerated and
     reported);
+  - a JPEG with stray bytes before its EOI marker (a harmless libjpeg
+    warning) decodes as PIL decodes it, and as the intact file;
   - a JPEG decoded at half size == PIL's draft() decode at scale 1/2;
   - resize == torch.nn.functional.interpolate(mode="bilinear",
     align_corners=False) on the float image, rounded half up, within 1 level
@@ -152,6 +154,21 @@ def main():
             m, n = diff(ours(imgdump, path), pil_rgb(path))
             note = "exact" if m == 0 else f"max diff {m} in {n} values"
             check(m <= 1, f"JPEG {label}: equals PIL's decode ({note})")
+
+        # Stray bytes before EOI, as some cameras and editors write them
+        # (libjpeg: "Corrupt JPEG data: N extraneous bytes before marker
+        # 0xd9"): decoded as PIL decodes them, and as the intact file.
+        label, path = jpegs[0]
+        with open(path, "rb") as f:
+            data = f.read()
+        stray = os.path.join(d, "stray.jpg")
+        with open(stray, "wb") as f:
+            f.write(data[:-2] + bytes(8) + data[-2:])
+        got = ours(imgdump, stray)
+        m, n = diff(got, pil_rgb(stray))
+        check(data.endswith(b"\xff\xd9") and m <= 1 and np.array_equal(got, ours(imgdump, path)),
+              f"JPEG {label} with stray bytes before EOI: equals PIL's decode (max diff {m}) "
+              "and the intact file's")
 
         # DCT scaling: 1/2 chosen for exactly half the size, as PIL's draft.
         path = os.path.join(d, "big.jpg")
