@@ -562,7 +562,6 @@ static int vt__read_spec(const char *path, const char *cwd, cJSON **doc)
 {
     char *abs = vt_cli_abspath(cwd, path);
     uint8_t *text = NULL;
-    const char *end = NULL;
     size_t len = 0;
     int rc;
 
@@ -572,13 +571,10 @@ static int vt__read_spec(const char *path, const char *cwd, cJSON **doc)
     free(abs);
     if (rc < 0)
         return vt_error_wrap(rc == VT_ENOMEM ? rc : VT_EINVAL, "--spec");
-    *doc = cJSON_ParseWithLengthOpts((const char *)text, len, &end, 0);
-    if (!*doc) {
-        long at = end ? (long)(end - (const char *)text) : 0;
-        free(text);
-        return vt_error_set(VT_EINVAL, "--spec %s is not valid JSON (near byte %ld)", path, at);
-    }
+    rc = vt_jobspec_parse_json(doc, (const char *)text, len);
     free(text);
+    if (rc < 0)
+        return vt_error_wrap(rc, "--spec %s", path);
     if (!cJSON_IsObject(*doc)) {
         cJSON_Delete(*doc);
         *doc = NULL;

@@ -447,18 +447,39 @@ static int vt__unique(const cJSON *o, const char *prefix)
 
 int vt_jobspec_check_unique(const cJSON *root) { return vt__unique(root, ""); }
 
+int vt_jobspec_parse_json(struct cJSON **root, const char *json, size_t len)
+{
+    const char *end = NULL, *p;
+    int line = 1;
+
+    if (!(*root = cJSON_ParseWithLengthOpts(json, len, &end, 0))) {
+        long off = end && end >= json && end <= json + len ? (long)(end - json) : -1;
+        return vt_error_set(VT_EINVAL, "the job document is not valid JSON (near byte %ld)",
+                            off);
+    }
+    p = end;
+    while (p < json + len && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+        p++;
+    if (p == json + len)
+        return 0;
+    /* A second document or a stray paste would otherwise be dropped unseen. */
+    for (const char *q = json; q < p; q++)
+        line += *q == '\n';
+    cJSON_Delete(*root);
+    *root = NULL;
+    return vt_error_set(VT_EINVAL, "the job document goes on after its end, at line %d "
+                        "(byte %ld): give one JSON object and nothing after it",
+                        line, (long)(p - json));
+}
+
 int vt_jobspec_parse(vt_jobspec *s, const char *json, size_t len)
 {
     cJSON *root;
     int rc;
 
     vt_jobspec_defaults(s);
-    if (!(root = cJSON_ParseWithLength(json, len))) {
-        const char *at = cJSON_GetErrorPtr();
-        long off = at && at >= json && at <= json + len ? (long)(at - json) : -1;
-        return vt_error_set(VT_EINVAL, "the job document is not valid JSON (near byte %ld)",
-                            off);
-    }
+    if ((rc = vt_jobspec_parse_json(&root, json, len)) < 0)
+        return rc;
     if (!cJSON_IsObject(root))
         rc = vt_error_set(VT_EINVAL, "the job document must be a JSON object");
     else if ((rc = vt_jobspec_check_unique(root)) == 0)

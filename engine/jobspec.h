@@ -68,10 +68,17 @@ void vt_jobspec_defaults(vt_jobspec *spec);
  * field given twice is refused (vt_jobspec_check_unique). */
 int vt_jobspec_parse(vt_jobspec *spec, const char *json, size_t len);
 
+struct cJSON;
+
+/* Parses the text of a job document into *root (the caller's, to
+ * cJSON_Delete): one JSON value of any type, followed by nothing but white
+ * space.  Otherwise returns VT_EINVAL, with a message giving the byte (and,
+ * for text after the value, the line) where it goes wrong; *root is NULL. */
+int vt_jobspec_parse_json(struct cJSON **root, const char *json, size_t len);
+
 /* VT_EINVAL naming the first field that an object of the document holds
  * twice ("data.image_size appears twice ..."; JSON allows it, and which one
  * counts would be up to the reader), else 0. */
-struct cJSON;
 int vt_jobspec_check_unique(const struct cJSON *root);
 
 /* Frees the strings of spec (not spec itself); safe on a defaults-only spec. */

@@ -463,6 +463,12 @@ static void test_submit_bad_values(vt_backend *be)
     write_text(path, "[1]");
     VT_CHECK_ERR(submit_parse(&s, &cli, (const char *[]){"--spec", path, NULL}), VT_EINVAL,
                  "must hold a JSON object");
+    /* a second document after the first is not dropped unseen */
+    write_text(path, "{\"data\": {\"train\": \"x\"}, \"epochs\": 1} {\"epochs\": 3} garbage");
+    snprintf(msg, sizeof msg, "--spec %s: the job document goes on after its end, at line 1 "
+             "(byte 38)", path);
+    VT_CHECK_ERR(submit_parse(&s, &cli, (const char *[]){"--spec", path, NULL}), VT_EINVAL, msg);
+    VT_CHECK(!s.doc);
     /* A field twice: which one counts is not left to the reader (a flag
      * would replace only the first). */
     write_text(path, "{\"data\": {\"train\": \"x\"}, \"epochs\": 5, \"epochs\": 2}");

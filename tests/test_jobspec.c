@@ -132,6 +132,24 @@ static void test_refusals(vt_backend *be)
     }
 }
 
+/* One document and nothing after it but white space: a second document or a
+ * stray paste is refused, naming where it starts, not silently dropped. */
+static void test_trailing(vt_backend *be)
+{
+    vt_jobspec s;
+    (void)be;
+    VT_CHECK_OK(parse(&s, "{\"data\":{\"train\":\"/d\"},\"output\":\"/o\"}\n \t\r\n"));
+    vt_jobspec_free(&s);
+    VT_CHECK_ERR(parse(&s, "{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"epochs\":1} "
+                           "{\"epochs\":3} garbage"),
+                 VT_EINVAL, "the job document goes on after its end, at line 1 (byte 49): "
+                            "give one JSON object and nothing after it");
+    VT_CHECK_ERR(parse(&s, "{\"data\":{\"train\":\"/d\"},\n\"output\":\"/o\"}\n\nx"),
+                 VT_EINVAL, "at line 4 (byte 40)");
+    VT_CHECK_ERR(vt_jobspec_parse(&s, "{\"data\":{\"train\":\"/d\"},\"output\":\"/o\"}\0x", 39),
+                 VT_EINVAL, "at line 1 (byte 37)");
+}
+
 /* A document of 90,000 fields (under the daemon's 1 MiB frame) is refused
  * at once for its size, before any pairwise check could take seconds on
  * the daemon's loop thread. */
@@ -248,6 +266,7 @@ static const vt_test_case cases[] = {
     {"example", test_example, 0},
     {"defaults", test_defaults, 0},
     {"refusals", test_refusals, 0},
+    {"trailing", test_trailing, 0},
     {"many_fields", test_many_fields, 0},
     {"lr_schedule", test_lr_schedule, 0},
     {"absolutize", test_absolutize, 0},
