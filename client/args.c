@@ -27,6 +27,7 @@
 #include "../common/text.h"
 #include "../engine/jobspec.h"
 #include "../engine/safetensors.h"
+#include "../engine/vgg.h"
 #include "../engine/wfile.h"
 #include "../engine/writer.h"
 
@@ -727,8 +728,31 @@ static int vt__check_path(const char *path, const char *flag, int dir)
     return 0;
 }
 
+/* Checks that the safetensors file path (from flag) holds VGG16 in the
+ * layout the daemon reads (weights.c): a tensor of the convolutions under
+ * torchvision's name, rather than, say, bottleneck features. */
+static int vt__check_st_vgg16(const char *path, const char *flag)
+{
+    char names[VT_VGG_NCONV][32];
+    const char *list[VT_VGG_NCONV];
+    int rc;
+    for (int i = 0; i < VT_VGG_NCONV; i++) {
+        vt_vgg_torch_name(names[i], sizeof names[i], i, "weight");
+        list[i] = names[i];
+    }
+    if ((rc = vt_safetensors_has_any(path, list, VT_VGG_NCONV)) < 0)
+        return vt_error_wrap(rc, "%s", flag);
+    if (rc == 0)
+        return vt_error_set(VT_EFORMAT, "%s %s holds no VGG16 weights (no tensor %s ... %s): "
+                            "give torchvision's VGG16 weights as safetensors, or Keras' "
+                            "VGG16 weights as HDF5", flag, path, list[0],
+                            list[VT_VGG_NCONV - 1]);
+    return 0;
+}
+
 /* Checks that path (from flag) starts like a weights file (want_st: a
- * safetensors file, as --init must be). */
+ * safetensors file, as --init must be); a safetensors --weights file must
+ * also hold VGG16's convolutions. */
 static int vt__check_weights(const char *path, const char *flag, int want_st)
 {
     vt_wfile_kind kind;
@@ -749,6 +773,8 @@ static int vt__check_weights(const char *path, const char *flag, int want_st)
     if (want_st && kind != VT_WFILE_SAFETENSORS)
         return vt_error_set(VT_EFORMAT, "%s %s is a Keras HDF5 file, not a model of ours "
                             "(model.safetensors; Keras weights go in --weights)", flag, path);
+    if (!want_st && kind == VT_WFILE_SAFETENSORS)
+        return vt__check_st_vgg16(path, flag);
     return 0;
 }
 

@@ -458,16 +458,17 @@ int vt_safetensors_read(vt_tensorset **out, const char *path)
  * KiB (its metadata holds the job document and class names). */
 #define VT_ST_MAX_META_HEADER (16ull << 20)
 
-int vt_safetensors_read_meta(vt_tensorset **out, const char *path)
+/* Reads the header of the file at path (not its data) into *root, a JSON
+ * object the caller frees. */
+static int vt__read_header(const char *path, cJSON **root)
 {
     uint8_t len8[8];
     char *hdr = NULL;
-    cJSON *root = NULL;
     uint64_t n;
-    int rc, fd;
+    int rc = 0, fd;
     FILE *f;
 
-    *out = NULL;
+    *root = NULL;
     if ((rc = vt_open_read(AT_FDCWD, path, 0, &fd)) < 0)
         return rc;
     if (!(f = fdopen(fd, "rb"))) {
@@ -491,10 +492,25 @@ int vt_safetensors_read_meta(vt_tensorset **out, const char *path)
         goto done;
     }
     hdr[n] = '\0';
-    if (!(root = cJSON_ParseWithLength(hdr, n)) || !cJSON_IsObject(root)) {
+    if (!(*root = cJSON_ParseWithLength(hdr, n)) || !cJSON_IsObject(*root)) {
+        cJSON_Delete(*root);
+        *root = NULL;
         rc = vt_error_set(VT_EFORMAT, "%s: the header is not a JSON object", path);
-        goto done;
     }
+done:
+    free(hdr);
+    fclose(f);
+    return rc;
+}
+
+int vt_safetensors_read_meta(vt_tensorset **out, const char *path)
+{
+    cJSON *root = NULL;
+    int rc;
+
+    *out = NULL;
+    if ((rc = vt__read_header(path, &root)) < 0)
+        return rc;
     if (!(*out = vt_tensorset_new())) {
         rc = vt_error_set(VT_ENOMEM, "out of memory");
         goto done;
@@ -506,9 +522,20 @@ int vt_safetensors_read_meta(vt_tensorset **out, const char *path)
     }
 done:
     cJSON_Delete(root);
-    free(hdr);
-    fclose(f);
     return rc;
+}
+
+int vt_safetensors_has_any(const char *path, const char *const *names, int n)
+{
+    cJSON *root = NULL;
+    int rc, found = 0;
+
+    if ((rc = vt__read_header(path, &root)) < 0)
+        return rc;
+    for (int i = 0; i < n && !found; i++)
+        found = cJSON_GetObjectItemCaseSensitive(root, names[i]) != NULL;
+    cJSON_Delete(root);
+    return found;
 }
 
 static cJSON *vt__json_uint_raw(uint64_t v)

@@ -37,7 +37,13 @@ int vt_safetensors_read(vt_tensorset **out, const char *path);
  * empty set.  VT_EFORMAT for what is not a safetensors header. */
 int vt_safetensors_read_meta(vt_tensorset **out, const char *path);
 
-/* Same, from a buffer holding the whole file; label names it in messages. */
+/* Whether the header of the file at path (not its data) names at least one
+ * of names[n] as a tensor: 1 if so, 0 if not.  VT_EFORMAT for what is not a
+ * safetensors header. */
+int vt_safetensors_has_any(const char *path, const char *const *names, int n);
+
+/* Same as vt_safetensors_read, from a buffer holding the whole file; label
+ * names it in messages. */
 int vt_safetensors_parse(vt_tensorset **out, const uint8_t *buf, size_t len,
                          const char *label);
 

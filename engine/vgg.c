@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -18,6 +19,11 @@ const vt_vgg_conv vt_vgg16[VT_VGG_NCONV] = {
     {"block5_conv1", 24, 5, 512, 512, 0}, {"block5_conv2", 26, 5, 512, 512, 0},
     {"block5_conv3", 28, 5, 512, 512, 1},
 };
+
+void vt_vgg_torch_name(char *buf, size_t len, int i, const char *what)
+{
+    snprintf(buf, len, "features.%d.%s", vt_vgg16[i].torch_index, what);
+}
 
 int vt_vgg_first_trainable(int trainable_blocks)
 {

@@ -16,6 +16,7 @@
 #ifndef VT_VGG_H
 #define VT_VGG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define VT_VGG_NCONV 13
@@ -31,6 +32,11 @@ typedef struct {
 } vt_vgg_conv;
 
 extern const vt_vgg_conv vt_vgg16[VT_VGG_NCONV];
+
+/* Writes into buf the name that conv i's parameter `what` ("weight" or
+ * "bias") has in torchvision's layout, the one safetensors weight files
+ * use: "features.0.weight". */
+void vt_vgg_torch_name(char *buf, size_t len, int i, const char *what);
 
 typedef struct {
     int image_size;     /* input is image_size x image_size x 3 */

@@ -133,10 +133,10 @@ int vt_weights_load_trunk(vt_params *p, const vt_tensorset *set, vt_wfile_kind k
             vt__hwio_to_krsc(w->data, p->conv_w[i], c->cout, c->cin);
         } else {
             int64_t want[4] = {c->cout, c->cin, 3, 3};
-            snprintf(name, sizeof name, "features.%d.weight", c->torch_index);
+            vt_vgg_torch_name(name, sizeof name, i, "weight");
             if (!(w = vt__need(set, name, label)))
                 return VT_EFORMAT;
-            snprintf(name, sizeof name, "features.%d.bias", c->torch_index);
+            vt_vgg_torch_name(name, sizeof name, i, "bias");
             if (!(b = vt__need(set, name, label)))
                 return VT_EFORMAT;
             if ((rc = vt__check_shape(w, 4, want, label)) < 0 ||

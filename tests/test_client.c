@@ -601,6 +601,32 @@ static void test_check_paths(vt_backend *be)
     VT_CHECK_ERR(vt_cli_check_paths(doc), VT_EFORMAT, msg);
     cJSON_Delete(doc);
 
+    /* A safetensors --weights file without VGG16 in it (bottleneck
+     * features, say) is refused now, not when the job loads it; one
+     * convolution under torchvision's name passes (the daemon checks the
+     * rest, shapes included). */
+    for (int k = 0; k < 2; k++) {
+        vt_tensorset *set = vt_tensorset_new();
+        int64_t shape[1] = {4};
+        VT_CHECK(set != NULL);
+        VT_CHECK_OK(vt_tensorset_add(set, "features", 1, shape, NULL, NULL));
+        if (k)
+            VT_CHECK_OK(vt_tensorset_add(set, "features.28.weight", 1, shape, NULL, NULL));
+        snprintf(bogus, sizeof bogus, "%s/bottleneck_features.safetensors", dir);
+        VT_CHECK_OK(vt_safetensors_write(AT_FDCWD, bogus, set));
+        vt_tensorset_free(set);
+        snprintf(text, sizeof text, "{\"data\":{\"train\":\"%s\"},\"weights\":\"%s\"}", train,
+                 bogus);
+        doc = fake_json(text);
+        snprintf(msg, sizeof msg, "--weights %s holds no VGG16 weights (no tensor "
+                 "features.0.weight ... features.28.weight)", bogus);
+        if (k)
+            VT_CHECK_OK(vt_cli_check_paths(doc));
+        else
+            VT_CHECK_ERR(vt_cli_check_paths(doc), VT_EFORMAT, msg);
+        cJSON_Delete(doc);
+    }
+
     /* An --init model that does not fit the job, from its metadata: the
      * image size, the head layout, the classes (--data has 2 folders). */
     {
