@@ -388,13 +388,18 @@ static int vt__parse_root(vt_jobspec *s, const cJSON *root)
         (rc = vt__choice(root, "", "precision", precs, &prec)) < 0 ||
         (rc = vt__bool(root, "", "keep_best", &s->keep_best)) < 0 ||
         (rc = vt__str(root, "", "output", 0, &s->output)) < 0 ||
-        (rc = vt__bool(root, "", "overwrite", &s->overwrite)) < 0 ||
-        (rc = vt__int(root, "", "umask", 0, 0777, &mask)) < 0)
+        (rc = vt__bool(root, "", "overwrite", &s->overwrite)) < 0)
         return rc;
+    /* Only the group's and others' bits, 0..63: one of the owner's would
+     * lock the owner out of the outputs.  The range check says so too, or
+     * "0 to 511" would send the user to values refused next. */
+    if (vt__int(root, "", "umask", 0, 0777, &mask) < 0)
+        return vt_error_set(VT_EINVAL, "umask must be an integer from 0 to 63, a decimal "
+                            "number: 18 for a shell's 022, 63 for 077");
     if (mask > 0 && (mask & 0700))
         return vt_error_set(VT_EINVAL, "umask %lld (octal %03llo) would take the owner's own "
-                            "permissions away; it is a decimal number: 18 for a shell's "
-                            "022, 63 for 077", mask, mask);
+                            "permissions away; it is a decimal number from 0 to 63: 18 for "
+                            "a shell's 022, 63 for 077", mask, mask);
     s->umask = (int)mask;
     if (!s->output)
         return vt_error_set(VT_EINVAL, "output is required (the directory for the model "
