@@ -1044,7 +1044,8 @@ static int vt__check_model_fits(const cJSON *doc, const char *init, const char *
         vt__class_names(train, names, VT__MAX_CLASS_CHECK, &nclasses) == 0 &&
         nclasses != classes->valueint)
         rc = vt_error_set(VT_EINVAL, "%s has %d classes, but --data %s has %d class "
-                          "folders", what, classes->valueint, train, nclasses);
+                          "folder%s", what, classes->valueint, train, nclasses,
+                          nclasses == 1 ? "" : "s");
 done:
     for (int k = 0; names && k < nclasses; k++)
         free(names[k]);

@@ -855,7 +855,7 @@ static int vt__cmd_predict(vt_cli *cli, int argc, char **argv, int first)
         cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(all, "predictions"))
             unread += cJSON_GetObjectItemCaseSensitive(it, "error") != NULL;
         if (unread) {
-            vt__msg(cli, "%d of %d images could not be read", unread, n);
+            vt__msg(cli, "%d of %d image%s could not be read", unread, n, n == 1 ? "" : "s");
             status = VT_CLI_FAILED;
         }
     }

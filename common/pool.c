@@ -127,8 +127,8 @@ static void *vt__work(void *arg)
 end:
     w->ended = 1;
     if (--p->live <= p->nthreads && p->standins_said > 0 && !p->stopping) {
-        vt_log_info("decoding: the blocked tasks have returned; back to %d threads",
-                    p->nthreads);
+        vt_log_info("decoding: the blocked tasks have returned; back to %d thread%s",
+                    p->nthreads, p->nthreads == 1 ? "" : "s");
         p->standins_said = 0;
     }
     pthread_mutex_unlock(&p->mu);

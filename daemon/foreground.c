@@ -467,7 +467,8 @@ int vt_fg_predict(int argc, char **argv)
         cJSON_Delete(all);
     }
     if (unread)
-        fprintf(stderr, "vggtuned: %d of %d images could not be read\n", unread, n);
+        fprintf(stderr, "vggtuned: %d of %d image%s could not be read\n", unread, n,
+                n == 1 ? "" : "s");
     status = unread ? 1 : 0;
 done:
     for (int i = 0; errors && i < n; i++)

@@ -373,9 +373,9 @@ static void vt__submit(vt_conn *c, const cJSON *id, const cJSON *req)
     vt_jobs_add(&dm->jobs, j);
     vt_daemon_drop_stale_checkpoint(dm, j->id);
     vt_daemon_start_job(dm, j);
-    vt_log_info("job %lld (%s) submitted by %s: %s, %d epochs", (long long)j->id,
+    vt_log_info("job %lld (%s) submitted by %s: %s, %d epoch%s", (long long)j->id,
                 j->spec.name, c->user, vt_jobspec_mode_name(j->spec.trainable_blocks),
-                j->spec.epochs);
+                j->spec.epochs, j->spec.epochs == 1 ? "" : "s");
     cJSON *b = cJSON_CreateObject();
     cJSON_AddItemToObject(b, "job", vt_job_json(&dm->jobs, j, VT_JOB_VIEW_SUMMARY));
     vt__reply(c, id, b);

@@ -153,9 +153,10 @@ static void vt__count_text(char *buf, size_t len, const vt_dataset *ds, const ui
         skipped += bad[i] != 0;
     n = ds ? ds->n - skipped : 0;
     if (skipped)
-        snprintf(buf, len, "%d %s images (%d unreadable left out)", n, what, skipped);
+        snprintf(buf, len, "%d %s image%s (%d unreadable left out)", n, what,
+                 n == 1 ? "" : "s", skipped);
     else
-        snprintf(buf, len, "%d %s images", n, what);
+        snprintf(buf, len, "%d %s image%s", n, what, n == 1 ? "" : "s");
 }
 
 /* The first convolution to take from the init model: every one this job
@@ -819,8 +820,8 @@ static int vt__begin_pass(vt_trainer *t, int val)
      * the pass: order + pos indexes it. */
     if (t->pos < 0 || t->pos > t->order_n)
         return vt_error_set(VT_EFORMAT, "checkpoint %s: position %d in the epoch is outside "
-                            "its %d images", t->env.checkpoint ? t->env.checkpoint : "",
-                            t->pos, t->order_n);
+                            "its %d image%s", t->env.checkpoint ? t->env.checkpoint : "",
+                            t->pos, t->order_n, t->order_n == 1 ? "" : "s");
     for (int i = 0; i < ds->n && cached; i++)
         cached = bad[i] || (have[i] && (val || !t->flip_copies || have[ds->n + i]));
     t->from_loader = !cached;
@@ -969,8 +970,8 @@ static int vt__collect_failures(vt_trainer *t, int val)
         now[ds->samples[i].label] += !bad[i];
     }
     if (found > VT__SAY_FAILURES)
-        vt_train__say(t, VT_LOG_WARN, "... and %d more unreadable %s images",
-                      found - VT__SAY_FAILURES, kind);
+        vt_train__say(t, VT_LOG_WARN, "... and %d more unreadable %s image%s",
+                      found - VT__SAY_FAILURES, kind, found - VT__SAY_FAILURES == 1 ? "" : "s");
     if (found)
         vt_train__say(t, VT_LOG_WARN, "%d %s image%s left", left, kind, left == 1 ? "" : "s");
     /* (the scan read every header: a class whose images all fail to decode
@@ -984,9 +985,10 @@ static int vt__collect_failures(vt_trainer *t, int val)
     }
     free(now);
     if (found > 0 && 2 * found > tried)
-        return vt_error_set(VT_EIO, "%d of the %d %s images could not be read in epoch %d "
+        return vt_error_set(VT_EIO, "%d of the %d %s image%s could not be read in epoch %d "
                             "(the first: %s): has the data gone or changed since the job "
-                            "started?", found, tried, kind, t->epoch + 1, first);
+                            "started?", found, tried, kind, tried == 1 ? "" : "s",
+                            t->epoch + 1, first);
     if (found > 0 && !val && classes < 2)
         return vt_error_set(VT_EINVAL, "training data %s has readable images in only %d "
                             "class once those that failed to decode in epoch %d are left "
