@@ -340,7 +340,9 @@ done:
 int vt_train__write_classmap(vt_trainer *t)
 {
     cJSON *o = cJSON_CreateObject(), *idx;
-    char *text = NULL;
+    char *doc, *text = NULL;
+    size_t len = 0;
+    int rc;
     if (!o)
         return vt_error_set(VT_ENOMEM, "out of memory");
     cJSON *arr = cJSON_AddArrayToObject(o, "classes");
@@ -354,11 +356,18 @@ int vt_train__write_classmap(vt_trainer *t)
     cJSON_AddNumberToObject(o, "job_id", (double)t->env.job_id);
     if (t->env.job_store && *t->env.job_store)
         cJSON_AddStringToObject(o, "job_store", t->env.job_store);
-    text = cJSON_Print(o);
+    doc = cJSON_Print(o);
     cJSON_Delete(o);
-    if (!text)
-        return vt_error_set(VT_ENOMEM, "out of memory");
-    return vt_train__write_bytes(t, "classmap.json", text, strlen(text));
+    /* a text file ends with its newline, like the metrics files */
+    rc = doc ? vt__cat(&text, &len, doc) : vt_error_set(VT_ENOMEM, "out of memory");
+    if (rc == 0)
+        rc = vt__cat(&text, &len, "\n");
+    free(doc);
+    if (rc < 0) {
+        free(text);
+        return rc;
+    }
+    return vt_train__write_bytes(t, "classmap.json", text, len);
 }
 
 

@@ -372,6 +372,9 @@ vtpy.check(len(scalars.get("epoch/val_accuracy", [])) == 4 and "step/loss" in sc
 vtpy.check(abs(scalars["epoch/loss"][-1][1] - m_bn[-1]["loss"]) < 1e-5, "TB loss value")
 cm = json.load(open(os.path.join(out("bn"), "classmap.json")))
 vtpy.check(cm["classes"] == classes and cm["class_indices"][classes[1]] == 1, f"classmap {cm}")
+for name in ("classmap.json", "metrics.csv", "metrics.jsonl"):
+    tail = open(os.path.join(out("bn"), name), "rb").read()[-2:]
+    vtpy.check(tail.endswith(b"\n") and tail != b"\n\n", f"{name} ends with one newline: {tail!r}")
 
 # ---- keep-best, early stopping, schedules, augmentation, weight decay --------------
 spec = {"name": "es", "mode": "finetune",
