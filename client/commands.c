@@ -91,9 +91,10 @@ static const char vt__help_main[] =
     "                  $XDG_RUNTIME_DIR/vggtune.sock if it exists, else\n"
     "                  /tmp/vggtune-UID.sock if it is a socket of yours, else\n"
     "                  /run/vggtune/vggtune.sock\n"
-    "  --json          print the daemon's replies as JSON, one object per line\n"
+    "  --json          print the daemon's replies (and --version) as JSON, one\n"
+    "                  object per line\n"
     "  -h, --help      this text; 'vggtune COMMAND --help' for a command\n"
-    "  -V, --version   print the version\n"
+    "  -V, --version   print the version (and the protocol's)\n"
     "\n"
     "exit status: 0 success; 1 the operation failed (for watch: the job failed or\n"
     "was cancelled); 2 usage error; 3 vggtuned cannot be reached; 130 Ctrl-C stopped\n"
@@ -932,6 +933,18 @@ static const struct {
 
 #define VT__NCOMMANDS (sizeof vt__commands / sizeof vt__commands[0])
 
+/* Prints the client's version and protocol: a line of text, or with --json
+ * an object like the daemon's status ({"version": "0.1.0", "protocol": 1}). */
+static int vt__print_version(vt_cli *cli)
+{
+    if (cli->json)
+        fprintf(cli->out, "{\"version\":\"%s\",\"protocol\":%d}\n", VT_VERSION,
+                VT_PROTO_VERSION);
+    else
+        fprintf(cli->out, "vggtune %s (protocol %d)\n", VT_VERSION, VT_PROTO_VERSION);
+    return VT_CLI_OK;
+}
+
 int vt_cli_main(vt_cli *cli, int argc, char **argv)
 {
     enum { G_HELP = 1, G_VERSION, G_JSON, G_SOCKET };
@@ -940,22 +953,22 @@ int vt_cli_main(vt_cli *cli, int argc, char **argv)
         {"socket", 0, 1, G_SOCKET}, {0}};
     vt_cli_args a;
     const char *val = NULL;
-    int id;
+    int id, version = 0;
 
     vt_cli_args_init(&a, argc, argv, 1);
     while ((id = vt_cli_next(&a, opts, &val)) != VT_CLI_END) {
         switch (id) {
         case 0: break;
         case G_HELP: fputs(vt__help_main, cli->out); return VT_CLI_OK;
-        case G_VERSION:
-            fprintf(cli->out, "vggtune %s (protocol %d)\n", VT_VERSION, VT_PROTO_VERSION);
-            return VT_CLI_OK;
+        case G_VERSION: version = 1; continue; /* (printed once --json is known) */
         case G_JSON: cli->json = 1; continue;
         case G_SOCKET: cli->socket = val; continue;
         default: return vt__usage(cli, NULL, vt_error_msg());
         }
         break; /* the command */
     }
+    if (version)
+        return vt__print_version(cli);
     if (id == VT_CLI_END) {
         fputs(vt__help_main, cli->err);
         return VT_CLI_USAGE;

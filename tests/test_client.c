@@ -1796,6 +1796,19 @@ static void test_commands_offline(vt_backend *be)
     RUN(&r, NULL, cwd, 0, "--version");
     VT_CHECK_INT(r.status, 0);
     VT_CHECK(strncmp(r.out, "vggtune ", 8) == 0);
+    /* with --json, before or after it, an object like the other replies */
+    for (int k = 0; k < 2; k++) {
+        if (k)
+            RUN(&r, NULL, cwd, 0, "--version", "--json");
+        else
+            RUN(&r, NULL, cwd, 0, "--json", "--version");
+        VT_CHECK_INT(r.status, 0);
+        cJSON *v = cJSON_Parse(r.out);
+        const cJSON *ver = cJSON_GetObjectItemCaseSensitive(v, "version");
+        VT_CHECK_STR(cJSON_IsString(ver) ? ver->valuestring : "(none)", VT_VERSION);
+        VT_CHECK(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(v, "protocol")));
+        cJSON_Delete(v);
+    }
 
     /* --dry-run prints the document and needs no daemon. */
     snprintf(want, sizeof want, "%s/imgs", cwd);
