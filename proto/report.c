@@ -7,7 +7,10 @@
 #include "../common/text.h"
 #include "../common/utf8.h"
 
-#define VT__NAME_COLS 20 /* the class column, in terminal columns */
+#define VT__NAME_COLS 20     /* the class column at least, in terminal columns */
+#define VT__NAME_COLS_MAX 48 /* and at most (a longer name goes past it) */
+#define VT__MATRIX_MAX 24    /* classes up to which the confusion matrix is printed */
+#define VT__CONFUSIONS 10    /* with more, how many of the most frequent confusions */
 
 /* ---- fields ------------------------------------------------------------ */
 
@@ -44,6 +47,47 @@ int vt_json_true(const cJSON *o, const char *key)
 
 /* ---- eval ---------------------------------------------------------------- */
 
+/* The class name at index c of classes, "?" when there is none. */
+static const char *vt__class(const cJSON *classes, int c)
+{
+    const cJSON *name = cJSON_GetArrayItem(classes, c);
+    return cJSON_IsString(name) ? name->valuestring : "?";
+}
+
+/* In place of a confusion matrix too wide to read (nc classes): the
+ * VT__CONFUSIONS most frequent confusions, largest first. */
+static void vt__top_confusions(FILE *f, const cJSON *classes, const cJSON *conf, int nc)
+{
+    struct { double n; int t, p; } top[VT__CONFUSIONS];
+    int ntop = 0, t = 0, p, k;
+    const cJSON *row, *v;
+    cJSON_ArrayForEach(row, conf) {
+        p = 0;
+        cJSON_ArrayForEach(v, row) {
+            double n = cJSON_IsNumber(v) ? v->valuedouble : 0;
+            if (p != t && n > 0 && (ntop < VT__CONFUSIONS || n > top[ntop - 1].n)) {
+                k = ntop < VT__CONFUSIONS ? ntop++ : ntop - 1;
+                for (; k > 0 && top[k - 1].n < n; k--) /* (ties keep matrix order) */
+                    top[k] = top[k - 1];
+                top[k].n = n;
+                top[k].t = t;
+                top[k].p = p;
+            }
+            p++;
+        }
+        t++;
+    }
+    fprintf(f, "confusion matrix: %d classes, too many to print (--json has it); ", nc);
+    if (!ntop) {
+        fprintf(f, "no image was taken for another class\n");
+        return;
+    }
+    fprintf(f, "the most frequent confusions (images, true class -> predicted):\n");
+    for (k = 0; k < ntop; k++)
+        fprintf(f, "%6.0f  %s -> %s\n", top[k].n, vt__class(classes, top[k].t),
+                vt__class(classes, top[k].p));
+}
+
 void vt_report_eval(FILE *f, const cJSON *e)
 {
     const cJSON *classes = cJSON_GetObjectItemCaseSensitive(e, "classes");
@@ -53,6 +97,7 @@ void vt_report_eval(FILE *f, const cJSON *e)
     int nc = cJSON_GetArraySize(classes);
     long long skipped = vt_json_int(e, "skipped", 0);
     const cJSON *x;
+    int cols = VT__NAME_COLS;
 
     fprintf(f, "images %lld", vt_json_int(e, "n", 0));
     if (cJSON_IsNumber(x = cJSON_GetObjectItemCaseSensitive(e, "accuracy")))
@@ -69,21 +114,29 @@ void vt_report_eval(FILE *f, const cJSON *e)
     fprintf(f, "\n");
     if (nc <= 0)
         return;
-    fprintf(f, "%-*s %9s %9s\n", VT__NAME_COLS, "class", "precision", "recall");
+    for (int c = 0; c < nc; c++) { /* (columns, not bytes: 'données') */
+        int w = vt_utf8_width(vt__class(classes, c));
+        if (w > cols)
+            cols = w < VT__NAME_COLS_MAX ? w : VT__NAME_COLS_MAX;
+    }
+    fprintf(f, "%-*s %9s %9s\n", cols, "class", "precision", "recall");
     for (int c = 0; c < nc; c++) {
-        const cJSON *name = cJSON_GetArrayItem(classes, c);
         const cJSON *p = cJSON_GetArrayItem(prec, c), *r = cJSON_GetArrayItem(rec, c);
         char ps[32] = "-", rs[32] = "-";
         if (cJSON_IsNumber(p))
             snprintf(ps, sizeof ps, "%.4f", p->valuedouble);
         if (cJSON_IsNumber(r))
             snprintf(rs, sizeof rs, "%.4f", r->valuedouble);
-        const char *s = cJSON_IsString(name) ? name->valuestring : "?";
-        int pad = VT__NAME_COLS - vt_utf8_width(s); /* (columns, not bytes: 'données') */
+        const char *s = vt__class(classes, c);
+        int pad = cols - vt_utf8_width(s);
         fprintf(f, "%s%*s %9s %9s\n", s, pad > 0 ? pad : 0, "", ps, rs);
     }
     if (cJSON_GetArraySize(conf) != nc)
         return;
+    if (nc > VT__MATRIX_MAX) {
+        vt__top_confusions(f, classes, conf, nc);
+        return;
+    }
     fprintf(f, "confusion matrix (rows: true class, columns: predicted class, numbered as "
                "the rows)\n");
     for (int k = 0; k < nc; k++)
@@ -91,10 +144,9 @@ void vt_report_eval(FILE *f, const cJSON *e)
     fprintf(f, "\n");
     for (int c = 0; c < nc; c++) {
         const cJSON *row = cJSON_GetArrayItem(conf, c), *v;
-        const cJSON *name = cJSON_GetArrayItem(classes, c);
         cJSON_ArrayForEach(v, row)
             fprintf(f, "%6.0f", cJSON_IsNumber(v) ? v->valuedouble : 0.0);
-        fprintf(f, "   %d %s\n", c, cJSON_IsString(name) ? name->valuestring : "?");
+        fprintf(f, "   %d %s\n", c, vt__class(classes, c));
     }
 }
 

@@ -1155,6 +1155,46 @@ static void test_render_predict_eval(vt_backend *be)
                  "     5    95   1 b\xc3\xa9\n");
     cap_close(&c);
     cJSON_Delete(ev);
+    /* A class name wider than the column widens it. */
+    ev = fake_json("{\"n\":2,\"classes\":[\"a\",\"a-class-name-of-26-columns\"],"
+                   "\"precision\":[1,1],\"recall\":[1,1]}");
+    cap_open(&c);
+    vt_report_eval(c.f, ev);
+    VT_CHECK_CONTAINS(cap_text(&c), "class                      precision    recall\n"
+                                    "a                             1.0000    1.0000\n"
+                                    "a-class-name-of-26-columns    1.0000    1.0000\n");
+    cap_close(&c);
+    cJSON_Delete(ev);
+    /* 25 classes: no matrix 150 columns wide, the most frequent confusions
+     * instead (7 of class 3 taken for 0, then 2 of 1 for 24, then 2 of 5
+     * for 6: ties in the matrix's order). */
+    ev = cJSON_CreateObject();
+    cJSON *names = cJSON_AddArrayToObject(ev, "classes"), *conf = cJSON_AddArrayToObject(ev, "confusion");
+    for (int k = 0; k < 25; k++) {
+        char name[16];
+        cJSON *row = cJSON_CreateArray();
+        snprintf(name, sizeof name, "c%d", k);
+        cJSON_AddItemToArray(names, cJSON_CreateString(name));
+        for (int p = 0; p < 25; p++)
+            cJSON_AddItemToArray(row, cJSON_CreateNumber(p == k                ? 10
+                                                          : k == 3 && p == 0   ? 7
+                                                          : k == 1 && p == 24  ? 2
+                                                          : k == 5 && p == 6   ? 2 : 0));
+        cJSON_AddItemToArray(conf, row);
+    }
+    cap_open(&c);
+    vt_report_eval(c.f, ev);
+    VT_CHECK_CONTAINS(cap_text(&c), "c24                          -         -\n"
+                                    "confusion matrix: 25 classes, too many to print (--json "
+                                    "has it); the most frequent confusions (images, true class "
+                                    "-> predicted):\n"
+                                    "     7  c3 -> c0\n"
+                                    "     2  c1 -> c24\n"
+                                    "     2  c5 -> c6\n");
+    const char *text = cap_text(&c); /* (and nothing after those three) */
+    VT_CHECK(strlen(text) > 9 && strcmp(text + strlen(text) - 9, "c5 -> c6\n") == 0);
+    cap_close(&c);
+    cJSON_Delete(ev);
     /* Counts not below 2^53 count as missing (see test_render_lines). */
     ev = fake_json("{\"n\":1e300,\"skipped\":-1e300,\"accuracy\":0.5}");
     cap_open(&c);
