@@ -213,7 +213,8 @@ static const char vt__help_eval[] =
     "usage: vggtune eval JOB DIR\n"
     "\n"
     "Evaluates a finished job's model on DIR (one sub-folder per class, named as in\n"
-    "training): accuracy, loss, per-class precision and recall, confusion matrix.\n"
+    "training): accuracy, loss, per-class precision and recall, confusion matrix\n"
+    "(past 24 classes, the ten most frequent confusions; --json has the matrix).\n"
     "DIR may be a symbolic link; links inside it are skipped.\n";
 
 /* ---- shared pieces ----------------------------------------------------- */
