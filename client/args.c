@@ -432,11 +432,12 @@ static int vt__apply(cJSON *doc, int id, const char *val)
     }
 }
 
-/* A job name from the training directory: its last component, or its
- * parent's when that is a generic "train" (~/flowers/train -> flowers). */
-static void vt__default_name(const char *train, char *name, size_t len)
+/* A job name from the training directory (relative to cwd): its last
+ * component, or its parent's when that is a generic "train"
+ * (~/flowers/train -> flowers; "." in ~/flowers -> flowers). */
+static void vt__default_name(const char *cwd, const char *train, char *name, size_t len)
 {
-    char *abs = vt_cli_abspath("/", train), *last, *parent;
+    char *abs = vt_cli_abspath(cwd, train), *last, *parent;
     size_t n;
 
     snprintf(name, len, "job");
@@ -660,7 +661,7 @@ int vt_cli_submit_parse(vt_cli_submit *s, vt_cli *cli, int argc, char **argv, in
         goto done;
     }
     if (!cJSON_GetObjectItemCaseSensitive(s->doc, "name")) {
-        vt__default_name(vt__get_str(s->doc, "data", "train"), name, sizeof name);
+        vt__default_name(cli->cwd, vt__get_str(s->doc, "data", "train"), name, sizeof name);
         vt__set(s->doc, NULL, "name", cJSON_CreateString(name));
     }
     if (!cJSON_GetObjectItemCaseSensitive(s->doc, "output") &&

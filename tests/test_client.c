@@ -226,6 +226,11 @@ static void test_submit_defaults(vt_backend *be)
     VT_CHECK(s.watch);
     vt_cli_submit_free(&s);
 
+    /* "." names the job after the folder it is (it was "job"). */
+    VT_CHECK_OK(submit_parse(&s, &cli, (const char *[]){"--data", ".", "--out", "/o", NULL}));
+    VT_CHECK_STR(sval(s.doc, "name"), strrchr(cwd, '/') + 1);
+    vt_cli_submit_free(&s);
+
     VT_CHECK_OK(submit_parse(&s, &cli, (const char *[]){"--data", "./pets/", "--out", "o",
                                                          "--json", "--socket", "/s", NULL}));
     VT_CHECK_STR(sval(s.doc, "name"), "pets");
