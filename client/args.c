@@ -1020,8 +1020,8 @@ static int vt__check_model_fits(const cJSON *doc, const char *init, const char *
     char **names = NULL, a[128], b[128];
     int rc = 0, want, got, mine[VT_MAX_DENSE], theirs[VT_MAX_DENSE], nm, nt, nclasses = 0;
     vt_jobspec defaults;
-    if (!init || vt_safetensors_read_meta(&meta, init) < 0)
-        return 0; /* (vt__check_weights said what is wrong with it) */
+    if (vt_safetensors_read_meta(&meta, init) < 0)
+        return 0; /* (vt__check_weights said what is wrong with it, or the job will) */
     vt_jobspec_defaults(&defaults);
     want = cJSON_IsNumber(size) ? size->valueint : defaults.image_size;
     got = vt_tensorset_meta(meta, "image_size") ? atoi(vt_tensorset_meta(meta, "image_size")) : 0;
@@ -1060,8 +1060,10 @@ static int vt__check_init_fits(const cJSON *doc)
 {
     const char *init = vt__get_str(doc, NULL, "init");
     char what[PATH_MAX + 16];
-    snprintf(what, sizeof what, "--init %s", init ? init : "");
-    return init ? vt__check_model_fits(doc, init, what, 1) : 0;
+    if (!init)
+        return 0;
+    snprintf(what, sizeof what, "--init %s", init);
+    return vt__check_model_fits(doc, init, what, 1);
 }
 
 int vt_cli_check_init_head(const cJSON *doc, long long job, const char *output)

@@ -461,15 +461,15 @@ static int vt__watch(vt_cli *cli, vt_client *c, int64_t job)
  * (no such job, another user's: the submit's reply says why). */
 static int vt__init_head_fits(vt_client *c, const cJSON *doc)
 {
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(doc, "init_job"), *out;
+    long long id = vt_json_int(doc, "init_job", 0);
+    const char *out;
     cJSON *reply = NULL;
     int rc = 0;
-    if (!cJSON_IsNumber(id) || !(fabs(id->valuedouble) < 9007199254740992.0))
+    if (id <= 0)
         return 0;
-    if (vt_client_request(c, vt__job_req("job", (int64_t)id->valuedouble), &reply) == 0 &&
-        cJSON_IsString(out = cJSON_GetObjectItemCaseSensitive(
-                           cJSON_GetObjectItemCaseSensitive(reply, "job"), "output")))
-        rc = vt_cli_check_init_head(doc, (long long)id->valuedouble, out->valuestring);
+    if (vt_client_request(c, vt__job_req("job", id), &reply) == 0 &&
+        (out = vt_json_str(cJSON_GetObjectItemCaseSensitive(reply, "job"), "output")))
+        rc = vt_cli_check_init_head(doc, id, out);
     cJSON_Delete(reply);
     return rc;
 }
