@@ -14,6 +14,8 @@
    still come out, every other table in it.
 3. The rows added since that run: variants, the job again on the same
    daemon, the job with the resize on the host.
+Also the whole H100 run of 2026-12-06 (bench/runs/2026-12-06-h100): its
+raw lines must give its summary.md and summary.json exactly.
 Also `bash -n` of the scripts the check runs (a syntax error there would
 waste a GPU session).  Standard library only; a few seconds.
 """
@@ -78,6 +80,22 @@ with open(os.path.join(RUN, "run1-summary.json")) as f:
     rec = json.load(f)
 for k in rec:
     vtpy.check(js.get(k) == rec[k], f"summary.json[{k}] differs from run1-summary.json")
+vtpy.check(not err.strip(), f"gpu-summary.py wrote to stderr: {err}")
+
+# ---- 1b. the H100 run of 2026-12-06, whole: its raw lines as gpu-check.sh kept them
+# (bench/runs/2026-12-06-h100/run1-*.jsonl) give its summary.md and summary.json
+RUN_H100 = os.path.join(SRC, "bench", "runs", "2026-12-06-h100")
+h100 = os.path.join(TMP, "h100")
+os.mkdir(h100)
+for name in os.listdir(RUN_H100):
+    if name.startswith("run1-") and name.endswith(".jsonl"):
+        shutil.copy(os.path.join(RUN_H100, name), os.path.join(h100, name[len("run1-"):]))
+md, js, err = summarize(h100, "4 passed, 0 failed, 0 skipped")
+with open(os.path.join(RUN_H100, "run1-summary.md")) as f:
+    want = f.read()
+vtpy.check(md == want, f"the H100 run's summary.md differs:\n--- recorded\n{want}\n--- now\n{md}")
+with open(os.path.join(RUN_H100, "run1-summary.json")) as f:
+    vtpy.check(js == json.load(f), "the H100 run's summary.json differs")
 vtpy.check(not err.strip(), f"gpu-summary.py wrote to stderr: {err}")
 
 # ---- 2. short and broken sessions ----------------------------------------------------
