@@ -319,7 +319,7 @@ static int vt__schedule(cJSON *doc, const char *val)
     const char *colon = strchr(val, ':');
     char *p1, *p2;
     cJSON *sch;
-    long long epochs;
+    long long epochs = 0; /* 0 only for -O2's -Wmaybe-uninitialized: read after parsing */
     double v;
     int rc = 0;
 
