@@ -28,10 +28,11 @@
 #   6. while time is left, the anchor compiled (default) at batch 64,
 #      variants of ours at batch 256 (64 with QUICK=1; the first layer
 #      through cuDNN instead of the direct kernel, the frozen pass over the
-#      whole batch instead of chunks) and at 64 (steps replayed as CUDA
-#      graphs), vt-bench fp32 at batch 64 and 256, more variants at batch 64
-#      (no fused bias+ReLU, TF32), then the whole job with the resize on
-#      the host;
+#      whole batch instead of chunks, the cached step replayed as a CUDA
+#      graph) and at 64 (steps replayed as CUDA graphs, the frozen pass's
+#      scratch halved), vt-bench fp32 at batch 64 and 256, more variants at
+#      batch 64 (no fused bias+ReLU, TF32), then the whole job with the
+#      resize on the host;
 #   7. the table (scripts/gpu-summary.py): ours against PyTorch's best per
 #      figure, with ratios, and the decode and job rows against their
 #      references.
@@ -339,7 +340,15 @@ if [ "${SKIP_BENCH:-0}" != 1 ] && [ "$(left)" -gt 100 ]; then
     echo "  bf16,graphs: not run (recorded_steps failed its tests)"
   else
     bench "bf16,graphs" 60 VT_CUDA_GRAPHS=1 VT_CUDA_VERBOSE=1 -- --batch 64 --precision bf16 --modes step_full,step_cached
+    bench "bf16,graphs" 60 VT_CUDA_GRAPHS=1 -- --batch "$big" --precision bf16 --modes step_cached
   fi
+  # half the frozen pass's scratch (2026-12-06, H100: at batch 64 our peak
+  # was 1083/1163 MiB against torch.compile's 989, of which two chunk
+  # buffers of 196 MiB each)
+  case " $guards " in
+    *" VT_FROZEN_CHUNK_MIB=0 "*) ;;
+    *) bench "bf16,chunk100" 60 VT_FROZEN_CHUNK_MIB=100 -- --batch 64 --precision bf16 ;;
+  esac
   for b in $batches; do
     bench "fp32" 130 VT_CUDA_VERBOSE=1 -- --batch "$b" --precision fp32
   done
