@@ -1395,6 +1395,9 @@ static int vt__finish_written(vt_trainer *t)
     if (t->spec.keep_best && t->best_saved)
         vt_train__say(t, VT_LOG_INFO, "kept the model of epoch %d (val_loss %.4f)", t->best_epoch,
                 t->best_val_loss);
+    if (t->model && vt_model_replays(t->model) > 0) /* (VT_CUDA_GRAPHS=1) */
+        vt_train__say(t, VT_LOG_DEBUG, "%ld training steps of this run replayed as CUDA graphs",
+                vt_model_replays(t->model));
     t->phase = PH_DONE;
     return 0;
 }
