@@ -334,8 +334,9 @@ if [ "${SKIP_BENCH:-0}" != 1 ] && [ "$(left)" -gt 100 ]; then
     *" VT_FROZEN_CHUNK_MIB=0 "*) echo "  bf16,whole-batch: the default already (guard)" ;;
     *) bench "bf16,whole-batch" 60 VT_FROZEN_CHUNK_MIB=0 -- --batch "$big" --precision bf16 --modes trunk_fwd,step_full ;;
   esac
-  # training steps as CUDA graph replays (off by default until measured;
-  # not timed when their own tests failed above)
+  # training steps as CUDA graph replays (off by default: on 2026-12-06 they
+  # sped the steps up but not the whole job; not timed when their own tests
+  # failed above)
   if grep -qE "^FAIL recorded_steps" "$out/tests.log" 2>/dev/null; then
     echo "  bf16,graphs: not run (recorded_steps failed its tests)"
   else
