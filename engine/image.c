@@ -430,6 +430,24 @@ int vt_image_decode(const uint8_t *buf, size_t len, int out_w, int out_h, uint8_
     return vt_image__decode(buf, len, &d, src_w, src_h);
 }
 
+/* The error for path, a symbolic link that vt_image__read() did not follow.
+ * A link that points nowhere says so, with its target: a user who named it
+ * (predict follows links named on its command line) needs to hear that the
+ * target is missing, not that links are not followed. */
+static int vt_image__link_error(int dirfd, const char *path)
+{
+    char target[256];
+    struct stat st;
+    ssize_t n;
+
+    if (fstatat(dirfd, path, &st, 0) == 0 || errno != ENOENT)
+        return vt_error_set(VT_EPERM, "%s: is a symbolic link (not followed)", path);
+    n = readlinkat(dirfd, path, target, sizeof target - 1);
+    target[n < 0 ? 0 : n] = '\0';
+    return vt_error_set(VT_EPERM, "%s: is a symbolic link to %s, which does not exist", path,
+                        n < 0 ? "a file" : target);
+}
+
 /* Reads up to max bytes of a regular file (all of it when max is 0, which
  * must then be at most VT_IMAGE_MAX_FILE); *whole tells whether that was the
  * entire file.  Symbolic links are not followed (see dataset.h). */
@@ -451,7 +469,7 @@ static int vt_image__read(int dirfd, const char *path, size_t max, uint8_t **out
         if (e == EACCES || e == EPERM)
             return vt_error_set(VT_EPERM, "%s: %s", path, strerror(e));
         if (e == ELOOP)
-            return vt_error_set(VT_EPERM, "%s: is a symbolic link (not followed)", path);
+            return vt_image__link_error(dirfd, path);
         if (e == EMFILE || e == ENFILE || e == ENOMEM) /* the process's lack, not the file's */
             return vt_error_set(VT_EBUSY, "cannot open %s: %s", path, strerror(e));
         return vt_error_set(VT_EIO, "cannot open %s: %s", path, strerror(e));

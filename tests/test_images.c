@@ -937,6 +937,11 @@ static void test_probe_load(vt_backend *be)
     /* A symbolic link is not followed (see dataset.h). */
     VT_CHECK(symlinkat("a.png", dfd, "link.png") == 0);
     VT_CHECK_ERR(vt_image_load(dfd, "link.png", w, h, out), 0, "link.png");
+    /* One that points nowhere says so rather than "not followed": predict
+     * follows the links it is given, but cannot resolve this one. */
+    VT_CHECK(symlinkat("gone.png", dfd, "dangling.png") == 0);
+    VT_CHECK_ERR(vt_image_load(dfd, "dangling.png", w, h, out), 0,
+                 "dangling.png: is a symbolic link to gone.png, which does not exist");
     close(dfd);
 
     free(bigjpeg);
