@@ -689,8 +689,9 @@ int vt_cli_submit_parse(vt_cli_submit *s, vt_cli *cli, int argc, char **argv, in
         rc = vt__hint(rc, given, spec_path);
         goto done;
     }
-    if ((rc = vt_jobspec_absolutize(&spec, cli->cwd)) == 0 &&
-        (rc = vt_jobspec_check_output(&spec)) < 0)
+    if ((rc = vt_jobspec_check_utf8(&spec)) < 0 ||
+        ((rc = vt_jobspec_absolutize(&spec, cli->cwd)) == 0 &&
+         (rc = vt_jobspec_check_output(&spec)) < 0))
         rc = vt__hint(rc, given, spec_path);
     vt_jobspec_free(&spec);
     if (rc < 0)

@@ -274,7 +274,8 @@ int vt_fg_run(int argc, char **argv)
         goto done;
     }
     if ((rc = vt_jobspec_parse(&spec, (const char *)text, len)) < 0 ||
-        !getcwd(cwd, sizeof cwd) || (rc = vt_jobspec_absolutize(&spec, cwd)) < 0 ||
+        (rc = vt_jobspec_check_utf8(&spec)) < 0 || !getcwd(cwd, sizeof cwd) ||
+        (rc = vt_jobspec_absolutize(&spec, cwd)) < 0 ||
         (rc = vt_jobspec_check_output(&spec)) < 0) {
         fprintf(stderr, "vggtuned: %s: %s\n", argv[optind], vt_error_msg());
         status = rc == VT_EINVAL ? 2 : 1;

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "../common/error.h"
+#include "../common/utf8.h"
 
 void vt_jobspec_default_head(int trainable_blocks, int *hidden, int *nhidden,
                              float *dropout)
@@ -663,6 +664,22 @@ static int vt__within(const char *dir, const char *base)
     if (strcmp(base, "/") == 0)
         return 1;
     return strncmp(dir, base, n) == 0 && (dir[n] == '\0' || dir[n] == '/');
+}
+
+int vt_jobspec_check_utf8(const vt_jobspec *s)
+{
+    const struct { const char *field, *text; } texts[] = {
+        {"name", s->name},         {"data.train", s->train_dir}, {"data.val", s->val_dir},
+        {"weights", s->weights},   {"init", s->init},            {"output", s->output},
+    };
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        const char *t = texts[i].text;
+        if (t && !vt_utf8_valid((const uint8_t *)t, strlen(t)))
+            return vt_error_set(VT_EINVAL, "%s is not valid UTF-8: the job document is "
+                                "recorded in the model, which takes only UTF-8; rename it",
+                                texts[i].field);
+    }
+    return 0;
 }
 
 int vt_jobspec_check_output(const vt_jobspec *s)

@@ -105,6 +105,11 @@ const char *vt_jobspec_mode_name(int trainable_blocks);
  *   lr_t = lr / (1 + decay * iteration) * schedule(epoch). */
 double vt_jobspec_lr(const vt_jobspec *spec, uint64_t iteration, int epoch);
 
+/* Refuses (VT_EINVAL, a message starting with the field's name) a name or
+ * path that is not valid UTF-8: the finished job could not record its
+ * document in the model's metadata, so it is refused before it trains. */
+int vt_jobspec_check_utf8(const vt_jobspec *spec);
+
 /* Refuses (VT_EINVAL, a message starting "output") an output directory
  * that is data.train or data.val or inside one: its files would be read as
  * one more class.  The paths must be absolute; each is compared as the file

@@ -511,7 +511,9 @@ static int vt__check_output(vt_trainer *t)
     int rc, fd;
     if ((rc = vt_train__enter(t)) < 0)
         return rc;
-    rc = vt_jobspec_check_output(&t->spec);
+    rc = vt_jobspec_check_utf8(&t->spec);
+    if (rc == 0)
+        rc = vt_jobspec_check_output(&t->spec);
     if (rc == 0)
         rc = vt__make_claim(t);
     if (rc == 0) {

@@ -266,6 +266,26 @@ static void test_output_in_data(vt_backend *be)
                  VT_EINVAL, "overwrite must be true or false");
 }
 
+/* Names and paths that are not UTF-8 are refused before the job trains:
+ * its model records the document, and safetensors metadata is UTF-8. */
+static void test_utf8(vt_backend *be)
+{
+    vt_jobspec s;
+    (void)be;
+    VT_CHECK_OK(parse(&s, "{\"data\":{\"train\":\"/caf\xc3\xa9\"},\"output\":\"/o\"}"));
+    VT_CHECK_OK(vt_jobspec_check_utf8(&s));
+    vt_jobspec_free(&s);
+    VT_CHECK_OK(parse(&s, "{\"data\":{\"train\":\"/caf\xe9\"},\"output\":\"/o\"}"));
+    VT_CHECK_ERR(vt_jobspec_check_utf8(&s), VT_EINVAL, "data.train is not valid UTF-8");
+    vt_jobspec_free(&s);
+    VT_CHECK_OK(parse(&s, "{\"data\":{\"train\":\"/d\"},\"output\":\"/o\xff\"}"));
+    VT_CHECK_ERR(vt_jobspec_check_utf8(&s), VT_EINVAL, "output is not valid UTF-8");
+    vt_jobspec_free(&s);
+    VT_CHECK_OK(parse(&s, "{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"name\":\"\xc3\"}"));
+    VT_CHECK_ERR(vt_jobspec_check_utf8(&s), VT_EINVAL, "name is not valid UTF-8");
+    vt_jobspec_free(&s);
+}
+
 static const vt_test_case cases[] = {
     {"example", test_example, 0},
     {"defaults", test_defaults, 0},
@@ -275,6 +295,7 @@ static const vt_test_case cases[] = {
     {"lr_schedule", test_lr_schedule, 0},
     {"absolutize", test_absolutize, 0},
     {"output_in_data", test_output_in_data, 0},
+    {"utf8", test_utf8, 0},
 };
 
 int main(int argc, char **argv) { VT_TEST_MAIN(cases); }

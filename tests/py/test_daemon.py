@@ -516,6 +516,28 @@ inside = d.wait_state(rep["job"]["id"], ["failed", "succeeded"], timeout=60)
 vtpy.check(inside["state"] == "failed" and "is inside data.train" in inside["error"] and
            not os.path.exists(os.path.join(DATA, "train", "run")),
            f"output inside the data: {inside}")
+# A data folder whose name is not UTF-8 trained to the end and then failed,
+# the model's metadata (the job document) taking only UTF-8: refused now
+# before training, by vggtuned run (a usage error) and, for a document that
+# reaches the daemon anyway, when the job starts.
+latin1 = os.path.join(TMP.encode(), b"caf\xe9")
+shutil.copytree(os.path.join(DATA, "train").encode(), latin1)
+doc = json.dumps(job_spec(DATA, os.path.join(TMP, "out", "latin1"))).encode()
+doc = doc.replace(json.dumps(os.path.join(DATA, "train")).encode(), b'"' + latin1 + b'"')
+with open(os.path.join(TMP, "latin1.json"), "wb") as f:
+    f.write(doc)
+r = subprocess.run([VGGTUNED, "run", "--backend", "cpu", os.path.join(TMP, "latin1.json")],
+                   stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
+vtpy.check(r.returncode == 2 and b"data.train is not valid UTF-8" in r.stderr and
+           b"epoch" not in r.stderr, f"vggtuned run of a non-UTF-8 folder: {r}")
+raw = d.raw()
+raw.send_raw(b'{"id":99,"op":"submit","job":' + doc + b'}\n')
+rep = raw.read()
+raw.close()
+latin1_job = d.wait_state(rep["job"]["id"], ["failed", "succeeded"], timeout=60)
+vtpy.check(latin1_job["state"] == "failed" and latin1_job.get("epochs_done", 0) == 0 and
+           "data.train is not valid UTF-8" in latin1_job["error"],
+           f"a non-UTF-8 folder submitted to the daemon: {latin1_job}")
 
 # ---- two jobs at once ---------------------------------------------------------
 # A long job and a short one submitted back to back.  Run one after the other,
