@@ -50,6 +50,7 @@
 
 #include "../common/bg.h"
 #include "../common/error.h"
+#include "../common/utf8.h"
 #include "safetensors.h"
 
 #define VT__PROBE_CHUNK 256 /* image headers per pool task */
@@ -291,6 +292,19 @@ static int vt__same_classes(const vt_dataset *a, const vt_dataset *b)
     return 1;
 }
 
+/* Refuses a class folder whose name is not UTF-8 before the job trains:
+ * the model's metadata and classmap.json record the names, and take only
+ * UTF-8, so the finished job could not save its model. */
+static int vt__utf8_classes(const vt_dataset *ds)
+{
+    for (int c = 0; c < ds->nclasses; c++)
+        if (!vt_utf8_valid((const uint8_t *)ds->classes[c], strlen(ds->classes[c])))
+            return vt_error_set(VT_EINVAL, "class folder '%s' in %s is not valid UTF-8: the "
+                                "model records the class names, and takes only UTF-8; "
+                                "rename it", ds->classes[c], ds->root);
+    return 0;
+}
+
 /* Scans the folders, splits off validation, probes the headers: the
  * reader's whole work, with no message for the job's log. */
 static int vt__read_data(vt__reading *r)
@@ -312,6 +326,8 @@ static int vt__read_data(vt__reading *r)
     if (rc == 0 && all->nclasses < 2)
         rc = vt_error_set(VT_EINVAL, "%s has only 1 class (%s); training needs at least 2",
                           r->train_dir, all->classes[0]);
+    if (rc == 0)
+        rc = vt__utf8_classes(all);
     if (rc < 0) {
         vt_dataset_free(all);
         return rc;

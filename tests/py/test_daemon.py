@@ -538,6 +538,19 @@ latin1_job = d.wait_state(rep["job"]["id"], ["failed", "succeeded"], timeout=60)
 vtpy.check(latin1_job["state"] == "failed" and latin1_job.get("epochs_done", 0) == 0 and
            "data.train is not valid UTF-8" in latin1_job["error"],
            f"a non-UTF-8 folder submitted to the daemon: {latin1_job}")
+# So was a class folder of such a name (the model records the class names):
+# the job fails as it reads its data, naming the folder.
+latin1_class = os.path.join(TMP, "latin1-class")
+shutil.copytree(os.path.join(DATA, "train"), latin1_class)
+os.rename(os.path.join(latin1_class, first_class).encode(),
+          os.path.join(latin1_class.encode(), b"caf\xe9"))
+r = subprocess.run([VGGTUNED, "run", "--backend", "cpu",
+                    write_spec("latin1-class", epochs=1,
+                               data={"train": latin1_class, "val": None, "val_split": 0.3})],
+                   stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
+vtpy.check(r.returncode == 1 and b"class folder 'caf\xe9' in " in r.stderr and
+           b"is not valid UTF-8" in r.stderr and b"epoch 1" not in r.stderr,
+           f"vggtuned run of a non-UTF-8 class folder: {r}")
 
 # ---- two jobs at once ---------------------------------------------------------
 # A long job and a short one submitted back to back.  Run one after the other,
