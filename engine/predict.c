@@ -312,6 +312,20 @@ fail:
     return rc;
 }
 
+/* The first image of the pass that could not be read, with why (the
+ * loader's reason, which names the file), into res->first_skipped: the
+ * counts alone leave the user to hunt for it. */
+static void vt__eval_first_skipped(vt_pass *ps)
+{
+    for (int i = 0; i < ps->ds->n; i++) {
+        const char *why = vt_loader_failure(ps->l, i);
+        if (why) {
+            snprintf(ps->res.first_skipped, sizeof ps->res.first_skipped, "%s", why);
+            return;
+        }
+    }
+}
+
 /* The evaluation's figures once every batch has run. */
 static int vt__eval_end(vt_pass *ps)
 {
@@ -320,8 +334,16 @@ static int vt__eval_end(vt_pass *ps)
     res->skipped = vt_loader_failed_count(ps->l);
     res->links = ps->ds->links;
     res->others = ps->ds->others;
+    vt__eval_first_skipped(ps);
+    if (ps->ds->n == 0)
+        return vt_error_set(VT_EINVAL, "%s has no image (JPEG or PNG) in its class folders",
+                            ps->ds->root);
+    if (res->n == 0 && ps->ds->n == 1)
+        return vt_error_set(VT_EINVAL, "the one image in %s could not be read: %s",
+                            ps->ds->root, res->first_skipped);
     if (res->n == 0)
-        return vt_error_set(VT_EINVAL, "%s has no readable image", ps->ds->root);
+        return vt_error_set(VT_EINVAL, "none of the %d images in %s could be read; the first: "
+                            "%s", ps->ds->n, ps->ds->root, res->first_skipped);
     if ((rc = vt_backend_sync(ps->p->be)) < 0)
         return rc;
     ps->queued = 0;
@@ -538,6 +560,8 @@ cJSON *vt_eval_json(const vt_predictor *p, const vt_eval_result *r)
     cJSON_AddNumberToObject(e, "skipped", r->skipped);
     cJSON_AddNumberToObject(e, "links_skipped", r->links);
     cJSON_AddNumberToObject(e, "others_skipped", r->others);
+    if (r->first_skipped[0])
+        cJSON_AddStringToObject(e, "first_skipped", r->first_skipped);
     cJSON_AddNumberToObject(e, "accuracy", r->accuracy);
     cJSON_AddNumberToObject(e, "loss", r->loss);
     for (int k = 0; k < r->nclasses; k++) {

@@ -59,6 +59,7 @@ typedef struct {
     int skipped;       /* unreadable images */
     int links;         /* symbolic links in the folder, not followed */
     int others;        /* files in it skipped as not images by their names */
+    char first_skipped[512]; /* the first unreadable image and why ("PATH: why"), or "" */
     double loss;       /* mean cross-entropy */
     double accuracy;
     int *confusion;    /* (nclasses, nclasses): [true][predicted], owned */
@@ -117,8 +118,9 @@ void vt_pass_eval(vt_pass *ps, vt_eval_result *res);
  * NULL is a no-op. */
 void vt_pass_free(vt_pass *ps);
 
-/* An evaluation as JSON: {"n", "skipped", "links_skipped", "others_skipped", "accuracy",
- * "loss", "classes": [...], "precision": [...], "recall": [...] (null where
+/* An evaluation as JSON: {"n", "skipped", "links_skipped", "others_skipped",
+ * "first_skipped" (only when an image was unreadable), "accuracy", "loss",
+ * "classes": [...], "precision": [...], "recall": [...] (null where
  * undefined), "confusion": [[...], ...]}; NULL when out of memory. */
 struct cJSON *vt_eval_json(const vt_predictor *p, const vt_eval_result *r);
 

@@ -112,6 +112,8 @@ void vt_report_eval(FILE *f, const cJSON *e)
         fprintf(f, "  (%lld file%s skipped, not JPEG or PNG by name)", skipped,
                 skipped == 1 ? "" : "s");
     fprintf(f, "\n");
+    if (cJSON_IsString(x = cJSON_GetObjectItemCaseSensitive(e, "first_skipped")))
+        fprintf(f, "first unreadable image: %s\n", x->valuestring);
     if (nc <= 0)
         return;
     for (int c = 0; c < nc; c++) { /* (columns, not bytes: 'données') */

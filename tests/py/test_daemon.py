@@ -97,6 +97,22 @@ e = vtpy.run([VGGTUNED, "eval", "--backend", "cpu",
               os.path.join(TMP, "out", "linked", "model.safetensors"),
               os.path.join(linked, "train")]).stdout
 vtpy.check("(1 symbolic link not followed)" in e, f"vggtuned eval of a folder with a link: {e!r}")
+# An image it cannot read is named with why, not only counted; and a folder
+# none of whose images can be read says so, naming the first.
+broken = os.path.join(TMP, "broken")
+os.makedirs(os.path.join(broken, first_class))
+open(os.path.join(broken, first_class, "zero.jpg"), "w").close()
+shutil.copy(os.path.join(linked, "train", first_class, "scan.bmp"),
+            os.path.join(broken, first_class, "good.jpg"))
+rb = d.cli("eval", str(r["job"]["id"]), broken)
+vtpy.check(rb.returncode == 0 and "(1 unreadable image skipped)" in rb.stdout and
+           f"first unreadable image: {broken}/{first_class}/zero.jpg: empty file\n" in rb.stdout,
+           f"eval with an unreadable image: {rb.stdout!r}")
+os.unlink(os.path.join(broken, first_class, "good.jpg"))
+rb = d.cli("eval", str(r["job"]["id"]), broken, check=False)
+vtpy.check(rb.returncode == 1 and f"the one image in {broken} could not be read: "
+           f"{broken}/{first_class}/zero.jpg: empty file" in rb.stderr,
+           f"eval with no readable image: {rb.stderr!r}")
 # A validation class folder that is a link is skipped, so the classes
 # differ: the warning about the link, which says why, comes before the error.
 linked_val = os.path.join(TMP, "linked-val")
