@@ -47,6 +47,19 @@ int vt_utf8_valid(const uint8_t *s, size_t n)
     return 1;
 }
 
+void vt_utf8_scrub(char *text)
+{
+    unsigned char *s = (unsigned char *)text;
+    size_t left = strlen(text);
+    while (*s) {
+        int n = vt_utf8_seq(s, left);
+        if (n == 0)
+            n = 1, *s = '?';
+        s += n;
+        left -= (size_t)n;
+    }
+}
+
 /* ---- display width ----------------------------------------------------- */
 
 /* Columns a code point takes on a terminal: 0 for combining marks and

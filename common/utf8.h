@@ -14,6 +14,11 @@ int vt_utf8_seq(const uint8_t *s, size_t n);
 /* Whether s[0..n) is valid UTF-8. */
 int vt_utf8_valid(const uint8_t *s, size_t n);
 
+/* Replaces, in place, each byte of the NUL-terminated text that is not
+ * part of a valid UTF-8 sequence (overlong forms and surrogates included)
+ * with '?'. */
+void vt_utf8_scrub(char *text);
+
 /* The character at s (not at its end): returns its bytes and sets *cols to
  * the terminal columns it takes (0 for combining marks, 2 for East Asian
  * wide characters and emoji, else 1).  A byte that starts no valid UTF-8

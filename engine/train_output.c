@@ -19,6 +19,7 @@
 
 #include "../common/error.h"
 #include "../common/fileio.h"
+#include "../common/utf8.h"
 #include "safetensors.h"
 #include "weights.h"
 #include "writer.h"
@@ -235,7 +236,10 @@ int vt_train__save_features(vt_trainer *t)
                 lab[r++] = (float)ds->samples[i].label;
                 cJSON_AddItemToArray(files, cJSON_CreateString(ds->samples[i].path));
             }
+            /* (metadata is UTF-8 only: a file name's other bytes become '?') */
             char *text = cJSON_PrintUnformatted(files);
+            if (text)
+                vt_utf8_scrub(text);
             rc = vt_tensorset_set_meta(set, v ? "val_files" : "train_files", text ? text : "[]");
             free(text);
             cJSON_Delete(files);

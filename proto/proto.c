@@ -328,19 +328,6 @@ static cJSON *vt__with_id(const cJSON *id)
     return o;
 }
 
-void vt_proto_utf8_scrub(char *text)
-{
-    unsigned char *s = (unsigned char *)text;
-    size_t left = strlen(text);
-    while (*s) {
-        int n = vt_utf8_seq(s, left);
-        if (n == 0)
-            n = 1, *s = '?';
-        s += n;
-        left -= (size_t)n;
-    }
-}
-
 /* Prints o (consumed) as one line ending in '\n'. */
 static char *vt__line(cJSON *o)
 {
@@ -365,7 +352,7 @@ static char *vt__reply_line(cJSON *o)
 {
     char *t = vt__line(o);
     if (t)
-        vt_proto_utf8_scrub(t);
+        vt_utf8_scrub(t);
     return t;
 }
 

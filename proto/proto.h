@@ -94,10 +94,6 @@ int vt_proto_get_int(const cJSON *obj, const char *field, int required, int64_t 
 int vt_proto_get_str(const cJSON *obj, const char *field, int required, const char **out);
 int vt_proto_get_bool(const cJSON *obj, const char *field, int required, int *out);
 
-/* Replaces, in place, each byte of text that is not part of a valid UTF-8
- * sequence (overlong forms and surrogates included) with '?'. */
-void vt_proto_utf8_scrub(char *text);
-
 /* ---- replies ----------------------------------------------------------- */
 
 /* The daemon's side.  Each builder returns a malloc'd line ending in '\n'

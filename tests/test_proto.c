@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/utf8.h"
 #include "../proto/proto.h"
 #include "fake_vggtuned.h"
 #include "vt_test.h"
@@ -500,7 +501,7 @@ static void test_utf8_scrub(vt_backend *be)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char buf[64];
         snprintf(buf, sizeof buf, "%s", cases[i].in);
-        vt_proto_utf8_scrub(buf);
+        vt_utf8_scrub(buf);
         VT_CHECK_STR(buf, cases[i].out);
     }
     /* An error echoing raw bytes goes out as valid UTF-8 JSON. */

@@ -114,6 +114,27 @@ for name, body in (("left", None), ("old", {"train_files": "[]", "val_files": "[
     again = submit("--mode", "bottleneck", "--epochs", "1", "--name", name, "--out", out(name))
     vtpy.check(again["state"] == "succeeded", f"taking over a bottleneck job's folder ({name}): {again}")
 
+# An image whose file name is not UTF-8 trains like any other; the features
+# file lists it with '?' for that byte (its metadata takes only UTF-8).
+odd = os.path.join(TMP, "odd")
+shutil.copytree(f"{DATA}/train", odd)
+cls0 = sorted(os.listdir(odd))[0]
+first_img = sorted(os.listdir(os.path.join(odd, cls0)))[0]
+ext = os.path.splitext(first_img)[1]
+os.rename(os.path.join(odd, cls0, first_img).encode(),
+          os.path.join(odd, cls0).encode() + b"/img\xe9" + ext.encode())
+r = d.cli("--json", "submit", "--data", odd, "--image-size", "32", "--batch-size", "8",
+          "--mode", "bottleneck", "--val-split", "0.25", "--epochs", "1", "--name", "odd",
+          "--out", out("odd"), check=False)
+vtpy.check(r.returncode == 0, f"submit with a non-UTF-8 image name: {r.stderr}")
+oddj = d.wait_state(json.loads(r.stdout)["job"]["id"], ["succeeded", "failed", "cancelled"],
+                    timeout=600)
+vtpy.check(oddj["state"] == "succeeded", f"a non-UTF-8 image name failed the job: {oddj}")
+om = meta(os.path.join(out("odd"), "bottleneck_features.safetensors"))
+listed = json.loads(om["train_files"]) + json.loads(om["val_files"])
+vtpy.check(f"{cls0}/img?{ext}" in listed and len(listed) == 60,
+           f"the non-UTF-8 name in the features file: {[f for f in listed if 'img' in f]}")
+
 # ---- 2. finetune from the bottleneck head -----------------------------------------
 ft = submit("--mode", "finetune", "--init-head", str(bn["id"]), "--val", f"{DATA}/val",
             "--epochs", "1", "--lr", "1e-12", "--name", "ft", "--out", out("ft"))
