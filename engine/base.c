@@ -7,6 +7,7 @@
 
 #include "../common/error.h"
 #include "../common/hash.h"
+#include "../common/utf8.h"
 #include "weights.h"
 
 int vt_base_read(vt_base **out, const char *path, const vt_creds *creds)
@@ -37,6 +38,8 @@ int vt_base_read(vt_base **out, const char *path, const vt_creds *creds)
             goto fail;
         snprintf(b->desc, sizeof b->desc, "%s:%s",
                  kind == VT_WFILE_KERAS_H5 ? "keras" : "safetensors", path);
+        /* (every model's metadata records it, and takes only UTF-8) */
+        vt_utf8_scrub(b->desc);
     }
     vt_hash_init(b->hash);
     for (int i = 0; i < VT_VGG_NCONV; i++) {

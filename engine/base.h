@@ -27,7 +27,8 @@ typedef struct {
     vt_trunk *trunk;        /* on the backend given to vt_base_load */
     vt_preprocess prep;     /* what the weights expect */
     int random;             /* the seeded random trunk */
-    char desc[PATH_MAX + 32]; /* "keras:/path", "safetensors:/path", "random" */
+    char desc[PATH_MAX + 32]; /* "keras:/path", "safetensors:/path", "random"; UTF-8 (a
+                               * path's other bytes as '?') */
     uint64_t hash[2];       /* content of the convolutions */
 } vt_base;
 

@@ -66,6 +66,8 @@ vtpy.check(len(job["metrics"]) == 3, "job 1 should report 3 epochs of metrics")
 vtpy.check(job["compute"] == "fp32", f"job 1 computes in fp32 on the CPU: {job.get('compute')}")
 # data.preprocess "auto", resolved as the model file records it
 model_prep = vtpy.safetensors_meta(os.path.join(out, "model.safetensors"))["preprocess"]
+first_model = os.path.join(TMP, "first-model.safetensors")  # (a trunk for a daemon below)
+shutil.copy(os.path.join(out, "model.safetensors"), first_model)
 vtpy.check(job["spec"]["data"]["preprocess"] == "auto" and job.get("preprocess") == model_prep,
            f"job 1's preprocessing: {job.get('preprocess')} vs the model's {model_prep}")
 vtpy.check("job 1: prepared in " in d.log_text(),
@@ -1556,6 +1558,21 @@ for extra, why in ((["--backend", "cpu", "--weights", "/nonexistent/vgg16.h5"],
                f"vggtuned {' '.join(extra)}: exit {p.returncode}: {err!r}")
     vtpy.check(not os.path.exists(os.path.join(bad_state, "s.sock")),
                "a daemon that failed to start left its socket behind")
+
+# ---- a daemon's --weights path that is not UTF-8 -----------------------------
+# Every model's metadata names the trunk's file, and takes only UTF-8: such
+# a path failed every job as it saved its model.  The name's other bytes are
+# now '?' there.
+odd_w = os.path.join(TMP, "w").encode() + b"\xe9.safetensors"
+shutil.copy(first_model, odd_w)
+wd = Daemon(a.build, TMP, name="odd-weights", extra=["--weights", os.fsdecode(odd_w)])
+wj = wd.cli_json("submit", "--spec", write_spec("odd-weights", epochs=1))["job"]["id"]
+st = wd.wait_state(wj, ["succeeded", "failed", "cancelled"])
+vtpy.check(st["state"] == "succeeded", f"a job on a trunk at a non-UTF-8 path: {st}")
+wmeta = vtpy.safetensors_meta(os.path.join(TMP, "out", "odd-weights", "model.safetensors"))
+vtpy.check(wmeta.get("weights") == "safetensors:" + os.path.join(TMP, "w") + "?.safetensors",
+           f"the model names its trunk {wmeta.get('weights')!r}")
+wd.stop()
 
 # ---- a second daemon on a taken socket or state directory: a clean refusal ----
 # (It used to abort in libuv, after claiming to be ready, when startup failed
