@@ -197,7 +197,9 @@ static const char vt__help_watch[] =
 static const char vt__help_cancel[] =
     "usage: vggtune cancel JOB\n"
     "\n"
-    "Cancels a queued or running job.  A running job stops after its current step.\n";
+    "Cancels a queued or running job.  A running job stops after its current step.\n"
+    "A job whose final model was being written when the cancel came finishes\n"
+    "instead: that is said, with exit status 1.\n";
 
 static const char vt__help_predict[] =
     "usage: vggtune predict JOB IMAGE... [--top K]\n"
@@ -682,6 +684,27 @@ static int vt__cmd_watch(vt_cli *cli, int argc, char **argv, int first)
     return status;
 }
 
+/* The daemon answers a cancel that came while a job's final model was being
+ * written once the job has ended, and that job may have succeeded (or
+ * failed) all the same.  Says so and returns 1 when job j (labelled label)
+ * ended that way, else returns 0. */
+static int vt__ended_before_cancel(vt_cli *cli, const cJSON *j, const char *label,
+                                   const char *state)
+{
+    const char *output = vt_json_str(j, "output"), *error = vt_json_str(j, "error");
+    if (strcmp(state, "succeeded") == 0) {
+        vt__msg(cli, "job %s was not cancelled: it finished first and succeeded%s%s", label,
+                output ? ", output in " : "", output ? output : "");
+        return 1;
+    }
+    if (strcmp(state, "failed") == 0) {
+        vt__msg(cli, "job %s was not cancelled: it failed first%s%s", label,
+                error ? ": " : "", error ? error : "");
+        return 1;
+    }
+    return 0;
+}
+
 static int vt__cmd_cancel(vt_cli *cli, int argc, char **argv, int first)
 {
     vt_client *c = NULL;
@@ -709,6 +732,8 @@ static int vt__cmd_cancel(vt_cli *cli, int argc, char **argv, int first)
         snprintf(label, sizeof label, "%lld", (long long)job);
     if (strcmp(state, "cancelled") == 0)
         fprintf(cli->out, "cancelled job %s\n", label);
+    else if (vt__ended_before_cancel(cli, j, label, state))
+        status = VT_CLI_FAILED;
     else if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "cancel_requested")))
         fprintf(cli->out, "cancelling job %s: it stops after its current step\n", label);
     else

@@ -1353,6 +1353,14 @@ static void script_daemon(fake_daemon *d, int fd)
         } else if (strcmp(op, "cancel") == 0 && job == 42) {
             fake_ok(fd, req, fake_json("{\"job\":{\"id\":42,\"name\":\"flowers\","
                                        "\"state\":\"running\",\"cancel_requested\":true}}"));
+        } else if (strcmp(op, "cancel") == 0 && job == 48) { /* its final model written */
+            fake_ok(fd, req, fake_json("{\"job\":{\"id\":48,\"name\":\"done\","
+                                       "\"state\":\"succeeded\",\"output\":\"/r/done\","
+                                       "\"cancel_requested\":true}}"));
+        } else if (strcmp(op, "cancel") == 0 && job == 49) { /* its final model failed */
+            fake_ok(fd, req, fake_json("{\"job\":{\"id\":49,\"name\":\"full\","
+                                       "\"state\":\"failed\",\"error\":\"disk full\","
+                                       "\"cancel_requested\":true}}"));
         } else if (strcmp(op, "cancel") == 0 && job == 46) { /* behind a long step */
             usleep(4000 * 1000); /* (a second past the notice's 3) */
             fake_ok(fd, req, fake_json("{\"job\":{\"id\":46,\"name\":\"big\","
@@ -1505,6 +1513,16 @@ static void test_commands(vt_backend *be)
                         "ends the step (or other work) in progress, and the cancellation is "
                         "answered then\n");
     VT_CHECK_STR(r.out, "cancelling job 46 (big): it stops after its current step\n");
+
+    /* A job that ended otherwise while the cancel waited for its files */
+    RUN(&r, d, cwd, 0, "cancel", "48");
+    VT_CHECK_INT(r.status, 1);
+    VT_CHECK_STR(r.out, "");
+    VT_CHECK_STR(r.err, "vggtune: job 48 (done) was not cancelled: it finished first and "
+                        "succeeded, output in /r/done\n");
+    RUN(&r, d, cwd, 0, "cancel", "49");
+    VT_CHECK_INT(r.status, 1);
+    VT_CHECK_STR(r.err, "vggtune: job 49 (full) was not cancelled: it failed first: disk full\n");
 
     RUN(&r, d, cwd, 0, "cancel", "7");
     VT_CHECK_INT(r.status, 1);
