@@ -44,6 +44,7 @@ void vt_job_free(vt_job *j)
     free(j->reason);
     free(j->trunk);
     cJSON_Delete(j->metrics);
+    cJSON_Delete(j->unsaved_events);
     free(j);
 }
 

@@ -39,6 +39,8 @@ typedef struct vt_job {
                                before), as the trunks the daemon holds are named */
     cJSON *metrics;         /* array of epoch objects, owned */
     int unsaved;            /* a store write failed: its record is behind (retried) */
+    cJSON *unsaved_events;  /* array of {level, message}: log events the store did not
+                               take, in order, written before the record; NULL: none */
     int unrecorded;         /* its row is gone from the store (by hand): not written again */
     struct vt_job *next;
 } vt_job;

@@ -418,12 +418,16 @@ static void vt__watch(vt_conn *c, const cJSON *id, const cJSON *req)
 {
     vt_job *j = vt__own_job(c, id, req);
     vt__replay r = {c, id};
+    const cJSON *ev;
     if (!j)
         return;
     vt_conn_send(c, vt_proto_event(id, "state", vt__job_body(c->dm, j)), 0);
     /* What the job said before this watch began (its warnings at start) */
     if (vt_store_each_event(c->dm->store, j->id, VT__WATCH_REPLAY, vt__replay_event, &r) < 0)
         vt_log_warn("job %lld: %s", (long long)j->id, vt_error_msg());
+    cJSON_ArrayForEach(ev, j->unsaved_events) /* (after those: the store has not taken them) */
+        vt__replay_event(&r, cJSON_GetStringValue(cJSON_GetObjectItem(ev, "level")),
+                         cJSON_GetStringValue(cJSON_GetObjectItem(ev, "message")));
     for (int e = 0; e < cJSON_GetArraySize(j->metrics); e++) {
         cJSON *b = cJSON_CreateObject();
         cJSON_AddItemToObject(b, "metrics",

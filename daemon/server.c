@@ -124,9 +124,50 @@ static void vt__persist(vt_daemon *dm, vt_job *j)
         vt__unsaved(j);
 }
 
-/* Writes the whole record of a job whose earlier write failed: its
- * document, every epoch's metrics, then its row (state last, so that a
- * "succeeded" read back after a restart comes with its history).  Only the
+/* Records a log event of job j: in the store, or, when the store does not
+ * take it or holds earlier events of j's back, after them in
+ * j->unsaved_events, which vt__resave writes once the store takes writes
+ * (the warnings a full state directory causes are the ones a later watch
+ * must still show). */
+static void vt__add_event(vt_daemon *dm, vt_job *j, const char *level, const char *message)
+{
+    cJSON *e;
+    if (!j->unsaved_events && vt_store_add_event(dm->store, j->id, level, message) == 0)
+        return;
+    if (j->unrecorded) /* (its row is gone: nothing to write them with) */
+        return;
+    if (!j->unsaved_events)
+        vt__unsaved(j);
+    if (!(e = cJSON_CreateObject()) || !cJSON_AddStringToObject(e, "level", level) ||
+        !cJSON_AddStringToObject(e, "message", message) ||
+        (!j->unsaved_events && !(j->unsaved_events = cJSON_CreateArray())) ||
+        !cJSON_AddItemToArray(j->unsaved_events, e)) {
+        cJSON_Delete(e);
+        vt_log_error("job %lld: out of memory: its log loses: %s", (long long)j->id, message);
+    }
+}
+
+/* Writes j's log events the store did not take, in order; 0, or the error
+ * of the first that it does not take yet (it and the later ones stay). */
+static int vt__resave_events(vt_daemon *dm, vt_job *j)
+{
+    cJSON *e;
+    while (j->unsaved_events && (e = j->unsaved_events->child)) {
+        int rc = vt_store_add_event(dm->store, j->id,
+                                    cJSON_GetStringValue(cJSON_GetObjectItem(e, "level")),
+                                    cJSON_GetStringValue(cJSON_GetObjectItem(e, "message")));
+        if (rc < 0)
+            return rc;
+        cJSON_Delete(cJSON_DetachItemViaPointer(j->unsaved_events, e));
+    }
+    cJSON_Delete(j->unsaved_events);
+    j->unsaved_events = NULL;
+    return 0;
+}
+
+/* Writes the whole record of a job whose earlier write failed: its log
+ * events, its document, every epoch's metrics, then its row (state last, so
+ * that a "succeeded" read back after a restart comes with its history).  Only the
  * last epoch's drops the rows after it: a try that fails part way (each
  * epoch is its own write) leaves the later ones that the store had.  Without
  * this, a job that finished while the state directory was full stays
@@ -134,9 +175,9 @@ static void vt__persist(vt_daemon *dm, vt_job *j)
  * removing the model it had finished. */
 static void vt__resave(vt_daemon *dm, vt_job *j)
 {
-    int n = cJSON_GetArraySize(j->metrics), rc = 0;
+    int n = cJSON_GetArraySize(j->metrics), rc = vt__resave_events(dm, j);
     char *text;
-    if (j->spec_json)
+    if (rc == 0 && j->spec_json)
         rc = vt_store_set_spec(dm->store, j->id, j->spec_json, j->preprocess, j->trunk);
     for (int i = 0; rc == 0 && i < n; i++) {
         cJSON *m = cJSON_GetArrayItem(j->metrics, i), *ep = cJSON_GetObjectItem(m, "epoch");
@@ -153,6 +194,8 @@ static void vt__resave(vt_daemon *dm, vt_job *j)
                      vt_error_msg());
         j->unsaved = 0;
         j->unrecorded = 1;
+        cJSON_Delete(j->unsaved_events);
+        j->unsaved_events = NULL;
     } else if (rc == 0) {
         j->unsaved = 0;
         vt_log_info("job %lld: its record in the store is up to date again", (long long)j->id);
@@ -258,9 +301,8 @@ static int vt__load_job(void *ud, const vt_store_job *sj)
             /* (none written yet, or the last one removed as outdated) */
             vt_log_info("job %lld was running when the daemon stopped, with no checkpoint "
                         "to resume from; it starts again", (long long)j->id);
-            vt_store_add_event(dm->store, j->id, "warn", "the daemon stopped with no "
-                               "checkpoint of this job to resume from: it starts again from "
-                               "the beginning");
+            vt__add_event(dm, j, "warn", "the daemon stopped with no checkpoint of this "
+                          "job to resume from: it starts again from the beginning");
         }
         j->state = VT_JOB_QUEUED;
         vt_daemon_start_job(dm, j);
@@ -452,7 +494,8 @@ static void vt__on_device(void *ud)
         case VT_DEV_LOG: {
             const char *lv = e->level <= VT_LOG_ERROR ? "error"
                              : e->level == VT_LOG_WARN ? "warn" : "info";
-            vt_store_add_event(dm->store, e->job, lv, e->text ? e->text : "");
+            if ((j = vt_jobs_find(&dm->jobs, e->job)))
+                vt__add_event(dm, j, lv, e->text ? e->text : "");
             b = cJSON_CreateObject();
             cJSON_AddStringToObject(b, "level", lv);
             cJSON_AddStringToObject(b, "message", e->text ? e->text : "");

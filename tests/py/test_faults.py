@@ -15,8 +15,8 @@
   doubling the wait before the next try; after keep_best's model, the older
   checkpoint goes, and a stop starts the job over.
   Records the job store refused are written again once it takes writes,
-  each epoch's under its own number; one whose job row was deleted by hand
-  is given up, once.
+  each epoch's under its own number, log events included; one whose job
+  row was deleted by hand is given up, once.
 """
 import contextlib
 import hashlib
@@ -941,6 +941,34 @@ vtpy.check(rc == 0 and rs.log_text().count(said) == 1 and
            f"a record whose row is gone: {log}")
 vtpy.check(store_rows(rs.state, "SELECT state FROM jobs WHERE id = ?", after) ==
            [("succeeded",)], "the job after a deleted row")
+
+# ---- a job's log events that the store refuses -----------------------------------
+# They wait with its record and are written with it once the store takes
+# writes (before, they were dropped: the warnings a full state directory
+# causes, that checkpoints could not be written, were gone from the job's
+# log); a watch meanwhile shows them after the stored ones.
+store_edit(rs.state, "CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN "
+           "SELECT RAISE(ABORT, 'refused by the test'); END;")
+rs.start()
+j = rs.cli_json("submit", "--spec", spec_file("events-refused", mode="bottleneck",
+                                              epochs=1))["job"]["id"]
+rs.wait_state(j, ["succeeded"])
+said = "events-refused: 72 training images"
+watched = rs.cli("watch", str(j)).stdout
+vtpy.check(said in watched, f"a watch while the store refuses the job's log: {watched!r}")
+store_edit(rs.state, "DROP TRIGGER refuse;")
+deadline = time.time() + 30
+while f"job {j}: its record in the store is up to date again" not in rs.log_text():
+    if time.time() > deadline:
+        vtpy.fail(f"the record was not written again: {rs.log_text()[-600:]}")
+    time.sleep(0.1)
+rs.kill9()
+rs.start()
+watched = rs.cli("watch", str(j)).stdout
+vtpy.check(watched.count(said) == 1,
+           f"a job's log the store refused, after a restart: {watched!r}")
+rc, _ = rs.stop()
+vtpy.check(rc == 0, f"stop: {rc}")
 
 # ---- clients take every descriptor the daemon may open -------------------------
 # Under a low RLIMIT_NOFILE, max-clients is lowered so that a descriptor
