@@ -947,7 +947,9 @@ static int vt__check_val_classes(const cJSON *doc)
 /* Refuses an output that is not a directory, and, unless the document sets
  * overwrite, an output directory that holds a finished job's model (the
  * job would replace it when it starts: the trainer checks the same,
- * vt_output_protected_model). */
+ * vt_output_protected_model); VT_EPERM (a warning: that may change before
+ * the job starts) when it cannot be written, by us or on a read-only file
+ * system. */
 static int vt__check_output(const cJSON *doc)
 {
     const char *out = vt__get_str(doc, NULL, "output");
@@ -979,8 +981,11 @@ static int vt__check_output(const cJSON *doc)
             }
             *slash = '\0';
         }
-        if (stat(dir, &st) == 0 && access(dir, W_OK | X_OK) < 0 && errno == EACCES)
-            return vt_error_set(VT_EPERM, "--out %s: %s is not writable by you", out, dir);
+        if (stat(dir, &st) == 0 && access(dir, W_OK | X_OK) < 0 &&
+            (errno == EACCES || errno == EROFS))
+            return vt_error_set(VT_EPERM, "--out %s: %s is %s", out, dir,
+                                errno == EROFS ? "on a read-only file system"
+                                               : "not writable by you");
     }
     return 0;
 }

@@ -263,8 +263,13 @@ if os.geteuid() == 0:
     try:
         f1 = d.cli_json("submit", "--spec", spec_file("full", epochs=1,
                                                       output=os.path.join(full_dir, "o")))
-        f2 = d.cli_json("submit", "--spec", spec_file("ro", epochs=1,
-                                                      output=os.path.join(ro_dir, "o")))
+        r2 = d.cli("--json", "submit", "--spec", spec_file("ro", epochs=1,
+                                                           output=os.path.join(ro_dir, "o")))
+        f2 = json.loads(r2.stdout)
+        # (the client warns, as for a folder the user may not write)
+        vtpy.check(f"warning: --out {ro_dir}/o: {ro_dir} is on a read-only file system; the "
+                   "job will fail unless that changes" in r2.stderr,
+                   f"no warning for a read-only output: {r2.stderr!r}")
         ok = d.cli_json("submit", "--spec", spec_file("fine", epochs=1))
         j1 = d.wait_state(f1["job"]["id"], ["failed", "succeeded"])
         j2 = d.wait_state(f2["job"]["id"], ["failed", "succeeded"])
