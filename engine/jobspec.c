@@ -303,6 +303,16 @@ static int vt__parse_optimizer(vt_jobspec *s, const cJSON *o)
     return 0;
 }
 
+/* Whether text holds a control character (C0 or DEL): a name shown in
+ * listings must not move a terminal's cursor or send it escapes. */
+static int vt__has_control(const char *text)
+{
+    for (const unsigned char *c = (const unsigned char *)text; *c; c++)
+        if (*c < 0x20 || *c == 0x7f)
+            return 1;
+    return 0;
+}
+
 static int vt__parse_root(vt_jobspec *s, const cJSON *root)
 {
     static const char *const keys[] = {"name", "mode", "trainable_blocks", "data",
@@ -326,7 +336,7 @@ static int vt__parse_root(vt_jobspec *s, const cJSON *root)
     if ((rc = vt__str(root, "", "name", 0, &name)) < 0)
         return rc;
     if (name) {
-        if (strlen(name) >= sizeof s->name || strpbrk(name, "\n\r\t/")) {
+        if (strlen(name) >= sizeof s->name || strchr(name, '/') || vt__has_control(name)) {
             free(name);
             return vt_error_set(VT_EINVAL, "name must be at most %zu bytes (UTF-8) without "
                                 "'/' or control characters", sizeof s->name - 1);

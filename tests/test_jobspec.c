@@ -123,6 +123,8 @@ static void test_refusals(vt_backend *be)
         {"{\"data\":{\"train\":\"/d\"},\"output\":\"/" LONG_PATH "\"}",
          "output is 5000 bytes long, over the 4095-byte limit of a path"},
         {"{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"name\":\"a/b\"}", "name must be"},
+        {"{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"name\":\"\\u001b[2Jx\"}", "name must be"},
+        {"{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"name\":\"a\\u007fb\"}", "name must be"},
         {"{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"optimizer\":{\"schedule\":{\"type\":\"exp\"}}}",
          "optimizer.schedule.type"},
         {"{\"data\":{\"train\":\"/d\"},\"output\":\"/o\",\"optimizer\":{\"lr\":0.01,"
