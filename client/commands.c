@@ -345,6 +345,7 @@ static int vt__open(vt_cli *cli, vt_client **c)
         vt__msg(cli, "%s", vt_error_msg());
         return rc == VT_EBUSY ? VT_CLI_FAILED : VT_CLI_UNREACHABLE;
     }
+    vt_client_printable(*c, !cli->json); /* (--json escapes them) */
     vt_client_on_slow(*c, VT__SLOW_NOTICE_MS, vt__slow_notice, cli);
     vt_client_on_event(*c, vt__req_event, cli);
     return 0;

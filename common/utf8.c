@@ -60,6 +60,20 @@ void vt_utf8_scrub(char *text)
     }
 }
 
+void vt_utf8_scrub_controls(char *text)
+{
+    unsigned char *s = (unsigned char *)text, *o = s;
+    for (; *s; s++) {
+        if (s[0] == 0xc2 && s[1] >= 0x80 && s[1] <= 0x9f) /* C1 */
+            *o++ = '?', s++;
+        else if ((*s < 0x20 && *s != '\t' && *s != '\n') || *s == 0x7f)
+            *o++ = '?';
+        else
+            *o++ = *s;
+    }
+    *o = '\0';
+}
+
 /* ---- display width ----------------------------------------------------- */
 
 /* Columns a code point takes on a terminal: 0 for combining marks and

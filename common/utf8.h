@@ -19,6 +19,12 @@ int vt_utf8_valid(const uint8_t *s, size_t n);
  * with '?'. */
 void vt_utf8_scrub(char *text);
 
+/* Replaces, in place, each control character of the NUL-terminated UTF-8
+ * text but tab and newline - C0, DEL and C1 (U+0080-U+009F, which some
+ * terminals take as escapes) - with '?', so that printing it cannot move a
+ * terminal's cursor or send it escape sequences. */
+void vt_utf8_scrub_controls(char *text);
+
 /* The character at s (not at its end): returns its bytes and sets *cols to
  * the terminal columns it takes (0 for combining marks, 2 for East Asian
  * wide characters and emoji, else 1).  A byte that starts no valid UTF-8

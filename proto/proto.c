@@ -414,6 +414,7 @@ struct vt_client {
     void *slow_ud;
     void (*on_event)(void *ud, const cJSON *msg); /* vt_client_on_event */
     void *event_ud;
+    int printable;       /* vt_client_printable */
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 };
 
@@ -618,6 +619,18 @@ static int vt__send_all(vt_client *c, const char *buf, size_t n)
     return 0;
 }
 
+void vt_client_printable(vt_client *c, int on) { c->printable = on; }
+
+/* vt_utf8_scrub_controls on every string value in v. */
+static void vt__scrub_controls(cJSON *v)
+{
+    cJSON *e;
+    if (cJSON_IsString(v) && v->valuestring)
+        vt_utf8_scrub_controls(v->valuestring);
+    cJSON_ArrayForEach(e, v)
+        vt__scrub_controls(e);
+}
+
 /* Reads the next message off the socket (not the queue) until deadline_ms
  * (< 0: none).  Returns 1, 0 on timeout, or VT_EIO / VT_EPROTO. */
 static int vt__read_socket(vt_client *c, int64_t deadline_ms, cJSON **msg)
@@ -643,6 +656,8 @@ static int vt__read_socket(vt_client *c, int64_t deadline_ms, cJSON **msg)
                 return vt_error_set(VT_EPROTO, "vggtuned sent a malformed message (is %s "
                                     "really vggtuned's socket?)", c->path);
             }
+            if (c->printable)
+                vt__scrub_controls(m);
             *msg = m;
             return 1;
         }

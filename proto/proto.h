@@ -116,6 +116,12 @@ typedef struct vt_client vt_client;
  * returns it. */
 const char *vt_proto_default_socket(char *buf, size_t len);
 
+/* Makes the client replace the control characters (vt_utf8_scrub_controls)
+ * in every string of the messages it reads from now on: for a client that
+ * prints them as text, since they carry names and paths that other users
+ * chose.  Off by default. */
+void vt_client_printable(vt_client *c, int on);
+
 /* Connects and performs the hello handshake.  Errors: VT_ENOTFOUND with
  * "vggtuned is not running (no socket at PATH)" style messages, VT_EPERM
  * when the socket refuses us, VT_EBUSY when the daemon does (a connection

@@ -1361,6 +1361,12 @@ static void script_daemon(fake_daemon *d, int fd)
             fake_ok(fd, req, fake_json("{\"job\":{\"id\":49,\"name\":\"full\","
                                        "\"state\":\"failed\",\"error\":\"disk full\","
                                        "\"cancel_requested\":true}}"));
+        } else if (strcmp(op, "cancel") == 0 && job == 50) { /* escapes in its name */
+            fake_ok(fd, req, fake_json("{\"job\":{\"id\":50,\"name\":\"\\u001b]0;t\\u0007x"
+                                       "\\u009b2J\",\"state\":\"running\",\"cancel_requested\":"
+                                       "true}}"));
+        } else if (strcmp(op, "cancel") == 0 && job == 51) {
+            fake_error(fd, req, VT_ENOTFOUND, "no job \x1b[2J51\ttab");
         } else if (strcmp(op, "cancel") == 0 && job == 46) { /* behind a long step */
             usleep(4000 * 1000); /* (a second past the notice's 3) */
             fake_ok(fd, req, fake_json("{\"job\":{\"id\":46,\"name\":\"big\","
@@ -1523,6 +1529,18 @@ static void test_commands(vt_backend *be)
     RUN(&r, d, cwd, 0, "cancel", "49");
     VT_CHECK_INT(r.status, 1);
     VT_CHECK_STR(r.err, "vggtune: job 49 (full) was not cancelled: it failed first: disk full\n");
+
+    /* Names and messages, which other users chose, reach a terminal without
+     * their control characters; --json keeps them, escaped. */
+    RUN(&r, d, cwd, 0, "cancel", "50");
+    VT_CHECK_INT(r.status, 0);
+    VT_CHECK_STR(r.out, "cancelling job 50 (?]0;t?x?2J): it stops after its current step\n");
+    RUN(&r, d, cwd, 0, "cancel", "51");
+    VT_CHECK_INT(r.status, 1);
+    VT_CHECK_STR(r.err, "vggtune: no job ?[2J51\ttab\n");
+    RUN(&r, d, cwd, 0, "--json", "cancel", "50");
+    VT_CHECK_INT(r.status, 0);
+    VT_CHECK_CONTAINS(r.out, "\"name\":\"\\u001b]0;t\\u0007x\xc2\x9b" "2J\"");
 
     RUN(&r, d, cwd, 0, "cancel", "7");
     VT_CHECK_INT(r.status, 1);
