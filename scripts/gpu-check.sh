@@ -32,7 +32,7 @@
 #      graph) and at 64 (steps replayed as CUDA graphs, the frozen pass's
 #      scratch halved), vt-bench fp32 at batch 64 and 256, more variants at
 #      batch 64 (no fused bias+ReLU, TF32), then the whole job with the
-#      resize on the host;
+#      resize on the host, and twice with its steps as CUDA graphs;
 #   7. the table (scripts/gpu-summary.py): ours against PyTorch's best per
 #      figure, with ratios, and the decode and job rows against their
 #      references.
@@ -40,7 +40,8 @@
 # RUN_DIR/../check-out), which ends up holding three files (the device tool
 # brings back eight at most): summary.md, summary.json and logs.tar.gz with
 # everything else - bench.jsonl, torch.jsonl, torch_job.jsonl, decode.jsonl,
-# job.jsonl (job_hostresize.jsonl: the same job, resize on the host),
+# job.jsonl (job_hostresize.jsonl: the same job, resize on the host;
+# job_graphs.jsonl and job_graphs-daemon.log: with CUDA graphs),
 # job-daemon.log (the daemon's log of those jobs, timestamped),
 # e2e.jsonl, tests.log, accuracy.log, bench.log, torch.log, data.log,
 # decode.log, job.log, e2e.log; USE_TORCH_CUDNN=0 to keep the system cuDNN rather than
@@ -366,6 +367,19 @@ if [ "${SKIP_E2E:-0}" != 1 ] && [ -s "$out/job.jsonl" ] && [ "$(left)" -gt 150 ]
        --images "$images" --epochs 10 --data "$e2e_data" --build "$run" \
        --json "$out/job_hostresize.jsonl" "${job_small[@]}"
   tail -n 1 "$out/job_hostresize.jsonl" 2>/dev/null | cut -c1-300 | sed 's/^/    /'
+fi
+# The same job, twice on one daemon, with its steps replayed as CUDA graphs:
+# beside the default in one run, for whether graphs should be the default
+# (2026-12-06: faster steps, but one sample of the job with them was slower
+# than one without, in another call); the daemon's log says how many
+# steps replayed.
+if [ "${SKIP_E2E:-0}" != 1 ] && [ -s "$out/job.jsonl" ] && [ "$(left)" -gt 150 ]; then
+  say "whole job, steps as CUDA graphs (VT_CUDA_GRAPHS=1)"
+  step job_graphs 90 150 env VT_CUDA_GRAPHS=1 bash scripts/bench-job.sh --backend "$backend" \
+       --images "$images" --epochs 10 --data "$e2e_data" --build "$run" --repeat 2 \
+       --json "$out/job_graphs.jsonl" --log "$out/job_graphs-daemon.log" "${job_small[@]}"
+  grep -h '"mode": "job' "$out/job_graphs.jsonl" 2>/dev/null | cut -c1-300 | sed 's/^/    /'
+  grep -h 'replayed as CUDA graphs' "$out/job_graphs-daemon.log" 2>/dev/null | sed 's/^/    /'
 fi
 
 # ---- 7. summary -------------------------------------------------------------------------

@@ -7,15 +7,15 @@ Environment: TESTS, the tests' one-line verdict; GPU_NAME, the card's name
 for the title when no vt-bench or job line names the device.
 
 Reads OUT/bench.jsonl (vt-bench), torch.jsonl and torch_job.jsonl (the
-PyTorch anchor), decode.jsonl (scripts/bench-decode.sh), job.jsonl and
-job_hostresize.jsonl (scripts/bench-job.sh), e2e.jsonl (the anchor
+PyTorch anchor), decode.jsonl (scripts/bench-decode.sh), job.jsonl,
+job_hostresize.jsonl and job_graphs.jsonl (scripts/bench-job.sh), e2e.jsonl (the anchor
 torch_e2e_jpeg.py); any of them may be missing, empty or cut short (a stage
 not started or killed at its time bound).  Writes OUT/summary.md (also
 printed) and OUT/summary.json.  Each table is built on its own: one that
 fails on unexpected input says so in its place, and the others still come
 out (the run's raw files travel back in logs.tar.gz either way).
 Standard library only, so it runs on any python3; tests/gpucheck.cmake runs
-it on the H200 run of 2026-12-04.
+it on the recorded runs (H200 2026-12-04, H100 2026-12-06).
 """
 import json
 import os
@@ -74,6 +74,10 @@ class Summary:
         self.job_repeat = next((r for r in reversed(jobs) if r.get("mode") == "job_repeat"), None)
         self.job_hostresize = next((r for r in reversed(load(out, "job_hostresize.jsonl"))
                                     if r.get("mode") == "job"), None)
+        graphs = load(out, "job_graphs.jsonl")
+        self.job_graphs = next((r for r in reversed(graphs) if r.get("mode") == "job"), None)
+        self.job_graphs_repeat = next((r for r in reversed(graphs) if r.get("mode") == "job_repeat"),
+                                      None)
         self.e2e = {r["mode"]: r for r in load(out, "e2e.jsonl") if "mode" in r}
         self.torch_job = load(out, "torch_job.jsonl")
         self.device = next((r["device"] for r in self.ours + [self.job or {}] if r.get("device")),
@@ -171,7 +175,10 @@ class Summary:
         if naive and job:
             implied = naive["seconds"] * job["epochs"] / naive["epochs"] * job["images"] / naive["images"]
         for r, label, fig in ((job, "job", "job"), (self.job_repeat, "job again, same daemon", "job_repeat"),
-                              (self.job_hostresize, "job, resize on the host", "job_hostresize")):
+                              (self.job_hostresize, "job, resize on the host", "job_hostresize"),
+                              (self.job_graphs, "job, steps as CUDA graphs", "job_graphs"),
+                              (self.job_graphs_repeat, "job again, same daemon, CUDA graphs",
+                               "job_graphs_repeat")):
             if not r:
                 continue
 
@@ -239,7 +246,8 @@ def main():
     with open(os.path.join(out, "summary.json"), "w") as fh:
         json.dump(dict(device=s.device, tests=tests, figures=s.figures, ours=s.ours, torch=s.torch,
                        e2e_figures=s.e2e_figures, decode=s.decode, job=s.job, job_repeat=s.job_repeat,
-                       job_hostresize=s.job_hostresize, e2e=list(s.e2e.values())), fh, indent=1)
+                       job_hostresize=s.job_hostresize, job_graphs=s.job_graphs,
+                       job_graphs_repeat=s.job_graphs_repeat, e2e=list(s.e2e.values())), fh, indent=1)
     print(md)
 
 
