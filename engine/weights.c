@@ -114,12 +114,45 @@ static int vt__keras_layer(const vt_tensorset *set, const char *layer, const cha
     return 0;
 }
 
+/* Whether Keras layer `layer` (its name up to len) is one of VGG16's convs. */
+static int vt__keras_is_vgg16(const char *layer, size_t len)
+{
+    for (int i = 0; i < VT_VGG_NCONV; i++)
+        if (strlen(vt_vgg16[i].keras_name) == len &&
+            strncmp(vt_vgg16[i].keras_name, layer, len) == 0)
+            return 1;
+    return 0;
+}
+
+/* Refuses a Keras file with a convolution kernel in a layer VGG16 does not
+ * have: VGG19's file holds every VGG16 layer name with VGG16's shapes plus
+ * block3_conv4..block5_conv4, so taking the layers by name would build a
+ * trunk that is neither network.  Keras itself refuses such a file (its
+ * layer count differs); the full model's dense kernels are 2-D and pass. */
+static int vt__keras_only_vgg16(const vt_tensorset *set, const char *label)
+{
+    for (int i = 0; i < set->n; i++) {
+        const char *name = set->t[i].name, *slash = strchr(name, '/');
+        size_t len = slash ? (size_t)(slash - name) : strlen(name);
+        if (set->t[i].ndim == 4 && !vt__keras_is_vgg16(name, len))
+            return vt_error_set(VT_EFORMAT,
+                                "%s: layer %.*s has a convolution kernel but VGG16 has no "
+                                "such layer (a VGG19 or another network's file?); give "
+                                "VGG16's weights, e.g. "
+                                "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                                label, (int)len, name);
+    }
+    return 0;
+}
+
 int vt_weights_load_trunk(vt_params *p, const vt_tensorset *set, vt_wfile_kind kind,
                           const char *label, vt_preprocess *prep)
 {
     char name[64];
     int rc;
 
+    if (kind == VT_WFILE_KERAS_H5 && (rc = vt__keras_only_vgg16(set, label)) < 0)
+        return rc;
     for (int i = 0; i < VT_VGG_NCONV; i++) {
         const vt_vgg_conv *c = &vt_vgg16[i];
         const vt_ntensor *w, *b;

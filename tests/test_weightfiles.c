@@ -19,6 +19,7 @@
 #include "../common/fileio.h"
 #include "../engine/h5keras.h"
 #include "../engine/safetensors.h"
+#include "../engine/weights.h"
 #include "vt_test.h"
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -1256,6 +1257,50 @@ static void test_h5_refusals(vt_backend *be)
     VT_CHECK_NO_H5_LEAK(before);
 }
 
+/* ---- Keras sets onto VGG16 ---------------------------------------------- */
+
+/* Adds a zero Keras layer "<layer>/<layer>/kernel:0" (3, 3, cin, cout) and
+ * its bias, as tf.keras names them. */
+static int keras_add_conv(vt_tensorset *set, const char *layer, int cin, int cout)
+{
+    char name[128];
+    int64_t ks[4] = {3, 3, cin, cout}, bs[1] = {cout};
+    snprintf(name, sizeof name, "%s/%s/kernel:0", layer, layer);
+    if (vt_tensorset_add(set, name, 4, ks, NULL, NULL) < 0)
+        return -1;
+    snprintf(name, sizeof name, "%s/%s/bias:0", layer, layer);
+    return vt_tensorset_add(set, name, 1, bs, NULL, NULL);
+}
+
+/* A VGG19 Keras file holds every VGG16 layer name with VGG16's shapes, plus
+ * block3_conv4..block5_conv4: taken by name it would load without a word. */
+static void test_keras_vgg19_refused(vt_backend *be)
+{
+    (void)be;
+    vt_tensorset *set = vt_tensorset_new();
+    vt_params *p = NULL;
+    vt_preprocess prep = VT_PREP_TORCH;
+    int64_t fc[2] = {512, 8};
+
+    VT_CHECK(set != NULL);
+    VT_CHECK_OK(vt_params_new(&p, 32, NULL, 0, 2));
+    for (int i = 0; i < VT_VGG_NCONV; i++)
+        VT_CHECK(keras_add_conv(set, vt_vgg16[i].keras_name, vt_vgg16[i].cin,
+                                vt_vgg16[i].cout) == 0);
+    /* the full model's dense layers are not convolutions */
+    VT_CHECK_OK(vt_tensorset_add(set, "fc1/fc1/kernel:0", 2, fc, NULL, NULL));
+    VT_CHECK_OK(vt_weights_load_trunk(p, set, VT_WFILE_KERAS_H5, "vgg16.h5", &prep));
+    VT_CHECK_INT(prep, VT_PREP_CAFFE);
+
+    VT_CHECK(keras_add_conv(set, "block3_conv4", 256, 256) == 0);
+    VT_CHECK_ERR(vt_weights_load_trunk(p, set, VT_WFILE_KERAS_H5, "vgg19.h5", &prep),
+                 VT_EFORMAT,
+                 "vgg19.h5: layer block3_conv4 has a convolution kernel but VGG16 has no such "
+                 "layer (a VGG19");
+    vt_params_free(p);
+    vt_tensorset_free(set);
+}
+
 static const vt_test_case cases[] = {
     {"st_roundtrip", test_st_roundtrip, 0},
     {"st_empty_and_nometa", test_st_empty_and_nometa, 0},
@@ -1277,6 +1322,7 @@ static const vt_test_case cases[] = {
     {"h5_tf_names_fixed", test_h5_tf_names_fixed, 0},
     {"h5_small_layouts", test_h5_small_layouts, 0},
     {"h5_refusals", test_h5_refusals, 0},
+    {"keras_vgg19_refused", test_keras_vgg19_refused, 0},
 };
 
 int main(int argc, char **argv)
