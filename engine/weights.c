@@ -1,6 +1,7 @@
 /* weights.c - weight files <-> VGG16 parameters (see weights.h). */
 #include "weights.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,21 @@ static int vt__check_shape(const vt_ntensor *t, int ndim, const int64_t *want,
         return vt_error_set(VT_EFORMAT, "%s: tensor %s has shape %s, expected %s", label,
                             t->name, found, expect);
     }
+    return 0;
+}
+
+/* Refuses a tensor holding NaN or infinity: such a file (damaged, or
+ * converted from a wider type that overflowed) would otherwise load and the
+ * job fail later as a diverged loss, blaming the learning rate. */
+static int vt__check_finite(const vt_ntensor *t, const char *label)
+{
+    size_t n = vt_ntensor_numel(t);
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(t->data[i]))
+            return vt_error_set(VT_EFORMAT,
+                                "%s: tensor %s holds %s at element %zu; the file is damaged "
+                                "or was converted wrongly: export or download it again",
+                                label, t->name, isnan(t->data[i]) ? "NaN" : "infinity", i);
     return 0;
 }
 
@@ -161,7 +177,9 @@ int vt_weights_load_trunk(vt_params *p, const vt_tensorset *set, vt_wfile_kind k
             int64_t want[4] = {3, 3, c->cin, c->cout};
             if ((rc = vt__keras_layer(set, c->keras_name, label, &w, &b)) < 0 ||
                 (rc = vt__check_shape(w, 4, want, label)) < 0 ||
-                (rc = vt__check_shape(b, 1, bshape, label)) < 0)
+                (rc = vt__check_shape(b, 1, bshape, label)) < 0 ||
+                (rc = vt__check_finite(w, label)) < 0 ||
+                (rc = vt__check_finite(b, label)) < 0)
                 return rc;
             vt__hwio_to_krsc(w->data, p->conv_w[i], c->cout, c->cin);
         } else {
@@ -173,7 +191,9 @@ int vt_weights_load_trunk(vt_params *p, const vt_tensorset *set, vt_wfile_kind k
             if (!(b = vt__need(set, name, label)))
                 return VT_EFORMAT;
             if ((rc = vt__check_shape(w, 4, want, label)) < 0 ||
-                (rc = vt__check_shape(b, 1, bshape, label)) < 0)
+                (rc = vt__check_shape(b, 1, bshape, label)) < 0 ||
+                (rc = vt__check_finite(w, label)) < 0 ||
+                (rc = vt__check_finite(b, label)) < 0)
                 return rc;
             vt__oihw_to_krsc(w->data, p->conv_w[i], c->cout, c->cin);
         }
@@ -259,7 +279,9 @@ int vt_weights_load_model(vt_params *p, const vt_tensorset *set, int first_conv,
             return vt_error_set(VT_EFORMAT, "%s: features.%d has a weight or a bias but "
                                 "not both", label, c->torch_index);
         if ((rc = vt__check_shape(w, 4, want, label)) < 0 ||
-            (rc = vt__check_shape(b, 1, bshape, label)) < 0)
+            (rc = vt__check_shape(b, 1, bshape, label)) < 0 ||
+            (rc = vt__check_finite(w, label)) < 0 ||
+            (rc = vt__check_finite(b, label)) < 0)
             return rc;
         vt__oihw_to_krsc(w->data, p->conv_w[i], c->cout, c->cin);
         memcpy(p->conv_b[i], b->data, (size_t)c->cout * sizeof(float));
@@ -283,7 +305,9 @@ int vt_weights_load_model(vt_params *p, const vt_tensorset *set, int first_conv,
                                 "both", label, j);
         int64_t want[2] = {p->dense_out[j], p->dense_in[j]}, bshape[1] = {p->dense_out[j]};
         if ((rc = vt__check_shape(w, 2, want, label)) < 0 ||
-            (rc = vt__check_shape(b, 1, bshape, label)) < 0)
+            (rc = vt__check_shape(b, 1, bshape, label)) < 0 ||
+            (rc = vt__check_finite(w, label)) < 0 ||
+            (rc = vt__check_finite(b, label)) < 0)
             return rc;
         if (j == 0)
             vt__head0_permute(w->data, p->dense_w[0], p->dense_out[0], side, 512, 1);

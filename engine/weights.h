@@ -25,8 +25,8 @@ int vt_weights_read(vt_tensorset **out, vt_wfile_kind *kind, const char *path);
 
 /* Copies the 13 convolutions from a set read by vt_weights_read() into p,
  * converting to KRSC.  label names the file in messages.  A Keras file with
- * a convolution in a layer VGG16 lacks (VGG19's) is VT_EFORMAT, naming the
- * layer.  *prep receives the preprocessing the weights expect: caffe for
+ * a convolution in a layer VGG16 lacks (VGG19's), or a tensor holding NaN
+ * or infinity, is VT_EFORMAT, naming the layer or tensor.  *prep receives the preprocessing the weights expect: caffe for
  * Keras files, torch for safetensors unless its metadata says "preprocess":
  * "caffe". */
 int vt_weights_load_trunk(vt_params *p, const vt_tensorset *set, vt_wfile_kind kind,
@@ -41,7 +41,8 @@ int vt_weights_head_layout(const vt_tensorset *set, const char *label, int *hidd
 
 /* Copies head.* and the features.* of convolutions >= first_conv from set
  * (output layout) into p, checking every shape against p.  Tensors of frozen
- * convolutions are ignored.  *loaded (optional) counts what was copied. */
+ * convolutions are ignored; a copied one holding NaN or infinity is
+ * VT_EFORMAT.  *loaded (optional) counts what was copied. */
 int vt_weights_load_model(vt_params *p, const vt_tensorset *set, int first_conv,
                           const char *label, int *loaded);
 

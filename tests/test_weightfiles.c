@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <hdf5.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -1301,6 +1302,52 @@ static void test_keras_vgg19_refused(vt_backend *be)
     vt_tensorset_free(set);
 }
 
+/* A NaN or an infinity in a trunk or a model is refused when the file is
+ * loaded, naming the tensor: loaded, it made the job fail as a diverged loss
+ * that blamed optimizer.lr. */
+static void test_weights_nonfinite_refused(vt_backend *be)
+{
+    (void)be;
+    vt_tensorset *set = vt_tensorset_new();
+    vt_params *p = NULL;
+    vt_ntensor *t;
+    char name[64];
+    int hidden[1] = {4}, loaded = 0;
+
+    VT_CHECK(set != NULL);
+    VT_CHECK_OK(vt_params_new(&p, 32, hidden, 1, 2));
+    for (int i = 0; i < VT_VGG_NCONV; i++) {
+        int64_t ws[4] = {vt_vgg16[i].cout, vt_vgg16[i].cin, 3, 3}, bs[1] = {vt_vgg16[i].cout};
+        snprintf(name, sizeof name, "features.%d.weight", vt_vgg16[i].torch_index);
+        VT_CHECK_OK(vt_tensorset_add(set, name, 4, ws, NULL, NULL));
+        snprintf(name, sizeof name, "features.%d.bias", vt_vgg16[i].torch_index);
+        VT_CHECK_OK(vt_tensorset_add(set, name, 1, bs, NULL, NULL));
+    }
+    for (int j = 0; j < p->ndense; j++) {
+        int64_t ws[2] = {p->dense_out[j], p->dense_in[j]}, bs[1] = {p->dense_out[j]};
+        snprintf(name, sizeof name, "head.%d.weight", j);
+        VT_CHECK_OK(vt_tensorset_add(set, name, 2, ws, NULL, NULL));
+        snprintf(name, sizeof name, "head.%d.bias", j);
+        VT_CHECK_OK(vt_tensorset_add(set, name, 1, bs, NULL, &t));
+    }
+    VT_CHECK_OK(vt_weights_load_trunk(p, set, VT_WFILE_SAFETENSORS, "w.safetensors", NULL));
+    VT_CHECK_OK(vt_weights_load_model(p, set, 10, "m.safetensors", &loaded));
+    VT_CHECK_INT(loaded, 6 + 2 * p->ndense);
+
+    t->data[1] = INFINITY; /* the last head bias */
+    VT_CHECK_ERR(vt_weights_load_model(p, set, 10, "m.safetensors", NULL), VT_EFORMAT,
+                 "m.safetensors: tensor head.1.bias holds infinity at element 1");
+    t->data[1] = 0.0f;
+    t = (vt_ntensor *)vt_tensorset_find(set, "features.26.weight");
+    t->data[7] = NAN;
+    VT_CHECK_ERR(vt_weights_load_trunk(p, set, VT_WFILE_SAFETENSORS, "w.safetensors", NULL),
+                 VT_EFORMAT, "w.safetensors: tensor features.26.weight holds NaN at element 7");
+    VT_CHECK_ERR(vt_weights_load_model(p, set, 10, "m.safetensors", NULL), VT_EFORMAT,
+                 "tensor features.26.weight holds NaN");
+    vt_params_free(p);
+    vt_tensorset_free(set);
+}
+
 static const vt_test_case cases[] = {
     {"st_roundtrip", test_st_roundtrip, 0},
     {"st_empty_and_nometa", test_st_empty_and_nometa, 0},
@@ -1323,6 +1370,7 @@ static const vt_test_case cases[] = {
     {"h5_small_layouts", test_h5_small_layouts, 0},
     {"h5_refusals", test_h5_refusals, 0},
     {"keras_vgg19_refused", test_keras_vgg19_refused, 0},
+    {"weights_nonfinite_refused", test_weights_nonfinite_refused, 0},
 };
 
 int main(int argc, char **argv)
