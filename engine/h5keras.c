@@ -6,7 +6,9 @@
  * its weights in the attribute weight_names, and each weight is the dataset
  * group[weight_name] (a relative path, so tf.keras' "block1_conv1/kernel:0"
  * lands in a subgroup).  Both attributes may be split into name0, name1, ...
- * when large; the unsplit name wins when both exist, as in Keras.
+ * when large; the unsplit name wins when both exist, as in Keras.  A whole
+ * model saved by Keras (model.save to .h5) keeps all this in its
+ * model_weights group, which is read instead of the root, as Keras does.
  *
  * String attributes come in two encodings and both are read: fixed-length
  * byte strings (numpy 'S' arrays, what Keras writes through h5py) and
@@ -360,32 +362,58 @@ static int vt__open(hid_t *file, const char *path)
                         path, vt__h5_detail(detail));
 }
 
+/* Opens the group whose attributes list the layers: the root, or the
+ * model_weights group of a whole model saved by Keras (model.save to .h5),
+ * which Keras' load_weights descends into when the root has no layer_names.
+ * *where names it in messages. */
+static int vt__open_weights_group(hid_t *grp, const char **where, hid_t file,
+                                  const char *path)
+{
+    const char *name = "/";
+    char detail[256];
+
+    *where = "the root group";
+    if (H5Aexists(file, "layer_names") == 0 && H5Aexists(file, "layer_names0") == 0 &&
+        H5Lexists(file, "model_weights", H5P_DEFAULT) > 0) {
+        name = "model_weights";
+        *where = "group model_weights";
+    }
+    if ((*grp = H5Gopen2(file, name, H5P_DEFAULT)) < 0)
+        return vt_error_set(VT_EFORMAT, "%s: cannot open %s: %s", path, *where,
+                            vt__h5_detail(detail));
+    return 0;
+}
+
 int vt_h5keras_read(vt_tensorset **out, const char *path)
 {
     vt_tensorset *set = NULL;
     vt__names layers = {0};
-    hid_t file = H5I_INVALID_HID;
+    hid_t file = H5I_INVALID_HID, grp = H5I_INVALID_HID;
+    const char *where;
     int rc;
 
     *out = NULL;
     pthread_mutex_lock(&vt__h5_lock);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    if ((rc = vt__open(&file, path)) < 0)
+    if ((rc = vt__open(&file, path)) < 0 ||
+        (rc = vt__open_weights_group(&grp, &where, file, path)) < 0)
         goto cleanup;
     if (!(set = vt_tensorset_new())) {
         rc = vt_error_set(VT_ENOMEM, "out of memory");
         goto cleanup;
     }
-    if ((rc = vt__read_names(&layers, file, "layer_names", path, "the root group")) < 0)
+    if ((rc = vt__read_names(&layers, grp, "layer_names", path, where)) < 0)
         goto cleanup;
     for (size_t i = 0; i < layers.n; i++)
-        if ((rc = vt__read_layer(set, file, layers.v[i], path)) < 0)
+        if ((rc = vt__read_layer(set, grp, layers.v[i], path)) < 0)
             goto cleanup;
     *out = set;
     set = NULL;
 cleanup:
     vt__names_free(&layers);
     vt_tensorset_free(set);
+    if (grp >= 0)
+        H5Gclose(grp);
     if (file >= 0)
         H5Fclose(file);
     H5Eclear2(H5E_DEFAULT);

@@ -26,7 +26,8 @@
  * "<layer_name>/<weight_name>" (e.g. "block1_conv1/block1_conv1_W_1:0") and
  * keeps the dataset's shape (kernels HWIO (3,3,in,out), biases (out)); float32
  * and float64 data are accepted (converted to float32).  Datasets over 2^31
- * elements are refused. */
+ * elements are refused.  A whole model saved by Keras (model.save) is read
+ * from its model_weights group. */
 int vt_h5keras_read(vt_tensorset **out, const char *path);
 
 #endif

@@ -1144,6 +1144,43 @@ static void test_h5_small_layouts(vt_backend *be)
     vt_tensorset_free(set);
 }
 
+/* A whole model saved by Keras (model.save to .h5): the weights file's
+ * layout inside the group model_weights, the root holding the model's
+ * configuration.  Keras' load_weights reads it; so do we. */
+static void test_h5_whole_model(vt_backend *be)
+{
+    (void)be;
+    const char *dir = vt_test_tmpdir("h5_model");
+    const char *ln[1] = {"dense_1"};
+    vt_tensorset *set = NULL;
+    h5_mark before;
+    hid_t file, mw, g;
+    int bad;
+
+    file = H5Fcreate(path_in(dir, "model.h5"), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    VT_CHECK(file >= 0);
+    mw = H5Gcreate2(file, "model_weights", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    g = mw >= 0 ? H5Gcreate2(mw, "dense_1", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT) : -1;
+    bad = g < 0 || h5w_scalar_str(file, "model_config", "{\"class_name\": \"Functional\"}") < 0 ||
+          h5w_scalar_str(file, "keras_version", "2.15.0") < 0 ||
+          h5w_names(mw, "layer_names", ln, 1, NAMES_FIXED) < 0 || setup_good(file, g) < 0;
+    if (g >= 0)
+        H5Gclose(g);
+    if (mw >= 0)
+        H5Gclose(mw);
+    H5Fclose(file);
+    VT_CHECK(!bad);
+
+    before = h5_mark_now();
+    VT_CHECK_OK(vt_h5keras_read(&set, path_in(dir, "model.h5")));
+    VT_CHECK_NO_H5_LEAK(before);
+    VT_CHECK_INT(set->n, 2);
+    VT_CHECK_STR(set->t[0].name, "dense_1/dense_1_W_1:0");
+    VT_CHECK(set->t[0].ndim == 2 && set->t[0].data[5] == 6.0f);
+    VT_CHECK_STR(set->t[1].name, "dense_1/dense_1_b_1:0");
+    vt_tensorset_free(set);
+}
+
 static void test_h5_refusals(vt_backend *be)
 {
     (void)be;
@@ -1368,6 +1405,7 @@ static const vt_test_case cases[] = {
     {"h5_tf_names_vlen_split", test_h5_tf_names_vlen_split, 0},
     {"h5_tf_names_fixed", test_h5_tf_names_fixed, 0},
     {"h5_small_layouts", test_h5_small_layouts, 0},
+    {"h5_whole_model", test_h5_whole_model, 0},
     {"h5_refusals", test_h5_refusals, 0},
     {"keras_vgg19_refused", test_keras_vgg19_refused, 0},
     {"weights_nonfinite_refused", test_weights_nonfinite_refused, 0},
