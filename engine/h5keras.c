@@ -365,7 +365,9 @@ static int vt__open(hid_t *file, const char *path)
 /* Opens the group whose attributes list the layers: the root, or the
  * model_weights group of a whole model saved by Keras (model.save to .h5),
  * which Keras' load_weights descends into when the root has no layer_names.
- * *where names it in messages. */
+ * *where names it in messages.  Keras 3's .weights.h5 (a group per layer
+ * under layers/, its weights numbered in layers/NAME/vars) names no layers
+ * nor weights, and is refused with what to save instead. */
 static int vt__open_weights_group(hid_t *grp, const char **where, hid_t file,
                                   const char *path)
 {
@@ -373,10 +375,18 @@ static int vt__open_weights_group(hid_t *grp, const char **where, hid_t file,
     char detail[256];
 
     *where = "the root group";
-    if (H5Aexists(file, "layer_names") == 0 && H5Aexists(file, "layer_names0") == 0 &&
-        H5Lexists(file, "model_weights", H5P_DEFAULT) > 0) {
-        name = "model_weights";
-        *where = "group model_weights";
+    if (H5Aexists(file, "layer_names") == 0 && H5Aexists(file, "layer_names0") == 0) {
+        if (H5Lexists(file, "model_weights", H5P_DEFAULT) > 0) {
+            name = "model_weights";
+            *where = "group model_weights";
+        } else if (H5Lexists(file, "layers", H5P_DEFAULT) > 0) {
+            return vt_error_set(VT_EFORMAT,
+                                "%s is in Keras 3's .weights.h5 layout (layers/NAME/vars), "
+                                "which is not read: save the model with model.save(\"FILE.h5\") "
+                                "(Keras' HDF5 model format) or give the published "
+                                "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                                path);
+        }
     }
     if ((*grp = H5Gopen2(file, name, H5P_DEFAULT)) < 0)
         return vt_error_set(VT_EFORMAT, "%s: cannot open %s: %s", path, *where,

@@ -27,7 +27,8 @@
  * keeps the dataset's shape (kernels HWIO (3,3,in,out), biases (out)); float32
  * and float64 data are accepted (converted to float32).  Datasets over 2^31
  * elements are refused.  A whole model saved by Keras (model.save) is read
- * from its model_weights group. */
+ * from its model_weights group; Keras 3's .weights.h5 layout is refused,
+ * saying what to save instead. */
 int vt_h5keras_read(vt_tensorset **out, const char *path);
 
 #endif

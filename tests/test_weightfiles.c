@@ -1242,6 +1242,22 @@ static void test_h5_refusals(vt_backend *be)
                  "nolayers.h5: the root group has no layer_names attribute");
     VT_CHECK_NO_H5_LEAK(before);
 
+    /* Keras 3's save_weights layout: layers/NAME/vars/0, no names. */
+    p = path_in(dir, "k3.weights.h5");
+    {
+        hid_t f = H5Fcreate(p, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+        hsize_t d[1] = {2};
+        float v[2] = {1, 2};
+        VT_CHECK(f >= 0);
+        VT_CHECK(h5w_data(f, "layers/block1_conv1/vars/1", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT,
+                          1, d, v, 0) == 0);
+        H5Fclose(f);
+    }
+    VT_CHECK_ERR(vt_h5keras_read(&set, p), VT_EFORMAT,
+                 "k3.weights.h5 is in Keras 3's .weights.h5 layout (layers/NAME/vars), which "
+                 "is not read: save the model with model.save(\"FILE.h5\")");
+    VT_CHECK_NO_H5_LEAK(before);
+
     p = path_in(dir, "nogroup.h5");
     VT_CHECK(h5w_one_layer(p, "layer_names", setup_remove_group) == 0);
     VT_CHECK_ERR(vt_h5keras_read(&set, p), VT_EFORMAT,
