@@ -26,9 +26,9 @@ int vt_weights_read(vt_tensorset **out, vt_wfile_kind *kind, const char *path);
 /* Copies the 13 convolutions from a set read by vt_weights_read() into p,
  * converting to KRSC.  label names the file in messages.  A Keras file with
  * a convolution in a layer VGG16 lacks (VGG19's), or a tensor holding NaN
- * or infinity, is VT_EFORMAT, naming the layer or tensor.  *prep receives the preprocessing the weights expect: caffe for
- * Keras files, torch for safetensors unless its metadata says "preprocess":
- * "caffe". */
+ * or infinity, is VT_EFORMAT, naming the layer or tensor.  *prep receives
+ * the preprocessing the weights expect: caffe for Keras files, torch for
+ * safetensors unless its metadata says "preprocess": "caffe". */
 int vt_weights_load_trunk(vt_params *p, const vt_tensorset *set, vt_wfile_kind kind,
                           const char *label, vt_preprocess *prep);
 
