@@ -766,10 +766,11 @@ static int vt__check_weights(const char *path, const char *flag, int want_st)
         return rc;
     if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) /* a FIFO would block the read */
         return vt_error_set(VT_EINVAL, "%s %s is not a regular file", flag, path);
-    if ((rc = vt_wfile_probe(path, &kind)) == VT_EFORMAT)
-        return vt_error_set(VT_EFORMAT, want_st ? "%s %s is not a model file of ours "
-                            "(model.safetensors)" : "%s %s is neither Keras HDF5 nor "
-                            "safetensors", flag, path);
+    if ((rc = vt_wfile_probe(path, &kind)) == VT_EFORMAT && !want_st)
+        return vt_error_wrap(rc, "%s", flag);
+    if (rc == VT_EFORMAT)
+        return vt_error_set(VT_EFORMAT, "%s %s is not a model file of ours (model.safetensors)",
+                            flag, path);
     if (rc < 0)
         return vt_error_wrap(rc, "%s", flag);
     if (want_st && kind != VT_WFILE_SAFETENSORS)

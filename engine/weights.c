@@ -29,7 +29,9 @@ int vt_weights_read(vt_tensorset **out, vt_wfile_kind *kind, const char *path)
 {
     int rc;
     *out = NULL;
-    if ((rc = vt_wfile_probe(path, kind)) < 0)
+    if ((rc = vt_wfile_probe(path, kind)) == VT_EFORMAT)
+        return vt_error_wrap(rc, "weights file");
+    if (rc < 0)
         return rc;
     return *kind == VT_WFILE_KERAS_H5 ? vt_h5keras_read(out, path)
                                       : vt_safetensors_read(out, path);

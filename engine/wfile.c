@@ -25,6 +25,14 @@ int vt_safetensors_probe(const uint8_t *head, size_t n)
     return n < 9 || head[8] == '{';
 }
 
+/* Whether the first n bytes start a file torch.save wrote: a zip archive
+ * (since PyTorch 1.6) or a pickle of protocol 2 or later (before). */
+static int vt__torch_probe(const uint8_t *head, size_t n)
+{
+    return (n >= 4 && memcmp(head, "PK\x03\x04", 4) == 0) ||
+           (n >= 2 && head[0] == 0x80 && head[1] >= 2 && head[1] <= 5);
+}
+
 int vt_wfile_probe(const char *path, vt_wfile_kind *kind)
 {
     uint8_t head[16] = {0};
@@ -41,6 +49,11 @@ int vt_wfile_probe(const char *path, vt_wfile_kind *kind)
         *kind = VT_WFILE_SAFETENSORS;
         return 0;
     }
-    return vt_error_set(VT_EFORMAT, "weights file %s is neither Keras HDF5 nor safetensors",
-                        path);
+    if (vt__torch_probe(head, got))
+        return vt_error_set(VT_EFORMAT, "%s is neither Keras HDF5 nor safetensors but a "
+                            "PyTorch file (torch.save), which is not read: convert it with "
+                            "python3 -c 'import sys, torch, safetensors.torch as s; "
+                            "s.save_file(torch.load(sys.argv[1]), sys.argv[2])' %s "
+                            "vgg16.safetensors", path, path);
+    return vt_error_set(VT_EFORMAT, "%s is neither Keras HDF5 nor safetensors", path);
 }

@@ -24,7 +24,10 @@ int vt_h5_probe(const uint8_t *head, size_t n);
 int vt_safetensors_probe(const uint8_t *head, size_t n);
 
 /* Which kind the file at path is, from its first bytes.  A file that is
- * neither is VT_EFORMAT; an unreadable one the read error. */
+ * neither is VT_EFORMAT, with the message "PATH is neither Keras HDF5 nor
+ * safetensors" and, for a PyTorch file (torch.save: a zip archive or a
+ * pickle, as torchvision's vgg16-397923af.pth), how to convert it; an
+ * unreadable one the read error. */
 int vt_wfile_probe(const char *path, vt_wfile_kind *kind);
 
 #endif

@@ -597,7 +597,20 @@ static void test_check_paths(vt_backend *be)
     write_text(bogus, "these are not weights");
     snprintf(text, sizeof text, "{\"data\":{\"train\":\"%s\"},\"weights\":\"%s\"}", train, bogus);
     doc = fake_json(text);
-    snprintf(msg, sizeof msg, "--weights %s is neither Keras HDF5 nor safetensors", bogus);
+    snprintf(msg, sizeof msg, "--weights: %s is neither Keras HDF5 nor safetensors", bogus);
+    VT_CHECK_ERR(vt_cli_check_paths(doc), VT_EFORMAT, msg);
+    VT_CHECK(!strstr(vt_error_msg(), "PyTorch"));
+    cJSON_Delete(doc);
+    /* torchvision's own download is a PyTorch file: how to convert it */
+    char pth[512];
+    snprintf(pth, sizeof pth, "%s/vgg16-397923af.pth", dir);
+    write_text(pth, "PK\x03\x04 a zip archive torch.save wrote");
+    snprintf(text, sizeof text, "{\"data\":{\"train\":\"%s\"},\"weights\":\"%s\"}", train, pth);
+    doc = fake_json(text);
+    snprintf(msg, sizeof msg, "--weights: %s is neither Keras HDF5 nor safetensors but a PyTorch "
+             "file (torch.save), which is not read: convert it with python3 -c 'import sys, "
+             "torch, safetensors.torch as s; s.save_file(torch.load(sys.argv[1]), sys.argv[2])' "
+             "%s vgg16.safetensors", pth, pth);
     VT_CHECK_ERR(vt_cli_check_paths(doc), VT_EFORMAT, msg);
     cJSON_Delete(doc);
     snprintf(text, sizeof text, "{\"data\":{\"train\":\"%s\"},\"init\":\"%s\"}", train, bogus);
