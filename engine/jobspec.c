@@ -692,6 +692,21 @@ int vt_jobspec_check_utf8(const vt_jobspec *s)
     return 0;
 }
 
+/* Refuses an output path that the job's files could not be opened below,
+ * as written (the kernel measures that, not the resolved path): too long
+ * for PATH_MAX once they are added. */
+static int vt__check_output_length(const char *out)
+{
+    const int most = PATH_MAX - 1 - VT_OUTPUT_SUFFIX_MAX;
+    size_t n = strlen(out);
+    if (n > (size_t)most)
+        return vt_error_set(VT_EINVAL, "output is %zu bytes long, over the %d bytes an "
+                            "output directory may have: a path may have at most %d, and the "
+                            "job's files go up to %d bytes below it; give a shorter directory",
+                            n, most, PATH_MAX - 1, VT_OUTPUT_SUFFIX_MAX);
+    return 0;
+}
+
 int vt_jobspec_check_output(const vt_jobspec *s)
 {
     const char *fields[] = {"data.train", "data.val"};
@@ -700,7 +715,8 @@ int vt_jobspec_check_output(const vt_jobspec *s)
     int rc;
     if (!s->output)
         return 0;
-    if ((rc = vt__resolve(s->output, out, sizeof out)) < 0)
+    if ((rc = vt__check_output_length(s->output)) < 0 ||
+        (rc = vt__resolve(s->output, out, sizeof out)) < 0)
         return rc;
     for (int i = 0; i < 2; i++) {
         if (!dirs[i])

@@ -110,11 +110,18 @@ double vt_jobspec_lr(const vt_jobspec *spec, uint64_t iteration, int epoch);
  * document in the model's metadata, so it is refused before it trains. */
 int vt_jobspec_check_utf8(const vt_jobspec *spec);
 
+/* The most bytes a path below a job's output directory adds to it:
+ * "/.vggtune-restoring/bottleneck_features.safetensors" (train_output.c
+ * checks that its names fit). */
+#define VT_OUTPUT_SUFFIX_MAX 51
+
 /* Refuses (VT_EINVAL, a message starting "output") an output directory
- * that is data.train or data.val or inside one: its files would be read as
- * one more class.  The paths must be absolute; each is compared as the file
- * system resolves it (symbolic links followed) as far as it exists, the
- * rest as written.  Reads the file system as the calling thread may. */
+ * whose files the file system could not name (its path longer than
+ * PATH_MAX - 1 - VT_OUTPUT_SUFFIX_MAX bytes), or that is data.train or
+ * data.val or inside one: its files would be read as one more class.  The
+ * paths must be absolute; each is compared as the file system resolves it
+ * (symbolic links followed) as far as it exists, the rest as written.
+ * Reads the file system as the calling thread may. */
 int vt_jobspec_check_output(const vt_jobspec *spec);
 
 /* Replaces relative paths with absolute ones against cwd (client side). */

@@ -27,7 +27,8 @@
 #define VT__MODEL_FORMAT "vggtune-model-1"
 #define VT__FEATURES_FORMAT "vggtune-bottleneck-features-1"
 
-/* The files a job writes in its output directory. */
+/* The files a job writes in its output directory (the longest name sizes
+ * VT_OUTPUT_SUFFIX_MAX: see VT__RESTORING). */
 static const char *const vt__outputs[] = {"model.safetensors", "classmap.json", "metrics.jsonl",
                                           "metrics.csv", "events.out.tfevents.vggtune",
                                           "bottleneck_features.safetensors"};
@@ -473,6 +474,13 @@ int vt_train__foreign_output(vt_trainer *t, char *name, size_t len)
  * part in OUT for an unfinished job's and remove it. */
 #define VT__MOVING ".vggtune-replacing"
 #define VT__RESTORING ".vggtune-restoring"
+/* (the job spec refuses an output directory these would not fit below) */
+_Static_assert(sizeof "/" VT__MOVING "/bottleneck_features.safetensors" - 1 <=
+                   VT_OUTPUT_SUFFIX_MAX &&
+               sizeof "/" VT__RESTORING "/bottleneck_features.safetensors" - 1 <=
+                   VT_OUTPUT_SUFFIX_MAX,
+               "the longest output file name below a folder of the output directory "
+               "must fit VT_OUTPUT_SUFFIX_MAX");
 
 static int vt__move_outputs(const char *from, const char *to, char *moved, size_t len);
 static int vt__move_folder(const vt_trainer *t, const char *name, char *moved, size_t len);

@@ -1,5 +1,6 @@
 /* test_jobspec.c - the job document: defaults, the exact field names,
  * refusals that name the field, printing and the learning-rate schedule. */
+#include <limits.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -268,6 +269,43 @@ static void test_output_in_data(vt_backend *be)
                  VT_EINVAL, "overwrite must be true or false");
 }
 
+/* out[n + 1]: an absolute path of n bytes, made of names of 200 bytes. */
+static void long_path(char *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = i % 201 == 0 ? '/' : 'd';
+    out[n] = '\0';
+}
+
+/* An output directory too long for the job's files below it is refused
+ * up front, naming the field, its length and the limit, not left to fail
+ * as the first file is opened. */
+static void test_output_length(vt_backend *be)
+{
+    static char out[PATH_MAX + 64], doc[PATH_MAX + 128];
+    const size_t most = PATH_MAX - 1 - VT_OUTPUT_SUFFIX_MAX;
+    char want[128];
+    vt_jobspec s;
+    (void)be;
+    long_path(out, most);
+    snprintf(doc, sizeof doc, "{\"data\":{\"train\":\"/d\"},\"output\":\"%s\"}", out);
+    VT_CHECK_OK(parse(&s, doc));
+    VT_CHECK_OK(vt_jobspec_check_output(&s));
+    vt_jobspec_free(&s);
+    const size_t over[] = {most + 1, PATH_MAX - 1}; /* (longer ones the parser refuses) */
+    for (size_t i = 0; i < sizeof over / sizeof over[0]; i++) {
+        size_t n = over[i];
+        long_path(out, n);
+        snprintf(doc, sizeof doc, "{\"data\":{\"train\":\"/d\"},\"output\":\"%s\"}", out);
+        VT_CHECK_OK(parse(&s, doc));
+        snprintf(want, sizeof want, "output is %zu bytes long, over the %zu bytes an output "
+                 "directory may have: a path may have at most %d", n, most, PATH_MAX - 1);
+        VT_CHECK_ERR(vt_jobspec_check_output(&s), VT_EINVAL, want);
+        VT_CHECK_CONTAINS(vt_error_msg(), "give a shorter directory");
+        vt_jobspec_free(&s);
+    }
+}
+
 /* Names and paths that are not UTF-8 are refused before the job trains:
  * its model records the document, and safetensors metadata is UTF-8. */
 static void test_utf8(vt_backend *be)
@@ -297,6 +335,7 @@ static const vt_test_case cases[] = {
     {"lr_schedule", test_lr_schedule, 0},
     {"absolutize", test_absolutize, 0},
     {"output_in_data", test_output_in_data, 0},
+    {"output_length", test_output_length, 0},
     {"utf8", test_utf8, 0},
 };
 

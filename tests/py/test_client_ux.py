@@ -10,7 +10,8 @@ vggtune client, for the things a user test found wrong:
   and a keep_best job that has ended keeps its model without 'so far';
   list pads non-ASCII names by display width; Ctrl-C during watch and
   submit --watch exits 130, as documented; PROTOCOL.md and vggtune --help
-  give the socket search order the code follows.  As root
+  give the socket search order the code follows; an --out too long for the
+  job's files is refused naming the flag and the limit.  As root
   (with setpriv) also: another user's running job as a non-admin sees it,
   and the 'permission denied' hint for the socket's real group and mode.
 """
@@ -163,6 +164,18 @@ with open(bad, "w") as f:
 r = d.cli("submit", "--spec", bad, check=False)
 vtpy.check(r.returncode == 2 and "data must be an object" in r.stderr
            and "--data DIR is required" not in r.stderr, f"data as a string: {r.stderr!r}")
+
+# ---- an --out path too long for the job's files ---------------------------------
+# (its model's path would pass PATH_MAX: the field, the length, the limit, advice)
+long_out = os.path.join(TMP, "long")
+while len(long_out) < 4075:
+    long_out += "/" + "d" * 200
+long_out = long_out[:4074] + "e"  # (not ending in a slash)
+r = d.cli("submit", "--data", os.path.join(TMP, "data", "train"), "--out", long_out,
+          check=False)
+vtpy.check(r.returncode == 2 and "output is 4075 bytes long, over the 4044 bytes an output "
+           "directory may have" in r.stderr and "give a shorter directory (--out)" in r.stderr,
+           f"--out too long: {r.stderr!r}")
 
 # ---- list pads by display width ----------------------------------------------
 names = ["données", "çercles 円", "карé"]
