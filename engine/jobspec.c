@@ -694,16 +694,23 @@ int vt_jobspec_check_utf8(const vt_jobspec *s)
 
 /* Refuses an output path that the job's files could not be opened below,
  * as written (the kernel measures that, not the resolved path): too long
- * for PATH_MAX once they are added. */
+ * for PATH_MAX once they are added, or with a name over NAME_MAX bytes. */
 static int vt__check_output_length(const char *out)
 {
     const int most = PATH_MAX - 1 - VT_OUTPUT_SUFFIX_MAX;
-    size_t n = strlen(out);
+    size_t n = strlen(out), k;
     if (n > (size_t)most)
         return vt_error_set(VT_EINVAL, "output is %zu bytes long, over the %d bytes an "
                             "output directory may have: a path may have at most %d, and the "
                             "job's files go up to %d bytes below it; give a shorter directory",
                             n, most, PATH_MAX - 1, VT_OUTPUT_SUFFIX_MAX);
+    for (const char *p = out; *p; p += k + (p[k] == '/')) {
+        k = strcspn(p, "/");
+        if (k > NAME_MAX)
+            return vt_error_set(VT_EINVAL, "output has a name longer than the file system "
+                                "allows: %.40s... is %zu bytes, at most %d; shorten that "
+                                "name", p, k, NAME_MAX);
+    }
     return 0;
 }
 

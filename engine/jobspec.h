@@ -117,11 +117,12 @@ int vt_jobspec_check_utf8(const vt_jobspec *spec);
 
 /* Refuses (VT_EINVAL, a message starting "output") an output directory
  * whose files the file system could not name (its path longer than
- * PATH_MAX - 1 - VT_OUTPUT_SUFFIX_MAX bytes), or that is data.train or
- * data.val or inside one: its files would be read as one more class.  The
- * paths must be absolute; each is compared as the file system resolves it
- * (symbolic links followed) as far as it exists, the rest as written.
- * Reads the file system as the calling thread may. */
+ * PATH_MAX - 1 - VT_OUTPUT_SUFFIX_MAX bytes, or a name in it longer than
+ * NAME_MAX), or that is data.train or data.val or inside one: its files
+ * would be read as one more class.  The paths must be absolute; each is
+ * compared as the file system resolves it (symbolic links followed) as far
+ * as it exists, the rest as written.  Reads the file system as the calling
+ * thread may. */
 int vt_jobspec_check_output(const vt_jobspec *spec);
 
 /* Replaces relative paths with absolute ones against cwd (client side). */

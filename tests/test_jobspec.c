@@ -277,9 +277,9 @@ static void long_path(char *out, size_t n)
     out[n] = '\0';
 }
 
-/* An output directory too long for the job's files below it is refused
- * up front, naming the field, its length and the limit, not left to fail
- * as the first file is opened. */
+/* An output directory too long for the job's files below it, or with a
+ * name too long for the file system, is refused up front, naming the field
+ * and the limit, not left to fail as the first file is opened. */
 static void test_output_length(vt_backend *be)
 {
     static char out[PATH_MAX + 64], doc[PATH_MAX + 128];
@@ -302,6 +302,29 @@ static void test_output_length(vt_backend *be)
                  "directory may have: a path may have at most %d", n, most, PATH_MAX - 1);
         VT_CHECK_ERR(vt_jobspec_check_output(&s), VT_EINVAL, want);
         VT_CHECK_CONTAINS(vt_error_msg(), "give a shorter directory");
+        vt_jobspec_free(&s);
+    }
+    /* a name the file system cannot hold, anywhere in the path */
+    static const struct { size_t len; const char *rest, *err; } names[] = {
+        {NAME_MAX, "/run", NULL},
+        {NAME_MAX + 1, "/run", "is 256 bytes, at most 255"},
+        {NAME_MAX + 1, "", "is 256 bytes, at most 255"},
+        {1000, "/run", "is 1000 bytes, at most 255"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char name[1001];
+        memset(name, 'x', names[i].len);
+        name[names[i].len] = '\0';
+        snprintf(doc, sizeof doc, "{\"data\":{\"train\":\"/d\"},\"output\":\"/tmp/%s%s\"}",
+                 name, names[i].rest);
+        VT_CHECK_OK(parse(&s, doc));
+        if (names[i].err) {
+            VT_CHECK_ERR(vt_jobspec_check_output(&s), VT_EINVAL, names[i].err);
+            VT_CHECK_CONTAINS(vt_error_msg(), "output has a name longer than the file system "
+                              "allows: xxxx");
+            VT_CHECK_CONTAINS(vt_error_msg(), "shorten that name");
+        } else
+            VT_CHECK_OK(vt_jobspec_check_output(&s));
         vt_jobspec_free(&s);
     }
 }

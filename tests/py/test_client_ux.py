@@ -11,7 +11,8 @@ vggtune client, for the things a user test found wrong:
   list pads non-ASCII names by display width; Ctrl-C during watch and
   submit --watch exits 130, as documented; PROTOCOL.md and vggtune --help
   give the socket search order the code follows; an --out too long for the
-  job's files is refused naming the flag and the limit.  As root
+  job's files, or with a name too long for the file system, is refused
+  naming the flag and the limit.  As root
   (with setpriv) also: another user's running job as a non-admin sees it,
   and the 'permission denied' hint for the socket's real group and mode.
 """
@@ -166,7 +167,8 @@ vtpy.check(r.returncode == 2 and "data must be an object" in r.stderr
            and "--data DIR is required" not in r.stderr, f"data as a string: {r.stderr!r}")
 
 # ---- an --out path too long for the job's files ---------------------------------
-# (its model's path would pass PATH_MAX: the field, the length, the limit, advice)
+# (its model's path would pass PATH_MAX, or a name NAME_MAX: the field, the
+# length, the limit, advice)
 long_out = os.path.join(TMP, "long")
 while len(long_out) < 4075:
     long_out += "/" + "d" * 200
@@ -176,6 +178,11 @@ r = d.cli("submit", "--data", os.path.join(TMP, "data", "train"), "--out", long_
 vtpy.check(r.returncode == 2 and "output is 4075 bytes long, over the 4044 bytes an output "
            "directory may have" in r.stderr and "give a shorter directory (--out)" in r.stderr,
            f"--out too long: {r.stderr!r}")
+r = d.cli("submit", "--data", os.path.join(TMP, "data", "train"), "--out",
+          os.path.join(TMP, "x" * 256, "o"), check=False)
+vtpy.check(r.returncode == 2 and "output has a name longer than the file system allows: "
+           "xxxx" in r.stderr and "is 256 bytes, at most 255; shorten that name (--out)"
+           in r.stderr, f"--out with a 256-byte name: {r.stderr!r}")
 
 # ---- list pads by display width ----------------------------------------------
 names = ["données", "çercles 円", "карé"]
