@@ -257,6 +257,23 @@ static int vt__model_there(const vt_daemon *dm, const vt_job *src, const char *w
     return 0;
 }
 
+/* Replies to a submission the store did not record (code: its error):
+ * the job was not queued.  A full state directory is told as the
+ * administrator's to free, not as the user's disk; its path goes only to
+ * the daemon's log (no reply shows the state directory). */
+static void vt__fail_unrecorded(vt_conn *c, const cJSON *id, int code)
+{
+    if (code != VT_EIO || !vt_store_full(c->dm->store)) {
+        vt__fail(c, id, code, "cannot record the job: %s", vt_error_msg());
+        return;
+    }
+    vt_log_error("cannot record a job %s submitted: the state directory %s is full (%s)",
+                 c->user, c->dm->cfg.state_dir, vt_error_msg());
+    vt__fail(c, id, VT_EIO, "the daemon's state directory is full, so the job was not "
+             "queued: an administrator must free space there (the daemon's log names it), "
+             "then submit it again");
+}
+
 /* Resolves init_job: a finished job of the same user whose model starts the
  * head. */
 static int vt__resolve_init_job(vt_conn *c, vt_jobspec *s)
@@ -364,8 +381,7 @@ static void vt__submit(vt_conn *c, const cJSON *id, const cJSON *req)
         rc = spec_json ? vt_store_insert(dm->store, &sj, &jid) : VT_ENOMEM;
         free(spec_json);
         if (rc < 0 || !(j = vt_job_new(jid, c->uid, c->gid, c->user, &spec))) {
-            vt__fail(c, id, rc < 0 ? rc : VT_ENOMEM, "cannot record the job: %s",
-                     vt_error_msg());
+            vt__fail_unrecorded(c, id, rc < 0 ? rc : VT_ENOMEM);
             goto done;
         }
         j->submitted = sj.submitted;

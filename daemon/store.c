@@ -12,6 +12,7 @@
 struct vt_store {
     sqlite3 *db;
     char id[VT_STORE_ID_LEN + 1]; /* this store's identity, hex */
+    int full; /* the last call that failed found the disk full */
 };
 
 static const char *const vt__schema =
@@ -40,6 +41,7 @@ static const char *const vt__schema =
 
 static int vt__db_error(vt_store *s, const char *what)
 {
+    s->full = sqlite3_errcode(s->db) == SQLITE_FULL;
     return vt_error_set(VT_EIO, "job store: %s: %s", what, sqlite3_errmsg(s->db));
 }
 
@@ -173,6 +175,8 @@ int vt_store_open(vt_store **out, const char *path)
 }
 
 const char *vt_store_id(const vt_store *s) { return s->id; }
+
+int vt_store_full(const vt_store *s) { return s->full; }
 
 void vt_store_close(vt_store *s)
 {

@@ -51,6 +51,11 @@ int vt_store_open(vt_store **out, const char *path);
  * number.  Valid until vt_store_close. */
 const char *vt_store_id(const vt_store *s);
 
+/* 1 when the last of s's calls that failed (VT_EIO) did because the file
+ * system under the store is full (SQLite's SQLITE_FULL), else 0: the
+ * daemon's administrator must act, not the user whose request failed. */
+int vt_store_full(const vt_store *s);
+
 /* Closes; NULL is a no-op. */
 void vt_store_close(vt_store *s);
 

@@ -16,7 +16,8 @@
   checkpoint goes, and a stop starts the job over.
   Records the job store refused are written again once it takes writes,
   each epoch's under its own number, log events included; one whose job
-  row was deleted by hand is given up, once.
+  row was deleted by hand is given up, once.  A submission a full state
+  directory cannot record is refused as the administrator's to fix.
 """
 import contextlib
 import hashlib
@@ -785,6 +786,31 @@ if os.geteuid() == 0:
                    f"the checkpoint stayed after the end was recorded: {se.log_text()[-600:]}")
 else:
     print("SKIP part: a store that cannot record a job's end needs root (tmpfs mounts)")
+
+# ---- a submission the full state directory cannot record --------------------------
+# The user is told that the daemon's state directory is full, for an
+# administrator to free, and that the job was not queued; the daemon's log
+# names the directory (before, the reply was "job store: insert job:
+# database or disk is full", which reads as the user's own disk).  Nothing
+# else writes meanwhile, and the store never checkpoints within 256k, so
+# the insert must grow its WAL file: the tmpfs refuses it.
+if os.geteuid() == 0:
+    with tmpfs_state_daemon("submit-full", "256k") as sq:
+        filler = os.path.join(sq.state, "filler")
+        subprocess.run(["dd", "if=/dev/zero", "of=" + filler, "bs=512"], capture_output=True)
+        r = sq.cli("submit", "--spec", spec_file("submit-full", epochs=1), check=False)
+        vtpy.check(r.returncode == 1 and "the daemon's state directory is full, so the job was "
+                   "not queued: an administrator must free space there" in r.stderr and
+                   "database or disk is full" not in r.stderr,
+                   f"a submission the full store cannot record: {r.stderr!r}")
+        vtpy.check(f"the state directory {sq.state} is full (job store: insert job: database "
+                   "or disk is full)" in sq.log_text(),
+                   f"the log of a submission the full store cannot record: "
+                   f"{sq.log_text()[-600:]}")
+        vtpy.check(sq.cli_json("list")["jobs"] == [], "a job the store did not record is listed")
+        os.unlink(filler)
+else:
+    print("SKIP part: a submission into a full state directory needs root (tmpfs mounts)")
 
 # ---- checkpoints that cannot be written, epoch after epoch ---------------------
 # A failed write is quick, and it used to set the pace of the next try: every
