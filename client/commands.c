@@ -197,9 +197,10 @@ static const char vt__help_watch[] =
 static const char vt__help_cancel[] =
     "usage: vggtune cancel JOB\n"
     "\n"
-    "Cancels a queued or running job.  A running job stops after its current step.\n"
-    "A job whose final model was being written when the cancel came finishes\n"
-    "instead: that is said, with exit status 1.\n";
+    "Cancels a queued or running job.  A running job stops after its current step,\n"
+    "or once the files it is writing are written (which may take a while on a\n"
+    "slow file system).  A job whose final model was being written when the\n"
+    "cancel came finishes instead: that is said, with exit status 1.\n";
 
 static const char vt__help_predict[] =
     "usage: vggtune predict JOB IMAGE... [--top K]\n"
@@ -706,6 +707,20 @@ static int vt__ended_before_cancel(vt_cli *cli, const cJSON *j, const char *labe
     return 0;
 }
 
+/* What a running job whose cancel is under way still does before it stops,
+ * by its phase (progress.phase of the reply; NULL when it has none). */
+static const char *vt__cancel_pending(const char *phase)
+{
+    if (phase && strcmp(phase, "saving") == 0)
+        return "it is writing its files and stops once they are written, which may take a "
+               "while on a slow file system (a final model written by then is kept, and the "
+               "job succeeds)";
+    if (phase && strcmp(phase, "preparing") == 0)
+        return "it stops once the preparation under way (its output folder, data or "
+               "parameters) returns";
+    return "it stops after its current step";
+}
+
 static int vt__cmd_cancel(vt_cli *cli, int argc, char **argv, int first)
 {
     vt_client *c = NULL;
@@ -736,7 +751,9 @@ static int vt__cmd_cancel(vt_cli *cli, int argc, char **argv, int first)
     else if (vt__ended_before_cancel(cli, j, label, state))
         status = VT_CLI_FAILED;
     else if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "cancel_requested")))
-        fprintf(cli->out, "cancelling job %s: it stops after its current step\n", label);
+        fprintf(cli->out, "cancelling job %s: %s\n", label,
+                vt__cancel_pending(vt_json_str(cJSON_GetObjectItemCaseSensitive(j, "progress"),
+                                               "phase")));
     else
         fprintf(cli->out, "job %s is %s\n", label, state);
 done:

@@ -1378,8 +1378,14 @@ static void script_daemon(fake_daemon *d, int fd)
             fake_ok(fd, req, fake_json("{\"job\":{\"id\":50,\"name\":\"\\u001b]0;t\\u0007x"
                                        "\\u009b2J\",\"state\":\"running\",\"cancel_requested\":"
                                        "true}}"));
-        } else if (strcmp(op, "cancel") == 0 && job == 51) {
-            fake_error(fd, req, VT_ENOTFOUND, "no job \x1b[2J51\ttab");
+        } else if (strcmp(op, "cancel") == 0 && job == 53) {
+            fake_error(fd, req, VT_ENOTFOUND, "no job \x1b[2J53\ttab");
+        } else if (strcmp(op, "cancel") == 0 && (job == 51 || job == 52)) { /* writing, preparing */
+            char reply[256];
+            snprintf(reply, sizeof reply, "{\"job\":{\"id\":%d,\"name\":\"slow\",\"state\":"
+                     "\"running\",\"cancel_requested\":true,\"progress\":{\"phase\":\"%s\"}}}",
+                     (int)job, job == 51 ? "saving" : "preparing");
+            fake_ok(fd, req, fake_json(reply));
         } else if (strcmp(op, "cancel") == 0 && job == 46) { /* behind a long step */
             usleep(4000 * 1000); /* (a second past the notice's 3) */
             fake_ok(fd, req, fake_json("{\"job\":{\"id\":46,\"name\":\"big\","
@@ -1533,6 +1539,18 @@ static void test_commands(vt_backend *be)
                         "answered then\n");
     VT_CHECK_STR(r.out, "cancelling job 46 (big): it stops after its current step\n");
 
+    /* What the job still does before it stops, by its phase: its files
+     * (which may take a while), its preparation, else its step. */
+    RUN(&r, d, cwd, 0, "cancel", "51");
+    VT_CHECK_INT(r.status, 0);
+    VT_CHECK_STR(r.out, "cancelling job 51 (slow): it is writing its files and stops once "
+                        "they are written, which may take a while on a slow file system (a "
+                        "final model written by then is kept, and the job succeeds)\n");
+    RUN(&r, d, cwd, 0, "cancel", "52");
+    VT_CHECK_INT(r.status, 0);
+    VT_CHECK_STR(r.out, "cancelling job 52 (slow): it stops once the preparation under way "
+                        "(its output folder, data or parameters) returns\n");
+
     /* A job that ended otherwise while the cancel waited for its files */
     RUN(&r, d, cwd, 0, "cancel", "48");
     VT_CHECK_INT(r.status, 1);
@@ -1548,9 +1566,9 @@ static void test_commands(vt_backend *be)
     RUN(&r, d, cwd, 0, "cancel", "50");
     VT_CHECK_INT(r.status, 0);
     VT_CHECK_STR(r.out, "cancelling job 50 (?]0;t?x?2J): it stops after its current step\n");
-    RUN(&r, d, cwd, 0, "cancel", "51");
+    RUN(&r, d, cwd, 0, "cancel", "53");
     VT_CHECK_INT(r.status, 1);
-    VT_CHECK_STR(r.err, "vggtune: no job ?[2J51\ttab\n");
+    VT_CHECK_STR(r.err, "vggtune: no job ?[2J53\ttab\n");
     RUN(&r, d, cwd, 0, "--json", "cancel", "50");
     VT_CHECK_INT(r.status, 0);
     VT_CHECK_CONTAINS(r.out, "\"name\":\"\\u001b]0;t\\u0007x\xc2\x9b" "2J\"");

@@ -955,6 +955,9 @@ vtpy.check(wj == 3, f"the third job: {wj}")
 wait_held("3.safetensors")
 said = wd.cli("cancel", str(wj), timeout=30).stdout
 vtpy.check("cancelling job 3" in said, f"cancel while the files are written: {said!r}")
+# (it says what the job waits for: its files, not "its current step")
+vtpy.check("it is writing its files and stops once they are written" in said,
+           f"cancel while the files are written, what it waits for: {said!r}")
 h = wd.cli_json("status", str(wj))["job"]
 vtpy.check(h["state"] == "running" and h.get("cancel_requested"),
            f"cancelled while writing: it ends once the write has: {h}")
@@ -1031,7 +1034,8 @@ vtpy.check(wd.wait_state(fj, ["succeeded", "failed", "cancelled"], timeout=60)["
 # rather than throw it away.
 fj = final_held("final-cancel")
 said = wd.cli("cancel", str(fj), timeout=30).stdout
-vtpy.check(f"cancelling job {fj}" in said, f"cancel while the final model is written: {said!r}")
+vtpy.check(f"cancelling job {fj}" in said and "a final model written by then is kept" in said,
+           f"cancel while the final model is written: {said!r}")
 release("model.safetensors")
 vtpy.check(wd.wait_state(fj, ["succeeded", "failed", "cancelled"], timeout=60)["state"] ==
            "succeeded" and final_outputs("final-cancel"),
