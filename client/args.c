@@ -730,6 +730,16 @@ static int vt__check_path(const char *path, const char *flag, int dir)
     return 0;
 }
 
+/* Fills list with the torchvision names of VGG16's convolution weights
+ * ("features.0.weight" ...), written into names. */
+static void vt__conv_names(char names[VT_VGG_NCONV][32], const char *list[VT_VGG_NCONV])
+{
+    for (int i = 0; i < VT_VGG_NCONV; i++) {
+        vt_vgg_torch_name(names[i], sizeof names[i], i, "weight");
+        list[i] = names[i];
+    }
+}
+
 /* Checks that the safetensors file path (from flag) holds VGG16 in the
  * layout the daemon reads (weights.c): a tensor of the convolutions under
  * torchvision's name, rather than, say, bottleneck features. */
@@ -738,10 +748,7 @@ static int vt__check_st_vgg16(const char *path, const char *flag)
     char names[VT_VGG_NCONV][32];
     const char *list[VT_VGG_NCONV];
     int rc;
-    for (int i = 0; i < VT_VGG_NCONV; i++) {
-        vt_vgg_torch_name(names[i], sizeof names[i], i, "weight");
-        list[i] = names[i];
-    }
+    vt__conv_names(names, list);
     if ((rc = vt_safetensors_has_any(path, list, VT_VGG_NCONV)) < 0)
         return vt_error_wrap(rc, "%s", flag);
     if (rc == 0)
@@ -752,9 +759,27 @@ static int vt__check_st_vgg16(const char *path, const char *flag)
     return 0;
 }
 
+/* Refuses a safetensors file path (from flag, an init model) holding
+ * VGG16's convolutions under torchvision's names but no head: VGG16
+ * weights (a trunk), which the job would refuse only when it starts. */
+static int vt__check_st_model(const char *path, const char *flag)
+{
+    static const char *const head[] = {"head.0.weight"};
+    char names[VT_VGG_NCONV][32];
+    const char *list[VT_VGG_NCONV];
+    int rc;
+    vt__conv_names(names, list);
+    if ((rc = vt_safetensors_has_any(path, list, VT_VGG_NCONV)) == 1 &&
+        (rc = vt_safetensors_has_any(path, head, 1)) == 0)
+        return vt_error_set(VT_EFORMAT, "%s %s is VGG16 weights (a trunk: features.* without "
+                            "head.*), not a model of ours: give it as --weights; %s takes a "
+                            "model.safetensors that vggtune wrote", flag, path, flag);
+    return rc < 0 ? vt_error_wrap(rc, "%s", flag) : 0;
+}
+
 /* Checks that path (from flag) starts like a weights file (want_st: a
  * safetensors file, as --init must be); a safetensors --weights file must
- * also hold VGG16's convolutions. */
+ * also hold VGG16's convolutions, an --init one a head as well. */
 static int vt__check_weights(const char *path, const char *flag, int want_st)
 {
     vt_wfile_kind kind;
@@ -776,9 +801,9 @@ static int vt__check_weights(const char *path, const char *flag, int want_st)
     if (want_st && kind != VT_WFILE_SAFETENSORS)
         return vt_error_set(VT_EFORMAT, "%s %s is a Keras HDF5 file, not a model of ours "
                             "(model.safetensors; Keras weights go in --weights)", flag, path);
-    if (!want_st && kind == VT_WFILE_SAFETENSORS)
-        return vt__check_st_vgg16(path, flag);
-    return 0;
+    if (kind != VT_WFILE_SAFETENSORS)
+        return 0;
+    return want_st ? vt__check_st_model(path, flag) : vt__check_st_vgg16(path, flag);
 }
 
 static int vt__class_names(const char *path, char **names, int max, int *n);

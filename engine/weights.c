@@ -210,6 +210,19 @@ int vt_weights_load_trunk(vt_params *p, const vt_tensorset *set, vt_wfile_kind k
     return 0;
 }
 
+/* Whether set holds one of VGG16's convolution weights under torchvision's
+ * name ("features.0.weight" ...). */
+static int vt__has_trunk(const vt_tensorset *set)
+{
+    char name[32];
+    for (int i = 0; i < VT_VGG_NCONV; i++) {
+        vt_vgg_torch_name(name, sizeof name, i, "weight");
+        if (vt_tensorset_find(set, name))
+            return 1;
+    }
+    return 0;
+}
+
 int vt_weights_head_layout(const vt_tensorset *set, const char *label, int *hidden,
                            int *nhidden, int *nclasses, int *in_features)
 {
@@ -237,6 +250,10 @@ int vt_weights_head_layout(const vt_tensorset *set, const char *label, int *hidd
             hidden[n - 1] = (int)prev_out;
         prev_out = w->shape[0];
     }
+    if (n == 0 && vt__has_trunk(set))
+        return vt_error_set(VT_EFORMAT, "%s is VGG16 weights (a trunk: features.* without "
+                            "head.*), not a model that vggtune wrote: give it as weights; init "
+                            "takes a model.safetensors that vggtune wrote", label);
     if (n == 0)
         return vt_error_set(VT_EFORMAT, "%s has no head (no tensor head.0.weight)", label);
     *nhidden = n - 1;

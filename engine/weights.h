@@ -35,7 +35,9 @@ int vt_weights_load_trunk(vt_params *p, const vt_tensorset *set, vt_wfile_kind k
 /* Reads the head layout recorded by head.{i}.weight shapes in a set written
  * by vt_weights_to_set(): hidden widths (*nhidden of them, at most
  * VT_MAX_DENSE - 1), classes, and the first layer's input width.
- * VT_EFORMAT when the set has no consistent head. */
+ * VT_EFORMAT when the set has no consistent head; one holding VGG16's
+ * convolutions but no head is named as weights (a trunk) for `weights`,
+ * since `init` is where such a set is given by mistake. */
 int vt_weights_head_layout(const vt_tensorset *set, const char *label, int *hidden,
                            int *nhidden, int *nclasses, int *in_features);
 

@@ -590,6 +590,32 @@ static void test_check_paths(vt_backend *be)
     doc = fake_json(text);
     VT_CHECK_ERR(vt_cli_check_paths(doc), VT_EFORMAT, "is a Keras HDF5 file, not a model of ours");
     cJSON_Delete(doc);
+    /* nor VGG16 weights as safetensors (a trunk, without head.*): the job
+     * refused it only when it started, as having no head */
+    for (int k = 0; k < 2; k++) {
+        char trunk[512];
+        vt_tensorset *set = vt_tensorset_new();
+        int64_t shape[1] = {4};
+        VT_CHECK(set != NULL);
+        VT_CHECK_OK(vt_tensorset_add(set, "features.0.weight", 1, shape, NULL, NULL));
+        VT_CHECK_OK(vt_tensorset_add(set, "classifier.6.weight", 1, shape, NULL, NULL));
+        if (k)
+            VT_CHECK_OK(vt_tensorset_add(set, "head.0.weight", 1, shape, NULL, NULL));
+        snprintf(trunk, sizeof trunk, "%s/vgg16.safetensors", dir);
+        VT_CHECK_OK(vt_safetensors_write(AT_FDCWD, trunk, set));
+        vt_tensorset_free(set);
+        snprintf(text, sizeof text, "{\"data\":{\"train\":\"%s\"},\"init\":\"%s\"}", train,
+                 trunk);
+        doc = fake_json(text);
+        snprintf(msg, sizeof msg, "--init %s is VGG16 weights (a trunk: features.* without "
+                 "head.*), not a model of ours: give it as --weights; --init takes a "
+                 "model.safetensors that vggtune wrote", trunk);
+        if (k)
+            VT_CHECK_OK(vt_cli_check_paths(doc));
+        else
+            VT_CHECK_ERR(vt_cli_check_paths(doc), VT_EFORMAT, msg);
+        cJSON_Delete(doc);
+    }
 
     /* A weights file of neither kind (a typo'd path to the wrong file). */
     char bogus[512];

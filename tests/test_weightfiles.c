@@ -1401,6 +1401,29 @@ static void test_weights_nonfinite_refused(vt_backend *be)
     vt_tensorset_free(set);
 }
 
+/* VGG16 weights (a trunk) given as an init model have no head: the job
+ * says they go in weights, rather than only that no head.0.weight is there. */
+static void test_head_layout_trunk(vt_backend *be)
+{
+    (void)be;
+    vt_tensorset *set = vt_tensorset_new();
+    int hidden[VT_MAX_DENSE], nhidden = 0, nclasses = 0, in = 0;
+    int64_t ws[4] = {64, 3, 3, 3};
+
+    VT_CHECK(set != NULL);
+    VT_CHECK_ERR(vt_weights_head_layout(set, "empty.safetensors", hidden, &nhidden, &nclasses,
+                                        &in),
+                 VT_EFORMAT, "empty.safetensors has no head (no tensor head.0.weight)");
+    VT_CHECK_OK(vt_tensorset_add(set, "features.0.weight", 4, ws, NULL, NULL));
+    VT_CHECK_ERR(vt_weights_head_layout(set, "vgg16.safetensors", hidden, &nhidden, &nclasses,
+                                        &in),
+                 VT_EFORMAT,
+                 "vgg16.safetensors is VGG16 weights (a trunk: features.* without head.*), not "
+                 "a model that vggtune wrote: give it as weights; init takes a "
+                 "model.safetensors that vggtune wrote");
+    vt_tensorset_free(set);
+}
+
 static const vt_test_case cases[] = {
     {"st_roundtrip", test_st_roundtrip, 0},
     {"st_empty_and_nometa", test_st_empty_and_nometa, 0},
@@ -1425,6 +1448,7 @@ static const vt_test_case cases[] = {
     {"h5_refusals", test_h5_refusals, 0},
     {"keras_vgg19_refused", test_keras_vgg19_refused, 0},
     {"weights_nonfinite_refused", test_weights_nonfinite_refused, 0},
+    {"head_layout_trunk", test_head_layout_trunk, 0},
 };
 
 int main(int argc, char **argv)
