@@ -108,22 +108,45 @@ static void vt__hwio_to_krsc(const float *src, float *dst, int K, int C)
                 dst[((size_t)k * 9 + rs) * C + c] = src[((size_t)rs * C + c) * K + k];
 }
 
+/* Whether set holds a rank-4 tensor: a Keras file's convolution kernel. */
+static int vt__keras_has_conv(const vt_tensorset *set)
+{
+    for (int i = 0; i < set->n; i++)
+        if (set->t[i].ndim == 4)
+            return 1;
+    return 0;
+}
+
 /* Finds a Keras layer's kernel (rank 4) and bias (rank 1) among the tensors
- * named "<layer>/<weight>". */
+ * named "<layer>/<weight>".  A layer the file lacks is named as missing,
+ * and a file without any convolution (a classifier's weights) as such,
+ * rather than as a layer of the wrong ranks. */
 static int vt__keras_layer(const vt_tensorset *set, const char *layer, const char *label,
                            const vt_ntensor **kernel, const vt_ntensor **bias)
 {
     size_t ln = strlen(layer);
+    int found = 0;
     *kernel = *bias = NULL;
     for (int i = 0; i < set->n; i++) {
         const vt_ntensor *t = &set->t[i];
         if (strncmp(t->name, layer, ln) != 0 || t->name[ln] != '/')
             continue;
+        found = 1;
         if (t->ndim == 4 && !*kernel)
             *kernel = t;
         else if (t->ndim == 1 && !*bias)
             *bias = t;
     }
+    if (!found && !vt__keras_has_conv(set))
+        return vt_error_set(VT_EFORMAT,
+                            "%s holds no convolution layers (a classifier's weights only?): "
+                            "give VGG16's convolution weights, e.g. "
+                            "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", label);
+    if (!found)
+        return vt_error_set(VT_EFORMAT,
+                            "%s has no layer %s, one of VGG16's 13 convolutions (block1_conv1 "
+                            "... block5_conv3): give VGG16's weights, e.g. "
+                            "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", label, layer);
     if (!*kernel || !*bias)
         return vt_error_set(VT_EFORMAT,
                             "%s: layer %s needs a 4-D kernel and a 1-D bias (is it a "

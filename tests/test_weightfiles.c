@@ -1355,6 +1355,39 @@ static void test_keras_vgg19_refused(vt_backend *be)
     vt_tensorset_free(set);
 }
 
+/* A Keras file missing one of VGG16's layers, or holding only a classifier,
+ * is told as such: it was refused as "layer block5_conv3 needs a 4-D
+ * kernel and a 1-D bias", a layer it does not have. */
+static void test_keras_missing_layer(vt_backend *be)
+{
+    (void)be;
+    vt_tensorset *set = vt_tensorset_new();
+    vt_params *p = NULL;
+    int64_t fc[2] = {512, 8}, fb[1] = {8};
+
+    VT_CHECK(set != NULL);
+    VT_CHECK_OK(vt_params_new(&p, 32, NULL, 0, 2));
+    VT_CHECK_OK(vt_tensorset_add(set, "fc1/fc1/kernel:0", 2, fc, NULL, NULL));
+    VT_CHECK_OK(vt_tensorset_add(set, "fc1/fc1/bias:0", 1, fb, NULL, NULL));
+    VT_CHECK_ERR(vt_weights_load_trunk(p, set, VT_WFILE_KERAS_H5, "top.h5", NULL), VT_EFORMAT,
+                 "top.h5 holds no convolution layers (a classifier's weights only?): give "
+                 "VGG16's convolution weights, e.g. "
+                 "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5");
+    for (int i = 0; i < VT_VGG_NCONV - 1; i++)
+        VT_CHECK(keras_add_conv(set, vt_vgg16[i].keras_name, vt_vgg16[i].cin,
+                                vt_vgg16[i].cout) == 0);
+    VT_CHECK_ERR(vt_weights_load_trunk(p, set, VT_WFILE_KERAS_H5, "cut.h5", NULL), VT_EFORMAT,
+                 "cut.h5 has no layer block5_conv3, one of VGG16's 13 convolutions "
+                 "(block1_conv1 ... block5_conv3): give VGG16's weights, e.g. "
+                 "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5");
+    /* a layer that is there with the wrong ranks keeps its message */
+    VT_CHECK_OK(vt_tensorset_add(set, "block5_conv3/block5_conv3/kernel:0", 2, fc, NULL, NULL));
+    VT_CHECK_ERR(vt_weights_load_trunk(p, set, VT_WFILE_KERAS_H5, "odd.h5", NULL), VT_EFORMAT,
+                 "odd.h5: layer block5_conv3 needs a 4-D kernel and a 1-D bias");
+    vt_params_free(p);
+    vt_tensorset_free(set);
+}
+
 /* A NaN or an infinity in a trunk or a model is refused when the file is
  * loaded, naming the tensor: loaded, it made the job fail as a diverged loss
  * that blamed optimizer.lr. */
@@ -1449,6 +1482,7 @@ static const vt_test_case cases[] = {
     {"keras_vgg19_refused", test_keras_vgg19_refused, 0},
     {"weights_nonfinite_refused", test_weights_nonfinite_refused, 0},
     {"head_layout_trunk", test_head_layout_trunk, 0},
+    {"keras_missing_layer", test_keras_missing_layer, 0},
 };
 
 int main(int argc, char **argv)
