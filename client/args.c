@@ -740,6 +740,29 @@ static void vt__conv_names(char names[VT_VGG_NCONV][32], const char *list[VT_VGG
     }
 }
 
+/* Refuses the safetensors file path (from flag) when its names show why it
+ * lacks VGG16's tensors (list[0] the first): saved from DataParallel (each
+ * name prefixed "module."), or torchvision's vgg16_bn (batch norm at
+ * features.1, the convolutions shifted).  The daemon says the same. */
+static int vt__check_st_kin(const char *path, const char *flag, const char *const *list)
+{
+    static const char *const bn[] = {"features.1.running_mean"};
+    char prefixed[48];
+    const char *const module[] = {prefixed};
+    int rc;
+    snprintf(prefixed, sizeof prefixed, "module.%s", list[0]);
+    if ((rc = vt_safetensors_has_any(path, module, 1)) == 1)
+        return vt_error_set(VT_EFORMAT, "%s %s has no tensor %s but has %s, as a model saved "
+                            "from DataParallel names it: strip the module. prefix when saving "
+                            "({k.removeprefix(\"module.\"): v for k, v in "
+                            "state_dict.items()})", flag, path, list[0], prefixed);
+    if (rc == 0 && (rc = vt_safetensors_has_any(path, bn, 1)) == 1)
+        return vt_error_set(VT_EFORMAT, "%s %s holds batch-norm statistics (%s): it is "
+                            "vgg16_bn, a different network (VGG16 with batch norm); give plain "
+                            "VGG16's weights", flag, path, bn[0]);
+    return rc < 0 ? vt_error_wrap(rc, "%s", flag) : 0;
+}
+
 /* Checks that the safetensors file path (from flag) holds VGG16 in the
  * layout the daemon reads (weights.c): a tensor of the convolutions under
  * torchvision's name, rather than, say, bottleneck features. */
@@ -749,6 +772,8 @@ static int vt__check_st_vgg16(const char *path, const char *flag)
     const char *list[VT_VGG_NCONV];
     int rc;
     vt__conv_names(names, list);
+    if ((rc = vt__check_st_kin(path, flag, list)) < 0)
+        return rc;
     if ((rc = vt_safetensors_has_any(path, list, VT_VGG_NCONV)) < 0)
         return vt_error_wrap(rc, "%s", flag);
     if (rc == 0)

@@ -71,14 +71,42 @@ static int vt__check_finite(const vt_ntensor *t, const char *label)
     return 0;
 }
 
+/* Whether a tensor of set has a name ending in suffix. */
+static int vt__has_suffix(const vt_tensorset *set, const char *suffix)
+{
+    size_t sn = strlen(suffix);
+    for (int i = 0; i < set->n; i++) {
+        size_t n = strlen(set->t[i].name);
+        if (n >= sn && strcmp(set->t[i].name + n - sn, suffix) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Finds tensor `name`; when it is missing, says why if the file shows it:
+ * the names of a model saved from DataParallel ("module.features.0.weight"),
+ * or torchvision's vgg16_bn, whose batch-norm layers shift features.N. */
 static const vt_ntensor *vt__need(const vt_tensorset *set, const char *name,
                                   const char *label)
 {
     const vt_ntensor *t = vt_tensorset_find(set, name);
-    if (!t)
+    char prefixed[80];
+    if (t)
+        return t;
+    snprintf(prefixed, sizeof prefixed, "module.%s", name);
+    if (vt_tensorset_find(set, prefixed))
+        vt_error_set(VT_EFORMAT, "%s has no tensor %s but has %s, as a model saved from "
+                     "DataParallel names it: strip the module. prefix when saving "
+                     "({k.removeprefix(\"module.\"): v for k, v in state_dict.items()})",
+                     label, name, prefixed);
+    else if (vt__has_suffix(set, ".running_mean"))
+        vt_error_set(VT_EFORMAT, "%s has no tensor %s and holds batch-norm statistics "
+                     "(running_mean): it is vgg16_bn, a different network (VGG16 with batch "
+                     "norm); give plain VGG16's weights", label, name);
+    else
         vt_error_set(VT_EFORMAT, "%s has no tensor %s (is it a VGG16 weights file?)",
                      label, name);
-    return t;
+    return NULL;
 }
 
 /* (K, C, 3, 3) -> (K, 3, 3, C) */

@@ -671,6 +671,35 @@ static void test_check_paths(vt_backend *be)
         cJSON_Delete(doc);
     }
 
+    /* Nor are VGG16's weights saved from DataParallel (module.features.*)
+     * or vgg16_bn's (batch norm at features.1): each is told with its cause. */
+    for (int k = 0; k < 2; k++) {
+        vt_tensorset *set = vt_tensorset_new();
+        int64_t shape[1] = {4};
+        VT_CHECK(set != NULL);
+        VT_CHECK_OK(vt_tensorset_add(set, k ? "features.0.weight" : "module.features.0.weight",
+                                     1, shape, NULL, NULL));
+        if (k)
+            VT_CHECK_OK(vt_tensorset_add(set, "features.1.running_mean", 1, shape, NULL, NULL));
+        snprintf(bogus, sizeof bogus, "%s/%s.safetensors", dir, k ? "bn" : "dp");
+        VT_CHECK_OK(vt_safetensors_write(AT_FDCWD, bogus, set));
+        vt_tensorset_free(set);
+        snprintf(text, sizeof text, "{\"data\":{\"train\":\"%s\"},\"weights\":\"%s\"}", train,
+                 bogus);
+        doc = fake_json(text);
+        if (k)
+            snprintf(msg, sizeof msg, "--weights %s holds batch-norm statistics "
+                     "(features.1.running_mean): it is vgg16_bn, a different network (VGG16 "
+                     "with batch norm); give plain VGG16's weights", bogus);
+        else
+            snprintf(msg, sizeof msg, "--weights %s has no tensor features.0.weight but has "
+                     "module.features.0.weight, as a model saved from DataParallel names it: "
+                     "strip the module. prefix when saving ({k.removeprefix(\"module.\"): v "
+                     "for k, v in state_dict.items()})", bogus);
+        VT_CHECK_ERR(vt_cli_check_paths(doc), VT_EFORMAT, msg);
+        cJSON_Delete(doc);
+    }
+
     /* An --init model that does not fit the job, from its metadata: the
      * image size, the head layout, the classes (--data has 2 folders). */
     {

@@ -1457,6 +1457,40 @@ static void test_head_layout_trunk(vt_backend *be)
     vt_tensorset_free(set);
 }
 
+/* A missing VGG16 tensor is explained when the file shows why: names
+ * saved from DataParallel ("module." before each), or vgg16_bn, whose
+ * batch-norm layers shift every convolution after the first. */
+static void test_weights_kin_hints(vt_backend *be)
+{
+    (void)be;
+    vt_tensorset *dp = vt_tensorset_new(), *bn = vt_tensorset_new();
+    vt_params *p = NULL;
+    int64_t ws[4] = {64, 3, 3, 3}, bs[1] = {64};
+
+    VT_CHECK(dp != NULL && bn != NULL);
+    VT_CHECK_OK(vt_params_new(&p, 32, NULL, 0, 2));
+    VT_CHECK_OK(vt_tensorset_add(dp, "module.features.0.weight", 4, ws, NULL, NULL));
+    VT_CHECK_OK(vt_tensorset_add(dp, "module.features.0.bias", 1, bs, NULL, NULL));
+    VT_CHECK_ERR(vt_weights_load_trunk(p, dp, VT_WFILE_SAFETENSORS, "dp.safetensors", NULL),
+                 VT_EFORMAT,
+                 "dp.safetensors has no tensor features.0.weight but has "
+                 "module.features.0.weight, as a model saved from DataParallel names it: strip "
+                 "the module. prefix when saving ({k.removeprefix(\"module.\"): v for k, v in "
+                 "state_dict.items()})");
+    VT_CHECK_OK(vt_tensorset_add(bn, "features.0.weight", 4, ws, NULL, NULL));
+    VT_CHECK_OK(vt_tensorset_add(bn, "features.0.bias", 1, bs, NULL, NULL));
+    VT_CHECK_OK(vt_tensorset_add(bn, "features.1.weight", 1, bs, NULL, NULL));
+    VT_CHECK_OK(vt_tensorset_add(bn, "features.1.running_mean", 1, bs, NULL, NULL));
+    VT_CHECK_ERR(vt_weights_load_trunk(p, bn, VT_WFILE_SAFETENSORS, "bn.safetensors", NULL),
+                 VT_EFORMAT,
+                 "bn.safetensors has no tensor features.2.weight and holds batch-norm "
+                 "statistics (running_mean): it is vgg16_bn, a different network (VGG16 with "
+                 "batch norm); give plain VGG16's weights");
+    vt_params_free(p);
+    vt_tensorset_free(dp);
+    vt_tensorset_free(bn);
+}
+
 static const vt_test_case cases[] = {
     {"st_roundtrip", test_st_roundtrip, 0},
     {"st_empty_and_nometa", test_st_empty_and_nometa, 0},
@@ -1483,6 +1517,7 @@ static const vt_test_case cases[] = {
     {"weights_nonfinite_refused", test_weights_nonfinite_refused, 0},
     {"head_layout_trunk", test_head_layout_trunk, 0},
     {"keras_missing_layer", test_keras_missing_layer, 0},
+    {"weights_kin_hints", test_weights_kin_hints, 0},
 };
 
 int main(int argc, char **argv)
