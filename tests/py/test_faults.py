@@ -147,6 +147,15 @@ def store_rows(state, sql, *args):
     return rows
 
 
+def wait_resaved(dm, job):
+    """Waits for the daemon dm to say that job's record is written again."""
+    deadline = time.time() + 30
+    while f"job {job}: its record in the store is up to date again" not in dm.log_text():
+        if time.time() > deadline:
+            vtpy.fail(f"the record was not written again: {dm.log_text()[-600:]}")
+        time.sleep(0.1)
+
+
 def store_edit(state, sql):
     """Runs sql on the store, as a hand edit does (the daemon may be up)."""
     db = sqlite3.connect(os.path.join(state, "jobs.db"), timeout=30)
@@ -928,11 +937,7 @@ store_edit(rs.state, "DROP TRIGGER refuse;" + refuse.format(""))
 rs.start()
 epochs_done(rs, j, done + 2)
 store_edit(rs.state, "DROP TRIGGER refuse;")
-deadline = time.time() + 30
-while f"job {j}: its record in the store is up to date again" not in rs.log_text():
-    if time.time() > deadline:
-        vtpy.fail(f"the record was not written again: {rs.log_text()[-600:]}")
-    time.sleep(0.1)
+wait_resaved(rs, j)
 rs.cli("cancel", str(j))
 rs.wait_state(j, ["cancelled"])
 rows = store_rows(rs.state, "SELECT epoch, body FROM metrics WHERE job = ? ORDER BY epoch", j)
@@ -989,11 +994,7 @@ said = "events-refused: 72 training images"
 watched = rs.cli("watch", str(j)).stdout
 vtpy.check(said in watched, f"a watch while the store refuses the job's log: {watched!r}")
 store_edit(rs.state, "DROP TRIGGER refuse;")
-deadline = time.time() + 30
-while f"job {j}: its record in the store is up to date again" not in rs.log_text():
-    if time.time() > deadline:
-        vtpy.fail(f"the record was not written again: {rs.log_text()[-600:]}")
-    time.sleep(0.1)
+wait_resaved(rs, j)
 rs.kill9()
 rs.start()
 watched = rs.cli("watch", str(j)).stdout
