@@ -218,6 +218,9 @@ static int vt__read_file(vt_config *c, const char *path, int must_exist)
         if ((rc = vt__set(c, key, val)) < 0)
             vt_error_wrap(rc, "%s:%d", path, lineno);
     }
+    /* a directory opens, and its first read fails (EISDIR): not an empty file */
+    if (rc == 0 && ferror(f))
+        rc = vt_error_set(VT_EIO, "cannot read config file %s: %s", path, strerror(errno));
     fclose(f);
     return rc;
 }

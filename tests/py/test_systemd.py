@@ -83,6 +83,14 @@ for body, want in (("backend = cpu\nmax-queue = 3\n", "c.conf:2: unknown setting
         f.write(body)
     r = vtpy.run([VGGTUNED, "--config", conf], check=False, timeout=30)
     vtpy.check(r.returncode == 2 and want in r.stderr, f"config {body!r}: {r.stderr!r}")
+# A settings file that cannot be read is an error, not an empty file: a
+# directory given as --config opens, and only its first read fails.
+# (its own socket and state: a daemon that starts must not touch the system's)
+r = vtpy.run([VGGTUNED, "--config", TMP, "--socket", os.path.join(TMP, "dir.sock"),
+              "--state-dir", os.path.join(TMP, "dir-state"), "--backend", "cpu"],
+             check=False, timeout=30)
+vtpy.check(r.returncode == 2 and f"cannot read config file {TMP}: Is a directory" in r.stderr,
+           f"a directory as --config: {r.returncode} {r.stderr!r}")
 # Command-line mistakes are named as such.
 for args, want in ((["--socket"], "option --socket needs a value"),
                    (["--admin-group", "no-such-group-x"], "admin-group: no group 'no-such-group-x'"),
