@@ -674,6 +674,29 @@ static void vt__on_timer(uv_timer_t *t)
 
 /* ---- main -------------------------------------------------------------- */
 
+/* Makes sure the state directory is the daemon's alone: owned by its
+ * effective uid (else VT_EPERM, before anything is read or written there)
+ * and mode 0700.  Whoever owns the directory can replace jobs.db and the
+ * checkpoints in it, and a job read from there runs with the file access
+ * of the uid its row names, root included. */
+static int vt__own_state_dir(vt_daemon *dm)
+{
+    struct stat st;
+    if (stat(dm->cfg.state_dir, &st) < 0)
+        return vt_error_set(VT_EIO, "state directory %s: %s", dm->cfg.state_dir,
+                            strerror(errno));
+    if (st.st_uid != geteuid())
+        return vt_error_set(VT_EPERM, "the state directory %s belongs to uid %u, not to "
+                            "vggtuned's uid %u: its owner could change the jobs it runs, "
+                            "as any user; give it to uid %u (chown -R) or use another "
+                            "--state-dir", dm->cfg.state_dir, (unsigned)st.st_uid,
+                            (unsigned)geteuid(), (unsigned)geteuid());
+    if ((st.st_mode & 07777) != 0700 && chmod(dm->cfg.state_dir, 0700) < 0)
+        return vt_error_set(VT_EIO, "cannot make the state directory %s private (mode 0700): "
+                            "%s", dm->cfg.state_dir, strerror(errno));
+    return 0;
+}
+
 /* Takes STATE_DIR/lock for the life of the process: two daemons on one
  * state directory would both resume its jobs into the same files. */
 static int vt__lock_state(vt_daemon *dm)
@@ -767,7 +790,8 @@ static int vt__setup(vt_daemon *dm)
         return rc;
     if ((rc = vt_mkdir_p(dm->cfg.state_dir, NULL)) < 0)
         return vt_error_wrap(rc, "state directory");
-    chmod(dm->cfg.state_dir, 0700);
+    if ((rc = vt__own_state_dir(dm)) < 0)
+        return rc;
     if ((rc = vt__lock_state(dm)) < 0)
         return rc;
     if ((rc = vt_path(path, sizeof path, "%s/checkpoints", dm->cfg.state_dir)) < 0 ||

@@ -289,4 +289,15 @@ r = vtpy.run(["setpriv", "--reuid=vtbob", "--regid=vtbob", "--init-groups",
              check=False, timeout=60)
 vtpy.check(r.returncode == 1 and f"belongs to uid {alice.pw_uid}" in r.stderr and
            os.path.exists(squat), f"bob's daemon on alice's socket file: {r.stderr[-400:]!r}")
+# ---- nor a state directory that another user owns ----------------------------------------
+# Its owner could put a job row of uid 0 into jobs.db, and the daemon would
+# write that job's output as root: it is refused before anything is written.
+theirs = os.path.join(home["vtalice"], "state")
+os.makedirs(theirs, mode=0o700)
+os.chown(theirs, alice.pw_uid, alice.pw_gid)
+r = vtpy.run([os.path.join(a.build, "daemon", "vggtuned"), "--config", "none", "--backend", "cpu",
+              "--socket", os.path.join(home["vtbob"], "root.sock"), "--state-dir", theirs],
+             check=False, timeout=60)
+vtpy.check(r.returncode == 1 and f"{theirs} belongs to uid {alice.pw_uid}" in r.stderr and
+           not os.listdir(theirs), f"root's daemon on alice's state directory: {r.stderr[-400:]!r}")
 vtpy.done()
