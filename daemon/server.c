@@ -559,6 +559,18 @@ static int vt__socket_alive(const char *path)
     return alive;
 }
 
+/* Puts the path of the socket systemd passed in cfg.socket, which the log
+ * then names: the one the socket unit listens on, not the --socket default
+ * (for the service's user, /tmp/vggtune-UID.sock) that it replaces. */
+static void vt__name_passed_socket(vt_daemon *dm)
+{
+    size_t len = sizeof dm->cfg.socket - 1; /* (libuv does not terminate it) */
+    if (uv_pipe_getsockname(&dm->listener, dm->cfg.socket, &len) < 0 || len == 0 ||
+        dm->cfg.socket[0] == '\0')
+        len = (size_t)snprintf(dm->cfg.socket, sizeof dm->cfg.socket, "(unnamed)");
+    dm->cfg.socket[len] = '\0';
+}
+
 static int vt__listen(vt_daemon *dm)
 {
     int fd = vt_notify_listen_fd(), rc;
@@ -568,7 +580,8 @@ static int vt__listen(vt_daemon *dm)
         if ((rc = uv_pipe_open(&dm->listener, fd)) < 0)
             return vt_error_set(VT_EIO, "cannot use the socket passed by systemd: %s",
                                 uv_strerror(rc));
-        vt_log_info("using the socket passed by systemd");
+        vt__name_passed_socket(dm);
+        vt_log_info("using the socket passed by systemd, %s", dm->cfg.socket);
     } else {
         if (strlen(dm->cfg.socket) >= sizeof(((struct sockaddr_un *)0)->sun_path))
             return vt_error_set(VT_EINVAL, "socket path too long: %s", dm->cfg.socket);

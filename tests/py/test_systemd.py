@@ -141,6 +141,11 @@ if shutil.which("systemd-socket-activate"):
     log.close()
     text = open(os.path.join(TMP, "act.log")).read()
     vtpy.check("using the socket passed by systemd" in text, f"activation log: {text}")
+    # The journal names the socket clients reach, not the --socket it replaced.
+    said = [l for l in text.splitlines() if l.startswith("vggtuned:")]
+    vtpy.check(f"socket {sock}\n" in text and
+               not any("unused.sock" in l for l in said),
+               f"the log should name the passed socket {sock}: {text}")
     vtpy.check(not os.path.exists(os.path.join(TMP, "unused.sock")),
                "with socket activation the daemon must not create its own socket")
 else:
