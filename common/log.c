@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -15,11 +16,27 @@ static vt_log_level vt__log_max = VT_LOG_INFO;
 static int vt__log_journal = -1; /* -1: not yet checked */
 static double vt__log_t0 = -1;    /* VGGTUNE_LOG_TIME: seconds at init, else -1 */
 
+/* Whether stderr is the journal's stream: systemd sets JOURNAL_STREAM to
+ * its "DEVICE:INODE", and children inherit the variable whatever their
+ * stderr is (a shell started from a service, a command whose output goes
+ * to a file), where the "<N>" prefixes would only garble the lines. */
+static int vt__log_to_journal(void)
+{
+    const char *v = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    struct stat st;
+    int used = 0;
+    if (!v || sscanf(v, "%llu:%llu%n", &dev, &ino, &used) != 2 || v[used] != '\0' ||
+        fstat(STDERR_FILENO, &st) < 0)
+        return 0;
+    return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
 void vt_log_init(const char *progname, vt_log_level max_level)
 {
     vt__log_prog = progname;
     vt__log_max = max_level;
-    vt__log_journal = getenv("JOURNAL_STREAM") != NULL;
+    vt__log_journal = vt__log_to_journal();
     const char *t = getenv("VGGTUNE_LOG_TIME");
     if (vt__log_t0 < 0) /* from the first call: the daemon calls this twice */
         vt__log_t0 = t && *t && strcmp(t, "0") != 0 ? vt_clock_mono() : -1;
@@ -54,7 +71,7 @@ void vt_log(vt_log_level level, const char *fmt, ...)
     if (level > vt__log_max)
         return;
     if (vt__log_journal < 0)
-        vt__log_journal = getenv("JOURNAL_STREAM") != NULL;
+        vt__log_journal = vt__log_to_journal();
     if (vt__log_journal)
         n = snprintf(line, sizeof line, "<%d>", (int)level);
     else if (vt__log_t0 >= 0)

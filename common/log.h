@@ -1,7 +1,8 @@
 /* log.h - levelled logging to stderr.
  *
- * One line per message.  Under systemd (JOURNAL_STREAM set) each line starts
- * with the syslog priority prefix "<N>" so the journal records the level;
+ * One line per message.  Under systemd (stderr the stream JOURNAL_STREAM
+ * names) each line starts with the syslog priority prefix "<N>" so the
+ * journal records the level;
  * otherwise lines read "vggtuned: warn: ...", or with VGGTUNE_LOG_TIME=1 in
  * the environment "   12.345 vggtuned: warn: ..." (seconds since
  * vt_log_init, for finding where time goes).  Safe to call from any thread

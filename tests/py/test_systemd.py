@@ -115,6 +115,24 @@ vtpy.check(os.path.exists(qsock) and os.path.isdir(os.path.join(TMP, "q#state"))
 p.send_signal(signal.SIGTERM)
 p.wait(timeout=60)
 
+# ---- log lines for the journal ---------------------------------------------------------
+# The "<N>" level prefixes go to the journal only: JOURNAL_STREAM names its
+# stream ("DEVICE:INODE"), and a process whose stderr is something else
+# (a file, a terminal) but that inherited the variable writes plain lines.
+# (A start that fails at once, on a state directory that is a file.)
+for journal in (True, False):
+    with open(os.path.join(TMP, "journal.log"), "w+") as f:
+        st = os.fstat(f.fileno())
+        env = dict(os.environ, JOURNAL_STREAM=f"{st.st_dev}:{st.st_ino + (0 if journal else 1)}")
+        rc = subprocess.run([VGGTUNED, "--config", "none", "--backend", "cpu",
+                             "--socket", os.path.join(TMP, "j.sock"), "--state-dir", conf],
+                            stdout=subprocess.DEVNULL, stderr=f, env=env, timeout=60).returncode
+        f.seek(0)
+        said = f.read()
+    want = "<3>state directory: " if journal else "vggtuned: error: state directory: "
+    vtpy.check(rc == 1 and said.startswith(want),
+               f"JOURNAL_STREAM {'of' if journal else 'not of'} stderr: {rc} {said!r}")
+
 # ---- socket activation ------------------------------------------------------------
 if shutil.which("systemd-socket-activate"):
     sock = os.path.join(TMP, "act.sock")
