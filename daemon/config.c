@@ -109,6 +109,9 @@ int vt_config_int(const char *key, const char *v, long lo, long hi, long *out)
 
 static int vt__str(const char *key, const char *v, char *dst, size_t len)
 {
+    /* (an empty weights or group is the default; an empty path is a slip) */
+    if (!*v && (!strcmp(key, "socket") || !strcmp(key, "state-dir")))
+        return vt_error_set(VT_EINVAL, "%s must not be empty", key);
     if (strlen(v) >= len)
         return vt_error_set(VT_EINVAL, "%s is too long", key);
     snprintf(dst, len, "%s", v);

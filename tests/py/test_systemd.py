@@ -91,6 +91,14 @@ r = vtpy.run([VGGTUNED, "--config", TMP, "--socket", os.path.join(TMP, "dir.sock
              check=False, timeout=30)
 vtpy.check(r.returncode == 2 and f"cannot read config file {TMP}: Is a directory" in r.stderr,
            f"a directory as --config: {r.returncode} {r.stderr!r}")
+# An empty path is a mistake, said as such (an empty socket was bound, and
+# the start failed on "cannot chmod : No such file or directory").
+with open(conf, "w") as f:
+    f.write("socket =\n")
+r = vtpy.run([VGGTUNED, "--config", conf, "--state-dir", os.path.join(TMP, "empty-state"),
+              "--backend", "cpu"], check=False, timeout=60)
+vtpy.check(r.returncode == 2 and "c.conf:1: socket must not be empty" in r.stderr,
+           f"an empty socket setting: {r.returncode} {r.stderr!r}")
 # Command-line mistakes are named as such.
 for args, want in ((["--socket"], "option --socket needs a value"),
                    (["--admin-group", "no-such-group-x"], "admin-group: no group 'no-such-group-x'"),
