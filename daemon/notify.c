@@ -5,14 +5,19 @@
 #include <stdio.h>
 #include <systemd/sd-daemon.h>
 
-int vt_notify_listen_fd(void)
+#include "../common/error.h"
+
+int vt_notify_listen_fd(int *fd)
 {
-    int n = sd_listen_fds(1);
-    if (n < 1)
-        return -1;
+    *fd = -1;
+    if (sd_listen_fds(1) < 1)
+        return 0;
     if (sd_is_socket_unix(SD_LISTEN_FDS_START, SOCK_STREAM, 1, NULL, 0) <= 0)
-        return -1;
-    return SD_LISTEN_FDS_START;
+        return vt_error_set(VT_EINVAL, "the socket systemd passed is not a listening Unix "
+                            "stream socket: give vggtune.socket a path in ListenStream= "
+                            "(as /run/vggtune/vggtune.sock)");
+    *fd = SD_LISTEN_FDS_START;
+    return 0;
 }
 
 void vt_notify_ready(const char *status)

@@ -5,8 +5,11 @@
 
 #include <stdint.h>
 
-/* The listening socket passed by socket activation (LISTEN_FDS), or -1. */
-int vt_notify_listen_fd(void);
+/* The listening socket passed by socket activation (LISTEN_FDS) into *fd,
+ * -1 when none was passed; returns 0, or VT_EINVAL (with a message) when
+ * the first one passed is not a listening Unix stream socket (a
+ * ListenStream= that names a port, say), which our clients cannot reach. */
+int vt_notify_listen_fd(int *fd);
 
 /* READY=1 with a STATUS line. */
 void vt_notify_ready(const char *status);

@@ -573,9 +573,11 @@ static void vt__name_passed_socket(vt_daemon *dm)
 
 static int vt__listen(vt_daemon *dm)
 {
-    int fd = vt_notify_listen_fd(), rc;
+    int fd, rc;
     char dir[PATH_MAX], *slash;
 
+    if ((rc = vt_notify_listen_fd(&fd)) < 0)
+        return rc;
     if (fd >= 0) {
         if ((rc = uv_pipe_open(&dm->listener, fd)) < 0)
             return vt_error_set(VT_EIO, "cannot use the socket passed by systemd: %s",

@@ -174,6 +174,31 @@ if shutil.which("systemd-socket-activate"):
                f"the log should name the passed socket {sock}: {text}")
     vtpy.check(not os.path.exists(os.path.join(TMP, "unused.sock")),
                "with socket activation the daemon must not create its own socket")
+    # A passed socket our clients cannot reach (ListenStream= naming a TCP
+    # port) is refused: the daemon used to bind its own socket beside it,
+    # and systemd's was never answered.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    tcp = subprocess.Popen(["systemd-socket-activate", "-l", f"127.0.0.1:{port}", VGGTUNED,
+                            "--state-dir", os.path.join(TMP, "tcp-state"), "--backend", "cpu",
+                            "--socket", os.path.join(TMP, "own.sock")],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 30
+    while time.time() < deadline:  # (it starts the daemon on the first connection)
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    try:
+        out, _ = tcp.communicate(timeout=60)
+    except subprocess.TimeoutExpired:  # (it ran on beside the passed socket)
+        tcp.kill()
+        out = tcp.communicate()[0] + "\n(still running after 60 s)"
+    vtpy.check(tcp.returncode != 0 and "the socket systemd passed is not a listening Unix "
+               "stream socket" in out and not os.path.exists(os.path.join(TMP, "own.sock")),
+               f"a TCP socket passed by systemd: exit {tcp.returncode}: {out}")
 else:
     print("SKIP part: systemd-socket-activate is missing")
 
