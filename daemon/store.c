@@ -13,6 +13,7 @@ struct vt_store {
     sqlite3 *db;
     char id[VT_STORE_ID_LEN + 1]; /* this store's identity, hex */
     int full; /* the last call that failed found the disk full */
+    char *path; /* the database file, for messages */
 };
 
 static const char *const vt__schema =
@@ -39,9 +40,24 @@ static const char *const vt__schema =
      * names the job that wrote a model (ids start again in a new store) */
     "CREATE TABLE IF NOT EXISTS store(key TEXT PRIMARY KEY, value TEXT NOT NULL);";
 
+/* The error of a database file SQLite finds damaged or not a database at
+ * all, saying what an administrator can do; 0 for other errors. */
+static int vt__damaged(vt_store *s, const char *what, const char *detail)
+{
+    int code = sqlite3_errcode(s->db);
+    if (code != SQLITE_CORRUPT && code != SQLITE_NOTADB)
+        return 0;
+    return vt_error_set(VT_EIO, "job store %s is damaged (%s: %s): restore it from a backup, "
+                        "or move it aside to start with no jobs (their output folders stay)",
+                        s->path, what, detail);
+}
+
 static int vt__db_error(vt_store *s, const char *what)
 {
+    int rc;
     s->full = sqlite3_errcode(s->db) == SQLITE_FULL;
+    if ((rc = vt__damaged(s, what, sqlite3_errmsg(s->db))) < 0)
+        return rc;
     return vt_error_set(VT_EIO, "job store: %s: %s", what, sqlite3_errmsg(s->db));
 }
 
@@ -150,8 +166,10 @@ int vt_store_open(vt_store **out, const char *path)
     int rc;
 
     *out = NULL;
-    if (!s)
+    if (!s || !(s->path = strdup(path))) {
+        free(s);
         return vt_error_set(VT_ENOMEM, "out of memory");
+    }
     if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
                                           SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
         rc = vt_error_set(VT_EIO, "cannot open job store %s: %s", path,
@@ -161,7 +179,8 @@ int vt_store_open(vt_store **out, const char *path)
     }
     sqlite3_busy_timeout(s->db, 5000);
     if (sqlite3_exec(s->db, vt__schema, NULL, NULL, &err) != SQLITE_OK) {
-        rc = vt_error_set(VT_EIO, "job store %s: %s", path, err ? err : "schema failed");
+        if ((rc = vt__damaged(s, "open", err ? err : "schema failed")) == 0)
+            rc = vt_error_set(VT_EIO, "job store %s: %s", path, err ? err : "schema failed");
         sqlite3_free(err);
         vt_store_close(s);
         return rc;
@@ -183,6 +202,7 @@ void vt_store_close(vt_store *s)
     if (!s)
         return;
     sqlite3_close(s->db);
+    free(s->path);
     free(s);
 }
 

@@ -1563,6 +1563,20 @@ for extra, why in ((["--backend", "cpu", "--weights", "/nonexistent/vgg16.h5"],
     vtpy.check(not os.path.exists(os.path.join(bad_state, "s.sock")),
                "a daemon that failed to start left its socket behind")
 
+# ---- a damaged job database: refused, untouched, with what to do -------------
+dmg = os.path.join(TMP, "damaged-state")
+os.makedirs(dmg, mode=0o700)
+junk = b"this is not an SQLite database, but long enough to look like one\n" * 80
+with open(os.path.join(dmg, "jobs.db"), "wb") as f:
+    f.write(junk)
+p = subprocess.run([VGGTUNED, "--socket", os.path.join(dmg, "s.sock"), "--state-dir", dmg,
+                    "--backend", "cpu"], capture_output=True, text=True, timeout=60)
+vtpy.check(p.returncode == 1 and f"job store {dmg}/jobs.db is damaged" in p.stderr and
+           "restore it from a backup, or move it aside" in p.stderr,
+           f"a damaged job database: exit {p.returncode}: {p.stderr!r}")
+with open(os.path.join(dmg, "jobs.db"), "rb") as f:
+    vtpy.check(f.read() == junk, "the damaged job database was changed")
+
 # ---- a daemon's --weights path that is not UTF-8 -----------------------------
 # Every model's metadata names the trunk's file, and takes only UTF-8: such
 # a path failed every job as it saved its model.  The name's other bytes are
