@@ -71,6 +71,20 @@ static int vt__check_finite(const vt_ntensor *t, const char *label)
     return 0;
 }
 
+/* Checks a layer's weight w against want[ndim] and its bias b against
+ * bshape[1], then that both are finite (shapes first, as a wrong file is
+ * told by its shapes). */
+static int vt__check_layer(const vt_ntensor *w, int ndim, const int64_t *want,
+                           const vt_ntensor *b, const int64_t *bshape, const char *label)
+{
+    int rc;
+    if ((rc = vt__check_shape(w, ndim, want, label)) < 0 ||
+        (rc = vt__check_shape(b, 1, bshape, label)) < 0 ||
+        (rc = vt__check_finite(w, label)) < 0)
+        return rc;
+    return vt__check_finite(b, label);
+}
+
 /* Whether a tensor of set has a name ending in suffix. */
 static int vt__has_suffix(const vt_tensorset *set, const char *suffix)
 {
@@ -229,10 +243,7 @@ int vt_weights_load_trunk(vt_params *p, const vt_tensorset *set, vt_wfile_kind k
         if (kind == VT_WFILE_KERAS_H5) {
             int64_t want[4] = {3, 3, c->cin, c->cout};
             if ((rc = vt__keras_layer(set, c->keras_name, label, &w, &b)) < 0 ||
-                (rc = vt__check_shape(w, 4, want, label)) < 0 ||
-                (rc = vt__check_shape(b, 1, bshape, label)) < 0 ||
-                (rc = vt__check_finite(w, label)) < 0 ||
-                (rc = vt__check_finite(b, label)) < 0)
+                (rc = vt__check_layer(w, 4, want, b, bshape, label)) < 0)
                 return rc;
             vt__hwio_to_krsc(w->data, p->conv_w[i], c->cout, c->cin);
         } else {
@@ -243,10 +254,7 @@ int vt_weights_load_trunk(vt_params *p, const vt_tensorset *set, vt_wfile_kind k
             vt_vgg_torch_name(name, sizeof name, i, "bias");
             if (!(b = vt__need(set, name, label)))
                 return VT_EFORMAT;
-            if ((rc = vt__check_shape(w, 4, want, label)) < 0 ||
-                (rc = vt__check_shape(b, 1, bshape, label)) < 0 ||
-                (rc = vt__check_finite(w, label)) < 0 ||
-                (rc = vt__check_finite(b, label)) < 0)
+            if ((rc = vt__check_layer(w, 4, want, b, bshape, label)) < 0)
                 return rc;
             vt__oihw_to_krsc(w->data, p->conv_w[i], c->cout, c->cin);
         }
@@ -348,10 +356,7 @@ int vt_weights_load_model(vt_params *p, const vt_tensorset *set, int first_conv,
         if (!w || !b)
             return vt_error_set(VT_EFORMAT, "%s: features.%d has a weight or a bias but "
                                 "not both", label, c->torch_index);
-        if ((rc = vt__check_shape(w, 4, want, label)) < 0 ||
-            (rc = vt__check_shape(b, 1, bshape, label)) < 0 ||
-            (rc = vt__check_finite(w, label)) < 0 ||
-            (rc = vt__check_finite(b, label)) < 0)
+        if ((rc = vt__check_layer(w, 4, want, b, bshape, label)) < 0)
             return rc;
         vt__oihw_to_krsc(w->data, p->conv_w[i], c->cout, c->cin);
         memcpy(p->conv_b[i], b->data, (size_t)c->cout * sizeof(float));
@@ -374,10 +379,7 @@ int vt_weights_load_model(vt_params *p, const vt_tensorset *set, int first_conv,
             return vt_error_set(VT_EFORMAT, "%s: head.%d has a weight or a bias but not "
                                 "both", label, j);
         int64_t want[2] = {p->dense_out[j], p->dense_in[j]}, bshape[1] = {p->dense_out[j]};
-        if ((rc = vt__check_shape(w, 2, want, label)) < 0 ||
-            (rc = vt__check_shape(b, 1, bshape, label)) < 0 ||
-            (rc = vt__check_finite(w, label)) < 0 ||
-            (rc = vt__check_finite(b, label)) < 0)
+        if ((rc = vt__check_layer(w, 2, want, b, bshape, label)) < 0)
             return rc;
         if (j == 0)
             vt__head0_permute(w->data, p->dense_w[0], p->dense_out[0], side, 512, 1);
